@@ -1,0 +1,139 @@
+"""The persisted shape of a saga: plain records shared by the engine and the store.
+
+Nothing here does I/O. The executor builds these from the state machine and hands
+them to the store; the store returns them on reads and on recovery.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+class SagaStatus(enum.StrEnum):
+    """States of a whole saga; COMPLETED and FAILED are terminal."""
+
+    RUNNING = "RUNNING"
+    COMPENSATING = "COMPENSATING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (SagaStatus.COMPLETED, SagaStatus.FAILED)
+
+
+class StepStatus(enum.StrEnum):
+    """States of one step. COMPENSATION_FAILED means an operator must act."""
+
+    PENDING = "PENDING"
+    STARTED = "STARTED"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    COMPENSATING = "COMPENSATING"
+    COMPENSATED = "COMPENSATED"
+    COMPENSATION_FAILED = "COMPENSATION_FAILED"
+
+
+class TransitionEvent(enum.StrEnum):
+    """What a row of the transition log records."""
+
+    SAGA_STARTED = "SAGA_STARTED"
+    STEP_STARTED = "STEP_STARTED"
+    STEP_RETRY_SCHEDULED = "STEP_RETRY_SCHEDULED"
+    STEP_COMPLETED = "STEP_COMPLETED"
+    STEP_FAILED = "STEP_FAILED"
+    COMPENSATION_STARTED = "COMPENSATION_STARTED"
+    COMPENSATION_RETRY_SCHEDULED = "COMPENSATION_RETRY_SCHEDULED"
+    COMPENSATION_COMPLETED = "COMPENSATION_COMPLETED"
+    COMPENSATION_FAILED = "COMPENSATION_FAILED"
+    SAGA_COMPENSATING = "SAGA_COMPENSATING"
+    SAGA_COMPLETED = "SAGA_COMPLETED"
+    SAGA_FAILED = "SAGA_FAILED"
+
+
+ENGINE_ACTOR = "engine"
+
+
+@dataclass(frozen=True, slots=True)
+class SagaRecord:
+    """One row of the sagas table.
+
+    `version` is bumped by every commit; a commit names the version it expects,
+    which fences off a writer that no longer owns the saga.
+    """
+
+    saga_id: str
+    saga_type: str
+    definition_version: int
+    correlation_id: str
+    payload: dict[str, Any]
+    status: SagaStatus
+    create_time: datetime
+    update_time: datetime
+    idempotency_key: str | None = None
+    request_fingerprint: str = ""
+    failure_reason: str = ""
+    failed_step: str = ""
+    needs_intervention: bool = False
+    version: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class StepRecord:
+    """One row of the saga_steps table; `result` is the participant's serialized reply."""
+
+    saga_id: str
+    index: int
+    name: str
+    status: StepStatus = StepStatus.PENDING
+    attempts: int = 0
+    compensation_attempts: int = 0
+    error: str = ""
+    result: bytes | None = None
+    start_time: datetime | None = None
+    update_time: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TransitionRecord:
+    """One row of the append-only transition log (the audit trail).
+
+    `seq` numbers a saga's transitions from 1 without gaps; statuses are the
+    ones in force after the transition.
+    """
+
+    saga_id: str
+    seq: int
+    event: TransitionEvent
+    time: datetime
+    saga_status: SagaStatus
+    step: str = ""
+    step_status: StepStatus | None = None
+    attempt: int = 0
+    error: str = ""
+    actor: str = ENGINE_ACTOR
+
+
+@dataclass(frozen=True, slots=True)
+class SagaCommit:
+    """One unit of the write path: a saga's new row, its changed steps and the log rows.
+
+    A store applies a sequence of commits (possibly of many sagas) in one
+    transaction, all or nothing. `saga.version` must be `expected_version + 1`.
+    """
+
+    saga: SagaRecord
+    expected_version: int
+    steps: tuple[StepRecord, ...] = ()
+    transitions: tuple[TransitionRecord, ...] = field(default=())
+
+
+@dataclass(frozen=True, slots=True)
+class CreateSagaResult:
+    """What `Store.create_saga` did: the stored saga, and whether this call created it."""
+
+    saga: SagaRecord
+    created: bool

@@ -1,0 +1,74 @@
+"""The one interface every saga store implements.
+
+The write path takes whole `SagaCommit` units, never single columns, so a
+store can apply the transitions of many sagas in one transaction (group commit)
+without the executor changing. Every method is a coroutine; a store that
+cannot reach its database raises `StoreUnavailable` and has written nothing.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+
+from orchestrator.records import (
+    CreateSagaResult,
+    SagaCommit,
+    SagaRecord,
+    StepRecord,
+    TransitionRecord,
+)
+
+
+class Store(abc.ABC):
+    """Durable home of sagas, their steps and their transition log."""
+
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Connect, create or migrate the schema to the latest version."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release connections; the store is unusable afterwards."""
+
+    @abc.abstractmethod
+    async def schema_version(self) -> int:
+        """The schema version recorded in the database."""
+
+    @abc.abstractmethod
+    async def create_saga(
+        self,
+        saga: SagaRecord,
+        steps: Sequence[StepRecord],
+        transitions: Sequence[TransitionRecord],
+    ) -> CreateSagaResult:
+        """Insert a new saga with its steps and first log rows, in one transaction.
+
+        When `saga.idempotency_key` is already taken, nothing is written and the
+        existing saga is returned with `created=False` (also under a race).
+        """
+
+    @abc.abstractmethod
+    async def commit(self, commits: Sequence[SagaCommit]) -> None:
+        """Apply commits, possibly of many sagas, in one transaction: all or nothing.
+
+        For each commit the saga row is updated only if its version equals
+        `expected_version`; otherwise `StaleSagaVersion` is raised and nothing of
+        the whole batch is written. Step rows are upserted; transitions appended.
+        """
+
+    @abc.abstractmethod
+    async def get_saga(self, saga_id: str) -> SagaRecord | None:
+        """The saga row, or None."""
+
+    @abc.abstractmethod
+    async def get_steps(self, saga_id: str) -> list[StepRecord]:
+        """The saga's step rows ordered by index."""
+
+    @abc.abstractmethod
+    async def get_transitions(self, saga_id: str, after_seq: int = 0) -> list[TransitionRecord]:
+        """The saga's log rows with seq > after_seq, in order."""
+
+    @abc.abstractmethod
+    async def list_unfinished(self, limit: int = 1000) -> list[SagaRecord]:
+        """Sagas that are RUNNING or COMPENSATING, oldest first (for recovery)."""

@@ -1,0 +1,120 @@
+import datetime
+
+from google.protobuf import struct_pb2 as _struct_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class SagaStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SAGA_STATUS_UNSPECIFIED: _ClassVar[SagaStatus]
+    SAGA_STATUS_RUNNING: _ClassVar[SagaStatus]
+    SAGA_STATUS_COMPENSATING: _ClassVar[SagaStatus]
+    SAGA_STATUS_COMPLETED: _ClassVar[SagaStatus]
+    SAGA_STATUS_FAILED: _ClassVar[SagaStatus]
+
+class StepStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    STEP_STATUS_UNSPECIFIED: _ClassVar[StepStatus]
+    STEP_STATUS_PENDING: _ClassVar[StepStatus]
+    STEP_STATUS_STARTED: _ClassVar[StepStatus]
+    STEP_STATUS_COMPLETED: _ClassVar[StepStatus]
+    STEP_STATUS_FAILED: _ClassVar[StepStatus]
+    STEP_STATUS_COMPENSATING: _ClassVar[StepStatus]
+    STEP_STATUS_COMPENSATED: _ClassVar[StepStatus]
+    STEP_STATUS_COMPENSATION_FAILED: _ClassVar[StepStatus]
+SAGA_STATUS_UNSPECIFIED: SagaStatus
+SAGA_STATUS_RUNNING: SagaStatus
+SAGA_STATUS_COMPENSATING: SagaStatus
+SAGA_STATUS_COMPLETED: SagaStatus
+SAGA_STATUS_FAILED: SagaStatus
+STEP_STATUS_UNSPECIFIED: StepStatus
+STEP_STATUS_PENDING: StepStatus
+STEP_STATUS_STARTED: StepStatus
+STEP_STATUS_COMPLETED: StepStatus
+STEP_STATUS_FAILED: StepStatus
+STEP_STATUS_COMPENSATING: StepStatus
+STEP_STATUS_COMPENSATED: StepStatus
+STEP_STATUS_COMPENSATION_FAILED: StepStatus
+
+class StartSagaRequest(_message.Message):
+    __slots__ = ("saga_type", "correlation_id", "payload", "idempotency_key")
+    SAGA_TYPE_FIELD_NUMBER: _ClassVar[int]
+    CORRELATION_ID_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    saga_type: str
+    correlation_id: str
+    payload: _struct_pb2.Struct
+    idempotency_key: str
+    def __init__(self, saga_type: _Optional[str] = ..., correlation_id: _Optional[str] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
+
+class StartSagaResponse(_message.Message):
+    __slots__ = ("saga_id", "status", "created")
+    SAGA_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    saga_id: str
+    status: SagaStatus
+    created: bool
+    def __init__(self, saga_id: _Optional[str] = ..., status: _Optional[_Union[SagaStatus, str]] = ..., created: _Optional[bool] = ...) -> None: ...
+
+class GetSagaRequest(_message.Message):
+    __slots__ = ("saga_id",)
+    SAGA_ID_FIELD_NUMBER: _ClassVar[int]
+    saga_id: str
+    def __init__(self, saga_id: _Optional[str] = ...) -> None: ...
+
+class Saga(_message.Message):
+    __slots__ = ("saga_id", "saga_type", "definition_version", "correlation_id", "status", "failure_reason", "failed_step", "needs_intervention", "create_time", "update_time", "steps", "payload", "idempotency_key")
+    SAGA_ID_FIELD_NUMBER: _ClassVar[int]
+    SAGA_TYPE_FIELD_NUMBER: _ClassVar[int]
+    DEFINITION_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CORRELATION_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_REASON_FIELD_NUMBER: _ClassVar[int]
+    FAILED_STEP_FIELD_NUMBER: _ClassVar[int]
+    NEEDS_INTERVENTION_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    saga_id: str
+    saga_type: str
+    definition_version: int
+    correlation_id: str
+    status: SagaStatus
+    failure_reason: str
+    failed_step: str
+    needs_intervention: bool
+    create_time: _timestamp_pb2.Timestamp
+    update_time: _timestamp_pb2.Timestamp
+    steps: _containers.RepeatedCompositeFieldContainer[Step]
+    payload: _struct_pb2.Struct
+    idempotency_key: str
+    def __init__(self, saga_id: _Optional[str] = ..., saga_type: _Optional[str] = ..., definition_version: _Optional[int] = ..., correlation_id: _Optional[str] = ..., status: _Optional[_Union[SagaStatus, str]] = ..., failure_reason: _Optional[str] = ..., failed_step: _Optional[str] = ..., needs_intervention: _Optional[bool] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[Step, _Mapping]]] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
+
+class Step(_message.Message):
+    __slots__ = ("name", "status", "attempts", "error", "compensation_attempts", "start_time", "update_time")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    COMPENSATION_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    status: StepStatus
+    attempts: int
+    error: str
+    compensation_attempts: int
+    start_time: _timestamp_pb2.Timestamp
+    update_time: _timestamp_pb2.Timestamp
+    def __init__(self, name: _Optional[str] = ..., status: _Optional[_Union[StepStatus, str]] = ..., attempts: _Optional[int] = ..., error: _Optional[str] = ..., compensation_attempts: _Optional[int] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
