@@ -1,0 +1,110 @@
+"""Outbound typed gRPC commands to participants, and how their errors are read.
+
+One channel per participant address for the life of the process. Errors are
+sorted into three kinds, because each leads the saga somewhere else:
+transient (retry, same idempotency key), rejected (the participant said no:
+nothing happened) and unknown outcome (it may have happened: compensate it).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+
+import grpc
+from google.protobuf.message import Message
+
+from orchestrator.errors import ConfigurationError
+from orchestrator.registry import ResolvedCall
+
+TRANSIENT_CODES = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.ABORTED,
+    }
+)
+"""Retried with the same idempotency key; a deadline does not mean "did not happen"."""
+
+REJECTION_CODES = frozenset(
+    {
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.ALREADY_EXISTS,
+        grpc.StatusCode.OUT_OF_RANGE,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.UNIMPLEMENTED,
+    }
+)
+"""The participant answered and refused: its state is unchanged. FAILED_PRECONDITION is
+the business rejection (no seats left, card declined)."""
+
+
+class ErrorKind(enum.Enum):
+    TRANSIENT = "transient"
+    REJECTED = "rejected"
+    OUTCOME_UNKNOWN = "outcome_unknown"
+
+
+def classify(code: grpc.StatusCode) -> ErrorKind:
+    """Which way a failed command takes the saga; anything unlisted may have happened."""
+    if code in TRANSIENT_CODES:
+        return ErrorKind.TRANSIENT
+    if code in REJECTION_CODES:
+        return ErrorKind.REJECTED
+    return ErrorKind.OUTCOME_UNKNOWN
+
+
+def describe_rpc_error(error: grpc.aio.AioRpcError) -> str:
+    """A one-line error for the step record: code name and the participant's message."""
+    return f"{error.code().name}: {error.details() or 'no details'}"
+
+
+class ParticipantClient:
+    """Sends commands to participants by name, over one reused channel per address."""
+
+    def __init__(self, addresses: Mapping[str, str]) -> None:
+        self._addresses = dict(addresses)
+        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._methods: dict[tuple[str, str], grpc.aio.UnaryUnaryMultiCallable] = {}
+
+    def check_addresses(self, participants: frozenset[str]) -> None:
+        """Refuse to run when a definition addresses a participant with no address."""
+        missing = sorted(participants - set(self._addresses))
+        if missing:
+            raise ConfigurationError(
+                "no address configured for participant(s) "
+                + ", ".join(missing)
+                + " (set --participant NAME=HOST:PORT or SAGA_PARTICIPANTS)"
+            )
+
+    def _channel(self, participant: str) -> grpc.aio.Channel:
+        channel = self._channels.get(participant)
+        if channel is None:
+            channel = grpc.aio.insecure_channel(self._addresses[participant])
+            self._channels[participant] = channel
+        return channel
+
+    async def send(
+        self, participant: str, call: ResolvedCall, request: Message, timeout: float
+    ) -> Message:
+        """One attempt with a deadline; raises grpc.aio.AioRpcError on any failure."""
+        method = self._methods.get((participant, call.path))
+        if method is None:
+            method = self._channel(participant).unary_unary(
+                call.path,
+                request_serializer=call.request_type.SerializeToString,
+                response_deserializer=call.response_type.FromString,
+            )
+            self._methods[(participant, call.path)] = method
+        reply: Message = await method(request, timeout=timeout)
+        return reply
+
+    async def close(self) -> None:
+        for channel in self._channels.values():
+            await channel.close()
+        self._channels.clear()
+        self._methods.clear()

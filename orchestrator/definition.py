@@ -1,0 +1,136 @@
+"""The saga definition DSL: frozen dataclasses the executor walks.
+
+A definition is data: steps name a participant and the typed RPCs of its action
+and compensation, and functions that build each request from the saga input
+and the results stored so far. Nothing here talks to the network or a database.
+
+    SagaDefinition(
+        name="travel_booking", version=1, input_type=TravelBookingInput,
+        steps=(
+            Step("book_flight", participant="flight",
+                 action=Call(FLIGHT, "BookFlight", build_book_flight),
+                 compensation=Call(FLIGHT, "CancelFlight", build_cancel_flight)),
+            ...
+        ),
+    )
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from google.protobuf.message import Message
+
+CONTEXT_FIELD = "context"
+"""The request field of type saga.participants.common.v1.CommandContext that the engine fills."""
+
+CONTEXT_MESSAGE = "saga.participants.common.v1.CommandContext"
+
+
+@dataclass(frozen=True, slots=True)
+class StepContext:
+    """What a request builder may read: the saga's input and the stored results.
+
+    `results` maps step names to the participant's reply for every completed
+    step before this one; `result` is this step's own reply (for compensations;
+    None when the action's reply was never received).
+    """
+
+    saga_id: str
+    input: Message
+    results: Mapping[str, Message]
+    result: Message | None = None
+
+    def result_of(self, step: str) -> Message:
+        """The reply of an earlier step; KeyError names the step when it has none."""
+        try:
+            return self.results[step]
+        except KeyError:
+            raise KeyError(f"no stored result for step {step!r}") from None
+
+
+RequestBuilder = Callable[[StepContext], Message]
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One typed unary RPC: the full proto service name, the method, the request builder."""
+
+    service: str
+    method: str
+    request: RequestBuilder
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How a command is retried on a transient error, with the same idempotency key.
+
+    The n-th retry waits min(initial_backoff * multiplier**(n-1), max_backoff)
+    seconds, spread by +/- jitter (a fraction).
+    """
+
+    max_attempts: int = 3
+    initial_backoff: float = 0.1
+    max_backoff: float = 2.0
+    multiplier: float = 2.0
+    jitter: float = 0.2
+
+    def backoff(self, attempt: int, unit_random: float) -> float:
+        """Seconds to wait after failed attempt number `attempt` (1-based); unit_random in [0, 1)."""
+        base = min(self.initial_backoff * self.multiplier ** (attempt - 1), self.max_backoff)
+        return max(0.0, base * (1.0 + self.jitter * (2.0 * unit_random - 1.0)))
+
+
+DEFAULT_ACTION_RETRY = RetryPolicy()
+DEFAULT_COMPENSATION_RETRY = RetryPolicy(max_attempts=10, initial_backoff=0.1, max_backoff=5.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One step: an action on a participant and, unless irreversible, its compensation.
+
+    `timeout` is the gRPC deadline of each attempt, in seconds. A step without
+    a compensation cannot be undone; it must be the last step of its saga.
+    """
+
+    name: str
+    participant: str
+    action: Call
+    compensation: Call | None = None
+    timeout: float = 5.0
+    retry: RetryPolicy | None = None
+    compensation_retry: RetryPolicy | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SagaDefinition:
+    """A saga type at one version: its input message and its steps in order."""
+
+    name: str
+    version: int
+    input_type: type[Message]
+    steps: tuple[Step, ...]
+    description: str = ""
+    retry: RetryPolicy = field(default=DEFAULT_ACTION_RETRY)
+    compensation_retry: RetryPolicy = field(default=DEFAULT_COMPENSATION_RETRY)
+
+    def step_named(self, name: str) -> Step:
+        """The step called `name`; KeyError when the definition has none."""
+        for step in self.steps:
+            if step.name == name:
+                return step
+        raise KeyError(f"saga type {self.name!r} v{self.version} has no step {name!r}")
+
+    def action_retry(self, step: Step) -> RetryPolicy:
+        """The step's own retry policy, else the saga type's default."""
+        return step.retry or self.retry
+
+    def compensation_retry_of(self, step: Step) -> RetryPolicy:
+        """The step's own compensation retry policy, else the saga type's default."""
+        return step.compensation_retry or self.compensation_retry
+
+    @property
+    def participants(self) -> frozenset[str]:
+        """Every participant name the definition's steps address."""
+        return frozenset(step.participant for step in self.steps)

@@ -1,0 +1,207 @@
+"""`make demo`: travel bookings against real participant processes, some failing.
+
+Starts the example participants (limited inventory, injected failures) and the
+orchestrator as separate processes on free ports, runs a batch of travel
+bookings, prints every saga's outcome and the participants'
+final state, and checks that no failed saga left a booking or charge behind.
+Exits 0 only if every saga finished and every check held; stops every process
+it started either way.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections import Counter, defaultdict
+from datetime import datetime
+from pathlib import Path
+
+import grpc
+from google.protobuf import struct_pb2
+from saga.participants.car_rental.v1 import car_rental_pb2, car_rental_pb2_grpc
+from saga.participants.common.v1.command_pb2 import RESERVATION_STATE_ACTIVE
+from saga.participants.flight.v1 import flight_pb2, flight_pb2_grpc
+from saga.participants.hotel.v1 import hotel_pb2, hotel_pb2_grpc
+from saga.participants.payment.v1 import payment_pb2, payment_pb2_grpc
+from saga.v1 import orchestrator_pb2 as pb
+from saga.v1 import orchestrator_pb2_grpc as pb_grpc
+
+from orchestrator.localrun import LocalProcess, orchestrator_process, participants_process
+
+BOOKINGS = 12
+FLIGHT_SEATS = 10
+HOTEL_ROOMS = 8
+CARS = 6
+MAX_CHARGE_MINOR = 150_000
+FINISH_TIMEOUT_SECONDS = 60.0
+
+TERMINAL = {pb.SAGA_STATUS_COMPLETED, pb.SAGA_STATUS_FAILED}
+
+
+def _status(value: int) -> str:
+    return pb.SagaStatus.Name(value).removeprefix("SAGA_STATUS_")
+
+
+def _step_status(value: int) -> str:
+    return pb.StepStatus.Name(value).removeprefix("STEP_STATUS_").lower()
+
+
+def travel_payload(number: int) -> dict[str, object]:
+    """Bookings that compete for few seats and rooms; every fifth is over the card limit."""
+    price = 250_000 if number % 5 == 4 else 90_000 + number * 1_000
+    return {
+        "customer_id": f"customer-{number}",
+        "traveller_name": f"Traveller {number}",
+        "flight_number": "LH400",
+        "hotel_id": "berlin-central",
+        "nights": 2 + number % 3,
+        "car_location": "BER",
+        "car_class": "compact",
+        "car_days": 3,
+        "amount": {"currency_code": "EUR", "amount_minor": price},
+    }
+
+
+def start_processes(workdir: Path, database_url: str) -> tuple[list[LocalProcess], LocalProcess]:
+    participants = [
+        participants_process(workdir, ["flight"], ["--capacity", str(FLIGHT_SEATS)]),
+        participants_process(workdir, ["hotel"], ["--capacity", str(HOTEL_ROOMS)]),
+        participants_process(
+            workdir,
+            ["car_rental"],
+            ["--capacity", str(CARS), "--fail-rate", "0.25", "--seed", "7"],
+        ),
+        participants_process(workdir, ["payment"], ["--max-charge-minor", str(MAX_CHARGE_MINOR)]),
+        participants_process(workdir, ["inventory", "shipping", "notification"]),
+    ]
+    addresses: dict[str, str] = {}
+    for process in participants:
+        process.start()
+        addresses.update(process.info["services"])
+    orchestrator = orchestrator_process(workdir, database_url, addresses).start()
+    return participants, orchestrator
+
+
+def run_sagas(stub: pb_grpc.SagaOrchestratorStub) -> list[pb.Saga]:
+    saga_ids = []
+    for number in range(BOOKINGS):
+        payload = struct_pb2.Struct()
+        payload.update(travel_payload(number))
+        reply = stub.StartSaga(
+            pb.StartSagaRequest(
+                saga_type="travel_booking",
+                correlation_id=f"trip-{number}",
+                payload=payload,
+                idempotency_key=f"demo-trip-{number}-{os.getpid()}",
+            ),
+            timeout=10,
+        )
+        saga_ids.append(reply.saga_id)
+    deadline = time.monotonic() + FINISH_TIMEOUT_SECONDS
+    while True:
+        sagas = [stub.GetSaga(pb.GetSagaRequest(saga_id=i), timeout=10) for i in saga_ids]
+        if all(s.status in TERMINAL for s in sagas) or time.monotonic() > deadline:
+            return sagas
+        time.sleep(0.2)
+
+
+def print_sagas(sagas: list[pb.Saga]) -> None:
+    print(f"\n{'saga':<10} {'trip':<8} {'outcome':<10} steps")
+    for saga in sagas:
+        steps = "  ".join(f"{s.name}={_step_status(s.status)}" for s in saga.steps)
+        print(f"{saga.saga_id[:8]:<10} {saga.correlation_id:<8} {_status(saga.status):<10} {steps}")
+        if saga.failure_reason:
+            print(f"{'':<30}why: {saga.failure_reason}")
+
+
+def check_participants(addresses: dict[str, str], sagas: list[pb.Saga]) -> list[str]:
+    """Print inventories and return every violated invariant."""
+    outcome = {s.saga_id: s.status for s in sagas}
+    active: dict[str, Counter[str]] = defaultdict(Counter)
+    with grpc.insecure_channel(addresses["flight"]) as channel:
+        flights = flight_pb2_grpc.FlightServiceStub(channel).GetFlightInventory(
+            flight_pb2.GetFlightInventoryRequest(), timeout=10
+        )
+    with grpc.insecure_channel(addresses["hotel"]) as channel:
+        hotels = hotel_pb2_grpc.HotelServiceStub(channel).GetHotelInventory(
+            hotel_pb2.GetHotelInventoryRequest(), timeout=10
+        )
+    with grpc.insecure_channel(addresses["car_rental"]) as channel:
+        cars = car_rental_pb2_grpc.CarRentalServiceStub(channel).GetCarInventory(
+            car_rental_pb2.GetCarInventoryRequest(), timeout=10
+        )
+    with grpc.insecure_channel(addresses["payment"]) as channel:
+        ledger = payment_pb2_grpc.PaymentServiceStub(channel).GetPaymentLedger(
+            payment_pb2.GetPaymentLedgerRequest(), timeout=10
+        )
+    print("\nParticipants' final state")
+    for f in flights.flights:
+        if f.flight_number == "LH400":
+            print(f"  flight LH400        seats {f.seats_available}/{f.seats_total} free")
+    for h in hotels.hotels:
+        if h.hotel_id == "berlin-central":
+            print(f"  hotel berlin-central rooms {h.rooms_available}/{h.rooms_total} free")
+    for c in cars.cars:
+        if (c.location, c.car_class) == ("BER", "compact"):
+            print(f"  cars BER compact    {c.cars_available}/{c.cars_total} free")
+    records = [
+        ("flight bookings", flights.bookings),
+        ("hotel reservations", hotels.reservations),
+        ("car rentals", cars.rentals),
+        ("payments", ledger.payments),
+    ]
+    for label, items in records:
+        live = sum(1 for i in items if i.state == RESERVATION_STATE_ACTIVE)
+        print(f"  {label:<20} {len(items)} made, {live} active, {len(items) - live} undone")
+        for item in items:
+            if item.state == RESERVATION_STATE_ACTIVE:
+                active[label][item.saga_id] += 1
+    charged = sum(p.amount.amount_minor for p in ledger.payments if p.state == RESERVATION_STATE_ACTIVE)
+    print(f"  money charged       {charged / 100:.2f} EUR")
+
+    problems = []
+    for saga_id, status in outcome.items():
+        for label, _ in records:
+            count = active[label][saga_id]
+            if status == pb.SAGA_STATUS_COMPLETED and count != 1:
+                problems.append(f"completed saga {saga_id} has {count} active {label}")
+            if status == pb.SAGA_STATUS_FAILED and count != 0:
+                problems.append(f"failed saga {saga_id} left {count} active {label} behind")
+    return problems
+
+
+def main() -> int:
+    workdir = Path(".demo") / datetime.now().strftime("%Y%m%d-%H%M%S")
+    database_url = os.environ.get("SAGA_DATABASE_URL") or f"sqlite:///{workdir / 'saga.sqlite3'}"
+    print(f"demo: state and logs in {workdir}, orchestrator store {database_url.split('@')[-1]}")
+    participants: list[LocalProcess] = []
+    orchestrator: LocalProcess | None = None
+    try:
+        participants, orchestrator = start_processes(workdir, database_url)
+        addresses = {k: v for p in participants for k, v in p.info["services"].items()}
+        print(f"demo: orchestrator pid {orchestrator.pid} on {orchestrator.address}; "
+              f"{len(participants)} participant processes")
+        with grpc.insecure_channel(orchestrator.address) as channel:
+            sagas = run_sagas(pb_grpc.SagaOrchestratorStub(channel))
+        print_sagas(sagas)
+        problems = check_participants(addresses, sagas)
+        unfinished = [s.saga_id for s in sagas if s.status not in TERMINAL]
+        problems += [f"saga {i} did not finish in {FINISH_TIMEOUT_SECONDS}s" for i in unfinished]
+        counts = Counter(_status(s.status) for s in sagas)
+        print(f"\n{len(sagas)} travel bookings: {counts['COMPLETED']} completed, "
+              f"{counts['FAILED']} failed and compensated")
+        if problems:
+            print("\nCHECKS FAILED:\n  " + "\n  ".join(problems))
+            return 1
+        print("checks: every completed saga holds one booking, room, car and charge; "
+              "every failed saga holds none")
+        return 0
+    finally:
+        for process in [orchestrator, *participants]:
+            if process is not None:
+                process.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

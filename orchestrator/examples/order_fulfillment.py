@@ -1,0 +1,114 @@
+"""order_fulfillment: reserve stock, charge, schedule shipping, confirm to the customer.
+
+The confirmation cannot be unsent, so it has no compensation and comes last.
+"""
+
+from __future__ import annotations
+
+from saga.examples.v1.inputs_pb2 import OrderFulfillmentInput
+from saga.participants.inventory.v1 import inventory_pb2 as inventory
+from saga.participants.notification.v1 import notification_pb2 as notification
+from saga.participants.payment.v1 import payment_pb2 as payment
+from saga.participants.shipping.v1 import shipping_pb2 as shipping
+
+from orchestrator.definition import Call, SagaDefinition, Step, StepContext
+
+INVENTORY = "saga.participants.inventory.v1.InventoryService"
+PAYMENT = "saga.participants.payment.v1.PaymentService"
+SHIPPING = "saga.participants.shipping.v1.ShippingService"
+NOTIFICATION = "saga.participants.notification.v1.NotificationService"
+
+
+def _input(ctx: StepContext) -> OrderFulfillmentInput:
+    assert isinstance(ctx.input, OrderFulfillmentInput)
+    return ctx.input
+
+
+def reserve(ctx: StepContext) -> inventory.ReserveInventoryRequest:
+    order = _input(ctx)
+    return inventory.ReserveInventoryRequest(order_id=order.order_id, items=order.items)
+
+
+def release(ctx: StepContext) -> inventory.ReleaseInventoryRequest:
+    reserved = ctx.result
+    return inventory.ReleaseInventoryRequest(
+        reservation_id=(
+            reserved.reservation_id
+            if isinstance(reserved, inventory.ReserveInventoryResponse)
+            else ""
+        )
+    )
+
+
+def charge(ctx: StepContext) -> payment.ChargePaymentRequest:
+    order = _input(ctx)
+    return payment.ChargePaymentRequest(customer_id=order.customer_id, amount=order.amount)
+
+
+def refund(ctx: StepContext) -> payment.RefundPaymentRequest:
+    charged = ctx.result
+    return payment.RefundPaymentRequest(
+        payment_id=charged.payment_id if isinstance(charged, payment.ChargePaymentResponse) else ""
+    )
+
+
+def schedule(ctx: StepContext) -> shipping.ScheduleShipmentRequest:
+    order = _input(ctx)
+    return shipping.ScheduleShipmentRequest(
+        order_id=order.order_id, address=order.shipping_address
+    )
+
+
+def cancel_shipment(ctx: StepContext) -> shipping.CancelShipmentRequest:
+    scheduled = ctx.result
+    return shipping.CancelShipmentRequest(
+        shipment_id=(
+            scheduled.shipment_id
+            if isinstance(scheduled, shipping.ScheduleShipmentResponse)
+            else ""
+        )
+    )
+
+
+def confirm(ctx: StepContext) -> notification.SendOrderConfirmationRequest:
+    order = _input(ctx)
+    shipment = ctx.result_of("schedule_shipping")
+    assert isinstance(shipment, shipping.ScheduleShipmentResponse)
+    return notification.SendOrderConfirmationRequest(
+        customer_id=order.customer_id,
+        order_id=order.order_id,
+        shipment_id=shipment.shipment_id,
+    )
+
+
+ORDER_FULFILLMENT = SagaDefinition(
+    name="order_fulfillment",
+    version=1,
+    input_type=OrderFulfillmentInput,
+    description="Reserve stock, charge, schedule shipping, then confirm to the customer.",
+    steps=(
+        Step(
+            "reserve_inventory",
+            participant="inventory",
+            action=Call(INVENTORY, "ReserveInventory", reserve),
+            compensation=Call(INVENTORY, "ReleaseInventory", release),
+        ),
+        Step(
+            "charge_payment",
+            participant="payment",
+            action=Call(PAYMENT, "ChargePayment", charge),
+            compensation=Call(PAYMENT, "RefundPayment", refund),
+        ),
+        Step(
+            "schedule_shipping",
+            participant="shipping",
+            action=Call(SHIPPING, "ScheduleShipment", schedule),
+            compensation=Call(SHIPPING, "CancelShipment", cancel_shipment),
+        ),
+        Step(
+            "send_confirmation",
+            participant="notification",
+            action=Call(NOTIFICATION, "SendOrderConfirmation", confirm),
+        ),
+    ),
+)

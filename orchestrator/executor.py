@@ -1,0 +1,321 @@
+"""Drives sagas: decide the next action (pure), persist the intent, send the command,
+record the outcome, repeat.
+
+Write-ahead rule: `SagaRun` queues transitions in memory; everything queued is
+committed before any command leaves this process, and a saga's terminal status
+is committed before its task ends. A reply whose commit is lost to a crash is
+not lost for the saga: the step is still STARTED in the store, so the command
+is sent again with the same idempotency key and the participant answers with
+the result it stored the first time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import random
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import grpc
+from google.protobuf import json_format
+from google.protobuf.message import Message
+
+from orchestrator.clock import utc_now
+from orchestrator.commands import ErrorKind, ParticipantClient, classify, describe_rpc_error
+from orchestrator.definition import CONTEXT_FIELD, SagaDefinition, StepContext
+from orchestrator.errors import IdempotencyKeyReused, StaleSagaVersion
+from orchestrator.machine import Done, SagaRun, SendAction, SendCompensation
+from orchestrator.records import (
+    CreateSagaResult,
+    SagaRecord,
+    SagaStatus,
+    StepRecord,
+    TransitionEvent,
+    TransitionRecord,
+)
+from orchestrator.registry import Registry
+from orchestrator.store.base import Store
+
+logger = logging.getLogger(__name__)
+
+RESTART_BACKOFF_SECONDS = (0.2, 0.5, 1.0, 2.0, 5.0)
+"""Waits before driving a saga again from the store after a store or engine error."""
+
+
+def request_fingerprint(saga_type: str, correlation_id: str, payload: Mapping[str, Any]) -> str:
+    """A digest of what StartSaga was asked, to tell a true repeat from a reused key."""
+    canonical = json.dumps(
+        [saga_type, correlation_id, payload], sort_keys=True, separators=(",", ":")
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class Executor:
+    """Owns one asyncio task per saga this process drives."""
+
+    def __init__(
+        self,
+        store: Store,
+        registry: Registry,
+        participants: ParticipantClient,
+        *,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._store = store
+        self._registry = registry
+        self._participants = participants
+        self._rng = rng or random.Random()
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    # --- starting and resuming -------------------------------------------------------
+
+    async def start_saga(
+        self,
+        definition: SagaDefinition,
+        correlation_id: str,
+        payload: dict[str, Any],
+        idempotency_key: str | None,
+    ) -> CreateSagaResult:
+        """Store a new saga and start driving it; a known idempotency key returns the
+        saga it started. When this returns, the saga and its SAGA_STARTED row are committed.
+        """
+        now = utc_now()
+        saga = SagaRecord(
+            saga_id=str(uuid.uuid4()),
+            saga_type=definition.name,
+            definition_version=definition.version,
+            correlation_id=correlation_id,
+            payload=payload,
+            status=SagaStatus.RUNNING,
+            create_time=now,
+            update_time=now,
+            idempotency_key=idempotency_key,
+            request_fingerprint=request_fingerprint(definition.name, correlation_id, payload),
+        )
+        steps = [
+            StepRecord(saga_id=saga.saga_id, index=index, name=step.name)
+            for index, step in enumerate(definition.steps)
+        ]
+        started = TransitionRecord(
+            saga_id=saga.saga_id,
+            seq=1,
+            event=TransitionEvent.SAGA_STARTED,
+            time=now,
+            saga_status=SagaStatus.RUNNING,
+        )
+        result = await self._store.create_saga(saga, steps, [started])
+        if not result.created:
+            if result.saga.request_fingerprint != saga.request_fingerprint:
+                raise IdempotencyKeyReused(
+                    f"idempotency key {idempotency_key!r} already started saga "
+                    f"{result.saga.saga_id} with a different saga_type, correlation_id or payload"
+                )
+            return result
+        logger.info(
+            "saga started",
+            extra={"saga_id": saga.saga_id, "saga_type": saga.saga_type},
+        )
+        self._spawn(saga.saga_id, SagaRun(definition, saga, steps, last_seq=1))
+        return result
+
+    async def resume_unfinished(self) -> int:
+        """Drive every RUNNING or COMPENSATING saga in the store; returns how many."""
+        resumed = 0
+        while True:
+            batch = [s for s in await self._store.list_unfinished() if s.saga_id not in self._tasks]
+            if not batch:
+                return resumed
+            for saga in batch:
+                self._spawn(saga.saga_id, None)
+                resumed += 1
+
+    def _spawn(self, saga_id: str, run: SagaRun | None) -> None:
+        task = asyncio.create_task(self._drive_until_done(saga_id, run), name=f"saga-{saga_id}")
+        self._tasks[saga_id] = task
+        task.add_done_callback(lambda _: self._tasks.pop(saga_id, None))
+
+    async def wait_idle(self) -> None:
+        """Wait until every saga this process drives has finished (for tests and shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)
+
+    async def stop(self) -> None:
+        """Cancel every drive; the store still holds each saga's last committed state."""
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # --- driving -----------------------------------------------------------------------
+
+    async def _drive_until_done(self, saga_id: str, run: SagaRun | None) -> None:
+        """Drive a saga to a terminal state, reloading it from the store after any error."""
+        failures = 0
+        while True:
+            try:
+                if run is None:
+                    run = await self._load(saga_id)
+                await self._drive(run)
+                return
+            except asyncio.CancelledError:
+                raise
+            except StaleSagaVersion:
+                logger.warning("saga moved on elsewhere; stop driving", extra={"saga_id": saga_id})
+                return
+            except Exception:
+                delay = RESTART_BACKOFF_SECONDS[min(failures, len(RESTART_BACKOFF_SECONDS) - 1)]
+                failures += 1
+                logger.exception(
+                    "driving the saga failed; reloading from the store in %.1fs",
+                    delay,
+                    extra={"saga_id": saga_id},
+                )
+                await asyncio.sleep(delay)
+            finally:
+                if run is not None:
+                    run.release()
+                    run = None
+
+    async def _load(self, saga_id: str) -> SagaRun:
+        saga = await self._store.get_saga(saga_id)
+        if saga is None:
+            raise LookupError(f"saga {saga_id} vanished from the store")
+        definition = self._registry.get(saga.saga_type, saga.definition_version)
+        steps = await self._store.get_steps(saga_id)
+        transitions = await self._store.get_transitions(saga_id)
+        last_seq = transitions[-1].seq if transitions else 0
+        return SagaRun(definition, saga, steps, last_seq)
+
+    async def _drive(self, run: SagaRun) -> None:
+        while True:
+            action = run.next_action(utc_now())
+            if run.has_pending():
+                await self._store.commit([run.take_commit()])
+            if isinstance(action, Done):
+                self._log_outcome(run)
+                return
+            if isinstance(action, SendAction):
+                await self._perform_action(run, action.index)
+            elif isinstance(action, SendCompensation):
+                await self._perform_compensation(run, action.index)
+
+    async def _perform_action(self, run: SagaRun, index: int) -> None:
+        """Send a step's action until it succeeds, is rejected, or its retries run out.
+
+        On return the outcome is queued in `run`, not yet committed: the next
+        command's commit carries it (one write for "step i completed" and
+        "step i+1 started").
+        """
+        definition = run.definition
+        step = definition.steps[index]
+        call = self._registry.resolved_step(definition, step.name).action
+        policy = definition.action_retry(step)
+        try:
+            request = self._build_request(run, index, compensating=False)
+        except Exception as error:
+            run.action_rejected(index, f"building the request failed: {error!r}", utc_now())
+            return
+        while True:
+            try:
+                reply = await self._participants.send(
+                    step.participant, call, request, step.timeout
+                )
+            except grpc.aio.AioRpcError as error:
+                kind = classify(error.code())
+                message = describe_rpc_error(error)
+                attempts = run.steps[index].attempts
+                if kind is ErrorKind.TRANSIENT and attempts < policy.max_attempts:
+                    run.action_retrying(index, message, utc_now())
+                    await self._store.commit([run.take_commit()])
+                    await asyncio.sleep(policy.backoff(attempts, self._rng.random()))
+                    continue
+                if kind is ErrorKind.REJECTED:
+                    run.action_rejected(index, message, utc_now())
+                else:
+                    run.action_outcome_unknown(
+                        index, f"outcome unknown after {attempts} attempt(s): {message}", utc_now()
+                    )
+                return
+            run.action_succeeded(index, reply.SerializeToString(), utc_now())
+            return
+
+    async def _perform_compensation(self, run: SagaRun, index: int) -> None:
+        """Send a compensation until it succeeds or its retries run out; every error is
+        retried, since giving up leaves the saga for an operator."""
+        definition = run.definition
+        step = definition.steps[index]
+        call = self._registry.resolved_step(definition, step.name).compensation
+        assert call is not None, "next_action only compensates steps that have a compensation"
+        policy = definition.compensation_retry_of(step)
+        try:
+            request = self._build_request(run, index, compensating=True)
+        except Exception as error:
+            run.compensation_gave_up(index, f"building the request failed: {error!r}", utc_now())
+            return
+        while True:
+            try:
+                await self._participants.send(step.participant, call, request, step.timeout)
+            except grpc.aio.AioRpcError as error:
+                message = describe_rpc_error(error)
+                attempts = run.steps[index].compensation_attempts
+                if attempts >= policy.max_attempts:
+                    run.compensation_gave_up(index, message, utc_now())
+                    logger.error(
+                        "compensation gave up; the saga needs an operator",
+                        extra={"saga_id": run.saga.saga_id, "step": step.name},
+                    )
+                    return
+                run.compensation_retrying(index, message, utc_now())
+                await self._store.commit([run.take_commit()])
+                await asyncio.sleep(policy.backoff(attempts, self._rng.random()))
+                continue
+            run.compensation_succeeded(index, utc_now())
+            return
+
+    def _build_request(self, run: SagaRun, index: int, *, compensating: bool) -> Message:
+        """Build a step's request from the saga input and stored results, then fill its context."""
+        definition = run.definition
+        step = definition.steps[index]
+        resolved = self._registry.resolved_step(definition, step.name)
+        results: dict[str, Message] = {}
+        for earlier, record in zip(definition.steps, run.steps, strict=True):
+            if record.result is not None:
+                response_type = self._registry.resolved_step(
+                    definition, earlier.name
+                ).action.response_type
+                results[earlier.name] = response_type.FromString(record.result)
+        saga_input = json_format.ParseDict(run.saga.payload, definition.input_type())
+        context = StepContext(
+            saga_id=run.saga.saga_id,
+            input=saga_input,
+            results=results,
+            result=results.get(step.name),
+        )
+        call = resolved.compensation if compensating else resolved.action
+        assert call is not None
+        request = call.call.request(context)
+        if not isinstance(request, call.request_type):
+            raise TypeError(
+                f"step {step.name}: the builder returned {type(request).__name__}, "
+                f"{call.path} takes {call.request_type.__name__}"
+            )
+        action_key = f"{run.saga.saga_id}:{step.name}"
+        command = getattr(request, CONTEXT_FIELD)
+        command.saga_id = run.saga.saga_id
+        command.step = step.name
+        command.idempotency_key = f"{action_key}:compensate" if compensating else action_key
+        command.compensated_idempotency_key = action_key if compensating else ""
+        return request
+
+    def _log_outcome(self, run: SagaRun) -> None:
+        extra = {"saga_id": run.saga.saga_id, "saga_type": run.saga.saga_type}
+        if run.status is SagaStatus.COMPLETED:
+            logger.info("saga completed", extra=extra)
+        elif run.saga.needs_intervention:
+            logger.error("saga failed and needs intervention: %s", run.saga.failure_reason, extra=extra)
+        else:
+            logger.warning("saga failed and was compensated: %s", run.saga.failure_reason, extra=extra)

@@ -1,0 +1,174 @@
+"""The SagaOrchestrator gRPC servicer: validate, call into the executor or the store,
+map errors.
+
+Requests are checked completely before anything is stored. Every error leaves
+through `_abort`, the one place a `SagaError` becomes a gRPC status with an
+ErrorInfo (AIP-193); anything else is logged and answered INTERNAL.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any, NoReturn, TypeVar
+
+import grpc
+from google.protobuf import json_format, struct_pb2, timestamp_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
+from saga.v1 import orchestrator_pb2 as pb
+from saga.v1 import orchestrator_pb2_grpc as pb_grpc
+
+from orchestrator.errors import InvalidArgument, SagaError, SagaNotFound
+from orchestrator.executor import Executor
+from orchestrator.payload import parse_input
+from orchestrator.records import SagaRecord, SagaStatus, StepRecord, StepStatus
+from orchestrator.registry import Registry
+from orchestrator.store.base import Store
+
+logger = logging.getLogger(__name__)
+
+ERROR_DOMAIN = "orchestrator.saga"
+MAX_ID_LENGTH = 256
+
+_SAGA_STATUS = {status: pb.SagaStatus.Value(f"SAGA_STATUS_{status.value}") for status in SagaStatus}
+_STEP_STATUS = {status: pb.StepStatus.Value(f"STEP_STATUS_{status.value}") for status in StepStatus}
+
+Response = TypeVar("Response")
+
+
+async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: SagaError) -> NoReturn:
+    info = error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN)
+    status = status_pb2.Status(code=error.code.value[0], message=error.message)
+    status.details.add().Pack(info)
+    await context.abort_with_status(rpc_status.to_status(status))
+    raise AssertionError("abort_with_status returned")  # pragma: no cover
+
+
+def _mapped_errors(
+    method: Callable[[Any, Any, Any], Awaitable[Response]],
+) -> Callable[[Any, Any, Any], Awaitable[Response]]:
+    """Turn SagaErrors into their gRPC status; log and hide anything unexpected."""
+
+    @functools.wraps(method)
+    async def wrapper(self: Any, request: Any, context: Any) -> Response:
+        try:
+            return await method(self, request, context)
+        except SagaError as error:
+            await _abort(context, error)
+        except Exception:
+            logger.exception("unexpected error in %s", method.__name__)
+            await _abort(context, SagaError("internal error; the request may be retried"))
+
+    return wrapper
+
+
+def _check_id(name: str, value: str, *, required: bool = True) -> None:
+    """Ids are non-empty printable text of bounded length, so they index and log safely."""
+    if not value:
+        if required:
+            raise InvalidArgument(f"{name} is required")
+        return
+    if len(value) > MAX_ID_LENGTH:
+        raise InvalidArgument(f"{name} is longer than {MAX_ID_LENGTH} characters")
+    if not value.isprintable() or value != value.strip():
+        raise InvalidArgument(
+            f"{name} must be printable text without leading or trailing spaces: {value!r}"
+        )
+
+
+def _check_saga_id(saga_id: str) -> None:
+    _check_id("saga_id", saga_id)
+    try:
+        canonical = str(uuid.UUID(saga_id))
+    except ValueError:
+        canonical = ""
+    if canonical != saga_id:
+        raise InvalidArgument(f"saga_id must be a UUID as returned by StartSaga, got {saga_id!r}")
+
+
+def _timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
+    if value is None:
+        return None
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
+
+
+def saga_to_proto(saga: SagaRecord, steps: list[StepRecord]) -> pb.Saga:
+    """The API's view of a stored saga."""
+    payload = struct_pb2.Struct()
+    payload.update(saga.payload)
+    return pb.Saga(
+        saga_id=saga.saga_id,
+        saga_type=saga.saga_type,
+        definition_version=saga.definition_version,
+        correlation_id=saga.correlation_id,
+        status=_SAGA_STATUS[saga.status],
+        failure_reason=saga.failure_reason,
+        failed_step=saga.failed_step,
+        needs_intervention=saga.needs_intervention,
+        create_time=_timestamp(saga.create_time),
+        update_time=_timestamp(saga.update_time),
+        payload=payload,
+        idempotency_key=saga.idempotency_key or "",
+        steps=[
+            pb.Step(
+                name=step.name,
+                status=_STEP_STATUS[step.status],
+                attempts=step.attempts,
+                error=step.error,
+                compensation_attempts=step.compensation_attempts,
+                start_time=_timestamp(step.start_time),
+                update_time=_timestamp(step.update_time),
+            )
+            for step in steps
+        ],
+    )
+
+
+class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
+    """Thin servicer: every decision is in the executor, the machine or the store."""
+
+    def __init__(self, registry: Registry, executor: Executor, store: Store) -> None:
+        self._registry = registry
+        self._executor = executor
+        self._store = store
+
+    @_mapped_errors
+    async def StartSaga(  # noqa: N802 (gRPC method name)
+        self, request: pb.StartSagaRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.StartSagaResponse:
+        _check_id("saga_type", request.saga_type)
+        _check_id("correlation_id", request.correlation_id)
+        _check_id("idempotency_key", request.idempotency_key, required=False)
+        definition = self._registry.latest(request.saga_type)
+        saga_input = parse_input(
+            definition.input_type, json_format.MessageToDict(request.payload)
+        )
+        # Stored in canonical form: Struct numbers are doubles, the input's are typed.
+        payload = json_format.MessageToDict(saga_input, preserving_proto_field_name=True)
+        result = await self._executor.start_saga(
+            definition,
+            correlation_id=request.correlation_id,
+            payload=payload,
+            idempotency_key=request.idempotency_key or None,
+        )
+        return pb.StartSagaResponse(
+            saga_id=result.saga.saga_id,
+            status=_SAGA_STATUS[result.saga.status],
+            created=result.created,
+        )
+
+    @_mapped_errors
+    async def GetSaga(  # noqa: N802 (gRPC method name)
+        self, request: pb.GetSagaRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.Saga:
+        _check_saga_id(request.saga_id)
+        saga = await self._store.get_saga(request.saga_id)
+        if saga is None:
+            raise SagaNotFound(f"no saga with id {request.saga_id}")
+        return saga_to_proto(saga, await self._store.get_steps(request.saga_id))

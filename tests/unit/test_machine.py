@@ -1,0 +1,266 @@
+"""Given/expect scenarios for the pure saga machine: no network, no database."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from orchestrator.examples import ORDER_FULFILLMENT, TRAVEL_BOOKING
+from orchestrator.machine import (
+    SAGA_MACHINE,
+    STEP_MACHINE,
+    Done,
+    IllegalTransition,
+    SagaRun,
+    SendAction,
+    SendCompensation,
+)
+from orchestrator.records import (
+    SagaRecord,
+    SagaStatus,
+    StepRecord,
+    StepStatus,
+    TransitionEvent,
+)
+
+pytestmark = pytest.mark.unit
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def clock():
+    """Strictly increasing times, so ordering by time is checkable."""
+    tick = 0
+    while True:
+        tick += 1
+        yield T0 + timedelta(seconds=tick)
+
+
+def new_run(definition=TRAVEL_BOOKING, status=SagaStatus.RUNNING, step_statuses=None, last_seq=1):
+    saga = SagaRecord(
+        saga_id="s-1",
+        saga_type=definition.name,
+        definition_version=definition.version,
+        correlation_id="order-1",
+        payload={},
+        status=status,
+        create_time=T0,
+        update_time=T0,
+    )
+    statuses = step_statuses or [StepStatus.PENDING] * len(definition.steps)
+    steps = [
+        StepRecord(saga_id="s-1", index=i, name=step.name, status=statuses[i])
+        for i, step in enumerate(definition.steps)
+    ]
+    return SagaRun(definition, saga, steps, last_seq=last_seq)
+
+
+def drive(run, outcomes, times=None):
+    """Play participant answers: outcomes maps (kind, step index) to 'ok', 'reject' or
+    'unknown' (default 'ok'). Returns the commands sent, in order."""
+    times = times or clock()
+    sent = []
+    commits = []
+    while True:
+        action = run.next_action(next(times))
+        if run.has_pending():
+            commits.append(run.take_commit())
+        if isinstance(action, Done):
+            return sent, commits
+        if isinstance(action, SendAction):
+            sent.append(("action", run.steps[action.index].name))
+            outcome = outcomes.get(("action", action.index), "ok")
+            if outcome == "ok":
+                run.action_succeeded(action.index, b"reply", next(times))
+            elif outcome == "reject":
+                run.action_rejected(action.index, "FAILED_PRECONDITION: no", next(times))
+            else:
+                run.action_outcome_unknown(action.index, "DEADLINE_EXCEEDED", next(times))
+        else:
+            assert isinstance(action, SendCompensation)
+            sent.append(("compensate", run.steps[action.index].name))
+            if outcomes.get(("compensate", action.index)) == "give_up":
+                run.compensation_gave_up(action.index, "UNAVAILABLE", next(times))
+            else:
+                run.compensation_succeeded(action.index, next(times))
+
+
+def test_all_steps_succeed_completes_the_saga_in_order():
+    run = new_run()
+    sent, commits = drive(run, {})
+    assert sent == [("action", s.name) for s in TRAVEL_BOOKING.steps]
+    assert run.status is SagaStatus.COMPLETED
+    assert all(s.status is StepStatus.COMPLETED and s.result == b"reply" for s in run.steps)
+    events = [t.event for c in commits for t in c.transitions]
+    assert events[-1] is TransitionEvent.SAGA_COMPLETED
+    assert events.count(TransitionEvent.STEP_STARTED) == 4
+    assert events.count(TransitionEvent.STEP_COMPLETED) == 4
+    run.release()
+
+
+def test_every_commit_precedes_the_command_it_announces():
+    """Each STEP_STARTED is in a commit handed out before the command is sent, and one
+    commit carries 'step i completed' together with 'step i+1 started'."""
+    run = new_run()
+    _, commits = drive(run, {})
+    assert [[t.event for t in c.transitions] for c in commits] == [
+        [TransitionEvent.STEP_STARTED],
+        [TransitionEvent.STEP_COMPLETED, TransitionEvent.STEP_STARTED],
+        [TransitionEvent.STEP_COMPLETED, TransitionEvent.STEP_STARTED],
+        [TransitionEvent.STEP_COMPLETED, TransitionEvent.STEP_STARTED],
+        [TransitionEvent.STEP_COMPLETED, TransitionEvent.SAGA_COMPLETED],
+    ]
+    run.release()
+
+
+def test_commits_chain_versions_and_number_transitions_without_gaps():
+    run = new_run()
+    _, commits = drive(run, {})
+    versions = [(c.expected_version, c.saga.version) for c in commits]
+    assert versions == [(v, v + 1) for v in range(1, len(commits) + 1)]
+    seqs = [t.seq for c in commits for t in c.transitions]
+    assert seqs == list(range(2, 2 + len(seqs)))
+    run.release()
+
+
+def test_failure_at_third_step_compensates_completed_steps_in_reverse_order():
+    run = new_run()
+    sent, _ = drive(run, {("action", 2): "reject"})
+    assert sent == [
+        ("action", "book_flight"),
+        ("action", "book_hotel"),
+        ("action", "rent_car"),
+        ("compensate", "book_hotel"),
+        ("compensate", "book_flight"),
+    ]
+    assert run.status is SagaStatus.FAILED
+    assert run.saga.failed_step == "rent_car"
+    assert "rent_car" in run.saga.failure_reason
+    assert not run.saga.needs_intervention
+    assert [s.status for s in run.steps] == [
+        StepStatus.COMPENSATED,
+        StepStatus.COMPENSATED,
+        StepStatus.FAILED,
+        StepStatus.PENDING,
+    ]
+    run.release()
+
+
+def test_unknown_outcome_compensates_the_failed_step_too():
+    run = new_run()
+    sent, _ = drive(run, {("action", 2): "unknown"})
+    assert sent[3:] == [
+        ("compensate", "rent_car"),
+        ("compensate", "book_hotel"),
+        ("compensate", "book_flight"),
+    ]
+    assert run.steps[2].status is StepStatus.COMPENSATED
+    assert run.status is SagaStatus.FAILED
+    run.release()
+
+
+def test_failure_of_first_step_fails_without_compensations():
+    run = new_run()
+    sent, _ = drive(run, {("action", 0): "reject"})
+    assert sent == [("action", "book_flight")]
+    assert run.status is SagaStatus.FAILED
+    run.release()
+
+
+def test_step_without_compensation_is_skipped_when_compensating():
+    statuses = [StepStatus.COMPLETED] * 3 + [StepStatus.PENDING]
+    run = new_run(ORDER_FULFILLMENT, step_statuses=statuses)
+    sent, _ = drive(run, {("action", 3): "unknown"})
+    assert sent[0] == ("action", "send_confirmation")
+    assert [name for kind, name in sent if kind == "compensate"] == [
+        "schedule_shipping",
+        "charge_payment",
+        "reserve_inventory",
+    ]
+    run.release()
+
+
+def test_compensation_that_gives_up_fails_the_saga_and_asks_for_an_operator():
+    run = new_run()
+    sent, _ = drive(run, {("action", 2): "reject", ("compensate", 1): "give_up"})
+    assert sent[-1] == ("compensate", "book_hotel")
+    assert run.status is SagaStatus.FAILED
+    assert run.saga.needs_intervention
+    assert run.steps[1].status is StepStatus.COMPENSATION_FAILED
+    assert run.steps[0].status is StepStatus.COMPLETED
+    run.release()
+
+
+@pytest.mark.parametrize(
+    ("saga_status", "step_statuses", "expected"),
+    [
+        (SagaStatus.RUNNING, ["COMPLETED", "STARTED", "PENDING", "PENDING"], SendAction(1)),
+        (SagaStatus.RUNNING, ["COMPLETED", "COMPLETED", "PENDING", "PENDING"], SendAction(2)),
+        (
+            SagaStatus.COMPENSATING,
+            ["COMPLETED", "COMPENSATING", "FAILED", "PENDING"],
+            SendCompensation(1),
+        ),
+        (
+            SagaStatus.COMPENSATING,
+            ["COMPLETED", "COMPENSATED", "FAILED", "PENDING"],
+            SendCompensation(0),
+        ),
+        (SagaStatus.COMPENSATING, ["COMPLETED", "STARTED", "PENDING", "PENDING"], SendCompensation(1)),
+        (SagaStatus.COMPLETED, ["COMPLETED"] * 4, Done()),
+    ],
+)
+def test_resumes_from_any_persisted_state(saga_status, step_statuses, expected):
+    run = new_run(status=saga_status, step_statuses=[StepStatus(s) for s in step_statuses])
+    assert run.next_action(T0) == expected
+    run.release()
+
+
+def test_a_resent_command_is_counted_and_logged_before_it_goes_out():
+    statuses = [StepStatus.COMPLETED, StepStatus.STARTED, StepStatus.PENDING, StepStatus.PENDING]
+    run = new_run(step_statuses=statuses, last_seq=5)
+    assert run.next_action(T0) == SendAction(1)
+    commit = run.take_commit()
+    assert commit.steps[0].attempts == 1
+    assert [(t.seq, t.event) for t in commit.transitions] == [
+        (6, TransitionEvent.STEP_RETRY_SCHEDULED)
+    ]
+    run.release()
+
+
+@pytest.mark.parametrize(
+    ("step_status", "method"),
+    [
+        (StepStatus.PENDING, "action_succeeded"),
+        (StepStatus.COMPLETED, "compensation_succeeded"),
+        (StepStatus.COMPENSATED, "action_rejected"),
+    ],
+)
+def test_illegal_step_transition_raises(step_status, method):
+    run = new_run(step_statuses=[step_status] * 4)
+    args = {"action_succeeded": (b"",), "compensation_succeeded": (), "action_rejected": ("x",)}
+    with pytest.raises(IllegalTransition):
+        getattr(run, method)(0, *args[method], T0)
+    run.release()
+
+
+def test_terminal_saga_cannot_start_compensating():
+    run = new_run(status=SagaStatus.COMPLETED, step_statuses=[StepStatus.STARTED] * 4)
+    with pytest.raises(IllegalTransition):
+        run.action_rejected(0, "late", T0)
+    run.release()
+
+
+def test_stored_steps_that_do_not_match_the_definition_are_refused():
+    saga = new_run().saga
+    with pytest.raises(IllegalTransition):
+        SagaRun(TRAVEL_BOOKING, saga, [StepRecord("s-1", 0, "other")], last_seq=1)
+
+
+def test_released_runs_leave_no_models_on_the_shared_machines():
+    before = (len(SAGA_MACHINE.models), len(STEP_MACHINE.models))
+    run = new_run()
+    drive(run, {})
+    run.release()
+    assert (len(SAGA_MACHINE.models), len(STEP_MACHINE.models)) == before
