@@ -17,12 +17,12 @@ from collections.abc import Sequence
 
 import grpc
 from google.protobuf import json_format, struct_pb2
-from saga.v1 import orchestrator_pb2 as pb
-from saga.v1 import orchestrator_pb2_grpc as pb_grpc
 
 from orchestrator.errors import SagaError
 from orchestrator.examples import DEFINITIONS
 from orchestrator.server import ServeConfig, serve
+from saga.v1 import orchestrator_pb2 as pb
+from saga.v1 import orchestrator_pb2_grpc as pb_grpc
 
 DEFAULT_DATABASE_URL = "sqlite:///.saga/saga.sqlite3"
 DEFAULT_LISTEN = "127.0.0.1:50051"
@@ -134,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv and argv[0] == "participants":
         from participants.__main__ import main as participants_main
 
-        return participants_main(argv[1:])
+        return int(participants_main(argv[1:]))
     args = _build_parser().parse_args(argv)
     if args.command == "serve":
         logging.basicConfig(
@@ -159,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _client_call(args)
     except grpc.RpcError as error:
-        print(f"error: {error.code().name}: {error.details()}", file=sys.stderr)  # type: ignore[attr-defined]
+        print(f"error: {error.code().name}: {error.details()}", file=sys.stderr)
         return 1
 
 

@@ -89,7 +89,7 @@ class ParticipantClient:
         return channel
 
     async def send(
-        self, participant: str, call: ResolvedCall, request: Message, timeout: float
+        self, participant: str, call: ResolvedCall, request: Message, deadline_seconds: float
     ) -> Message:
         """One attempt with a deadline; raises grpc.aio.AioRpcError on any failure."""
         method = self._methods.get((participant, call.path))
@@ -100,7 +100,7 @@ class ParticipantClient:
                 response_deserializer=call.response_type.FromString,
             )
             self._methods[(participant, call.path)] = method
-        reply: Message = await method(request, timeout=timeout)
+        reply: Message = await method(request, timeout=deadline_seconds)
         return reply
 
     async def close(self) -> None:

@@ -77,7 +77,7 @@ class RetryPolicy:
     jitter: float = 0.2
 
     def backoff(self, attempt: int, unit_random: float) -> float:
-        """Seconds to wait after failed attempt number `attempt` (1-based); unit_random in [0, 1)."""
+        """Seconds to wait after failed attempt `attempt` (1-based); unit_random in [0, 1)."""
         base = min(self.initial_backoff * self.multiplier ** (attempt - 1), self.max_backoff)
         return max(0.0, base * (1.0 + self.jitter * (2.0 * unit_random - 1.0)))
 

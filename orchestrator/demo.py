@@ -16,9 +16,12 @@ import time
 from collections import Counter, defaultdict
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import grpc
 from google.protobuf import struct_pb2
+
+from orchestrator.localrun import LocalProcess, orchestrator_process, participants_process
 from saga.participants.car_rental.v1 import car_rental_pb2, car_rental_pb2_grpc
 from saga.participants.common.v1.command_pb2 import RESERVATION_STATE_ACTIVE
 from saga.participants.flight.v1 import flight_pb2, flight_pb2_grpc
@@ -26,8 +29,6 @@ from saga.participants.hotel.v1 import hotel_pb2, hotel_pb2_grpc
 from saga.participants.payment.v1 import payment_pb2, payment_pb2_grpc
 from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
-
-from orchestrator.localrun import LocalProcess, orchestrator_process, participants_process
 
 BOOKINGS = 12
 FLIGHT_SEATS = 10
@@ -47,7 +48,7 @@ def _step_status(value: int) -> str:
     return pb.StepStatus.Name(value).removeprefix("STEP_STATUS_").lower()
 
 
-def travel_payload(number: int) -> dict[str, object]:
+def travel_payload(number: int) -> dict[str, Any]:
     """Bookings that compete for few seats and rooms; every fifth is over the card limit."""
     price = 250_000 if number % 5 == 4 else 90_000 + number * 1_000
     return {
@@ -157,7 +158,9 @@ def check_participants(addresses: dict[str, str], sagas: list[pb.Saga]) -> list[
         for item in items:
             if item.state == RESERVATION_STATE_ACTIVE:
                 active[label][item.saga_id] += 1
-    charged = sum(p.amount.amount_minor for p in ledger.payments if p.state == RESERVATION_STATE_ACTIVE)
+    charged = sum(
+        p.amount.amount_minor for p in ledger.payments if p.state == RESERVATION_STATE_ACTIVE
+    )
     print(f"  money charged       {charged / 100:.2f} EUR")
 
     problems = []
@@ -180,8 +183,10 @@ def main() -> int:
     try:
         participants, orchestrator = start_processes(workdir, database_url)
         addresses = {k: v for p in participants for k, v in p.info["services"].items()}
-        print(f"demo: orchestrator pid {orchestrator.pid} on {orchestrator.address}; "
-              f"{len(participants)} participant processes")
+        print(
+            f"demo: orchestrator pid {orchestrator.pid} on {orchestrator.address}; "
+            f"{len(participants)} participant processes"
+        )
         with grpc.insecure_channel(orchestrator.address) as channel:
             sagas = run_sagas(pb_grpc.SagaOrchestratorStub(channel))
         print_sagas(sagas)
@@ -189,13 +194,17 @@ def main() -> int:
         unfinished = [s.saga_id for s in sagas if s.status not in TERMINAL]
         problems += [f"saga {i} did not finish in {FINISH_TIMEOUT_SECONDS}s" for i in unfinished]
         counts = Counter(_status(s.status) for s in sagas)
-        print(f"\n{len(sagas)} travel bookings: {counts['COMPLETED']} completed, "
-              f"{counts['FAILED']} failed and compensated")
+        print(
+            f"\n{len(sagas)} travel bookings: {counts['COMPLETED']} completed, "
+            f"{counts['FAILED']} failed and compensated"
+        )
         if problems:
             print("\nCHECKS FAILED:\n  " + "\n  ".join(problems))
             return 1
-        print("checks: every completed saga holds one booking, room, car and charge; "
-              "every failed saga holds none")
+        print(
+            "checks: every completed saga holds one booking, room, car and charge; "
+            "every failed saga holds none"
+        )
         return 0
     finally:
         for process in [orchestrator, *participants]:

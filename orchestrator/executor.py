@@ -221,9 +221,7 @@ class Executor:
             return
         while True:
             try:
-                reply = await self._participants.send(
-                    step.participant, call, request, step.timeout
-                )
+                reply = await self._participants.send(step.participant, call, request, step.timeout)
             except grpc.aio.AioRpcError as error:
                 kind = classify(error.code())
                 message = describe_rpc_error(error)
@@ -316,6 +314,10 @@ class Executor:
         if run.status is SagaStatus.COMPLETED:
             logger.info("saga completed", extra=extra)
         elif run.saga.needs_intervention:
-            logger.error("saga failed and needs intervention: %s", run.saga.failure_reason, extra=extra)
+            logger.error(
+                "saga failed and needs intervention: %s", run.saga.failure_reason, extra=extra
+            )
         else:
-            logger.warning("saga failed and was compensated: %s", run.saga.failure_reason, extra=extra)
+            logger.warning(
+                "saga failed and was compensated: %s", run.saga.failure_reason, extra=extra
+            )

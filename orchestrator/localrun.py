@@ -64,7 +64,9 @@ class LocalProcess:
                 )
             time.sleep(0.05)
         self.kill()
-        raise TimeoutError(f"{self.name} not ready after {READY_TIMEOUT_SECONDS}s:\n{self.log_tail()}")
+        raise TimeoutError(
+            f"{self.name} not ready after {READY_TIMEOUT_SECONDS}s:\n{self.log_tail()}"
+        )
 
     @property
     def address(self) -> str:

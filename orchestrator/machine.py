@@ -201,7 +201,9 @@ class SagaRun:
                         continue
                     self._start_compensation(index, now)
                     return SendCompensation(index)
-            self._fire_saga("fail", TransitionEvent.SAGA_FAILED, now, error=self.saga.failure_reason)
+            self._fire_saga(
+                "fail", TransitionEvent.SAGA_FAILED, now, error=self.saga.failure_reason
+            )
             return Done()
         return Done()
 
@@ -338,4 +340,3 @@ class SagaRun:
                 actor=ENGINE_ACTOR,
             )
         )
-

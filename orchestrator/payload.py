@@ -27,7 +27,8 @@ def parse_input(input_type: type[Message], payload: dict[str, Any]) -> Message:
         raise InvalidPayload(
             f"payload does not fit {input_type.DESCRIPTOR.full_name}: {error}"
         ) from None
-    missing = missing_required_fields(input_type.DESCRIPTOR, payload)
+    descriptor: Descriptor = input_type.DESCRIPTOR  # type: ignore[assignment]
+    missing = missing_required_fields(descriptor, payload)
     if missing:
         raise InvalidPayload(
             f"payload for {input_type.DESCRIPTOR.full_name} is missing required field(s): "
@@ -71,8 +72,5 @@ def missing_required_fields(
             for position, item in enumerate(items):
                 if isinstance(item, dict):
                     where = f"{path}[{position}]." if isinstance(value, list) else f"{path}."
-                    missing.extend(
-                        missing_required_fields(message_type, item, where, depth + 1)
-                    )
+                    missing.extend(missing_required_fields(message_type, item, where, depth + 1))
     return missing
-

@@ -50,6 +50,7 @@ def resolve_call(definition: SagaDefinition, step_name: str, call: Call) -> Reso
     if (
         context is None
         or context.type != FieldDescriptor.TYPE_MESSAGE
+        or context.message_type is None
         or context.message_type.full_name != CONTEXT_MESSAGE
     ):
         raise DefinitionError(

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from saga.v1 import orchestrator_pb2, orchestrator_pb2_grpc
 
 from orchestrator.commands import ParticipantClient
 from orchestrator.definition import SagaDefinition
@@ -26,6 +25,7 @@ from orchestrator.executor import Executor
 from orchestrator.registry import Registry
 from orchestrator.service import SagaOrchestratorService
 from orchestrator.store import open_store
+from saga.v1 import orchestrator_pb2, orchestrator_pb2_grpc
 
 logger = logging.getLogger(__name__)
 

@@ -19,8 +19,6 @@ import grpc
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
-from saga.v1 import orchestrator_pb2 as pb
-from saga.v1 import orchestrator_pb2_grpc as pb_grpc
 
 from orchestrator.errors import InvalidArgument, SagaError, SagaNotFound
 from orchestrator.executor import Executor
@@ -28,14 +26,20 @@ from orchestrator.payload import parse_input
 from orchestrator.records import SagaRecord, SagaStatus, StepRecord, StepStatus
 from orchestrator.registry import Registry
 from orchestrator.store.base import Store
+from saga.v1 import orchestrator_pb2 as pb
+from saga.v1 import orchestrator_pb2_grpc as pb_grpc
 
 logger = logging.getLogger(__name__)
 
 ERROR_DOMAIN = "orchestrator.saga"
 MAX_ID_LENGTH = 256
 
-_SAGA_STATUS = {status: pb.SagaStatus.Value(f"SAGA_STATUS_{status.value}") for status in SagaStatus}
-_STEP_STATUS = {status: pb.StepStatus.Value(f"STEP_STATUS_{status.value}") for status in StepStatus}
+_SAGA_STATUS: dict[SagaStatus, Any] = {
+    status: pb.SagaStatus.Value(f"SAGA_STATUS_{status.value}") for status in SagaStatus
+}
+_STEP_STATUS: dict[StepStatus, Any] = {
+    status: pb.StepStatus.Value(f"STEP_STATUS_{status.value}") for status in StepStatus
+}
 
 Response = TypeVar("Response")
 
@@ -139,16 +143,14 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
         self._store = store
 
     @_mapped_errors
-    async def StartSaga(  # noqa: N802 (gRPC method name)
+    async def StartSaga(
         self, request: pb.StartSagaRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.StartSagaResponse:
         _check_id("saga_type", request.saga_type)
         _check_id("correlation_id", request.correlation_id)
         _check_id("idempotency_key", request.idempotency_key, required=False)
         definition = self._registry.latest(request.saga_type)
-        saga_input = parse_input(
-            definition.input_type, json_format.MessageToDict(request.payload)
-        )
+        saga_input = parse_input(definition.input_type, json_format.MessageToDict(request.payload))
         # Stored in canonical form: Struct numbers are doubles, the input's are typed.
         payload = json_format.MessageToDict(saga_input, preserving_proto_field_name=True)
         result = await self._executor.start_saga(
@@ -164,7 +166,7 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
         )
 
     @_mapped_errors
-    async def GetSaga(  # noqa: N802 (gRPC method name)
+    async def GetSaga(
         self, request: pb.GetSagaRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.Saga:
         _check_saga_id(request.saga_id)

@@ -5,13 +5,12 @@ The confirmation cannot be unsent, so it has no compensation and comes last.
 
 from __future__ import annotations
 
+from orchestrator.definition import Call, SagaDefinition, Step, StepContext
 from saga.examples.v1.inputs_pb2 import OrderFulfillmentInput
 from saga.participants.inventory.v1 import inventory_pb2 as inventory
 from saga.participants.notification.v1 import notification_pb2 as notification
 from saga.participants.payment.v1 import payment_pb2 as payment
 from saga.participants.shipping.v1 import shipping_pb2 as shipping
-
-from orchestrator.definition import Call, SagaDefinition, Step, StepContext
 
 INVENTORY = "saga.participants.inventory.v1.InventoryService"
 PAYMENT = "saga.participants.payment.v1.PaymentService"
@@ -54,9 +53,7 @@ def refund(ctx: StepContext) -> payment.RefundPaymentRequest:
 
 def schedule(ctx: StepContext) -> shipping.ScheduleShipmentRequest:
     order = _input(ctx)
-    return shipping.ScheduleShipmentRequest(
-        order_id=order.order_id, address=order.shipping_address
-    )
+    return shipping.ScheduleShipmentRequest(order_id=order.order_id, address=order.shipping_address)
 
 
 def cancel_shipment(ctx: StepContext) -> shipping.CancelShipmentRequest:

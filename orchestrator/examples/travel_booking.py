@@ -5,13 +5,12 @@ If the charge is declined, the car, hotel and flight are cancelled in that order
 
 from __future__ import annotations
 
+from orchestrator.definition import Call, SagaDefinition, Step, StepContext
 from saga.examples.v1.inputs_pb2 import TravelBookingInput
 from saga.participants.car_rental.v1 import car_rental_pb2 as car
 from saga.participants.flight.v1 import flight_pb2 as flight
 from saga.participants.hotel.v1 import hotel_pb2 as hotel
 from saga.participants.payment.v1 import payment_pb2 as payment
-
-from orchestrator.definition import Call, SagaDefinition, Step, StepContext
 
 FLIGHT = "saga.participants.flight.v1.FlightService"
 HOTEL = "saga.participants.hotel.v1.HotelService"

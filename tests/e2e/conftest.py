@@ -14,8 +14,6 @@ from pathlib import Path
 
 import grpc
 import pytest
-from saga.v1 import orchestrator_pb2 as pb
-from saga.v1 import orchestrator_pb2_grpc as pb_grpc
 
 from orchestrator.localrun import (
     PARTICIPANT_SERVICES,
@@ -24,6 +22,8 @@ from orchestrator.localrun import (
     participants_process,
 )
 from orchestrator.store import Store, open_store
+from saga.v1 import orchestrator_pb2 as pb
+from saga.v1 import orchestrator_pb2_grpc as pb_grpc
 
 FAIL_CAR_CLASS = "fail-this-car"
 """A car class the participants are told to reject: a business failure at the third step."""

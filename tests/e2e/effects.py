@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 import grpc
+
 from saga.participants.car_rental.v1 import car_rental_pb2, car_rental_pb2_grpc
 from saga.participants.common.v1.command_pb2 import ReservationState
 from saga.participants.flight.v1 import flight_pb2, flight_pb2_grpc

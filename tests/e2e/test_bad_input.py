@@ -11,8 +11,8 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
-from saga.v1 import orchestrator_pb2 as pb
 
+from saga.v1 import orchestrator_pb2 as pb
 from tests.e2e.payloads import struct, travel
 
 pytestmark = pytest.mark.e2e
@@ -43,7 +43,12 @@ BAD_STARTS = [
     ),
     pytest.param("travel_booking", "x" * 300, travel(), INVALID, "longer", id="overlong-id"),
     pytest.param(
-        "travel_booking", "c-1", {**travel(), "colour": "red"}, INVALID, "colour", id="unknown-field"
+        "travel_booking",
+        "c-1",
+        {**travel(), "colour": "red"},
+        INVALID,
+        "colour",
+        id="unknown-field",
     ),
     pytest.param(
         "travel_booking", "c-1", without(travel(), "nights"), INVALID, "nights", id="missing-field"
@@ -84,7 +89,9 @@ async def test_bad_start_is_refused_and_stores_nothing(
     assert status.details[0].Unpack(info) and info.reason
     assert {t: count_rows(database_url, t) for t in before} == before
     ok = await stub.StartSaga(
-        pb.StartSagaRequest(saga_type="travel_booking", correlation_id="c-ok", payload=struct(travel())),
+        pb.StartSagaRequest(
+            saga_type="travel_booking", correlation_id="c-ok", payload=struct(travel())
+        ),
         timeout=5,
     )
     assert ok.created

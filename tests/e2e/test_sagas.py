@@ -7,9 +7,9 @@ from collections import Counter
 
 import grpc
 import pytest
-from saga.v1 import orchestrator_pb2 as pb
 
 from orchestrator.records import TransitionEvent
+from saga.v1 import orchestrator_pb2 as pb
 from tests.e2e.conftest import FAIL_CAR_CLASS, MAX_CHARGE_MINOR, wait_terminal
 from tests.e2e.effects import effects_of
 from tests.e2e.payloads import order, struct, travel
@@ -31,9 +31,7 @@ async def start(stub, saga_type: str, payload: dict, correlation_id: str = "c-1"
     )
 
 
-async def test_travel_booking_completes_with_one_effect_per_participant(
-    stub, participants, store
-):
+async def test_travel_booking_completes_with_one_effect_per_participant(stub, participants, store):
     started = await start(stub, "travel_booking", travel(), correlation_id="trip-ok")
     assert started.created and started.saga_id
 
@@ -74,9 +72,7 @@ async def test_failure_at_third_step_compensates_in_reverse_order(stub, particip
     assert effects["car_rental"] == Counter()
     assert effects["payment"] == Counter()
     log = await store.get_transitions(started.saga_id)
-    compensations = [
-        t.step for t in log if t.event is TransitionEvent.COMPENSATION_COMPLETED
-    ]
+    compensations = [t.step for t in log if t.event is TransitionEvent.COMPENSATION_COMPLETED]
     assert compensations == ["book_hotel", "book_flight"]
     events = [(t.event, t.step) for t in log]
     assert events.index((TransitionEvent.STEP_FAILED, "rent_car")) < events.index(

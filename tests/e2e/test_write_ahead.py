@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import grpc
 import pytest
-from saga.participants.flight.v1 import flight_pb2, flight_pb2_grpc
-from saga.v1 import orchestrator_pb2 as pb
 
 from orchestrator.localrun import orchestrator_process
 from orchestrator.records import StepStatus, TransitionEvent
 from orchestrator.store import Store, open_store
+from saga.participants.flight.v1 import flight_pb2, flight_pb2_grpc
+from saga.v1 import orchestrator_pb2 as pb
 from tests.e2e.conftest import MAX_CHARGE_MINOR, wait_terminal
 from tests.e2e.payloads import struct, travel
 
@@ -34,9 +34,12 @@ class CommittedIntentFlightService(flight_pb2_grpc.FlightServiceServicer):
         logged = any(t.event is event and t.step == step for t in log)
         self.observed.append((method, steps[step].status, logged))
 
-    async def BookFlight(self, request, context):  # noqa: N802
+    async def BookFlight(self, request, context):
         await self._observe(
-            "BookFlight", request.context.saga_id, request.context.step, TransitionEvent.STEP_STARTED
+            "BookFlight",
+            request.context.saga_id,
+            request.context.step,
+            TransitionEvent.STEP_STARTED,
         )
         return flight_pb2.BookFlightResponse(
             booking_id=f"b-{request.context.saga_id}",
@@ -44,7 +47,7 @@ class CommittedIntentFlightService(flight_pb2_grpc.FlightServiceServicer):
             seats=request.seats,
         )
 
-    async def CancelFlight(self, request, context):  # noqa: N802
+    async def CancelFlight(self, request, context):
         await self._observe(
             "CancelFlight",
             request.context.saga_id,

@@ -207,7 +207,11 @@ def test_compensation_that_gives_up_fails_the_saga_and_asks_for_an_operator():
             ["COMPLETED", "COMPENSATED", "FAILED", "PENDING"],
             SendCompensation(0),
         ),
-        (SagaStatus.COMPENSATING, ["COMPLETED", "STARTED", "PENDING", "PENDING"], SendCompensation(1)),
+        (
+            SagaStatus.COMPENSATING,
+            ["COMPLETED", "STARTED", "PENDING", "PENDING"],
+            SendCompensation(1),
+        ),
         (SagaStatus.COMPLETED, ["COMPLETED"] * 4, Done()),
     ],
 )
