@@ -51,6 +51,8 @@ class StepContext:
 
 
 RequestBuilder = Callable[[StepContext], Message]
+InputCheck = Callable[[Message], None]
+"""Raises ValueError, with a message for the caller, when a well-formed input makes no sense."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +114,7 @@ class SagaDefinition:
     input_type: type[Message]
     steps: tuple[Step, ...]
     description: str = ""
+    check_input: InputCheck | None = None
     retry: RetryPolicy = field(default=DEFAULT_ACTION_RETRY)
     compensation_retry: RetryPolicy = field(default=DEFAULT_COMPENSATION_RETRY)
 

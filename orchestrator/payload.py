@@ -8,6 +8,7 @@ error names the field path so a caller can fix the request.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from google.protobuf import json_format
@@ -19,8 +20,16 @@ from orchestrator.errors import InvalidPayload
 _MAX_DEPTH = 32
 
 
-def parse_input(input_type: type[Message], payload: dict[str, Any]) -> Message:
-    """The payload as an `input_type` message; InvalidPayload names what is wrong."""
+def parse_input(
+    input_type: type[Message],
+    payload: dict[str, Any],
+    check: Callable[[Message], None] | None = None,
+) -> Message:
+    """The payload as an `input_type` message; InvalidPayload names what is wrong.
+
+    `check` is the saga type's own rule on values (a positive amount, say); its
+    ValueError becomes InvalidPayload.
+    """
     try:
         message = json_format.ParseDict(payload, input_type(), ignore_unknown_fields=False)
     except json_format.ParseError as error:
@@ -34,6 +43,13 @@ def parse_input(input_type: type[Message], payload: dict[str, Any]) -> Message:
             f"payload for {input_type.DESCRIPTOR.full_name} is missing required field(s): "
             + ", ".join(missing)
         )
+    if check is not None:
+        try:
+            check(message)
+        except ValueError as error:
+            raise InvalidPayload(
+                f"payload for {input_type.DESCRIPTOR.full_name}: {error}"
+            ) from None
     return message
 
 

@@ -150,7 +150,11 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
         _check_id("correlation_id", request.correlation_id)
         _check_id("idempotency_key", request.idempotency_key, required=False)
         definition = self._registry.latest(request.saga_type)
-        saga_input = parse_input(definition.input_type, json_format.MessageToDict(request.payload))
+        saga_input = parse_input(
+            definition.input_type,
+            json_format.MessageToDict(request.payload),
+            definition.check_input,
+        )
         # Stored in canonical form: Struct numbers are doubles, the input's are typed.
         payload = json_format.MessageToDict(saga_input, preserving_proto_field_name=True)
         result = await self._executor.start_saga(

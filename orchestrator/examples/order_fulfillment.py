@@ -5,7 +5,10 @@ The confirmation cannot be unsent, so it has no compensation and comes last.
 
 from __future__ import annotations
 
+from google.protobuf.message import Message
+
 from orchestrator.definition import Call, SagaDefinition, Step, StepContext
+from orchestrator.examples.checks import require_money, require_positive
 from saga.examples.v1.inputs_pb2 import OrderFulfillmentInput
 from saga.participants.inventory.v1 import inventory_pb2 as inventory
 from saga.participants.notification.v1 import notification_pb2 as notification
@@ -78,11 +81,19 @@ def confirm(ctx: StepContext) -> notification.SendOrderConfirmationRequest:
     )
 
 
+def check_order(order: Message) -> None:
+    assert isinstance(order, OrderFulfillmentInput)
+    for position, item in enumerate(order.items):
+        require_positive(**{f"items[{position}].quantity": item.quantity})
+    require_money("amount", order.amount)
+
+
 ORDER_FULFILLMENT = SagaDefinition(
     name="order_fulfillment",
     version=1,
     input_type=OrderFulfillmentInput,
     description="Reserve stock, charge, schedule shipping, then confirm to the customer.",
+    check_input=check_order,
     steps=(
         Step(
             "reserve_inventory",

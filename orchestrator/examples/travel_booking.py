@@ -5,7 +5,10 @@ If the charge is declined, the car, hotel and flight are cancelled in that order
 
 from __future__ import annotations
 
+from google.protobuf.message import Message
+
 from orchestrator.definition import Call, SagaDefinition, Step, StepContext
+from orchestrator.examples.checks import require_money, require_positive
 from saga.examples.v1.inputs_pb2 import TravelBookingInput
 from saga.participants.car_rental.v1 import car_rental_pb2 as car
 from saga.participants.flight.v1 import flight_pb2 as flight
@@ -85,11 +88,22 @@ def refund(ctx: StepContext) -> payment.RefundPaymentRequest:
     )
 
 
+def check_trip(trip: Message) -> None:
+    assert isinstance(trip, TravelBookingInput)
+    require_positive(nights=trip.nights, car_days=trip.car_days)
+    if trip.HasField("seats"):
+        require_positive(seats=trip.seats)
+    if trip.HasField("rooms"):
+        require_positive(rooms=trip.rooms)
+    require_money("amount", trip.amount)
+
+
 TRAVEL_BOOKING = SagaDefinition(
     name="travel_booking",
     version=1,
     input_type=TravelBookingInput,
     description="Book a flight, a hotel and a car, then charge the traveller.",
+    check_input=check_trip,
     steps=(
         Step(
             "book_flight",

@@ -65,6 +65,17 @@ BAD_STARTS = [
         id="missing-nested-field",
     ),
     pytest.param("travel_booking", "c-1", {}, INVALID, "missing required", id="empty-payload"),
+    pytest.param(
+        "travel_booking", "c-1", {**travel(), "nights": 0}, INVALID, "nights", id="zero-nights"
+    ),
+    pytest.param(
+        "travel_booking",
+        "c-1",
+        {**travel(), "amount": {"currency_code": "euro", "amount_minor": 5}},
+        INVALID,
+        "currency_code",
+        id="bad-currency",
+    ),
 ]
 
 
