@@ -1,0 +1,193 @@
+"""How records become SQL parameters and rows become records, for both SQL back ends.
+
+Parameters are dicts keyed by column name, so each back end's SQL names what it
+binds (`:status` on SQLite, `%(status)s` on PostgreSQL) and no column order is
+shared by convention. The back ends differ only in how a time and a payload are
+stored, which they pass in as a `RowEncoding`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from orchestrator.errors import StaleSagaVersion
+from orchestrator.records import (
+    SagaCommit,
+    SagaRecord,
+    SagaStatus,
+    StepRecord,
+    StepStatus,
+    TransitionEvent,
+    TransitionRecord,
+)
+
+SAGA_COLUMNS = (
+    "saga_id, saga_type, definition_version, correlation_id, idempotency_key,"
+    " request_fingerprint, payload, status, failure_reason, failed_step,"
+    " needs_intervention, create_time, update_time, version"
+)
+STEP_COLUMNS = (
+    "saga_id, step_index, name, status, attempts, compensation_attempts, error, result,"
+    " start_time, update_time"
+)
+TRANSITION_COLUMNS = (
+    "saga_id, seq, event, time, saga_status, step, step_status, attempt, error, actor"
+)
+UNFINISHED_STATUSES = "('RUNNING', 'COMPENSATING')"
+"""SQL list of the statuses recovery resumes; matches the partial index's predicate."""
+
+
+class Row(Protocol):
+    """A result row readable by column name (sqlite3.Row, psycopg's dict_row)."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
+
+
+def aware(moment: datetime) -> datetime:
+    """`moment` itself, refusing a naive datetime: the store could only guess its zone."""
+    if moment.utcoffset() is None:
+        raise ValueError(f"naive datetime {moment.isoformat()}: the store needs a time zone")
+    return moment
+
+
+@dataclass(frozen=True, slots=True)
+class RowEncoding:
+    """A back end's storage of times and payloads; everything else maps the same."""
+
+    time_to_db: Callable[[datetime], object]
+    time_from_db: Callable[[Any], datetime]
+    payload_to_db: Callable[[dict[str, Any]], object]
+    payload_from_db: Callable[[Any], dict[str, Any]]
+
+    def saga_params(self, saga: SagaRecord) -> dict[str, object]:
+        return {
+            "saga_id": saga.saga_id,
+            "saga_type": saga.saga_type,
+            "definition_version": saga.definition_version,
+            "correlation_id": saga.correlation_id,
+            "idempotency_key": saga.idempotency_key,
+            "request_fingerprint": saga.request_fingerprint,
+            "payload": self.payload_to_db(saga.payload),
+            "status": saga.status.value,
+            "failure_reason": saga.failure_reason,
+            "failed_step": saga.failed_step,
+            "needs_intervention": saga.needs_intervention,
+            "create_time": self.time_to_db(saga.create_time),
+            "update_time": self.time_to_db(saga.update_time),
+            "version": saga.version,
+        }
+
+    def commit_params(self, commit: SagaCommit) -> dict[str, object]:
+        """The saga's new row plus the version the commit expects to replace."""
+        if commit.saga.version != commit.expected_version + 1:
+            raise ValueError(
+                f"saga {commit.saga.saga_id}: a commit must bump version"
+                f" {commit.expected_version} to {commit.expected_version + 1},"
+                f" not to {commit.saga.version}"
+            )
+        return {**self.saga_params(commit.saga), "expected_version": commit.expected_version}
+
+    def step_params(self, step: StepRecord) -> dict[str, object]:
+        return {
+            "saga_id": step.saga_id,
+            "step_index": step.index,
+            "name": step.name,
+            "status": step.status.value,
+            "attempts": step.attempts,
+            "compensation_attempts": step.compensation_attempts,
+            "error": step.error,
+            "result": step.result,
+            "start_time": self._optional_time_to_db(step.start_time),
+            "update_time": self._optional_time_to_db(step.update_time),
+        }
+
+    def transition_params(self, transition: TransitionRecord) -> dict[str, object]:
+        return {
+            "saga_id": transition.saga_id,
+            "seq": transition.seq,
+            "event": transition.event.value,
+            "time": self.time_to_db(transition.time),
+            "saga_status": transition.saga_status.value,
+            "step": transition.step,
+            "step_status": None if transition.step_status is None else transition.step_status.value,
+            "attempt": transition.attempt,
+            "error": transition.error,
+            "actor": transition.actor,
+        }
+
+    def saga_from_row(self, row: Row) -> SagaRecord:
+        return SagaRecord(
+            saga_id=row["saga_id"],
+            saga_type=row["saga_type"],
+            definition_version=row["definition_version"],
+            correlation_id=row["correlation_id"],
+            idempotency_key=row["idempotency_key"],
+            request_fingerprint=row["request_fingerprint"],
+            payload=self.payload_from_db(row["payload"]),
+            status=SagaStatus(row["status"]),
+            failure_reason=row["failure_reason"],
+            failed_step=row["failed_step"],
+            needs_intervention=bool(row["needs_intervention"]),
+            create_time=self.time_from_db(row["create_time"]),
+            update_time=self.time_from_db(row["update_time"]),
+            version=row["version"],
+        )
+
+    def step_from_row(self, row: Row) -> StepRecord:
+        result = row["result"]
+        return StepRecord(
+            saga_id=row["saga_id"],
+            index=row["step_index"],
+            name=row["name"],
+            status=StepStatus(row["status"]),
+            attempts=row["attempts"],
+            compensation_attempts=row["compensation_attempts"],
+            error=row["error"],
+            result=None if result is None else bytes(result),
+            start_time=self._optional_time_from_db(row["start_time"]),
+            update_time=self._optional_time_from_db(row["update_time"]),
+        )
+
+    def transition_from_row(self, row: Row) -> TransitionRecord:
+        step_status = row["step_status"]
+        return TransitionRecord(
+            saga_id=row["saga_id"],
+            seq=row["seq"],
+            event=TransitionEvent(row["event"]),
+            time=self.time_from_db(row["time"]),
+            saga_status=SagaStatus(row["saga_status"]),
+            step=row["step"],
+            step_status=None if step_status is None else StepStatus(step_status),
+            attempt=row["attempt"],
+            error=row["error"],
+            actor=row["actor"],
+        )
+
+    def _optional_time_to_db(self, moment: datetime | None) -> object:
+        return None if moment is None else self.time_to_db(moment)
+
+    def _optional_time_from_db(self, value: Any) -> datetime | None:
+        return None if value is None else self.time_from_db(value)
+
+
+def stale_version(
+    saga_id: object, expected_version: object, stored_version: object
+) -> StaleSagaVersion:
+    """The error for a commit whose expected version is not the stored one."""
+    if stored_version is None:
+        return StaleSagaVersion(
+            f"saga {saga_id}: commit expected version {expected_version},"
+            " but the saga is not stored"
+        )
+    return StaleSagaVersion(
+        f"saga {saga_id}: commit expected version {expected_version},"
+        f" but the store holds version {stored_version}"
+    )
+
+
+def duplicate_transition(detail: str) -> StaleSagaVersion:
+    """The error for a transition seq already in the log: two writers appended to one saga."""
+    return StaleSagaVersion(f"transition seq already recorded, another writer appended: {detail}")

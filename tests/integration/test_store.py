@@ -1,0 +1,532 @@
+"""The Store contract, proven once per back end (SQLite file and PostgreSQL schema)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import secrets
+import time
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from orchestrator.errors import ConfigurationError, StaleSagaVersion, StoreUnavailable
+from orchestrator.records import (
+    SagaCommit,
+    SagaRecord,
+    SagaStatus,
+    StepRecord,
+    StepStatus,
+    TransitionEvent,
+    TransitionRecord,
+)
+from orchestrator.store import PostgresStore, SqliteStore, Store, open_store
+from orchestrator.store.migrations import load_migrations
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
+STEP_NAMES = ("reserve_flight", "book_hotel", "charge_card")
+
+
+def saga_record(
+    saga_id: str,
+    *,
+    key: str | None = None,
+    status: SagaStatus = SagaStatus.RUNNING,
+    create_time: datetime = T0,
+) -> SagaRecord:
+    return SagaRecord(
+        saga_id=saga_id,
+        saga_type="trip",
+        definition_version=1,
+        correlation_id=f"order-{saga_id}",
+        payload={"traveller": "Ada", "nights": 2},
+        status=status,
+        create_time=create_time,
+        update_time=create_time,
+        idempotency_key=key,
+    )
+
+
+def pending_steps(saga_id: str) -> tuple[StepRecord, ...]:
+    return tuple(StepRecord(saga_id, index, name) for index, name in enumerate(STEP_NAMES))
+
+
+def saga_started(saga_id: str) -> TransitionRecord:
+    return TransitionRecord(saga_id, 1, TransitionEvent.SAGA_STARTED, T0, SagaStatus.RUNNING)
+
+
+async def create(store: Store, saga_id: str, **fields: object) -> SagaRecord:
+    saga = saga_record(saga_id, **fields)
+    result = await store.create_saga(saga, pending_steps(saga_id), [saga_started(saga_id)])
+    assert result.created
+    return saga
+
+
+def first_step_completed(saga: SagaRecord, *, seq: int, result: bytes = b"PNR-1") -> SagaCommit:
+    """The commit recording that the first step completed: version +1, one step, one log row."""
+    moment = saga.update_time + timedelta(seconds=1)
+    return SagaCommit(
+        saga=dataclasses.replace(saga, update_time=moment, version=saga.version + 1),
+        expected_version=saga.version,
+        steps=(
+            StepRecord(
+                saga.saga_id,
+                0,
+                STEP_NAMES[0],
+                StepStatus.COMPLETED,
+                attempts=1,
+                result=result,
+                start_time=saga.update_time,
+                update_time=moment,
+            ),
+        ),
+        transitions=(
+            TransitionRecord(
+                saga.saga_id,
+                seq,
+                TransitionEvent.STEP_COMPLETED,
+                moment,
+                SagaStatus.RUNNING,
+                step=STEP_NAMES[0],
+                step_status=StepStatus.COMPLETED,
+                attempt=1,
+            ),
+        ),
+    )
+
+
+def backend_of(store_url: str) -> str:
+    return "sqlite" if store_url.startswith("sqlite") else "postgres"
+
+
+async def test_open_creates_schema_and_records_latest_version(store: Store, store_url: str):
+    latest = load_migrations(backend_of(store_url))[-1].version
+
+    assert await store.schema_version() == latest
+    assert await store.list_unfinished() == []
+
+
+async def test_reopening_keeps_data_and_applies_no_migration_again(store: Store, store_url: str):
+    saga = await create(store, "saga-1")
+    version = await store.schema_version()
+
+    # 0001 creates its tables without IF NOT EXISTS: applying it twice would fail open().
+    reopened = open_store(store_url)
+    await reopened.open()
+    try:
+        assert await reopened.schema_version() == version
+        assert await reopened.get_saga("saga-1") == saga
+    finally:
+        await reopened.close()
+
+
+async def test_concurrent_first_opens_migrate_once(store_url: str):
+    stores = [open_store(store_url) for _ in range(4)]
+    try:
+        await asyncio.gather(*(store.open() for store in stores))
+        versions = {await store.schema_version() for store in stores}
+    finally:
+        await asyncio.gather(*(store.close() for store in stores))
+
+    assert versions == {load_migrations(backend_of(store_url))[-1].version}
+
+
+async def test_create_then_get_round_trips_every_field(store: Store):
+    plus_two = timezone(timedelta(hours=2))
+    saga = SagaRecord(
+        saga_id="saga-every-field",
+        saga_type="trip",
+        definition_version=7,
+        correlation_id="order-42",
+        payload={
+            "city": "Zürich ✈",
+            "nights": 2**53,
+            "price": 0.1,
+            "paid": False,
+            "note": None,
+            "rooms": [{"beds": 2}, {"beds": 1}],
+        },
+        status=SagaStatus.COMPENSATING,
+        create_time=datetime(2024, 5, 1, 14, 0, 0, 1, tzinfo=plus_two),
+        update_time=datetime(2024, 5, 1, 12, 30, 0, 999999, tzinfo=UTC),
+        idempotency_key="request-42",
+        request_fingerprint="sha256:abc",
+        failure_reason="hotel full",
+        failed_step="book_hotel",
+        needs_intervention=True,
+        version=3,
+    )
+    steps = [
+        StepRecord(
+            saga.saga_id,
+            1,
+            "book_hotel",
+            StepStatus.FAILED,
+            attempts=3,
+            error="no rooms",
+            result=b"",
+            start_time=T0,
+            update_time=T0 + timedelta(microseconds=1),
+        ),
+        StepRecord(
+            saga.saga_id,
+            0,
+            "reserve_flight",
+            StepStatus.COMPENSATING,
+            attempts=1,
+            compensation_attempts=2,
+            result=bytes(range(256)),
+            start_time=datetime(2024, 5, 1, 8, 0, tzinfo=timezone(timedelta(hours=-4))),
+        ),
+        StepRecord(saga.saga_id, 2, "charge_card"),
+    ]
+    transitions = [
+        TransitionRecord(saga.saga_id, 1, TransitionEvent.SAGA_STARTED, T0, SagaStatus.RUNNING),
+        TransitionRecord(
+            saga.saga_id,
+            2,
+            TransitionEvent.STEP_FAILED,
+            T0 + timedelta(seconds=1),
+            SagaStatus.COMPENSATING,
+            step="book_hotel",
+            step_status=StepStatus.FAILED,
+            attempt=3,
+            error="no rooms",
+            actor="operator:grace",
+        ),
+    ]
+
+    result = await store.create_saga(saga, steps, transitions)
+    stored = await store.get_saga(saga.saga_id)
+    stored_steps = await store.get_steps(saga.saga_id)
+    stored_transitions = await store.get_transitions(saga.saga_id)
+
+    assert result.created
+    assert result.saga == saga
+    assert stored == saga
+    assert stored_steps == sorted(steps, key=lambda step: step.index)
+    assert stored_transitions == transitions
+    assert stored is not None
+    assert type(stored.status) is SagaStatus
+    assert type(stored_steps[0].status) is StepStatus
+    assert type(stored_transitions[0].event) is TransitionEvent
+    times = [stored.create_time, stored.update_time, stored_transitions[1].time]
+    times += [step.start_time for step in stored_steps if step.start_time is not None]
+    assert all(moment.utcoffset() == timedelta(0) for moment in times)
+    assert stored.create_time == datetime(2024, 5, 1, 12, 0, 0, 1, tzinfo=UTC)
+
+
+async def test_naive_datetime_is_refused(store: Store):
+    naive = saga_record("saga-naive", create_time=datetime(2024, 5, 1, 12, 0))
+
+    with pytest.raises(ValueError, match="naive"):
+        await store.create_saga(naive, [], [])
+
+    assert await store.get_saga("saga-naive") is None
+
+
+async def test_idempotency_key_returns_existing_saga_and_writes_nothing(store: Store):
+    first = await create(store, "saga-1", key="request-1")
+    retry = saga_record("saga-2", key="request-1")
+
+    result = await store.create_saga(retry, pending_steps("saga-2"), [saga_started("saga-2")])
+
+    assert not result.created
+    assert result.saga == first
+    assert await store.get_saga("saga-2") is None
+    assert await store.get_steps("saga-2") == []
+    assert await store.get_transitions("saga-2") == []
+    assert len(await store.get_transitions("saga-1")) == 1
+
+
+async def test_concurrent_creates_with_one_key_create_exactly_one(store: Store):
+    sagas = [saga_record(f"saga-{n}", key="request-1") for n in range(20)]
+
+    results = await asyncio.gather(
+        *(
+            store.create_saga(saga, pending_steps(saga.saga_id), [saga_started(saga.saga_id)])
+            for saga in sagas
+        )
+    )
+
+    winners = [result.saga for result in results if result.created]
+    assert len(winners) == 1
+    assert all(result.saga == winners[0] for result in results)
+    stored = [await store.get_saga(saga.saga_id) for saga in sagas]
+    assert [saga for saga in stored if saga is not None] == winners
+
+
+async def test_commit_updates_saga_steps_and_log(store: Store):
+    saga = await create(store, "saga-1")
+    commit = first_step_completed(saga, seq=2)
+
+    await store.commit([commit])
+
+    assert await store.get_saga("saga-1") == commit.saga
+    steps = await store.get_steps("saga-1")
+    assert steps[0] == commit.steps[0]
+    assert steps[1:] == list(pending_steps("saga-1")[1:])
+    assert await store.get_transitions("saga-1") == [saga_started("saga-1"), *commit.transitions]
+
+
+async def test_two_commits_of_one_saga_in_one_batch_apply_in_order(store: Store):
+    saga = await create(store, "saga-1")
+    first = first_step_completed(saga, seq=2, result=b"first")
+    second = first_step_completed(first.saga, seq=3, result=b"second")
+
+    await store.commit([first, second])
+
+    assert await store.get_saga("saga-1") == second.saga
+    assert (await store.get_steps("saga-1"))[0].result == b"second"
+    assert [t.seq for t in await store.get_transitions("saga-1")] == [1, 2, 3]
+
+
+async def test_stale_expected_version_rolls_back_the_whole_batch(store: Store):
+    fresh = await create(store, "saga-fresh")
+    moved_on = await create(store, "saga-moved-on")
+    await store.commit([first_step_completed(moved_on, seq=2)])
+
+    with pytest.raises(StaleSagaVersion, match=r"saga-moved-on.*version 1.*version 2"):
+        await store.commit(
+            [first_step_completed(fresh, seq=2), first_step_completed(moved_on, seq=3)]
+        )
+
+    assert await store.get_saga("saga-fresh") == fresh
+    assert await store.get_steps("saga-fresh") == list(pending_steps("saga-fresh"))
+    assert await store.get_transitions("saga-fresh") == [saga_started("saga-fresh")]
+    assert len(await store.get_transitions("saga-moved-on")) == 2
+
+
+async def test_commit_of_unknown_saga_raises_stale_version(store: Store):
+    with pytest.raises(StaleSagaVersion, match="not stored"):
+        await store.commit([first_step_completed(saga_record("saga-unknown"), seq=2)])
+
+
+async def test_duplicate_transition_seq_fails_the_batch(store: Store):
+    fresh = await create(store, "saga-fresh")
+    clashing = await create(store, "saga-clashing")
+
+    with pytest.raises(StaleSagaVersion, match="saga-clashing"):
+        await store.commit(
+            [first_step_completed(fresh, seq=2), first_step_completed(clashing, seq=1)]
+        )
+
+    assert await store.get_saga("saga-fresh") == fresh
+    assert await store.get_saga("saga-clashing") == clashing
+    assert await store.get_transitions("saga-fresh") == [saga_started("saga-fresh")]
+    assert await store.get_steps("saga-clashing") == list(pending_steps("saga-clashing"))
+
+
+async def test_get_transitions_after_seq_returns_only_later_rows_in_order(store: Store):
+    saga = await create(store, "saga-1")
+    for seq in range(2, 6):
+        commit = first_step_completed(saga, seq=seq)
+        await store.commit([commit])
+        saga = commit.saga
+
+    assert [t.seq for t in await store.get_transitions("saga-1", after_seq=3)] == [4, 5]
+    assert [t.seq for t in await store.get_transitions("saga-1")] == [1, 2, 3, 4, 5]
+    assert await store.get_transitions("saga-1", after_seq=5) == []
+
+
+async def test_list_unfinished_returns_running_and_compensating_oldest_first(store: Store):
+    def at(seconds: int) -> datetime:
+        return T0 + timedelta(seconds=seconds)
+
+    newest = await create(store, "running-newest", create_time=at(30))
+    await create(store, "completed", status=SagaStatus.COMPLETED, create_time=at(-50))
+    compensating = await create(
+        store, "compensating", status=SagaStatus.COMPENSATING, create_time=at(10)
+    )
+    await create(store, "failed", status=SagaStatus.FAILED, create_time=at(20))
+    oldest = await create(store, "running-oldest", create_time=at(-40))
+    finishing = await create(store, "running-then-completed", create_time=at(-60))
+    done = first_step_completed(finishing, seq=2)
+    await store.commit([done])
+    await store.commit(
+        [
+            SagaCommit(
+                saga=dataclasses.replace(
+                    done.saga, status=SagaStatus.COMPLETED, version=done.saga.version + 1
+                ),
+                expected_version=done.saga.version,
+            )
+        ]
+    )
+
+    assert await store.list_unfinished() == [oldest, compensating, newest]
+    assert await store.list_unfinished(limit=2) == [oldest, compensating]
+
+
+async def test_commit_of_many_sagas_in_one_call(store: Store):
+    sagas = [await create(store, f"saga-{n:03}") for n in range(50)]
+    commits = [first_step_completed(saga, seq=2, result=saga.saga_id.encode()) for saga in sagas]
+
+    await store.commit(commits)
+
+    for commit in commits:
+        saga_id = commit.saga.saga_id
+        assert await store.get_saga(saga_id) == commit.saga
+        assert (await store.get_steps(saga_id))[0].result == saga_id.encode()
+        assert [t.seq for t in await store.get_transitions(saga_id)] == [1, 2]
+
+
+async def test_empty_commit_writes_nothing(store: Store):
+    await store.commit([])
+
+    assert await store.list_unfinished() == []
+
+
+async def test_reads_of_unknown_saga_are_empty(store: Store):
+    assert await store.get_saga("saga-unknown") is None
+    assert await store.get_steps("saga-unknown") == []
+    assert await store.get_transitions("saga-unknown") == []
+
+
+async def test_postgres_store_on_unreachable_server_raises_store_unavailable():
+    store = PostgresStore("postgresql://postgres@127.0.0.1:1/test", timeout=1.0)
+    started = time.monotonic()
+
+    with pytest.raises(StoreUnavailable):
+        await store.open()
+
+    assert time.monotonic() - started < 10
+
+
+@pytest.mark.postgres
+async def test_postgres_connection_lost_mid_call_raises_store_unavailable_then_recovers(
+    postgres_url: str,
+):
+    application = f"saga_test_{secrets.token_hex(4)}"
+    store = PostgresStore(f"{postgres_url}&application_name={application}", max_size=1)
+    await store.open()
+    try:
+        with psycopg.connect(postgres_url, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE application_name = %s",
+                (application,),
+            )
+
+        with pytest.raises(StoreUnavailable):
+            await store.get_saga("saga-1")
+        assert await store.get_saga("saga-1") is None
+    finally:
+        await store.close()
+
+
+async def test_sqlite_store_on_unusable_path_raises_store_unavailable(tmp_path: Path):
+    (tmp_path / "a-file").write_text("not a directory")
+    store = SqliteStore(str(tmp_path / "a-file" / "sagas.db"))
+
+    with pytest.raises(StoreUnavailable):
+        await store.open()
+
+
+@pytest.mark.postgres
+async def test_postgres_store_creates_the_schema_it_is_given(postgres_server_url: str):
+    url = postgres_server_url
+    schema = f"saga_test_{secrets.token_hex(6)}"
+    store = PostgresStore(url, schema=schema)
+    try:
+        await store.open()
+        saga = await create(store, "saga-1")
+        await store.close()
+        with psycopg.connect(url) as connection:
+            query = sql.SQL("SELECT saga_id FROM {}.sagas").format(sql.Identifier(schema))
+            row = connection.execute(query).fetchone()
+        assert row == (saga.saga_id,)
+    finally:
+        await store.close()
+        with psycopg.connect(url, autocommit=True) as connection:
+            connection.execute(
+                sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
+            )
+
+
+def test_postgres_store_refuses_a_schema_name_it_cannot_quote_safely():
+    with pytest.raises(ConfigurationError, match="schema"):
+        PostgresStore("postgresql://postgres@127.0.0.1/test", schema="Saga; DROP")
+
+
+@pytest.mark.parametrize(
+    ("relative_url", "expected_file"),
+    [
+        ("sqlite:///sagas.db", "sagas.db"),
+        ("sqlite:///data/sagas.db", "data/sagas.db"),
+    ],
+)
+async def test_open_store_sqlite_url_names_a_file_relative_to_cwd(
+    relative_url: str, expected_file: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.chdir(tmp_path)
+    store = open_store(relative_url)
+    await store.open()
+    await store.close()
+
+    assert isinstance(store, SqliteStore)
+    assert (tmp_path / expected_file).is_file()
+
+
+async def test_open_store_sqlite_url_with_four_slashes_is_absolute(tmp_path: Path):
+    assert os.path.isabs(tmp_path)
+    store = open_store(f"sqlite:///{tmp_path}/abs/sagas.db")
+    await store.open()
+    await store.close()
+
+    assert (tmp_path / "abs" / "sagas.db").is_file()
+
+
+@pytest.mark.parametrize("url", ["sqlite://:memory:", "sqlite:///:memory:"])
+async def test_open_store_memory_url_keeps_sagas_in_memory(
+    url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.chdir(tmp_path)
+    store = open_store(url)
+    await store.open()
+    try:
+        saga = await create(store, "saga-1")
+        assert await store.get_saga("saga-1") == saga
+    finally:
+        await store.close()
+
+    assert list(tmp_path.iterdir()) == []  # noqa: ASYNC240 (the loop has nothing else to run)
+
+
+@pytest.mark.parametrize("url", ["postgresql://user@db:5432/sagas", "postgres://user@db/sagas"])
+def test_open_store_postgres_url_gives_unopened_postgres_store(url: str):
+    assert isinstance(open_store(url), PostgresStore)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "",
+        "sagas.db",
+        "mysql://user:secret@db/sagas",
+        "sqlite://db-host/sagas.db",
+        "sqlite://",
+        "sqlite:///",
+        "sqlite:///data/",
+        "postgresql://user:secret@db/sagas?no_such_parameter=1",
+    ],
+)
+def test_open_store_rejects_an_unusable_url(url: str):
+    with pytest.raises(ConfigurationError) as raised:
+        open_store(url)
+
+    assert "secret" not in str(raised.value)
+
+
+def test_both_back_ends_have_the_same_migration_versions():
+    sqlite_versions = [migration.version for migration in load_migrations("sqlite")]
+    postgres_versions = [migration.version for migration in load_migrations("postgres")]
+
+    assert sqlite_versions == postgres_versions
+    assert sqlite_versions[0] == 1
