@@ -1,0 +1,1 @@
+"""The car rental participant; see service.py."""

@@ -1,0 +1,106 @@
+"""Failure injection: configured faults that make sagas take their failure paths.
+
+`FailureInjector` rejects actions with INJECTED_FAILURE, decided from the
+configuration and the command alone (never from arrival order), so a retried
+or reordered command meets the same fate. `CrashFailpoint` kills the process
+between committing a command and replying, the window crash tests care about.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Iterable, Iterator, Mapping
+
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
+
+from participants.common.errors import BusinessRejection
+
+logger = logging.getLogger(__name__)
+
+FAILPOINT_ENV = "SAGA_PARTICIPANT_FAILPOINT"
+AFTER_COMMIT_BEFORE_REPLY = "after_commit_before_reply"
+CRASH_EXIT_CODE = 137
+
+
+class FailureInjector:
+    """Rejects actions by configuration: a fixed set of ids, or a seeded rate per key."""
+
+    def __init__(self, fail_rate: float = 0.0, seed: int = 0, fail_ids: Iterable[str] = ()) -> None:
+        self._fail_rate = fail_rate
+        self._seed = seed
+        self._fail_ids = frozenset(fail_ids)
+
+    def check_action(self, idempotency_key: str, request: Message) -> None:
+        """Raise INJECTED_FAILURE if this action is configured to fail."""
+        if self._fail_ids:
+            matched = self._fail_ids.intersection(string_fields(request))
+            if matched:
+                raise BusinessRejection(
+                    "INJECTED_FAILURE",
+                    f"injected failure: the request names {sorted(matched)[0]!r}",
+                )
+        if self._fail_rate > 0.0 and self._draw(idempotency_key) < self._fail_rate:
+            raise BusinessRejection(
+                "INJECTED_FAILURE",
+                f"injected failure: fail rate {self._fail_rate} with seed {self._seed}",
+            )
+
+    def _draw(self, idempotency_key: str) -> float:
+        """A number in [0, 1) fixed by the seed and the key, the same in every process."""
+        digest = hashlib.sha256(f"{self._seed}:{idempotency_key}".encode()).digest()
+        return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def string_fields(message: Message) -> Iterator[str]:
+    """Every string value set in a message, nested messages and repeated fields included."""
+    for field, value in message.ListFields():
+        values = value if field.is_repeated else (value,)
+        if field.type == FieldDescriptor.TYPE_STRING:
+            yield from values
+        elif field.type == FieldDescriptor.TYPE_MESSAGE:
+            for nested in values:
+                yield from string_fields(nested)
+
+
+class CrashFailpoint:
+    """Exit abruptly right after the n-th committed command, before its reply is sent.
+
+    Set by `SAGA_PARTICIPANT_FAILPOINT=after_commit_before_reply[:n]`. The
+    caller sees the RPC fail although the command is durable, which is exactly
+    the case a retry with the same idempotency key must survive.
+    """
+
+    def __init__(self, after_commits: int = 1) -> None:
+        if after_commits < 1:
+            raise ValueError("the failpoint's commit count must be at least 1")
+        self._after_commits = after_commits
+        self._commits = 0
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] = os.environ) -> CrashFailpoint | None:
+        """The failpoint named by the environment, or None when unset."""
+        spec = environ.get(FAILPOINT_ENV, "").strip()
+        if not spec:
+            return None
+        name, _, count = spec.partition(":")
+        if name != AFTER_COMMIT_BEFORE_REPLY:
+            raise ValueError(
+                f"{FAILPOINT_ENV}={spec!r}: unknown failpoint {name!r}, "
+                f"expected {AFTER_COMMIT_BEFORE_REPLY}[:n]"
+            )
+        try:
+            return cls(int(count) if count else 1)
+        except ValueError as error:
+            raise ValueError(f"{FAILPOINT_ENV}={spec!r}: {error}") from None
+
+    def command_committed(self) -> None:
+        """Count a committed command; exit the process when it is the n-th."""
+        self._commits += 1
+        if self._commits == self._after_commits:
+            logger.warning(
+                "failpoint %s: exiting after commit %d", AFTER_COMMIT_BEFORE_REPLY, self._commits
+            )
+            os._exit(CRASH_EXIT_CODE)

@@ -1,0 +1,99 @@
+"""Tables of things an action creates and a compensation cancels.
+
+Bookings, rentals, reservations, charges and shipments share one shape: an
+id, a state, the saga and idempotency key that made them. `RecordTable`
+holds the SQL for that shape once, so each service only writes its own
+columns and business rules.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+import uuid
+from typing import Any, cast
+
+from participants.common.idempotency import now
+from saga.participants.common.v1 import command_pb2
+
+ACTIVE = command_pb2.ReservationState.Name(command_pb2.RESERVATION_STATE_ACTIVE)
+CANCELLED = command_pb2.ReservationState.Name(command_pb2.RESERVATION_STATE_CANCELLED)
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordTable:
+    """One table of compensable records.
+
+    Table and column names come from code, never from requests, so they are
+    formatted into SQL; every value is a bound parameter.
+    """
+
+    name: str
+    id_column: str
+    id_prefix: str
+
+    def create_statement(self, columns: str, constraints: str = "") -> str:
+        """CREATE TABLE with the service's `columns`, the common ones, then `constraints`."""
+        return f"""
+            CREATE TABLE {self.name} (
+                {self.id_column} TEXT PRIMARY KEY,
+                {columns},
+                state TEXT NOT NULL,
+                saga_id TEXT NOT NULL,
+                idempotency_key TEXT NOT NULL UNIQUE,
+                create_time TEXT NOT NULL,
+                update_time TEXT NOT NULL
+                {f", {constraints}" if constraints else ""}
+            )
+        """
+
+    def insert(
+        self, db: sqlite3.Connection, context: command_pb2.CommandContext, **columns: Any
+    ) -> str:
+        """Insert an ACTIVE record made by the command in `context`; return its new id."""
+        record_id = f"{self.id_prefix}-{uuid.uuid4().hex[:16]}"
+        timestamp = now()
+        values = {
+            self.id_column: record_id,
+            **columns,
+            "state": ACTIVE,
+            "saga_id": context.saga_id,
+            "idempotency_key": context.idempotency_key,
+            "create_time": timestamp,
+            "update_time": timestamp,
+        }
+        db.execute(
+            f"INSERT INTO {self.name} ({', '.join(values)})"
+            f" VALUES ({', '.join('?' for _ in values)})",
+            tuple(values.values()),
+        )
+        return record_id
+
+    def find_to_compensate(
+        self, db: sqlite3.Connection, record_id: str, compensated_key: str
+    ) -> sqlite3.Row | None:
+        """The ACTIVE record named by id, else the one made by `compensated_key`."""
+        if record_id:
+            where, value = self.id_column, record_id
+        else:
+            where, value = "idempotency_key", compensated_key
+        row: sqlite3.Row | None = db.execute(
+            f"SELECT * FROM {self.name} WHERE {where} = ? AND state = ?", (value, ACTIVE)
+        ).fetchone()
+        return row
+
+    def cancel(self, db: sqlite3.Connection, record_id: str) -> None:
+        """Mark a record CANCELLED."""
+        db.execute(
+            f"UPDATE {self.name} SET state = ?, update_time = ? WHERE {self.id_column} = ?",
+            (CANCELLED, now(), record_id),
+        )
+
+    def all(self, db: sqlite3.Connection) -> list[sqlite3.Row]:
+        """Every record, oldest first."""
+        return db.execute(f"SELECT * FROM {self.name} ORDER BY rowid").fetchall()
+
+
+def state_of(row: sqlite3.Row) -> command_pb2.ReservationState:
+    """A stored state as the proto enum."""
+    return cast(command_pb2.ReservationState, command_pb2.ReservationState.Value(row["state"]))

@@ -1,0 +1,1 @@
+"""The flight participant; see service.py."""

@@ -1,0 +1,1 @@
+"""The hotel participant; see service.py."""

@@ -1,0 +1,1 @@
+"""The notification participant; see service.py."""

@@ -1,0 +1,1 @@
+"""The payment participant; see service.py."""

@@ -1,0 +1,1 @@
+"""The shipping participant; see service.py."""

@@ -1,0 +1,1 @@
+"""Tests of the example participant services, over real gRPC."""
