@@ -24,6 +24,7 @@ import grpc
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
+from orchestrator import failpoints
 from orchestrator.clock import utc_now
 from orchestrator.commands import ErrorKind, ParticipantClient, classify, describe_rpc_error
 from orchestrator.definition import CONTEXT_FIELD, SagaDefinition, StepContext
@@ -193,14 +194,19 @@ class Executor:
     async def _drive(self, run: SagaRun) -> None:
         while True:
             action = run.next_action(utc_now())
-            if run.has_pending():
+            committed = run.has_pending()
+            if committed:
                 await self._store.commit([run.take_commit()])
             if isinstance(action, Done):
+                if committed:
+                    failpoints.hit("saga_finished")
                 self._log_outcome(run)
                 return
             if isinstance(action, SendAction):
+                failpoints.hit("step_started")
                 await self._perform_action(run, action.index)
             elif isinstance(action, SendCompensation):
+                failpoints.hit("compensation_started")
                 await self._perform_compensation(run, action.index)
 
     async def _perform_action(self, run: SagaRun, index: int) -> None:
@@ -238,6 +244,7 @@ class Executor:
                         index, f"outcome unknown after {attempts} attempt(s): {message}", utc_now()
                     )
                 return
+            failpoints.hit("reply_received")
             run.action_succeeded(index, reply.SerializeToString(), utc_now())
             return
 
