@@ -106,24 +106,61 @@ class Step:
 
 
 @dataclass(frozen=True, slots=True)
+class Parallel:
+    """Steps that run at the same time (fan-out); the saga moves on once all completed.
+
+    If a member fails, the members still in flight are awaited, then every member
+    that completed (or whose outcome is unknown) is compensated, then the earlier
+    steps, in reverse order.
+    """
+
+    name: str
+    steps: tuple[Step, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class SagaDefinition:
-    """A saga type at one version: its input message and its steps in order."""
+    """A saga type at one version: its input message and its steps in order.
+
+    `steps` is the definition as written, where a `Parallel` group is one stage;
+    `all_steps` is every step flattened in declaration order (the order of the
+    stored step rows), and `stages` gives each stage's positions in `all_steps`.
+    """
 
     name: str
     version: int
     input_type: type[Message]
-    steps: tuple[Step, ...]
+    steps: tuple[Step | Parallel, ...]
     description: str = ""
     check_input: InputCheck | None = None
     retry: RetryPolicy = field(default=DEFAULT_ACTION_RETRY)
     compensation_retry: RetryPolicy = field(default=DEFAULT_COMPENSATION_RETRY)
+    all_steps: tuple[Step, ...] = field(init=False, repr=False, compare=False)
+    stages: tuple[tuple[int, ...], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        flat: list[Step] = []
+        stages: list[tuple[int, ...]] = []
+        for stage in self.steps:
+            members = stage.steps if isinstance(stage, Parallel) else (stage,)
+            stages.append(tuple(range(len(flat), len(flat) + len(members))))
+            flat.extend(members)
+        object.__setattr__(self, "all_steps", tuple(flat))
+        object.__setattr__(self, "stages", tuple(stages))
 
     def step_named(self, name: str) -> Step:
         """The step called `name`; KeyError when the definition has none."""
-        for step in self.steps:
+        for step in self.all_steps:
             if step.name == name:
                 return step
         raise KeyError(f"saga type {self.name!r} v{self.version} has no step {name!r}")
+
+    def group_of(self, index: int) -> str:
+        """The name of the Parallel group holding step `index`, or "" for a lone step."""
+        for stage in self.steps:
+            if isinstance(stage, Parallel) and any(s is self.all_steps[index] for s in stage.steps):
+                return stage.name
+        return ""
 
     def action_retry(self, step: Step) -> RetryPolicy:
         """The step's own retry policy, else the saga type's default."""
@@ -136,4 +173,4 @@ class SagaDefinition:
     @property
     def participants(self) -> frozenset[str]:
         """Every participant name the definition's steps address."""
-        return frozenset(step.participant for step in self.steps)
+        return frozenset(step.participant for step in self.all_steps)

@@ -99,7 +99,7 @@ class Executor:
         )
         steps = [
             StepRecord(saga_id=saga.saga_id, index=index, name=step.name)
-            for index, step in enumerate(definition.steps)
+            for index, step in enumerate(definition.all_steps)
         ]
         started = TransitionRecord(
             saga_id=saga.saga_id,
@@ -217,7 +217,7 @@ class Executor:
         "step i+1 started").
         """
         definition = run.definition
-        step = definition.steps[index]
+        step = definition.all_steps[index]
         call = self._registry.resolved_step(definition, step.name).action
         policy = definition.action_retry(step)
         try:
@@ -252,7 +252,7 @@ class Executor:
         """Send a compensation until it succeeds or its retries run out; every error is
         retried, since giving up leaves the saga for an operator."""
         definition = run.definition
-        step = definition.steps[index]
+        step = definition.all_steps[index]
         call = self._registry.resolved_step(definition, step.name).compensation
         assert call is not None, "next_action only compensates steps that have a compensation"
         policy = definition.compensation_retry_of(step)
@@ -284,10 +284,10 @@ class Executor:
     def _build_request(self, run: SagaRun, index: int, *, compensating: bool) -> Message:
         """Build a step's request from the saga input and stored results, then fill its context."""
         definition = run.definition
-        step = definition.steps[index]
+        step = definition.all_steps[index]
         resolved = self._registry.resolved_step(definition, step.name)
         results: dict[str, Message] = {}
-        for earlier, record in zip(definition.steps, run.steps, strict=True):
+        for earlier, record in zip(definition.all_steps, run.steps, strict=True):
             if record.result is not None:
                 response_type = self._registry.resolved_step(
                     definition, earlier.name

@@ -129,7 +129,7 @@ class SagaRun:
         steps: list[StepRecord],
         last_seq: int,
     ) -> None:
-        if [s.name for s in steps] != [s.name for s in definition.steps]:
+        if [s.name for s in steps] != [s.name for s in definition.all_steps]:
             raise IllegalTransition(
                 f"saga {saga.saga_id}: stored steps do not match {definition.name} "
                 f"v{definition.version}"
@@ -197,7 +197,7 @@ class SagaRun:
                     self.compensation_retrying(index, "resent after a restart", now)
                     return SendCompensation(index)
                 if step_status in (StepStatus.COMPLETED, StepStatus.STARTED):
-                    if self.definition.steps[index].compensation is None:
+                    if self.definition.all_steps[index].compensation is None:
                         continue
                     self._start_compensation(index, now)
                     return SendCompensation(index)

@@ -90,7 +90,7 @@ class Registry:
             )
         validate_definition(definition)
         self._by_key[key] = definition
-        for step in definition.steps:
+        for step in definition.all_steps:
             self._resolved[(definition.name, definition.version, step.name)] = ResolvedStep(
                 action=resolve_call(definition, step.name, step.action),
                 compensation=(
@@ -139,10 +139,10 @@ def validate_definition(definition: SagaDefinition) -> None:
         raise DefinitionError(f"{where}: the name must be letters, digits and underscores")
     if definition.version < 1:
         raise DefinitionError(f"{where}: the version must be 1 or more")
-    if not definition.steps:
+    if not definition.all_steps:
         raise DefinitionError(f"{where}: a saga needs at least one step")
     seen: set[str] = set()
-    for index, step in enumerate(definition.steps):
+    for index, step in enumerate(definition.all_steps):
         if not step.name or step.name in seen:
             raise DefinitionError(f"{where}: step name {step.name!r} is empty or repeated")
         seen.add(step.name)
@@ -150,7 +150,7 @@ def validate_definition(definition: SagaDefinition) -> None:
             raise DefinitionError(f"{where}, step {step.name!r}: no participant named")
         if step.timeout <= 0:
             raise DefinitionError(f"{where}, step {step.name!r}: the timeout must be positive")
-        if step.compensation is None and index != len(definition.steps) - 1:
+        if step.compensation is None and index != len(definition.all_steps) - 1:
             raise DefinitionError(
                 f"{where}, step {step.name!r}: only the last step may lack a compensation, "
                 "because a later failure would have to undo it"
