@@ -72,3 +72,7 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def list_unfinished(self, limit: int = 1000) -> list[SagaRecord]:
         """Sagas that are RUNNING or COMPENSATING, oldest first (for recovery)."""
+
+    @abc.abstractmethod
+    async def unfinished_definitions(self) -> dict[tuple[str, int], int]:
+        """How many RUNNING or COMPENSATING sagas each (saga type, version) has."""

@@ -123,6 +123,12 @@ _SELECT_TRANSITIONS = f"""
 SELECT {TRANSITION_COLUMNS} FROM saga_transitions
 WHERE saga_id = %s AND seq > %s ORDER BY seq
 """
+_COUNT_UNFINISHED_BY_DEFINITION = f"""
+SELECT saga_type, definition_version, count(*) AS sagas FROM sagas
+WHERE status IN {UNFINISHED_STATUSES}
+GROUP BY saga_type, definition_version
+"""
+
 _SELECT_UNFINISHED = f"""
 SELECT {SAGA_COLUMNS} FROM sagas
 WHERE status IN {UNFINISHED_STATUSES}
@@ -288,6 +294,12 @@ class PostgresStore(Store):
             await cursor.execute(_SELECT_UNFINISHED, (limit,))
             rows = await cursor.fetchall()
         return [_ENCODING.saga_from_row(row) for row in rows]
+
+    async def unfinished_definitions(self) -> dict[tuple[str, int], int]:
+        async with self._connection() as connection:
+            cursor = await connection.execute(_COUNT_UNFINISHED_BY_DEFINITION)
+            rows = await cursor.fetchall()
+        return {(str(row[0]), int(row[1])): int(row[2]) for row in rows}
 
     @contextlib.asynccontextmanager
     async def _connection(self) -> AsyncIterator[_Connection]:

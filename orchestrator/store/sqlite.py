@@ -123,6 +123,12 @@ _SELECT_TRANSITIONS = f"""
 SELECT {TRANSITION_COLUMNS} FROM saga_transitions
 WHERE saga_id = ? AND seq > ? ORDER BY seq
 """
+_COUNT_UNFINISHED_BY_DEFINITION = f"""
+SELECT saga_type, definition_version, count(*) AS sagas FROM sagas
+WHERE status IN {UNFINISHED_STATUSES}
+GROUP BY saga_type, definition_version
+"""
+
 _SELECT_UNFINISHED = f"""
 SELECT {SAGA_COLUMNS} FROM sagas
 WHERE status IN {UNFINISHED_STATUSES}
@@ -246,6 +252,13 @@ class SqliteStore(Store):
         def read(connection: sqlite3.Connection) -> list[SagaRecord]:
             rows = connection.execute(_SELECT_UNFINISHED, (limit,)).fetchall()
             return [_ENCODING.saga_from_row(row) for row in rows]
+
+        return await self._run(read)
+
+    async def unfinished_definitions(self) -> dict[tuple[str, int], int]:
+        def read(connection: sqlite3.Connection) -> dict[tuple[str, int], int]:
+            rows = connection.execute(_COUNT_UNFINISHED_BY_DEFINITION).fetchall()
+            return {(row[0], int(row[1])): int(row[2]) for row in rows}
 
         return await self._run(read)
 

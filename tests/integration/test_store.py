@@ -362,6 +362,9 @@ async def test_list_unfinished_returns_running_and_compensating_oldest_first(sto
 
     assert await store.list_unfinished() == [oldest, compensating, newest]
     assert await store.list_unfinished(limit=2) == [oldest, compensating]
+    assert await store.unfinished_definitions() == {
+        (oldest.saga_type, oldest.definition_version): 3
+    }
 
 
 async def test_commit_of_many_sagas_in_one_call(store: Store):
