@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 PROTO_FILES := $(shell find protos -name '*.proto' | sort)
 
-.PHONY: install protos demo test lint format bench clean
+.PHONY: install protos demo test lint format bench chaos clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,14 @@ demo: $(INSTALLED)
 
 test: $(INSTALLED)
 	$(PY) -m pytest
+
+# Crash-recovery chaos run at full size (a small one runs in `make test`).
+chaos: $(INSTALLED)
+	$(PY) -m orchestrator.chaos $(CHAOS_ARGS)
+
+# Throughput and latency against a hand-written ceiling and DBOS Transact; needs PostgreSQL.
+bench: $(INSTALLED)
+	$(PY) bench/run.py $(BENCH_ARGS)
 
 lint: $(INSTALLED)
 	$(VENV)/bin/ruff check .

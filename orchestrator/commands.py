@@ -100,7 +100,9 @@ class ParticipantClient:
                 response_deserializer=call.response_type.FromString,
             )
             self._methods[(participant, call.path)] = method
-        reply: Message = await method(request, timeout=deadline_seconds)
+        # wait_for_ready: a participant restarting within the deadline is waited for,
+        # not counted as a failed attempt.
+        reply: Message = await method(request, timeout=deadline_seconds, wait_for_ready=True)
         return reply
 
     async def close(self) -> None:
