@@ -29,7 +29,7 @@ from orchestrator.clock import utc_now
 from orchestrator.commands import ErrorKind, ParticipantClient, classify, describe_rpc_error
 from orchestrator.definition import CONTEXT_FIELD, SagaDefinition, StepContext
 from orchestrator.errors import IdempotencyKeyReused, StaleSagaVersion
-from orchestrator.machine import Done, SagaRun, SendAction, SendCompensation
+from orchestrator.machine import Action, SagaRun, SendAction
 from orchestrator.records import (
     CreateSagaResult,
     SagaRecord,
@@ -192,24 +192,49 @@ class Executor:
         return SagaRun(definition, saga, steps, last_seq)
 
     async def _drive(self, run: SagaRun) -> None:
+        """One saga, stage by stage: commit what the machine queued, then send.
+
+        The members of a Parallel group are sent concurrently and all awaited
+        (also when one fails) before the machine decides again, so a member still
+        in flight when a sibling fails is compensated if it completed.
+        """
+        commit_lock = asyncio.Lock()
         while True:
-            action = run.next_action(utc_now())
+            actions = run.next_actions(utc_now())
             committed = run.has_pending()
             if committed:
-                await self._store.commit([run.take_commit()])
-            if isinstance(action, Done):
+                await self._commit(run, commit_lock)
+            if not actions:
                 if committed:
                     failpoints.hit("saga_finished")
                 self._log_outcome(run)
                 return
-            if isinstance(action, SendAction):
-                failpoints.hit("step_started")
-                await self._perform_action(run, action.index)
-            elif isinstance(action, SendCompensation):
-                failpoints.hit("compensation_started")
-                await self._perform_compensation(run, action.index)
+            if len(actions) == 1:
+                await self._perform(run, actions[0], commit_lock)
+                continue
+            try:
+                async with asyncio.TaskGroup() as group:
+                    for action in actions:
+                        group.create_task(self._perform(run, action, commit_lock))
+            except ExceptionGroup as errors:
+                raise errors.exceptions[0] from errors
 
-    async def _perform_action(self, run: SagaRun, index: int) -> None:
+    async def _perform(self, run: SagaRun, action: Action, commit_lock: asyncio.Lock) -> None:
+        if isinstance(action, SendAction):
+            failpoints.hit("step_started")
+            await self._perform_action(run, action.index, commit_lock)
+        else:
+            failpoints.hit("compensation_started")
+            await self._perform_compensation(run, action.index, commit_lock)
+
+    async def _commit(self, run: SagaRun, commit_lock: asyncio.Lock) -> None:
+        """Commit everything the run queued; the lock keeps one saga's commits in
+        version order when Parallel members commit at once."""
+        async with commit_lock:
+            if run.has_pending():
+                await self._store.commit([run.take_commit()])
+
+    async def _perform_action(self, run: SagaRun, index: int, commit_lock: asyncio.Lock) -> None:
         """Send a step's action until it succeeds, is rejected, or its retries run out.
 
         On return the outcome is queued in `run`, not yet committed: the next
@@ -234,7 +259,7 @@ class Executor:
                 attempts = run.steps[index].attempts
                 if kind is ErrorKind.TRANSIENT and attempts < policy.max_attempts:
                     run.action_retrying(index, message, utc_now())
-                    await self._store.commit([run.take_commit()])
+                    await self._commit(run, commit_lock)
                     await asyncio.sleep(policy.backoff(attempts, self._rng.random()))
                     continue
                 if kind is ErrorKind.REJECTED:
@@ -248,7 +273,9 @@ class Executor:
             run.action_succeeded(index, reply.SerializeToString(), utc_now())
             return
 
-    async def _perform_compensation(self, run: SagaRun, index: int) -> None:
+    async def _perform_compensation(
+        self, run: SagaRun, index: int, commit_lock: asyncio.Lock
+    ) -> None:
         """Send a compensation until it succeeds or its retries run out; every error is
         retried, since giving up leaves the saga for an operator."""
         definition = run.definition
@@ -275,7 +302,7 @@ class Executor:
                     )
                     return
                 run.compensation_retrying(index, message, utc_now())
-                await self._store.commit([run.take_commit()])
+                await self._commit(run, commit_lock)
                 await asyncio.sleep(policy.backoff(attempts, self._rng.random()))
                 continue
             run.compensation_succeeded(index, utc_now())

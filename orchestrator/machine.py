@@ -106,12 +106,7 @@ class SendCompensation:
     index: int
 
 
-@dataclass(frozen=True, slots=True)
-class Done:
-    """The saga is in a terminal state; nothing more to do."""
-
-
-Action = SendAction | SendCompensation | Done
+Action = SendAction | SendCompensation
 
 
 class SagaRun:
@@ -162,50 +157,57 @@ class SagaRun:
     def step_status(self, index: int) -> StepStatus:
         return StepStatus(self._step_models[index].state)
 
-    def next_action(self, now: datetime) -> Action:
-        """Decide, from the current states alone, what the executor does next.
+    def next_actions(self, now: datetime) -> tuple[Action, ...]:
+        """Decide, from the current states alone, what the executor sends next.
 
-        RUNNING: the first step not COMPLETED is started or, if already STARTED
-        (a retry or a restart), sent again. COMPENSATING: walking backwards, a
-        step being compensated is sent again, and the first COMPLETED or STARTED
-        step with a compensation is started. When nothing is left the saga is
-        finished here, as queued transitions.
+        RUNNING: the first stage not wholly COMPLETED; each of its PENDING steps
+        is started and each STARTED one (only after a restart) is sent again, all
+        at once for a Parallel group. COMPENSATING: walking backwards, one step at
+        a time: a step being compensated is sent again, else the first COMPLETED or
+        STARTED step with a compensation is started. An empty tuple means the saga
+        is terminal; finishing it was queued here.
         """
         status = self.status
         if status is SagaStatus.RUNNING:
-            for index in range(len(self.steps)):
-                step_status = self.step_status(index)
-                if step_status is StepStatus.COMPLETED:
-                    continue
-                if step_status is StepStatus.PENDING:
-                    self._fire_step(index, "start", TransitionEvent.STEP_STARTED, now, attempts=1)
-                    return SendAction(index)
-                if step_status is StepStatus.STARTED:
-                    # Only a restart gets here: count the resend before it goes out.
-                    self.action_retrying(index, "resent after a restart", now)
-                    return SendAction(index)
-                raise IllegalTransition(
-                    f"saga {self.saga.saga_id} is RUNNING with step "
-                    f"{self.steps[index].name} {step_status}"
-                )
+            for stage in self.definition.stages:
+                actions: list[Action] = []
+                for index in stage:
+                    step_status = self.step_status(index)
+                    if step_status is StepStatus.COMPLETED:
+                        continue
+                    if step_status is StepStatus.PENDING:
+                        self._fire_step(
+                            index, "start", TransitionEvent.STEP_STARTED, now, attempts=1
+                        )
+                    elif step_status is StepStatus.STARTED:
+                        # Only a restart gets here: count the resend before it goes out.
+                        self.action_retrying(index, "resent after a restart", now)
+                    else:
+                        raise IllegalTransition(
+                            f"saga {self.saga.saga_id} is RUNNING with step "
+                            f"{self.steps[index].name} {step_status}"
+                        )
+                    actions.append(SendAction(index))
+                if actions:
+                    return tuple(actions)
             self._fire_saga("complete", TransitionEvent.SAGA_COMPLETED, now)
-            return Done()
+            return ()
         if status is SagaStatus.COMPENSATING:
             for index in reversed(range(len(self.steps))):
                 step_status = self.step_status(index)
                 if step_status is StepStatus.COMPENSATING:
                     self.compensation_retrying(index, "resent after a restart", now)
-                    return SendCompensation(index)
+                    return (SendCompensation(index),)
                 if step_status in (StepStatus.COMPLETED, StepStatus.STARTED):
                     if self.definition.all_steps[index].compensation is None:
                         continue
                     self._start_compensation(index, now)
-                    return SendCompensation(index)
+                    return (SendCompensation(index),)
             self._fire_saga(
                 "fail", TransitionEvent.SAGA_FAILED, now, error=self.saga.failure_reason
             )
-            return Done()
-        return Done()
+            return ()
+        return ()
 
     # --- what a participant answered -------------------------------------------------
 
@@ -275,6 +277,8 @@ class SagaRun:
     # --- internals --------------------------------------------------------------------
 
     def _begin_compensating(self, index: int, error: str, now: datetime) -> None:
+        if self.status is SagaStatus.COMPENSATING:
+            return  # a sibling in the same Parallel group failed first
         reason = f"step {self.steps[index].name} failed: {error}"
         self._set_saga(now, failure_reason=reason, failed_step=self.steps[index].name)
         self._fire_saga("compensate", TransitionEvent.SAGA_COMPENSATING, now, error=reason)

@@ -1,13 +1,15 @@
-"""travel_booking: book a flight, a hotel and a car, then charge the traveller.
+"""travel_booking: book a flight, a hotel and a car at once, then charge the traveller.
 
-If the charge is declined, the car, hotel and flight are cancelled in that order.
+The three bookings are a Parallel group. If one is refused, the others are awaited
+and undone; if the charge is declined, the car, hotel and flight are cancelled in
+that order.
 """
 
 from __future__ import annotations
 
 from google.protobuf.message import Message
 
-from orchestrator.definition import Call, SagaDefinition, Step, StepContext
+from orchestrator.definition import Call, Parallel, SagaDefinition, Step, StepContext
 from orchestrator.examples.checks import require_money, require_positive
 from saga.examples.v1.inputs_pb2 import TravelBookingInput
 from saga.participants.car_rental.v1 import car_rental_pb2 as car
@@ -102,26 +104,31 @@ TRAVEL_BOOKING = SagaDefinition(
     name="travel_booking",
     version=1,
     input_type=TravelBookingInput,
-    description="Book a flight, a hotel and a car, then charge the traveller.",
+    description="Book a flight, a hotel and a car at once, then charge the traveller.",
     check_input=check_trip,
     steps=(
-        Step(
-            "book_flight",
-            participant="flight",
-            action=Call(FLIGHT, "BookFlight", book_flight),
-            compensation=Call(FLIGHT, "CancelFlight", cancel_flight),
-        ),
-        Step(
-            "book_hotel",
-            participant="hotel",
-            action=Call(HOTEL, "BookHotel", book_hotel),
-            compensation=Call(HOTEL, "CancelHotel", cancel_hotel),
-        ),
-        Step(
-            "rent_car",
-            participant="car_rental",
-            action=Call(CAR, "RentCar", rent_car),
-            compensation=Call(CAR, "CancelCarRental", cancel_car),
+        Parallel(
+            "book_travel",
+            (
+                Step(
+                    "book_flight",
+                    participant="flight",
+                    action=Call(FLIGHT, "BookFlight", book_flight),
+                    compensation=Call(FLIGHT, "CancelFlight", cancel_flight),
+                ),
+                Step(
+                    "book_hotel",
+                    participant="hotel",
+                    action=Call(HOTEL, "BookHotel", book_hotel),
+                    compensation=Call(HOTEL, "CancelHotel", cancel_hotel),
+                ),
+                Step(
+                    "rent_car",
+                    participant="car_rental",
+                    action=Call(CAR, "RentCar", rent_car),
+                    compensation=Call(CAR, "CancelCarRental", cancel_car),
+                ),
+            ),
         ),
         Step(
             "charge_payment",

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from orchestrator.examples import ORDER_FULFILLMENT, TRAVEL_BOOKING
+from orchestrator.examples import ORDER_FULFILLMENT
+from orchestrator.examples import TRAVEL_BOOKING as PARALLEL_TRAVEL
 from orchestrator.machine import (
     SAGA_MACHINE,
     STEP_MACHINE,
-    Done,
     IllegalTransition,
     SagaRun,
     SendAction,
@@ -27,6 +28,8 @@ from orchestrator.records import (
 pytestmark = pytest.mark.unit
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
+TRAVEL_BOOKING = dataclasses.replace(PARALLEL_TRAVEL, steps=PARALLEL_TRAVEL.all_steps)
+"""The travel saga with its bookings one after another, for the sequential scenarios."""
 
 
 def clock():
@@ -56,34 +59,38 @@ def new_run(definition=TRAVEL_BOOKING, status=SagaStatus.RUNNING, step_statuses=
     return SagaRun(definition, saga, steps, last_seq=last_seq)
 
 
-def drive(run, outcomes, times=None):
+def drive(run, outcomes, times=None, waves=None):
     """Play participant answers: outcomes maps (kind, step index) to 'ok', 'reject' or
-    'unknown' (default 'ok'). Returns the commands sent, in order."""
+    'unknown' (default 'ok'); the answers of one wave arrive in the order the wave was
+    sent. Returns the commands sent, in order, and the commits handed out."""
     times = times or clock()
     sent = []
     commits = []
     while True:
-        action = run.next_action(next(times))
+        actions = run.next_actions(next(times))
         if run.has_pending():
             commits.append(run.take_commit())
-        if isinstance(action, Done):
+        if not actions:
             return sent, commits
-        if isinstance(action, SendAction):
-            sent.append(("action", run.steps[action.index].name))
-            outcome = outcomes.get(("action", action.index), "ok")
-            if outcome == "ok":
-                run.action_succeeded(action.index, b"reply", next(times))
-            elif outcome == "reject":
-                run.action_rejected(action.index, "FAILED_PRECONDITION: no", next(times))
+        if waves is not None:
+            waves.append([run.steps[a.index].name for a in actions])
+        for action in actions:
+            if isinstance(action, SendAction):
+                sent.append(("action", run.steps[action.index].name))
+                outcome = outcomes.get(("action", action.index), "ok")
+                if outcome == "ok":
+                    run.action_succeeded(action.index, b"reply", next(times))
+                elif outcome == "reject":
+                    run.action_rejected(action.index, "FAILED_PRECONDITION: no", next(times))
+                else:
+                    run.action_outcome_unknown(action.index, "DEADLINE_EXCEEDED", next(times))
             else:
-                run.action_outcome_unknown(action.index, "DEADLINE_EXCEEDED", next(times))
-        else:
-            assert isinstance(action, SendCompensation)
-            sent.append(("compensate", run.steps[action.index].name))
-            if outcomes.get(("compensate", action.index)) == "give_up":
-                run.compensation_gave_up(action.index, "UNAVAILABLE", next(times))
-            else:
-                run.compensation_succeeded(action.index, next(times))
+                assert isinstance(action, SendCompensation)
+                sent.append(("compensate", run.steps[action.index].name))
+                if outcomes.get(("compensate", action.index)) == "give_up":
+                    run.compensation_gave_up(action.index, "UNAVAILABLE", next(times))
+                else:
+                    run.compensation_succeeded(action.index, next(times))
 
 
 def test_all_steps_succeed_completes_the_saga_in_order():
@@ -195,36 +202,36 @@ def test_compensation_that_gives_up_fails_the_saga_and_asks_for_an_operator():
 @pytest.mark.parametrize(
     ("saga_status", "step_statuses", "expected"),
     [
-        (SagaStatus.RUNNING, ["COMPLETED", "STARTED", "PENDING", "PENDING"], SendAction(1)),
-        (SagaStatus.RUNNING, ["COMPLETED", "COMPLETED", "PENDING", "PENDING"], SendAction(2)),
+        (SagaStatus.RUNNING, ["COMPLETED", "STARTED", "PENDING", "PENDING"], (SendAction(1),)),
+        (SagaStatus.RUNNING, ["COMPLETED", "COMPLETED", "PENDING", "PENDING"], (SendAction(2),)),
         (
             SagaStatus.COMPENSATING,
             ["COMPLETED", "COMPENSATING", "FAILED", "PENDING"],
-            SendCompensation(1),
+            (SendCompensation(1),),
         ),
         (
             SagaStatus.COMPENSATING,
             ["COMPLETED", "COMPENSATED", "FAILED", "PENDING"],
-            SendCompensation(0),
+            (SendCompensation(0),),
         ),
         (
             SagaStatus.COMPENSATING,
             ["COMPLETED", "STARTED", "PENDING", "PENDING"],
-            SendCompensation(1),
+            (SendCompensation(1),),
         ),
-        (SagaStatus.COMPLETED, ["COMPLETED"] * 4, Done()),
+        (SagaStatus.COMPLETED, ["COMPLETED"] * 4, ()),
     ],
 )
 def test_resumes_from_any_persisted_state(saga_status, step_statuses, expected):
     run = new_run(status=saga_status, step_statuses=[StepStatus(s) for s in step_statuses])
-    assert run.next_action(T0) == expected
+    assert run.next_actions(T0) == expected
     run.release()
 
 
 def test_a_resent_command_is_counted_and_logged_before_it_goes_out():
     statuses = [StepStatus.COMPLETED, StepStatus.STARTED, StepStatus.PENDING, StepStatus.PENDING]
     run = new_run(step_statuses=statuses, last_seq=5)
-    assert run.next_action(T0) == SendAction(1)
+    assert run.next_actions(T0) == (SendAction(1),)
     commit = run.take_commit()
     assert commit.steps[0].attempts == 1
     assert [(t.seq, t.event) for t in commit.transitions] == [
@@ -268,3 +275,69 @@ def test_released_runs_leave_no_models_on_the_shared_machines():
     drive(run, {})
     run.release()
     assert (len(SAGA_MACHINE.models), len(STEP_MACHINE.models)) == before
+
+
+# --- Parallel groups ---------------------------------------------------------------------
+
+
+def test_parallel_group_members_start_together_in_one_commit():
+    run = new_run(PARALLEL_TRAVEL)
+    waves = []
+    _, commits = drive(run, {}, waves=waves)
+    assert waves == [["book_flight", "book_hotel", "rent_car"], ["charge_payment"]]
+    assert [t.event for t in commits[0].transitions] == [TransitionEvent.STEP_STARTED] * 3
+    assert run.status is SagaStatus.COMPLETED
+    run.release()
+
+
+def test_failed_member_compensates_completed_siblings_then_earlier_steps():
+    run = new_run(PARALLEL_TRAVEL)
+    sent, _ = drive(run, {("action", 1): "reject"})
+    assert sent == [
+        ("action", "book_flight"),
+        ("action", "book_hotel"),
+        ("action", "rent_car"),
+        ("compensate", "rent_car"),
+        ("compensate", "book_flight"),
+    ]
+    assert run.saga.failed_step == "book_hotel"
+    assert run.steps[1].status is StepStatus.FAILED
+    assert run.status is SagaStatus.FAILED
+    run.release()
+
+
+def test_member_answering_after_a_sibling_failed_is_compensated():
+    """The slow member's reply comes after the failure: it completed, so it is undone."""
+    run = new_run(PARALLEL_TRAVEL)
+    actions = run.next_actions(T0)
+    assert len(actions) == 3
+    run.take_commit()
+    run.action_rejected(0, "FAILED_PRECONDITION: no seats", T0)
+    assert run.status is SagaStatus.COMPENSATING
+    run.action_succeeded(1, b"late", T0)
+    run.action_rejected(2, "FAILED_PRECONDITION: no cars", T0)
+    assert run.saga.failed_step == "book_flight"
+    sent, _ = drive(run, {})
+    assert sent == [("compensate", "book_hotel")]
+    assert run.status is SagaStatus.FAILED
+    run.release()
+
+
+def test_restart_inside_a_group_resends_started_members_and_starts_pending_ones():
+    statuses = [StepStatus.COMPLETED, StepStatus.STARTED, StepStatus.PENDING, StepStatus.PENDING]
+    run = new_run(PARALLEL_TRAVEL, step_statuses=statuses)
+    assert run.next_actions(T0) == (SendAction(1), SendAction(2))
+    events = [(t.event, t.step) for t in run.take_commit().transitions]
+    assert events == [
+        (TransitionEvent.STEP_RETRY_SCHEDULED, "book_hotel"),
+        (TransitionEvent.STEP_STARTED, "rent_car"),
+    ]
+    run.release()
+
+
+def test_restart_while_compensating_a_group_undoes_members_of_unknown_outcome():
+    statuses = [StepStatus.COMPLETED, StepStatus.STARTED, StepStatus.FAILED, StepStatus.PENDING]
+    run = new_run(PARALLEL_TRAVEL, status=SagaStatus.COMPENSATING, step_statuses=statuses)
+    sent, _ = drive(run, {})
+    assert sent == [("compensate", "book_hotel"), ("compensate", "book_flight")]
+    run.release()
