@@ -51,7 +51,9 @@ async def test_travel_booking_completes_with_one_effect_per_participant(stub, pa
     assert [t.seq for t in log] == list(range(1, len(log) + 1))
 
 
-async def test_failure_at_third_step_compensates_in_reverse_order(stub, participants, store):
+async def test_refused_group_member_compensates_its_siblings_in_reverse_order(
+    stub, participants, store
+):
     started = await start(stub, "travel_booking", travel(car_class=FAIL_CAR_CLASS))
 
     saga = await wait_terminal(stub, started.saga_id)
@@ -102,7 +104,7 @@ async def test_declined_payment_undoes_all_three_bookings(stub, participants, st
     ("address", "expected"),
     [("1 Main St", pb.SAGA_STATUS_COMPLETED), ("Nowhere Lane", pb.SAGA_STATUS_FAILED)],
 )
-async def test_order_fulfillment_runs_to_its_outcome(stub, participants, address, expected):
+async def test_order_fulfillment_runs_to_its_outcome(stub, participants, store, address, expected):
     started = await start(stub, "order_fulfillment", order(address=address))
 
     saga = await wait_terminal(stub, started.saga_id)
@@ -113,9 +115,21 @@ async def test_order_fulfillment_runs_to_its_outcome(stub, participants, address
         assert effects["inventory"] == effects["payment"] == Counter({"ACTIVE": 1})
         assert effects["notification"] == Counter({"SENT": 1})
     else:
+        # The third step failed: the two before it are undone, last one first.
         assert saga.failed_step == "schedule_shipping"
         assert effects["inventory"] == effects["payment"] == Counter({"CANCELLED": 1})
-        assert effects["notification"] == Counter()
+        assert effects["shipping"] == effects["notification"] == Counter()
+        log = await store.get_transitions(started.saga_id)
+        assert [t.step for t in log if t.event is TransitionEvent.COMPENSATION_COMPLETED] == [
+            "charge_payment",
+            "reserve_inventory",
+        ]
+        assert [s.status for s in saga.steps] == [
+            pb.STEP_STATUS_COMPENSATED,
+            pb.STEP_STATUS_COMPENSATED,
+            pb.STEP_STATUS_FAILED,
+            pb.STEP_STATUS_PENDING,
+        ]
 
 
 async def test_same_idempotency_key_returns_the_first_saga_and_starts_nothing(
