@@ -1,21 +1,37 @@
 """The registered saga definitions, checked once when the orchestrator starts.
 
 Every call a definition names is resolved against the protobuf descriptor pool
-here, so a typo in a service or method name stops start-up with a message
-naming the definition and step instead of failing a saga at run time.
+here, and every request builder is dry-run on default messages, so a typo in a
+service or method name, a builder returning the wrong message or reading a
+result that cannot exist yet stops start-up with a message naming the
+definition and step instead of failing a saga at run time.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import logging
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from google.protobuf import descriptor_pool, message_factory
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
-from orchestrator.definition import CONTEXT_FIELD, CONTEXT_MESSAGE, Call, SagaDefinition
+from orchestrator.definition import (
+    CONTEXT_FIELD,
+    CONTEXT_MESSAGE,
+    Call,
+    Parallel,
+    SagaDefinition,
+    Step,
+    StepContext,
+)
 from orchestrator.errors import DefinitionError, UnknownSagaType
+
+logger = logging.getLogger(__name__)
+
+DRY_RUN_SAGA_ID = "00000000-0000-4000-8000-000000000000"
+"""The saga id builders see when they are dry-run at load time."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,9 +105,8 @@ class Registry:
                 f"saga type {definition.name!r} v{definition.version} is registered twice"
             )
         validate_definition(definition)
-        self._by_key[key] = definition
-        for step in definition.all_steps:
-            self._resolved[(definition.name, definition.version, step.name)] = ResolvedStep(
+        resolved = {
+            step.name: ResolvedStep(
                 action=resolve_call(definition, step.name, step.action),
                 compensation=(
                     resolve_call(definition, step.name, step.compensation)
@@ -99,6 +114,12 @@ class Registry:
                     else None
                 ),
             )
+            for step in definition.all_steps
+        }
+        dry_run_builders(definition, resolved)
+        self._by_key[key] = definition
+        for name, step in resolved.items():
+            self._resolved[(definition.name, definition.version, name)] = step
 
     @property
     def saga_types(self) -> list[str]:
@@ -109,6 +130,15 @@ class Registry:
     def participants(self) -> frozenset[str]:
         """Every participant name any definition addresses."""
         return frozenset(p for d in self._by_key.values() for p in d.participants)
+
+    @property
+    def definitions(self) -> list[SagaDefinition]:
+        """Every registered definition, by type name, then version."""
+        return [self._by_key[key] for key in sorted(self._by_key)]
+
+    def has(self, saga_type: str, version: int) -> bool:
+        """True when this exact version of the type is registered."""
+        return (saga_type, version) in self._by_key
 
     def latest(self, saga_type: str) -> SagaDefinition:
         """The newest version of a type; UnknownSagaType lists what exists."""
@@ -133,25 +163,203 @@ class Registry:
 
 
 def validate_definition(definition: SagaDefinition) -> None:
-    """Reject definitions the engine could not run correctly."""
+    """Reject definitions the engine could not run correctly (their shape, not their calls).
+
+    Step and group names share one namespace because a step's name keys its
+    stored row and its idempotency keys, and a group's name labels its steps.
+    """
     where = f"saga type {definition.name!r} v{definition.version}"
     if not definition.name or not definition.name.replace("_", "").isalnum():
         raise DefinitionError(f"{where}: the name must be letters, digits and underscores")
     if definition.version < 1:
         raise DefinitionError(f"{where}: the version must be 1 or more")
-    if not definition.all_steps:
+    if not isinstance(definition.input_type, type) or not issubclass(
+        definition.input_type, Message
+    ):
+        raise DefinitionError(f"{where}: input_type must be a protobuf message class")
+    if not definition.steps:
         raise DefinitionError(f"{where}: a saga needs at least one step")
     seen: set[str] = set()
-    for index, step in enumerate(definition.all_steps):
-        if not step.name or step.name in seen:
-            raise DefinitionError(f"{where}: step name {step.name!r} is empty or repeated")
-        seen.add(step.name)
-        if not step.participant:
-            raise DefinitionError(f"{where}, step {step.name!r}: no participant named")
-        if step.timeout <= 0:
-            raise DefinitionError(f"{where}, step {step.name!r}: the timeout must be positive")
-        if step.compensation is None and index != len(definition.all_steps) - 1:
+
+    def claim(name: str, kind: str) -> None:
+        if not name or name in seen:
+            raise DefinitionError(f"{where}: {kind} name {name!r} is empty or repeated")
+        seen.add(name)
+
+    last_stage = len(definition.steps) - 1
+    for position, stage in enumerate(definition.steps):
+        if isinstance(stage, Parallel):
+            claim(stage.name, "parallel group")
+            if not stage.steps:
+                raise DefinitionError(f"{where}: parallel group {stage.name!r} has no steps")
+            for member in stage.steps:
+                if not isinstance(member, Step):
+                    raise DefinitionError(
+                        f"{where}: parallel group {stage.name!r} holds a "
+                        f"{type(member).__name__}; its members must be Steps (groups do not nest)"
+                    )
+            members: tuple[Step, ...] = stage.steps
+        elif isinstance(stage, Step):
+            members = (stage,)
+        else:
             raise DefinitionError(
-                f"{where}, step {step.name!r}: only the last step may lack a compensation, "
-                "because a later failure would have to undo it"
+                f"{where}: stage {position + 1} is a {type(stage).__name__}, "
+                "not a Step or a Parallel group"
             )
+        for step in members:
+            claim(step.name, "step")
+            _validate_step(where, step)
+            if step.compensation is None:
+                _check_irreversible_step(where, step, stage, is_last=position == last_stage)
+
+
+def _validate_step(where: str, step: Step) -> None:
+    if not step.participant:
+        raise DefinitionError(f"{where}, step {step.name!r}: no participant named")
+    if step.timeout <= 0:
+        raise DefinitionError(f"{where}, step {step.name!r}: the timeout must be positive")
+
+
+def _check_irreversible_step(where: str, step: Step, stage: Step | Parallel, is_last: bool) -> None:
+    """A step that cannot be undone must never be followed by, or run beside, one that may fail."""
+    if not is_last:
+        raise DefinitionError(
+            f"{where}, step {step.name!r}: only the last stage may hold a step without a "
+            "compensation, because a later failure would have to undo it"
+        )
+    if isinstance(stage, Parallel) and len(stage.steps) > 1:
+        raise DefinitionError(
+            f"{where}, step {step.name!r}: a step without a compensation cannot run in "
+            f"parallel group {stage.name!r} beside other steps, because a failing member "
+            "would have to undo it; make it a stage of its own"
+        )
+
+
+class _EarlierResults(Mapping[str, Message]):
+    """The results a builder may read in the dry run; remembers reads of any other step.
+
+    Only `[]` (and so StepContext.result_of) records a miss: `get` and `in` are
+    how a builder asks whether a result exists, which is not a wrong reference.
+    """
+
+    def __init__(self, available: Mapping[str, Message]) -> None:
+        self._available = dict(available)
+        self.missed: list[str] = []
+
+    def __getitem__(self, step: str) -> Message:
+        try:
+            return self._available[step]
+        except KeyError:
+            self.missed.append(step)
+            raise
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._available)
+
+    def __len__(self) -> int:
+        return len(self._available)
+
+    def __contains__(self, step: object) -> bool:
+        return step in self._available
+
+    def get(self, step: str, default: Message | None = None) -> Message | None:  # type: ignore[override]
+        return self._available.get(step, default)
+
+
+def dry_run_builders(definition: SagaDefinition, resolved: Mapping[str, ResolvedStep]) -> None:
+    """Call every request builder on default messages and check what it reads and returns.
+
+    Each action builder sees a default saga input and default replies of the
+    steps in earlier stages only; each compensation builder also sees a default
+    reply of its own action as `result`. A read of any other step's result, or a
+    request of the wrong type, is a DefinitionError. Any other exception is
+    ignored: builders may rightly refuse default values a real saga never has.
+    """
+    available: dict[str, Message] = {}
+    for stage in definition.stages:
+        steps = [definition.all_steps[index] for index in stage]
+        for step in steps:
+            calls = resolved[step.name]
+            _dry_run(definition, step, calls.action, available, result=None, compensating=False)
+            if calls.compensation is not None:
+                _dry_run(
+                    definition,
+                    step,
+                    calls.compensation,
+                    available,
+                    result=calls.action.response_type(),
+                    compensating=True,
+                )
+        for step in steps:
+            available[step.name] = resolved[step.name].action.response_type()
+
+
+def _dry_run(
+    definition: SagaDefinition,
+    step: Step,
+    call: ResolvedCall,
+    available: Mapping[str, Message],
+    *,
+    result: Message | None,
+    compensating: bool,
+) -> None:
+    where = f"saga type {definition.name!r} v{definition.version}, step {step.name!r}"
+    builder = "compensation builder" if compensating else "request builder"
+    results = _EarlierResults(available)
+    context = StepContext(
+        saga_id=DRY_RUN_SAGA_ID, input=definition.input_type(), results=results, result=result
+    )
+    try:
+        request = call.call.request(context)
+    except KeyError as error:
+        if results.missed:
+            message = _bad_read(where, definition, step, results.missed[-1], builder)
+            raise DefinitionError(message) from None
+        logger.debug("%s: the %s refused default values: %r", where, builder, error)
+        return
+    except Exception as error:
+        logger.debug("%s: the %s refused default values: %r", where, builder, error)
+        return
+    if type(request) is not call.request_type:
+        returned = "None" if request is None else type(request).__name__
+        raise DefinitionError(
+            f"{where}: the {builder} returned {returned}, but {call.call.service}."
+            f"{call.call.method} takes {call.request_type.DESCRIPTOR.full_name}"
+        )
+
+
+def _bad_read(where: str, definition: SagaDefinition, step: Step, read: str, builder: str) -> str:
+    if read == step.name and builder == "compensation builder":
+        return (
+            f"{where}: the {builder} reads the step's own result through results; "
+            "use ctx.result (None when the action's reply was never received)"
+        )
+    if read not in {s.name for s in definition.all_steps}:
+        return f"{where}: the {builder} reads the result of step {read!r}, which does not exist"
+    return f"{where}: the {builder} reads the result of step {read!r}, which does not run before it"
+
+
+def check_unfinished_versions(
+    unfinished: Mapping[tuple[str, int], int], registry: Registry
+) -> None:
+    """Refuse to run when unfinished sagas need a definition version that is not registered.
+
+    A saga finishes on the version it started with; without it, resuming would
+    fail every such saga, so the orchestrator stops before serving instead.
+    `unfinished` maps (saga type, version) to how many sagas are running or
+    compensating on it (Store.unfinished_definitions).
+    """
+    missing = sorted(
+        (key, count) for key, count in unfinished.items() if not registry.has(*key) and count
+    )
+    if not missing:
+        return
+    needs = "; ".join(
+        f"{saga_type} v{version} ({count} saga{'s' if count != 1 else ''})"
+        for (saga_type, version), count in missing
+    )
+    raise DefinitionError(
+        f"unfinished sagas need saga definitions that are not registered: {needs}. "
+        "Keep every version that still has running or compensating sagas in the "
+        "definitions until they finish."
+    )

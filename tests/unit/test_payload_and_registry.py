@@ -1,4 +1,4 @@
-"""Input conversion rules and definition checks, without a server."""
+"""Input conversion rules, the registry's versions, and the unfinished-version check."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import dataclasses
 
 import pytest
 
-from orchestrator.definition import Call, Step
+from orchestrator.definition import Step
 from orchestrator.errors import DefinitionError, InvalidPayload, UnknownSagaType
 from orchestrator.examples import DEFINITIONS, ORDER_FULFILLMENT, TRAVEL_BOOKING
 from orchestrator.payload import parse_input
-from orchestrator.registry import Registry
+from orchestrator.registry import Registry, check_unfinished_versions
 from saga.examples.v1.inputs_pb2 import OrderFulfillmentInput, TravelBookingInput
 from tests.e2e.payloads import order, travel
 
@@ -59,45 +59,32 @@ def test_registry_serves_the_latest_version_and_keeps_older_ones():
         registry.get("travel_booking", 9)
 
 
-def replace_step(index: int, **changes) -> object:
-    steps = list(TRAVEL_BOOKING.steps)
-    steps[index] = dataclasses.replace(steps[index], **changes)
-    return dataclasses.replace(TRAVEL_BOOKING, steps=tuple(steps))
-
-
-FLIGHT = "saga.participants.flight.v1.FlightService"
-
-
-@pytest.mark.parametrize(
-    ("definition", "words"),
-    [
-        (
-            replace_step(0, action=Call("no.such.Service", "Book", lambda c: None)),
-            "unknown service",
-        ),
-        (replace_step(0, action=Call(FLIGHT, "Fly", lambda c: None)), "has no method 'Fly'"),
-        (
-            replace_step(0, action=Call(FLIGHT, "GetFlightInventory", lambda c: None)),
-            "needs a field",
-        ),
-        (replace_step(1, name="book_flight"), "repeated"),
-        (replace_step(0, compensation=None), "only the last step may lack a compensation"),
-        (replace_step(0, timeout=0), "timeout"),
-        (dataclasses.replace(TRAVEL_BOOKING, steps=()), "at least one step"),
-        (dataclasses.replace(TRAVEL_BOOKING, version=0), "version"),
-    ],
-)
-def test_inconsistent_definitions_are_refused_at_load(definition, words):
-    with pytest.raises(DefinitionError, match=words) as raised:
-        Registry([definition])
-    assert "travel_booking" in str(raised.value)
-
-
 def test_a_definition_registered_twice_is_refused():
     with pytest.raises(DefinitionError, match="twice"):
         Registry([TRAVEL_BOOKING, TRAVEL_BOOKING])
 
 
 def test_a_step_is_data_the_engine_walks():
-    assert isinstance(TRAVEL_BOOKING.steps[0], Step)
+    assert all(isinstance(step, Step) for step in TRAVEL_BOOKING.all_steps)
     assert TRAVEL_BOOKING.participants == {"flight", "hotel", "car_rental", "payment"}
+
+
+def test_unfinished_sagas_on_registered_versions_let_the_orchestrator_start():
+    registry = Registry([*DEFINITIONS, dataclasses.replace(TRAVEL_BOOKING, version=2)])
+    check_unfinished_versions({("travel_booking", 1): 3, ("travel_booking", 2): 1}, registry)
+    check_unfinished_versions({}, registry)
+
+
+def test_unfinished_sagas_on_a_missing_version_stop_the_start_naming_each_version():
+    registry = Registry([dataclasses.replace(TRAVEL_BOOKING, version=2)])
+    unfinished = {
+        ("travel_booking", 1): 3,
+        ("travel_booking", 2): 5,
+        ("order_fulfillment", 1): 1,
+    }
+    with pytest.raises(DefinitionError) as raised:
+        check_unfinished_versions(unfinished, registry)
+    message = str(raised.value)
+    assert "order_fulfillment v1 (1 saga)" in message
+    assert "travel_booking v1 (3 sagas)" in message
+    assert "travel_booking v2" not in message
