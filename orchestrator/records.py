@@ -132,6 +132,18 @@ class SagaCommit:
 
 
 @dataclass(frozen=True, slots=True)
+class Lease:
+    """A replica's claim on the sagas it drives: its owner id and how long a claim lasts.
+
+    A saga whose lease has expired may be claimed by any replica; claiming bumps
+    the saga's version, so the previous owner's next commit fails (fencing).
+    """
+
+    owner: str
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
 class CreateSagaResult:
     """What `Store.create_saga` did: the stored saga, and whether this call created it."""
 

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from orchestrator.records import (
     CreateSagaResult,
+    Lease,
     SagaCommit,
     SagaRecord,
     StepRecord,
@@ -41,11 +42,14 @@ class Store(abc.ABC):
         saga: SagaRecord,
         steps: Sequence[StepRecord],
         transitions: Sequence[TransitionRecord],
+        lease: Lease | None = None,
     ) -> CreateSagaResult:
         """Insert a new saga with its steps and first log rows, in one transaction.
 
-        When `saga.idempotency_key` is already taken, nothing is written and the
-        existing saga is returned with `created=False` (also under a race).
+        With `lease`, the new saga is claimed by its owner in the same transaction,
+        so no other replica takes it up. When `saga.idempotency_key` is already
+        taken, nothing is written and the existing saga is returned with
+        `created=False` (also under a race).
         """
 
     @abc.abstractmethod
@@ -72,6 +76,24 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def list_unfinished(self, limit: int = 1000) -> list[SagaRecord]:
         """Sagas that are RUNNING or COMPENSATING, oldest first (for recovery)."""
+
+    @abc.abstractmethod
+    async def claim_sagas(self, lease: Lease, limit: int) -> list[SagaRecord]:
+        """Claim up to `limit` unfinished sagas whose lease is missing or expired.
+
+        Claimed sagas get `lease.owner`, a fresh expiry and a bumped version, which
+        fences off the previous owner. Sagas already owned by `lease.owner` are not
+        claimed again. Concurrent claimers never get the same saga (PostgreSQL:
+        FOR UPDATE SKIP LOCKED). The database's clock decides expiry.
+        """
+
+    @abc.abstractmethod
+    async def renew_leases(self, lease: Lease, saga_ids: Sequence[str]) -> set[str]:
+        """Extend the owner's leases on these sagas; returns the ids it still holds."""
+
+    @abc.abstractmethod
+    async def release_leases(self, owner: str, saga_ids: Sequence[str]) -> None:
+        """Give up the owner's leases so another replica may claim the sagas at once."""
 
     @abc.abstractmethod
     async def unfinished_definitions(self) -> dict[tuple[str, int], int]:

@@ -27,6 +27,7 @@ from psycopg_pool import AsyncConnectionPool
 from orchestrator.errors import ConfigurationError, StoreUnavailable
 from orchestrator.records import (
     CreateSagaResult,
+    Lease,
     SagaCommit,
     SagaRecord,
     StepRecord,
@@ -114,6 +115,35 @@ _INSERT_TRANSITION = f"""
 INSERT INTO saga_transitions ({TRANSITION_COLUMNS})
 VALUES (%(saga_id)s, %(seq)s, %(event)s, %(time)s, %(saga_status)s, %(step)s,
         %(step_status)s, %(attempt)s, %(error)s, %(actor)s)
+"""
+_TAKE_LEASE = """
+UPDATE sagas SET lease_owner = %(owner)s,
+    lease_expires_at = clock_timestamp() + make_interval(secs => %(seconds)s)
+WHERE saga_id = %(saga_id)s
+"""
+_CLAIM_SAGAS = f"""
+UPDATE sagas SET lease_owner = %(owner)s,
+    lease_expires_at = clock_timestamp() + make_interval(secs => %(seconds)s),
+    version = version + 1
+WHERE saga_id IN (
+    SELECT saga_id FROM sagas
+    WHERE status IN {UNFINISHED_STATUSES}
+      AND (lease_expires_at IS NULL OR lease_expires_at < clock_timestamp())
+      AND lease_owner IS DISTINCT FROM %(owner)s
+    ORDER BY create_time, saga_id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING {SAGA_COLUMNS}
+"""
+_RENEW_LEASES = """
+UPDATE sagas SET lease_expires_at = clock_timestamp() + make_interval(secs => %(seconds)s)
+WHERE lease_owner = %(owner)s AND saga_id = ANY(%(saga_ids)s)
+RETURNING saga_id
+"""
+_RELEASE_LEASES = """
+UPDATE sagas SET lease_owner = NULL, lease_expires_at = NULL
+WHERE lease_owner = %(owner)s AND saga_id = ANY(%(saga_ids)s)
 """
 _SELECT_SAGA = f"SELECT {SAGA_COLUMNS} FROM sagas WHERE saga_id = %s"
 _SELECT_SAGA_BY_KEY = f"SELECT {SAGA_COLUMNS} FROM sagas WHERE idempotency_key = %s"
@@ -206,6 +236,7 @@ class PostgresStore(Store):
         saga: SagaRecord,
         steps: Sequence[StepRecord],
         transitions: Sequence[TransitionRecord],
+        lease: Lease | None = None,
     ) -> CreateSagaResult:
         saga_params = _ENCODING.saga_params(saga)
         step_params = [_ENCODING.step_params(step) for step in steps]
@@ -228,6 +259,11 @@ class PostgresStore(Store):
                 await cursor.executemany(_UPSERT_STEP, step_params)
             if transition_params:
                 await cursor.executemany(_INSERT_TRANSITION, transition_params)
+            if lease is not None:
+                await cursor.execute(
+                    _TAKE_LEASE,
+                    {"owner": lease.owner, "seconds": lease.seconds, "saga_id": saga.saga_id},
+                )
         return CreateSagaResult(saga, created=True)
 
     async def commit(self, commits: Sequence[SagaCommit]) -> None:
@@ -294,6 +330,30 @@ class PostgresStore(Store):
             await cursor.execute(_SELECT_UNFINISHED, (limit,))
             rows = await cursor.fetchall()
         return [_ENCODING.saga_from_row(row) for row in rows]
+
+    async def claim_sagas(self, lease: Lease, limit: int) -> list[SagaRecord]:
+        params = {"owner": lease.owner, "seconds": lease.seconds, "limit": limit}
+        async with self._connection() as connection, connection.transaction():
+            cursor = connection.cursor(row_factory=dict_row)
+            await cursor.execute(_CLAIM_SAGAS, params)
+            rows = await cursor.fetchall()
+        sagas = [_ENCODING.saga_from_row(row) for row in rows]
+        return sorted(sagas, key=lambda s: (s.create_time, s.saga_id))
+
+    async def renew_leases(self, lease: Lease, saga_ids: Sequence[str]) -> set[str]:
+        if not saga_ids:
+            return set()
+        params = {"owner": lease.owner, "seconds": lease.seconds, "saga_ids": list(saga_ids)}
+        async with self._connection() as connection:
+            cursor = await connection.execute(_RENEW_LEASES, params)
+            rows = await cursor.fetchall()
+        return {str(row[0]) for row in rows}
+
+    async def release_leases(self, owner: str, saga_ids: Sequence[str]) -> None:
+        if not saga_ids:
+            return
+        async with self._connection() as connection:
+            await connection.execute(_RELEASE_LEASES, {"owner": owner, "saga_ids": list(saga_ids)})
 
     async def unfinished_definitions(self) -> dict[tuple[str, int], int]:
         async with self._connection() as connection:

@@ -17,12 +17,13 @@ import os
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from orchestrator.errors import StoreUnavailable
 from orchestrator.records import (
     CreateSagaResult,
+    Lease,
     SagaCommit,
     SagaRecord,
     StepRecord,
@@ -64,6 +65,10 @@ _UNAVAILABLE_CODES = frozenset(
 
 def _time_to_text(moment: datetime) -> str:
     return aware(moment).astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _lease_expiry(lease: Lease) -> str:
+    return _time_to_text(datetime.now(UTC) + timedelta(seconds=lease.seconds))
 
 
 def _payload_to_text(payload: dict[str, Any]) -> str:
@@ -114,6 +119,28 @@ _INSERT_TRANSITION = f"""
 INSERT INTO saga_transitions ({TRANSITION_COLUMNS})
 VALUES (:saga_id, :seq, :event, :time, :saga_status, :step, :step_status, :attempt,
         :error, :actor)
+"""
+_TAKE_LEASE = """
+UPDATE sagas SET lease_owner = :owner, lease_expires_at = :expires WHERE saga_id = :saga_id
+"""
+_CLAIM_SAGAS = f"""
+UPDATE sagas SET lease_owner = :owner, lease_expires_at = :expires, version = version + 1
+WHERE saga_id IN (
+    SELECT saga_id FROM sagas
+    WHERE status IN {UNFINISHED_STATUSES}
+      AND (lease_expires_at IS NULL OR lease_expires_at < :now)
+      AND lease_owner IS NOT :owner
+    ORDER BY create_time, saga_id
+    LIMIT :limit
+)
+RETURNING {SAGA_COLUMNS}
+"""
+_RENEW_LEASE = """
+UPDATE sagas SET lease_expires_at = :expires WHERE lease_owner = :owner AND saga_id = :saga_id
+"""
+_RELEASE_LEASE = """
+UPDATE sagas SET lease_owner = NULL, lease_expires_at = NULL
+WHERE lease_owner = :owner AND saga_id = :saga_id
 """
 _SELECT_SAGA = f"SELECT {SAGA_COLUMNS} FROM sagas WHERE saga_id = ?"
 _SELECT_SAGA_BY_KEY = f"SELECT {SAGA_COLUMNS} FROM sagas WHERE idempotency_key = ?"
@@ -177,6 +204,7 @@ class SqliteStore(Store):
         saga: SagaRecord,
         steps: Sequence[StepRecord],
         transitions: Sequence[TransitionRecord],
+        lease: Lease | None = None,
     ) -> CreateSagaResult:
         saga_params = _ENCODING.saga_params(saga)
         step_params = [_ENCODING.step_params(step) for step in steps]
@@ -191,6 +219,15 @@ class SqliteStore(Store):
                     return CreateSagaResult(_ENCODING.saga_from_row(row), created=False)
                 connection.executemany(_UPSERT_STEP, step_params)
                 connection.executemany(_INSERT_TRANSITION, transition_params)
+                if lease is not None:
+                    connection.execute(
+                        _TAKE_LEASE,
+                        {
+                            "owner": lease.owner,
+                            "expires": _lease_expiry(lease),
+                            "saga_id": saga.saga_id,
+                        },
+                    )
                 return CreateSagaResult(saga, created=True)
 
         return await self._run(create)
@@ -254,6 +291,44 @@ class SqliteStore(Store):
             return [_ENCODING.saga_from_row(row) for row in rows]
 
         return await self._run(read)
+
+    async def claim_sagas(self, lease: Lease, limit: int) -> list[SagaRecord]:
+        def claim(connection: sqlite3.Connection) -> list[SagaRecord]:
+            params = {
+                "owner": lease.owner,
+                "expires": _lease_expiry(lease),
+                "now": _time_to_text(datetime.now(UTC)),
+                "limit": limit,
+            }
+            with _write_transaction(connection):
+                rows = connection.execute(_CLAIM_SAGAS, params).fetchall()
+            sagas = [_ENCODING.saga_from_row(row) for row in rows]
+            return sorted(sagas, key=lambda s: (s.create_time, s.saga_id))
+
+        return await self._run(claim)
+
+    async def renew_leases(self, lease: Lease, saga_ids: Sequence[str]) -> set[str]:
+        def renew(connection: sqlite3.Connection) -> set[str]:
+            expires = _lease_expiry(lease)
+            held: set[str] = set()
+            with _write_transaction(connection):
+                for saga_id in saga_ids:
+                    params = {"owner": lease.owner, "expires": expires, "saga_id": saga_id}
+                    if connection.execute(_RENEW_LEASE, params).rowcount:
+                        held.add(saga_id)
+            return held
+
+        return await self._run(renew) if saga_ids else set()
+
+    async def release_leases(self, owner: str, saga_ids: Sequence[str]) -> None:
+        def release(connection: sqlite3.Connection) -> None:
+            with _write_transaction(connection):
+                connection.executemany(
+                    _RELEASE_LEASE, [{"owner": owner, "saga_id": s} for s in saga_ids]
+                )
+
+        if saga_ids:
+            await self._run(release)
 
     async def unfinished_definitions(self) -> dict[tuple[str, int], int]:
         def read(connection: sqlite3.Connection) -> dict[tuple[str, int], int]:

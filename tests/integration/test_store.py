@@ -16,6 +16,7 @@ from psycopg import sql
 
 from orchestrator.errors import ConfigurationError, StaleSagaVersion, StoreUnavailable
 from orchestrator.records import (
+    Lease,
     SagaCommit,
     SagaRecord,
     SagaStatus,
@@ -533,3 +534,68 @@ def test_both_back_ends_have_the_same_migration_versions():
 
     assert sqlite_versions == postgres_versions
     assert sqlite_versions[0] == 1
+
+
+# --- leases: one replica drives a saga at a time ----------------------------------------
+
+ALICE = Lease("replica-alice", seconds=30)
+BOB = Lease("replica-bob", seconds=30)
+
+
+async def create_leased(store: Store, saga_id: str, lease: Lease) -> SagaRecord:
+    saga = saga_record(saga_id)
+    result = await store.create_saga(
+        saga, pending_steps(saga_id), [saga_started(saga_id)], lease=lease
+    )
+    assert result.created
+    return saga
+
+
+async def test_a_new_saga_belongs_to_its_creator_until_the_lease_expires(store: Store):
+    saga = await create_leased(store, "leased", Lease(ALICE.owner, seconds=0.3))
+    assert await store.claim_sagas(BOB, limit=10) == []
+    await asyncio.sleep(0.5)
+    claimed = await store.claim_sagas(BOB, limit=10)
+    assert [s.saga_id for s in claimed] == ["leased"]
+    assert claimed[0].version == saga.version + 1
+
+
+async def test_claiming_fences_off_the_previous_owner(store: Store):
+    saga = await create_leased(store, "fenced", Lease(ALICE.owner, seconds=0))
+    await store.claim_sagas(BOB, limit=10)
+    with pytest.raises(StaleSagaVersion):
+        await store.commit([first_step_completed(saga, seq=2)])
+    assert await store.renew_leases(ALICE, ["fenced"]) == set()
+    assert await store.renew_leases(BOB, ["fenced"]) == {"fenced"}
+    assert await store.get_transitions("fenced") == [saga_started("fenced")]
+
+
+async def test_unleased_unfinished_sagas_are_claimed_oldest_first_and_finished_ones_never(
+    store: Store,
+):
+    await create(store, "young", create_time=T0 + timedelta(seconds=5))
+    await create(store, "old", create_time=T0)
+    await create(store, "done", status=SagaStatus.COMPLETED)
+    await create(store, "failed", status=SagaStatus.FAILED)
+    first = await store.claim_sagas(ALICE, limit=1)
+    rest = await store.claim_sagas(ALICE, limit=10)
+    assert [s.saga_id for s in first] == ["old"]
+    assert [s.saga_id for s in rest] == ["young"]
+    assert await store.claim_sagas(ALICE, limit=10) == [], "its own sagas are not claimed again"
+
+
+async def test_released_sagas_can_be_claimed_at_once(store: Store):
+    await create_leased(store, "handed-over", ALICE)
+    await store.release_leases(ALICE.owner, ["handed-over"])
+    assert [s.saga_id for s in await store.claim_sagas(BOB, limit=10)] == ["handed-over"]
+    await store.release_leases(ALICE.owner, ["handed-over"])  # not Alice's any more: no-op
+    assert await store.renew_leases(BOB, ["handed-over"]) == {"handed-over"}
+
+
+async def test_concurrent_claimers_never_get_the_same_saga(store: Store):
+    for n in range(40):
+        await create(store, f"contested-{n:02}")
+    owners = [Lease(f"replica-{i}", seconds=30) for i in range(4)]
+    claims = await asyncio.gather(*(store.claim_sagas(owner, limit=15) for owner in owners))
+    claimed = [s.saga_id for claim in claims for s in claim]
+    assert len(claimed) == len(set(claimed)) == 40
