@@ -15,7 +15,10 @@ import asyncio
 import hashlib
 import json
 import logging
+import os
 import random
+import secrets
+import socket
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -32,6 +35,7 @@ from orchestrator.errors import IdempotencyKeyReused, StaleSagaVersion
 from orchestrator.machine import Action, SagaRun, SendAction
 from orchestrator.records import (
     CreateSagaResult,
+    Lease,
     SagaRecord,
     SagaStatus,
     StepRecord,
@@ -55,8 +59,23 @@ def request_fingerprint(saga_type: str, correlation_id: str, payload: Mapping[st
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+DEFAULT_LEASE_SECONDS = 10.0
+CLAIM_BATCH = 200
+
+
+def unique_replica_id() -> str:
+    """An owner id no other process shares: host, pid and a random suffix."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
 class Executor:
-    """Owns one asyncio task per saga this process drives."""
+    """Owns one asyncio task per saga this replica drives, and the leases on them.
+
+    Several replicas may share one store: a saga is driven only by the replica
+    holding its lease. Leases are renewed every third of their duration; sagas
+    whose lease expired (their replica died) are claimed by whoever looks next,
+    and claiming fences the old owner off (see `Store.claim_sagas`).
+    """
 
     def __init__(
         self,
@@ -64,13 +83,16 @@ class Executor:
         registry: Registry,
         participants: ParticipantClient,
         *,
+        lease: Lease | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self._store = store
         self._registry = registry
         self._participants = participants
+        self.lease = lease or Lease(unique_replica_id(), DEFAULT_LEASE_SECONDS)
         self._rng = rng or random.Random()
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._lease_keeper: asyncio.Task[None] | None = None
 
     # --- starting and resuming -------------------------------------------------------
 
@@ -108,7 +130,7 @@ class Executor:
             time=now,
             saga_status=SagaStatus.RUNNING,
         )
-        result = await self._store.create_saga(saga, steps, [started])
+        result = await self._store.create_saga(saga, steps, [started], lease=self.lease)
         if not result.created:
             if result.saga.request_fingerprint != saga.request_fingerprint:
                 raise IdempotencyKeyReused(
@@ -124,15 +146,49 @@ class Executor:
         return result
 
     async def resume_unfinished(self) -> int:
-        """Drive every RUNNING or COMPENSATING saga in the store; returns how many."""
-        resumed = 0
+        """Claim and drive every unfinished saga no live replica holds, then keep
+        renewing leases and claiming orphans in the background. Returns how many
+        sagas were claimed now."""
+        claimed = await self.claim_orphans()
+        if self._lease_keeper is None:
+            self._lease_keeper = asyncio.create_task(self._keep_leases(), name="lease-keeper")
+        return claimed
+
+    async def claim_orphans(self) -> int:
+        """Claim unfinished sagas whose lease is missing or expired, and drive them."""
+        total = 0
         while True:
-            batch = [s for s in await self._store.list_unfinished() if s.saga_id not in self._tasks]
-            if not batch:
-                return resumed
-            for saga in batch:
-                self._spawn(saga.saga_id, None)
-                resumed += 1
+            claimed = await self._store.claim_sagas(self.lease, CLAIM_BATCH)
+            for saga in claimed:
+                if saga.saga_id not in self._tasks:
+                    self._spawn(saga.saga_id, None)
+            total += len(claimed)
+            if len(claimed) < CLAIM_BATCH:
+                return total
+
+    async def _keep_leases(self) -> None:
+        """Renew the leases of driven sagas, drop the ones lost, claim orphans; forever."""
+        interval = self.lease.seconds / 3
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                driven = list(self._tasks)
+                held = await self._store.renew_leases(self.lease, driven)
+                for saga_id in set(driven) - held:
+                    task = self._tasks.get(saga_id)
+                    if task is not None:
+                        logger.warning(
+                            "lease lost to another replica; stop driving",
+                            extra={"saga_id": saga_id},
+                        )
+                        task.cancel()
+                claimed = await self.claim_orphans()
+                if claimed:
+                    logger.info("claimed %d saga(s) whose replica went away", claimed)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                logger.warning("lease upkeep failed, retrying in %.1fs: %s", interval, error)
 
     def _spawn(self, saga_id: str, run: SagaRun | None) -> None:
         task = asyncio.create_task(self._drive_until_done(saga_id, run), name=f"saga-{saga_id}")
@@ -145,11 +201,21 @@ class Executor:
             await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)
 
     async def stop(self) -> None:
-        """Cancel every drive; the store still holds each saga's last committed state."""
+        """Cancel every drive and hand its lease back, so another replica resumes it at
+        once; the store holds each saga's last committed state."""
+        if self._lease_keeper is not None:
+            self._lease_keeper.cancel()
+            await asyncio.gather(self._lease_keeper, return_exceptions=True)
+            self._lease_keeper = None
+        driven = list(self._tasks)
         tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        try:
+            await self._store.release_leases(self.lease.owner, driven)
+        except Exception as error:
+            logger.warning("could not release leases; they expire by themselves: %s", error)
 
     # --- driving -----------------------------------------------------------------------
 

@@ -21,8 +21,10 @@ from grpc_reflection.v1alpha import reflection
 
 from orchestrator.commands import ParticipantClient
 from orchestrator.definition import SagaDefinition
-from orchestrator.executor import Executor
-from orchestrator.registry import Registry
+from orchestrator.errors import ConfigurationError
+from orchestrator.executor import DEFAULT_LEASE_SECONDS, Executor, unique_replica_id
+from orchestrator.records import Lease
+from orchestrator.registry import Registry, check_unfinished_versions
 from orchestrator.service import SagaOrchestratorService
 from orchestrator.store import open_store
 from saga.v1 import orchestrator_pb2, orchestrator_pb2_grpc
@@ -41,6 +43,8 @@ class ServeConfig:
     listen: str = "127.0.0.1:50051"
     participants: Mapping[str, str] = field(default_factory=dict)
     ready_file: str | None = None
+    replica_id: str = field(default_factory=unique_replica_id)
+    lease_seconds: float = DEFAULT_LEASE_SECONDS
 
 
 def create_server(
@@ -69,13 +73,32 @@ def _write_ready_file(path: str, address: str) -> None:
 
 
 async def serve(config: ServeConfig, definitions: Iterable[SagaDefinition]) -> None:
-    """Run until SIGTERM or SIGINT; unfinished sagas are resumed at start."""
+    """Run until SIGTERM or SIGINT; unfinished sagas are resumed at start.
+
+    Raises DefinitionError or ConfigurationError, before serving anything, when
+    a definition is inconsistent, a participant has no address, or an
+    unfinished saga needs a definition version that is not registered.
+    """
+    if config.lease_seconds <= 0:
+        raise ConfigurationError(f"lease seconds must be positive, got {config.lease_seconds:g}")
     registry = Registry(definitions)
     participants = ParticipantClient(config.participants)
     participants.check_addresses(registry.participants)
     store = open_store(config.database_url)
     await store.open()
-    executor = Executor(store, registry, participants)
+    try:
+        check_unfinished_versions(await store.unfinished_definitions(), registry)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await store.close()
+        raise
+    logger.info(
+        "saga definitions: %s",
+        ", ".join(f"{d.name} v{d.version}" for d in registry.definitions),
+    )
+    executor = Executor(
+        store, registry, participants, lease=Lease(config.replica_id, config.lease_seconds)
+    )
     servicer = SagaOrchestratorService(registry, executor, store)
     server, port, health_servicer = create_server(config.listen, servicer)
     await server.start()

@@ -23,6 +23,8 @@ from tests.e2e.payloads import struct, travel
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 BOOKINGS = ("flight", "hotel", "car_rental")
+SHORT_LEASE = {"SAGA_LEASE_SECONDS": "1"}
+"""The dead replica's sagas are taken over once its lease runs out."""
 
 
 def wait_exit(process, timeout: float = 20.0) -> int:
@@ -66,9 +68,15 @@ async def test_orchestrator_killed_at_a_failpoint_finishes_after_restart(
     payload = travel(amount_minor=MAX_CHARGE_MINOR + 1 if declined else 100_000)
     key = f"crash-{failpoint}-{declined}"
     doomed = orchestrator_process(
-        tmp_path, database_url, addresses, env={"SAGA_FAILPOINT": failpoint}, name="doomed"
+        tmp_path,
+        database_url,
+        addresses,
+        env={"SAGA_FAILPOINT": failpoint, **SHORT_LEASE},
+        name="doomed",
     )
-    survivor = orchestrator_process(tmp_path, database_url, addresses, name="survivor")
+    survivor = orchestrator_process(
+        tmp_path, database_url, addresses, env=SHORT_LEASE, name="survivor"
+    )
     try:
         doomed.start()
         # It may die before answering: the saga was committed first.

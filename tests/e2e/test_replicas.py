@@ -1,0 +1,127 @@
+"""Several orchestrator replicas on one PostgreSQL: leases, takeover, fencing.
+
+A replica killed with SIGKILL, or frozen with SIGSTOP past its lease and thawed
+later, never makes a step happen twice: the participants' records (one per
+idempotency key) and each saga's log prove it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections import Counter
+
+import grpc
+import pytest
+
+from orchestrator.localrun import orchestrator_process, participants_process
+from orchestrator.records import TransitionEvent
+from orchestrator.store import open_store
+from saga.v1 import orchestrator_pb2 as pb
+from saga.v1 import orchestrator_pb2_grpc as pb_grpc
+from tests.e2e.conftest import wait_terminal
+from tests.e2e.effects import effects_of
+from tests.e2e.payloads import struct, travel
+
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.slow]
+
+LEASE = {"SAGA_LEASE_SECONDS": "1"}
+SAGAS = 24
+
+
+async def start_sagas(addresses: list[str], count: int, prefix: str) -> list[str]:
+    """Start `count` travel sagas, spread over the replicas round-robin."""
+    saga_ids = []
+    for n in range(count):
+        async with grpc.aio.insecure_channel(addresses[n % len(addresses)]) as channel:
+            reply = await pb_grpc.SagaOrchestratorStub(channel).StartSaga(
+                pb.StartSagaRequest(
+                    saga_type="travel_booking",
+                    correlation_id=f"{prefix}-{n}",
+                    payload=struct(travel(f"customer-{n}")),
+                    idempotency_key=f"{prefix}-{n}",
+                ),
+                timeout=5,
+            )
+        saga_ids.append(reply.saga_id)
+    return saga_ids
+
+
+async def check_each_effect_once(database_url, participant_addresses, saga_ids, survivor):
+    async with grpc.aio.insecure_channel(survivor) as channel:
+        stub = pb_grpc.SagaOrchestratorStub(channel)
+        sagas = await asyncio.gather(*(wait_terminal(stub, i, timeout=60) for i in saga_ids))
+    assert all(s.status == pb.SAGA_STATUS_COMPLETED for s in sagas)
+    store = open_store(database_url)
+    await store.open()
+    try:
+        for saga_id in saga_ids:
+            effects = await effects_of(participant_addresses, saga_id)
+            for name in ("flight", "hotel", "car_rental", "payment"):
+                assert effects[name] == Counter({"ACTIVE": 1}), (saga_id, name, effects)
+            log = await store.get_transitions(saga_id)
+            assert [t.seq for t in log] == list(range(1, len(log) + 1))
+            finals = [t for t in log if t.event is TransitionEvent.SAGA_COMPLETED]
+            assert len(finals) == 1
+    finally:
+        await store.close()
+
+
+@pytest.fixture
+def slow_participants(tmp_path):
+    process = participants_process(
+        tmp_path,
+        ["flight", "hotel", "car_rental", "payment", "inventory", "shipping", "notification"],
+        ["--latency-ms", "150"],
+        name="slow-participants",
+    )
+    try:
+        yield process.start()
+    finally:
+        process.stop()
+
+
+async def test_sagas_of_a_killed_replica_finish_on_the_survivor(
+    tmp_path, postgres_url, slow_participants
+):
+    addresses = slow_participants.info["services"]
+    doomed = orchestrator_process(tmp_path, postgres_url, addresses, env=LEASE, name="doomed")
+    survivor = orchestrator_process(tmp_path, postgres_url, addresses, env=LEASE, name="survivor")
+    try:
+        doomed.start()
+        survivor.start()
+        saga_ids = await start_sagas([doomed.address, survivor.address], SAGAS, "kill")
+        doomed.kill()
+        await check_each_effect_once(postgres_url, addresses, saga_ids, survivor.address)
+    finally:
+        doomed.kill()
+        survivor.stop()
+
+
+async def test_a_frozen_replica_that_wakes_late_cannot_overwrite_the_new_owner(
+    tmp_path, postgres_url, slow_participants
+):
+    addresses = slow_participants.info["services"]
+    sleeper = orchestrator_process(tmp_path, postgres_url, addresses, env=LEASE, name="sleeper")
+    survivor = orchestrator_process(tmp_path, postgres_url, addresses, env=LEASE, name="survivor")
+    try:
+        sleeper.start()
+        survivor.start()
+        saga_ids = await start_sagas([sleeper.address], SAGAS // 2, "freeze")
+        os.kill(sleeper.pid, signal.SIGSTOP)
+        async with grpc.aio.insecure_channel(survivor.address) as channel:
+            stub = pb_grpc.SagaOrchestratorStub(channel)
+            await asyncio.gather(*(wait_terminal(stub, i, timeout=60) for i in saga_ids))
+        os.kill(sleeper.pid, signal.SIGCONT)
+        await asyncio.sleep(2)  # the thawed replica tries to commit its stale progress
+        assert sleeper.process.poll() is None, "a fenced replica keeps serving"
+        await check_each_effect_once(postgres_url, addresses, saga_ids, survivor.address)
+        assert "moved on elsewhere" in sleeper.log_tail(200) or "lease lost" in sleeper.log_tail(
+            200
+        )
+    finally:
+        if sleeper.process is not None and sleeper.process.poll() is None:
+            os.kill(sleeper.pid, signal.SIGCONT)
+        sleeper.stop()
+        survivor.stop()
