@@ -1,4 +1,5 @@
-"""Load-time checks of saga definitions: one test per rule, each error names the step.
+"""Load-time checks of saga definitions: one test per rule, each error names the step;
+and loading definitions from the user's own modules.
 
 The definitions here are built from the example participants' protos but with
 their own builders, so they do not change when the example sagas do.
@@ -11,8 +12,10 @@ from typing import Any
 
 import pytest
 
+from orchestrator.cli import definition_modules
 from orchestrator.definition import Call, Parallel, SagaDefinition, Step, StepContext
-from orchestrator.errors import DefinitionError
+from orchestrator.errors import ConfigurationError, DefinitionError
+from orchestrator.loading import load_definitions
 from orchestrator.registry import Registry
 from saga.examples.v1.inputs_pb2 import TravelBookingInput
 from saga.participants.car_rental.v1 import car_rental_pb2 as car
@@ -404,3 +407,92 @@ def test_a_builder_asking_whether_a_later_result_exists_is_allowed():
         return flight.BookFlightRequest()
 
     Registry([saga(flight_step(action=Call(FLIGHT, "BookFlight", build)), charge_step())])
+
+
+# --- loading the user's definitions modules ----------------------------------------------------
+
+HEADER = """
+from orchestrator.definition import SagaDefinition
+from saga.examples.v1.inputs_pb2 import TravelBookingInput
+from tests.unit.test_definition_checks import flight_step, hotel_step
+
+ONE = SagaDefinition(name="one", version=1, input_type=TravelBookingInput, steps=(flight_step(),))
+TWO = SagaDefinition(name="two", version=1, input_type=TravelBookingInput, steps=(hotel_step(),))
+"""
+
+
+@pytest.fixture
+def write_module(tmp_path, monkeypatch):
+    """Write a module under a name no other test uses, importable from tmp_path."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    counter = iter(range(1000))
+
+    def write(source: str) -> str:
+        name = f"user_sagas_{tmp_path.name}_{next(counter)}".replace("-", "_")
+        (tmp_path / f"{name}.py").write_text(source)
+        return name
+
+    return write
+
+
+def test_a_modules_definitions_attribute_is_what_it_offers(write_module):
+    name = write_module(HEADER + "DEFINITIONS = (TWO,)\n")
+    assert [d.name for d in load_definitions([name])] == ["two"]
+
+
+def test_without_a_definitions_attribute_every_module_level_definition_is_offered(write_module):
+    name = write_module(HEADER + "ALIAS = ONE\n")
+    assert [d.name for d in load_definitions([name])] == ["one", "two"]
+
+
+def test_the_same_definition_from_two_modules_is_loaded_once(write_module):
+    first = write_module(HEADER)
+    second = write_module(f"from {first} import ONE\nDEFINITIONS = [ONE]\n")
+    assert [d.name for d in load_definitions([first, second])] == ["one", "two"]
+
+
+def test_a_module_without_definitions_is_refused(write_module):
+    name = write_module("X = 1\n")
+    with pytest.raises(ConfigurationError, match=f"{name}' holds no saga definitions"):
+        load_definitions([name])
+
+
+def test_a_definitions_attribute_holding_something_else_is_refused(write_module):
+    name = write_module(HEADER + "DEFINITIONS = (ONE, 'two')\n")
+    with pytest.raises(ConfigurationError, match="holds a str, not a SagaDefinition"):
+        load_definitions([name])
+
+
+def test_a_module_that_does_not_exist_is_named():
+    with pytest.raises(ConfigurationError, match="no module named 'no_such_user_sagas'"):
+        load_definitions(["no_such_user_sagas.sagas"])
+
+
+def test_a_module_whose_own_import_fails_names_what_it_lacks(write_module):
+    name = write_module("import no_such_dependency_of_sagas\n")
+    with pytest.raises(ConfigurationError) as raised:
+        load_definitions([name])
+    assert f"cannot import definitions module {name!r}" in str(raised.value)
+    assert "No module named 'no_such_dependency_of_sagas'" in str(raised.value)
+
+
+def test_a_module_raising_on_import_says_what_and_where(write_module):
+    name = write_module("x = 1\nraise RuntimeError('bad config')\n")
+    with pytest.raises(ConfigurationError) as raised:
+        load_definitions([name])
+    assert "RuntimeError: bad config" in str(raised.value)
+    assert f"{name}.py, line 2" in str(raised.value)
+
+
+def test_a_module_with_a_syntax_error_says_where(write_module):
+    name = write_module("def broken(:\n")
+    with pytest.raises(ConfigurationError, match=rf"SyntaxError: .*{name}\.py, line 1"):
+        load_definitions([name])
+
+
+def test_definitions_flags_win_over_the_environment_and_the_default(monkeypatch):
+    monkeypatch.delenv("SAGA_DEFINITIONS", raising=False)
+    assert definition_modules([]) == ["orchestrator.examples"]
+    monkeypatch.setenv("SAGA_DEFINITIONS", "a.sagas, b.sagas")
+    assert definition_modules([]) == ["a.sagas", "b.sagas"]
+    assert definition_modules(["c.sagas", "d.sagas,e.sagas"]) == ["c.sagas", "d.sagas", "e.sagas"]

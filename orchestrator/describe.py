@@ -1,0 +1,234 @@
+"""What `saga describe` shows: a definition as text, as a Mermaid flowchart, as Graphviz.
+
+Each function reads the same SagaDefinition the engine runs and returns a
+string, so what a reader sees cannot drift from what executes. Stages come
+in order; a Parallel group is one stage whose members run at the same time.
+Diagrams draw the forward path with solid edges and the compensations with
+dashed ones: from each step to its undo, then the undos in reverse stage
+order to the failed end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from orchestrator.definition import Call, Parallel, RetryPolicy, SagaDefinition, Step
+
+FORMATS = ("text", "mermaid", "dot")
+
+
+@dataclass(frozen=True, slots=True)
+class _Stage:
+    """One stage: a lone step (group "") or a Parallel group's members, with node ids."""
+
+    position: int
+    group: str
+    steps: tuple[Step, ...]
+    ids: tuple[int, ...]
+
+
+def _stages(definition: SagaDefinition) -> Iterator[_Stage]:
+    for position, (stage, ids) in enumerate(zip(definition.steps, definition.stages, strict=True)):
+        if isinstance(stage, Parallel):
+            yield _Stage(position, stage.name, stage.steps, ids)
+        else:
+            yield _Stage(position, "", (stage,), ids)
+
+
+def _rpc(call: Call) -> str:
+    return f"{call.service}.{call.method}"
+
+
+def _short_rpc(call: Call) -> str:
+    """`FlightService.BookFlight`: the service without its package, for diagrams."""
+    return f"{call.service.rsplit('.', 1)[-1]}.{call.method}"
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g}s"
+
+
+def _policy(policy: RetryPolicy, default: RetryPolicy) -> str:
+    text = (
+        f"{policy.max_attempts} attempt{'s' if policy.max_attempts != 1 else ''}, backoff "
+        f"{_seconds(policy.initial_backoff)} x{policy.multiplier:g} up to "
+        f"{_seconds(policy.max_backoff)}, jitter {policy.jitter:.0%}"
+    )
+    return f"{text} (saga default)" if policy is default else text
+
+
+def _compensation_order(definition: SagaDefinition) -> list[str]:
+    order: list[str] = []
+    for stage in reversed(list(_stages(definition))):
+        undone = [step.name for step in stage.steps if step.compensation is not None]
+        if not undone:
+            continue
+        if stage.group:
+            order.append(f"group {stage.group} ({', '.join(undone)})")
+        else:
+            order.extend(undone)
+    return order
+
+
+def describe_text(definition: SagaDefinition) -> str:
+    """Stages in order; each step's participant, RPCs, timeout and retry policies."""
+    title = f"{definition.name} v{definition.version}"
+    lines = [f"{title}: {definition.description}" if definition.description else title]
+    lines.append(f"input: {definition.input_type.DESCRIPTOR.full_name}")
+    lines.append("")
+    for stage in _stages(definition):
+        number = f"{stage.position + 1}."
+        if stage.group:
+            lines.append(
+                f"{number} parallel group {stage.group}: "
+                f"{', '.join(step.name for step in stage.steps)} run at the same time"
+            )
+            indent = "   "
+        else:
+            indent = " " * len(number) + " "
+        for step in stage.steps:
+            prefix = f"{indent}- " if stage.group else f"{number} "
+            detail = f"{indent}    " if stage.group else f"{indent}  "
+            lines.append(f"{prefix}{step.name}")
+            lines.append(f"{detail}participant:        {step.participant}")
+            lines.append(f"{detail}action:             {_rpc(step.action)}")
+            lines.append(
+                f"{detail}compensation:       "
+                + (_rpc(step.compensation) if step.compensation else "none (irreversible)")
+            )
+            lines.append(f"{detail}timeout:            {_seconds(step.timeout)} per attempt")
+            lines.append(
+                f"{detail}retry:              "
+                + _policy(definition.action_retry(step), definition.retry)
+            )
+            if step.compensation is not None:
+                lines.append(
+                    f"{detail}compensation retry: "
+                    + _policy(definition.compensation_retry_of(step), definition.compensation_retry)
+                )
+    order = _compensation_order(definition)
+    lines.append("")
+    if order:
+        lines.append("on failure, completed steps are compensated: " + ", then ".join(order))
+    else:
+        lines.append("on failure, nothing can be compensated")
+    return "\n".join(lines) + "\n"
+
+
+def _step_label(step: Step) -> tuple[str, ...]:
+    """A diagram node's lines: the step, who does what, and whether it can be undone."""
+    lines = (step.name, f"{step.participant}: {_short_rpc(step.action)}")
+    return lines if step.compensation is not None else (*lines, "irreversible")
+
+
+def _mermaid_label(*parts: str) -> str:
+    return '"' + "<br/>".join(part.replace('"', "#quot;") for part in parts) + '"'
+
+
+def describe_mermaid(definition: SagaDefinition) -> str:
+    """A Mermaid `flowchart`: steps left to right, groups as subgraphs, undos dashed."""
+    stages = list(_stages(definition))
+    lines = ["flowchart LR", '    start(["start"])']
+    for stage in stages:
+        indent = "    "
+        if stage.group:
+            lines.append(
+                f"    subgraph g{stage.position}[{_mermaid_label('parallel: ' + stage.group)}]"
+            )
+            indent = "        "
+        for step, node in zip(stage.steps, stage.ids, strict=True):
+            lines.append(f"{indent}s{node}[{_mermaid_label(*_step_label(step))}]")
+        if stage.group:
+            lines.append("    end")
+    lines.append('    completed(["completed"])')
+    previous = ["start"]
+    for stage in stages:
+        current = [f"s{node}" for node in stage.ids]
+        lines.extend(f"    {a} --> {b}" for a in previous for b in current)
+        previous = current
+    lines.extend(f"    {a} --> completed" for a in previous)
+    undo_stages = _undo_stages(stages)
+    if undo_stages:
+        lines.append('    failed(["failed"])')
+        for stage in stages:
+            for step, node in zip(stage.steps, stage.ids, strict=True):
+                if step.compensation is not None:
+                    label = _mermaid_label(f"undo {step.name}", _short_rpc(step.compensation))
+                    lines.append(f"    c{node}[{label}]")
+                    lines.append(f"    s{node} -. undo .-> c{node}")
+        for later, earlier in zip(undo_stages, [*undo_stages[1:], ["failed"]], strict=True):
+            lines.extend(f"    {a} -.-> {b}" for a in later for b in earlier)
+    return "\n".join(lines) + "\n"
+
+
+def _undo_stages(stages: list[_Stage]) -> list[list[str]]:
+    """Compensation node ids per stage, latest stage first, stages with none left out."""
+    undo = [
+        [f"c{node}" for step, node in zip(s.steps, s.ids, strict=True) if step.compensation]
+        for s in reversed(stages)
+    ]
+    return [ids for ids in undo if ids]
+
+
+def _dot_quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def describe_dot(definition: SagaDefinition) -> str:
+    """Graphviz `digraph` text: the same picture as the Mermaid flowchart."""
+    stages = list(_stages(definition))
+    title = f"{definition.name} v{definition.version}"
+    lines = [
+        f"digraph {_dot_quote(title)} {{",
+        "    rankdir=LR;",
+        f"    label={_dot_quote(title)};",
+        "    labelloc=t;",
+        '    fontname="Helvetica";',
+        '    node [shape=box, style=rounded, fontname="Helvetica"];',
+        '    edge [fontname="Helvetica"];',
+        '    start [label="start", shape=oval];',
+        '    completed [label="completed", shape=oval];',
+    ]
+    for stage in stages:
+        indent = "    "
+        if stage.group:
+            lines.append(f"    subgraph cluster_g{stage.position} {{")
+            lines.append(f"        label={_dot_quote('parallel: ' + stage.group)};")
+            lines.append("        style=dashed;")
+            indent = "        "
+        for step, node in zip(stage.steps, stage.ids, strict=True):
+            label = "\n".join(_step_label(step))
+            lines.append(f"{indent}s{node} [label={_dot_quote(label)}];")
+        if stage.group:
+            lines.append("    }")
+    previous = ["start"]
+    for stage in stages:
+        current = [f"s{node}" for node in stage.ids]
+        lines.extend(f"    {a} -> {b};" for a in previous for b in current)
+        previous = current
+    lines.extend(f"    {a} -> completed;" for a in previous)
+    undo_stages = _undo_stages(stages)
+    if undo_stages:
+        lines.append('    failed [label="failed", shape=oval];')
+        for stage in stages:
+            for step, node in zip(stage.steps, stage.ids, strict=True):
+                if step.compensation is not None:
+                    label = f"undo {step.name}\n{_short_rpc(step.compensation)}"
+                    lines.append(f"    c{node} [label={_dot_quote(label)}, style=dashed];")
+                    lines.append(f'    s{node} -> c{node} [style=dashed, label="undo"];')
+        for later, earlier in zip(undo_stages, [*undo_stages[1:], ["failed"]], strict=True):
+            lines.extend(f"    {a} -> {b} [style=dashed];" for a in later for b in earlier)
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def describe(definition: SagaDefinition, output_format: str) -> str:
+    """The definition in one of FORMATS; ValueError for any other."""
+    if output_format == "text":
+        return describe_text(definition)
+    if output_format == "mermaid":
+        return describe_mermaid(definition)
+    if output_format == "dot":
+        return describe_dot(definition)
+    raise ValueError(f"unknown format {output_format!r} (one of: {', '.join(FORMATS)})")
