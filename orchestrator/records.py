@@ -79,6 +79,7 @@ class SagaRecord:
     failed_step: str = ""
     needs_intervention: bool = False
     version: int = 1
+    deadline_time: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +96,7 @@ class StepRecord:
     result: bytes | None = None
     start_time: datetime | None = None
     update_time: datetime | None = None
+    next_attempt_time: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +117,7 @@ class TransitionRecord:
     attempt: int = 0
     error: str = ""
     actor: str = ENGINE_ACTOR
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,14 +27,14 @@ from orchestrator.records import (
 SAGA_COLUMNS = (
     "saga_id, saga_type, definition_version, correlation_id, idempotency_key,"
     " request_fingerprint, payload, status, failure_reason, failed_step,"
-    " needs_intervention, create_time, update_time, version"
+    " needs_intervention, create_time, update_time, version, deadline_time"
 )
 STEP_COLUMNS = (
     "saga_id, step_index, name, status, attempts, compensation_attempts, error, result,"
-    " start_time, update_time"
+    " start_time, update_time, next_attempt_time"
 )
 TRANSITION_COLUMNS = (
-    "saga_id, seq, event, time, saga_status, step, step_status, attempt, error, actor"
+    "saga_id, seq, event, time, saga_status, step, step_status, attempt, error, actor, reason"
 )
 UNFINISHED_STATUSES = "('RUNNING', 'COMPENSATING')"
 """SQL list of the statuses recovery resumes; matches the partial index's predicate."""
@@ -78,6 +78,7 @@ class RowEncoding:
             "create_time": self.time_to_db(saga.create_time),
             "update_time": self.time_to_db(saga.update_time),
             "version": saga.version,
+            "deadline_time": self._optional_time_to_db(saga.deadline_time),
         }
 
     def commit_params(self, commit: SagaCommit) -> dict[str, object]:
@@ -102,6 +103,7 @@ class RowEncoding:
             "result": step.result,
             "start_time": self._optional_time_to_db(step.start_time),
             "update_time": self._optional_time_to_db(step.update_time),
+            "next_attempt_time": self._optional_time_to_db(step.next_attempt_time),
         }
 
     def transition_params(self, transition: TransitionRecord) -> dict[str, object]:
@@ -116,6 +118,7 @@ class RowEncoding:
             "attempt": transition.attempt,
             "error": transition.error,
             "actor": transition.actor,
+            "reason": transition.reason,
         }
 
     def saga_from_row(self, row: Row) -> SagaRecord:
@@ -134,6 +137,7 @@ class RowEncoding:
             create_time=self.time_from_db(row["create_time"]),
             update_time=self.time_from_db(row["update_time"]),
             version=row["version"],
+            deadline_time=self._optional_time_from_db(row["deadline_time"]),
         )
 
     def step_from_row(self, row: Row) -> StepRecord:
@@ -149,6 +153,7 @@ class RowEncoding:
             result=None if result is None else bytes(result),
             start_time=self._optional_time_from_db(row["start_time"]),
             update_time=self._optional_time_from_db(row["update_time"]),
+            next_attempt_time=self._optional_time_from_db(row["next_attempt_time"]),
         )
 
     def transition_from_row(self, row: Row) -> TransitionRecord:
@@ -164,6 +169,7 @@ class RowEncoding:
             attempt=row["attempt"],
             error=row["error"],
             actor=row["actor"],
+            reason=row["reason"],
         )
 
     def _optional_time_to_db(self, moment: datetime | None) -> object:

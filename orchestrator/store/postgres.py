@@ -9,10 +9,12 @@ Pooled connections are in autocommit mode, so a read of one SELECT costs one.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import math
 import re
+import time
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -22,7 +24,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import TupleRow, dict_row
 from psycopg.types.json import Jsonb
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from orchestrator.errors import ConfigurationError, StoreUnavailable
 from orchestrator.records import (
@@ -49,6 +51,11 @@ from orchestrator.store.migrations import load_migrations, next_migration
 logger = logging.getLogger(__name__)
 
 _Connection = psycopg.AsyncConnection[TupleRow]
+
+PROBE_INTERVAL_SECONDS = 0.5
+"""While the server is lost, it is probed at most this often; calls in between fail at once."""
+PROBE_CONNECT_TIMEOUT_SECONDS = 2
+"""libpq's connect_timeout for a probe (libpq treats anything below 2 as 2)."""
 
 # Unquoted, so it means the same in search_path (which folds case) and in CREATE SCHEMA.
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -90,7 +97,7 @@ INSERT INTO sagas ({SAGA_COLUMNS})
 VALUES (%(saga_id)s, %(saga_type)s, %(definition_version)s, %(correlation_id)s,
         %(idempotency_key)s, %(request_fingerprint)s, %(payload)s, %(status)s,
         %(failure_reason)s, %(failed_step)s, %(needs_intervention)s, %(create_time)s,
-        %(update_time)s, %(version)s)
+        %(update_time)s, %(version)s, %(deadline_time)s)
 ON CONFLICT (idempotency_key) DO NOTHING
 RETURNING saga_id
 """
@@ -104,17 +111,18 @@ WHERE saga_id = %(saga_id)s AND version = %(expected_version)s
 _UPSERT_STEP = f"""
 INSERT INTO saga_steps ({STEP_COLUMNS})
 VALUES (%(saga_id)s, %(step_index)s, %(name)s, %(status)s, %(attempts)s,
-        %(compensation_attempts)s, %(error)s, %(result)s, %(start_time)s, %(update_time)s)
+        %(compensation_attempts)s, %(error)s, %(result)s, %(start_time)s, %(update_time)s,
+        %(next_attempt_time)s)
 ON CONFLICT (saga_id, name) DO UPDATE
 SET step_index = excluded.step_index, status = excluded.status,
     attempts = excluded.attempts, compensation_attempts = excluded.compensation_attempts,
     error = excluded.error, result = excluded.result, start_time = excluded.start_time,
-    update_time = excluded.update_time
+    update_time = excluded.update_time, next_attempt_time = excluded.next_attempt_time
 """
 _INSERT_TRANSITION = f"""
 INSERT INTO saga_transitions ({TRANSITION_COLUMNS})
 VALUES (%(saga_id)s, %(seq)s, %(event)s, %(time)s, %(saga_status)s, %(step)s,
-        %(step_status)s, %(attempt)s, %(error)s, %(actor)s)
+        %(step_status)s, %(attempt)s, %(error)s, %(actor)s, %(reason)s)
 """
 _TAKE_LEASE = """
 UPDATE sagas SET lease_owner = %(owner)s,
@@ -175,6 +183,14 @@ class PostgresStore(Store):
     which is created if missing. `timeout` bounds, in seconds, the wait for a
     connection: at `open()` and for every unit of work. When it runs out, or the
     server is lost, the call raises `StoreUnavailable`.
+
+    Outages: once a unit of work finds the server gone (a broken connection, or no
+    connection within `timeout`), later calls do not queue on the pool, whose own
+    reconnection backs off for up to minutes; they probe the server with one
+    direct connection (at most every PROBE_INTERVAL_SECONDS) and fail at once with
+    `StoreUnavailable` while it refuses. The first probe that connects replaces the
+    pool, so the connections that died with the old server are all dropped at once
+    and the store serves again within a probe interval of the server's return.
     """
 
     def __init__(
@@ -197,20 +213,18 @@ class PostgresStore(Store):
         self._timeout = timeout
         self._connection_kwargs = _connection_kwargs(url, schema, timeout)
         self._pool: AsyncConnectionPool[_Connection] | None = None
+        # Outage state: when the server was found lost (None while it is fine),
+        # when it was last probed and what the probe said.
+        self._lost_since: float | None = None
+        self._probed_at = 0.0
+        self._probe_error = ""
+        self._recovery = asyncio.Lock()
 
     async def open(self) -> None:
         """Fill the pool and migrate; raises StoreUnavailable if the server cannot be reached."""
         if self._pool is not None:
             raise RuntimeError("PostgresStore is already open")
-        pool: AsyncConnectionPool[_Connection] = AsyncConnectionPool(
-            self._url,
-            kwargs=self._connection_kwargs,
-            min_size=self._min_size,
-            max_size=self._max_size,
-            timeout=self._timeout,
-            name="saga-store",
-            open=False,
-        )
+        pool = self._new_pool()
         self._pool = pool
         try:
             try:
@@ -226,6 +240,17 @@ class PostgresStore(Store):
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()
+
+    def _new_pool(self) -> AsyncConnectionPool[_Connection]:
+        return AsyncConnectionPool(
+            self._url,
+            kwargs=self._connection_kwargs,
+            min_size=self._min_size,
+            max_size=self._max_size,
+            timeout=self._timeout,
+            name="saga-store",
+            open=False,
+        )
 
     async def schema_version(self) -> int:
         async with self._connection() as connection:
@@ -364,13 +389,66 @@ class PostgresStore(Store):
     @contextlib.asynccontextmanager
     async def _connection(self) -> AsyncIterator[_Connection]:
         """A pooled connection; losing the server or waiting too long is StoreUnavailable."""
-        if self._pool is None:
-            raise RuntimeError("PostgresStore is not open")
+        pool = await self._reachable_pool()
         try:
-            async with self._pool.connection() as connection:
-                yield connection
+            async with pool.connection() as connection:
+                try:
+                    yield connection
+                except psycopg.OperationalError:
+                    if connection.broken:
+                        self._server_lost(pool)
+                    raise
+        except PoolTimeout as error:
+            self._server_lost(pool)
+            raise StoreUnavailable(f"PostgreSQL is unavailable: {error}") from error
         except psycopg.OperationalError as error:
             raise StoreUnavailable(f"PostgreSQL is unavailable: {error}") from error
+
+    def _server_lost(self, pool: AsyncConnectionPool[_Connection]) -> None:
+        """Note that `pool`'s server went away (a late failure on a replaced pool is old news)."""
+        if pool is self._pool and self._lost_since is None:
+            self._lost_since = time.monotonic()
+            self._probed_at = 0.0
+            logger.warning("PostgreSQL connection lost; probing before using the pool again")
+
+    async def _reachable_pool(self) -> AsyncConnectionPool[_Connection]:
+        """The pool, once the server is known to answer; StoreUnavailable at once if not.
+
+        After an outage one caller probes with a direct connection while the others
+        wait for its verdict; a probe younger than PROBE_INTERVAL_SECONDS is trusted.
+        """
+        if self._pool is None:
+            raise RuntimeError("PostgresStore is not open")
+        if self._lost_since is None:
+            return self._pool
+        async with self._recovery:
+            if self._pool is None:
+                raise RuntimeError("PostgresStore is not open")
+            if self._lost_since is None:
+                return self._pool
+            now = time.monotonic()
+            if now - self._probed_at < PROBE_INTERVAL_SECONDS:
+                raise StoreUnavailable(f"PostgreSQL is unavailable: {self._probe_error}")
+            self._probed_at = now
+            try:
+                probe = await psycopg.AsyncConnection.connect(
+                    self._url,
+                    **{**self._connection_kwargs, "connect_timeout": PROBE_CONNECT_TIMEOUT_SECONDS},
+                )
+            except psycopg.OperationalError as error:
+                self._probe_error = str(error).strip()
+                raise StoreUnavailable(f"PostgreSQL is unavailable: {self._probe_error}") from error
+            await probe.close()
+            lost_for = now - self._lost_since
+            old, fresh = self._pool, self._new_pool()
+            await fresh.open(wait=False)
+            self._pool, self._lost_since = fresh, None
+            logger.warning(
+                "PostgreSQL answers again after %.1fs; connection pool renewed", lost_for
+            )
+        # Connections of the old pool still in use are closed when they come back.
+        await old.close(timeout=1.0)
+        return fresh
 
     async def _migrate(self) -> None:
         """Apply pending migrations, each with its version row in one transaction.

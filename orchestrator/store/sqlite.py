@@ -96,7 +96,7 @@ _INSERT_SAGA = f"""
 INSERT INTO sagas ({SAGA_COLUMNS})
 VALUES (:saga_id, :saga_type, :definition_version, :correlation_id, :idempotency_key,
         :request_fingerprint, :payload, :status, :failure_reason, :failed_step,
-        :needs_intervention, :create_time, :update_time, :version)
+        :needs_intervention, :create_time, :update_time, :version, :deadline_time)
 ON CONFLICT (idempotency_key) DO NOTHING
 """
 _UPDATE_SAGA = """
@@ -108,17 +108,17 @@ WHERE saga_id = :saga_id AND version = :expected_version
 _UPSERT_STEP = f"""
 INSERT INTO saga_steps ({STEP_COLUMNS})
 VALUES (:saga_id, :step_index, :name, :status, :attempts, :compensation_attempts, :error,
-        :result, :start_time, :update_time)
+        :result, :start_time, :update_time, :next_attempt_time)
 ON CONFLICT (saga_id, name) DO UPDATE
 SET step_index = excluded.step_index, status = excluded.status,
     attempts = excluded.attempts, compensation_attempts = excluded.compensation_attempts,
     error = excluded.error, result = excluded.result, start_time = excluded.start_time,
-    update_time = excluded.update_time
+    update_time = excluded.update_time, next_attempt_time = excluded.next_attempt_time
 """
 _INSERT_TRANSITION = f"""
 INSERT INTO saga_transitions ({TRANSITION_COLUMNS})
 VALUES (:saga_id, :seq, :event, :time, :saga_status, :step, :step_status, :attempt,
-        :error, :actor)
+        :error, :actor, :reason)
 """
 _TAKE_LEASE = """
 UPDATE sagas SET lease_owner = :owner, lease_expires_at = :expires WHERE saga_id = :saga_id

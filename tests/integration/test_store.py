@@ -599,3 +599,20 @@ async def test_concurrent_claimers_never_get_the_same_saga(store: Store):
     claims = await asyncio.gather(*(store.claim_sagas(owner, limit=15) for owner in owners))
     claimed = [s.saga_id for claim in claims for s in claim]
     assert len(claimed) == len(set(claimed)) == 40
+
+
+async def test_retry_schedule_deadline_and_operator_reason_round_trip(store: Store):
+    deadline = T0 + timedelta(minutes=5)
+    saga = await create(store, "scheduled", deadline_time=deadline)
+    due = T0 + timedelta(seconds=42, microseconds=7)
+    commit = first_step_completed(saga, seq=2)
+    step = dataclasses.replace(
+        commit.steps[0], status=StepStatus.STARTED, result=None, next_attempt_time=due
+    )
+    note = dataclasses.replace(commit.transitions[0], actor="operator:ops", reason="ticket 7")
+    await store.commit([dataclasses.replace(commit, steps=(step,), transitions=(note,))])
+
+    assert (await store.get_saga("scheduled")).deadline_time == deadline
+    assert (await store.get_steps("scheduled"))[0].next_attempt_time == due
+    logged = (await store.get_transitions("scheduled", after_seq=1))[0]
+    assert (logged.actor, logged.reason) == ("operator:ops", "ticket 7")

@@ -18,7 +18,7 @@ CREATE TABLE sagas (
     update_time         timestamptz NOT NULL,
     -- Bumped by every commit; a commit names the version it expects (fencing).
     version             integer     NOT NULL,
-    -- Reserved for ownership leases; not read or written yet.
+    -- The replica driving the saga and until when (see Store.claim_sagas).
     lease_owner         text,
     lease_expires_at    timestamptz
 );

@@ -19,7 +19,7 @@ CREATE TABLE sagas (
     update_time         TEXT    NOT NULL,
     -- Bumped by every commit; a commit names the version it expects (fencing).
     version             INTEGER NOT NULL,
-    -- Reserved for ownership leases; not read or written yet.
+    -- The replica driving the saga and until when (see Store.claim_sagas).
     lease_owner         TEXT,
     lease_expires_at    TEXT
 );
