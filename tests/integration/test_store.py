@@ -40,6 +40,7 @@ def saga_record(
     key: str | None = None,
     status: SagaStatus = SagaStatus.RUNNING,
     create_time: datetime = T0,
+    deadline_time: datetime | None = None,
 ) -> SagaRecord:
     return SagaRecord(
         saga_id=saga_id,
@@ -51,6 +52,7 @@ def saga_record(
         create_time=create_time,
         update_time=create_time,
         idempotency_key=key,
+        deadline_time=deadline_time,
     )
 
 
