@@ -49,9 +49,12 @@ class ErrorKind(enum.Enum):
     OUTCOME_UNKNOWN = "outcome_unknown"
 
 
-def classify(code: grpc.StatusCode) -> ErrorKind:
-    """Which way a failed command takes the saga; anything unlisted may have happened."""
-    if code in TRANSIENT_CODES:
+def classify(code: grpc.StatusCode, retry_codes: frozenset[str] = frozenset()) -> ErrorKind:
+    """Which way a failed command takes the saga; anything unlisted may have happened.
+
+    `retry_codes` names further codes (e.g. "INTERNAL") a retry policy treats as transient.
+    """
+    if code in TRANSIENT_CODES or code.name in retry_codes:
         return ErrorKind.TRANSIENT
     if code in REJECTION_CODES:
         return ErrorKind.REJECTED

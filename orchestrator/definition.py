@@ -69,7 +69,9 @@ class RetryPolicy:
     """How a command is retried on a transient error, with the same idempotency key.
 
     The n-th retry waits min(initial_backoff * multiplier**(n-1), max_backoff)
-    seconds, spread by +/- jitter (a fraction).
+    seconds, spread by +/- jitter (a fraction). UNAVAILABLE, DEADLINE_EXCEEDED,
+    RESOURCE_EXHAUSTED and ABORTED are always transient; `retry_codes` names more
+    gRPC codes (e.g. "INTERNAL") to treat the same way.
     """
 
     max_attempts: int = 3
@@ -77,6 +79,7 @@ class RetryPolicy:
     max_backoff: float = 2.0
     multiplier: float = 2.0
     jitter: float = 0.2
+    retry_codes: frozenset[str] = frozenset()
 
     def backoff(self, attempt: int, unit_random: float) -> float:
         """Seconds to wait after failed attempt `attempt` (1-based); unit_random in [0, 1)."""
@@ -92,8 +95,13 @@ DEFAULT_COMPENSATION_RETRY = RetryPolicy(max_attempts=10, initial_backoff=0.1, m
 class Step:
     """One step: an action on a participant and, unless irreversible, its compensation.
 
-    `timeout` is the gRPC deadline of each attempt, in seconds. A step without
-    a compensation cannot be undone; it must be the last step of its saga.
+    `timeout` is the gRPC deadline of each attempt, in seconds. A step without a
+    compensation is a pivot: it cannot be undone, so every step after it must be
+    `retriable`, and once it has completed the saga only goes forward.
+
+    A `retriable` step is one that succeeds if asked often enough: every error,
+    a participant's rejection included, is retried with its policy; if attempts
+    run out, the saga stops and waits for an operator instead of compensating.
     """
 
     name: str
@@ -103,6 +111,7 @@ class Step:
     timeout: float = 5.0
     retry: RetryPolicy | None = None
     compensation_retry: RetryPolicy | None = None
+    retriable: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +144,8 @@ class SagaDefinition:
     check_input: InputCheck | None = None
     retry: RetryPolicy = field(default=DEFAULT_ACTION_RETRY)
     compensation_retry: RetryPolicy = field(default=DEFAULT_COMPENSATION_RETRY)
+    deadline: float | None = None
+    """Seconds a saga may stay RUNNING; past it, it stops and compensates (before its pivot)."""
     all_steps: tuple[Step, ...] = field(init=False, repr=False, compare=False)
     stages: tuple[tuple[int, ...], ...] = field(init=False, repr=False, compare=False)
 
@@ -161,6 +172,26 @@ class SagaDefinition:
             if isinstance(stage, Parallel) and any(s is self.all_steps[index] for s in stage.steps):
                 return stage.name
         return ""
+
+    def stage_of(self, index: int) -> int:
+        """The position of the stage holding step `index`."""
+        for position, members in enumerate(self.stages):
+            if index in members:
+                return position
+        raise IndexError(index)
+
+    @property
+    def pivot_stage(self) -> int | None:
+        """The first stage holding a step without compensation, or None."""
+        for position, members in enumerate(self.stages):
+            if any(self.all_steps[i].compensation is None for i in members):
+                return position
+        return None
+
+    def is_forward_only(self, index: int) -> bool:
+        """True for steps after the pivot: they are retried, never compensated."""
+        pivot = self.pivot_stage
+        return pivot is not None and self.stage_of(index) > pivot
 
     def action_retry(self, step: Step) -> RetryPolicy:
         """The step's own retry policy, else the saga type's default."""

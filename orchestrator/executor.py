@@ -21,6 +21,7 @@ import secrets
 import socket
 import uuid
 from collections.abc import Mapping
+from datetime import datetime, timedelta
 from typing import Any
 
 import grpc
@@ -118,6 +119,11 @@ class Executor:
             update_time=now,
             idempotency_key=idempotency_key,
             request_fingerprint=request_fingerprint(definition.name, correlation_id, payload),
+            deadline_time=(
+                None
+                if definition.deadline is None
+                else now + timedelta(seconds=definition.deadline)
+            ),
         )
         steps = [
             StepRecord(saga_id=saga.saga_id, index=index, name=step.name)
@@ -231,8 +237,18 @@ class Executor:
             except asyncio.CancelledError:
                 raise
             except StaleSagaVersion:
-                logger.warning("saga moved on elsewhere; stop driving", extra={"saga_id": saga_id})
-                return
+                # Changed under us: by an operator (we still hold the lease: reload and go
+                # on) or by the replica that took it over (we do not: stop).
+                try:
+                    held = saga_id in await self._store.renew_leases(self.lease, [saga_id])
+                except Exception:
+                    held = True  # cannot tell now; the next commit will
+                if not held:
+                    logger.warning(
+                        "saga moved on elsewhere; stop driving", extra={"saga_id": saga_id}
+                    )
+                    return
+                logger.info("saga changed by a request; reloading", extra={"saga_id": saga_id})
             except Exception:
                 delay = RESTART_BACKOFF_SECONDS[min(failures, len(RESTART_BACKOFF_SECONDS) - 1)]
                 failures += 1
@@ -288,10 +304,10 @@ class Executor:
     async def _perform(self, run: SagaRun, action: Action, commit_lock: asyncio.Lock) -> None:
         if isinstance(action, SendAction):
             failpoints.hit("step_started")
-            await self._perform_action(run, action.index, commit_lock)
+            await self._perform_action(run, action.index, commit_lock, action.not_before)
         else:
             failpoints.hit("compensation_started")
-            await self._perform_compensation(run, action.index, commit_lock)
+            await self._perform_compensation(run, action.index, commit_lock, action.not_before)
 
     async def _commit(self, run: SagaRun, commit_lock: asyncio.Lock) -> None:
         """Commit everything the run queued; the lock keeps one saga's commits in
@@ -300,36 +316,65 @@ class Executor:
             if run.has_pending():
                 await self._store.commit([run.take_commit()])
 
-    async def _perform_action(self, run: SagaRun, index: int, commit_lock: asyncio.Lock) -> None:
+    async def _perform_action(
+        self,
+        run: SagaRun,
+        index: int,
+        commit_lock: asyncio.Lock,
+        not_before: datetime | None = None,
+    ) -> None:
         """Send a step's action until it succeeds, is rejected, or its retries run out.
 
-        On return the outcome is queued in `run`, not yet committed: the next
-        command's commit carries it (one write for "step i completed" and
-        "step i+1 started").
+        Transient errors are retried with the same idempotency key after a backoff
+        whose due time is committed first; a `retriable` step retries every error.
+        When attempts run out, a step before the pivot is compensated, one that must
+        not be undone halts the saga for an operator. If the saga's deadline passes
+        meanwhile, the step is left STARTED and the saga compensates. On return the
+        outcome is queued in `run`, not yet committed: the next command's commit
+        carries it (one write for "step i completed" and "step i+1 started").
         """
         definition = run.definition
         step = definition.all_steps[index]
         call = self._registry.resolved_step(definition, step.name).action
         policy = definition.action_retry(step)
+        must_not_undo = definition.is_forward_only(index) or step.compensation is None
         try:
             request = self._build_request(run, index, compensating=False)
         except Exception as error:
             run.action_rejected(index, f"building the request failed: {error!r}", utc_now())
             return
+        due = not_before
         while True:
+            if due is not None:
+                await self._wait_until(run, due)
+            if run.deadline_passed(utc_now()):
+                return
             try:
-                reply = await self._participants.send(step.participant, call, request, step.timeout)
+                reply = await self._participants.send(
+                    step.participant, call, request, self._attempt_timeout(run, step.timeout)
+                )
             except grpc.aio.AioRpcError as error:
-                kind = classify(error.code())
+                kind = classify(error.code(), policy.retry_codes)
                 message = describe_rpc_error(error)
                 attempts = run.steps[index].attempts
-                if kind is ErrorKind.TRANSIENT and attempts < policy.max_attempts:
-                    run.action_retrying(index, message, utc_now())
+                if (kind is ErrorKind.TRANSIENT or step.retriable) and (
+                    attempts < policy.max_attempts
+                ):
+                    now = utc_now()
+                    due = now + timedelta(seconds=policy.backoff(attempts, self._rng.random()))
+                    run.action_retrying(index, message, now, due)
                     await self._commit(run, commit_lock)
-                    await asyncio.sleep(policy.backoff(attempts, self._rng.random()))
                     continue
-                if kind is ErrorKind.REJECTED:
+                if run.deadline_passed(utc_now()):
+                    return
+                if kind is ErrorKind.REJECTED and not definition.is_forward_only(index):
                     run.action_rejected(index, message, utc_now())
+                elif must_not_undo:
+                    run.action_stuck(index, f"after {attempts} attempt(s): {message}", utc_now())
+                    logger.error(
+                        "step cannot go forward and must not be undone; the saga needs an operator",
+                        extra={"saga_id": run.saga.saga_id, "step": step.name},
+                    )
                 else:
                     run.action_outcome_unknown(
                         index, f"outcome unknown after {attempts} attempt(s): {message}", utc_now()
@@ -340,21 +385,28 @@ class Executor:
             return
 
     async def _perform_compensation(
-        self, run: SagaRun, index: int, commit_lock: asyncio.Lock
+        self,
+        run: SagaRun,
+        index: int,
+        commit_lock: asyncio.Lock,
+        not_before: datetime | None = None,
     ) -> None:
         """Send a compensation until it succeeds or its retries run out; every error is
         retried, since giving up leaves the saga for an operator."""
         definition = run.definition
         step = definition.all_steps[index]
         call = self._registry.resolved_step(definition, step.name).compensation
-        assert call is not None, "next_action only compensates steps that have a compensation"
+        assert call is not None, "next_actions only compensates steps that have a compensation"
         policy = definition.compensation_retry_of(step)
         try:
             request = self._build_request(run, index, compensating=True)
         except Exception as error:
             run.compensation_gave_up(index, f"building the request failed: {error!r}", utc_now())
             return
+        due = not_before
         while True:
+            if due is not None:
+                await self._wait_until(run, due)
             try:
                 await self._participants.send(step.participant, call, request, step.timeout)
             except grpc.aio.AioRpcError as error:
@@ -367,12 +419,35 @@ class Executor:
                         extra={"saga_id": run.saga.saga_id, "step": step.name},
                     )
                     return
-                run.compensation_retrying(index, message, utc_now())
+                now = utc_now()
+                due = now + timedelta(seconds=policy.backoff(attempts, self._rng.random()))
+                run.compensation_retrying(index, message, now, due)
                 await self._commit(run, commit_lock)
-                await asyncio.sleep(policy.backoff(attempts, self._rng.random()))
                 continue
             run.compensation_succeeded(index, utc_now())
             return
+
+    def _attempt_timeout(self, run: SagaRun, timeout: float) -> float:
+        """The step's per-attempt deadline, cut short by the saga's own deadline."""
+        deadline = run.saga.deadline_time
+        if deadline is None or run.past_pivot():
+            return timeout
+        remaining = (deadline - utc_now()).total_seconds()
+        return max(0.001, min(timeout, remaining))
+
+    async def _wait_until(self, run: SagaRun, due: datetime) -> None:
+        """Sleep until a scheduled attempt is due (or the saga's deadline, if sooner), then
+        make sure nobody changed the saga meanwhile (an operator, another replica)."""
+        until = due
+        deadline = run.saga.deadline_time
+        if deadline is not None and not run.past_pivot():
+            until = min(until, deadline)
+        delay = (until - utc_now()).total_seconds()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        stored = await self._store.get_saga(run.saga.saga_id)
+        if stored is None or stored.version != run.persisted_version:
+            raise StaleSagaVersion(f"saga {run.saga.saga_id} changed while a retry was waiting")
 
     def _build_request(self, run: SagaRun, index: int, *, compensating: bool) -> Message:
         """Build a step's request from the saga input and stored results, then fill its context."""

@@ -41,6 +41,15 @@ _SAGA_TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "complete", "source": SagaStatus.RUNNING, "dest": SagaStatus.COMPLETED},
     {"trigger": "compensate", "source": SagaStatus.RUNNING, "dest": SagaStatus.COMPENSATING},
     {"trigger": "fail", "source": SagaStatus.COMPENSATING, "dest": SagaStatus.FAILED},
+    # Past the pivot a step that keeps failing cannot be compensated: wait for an operator.
+    {"trigger": "halt", "source": SagaStatus.RUNNING, "dest": SagaStatus.FAILED},
+    # Operator calls on a saga that needs intervention (guarded by the caller).
+    {
+        "trigger": "resume_compensation",
+        "source": SagaStatus.FAILED,
+        "dest": SagaStatus.COMPENSATING,
+    },
+    {"trigger": "resume_forward", "source": SagaStatus.FAILED, "dest": SagaStatus.RUNNING},
 ]
 
 _STEP_TRANSITIONS: list[dict[str, Any]] = [
@@ -59,6 +68,19 @@ _STEP_TRANSITIONS: list[dict[str, Any]] = [
         "source": StepStatus.COMPENSATING,
         "dest": StepStatus.COMPENSATION_FAILED,
     },
+    # Operator calls.
+    {
+        "trigger": "retry_compensation",
+        "source": StepStatus.COMPENSATION_FAILED,
+        "dest": StepStatus.COMPENSATING,
+    },
+    {
+        "trigger": "resolve_compensation",
+        "source": StepStatus.COMPENSATION_FAILED,
+        "dest": StepStatus.COMPENSATED,
+    },
+    {"trigger": "retry_forward", "source": StepStatus.FAILED, "dest": StepStatus.STARTED},
+    {"trigger": "resolve_forward", "source": StepStatus.FAILED, "dest": StepStatus.COMPLETED},
 ]
 
 
@@ -94,16 +116,19 @@ class _Model:
 
 @dataclass(frozen=True, slots=True)
 class SendAction:
-    """Send (or send again, same idempotency key) the action of step `index`."""
+    """Send (or send again, same idempotency key) the action of step `index`, not before
+    `not_before` when a retry was scheduled before a restart."""
 
     index: int
+    not_before: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class SendCompensation:
-    """Send (or send again) the compensation of step `index`."""
+    """Send (or send again) the compensation of step `index`, not before `not_before`."""
 
     index: int
+    not_before: datetime | None = None
 
 
 Action = SendAction | SendCompensation
@@ -168,6 +193,13 @@ class SagaRun:
         is terminal; finishing it was queued here.
         """
         status = self.status
+        if status is SagaStatus.RUNNING and self.deadline_passed(now):
+            self._begin_compensating_by_request(
+                TransitionEvent.SAGA_DEADLINE_PASSED,
+                now,
+                reason=f"saga deadline {self.saga.deadline_time} passed",
+            )
+            status = self.status
         if status is SagaStatus.RUNNING:
             for stage in self.definition.stages:
                 actions: list[Action] = []
@@ -180,7 +212,12 @@ class SagaRun:
                             index, "start", TransitionEvent.STEP_STARTED, now, attempts=1
                         )
                     elif step_status is StepStatus.STARTED:
-                        # Only a restart gets here: count the resend before it goes out.
+                        # Only a restart or an operator's retry gets here.
+                        due = self.steps[index].next_attempt_time
+                        if due is not None:
+                            # The scheduled attempt was counted when it was scheduled.
+                            actions.append(SendAction(index, not_before=due))
+                            continue
                         self.action_retrying(index, "resent after a restart", now)
                     else:
                         raise IllegalTransition(
@@ -196,6 +233,9 @@ class SagaRun:
             for index in reversed(range(len(self.steps))):
                 step_status = self.step_status(index)
                 if step_status is StepStatus.COMPENSATING:
+                    due = self.steps[index].next_attempt_time
+                    if due is not None:
+                        return (SendCompensation(index, not_before=due),)
                     self.compensation_retrying(index, "resent after a restart", now)
                     return (SendCompensation(index),)
                 if step_status in (StepStatus.COMPLETED, StepStatus.STARTED):
@@ -214,41 +254,84 @@ class SagaRun:
     def action_succeeded(self, index: int, result: bytes, now: datetime) -> None:
         """Store the reply with the step: compensations are built from it."""
         self._fire_step(
-            index, "succeed", TransitionEvent.STEP_COMPLETED, now, result=result, error=""
+            index,
+            "succeed",
+            TransitionEvent.STEP_COMPLETED,
+            now,
+            result=result,
+            error="",
+            next_attempt_time=None,
         )
 
-    def action_retrying(self, index: int, error: str, now: datetime) -> None:
-        """A transient error: the next attempt, same key, is counted before it is sent."""
+    def action_retrying(
+        self, index: int, error: str, now: datetime, due: datetime | None = None
+    ) -> None:
+        """A transient error: the next attempt, same key, is counted (and its time kept)
+        before it is sent, so a restart neither resets nor skips the schedule."""
         record = self.steps[index]
-        self._update_step(index, now, attempts=record.attempts + 1, error=error)
+        self._update_step(
+            index, now, attempts=record.attempts + 1, error=error, next_attempt_time=due
+        )
         self._log(TransitionEvent.STEP_RETRY_SCHEDULED, now, index, error=error)
 
     def action_rejected(self, index: int, error: str, now: datetime) -> None:
         """A definitive failure: nothing happened at the participant; undo the earlier steps."""
-        self._fire_step(index, "fail", TransitionEvent.STEP_FAILED, now, error=error)
+        self._fire_step(
+            index, "fail", TransitionEvent.STEP_FAILED, now, error=error, next_attempt_time=None
+        )
         self._begin_compensating(index, error, now)
 
     def action_outcome_unknown(self, index: int, error: str, now: datetime) -> None:
         """Retries exhausted without a definitive answer: the step may have happened, so it
         is compensated together with the earlier steps."""
-        self._update_step(index, now, error=error)
+        self._update_step(index, now, error=error, next_attempt_time=None)
         self._log(TransitionEvent.STEP_FAILED, now, index, error=error)
         self._begin_compensating(index, error, now)
 
-    def compensation_succeeded(self, index: int, now: datetime) -> None:
-        self._fire_step(index, "compensated", TransitionEvent.COMPENSATION_COMPLETED, now)
+    def action_stuck(self, index: int, error: str, now: datetime) -> None:
+        """A step that must not be compensated (past the pivot, or the pivot itself with
+        an unknown outcome) ran out of attempts: halt and flag the saga for an operator."""
+        name = self.steps[index].name
+        self._fire_step(
+            index, "fail", TransitionEvent.STEP_FAILED, now, error=error, next_attempt_time=None
+        )
+        reason = f"step {name} cannot go forward and must not be undone: {error}"
+        self._set_saga(now, failure_reason=reason, failed_step=name, needs_intervention=True)
+        self._fire_saga("halt", TransitionEvent.SAGA_HALTED, now, error=reason)
 
-    def compensation_retrying(self, index: int, error: str, now: datetime) -> None:
+    def compensation_succeeded(self, index: int, now: datetime) -> None:
+        self._fire_step(
+            index,
+            "compensated",
+            TransitionEvent.COMPENSATION_COMPLETED,
+            now,
+            next_attempt_time=None,
+        )
+
+    def compensation_retrying(
+        self, index: int, error: str, now: datetime, due: datetime | None = None
+    ) -> None:
         record = self.steps[index]
         self._update_step(
-            index, now, compensation_attempts=record.compensation_attempts + 1, error=error
+            index,
+            now,
+            compensation_attempts=record.compensation_attempts + 1,
+            error=error,
+            next_attempt_time=due,
         )
         self._log(TransitionEvent.COMPENSATION_RETRY_SCHEDULED, now, index, error=error)
 
     def compensation_gave_up(self, index: int, error: str, now: datetime) -> None:
         """The compensation's retries are exhausted: stop, and flag the saga for an operator."""
         name = self.steps[index].name
-        self._fire_step(index, "give_up", TransitionEvent.COMPENSATION_FAILED, now, error=error)
+        self._fire_step(
+            index,
+            "give_up",
+            TransitionEvent.COMPENSATION_FAILED,
+            now,
+            error=error,
+            next_attempt_time=None,
+        )
         reason = (
             f"{self.saga.failure_reason}; compensation of step {name} gave up after "
             f"{self.steps[index].compensation_attempts} attempts: {error}"
@@ -256,7 +339,126 @@ class SagaRun:
         self._set_saga(now, failure_reason=reason, needs_intervention=True)
         self._fire_saga("fail", TransitionEvent.SAGA_FAILED, now, error=reason)
 
+    # --- deadlines and operators ------------------------------------------------------
+
+    def past_pivot(self) -> bool:
+        """True once the pivot (a step without compensation) has started: from then on
+        the saga can only go forward."""
+        pivot = self.definition.pivot_stage
+        if pivot is None:
+            return False
+        return any(
+            self.step_status(i) is not StepStatus.PENDING for i in self.definition.stages[pivot]
+        )
+
+    def deadline_passed(self, now: datetime) -> bool:
+        """A RUNNING saga's deadline has passed and it may still be compensated."""
+        deadline = self.saga.deadline_time
+        return (
+            deadline is not None
+            and now >= deadline
+            and self.status is SagaStatus.RUNNING
+            and not self.past_pivot()
+        )
+
+    def abort(self, now: datetime, actor: str, reason: str) -> None:
+        """An operator stops a RUNNING saga: it compensates what it completed."""
+        if self.status is not SagaStatus.RUNNING:
+            raise IllegalTransition(
+                f"saga {self.saga.saga_id} is {self.status}; only a RUNNING saga can be aborted"
+            )
+        if self.past_pivot():
+            raise IllegalTransition(
+                f"saga {self.saga.saga_id} has passed its pivot step; it can only go forward"
+            )
+        self._begin_compensating_by_request(
+            TransitionEvent.SAGA_ABORTED, now, reason=f"aborted: {reason}", actor=actor
+        )
+
+    def stuck_step(self) -> int:
+        """The step an operator must deal with in a saga that needs intervention."""
+        if not (self.status is SagaStatus.FAILED and self.saga.needs_intervention):
+            raise IllegalTransition(
+                f"saga {self.saga.saga_id} is {self.status} and does not need intervention"
+            )
+        for index in range(len(self.steps)):
+            if self.step_status(index) is StepStatus.COMPENSATION_FAILED:
+                return index
+        for index in range(len(self.steps)):
+            if self.step_status(index) is StepStatus.FAILED and self.steps[index].name == (
+                self.saga.failed_step
+            ):
+                return index
+        raise IllegalTransition(f"saga {self.saga.saga_id}: no stuck step found")
+
+    def retry(self, now: datetime, actor: str, reason: str) -> None:
+        """An operator resumes a saga that needs intervention from where it stopped: the
+        stuck compensation (or forward step) gets a fresh budget of attempts."""
+        index = self.stuck_step()
+        if self.step_status(index) is StepStatus.COMPENSATION_FAILED:
+            self._fire_step(
+                index,
+                "retry_compensation",
+                TransitionEvent.SAGA_RETRIED,
+                now,
+                compensation_attempts=0,
+                actor=actor,
+                reason=reason,
+            )
+            self._set_saga(now, needs_intervention=False)
+            _fire(SAGA_MACHINE, self._saga_model, "resume_compensation", self.saga.saga_id)
+        else:
+            self._fire_step(
+                index,
+                "retry_forward",
+                TransitionEvent.SAGA_RETRIED,
+                now,
+                attempts=0,
+                actor=actor,
+                reason=reason,
+            )
+            self._set_saga(now, needs_intervention=False, failure_reason="", failed_step="")
+            _fire(SAGA_MACHINE, self._saga_model, "resume_forward", self.saga.saga_id)
+        self._set_saga(now, status=self.status)
+
+    def resolve(self, step: str, now: datetime, actor: str, reason: str) -> None:
+        """An operator declares a stuck step done by hand (a compensation carried out some
+        other way, or a forward step completed outside the saga); the saga moves on."""
+        index = self.stuck_step()
+        if self.steps[index].name != step:
+            raise IllegalTransition(
+                f"saga {self.saga.saga_id} is stuck at step {self.steps[index].name}, not at {step}"
+            )
+        if self.step_status(index) is StepStatus.COMPENSATION_FAILED:
+            self._fire_step(
+                index,
+                "resolve_compensation",
+                TransitionEvent.STEP_RESOLVED,
+                now,
+                actor=actor,
+                reason=reason,
+            )
+            self._set_saga(now, needs_intervention=False)
+            _fire(SAGA_MACHINE, self._saga_model, "resume_compensation", self.saga.saga_id)
+        else:
+            self._fire_step(
+                index,
+                "resolve_forward",
+                TransitionEvent.STEP_RESOLVED,
+                now,
+                actor=actor,
+                reason=reason,
+            )
+            self._set_saga(now, needs_intervention=False, failure_reason="", failed_step="")
+            _fire(SAGA_MACHINE, self._saga_model, "resume_forward", self.saga.saga_id)
+        self._set_saga(now, status=self.status)
+
     # --- persistence hand-off ---------------------------------------------------------
+
+    @property
+    def persisted_version(self) -> int:
+        """The saga version the store holds if every handed-out commit was applied."""
+        return self._persisted_version
 
     def has_pending(self) -> bool:
         return bool(self._pending)
@@ -278,10 +480,18 @@ class SagaRun:
 
     def _begin_compensating(self, index: int, error: str, now: datetime) -> None:
         if self.status is SagaStatus.COMPENSATING:
-            return  # a sibling in the same Parallel group failed first
+            return  # a sibling failed first, or an operator or the deadline stopped it
         reason = f"step {self.steps[index].name} failed: {error}"
         self._set_saga(now, failure_reason=reason, failed_step=self.steps[index].name)
         self._fire_saga("compensate", TransitionEvent.SAGA_COMPENSATING, now, error=reason)
+
+    def _begin_compensating_by_request(
+        self, event: TransitionEvent, now: datetime, reason: str, actor: str = ENGINE_ACTOR
+    ) -> None:
+        self._set_saga(now, failure_reason=reason)
+        _fire(SAGA_MACHINE, self._saga_model, "compensate", self.saga.saga_id)
+        self._set_saga(now, status=self.status)
+        self._log(event, now, None, error="", actor=actor, reason=reason)
 
     def _start_compensation(self, index: int, now: datetime) -> None:
         self._fire_step(
@@ -301,6 +511,8 @@ class SagaRun:
         trigger: str,
         event: TransitionEvent,
         now: datetime,
+        actor: str = ENGINE_ACTOR,
+        reason: str = "",
         **changes: Any,
     ) -> None:
         name = self.steps[index].name
@@ -308,7 +520,7 @@ class SagaRun:
         if self.steps[index].start_time is None:
             changes["start_time"] = now
         self._update_step(index, now, status=self.step_status(index), **changes)
-        self._log(event, now, index, error=changes.get("error", ""))
+        self._log(event, now, index, error=changes.get("error", ""), actor=actor, reason=reason)
 
     def _update_step(self, index: int, now: datetime, **changes: Any) -> None:
         self.steps[index] = dataclasses.replace(self.steps[index], update_time=now, **changes)
@@ -319,7 +531,15 @@ class SagaRun:
         version = self._persisted_version + 1
         self.saga = dataclasses.replace(self.saga, update_time=now, version=version, **changes)
 
-    def _log(self, event: TransitionEvent, now: datetime, index: int | None, error: str) -> None:
+    def _log(
+        self,
+        event: TransitionEvent,
+        now: datetime,
+        index: int | None,
+        error: str,
+        actor: str = ENGINE_ACTOR,
+        reason: str = "",
+    ) -> None:
         self._seq += 1
         step = self.steps[index] if index is not None else None
         attempt = 0
@@ -341,6 +561,7 @@ class SagaRun:
                 step_status=step.status if step else None,
                 attempt=attempt,
                 error=error,
-                actor=ENGINE_ACTOR,
+                actor=actor,
+                reason=reason,
             )
         )

@@ -105,7 +105,11 @@ _UPDATE_SAGA = """
 UPDATE sagas
 SET status = %(status)s, failure_reason = %(failure_reason)s, failed_step = %(failed_step)s,
     needs_intervention = %(needs_intervention)s, update_time = %(update_time)s,
-    version = %(version)s
+    version = %(version)s,
+    -- A finished saga needs no driver; an operator's retry makes it claimable at once.
+    lease_owner = CASE WHEN %(status)s IN ('COMPLETED', 'FAILED') THEN NULL ELSE lease_owner END,
+    lease_expires_at = CASE WHEN %(status)s IN ('COMPLETED', 'FAILED') THEN NULL
+                            ELSE lease_expires_at END
 WHERE saga_id = %(saga_id)s AND version = %(expected_version)s
 """
 _UPSERT_STEP = f"""

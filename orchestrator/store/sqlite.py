@@ -102,7 +102,11 @@ ON CONFLICT (idempotency_key) DO NOTHING
 _UPDATE_SAGA = """
 UPDATE sagas
 SET status = :status, failure_reason = :failure_reason, failed_step = :failed_step,
-    needs_intervention = :needs_intervention, update_time = :update_time, version = :version
+    needs_intervention = :needs_intervention, update_time = :update_time, version = :version,
+    -- A finished saga needs no driver; an operator's retry makes it claimable at once.
+    lease_owner = CASE WHEN :status IN ('COMPLETED', 'FAILED') THEN NULL ELSE lease_owner END,
+    lease_expires_at = CASE WHEN :status IN ('COMPLETED', 'FAILED') THEN NULL
+                            ELSE lease_expires_at END
 WHERE saga_id = :saga_id AND version = :expected_version
 """
 _UPSERT_STEP = f"""
