@@ -20,7 +20,7 @@ import random
 import secrets
 import socket
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -32,7 +32,7 @@ from orchestrator import failpoints
 from orchestrator.clock import utc_now
 from orchestrator.commands import ErrorKind, ParticipantClient, classify, describe_rpc_error
 from orchestrator.definition import CONTEXT_FIELD, SagaDefinition, StepContext
-from orchestrator.errors import IdempotencyKeyReused, StaleSagaVersion
+from orchestrator.errors import IdempotencyKeyReused, SagaNotFound, StaleSagaVersion
 from orchestrator.machine import Action, SagaRun, SendAction
 from orchestrator.records import (
     CreateSagaResult,
@@ -61,6 +61,7 @@ def request_fingerprint(saga_type: str, correlation_id: str, payload: Mapping[st
 
 
 DEFAULT_LEASE_SECONDS = 10.0
+OPERATOR_COMMIT_ATTEMPTS = 5
 CLAIM_BATCH = 200
 
 
@@ -159,6 +160,33 @@ class Executor:
         if self._lease_keeper is None:
             self._lease_keeper = asyncio.create_task(self._keep_leases(), name="lease-keeper")
         return claimed
+
+    async def change_saga(
+        self, saga_id: str, change: Callable[[SagaRun, datetime], None]
+    ) -> SagaRecord:
+        """Apply a request's change (an operator's abort, retry, resolve) through the
+        machine and commit it; if the driving replica commits first, try again on the
+        fresh state. The driver notices the new version at its next commit and reloads;
+        a saga nobody drives (it needed intervention) is claimed and driven from here.
+        """
+        for _ in range(OPERATOR_COMMIT_ATTEMPTS):
+            run = await self._load(saga_id)
+            try:
+                change(run, utc_now())
+                commit = run.take_commit()
+                try:
+                    await self._store.commit([commit])
+                except StaleSagaVersion:
+                    continue
+            finally:
+                run.release()
+            logger.info("saga changed by request", extra={"saga_id": saga_id})
+            if saga_id not in self._tasks:
+                await self.claim_orphans()
+            return commit.saga
+        raise StaleSagaVersion(
+            f"saga {saga_id} kept changing; the request was not applied, try again"
+        )
 
     async def claim_orphans(self) -> int:
         """Claim unfinished sagas whose lease is missing or expired, and drive them."""
@@ -266,7 +294,7 @@ class Executor:
     async def _load(self, saga_id: str) -> SagaRun:
         saga = await self._store.get_saga(saga_id)
         if saga is None:
-            raise LookupError(f"saga {saga_id} vanished from the store")
+            raise SagaNotFound(f"no saga with id {saga_id}")
         definition = self._registry.get(saga.saga_type, saga.definition_version)
         steps = await self._store.get_steps(saga_id)
         transitions = await self._store.get_transitions(saga_id)

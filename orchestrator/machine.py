@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import grpc
 from transitions import Machine, MachineError
 
 from orchestrator.definition import SagaDefinition
@@ -32,8 +33,10 @@ from orchestrator.records import (
 
 
 class IllegalTransition(SagaError):
-    """A trigger was fired in a state that does not allow it: an engine bug or a corrupt record."""
+    """A trigger was fired in a state that does not allow it: a request that does not fit
+    the saga's state (AIP-216), or an engine bug."""
 
+    code = grpc.StatusCode.FAILED_PRECONDITION
     reason = "ILLEGAL_TRANSITION"
 
 

@@ -152,6 +152,28 @@ class Lease:
 
 
 @dataclass(frozen=True, slots=True)
+class SagaFilter:
+    """Which sagas a listing returns; None means any. Conditions combine with AND."""
+
+    status: SagaStatus | None = None
+    saga_type: str | None = None
+    correlation_id: str | None = None
+    needs_intervention: bool | None = None
+    created_after: datetime | None = None
+    """Inclusive."""
+    created_before: datetime | None = None
+    """Exclusive."""
+
+
+@dataclass(frozen=True, slots=True)
+class PagePosition:
+    """Where the previous page ended, in the listing's order (newest first)."""
+
+    create_time: datetime
+    saga_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class CreateSagaResult:
     """What `Store.create_saga` did: the stored saga, and whether this call created it."""
 

@@ -8,11 +8,14 @@ ErrorInfo (AIP-193); anything else is logged and answered INTERNAL.
 
 from __future__ import annotations
 
+import base64
 import functools
+import hashlib
+import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, NoReturn, TypeVar
 
 import grpc
@@ -23,7 +26,14 @@ from grpc_status import rpc_status
 from orchestrator.errors import InvalidArgument, SagaError, SagaNotFound
 from orchestrator.executor import Executor
 from orchestrator.payload import parse_input
-from orchestrator.records import SagaRecord, SagaStatus, StepRecord, StepStatus
+from orchestrator.records import (
+    PagePosition,
+    SagaFilter,
+    SagaRecord,
+    SagaStatus,
+    StepRecord,
+    StepStatus,
+)
 from orchestrator.registry import Registry
 from orchestrator.store.base import Store
 from saga.v1 import orchestrator_pb2 as pb
@@ -102,8 +112,10 @@ def _timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
     return stamp
 
 
-def saga_to_proto(saga: SagaRecord, steps: list[StepRecord]) -> pb.Saga:
-    """The API's view of a stored saga."""
+def saga_to_proto(
+    saga: SagaRecord, steps: list[StepRecord], groups: Callable[[int], str] | None = None
+) -> pb.Saga:
+    """The API's view of a stored saga; `groups` names each step's Parallel group."""
     payload = struct_pb2.Struct()
     payload.update(saga.payload)
     return pb.Saga(
@@ -119,6 +131,7 @@ def saga_to_proto(saga: SagaRecord, steps: list[StepRecord]) -> pb.Saga:
         update_time=_timestamp(saga.update_time),
         payload=payload,
         idempotency_key=saga.idempotency_key or "",
+        deadline_time=_timestamp(saga.deadline_time),
         steps=[
             pb.Step(
                 name=step.name,
@@ -128,10 +141,82 @@ def saga_to_proto(saga: SagaRecord, steps: list[StepRecord]) -> pb.Saga:
                 compensation_attempts=step.compensation_attempts,
                 start_time=_timestamp(step.start_time),
                 update_time=_timestamp(step.update_time),
+                next_attempt_time=_timestamp(step.next_attempt_time),
+                group=groups(step.index) if groups is not None else "",
             )
             for step in steps
         ],
     )
+
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 1000
+
+
+def _filter_of(request: pb.ListSagasRequest) -> SagaFilter:
+    _check_id("saga_type", request.saga_type, required=False)
+    _check_id("correlation_id", request.correlation_id, required=False)
+    if request.page_size < 0:
+        raise InvalidArgument(f"page_size must not be negative, got {request.page_size}")
+    status = None
+    if request.status != pb.SAGA_STATUS_UNSPECIFIED:
+        name = pb.SagaStatus.Name(request.status).removeprefix("SAGA_STATUS_")
+        status = SagaStatus(name)
+    return SagaFilter(
+        status=status,
+        saga_type=request.saga_type or None,
+        correlation_id=request.correlation_id or None,
+        needs_intervention=(
+            request.needs_intervention if request.HasField("needs_intervention") else None
+        ),
+        created_after=(
+            request.create_time_after.ToDatetime(tzinfo=UTC)
+            if request.HasField("create_time_after")
+            else None
+        ),
+        created_before=(
+            request.create_time_before.ToDatetime(tzinfo=UTC)
+            if request.HasField("create_time_before")
+            else None
+        ),
+    )
+
+
+def _filter_digest(where: SagaFilter) -> str:
+    return hashlib.sha256(repr(where).encode()).hexdigest()[:16]
+
+
+def encode_page_token(last: SagaRecord, where: SagaFilter) -> str:
+    """Opaque to clients: where the page ended, bound to the filter it was made for."""
+    position = {
+        "t": last.create_time.isoformat(),
+        "id": last.saga_id,
+        "f": _filter_digest(where),
+    }
+    return base64.urlsafe_b64encode(json.dumps(position).encode()).decode()
+
+
+def decode_page_token(token: str, where: SagaFilter) -> PagePosition | None:
+    if not token:
+        return None
+    try:
+        position = json.loads(base64.urlsafe_b64decode(token.encode()))
+        after = PagePosition(datetime.fromisoformat(position["t"]), str(position["id"]))
+        digest = position["f"]
+    except (ValueError, KeyError, TypeError) as error:
+        raise InvalidArgument(f"page_token is not one this server issued: {error}") from None
+    if digest != _filter_digest(where):
+        raise InvalidArgument("page_token was issued for different filters; start again")
+    return after
+
+
+def _check_operator_request(saga_id: str, reason: str, requested_by: str) -> None:
+    _check_saga_id(saga_id)
+    _check_id("requested_by", requested_by)
+    if not reason.strip():
+        raise InvalidArgument("reason is required: say why, it goes into the saga's log")
+    if len(reason) > 2000:
+        raise InvalidArgument("reason is longer than 2000 characters")
 
 
 class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
@@ -177,4 +262,61 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
         saga = await self._store.get_saga(request.saga_id)
         if saga is None:
             raise SagaNotFound(f"no saga with id {request.saga_id}")
-        return saga_to_proto(saga, await self._store.get_steps(request.saga_id))
+        return await self._full_saga(saga)
+
+    @_mapped_errors
+    async def ListSagas(
+        self, request: pb.ListSagasRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ListSagasResponse:
+        where = _filter_of(request)
+        after = decode_page_token(request.page_token, where)
+        size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        sagas = await self._store.list_sagas(where, size + 1, after)
+        page, more = sagas[:size], len(sagas) > size
+        return pb.ListSagasResponse(
+            sagas=[saga_to_proto(saga, []) for saga in page],
+            next_page_token=encode_page_token(page[-1], where) if more else "",
+        )
+
+    @_mapped_errors
+    async def AbortSaga(
+        self, request: pb.AbortSagaRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.AbortSagaResponse:
+        _check_operator_request(request.saga_id, request.reason, request.requested_by)
+        actor = f"operator:{request.requested_by}"
+        saga = await self._executor.change_saga(
+            request.saga_id, lambda run, now: run.abort(now, actor, request.reason)
+        )
+        return pb.AbortSagaResponse(saga=await self._full_saga(saga))
+
+    @_mapped_errors
+    async def RetrySaga(
+        self, request: pb.RetrySagaRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.RetrySagaResponse:
+        _check_operator_request(request.saga_id, request.reason, request.requested_by)
+        actor = f"operator:{request.requested_by}"
+        saga = await self._executor.change_saga(
+            request.saga_id, lambda run, now: run.retry(now, actor, request.reason)
+        )
+        return pb.RetrySagaResponse(saga=await self._full_saga(saga))
+
+    @_mapped_errors
+    async def ResolveStep(
+        self, request: pb.ResolveStepRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ResolveStepResponse:
+        _check_operator_request(request.saga_id, request.reason, request.requested_by)
+        _check_id("step", request.step)
+        actor = f"operator:{request.requested_by}"
+        saga = await self._executor.change_saga(
+            request.saga_id,
+            lambda run, now: run.resolve(request.step, now, actor, request.reason),
+        )
+        return pb.ResolveStepResponse(saga=await self._full_saga(saga))
+
+    async def _full_saga(self, saga: SagaRecord) -> pb.Saga:
+        steps = await self._store.get_steps(saga.saga_id)
+        try:
+            definition = self._registry.get(saga.saga_type, saga.definition_version)
+        except SagaError:
+            return saga_to_proto(saga, steps)
+        return saga_to_proto(saga, steps, definition.group_of)

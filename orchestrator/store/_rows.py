@@ -15,7 +15,9 @@ from typing import Any, Protocol
 
 from orchestrator.errors import StaleSagaVersion
 from orchestrator.records import (
+    PagePosition,
     SagaCommit,
+    SagaFilter,
     SagaRecord,
     SagaStatus,
     StepRecord,
@@ -38,6 +40,47 @@ TRANSITION_COLUMNS = (
 )
 UNFINISHED_STATUSES = "('RUNNING', 'COMPENSATING')"
 """SQL list of the statuses recovery resumes; matches the partial index's predicate."""
+
+
+def list_query(
+    where: SagaFilter,
+    after: PagePosition | None,
+    placeholder: Callable[[str], str],
+    time_to_db: Callable[[datetime], object],
+) -> tuple[str, dict[str, object]]:
+    """The WHERE clause and parameters of a saga listing, for either back end.
+
+    Only fixed SQL fragments are joined; every value is a bound parameter.
+    `placeholder("x")` is the back end's spelling of the parameter named x.
+    """
+    conditions: list[str] = []
+    params: dict[str, object] = {}
+    if where.status is not None:
+        conditions.append(f"status = {placeholder('status')}")
+        params["status"] = where.status.value
+    if where.saga_type is not None:
+        conditions.append(f"saga_type = {placeholder('saga_type')}")
+        params["saga_type"] = where.saga_type
+    if where.correlation_id is not None:
+        conditions.append(f"correlation_id = {placeholder('correlation_id')}")
+        params["correlation_id"] = where.correlation_id
+    if where.needs_intervention is not None:
+        conditions.append(f"needs_intervention = {placeholder('needs_intervention')}")
+        params["needs_intervention"] = where.needs_intervention
+    if where.created_after is not None:
+        conditions.append(f"create_time >= {placeholder('created_after')}")
+        params["created_after"] = time_to_db(aware(where.created_after))
+    if where.created_before is not None:
+        conditions.append(f"create_time < {placeholder('created_before')}")
+        params["created_before"] = time_to_db(aware(where.created_before))
+    if after is not None:
+        conditions.append(
+            f"(create_time, saga_id) < ({placeholder('after_time')}, {placeholder('after_id')})"
+        )
+        params["after_time"] = time_to_db(aware(after.create_time))
+        params["after_id"] = after.saga_id
+    clause = " AND ".join(conditions) if conditions else "TRUE"
+    return clause, params
 
 
 class Row(Protocol):

@@ -14,7 +14,9 @@ from collections.abc import Sequence
 from orchestrator.records import (
     CreateSagaResult,
     Lease,
+    PagePosition,
     SagaCommit,
+    SagaFilter,
     SagaRecord,
     StepRecord,
     TransitionRecord,
@@ -76,6 +78,15 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def list_unfinished(self, limit: int = 1000) -> list[SagaRecord]:
         """Sagas that are RUNNING or COMPENSATING, oldest first (for recovery)."""
+
+    @abc.abstractmethod
+    async def list_sagas(
+        self, where: SagaFilter, limit: int, after: PagePosition | None = None
+    ) -> list[SagaRecord]:
+        """Up to `limit` sagas matching `where`, newest first (create_time, then saga_id,
+        descending), strictly after `after`. Keyset paging: sagas inserted while a
+        client pages are newer than its first page, so pages neither repeat nor skip.
+        """
 
     @abc.abstractmethod
     async def claim_sagas(self, lease: Lease, limit: int) -> list[SagaRecord]:

@@ -30,7 +30,9 @@ from orchestrator.errors import ConfigurationError, StoreUnavailable
 from orchestrator.records import (
     CreateSagaResult,
     Lease,
+    PagePosition,
     SagaCommit,
+    SagaFilter,
     SagaRecord,
     StepRecord,
     TransitionRecord,
@@ -43,6 +45,7 @@ from orchestrator.store._rows import (
     RowEncoding,
     aware,
     duplicate_transition,
+    list_query,
     stale_version,
 )
 from orchestrator.store.base import Store
@@ -357,6 +360,20 @@ class PostgresStore(Store):
         async with self._connection() as connection:
             cursor = connection.cursor(row_factory=dict_row)
             await cursor.execute(_SELECT_UNFINISHED, (limit,))
+            rows = await cursor.fetchall()
+        return [_ENCODING.saga_from_row(row) for row in rows]
+
+    async def list_sagas(
+        self, where: SagaFilter, limit: int, after: PagePosition | None = None
+    ) -> list[SagaRecord]:
+        clause, params = list_query(where, after, lambda name: f"%({name})s", lambda t: t)
+        query = (
+            f"SELECT {SAGA_COLUMNS} FROM sagas WHERE {clause}"
+            " ORDER BY create_time DESC, saga_id DESC LIMIT %(limit)s"
+        )
+        async with self._connection() as connection:
+            cursor = connection.cursor(row_factory=dict_row)
+            await cursor.execute(query, {**params, "limit": limit})
             rows = await cursor.fetchall()
         return [_ENCODING.saga_from_row(row) for row in rows]
 

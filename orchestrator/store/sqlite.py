@@ -24,7 +24,9 @@ from orchestrator.errors import StoreUnavailable
 from orchestrator.records import (
     CreateSagaResult,
     Lease,
+    PagePosition,
     SagaCommit,
+    SagaFilter,
     SagaRecord,
     StepRecord,
     TransitionRecord,
@@ -37,6 +39,7 @@ from orchestrator.store._rows import (
     RowEncoding,
     aware,
     duplicate_transition,
+    list_query,
     stale_version,
 )
 from orchestrator.store.base import Store
@@ -292,6 +295,21 @@ class SqliteStore(Store):
     async def list_unfinished(self, limit: int = 1000) -> list[SagaRecord]:
         def read(connection: sqlite3.Connection) -> list[SagaRecord]:
             rows = connection.execute(_SELECT_UNFINISHED, (limit,)).fetchall()
+            return [_ENCODING.saga_from_row(row) for row in rows]
+
+        return await self._run(read)
+
+    async def list_sagas(
+        self, where: SagaFilter, limit: int, after: PagePosition | None = None
+    ) -> list[SagaRecord]:
+        clause, params = list_query(where, after, lambda name: f":{name}", _time_to_text)
+        query = (
+            f"SELECT {SAGA_COLUMNS} FROM sagas WHERE {clause}"
+            " ORDER BY create_time DESC, saga_id DESC LIMIT :limit"
+        )
+
+        def read(connection: sqlite3.Connection) -> list[SagaRecord]:
+            rows = connection.execute(query, {**params, "limit": limit}).fetchall()
             return [_ENCODING.saga_from_row(row) for row in rows]
 
         return await self._run(read)

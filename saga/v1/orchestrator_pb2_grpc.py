@@ -46,6 +46,26 @@ class SagaOrchestratorStub:
                 request_serializer=saga_dot_v1_dot_orchestrator__pb2.GetSagaRequest.SerializeToString,
                 response_deserializer=saga_dot_v1_dot_orchestrator__pb2.Saga.FromString,
                 _registered_method=True)
+        self.ListSagas = channel.unary_unary(
+                '/saga.v1.SagaOrchestrator/ListSagas',
+                request_serializer=saga_dot_v1_dot_orchestrator__pb2.ListSagasRequest.SerializeToString,
+                response_deserializer=saga_dot_v1_dot_orchestrator__pb2.ListSagasResponse.FromString,
+                _registered_method=True)
+        self.AbortSaga = channel.unary_unary(
+                '/saga.v1.SagaOrchestrator/AbortSaga',
+                request_serializer=saga_dot_v1_dot_orchestrator__pb2.AbortSagaRequest.SerializeToString,
+                response_deserializer=saga_dot_v1_dot_orchestrator__pb2.AbortSagaResponse.FromString,
+                _registered_method=True)
+        self.RetrySaga = channel.unary_unary(
+                '/saga.v1.SagaOrchestrator/RetrySaga',
+                request_serializer=saga_dot_v1_dot_orchestrator__pb2.RetrySagaRequest.SerializeToString,
+                response_deserializer=saga_dot_v1_dot_orchestrator__pb2.RetrySagaResponse.FromString,
+                _registered_method=True)
+        self.ResolveStep = channel.unary_unary(
+                '/saga.v1.SagaOrchestrator/ResolveStep',
+                request_serializer=saga_dot_v1_dot_orchestrator__pb2.ResolveStepRequest.SerializeToString,
+                response_deserializer=saga_dot_v1_dot_orchestrator__pb2.ResolveStepResponse.FromString,
+                _registered_method=True)
 
 
 class SagaOrchestratorServicer:
@@ -69,6 +89,38 @@ class SagaOrchestratorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListSagas(self, request, context):
+        """ListSagas lists sagas newest first, filtered, a page at a time (AIP-158).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AbortSaga(self, request, context):
+        """AbortSaga stops a RUNNING saga and compensates the steps it completed.
+        FAILED_PRECONDITION when the saga is finished, already compensating, or past its
+        pivot step (it can then only go forward).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RetrySaga(self, request, context):
+        """RetrySaga resumes a saga that needs intervention from where it stopped: the
+        stuck compensation (or forward step) is tried again with a fresh budget of attempts.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResolveStep(self, request, context):
+        """ResolveStep records that an operator finished a stuck step by hand (a refund
+        made another way, say), so the saga can move on.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SagaOrchestratorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -81,6 +133,26 @@ def add_SagaOrchestratorServicer_to_server(servicer, server):
                     servicer.GetSaga,
                     request_deserializer=saga_dot_v1_dot_orchestrator__pb2.GetSagaRequest.FromString,
                     response_serializer=saga_dot_v1_dot_orchestrator__pb2.Saga.SerializeToString,
+            ),
+            'ListSagas': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSagas,
+                    request_deserializer=saga_dot_v1_dot_orchestrator__pb2.ListSagasRequest.FromString,
+                    response_serializer=saga_dot_v1_dot_orchestrator__pb2.ListSagasResponse.SerializeToString,
+            ),
+            'AbortSaga': grpc.unary_unary_rpc_method_handler(
+                    servicer.AbortSaga,
+                    request_deserializer=saga_dot_v1_dot_orchestrator__pb2.AbortSagaRequest.FromString,
+                    response_serializer=saga_dot_v1_dot_orchestrator__pb2.AbortSagaResponse.SerializeToString,
+            ),
+            'RetrySaga': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetrySaga,
+                    request_deserializer=saga_dot_v1_dot_orchestrator__pb2.RetrySagaRequest.FromString,
+                    response_serializer=saga_dot_v1_dot_orchestrator__pb2.RetrySagaResponse.SerializeToString,
+            ),
+            'ResolveStep': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResolveStep,
+                    request_deserializer=saga_dot_v1_dot_orchestrator__pb2.ResolveStepRequest.FromString,
+                    response_serializer=saga_dot_v1_dot_orchestrator__pb2.ResolveStepResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -139,6 +211,114 @@ class SagaOrchestrator:
             '/saga.v1.SagaOrchestrator/GetSaga',
             saga_dot_v1_dot_orchestrator__pb2.GetSagaRequest.SerializeToString,
             saga_dot_v1_dot_orchestrator__pb2.Saga.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSagas(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/saga.v1.SagaOrchestrator/ListSagas',
+            saga_dot_v1_dot_orchestrator__pb2.ListSagasRequest.SerializeToString,
+            saga_dot_v1_dot_orchestrator__pb2.ListSagasResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AbortSaga(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/saga.v1.SagaOrchestrator/AbortSaga',
+            saga_dot_v1_dot_orchestrator__pb2.AbortSagaRequest.SerializeToString,
+            saga_dot_v1_dot_orchestrator__pb2.AbortSagaResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetrySaga(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/saga.v1.SagaOrchestrator/RetrySaga',
+            saga_dot_v1_dot_orchestrator__pb2.RetrySagaRequest.SerializeToString,
+            saga_dot_v1_dot_orchestrator__pb2.RetrySagaResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResolveStep(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/saga.v1.SagaOrchestrator/ResolveStep',
+            saga_dot_v1_dot_orchestrator__pb2.ResolveStepRequest.SerializeToString,
+            saga_dot_v1_dot_orchestrator__pb2.ResolveStepResponse.FromString,
             options,
             channel_credentials,
             insecure,

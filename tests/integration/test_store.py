@@ -17,7 +17,9 @@ from psycopg import sql
 from orchestrator.errors import ConfigurationError, StaleSagaVersion, StoreUnavailable
 from orchestrator.records import (
     Lease,
+    PagePosition,
     SagaCommit,
+    SagaFilter,
     SagaRecord,
     SagaStatus,
     StepRecord,
@@ -618,3 +620,46 @@ async def test_retry_schedule_deadline_and_operator_reason_round_trip(store: Sto
     assert (await store.get_steps("scheduled"))[0].next_attempt_time == due
     logged = (await store.get_transitions("scheduled", after_seq=1))[0]
     assert (logged.actor, logged.reason) == ("operator:ops", "ticket 7")
+
+
+# --- listing --------------------------------------------------------------------------
+
+
+async def test_listing_filters_combine_and_pages_neither_repeat_nor_skip(store: Store):
+    for n in range(25):
+        await create(
+            store,
+            f"list-{n:02}",
+            status=SagaStatus.FAILED if n % 5 == 0 else SagaStatus.RUNNING,
+            create_time=T0 + timedelta(seconds=n),
+        )
+    everything = await store.list_sagas(SagaFilter(), limit=100)
+    assert [s.saga_id for s in everything] == [f"list-{n:02}" for n in reversed(range(25))]
+
+    seen: list[str] = []
+    after = None
+    while True:
+        page = await store.list_sagas(SagaFilter(status=SagaStatus.RUNNING), limit=7, after=after)
+        if not page:
+            break
+        seen += [s.saga_id for s in page]
+        after = PagePosition(page[-1].create_time, page[-1].saga_id)
+        # A saga started while paging is newer than every page: it never shows up later.
+        await create(store, f"late-{len(seen)}", create_time=T0 + timedelta(hours=1))
+    assert seen == [f"list-{n:02}" for n in reversed(range(25)) if n % 5]
+
+    window = SagaFilter(
+        status=SagaStatus.FAILED,
+        created_after=T0 + timedelta(seconds=5),
+        created_before=T0 + timedelta(seconds=20),
+    )
+    assert [s.saga_id for s in await store.list_sagas(window, limit=10)] == [
+        "list-15",
+        "list-10",
+        "list-05",
+    ]
+    by_type = SagaFilter(saga_type="trip", correlation_id="order-list-03")
+    assert [s.saga_id for s in await store.list_sagas(by_type, limit=10)] == ["list-03"]
+    assert await store.list_sagas(SagaFilter(saga_type="other"), limit=10) == []
+    assert await store.list_sagas(SagaFilter(needs_intervention=True), limit=10) == []
+    assert len(await store.list_sagas(SagaFilter(needs_intervention=False), limit=100)) == 25 + 3
