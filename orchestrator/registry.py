@@ -186,7 +186,6 @@ def validate_definition(definition: SagaDefinition) -> None:
             raise DefinitionError(f"{where}: {kind} name {name!r} is empty or repeated")
         seen.add(name)
 
-    last_stage = len(definition.steps) - 1
     for position, stage in enumerate(definition.steps):
         if isinstance(stage, Parallel):
             claim(stage.name, "parallel group")
@@ -209,8 +208,7 @@ def validate_definition(definition: SagaDefinition) -> None:
         for step in members:
             claim(step.name, "step")
             _validate_step(where, step)
-            if step.compensation is None:
-                _check_irreversible_step(where, step, stage, is_last=position == last_stage)
+    _check_pivot(where, definition)
 
 
 def _validate_step(where: str, step: Step) -> None:
@@ -220,19 +218,40 @@ def _validate_step(where: str, step: Step) -> None:
         raise DefinitionError(f"{where}, step {step.name!r}: the timeout must be positive")
 
 
-def _check_irreversible_step(where: str, step: Step, stage: Step | Parallel, is_last: bool) -> None:
-    """A step that cannot be undone must never be followed by, or run beside, one that may fail."""
-    if not is_last:
-        raise DefinitionError(
-            f"{where}, step {step.name!r}: only the last stage may hold a step without a "
-            "compensation, because a later failure would have to undo it"
-        )
-    if isinstance(stage, Parallel) and len(stage.steps) > 1:
-        raise DefinitionError(
-            f"{where}, step {step.name!r}: a step without a compensation cannot run in "
-            f"parallel group {stage.name!r} beside other steps, because a failing member "
-            "would have to undo it; make it a stage of its own"
-        )
+def _check_pivot(where: str, definition: SagaDefinition) -> None:
+    """A step that cannot be undone must never be followed by, or run beside, one that may
+    fail for good: that failure would have to undo it.
+
+    The first stage holding a step without a compensation is the pivot stage. Every
+    step in a later stage must be `retriable` (it succeeds if asked often enough, or
+    the saga waits for an operator). In the pivot stage, a member without a
+    compensation may run beside other members only if they are retriable.
+    """
+    pivot: Step | None = None
+    for stage in definition.steps:
+        members = stage.steps if isinstance(stage, Parallel) else (stage,)
+        if pivot is not None:
+            for step in members:
+                if not step.retriable:
+                    raise DefinitionError(
+                        f"{where}, step {step.name!r}: it runs after step {pivot.name!r}, "
+                        "which has no compensation, so it must be retriable=True: a "
+                        f"failure here could not undo {pivot.name!r}"
+                    )
+            continue
+        irreversible = [step for step in members if step.compensation is None]
+        if not irreversible:
+            continue
+        pivot = irreversible[0]
+        for step in irreversible:
+            for sibling in members:
+                if sibling is not step and not sibling.retriable:
+                    raise DefinitionError(
+                        f"{where}, step {step.name!r}: it has no compensation, so its "
+                        f"siblings in parallel group {stage.name!r} must be retriable=True, "
+                        f"but {sibling.name!r} is not: its failure could not undo "
+                        f"{step.name!r}"
+                    )
 
 
 class _EarlierResults(Mapping[str, Message]):

@@ -255,31 +255,58 @@ def test_a_step_without_a_participant_is_refused():
     refused(saga(flight_step(participant="")), "no participant named")
 
 
-# --- compensation where one is needed ----------------------------------------------------------
+# --- compensation where one is needed: the pivot -------------------------------------------
 
 
-def test_an_irreversible_step_before_the_last_stage_is_refused():
+def test_a_non_retriable_step_after_an_irreversible_one_is_refused():
     message = refused(
-        saga(flight_step(compensation=None), charge_step()),
-        "only the last stage may hold a step without a compensation",
-    )
-    assert "step 'book_flight'" in message
-
-
-def test_an_irreversible_member_of_an_earlier_group_is_refused():
-    message = refused(
-        saga(Parallel("bookings", (flight_step(), hotel_step(compensation=None))), charge_step()),
-        "only the last stage may hold a step without a compensation",
-    )
-    assert "step 'book_hotel'" in message
-
-
-def test_an_irreversible_member_beside_siblings_in_the_last_group_is_refused():
-    message = refused(
-        saga(flight_step(), Parallel("last", (hotel_step(), charge_step(compensation=None)))),
-        "cannot run in parallel group 'last' beside other steps",
+        saga(flight_step(compensation=None), hotel_step(retriable=True), charge_step()),
+        "it runs after step 'book_flight', which has no compensation, so it must be retriable=True",
     )
     assert "step 'charge_payment'" in message
+
+
+def test_a_non_retriable_member_of_a_group_after_the_pivot_is_refused():
+    message = refused(
+        saga(
+            flight_step(compensation=None),
+            Parallel("after", (hotel_step(retriable=True), charge_step())),
+        ),
+        "must be retriable=True",
+    )
+    assert "step 'charge_payment'" in message
+
+
+def test_an_irreversible_member_beside_a_non_retriable_sibling_is_refused():
+    message = refused(
+        saga(flight_step(), Parallel("last", (hotel_step(), charge_step(compensation=None)))),
+        "its siblings in parallel group 'last' must be retriable=True, but 'book_hotel' is not",
+    )
+    assert "step 'charge_payment'" in message
+
+
+def test_an_irreversible_member_of_an_earlier_group_needs_retriable_siblings_and_followers():
+    refused(
+        saga(Parallel("bookings", (flight_step(), hotel_step(compensation=None))), charge_step()),
+        "but 'book_flight' is not",
+    )
+    Registry(
+        [
+            saga(
+                Parallel("bookings", (flight_step(retriable=True), hotel_step(compensation=None))),
+                charge_step(retriable=True, compensation=None),
+            )
+        ]
+    )
+
+
+def test_a_pivot_followed_only_by_retriable_steps_loads():
+    definition = saga(
+        flight_step(),
+        hotel_step(compensation=None),
+        Parallel("after", (car_step(retriable=True), charge_step(retriable=True))),
+    )
+    assert Registry([definition]).has("trip", 1)
 
 
 # --- builders, dry-run on default messages -----------------------------------------------------
