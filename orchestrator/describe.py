@@ -20,20 +20,32 @@ FORMATS = ("text", "mermaid", "dot")
 
 @dataclass(frozen=True, slots=True)
 class _Stage:
-    """One stage: a lone step (group "") or a Parallel group's members, with node ids."""
+    """One stage: a lone step (group "") or a Parallel group's members, with node ids.
+
+    `undoable` tells, per member, whether a failure can ever run its compensation:
+    not for a step without one, nor for a step after the pivot (forward only).
+    """
 
     position: int
     group: str
     steps: tuple[Step, ...]
     ids: tuple[int, ...]
+    undoable: tuple[bool, ...]
 
 
 def _stages(definition: SagaDefinition) -> Iterator[_Stage]:
     for position, (stage, ids) in enumerate(zip(definition.steps, definition.stages, strict=True)):
-        if isinstance(stage, Parallel):
-            yield _Stage(position, stage.name, stage.steps, ids)
-        else:
-            yield _Stage(position, "", (stage,), ids)
+        steps = _members(stage)
+        undoable = tuple(
+            step.compensation is not None and not definition.is_forward_only(index)
+            for step, index in zip(steps, ids, strict=True)
+        )
+        group = stage.name if isinstance(stage, Parallel) else ""
+        yield _Stage(position, group, steps, ids, undoable)
+
+
+def _members(stage: Step | Parallel) -> tuple[Step, ...]:
+    return stage.steps if isinstance(stage, Parallel) else (stage,)
 
 
 def _rpc(call: Call) -> str:
@@ -55,13 +67,15 @@ def _policy(policy: RetryPolicy, default: RetryPolicy) -> str:
         f"{_seconds(policy.initial_backoff)} x{policy.multiplier:g} up to "
         f"{_seconds(policy.max_backoff)}, jitter {policy.jitter:.0%}"
     )
+    if policy.retry_codes:
+        text += f", also retrying {', '.join(sorted(policy.retry_codes))}"
     return f"{text} (saga default)" if policy is default else text
 
 
 def _compensation_order(definition: SagaDefinition) -> list[str]:
     order: list[str] = []
     for stage in reversed(list(_stages(definition))):
-        undone = [step.name for step in stage.steps if step.compensation is not None]
+        undone = [step.name for step, undo in zip(stage.steps, stage.undoable, strict=True) if undo]
         if not undone:
             continue
         if stage.group:
@@ -76,6 +90,11 @@ def describe_text(definition: SagaDefinition) -> str:
     title = f"{definition.name} v{definition.version}"
     lines = [f"{title}: {definition.description}" if definition.description else title]
     lines.append(f"input: {definition.input_type.DESCRIPTOR.full_name}")
+    if definition.deadline is not None:
+        lines.append(
+            f"deadline: {_seconds(definition.deadline)}; a saga still running then, "
+            "before its pivot, is compensated"
+        )
     lines.append("")
     for stage in _stages(definition):
         number = f"{stage.position + 1}."
@@ -87,28 +106,43 @@ def describe_text(definition: SagaDefinition) -> str:
             indent = "   "
         else:
             indent = " " * len(number) + " "
-        for step in stage.steps:
+        for step, undoable in zip(stage.steps, stage.undoable, strict=True):
             prefix = f"{indent}- " if stage.group else f"{number} "
             detail = f"{indent}    " if stage.group else f"{indent}  "
             lines.append(f"{prefix}{step.name}")
             lines.append(f"{detail}participant:        {step.participant}")
             lines.append(f"{detail}action:             {_rpc(step.action)}")
-            lines.append(
-                f"{detail}compensation:       "
-                + (_rpc(step.compensation) if step.compensation else "none (irreversible)")
-            )
+            if step.compensation is None:
+                compensation = "none (irreversible)"
+            elif not undoable:
+                compensation = f"{_rpc(step.compensation)} (never run: the step follows the pivot)"
+            else:
+                compensation = _rpc(step.compensation)
+            lines.append(f"{detail}compensation:       {compensation}")
             lines.append(f"{detail}timeout:            {_seconds(step.timeout)} per attempt")
             lines.append(
                 f"{detail}retry:              "
                 + _policy(definition.action_retry(step), definition.retry)
             )
-            if step.compensation is not None:
+            if step.retriable:
+                lines.append(
+                    f"{detail}retriable:          every error is retried; when attempts run "
+                    "out an operator decides"
+                )
+            if undoable:
                 lines.append(
                     f"{detail}compensation retry: "
                     + _policy(definition.compensation_retry_of(step), definition.compensation_retry)
                 )
     order = _compensation_order(definition)
     lines.append("")
+    pivot = definition.pivot_stage
+    if pivot is not None:
+        names = [step.name for step in _members(definition.steps[pivot])]
+        lines.append(
+            f"pivot: stage {pivot + 1} ({', '.join(names)}); once it has started, "
+            "the saga only goes forward"
+        )
     if order:
         lines.append("on failure, completed steps are compensated: " + ", then ".join(order))
     else:
@@ -117,9 +151,20 @@ def describe_text(definition: SagaDefinition) -> str:
 
 
 def _step_label(step: Step) -> tuple[str, ...]:
-    """A diagram node's lines: the step, who does what, and whether it can be undone."""
-    lines = (step.name, f"{step.participant}: {_short_rpc(step.action)}")
-    return lines if step.compensation is not None else (*lines, "irreversible")
+    """A diagram node's lines: the step, who does what, whether it can be undone or fail."""
+    lines = [step.name, f"{step.participant}: {_short_rpc(step.action)}"]
+    if step.compensation is None:
+        lines.append("irreversible")
+    if step.retriable:
+        lines.append("retriable")
+    return tuple(lines)
+
+
+def _undo_nodes(stage: _Stage) -> Iterator[tuple[Step, int]]:
+    """The members whose compensation a failure can run, with their node ids."""
+    for step, node, undoable in zip(stage.steps, stage.ids, stage.undoable, strict=True):
+        if undoable:
+            yield step, node
 
 
 def _mermaid_label(*parts: str) -> str:
@@ -152,11 +197,11 @@ def describe_mermaid(definition: SagaDefinition) -> str:
     if undo_stages:
         lines.append('    failed(["failed"])')
         for stage in stages:
-            for step, node in zip(stage.steps, stage.ids, strict=True):
-                if step.compensation is not None:
-                    label = _mermaid_label(f"undo {step.name}", _short_rpc(step.compensation))
-                    lines.append(f"    c{node}[{label}]")
-                    lines.append(f"    s{node} -. undo .-> c{node}")
+            for step, node in _undo_nodes(stage):
+                assert step.compensation is not None
+                label = _mermaid_label(f"undo {step.name}", _short_rpc(step.compensation))
+                lines.append(f"    c{node}[{label}]")
+                lines.append(f"    s{node} -. undo .-> c{node}")
         for later, earlier in zip(undo_stages, [*undo_stages[1:], ["failed"]], strict=True):
             lines.extend(f"    {a} -.-> {b}" for a in later for b in earlier)
     return "\n".join(lines) + "\n"
@@ -164,10 +209,7 @@ def describe_mermaid(definition: SagaDefinition) -> str:
 
 def _undo_stages(stages: list[_Stage]) -> list[list[str]]:
     """Compensation node ids per stage, latest stage first, stages with none left out."""
-    undo = [
-        [f"c{node}" for step, node in zip(s.steps, s.ids, strict=True) if step.compensation]
-        for s in reversed(stages)
-    ]
+    undo = [[f"c{node}" for _, node in _undo_nodes(stage)] for stage in reversed(stages)]
     return [ids for ids in undo if ids]
 
 
@@ -212,11 +254,11 @@ def describe_dot(definition: SagaDefinition) -> str:
     if undo_stages:
         lines.append('    failed [label="failed", shape=oval];')
         for stage in stages:
-            for step, node in zip(stage.steps, stage.ids, strict=True):
-                if step.compensation is not None:
-                    label = f"undo {step.name}\n{_short_rpc(step.compensation)}"
-                    lines.append(f"    c{node} [label={_dot_quote(label)}, style=dashed];")
-                    lines.append(f'    s{node} -> c{node} [style=dashed, label="undo"];')
+            for step, node in _undo_nodes(stage):
+                assert step.compensation is not None
+                label = f"undo {step.name}\n{_short_rpc(step.compensation)}"
+                lines.append(f"    c{node} [label={_dot_quote(label)}, style=dashed];")
+                lines.append(f'    s{node} -> c{node} [style=dashed, label="undo"];')
         for later, earlier in zip(undo_stages, [*undo_stages[1:], ["failed"]], strict=True):
             lines.extend(f"    {a} -> {b} [style=dashed];" for a in later for b in earlier)
     lines.append("}")

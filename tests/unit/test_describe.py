@@ -11,7 +11,7 @@ from orchestrator.definition import Parallel, RetryPolicy, SagaDefinition
 from orchestrator.describe import describe, describe_dot, describe_mermaid, describe_text
 from orchestrator.examples import DEFINITIONS, ORDER_FULFILLMENT
 from saga.examples.v1.inputs_pb2 import TravelBookingInput
-from tests.unit.test_definition_checks import charge_step, flight_step, hotel_step
+from tests.unit.test_definition_checks import car_step, charge_step, flight_step, hotel_step
 
 pytestmark = pytest.mark.unit
 
@@ -34,14 +34,21 @@ TRIP = SagaDefinition(
             ),
         ),
         charge_step(compensation=None),
+        car_step(
+            retriable=True,
+            retry=RetryPolicy(max_attempts=8, retry_codes=frozenset({"INTERNAL", "UNKNOWN"})),
+        ),
     ),
+    deadline=600,
 )
-"""A parallel group with a step's own policies, then an irreversible last step."""
+"""A parallel group with a step's own policies, an irreversible pivot, then a retriable
+step whose compensation never runs."""
 
 
 EXPECTED_TEXT = """\
 trip v2: Book both, then charge.
 input: saga.examples.v1.TravelBookingInput
+deadline: 600s; a saga still running then, before its pivot, is compensated
 
 1. parallel group bookings: book_flight, book_hotel run at the same time
    - book_flight
@@ -64,9 +71,17 @@ input: saga.examples.v1.TravelBookingInput
      compensation:       none (irreversible)
      timeout:            5s per attempt
      retry:              3 attempts, backoff 0.1s x2 up to 2s, jitter 20% (saga default)
+3. rent_car
+     participant:        car_rental
+     action:             saga.participants.car_rental.v1.CarRentalService.RentCar
+     compensation:       saga.participants.car_rental.v1.CarRentalService.CancelCarRental (never run: the step follows the pivot)
+     timeout:            5s per attempt
+     retry:              8 attempts, backoff 0.1s x2 up to 2s, jitter 20%, also retrying INTERNAL, UNKNOWN
+     retriable:          every error is retried; when attempts run out an operator decides
 
+pivot: stage 2 (charge_payment); once it has started, the saga only goes forward
 on failure, completed steps are compensated: group bookings (book_flight, book_hotel)
-"""
+"""  # noqa: E501 (the output as printed)
 
 
 EXPECTED_MERMAID = """\
@@ -77,12 +92,14 @@ flowchart LR
         s1["book_hotel<br/>hotel: HotelService.BookHotel"]
     end
     s2["charge_payment<br/>payment: PaymentService.ChargePayment<br/>irreversible"]
+    s3["rent_car<br/>car_rental: CarRentalService.RentCar<br/>retriable"]
     completed(["completed"])
     start --> s0
     start --> s1
     s0 --> s2
     s1 --> s2
-    s2 --> completed
+    s2 --> s3
+    s3 --> completed
     failed(["failed"])
     c0["undo book_flight<br/>FlightService.CancelFlight"]
     s0 -. undo .-> c0
@@ -110,11 +127,13 @@ digraph "trip v2" {
         s1 [label="book_hotel\\nhotel: HotelService.BookHotel"];
     }
     s2 [label="charge_payment\\npayment: PaymentService.ChargePayment\\nirreversible"];
+    s3 [label="rent_car\\ncar_rental: CarRentalService.RentCar\\nretriable"];
     start -> s0;
     start -> s1;
     s0 -> s2;
     s1 -> s2;
-    s2 -> completed;
+    s2 -> s3;
+    s3 -> completed;
     failed [label="failed", shape=oval];
     c0 [label="undo book_flight\\nFlightService.CancelFlight", style=dashed];
     s0 -> c0 [style=dashed, label="undo"];
