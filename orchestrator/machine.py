@@ -375,7 +375,11 @@ class SagaRun:
                 f"saga {self.saga.saga_id} has passed its pivot step; it can only go forward"
             )
         self._begin_compensating_by_request(
-            TransitionEvent.SAGA_ABORTED, now, reason=f"aborted: {reason}", actor=actor
+            TransitionEvent.SAGA_ABORTED,
+            now,
+            reason=reason,
+            actor=actor,
+            failure=f"aborted by {actor}: {reason}",
         )
 
     def stuck_step(self) -> int:
@@ -489,9 +493,14 @@ class SagaRun:
         self._fire_saga("compensate", TransitionEvent.SAGA_COMPENSATING, now, error=reason)
 
     def _begin_compensating_by_request(
-        self, event: TransitionEvent, now: datetime, reason: str, actor: str = ENGINE_ACTOR
+        self,
+        event: TransitionEvent,
+        now: datetime,
+        reason: str,
+        actor: str = ENGINE_ACTOR,
+        failure: str = "",
     ) -> None:
-        self._set_saga(now, failure_reason=reason)
+        self._set_saga(now, failure_reason=failure or reason)
         _fire(SAGA_MACHINE, self._saga_model, "compensate", self.saga.saga_id)
         self._set_saga(now, status=self.status)
         self._log(event, now, None, error="", actor=actor, reason=reason)

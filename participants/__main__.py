@@ -86,6 +86,18 @@ def build_parser(environ: Mapping[str, str] = os.environ) -> argparse.ArgumentPa
     )
     option("--latency-ms", "delay added before handling each action", type=int, default="0")
     option(
+        "--unavailable-first",
+        "answer the first N deliveries of each action UNAVAILABLE, changing nothing",
+        type=int,
+        default="0",
+    )
+    option(
+        "--compensation-failures",
+        "answer the first N deliveries of each compensation UNAVAILABLE; -1 for all",
+        type=int,
+        default="0",
+    )
+    option(
         "--ready-file",
         'once listening, write {"address", "services", "pid"} JSON here atomically',
         type=Path,
@@ -109,6 +121,8 @@ def config_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> Pa
         seed=args.seed,
         fail_ids=frozenset(_names(args.fail_ids)),
         latency_ms=args.latency_ms,
+        unavailable_first=args.unavailable_first,
+        compensation_failures=args.compensation_failures,
         failpoint=CrashFailpoint.from_environ(environ),
     )
 

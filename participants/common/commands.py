@@ -81,6 +81,7 @@ class CommandProcessor:
         """Run a forward command; configured latency and failures apply here only."""
         if self._latency_s:
             await asyncio.sleep(self._latency_s)
+        await self._maybe_unavailable(context, request, is_action=True)
         return await self._run(
             context, method, request, response_type, validate, apply, is_action=True
         )
@@ -94,10 +95,20 @@ class CommandProcessor:
         validate: Callable[[Request], None],
         apply: Callable[[sqlite3.Connection, Request], Response],
     ) -> Response:
-        """Run an undo command; never delayed or failed by injection."""
+        """Run an undo command; never delayed, only failed transiently when configured."""
+        await self._maybe_unavailable(context, request, is_action=False)
         return await self._run(
             context, method, request, response_type, validate, apply, is_action=False
         )
+
+    async def _maybe_unavailable(
+        self, context: grpc.aio.ServicerContext, request: Message, *, is_action: bool
+    ) -> None:
+        key = request.context.idempotency_key  # type: ignore[attr-defined]
+        fault = self._injector.transient_fault(key, is_action=is_action)
+        if fault is not None:
+            logger.info("%s %s", self.service, fault)
+            await context.abort(grpc.StatusCode.UNAVAILABLE, fault)
 
     def query(self, read: Callable[[sqlite3.Connection], Response]) -> Response:
         """Answer a read from one consistent snapshot; reads are never failed."""

@@ -41,6 +41,8 @@ class ParticipantConfig:
     seed: int = 0
     fail_ids: frozenset[str] = frozenset()
     latency_ms: int = 0
+    unavailable_first: int = 0
+    compensation_failures: int = 0
     failpoint: CrashFailpoint | None = None
 
     def __post_init__(self) -> None:
@@ -59,3 +61,7 @@ class ParticipantConfig:
             raise ValueError("fail_rate must be between 0 and 1")
         if self.latency_ms < 0:
             raise ValueError("latency_ms must not be negative")
+        if self.unavailable_first < 0:
+            raise ValueError("unavailable_first must not be negative")
+        if self.compensation_failures < -1:
+            raise ValueError("compensation_failures must be -1 (always) or more")

@@ -25,13 +25,45 @@ AFTER_COMMIT_BEFORE_REPLY = "after_commit_before_reply"
 CRASH_EXIT_CODE = 137
 
 
-class FailureInjector:
-    """Rejects actions by configuration: a fixed set of ids, or a seeded rate per key."""
+ALWAYS = -1
+"""For `compensation_failures`: every delivery of a compensation fails."""
 
-    def __init__(self, fail_rate: float = 0.0, seed: int = 0, fail_ids: Iterable[str] = ()) -> None:
+
+class FailureInjector:
+    """Rejects actions by configuration: a fixed set of ids, or a seeded rate per key.
+
+    Transient faults too: the first `unavailable_first` deliveries of each action
+    key, and the first `compensation_failures` deliveries of each compensation key
+    (ALWAYS for every one), are answered UNAVAILABLE without touching any state.
+    Those counts live in memory, per process.
+    """
+
+    def __init__(
+        self,
+        fail_rate: float = 0.0,
+        seed: int = 0,
+        fail_ids: Iterable[str] = (),
+        unavailable_first: int = 0,
+        compensation_failures: int = 0,
+    ) -> None:
         self._fail_rate = fail_rate
         self._seed = seed
         self._fail_ids = frozenset(fail_ids)
+        self._unavailable_first = unavailable_first
+        self._compensation_failures = compensation_failures
+        self._deliveries: dict[str, int] = {}
+
+    def transient_fault(self, idempotency_key: str, *, is_action: bool) -> str | None:
+        """The message of an injected UNAVAILABLE for this delivery, or None to proceed."""
+        limit = self._unavailable_first if is_action else self._compensation_failures
+        if limit == 0:
+            return None
+        delivery = self._deliveries.get(idempotency_key, 0) + 1
+        self._deliveries[idempotency_key] = delivery
+        if limit == ALWAYS or delivery <= limit:
+            of = "every delivery" if limit == ALWAYS else f"the first {limit}"
+            return f"injected transient failure: delivery {delivery} of {idempotency_key} ({of})"
+        return None
 
     def check_action(self, idempotency_key: str, request: Message) -> None:
         """Raise INJECTED_FAILURE if this action is configured to fail."""

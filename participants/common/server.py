@@ -36,7 +36,13 @@ async def create_server(
     # Without SO_REUSEPORT a second process on the same port fails to start
     # instead of silently sharing the port (and the requests) with the first.
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
-    injector = FailureInjector(config.fail_rate, config.seed, config.fail_ids)
+    injector = FailureInjector(
+        config.fail_rate,
+        config.seed,
+        config.fail_ids,
+        unavailable_first=config.unavailable_first,
+        compensation_failures=config.compensation_failures,
+    )
     health_servicer = health.aio.HealthServicer()
     for name in config.services:
         spec = SERVICES[name]

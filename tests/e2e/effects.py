@@ -17,10 +17,15 @@ from saga.participants.shipping.v1 import shipping_pb2, shipping_pb2_grpc
 
 
 async def effects_of(addresses: dict[str, str], saga_id: str) -> dict[str, Counter[str]]:
-    """Per participant, how many of the saga's records are in each state (ACTIVE, CANCELLED)."""
+    """Per participant, how many of the saga's records are in each state (ACTIVE, CANCELLED).
+
+    Only the participants named in `addresses` are read.
+    """
     found: dict[str, Counter[str]] = {}
 
     async def read(name: str, stub_type, method: str, request, field: str) -> None:
+        if name not in addresses:
+            return
         async with grpc.aio.insecure_channel(addresses[name]) as channel:
             reply = await getattr(stub_type(channel), method)(request, timeout=5)
         items = [i for i in getattr(reply, field) if i.saga_id == saga_id]
