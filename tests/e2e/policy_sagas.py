@@ -6,8 +6,6 @@ participants; short backoffs and timeouts keep the tests quick.
 
 from __future__ import annotations
 
-from saga.examples.v1.inputs_pb2 import TravelBookingInput
-
 from orchestrator.definition import Call, RetryPolicy, SagaDefinition, Step
 from orchestrator.examples.travel_booking import (
     FLIGHT,
@@ -19,6 +17,7 @@ from orchestrator.examples.travel_booking import (
     cancel_hotel,
     charge,
 )
+from saga.examples.v1.inputs_pb2 import TravelBookingInput
 
 QUICK = RetryPolicy(max_attempts=5, initial_backoff=0.05, max_backoff=0.2, jitter=0.0)
 QUICK_UNDO = RetryPolicy(max_attempts=4, initial_backoff=0.05, max_backoff=0.1, jitter=0.0)
