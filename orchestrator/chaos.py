@@ -245,6 +245,7 @@ class Killer(threading.Thread):
         super().__init__(name="chaos-killer", daemon=True)
         self.restarts: list[Restart] = []
         self.error: BaseException | None = None
+        self.failed = threading.Event()
         self._cluster = cluster
         self._kill_times = list(kill_times)
         self._started_at = started_at
@@ -265,6 +266,7 @@ class Killer(threading.Thread):
                 served = self._started_at + restart.killed_at + restart.served_after
         except BaseException as error:
             self.error = error
+            self.failed.set()
 
     def _kill_and_restart(self, number: int) -> Restart:
         victim = self._cluster.orchestrators[-1]
@@ -293,8 +295,9 @@ class StartTally:
     found_stored: int = 0
 
 
-def start_saga(stub: Any, plan: PlannedSaga, tally: StartTally) -> str:
-    """StartSaga with the plan's key, retried on UNAVAILABLE or DEADLINE_EXCEEDED."""
+def start_saga(stub: Any, plan: PlannedSaga, tally: StartTally, give_up: threading.Event) -> str:
+    """StartSaga with the plan's key, retried on UNAVAILABLE or DEADLINE_EXCEEDED
+    (bounded, and not once `give_up` is set: no orchestrator is coming back)."""
     request = pb.StartSagaRequest(
         saga_type=plan.saga_type, correlation_id=plan.key, idempotency_key=plan.key
     )
@@ -307,7 +310,7 @@ def start_saga(stub: Any, plan: PlannedSaga, tally: StartTally) -> str:
             # wait_for_ready: a call made while the orchestrator restarts waits for it.
             reply = stub.StartSaga(request, timeout=CALL_TIMEOUT_SECONDS, wait_for_ready=True)
         except grpc.RpcError as error:
-            if error.code() not in RETRYABLE or time.monotonic() > deadline:
+            if error.code() not in RETRYABLE or time.monotonic() > deadline or give_up.is_set():
                 raise
             if not retried:
                 tally.retried += 1
@@ -322,16 +325,16 @@ def start_saga(stub: Any, plan: PlannedSaga, tally: StartTally) -> str:
 
 
 def start_all(
-    stub: Any, plans: Sequence[PlannedSaga], pace: float, started_at: float
+    stub: Any, plans: Sequence[PlannedSaga], pace: float, started_at: float, killer: Killer
 ) -> tuple[dict[int, str], StartTally]:
     """Start the planned sagas `pace` seconds apart (catching up after a restart)."""
     saga_ids: dict[int, str] = {}
     tally = StartTally()
     for plan in plans:
         delay = started_at + plan.number * pace - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-        saga_ids[plan.number] = start_saga(stub, plan, tally)
+        if killer.failed.wait(max(0.0, delay)):
+            break
+        saga_ids[plan.number] = start_saga(stub, plan, tally, killer.failed)
     return saga_ids, tally
 
 
@@ -802,7 +805,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             started_at = time.monotonic()
             killer = Killer(cluster, kill_times, started_at)
             killer.start()
-            saga_ids, tally = start_all(stub, plans, window / args.sagas, started_at)
+            saga_ids, tally = start_all(stub, plans, window / args.sagas, started_at, killer)
             start_phase = time.monotonic() - started_at
             killer.join()
             if killer.error is not None:

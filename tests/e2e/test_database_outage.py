@@ -262,7 +262,7 @@ async def test_start_whose_commit_answer_was_lost_is_driven_when_the_client_retr
         # The client retries with the same key, as UNAVAILABLE invites it to.
         retried = await executor.start_saga(TRAVEL_BOOKING, "lost-ack", payload, "lost-ack")
         assert not retried.created
-        deadline = time.monotonic() + 10.0
+        deadline = time.monotonic() + 5.0
         saga = retried.saga
         while saga.status not in (SagaStatus.COMPLETED, SagaStatus.FAILED):
             assert time.monotonic() < deadline, f"saga {saga.saga_id} still {saga.status}"
