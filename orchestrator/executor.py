@@ -95,6 +95,7 @@ class Executor:
         self._rng = rng or random.Random()
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._lease_keeper: asyncio.Task[None] | None = None
+        self._watchers: dict[str, asyncio.Event] = {}
 
     # --- starting and resuming -------------------------------------------------------
 
@@ -139,11 +140,16 @@ class Executor:
         )
         result = await self._store.create_saga(saga, steps, [started], lease=self.lease)
         if not result.created:
-            if result.saga.request_fingerprint != saga.request_fingerprint:
+            existing = result.saga
+            if existing.request_fingerprint != saga.request_fingerprint:
                 raise IdempotencyKeyReused(
                     f"idempotency key {idempotency_key!r} already started saga "
-                    f"{result.saga.saga_id} with a different saga_type, correlation_id or payload"
+                    f"{existing.saga_id} with a different saga_type, correlation_id or payload"
                 )
+            # The first start may have been committed without its caller (or its
+            # driver) hearing of it: make sure someone drives the saga.
+            if not existing.status.is_terminal and existing.saga_id not in self._tasks:
+                await self._adopt(existing.saga_id)
             return result
         logger.info(
             "saga started",
@@ -178,15 +184,39 @@ class Executor:
                     await self._store.commit([commit])
                 except StaleSagaVersion:
                     continue
+                self._notify(saga_id)
             finally:
                 run.release()
             logger.info("saga changed by request", extra={"saga_id": saga_id})
-            if saga_id not in self._tasks:
-                await self.claim_orphans()
+            if saga_id not in self._tasks and not commit.saga.status.is_terminal:
+                await self._adopt(saga_id)
             return commit.saga
         raise StaleSagaVersion(
             f"saga {saga_id} kept changing; the request was not applied, try again"
         )
+
+    async def wait_for_commit(self, saga_id: str, at_most_seconds: float) -> None:
+        """Return when this replica commits for the saga, or after `at_most_seconds` (a
+        saga driven by another replica is only seen by polling the store)."""
+        event = self._watchers.setdefault(saga_id, asyncio.Event())
+        try:
+            await asyncio.wait_for(event.wait(), at_most_seconds)
+        except TimeoutError:
+            pass
+        finally:
+            if event.is_set():
+                self._watchers.pop(saga_id, None)
+
+    def _notify(self, saga_id: str) -> None:
+        event = self._watchers.pop(saga_id, None)
+        if event is not None:
+            event.set()
+
+    async def _adopt(self, saga_id: str) -> None:
+        """Drive one saga here if nobody else holds its lease."""
+        claimed = await self._store.claim_saga(self.lease, saga_id)
+        if claimed is not None and saga_id not in self._tasks:
+            self._spawn(saga_id, None)
 
     async def claim_orphans(self) -> int:
         """Claim unfinished sagas whose lease is missing or expired, and drive them."""
@@ -343,6 +373,7 @@ class Executor:
         async with commit_lock:
             if run.has_pending():
                 await self._store.commit([run.take_commit()])
+                self._notify(run.saga.saga_id)
 
     async def _perform_action(
         self,

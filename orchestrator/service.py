@@ -14,7 +14,7 @@ import hashlib
 import json
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, NoReturn, TypeVar
 
@@ -33,6 +33,8 @@ from orchestrator.records import (
     SagaStatus,
     StepRecord,
     StepStatus,
+    TransitionEvent,
+    TransitionRecord,
 )
 from orchestrator.registry import Registry
 from orchestrator.store.base import Store
@@ -151,6 +153,34 @@ def saga_to_proto(
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
+DEFAULT_HISTORY_PAGE = 500
+MAX_HISTORY_PAGE = 5000
+WATCH_POLL_SECONDS = 0.25
+"""How often a watch re-reads the log when the saga is driven by another replica."""
+
+_EVENT: dict[TransitionEvent, Any] = {
+    event: pb.TransitionEvent.Value(f"TRANSITION_EVENT_{event.value}") for event in TransitionEvent
+}
+
+
+def transition_to_proto(transition: TransitionRecord) -> pb.Transition:
+    """The API's view of one log row."""
+    return pb.Transition(
+        seq=transition.seq,
+        event=_EVENT[transition.event],
+        time=_timestamp(transition.time),
+        step=transition.step,
+        saga_status=_SAGA_STATUS[transition.saga_status],
+        step_status=(
+            _STEP_STATUS[transition.step_status]
+            if transition.step_status is not None
+            else pb.STEP_STATUS_UNSPECIFIED
+        ),
+        attempt=transition.attempt,
+        error=transition.error,
+        actor=transition.actor,
+        reason=transition.reason,
+    )
 
 
 def _filter_of(request: pb.ListSagasRequest) -> SagaFilter:
@@ -277,6 +307,63 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
             sagas=[saga_to_proto(saga, []) for saga in page],
             next_page_token=encode_page_token(page[-1], where) if more else "",
         )
+
+    @_mapped_errors
+    async def GetSagaHistory(
+        self, request: pb.GetSagaHistoryRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.GetSagaHistoryResponse:
+        _check_saga_id(request.saga_id)
+        if request.page_size < 0:
+            raise InvalidArgument(f"page_size must not be negative, got {request.page_size}")
+        after = 0
+        if request.page_token:
+            try:
+                after = int(base64.urlsafe_b64decode(request.page_token.encode()).decode())
+            except ValueError:
+                raise InvalidArgument("page_token is not one this server issued") from None
+        if await self._store.get_saga(request.saga_id) is None:
+            raise SagaNotFound(f"no saga with id {request.saga_id}")
+        size = min(request.page_size or DEFAULT_HISTORY_PAGE, MAX_HISTORY_PAGE)
+        rows = await self._store.get_transitions(request.saga_id, after_seq=after)
+        page = rows[:size]
+        token = ""
+        if len(rows) > size:
+            token = base64.urlsafe_b64encode(str(page[-1].seq).encode()).decode()
+        return pb.GetSagaHistoryResponse(
+            transitions=[transition_to_proto(t) for t in page], next_page_token=token
+        )
+
+    async def WatchSaga(
+        self, request: pb.WatchSagaRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[pb.WatchSagaResponse]:
+        """Stream the log from `after_seq` until the saga is terminal; the store is the
+        source of truth, so it works whichever replica drives the saga."""
+        try:
+            _check_saga_id(request.saga_id)
+            if request.after_seq < 0:
+                raise InvalidArgument(f"after_seq must not be negative, got {request.after_seq}")
+            saga = await self._store.get_saga(request.saga_id)
+            if saga is None:
+                raise SagaNotFound(f"no saga with id {request.saga_id}")
+        except SagaError as error:
+            await _abort(context, error)
+        last = request.after_seq
+        while True:
+            try:
+                rows = await self._store.get_transitions(request.saga_id, after_seq=last)
+            except SagaError as error:
+                await _abort(context, error)
+            for row in rows:
+                yield pb.WatchSagaResponse(transition=transition_to_proto(row))
+                last = row.seq
+            if rows:
+                finished = rows[-1].saga_status.is_terminal
+            else:
+                current = await self._store.get_saga(request.saga_id)
+                finished = current is None or current.status.is_terminal
+            if finished:
+                return
+            await self._executor.wait_for_commit(request.saga_id, WATCH_POLL_SECONDS)
 
     @_mapped_errors
     async def AbortSaga(

@@ -93,10 +93,15 @@ class Store(abc.ABC):
         """Claim up to `limit` unfinished sagas whose lease is missing or expired.
 
         Claimed sagas get `lease.owner`, a fresh expiry and a bumped version, which
-        fences off the previous owner. Sagas already owned by `lease.owner` are not
-        claimed again. Concurrent claimers never get the same saga (PostgreSQL:
-        FOR UPDATE SKIP LOCKED). The database's clock decides expiry.
+        fences off the previous owner (which may be this owner itself, if it let a
+        lease expire: its drive then reloads). Concurrent claimers never get the same
+        saga (PostgreSQL: FOR UPDATE SKIP LOCKED). The database's clock decides expiry.
         """
+
+    @abc.abstractmethod
+    async def claim_saga(self, lease: Lease, saga_id: str) -> SagaRecord | None:
+        """Claim one unfinished saga if its lease is free, expired or already the owner's;
+        None if another owner holds it or it is finished."""
 
     @abc.abstractmethod
     async def renew_leases(self, lease: Lease, saga_ids: Sequence[str]) -> set[str]:

@@ -144,11 +144,19 @@ WHERE saga_id IN (
     SELECT saga_id FROM sagas
     WHERE status IN {UNFINISHED_STATUSES}
       AND (lease_expires_at IS NULL OR lease_expires_at < clock_timestamp())
-      AND lease_owner IS DISTINCT FROM %(owner)s
     ORDER BY create_time, saga_id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 )
+RETURNING {SAGA_COLUMNS}
+"""
+_CLAIM_SAGA = f"""
+UPDATE sagas SET lease_owner = %(owner)s,
+    lease_expires_at = clock_timestamp() + make_interval(secs => %(seconds)s),
+    version = version + 1
+WHERE saga_id = %(saga_id)s AND status IN {UNFINISHED_STATUSES}
+  AND (lease_expires_at IS NULL OR lease_expires_at < clock_timestamp()
+       OR lease_owner = %(owner)s)
 RETURNING {SAGA_COLUMNS}
 """
 _RENEW_LEASES = """
@@ -385,6 +393,14 @@ class PostgresStore(Store):
             rows = await cursor.fetchall()
         sagas = [_ENCODING.saga_from_row(row) for row in rows]
         return sorted(sagas, key=lambda s: (s.create_time, s.saga_id))
+
+    async def claim_saga(self, lease: Lease, saga_id: str) -> SagaRecord | None:
+        params = {"owner": lease.owner, "seconds": lease.seconds, "saga_id": saga_id}
+        async with self._connection() as connection:
+            cursor = connection.cursor(row_factory=dict_row)
+            await cursor.execute(_CLAIM_SAGA, params)
+            row = await cursor.fetchone()
+        return None if row is None else _ENCODING.saga_from_row(row)
 
     async def renew_leases(self, lease: Lease, saga_ids: Sequence[str]) -> set[str]:
         if not saga_ids:

@@ -136,10 +136,15 @@ WHERE saga_id IN (
     SELECT saga_id FROM sagas
     WHERE status IN {UNFINISHED_STATUSES}
       AND (lease_expires_at IS NULL OR lease_expires_at < :now)
-      AND lease_owner IS NOT :owner
     ORDER BY create_time, saga_id
     LIMIT :limit
 )
+RETURNING {SAGA_COLUMNS}
+"""
+_CLAIM_SAGA = f"""
+UPDATE sagas SET lease_owner = :owner, lease_expires_at = :expires, version = version + 1
+WHERE saga_id = :saga_id AND status IN {UNFINISHED_STATUSES}
+  AND (lease_expires_at IS NULL OR lease_expires_at < :now OR lease_owner = :owner)
 RETURNING {SAGA_COLUMNS}
 """
 _RENEW_LEASE = """
@@ -326,6 +331,20 @@ class SqliteStore(Store):
                 rows = connection.execute(_CLAIM_SAGAS, params).fetchall()
             sagas = [_ENCODING.saga_from_row(row) for row in rows]
             return sorted(sagas, key=lambda s: (s.create_time, s.saga_id))
+
+        return await self._run(claim)
+
+    async def claim_saga(self, lease: Lease, saga_id: str) -> SagaRecord | None:
+        def claim(connection: sqlite3.Connection) -> SagaRecord | None:
+            params = {
+                "owner": lease.owner,
+                "expires": _lease_expiry(lease),
+                "now": _time_to_text(datetime.now(UTC)),
+                "saga_id": saga_id,
+            }
+            with _write_transaction(connection):
+                row = connection.execute(_CLAIM_SAGA, params).fetchone()
+            return None if row is None else _ENCODING.saga_from_row(row)
 
         return await self._run(claim)
 

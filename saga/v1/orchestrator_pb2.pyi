@@ -11,6 +11,27 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class TransitionEvent(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TRANSITION_EVENT_UNSPECIFIED: _ClassVar[TransitionEvent]
+    TRANSITION_EVENT_SAGA_STARTED: _ClassVar[TransitionEvent]
+    TRANSITION_EVENT_STEP_STARTED: _ClassVar[TransitionEvent]
+    TRANSITION_EVENT_STEP_RETRY_SCHEDULED: _ClassVar[TransitionEvent]
+    TRANSITION_EVENT_STEP_COMPLETED: _ClassVar[TransitionEvent]
+    TRANSITION_EVENT_STEP_FAILED: _ClassVar[TransitionEvent]
+    TRANSITION_EVENT_COMPENSATION_STARTED: _ClassVar[TransitionEvent]
+    TRANSITION_EVENT_COMPENSATION_RETRY_SCHEDULED: _ClassVar[TransitionEvent]
+    TRANSITION_EVENT_COMPENSATION_COMPLETED: _ClassVar[TransitionEvent]
+    TRANSITION_EVENT_COMPENSATION_FAILED: _ClassVar[TransitionEvent]
+    TRANSITION_EVENT_SAGA_COMPENSATING: _ClassVar[TransitionEvent]
+    TRANSITION_EVENT_SAGA_COMPLETED: _ClassVar[TransitionEvent]
+    TRANSITION_EVENT_SAGA_FAILED: _ClassVar[TransitionEvent]
+    TRANSITION_EVENT_SAGA_HALTED: _ClassVar[TransitionEvent]
+    TRANSITION_EVENT_SAGA_ABORTED: _ClassVar[TransitionEvent]
+    TRANSITION_EVENT_SAGA_DEADLINE_PASSED: _ClassVar[TransitionEvent]
+    TRANSITION_EVENT_SAGA_RETRIED: _ClassVar[TransitionEvent]
+    TRANSITION_EVENT_STEP_RESOLVED: _ClassVar[TransitionEvent]
+
 class SagaStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     SAGA_STATUS_UNSPECIFIED: _ClassVar[SagaStatus]
@@ -29,6 +50,24 @@ class StepStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     STEP_STATUS_COMPENSATING: _ClassVar[StepStatus]
     STEP_STATUS_COMPENSATED: _ClassVar[StepStatus]
     STEP_STATUS_COMPENSATION_FAILED: _ClassVar[StepStatus]
+TRANSITION_EVENT_UNSPECIFIED: TransitionEvent
+TRANSITION_EVENT_SAGA_STARTED: TransitionEvent
+TRANSITION_EVENT_STEP_STARTED: TransitionEvent
+TRANSITION_EVENT_STEP_RETRY_SCHEDULED: TransitionEvent
+TRANSITION_EVENT_STEP_COMPLETED: TransitionEvent
+TRANSITION_EVENT_STEP_FAILED: TransitionEvent
+TRANSITION_EVENT_COMPENSATION_STARTED: TransitionEvent
+TRANSITION_EVENT_COMPENSATION_RETRY_SCHEDULED: TransitionEvent
+TRANSITION_EVENT_COMPENSATION_COMPLETED: TransitionEvent
+TRANSITION_EVENT_COMPENSATION_FAILED: TransitionEvent
+TRANSITION_EVENT_SAGA_COMPENSATING: TransitionEvent
+TRANSITION_EVENT_SAGA_COMPLETED: TransitionEvent
+TRANSITION_EVENT_SAGA_FAILED: TransitionEvent
+TRANSITION_EVENT_SAGA_HALTED: TransitionEvent
+TRANSITION_EVENT_SAGA_ABORTED: TransitionEvent
+TRANSITION_EVENT_SAGA_DEADLINE_PASSED: TransitionEvent
+TRANSITION_EVENT_SAGA_RETRIED: TransitionEvent
+TRANSITION_EVENT_STEP_RESOLVED: TransitionEvent
 SAGA_STATUS_UNSPECIFIED: SagaStatus
 SAGA_STATUS_RUNNING: SagaStatus
 SAGA_STATUS_COMPENSATING: SagaStatus
@@ -124,6 +163,62 @@ class Step(_message.Message):
     next_attempt_time: _timestamp_pb2.Timestamp
     group: str
     def __init__(self, name: _Optional[str] = ..., status: _Optional[_Union[StepStatus, str]] = ..., attempts: _Optional[int] = ..., error: _Optional[str] = ..., compensation_attempts: _Optional[int] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., next_attempt_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., group: _Optional[str] = ...) -> None: ...
+
+class Transition(_message.Message):
+    __slots__ = ("seq", "event", "time", "step", "saga_status", "step_status", "attempt", "error", "actor", "reason")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    SAGA_STATUS_FIELD_NUMBER: _ClassVar[int]
+    STEP_STATUS_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    event: TransitionEvent
+    time: _timestamp_pb2.Timestamp
+    step: str
+    saga_status: SagaStatus
+    step_status: StepStatus
+    attempt: int
+    error: str
+    actor: str
+    reason: str
+    def __init__(self, seq: _Optional[int] = ..., event: _Optional[_Union[TransitionEvent, str]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., step: _Optional[str] = ..., saga_status: _Optional[_Union[SagaStatus, str]] = ..., step_status: _Optional[_Union[StepStatus, str]] = ..., attempt: _Optional[int] = ..., error: _Optional[str] = ..., actor: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class GetSagaHistoryRequest(_message.Message):
+    __slots__ = ("saga_id", "page_size", "page_token")
+    SAGA_ID_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    saga_id: str
+    page_size: int
+    page_token: str
+    def __init__(self, saga_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class GetSagaHistoryResponse(_message.Message):
+    __slots__ = ("transitions", "next_page_token")
+    TRANSITIONS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    transitions: _containers.RepeatedCompositeFieldContainer[Transition]
+    next_page_token: str
+    def __init__(self, transitions: _Optional[_Iterable[_Union[Transition, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class WatchSagaRequest(_message.Message):
+    __slots__ = ("saga_id", "after_seq")
+    SAGA_ID_FIELD_NUMBER: _ClassVar[int]
+    AFTER_SEQ_FIELD_NUMBER: _ClassVar[int]
+    saga_id: str
+    after_seq: int
+    def __init__(self, saga_id: _Optional[str] = ..., after_seq: _Optional[int] = ...) -> None: ...
+
+class WatchSagaResponse(_message.Message):
+    __slots__ = ("transition",)
+    TRANSITION_FIELD_NUMBER: _ClassVar[int]
+    transition: Transition
+    def __init__(self, transition: _Optional[_Union[Transition, _Mapping]] = ...) -> None: ...
 
 class ListSagasRequest(_message.Message):
     __slots__ = ("page_size", "page_token", "status", "saga_type", "correlation_id", "needs_intervention", "create_time_after", "create_time_before")

@@ -51,6 +51,16 @@ class SagaOrchestratorStub:
                 request_serializer=saga_dot_v1_dot_orchestrator__pb2.ListSagasRequest.SerializeToString,
                 response_deserializer=saga_dot_v1_dot_orchestrator__pb2.ListSagasResponse.FromString,
                 _registered_method=True)
+        self.GetSagaHistory = channel.unary_unary(
+                '/saga.v1.SagaOrchestrator/GetSagaHistory',
+                request_serializer=saga_dot_v1_dot_orchestrator__pb2.GetSagaHistoryRequest.SerializeToString,
+                response_deserializer=saga_dot_v1_dot_orchestrator__pb2.GetSagaHistoryResponse.FromString,
+                _registered_method=True)
+        self.WatchSaga = channel.unary_stream(
+                '/saga.v1.SagaOrchestrator/WatchSaga',
+                request_serializer=saga_dot_v1_dot_orchestrator__pb2.WatchSagaRequest.SerializeToString,
+                response_deserializer=saga_dot_v1_dot_orchestrator__pb2.WatchSagaResponse.FromString,
+                _registered_method=True)
         self.AbortSaga = channel.unary_unary(
                 '/saga.v1.SagaOrchestrator/AbortSaga',
                 request_serializer=saga_dot_v1_dot_orchestrator__pb2.AbortSagaRequest.SerializeToString,
@@ -91,6 +101,22 @@ class SagaOrchestratorServicer:
 
     def ListSagas(self, request, context):
         """ListSagas lists sagas newest first, filtered, a page at a time (AIP-158).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSagaHistory(self, request, context):
+        """GetSagaHistory returns a saga's transition log (its audit trail) in order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchSaga(self, request, context):
+        """WatchSaga streams a saga's transitions as they are committed, starting after a
+        given position, and ends once the saga is COMPLETED or FAILED. A client that
+        reconnects with the last seq it saw misses nothing. Works on any replica.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -138,6 +164,16 @@ def add_SagaOrchestratorServicer_to_server(servicer, server):
                     servicer.ListSagas,
                     request_deserializer=saga_dot_v1_dot_orchestrator__pb2.ListSagasRequest.FromString,
                     response_serializer=saga_dot_v1_dot_orchestrator__pb2.ListSagasResponse.SerializeToString,
+            ),
+            'GetSagaHistory': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSagaHistory,
+                    request_deserializer=saga_dot_v1_dot_orchestrator__pb2.GetSagaHistoryRequest.FromString,
+                    response_serializer=saga_dot_v1_dot_orchestrator__pb2.GetSagaHistoryResponse.SerializeToString,
+            ),
+            'WatchSaga': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchSaga,
+                    request_deserializer=saga_dot_v1_dot_orchestrator__pb2.WatchSagaRequest.FromString,
+                    response_serializer=saga_dot_v1_dot_orchestrator__pb2.WatchSagaResponse.SerializeToString,
             ),
             'AbortSaga': grpc.unary_unary_rpc_method_handler(
                     servicer.AbortSaga,
@@ -238,6 +274,60 @@ class SagaOrchestrator:
             '/saga.v1.SagaOrchestrator/ListSagas',
             saga_dot_v1_dot_orchestrator__pb2.ListSagasRequest.SerializeToString,
             saga_dot_v1_dot_orchestrator__pb2.ListSagasResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSagaHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/saga.v1.SagaOrchestrator/GetSagaHistory',
+            saga_dot_v1_dot_orchestrator__pb2.GetSagaHistoryRequest.SerializeToString,
+            saga_dot_v1_dot_orchestrator__pb2.GetSagaHistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchSaga(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/saga.v1.SagaOrchestrator/WatchSaga',
+            saga_dot_v1_dot_orchestrator__pb2.WatchSagaRequest.SerializeToString,
+            saga_dot_v1_dot_orchestrator__pb2.WatchSagaResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -240,11 +240,6 @@ class CreateAcknowledgementLost(PostgresStore):
         return result
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Executor.start_saga returns the saga a repeated idempotency key finds without "
-    "driving it, and claim_orphans never claims a saga whose (expired) lease is its own",
-)
 async def test_start_whose_commit_answer_was_lost_is_driven_when_the_client_retries(
     database_url, slow_participants
 ):

@@ -585,7 +585,7 @@ async def test_unleased_unfinished_sagas_are_claimed_oldest_first_and_finished_o
     rest = await store.claim_sagas(ALICE, limit=10)
     assert [s.saga_id for s in first] == ["old"]
     assert [s.saga_id for s in rest] == ["young"]
-    assert await store.claim_sagas(ALICE, limit=10) == [], "its own sagas are not claimed again"
+    assert await store.claim_sagas(ALICE, limit=10) == [], "held leases are not claimed again"
 
 
 async def test_released_sagas_can_be_claimed_at_once(store: Store):
@@ -663,3 +663,22 @@ async def test_listing_filters_combine_and_pages_neither_repeat_nor_skip(store: 
     assert await store.list_sagas(SagaFilter(saga_type="other"), limit=10) == []
     assert await store.list_sagas(SagaFilter(needs_intervention=True), limit=10) == []
     assert len(await store.list_sagas(SagaFilter(needs_intervention=False), limit=100)) == 25 + 3
+
+
+async def test_one_saga_is_claimed_when_free_or_already_ours_never_from_a_live_owner(store: Store):
+    await create_leased(store, "mine", ALICE)
+    await create_leased(store, "theirs", BOB)
+    await create(store, "free")
+    await create(store, "finished", status=SagaStatus.COMPLETED)
+    mine = await store.claim_saga(ALICE, "mine")
+    assert mine is not None and mine.version == 2
+    assert await store.claim_saga(ALICE, "theirs") is None
+    assert (await store.claim_saga(ALICE, "free")) is not None
+    assert await store.claim_saga(ALICE, "finished") is None
+    assert await store.claim_saga(ALICE, "no-such-saga") is None
+
+
+async def test_an_expired_lease_of_our_own_is_claimed_again(store: Store):
+    await create_leased(store, "lapsed", Lease(ALICE.owner, seconds=0))
+    claimed = await store.claim_sagas(ALICE, limit=10)
+    assert [s.saga_id for s in claimed] == ["lapsed"]
