@@ -45,6 +45,12 @@ class ServeConfig:
     ready_file: str | None = None
     replica_id: str = field(default_factory=unique_replica_id)
     lease_seconds: float = DEFAULT_LEASE_SECONDS
+    # HOST:PORT of the Prometheus endpoint (port 0 picks a free one); None serves no metrics.
+    metrics_listen: str | None = None
+    # "auto" (JSON lines unless stderr is a terminal), "json" or "text"; see telemetry.logs.
+    log_format: str = "auto"
+    # "none" (no tracing), "console" or "otlp" (OTEL_EXPORTER_OTLP_ENDPOINT).
+    trace_exporter: str = "none"
 
 
 def create_server(
