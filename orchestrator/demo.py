@@ -108,12 +108,14 @@ def run_sagas(stub: pb_grpc.SagaOrchestratorStub) -> list[pb.Saga]:
 
 
 def print_sagas(sagas: list[pb.Saga]) -> None:
-    print(f"\n{'saga':<10} {'trip':<8} {'outcome':<10} steps")
+    print(f"\n{'saga':<10} {'for':<14} {'outcome':<10} steps")
     for saga in sagas:
         steps = "  ".join(f"{s.name}={_step_status(s.status)}" for s in saga.steps)
-        print(f"{saga.saga_id[:8]:<10} {saga.correlation_id:<8} {_status(saga.status):<10} {steps}")
+        print(
+            f"{saga.saga_id[:8]:<10} {saga.correlation_id:<14} {_status(saga.status):<10} {steps}"
+        )
         if saga.failure_reason:
-            print(f"{'':<30}why: {saga.failure_reason}")
+            print(f"{'':<36}why: {saga.failure_reason}")
 
 
 def check_participants(addresses: dict[str, str], sagas: list[pb.Saga]) -> list[str]:
@@ -174,6 +176,93 @@ def check_participants(addresses: dict[str, str], sagas: list[pb.Saga]) -> list[
     return problems
 
 
+def wait_until_settled(stub: pb_grpc.SagaOrchestratorStub, saga_id: str) -> pb.Saga:
+    deadline = time.monotonic() + FINISH_TIMEOUT_SECONDS
+    while True:
+        saga: pb.Saga = stub.GetSaga(pb.GetSagaRequest(saga_id=saga_id), timeout=10)
+        if saga.status in TERMINAL or time.monotonic() > deadline:
+            return saga
+        time.sleep(0.1)
+
+
+def operator_scenario(workdir: Path, database_url: str) -> list[str]:
+    """An order whose refund keeps failing: the saga stops and asks for an operator, who
+    refunds by hand and says so with ResolveStep; the saga then finishes compensating."""
+    print("\nOperator scenario: an order that cannot ship, and a refund that keeps failing")
+    processes = [
+        participants_process(workdir, ["payment"], ["--compensation-failures", "-1"], "payment-2"),
+        participants_process(workdir, ["inventory", "shipping", "notification"], name="orders-2"),
+    ]
+    orchestrator: LocalProcess | None = None
+    problems: list[str] = []
+    try:
+        addresses: dict[str, str] = {}
+        for process in processes:
+            addresses.update(process.start().info["services"])
+        orchestrator = orchestrator_process(
+            workdir,
+            database_url,
+            addresses,
+            env={"SAGA_DEFINITIONS": "orchestrator.examples.operator_demo"},
+            name="orchestrator-2",
+        ).start()
+        with grpc.insecure_channel(orchestrator.address) as channel:
+            stub = pb_grpc.SagaOrchestratorStub(channel)
+            payload = struct_pb2.Struct()
+            payload.update(
+                {
+                    "order_id": "order-nowhere",
+                    "customer_id": "customer-7",
+                    "items": [{"sku": "sku-1", "quantity": 2}],
+                    "shipping_address": "1 Nowhere Road",
+                    "amount": {"currency_code": "EUR", "amount_minor": 4_999},
+                }
+            )
+            started = stub.StartSaga(
+                pb.StartSagaRequest(
+                    saga_type="order_fulfillment", correlation_id="order-nowhere", payload=payload
+                ),
+                timeout=10,
+            )
+            stuck = wait_until_settled(stub, started.saga_id)
+            print_sagas([stuck])
+            listed = stub.ListSagas(pb.ListSagasRequest(needs_intervention=True), timeout=10)
+            print(f"  ListSagas(needs_intervention=true): {[s.saga_id[:8] for s in listed.sagas]}")
+            if not stuck.needs_intervention:
+                return [f"saga {stuck.saga_id} should need intervention"]
+            print(
+                "  operator: refunded by bank transfer, then "
+                "ResolveStep(step=charge_payment, requested_by=demo-operator)"
+            )
+            stub.ResolveStep(
+                pb.ResolveStepRequest(
+                    saga_id=stuck.saga_id,
+                    step="charge_payment",
+                    reason="refunded by bank transfer, ticket 4711",
+                    requested_by="demo-operator",
+                ),
+                timeout=10,
+            )
+            done = wait_until_settled(stub, stuck.saga_id)
+            print_sagas([done])
+            history = stub.GetSagaHistory(
+                pb.GetSagaHistoryRequest(saga_id=done.saga_id), timeout=10
+            )
+            for t in history.transitions:
+                if t.actor != "engine":
+                    event = pb.TransitionEvent.Name(t.event).removeprefix("TRANSITION_EVENT_")
+                    print(f"  log #{t.seq}: {event} {t.step} by {t.actor}: {t.reason}")
+        if done.status != pb.SAGA_STATUS_FAILED or done.needs_intervention:
+            problems.append(f"saga {done.saga_id} did not finish compensating after the fix")
+        if done.definition_version != 2:
+            problems.append("the new saga should run on order_fulfillment v2")
+        return problems
+    finally:
+        for leftover in [orchestrator, *processes]:
+            if leftover is not None:
+                leftover.stop()
+
+
 def main() -> int:
     workdir = Path(".demo") / datetime.now().strftime("%Y%m%d-%H%M%S")
     database_url = os.environ.get("SAGA_DATABASE_URL") or f"sqlite:///{workdir / 'saga.sqlite3'}"
@@ -198,18 +287,21 @@ def main() -> int:
             f"\n{len(sagas)} travel bookings: {counts['COMPLETED']} completed, "
             f"{counts['FAILED']} failed and compensated"
         )
-        if problems:
-            print("\nCHECKS FAILED:\n  " + "\n  ".join(problems))
-            return 1
-        print(
-            "checks: every completed saga holds one booking, room, car and charge; "
-            "every failed saga holds none"
-        )
-        return 0
+        if not problems:
+            print(
+                "checks: every completed saga holds one booking, room, car and charge; "
+                "every failed saga holds none"
+            )
     finally:
         for process in [orchestrator, *participants]:
             if process is not None:
                 process.stop()
+    problems += operator_scenario(workdir, database_url)
+    if problems:
+        print("\nCHECKS FAILED:\n  " + "\n  ".join(problems))
+        return 1
+    print("demo: all checks passed; every process it started is stopped")
+    return 0
 
 
 if __name__ == "__main__":

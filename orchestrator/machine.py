@@ -412,7 +412,11 @@ class SagaRun:
                 actor=actor,
                 reason=reason,
             )
-            self._set_saga(now, needs_intervention=False)
+            self._set_saga(
+                now,
+                needs_intervention=False,
+                failure_reason=f"{self.saga.failure_reason}; retried by {actor}: {reason}",
+            )
             _fire(SAGA_MACHINE, self._saga_model, "resume_compensation", self.saga.saga_id)
         else:
             self._fire_step(
@@ -445,7 +449,11 @@ class SagaRun:
                 actor=actor,
                 reason=reason,
             )
-            self._set_saga(now, needs_intervention=False)
+            self._set_saga(
+                now,
+                needs_intervention=False,
+                failure_reason=f"{self.saga.failure_reason}; {step} resolved by {actor}: {reason}",
+            )
             _fire(SAGA_MACHINE, self._saga_model, "resume_compensation", self.saga.saga_id)
         else:
             self._fire_step(

@@ -24,6 +24,7 @@ from orchestrator.records import (
     StepStatus,
     TransitionEvent,
 )
+from tests.e2e.policy_sagas import DEADLINE_PROBE, PIVOT_PROBE
 
 pytestmark = pytest.mark.unit
 
@@ -340,4 +341,109 @@ def test_restart_while_compensating_a_group_undoes_members_of_unknown_outcome():
     run = new_run(PARALLEL_TRAVEL, status=SagaStatus.COMPENSATING, step_statuses=statuses)
     sent, _ = drive(run, {})
     assert sent == [("compensate", "book_hotel"), ("compensate", "book_flight")]
+    run.release()
+
+
+# --- failure policy and operators -----------------------------------------------------
+
+
+def test_abort_compensates_a_running_saga_and_records_who_and_why():
+    run = new_run(
+        step_statuses=[StepStatus.COMPLETED, StepStatus.STARTED] + [StepStatus.PENDING] * 2
+    )
+    run.abort(T0, "operator:ann", "customer cancelled")
+    commit = run.take_commit()
+    assert run.status is SagaStatus.COMPENSATING
+    (aborted,) = commit.transitions
+    assert (aborted.event, aborted.actor, aborted.reason) == (
+        TransitionEvent.SAGA_ABORTED,
+        "operator:ann",
+        "customer cancelled",
+    )
+    assert "customer cancelled" in run.saga.failure_reason
+    sent, _ = drive(run, {})
+    assert sent == [("compensate", "book_hotel"), ("compensate", "book_flight")]
+    run.release()
+
+
+@pytest.mark.parametrize(
+    "status", [SagaStatus.COMPLETED, SagaStatus.FAILED, SagaStatus.COMPENSATING]
+)
+def test_only_a_running_saga_can_be_aborted(status):
+    run = new_run(status=status, step_statuses=[StepStatus.COMPLETED] * 4)
+    with pytest.raises(IllegalTransition):
+        run.abort(T0, "operator:ann", "too late")
+    run.release()
+
+
+def test_a_saga_past_its_pivot_cannot_be_aborted_or_time_out():
+    statuses = [StepStatus.COMPLETED, StepStatus.COMPLETED, StepStatus.STARTED]
+    run = new_run(PIVOT_PROBE, step_statuses=statuses)
+    with pytest.raises(IllegalTransition, match="pivot"):
+        run.abort(T0, "operator:ann", "please")
+    run.saga = dataclasses.replace(run.saga, deadline_time=T0 - timedelta(seconds=1))
+    assert not run.deadline_passed(T0)
+    run.release()
+
+
+def test_deadline_passed_turns_the_saga_to_compensation():
+    statuses = [StepStatus.COMPLETED, StepStatus.STARTED]
+    run = new_run(DEADLINE_PROBE, step_statuses=statuses)
+    run.saga = dataclasses.replace(run.saga, deadline_time=T0)
+    actions = run.next_actions(T0 + timedelta(seconds=1))
+    assert actions == (SendCompensation(1),)
+    events = [t.event for t in run.take_commit().transitions]
+    assert events[0] is TransitionEvent.SAGA_DEADLINE_PASSED
+    run.release()
+
+
+def test_a_scheduled_retry_is_resent_at_its_time_without_counting_it_again():
+    due = T0 + timedelta(seconds=3)
+    run = new_run(step_statuses=[StepStatus.STARTED] + [StepStatus.PENDING] * 3)
+    run.steps[0] = dataclasses.replace(run.steps[0], attempts=2, next_attempt_time=due)
+    assert run.next_actions(T0) == (SendAction(0, not_before=due),)
+    assert not run.has_pending() and run.steps[0].attempts == 2
+    run.release()
+
+
+def test_a_step_past_the_pivot_that_keeps_failing_halts_for_an_operator_then_resumes():
+    statuses = [StepStatus.COMPLETED, StepStatus.COMPLETED, StepStatus.STARTED]
+    run = new_run(PIVOT_PROBE, step_statuses=statuses)
+    run.action_stuck(2, "FAILED_PRECONDITION: no", T0)
+    assert run.status is SagaStatus.FAILED and run.saga.needs_intervention
+    assert run.saga.failed_step == "book_flight"
+    run.retry(T0, "operator:bo", "participant fixed")
+    assert run.status is SagaStatus.RUNNING and not run.saga.needs_intervention
+    assert run.next_actions(T0) == (SendAction(2),)
+    assert run.steps[2].attempts == 1
+    run.release()
+
+
+def test_a_stuck_compensation_is_retried_or_resolved_by_an_operator():
+    run = new_run()
+    drive(run, {("action", 2): "reject", ("compensate", 1): "give_up"})
+    assert run.stuck_step() == 1
+    run.retry(T0, "operator:cy", "try again")
+    assert run.status is SagaStatus.COMPENSATING
+    assert (
+        run.steps[1].status is StepStatus.COMPENSATING and run.steps[1].compensation_attempts == 0
+    )
+    drive(run, {("compensate", 1): "give_up"})
+    with pytest.raises(IllegalTransition, match="not at"):
+        run.resolve("book_flight", T0, "operator:cy", "wrong step")
+    run.resolve("book_hotel", T0, "operator:cy", "refunded by hand")
+    assert run.steps[1].status is StepStatus.COMPENSATED
+    sent, _ = drive(run, {})
+    assert sent == [("compensate", "book_flight")]
+    assert run.status is SagaStatus.FAILED and not run.saga.needs_intervention
+    assert "resolved by operator:cy" in run.saga.failure_reason
+    run.release()
+
+
+def test_retry_and_resolve_need_a_saga_that_needs_intervention():
+    run = new_run(status=SagaStatus.COMPLETED, step_statuses=[StepStatus.COMPLETED] * 4)
+    with pytest.raises(IllegalTransition, match="does not need intervention"):
+        run.retry(T0, "operator:di", "why")
+    with pytest.raises(IllegalTransition):
+        run.resolve("book_hotel", T0, "operator:di", "why")
     run.release()
