@@ -1,0 +1,483 @@
+"""`make bench`: our orchestrator, the hand-written ceiling and DBOS Transact, side by side.
+
+For every workload (success or compensation) and concurrency, each system
+gets a throwaway database `saga_bench_<hex>` on the same PostgreSQL server
+and talks to the same participants process. One run of one system:
+
+1. create the database; start and stop the system twice with no load: the
+   first creates its schema, the second measures what a start and stop cost
+   in commits (subtracted below);
+2. start the system (and for ours the separate load generator), let the
+   driver warm up, read every process's CPU counters, say "go", wait for the
+   result, read the counters again, read the system's peak RSS;
+3. stop every process, read the database's commit counter once no backend of
+   it is left (bench/pg.py says why), drop the database.
+
+Commits per saga = (commits of run 2 - start/stop cost - the load
+generator's own polling reads) / (warm-up + measured sagas), exact because
+the counter is read only after every backend has flushed it. CPU per saga
+divides the CPU used during the measured load alone by the measured sagas;
+PostgreSQL's is the postmaster and all its children (so the server must be
+local), less the harness's and the load generator's own backends.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import psycopg
+
+from bench import report
+from bench.pg import (
+    INFO_SETTINGS,
+    Admin,
+    DurabilityOff,
+    autovacuum_runs,
+    check_durability,
+    database_url,
+    disable_autovacuum,
+)
+from bench.procs import Child, PostgresCpu, cpu_seconds, peak_rss_mib
+from bench.profile import Profiler, ensure_py_spy
+from bench.systems import REPO, SYSTEMS, Launch, Measured, Peer, ensure_dbos_venv
+from bench.workload import expected_status
+
+DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+POSTGRES_URL_ENV = "SAGA_BENCH_POSTGRES_URL"
+COMPLETION_DETECTION = {
+    "ours": "separate load-generator process: StartSaga over gRPC, then one poller for all "
+    "sagas in flight reads `sagas.status` on its own connection every poll_ms "
+    "(its reads and its backend's CPU are subtracted)",
+    "ceiling": "in-process load: the saga's terminal commit returned",
+    "dbos": "in-process load: the awaited workflow returned (after DBOS committed its result)",
+}
+
+PROFILE_FOCUS = {"ours": "orchestrator/", "ceiling": "bench/", "dbos": "dbos/"}
+"""Where each system's own code lives, for the profile's time-below-function ranking."""
+
+
+@dataclass(frozen=True)
+class Variant:
+    workload: str
+    concurrency: int
+    sagas: int
+    warmup: int
+
+
+def _int_list(text: str) -> list[int]:
+    return [int(part) for part in text.split(",") if part.strip()]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="bench/run.py", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument(
+        "--postgres-url",
+        default=os.environ.get(POSTGRES_URL_ENV) or DEFAULT_POSTGRES_URL,
+        help=f"a maintenance database on the server (env {POSTGRES_URL_ENV}; "
+        f"default {DEFAULT_POSTGRES_URL})",
+    )
+    parser.add_argument("--systems", default=",".join(SYSTEMS), help="default: %(default)s")
+    parser.add_argument("--concurrency", type=_int_list, default=[1, 8, 64])
+    parser.add_argument(
+        "--compensation-concurrency",
+        type=_int_list,
+        default=[64, 1],
+        help="concurrencies of the compensation workload ('' for none)",
+    )
+    parser.add_argument("--sagas-c1", type=int, default=200, help="measured sagas at c=1")
+    parser.add_argument("--sagas", type=int, default=800, help="measured sagas at c>1")
+    parser.add_argument("--warmup", type=int, help="warm-up sagas (default max(30, 2c))")
+    parser.add_argument("--poll-ms", type=float, default=1.0, help="ours: completion poll")
+    parser.add_argument(
+        "--ceiling-pool-size",
+        type=int,
+        default=16,
+        help="the ceiling's connections, at most the concurrency (16 was its best at c=64)",
+    )
+    parser.add_argument("--log-level", default="WARNING", help="the orchestrator's log level")
+    parser.add_argument("--out-dir", type=Path, default=REPO / ".bench")
+    parser.add_argument(
+        "--profile",
+        default="",
+        help="systems whose process py-spy samples during the measured load, e.g. 'ours' "
+        "(py-spy is installed into .bench/tools-venv on first use; it costs some CPU)",
+    )
+    parser.add_argument(
+        "--min-rate",
+        type=float,
+        default=10.0,
+        help="a run slower than this many sagas/s is stopped as failed (bounds the time)",
+    )
+    args = parser.parse_args(argv)
+    args.systems = [name for name in args.systems.split(",") if name]
+    args.profile = [name for name in args.profile.split(",") if name]
+    unknown = set(args.systems) - set(SYSTEMS)
+    if unknown:
+        parser.error(f"unknown system(s) {sorted(unknown)}; expected some of {SYSTEMS}")
+    return args
+
+
+def plan(args: argparse.Namespace) -> list[Variant]:
+    def warmup(concurrency: int) -> int:
+        return args.warmup if args.warmup is not None else max(30, 2 * concurrency)
+
+    variants = [
+        Variant("success", c, args.sagas_c1 if c == 1 else args.sagas, warmup(c))
+        for c in args.concurrency
+    ]
+    variants += [
+        Variant("compensation", c, args.sagas_c1 if c == 1 else args.sagas, warmup(c))
+        for c in args.compensation_concurrency
+    ]
+    return variants
+
+
+class Harness:
+    """Owns the participants process, the admin connection and every run's throwaway database."""
+
+    def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
+        self.args = args
+        self.workdir = workdir
+        self.admin = Admin(args.postgres_url)
+        self.admin_pid = self.admin.backend_pid()
+        self.postgres_cpu = PostgresCpu.from_backend(self.admin_pid)
+        self.participants = Child(
+            "participants",
+            [sys.executable, "-m", "bench.participant"],
+            workdir,
+            env={"PYTHONPATH": str(REPO)},
+            cwd=REPO,
+            ready_file=True,
+        )
+        self.peer = Peer(reason="not requested")
+        self.py_spy: str | None = None
+
+    def close(self) -> None:
+        self.participants.stop()
+        self.admin.close()
+
+    def prepare(self) -> dict[str, Any]:
+        """Check durability, start the participants, make the peer's virtualenv."""
+        durability = check_durability(self.args.postgres_url)
+        info = self.admin.settings(INFO_SETTINGS)
+        self.participants.start()
+        if "dbos" in self.args.systems:
+            self.peer = ensure_dbos_venv(
+                self.args.out_dir / "dbos-venv", self.args.out_dir / "dbos-venv-install.log"
+            )
+        if self.args.profile:
+            self.py_spy, why = ensure_py_spy(
+                self.args.out_dir / "tools-venv", self.args.out_dir / "tools-venv-install.log"
+            )
+            if self.py_spy is None:
+                print(f"bench: no profile: {why}", flush=True)
+        return {**durability, **info}
+
+    def snapshot(self, run: Measured, excluded_backends: list[int]) -> dict[str, float | None]:
+        values: dict[str, float | None] = {
+            "system": cpu_seconds(run.system.pid),
+            "participants": cpu_seconds(self.participants.pid),
+        }
+        if run.separate_load:
+            values["loadgen"] = cpu_seconds(run.driver.pid)
+        if self.postgres_cpu is not None:
+            excluded = sum(cpu_seconds(pid) or 0.0 for pid in excluded_backends)
+            values["postgres"] = self.postgres_cpu.total_seconds() - excluded
+        return values
+
+    def run_one(self, system: str, variant: Variant) -> dict[str, Any]:
+        base: dict[str, Any] = {
+            "system": system,
+            "workload": variant.workload,
+            "concurrency": variant.concurrency,
+            "sagas": variant.sagas,
+            "warmup": variant.warmup,
+            "completion_detection": COMPLETION_DETECTION[system],
+        }
+        python = sys.executable
+        if system == "dbos":
+            if self.peer.python is None:
+                return {**base, "status": "unavailable", "reason": self.peer.reason}
+            python = self.peer.python
+        database = self.admin.create_database()
+        base["database"] = database
+        workdir = self.workdir / f"{system}-{variant.workload}-c{variant.concurrency}"
+        workdir.mkdir(parents=True, exist_ok=True)
+        try:
+            launch = Launch(
+                system=system,
+                python=python,
+                database_url=database_url(self.args.postgres_url, database),
+                participants=str(self.participants.info["address"]),
+                workdir=workdir,
+                ceiling_pool_size=min(self.args.ceiling_pool_size, variant.concurrency),
+                poll_ms=self.args.poll_ms,
+                log_level=self.args.log_level,
+            )
+            check_durability(launch.database_url)
+            launch.initialize("init-1")
+            tables = disable_autovacuum(launch.database_url)
+            created = self.admin.settled_commits(database)
+            launch.initialize("init-2")
+            restarted = self.admin.settled_commits(database)
+            measured = self._measure(launch, variant)
+            final = self.admin.settled_commits(database)
+            measured["autovacuum_runs"] = autovacuum_runs(launch.database_url)
+            measured["tables"] = tables
+            if system == "ours":
+                measured["store_check"] = store_check(launch.database_url)
+        except Exception as error:
+            return {**base, "status": "error", "reason": f"{type(error).__name__}: {error}"}
+        finally:
+            self.admin.drop_database(database)
+        startup = restarted - created
+        observer = int(measured["result"].get("observer_commits", 0))
+        counted = final - restarted - startup - observer
+        return {
+            **base,
+            **summarize(variant, measured, system),
+            "commits_per_saga": counted / (variant.warmup + variant.sagas),
+            "commits": {
+                "counted": counted,
+                "lifecycle_total": final - restarted,
+                "start_stop": startup,
+                "observer_reads": observer,
+                "sagas_counted": variant.warmup + variant.sagas,
+            },
+        }
+
+    def _measure(self, launch: Launch, variant: Variant) -> dict[str, Any]:
+        run = launch.measured(variant.workload, variant.sagas, variant.concurrency, variant.warmup)
+        profile: dict[str, Any] | None = None
+        profiler: Profiler | None = None
+        try:
+            run.start()
+            warm = run.driver.read_event("warm", 60.0 + variant.warmup / self.args.min_rate)
+            excluded = [self.admin_pid]
+            if "observer_pid" in warm:
+                excluded.append(int(warm["observer_pid"]))
+            if self.py_spy and launch.system in self.args.profile:
+                profiler = Profiler(
+                    self.py_spy,
+                    run.system.pid,
+                    launch.workdir / "profile.txt",
+                    focus=PROFILE_FOCUS[launch.system],
+                )
+            before = self.snapshot(run, excluded)
+            run.driver.send("go")
+            result = run.driver.read_event("result", 30.0 + variant.sagas / self.args.min_rate)
+            after = self.snapshot(run, excluded)
+            rss = peak_rss_mib(run.system.pid)
+            if profiler is not None:
+                profile = profiler.stop()
+                profiler = None
+            run.driver.send("exit")
+        finally:
+            if profiler is not None:
+                profiler.stop()
+            exit_codes = run.stop()
+        return {
+            "profile": profile,
+            "warm": warm,
+            "result": result,
+            "before": before,
+            "after": after,
+            "peak_rss_mib": rss,
+            "separate_load": run.separate_load,
+            "exit_codes": exit_codes,
+        }
+
+
+def store_check(url: str) -> dict[str, Any]:
+    """Our sagas and steps by status, read from the store after the run (not measured)."""
+    with psycopg.connect(url, autocommit=True) as connection:
+        sagas: dict[str, int] = dict(
+            connection.execute("SELECT status, count(*) FROM sagas GROUP BY 1").fetchall()
+        )
+        steps: dict[str, int] = dict(
+            connection.execute("SELECT status, count(*) FROM saga_steps GROUP BY 1").fetchall()
+        )
+    return {"sagas": sagas, "steps": steps}
+
+
+def summarize(variant: Variant, measured: dict[str, Any], system: str) -> dict[str, Any]:
+    """Throughput, latency and CPU of the measured load; the run's status and why."""
+    result = measured["result"]
+    elapsed = float(result["elapsed_s"])
+    statuses = {str(key): int(value) for key, value in result["statuses"].items()}
+    wanted = expected_status(variant.workload)
+    unexpected = variant.sagas - statuses.get(wanted, 0)
+    before, after = measured["before"], measured["after"]
+    cpu = {
+        role: (after[role] - before[role])
+        for role in after
+        if after.get(role) is not None and before.get(role) is not None
+    }
+    extra = {
+        key: value
+        for key, value in result.items()
+        if key not in ("event", "latencies_ms", "statuses", "sagas", "concurrency", "elapsed_s")
+    }
+    if system == "ceiling" and "self_counted_commits" in result:
+        own = result["self_counted_commits"] - measured["warm"]["self_counted_commits"]
+        extra["self_counted_commits_per_saga"] = own / variant.sagas
+    summary: dict[str, Any] = {
+        "status": "ok" if unexpected == 0 else "error",
+        "statuses": statuses,
+        "elapsed_s": elapsed,
+        "throughput_per_s": variant.sagas / elapsed if elapsed > 0 else None,
+        "latency_ms": report.latency_summary(result["latencies_ms"]),
+        "cpu_s": cpu,
+        "cpu_s_per_saga": {role: seconds / variant.sagas for role, seconds in cpu.items()},
+        "peak_rss_mib": measured["peak_rss_mib"],
+        "separate_load": measured["separate_load"],
+        "exit_codes": measured["exit_codes"],
+        "driver": extra,
+    }
+    if measured["profile"] is not None:
+        summary["profile"] = measured["profile"]
+    summary["autovacuum_runs"] = measured["autovacuum_runs"]
+    summary["tables_with_autovacuum_off"] = measured["tables"]
+    if "store_check" in measured:
+        summary["store_check"] = measured["store_check"]
+    if any(code != 0 for code in measured["exit_codes"].values()):
+        summary["warning"] = f"a process did not stop cleanly: exit codes {measured['exit_codes']}"
+    if unexpected:
+        summary["reason"] = f"{unexpected} saga(s) did not end {wanted}: {statuses}"
+    return summary
+
+
+def _raise_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the plan; every process started is stopped and every database dropped, always."""
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _raise_on_sigterm)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    workdir = args.out_dir / "runs" / stamp
+    workdir.mkdir(parents=True, exist_ok=True)
+    began = time.monotonic()
+    load_before = os.getloadavg()
+    try:
+        harness = Harness(args, workdir)
+    except psycopg.OperationalError as error:
+        print(f"bench: cannot connect to PostgreSQL at {args.postgres_url}: {error}", flush=True)
+        return 2
+    runs: list[dict[str, Any]] = []
+    try:
+        try:
+            settings = harness.prepare()
+        except DurabilityOff as error:
+            print(f"bench: {error}", flush=True)
+            return 2
+        print(
+            "bench: PostgreSQL {server_version}: fsync={fsync} synchronous_commit="
+            "{synchronous_commit} wal_sync_method={wal_sync_method}".format(**settings),
+            flush=True,
+        )
+        cpus = os.cpu_count() or 1
+        print(
+            f"bench: {cpus} CPUs, load average {load_before[0]:.2f} before the run"
+            + (
+                " (busy machine: expect noise; compare the ratios)"
+                if load_before[0] > cpus / 2
+                else ""
+            ),
+            flush=True,
+        )
+        if harness.postgres_cpu is None:
+            print("bench: PostgreSQL is not a local process: its CPU is not reported", flush=True)
+        if "dbos" in args.systems:
+            peer = harness.peer
+            print(
+                f"bench: peer DBOS Transact {peer.version}"
+                if peer.python
+                else f"bench: peer DBOS Transact unavailable: {peer.reason}",
+                flush=True,
+            )
+        for variant in plan(args):
+            for system in args.systems:
+                started = time.monotonic()
+                run = harness.run_one(system, variant)
+                runs.append(run)
+                print(_progress(run, time.monotonic() - started), flush=True)
+    finally:
+        harness.close()
+    results = {
+        "time": stamp,
+        "source": _source_version(),
+        "host": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "load_average_before": load_before,
+            "load_average_after": os.getloadavg(),
+        },
+        "postgres": {**settings, "postgres_cpu_measured": harness.postgres_cpu is not None},
+        "settings": {
+            key: (str(value) if isinstance(value, Path) else value)
+            for key, value in vars(args).items()
+        },
+        "peer": {
+            "name": "DBOS Transact",
+            "available": harness.peer.python is not None,
+            "version": harness.peer.version,
+            "reason": harness.peer.reason,
+        },
+        "methodology": __doc__,
+        "runs": runs,
+        "ratios": report.ratios(runs),
+        "wall_seconds": time.monotonic() - began,
+    }
+    path = report.write(results, args.out_dir, stamp)
+    print()
+    print(report.render(results))
+    print(f"\nbench: {len(runs)} runs in {results['wall_seconds']:.0f}s; results in {path}")
+    return 0 if all(run["status"] in ("ok", "unavailable") for run in runs) else 1
+
+
+def _source_version() -> dict[str, Any]:
+    """The commit measured, and whether the work tree had uncommitted changes."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": "", "uncommitted_changes": None}
+    return {"commit": commit, "uncommitted_changes": bool(dirty)}
+
+
+def _progress(run: dict[str, Any], seconds: float) -> str:
+    head = f"bench: {run['system']:<8} {run['workload']:<12} c={run['concurrency']:<3}"
+    if run["status"] != "ok":
+        return f"{head} {run['status']}: {run.get('reason', '')}"
+    return (
+        f"{head} {run['throughput_per_s']:8.1f} sagas/s  p50 {run['latency_ms']['p50']:7.2f} ms"
+        f"  {run['commits_per_saga']:5.2f} commits/saga  ({seconds:.0f}s)"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,208 @@
+"""How each measured system is started: its one-off init process and its measured processes.
+
+- ours: bench.serve_orchestrator (the real engine through `serve()`) and, in a
+  separate process, bench.loadgen driving it through StartSaga.
+- ceiling: bench.ceiling, the hand-written loop; the load runs in its process.
+- dbos: bench.dbos_saga in its own virtualenv; the load runs in its process.
+
+The peer's virtualenv (.bench/dbos-venv) is made on first use with the
+ordinary clients (python -m venv, pip); the project never depends on DBOS.
+When it cannot be made or imported, the peer is reported unavailable with why.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.procs import Child
+
+REPO = Path(__file__).resolve().parents[1]
+SYSTEMS = ("ceiling", "ours", "dbos")
+DBOS_REQUIREMENTS = ("dbos>=3.4,<4", "grpcio", "protobuf>=7.35.1,<8")
+"""The generated stubs in saga/ need protobuf 7.35.1 or newer."""
+DBOS_INSTALL_TIMEOUT_SECONDS = 900.0
+_PROBE = (
+    "import dbos, grpc, google.protobuf, psycopg; from importlib import metadata; "
+    "print(metadata.version('dbos'))"
+)
+
+
+@dataclass
+class Peer:
+    """The DBOS virtualenv: its interpreter, or why there is none."""
+
+    python: str | None = None
+    version: str = ""
+    reason: str = ""
+
+
+def _probe(python: Path) -> str | None:
+    """The installed dbos version when the virtualenv imports everything the driver needs."""
+    if not python.exists():
+        return None
+    try:
+        done = subprocess.run(
+            [str(python), "-c", _PROBE], capture_output=True, text=True, timeout=120
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def ensure_dbos_venv(venv: Path, log: Path) -> Peer:
+    """Make (once) and check the peer's virtualenv; never raises."""
+    python = venv / "bin" / "python"
+    version = _probe(python)
+    if version:
+        return Peer(str(python), version)
+    print(f"bench: installing DBOS Transact into {venv} (first use) ...", flush=True)
+    try:
+        if venv.exists():
+            shutil.rmtree(venv)  # a half-made virtualenv of our own from an interrupted run
+        with open(log, "w") as out:
+            for argv in (
+                [sys.executable, "-m", "venv", str(venv)],
+                [str(python), "-m", "pip", "install", "--quiet", "--upgrade", "pip"],
+                [str(python), "-m", "pip", "install", "--quiet", *DBOS_REQUIREMENTS],
+            ):
+                subprocess.run(
+                    argv,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    check=True,
+                    timeout=DBOS_INSTALL_TIMEOUT_SECONDS,
+                )
+    except (OSError, subprocess.SubprocessError) as error:
+        tail = log.read_text(errors="replace").strip().splitlines()[-3:] if log.exists() else []
+        return Peer(reason=f"cannot install dbos: {error}; " + " | ".join(tail))
+    version = _probe(python)
+    if not version:
+        return Peer(reason=f"dbos installed into {venv} but does not import (see {log})")
+    return Peer(str(python), version)
+
+
+@dataclass
+class Launch:
+    """What the harness needs to know to run one system once."""
+
+    system: str
+    python: str
+    database_url: str
+    participants: str
+    workdir: Path
+    ceiling_pool_size: int = 8
+    poll_ms: float = 1.0
+    log_level: str = "WARNING"
+    env: dict[str, str] = field(default_factory=dict)
+
+    def _child(self, name: str, module: str, args: list[str], **kwargs: bool) -> Child:
+        return Child(
+            name,
+            [self.python, "-m", module, *args],
+            self.workdir,
+            env={"PYTHONPATH": str(REPO), **self.env},
+            cwd=REPO,
+            **kwargs,
+        )
+
+    def _orchestrator(self, name: str) -> Child:
+        return self._child(
+            name,
+            "bench.serve_orchestrator",
+            [
+                "--database",
+                self.database_url,
+                "--participants",
+                self.participants,
+                "--log-level",
+                self.log_level,
+            ],
+            ready_file=True,
+        )
+
+    def initialize(self, name: str, timeout: float = 120.0) -> None:
+        """Start the system once on its database and stop it: creates or migrates its schema."""
+        if self.system == "ours":
+            orchestrator = self._orchestrator(name)
+            try:
+                orchestrator.start(timeout)
+            finally:
+                code = orchestrator.stop()
+            if code != 0:
+                raise RuntimeError(f"{name} exited with {code}:\n{orchestrator.log_tail()}")
+            return
+        args = ["--database", self.database_url, "--init-only"]
+        if self.system == "ceiling":  # the same pool as the measured run: each connection commits
+            module, args = "bench.ceiling", [*args, "--pool-size", str(self.ceiling_pool_size)]
+        else:
+            module = "bench.dbos_saga"
+        child = self._child(name, module, args)
+        try:
+            child.start().run_to_end(timeout)
+        finally:
+            child.stop()
+
+    def measured(self, workload: str, sagas: int, concurrency: int, warmup: int) -> Measured:
+        """Unstarted processes of one measured run."""
+        load = [
+            "--variant",
+            workload,
+            "--n",
+            str(sagas),
+            "--concurrency",
+            str(concurrency),
+            "--warmup",
+            str(warmup),
+        ]
+        if self.system == "ours":
+            loadgen = self._child(
+                "loadgen",
+                "bench.loadgen",
+                ["--database", self.database_url, "--poll-ms", str(self.poll_ms), *load],
+                protocol=True,
+            )
+            return Measured(driver=loadgen, system=self._orchestrator("orchestrator"))
+        if self.system == "ceiling":
+            module, extra = "bench.ceiling", ["--pool-size", str(self.ceiling_pool_size)]
+        else:
+            module, extra = "bench.dbos_saga", []
+        driver = self._child(
+            self.system,
+            module,
+            ["--database", self.database_url, "--participants", self.participants, *load, *extra],
+            protocol=True,
+        )
+        return Measured(driver=driver, system=driver)
+
+
+@dataclass
+class Measured:
+    """The processes of one measured run: the system, and the driver speaking the protocol.
+
+    For ours they are two processes (the orchestrator, then the load generator,
+    told the orchestrator's address); for the others the system drives itself.
+    """
+
+    driver: Child
+    system: Child
+
+    @property
+    def separate_load(self) -> bool:
+        return self.driver is not self.system
+
+    def start(self) -> None:
+        if self.separate_load:
+            self.system.start()
+            self.driver.argv += ["--address", str(self.system.info["address"])]
+        self.driver.start()
+
+    def stop(self) -> dict[str, int | None]:
+        """Stop the driver first (it ends the load), then the system; exit codes by name."""
+        codes = {self.driver.name: self.driver.stop()}
+        if self.separate_load:
+            codes[self.system.name] = self.system.stop()
+        return codes
