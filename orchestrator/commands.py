@@ -16,6 +16,7 @@ from google.protobuf.message import Message
 
 from orchestrator.errors import ConfigurationError
 from orchestrator.registry import ResolvedCall
+from orchestrator.telemetry.tracing import outbound_metadata
 
 TRANSIENT_CODES = frozenset(
     {
@@ -104,8 +105,14 @@ class ParticipantClient:
             )
             self._methods[(participant, call.path)] = method
         # wait_for_ready: a participant restarting within the deadline is waited for,
-        # not counted as a failed attempt.
-        reply: Message = await method(request, timeout=deadline_seconds, wait_for_ready=True)
+        # not counted as a failed attempt. The metadata carries the step's span (if any),
+        # so the participant's span joins the saga's trace.
+        reply: Message = await method(
+            request,
+            timeout=deadline_seconds,
+            wait_for_ready=True,
+            metadata=outbound_metadata(),
+        )
         return reply
 
     async def close(self) -> None:

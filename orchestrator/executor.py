@@ -45,6 +45,7 @@ from orchestrator.records import (
 )
 from orchestrator.registry import Registry
 from orchestrator.store.base import Store
+from orchestrator.telemetry.engine import ACTION, COMPENSATION, EngineTelemetry
 
 logger = logging.getLogger(__name__)
 
@@ -87,12 +88,14 @@ class Executor:
         *,
         lease: Lease | None = None,
         rng: random.Random | None = None,
+        telemetry: EngineTelemetry | None = None,
     ) -> None:
         self._store = store
         self._registry = registry
         self._participants = participants
         self.lease = lease or Lease(unique_replica_id(), DEFAULT_LEASE_SECONDS)
         self._rng = rng or random.Random()
+        self._telemetry = telemetry or EngineTelemetry()
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._lease_keeper: asyncio.Task[None] | None = None
         self._watchers: dict[str, asyncio.Event] = {}
@@ -151,6 +154,7 @@ class Executor:
             if not existing.status.is_terminal and existing.saga_id not in self._tasks:
                 await self._adopt(existing.saga_id)
             return result
+        self._telemetry.saga_started(saga.saga_type)
         logger.info(
             "saga started",
             extra={"saga_id": saga.saga_id, "saga_type": saga.saga_type},
@@ -257,7 +261,12 @@ class Executor:
     def _spawn(self, saga_id: str, run: SagaRun | None) -> None:
         task = asyncio.create_task(self._drive_until_done(saga_id, run), name=f"saga-{saga_id}")
         self._tasks[saga_id] = task
-        task.add_done_callback(lambda _: self._tasks.pop(saga_id, None))
+        self._telemetry.drive_started()
+        task.add_done_callback(lambda _: self._drive_ended(saga_id))
+
+    def _drive_ended(self, saga_id: str) -> None:
+        self._tasks.pop(saga_id, None)
+        self._telemetry.drive_ended()
 
     async def wait_idle(self) -> None:
         """Wait until every saga this process drives has finished (for tests and shutdown)."""
@@ -290,7 +299,8 @@ class Executor:
             try:
                 if run is None:
                     run = await self._load(saga_id)
-                await self._drive(run)
+                with self._telemetry.driving(run):
+                    await self._drive(run)
                 return
             except asyncio.CancelledError:
                 raise
@@ -346,6 +356,7 @@ class Executor:
                 await self._commit(run, commit_lock)
             if not actions:
                 if committed:
+                    self._telemetry.saga_finished(run)
                     failpoints.hit("saga_finished")
                 self._log_outcome(run)
                 return
@@ -372,7 +383,8 @@ class Executor:
         version order when Parallel members commit at once."""
         async with commit_lock:
             if run.has_pending():
-                await self._store.commit([run.take_commit()])
+                with self._telemetry.store_commit(1):
+                    await self._store.commit([run.take_commit()])
                 self._notify(run.saga.saga_id)
 
     async def _perform_action(
@@ -409,9 +421,12 @@ class Executor:
             if run.deadline_passed(utc_now()):
                 return
             try:
-                reply = await self._participants.send(
-                    step.participant, call, request, self._attempt_timeout(run, step.timeout)
-                )
+                with self._telemetry.command(
+                    run, step.name, ACTION, run.steps[index].attempts, call.path, policy.retry_codes
+                ):
+                    reply = await self._participants.send(
+                        step.participant, call, request, self._attempt_timeout(run, step.timeout)
+                    )
             except grpc.aio.AioRpcError as error:
                 kind = classify(error.code(), policy.retry_codes)
                 message = describe_rpc_error(error)
@@ -422,6 +437,7 @@ class Executor:
                     now = utc_now()
                     due = now + timedelta(seconds=policy.backoff(attempts, self._rng.random()))
                     run.action_retrying(index, message, now, due)
+                    self._telemetry.retrying(run, step.name, ACTION)
                     await self._commit(run, commit_lock)
                     continue
                 if run.deadline_passed(utc_now()):
@@ -467,7 +483,10 @@ class Executor:
             if due is not None:
                 await self._wait_until(run, due)
             try:
-                await self._participants.send(step.participant, call, request, step.timeout)
+                with self._telemetry.command(
+                    run, step.name, COMPENSATION, run.steps[index].compensation_attempts, call.path
+                ):
+                    await self._participants.send(step.participant, call, request, step.timeout)
             except grpc.aio.AioRpcError as error:
                 message = describe_rpc_error(error)
                 attempts = run.steps[index].compensation_attempts
@@ -481,6 +500,7 @@ class Executor:
                 now = utc_now()
                 due = now + timedelta(seconds=policy.backoff(attempts, self._rng.random()))
                 run.compensation_retrying(index, message, now, due)
+                self._telemetry.retrying(run, step.name, COMPENSATION)
                 await self._commit(run, commit_lock)
                 continue
             run.compensation_succeeded(index, utc_now())

@@ -1,7 +1,9 @@
 """Wiring of the orchestrator process: store, registry, executor, gRPC server.
 
 The server also carries the standard gRPC health service and server reflection,
-so generic tools (grpcurl, grpc_health_probe) can list and call the API.
+so generic tools (grpcurl, grpc_health_probe) can list and call the API. The
+telemetry is wired here too: the log format, the Prometheus endpoint on its
+own port, and the trace exporter.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import json
 import logging
 import os
 import signal
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import grpc
@@ -27,12 +29,23 @@ from orchestrator.records import Lease
 from orchestrator.registry import Registry, check_unfinished_versions
 from orchestrator.service import SagaOrchestratorService
 from orchestrator.store import open_store
+from orchestrator.telemetry.engine import EngineTelemetry
+from orchestrator.telemetry.interceptors import ServerMetricsInterceptor
+from orchestrator.telemetry.logs import LOG_FORMATS, configure_logging
+from orchestrator.telemetry.metrics import (
+    MetricsServer,
+    SagaMetrics,
+    parse_listen,
+    start_metrics_server,
+)
+from orchestrator.telemetry.tracing import TRACE_EXPORTERS, configure_tracing
 from saga.v1 import orchestrator_pb2, orchestrator_pb2_grpc
 
 logger = logging.getLogger(__name__)
 
 SERVICE_NAME = orchestrator_pb2.DESCRIPTOR.services_by_name["SagaOrchestrator"].full_name
 SHUTDOWN_GRACE_SECONDS = 5.0
+TRACING_SERVICE_NAME = "saga-orchestrator"
 
 
 @dataclass(frozen=True)
@@ -54,10 +67,12 @@ class ServeConfig:
 
 
 def create_server(
-    listen: str, servicer: SagaOrchestratorService
+    listen: str,
+    servicer: SagaOrchestratorService,
+    interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     """A server with the API, health and reflection, bound to `listen`; returns the bound port."""
-    server = grpc.aio.server()
+    server = grpc.aio.server(interceptors=list(interceptors))
     orchestrator_pb2_grpc.add_SagaOrchestratorServicer_to_server(servicer, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -70,12 +85,32 @@ def create_server(
     return server, port, health_servicer
 
 
-def _write_ready_file(path: str, address: str) -> None:
+def _write_ready_file(path: str, address: str, metrics_address: str | None) -> None:
     """Atomically tell a supervisor (a test, the demo) where we listen."""
+    document: dict[str, object] = {"address": address, "pid": os.getpid()}
+    if metrics_address is not None:
+        document["metrics_address"] = metrics_address
     tmp = f"{path}.tmp"
     with open(tmp, "w") as handle:
-        json.dump({"address": address, "pid": os.getpid()}, handle)
+        json.dump(document, handle)
     os.replace(tmp, path)
+
+
+def _check_telemetry_config(config: ServeConfig) -> None:
+    if config.log_format not in LOG_FORMATS:
+        raise ConfigurationError(
+            f"log format must be one of {', '.join(LOG_FORMATS)}, got {config.log_format!r}"
+        )
+    if config.trace_exporter not in TRACE_EXPORTERS:
+        raise ConfigurationError(
+            f"trace exporter must be one of {', '.join(TRACE_EXPORTERS)}, "
+            f"got {config.trace_exporter!r}"
+        )
+    if config.metrics_listen is not None:
+        try:
+            parse_listen(config.metrics_listen)
+        except ValueError as error:
+            raise ConfigurationError(str(error)) from error
 
 
 async def serve(config: ServeConfig, definitions: Iterable[SagaDefinition]) -> None:
@@ -87,6 +122,36 @@ async def serve(config: ServeConfig, definitions: Iterable[SagaDefinition]) -> N
     """
     if config.lease_seconds <= 0:
         raise ConfigurationError(f"lease seconds must be positive, got {config.lease_seconds:g}")
+    _check_telemetry_config(config)
+    # The level stays whatever the caller (the CLI) set; only the format is ours.
+    configure_logging(
+        logging.getLevelName(logging.getLogger().getEffectiveLevel()), config.log_format
+    )
+    tracing = configure_tracing(config.trace_exporter, TRACING_SERVICE_NAME)
+    metrics: SagaMetrics | None = None
+    metrics_server: MetricsServer | None = None
+    try:
+        if config.metrics_listen is not None:
+            metrics = SagaMetrics()
+            metrics_server = start_metrics_server(config.metrics_listen, metrics)
+        await _serve(
+            config,
+            definitions,
+            EngineTelemetry(metrics, tracing.tracer),
+            None if metrics_server is None else metrics_server.address,
+        )
+    finally:
+        if metrics_server is not None:
+            metrics_server.close()
+        tracing.shutdown()
+
+
+async def _serve(
+    config: ServeConfig,
+    definitions: Iterable[SagaDefinition],
+    telemetry: EngineTelemetry,
+    metrics_address: str | None,
+) -> None:
     registry = Registry(definitions)
     participants = ParticipantClient(config.participants)
     participants.check_addresses(registry.participants)
@@ -103,10 +168,17 @@ async def serve(config: ServeConfig, definitions: Iterable[SagaDefinition]) -> N
         ", ".join(f"{d.name} v{d.version}" for d in registry.definitions),
     )
     executor = Executor(
-        store, registry, participants, lease=Lease(config.replica_id, config.lease_seconds)
+        store,
+        registry,
+        participants,
+        lease=Lease(config.replica_id, config.lease_seconds),
+        telemetry=telemetry,
     )
     servicer = SagaOrchestratorService(registry, executor, store)
-    server, port, health_servicer = create_server(config.listen, servicer)
+    interceptors = (
+        [] if telemetry.metrics is None else [ServerMetricsInterceptor(telemetry.metrics)]
+    )
+    server, port, health_servicer = create_server(config.listen, servicer, interceptors)
     await server.start()
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -114,9 +186,11 @@ async def serve(config: ServeConfig, definitions: Iterable[SagaDefinition]) -> N
     address = f"{host}:{port}"
     resumed = await executor.resume_unfinished()
     logger.info("orchestrator listening on %s; resumed %d unfinished saga(s)", address, resumed)
+    if metrics_address is not None:
+        logger.info("metrics on http://%s/metrics", metrics_address)
     print(f"orchestrator listening on {address}", flush=True)
     if config.ready_file:
-        _write_ready_file(config.ready_file, address)
+        _write_ready_file(config.ready_file, address, metrics_address)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -50,20 +50,30 @@ def current_context() -> Mapping[str, Any]:
     return _context.get()
 
 
-@contextlib.contextmanager
-def log_context(**fields: Any) -> Iterator[None]:
-    """Bind log fields for the body; nested calls add to (and may override) the outer ones.
+def bind_log_fields(**fields: Any) -> contextvars.Token[Mapping[str, Any]]:
+    """Add log fields to this task's context until `unbind_log_fields(token)`.
 
     Fields whose value is None are left out, so a saga without a correlation id
     does not log `"correlation_id": null`.
     """
     merged = dict(_context.get())
     merged.update((key, value) for key, value in fields.items() if value is not None)
-    token = _context.set(merged)
+    return _context.set(merged)
+
+
+def unbind_log_fields(token: contextvars.Token[Mapping[str, Any]]) -> None:
+    """Restore the fields bound before the matching `bind_log_fields`."""
+    _context.reset(token)
+
+
+@contextlib.contextmanager
+def log_context(**fields: Any) -> Iterator[None]:
+    """Bind log fields for the body; nested calls add to (and may override) the outer ones."""
+    token = bind_log_fields(**fields)
     try:
         yield
     finally:
-        _context.reset(token)
+        unbind_log_fields(token)
 
 
 class ContextFilter(logging.Filter):
@@ -138,18 +148,27 @@ def make_formatter(log_format: str, stream: Any = None) -> logging.Formatter:
     return JsonFormatter() if log_format == "json" else TextFormatter()
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The handler `configure_logging` installs (told apart so a second call replaces it)."""
+
+
 def configure_logging(level: str, log_format: str) -> None:
     """Send the root logger to stderr in `log_format` ("auto", "json" or "text") at `level`.
 
-    Replaces handlers a previous call (or `logging.basicConfig`) installed, so
-    calling it twice does not write every line twice.
+    Replaces the handler a previous call installed and the console handlers of
+    `logging.basicConfig`, so no line is written twice; other handlers (a file,
+    a test's capture) are kept.
     """
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler(sys.stderr)
     handler.setFormatter(make_formatter(log_format, sys.stderr))
     handler.addFilter(ContextFilter())
     root = logging.getLogger()
     for old in list(root.handlers):
-        root.removeHandler(old)
-        old.close()
+        console = type(old) is logging.StreamHandler and old.stream in (sys.stderr, sys.stdout)
+        if console or isinstance(old, _StderrHandler):
+            root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
+    # `transitions` logs every callback phase of every state change at INFO: noise
+    # at best, and a formatted line per transition on the hot path.
+    logging.getLogger("transitions").setLevel(logging.WARNING)

@@ -1,0 +1,163 @@
+"""Prometheus metrics of one orchestrator process, served on their own port.
+
+Each `SagaMetrics` owns its `CollectorRegistry` (not prometheus_client's global
+one), so several executors in one test process do not collide, and a scrape
+shows exactly one process. Labels are bounded: saga type, step name, kind,
+outcome, gRPC method and code; never a saga id.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+)
+from prometheus_client import start_http_server as _start_http_server
+
+# Participants answer in milliseconds; a saga spans a few commands and maybe retries.
+STEP_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+SAGA_BUCKETS: Final = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+COMMIT_BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+RPC_BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
+BATCH_BUCKETS: Final = (1, 2, 4, 8, 16, 32, 64, 128)
+
+
+class SagaMetrics:
+    """Every metric the orchestrator exports, registered in a registry of its own."""
+
+    def __init__(self, *, process_collectors: bool = True) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        if process_collectors:
+            # The stock collectors read only this process (/proc/self, gc, platform).
+            for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+                self.registry.register(collector)
+        registry = self.registry
+        by_type = ("saga_type",)
+        self.sagas_started = Counter(
+            "saga_started",
+            "Sagas created (a repeated StartSaga is not counted).",
+            by_type,
+            registry=registry,
+        )
+        self.sagas_completed = Counter(
+            "saga_completed", "Sagas that reached COMPLETED.", by_type, registry=registry
+        )
+        self.sagas_failed = Counter(
+            "saga_failed",
+            "Sagas that reached FAILED, compensated or not (compensated + needs_intervention).",
+            by_type,
+            registry=registry,
+        )
+        self.sagas_compensated = Counter(
+            "saga_compensated",
+            "Sagas that failed after every completed step was compensated.",
+            by_type,
+            registry=registry,
+        )
+        self.sagas_needing_intervention = Counter(
+            "saga_needs_intervention",
+            "Sagas that stopped for an operator (a stuck compensation or forward step).",
+            by_type,
+            registry=registry,
+        )
+        self.saga_duration = Histogram(
+            "saga_duration_seconds",
+            "From creation to the terminal state, by outcome "
+            "(completed, compensated, needs_intervention).",
+            ("saga_type", "outcome"),
+            buckets=SAGA_BUCKETS,
+            registry=registry,
+        )
+        self.step_duration = Histogram(
+            "saga_step_duration_seconds",
+            "One command attempt to a participant, by kind (action, compensation) and outcome "
+            "(ok, transient, rejected, outcome_unknown, cancelled, error).",
+            ("saga_type", "step", "kind", "outcome"),
+            buckets=STEP_BUCKETS,
+            registry=registry,
+        )
+        self.step_retries = Counter(
+            "saga_step_retries",
+            "Retries scheduled after a failed attempt, by kind (action, compensation).",
+            ("saga_type", "step", "kind"),
+            registry=registry,
+        )
+        self.sagas_in_flight = Gauge(
+            "saga_in_flight",
+            "Sagas this replica is driving now.",
+            registry=registry,
+        )
+        self.grpc_requests = Counter(
+            "saga_grpc_server_requests",
+            "Requests the orchestrator's gRPC server answered, by method and status code.",
+            ("method", "code"),
+            registry=registry,
+        )
+        self.grpc_duration = Histogram(
+            "saga_grpc_server_request_duration_seconds",
+            "Time to answer a request (a stream: until it ends), by method and status code.",
+            ("method", "code"),
+            buckets=RPC_BUCKETS,
+            registry=registry,
+        )
+        self.store_commit_duration = Histogram(
+            "saga_store_commit_duration_seconds",
+            "One store commit (a transaction writing one or more sagas' transitions).",
+            buckets=COMMIT_BUCKETS,
+            registry=registry,
+        )
+        self.store_commit_batch_size = Histogram(
+            "saga_store_commit_batch_size",
+            "Saga commits written in one store transaction.",
+            buckets=BATCH_BUCKETS,
+            registry=registry,
+        )
+
+
+@dataclass(frozen=True)
+class MetricsServer:
+    """The running HTTP endpoint; `address` is HOST:PORT as bound (port 0 resolved)."""
+
+    address: str
+    close: Callable[[], None]
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """HOST:PORT (IPv6 host in brackets) into its parts; raises ValueError when malformed."""
+    host, separator, port = listen.rpartition(":")
+    if not separator or not port.isdigit():
+        raise ValueError(f"metrics address must be HOST:PORT, got {listen!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def start_metrics_server(listen: str, metrics: SagaMetrics) -> MetricsServer:
+    """Serve `metrics` at http://HOST:PORT/metrics from a daemon thread.
+
+    The scrape runs off the event loop: collecting takes a lock per metric, never
+    the loop, so a slow scraper cannot stall sagas.
+    """
+    host, port = parse_listen(listen)
+    # The `*_created` series (one per labelled child) double a scrape for little use.
+    disable_created_metrics()  # type: ignore[no-untyped-call]
+    server, thread = _start_http_server(port, addr=host, registry=metrics.registry)
+    bound_port = server.server_port
+    shown = f"[{host}]" if ":" in host else host
+
+    def close() -> None:
+        server.shutdown()
+        server.server_close()
+        if thread is not threading.current_thread():
+            thread.join(timeout=5)
+
+    return MetricsServer(f"{shown}:{bound_port}", close)
