@@ -20,6 +20,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from opentelemetry import trace
+
+from orchestrator.telemetry.logs import LOG_FORMATS, configure_logging
+from orchestrator.telemetry.tracing import TRACE_EXPORTERS, configure_tracing
 from participants.common.config import ALL_SERVICES, ParticipantConfig
 from participants.common.failures import FAILPOINT_ENV, CrashFailpoint
 from participants.common.server import create_server, format_address
@@ -28,6 +32,7 @@ logger = logging.getLogger("participants")
 
 ENV_PREFIX = "SAGA_PARTICIPANT_"
 SHUTDOWN_GRACE_S = 5.0
+TRACING_SERVICE_NAME = "saga-participants"
 
 
 def build_parser(environ: Mapping[str, str] = os.environ) -> argparse.ArgumentParser:
@@ -103,6 +108,18 @@ def build_parser(environ: Mapping[str, str] = os.environ) -> argparse.ArgumentPa
         type=Path,
     )
     option("--log-level", "logging level", default="INFO")
+    option(
+        "--log-format",
+        "auto (JSON lines unless stderr is a terminal), json or text",
+        default="auto",
+        choices=LOG_FORMATS,
+    )
+    option(
+        "--trace-exporter",
+        "none, console (spans as JSON lines on stdout) or otlp (OTEL_EXPORTER_OTLP_ENDPOINT)",
+        default="none",
+        choices=TRACE_EXPORTERS,
+    )
     return parser
 
 
@@ -143,8 +160,20 @@ def write_ready_file(path: Path, address: str, services: Sequence[str]) -> None:
     os.replace(temporary, path)
 
 
-async def serve(config: ParticipantConfig, ready_file: Path | None) -> int:
+async def serve(
+    config: ParticipantConfig, ready_file: Path | None, trace_exporter: str = "none"
+) -> int:
     """Serve until SIGTERM or SIGINT, then stop gracefully; the exit status."""
+    tracing = configure_tracing(trace_exporter, TRACING_SERVICE_NAME)
+    try:
+        return await _serve(config, ready_file, tracing.tracer)
+    finally:
+        tracing.shutdown()
+
+
+async def _serve(
+    config: ParticipantConfig, ready_file: Path | None, tracer: trace.Tracer | None
+) -> int:
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     # Installed before the ready file exists, so a SIGTERM sent right after
@@ -153,7 +182,7 @@ async def serve(config: ParticipantConfig, ready_file: Path | None) -> int:
         loop.add_signal_handler(signum, stopping.set)
     with contextlib.ExitStack() as resources:
         try:
-            server, port = await create_server(config, resources=resources)
+            server, port = await create_server(config, resources=resources, tracer=tracer)
         except (OSError, RuntimeError, sqlite3.Error) as error:
             logger.error("cannot start participants: %s", error)
             return 1
@@ -174,15 +203,12 @@ def main(argv: list[str] | None = None) -> int:
     """Parse options, configure logging and serve; the process exit status."""
     parser = build_parser(os.environ)
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(args.log_level, args.log_format)
     try:
         config = config_from_args(args, os.environ)
     except ValueError as error:
         parser.error(str(error))
-    return asyncio.run(serve(config, args.ready_file))
+    return asyncio.run(serve(config, args.ready_file, args.trace_exporter))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,9 @@
 
 Also served: the standard health service (SERVING for "" and for each
 participant service) and server reflection, so grpcurl and probes work.
+Every command runs with its log fields bound (service, saga_id, step,
+idempotency_key) and, when a tracer is given, in a span that continues the
+orchestrator's trace from the request metadata.
 """
 
 from __future__ import annotations
@@ -12,7 +15,9 @@ import sqlite3
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from opentelemetry import trace
 
+from orchestrator.telemetry.interceptors import ParticipantInterceptor
 from participants.common import idempotency
 from participants.common.commands import CommandProcessor
 from participants.common.config import ParticipantConfig
@@ -23,7 +28,10 @@ from participants.registry import SERVICES
 
 
 async def create_server(
-    config: ParticipantConfig, *, resources: contextlib.ExitStack | None = None
+    config: ParticipantConfig,
+    *,
+    resources: contextlib.ExitStack | None = None,
+    tracer: trace.Tracer | None = None,
 ) -> tuple[grpc.aio.Server, int]:
     """Build the server and bind it; return it (not yet started) and its bound port.
 
@@ -31,11 +39,15 @@ async def create_server(
     created and seeded if new) before this returns. Pass `resources` to have
     the files closed when the stack closes; otherwise they close with the
     process. The factory is a coroutine because the asyncio health servicer's
-    statuses can only be set from the event loop.
+    statuses can only be set from the event loop. With `tracer`, each command
+    gets a server span, a child of the caller's span when the metadata carries one.
     """
     # Without SO_REUSEPORT a second process on the same port fails to start
     # instead of silently sharing the port (and the requests) with the first.
-    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    interceptor = ParticipantInterceptor(
+        {SERVICES[name].full_name: name for name in config.services}, tracer
+    )
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)], interceptors=[interceptor])
     injector = FailureInjector(
         config.fail_rate,
         config.seed,
