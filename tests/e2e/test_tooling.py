@@ -63,12 +63,13 @@ async def test_cli_starts_and_shows_a_saga(orchestrator, stub):
         "cli-1",
         "--payload",
         json.dumps(travel()),
+        "--json",
     )
     assert started.returncode == 0, started.stderr
     saga_id = json.loads(started.stdout)["saga_id"]
     await wait_terminal(stub, saga_id)
 
-    shown = saga_cli("get", saga_id, "--address", orchestrator.address)
+    shown = saga_cli("get", saga_id, "--address", orchestrator.address, "--json")
 
     assert shown.returncode == 0, shown.stderr
     saga = json.loads(shown.stdout)
