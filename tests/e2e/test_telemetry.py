@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import sys
 import urllib.request
 import uuid
 from collections import Counter
@@ -30,7 +28,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from orchestrator.commands import ParticipantClient
 from orchestrator.examples import DEFINITIONS, TRAVEL_BOOKING
 from orchestrator.executor import Executor
-from orchestrator.localrun import PARTICIPANT_SERVICES, LocalProcess, participants_process
+from orchestrator.localrun import (
+    PARTICIPANT_SERVICES,
+    LocalProcess,
+    orchestrator_process,
+    participants_process,
+)
 from orchestrator.records import SagaStatus
 from orchestrator.registry import Registry
 from orchestrator.store import open_store
@@ -43,7 +46,6 @@ from tests.e2e.payloads import struct, travel
 
 pytestmark = pytest.mark.e2e
 
-PROJECT = Path(__file__).resolve().parents[2]
 TRAVELLER = "Ada Lovelace"
 """A name in every saga's input: personal data that must appear in no log line."""
 OK_SAGAS = 3
@@ -148,35 +150,31 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Scenario:
         name="traced-participants",
     )
     participants.env.update(FAST_SPAN_EXPORT)
-    argv = [
-        sys.executable,
-        "-m",
-        "tests.e2e.serve_with_telemetry",
-        "--database",
-        f"sqlite:///{workdir / 'saga.sqlite3'}",
-        "--metrics-listen",
-        "127.0.0.1:0",
-        "--log-format",
-        "json",
-        "--trace-exporter",
-        "console",
-    ]
-    orchestrator = LocalProcess(
-        "traced-orchestrator",
-        argv,
-        workdir,
-        {**FAST_SPAN_EXPORT, "PYTHONPATH": os.pathsep.join([str(PROJECT), *sys.path])},
-    )
+    orchestrator: LocalProcess | None = None
     try:
         participants.start()
-        for name, address in sorted(participants.info["services"].items()):
-            orchestrator.argv += ["--participant", f"{name}={address}"]
+        orchestrator = orchestrator_process(
+            workdir,
+            f"sqlite:///{workdir / 'saga.sqlite3'}",
+            participants.info["services"],
+            env=FAST_SPAN_EXPORT,
+            name="traced-orchestrator",
+        )
+        orchestrator.argv += [
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+            "--trace-exporter",
+            "console",
+        ]
         orchestrator.start()
         completed, compensated, correlation_ids = asyncio.run(run_known_sagas(orchestrator.address))
         samples = scrape(orchestrator.info["metrics_address"])
     finally:
         # Stopping flushes the spans still queued in either process.
-        assert orchestrator.stop() in (0, None), orchestrator.log_tail()
+        if orchestrator is not None:
+            assert orchestrator.stop() in (0, None), orchestrator.log_tail()
         assert participants.stop() in (0, None), participants.log_tail()
     return Scenario(
         completed=completed,
