@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 import grpc
-from transitions import Machine, MachineError
+from transitions import Machine
 
 from orchestrator.definition import SagaDefinition
 from orchestrator.errors import SagaError
@@ -101,17 +101,46 @@ SAGA_MACHINE = _machine(SagaStatus, {SagaStatus.COMPLETED, SagaStatus.FAILED}, _
 STEP_MACHINE = _machine(StepStatus, {StepStatus.COMPENSATED}, _STEP_TRANSITIONS)
 
 
-def _fire(machine: Machine, model: object, trigger: str, what: str) -> None:
-    try:
-        machine.events[trigger].trigger(model)
-    except MachineError as error:
-        raise IllegalTransition(f"{what}: cannot {trigger} from {model.state}") from error  # type: ignore[attr-defined]
+TransitionTable = dict[tuple[str, str], str]
+
+
+def transition_table(machine: Machine) -> TransitionTable:
+    """The machine's legal moves, (trigger, source state name) -> destination state name.
+
+    Read once from the shared `transitions` Machine, so each saga moves by a dict
+    lookup instead of registering models with the machine (which costs more than
+    the rest of a step's bookkeeping). tests/unit/test_machine.py checks that the
+    table and the machine agree on every trigger from every state.
+    """
+    table: TransitionTable = {}
+    for trigger, event in machine.events.items():
+        for source, moves in event.transitions.items():
+            for move in moves:
+                if move.dest is not None:  # None would be an internal transition
+                    table[(trigger, source)] = move.dest
+    return table
+
+
+SAGA_MOVES = transition_table(SAGA_MACHINE)
+STEP_MOVES = transition_table(STEP_MACHINE)
 
 
 class _Model:
-    """A bare model object for a shared machine; `state` is set by the machine."""
+    """One saga's or step's current state, moved only through a transition table."""
 
-    state: Any
+    __slots__ = ("state",)
+
+    def __init__(self, state: SagaStatus | StepStatus) -> None:
+        self.state = state
+
+
+def _fire(moves: TransitionTable, model: _Model, trigger: str, what: str) -> None:
+    """Move `model` by `trigger`; IllegalTransition if the machine does not allow it."""
+    state = model.state
+    destination = moves.get((trigger, state.name))
+    if destination is None:
+        raise IllegalTransition(f"{what}: cannot {trigger} from {state}")
+    model.state = type(state)[destination]
 
 
 # --- actions: what the executor must do next -------------------------------------------
@@ -160,21 +189,12 @@ class SagaRun:
         self.definition = definition
         self.saga = saga
         self.steps = list(steps)
-        self._saga_model = _Model()
-        self._step_models = [_Model() for _ in steps]
-        SAGA_MACHINE.add_model(self._saga_model, initial=saga.status)
-        for model, record in zip(self._step_models, steps, strict=True):
-            STEP_MACHINE.add_model(model, initial=record.status)
+        self._saga_model = _Model(saga.status)
+        self._step_models = [_Model(record.status) for record in steps]
         self._seq = last_seq
         self._persisted_version = saga.version
         self._pending: list[TransitionRecord] = []
         self._changed_steps: set[int] = set()
-
-    def release(self) -> None:
-        """Detach the models from the shared machines; call once the run is finished with."""
-        SAGA_MACHINE.remove_model(self._saga_model)
-        for model in self._step_models:
-            STEP_MACHINE.remove_model(model)
 
     # --- reading --------------------------------------------------------------------
 
@@ -417,7 +437,7 @@ class SagaRun:
                 needs_intervention=False,
                 failure_reason=f"{self.saga.failure_reason}; retried by {actor}: {reason}",
             )
-            _fire(SAGA_MACHINE, self._saga_model, "resume_compensation", self.saga.saga_id)
+            _fire(SAGA_MOVES, self._saga_model, "resume_compensation", self.saga.saga_id)
         else:
             self._fire_step(
                 index,
@@ -429,7 +449,7 @@ class SagaRun:
                 reason=reason,
             )
             self._set_saga(now, needs_intervention=False, failure_reason="", failed_step="")
-            _fire(SAGA_MACHINE, self._saga_model, "resume_forward", self.saga.saga_id)
+            _fire(SAGA_MOVES, self._saga_model, "resume_forward", self.saga.saga_id)
         self._set_saga(now, status=self.status)
 
     def resolve(self, step: str, now: datetime, actor: str, reason: str) -> None:
@@ -454,7 +474,7 @@ class SagaRun:
                 needs_intervention=False,
                 failure_reason=f"{self.saga.failure_reason}; {step} resolved by {actor}: {reason}",
             )
-            _fire(SAGA_MACHINE, self._saga_model, "resume_compensation", self.saga.saga_id)
+            _fire(SAGA_MOVES, self._saga_model, "resume_compensation", self.saga.saga_id)
         else:
             self._fire_step(
                 index,
@@ -465,7 +485,7 @@ class SagaRun:
                 reason=reason,
             )
             self._set_saga(now, needs_intervention=False, failure_reason="", failed_step="")
-            _fire(SAGA_MACHINE, self._saga_model, "resume_forward", self.saga.saga_id)
+            _fire(SAGA_MOVES, self._saga_model, "resume_forward", self.saga.saga_id)
         self._set_saga(now, status=self.status)
 
     # --- persistence hand-off ---------------------------------------------------------
@@ -509,7 +529,7 @@ class SagaRun:
         failure: str = "",
     ) -> None:
         self._set_saga(now, failure_reason=failure or reason)
-        _fire(SAGA_MACHINE, self._saga_model, "compensate", self.saga.saga_id)
+        _fire(SAGA_MOVES, self._saga_model, "compensate", self.saga.saga_id)
         self._set_saga(now, status=self.status)
         self._log(event, now, None, error="", actor=actor, reason=reason)
 
@@ -521,7 +541,7 @@ class SagaRun:
     def _fire_saga(
         self, trigger: str, event: TransitionEvent, now: datetime, error: str = ""
     ) -> None:
-        _fire(SAGA_MACHINE, self._saga_model, trigger, f"saga {self.saga.saga_id}")
+        _fire(SAGA_MOVES, self._saga_model, trigger, f"saga {self.saga.saga_id}")
         self._set_saga(now, status=self.status)
         self._log(event, now, None, error=error)
 
@@ -536,7 +556,7 @@ class SagaRun:
         **changes: Any,
     ) -> None:
         name = self.steps[index].name
-        _fire(STEP_MACHINE, self._step_models[index], trigger, f"saga {self.saga.saga_id} {name}")
+        _fire(STEP_MOVES, self._step_models[index], trigger, f"saga {self.saga.saga_id} {name}")
         if self.steps[index].start_time is None:
             changes["start_time"] = now
         self._update_step(index, now, status=self.step_status(index), **changes)

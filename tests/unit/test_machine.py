@@ -6,12 +6,15 @@ import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from transitions import MachineError
 
 from orchestrator.examples import ORDER_FULFILLMENT
 from orchestrator.examples import TRAVEL_BOOKING as PARALLEL_TRAVEL
 from orchestrator.machine import (
     SAGA_MACHINE,
+    SAGA_MOVES,
     STEP_MACHINE,
+    STEP_MOVES,
     IllegalTransition,
     SagaRun,
     SendAction,
@@ -104,7 +107,6 @@ def test_all_steps_succeed_completes_the_saga_in_order():
     assert events[-1] is TransitionEvent.SAGA_COMPLETED
     assert events.count(TransitionEvent.STEP_STARTED) == 4
     assert events.count(TransitionEvent.STEP_COMPLETED) == 4
-    run.release()
 
 
 def test_every_commit_precedes_the_command_it_announces():
@@ -119,7 +121,6 @@ def test_every_commit_precedes_the_command_it_announces():
         [TransitionEvent.STEP_COMPLETED, TransitionEvent.STEP_STARTED],
         [TransitionEvent.STEP_COMPLETED, TransitionEvent.SAGA_COMPLETED],
     ]
-    run.release()
 
 
 def test_commits_chain_versions_and_number_transitions_without_gaps():
@@ -129,7 +130,6 @@ def test_commits_chain_versions_and_number_transitions_without_gaps():
     assert versions == [(v, v + 1) for v in range(1, len(commits) + 1)]
     seqs = [t.seq for c in commits for t in c.transitions]
     assert seqs == list(range(2, 2 + len(seqs)))
-    run.release()
 
 
 def test_failure_at_third_step_compensates_completed_steps_in_reverse_order():
@@ -152,7 +152,6 @@ def test_failure_at_third_step_compensates_completed_steps_in_reverse_order():
         StepStatus.FAILED,
         StepStatus.PENDING,
     ]
-    run.release()
 
 
 def test_unknown_outcome_compensates_the_failed_step_too():
@@ -165,7 +164,6 @@ def test_unknown_outcome_compensates_the_failed_step_too():
     ]
     assert run.steps[2].status is StepStatus.COMPENSATED
     assert run.status is SagaStatus.FAILED
-    run.release()
 
 
 def test_failure_of_first_step_fails_without_compensations():
@@ -173,7 +171,6 @@ def test_failure_of_first_step_fails_without_compensations():
     sent, _ = drive(run, {("action", 0): "reject"})
     assert sent == [("action", "book_flight")]
     assert run.status is SagaStatus.FAILED
-    run.release()
 
 
 def test_step_without_compensation_is_skipped_when_compensating():
@@ -186,7 +183,6 @@ def test_step_without_compensation_is_skipped_when_compensating():
         "charge_payment",
         "reserve_inventory",
     ]
-    run.release()
 
 
 def test_compensation_that_gives_up_fails_the_saga_and_asks_for_an_operator():
@@ -197,7 +193,6 @@ def test_compensation_that_gives_up_fails_the_saga_and_asks_for_an_operator():
     assert run.saga.needs_intervention
     assert run.steps[1].status is StepStatus.COMPENSATION_FAILED
     assert run.steps[0].status is StepStatus.COMPLETED
-    run.release()
 
 
 @pytest.mark.parametrize(
@@ -226,7 +221,6 @@ def test_compensation_that_gives_up_fails_the_saga_and_asks_for_an_operator():
 def test_resumes_from_any_persisted_state(saga_status, step_statuses, expected):
     run = new_run(status=saga_status, step_statuses=[StepStatus(s) for s in step_statuses])
     assert run.next_actions(T0) == expected
-    run.release()
 
 
 def test_a_resent_command_is_counted_and_logged_before_it_goes_out():
@@ -238,7 +232,6 @@ def test_a_resent_command_is_counted_and_logged_before_it_goes_out():
     assert [(t.seq, t.event) for t in commit.transitions] == [
         (6, TransitionEvent.STEP_RETRY_SCHEDULED)
     ]
-    run.release()
 
 
 @pytest.mark.parametrize(
@@ -254,14 +247,12 @@ def test_illegal_step_transition_raises(step_status, method):
     args = {"action_succeeded": (b"",), "compensation_succeeded": (), "action_rejected": ("x",)}
     with pytest.raises(IllegalTransition):
         getattr(run, method)(0, *args[method], T0)
-    run.release()
 
 
 def test_terminal_saga_cannot_start_compensating():
     run = new_run(status=SagaStatus.COMPLETED, step_statuses=[StepStatus.STARTED] * 4)
     with pytest.raises(IllegalTransition):
         run.action_rejected(0, "late", T0)
-    run.release()
 
 
 def test_stored_steps_that_do_not_match_the_definition_are_refused():
@@ -270,12 +261,28 @@ def test_stored_steps_that_do_not_match_the_definition_are_refused():
         SagaRun(TRAVEL_BOOKING, saga, [StepRecord("s-1", 0, "other")], last_seq=1)
 
 
-def test_released_runs_leave_no_models_on_the_shared_machines():
-    before = (len(SAGA_MACHINE.models), len(STEP_MACHINE.models))
-    run = new_run()
-    drive(run, {})
-    run.release()
-    assert (len(SAGA_MACHINE.models), len(STEP_MACHINE.models)) == before
+@pytest.mark.parametrize(
+    ("machine", "moves", "states"),
+    [(SAGA_MACHINE, SAGA_MOVES, SagaStatus), (STEP_MACHINE, STEP_MOVES, StepStatus)],
+)
+def test_the_transition_table_agrees_with_the_machine_everywhere(machine, moves, states):
+    """Every trigger from every state: the table allows exactly what the machine allows."""
+
+    class Probe:
+        pass
+
+    for trigger in machine.events:
+        for state in states:
+            probe = Probe()
+            machine.add_model(probe, initial=state)
+            try:
+                machine.events[trigger].trigger(probe)
+                expected = probe.state.name
+            except MachineError:
+                expected = None
+            finally:
+                machine.remove_model(probe)
+            assert moves.get((trigger, state.name)) == expected, (trigger, state)
 
 
 # --- Parallel groups ---------------------------------------------------------------------
@@ -288,7 +295,6 @@ def test_parallel_group_members_start_together_in_one_commit():
     assert waves == [["book_flight", "book_hotel", "rent_car"], ["charge_payment"]]
     assert [t.event for t in commits[0].transitions] == [TransitionEvent.STEP_STARTED] * 3
     assert run.status is SagaStatus.COMPLETED
-    run.release()
 
 
 def test_failed_member_compensates_completed_siblings_then_earlier_steps():
@@ -304,7 +310,6 @@ def test_failed_member_compensates_completed_siblings_then_earlier_steps():
     assert run.saga.failed_step == "book_hotel"
     assert run.steps[1].status is StepStatus.FAILED
     assert run.status is SagaStatus.FAILED
-    run.release()
 
 
 def test_member_answering_after_a_sibling_failed_is_compensated():
@@ -321,7 +326,6 @@ def test_member_answering_after_a_sibling_failed_is_compensated():
     sent, _ = drive(run, {})
     assert sent == [("compensate", "book_hotel")]
     assert run.status is SagaStatus.FAILED
-    run.release()
 
 
 def test_restart_inside_a_group_resends_started_members_and_starts_pending_ones():
@@ -333,7 +337,6 @@ def test_restart_inside_a_group_resends_started_members_and_starts_pending_ones(
         (TransitionEvent.STEP_RETRY_SCHEDULED, "book_hotel"),
         (TransitionEvent.STEP_STARTED, "rent_car"),
     ]
-    run.release()
 
 
 def test_restart_while_compensating_a_group_undoes_members_of_unknown_outcome():
@@ -341,7 +344,6 @@ def test_restart_while_compensating_a_group_undoes_members_of_unknown_outcome():
     run = new_run(PARALLEL_TRAVEL, status=SagaStatus.COMPENSATING, step_statuses=statuses)
     sent, _ = drive(run, {})
     assert sent == [("compensate", "book_hotel"), ("compensate", "book_flight")]
-    run.release()
 
 
 # --- failure policy and operators -----------------------------------------------------
@@ -363,7 +365,6 @@ def test_abort_compensates_a_running_saga_and_records_who_and_why():
     assert "customer cancelled" in run.saga.failure_reason
     sent, _ = drive(run, {})
     assert sent == [("compensate", "book_hotel"), ("compensate", "book_flight")]
-    run.release()
 
 
 @pytest.mark.parametrize(
@@ -373,7 +374,6 @@ def test_only_a_running_saga_can_be_aborted(status):
     run = new_run(status=status, step_statuses=[StepStatus.COMPLETED] * 4)
     with pytest.raises(IllegalTransition):
         run.abort(T0, "operator:ann", "too late")
-    run.release()
 
 
 def test_a_saga_past_its_pivot_cannot_be_aborted_or_time_out():
@@ -383,7 +383,6 @@ def test_a_saga_past_its_pivot_cannot_be_aborted_or_time_out():
         run.abort(T0, "operator:ann", "please")
     run.saga = dataclasses.replace(run.saga, deadline_time=T0 - timedelta(seconds=1))
     assert not run.deadline_passed(T0)
-    run.release()
 
 
 def test_deadline_passed_turns_the_saga_to_compensation():
@@ -394,7 +393,6 @@ def test_deadline_passed_turns_the_saga_to_compensation():
     assert actions == (SendCompensation(1),)
     events = [t.event for t in run.take_commit().transitions]
     assert events[0] is TransitionEvent.SAGA_DEADLINE_PASSED
-    run.release()
 
 
 def test_a_scheduled_retry_is_resent_at_its_time_without_counting_it_again():
@@ -403,7 +401,6 @@ def test_a_scheduled_retry_is_resent_at_its_time_without_counting_it_again():
     run.steps[0] = dataclasses.replace(run.steps[0], attempts=2, next_attempt_time=due)
     assert run.next_actions(T0) == (SendAction(0, not_before=due),)
     assert not run.has_pending() and run.steps[0].attempts == 2
-    run.release()
 
 
 def test_a_step_past_the_pivot_that_keeps_failing_halts_for_an_operator_then_resumes():
@@ -416,7 +413,6 @@ def test_a_step_past_the_pivot_that_keeps_failing_halts_for_an_operator_then_res
     assert run.status is SagaStatus.RUNNING and not run.saga.needs_intervention
     assert run.next_actions(T0) == (SendAction(2),)
     assert run.steps[2].attempts == 1
-    run.release()
 
 
 def test_a_stuck_compensation_is_retried_or_resolved_by_an_operator():
@@ -437,7 +433,6 @@ def test_a_stuck_compensation_is_retried_or_resolved_by_an_operator():
     assert sent == [("compensate", "book_flight")]
     assert run.status is SagaStatus.FAILED and not run.saga.needs_intervention
     assert "resolved by operator:cy" in run.saga.failure_reason
-    run.release()
 
 
 def test_retry_and_resolve_need_a_saga_that_needs_intervention():
@@ -446,4 +441,3 @@ def test_retry_and_resolve_need_a_saga_that_needs_intervention():
         run.retry(T0, "operator:di", "why")
     with pytest.raises(IllegalTransition):
         run.resolve("book_hotel", T0, "operator:di", "why")
-    run.release()
