@@ -181,16 +181,13 @@ class Executor:
         """
         for _ in range(OPERATOR_COMMIT_ATTEMPTS):
             run = await self._load(saga_id)
+            change(run, utc_now())
+            commit = run.take_commit()
             try:
-                change(run, utc_now())
-                commit = run.take_commit()
-                try:
-                    await self._store.commit([commit])
-                except StaleSagaVersion:
-                    continue
-                self._notify(saga_id)
-            finally:
-                run.release()
+                await self._store.commit([commit])
+            except StaleSagaVersion:
+                continue
+            self._notify(saga_id)
             logger.info("saga changed by request", extra={"saga_id": saga_id})
             if saga_id not in self._tasks and not commit.saga.status.is_terminal:
                 await self._adopt(saga_id)
@@ -327,9 +324,7 @@ class Executor:
                 )
                 await asyncio.sleep(delay)
             finally:
-                if run is not None:
-                    run.release()
-                    run = None
+                run = None  # after an error, drive again from what the store holds
 
     async def _load(self, saga_id: str) -> SagaRun:
         saga = await self._store.get_saga(saga_id)
