@@ -174,6 +174,17 @@ class PagePosition:
 
 
 @dataclass(frozen=True, slots=True)
+class NewSaga:
+    """A saga to insert: its row, its PENDING steps, its first log rows, and optionally
+    the lease its creator takes on it."""
+
+    saga: SagaRecord
+    steps: tuple[StepRecord, ...]
+    transitions: tuple[TransitionRecord, ...]
+    lease: Lease | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class CreateSagaResult:
     """What `Store.create_saga` did: the stored saga, and whether this call created it."""
 

@@ -1,9 +1,10 @@
 """The one interface every saga store implements.
 
-The write path takes whole `SagaCommit` units, never single columns, so a
-store can apply the transitions of many sagas in one transaction (group commit)
-without the executor changing. Every method is a coroutine; a store that
-cannot reach its database raises `StoreUnavailable` and has written nothing.
+The write path takes whole `SagaCommit` units, never single columns, and every
+write goes through group commit (`group_commit.py`): the transitions of many
+concurrent sagas are applied in one transaction, with no change to the executor.
+Every method is a coroutine; a store that cannot reach its database raises
+`StoreUnavailable` and has written nothing.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Sequence
 from orchestrator.records import (
     CreateSagaResult,
     Lease,
+    NewSaga,
     PagePosition,
     SagaCommit,
     SagaFilter,
@@ -21,6 +23,7 @@ from orchestrator.records import (
     StepRecord,
     TransitionRecord,
 )
+from orchestrator.store.group_commit import GroupCommit
 
 
 class Store(abc.ABC):
@@ -39,6 +42,20 @@ class Store(abc.ABC):
         """The schema version recorded in the database."""
 
     @abc.abstractmethod
+    async def write(
+        self, new_sagas: Sequence[NewSaga], commits: Sequence[SagaCommit]
+    ) -> list[CreateSagaResult]:
+        """Insert new sagas, then apply commits, all in one transaction: all or nothing.
+
+        A new saga whose idempotency key is already taken (also by an earlier saga
+        of the same call) writes nothing and yields the existing saga with
+        `created=False`; results come in the order of `new_sagas`. For each commit
+        the saga row is updated only if its version equals `expected_version`;
+        otherwise `StaleSagaVersion` is raised and nothing of the call is written.
+        Step rows are upserted; transitions appended (a seq already present is
+        StaleSagaVersion too: two writers).
+        """
+
     async def create_saga(
         self,
         saga: SagaRecord,
@@ -46,22 +63,27 @@ class Store(abc.ABC):
         transitions: Sequence[TransitionRecord],
         lease: Lease | None = None,
     ) -> CreateSagaResult:
-        """Insert a new saga with its steps and first log rows, in one transaction.
+        """Insert a new saga with its steps and first log rows (see `write`).
 
         With `lease`, the new saga is claimed by its owner in the same transaction,
-        so no other replica takes it up. When `saga.idempotency_key` is already
-        taken, nothing is written and the existing saga is returned with
-        `created=False` (also under a race).
+        so no other replica takes it up. Goes through group commit: it may share a
+        transaction with other sagas' writes, and returns once that is committed.
         """
+        return await self._group_commit().create(
+            NewSaga(saga, tuple(steps), tuple(transitions), lease)
+        )
 
-    @abc.abstractmethod
     async def commit(self, commits: Sequence[SagaCommit]) -> None:
-        """Apply commits, possibly of many sagas, in one transaction: all or nothing.
+        """Apply commits of one or more sagas (see `write`); returns once they are
+        committed, possibly in one transaction with other sagas' writes."""
+        await self._group_commit().commit(commits)
 
-        For each commit the saga row is updated only if its version equals
-        `expected_version`; otherwise `StaleSagaVersion` is raised and nothing of
-        the whole batch is written. Step rows are upserted; transitions appended.
-        """
+    _group: GroupCommit | None = None
+
+    def _group_commit(self) -> GroupCommit:
+        if self._group is None:
+            self._group = GroupCommit(self.write)
+        return self._group
 
     @abc.abstractmethod
     async def get_saga(self, saga_id: str) -> SagaRecord | None:

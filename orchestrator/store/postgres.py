@@ -30,6 +30,7 @@ from orchestrator.errors import ConfigurationError, StoreUnavailable
 from orchestrator.records import (
     CreateSagaResult,
     Lease,
+    NewSaga,
     PagePosition,
     SagaCommit,
     SagaFilter,
@@ -96,11 +97,12 @@ _APPLIED_VERSION = "SELECT coalesce(max(version), 0) FROM schema_migrations"
 _RECORD_MIGRATION = "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)"
 
 _INSERT_SAGA = f"""
-INSERT INTO sagas ({SAGA_COLUMNS})
+INSERT INTO sagas ({SAGA_COLUMNS}, lease_owner, lease_expires_at)
 VALUES (%(saga_id)s, %(saga_type)s, %(definition_version)s, %(correlation_id)s,
         %(idempotency_key)s, %(request_fingerprint)s, %(payload)s, %(status)s,
         %(failure_reason)s, %(failed_step)s, %(needs_intervention)s, %(create_time)s,
-        %(update_time)s, %(version)s, %(deadline_time)s)
+        %(update_time)s, %(version)s, %(deadline_time)s, %(lease_owner)s,
+        clock_timestamp() + make_interval(secs => %(lease_seconds)s::float8))
 ON CONFLICT (idempotency_key) DO NOTHING
 RETURNING saga_id
 """
@@ -130,11 +132,6 @@ _INSERT_TRANSITION = f"""
 INSERT INTO saga_transitions ({TRANSITION_COLUMNS})
 VALUES (%(saga_id)s, %(seq)s, %(event)s, %(time)s, %(saga_status)s, %(step)s,
         %(step_status)s, %(attempt)s, %(error)s, %(actor)s, %(reason)s)
-"""
-_TAKE_LEASE = """
-UPDATE sagas SET lease_owner = %(owner)s,
-    lease_expires_at = clock_timestamp() + make_interval(secs => %(seconds)s)
-WHERE saga_id = %(saga_id)s
 """
 _CLAIM_SAGAS = f"""
 UPDATE sagas SET lease_owner = %(owner)s,
@@ -188,6 +185,15 @@ WHERE status IN {UNFINISHED_STATUSES}
 ORDER BY create_time, saga_id
 LIMIT %s
 """
+
+
+def _insert_params(new: NewSaga) -> dict[str, object]:
+    lease = new.lease
+    return {
+        **_ENCODING.saga_params(new.saga),
+        "lease_owner": None if lease is None else lease.owner,
+        "lease_seconds": None if lease is None else lease.seconds,
+    }
 
 
 class PostgresStore(Store):
@@ -271,69 +277,59 @@ class PostgresStore(Store):
         async with self._connection() as connection:
             return await _applied_version(connection)
 
-    async def create_saga(
-        self,
-        saga: SagaRecord,
-        steps: Sequence[StepRecord],
-        transitions: Sequence[TransitionRecord],
-        lease: Lease | None = None,
-    ) -> CreateSagaResult:
-        saga_params = _ENCODING.saga_params(saga)
-        step_params = [_ENCODING.step_params(step) for step in steps]
-        transition_params = [_ENCODING.transition_params(t) for t in transitions]
-        async with (
-            self._connection() as connection,
-            connection.transaction(),
-            connection.pipeline(),
-        ):
-            cursor = connection.cursor(row_factory=dict_row)
-            await cursor.execute(_INSERT_SAGA, saga_params)
-            if await cursor.fetchone() is None:
-                # The key is taken; an insert racing with ours waited for it to commit.
-                await cursor.execute(_SELECT_SAGA_BY_KEY, (saga.idempotency_key,))
-                existing = await cursor.fetchone()
-                if existing is None:
-                    raise RuntimeError(f"saga {saga.saga_id}: insert skipped but no saga found")
-                return CreateSagaResult(_ENCODING.saga_from_row(existing), created=False)
-            if step_params:
-                await cursor.executemany(_UPSERT_STEP, step_params)
-            if transition_params:
-                await cursor.executemany(_INSERT_TRANSITION, transition_params)
-            if lease is not None:
-                await cursor.execute(
-                    _TAKE_LEASE,
-                    {"owner": lease.owner, "seconds": lease.seconds, "saga_id": saga.saga_id},
-                )
-        return CreateSagaResult(saga, created=True)
-
-    async def commit(self, commits: Sequence[SagaCommit]) -> None:
-        if not commits:
-            return
+    async def write(
+        self, new_sagas: Sequence[NewSaga], commits: Sequence[SagaCommit]
+    ) -> list[CreateSagaResult]:
+        insert_params = [_insert_params(new) for new in new_sagas]
         saga_params = [_ENCODING.commit_params(commit) for commit in commits]
         step_params = [_ENCODING.step_params(s) for commit in commits for s in commit.steps]
         transition_params = [
             _ENCODING.transition_params(t) for commit in commits for t in commit.transitions
         ]
+        results: list[CreateSagaResult] = []
         try:
             async with (
                 self._connection() as connection,
                 connection.transaction(),
                 connection.pipeline() as pipeline,
             ):
-                cursor = connection.cursor()
-                # Statements run in order, so two commits of one saga chain their versions.
-                await cursor.executemany(_UPDATE_SAGA, saga_params, returning=True)
-                await pipeline.sync()
-                updated = [result.rowcount async for result in cursor.results()]
-                for params, rowcount in zip(saga_params, updated, strict=True):
-                    if rowcount == 0:
-                        await cursor.execute(_SELECT_VERSION, (params["saga_id"],))
-                        row = await cursor.fetchone()
-                        raise stale_version(
-                            params["saga_id"],
-                            params["expected_version"],
-                            None if row is None else row[0],
+                cursor = connection.cursor(row_factory=dict_row)
+                if insert_params:
+                    await cursor.executemany(_INSERT_SAGA, insert_params, returning=True)
+                    await pipeline.sync()
+                    inserted = [await result.fetchone() async for result in cursor.results()]
+                    for new, row in zip(new_sagas, inserted, strict=True):
+                        if row is not None:
+                            results.append(CreateSagaResult(new.saga, created=True))
+                            step_params += [_ENCODING.step_params(s) for s in new.steps]
+                            transition_params += [
+                                _ENCODING.transition_params(t) for t in new.transitions
+                            ]
+                            continue
+                        # The key is taken (an insert racing with ours waited for it).
+                        await cursor.execute(_SELECT_SAGA_BY_KEY, (new.saga.idempotency_key,))
+                        existing = await cursor.fetchone()
+                        if existing is None:
+                            raise RuntimeError(
+                                f"saga {new.saga.saga_id}: insert skipped but no saga found"
+                            )
+                        results.append(
+                            CreateSagaResult(_ENCODING.saga_from_row(existing), created=False)
                         )
+                if saga_params:
+                    # Statements run in order, so two commits of one saga chain versions.
+                    await cursor.executemany(_UPDATE_SAGA, saga_params, returning=True)
+                    await pipeline.sync()
+                    updated = [result.rowcount async for result in cursor.results()]
+                    for params, rowcount in zip(saga_params, updated, strict=True):
+                        if rowcount == 0:
+                            await cursor.execute(_SELECT_VERSION, (params["saga_id"],))
+                            row = await cursor.fetchone()
+                            raise stale_version(
+                                params["saga_id"],
+                                params["expected_version"],
+                                None if row is None else row["version"],
+                            )
                 if step_params:
                     await cursor.executemany(_UPSERT_STEP, step_params)
                 if transition_params:
@@ -342,6 +338,7 @@ class PostgresStore(Store):
             if error.diag.table_name != "saga_transitions":
                 raise
             raise duplicate_transition(error.diag.message_detail or str(error)) from error
+        return results
 
     async def get_saga(self, saga_id: str) -> SagaRecord | None:
         async with self._connection() as connection:

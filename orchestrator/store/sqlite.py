@@ -24,6 +24,7 @@ from orchestrator.errors import StoreUnavailable
 from orchestrator.records import (
     CreateSagaResult,
     Lease,
+    NewSaga,
     PagePosition,
     SagaCommit,
     SagaFilter,
@@ -96,10 +97,11 @@ _APPLIED_VERSION = "SELECT coalesce(max(version), 0) FROM schema_migrations"
 _RECORD_MIGRATION = "INSERT INTO schema_migrations (version, name, applied_time) VALUES (?, ?, ?)"
 
 _INSERT_SAGA = f"""
-INSERT INTO sagas ({SAGA_COLUMNS})
+INSERT INTO sagas ({SAGA_COLUMNS}, lease_owner, lease_expires_at)
 VALUES (:saga_id, :saga_type, :definition_version, :correlation_id, :idempotency_key,
         :request_fingerprint, :payload, :status, :failure_reason, :failed_step,
-        :needs_intervention, :create_time, :update_time, :version, :deadline_time)
+        :needs_intervention, :create_time, :update_time, :version, :deadline_time,
+        :lease_owner, :lease_expires_at)
 ON CONFLICT (idempotency_key) DO NOTHING
 """
 _UPDATE_SAGA = """
@@ -126,9 +128,6 @@ _INSERT_TRANSITION = f"""
 INSERT INTO saga_transitions ({TRANSITION_COLUMNS})
 VALUES (:saga_id, :seq, :event, :time, :saga_status, :step, :step_status, :attempt,
         :error, :actor, :reason)
-"""
-_TAKE_LEASE = """
-UPDATE sagas SET lease_owner = :owner, lease_expires_at = :expires WHERE saga_id = :saga_id
 """
 _CLAIM_SAGAS = f"""
 UPDATE sagas SET lease_owner = :owner, lease_expires_at = :expires, version = version + 1
@@ -211,43 +210,23 @@ class SqliteStore(Store):
     async def schema_version(self) -> int:
         return await self._run(_applied_version)
 
-    async def create_saga(
-        self,
-        saga: SagaRecord,
-        steps: Sequence[StepRecord],
-        transitions: Sequence[TransitionRecord],
-        lease: Lease | None = None,
-    ) -> CreateSagaResult:
-        saga_params = _ENCODING.saga_params(saga)
-        step_params = [_ENCODING.step_params(step) for step in steps]
-        transition_params = [_ENCODING.transition_params(t) for t in transitions]
-
-        def create(connection: sqlite3.Connection) -> CreateSagaResult:
-            with _write_transaction(connection):
-                if connection.execute(_INSERT_SAGA, saga_params).rowcount == 0:
-                    row = connection.execute(
-                        _SELECT_SAGA_BY_KEY, (saga.idempotency_key,)
-                    ).fetchone()
-                    return CreateSagaResult(_ENCODING.saga_from_row(row), created=False)
-                connection.executemany(_UPSERT_STEP, step_params)
-                connection.executemany(_INSERT_TRANSITION, transition_params)
-                if lease is not None:
-                    connection.execute(
-                        _TAKE_LEASE,
-                        {
-                            "owner": lease.owner,
-                            "expires": _lease_expiry(lease),
-                            "saga_id": saga.saga_id,
-                        },
-                    )
-                return CreateSagaResult(saga, created=True)
-
-        return await self._run(create)
-
-    async def commit(self, commits: Sequence[SagaCommit]) -> None:
-        if not commits:
-            return
-        batch = [
+    async def write(
+        self, new_sagas: Sequence[NewSaga], commits: Sequence[SagaCommit]
+    ) -> list[CreateSagaResult]:
+        inserts = [
+            (
+                new,
+                {
+                    **_ENCODING.saga_params(new.saga),
+                    "lease_owner": None if new.lease is None else new.lease.owner,
+                    "lease_expires_at": None if new.lease is None else _lease_expiry(new.lease),
+                },
+                [_ENCODING.step_params(step) for step in new.steps],
+                [_ENCODING.transition_params(t) for t in new.transitions],
+            )
+            for new in new_sagas
+        ]
+        updates = [
             (
                 _ENCODING.commit_params(commit),
                 [_ENCODING.step_params(step) for step in commit.steps],
@@ -256,9 +235,22 @@ class SqliteStore(Store):
             for commit in commits
         ]
 
-        def apply(connection: sqlite3.Connection) -> None:
+        def apply(connection: sqlite3.Connection) -> list[CreateSagaResult]:
+            results: list[CreateSagaResult] = []
             with _write_transaction(connection):
-                for saga_params, step_params, transition_params in batch:
+                for new, saga_params, step_params, transition_params in inserts:
+                    if connection.execute(_INSERT_SAGA, saga_params).rowcount == 0:
+                        row = connection.execute(
+                            _SELECT_SAGA_BY_KEY, (new.saga.idempotency_key,)
+                        ).fetchone()
+                        results.append(
+                            CreateSagaResult(_ENCODING.saga_from_row(row), created=False)
+                        )
+                        continue
+                    connection.executemany(_UPSERT_STEP, step_params)
+                    connection.executemany(_INSERT_TRANSITION, transition_params)
+                    results.append(CreateSagaResult(new.saga, created=True))
+                for saga_params, step_params, transition_params in updates:
                     if connection.execute(_UPDATE_SAGA, saga_params).rowcount == 0:
                         row = connection.execute(
                             _SELECT_VERSION, (saga_params["saga_id"],)
@@ -273,8 +265,9 @@ class SqliteStore(Store):
                         connection.executemany(_INSERT_TRANSITION, transition_params)
                     except sqlite3.IntegrityError as error:
                         raise duplicate_transition(f"saga {saga_params['saga_id']}") from error
+            return results
 
-        await self._run(apply)
+        return await self._run(apply)
 
     async def get_saga(self, saga_id: str) -> SagaRecord | None:
         def read(connection: sqlite3.Connection) -> SagaRecord | None:

@@ -1,0 +1,111 @@
+"""Group commit: the writes of many concurrent sagas, one transaction.
+
+Every `create_saga` and `commit` call joins a queue; one writer task takes
+everything queued and writes it with `Store.write` in a single transaction, while
+the next callers queue up behind it. There is no timer: an idle store writes a
+lone saga's commit at once, so concurrency 1 pays nothing, and at concurrency N a
+transaction carries up to N sagas' transitions. Each caller still awaits its own
+write before it goes on, so "persisted before acting" holds for every saga.
+
+If a batch fails because one commit's expected version is stale, its items are
+written again one by one, so only the stale one fails; any other error (the
+database is unreachable) fails every item of the batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+from orchestrator.errors import StaleSagaVersion
+from orchestrator.records import CreateSagaResult, NewSaga, SagaCommit
+
+MAX_BATCH_ITEMS = 512
+"""Creates plus commits written in one transaction at most."""
+
+Write = Callable[[Sequence[NewSaga], Sequence[SagaCommit]], Awaitable[list[CreateSagaResult]]]
+
+
+@dataclass(slots=True)
+class _Pending:
+    new_saga: NewSaga | None
+    commits: Sequence[SagaCommit]
+    done: asyncio.Future[CreateSagaResult | None] = field(repr=False)
+
+
+class GroupCommit:
+    """Queues writes and flushes them through `write`, one batch per transaction."""
+
+    def __init__(
+        self,
+        write: Write,
+        max_items: int = MAX_BATCH_ITEMS,
+        observe: Callable[[int], None] | None = None,
+    ) -> None:
+        self._write = write
+        self._max_items = max_items
+        self._observe = observe
+        self._queue: list[_Pending] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def create(self, new_saga: NewSaga) -> CreateSagaResult:
+        result = await self._submit(new_saga, ())
+        assert result is not None
+        return result
+
+    async def commit(self, commits: Sequence[SagaCommit]) -> None:
+        if commits:
+            await self._submit(None, commits)
+
+    async def _submit(
+        self, new_saga: NewSaga | None, commits: Sequence[SagaCommit]
+    ) -> CreateSagaResult | None:
+        loop = asyncio.get_running_loop()
+        pending = _Pending(new_saga, commits, loop.create_future())
+        self._queue.append(pending)
+        if self._writer is None or self._writer.done():
+            self._writer = loop.create_task(self._flush(), name="group-commit")
+        return await pending.done
+
+    async def _flush(self) -> None:
+        while self._queue:
+            batch: list[_Pending] = []
+            items = 0
+            while self._queue and (not batch or items < self._max_items):
+                pending = self._queue.pop(0)
+                batch.append(pending)
+                items += (1 if pending.new_saga else 0) + len(pending.commits)
+            await self._write_batch(batch)
+
+    async def _write_batch(self, batch: list[_Pending]) -> None:
+        new_sagas = [p.new_saga for p in batch if p.new_saga is not None]
+        commits = [commit for p in batch for commit in p.commits]
+        try:
+            results = await self._write(new_sagas, commits)
+        except StaleSagaVersion as error:
+            if len(batch) == 1:
+                _fail(batch[0], error)
+                return
+            for pending in batch:  # find the stale one; the others are written alone
+                await self._write_batch([pending])
+            return
+        except BaseException as error:
+            for pending in batch:
+                _fail(pending, error)
+            if not isinstance(error, Exception):
+                raise
+            return
+        if self._observe is not None:
+            self._observe(len(new_sagas) + len(commits))
+        created = iter(results)
+        for pending in batch:
+            if not pending.done.done():
+                pending.done.set_result(next(created) if pending.new_saga else None)
+            elif pending.new_saga is not None:
+                next(created)
+
+
+def _fail(pending: _Pending, error: BaseException) -> None:
+    if not pending.done.done():
+        pending.done.set_exception(error)
