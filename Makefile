@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 PROTO_FILES := $(shell find protos -name '*.proto' | sort)
 
-.PHONY: install protos demo test lint format bench chaos clean
+.PHONY: install protos demo test lint format bench bench-big chaos clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ chaos: $(INSTALLED)
 # Throughput and latency against a hand-written ceiling and DBOS Transact; needs PostgreSQL.
 bench: $(INSTALLED)
 	$(PY) bench/run.py $(BENCH_ARGS)
+
+# ListSagas, StartSaga and GetSaga with 1,000,000 sagas stored, against an empty store.
+bench-big: $(INSTALLED)
+	$(PY) -m bench.big_store $(BENCH_ARGS)
 
 lint: $(INSTALLED)
 	$(VENV)/bin/ruff check .
