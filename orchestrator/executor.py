@@ -141,7 +141,14 @@ class Executor:
             time=now,
             saga_status=SagaStatus.RUNNING,
         )
-        result = await self._store.create_saga(saga, steps, [started], lease=self.lease)
+        # The first stage starts in the saga's own insert: one transaction fewer, and
+        # still every STEP_STARTED is committed before its command is sent.
+        run = SagaRun(definition, saga, steps, last_seq=1)
+        first_actions = run.next_actions(now)
+        opening = run.take_commit()
+        result = await self._store.create_saga(
+            opening.saga, run.steps, [started, *opening.transitions], lease=self.lease
+        )
         if not result.created:
             existing = result.saga
             if existing.request_fingerprint != saga.request_fingerprint:
@@ -159,7 +166,7 @@ class Executor:
             "saga started",
             extra={"saga_id": saga.saga_id, "saga_type": saga.saga_type},
         )
-        self._spawn(saga.saga_id, SagaRun(definition, saga, steps, last_seq=1))
+        self._spawn(saga.saga_id, run, first_actions)
         return result
 
     async def resume_unfinished(self) -> int:
@@ -255,8 +262,12 @@ class Executor:
             except Exception as error:
                 logger.warning("lease upkeep failed, retrying in %.1fs: %s", interval, error)
 
-    def _spawn(self, saga_id: str, run: SagaRun | None) -> None:
-        task = asyncio.create_task(self._drive_until_done(saga_id, run), name=f"saga-{saga_id}")
+    def _spawn(
+        self, saga_id: str, run: SagaRun | None, first_actions: tuple[Action, ...] | None = None
+    ) -> None:
+        task = asyncio.create_task(
+            self._drive_until_done(saga_id, run, first_actions), name=f"saga-{saga_id}"
+        )
         self._tasks[saga_id] = task
         self._telemetry.drive_started()
         task.add_done_callback(lambda _: self._drive_ended(saga_id))
@@ -289,15 +300,21 @@ class Executor:
 
     # --- driving -----------------------------------------------------------------------
 
-    async def _drive_until_done(self, saga_id: str, run: SagaRun | None) -> None:
-        """Drive a saga to a terminal state, reloading it from the store after any error."""
+    async def _drive_until_done(
+        self, saga_id: str, run: SagaRun | None, first_actions: tuple[Action, ...] | None
+    ) -> None:
+        """Drive a saga to a terminal state, reloading it from the store after any error.
+
+        `first_actions` are commands the caller already committed as started (a new
+        saga's first stage); they are sent before the machine is asked again.
+        """
         failures = 0
         while True:
             try:
                 if run is None:
                     run = await self._load(saga_id)
                 with self._telemetry.driving(run):
-                    await self._drive(run)
+                    await self._drive(run, first_actions)
                 return
             except asyncio.CancelledError:
                 raise
@@ -325,6 +342,7 @@ class Executor:
                 await asyncio.sleep(delay)
             finally:
                 run = None  # after an error, drive again from what the store holds
+                first_actions = None
 
     async def _load(self, saga_id: str) -> SagaRun:
         saga = await self._store.get_saga(saga_id)
@@ -336,7 +354,7 @@ class Executor:
         last_seq = transitions[-1].seq if transitions else 0
         return SagaRun(definition, saga, steps, last_seq)
 
-    async def _drive(self, run: SagaRun) -> None:
+    async def _drive(self, run: SagaRun, first_actions: tuple[Action, ...] | None = None) -> None:
         """One saga, stage by stage: commit what the machine queued, then send.
 
         The members of a Parallel group are sent concurrently and all awaited
@@ -345,7 +363,10 @@ class Executor:
         """
         commit_lock = asyncio.Lock()
         while True:
-            actions = run.next_actions(utc_now())
+            if first_actions is not None:
+                actions, first_actions = first_actions, None
+            else:
+                actions = run.next_actions(utc_now())
             committed = run.has_pending()
             if committed:
                 await self._commit(run, commit_lock)
