@@ -39,7 +39,6 @@ from orchestrator.clock import utc_now
 from orchestrator.definition import SagaDefinition
 from orchestrator.describe import FORMATS, describe
 from orchestrator.errors import ConfigurationError, SagaError
-from orchestrator.executor import DEFAULT_LEASE_SECONDS
 from orchestrator.loading import (
     DEFAULT_DEFINITIONS_MODULE,
     load_definitions,
@@ -47,9 +46,7 @@ from orchestrator.loading import (
     parse_module_names,
 )
 from orchestrator.registry import Registry
-from orchestrator.server import ServeConfig, serve
 from orchestrator.telemetry.logs import LOG_FORMATS, configure_logging
-from orchestrator.telemetry.tracing import TRACE_EXPORTERS
 from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
 
@@ -288,7 +285,16 @@ def _watch_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _serve_parser(commands: Any) -> None:
+def _serve_parser(commands: Any, *, full: bool) -> None:
+    """`saga serve`'s options. Their defaults come from the engine, whose import (store
+    drivers, telemetry) a client command should not wait for: with `full` False only
+    the command's name is registered, enough for `saga --help` and for parsing others."""
+    if not full:
+        commands.add_parser("serve", help="run the orchestrator", add_help=False)
+        return
+    from orchestrator.executor import DEFAULT_LEASE_SECONDS
+    from orchestrator.telemetry.tracing import TRACE_EXPORTERS
+
     serve_cmd = commands.add_parser("serve", help="run the orchestrator")
     serve_cmd.add_argument(
         "--database",
@@ -389,14 +395,15 @@ def _describe_parser(commands: Any) -> None:
     _add_definitions_option(describe_cmd)
 
 
-def _build_parser() -> argparse.ArgumentParser:
+def _build_parser(first: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line; `first` is the first argument, when the caller has one."""
     parser = argparse.ArgumentParser(
         prog="saga",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    _serve_parser(commands)
+    _serve_parser(commands, full=first == "serve")
     commands.add_parser(
         "participants",
         help="run the example participant services (see `saga participants --help`)",
@@ -961,6 +968,8 @@ def _describe(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from orchestrator.server import ServeConfig, serve
+
     try:
         configure_logging(args.log_level.upper(), args.log_format)
         addresses = parse_participants(_env("SAGA_PARTICIPANTS", "") or "")
@@ -1002,7 +1011,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from participants.__main__ import main as participants_main
 
         return int(participants_main(argv[1:]))
-    args = _build_parser().parse_args(argv)
+    args = _build_parser(argv[0] if argv else None).parse_args(argv)
     try:
         if args.command == "serve":
             return _serve(args)

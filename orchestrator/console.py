@@ -12,6 +12,7 @@ operators' reasons are data, and a `[` in them must print as a `[`.
 from __future__ import annotations
 
 import io
+import json
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -387,7 +388,7 @@ def transition_line(row: pb.Transition) -> str:
     """One transition as one plain line, for `saga watch` into a pipe or a log file.
 
     `#seq time EVENT step=... saga=... step_status=... attempt=N actor=... reason=... error=...`,
-    fields without a value left out; the free-text fields come last.
+    fields without a value left out; the free-text fields come last, quoted.
     """
     parts = [
         f"#{row.seq}",
@@ -404,14 +405,19 @@ def transition_line(row: pb.Transition) -> str:
     if row.actor:
         parts.append(f"actor={row.actor}")
     if row.reason:
-        parts.append(f"reason={_one_line(row.reason)!r}")
+        parts.append(f"reason={_quoted(row.reason)}")
     if row.error:
-        parts.append(f"error={_one_line(row.error)!r}")
+        parts.append(f"error={_quoted(row.error)}")
     return " ".join(parts)
 
 
 def _one_line(text: str) -> str:
     return " ".join(text.split())
+
+
+def _quoted(text: str) -> str:
+    """Free text on one line in double quotes (JSON escapes), as logfmt readers expect."""
+    return json.dumps(_one_line(text), ensure_ascii=False)
 
 
 # --- watching -----------------------------------------------------------------------------------

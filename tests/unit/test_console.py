@@ -261,7 +261,7 @@ def test_a_transition_is_one_plain_line_with_its_free_text_last_and_quoted():
     )
     assert line == (
         "#7 2025-03-01T12:00:00.250Z STEP_FAILED step=rent_car saga=RUNNING "
-        "step_status=FAILED attempt=2 actor=engine error='UNAVAILABLE: gone'"
+        'step_status=FAILED attempt=2 actor=engine error="UNAVAILABLE: gone"'
     )
     saga_line = view.transition_line(
         transition(
@@ -275,7 +275,7 @@ def test_a_transition_is_one_plain_line_with_its_free_text_last_and_quoted():
     )
     assert saga_line == (
         "#9 2025-03-01T12:00:01.000Z SAGA_ABORTED saga=COMPENSATING actor=operator:carol "
-        "reason='customer called'"
+        'reason="customer called"'
     )
 
 
