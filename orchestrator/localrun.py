@@ -17,6 +17,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from participants.common.config import ALL_SERVICES
+
 READY_TIMEOUT_SECONDS = 30.0
 STOP_TIMEOUT_SECONDS = 10.0
 
@@ -103,15 +105,7 @@ class LocalProcess:
             self.process.wait(STOP_TIMEOUT_SECONDS)
 
 
-PARTICIPANT_SERVICES = (
-    "flight",
-    "hotel",
-    "car_rental",
-    "payment",
-    "inventory",
-    "shipping",
-    "notification",
-)
+PARTICIPANT_SERVICES = ALL_SERVICES
 
 
 def participants_process(

@@ -25,6 +25,7 @@ from grpc_status import rpc_status
 
 from orchestrator.errors import InvalidArgument, SagaError, SagaNotFound
 from orchestrator.executor import Executor
+from orchestrator.machine import SagaRun
 from orchestrator.payload import parse_input
 from orchestrator.records import (
     PagePosition,
@@ -369,36 +370,42 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
     async def AbortSaga(
         self, request: pb.AbortSagaRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.AbortSagaResponse:
-        _check_operator_request(request.saga_id, request.reason, request.requested_by)
-        actor = f"operator:{request.requested_by}"
-        saga = await self._executor.change_saga(
-            request.saga_id, lambda run, now: run.abort(now, actor, request.reason)
+        saga = await self._operator_change(
+            request, lambda run, now, actor: run.abort(now, actor, request.reason)
         )
-        return pb.AbortSagaResponse(saga=await self._full_saga(saga))
+        return pb.AbortSagaResponse(saga=saga)
 
     @_mapped_errors
     async def RetrySaga(
         self, request: pb.RetrySagaRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.RetrySagaResponse:
-        _check_operator_request(request.saga_id, request.reason, request.requested_by)
-        actor = f"operator:{request.requested_by}"
-        saga = await self._executor.change_saga(
-            request.saga_id, lambda run, now: run.retry(now, actor, request.reason)
+        saga = await self._operator_change(
+            request, lambda run, now, actor: run.retry(now, actor, request.reason)
         )
-        return pb.RetrySagaResponse(saga=await self._full_saga(saga))
+        return pb.RetrySagaResponse(saga=saga)
 
     @_mapped_errors
     async def ResolveStep(
         self, request: pb.ResolveStepRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ResolveStepResponse:
-        _check_operator_request(request.saga_id, request.reason, request.requested_by)
         _check_id("step", request.step)
+        saga = await self._operator_change(
+            request, lambda run, now, actor: run.resolve(request.step, now, actor, request.reason)
+        )
+        return pb.ResolveStepResponse(saga=saga)
+
+    async def _operator_change(
+        self,
+        request: pb.AbortSagaRequest | pb.RetrySagaRequest | pb.ResolveStepRequest,
+        change: Callable[[SagaRun, datetime, str], None],
+    ) -> pb.Saga:
+        """An operator's call: checked, recorded as `operator:<requested_by>`, committed."""
+        _check_operator_request(request.saga_id, request.reason, request.requested_by)
         actor = f"operator:{request.requested_by}"
         saga = await self._executor.change_saga(
-            request.saga_id,
-            lambda run, now: run.resolve(request.step, now, actor, request.reason),
+            request.saga_id, lambda run, now: change(run, now, actor)
         )
-        return pb.ResolveStepResponse(saga=await self._full_saga(saga))
+        return await self._full_saga(saga)
 
     async def _full_saga(self, saga: SagaRecord) -> pb.Saga:
         steps = await self._store.get_steps(saga.saga_id)
