@@ -13,6 +13,7 @@ import contextlib
 import time
 from collections.abc import Iterator
 from contextvars import Token
+from types import TracebackType
 from typing import Final
 
 import grpc
@@ -119,7 +120,6 @@ class EngineTelemetry:
 
     # --- commands ----------------------------------------------------------------------
 
-    @contextlib.contextmanager
     def command(
         self,
         run: SagaRun,
@@ -128,60 +128,10 @@ class EngineTelemetry:
         attempt: int,
         rpc_method: str,
         retry_codes: frozenset[str] = frozenset(),
-    ) -> Iterator[None]:
+    ) -> CommandAttempt:
         """One attempt of a step's command: log fields, a client span that the outbound
-        metadata carries to the participant, and its latency by outcome.
-
-        Outcome: ok, or how the engine reads the error (transient, rejected,
-        outcome_unknown), or cancelled (shutdown, lease lost), or error.
-        """
-        saga_type = run.saga.saga_type
-        span: trace.Span | None = None
-        token: Token[otel_context.Context] | None = None
-        if self.tracer is not None:
-            span = self.tracer.start_span(
-                f"{kind} {step}",
-                kind=SpanKind.CLIENT,
-                attributes={
-                    "saga.id": run.saga.saga_id,
-                    "saga.type": saga_type,
-                    "saga.step": step,
-                    "saga.step.kind": kind,
-                    "saga.step.attempt": attempt,
-                    "rpc.system": "grpc",
-                    "rpc.method": rpc_method,
-                },
-            )
-            token = otel_context.attach(trace.set_span_in_context(span))
-        outcome = "ok"
-        code = grpc.StatusCode.OK
-        started = time.perf_counter()
-        try:
-            with log_context(step=step, kind=kind, attempt=attempt):
-                yield
-        except grpc.aio.AioRpcError as error:
-            code = error.code()
-            outcome = classify(code, retry_codes).value
-            raise
-        except asyncio.CancelledError:
-            outcome = "cancelled"
-            raise
-        except BaseException:
-            outcome = "error"
-            raise
-        finally:
-            if self.metrics is not None:
-                self.metrics.step_duration.labels(saga_type, step, kind, outcome).observe(
-                    time.perf_counter() - started
-                )
-            if span is not None:
-                span.set_attribute("saga.step.outcome", outcome)
-                span.set_attribute("rpc.grpc.status_code", code.value[0])
-                if outcome != "ok":
-                    span.set_status(Status(StatusCode.ERROR, f"{outcome}: {code.name}"))
-                span.end()
-            if token is not None:
-                otel_context.detach(token)
+        metadata carries to the participant, and its latency by outcome."""
+        return CommandAttempt(self, run, step, kind, attempt, rpc_method, retry_codes)
 
     def retrying(self, run: SagaRun, step: str, kind: str) -> None:
         if self.metrics is not None:
@@ -189,15 +139,119 @@ class EngineTelemetry:
 
     # --- store -------------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def store_commit(self, batch_size: int) -> Iterator[None]:
-        """Time one store commit (of `batch_size` saga commits); failed ones too."""
+    def store_commit(self) -> contextlib.AbstractContextManager[None]:
+        """Time one commit as the saga waits for it (failed ones too)."""
         if self.metrics is None:
-            yield
-            return
+            return _UNTIMED
+        return self._timed_commit(self.metrics)
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _timed_commit(metrics: SagaMetrics) -> Iterator[None]:
         started = time.perf_counter()
         try:
             yield
         finally:
-            self.metrics.store_commit_duration.observe(time.perf_counter() - started)
-            self.metrics.store_commit_batch_size.observe(batch_size)
+            metrics.store_commit_duration.observe(time.perf_counter() - started)
+
+
+_UNTIMED: Final = contextlib.nullcontext()
+
+
+class CommandAttempt:
+    """The context of one command attempt (see `EngineTelemetry.command`).
+
+    A class rather than a generator because it wraps every command sent; its
+    outcome is ok, or how the engine reads the error (transient, rejected,
+    outcome_unknown), or cancelled (shutdown, lease lost), or error.
+    """
+
+    __slots__ = (
+        "_attempt",
+        "_kind",
+        "_log_fields",
+        "_retry_codes",
+        "_rpc_method",
+        "_run",
+        "_span",
+        "_started",
+        "_step",
+        "_telemetry",
+        "_token",
+    )
+
+    def __init__(
+        self,
+        telemetry: EngineTelemetry,
+        run: SagaRun,
+        step: str,
+        kind: str,
+        attempt: int,
+        rpc_method: str,
+        retry_codes: frozenset[str],
+    ) -> None:
+        self._telemetry = telemetry
+        self._run = run
+        self._step = step
+        self._kind = kind
+        self._attempt = attempt
+        self._rpc_method = rpc_method
+        self._retry_codes = retry_codes
+        self._span: trace.Span | None = None
+        self._token: Token[otel_context.Context] | None = None
+        self._log_fields = log_context(step=step, kind=kind, attempt=attempt)
+        self._started = 0.0
+
+    def __enter__(self) -> None:
+        tracer = self._telemetry.tracer
+        if tracer is not None:
+            saga = self._run.saga
+            self._span = tracer.start_span(
+                f"{self._kind} {self._step}",
+                kind=SpanKind.CLIENT,
+                attributes={
+                    "saga.id": saga.saga_id,
+                    "saga.type": saga.saga_type,
+                    "saga.step": self._step,
+                    "saga.step.kind": self._kind,
+                    "saga.step.attempt": self._attempt,
+                    "rpc.system": "grpc",
+                    "rpc.method": self._rpc_method,
+                },
+            )
+            self._token = otel_context.attach(trace.set_span_in_context(self._span))
+        self._log_fields.__enter__()
+        self._started = time.perf_counter()
+
+    def __exit__(
+        self,
+        error_type: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        elapsed = time.perf_counter() - self._started
+        self._log_fields.__exit__()
+        code = grpc.StatusCode.OK
+        if error is None:
+            outcome = "ok"
+        elif isinstance(error, grpc.aio.AioRpcError):
+            code = error.code()
+            outcome = classify(code, self._retry_codes).value
+        elif isinstance(error, asyncio.CancelledError):
+            outcome = "cancelled"
+        else:
+            outcome = "error"
+        metrics = self._telemetry.metrics
+        if metrics is not None:
+            metrics.step_duration.labels(
+                self._run.saga.saga_type, self._step, self._kind, outcome
+            ).observe(elapsed)
+        span = self._span
+        if span is not None:
+            span.set_attribute("saga.step.outcome", outcome)
+            span.set_attribute("rpc.grpc.status_code", code.value[0])
+            if outcome != "ok":
+                span.set_status(Status(StatusCode.ERROR, f"{outcome}: {code.name}"))
+            span.end()
+        if self._token is not None:
+            otel_context.detach(self._token)

@@ -9,13 +9,12 @@ needs no `extra=`. A field given with `extra=` wins over the context.
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import json
 import logging
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, Final
 
@@ -56,9 +55,7 @@ def bind_log_fields(**fields: Any) -> contextvars.Token[Mapping[str, Any]]:
     Fields whose value is None are left out, so a saga without a correlation id
     does not log `"correlation_id": null`.
     """
-    merged = dict(_context.get())
-    merged.update((key, value) for key, value in fields.items() if value is not None)
-    return _context.set(merged)
+    return _bind(fields)
 
 
 def unbind_log_fields(token: contextvars.Token[Mapping[str, Any]]) -> None:
@@ -66,14 +63,29 @@ def unbind_log_fields(token: contextvars.Token[Mapping[str, Any]]) -> None:
     _context.reset(token)
 
 
-@contextlib.contextmanager
-def log_context(**fields: Any) -> Iterator[None]:
-    """Bind log fields for the body; nested calls add to (and may override) the outer ones."""
-    token = bind_log_fields(**fields)
-    try:
-        yield
-    finally:
-        unbind_log_fields(token)
+def _bind(fields: Mapping[str, Any]) -> contextvars.Token[Mapping[str, Any]]:
+    given = {key: value for key, value in fields.items() if value is not None}
+    current = _context.get()
+    return _context.set({**current, **given} if current else given)
+
+
+class log_context:  # lower case: it reads like the function it replaces
+    """Bind log fields for the body; nested calls add to (and may override) the outer ones.
+
+    A class rather than a generator, because it wraps every command the engine
+    sends: a quarter of the cost of `contextlib.contextmanager`.
+    """
+
+    __slots__ = ("_fields", "_token")
+
+    def __init__(self, **fields: Any) -> None:
+        self._fields = fields
+
+    def __enter__(self) -> None:
+        self._token = _bind(self._fields)
+
+    def __exit__(self, *exc_info: object) -> None:
+        _context.reset(self._token)
 
 
 class ContextFilter(logging.Filter):
