@@ -399,7 +399,7 @@ class Executor:
         version order when Parallel members commit at once."""
         async with commit_lock:
             if run.has_pending():
-                with self._telemetry.store_commit(1):
+                with self._telemetry.store_commit():
                     await self._store.commit([run.take_commit()])
                 self._notify(run.saga.saga_id)
 

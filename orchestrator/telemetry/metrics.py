@@ -30,7 +30,6 @@ STEP_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 
 SAGA_BUCKETS: Final = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 COMMIT_BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 RPC_BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
-BATCH_BUCKETS: Final = (1, 2, 4, 8, 16, 32, 64, 128)
 
 
 class SagaMetrics:
@@ -113,14 +112,9 @@ class SagaMetrics:
         )
         self.store_commit_duration = Histogram(
             "saga_store_commit_duration_seconds",
-            "One store commit (a transaction writing one or more sagas' transitions).",
+            "How long a saga waits for its commit to be durable: the group-commit queue "
+            "plus the transaction it shares with other sagas' commits.",
             buckets=COMMIT_BUCKETS,
-            registry=registry,
-        )
-        self.store_commit_batch_size = Histogram(
-            "saga_store_commit_batch_size",
-            "Saga commits written in one store transaction.",
-            buckets=BATCH_BUCKETS,
             registry=registry,
         )
 
