@@ -62,6 +62,9 @@ def request_fingerprint(saga_type: str, correlation_id: str, payload: Mapping[st
 
 
 DEFAULT_LEASE_SECONDS = 10.0
+DEFAULT_MAX_ACTIVE_SAGAS = 1000
+"""Sagas a replica resumes at once; new sagas started on it are not held back."""
+BACKLOG_POLL_SECONDS = 0.2
 OPERATOR_COMMIT_ATTEMPTS = 5
 CLAIM_BATCH = 200
 
@@ -87,6 +90,7 @@ class Executor:
         participants: ParticipantClient,
         *,
         lease: Lease | None = None,
+        max_active_sagas: int = DEFAULT_MAX_ACTIVE_SAGAS,
         rng: random.Random | None = None,
         telemetry: EngineTelemetry | None = None,
     ) -> None:
@@ -94,6 +98,7 @@ class Executor:
         self._registry = registry
         self._participants = participants
         self.lease = lease or Lease(unique_replica_id(), DEFAULT_LEASE_SECONDS)
+        self._max_active_sagas = max_active_sagas
         self._rng = rng or random.Random()
         self._telemetry = telemetry or EngineTelemetry()
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -169,14 +174,12 @@ class Executor:
         self._spawn(saga.saga_id, run, first_actions)
         return result
 
-    async def resume_unfinished(self) -> int:
-        """Claim and drive every unfinished saga no live replica holds, then keep
-        renewing leases and claiming orphans in the background. Returns how many
-        sagas were claimed now."""
-        claimed = await self.claim_orphans()
+    def resume_unfinished(self) -> None:
+        """Start the background upkeep: claim the unfinished sagas no live replica holds
+        (now, and whenever there is room again), and keep renewing leases. The server
+        answers meanwhile, however many sagas wait to be resumed."""
         if self._lease_keeper is None:
             self._lease_keeper = asyncio.create_task(self._keep_leases(), name="lease-keeper")
-        return claimed
 
     async def change_saga(
         self, saga_id: str, change: Callable[[SagaRun, datetime], None]
@@ -227,40 +230,59 @@ class Executor:
             self._spawn(saga_id, None)
 
     async def claim_orphans(self) -> int:
-        """Claim unfinished sagas whose lease is missing or expired, and drive them."""
+        """Claim unfinished sagas whose lease is missing or expired, as many as there is
+        room for (`max_active_sagas`), and drive them; returns how many.
+
+        The bound keeps a replica that starts into a backlog (or takes over a dead
+        replica's sagas) from sending every saga's command at once, and leaves the
+        rest of the backlog for other replicas to share.
+        """
         total = 0
-        while True:
-            claimed = await self._store.claim_sagas(self.lease, CLAIM_BATCH)
+        while (room := self._max_active_sagas - len(self._tasks)) > 0:
+            batch = min(room, CLAIM_BATCH)
+            claimed = await self._store.claim_sagas(self.lease, batch)
             for saga in claimed:
                 if saga.saga_id not in self._tasks:
                     self._spawn(saga.saga_id, None)
             total += len(claimed)
-            if len(claimed) < CLAIM_BATCH:
-                return total
+            if len(claimed) < batch:
+                break
+        return total
 
     async def _keep_leases(self) -> None:
-        """Renew the leases of driven sagas, drop the ones lost, claim orphans; forever."""
-        interval = self.lease.seconds / 3
+        """Forever: claim orphans, and every third of the lease renew the leases of the
+        sagas driven here (stopping those lost to another replica). While a backlog
+        waits (a claim came back full, or there is no room), look again soon."""
+        renew_every = self.lease.seconds / 3
+        loop = asyncio.get_running_loop()
+        next_renewal = loop.time() + renew_every
         while True:
-            await asyncio.sleep(interval)
+            pause = renew_every
             try:
-                driven = list(self._tasks)
-                held = await self._store.renew_leases(self.lease, driven)
-                for saga_id in set(driven) - held:
-                    task = self._tasks.get(saga_id)
-                    if task is not None:
-                        logger.warning(
-                            "lease lost to another replica; stop driving",
-                            extra={"saga_id": saga_id},
-                        )
-                        task.cancel()
+                if loop.time() >= next_renewal:
+                    next_renewal = loop.time() + renew_every
+                    await self._renew_leases()
                 claimed = await self.claim_orphans()
                 if claimed:
-                    logger.info("claimed %d saga(s) whose replica went away", claimed)
+                    logger.info("claimed %d saga(s) nobody was driving", claimed)
+                if claimed or len(self._tasks) >= self._max_active_sagas:
+                    pause = BACKLOG_POLL_SECONDS
             except asyncio.CancelledError:
                 raise
             except Exception as error:
-                logger.warning("lease upkeep failed, retrying in %.1fs: %s", interval, error)
+                logger.warning("lease upkeep failed, retrying in %.1fs: %s", pause, error)
+            await asyncio.sleep(min(pause, max(0.0, next_renewal - loop.time())))
+
+    async def _renew_leases(self) -> None:
+        driven = list(self._tasks)
+        held = await self._store.renew_leases(self.lease, driven)
+        for saga_id in set(driven) - held:
+            task = self._tasks.get(saga_id)
+            if task is not None:
+                logger.warning(
+                    "lease lost to another replica; stop driving", extra={"saga_id": saga_id}
+                )
+                task.cancel()
 
     def _spawn(
         self, saga_id: str, run: SagaRun | None, first_actions: tuple[Action, ...] | None = None

@@ -184,8 +184,8 @@ async def _serve(
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     host = config.listen.rsplit(":", 1)[0]
     address = f"{host}:{port}"
-    resumed = await executor.resume_unfinished()
-    logger.info("orchestrator listening on %s; resumed %d unfinished saga(s)", address, resumed)
+    executor.resume_unfinished()
+    logger.info("orchestrator listening on %s; resuming unfinished sagas", address)
     if metrics_address is not None:
         logger.info("metrics on http://%s/metrics", metrics_address)
     print(f"orchestrator listening on {address}", flush=True)

@@ -251,7 +251,7 @@ async def test_start_whose_commit_answer_was_lost_is_driven_when_the_client_retr
     )
     payload = travel("customer-lost-ack")
     try:
-        await executor.resume_unfinished()
+        executor.resume_unfinished()
         with pytest.raises(StoreUnavailable):
             await executor.start_saga(TRAVEL_BOOKING, "lost-ack", payload, "lost-ack")
         # The client retries with the same key, as UNAVAILABLE invites it to.

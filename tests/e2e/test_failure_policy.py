@@ -77,6 +77,7 @@ class Rig:
 async def rig(tmp_path, database_url, **flags: Sequence[str]) -> AsyncIterator[Rig]:
     processes: dict[str, LocalProcess] = {}
     orchestrator = None
+    opened: Rig | None = None
     try:
         for name in SERVICES:
             processes[name] = participants_process(
@@ -87,16 +88,18 @@ async def rig(tmp_path, database_url, **flags: Sequence[str]) -> AsyncIterator[R
             tmp_path, database_url, addresses, env=POLICY_ENV
         ).start()
         async with grpc.aio.insecure_channel(orchestrator.address) as channel:
-            yield Rig(
+            opened = Rig(
                 tmp_path,
                 database_url,
                 processes,
                 orchestrator,
                 pb_grpc.SagaOrchestratorStub(channel),
             )
+            yield opened
     finally:
-        if orchestrator is not None:
-            orchestrator.stop()
+        # A test may have replaced the orchestrator (a restart): stop whichever runs now.
+        for process in {orchestrator, opened.orchestrator if opened else None} - {None}:
+            process.stop()
         for process in processes.values():
             process.stop()
 

@@ -254,6 +254,7 @@ async def test_the_readmes_own_saga_completes_and_a_declined_fee_revokes_the_poi
             f"signup-{customer}",
             "--payload",
             signup(customer, fee_minor),
+            "--json",
         )
         assert started.returncode == 0, started.stderr
         sagas[customer] = json.loads(started.stdout)["saga_id"]
@@ -264,7 +265,7 @@ async def test_the_readmes_own_saga_completes_and_a_declined_fee_revokes_the_poi
 
     shown = {}
     for customer, saga_id in sagas.items():
-        result = saga_cli("get", saga_id, "--address", address)
+        result = saga_cli("get", saga_id, "--address", address, "--json")
         assert result.returncode == 0, result.stderr
         shown[customer] = json.loads(result.stdout)
 
