@@ -46,6 +46,7 @@ from orchestrator.records import (
 from orchestrator.registry import Registry
 from orchestrator.store.base import Store
 from orchestrator.telemetry.engine import ACTION, COMPENSATION, EngineTelemetry
+from orchestrator.telemetry.logs import log_context
 
 logger = logging.getLogger(__name__)
 
@@ -169,7 +170,11 @@ class Executor:
         self._telemetry.saga_started(saga.saga_type)
         logger.info(
             "saga started",
-            extra={"saga_id": saga.saga_id, "saga_type": saga.saga_type},
+            extra={
+                "saga_id": saga.saga_id,
+                "saga_type": saga.saga_type,
+                "correlation_id": saga.correlation_id,
+            },
         )
         self._spawn(saga.saga_id, run, first_actions)
         return result
@@ -287,9 +292,11 @@ class Executor:
     def _spawn(
         self, saga_id: str, run: SagaRun | None, first_actions: tuple[Action, ...] | None = None
     ) -> None:
-        task = asyncio.create_task(
-            self._drive_until_done(saga_id, run, first_actions), name=f"saga-{saga_id}"
-        )
+        # The task copies this context: every line it logs carries the saga id.
+        with log_context(saga_id=saga_id):
+            task = asyncio.create_task(
+                self._drive_until_done(saga_id, run, first_actions), name=f"saga-{saga_id}"
+            )
         self._tasks[saga_id] = task
         self._telemetry.drive_started()
         task.add_done_callback(lambda _: self._drive_ended(saga_id))

@@ -267,6 +267,8 @@ def test_orchestrator_log_lines_carry_the_saga_fields_at_the_outcome_level(scena
         if line.get("message", "").startswith(finished)
     }
     assert sorted(outcomes) == sorted(scenario.correlation_ids)
+    starts = [line for line in scenario.orchestrator_lines if line.get("message") == "saga started"]
+    assert {line["saga_id"]: line["correlation_id"] for line in starts} == scenario.correlation_ids
     for saga_id in scenario.completed:
         line = outcomes[saga_id]
         assert line["message"] == "saga completed" and line["level"] == "INFO"
