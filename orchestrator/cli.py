@@ -358,8 +358,8 @@ def _serve_parser(commands: Any, *, full: bool) -> None:
         choices=TRACE_EXPORTERS,
         type=str.lower,
         default=_env("SAGA_TRACE_EXPORTER", "none"),
-        help="where OpenTelemetry spans go: none, console (stdout, one JSON object per span) or otlp "
-        "(OTEL_EXPORTER_OTLP_ENDPOINT) (env SAGA_TRACE_EXPORTER; default none)",
+        help="where OpenTelemetry spans go: none, console (stdout, a JSON object per span) "
+        "or otlp (OTEL_EXPORTER_OTLP_ENDPOINT) (env SAGA_TRACE_EXPORTER; default none)",
     )
     _add_definitions_option(serve_cmd)
 
