@@ -19,7 +19,6 @@ import os
 import random
 import secrets
 import socket
-import uuid
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -33,6 +32,7 @@ from orchestrator.clock import utc_now
 from orchestrator.commands import ErrorKind, ParticipantClient, classify, describe_rpc_error
 from orchestrator.definition import CONTEXT_FIELD, SagaDefinition, StepContext
 from orchestrator.errors import IdempotencyKeyReused, SagaNotFound, StaleSagaVersion
+from orchestrator.ids import new_saga_id
 from orchestrator.machine import Action, SagaRun, SendAction
 from orchestrator.records import (
     CreateSagaResult,
@@ -120,7 +120,7 @@ class Executor:
         """
         now = utc_now()
         saga = SagaRecord(
-            saga_id=str(uuid.uuid4()),
+            saga_id=new_saga_id(),
             saga_type=definition.name,
             definition_version=definition.version,
             correlation_id=correlation_id,

@@ -65,8 +65,11 @@ def list_query(
         conditions.append(f"correlation_id = {placeholder('correlation_id')}")
         params["correlation_id"] = where.correlation_id
     if where.needs_intervention is not None:
-        conditions.append(f"needs_intervention = {placeholder('needs_intervention')}")
-        params["needs_intervention"] = where.needs_intervention
+        # Spelled out, not bound: a prepared statement's generic plan could not use
+        # the partial index `WHERE needs_intervention` for a parameter.
+        conditions.append(
+            "needs_intervention" if where.needs_intervention else "NOT needs_intervention"
+        )
     if where.created_after is not None:
         conditions.append(f"create_time >= {placeholder('created_after')}")
         params["created_after"] = time_to_db(aware(where.created_after))
