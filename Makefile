@@ -24,8 +24,9 @@ protos: $(INSTALLED)
 demo: $(INSTALLED)
 	$(PY) -m orchestrator.demo
 
+# Two workers, one test file each at a time (module fixtures stay per worker).
 test: $(INSTALLED)
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadfile
 
 # Crash-recovery chaos run at full size (a small one runs in `make test`).
 chaos: $(INSTALLED)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-import uuid
 
 import grpc
 import psycopg
@@ -114,7 +113,7 @@ async def test_bad_start_is_refused_and_stores_nothing(
         ("", INVALID),
         ("not-a-uuid", INVALID),
         ("'; DROP TABLE sagas; --", INVALID),
-        (str(uuid.uuid4()), grpc.StatusCode.NOT_FOUND),
+        ("6f1c0b7e-3f4a-4c5e-9d2b-8a7f6e5d4c3b", grpc.StatusCode.NOT_FOUND),
     ],
 )
 async def test_bad_or_unknown_saga_id(stub, orchestrator, saga_id, code):

@@ -286,11 +286,11 @@ async def test_operator_calls_need_a_reason_and_a_name(
 
 
 async def test_saga_deadline_stops_forward_progress_and_compensates(tmp_path, database_url):
-    slow = ["--latency-ms", "600"]
-    async with rig(tmp_path, database_url, hotel=slow, flight=slow) as r:
+    # The hotel answers at once, the flight only after the one-second deadline.
+    async with rig(tmp_path, database_url, flight=["--latency-ms", "1500"]) as r:
         saga_id = await r.start("deadline_probe")
         saga = await wait_terminal(r.stub, saga_id)
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(1.0)  # the late flight delivery arrives and meets the tombstone
         effects = await effects_of(r.addresses, saga_id)
         log = await r.log(saga_id)
 
