@@ -37,15 +37,9 @@ class _Pending:
 class GroupCommit:
     """Queues writes and flushes them through `write`, one batch per transaction."""
 
-    def __init__(
-        self,
-        write: Write,
-        max_items: int = MAX_BATCH_ITEMS,
-        observe: Callable[[int], None] | None = None,
-    ) -> None:
+    def __init__(self, write: Write, max_items: int = MAX_BATCH_ITEMS) -> None:
         self._write = write
         self._max_items = max_items
-        self._observe = observe
         self._queue: list[_Pending] = []
         self._writer: asyncio.Task[None] | None = None
 
@@ -96,8 +90,6 @@ class GroupCommit:
             if not isinstance(error, Exception):
                 raise
             return
-        if self._observe is not None:
-            self._observe(len(new_sagas) + len(commits))
         created = iter(results)
         for pending in batch:
             if not pending.done.done():
