@@ -153,7 +153,9 @@ def format_due(then: datetime | None, now: datetime) -> str:
 
 
 def short_id(saga_id: str) -> str:
-    return saga_id[:SHORT_ID_LENGTH]
+    """The last characters: saga ids are UUIDv7, whose first ones are the creation time,
+    shared by every saga started in the same few seconds."""
+    return saga_id[-SHORT_ID_LENGTH:]
 
 
 # --- JSON ---------------------------------------------------------------------------------------

@@ -112,7 +112,7 @@ def print_sagas(sagas: list[pb.Saga]) -> None:
     for saga in sagas:
         steps = "  ".join(f"{s.name}={_step_status(s.status)}" for s in saga.steps)
         print(
-            f"{saga.saga_id[:8]:<10} {saga.correlation_id:<14} {_status(saga.status):<10} {steps}"
+            f"{saga.saga_id[-8:]:<10} {saga.correlation_id:<14} {_status(saga.status):<10} {steps}"
         )
         if saga.failure_reason:
             print(f"{'':<36}why: {saga.failure_reason}")
@@ -227,7 +227,7 @@ def operator_scenario(workdir: Path, database_url: str) -> list[str]:
             stuck = wait_until_settled(stub, started.saga_id)
             print_sagas([stuck])
             listed = stub.ListSagas(pb.ListSagasRequest(needs_intervention=True), timeout=10)
-            print(f"  ListSagas(needs_intervention=true): {[s.saga_id[:8] for s in listed.sagas]}")
+            print(f"  ListSagas(needs_intervention=true): {[s.saga_id[-8:] for s in listed.sagas]}")
             if not stuck.needs_intervention:
                 return [f"saga {stuck.saga_id} should need intervention"]
             print(

@@ -151,7 +151,7 @@ def test_saga_list_in_a_pipe_keeps_every_column_and_one_line_per_saga():
 
 def test_saga_ids_are_shortened_when_asked():
     text = view.render_plain(view.sagas_table([saga()], now=T0, short_ids=True))
-    assert lines_of(text)[1].split()[0] == SAGA_ID[:8]
+    assert lines_of(text)[1].split()[0] == SAGA_ID[-8:]
 
 
 @pytest.mark.parametrize("width", [30, 50, 80, 120])
