@@ -104,7 +104,8 @@ class Executor:
         self._telemetry = telemetry or EngineTelemetry()
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._lease_keeper: asyncio.Task[None] | None = None
-        self._watchers: dict[str, asyncio.Event] = {}
+        self._watchers: dict[str, tuple[asyncio.Event, int]] = {}
+        """Per watched saga: the event its next local commit sets, and how many wait on it."""
 
     # --- starting and resuming -------------------------------------------------------
 
@@ -214,19 +215,26 @@ class Executor:
     async def wait_for_commit(self, saga_id: str, at_most_seconds: float) -> None:
         """Return when this replica commits for the saga, or after `at_most_seconds` (a
         saga driven by another replica is only seen by polling the store)."""
-        event = self._watchers.setdefault(saga_id, asyncio.Event())
+        event, waiting = self._watchers.get(saga_id, (asyncio.Event(), 0))
+        self._watchers[saga_id] = (event, waiting + 1)
         try:
             await asyncio.wait_for(event.wait(), at_most_seconds)
         except TimeoutError:
             pass
         finally:
-            if event.is_set():
-                self._watchers.pop(saga_id, None)
+            # The last waiter forgets the event, so sagas driven elsewhere (never
+            # committed here) leave nothing behind.
+            current = self._watchers.get(saga_id)
+            if current is not None and current[0] is event:
+                if current[1] <= 1:
+                    del self._watchers[saga_id]
+                else:
+                    self._watchers[saga_id] = (event, current[1] - 1)
 
     def _notify(self, saga_id: str) -> None:
-        event = self._watchers.pop(saga_id, None)
-        if event is not None:
-            event.set()
+        watched = self._watchers.pop(saga_id, None)
+        if watched is not None:
+            watched[0].set()
 
     async def _adopt(self, saga_id: str) -> None:
         """Drive one saga here if nobody else holds its lease."""
