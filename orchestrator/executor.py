@@ -387,9 +387,7 @@ class Executor:
             raise SagaNotFound(f"no saga with id {saga_id}")
         definition = self._registry.get(saga.saga_type, saga.definition_version)
         steps = await self._store.get_steps(saga_id)
-        transitions = await self._store.get_transitions(saga_id)
-        last_seq = transitions[-1].seq if transitions else 0
-        return SagaRun(definition, saga, steps, last_seq)
+        return SagaRun(definition, saga, steps, await self._store.last_seq(saga_id))
 
     async def _drive(self, run: SagaRun, first_actions: tuple[Action, ...] | None = None) -> None:
         """One saga, stage by stage: commit what the machine queued, then send.

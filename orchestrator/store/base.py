@@ -98,6 +98,10 @@ class Store(abc.ABC):
         """The saga's log rows with seq > after_seq, in order."""
 
     @abc.abstractmethod
+    async def last_seq(self, saga_id: str) -> int:
+        """The seq of the saga's newest log row, 0 when it has none (resuming needs no more)."""
+
+    @abc.abstractmethod
     async def list_unfinished(self, limit: int = 1000) -> list[SagaRecord]:
         """Sagas that are RUNNING or COMPENSATING, oldest first (for recovery)."""
 

@@ -169,6 +169,7 @@ _SELECT_SAGA = f"SELECT {SAGA_COLUMNS} FROM sagas WHERE saga_id = %s"
 _SELECT_SAGA_BY_KEY = f"SELECT {SAGA_COLUMNS} FROM sagas WHERE idempotency_key = %s"
 _SELECT_VERSION = "SELECT version FROM sagas WHERE saga_id = %s"
 _SELECT_STEPS = f"SELECT {STEP_COLUMNS} FROM saga_steps WHERE saga_id = %s ORDER BY step_index"
+_LAST_SEQ = "SELECT coalesce(max(seq), 0) FROM saga_transitions WHERE saga_id = %s"
 _SELECT_TRANSITIONS = f"""
 SELECT {TRANSITION_COLUMNS} FROM saga_transitions
 WHERE saga_id = %s AND seq > %s ORDER BY seq
@@ -353,6 +354,12 @@ class PostgresStore(Store):
             await cursor.execute(_SELECT_STEPS, (saga_id,))
             rows = await cursor.fetchall()
         return [_ENCODING.step_from_row(row) for row in rows]
+
+    async def last_seq(self, saga_id: str) -> int:
+        async with self._connection() as connection:
+            cursor = await connection.execute(_LAST_SEQ, (saga_id,))
+            row = await cursor.fetchone()
+        return int(row[0]) if row is not None else 0
 
     async def get_transitions(self, saga_id: str, after_seq: int = 0) -> list[TransitionRecord]:
         async with self._connection() as connection:

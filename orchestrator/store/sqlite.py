@@ -157,6 +157,7 @@ _SELECT_SAGA = f"SELECT {SAGA_COLUMNS} FROM sagas WHERE saga_id = ?"
 _SELECT_SAGA_BY_KEY = f"SELECT {SAGA_COLUMNS} FROM sagas WHERE idempotency_key = ?"
 _SELECT_VERSION = "SELECT version FROM sagas WHERE saga_id = ?"
 _SELECT_STEPS = f"SELECT {STEP_COLUMNS} FROM saga_steps WHERE saga_id = ? ORDER BY step_index"
+_LAST_SEQ = "SELECT coalesce(max(seq), 0) FROM saga_transitions WHERE saga_id = ?"
 _SELECT_TRANSITIONS = f"""
 SELECT {TRANSITION_COLUMNS} FROM saga_transitions
 WHERE saga_id = ? AND seq > ? ORDER BY seq
@@ -280,6 +281,12 @@ class SqliteStore(Store):
         def read(connection: sqlite3.Connection) -> list[StepRecord]:
             rows = connection.execute(_SELECT_STEPS, (saga_id,)).fetchall()
             return [_ENCODING.step_from_row(row) for row in rows]
+
+        return await self._run(read)
+
+    async def last_seq(self, saga_id: str) -> int:
+        def read(connection: sqlite3.Connection) -> int:
+            return int(connection.execute(_LAST_SEQ, (saga_id,)).fetchone()[0])
 
         return await self._run(read)
 

@@ -164,8 +164,16 @@ async def test_watch_on_one_replica_follows_a_takeover_by_another(tmp_path, post
             grpc.aio.insecure_channel(watcher.address) as watching,
         ):
             saga_id = await start(pb_grpc.SagaOrchestratorStub(driving), "takeover")
-            watch = asyncio.create_task(collect(pb_grpc.SagaOrchestratorStub(watching), saga_id))
-            await asyncio.sleep(0.2)
+            watcher_stub = pb_grpc.SagaOrchestratorStub(watching)
+            watch = asyncio.create_task(collect(watcher_stub, saga_id))
+            # Kill the driver while the bookings are in flight (the participants are slow).
+            deadline = asyncio.get_running_loop().time() + 10
+            while True:
+                saga = await watcher_stub.GetSaga(pb.GetSagaRequest(saga_id=saga_id), timeout=5)
+                if any(s.status == pb.STEP_STATUS_STARTED for s in saga.steps):
+                    break
+                assert asyncio.get_running_loop().time() < deadline, "no step ever started"
+                await asyncio.sleep(0.02)
             driver.kill()
             transitions = await watch
     finally:

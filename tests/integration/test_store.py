@@ -682,3 +682,11 @@ async def test_an_expired_lease_of_our_own_is_claimed_again(store: Store):
     await create_leased(store, "lapsed", Lease(ALICE.owner, seconds=0))
     claimed = await store.claim_sagas(ALICE, limit=10)
     assert [s.saga_id for s in claimed] == ["lapsed"]
+
+
+async def test_last_seq_is_the_newest_log_row_or_zero(store: Store):
+    saga = await create(store, "logged")
+    assert await store.last_seq("logged") == 1
+    await store.commit([first_step_completed(saga, seq=2)])
+    assert await store.last_seq("logged") == 2
+    assert await store.last_seq("no-such-saga") == 0
