@@ -184,13 +184,14 @@ async def serve(host: str, port: int, ready_file: str | None) -> None:
         raise OSError(f"cannot listen on {host}:{port}")
     await server.start()
     address = f"{host}:{bound}"
-    if ready_file:
-        _write_ready_file(ready_file, address)
-    logger.info("bench participants listening on %s", address)
+    # Handlers before readiness: a SIGTERM right after it must stop us gracefully.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    if ready_file:
+        _write_ready_file(ready_file, address)
+    logger.info("bench participants listening on %s", address)
     await stop.wait()
     await server.stop(1.0)
 

@@ -184,6 +184,11 @@ async def _serve(
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     host = config.listen.rsplit(":", 1)[0]
     address = f"{host}:{port}"
+    # Handlers first: a supervisor may send SIGTERM the moment we say we are ready.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
     executor.resume_unfinished()
     logger.info("orchestrator listening on %s; resuming unfinished sagas", address)
     if metrics_address is not None:
@@ -191,11 +196,6 @@ async def _serve(
     print(f"orchestrator listening on {address}", flush=True)
     if config.ready_file:
         _write_ready_file(config.ready_file, address, metrics_address)
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
     await stop.wait()
 
     logger.info("shutting down")
