@@ -1,12 +1,27 @@
-"""One exception hierarchy for the orchestrator, and its one mapping to gRPC codes.
+"""One exception hierarchy for the orchestrator, with transport-neutral error codes.
 
-Code anywhere raises a `SagaError` subclass; only the servicer turns it into a
-gRPC status, through `grpc_code_of`.
+Code anywhere raises a `SagaError` subclass; it carries an `ErrorCode`, not a
+gRPC status code, so the engine's pure core (machine.py, definition.py) does not
+import grpc. Only the servicer turns an error into a gRPC status, through the one
+table in `orchestrator.status`.
 """
 
 from __future__ import annotations
 
-import grpc
+import enum
+
+
+class ErrorCode(enum.Enum):
+    """What kind of failure an error is, for any transport; named after the gRPC codes
+    (and the Google AIPs) because those are the ones the API speaks."""
+
+    INTERNAL = "INTERNAL"
+    INVALID_ARGUMENT = "INVALID_ARGUMENT"
+    NOT_FOUND = "NOT_FOUND"
+    ALREADY_EXISTS = "ALREADY_EXISTS"
+    FAILED_PRECONDITION = "FAILED_PRECONDITION"
+    ABORTED = "ABORTED"
+    UNAVAILABLE = "UNAVAILABLE"
 
 
 class SagaError(Exception):
@@ -15,7 +30,7 @@ class SagaError(Exception):
     `reason` is the UPPER_SNAKE reason sent in the status's ErrorInfo (AIP-193).
     """
 
-    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+    code: ErrorCode = ErrorCode.INTERNAL
     reason: str = "INTERNAL"
 
     def __init__(self, message: str) -> None:
@@ -26,7 +41,7 @@ class SagaError(Exception):
 class InvalidArgument(SagaError):
     """The caller's request is malformed: fix the request and try again."""
 
-    code = grpc.StatusCode.INVALID_ARGUMENT
+    code = ErrorCode.INVALID_ARGUMENT
     reason = "INVALID_ARGUMENT"
 
 
@@ -45,47 +60,40 @@ class InvalidPayload(InvalidArgument):
 class SagaNotFound(SagaError):
     """No saga has the requested id."""
 
-    code = grpc.StatusCode.NOT_FOUND
+    code = ErrorCode.NOT_FOUND
     reason = "SAGA_NOT_FOUND"
 
 
 class IdempotencyKeyReused(SagaError):
     """An idempotency key already started a saga with a different request."""
 
-    code = grpc.StatusCode.ALREADY_EXISTS
+    code = ErrorCode.ALREADY_EXISTS
     reason = "IDEMPOTENCY_KEY_REUSED"
 
 
 class StaleSagaVersion(SagaError):
     """A commit expected a saga version the store no longer holds (fencing)."""
 
-    code = grpc.StatusCode.ABORTED
+    code = ErrorCode.ABORTED
     reason = "STALE_SAGA_VERSION"
 
 
 class StoreUnavailable(SagaError):
     """The database cannot be reached; nothing was written."""
 
-    code = grpc.StatusCode.UNAVAILABLE
+    code = ErrorCode.UNAVAILABLE
     reason = "STORE_UNAVAILABLE"
 
 
 class DefinitionError(SagaError):
     """A saga definition is inconsistent; the orchestrator refuses to start with it."""
 
-    code = grpc.StatusCode.FAILED_PRECONDITION
+    code = ErrorCode.FAILED_PRECONDITION
     reason = "INVALID_DEFINITION"
 
 
 class ConfigurationError(SagaError):
     """The orchestrator's configuration is incomplete or wrong."""
 
-    code = grpc.StatusCode.FAILED_PRECONDITION
+    code = ErrorCode.FAILED_PRECONDITION
     reason = "INVALID_CONFIGURATION"
-
-
-def grpc_code_of(error: BaseException) -> grpc.StatusCode:
-    """The gRPC code for any exception: its own for a SagaError, INTERNAL otherwise."""
-    if isinstance(error, SagaError):
-        return error.code
-    return grpc.StatusCode.INTERNAL

@@ -15,11 +15,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import grpc
 from transitions import Machine
 
 from orchestrator.definition import SagaDefinition
-from orchestrator.errors import SagaError
+from orchestrator.errors import ErrorCode, SagaError
 from orchestrator.records import (
     ENGINE_ACTOR,
     SagaCommit,
@@ -36,7 +35,7 @@ class IllegalTransition(SagaError):
     """A trigger was fired in a state that does not allow it: a request that does not fit
     the saga's state (AIP-216), or an engine bug."""
 
-    code = grpc.StatusCode.FAILED_PRECONDITION
+    code = ErrorCode.FAILED_PRECONDITION
     reason = "ILLEGAL_TRANSITION"
 
 

@@ -2,8 +2,9 @@
 map errors.
 
 Requests are checked completely before anything is stored. Every error leaves
-through `_abort`, the one place a `SagaError` becomes a gRPC status with an
-ErrorInfo (AIP-193); anything else is logged and answered INTERNAL.
+through `_abort`, which turns a `SagaError` into a gRPC status with an ErrorInfo
+(AIP-193) by the one table in `orchestrator.status`; anything else is logged and
+answered INTERNAL.
 """
 
 from __future__ import annotations
@@ -20,8 +21,6 @@ from typing import Any, NoReturn, TypeVar
 
 import grpc
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
-from google.rpc import error_details_pb2, status_pb2
-from grpc_status import rpc_status
 
 from orchestrator.errors import InvalidArgument, SagaError, SagaNotFound
 from orchestrator.executor import Executor
@@ -38,13 +37,13 @@ from orchestrator.records import (
     TransitionRecord,
 )
 from orchestrator.registry import Registry
+from orchestrator.status import rpc_status_of
 from orchestrator.store.base import Store
 from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
 
 logger = logging.getLogger(__name__)
 
-ERROR_DOMAIN = "orchestrator.saga"
 MAX_ID_LENGTH = 256
 
 _SAGA_STATUS: dict[SagaStatus, Any] = {
@@ -58,10 +57,7 @@ Response = TypeVar("Response")
 
 
 async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: SagaError) -> NoReturn:
-    info = error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN)
-    status = status_pb2.Status(code=error.code.value[0], message=error.message)
-    status.details.add().Pack(info)
-    await context.abort_with_status(rpc_status.to_status(status))
+    await context.abort_with_status(rpc_status_of(error))
     raise AssertionError("abort_with_status returned")  # pragma: no cover
 
 
