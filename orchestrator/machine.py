@@ -1,18 +1,23 @@
 """The pure saga state machine: what happens next, and which transitions that takes.
 
-Two `transitions` machines, one for the saga and one for its steps, are shared
-by every saga in the process (models are added and removed, never a machine per
-saga). `SagaRun` wraps one saga's models: the executor asks it for the next
-action, tells it what a participant answered, and persists the `SagaCommit`s it
-hands out before acting. Nothing here does I/O; an illegal transition raises
-`IllegalTransition`.
+Two `transitions` machines, one for the saga and one for its steps, define the
+legal moves. Their transition tables are read once, at import, and every saga
+moves by looking its trigger up there: no model is ever added to a machine.
+`SagaRun` holds one saga's states: the executor asks it for the next action,
+tells it what a participant answered, and persists the `SagaCommit`s it hands
+out before acting. The failure policy lives here too: given the kind of a failed
+attempt, the time and a random draw, `SagaRun` decides between retrying (and
+when), rejecting, compensating an unknown outcome, halting for an operator and
+giving up. Nothing here does I/O or imports a transport; an illegal transition
+raises `IllegalTransition`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import enum
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from transitions import Machine
@@ -165,6 +170,46 @@ class SendCompensation:
 Action = SendAction | SendCompensation
 
 
+# --- failure policy: what a failed attempt leads to ----------------------------------
+
+
+class ErrorKind(enum.Enum):
+    """How a failed command takes the saga on; the transport sorts its errors into these.
+
+    TRANSIENT: retry with the same idempotency key. REJECTED: the participant said
+    no, nothing happened. OUTCOME_UNKNOWN: it may have happened, so it is undone.
+    """
+
+    TRANSIENT = "transient"
+    REJECTED = "rejected"
+    OUTCOME_UNKNOWN = "outcome_unknown"
+
+
+class Verdict(enum.Enum):
+    """What the policy decided after a failed attempt (already queued in the run)."""
+
+    RETRY = "retry"
+    """Send again, same key, at `AfterFailure.retry_at`; commit before waiting."""
+    REJECTED = "rejected"
+    """The step failed for good; the saga compensates the earlier steps."""
+    OUTCOME_UNKNOWN = "outcome_unknown"
+    """Attempts ran out; the step is compensated with the earlier ones."""
+    STUCK = "stuck"
+    """A step that must not be undone ran out of attempts: the saga halts for an operator."""
+    DEADLINE_PASSED = "deadline_passed"
+    """Nothing recorded: the step stays STARTED and the saga compensates at its next step."""
+    GAVE_UP = "gave_up"
+    """A compensation ran out of attempts: the saga fails and needs an operator."""
+
+
+@dataclass(frozen=True, slots=True)
+class AfterFailure:
+    """The verdict on a failed attempt, and for a retry the time it is due."""
+
+    verdict: Verdict
+    retry_at: datetime | None = None
+
+
 class SagaRun:
     """One saga in memory: its machine models and the transitions not yet persisted.
 
@@ -223,52 +268,54 @@ class SagaRun:
             )
             status = self.status
         if status is SagaStatus.RUNNING:
-            for stage in self.definition.stages:
-                actions: list[Action] = []
-                for index in stage:
-                    step_status = self.step_status(index)
-                    if step_status is StepStatus.COMPLETED:
-                        continue
-                    if step_status is StepStatus.PENDING:
-                        self._fire_step(
-                            index, "start", TransitionEvent.STEP_STARTED, now, attempts=1
-                        )
-                    elif step_status is StepStatus.STARTED:
-                        # Only a restart or an operator's retry gets here.
-                        due = self.steps[index].next_attempt_time
-                        if due is not None:
-                            # The scheduled attempt was counted when it was scheduled.
-                            actions.append(SendAction(index, not_before=due))
-                            continue
-                        self.action_retrying(index, "resent after a restart", now)
-                    else:
-                        raise IllegalTransition(
-                            f"saga {self.saga.saga_id} is RUNNING with step "
-                            f"{self.steps[index].name} {step_status}"
-                        )
-                    actions.append(SendAction(index))
-                if actions:
-                    return tuple(actions)
-            self._fire_saga("complete", TransitionEvent.SAGA_COMPLETED, now)
-            return ()
+            return self._next_forward(now)
         if status is SagaStatus.COMPENSATING:
-            for index in reversed(range(len(self.steps))):
+            return self._next_compensation(now)
+        return ()
+
+    def _next_forward(self, now: datetime) -> tuple[Action, ...]:
+        for stage in self.definition.stages:
+            actions: list[Action] = []
+            for index in stage:
                 step_status = self.step_status(index)
-                if step_status is StepStatus.COMPENSATING:
+                if step_status is StepStatus.COMPLETED:
+                    continue
+                if step_status is StepStatus.PENDING:
+                    self._fire_step(index, "start", TransitionEvent.STEP_STARTED, now, attempts=1)
+                elif step_status is StepStatus.STARTED:
+                    # Only a restart or an operator's retry gets here.
                     due = self.steps[index].next_attempt_time
                     if due is not None:
-                        return (SendCompensation(index, not_before=due),)
-                    self.compensation_retrying(index, "resent after a restart", now)
-                    return (SendCompensation(index),)
-                if step_status in (StepStatus.COMPLETED, StepStatus.STARTED):
-                    if self.definition.all_steps[index].compensation is None:
+                        # The scheduled attempt was counted when it was scheduled.
+                        actions.append(SendAction(index, not_before=due))
                         continue
-                    self._start_compensation(index, now)
-                    return (SendCompensation(index),)
-            self._fire_saga(
-                "fail", TransitionEvent.SAGA_FAILED, now, error=self.saga.failure_reason
-            )
-            return ()
+                    self.action_retrying(index, "resent after a restart", now)
+                else:
+                    raise IllegalTransition(
+                        f"saga {self.saga.saga_id} is RUNNING with step "
+                        f"{self.steps[index].name} {step_status}"
+                    )
+                actions.append(SendAction(index))
+            if actions:
+                return tuple(actions)
+        self._fire_saga("complete", TransitionEvent.SAGA_COMPLETED, now)
+        return ()
+
+    def _next_compensation(self, now: datetime) -> tuple[Action, ...]:
+        for index in reversed(range(len(self.steps))):
+            step_status = self.step_status(index)
+            if step_status is StepStatus.COMPENSATING:
+                due = self.steps[index].next_attempt_time
+                if due is not None:
+                    return (SendCompensation(index, not_before=due),)
+                self.compensation_retrying(index, "resent after a restart", now)
+                return (SendCompensation(index),)
+            if step_status in (StepStatus.COMPLETED, StepStatus.STARTED):
+                if self.definition.all_steps[index].compensation is None:
+                    continue
+                self._start_compensation(index, now)
+                return (SendCompensation(index),)
+        self._fire_saga("fail", TransitionEvent.SAGA_FAILED, now, error=self.saga.failure_reason)
         return ()
 
     # --- what a participant answered -------------------------------------------------
@@ -360,6 +407,82 @@ class SagaRun:
         )
         self._set_saga(now, failure_reason=reason, needs_intervention=True)
         self._fire_saga("fail", TransitionEvent.SAGA_FAILED, now, error=reason)
+
+    # --- the failure policy ---------------------------------------------------------
+
+    def action_failed(
+        self, index: int, kind: ErrorKind, error: str, now: datetime, unit_random: float
+    ) -> AfterFailure:
+        """Decide, and queue, where a failed attempt of step `index`'s action leads.
+
+        A transient error (any error, for a `retriable` step) is retried while the
+        step's policy allows, after a backoff spread by `unit_random` (in [0, 1)).
+        Otherwise: if the saga's deadline has passed, nothing is recorded (the saga
+        compensates next); a rejection before the pivot's later stages fails the step;
+        a step that must not be undone halts the saga; anything else leaves the
+        outcome unknown, so the step is compensated too.
+        """
+        step = self.definition.all_steps[index]
+        policy = self.definition.action_retry(step)
+        attempts = self.steps[index].attempts
+        if (kind is ErrorKind.TRANSIENT or step.retriable) and attempts < policy.max_attempts:
+            due = now + timedelta(seconds=policy.backoff(attempts, unit_random))
+            self.action_retrying(index, error, now, due)
+            return AfterFailure(Verdict.RETRY, due)
+        if self.deadline_passed(now):
+            return AfterFailure(Verdict.DEADLINE_PASSED)
+        forward_only = self.definition.is_forward_only(index)
+        if kind is ErrorKind.REJECTED and not forward_only:
+            self.action_rejected(index, error, now)
+            return AfterFailure(Verdict.REJECTED)
+        if forward_only or step.compensation is None:
+            self.action_stuck(index, f"after {attempts} attempt(s): {error}", now)
+            return AfterFailure(Verdict.STUCK)
+        self.action_outcome_unknown(
+            index, f"outcome unknown after {attempts} attempt(s): {error}", now
+        )
+        return AfterFailure(Verdict.OUTCOME_UNKNOWN)
+
+    def compensation_failed(
+        self, index: int, error: str, now: datetime, unit_random: float
+    ) -> AfterFailure:
+        """Decide, and queue, where a failed compensation attempt leads: every error is
+        retried (giving up leaves the saga for an operator) until the attempts run out."""
+        step = self.definition.all_steps[index]
+        policy = self.definition.compensation_retry_of(step)
+        attempts = self.steps[index].compensation_attempts
+        if attempts >= policy.max_attempts:
+            self.compensation_gave_up(index, error, now)
+            return AfterFailure(Verdict.GAVE_UP)
+        due = now + timedelta(seconds=policy.backoff(attempts, unit_random))
+        self.compensation_retrying(index, error, now, due)
+        return AfterFailure(Verdict.RETRY, due)
+
+    def request_unbuildable(self, action: Action, error: str, now: datetime) -> AfterFailure:
+        """A request builder failed on this saga's data: no attempt can succeed, so an
+        action is rejected and a compensation gives up at once."""
+        message = f"building the request failed: {error}"
+        if isinstance(action, SendAction):
+            self.action_rejected(action.index, message, now)
+            return AfterFailure(Verdict.REJECTED)
+        self.compensation_gave_up(action.index, message, now)
+        return AfterFailure(Verdict.GAVE_UP)
+
+    def attempt_timeout(self, timeout: float, now: datetime) -> float:
+        """A step's per-attempt deadline, cut short by the saga's own (before the pivot)."""
+        deadline = self.saga.deadline_time
+        if deadline is None or self.past_pivot():
+            return timeout
+        remaining = (deadline - now).total_seconds()
+        return max(0.001, min(timeout, remaining))
+
+    def wake_time(self, due: datetime) -> datetime:
+        """When to wake for an attempt due at `due`: the saga's deadline if sooner (before
+        the pivot), so a saga out of time stops waiting and compensates."""
+        deadline = self.saga.deadline_time
+        if deadline is not None and not self.past_pivot():
+            return min(due, deadline)
+        return due
 
     # --- deadlines and operators ------------------------------------------------------
 
