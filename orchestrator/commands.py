@@ -1,21 +1,22 @@
 """Outbound typed gRPC commands to participants, and how their errors are read.
 
 One channel per participant address for the life of the process. Errors are
-sorted into three kinds, because each leads the saga somewhere else:
-transient (retry, same idempotency key), rejected (the participant said no:
-nothing happened) and unknown outcome (it may have happened: compensate it).
+sorted into the machine's three `ErrorKind`s, because each leads the saga
+somewhere else: transient (retry, same idempotency key), rejected (the
+participant said no: nothing happened) and unknown outcome (it may have
+happened: compensate it). Which way is the machine's decision, not this module's.
 """
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping
 
 import grpc
 from google.protobuf.message import Message
 
 from orchestrator.errors import ConfigurationError
-from orchestrator.registry import ResolvedCall
+from orchestrator.machine import ErrorKind
+from orchestrator.resolved import ResolvedCall
 from orchestrator.telemetry.tracing import outbound_metadata
 
 TRANSIENT_CODES = frozenset(
@@ -44,10 +45,7 @@ REJECTION_CODES = frozenset(
 the business rejection (no seats left, card declined)."""
 
 
-class ErrorKind(enum.Enum):
-    TRANSIENT = "transient"
-    REJECTED = "rejected"
-    OUTCOME_UNKNOWN = "outcome_unknown"
+__all__ = ["ErrorKind", "ParticipantClient", "classify", "describe_rpc_error"]
 
 
 def classify(code: grpc.StatusCode, retry_codes: frozenset[str] = frozenset()) -> ErrorKind:

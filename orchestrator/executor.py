@@ -1,17 +1,16 @@
-"""Drives sagas: decide the next action (pure), persist the intent, send the command,
-record the outcome, repeat.
+"""Owns the sagas this replica drives: starting them, operators' changes, leases,
+watchers, and one task per saga.
 
-Write-ahead rule: `SagaRun` queues transitions in memory; everything queued is
-committed before any command leaves this process, and a saga's terminal status
-is committed before its task ends. A reply whose commit is lost to a crash is
-not lost for the saga: the step is still STARTED in the store, so the command
-is sent again with the same idempotency key and the participant answers with
-the result it stored the first time.
+Each task loads its saga from the store and hands it to a `SagaDriver`
+(orchestrator/driver.py), which performs what the machine decides; after any
+error the task reloads the saga and drives it again, unless another replica
+took it over. The write-ahead rule is the driver's: see there.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import logging
@@ -23,20 +22,17 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-import grpc
-from google.protobuf import json_format
-from google.protobuf.message import Message
-
-from orchestrator import failpoints
 from orchestrator.clock import utc_now
-from orchestrator.commands import ErrorKind, ParticipantClient, classify, describe_rpc_error
-from orchestrator.definition import CONTEXT_FIELD, SagaDefinition, StepContext
+from orchestrator.commands import ParticipantClient
+from orchestrator.definition import SagaDefinition
+from orchestrator.driver import SagaDriver
 from orchestrator.errors import IdempotencyKeyReused, SagaNotFound, StaleSagaVersion
 from orchestrator.ids import new_saga_id
-from orchestrator.machine import Action, SagaRun, SendAction
+from orchestrator.machine import Action, SagaRun
 from orchestrator.records import (
     CreateSagaResult,
     Lease,
+    SagaCommit,
     SagaRecord,
     SagaStatus,
     StepRecord,
@@ -45,7 +41,7 @@ from orchestrator.records import (
 )
 from orchestrator.registry import Registry
 from orchestrator.store.base import Store
-from orchestrator.telemetry.engine import ACTION, COMPENSATION, EngineTelemetry
+from orchestrator.telemetry.engine import EngineTelemetry
 from orchestrator.telemetry.logs import log_context
 
 logger = logging.getLogger(__name__)
@@ -60,6 +56,55 @@ def request_fingerprint(saga_type: str, correlation_id: str, payload: Mapping[st
         [saga_type, correlation_id, payload], sort_keys=True, separators=(",", ":")
     )
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def open_saga(
+    definition: SagaDefinition,
+    correlation_id: str,
+    payload: dict[str, Any],
+    idempotency_key: str | None,
+    now: datetime,
+) -> tuple[SagaRun, tuple[Action, ...], SagaCommit]:
+    """A new saga in memory with its first stage started: the run, the actions to send,
+    and the opening commit (SAGA_STARTED, then each STEP_STARTED) for the saga's insert.
+
+    The first stage starts in the saga's own insert: one transaction fewer, and still
+    every STEP_STARTED is committed before its command is sent.
+    """
+    saga = SagaRecord(
+        saga_id=new_saga_id(),
+        saga_type=definition.name,
+        definition_version=definition.version,
+        correlation_id=correlation_id,
+        payload=payload,
+        status=SagaStatus.RUNNING,
+        create_time=now,
+        update_time=now,
+        idempotency_key=idempotency_key,
+        request_fingerprint=request_fingerprint(definition.name, correlation_id, payload),
+        deadline_time=(
+            None if definition.deadline is None else now + timedelta(seconds=definition.deadline)
+        ),
+    )
+    steps = [
+        StepRecord(saga_id=saga.saga_id, index=index, name=step.name)
+        for index, step in enumerate(definition.all_steps)
+    ]
+    started = TransitionRecord(
+        saga_id=saga.saga_id,
+        seq=1,
+        event=TransitionEvent.SAGA_STARTED,
+        time=now,
+        saga_status=SagaStatus.RUNNING,
+    )
+    run = SagaRun(definition, saga, steps, last_seq=1)
+    first_actions = run.next_actions(now)
+    opening = run.take_commit()
+    return (
+        run,
+        first_actions,
+        dataclasses.replace(opening, transitions=(started, *opening.transitions)),
+    )
 
 
 DEFAULT_LEASE_SECONDS = 10.0
@@ -119,42 +164,12 @@ class Executor:
         """Store a new saga and start driving it; a known idempotency key returns the
         saga it started. When this returns, the saga and its SAGA_STARTED row are committed.
         """
-        now = utc_now()
-        saga = SagaRecord(
-            saga_id=new_saga_id(),
-            saga_type=definition.name,
-            definition_version=definition.version,
-            correlation_id=correlation_id,
-            payload=payload,
-            status=SagaStatus.RUNNING,
-            create_time=now,
-            update_time=now,
-            idempotency_key=idempotency_key,
-            request_fingerprint=request_fingerprint(definition.name, correlation_id, payload),
-            deadline_time=(
-                None
-                if definition.deadline is None
-                else now + timedelta(seconds=definition.deadline)
-            ),
+        run, first_actions, opening = open_saga(
+            definition, correlation_id, payload, idempotency_key, utc_now()
         )
-        steps = [
-            StepRecord(saga_id=saga.saga_id, index=index, name=step.name)
-            for index, step in enumerate(definition.all_steps)
-        ]
-        started = TransitionRecord(
-            saga_id=saga.saga_id,
-            seq=1,
-            event=TransitionEvent.SAGA_STARTED,
-            time=now,
-            saga_status=SagaStatus.RUNNING,
-        )
-        # The first stage starts in the saga's own insert: one transaction fewer, and
-        # still every STEP_STARTED is committed before its command is sent.
-        run = SagaRun(definition, saga, steps, last_seq=1)
-        first_actions = run.next_actions(now)
-        opening = run.take_commit()
+        saga = run.saga
         result = await self._store.create_saga(
-            opening.saga, run.steps, [started, *opening.transitions], lease=self.lease
+            opening.saga, run.steps, list(opening.transitions), lease=self.lease
         )
         if not result.created:
             existing = result.saga
@@ -350,8 +365,17 @@ class Executor:
             try:
                 if run is None:
                     run = await self._load(saga_id)
+                driver = SagaDriver(
+                    run,
+                    store=self._store,
+                    registry=self._registry,
+                    participants=self._participants,
+                    telemetry=self._telemetry,
+                    rng=self._rng,
+                    committed=self._notify,
+                )
                 with self._telemetry.driving(run):
-                    await self._drive(run, first_actions)
+                    await driver.drive(first_actions)
                 return
             except asyncio.CancelledError:
                 raise
@@ -388,241 +412,3 @@ class Executor:
         definition = self._registry.get(saga.saga_type, saga.definition_version)
         steps = await self._store.get_steps(saga_id)
         return SagaRun(definition, saga, steps, await self._store.last_seq(saga_id))
-
-    async def _drive(self, run: SagaRun, first_actions: tuple[Action, ...] | None = None) -> None:
-        """One saga, stage by stage: commit what the machine queued, then send.
-
-        The members of a Parallel group are sent concurrently and all awaited
-        (also when one fails) before the machine decides again, so a member still
-        in flight when a sibling fails is compensated if it completed.
-        """
-        commit_lock = asyncio.Lock()
-        while True:
-            if first_actions is not None:
-                actions, first_actions = first_actions, None
-            else:
-                actions = run.next_actions(utc_now())
-            committed = run.has_pending()
-            if committed:
-                await self._commit(run, commit_lock)
-            if not actions:
-                if committed:
-                    self._telemetry.saga_finished(run)
-                    failpoints.hit("saga_finished")
-                self._log_outcome(run)
-                return
-            if len(actions) == 1:
-                await self._perform(run, actions[0], commit_lock)
-                continue
-            try:
-                async with asyncio.TaskGroup() as group:
-                    for action in actions:
-                        group.create_task(self._perform(run, action, commit_lock))
-            except ExceptionGroup as errors:
-                raise errors.exceptions[0] from errors
-
-    async def _perform(self, run: SagaRun, action: Action, commit_lock: asyncio.Lock) -> None:
-        if isinstance(action, SendAction):
-            failpoints.hit("step_started")
-            await self._perform_action(run, action.index, commit_lock, action.not_before)
-        else:
-            failpoints.hit("compensation_started")
-            await self._perform_compensation(run, action.index, commit_lock, action.not_before)
-
-    async def _commit(self, run: SagaRun, commit_lock: asyncio.Lock) -> None:
-        """Commit everything the run queued; the lock keeps one saga's commits in
-        version order when Parallel members commit at once."""
-        async with commit_lock:
-            if run.has_pending():
-                with self._telemetry.store_commit():
-                    await self._store.commit([run.take_commit()])
-                self._notify(run.saga.saga_id)
-
-    async def _perform_action(
-        self,
-        run: SagaRun,
-        index: int,
-        commit_lock: asyncio.Lock,
-        not_before: datetime | None = None,
-    ) -> None:
-        """Send a step's action until it succeeds, is rejected, or its retries run out.
-
-        Transient errors are retried with the same idempotency key after a backoff
-        whose due time is committed first; a `retriable` step retries every error.
-        When attempts run out, a step before the pivot is compensated, one that must
-        not be undone halts the saga for an operator. If the saga's deadline passes
-        meanwhile, the step is left STARTED and the saga compensates. On return the
-        outcome is queued in `run`, not yet committed: the next command's commit
-        carries it (one write for "step i completed" and "step i+1 started").
-        """
-        definition = run.definition
-        step = definition.all_steps[index]
-        call = self._registry.resolved_step(definition, step.name).action
-        policy = definition.action_retry(step)
-        must_not_undo = definition.is_forward_only(index) or step.compensation is None
-        try:
-            request = self._build_request(run, index, compensating=False)
-        except Exception as error:
-            run.action_rejected(index, f"building the request failed: {error!r}", utc_now())
-            return
-        due = not_before
-        while True:
-            if due is not None:
-                await self._wait_until(run, due)
-            if run.deadline_passed(utc_now()):
-                return
-            try:
-                with self._telemetry.command(
-                    run, step.name, ACTION, run.steps[index].attempts, call.path, policy.retry_codes
-                ):
-                    reply = await self._participants.send(
-                        step.participant, call, request, self._attempt_timeout(run, step.timeout)
-                    )
-            except grpc.aio.AioRpcError as error:
-                kind = classify(error.code(), policy.retry_codes)
-                message = describe_rpc_error(error)
-                attempts = run.steps[index].attempts
-                if (kind is ErrorKind.TRANSIENT or step.retriable) and (
-                    attempts < policy.max_attempts
-                ):
-                    now = utc_now()
-                    due = now + timedelta(seconds=policy.backoff(attempts, self._rng.random()))
-                    run.action_retrying(index, message, now, due)
-                    self._telemetry.retrying(run, step.name, ACTION)
-                    await self._commit(run, commit_lock)
-                    continue
-                if run.deadline_passed(utc_now()):
-                    return
-                if kind is ErrorKind.REJECTED and not definition.is_forward_only(index):
-                    run.action_rejected(index, message, utc_now())
-                elif must_not_undo:
-                    run.action_stuck(index, f"after {attempts} attempt(s): {message}", utc_now())
-                    logger.error(
-                        "step cannot go forward and must not be undone; the saga needs an operator",
-                        extra={"saga_id": run.saga.saga_id, "step": step.name},
-                    )
-                else:
-                    run.action_outcome_unknown(
-                        index, f"outcome unknown after {attempts} attempt(s): {message}", utc_now()
-                    )
-                return
-            failpoints.hit("reply_received")
-            run.action_succeeded(index, reply.SerializeToString(), utc_now())
-            return
-
-    async def _perform_compensation(
-        self,
-        run: SagaRun,
-        index: int,
-        commit_lock: asyncio.Lock,
-        not_before: datetime | None = None,
-    ) -> None:
-        """Send a compensation until it succeeds or its retries run out; every error is
-        retried, since giving up leaves the saga for an operator."""
-        definition = run.definition
-        step = definition.all_steps[index]
-        call = self._registry.resolved_step(definition, step.name).compensation
-        assert call is not None, "next_actions only compensates steps that have a compensation"
-        policy = definition.compensation_retry_of(step)
-        try:
-            request = self._build_request(run, index, compensating=True)
-        except Exception as error:
-            run.compensation_gave_up(index, f"building the request failed: {error!r}", utc_now())
-            return
-        due = not_before
-        while True:
-            if due is not None:
-                await self._wait_until(run, due)
-            try:
-                with self._telemetry.command(
-                    run, step.name, COMPENSATION, run.steps[index].compensation_attempts, call.path
-                ):
-                    await self._participants.send(step.participant, call, request, step.timeout)
-            except grpc.aio.AioRpcError as error:
-                message = describe_rpc_error(error)
-                attempts = run.steps[index].compensation_attempts
-                if attempts >= policy.max_attempts:
-                    run.compensation_gave_up(index, message, utc_now())
-                    logger.error(
-                        "compensation gave up; the saga needs an operator",
-                        extra={"saga_id": run.saga.saga_id, "step": step.name},
-                    )
-                    return
-                now = utc_now()
-                due = now + timedelta(seconds=policy.backoff(attempts, self._rng.random()))
-                run.compensation_retrying(index, message, now, due)
-                self._telemetry.retrying(run, step.name, COMPENSATION)
-                await self._commit(run, commit_lock)
-                continue
-            run.compensation_succeeded(index, utc_now())
-            return
-
-    def _attempt_timeout(self, run: SagaRun, timeout: float) -> float:
-        """The step's per-attempt deadline, cut short by the saga's own deadline."""
-        deadline = run.saga.deadline_time
-        if deadline is None or run.past_pivot():
-            return timeout
-        remaining = (deadline - utc_now()).total_seconds()
-        return max(0.001, min(timeout, remaining))
-
-    async def _wait_until(self, run: SagaRun, due: datetime) -> None:
-        """Sleep until a scheduled attempt is due (or the saga's deadline, if sooner), then
-        make sure nobody changed the saga meanwhile (an operator, another replica)."""
-        until = due
-        deadline = run.saga.deadline_time
-        if deadline is not None and not run.past_pivot():
-            until = min(until, deadline)
-        delay = (until - utc_now()).total_seconds()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        stored = await self._store.get_saga(run.saga.saga_id)
-        if stored is None or stored.version != run.persisted_version:
-            raise StaleSagaVersion(f"saga {run.saga.saga_id} changed while a retry was waiting")
-
-    def _build_request(self, run: SagaRun, index: int, *, compensating: bool) -> Message:
-        """Build a step's request from the saga input and stored results, then fill its context."""
-        definition = run.definition
-        step = definition.all_steps[index]
-        resolved = self._registry.resolved_step(definition, step.name)
-        results: dict[str, Message] = {}
-        for earlier, record in zip(definition.all_steps, run.steps, strict=True):
-            if record.result is not None:
-                response_type = self._registry.resolved_step(
-                    definition, earlier.name
-                ).action.response_type
-                results[earlier.name] = response_type.FromString(record.result)
-        saga_input = json_format.ParseDict(run.saga.payload, definition.input_type())
-        context = StepContext(
-            saga_id=run.saga.saga_id,
-            input=saga_input,
-            results=results,
-            result=results.get(step.name),
-        )
-        call = resolved.compensation if compensating else resolved.action
-        assert call is not None
-        request = call.call.request(context)
-        if not isinstance(request, call.request_type):
-            raise TypeError(
-                f"step {step.name}: the builder returned {type(request).__name__}, "
-                f"{call.path} takes {call.request_type.__name__}"
-            )
-        action_key = f"{run.saga.saga_id}:{step.name}"
-        command = getattr(request, CONTEXT_FIELD)
-        command.saga_id = run.saga.saga_id
-        command.step = step.name
-        command.idempotency_key = f"{action_key}:compensate" if compensating else action_key
-        command.compensated_idempotency_key = action_key if compensating else ""
-        return request
-
-    def _log_outcome(self, run: SagaRun) -> None:
-        extra = {"saga_id": run.saga.saga_id, "saga_type": run.saga.saga_type}
-        if run.status is SagaStatus.COMPLETED:
-            logger.info("saga completed", extra=extra)
-        elif run.saga.needs_intervention:
-            logger.error(
-                "saga failed and needs intervention: %s", run.saga.failure_reason, extra=extra
-            )
-        else:
-            logger.warning(
-                "saga failed and was compensated: %s", run.saga.failure_reason, extra=extra
-            )

@@ -10,83 +10,20 @@ definition and step instead of failing a saga at run time.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
-from google.protobuf import descriptor_pool, message_factory
-from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from orchestrator.definition import (
-    CONTEXT_FIELD,
-    CONTEXT_MESSAGE,
-    Call,
-    Parallel,
-    SagaDefinition,
-    Step,
-    StepContext,
-)
+from orchestrator.definition import Parallel, SagaDefinition, Step, StepContext
 from orchestrator.errors import DefinitionError, UnknownSagaType
+from orchestrator.records import SagaRecord, StepRecord
+from orchestrator.resolved import ResolvedCall, ResolvedStep, resolve_call
 
 logger = logging.getLogger(__name__)
 
 DRY_RUN_SAGA_ID = "00000000-0000-4000-8000-000000000000"
 """The saga id builders see when they are dry-run at load time."""
-
-
-@dataclass(frozen=True, slots=True)
-class ResolvedCall:
-    """A `Call` bound to its gRPC method path and message classes."""
-
-    call: Call
-    path: str
-    request_type: type[Message]
-    response_type: type[Message]
-
-
-def resolve_call(definition: SagaDefinition, step_name: str, call: Call) -> ResolvedCall:
-    """Find the call's method in the descriptor pool and check its request carries a context."""
-    where = f"saga type {definition.name!r} v{definition.version}, step {step_name!r}"
-    pool = descriptor_pool.Default()
-    try:
-        service = pool.FindServiceByName(call.service)
-    except KeyError:
-        raise DefinitionError(
-            f"{where}: unknown service {call.service!r} (is its _pb2 module imported?)"
-        ) from None
-    method = service.methods_by_name.get(call.method)
-    if method is None:
-        known = ", ".join(sorted(service.methods_by_name))
-        raise DefinitionError(
-            f"{where}: service {call.service!r} has no method {call.method!r} (it has: {known})"
-        )
-    if method.client_streaming or method.server_streaming:
-        raise DefinitionError(f"{where}: {call.service}.{call.method} is not a unary RPC")
-    context = method.input_type.fields_by_name.get(CONTEXT_FIELD)
-    if (
-        context is None
-        or context.type != FieldDescriptor.TYPE_MESSAGE
-        or context.message_type is None
-        or context.message_type.full_name != CONTEXT_MESSAGE
-    ):
-        raise DefinitionError(
-            f"{where}: request {method.input_type.full_name} needs a field "
-            f"`{CONTEXT_MESSAGE} {CONTEXT_FIELD}` for the saga id and idempotency key"
-        )
-    return ResolvedCall(
-        call=call,
-        path=f"/{service.full_name}/{method.name}",
-        request_type=message_factory.GetMessageClass(method.input_type),
-        response_type=message_factory.GetMessageClass(method.output_type),
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class ResolvedStep:
-    """A step's calls resolved; `compensation` is None for an irreversible step."""
-
-    action: ResolvedCall
-    compensation: ResolvedCall | None
 
 
 class Registry:
@@ -160,6 +97,32 @@ class Registry:
     def resolved_step(self, definition: SagaDefinition, step_name: str) -> ResolvedStep:
         """The resolved calls of one step of a registered definition."""
         return self._resolved[(definition.name, definition.version, step_name)]
+
+    def build_request(
+        self,
+        definition: SagaDefinition,
+        saga: SagaRecord,
+        steps: Sequence[StepRecord],
+        index: int,
+        *,
+        compensating: bool,
+    ) -> Message:
+        """Step `index`'s request, built from the saga input and the stored results."""
+        results: dict[str, Message] = {}
+        for step, record in zip(definition.all_steps, steps, strict=True):
+            if record.result is not None:
+                response_type = self.resolved_step(definition, step.name).action.response_type
+                results[step.name] = response_type.FromString(record.result)
+        name = definition.all_steps[index].name
+        context = StepContext(
+            saga_id=saga.saga_id,
+            input=json_format.ParseDict(saga.payload, definition.input_type()),
+            results=results,
+            result=results.get(name),
+        )
+        return self.resolved_step(definition, name).build_request(
+            name, context, compensating=compensating
+        )
 
 
 def validate_definition(definition: SagaDefinition) -> None:

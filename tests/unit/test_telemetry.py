@@ -14,8 +14,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
+from orchestrator.driver import log_outcome
 from orchestrator.examples import TRAVEL_BOOKING
-from orchestrator.executor import Executor
 from orchestrator.machine import SagaRun
 from orchestrator.records import SagaRecord, SagaStatus, StepRecord, StepStatus
 from orchestrator.telemetry.engine import EngineTelemetry
@@ -208,8 +208,7 @@ def test_a_finished_saga_is_logged_at_its_level_and_counted_by_outcome(
     metrics = SagaMetrics(process_collectors=False)
     telemetry = EngineTelemetry(metrics)
     with caplog.at_level(logging.INFO, logger="orchestrator.executor"):
-        # The executor's outcome line reads only the run.
-        Executor._log_outcome(None, run)
+        log_outcome(run)
     telemetry.saga_finished(run)
 
     (record,) = caplog.records

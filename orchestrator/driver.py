@@ -1,0 +1,215 @@
+"""Drives one saga: decide the next action (pure), persist the intent, send the command,
+record the outcome, repeat.
+
+Write-ahead rule: `SagaRun` queues transitions in memory; everything queued is
+committed before any command leaves this process, and a saga's terminal status
+is committed before the drive ends. A reply whose commit is lost to a crash is
+not lost for the saga: the step is still STARTED in the store, so the command
+is sent again with the same idempotency key and the participant answers with
+the result it stored the first time.
+
+Every decision (retry and when, reject, compensate, halt, give up) is the
+machine's; a `SagaDriver` only performs the I/O it asks for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable
+from datetime import datetime
+
+import grpc
+from google.protobuf.message import Message
+
+from orchestrator import failpoints
+from orchestrator.clock import utc_now
+from orchestrator.commands import ParticipantClient, classify, describe_rpc_error
+from orchestrator.errors import StaleSagaVersion
+from orchestrator.machine import Action, AfterFailure, SagaRun, SendAction, Verdict
+from orchestrator.records import SagaStatus
+from orchestrator.registry import Registry
+from orchestrator.store.base import Store
+from orchestrator.telemetry.engine import ACTION, COMPENSATION, EngineTelemetry
+
+# The engine's saga lines (outcomes, stuck steps) keep the logger name they have always
+# had, which operators' log filters and alerts select on.
+logger = logging.getLogger("orchestrator.executor")
+
+
+class SagaDriver:
+    """The drive loop of one saga, loaded in `run`, until it is terminal.
+
+    The driver owns the saga's commit lock, which keeps its commits in version
+    order when the members of a Parallel group commit at once. It is used for
+    one drive: after any error the executor loads the saga afresh and builds a
+    new driver.
+    """
+
+    def __init__(
+        self,
+        run: SagaRun,
+        *,
+        store: Store,
+        registry: Registry,
+        participants: ParticipantClient,
+        telemetry: EngineTelemetry,
+        rng: random.Random,
+        committed: Callable[[str], None],
+    ) -> None:
+        self.run = run
+        self._store = store
+        self._registry = registry
+        self._participants = participants
+        self._telemetry = telemetry
+        self._rng = rng
+        self._committed = committed
+        self._commit_lock = asyncio.Lock()
+
+    async def drive(self, first_actions: tuple[Action, ...] | None = None) -> None:
+        """Stage by stage: commit what the machine queued, then send.
+
+        `first_actions` are commands already committed as started (a new saga's
+        first stage); they are sent before the machine is asked again. The members
+        of a Parallel group are sent concurrently and all awaited (also when one
+        fails) before the machine decides again, so a member still in flight when a
+        sibling fails is compensated if it completed.
+        """
+        run = self.run
+        while True:
+            if first_actions is not None:
+                actions, first_actions = first_actions, None
+            else:
+                actions = run.next_actions(utc_now())
+            committed = run.has_pending()
+            if committed:
+                await self._commit()
+            if not actions:
+                if committed:
+                    self._telemetry.saga_finished(run)
+                    failpoints.hit("saga_finished")
+                log_outcome(run)
+                return
+            if len(actions) == 1:
+                await self._perform(actions[0])
+                continue
+            try:
+                async with asyncio.TaskGroup() as group:
+                    for action in actions:
+                        group.create_task(self._perform(action))
+            except ExceptionGroup as errors:
+                raise errors.exceptions[0] from errors
+
+    async def _perform(self, action: Action) -> None:
+        """Send an action or compensation until the machine's policy settles it.
+
+        A retry's due time is committed before the wait; any other outcome is queued
+        in the run, not yet committed: the next command's commit carries it (one
+        write for "step i completed" and "step i+1 started"). If the saga's deadline
+        passes meanwhile, the step is left STARTED and the saga compensates.
+        """
+        run = self.run
+        compensating = not isinstance(action, SendAction)
+        failpoints.hit("compensation_started" if compensating else "step_started")
+        try:
+            request = self._registry.build_request(
+                run.definition, run.saga, run.steps, action.index, compensating=compensating
+            )
+        except Exception as error:
+            run.request_unbuildable(action, repr(error), utc_now())
+            return
+        due = action.not_before
+        while True:
+            if due is not None:
+                await self._wait_until(due)
+            if not compensating and run.deadline_passed(utc_now()):
+                return
+            try:
+                reply = await self._send(action.index, request, compensating=compensating)
+            except grpc.aio.AioRpcError as error:
+                after = self._failed(action.index, error, compensating=compensating)
+                if after.verdict is not Verdict.RETRY:
+                    return
+                await self._commit()
+                due = after.retry_at
+                continue
+            if compensating:
+                run.compensation_succeeded(action.index, utc_now())
+            else:
+                failpoints.hit("reply_received")
+                run.action_succeeded(action.index, reply.SerializeToString(), utc_now())
+            return
+
+    async def _send(self, index: int, request: Message, *, compensating: bool) -> Message:
+        """One attempt, with its span and metrics; raises grpc.aio.AioRpcError on failure."""
+        run = self.run
+        definition = run.definition
+        step = definition.all_steps[index]
+        call = self._registry.resolved_step(definition, step.name).call(compensating=compensating)
+        if compensating:
+            attempt = run.steps[index].compensation_attempts
+            with self._telemetry.command(run, step.name, COMPENSATION, attempt, call.path):
+                return await self._participants.send(step.participant, call, request, step.timeout)
+        retry_codes = definition.action_retry(step).retry_codes
+        timeout = run.attempt_timeout(step.timeout, utc_now())
+        attempt = run.steps[index].attempts
+        with self._telemetry.command(run, step.name, ACTION, attempt, call.path, retry_codes):
+            return await self._participants.send(step.participant, call, request, timeout)
+
+    def _failed(
+        self, index: int, error: grpc.aio.AioRpcError, *, compensating: bool
+    ) -> AfterFailure:
+        """Hand a failed attempt to the machine's policy; report what it decided."""
+        run = self.run
+        step = run.definition.all_steps[index]
+        message = describe_rpc_error(error)
+        if compensating:
+            after = run.compensation_failed(index, message, utc_now(), self._rng.random())
+        else:
+            kind = classify(error.code(), run.definition.action_retry(step).retry_codes)
+            after = run.action_failed(index, kind, message, utc_now(), self._rng.random())
+        if after.verdict is Verdict.RETRY:
+            self._telemetry.retrying(run, step.name, COMPENSATION if compensating else ACTION)
+        elif after.verdict is Verdict.STUCK:
+            logger.error(
+                "step cannot go forward and must not be undone; the saga needs an operator",
+                extra={"saga_id": run.saga.saga_id, "step": step.name},
+            )
+        elif after.verdict is Verdict.GAVE_UP:
+            logger.error(
+                "compensation gave up; the saga needs an operator",
+                extra={"saga_id": run.saga.saga_id, "step": step.name},
+            )
+        return after
+
+    async def _commit(self) -> None:
+        """Commit everything the run queued, in version order (see the class docstring)."""
+        async with self._commit_lock:
+            if self.run.has_pending():
+                with self._telemetry.store_commit():
+                    await self._store.commit([self.run.take_commit()])
+                self._committed(self.run.saga.saga_id)
+
+    async def _wait_until(self, due: datetime) -> None:
+        """Sleep until a scheduled attempt is due (or the saga's deadline, if sooner), then
+        make sure nobody changed the saga meanwhile (an operator, another replica)."""
+        delay = (self.run.wake_time(due) - utc_now()).total_seconds()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        saga_id = self.run.saga.saga_id
+        stored = await self._store.get_saga(saga_id)
+        if stored is None or stored.version != self.run.persisted_version:
+            raise StaleSagaVersion(f"saga {saga_id} changed while a retry was waiting")
+
+
+def log_outcome(run: SagaRun) -> None:
+    """One line for a saga that ended: INFO completed, WARNING compensated, ERROR stuck."""
+    saga = run.saga
+    extra = {"saga_id": saga.saga_id, "saga_type": saga.saga_type}
+    if run.status is SagaStatus.COMPLETED:
+        logger.info("saga completed", extra=extra)
+    elif saga.needs_intervention:
+        logger.error("saga failed and needs intervention: %s", saga.failure_reason, extra=extra)
+    else:
+        logger.warning("saga failed and was compensated: %s", saga.failure_reason, extra=extra)
