@@ -1,8 +1,9 @@
 """The pure saga state machine: what happens next, and which transitions that takes.
 
 Two `transitions` machines, one for the saga and one for its steps, define the
-legal moves. Their transition tables are read once, at import, and every saga
-moves by looking its trigger up there: no model is ever added to a machine.
+legal moves (orchestrator/moves.py). Their transition tables are read once, at
+import, and every saga moves by looking its trigger up there: no model is ever
+added to a machine.
 `SagaRun` holds one saga's states: the executor asks it for the next action,
 tells it what a participant answered, and persists the `SagaCommit`s it hands
 out before acting. The failure policy lives here too: given the kind of a failed
@@ -20,10 +21,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from transitions import Machine
-
 from orchestrator.definition import SagaDefinition
-from orchestrator.errors import ErrorCode, SagaError
+from orchestrator.moves import (
+    SAGA_MACHINE,
+    SAGA_MOVES,
+    STEP_MACHINE,
+    STEP_MOVES,
+    IllegalTransition,
+    Model,
+    fire,
+)
 from orchestrator.records import (
     ENGINE_ACTOR,
     SagaCommit,
@@ -35,117 +42,20 @@ from orchestrator.records import (
     TransitionRecord,
 )
 
-
-class IllegalTransition(SagaError):
-    """A trigger was fired in a state that does not allow it: a request that does not fit
-    the saga's state (AIP-216), or an engine bug."""
-
-    code = ErrorCode.FAILED_PRECONDITION
-    reason = "ILLEGAL_TRANSITION"
-
-
-_SAGA_TRANSITIONS: list[dict[str, Any]] = [
-    {"trigger": "complete", "source": SagaStatus.RUNNING, "dest": SagaStatus.COMPLETED},
-    {"trigger": "compensate", "source": SagaStatus.RUNNING, "dest": SagaStatus.COMPENSATING},
-    {"trigger": "fail", "source": SagaStatus.COMPENSATING, "dest": SagaStatus.FAILED},
-    # Past the pivot a step that keeps failing cannot be compensated: wait for an operator.
-    {"trigger": "halt", "source": SagaStatus.RUNNING, "dest": SagaStatus.FAILED},
-    # Operator calls on a saga that needs intervention (guarded by the caller).
-    {
-        "trigger": "resume_compensation",
-        "source": SagaStatus.FAILED,
-        "dest": SagaStatus.COMPENSATING,
-    },
-    {"trigger": "resume_forward", "source": SagaStatus.FAILED, "dest": SagaStatus.RUNNING},
+__all__ = [
+    "SAGA_MACHINE",
+    "SAGA_MOVES",
+    "STEP_MACHINE",
+    "STEP_MOVES",
+    "Action",
+    "AfterFailure",
+    "ErrorKind",
+    "IllegalTransition",
+    "SagaRun",
+    "SendAction",
+    "SendCompensation",
+    "Verdict",
 ]
-
-_STEP_TRANSITIONS: list[dict[str, Any]] = [
-    {"trigger": "start", "source": StepStatus.PENDING, "dest": StepStatus.STARTED},
-    {"trigger": "succeed", "source": StepStatus.STARTED, "dest": StepStatus.COMPLETED},
-    {"trigger": "fail", "source": StepStatus.STARTED, "dest": StepStatus.FAILED},
-    # STARTED: the outcome is unknown (no reply, or a crash), so it is undone too.
-    {
-        "trigger": "compensate",
-        "source": [StepStatus.COMPLETED, StepStatus.STARTED],
-        "dest": StepStatus.COMPENSATING,
-    },
-    {"trigger": "compensated", "source": StepStatus.COMPENSATING, "dest": StepStatus.COMPENSATED},
-    {
-        "trigger": "give_up",
-        "source": StepStatus.COMPENSATING,
-        "dest": StepStatus.COMPENSATION_FAILED,
-    },
-    # Operator calls.
-    {
-        "trigger": "retry_compensation",
-        "source": StepStatus.COMPENSATION_FAILED,
-        "dest": StepStatus.COMPENSATING,
-    },
-    {
-        "trigger": "resolve_compensation",
-        "source": StepStatus.COMPENSATION_FAILED,
-        "dest": StepStatus.COMPENSATED,
-    },
-    {"trigger": "retry_forward", "source": StepStatus.FAILED, "dest": StepStatus.STARTED},
-    {"trigger": "resolve_forward", "source": StepStatus.FAILED, "dest": StepStatus.COMPLETED},
-]
-
-
-def _machine(states: type[SagaStatus] | type[StepStatus], finals: set[Any], rules: Any) -> Machine:
-    return Machine(
-        model=None,
-        states=[{"name": s, "final": s in finals} for s in states],
-        transitions=rules,
-        initial=next(iter(states)),
-        auto_transitions=False,
-    )
-
-
-SAGA_MACHINE = _machine(SagaStatus, {SagaStatus.COMPLETED, SagaStatus.FAILED}, _SAGA_TRANSITIONS)
-STEP_MACHINE = _machine(StepStatus, {StepStatus.COMPENSATED}, _STEP_TRANSITIONS)
-
-
-TransitionTable = dict[tuple[str, str], str]
-
-
-def transition_table(machine: Machine) -> TransitionTable:
-    """The machine's legal moves, (trigger, source state name) -> destination state name.
-
-    Read once from the shared `transitions` Machine, so each saga moves by a dict
-    lookup instead of registering models with the machine (which costs more than
-    the rest of a step's bookkeeping). tests/unit/test_machine.py checks that the
-    table and the machine agree on every trigger from every state.
-    """
-    table: TransitionTable = {}
-    for trigger, event in machine.events.items():
-        for source, moves in event.transitions.items():
-            for move in moves:
-                if move.dest is not None:  # None would be an internal transition
-                    table[(trigger, source)] = move.dest
-    return table
-
-
-SAGA_MOVES = transition_table(SAGA_MACHINE)
-STEP_MOVES = transition_table(STEP_MACHINE)
-
-
-class _Model:
-    """One saga's or step's current state, moved only through a transition table."""
-
-    __slots__ = ("state",)
-
-    def __init__(self, state: SagaStatus | StepStatus) -> None:
-        self.state = state
-
-
-def _fire(moves: TransitionTable, model: _Model, trigger: str, what: str) -> None:
-    """Move `model` by `trigger`; IllegalTransition if the machine does not allow it."""
-    state = model.state
-    destination = moves.get((trigger, state.name))
-    if destination is None:
-        raise IllegalTransition(f"{what}: cannot {trigger} from {state}")
-    model.state = type(state)[destination]
-
 
 # --- actions: what the executor must do next -------------------------------------------
 
@@ -233,8 +143,8 @@ class SagaRun:
         self.definition = definition
         self.saga = saga
         self.steps = list(steps)
-        self._saga_model = _Model(saga.status)
-        self._step_models = [_Model(record.status) for record in steps]
+        self._saga_model = Model(saga.status)
+        self._step_models = [Model(record.status) for record in steps]
         self._seq = last_seq
         self._persisted_version = saga.version
         self._pending: list[TransitionRecord] = []
@@ -559,7 +469,7 @@ class SagaRun:
                 needs_intervention=False,
                 failure_reason=f"{self.saga.failure_reason}; retried by {actor}: {reason}",
             )
-            _fire(SAGA_MOVES, self._saga_model, "resume_compensation", self.saga.saga_id)
+            fire(SAGA_MOVES, self._saga_model, "resume_compensation", self.saga.saga_id)
         else:
             self._fire_step(
                 index,
@@ -571,7 +481,7 @@ class SagaRun:
                 reason=reason,
             )
             self._set_saga(now, needs_intervention=False, failure_reason="", failed_step="")
-            _fire(SAGA_MOVES, self._saga_model, "resume_forward", self.saga.saga_id)
+            fire(SAGA_MOVES, self._saga_model, "resume_forward", self.saga.saga_id)
         self._set_saga(now, status=self.status)
 
     def resolve(self, step: str, now: datetime, actor: str, reason: str) -> None:
@@ -596,7 +506,7 @@ class SagaRun:
                 needs_intervention=False,
                 failure_reason=f"{self.saga.failure_reason}; {step} resolved by {actor}: {reason}",
             )
-            _fire(SAGA_MOVES, self._saga_model, "resume_compensation", self.saga.saga_id)
+            fire(SAGA_MOVES, self._saga_model, "resume_compensation", self.saga.saga_id)
         else:
             self._fire_step(
                 index,
@@ -607,7 +517,7 @@ class SagaRun:
                 reason=reason,
             )
             self._set_saga(now, needs_intervention=False, failure_reason="", failed_step="")
-            _fire(SAGA_MOVES, self._saga_model, "resume_forward", self.saga.saga_id)
+            fire(SAGA_MOVES, self._saga_model, "resume_forward", self.saga.saga_id)
         self._set_saga(now, status=self.status)
 
     # --- persistence hand-off ---------------------------------------------------------
@@ -651,7 +561,7 @@ class SagaRun:
         failure: str = "",
     ) -> None:
         self._set_saga(now, failure_reason=failure or reason)
-        _fire(SAGA_MOVES, self._saga_model, "compensate", self.saga.saga_id)
+        fire(SAGA_MOVES, self._saga_model, "compensate", self.saga.saga_id)
         self._set_saga(now, status=self.status)
         self._log(event, now, None, error="", actor=actor, reason=reason)
 
@@ -663,7 +573,7 @@ class SagaRun:
     def _fire_saga(
         self, trigger: str, event: TransitionEvent, now: datetime, error: str = ""
     ) -> None:
-        _fire(SAGA_MOVES, self._saga_model, trigger, f"saga {self.saga.saga_id}")
+        fire(SAGA_MOVES, self._saga_model, trigger, f"saga {self.saga.saga_id}")
         self._set_saga(now, status=self.status)
         self._log(event, now, None, error=error)
 
@@ -678,7 +588,7 @@ class SagaRun:
         **changes: Any,
     ) -> None:
         name = self.steps[index].name
-        _fire(STEP_MOVES, self._step_models[index], trigger, f"saga {self.saga.saga_id} {name}")
+        fire(STEP_MOVES, self._step_models[index], trigger, f"saga {self.saga.saga_id} {name}")
         if self.steps[index].start_time is None:
             changes["start_time"] = now
         self._update_step(index, now, status=self.step_status(index), **changes)

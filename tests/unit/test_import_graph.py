@@ -33,7 +33,13 @@ def loaded_after_import(modules: list[str]) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    "module", ["orchestrator.machine", "orchestrator.definition", "orchestrator.errors"]
+    "module",
+    [
+        "orchestrator.machine",
+        "orchestrator.moves",
+        "orchestrator.definition",
+        "orchestrator.errors",
+    ],
 )
 def test_the_pure_core_imports_neither_grpc_nor_psycopg(module):
     assert loaded_after_import([module]) == []
