@@ -102,10 +102,6 @@ class Store(abc.ABC):
         """The seq of the saga's newest log row, 0 when it has none (resuming needs no more)."""
 
     @abc.abstractmethod
-    async def list_unfinished(self, limit: int = 1000) -> list[SagaRecord]:
-        """Sagas that are RUNNING or COMPENSATING, oldest first (for recovery)."""
-
-    @abc.abstractmethod
     async def list_sagas(
         self, where: SagaFilter, limit: int, after: PagePosition | None = None
     ) -> list[SagaRecord]:

@@ -114,7 +114,7 @@ async def test_open_creates_schema_and_records_latest_version(store: Store, stor
     latest = load_migrations(backend_of(store_url))[-1].version
 
     assert await store.schema_version() == latest
-    assert await store.list_unfinished() == []
+    assert await store.list_sagas(SagaFilter(), limit=10) == []
 
 
 async def test_reopening_keeps_data_and_applies_no_migration_again(store: Store, store_url: str):
@@ -340,7 +340,7 @@ async def test_get_transitions_after_seq_returns_only_later_rows_in_order(store:
     assert await store.get_transitions("saga-1", after_seq=5) == []
 
 
-async def test_list_unfinished_returns_running_and_compensating_oldest_first(store: Store):
+async def test_recovery_claims_running_and_compensating_sagas_oldest_first(store: Store):
     def at(seconds: int) -> datetime:
         return T0 + timedelta(seconds=seconds)
 
@@ -365,8 +365,14 @@ async def test_list_unfinished_returns_running_and_compensating_oldest_first(sto
         ]
     )
 
-    assert await store.list_unfinished() == [oldest, compensating, newest]
-    assert await store.list_unfinished(limit=2) == [oldest, compensating]
+    first = await store.claim_sagas(ALICE, limit=2)
+    rest = await store.claim_sagas(ALICE, limit=10)
+
+    claimed = [
+        dataclasses.replace(saga, version=saga.version + 1) for saga in (oldest, compensating)
+    ]
+    assert first == claimed
+    assert rest == [dataclasses.replace(newest, version=newest.version + 1)]
     assert await store.unfinished_definitions() == {
         (oldest.saga_type, oldest.definition_version): 3
     }
@@ -388,7 +394,7 @@ async def test_commit_of_many_sagas_in_one_call(store: Store):
 async def test_empty_commit_writes_nothing(store: Store):
     await store.commit([])
 
-    assert await store.list_unfinished() == []
+    assert await store.list_sagas(SagaFilter(), limit=10) == []
 
 
 async def test_reads_of_unknown_saga_are_empty(store: Store):
