@@ -85,6 +85,11 @@ class Store(abc.ABC):
             self._group = GroupCommit(self.write)
         return self._group
 
+    def pool_stats(self) -> dict[str, int]:
+        """Statistics of the store's connection pool (psycopg_pool's `get_stats()` keys),
+        empty for a store without one; cheap enough to read at every metrics scrape."""
+        return {}
+
     @abc.abstractmethod
     async def get_saga(self, saga_id: str) -> SagaRecord | None:
         """The saga row, or None."""

@@ -183,8 +183,7 @@ class PostgresStore(SqlStore):
             await pool.close()
 
     def pool_stats(self) -> dict[str, int]:
-        """psycopg_pool's `get_stats()` of the open pool (empty when closed): its size and
-        idle connections, and counters of requests, waits, errors and lost connections."""
+        # get_stats() only copies counts, so the metrics scrape thread may call it.
         return {} if self._pool is None else self._pool.get_stats()
 
     async def schema_version(self) -> int:
