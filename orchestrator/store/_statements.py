@@ -171,44 +171,46 @@ GROUP BY saga_type, definition_version
             dialect=dialect,
         )
 
-    def list_sagas(
-        self, where: SagaFilter, after: PagePosition | None
-    ) -> tuple[str, dict[str, object]]:
-        """A saga listing, newest first, and its parameters but for `limit`.
 
-        Only fixed SQL fragments are joined; every value is a bound parameter.
-        """
-        p, time_to_db = self.dialect.param, self.dialect.time_to_db
-        conditions: list[str] = []
-        params: dict[str, object] = {}
-        if where.status is not None:
-            conditions.append(f"status = {p('status')}")
-            params["status"] = where.status.value
-        if where.saga_type is not None:
-            conditions.append(f"saga_type = {p('saga_type')}")
-            params["saga_type"] = where.saga_type
-        if where.correlation_id is not None:
-            conditions.append(f"correlation_id = {p('correlation_id')}")
-            params["correlation_id"] = where.correlation_id
-        if where.needs_intervention is not None:
-            # Spelled out, not bound: a prepared statement's generic plan could not use
-            # the partial index `WHERE needs_intervention` for a parameter.
-            conditions.append(
-                "needs_intervention" if where.needs_intervention else "NOT needs_intervention"
-            )
-        if where.created_after is not None:
-            conditions.append(f"create_time >= {p('created_after')}")
-            params["created_after"] = time_to_db(aware(where.created_after))
-        if where.created_before is not None:
-            conditions.append(f"create_time < {p('created_before')}")
-            params["created_before"] = time_to_db(aware(where.created_before))
-        if after is not None:
-            conditions.append(f"(create_time, saga_id) < ({p('after_time')}, {p('after_id')})")
-            params["after_time"] = time_to_db(aware(after.create_time))
-            params["after_id"] = after.saga_id
-        clause = " AND ".join(conditions) if conditions else "TRUE"
-        query = (
-            f"SELECT {SAGA_COLUMNS} FROM sagas WHERE {clause}"
-            f" ORDER BY create_time DESC, saga_id DESC LIMIT {p('limit')}"
+def saga_listing(
+    dialect: Dialect, where: SagaFilter, after: PagePosition | None
+) -> tuple[str, dict[str, object]]:
+    """A saga listing, newest first, and its parameters but for `limit`.
+
+    Only fixed SQL fragments are joined; every value is a bound parameter. The
+    parameters are spelled in the order they are bound, `limit` last.
+    """
+    p, time_to_db = dialect.param, dialect.time_to_db
+    conditions: list[str] = []
+    params: dict[str, object] = {}
+    if where.status is not None:
+        conditions.append(f"status = {p('status')}")
+        params["status"] = where.status.value
+    if where.saga_type is not None:
+        conditions.append(f"saga_type = {p('saga_type')}")
+        params["saga_type"] = where.saga_type
+    if where.correlation_id is not None:
+        conditions.append(f"correlation_id = {p('correlation_id')}")
+        params["correlation_id"] = where.correlation_id
+    if where.needs_intervention is not None:
+        # Spelled out, not bound: a prepared statement's generic plan could not use
+        # the partial index `WHERE needs_intervention` for a parameter.
+        conditions.append(
+            "needs_intervention" if where.needs_intervention else "NOT needs_intervention"
         )
-        return query, params
+    if where.created_after is not None:
+        conditions.append(f"create_time >= {p('created_after')}")
+        params["created_after"] = time_to_db(aware(where.created_after))
+    if where.created_before is not None:
+        conditions.append(f"create_time < {p('created_before')}")
+        params["created_before"] = time_to_db(aware(where.created_before))
+    if after is not None:
+        conditions.append(f"(create_time, saga_id) < ({p('after_time')}, {p('after_id')})")
+        params["after_time"] = time_to_db(aware(after.create_time))
+        params["after_id"] = after.saga_id
+    clause = " AND ".join(conditions) if conditions else "TRUE"
+    query = (
+        f"SELECT {SAGA_COLUMNS} FROM sagas WHERE {clause}"
+        f" ORDER BY create_time DESC, saga_id DESC LIMIT {p('limit')}"
+    )
+    return query, params

@@ -86,17 +86,17 @@ def _lease_params(lease: Lease | None) -> dict[str, object]:
     }
 
 
-_STATEMENTS = Statements.render(
-    Dialect(
-        param=lambda name: f"%({name})s",
-        now="clock_timestamp()",
-        lease_expiry="clock_timestamp() + make_interval(secs => %(seconds)s::float8)",
-        lease_params=_lease_params,
-        in_ids="= ANY(%(saga_ids)s)",
-        id_list=list,
-        skip_locked="FOR UPDATE SKIP LOCKED",
-    )
+DIALECT = Dialect(
+    param=lambda name: f"%({name})s",
+    now="clock_timestamp()",
+    lease_expiry="clock_timestamp() + make_interval(secs => %(seconds)s::float8)",
+    lease_params=_lease_params,
+    in_ids="= ANY(%(saga_ids)s)",
+    id_list=list,
+    skip_locked="FOR UPDATE SKIP LOCKED",
 )
+"""How PostgreSQL spells the shared SQL: the server's clock decides leases, shared by replicas."""
+_STATEMENTS = Statements.render(DIALECT)
 
 
 class PostgresStore(SqlStore):

@@ -23,7 +23,7 @@ from orchestrator.records import (
     TransitionRecord,
 )
 from orchestrator.store._rows import Row, RowEncoding
-from orchestrator.store._statements import Statements
+from orchestrator.store._statements import Statements, saga_listing
 from orchestrator.store.base import Store
 
 
@@ -63,7 +63,7 @@ class SqlStore(Store):
     async def list_sagas(
         self, where: SagaFilter, limit: int, after: PagePosition | None = None
     ) -> list[SagaRecord]:
-        query, params = self._statements.list_sagas(where, after)
+        query, params = saga_listing(self._statements.dialect, where, after)
         rows = await self._rows(query, {**params, "limit": limit})
         return [self._encoding.saga_from_row(row) for row in rows]
 

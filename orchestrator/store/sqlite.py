@@ -93,17 +93,17 @@ def _lease_params(lease: Lease | None) -> dict[str, object]:
     }
 
 
-_STATEMENTS = Statements.render(
-    Dialect(
-        param=lambda name: f":{name}",
-        now=":now",
-        lease_expiry=":expires",
-        lease_params=_lease_params,
-        in_ids="IN (SELECT value FROM json_each(:saga_ids))",
-        id_list=json.dumps,
-        time_to_db=_time_to_text,
-    )
+DIALECT = Dialect(
+    param=lambda name: f":{name}",
+    now=":now",
+    lease_expiry=":expires",
+    lease_params=_lease_params,
+    in_ids="IN (SELECT value FROM json_each(:saga_ids))",
+    id_list=json.dumps,
+    time_to_db=_time_to_text,
 )
+"""How SQLite spells the shared SQL: leases by this process's clock, ids as a JSON array."""
+_STATEMENTS = Statements.render(DIALECT)
 
 
 class SqliteStore(SqlStore):
