@@ -19,7 +19,7 @@ throughput and GetSaga latency stay within 10 % of an empty store. One run:
    same orchestrator), the sessions in ABBA order (big, empty, empty, big) so
    that drift of a shared machine falls on both sides of the ratio.
 4. Each listing query, built as PostgresStore.list_sagas builds it (the store's
-   own list_query), is run under EXPLAIN (ANALYZE, BUFFERS) with its values
+   own saga_listing), is run under EXPLAIN (ANALYZE, BUFFERS) with its values
    bound, as the first executions of a statement are planned (custom plan),
    and again as a prepared statement's generic plan, which PostgreSQL may switch
    to after five executions of a statement psycopg has prepared.
@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import platform
@@ -74,7 +75,8 @@ from bench.workload import SAGA_TYPE, TERMINAL_OK
 from orchestrator.records import PagePosition, SagaFilter, SagaStatus
 from orchestrator.service import decode_page_token
 from orchestrator.store import PostgresStore
-from orchestrator.store._rows import SAGA_COLUMNS, list_query
+from orchestrator.store._statements import saga_listing
+from orchestrator.store.postgres import DIALECT
 from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
 
@@ -494,20 +496,12 @@ def list_request(where: SagaFilter, page_size: int, token: str = "") -> pb.ListS
     return request
 
 
-def _listing_sql(clause: str, limit_placeholder: str) -> str:
-    # The statement PostgresStore.list_sagas runs around the store's own list_query clause.
-    return (
-        f"SELECT {SAGA_COLUMNS} FROM sagas WHERE {clause}"
-        f" ORDER BY create_time DESC, saga_id DESC LIMIT {limit_placeholder}"
-    )
-
-
 def store_listing(
     where: SagaFilter, after: PagePosition | None, limit: int
 ) -> tuple[str, dict[str, object]]:
     """The listing query and parameters exactly as PostgresStore.list_sagas binds them."""
-    clause, params = list_query(where, after, lambda name: f"%({name})s", lambda t: t)
-    return _listing_sql(clause, "%(limit)s"), {**params, "limit": limit}
+    query, params = saga_listing(DIALECT, where, after)
+    return query, {**params, "limit": limit}
 
 
 def prepared_listing(
@@ -520,10 +514,9 @@ def prepared_listing(
         names.append(name)
         return f"${len(names)}"
 
-    clause, params = list_query(where, after, numbered, lambda t: t)
-    names.append("limit")
+    query, params = saga_listing(dataclasses.replace(DIALECT, param=numbered), where, after)
     values = {**params, "limit": limit}
-    return _listing_sql(clause, f"${len(names)}"), [values[name] for name in names]
+    return query, [values[name] for name in names]
 
 
 _INDEX_USE = re.compile(r"(Index Only Scan|Index Scan|Bitmap Index Scan)(?: Backward)? using (\S+)")

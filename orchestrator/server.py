@@ -157,6 +157,8 @@ async def _serve(
     participants.check_addresses(registry.participants)
     store = open_store(config.database_url)
     await store.open()
+    if telemetry.metrics is not None:
+        telemetry.metrics.watch_store_pool(store.pool_stats)
     try:
         check_unfinished_versions(await store.unfinished_definitions(), registry)
     except BaseException:

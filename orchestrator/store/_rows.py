@@ -1,9 +1,8 @@
 """How records become SQL parameters and rows become records, for both SQL back ends.
 
-Parameters are dicts keyed by column name, so each back end's SQL names what it
-binds (`:status` on SQLite, `%(status)s` on PostgreSQL) and no column order is
-shared by convention. The back ends differ only in how a time and a payload are
-stored, which they pass in as a `RowEncoding`.
+Parameters are dicts keyed by column name, so the SQL (`_statements.py`) names
+what it binds and no column order is shared by convention. The back ends differ
+only in how a time and a payload are stored, which they pass in as a `RowEncoding`.
 """
 
 from __future__ import annotations
@@ -15,9 +14,7 @@ from typing import Any, Protocol
 
 from orchestrator.errors import StaleSagaVersion
 from orchestrator.records import (
-    PagePosition,
     SagaCommit,
-    SagaFilter,
     SagaRecord,
     SagaStatus,
     StepRecord,
@@ -25,65 +22,6 @@ from orchestrator.records import (
     TransitionEvent,
     TransitionRecord,
 )
-
-SAGA_COLUMNS = (
-    "saga_id, saga_type, definition_version, correlation_id, idempotency_key,"
-    " request_fingerprint, payload, status, failure_reason, failed_step,"
-    " needs_intervention, create_time, update_time, version, deadline_time"
-)
-STEP_COLUMNS = (
-    "saga_id, step_index, name, status, attempts, compensation_attempts, error, result,"
-    " start_time, update_time, next_attempt_time"
-)
-TRANSITION_COLUMNS = (
-    "saga_id, seq, event, time, saga_status, step, step_status, attempt, error, actor, reason"
-)
-UNFINISHED_STATUSES = "('RUNNING', 'COMPENSATING')"
-"""SQL list of the statuses recovery resumes; matches the partial index's predicate."""
-
-
-def list_query(
-    where: SagaFilter,
-    after: PagePosition | None,
-    placeholder: Callable[[str], str],
-    time_to_db: Callable[[datetime], object],
-) -> tuple[str, dict[str, object]]:
-    """The WHERE clause and parameters of a saga listing, for either back end.
-
-    Only fixed SQL fragments are joined; every value is a bound parameter.
-    `placeholder("x")` is the back end's spelling of the parameter named x.
-    """
-    conditions: list[str] = []
-    params: dict[str, object] = {}
-    if where.status is not None:
-        conditions.append(f"status = {placeholder('status')}")
-        params["status"] = where.status.value
-    if where.saga_type is not None:
-        conditions.append(f"saga_type = {placeholder('saga_type')}")
-        params["saga_type"] = where.saga_type
-    if where.correlation_id is not None:
-        conditions.append(f"correlation_id = {placeholder('correlation_id')}")
-        params["correlation_id"] = where.correlation_id
-    if where.needs_intervention is not None:
-        # Spelled out, not bound: a prepared statement's generic plan could not use
-        # the partial index `WHERE needs_intervention` for a parameter.
-        conditions.append(
-            "needs_intervention" if where.needs_intervention else "NOT needs_intervention"
-        )
-    if where.created_after is not None:
-        conditions.append(f"create_time >= {placeholder('created_after')}")
-        params["created_after"] = time_to_db(aware(where.created_after))
-    if where.created_before is not None:
-        conditions.append(f"create_time < {placeholder('created_before')}")
-        params["created_before"] = time_to_db(aware(where.created_before))
-    if after is not None:
-        conditions.append(
-            f"(create_time, saga_id) < ({placeholder('after_time')}, {placeholder('after_id')})"
-        )
-        params["after_time"] = time_to_db(aware(after.create_time))
-        params["after_id"] = after.saga_id
-    clause = " AND ".join(conditions) if conditions else "TRUE"
-    return clause, params
 
 
 class Row(Protocol):

@@ -85,6 +85,11 @@ class Store(abc.ABC):
             self._group = GroupCommit(self.write)
         return self._group
 
+    def pool_stats(self) -> dict[str, int]:
+        """Statistics of the store's connection pool (psycopg_pool's `get_stats()` keys),
+        empty for a store without one; cheap enough to read at every metrics scrape."""
+        return {}
+
     @abc.abstractmethod
     async def get_saga(self, saga_id: str) -> SagaRecord | None:
         """The saga row, or None."""
@@ -100,10 +105,6 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def last_seq(self, saga_id: str) -> int:
         """The seq of the saga's newest log row, 0 when it has none (resuming needs no more)."""
-
-    @abc.abstractmethod
-    async def list_unfinished(self, limit: int = 1000) -> list[SagaRecord]:
-        """Sagas that are RUNNING or COMPENSATING, oldest first (for recovery)."""
 
     @abc.abstractmethod
     async def list_sagas(

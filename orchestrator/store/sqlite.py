@@ -15,36 +15,23 @@ import json
 import logging
 import os
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from orchestrator.errors import StoreUnavailable
-from orchestrator.records import (
-    CreateSagaResult,
-    Lease,
-    NewSaga,
-    PagePosition,
-    SagaCommit,
-    SagaFilter,
-    SagaRecord,
-    StepRecord,
-    TransitionRecord,
-)
+from orchestrator.records import CreateSagaResult, Lease, NewSaga, SagaCommit
 from orchestrator.store._rows import (
-    SAGA_COLUMNS,
-    STEP_COLUMNS,
-    TRANSITION_COLUMNS,
-    UNFINISHED_STATUSES,
+    Row,
     RowEncoding,
     aware,
     duplicate_transition,
-    list_query,
     stale_version,
 )
-from orchestrator.store.base import Store
+from orchestrator.store._statements import Dialect, Statements
 from orchestrator.store.migrations import load_migrations, next_migration
+from orchestrator.store.sql_store import SqlStore
 
 logger = logging.getLogger(__name__)
 
@@ -96,92 +83,38 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 _APPLIED_VERSION = "SELECT coalesce(max(version), 0) FROM schema_migrations"
 _RECORD_MIGRATION = "INSERT INTO schema_migrations (version, name, applied_time) VALUES (?, ?, ?)"
 
-_INSERT_SAGA = f"""
-INSERT INTO sagas ({SAGA_COLUMNS}, lease_owner, lease_expires_at)
-VALUES (:saga_id, :saga_type, :definition_version, :correlation_id, :idempotency_key,
-        :request_fingerprint, :payload, :status, :failure_reason, :failed_step,
-        :needs_intervention, :create_time, :update_time, :version, :deadline_time,
-        :lease_owner, :lease_expires_at)
-ON CONFLICT (idempotency_key) DO NOTHING
-"""
-_UPDATE_SAGA = """
-UPDATE sagas
-SET status = :status, failure_reason = :failure_reason, failed_step = :failed_step,
-    needs_intervention = :needs_intervention, update_time = :update_time, version = :version,
-    -- A finished saga needs no driver; an operator's retry makes it claimable at once.
-    lease_owner = CASE WHEN :status IN ('COMPLETED', 'FAILED') THEN NULL ELSE lease_owner END,
-    lease_expires_at = CASE WHEN :status IN ('COMPLETED', 'FAILED') THEN NULL
-                            ELSE lease_expires_at END
-WHERE saga_id = :saga_id AND version = :expected_version
-"""
-_UPSERT_STEP = f"""
-INSERT INTO saga_steps ({STEP_COLUMNS})
-VALUES (:saga_id, :step_index, :name, :status, :attempts, :compensation_attempts, :error,
-        :result, :start_time, :update_time, :next_attempt_time)
-ON CONFLICT (saga_id, name) DO UPDATE
-SET step_index = excluded.step_index, status = excluded.status,
-    attempts = excluded.attempts, compensation_attempts = excluded.compensation_attempts,
-    error = excluded.error, result = excluded.result, start_time = excluded.start_time,
-    update_time = excluded.update_time, next_attempt_time = excluded.next_attempt_time
-"""
-_INSERT_TRANSITION = f"""
-INSERT INTO saga_transitions ({TRANSITION_COLUMNS})
-VALUES (:saga_id, :seq, :event, :time, :saga_status, :step, :step_status, :attempt,
-        :error, :actor, :reason)
-"""
-_CLAIM_SAGAS = f"""
-UPDATE sagas SET lease_owner = :owner, lease_expires_at = :expires, version = version + 1
-WHERE saga_id IN (
-    SELECT saga_id FROM sagas
-    WHERE status IN {UNFINISHED_STATUSES}
-      AND (lease_expires_at IS NULL OR lease_expires_at < :now)
-    ORDER BY create_time, saga_id
-    LIMIT :limit
+
+def _lease_params(lease: Lease | None) -> dict[str, object]:
+    """The owner, and an expiry and a now by this process's clock (SQLite has one writer)."""
+    return {
+        "owner": None if lease is None else lease.owner,
+        "expires": None if lease is None else _lease_expiry(lease),
+        "now": _time_to_text(datetime.now(UTC)),
+    }
+
+
+DIALECT = Dialect(
+    param=lambda name: f":{name}",
+    now=":now",
+    lease_expiry=":expires",
+    lease_params=_lease_params,
+    in_ids="IN (SELECT value FROM json_each(:saga_ids))",
+    id_list=json.dumps,
+    time_to_db=_time_to_text,
 )
-RETURNING {SAGA_COLUMNS}
-"""
-_CLAIM_SAGA = f"""
-UPDATE sagas SET lease_owner = :owner, lease_expires_at = :expires, version = version + 1
-WHERE saga_id = :saga_id AND status IN {UNFINISHED_STATUSES}
-  AND (lease_expires_at IS NULL OR lease_expires_at < :now OR lease_owner = :owner)
-RETURNING {SAGA_COLUMNS}
-"""
-_RENEW_LEASE = """
-UPDATE sagas SET lease_expires_at = :expires WHERE lease_owner = :owner AND saga_id = :saga_id
-"""
-_RELEASE_LEASE = """
-UPDATE sagas SET lease_owner = NULL, lease_expires_at = NULL
-WHERE lease_owner = :owner AND saga_id = :saga_id
-"""
-_SELECT_SAGA = f"SELECT {SAGA_COLUMNS} FROM sagas WHERE saga_id = ?"
-_SELECT_SAGA_BY_KEY = f"SELECT {SAGA_COLUMNS} FROM sagas WHERE idempotency_key = ?"
-_SELECT_VERSION = "SELECT version FROM sagas WHERE saga_id = ?"
-_SELECT_STEPS = f"SELECT {STEP_COLUMNS} FROM saga_steps WHERE saga_id = ? ORDER BY step_index"
-_LAST_SEQ = "SELECT coalesce(max(seq), 0) FROM saga_transitions WHERE saga_id = ?"
-_SELECT_TRANSITIONS = f"""
-SELECT {TRANSITION_COLUMNS} FROM saga_transitions
-WHERE saga_id = ? AND seq > ? ORDER BY seq
-"""
-_COUNT_UNFINISHED_BY_DEFINITION = f"""
-SELECT saga_type, definition_version, count(*) AS sagas FROM sagas
-WHERE status IN {UNFINISHED_STATUSES}
-GROUP BY saga_type, definition_version
-"""
-
-_SELECT_UNFINISHED = f"""
-SELECT {SAGA_COLUMNS} FROM sagas
-WHERE status IN {UNFINISHED_STATUSES}
-ORDER BY create_time, saga_id
-LIMIT ?
-"""
+"""How SQLite spells the shared SQL: leases by this process's clock, ids as a JSON array."""
+_STATEMENTS = Statements.render(DIALECT)
 
 
-class SqliteStore(Store):
+class SqliteStore(SqlStore):
     """A `Store` in one SQLite file (or in memory, for tests).
 
     `path` is a file path; its parent directory is created if missing. ":memory:"
     gives a private database that disappears on `close()`.
     """
+
+    _statements = _STATEMENTS
+    _encoding = _ENCODING
 
     def __init__(self, path: str) -> None:
         self._path = path
@@ -214,24 +147,21 @@ class SqliteStore(Store):
     async def write(
         self, new_sagas: Sequence[NewSaga], commits: Sequence[SagaCommit]
     ) -> list[CreateSagaResult]:
+        statements, encoding = self._statements, self._encoding
         inserts = [
             (
                 new,
-                {
-                    **_ENCODING.saga_params(new.saga),
-                    "lease_owner": None if new.lease is None else new.lease.owner,
-                    "lease_expires_at": None if new.lease is None else _lease_expiry(new.lease),
-                },
-                [_ENCODING.step_params(step) for step in new.steps],
-                [_ENCODING.transition_params(t) for t in new.transitions],
+                {**encoding.saga_params(new.saga), **_lease_params(new.lease)},
+                [encoding.step_params(step) for step in new.steps],
+                [encoding.transition_params(t) for t in new.transitions],
             )
             for new in new_sagas
         ]
         updates = [
             (
-                _ENCODING.commit_params(commit),
-                [_ENCODING.step_params(step) for step in commit.steps],
-                [_ENCODING.transition_params(t) for t in commit.transitions],
+                encoding.commit_params(commit),
+                [encoding.step_params(step) for step in commit.steps],
+                [encoding.transition_params(t) for t in commit.transitions],
             )
             for commit in commits
         ]
@@ -240,143 +170,43 @@ class SqliteStore(Store):
             results: list[CreateSagaResult] = []
             with _write_transaction(connection):
                 for new, saga_params, step_params, transition_params in inserts:
-                    if connection.execute(_INSERT_SAGA, saga_params).rowcount == 0:
+                    if not connection.execute(statements.insert_saga, saga_params).fetchall():
                         row = connection.execute(
-                            _SELECT_SAGA_BY_KEY, (new.saga.idempotency_key,)
+                            statements.select_saga_by_key,
+                            {"idempotency_key": new.saga.idempotency_key},
                         ).fetchone()
-                        results.append(
-                            CreateSagaResult(_ENCODING.saga_from_row(row), created=False)
-                        )
+                        results.append(CreateSagaResult(encoding.saga_from_row(row), created=False))
                         continue
-                    connection.executemany(_UPSERT_STEP, step_params)
-                    connection.executemany(_INSERT_TRANSITION, transition_params)
+                    connection.executemany(statements.upsert_step, step_params)
+                    connection.executemany(statements.insert_transition, transition_params)
                     results.append(CreateSagaResult(new.saga, created=True))
                 for saga_params, step_params, transition_params in updates:
-                    if connection.execute(_UPDATE_SAGA, saga_params).rowcount == 0:
-                        row = connection.execute(
-                            _SELECT_VERSION, (saga_params["saga_id"],)
-                        ).fetchone()
+                    if connection.execute(statements.update_saga, saga_params).rowcount == 0:
+                        row = connection.execute(statements.select_version, saga_params).fetchone()
                         raise stale_version(
                             saga_params["saga_id"],
                             saga_params["expected_version"],
                             None if row is None else row[0],
                         )
-                    connection.executemany(_UPSERT_STEP, step_params)
+                    connection.executemany(statements.upsert_step, step_params)
                     try:
-                        connection.executemany(_INSERT_TRANSITION, transition_params)
+                        connection.executemany(statements.insert_transition, transition_params)
                     except sqlite3.IntegrityError as error:
                         raise duplicate_transition(f"saga {saga_params['saga_id']}") from error
             return results
 
         return await self._run(apply)
 
-    async def get_saga(self, saga_id: str) -> SagaRecord | None:
-        def read(connection: sqlite3.Connection) -> SagaRecord | None:
-            row = connection.execute(_SELECT_SAGA, (saga_id,)).fetchone()
-            return None if row is None else _ENCODING.saga_from_row(row)
-
-        return await self._run(read)
-
-    async def get_steps(self, saga_id: str) -> list[StepRecord]:
-        def read(connection: sqlite3.Connection) -> list[StepRecord]:
-            rows = connection.execute(_SELECT_STEPS, (saga_id,)).fetchall()
-            return [_ENCODING.step_from_row(row) for row in rows]
-
-        return await self._run(read)
-
-    async def last_seq(self, saga_id: str) -> int:
-        def read(connection: sqlite3.Connection) -> int:
-            return int(connection.execute(_LAST_SEQ, (saga_id,)).fetchone()[0])
-
-        return await self._run(read)
-
-    async def get_transitions(self, saga_id: str, after_seq: int = 0) -> list[TransitionRecord]:
-        def read(connection: sqlite3.Connection) -> list[TransitionRecord]:
-            rows = connection.execute(_SELECT_TRANSITIONS, (saga_id, after_seq)).fetchall()
-            return [_ENCODING.transition_from_row(row) for row in rows]
-
-        return await self._run(read)
-
-    async def list_unfinished(self, limit: int = 1000) -> list[SagaRecord]:
-        def read(connection: sqlite3.Connection) -> list[SagaRecord]:
-            rows = connection.execute(_SELECT_UNFINISHED, (limit,)).fetchall()
-            return [_ENCODING.saga_from_row(row) for row in rows]
-
-        return await self._run(read)
-
-    async def list_sagas(
-        self, where: SagaFilter, limit: int, after: PagePosition | None = None
-    ) -> list[SagaRecord]:
-        clause, params = list_query(where, after, lambda name: f":{name}", _time_to_text)
-        query = (
-            f"SELECT {SAGA_COLUMNS} FROM sagas WHERE {clause}"
-            " ORDER BY create_time DESC, saga_id DESC LIMIT :limit"
-        )
-
-        def read(connection: sqlite3.Connection) -> list[SagaRecord]:
-            rows = connection.execute(query, {**params, "limit": limit}).fetchall()
-            return [_ENCODING.saga_from_row(row) for row in rows]
-
-        return await self._run(read)
-
-    async def claim_sagas(self, lease: Lease, limit: int) -> list[SagaRecord]:
-        def claim(connection: sqlite3.Connection) -> list[SagaRecord]:
-            params = {
-                "owner": lease.owner,
-                "expires": _lease_expiry(lease),
-                "now": _time_to_text(datetime.now(UTC)),
-                "limit": limit,
-            }
+    async def _rows(
+        self, query: str, params: Mapping[str, object], *, write: bool = False
+    ) -> list[Row]:
+        def run(connection: sqlite3.Connection) -> list[Row]:
+            if not write:
+                return connection.execute(query, params).fetchall()
             with _write_transaction(connection):
-                rows = connection.execute(_CLAIM_SAGAS, params).fetchall()
-            sagas = [_ENCODING.saga_from_row(row) for row in rows]
-            return sorted(sagas, key=lambda s: (s.create_time, s.saga_id))
+                return connection.execute(query, params).fetchall()
 
-        return await self._run(claim)
-
-    async def claim_saga(self, lease: Lease, saga_id: str) -> SagaRecord | None:
-        def claim(connection: sqlite3.Connection) -> SagaRecord | None:
-            params = {
-                "owner": lease.owner,
-                "expires": _lease_expiry(lease),
-                "now": _time_to_text(datetime.now(UTC)),
-                "saga_id": saga_id,
-            }
-            with _write_transaction(connection):
-                row = connection.execute(_CLAIM_SAGA, params).fetchone()
-            return None if row is None else _ENCODING.saga_from_row(row)
-
-        return await self._run(claim)
-
-    async def renew_leases(self, lease: Lease, saga_ids: Sequence[str]) -> set[str]:
-        def renew(connection: sqlite3.Connection) -> set[str]:
-            expires = _lease_expiry(lease)
-            held: set[str] = set()
-            with _write_transaction(connection):
-                for saga_id in saga_ids:
-                    params = {"owner": lease.owner, "expires": expires, "saga_id": saga_id}
-                    if connection.execute(_RENEW_LEASE, params).rowcount:
-                        held.add(saga_id)
-            return held
-
-        return await self._run(renew) if saga_ids else set()
-
-    async def release_leases(self, owner: str, saga_ids: Sequence[str]) -> None:
-        def release(connection: sqlite3.Connection) -> None:
-            with _write_transaction(connection):
-                connection.executemany(
-                    _RELEASE_LEASE, [{"owner": owner, "saga_id": s} for s in saga_ids]
-                )
-
-        if saga_ids:
-            await self._run(release)
-
-    async def unfinished_definitions(self) -> dict[tuple[str, int], int]:
-        def read(connection: sqlite3.Connection) -> dict[tuple[str, int], int]:
-            rows = connection.execute(_COUNT_UNFINISHED_BY_DEFINITION).fetchall()
-            return {(row[0], int(row[1])): int(row[2]) for row in rows}
-
-        return await self._run(read)
+        return await self._run(run)
 
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run `work` on the store's thread; calls queue and run one at a time."""

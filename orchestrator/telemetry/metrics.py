@@ -9,7 +9,7 @@ outcome, gRPC method and code; never a saga id.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -24,6 +24,8 @@ from prometheus_client import (
     disable_created_metrics,
 )
 from prometheus_client import start_http_server as _start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 # Participants answer in milliseconds; a saga spans a few commands and maybe retries.
 STEP_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -117,6 +119,63 @@ class SagaMetrics:
             buckets=COMMIT_BUCKETS,
             registry=registry,
         )
+
+    def watch_store_pool(self, stats: Callable[[], Mapping[str, int]]) -> None:
+        """Export the store's connection pool, read from `stats` at each scrape."""
+        self.registry.register(StorePoolCollector(stats))
+
+
+# psycopg_pool's get_stats() keys: measures of the moment become gauges, its running
+# totals counters (milliseconds as seconds); a key it has not counted yet is zero.
+POOL_GAUGES: Final = {
+    "pool_min": "Connections the store's pool keeps at least.",
+    "pool_max": "Connections the store's pool opens at most.",
+    "pool_size": "Connections of the store's pool now: in use, idle or being opened.",
+    "pool_available": "Idle connections ready in the store's pool.",
+    "requests_waiting": "Units of work waiting for a connection of the store's pool.",
+}
+POOL_COUNTERS: Final = {
+    "requests_num": ("requests", "Connections asked of the store's pool."),
+    "requests_queued": ("requests_queued", "Requests that had to wait for a connection."),
+    "requests_errors": ("requests_errors", "Requests that got no connection (timeout, error)."),
+    "requests_wait_ms": ("request_wait_seconds", "Time requests spent waiting for a connection."),
+    "usage_ms": ("usage_seconds", "Time connections spent lent out of the pool."),
+    "connections_num": ("connections", "Connection attempts the pool made to the server."),
+    "connections_ms": ("connect_seconds", "Time the pool spent connecting."),
+    "connections_errors": ("connection_errors", "Connection attempts that failed."),
+    "connections_lost": ("connections_lost", "Connections found broken and replaced."),
+    "returns_bad": ("returns_bad", "Connections returned to the pool in a bad state."),
+}
+
+
+class StorePoolCollector(Collector):
+    """The store's pool as `saga_store_pool_*` series, read when scraped.
+
+    Nothing is exported while `stats` is empty (a store without a pool, or closed).
+    """
+
+    def __init__(self, stats: Callable[[], Mapping[str, int]]) -> None:
+        self._stats = stats
+
+    def describe(self) -> Iterator[Metric]:
+        return self._families({})
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._stats()
+        return self._families(stats) if stats else iter(())
+
+    def _families(self, stats: Mapping[str, int]) -> Iterator[Metric]:
+        for key, help_text in POOL_GAUGES.items():
+            gauge = GaugeMetricFamily(f"saga_store_pool_{key}", help_text)
+            if stats:
+                gauge.add_metric([], stats.get(key, 0))
+            yield gauge
+        for key, (name, help_text) in POOL_COUNTERS.items():
+            counter = CounterMetricFamily(f"saga_store_pool_{name}", help_text)
+            if stats:
+                value = stats.get(key, 0)
+                counter.add_metric([], value / 1000 if key.endswith("_ms") else value)
+            yield counter
 
 
 @dataclass(frozen=True)

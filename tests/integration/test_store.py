@@ -29,6 +29,7 @@ from orchestrator.records import (
 )
 from orchestrator.store import PostgresStore, SqliteStore, Store, open_store
 from orchestrator.store.migrations import load_migrations
+from orchestrator.telemetry.metrics import SagaMetrics
 
 pytestmark = pytest.mark.integration
 
@@ -114,7 +115,7 @@ async def test_open_creates_schema_and_records_latest_version(store: Store, stor
     latest = load_migrations(backend_of(store_url))[-1].version
 
     assert await store.schema_version() == latest
-    assert await store.list_unfinished() == []
+    assert await store.list_sagas(SagaFilter(), limit=10) == []
 
 
 async def test_reopening_keeps_data_and_applies_no_migration_again(store: Store, store_url: str):
@@ -340,7 +341,7 @@ async def test_get_transitions_after_seq_returns_only_later_rows_in_order(store:
     assert await store.get_transitions("saga-1", after_seq=5) == []
 
 
-async def test_list_unfinished_returns_running_and_compensating_oldest_first(store: Store):
+async def test_recovery_claims_running_and_compensating_sagas_oldest_first(store: Store):
     def at(seconds: int) -> datetime:
         return T0 + timedelta(seconds=seconds)
 
@@ -365,8 +366,14 @@ async def test_list_unfinished_returns_running_and_compensating_oldest_first(sto
         ]
     )
 
-    assert await store.list_unfinished() == [oldest, compensating, newest]
-    assert await store.list_unfinished(limit=2) == [oldest, compensating]
+    first = await store.claim_sagas(ALICE, limit=2)
+    rest = await store.claim_sagas(ALICE, limit=10)
+
+    claimed = [
+        dataclasses.replace(saga, version=saga.version + 1) for saga in (oldest, compensating)
+    ]
+    assert first == claimed
+    assert rest == [dataclasses.replace(newest, version=newest.version + 1)]
     assert await store.unfinished_definitions() == {
         (oldest.saga_type, oldest.definition_version): 3
     }
@@ -388,7 +395,7 @@ async def test_commit_of_many_sagas_in_one_call(store: Store):
 async def test_empty_commit_writes_nothing(store: Store):
     await store.commit([])
 
-    assert await store.list_unfinished() == []
+    assert await store.list_sagas(SagaFilter(), limit=10) == []
 
 
 async def test_reads_of_unknown_saga_are_empty(store: Store):
@@ -425,6 +432,70 @@ async def test_postgres_connection_lost_mid_call_raises_store_unavailable_then_r
         with pytest.raises(StoreUnavailable):
             await store.get_saga("saga-1")
         assert await store.get_saga("saga-1") is None
+    finally:
+        await store.close()
+
+
+@pytest.mark.postgres
+async def test_postgres_idle_connections_that_died_with_the_server_are_dropped_at_once(
+    postgres_url: str,
+):
+    application = f"saga_test_{secrets.token_hex(4)}"
+    store = PostgresStore(f"{postgres_url}&application_name={application}", min_size=3, max_size=3)
+    await store.open()
+    try:
+        with psycopg.connect(postgres_url, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE application_name = %s",
+                (application,),
+            )
+
+        with pytest.raises(StoreUnavailable):
+            await store.get_saga("saga-1")
+        # Two more idle connections died with the first; recovery drains them all.
+        for _ in range(3):
+            assert await store.get_saga("saga-1") is None
+    finally:
+        await store.close()
+
+
+@pytest.mark.postgres
+async def test_postgres_pool_is_exported_as_prometheus_series_while_open(postgres_url: str):
+    store = PostgresStore(postgres_url, min_size=1, max_size=3)
+    metrics = SagaMetrics(process_collectors=False)
+    metrics.watch_store_pool(store.pool_stats)
+    assert metrics.registry.get_sample_value("saga_store_pool_pool_size") is None
+
+    await store.open()
+    try:
+        await store.get_saga("saga-1")
+        await store.get_saga("saga-2")
+
+        def sample(name: str) -> float | None:
+            return metrics.registry.get_sample_value(f"saga_store_pool_{name}")
+
+        assert sample("pool_max") == 3 and sample("pool_min") == 1
+        assert 1 <= (sample("pool_size") or 0) <= 3
+        assert sample("requests_waiting") == 0
+        # open() migrated through the pool too.
+        assert (sample("requests_total") or 0) >= 2
+        assert (sample("connections_total") or 0) >= 1
+        assert sample("connection_errors_total") == 0
+    finally:
+        await store.close()
+    assert metrics.registry.get_sample_value("saga_store_pool_pool_size") is None
+
+
+async def test_sqlite_store_exports_no_pool_series(tmp_path: Path):
+    store = SqliteStore(str(tmp_path / "sagas.db"))
+    metrics = SagaMetrics(process_collectors=False)
+    metrics.watch_store_pool(store.pool_stats)
+    await store.open()
+    try:
+        await store.get_saga("saga-1")
+        assert store.pool_stats() == {}
+        assert metrics.registry.get_sample_value("saga_store_pool_pool_size") is None
     finally:
         await store.close()
 

@@ -1,0 +1,216 @@
+"""The SQL both back ends run, written once and rendered per dialect.
+
+SQLite and PostgreSQL run the same statements; they differ only in how a
+parameter is spelled (`:name`, `%(name)s`), whose clock decides a lease (the
+caller's on SQLite, which has one writer; the server's on PostgreSQL, shared by
+replicas), how a list of ids is bound, and whether a claim may skip rows another
+transaction has locked. A `Dialect` holds exactly those differences; `Statements`
+renders every query from it once, at import.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from orchestrator.records import Lease, PagePosition, SagaFilter
+from orchestrator.store._rows import aware
+
+SAGA_COLUMNS = (
+    "saga_id, saga_type, definition_version, correlation_id, idempotency_key,"
+    " request_fingerprint, payload, status, failure_reason, failed_step,"
+    " needs_intervention, create_time, update_time, version, deadline_time"
+)
+STEP_COLUMNS = (
+    "saga_id, step_index, name, status, attempts, compensation_attempts, error, result,"
+    " start_time, update_time, next_attempt_time"
+)
+TRANSITION_COLUMNS = (
+    "saga_id, seq, event, time, saga_status, step, step_status, attempt, error, actor, reason"
+)
+UNFINISHED_STATUSES = "('RUNNING', 'COMPENSATING')"
+"""SQL list of the statuses recovery resumes; matches the partial index's predicate."""
+
+
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    """What one back end spells differently; everything else in the SQL is shared.
+
+    `lease_params(lease)` gives the parameters `now` and `lease_expiry` name
+    (`owner` too); with no lease, the owner and expiry are NULL.
+    """
+
+    param: Callable[[str], str]
+    """The spelling of the bound parameter with this name."""
+    now: str
+    """An expression for the current time, as leases compare it."""
+    lease_expiry: str
+    """An expression for the expiry of a lease taken now."""
+    lease_params: Callable[[Lease | None], dict[str, object]]
+    in_ids: str
+    """A condition `saga_id <in_ids>` true for the ids bound as the `saga_ids` parameter."""
+    id_list: Callable[[Sequence[str]], object]
+    """The `saga_ids` parameter for these ids."""
+    skip_locked: str = ""
+    """Appended to a claim's row selection, so concurrent claimers pass each other by."""
+    time_to_db: Callable[[datetime], object] = aware
+
+
+@dataclass(frozen=True, slots=True)
+class Statements:
+    """Every statement of the store's data path, rendered for one dialect."""
+
+    insert_saga: str
+    update_saga: str
+    upsert_step: str
+    insert_transition: str
+    claim_sagas: str
+    claim_saga: str
+    renew_leases: str
+    release_leases: str
+    select_saga: str
+    select_saga_by_key: str
+    select_version: str
+    select_steps: str
+    last_seq: str
+    select_transitions: str
+    count_unfinished_by_definition: str
+    dialect: Dialect
+
+    @classmethod
+    def render(cls, dialect: Dialect) -> Statements:
+        def values(columns: str) -> str:
+            return ", ".join(dialect.param(column.strip()) for column in columns.split(","))
+
+        p = dialect.param
+        finished = f"{p('status')} IN ('COMPLETED', 'FAILED')"
+        take_lease = (
+            f"lease_owner = {p('owner')}, lease_expires_at = {dialect.lease_expiry},"
+            " version = version + 1"
+        )
+        lease_free = f"lease_expires_at IS NULL OR lease_expires_at < {dialect.now}"
+        return cls(
+            insert_saga=f"""
+INSERT INTO sagas ({SAGA_COLUMNS}, lease_owner, lease_expires_at)
+VALUES ({values(SAGA_COLUMNS)}, {p("owner")}, {dialect.lease_expiry})
+ON CONFLICT (idempotency_key) DO NOTHING
+RETURNING saga_id
+""",
+            update_saga=f"""
+UPDATE sagas
+SET status = {p("status")}, failure_reason = {p("failure_reason")},
+    failed_step = {p("failed_step")}, needs_intervention = {p("needs_intervention")},
+    update_time = {p("update_time")}, version = {p("version")},
+    -- A finished saga needs no driver; an operator's retry makes it claimable at once.
+    lease_owner = CASE WHEN {finished} THEN NULL ELSE lease_owner END,
+    lease_expires_at = CASE WHEN {finished} THEN NULL ELSE lease_expires_at END
+WHERE saga_id = {p("saga_id")} AND version = {p("expected_version")}
+""",
+            upsert_step=f"""
+INSERT INTO saga_steps ({STEP_COLUMNS})
+VALUES ({values(STEP_COLUMNS)})
+ON CONFLICT (saga_id, name) DO UPDATE
+SET step_index = excluded.step_index, status = excluded.status,
+    attempts = excluded.attempts, compensation_attempts = excluded.compensation_attempts,
+    error = excluded.error, result = excluded.result, start_time = excluded.start_time,
+    update_time = excluded.update_time, next_attempt_time = excluded.next_attempt_time
+""",
+            insert_transition=f"""
+INSERT INTO saga_transitions ({TRANSITION_COLUMNS})
+VALUES ({values(TRANSITION_COLUMNS)})
+""",
+            claim_sagas=f"""
+UPDATE sagas SET {take_lease}
+WHERE saga_id IN (
+    SELECT saga_id FROM sagas
+    WHERE status IN {UNFINISHED_STATUSES} AND ({lease_free})
+    ORDER BY create_time, saga_id
+    LIMIT {p("limit")}
+    {dialect.skip_locked}
+)
+RETURNING {SAGA_COLUMNS}
+""",
+            claim_saga=f"""
+UPDATE sagas SET {take_lease}
+WHERE saga_id = {p("saga_id")} AND status IN {UNFINISHED_STATUSES}
+  AND ({lease_free} OR lease_owner = {p("owner")})
+RETURNING {SAGA_COLUMNS}
+""",
+            renew_leases=f"""
+UPDATE sagas SET lease_expires_at = {dialect.lease_expiry}
+WHERE lease_owner = {p("owner")} AND saga_id {dialect.in_ids}
+RETURNING saga_id
+""",
+            release_leases=f"""
+UPDATE sagas SET lease_owner = NULL, lease_expires_at = NULL
+WHERE lease_owner = {p("owner")} AND saga_id {dialect.in_ids}
+""",
+            select_saga=f"SELECT {SAGA_COLUMNS} FROM sagas WHERE saga_id = {p('saga_id')}",
+            select_saga_by_key=(
+                f"SELECT {SAGA_COLUMNS} FROM sagas WHERE idempotency_key = {p('idempotency_key')}"
+            ),
+            select_version=f"SELECT version FROM sagas WHERE saga_id = {p('saga_id')}",
+            select_steps=(
+                f"SELECT {STEP_COLUMNS} FROM saga_steps WHERE saga_id = {p('saga_id')}"
+                " ORDER BY step_index"
+            ),
+            last_seq=(
+                "SELECT coalesce(max(seq), 0) AS last_seq FROM saga_transitions"
+                f" WHERE saga_id = {p('saga_id')}"
+            ),
+            select_transitions=f"""
+SELECT {TRANSITION_COLUMNS} FROM saga_transitions
+WHERE saga_id = {p("saga_id")} AND seq > {p("after_seq")} ORDER BY seq
+""",
+            count_unfinished_by_definition=f"""
+SELECT saga_type, definition_version, count(*) AS sagas FROM sagas
+WHERE status IN {UNFINISHED_STATUSES}
+GROUP BY saga_type, definition_version
+""",
+            dialect=dialect,
+        )
+
+
+def saga_listing(
+    dialect: Dialect, where: SagaFilter, after: PagePosition | None
+) -> tuple[str, dict[str, object]]:
+    """A saga listing, newest first, and its parameters but for `limit`.
+
+    Only fixed SQL fragments are joined; every value is a bound parameter. The
+    parameters are spelled in the order they are bound, `limit` last.
+    """
+    p, time_to_db = dialect.param, dialect.time_to_db
+    conditions: list[str] = []
+    params: dict[str, object] = {}
+    if where.status is not None:
+        conditions.append(f"status = {p('status')}")
+        params["status"] = where.status.value
+    if where.saga_type is not None:
+        conditions.append(f"saga_type = {p('saga_type')}")
+        params["saga_type"] = where.saga_type
+    if where.correlation_id is not None:
+        conditions.append(f"correlation_id = {p('correlation_id')}")
+        params["correlation_id"] = where.correlation_id
+    if where.needs_intervention is not None:
+        # Spelled out, not bound: a prepared statement's generic plan could not use
+        # the partial index `WHERE needs_intervention` for a parameter.
+        conditions.append(
+            "needs_intervention" if where.needs_intervention else "NOT needs_intervention"
+        )
+    if where.created_after is not None:
+        conditions.append(f"create_time >= {p('created_after')}")
+        params["created_after"] = time_to_db(aware(where.created_after))
+    if where.created_before is not None:
+        conditions.append(f"create_time < {p('created_before')}")
+        params["created_before"] = time_to_db(aware(where.created_before))
+    if after is not None:
+        conditions.append(f"(create_time, saga_id) < ({p('after_time')}, {p('after_id')})")
+        params["after_time"] = time_to_db(aware(after.create_time))
+        params["after_id"] = after.saga_id
+    clause = " AND ".join(conditions) if conditions else "TRUE"
+    query = (
+        f"SELECT {SAGA_COLUMNS} FROM sagas WHERE {clause}"
+        f" ORDER BY create_time DESC, saga_id DESC LIMIT {p('limit')}"
+    )
+    return query, params

@@ -1,0 +1,101 @@
+"""The queries both SQL back ends run, over one primitive each back end supplies.
+
+As DBOS Transact's system database keeps its queries once and lets its SQLite and
+PostgreSQL subclasses hold only what differs, `SqlStore` reads, lists, claims and
+renews once; a back end supplies its `Statements` (rendered for its dialect), its
+`RowEncoding`, and `_rows`, which runs one statement. What stays in each back end
+is connecting, migrating, classifying errors, and the group-commit `write`, whose
+shape follows what each database does well (PostgreSQL pipelines it).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping, Sequence
+from typing import ClassVar
+
+from orchestrator.records import (
+    Lease,
+    PagePosition,
+    SagaFilter,
+    SagaRecord,
+    StepRecord,
+    TransitionRecord,
+)
+from orchestrator.store._rows import Row, RowEncoding
+from orchestrator.store._statements import Statements, saga_listing
+from orchestrator.store.base import Store
+
+
+class SqlStore(Store):
+    """A `Store` whose back end runs the shared `Statements` through `_rows`."""
+
+    _statements: ClassVar[Statements]
+    _encoding: ClassVar[RowEncoding]
+
+    @abc.abstractmethod
+    async def _rows(
+        self, query: str, params: Mapping[str, object], *, write: bool = False
+    ) -> list[Row]:
+        """Run one statement and return its rows (none for a statement without any).
+
+        `write` marks a statement that changes rows: it runs as one transaction
+        that takes the write lock up front where the database needs that.
+        """
+
+    async def get_saga(self, saga_id: str) -> SagaRecord | None:
+        rows = await self._rows(self._statements.select_saga, {"saga_id": saga_id})
+        return self._encoding.saga_from_row(rows[0]) if rows else None
+
+    async def get_steps(self, saga_id: str) -> list[StepRecord]:
+        rows = await self._rows(self._statements.select_steps, {"saga_id": saga_id})
+        return [self._encoding.step_from_row(row) for row in rows]
+
+    async def last_seq(self, saga_id: str) -> int:
+        rows = await self._rows(self._statements.last_seq, {"saga_id": saga_id})
+        return int(rows[0]["last_seq"]) if rows else 0
+
+    async def get_transitions(self, saga_id: str, after_seq: int = 0) -> list[TransitionRecord]:
+        params = {"saga_id": saga_id, "after_seq": after_seq}
+        rows = await self._rows(self._statements.select_transitions, params)
+        return [self._encoding.transition_from_row(row) for row in rows]
+
+    async def list_sagas(
+        self, where: SagaFilter, limit: int, after: PagePosition | None = None
+    ) -> list[SagaRecord]:
+        query, params = saga_listing(self._statements.dialect, where, after)
+        rows = await self._rows(query, {**params, "limit": limit})
+        return [self._encoding.saga_from_row(row) for row in rows]
+
+    async def claim_sagas(self, lease: Lease, limit: int) -> list[SagaRecord]:
+        params = {**self._statements.dialect.lease_params(lease), "limit": limit}
+        rows = await self._rows(self._statements.claim_sagas, params, write=True)
+        sagas = [self._encoding.saga_from_row(row) for row in rows]
+        return sorted(sagas, key=lambda s: (s.create_time, s.saga_id))
+
+    async def claim_saga(self, lease: Lease, saga_id: str) -> SagaRecord | None:
+        params = {**self._statements.dialect.lease_params(lease), "saga_id": saga_id}
+        rows = await self._rows(self._statements.claim_saga, params, write=True)
+        return self._encoding.saga_from_row(rows[0]) if rows else None
+
+    async def renew_leases(self, lease: Lease, saga_ids: Sequence[str]) -> set[str]:
+        if not saga_ids:
+            return set()
+        params = {**self._statements.dialect.lease_params(lease), **self._ids(saga_ids)}
+        rows = await self._rows(self._statements.renew_leases, params, write=True)
+        return {str(row["saga_id"]) for row in rows}
+
+    async def release_leases(self, owner: str, saga_ids: Sequence[str]) -> None:
+        if saga_ids:
+            params = {"owner": owner, **self._ids(saga_ids)}
+            await self._rows(self._statements.release_leases, params, write=True)
+
+    async def unfinished_definitions(self) -> dict[tuple[str, int], int]:
+        rows = await self._rows(self._statements.count_unfinished_by_definition, {})
+        return {
+            (str(row["saga_type"]), int(row["definition_version"])): int(row["sagas"])
+            for row in rows
+        }
+
+    def _ids(self, saga_ids: Sequence[str]) -> dict[str, object]:
+        return {"saga_ids": self._statements.dialect.id_list(saga_ids)}
