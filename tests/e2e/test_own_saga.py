@@ -98,7 +98,7 @@ def test_the_walkthrough_files_are_the_walkthroughs_listings():
     listings = walkthrough_listings()
     for name in WALKTHROUGH_FILES:
         assert name in listings, f"the walkthrough lists no {name}"
-        assert listings[name] == (PROJECT / name).read_text(), f"{name} differs from the walkthrough"
+        assert listings[name] == (PROJECT / name).read_text(), f"{name} differs from its listing"
 
 
 @pytest.mark.unit
