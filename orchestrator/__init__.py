@@ -1,8 +1,17 @@
 """saga-orchestrator: durable sagas over typed gRPC commands.
 
-The public surface for people who write saga definitions.
+The public surface for people who write saga definitions:
+
+    from orchestrator import Call, Parallel, SagaDefinition, Step, StepContext
 """
 
-from orchestrator.definition import Call, RetryPolicy, SagaDefinition, Step, StepContext
+from orchestrator.definition import (
+    Call,
+    Parallel,
+    RetryPolicy,
+    SagaDefinition,
+    Step,
+    StepContext,
+)
 
-__all__ = ["Call", "RetryPolicy", "SagaDefinition", "Step", "StepContext"]
+__all__ = ["Call", "Parallel", "RetryPolicy", "SagaDefinition", "Step", "StepContext"]

@@ -1,8 +1,8 @@
-"""A user's own saga, done exactly as the README's "Your own saga" walkthrough says.
+"""A user's own saga, done exactly as the walkthrough in docs/own-saga.md says.
 
 tests/own_saga/ is the user's project directory: the proto, the stubs the
-README's protoc command makes, the participant server and the definitions
-module, each file equal to its README listing. The participants, the
+walkthrough's protoc command makes, the participant server and the definitions
+module, each file equal to its listing in the walkthrough. The participants, the
 orchestrator and the `saga` commands run as separate processes, and the
 project directory is on their import path as it is when a user runs the
 commands from it. Also here: two versions of one saga type served side by side
@@ -41,7 +41,7 @@ from tests.e2e.payloads import struct, travel
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = ROOT / "tests" / "own_saga"
-README = ROOT / "README.md"
+WALKTHROUGH = ROOT / "docs" / "own-saga.md"
 WALKTHROUGH_FILES = (
     "protos/acme/loyalty/v1/loyalty.proto",
     "loyalty_participant.py",
@@ -55,39 +55,57 @@ GENERATED = (
 STARTUP_SECONDS = 30.0
 
 
-# --- the README and the files agree --------------------------------------------------------
+# --- the walkthrough and the files agree -----------------------------------------------------
 
 
-def readme_listings() -> dict[str, str]:
-    """Each README code block that follows a line naming a file as **`path`**."""
-    text = README.read_text()
+def walkthrough_listings() -> dict[str, str]:
+    """Each walkthrough code block that follows a line naming a file as **`path`**."""
+    text = WALKTHROUGH.read_text()
     return dict(re.findall(r"^\*\*`([^`]+)`\*\*\n\n```\w*\n(.*?)^```$", text, re.M | re.S))
 
 
-def readme_protoc_argv(saga_protos: Path) -> list[str]:
-    """The README's protoc command, with $SAGA_PROTOS pointing at this project's protos."""
-    match = re.search(
-        r"^(python -m grpc_tools\.protoc .*?)$\n(?!  )", README.read_text(), re.M | re.S
+def walkthrough_saga_protos(cwd: Path) -> str:
+    """What the walkthrough's `export SAGA_PROTOS=...` line sets, run by sh as written."""
+    match = re.search(r"^(export SAGA_PROTOS=.*)$", WALKTHROUGH.read_text(), re.M)
+    assert match, "the walkthrough sets no SAGA_PROTOS"
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    result = subprocess.run(
+        ["sh", "-c", f'{match.group(1)} && printf %s "$SAGA_PROTOS"'],
+        cwd=cwd,
+        env={**os.environ, "PATH": path},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
-    assert match, "the README shows no `python -m grpc_tools.protoc` command"
-    command = match.group(1).replace("\\\n", " ").replace('"$SAGA_PROTOS"', str(saga_protos))
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def walkthrough_protoc_argv(saga_protos: str) -> list[str]:
+    """The walkthrough's protoc command, with $SAGA_PROTOS as the walkthrough sets it."""
+    match = re.search(
+        r"^(python -m grpc_tools\.protoc .*?)$\n(?!  )", WALKTHROUGH.read_text(), re.M | re.S
+    )
+    assert match, "the walkthrough shows no `python -m grpc_tools.protoc` command"
+    command = match.group(1).replace("\\\n", " ").replace('"$SAGA_PROTOS"', saga_protos)
     argv = shlex.split(command)
     return [sys.executable, *argv[1:]]
 
 
 @pytest.mark.unit
-def test_the_walkthrough_files_are_the_readmes_listings():
-    listings = readme_listings()
+def test_the_walkthrough_files_are_the_walkthroughs_listings():
+    listings = walkthrough_listings()
     for name in WALKTHROUGH_FILES:
-        assert name in listings, f"the README lists no {name}"
-        assert listings[name] == (PROJECT / name).read_text(), f"{name} differs from the README"
+        assert name in listings, f"the walkthrough lists no {name}"
+        assert listings[name] == (PROJECT / name).read_text(), f"{name} differs from its listing"
 
 
 @pytest.mark.unit
-def test_the_committed_stubs_are_what_the_readmes_protoc_command_makes(tmp_path):
+def test_the_committed_stubs_are_what_the_walkthroughs_protoc_command_makes(tmp_path):
     shutil.copytree(PROJECT / "protos", tmp_path / "protos")
     result = subprocess.run(
-        readme_protoc_argv(ROOT / "protos"),
+        walkthrough_protoc_argv(walkthrough_saga_protos(tmp_path)),
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -102,14 +120,14 @@ def test_the_committed_stubs_are_what_the_readmes_protoc_command_makes(tmp_path)
         for name in GENERATED
         if (tmp_path / name).read_bytes() != (PROJECT / name).read_bytes()
     ]
-    assert not stale, f"stale stubs in tests/own_saga, rerun the README's protoc command: {stale}"
+    assert not stale, f"stale stubs in tests/own_saga, rerun the walkthrough's protoc: {stale}"
 
 
 # --- processes -------------------------------------------------------------------------------
 
 
 class PrintedAddressProcess:
-    """A process that prints `... listening on HOST:PORT`, like the README's participant."""
+    """A process that prints `... listening on HOST:PORT`, like the walkthrough's participant."""
 
     def __init__(self, name: str, argv: list[str], cwd: Path, log_dir: Path) -> None:
         self.name = name
@@ -193,7 +211,7 @@ def signup(customer: str, fee_minor: int) -> str:
 
 @pytest.fixture
 def walkthrough(tmp_path: Path, database_url: str) -> Iterator[dict[str, str]]:
-    """The README's processes: payment participant, loyalty participant, orchestrator."""
+    """The walkthrough's processes: payment participant, loyalty participant, orchestrator."""
     payment = participants_process(tmp_path, ["payment"])
     loyalty = PrintedAddressProcess(
         "loyalty",
@@ -239,7 +257,7 @@ async def balance_of(address: str, customer: str) -> int:
 
 
 @pytest.mark.e2e
-async def test_the_readmes_own_saga_completes_and_a_declined_fee_revokes_the_points(
+async def test_the_walkthroughs_own_saga_completes_and_a_declined_fee_revokes_the_points(
     walkthrough,
 ):
     address = walkthrough["orchestrator"]

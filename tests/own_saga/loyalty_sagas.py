@@ -7,7 +7,7 @@ If the fee is declined, the points are revoked. Served with
 from __future__ import annotations
 
 from google.protobuf.message import Message
-from orchestrator.definition import Call, SagaDefinition, Step, StepContext
+from orchestrator import Call, SagaDefinition, Step, StepContext
 from saga.participants.payment.v1 import payment_pb2 as payment
 
 from acme.loyalty.v1 import loyalty_pb2 as loyalty

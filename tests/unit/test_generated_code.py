@@ -1,4 +1,9 @@
-"""The committed stubs in saga/ are exactly what protoc makes of protos/ today."""
+"""The committed stubs in saga/ are exactly what protoc makes of protos/ today.
+
+saga/ also holds a copy of every .proto next to its stubs, so the wheel ships them
+and a user's own protos can import `saga/participants/common/v1/command.proto`
+from the installed package; protos/ stays the source of those copies.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[2]
 PROTOS = ROOT / "protos"
+COPY_PROTOS = "cd protos && find saga -name '*.proto' -exec install -D -m 644 {} ../{} \\;"
 
 
 def generated_files(root: Path) -> dict[str, bytes]:
@@ -41,3 +47,15 @@ def test_committed_stubs_match_the_protos(tmp_path):
     assert sorted(fresh) == sorted(committed), "run `make protos` and commit saga/"
     stale = [name for name in fresh if fresh[name] != committed[name]]
     assert not stale, f"stale generated code, run `make protos`: {stale}"
+
+
+def proto_files(root: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(root)): path.read_bytes() for path in root.rglob("*.proto")}
+
+
+def test_the_protos_shipped_in_saga_are_copies_of_protos():
+    sources = proto_files(PROTOS / "saga")
+    shipped = proto_files(ROOT / "saga")
+    assert sorted(shipped) == sorted(sources), f"copy the protos into saga/: {COPY_PROTOS}"
+    stale = [name for name in sources if sources[name] != shipped[name]]
+    assert not stale, f"stale protos in saga/, copy them again ({COPY_PROTOS}): {stale}"
