@@ -15,10 +15,12 @@ $(INSTALLED): pyproject.toml
 
 install: $(INSTALLED)
 
-# Regenerate the committed Python stubs in saga/ from protos/ (see README: Generated code).
+# Regenerate the committed Python stubs in saga/ from protos/, and the .proto copies shipped
+# beside them in the wheel (see docs/api.md).
 protos: $(INSTALLED)
 	find saga -name '*_pb2*.py*' -delete
 	$(PY) -m grpc_tools.protoc -Iprotos --python_out=. --pyi_out=. --grpc_python_out=. $(PROTO_FILES)
+	cd protos && find saga -name '*.proto' -exec install -D -m 644 {} ../{} \;
 
 # The travel-booking demo on the embedded SQLite store (or SAGA_DATABASE_URL if set).
 demo: $(INSTALLED)
