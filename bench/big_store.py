@@ -67,7 +67,6 @@ from bench.pg import (
     database_url,
     disable_autovacuum,
 )
-from bench.procs import Child
 from bench.report import latency_summary, percentile
 from bench.systems import REPO, Launch, Measured
 from bench.workload import SAGA_TYPE, TERMINAL_OK
@@ -77,6 +76,7 @@ from orchestrator.store import PostgresStore
 from orchestrator.store._rows import SAGA_COLUMNS, list_query
 from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
+from tools.processes import ChildProcess
 
 TABLES = ("sagas", "saga_steps", "saga_transitions")
 DAYS = 30
@@ -868,7 +868,7 @@ class Run:
         self.admin = Admin(args.postgres_url)
         self.databases: list[str] = []
         self.sessions: list[Session] = []
-        self.participants = Child(
+        self.participants = ChildProcess(
             "participants",
             [sys.executable, "-m", "bench.participant"],
             workdir,

@@ -21,7 +21,6 @@ from typing import Any
 import grpc
 from google.protobuf import struct_pb2
 
-from orchestrator.localrun import LocalProcess, orchestrator_process, participants_process
 from saga.participants.car_rental.v1 import car_rental_pb2, car_rental_pb2_grpc
 from saga.participants.common.v1.command_pb2 import RESERVATION_STATE_ACTIVE
 from saga.participants.flight.v1 import flight_pb2, flight_pb2_grpc
@@ -29,6 +28,7 @@ from saga.participants.hotel.v1 import hotel_pb2, hotel_pb2_grpc
 from saga.participants.payment.v1 import payment_pb2, payment_pb2_grpc
 from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
+from tools.processes import ChildProcess, orchestrator_process, participants_process
 
 BOOKINGS = 12
 FLIGHT_SEATS = 10
@@ -64,7 +64,7 @@ def travel_payload(number: int) -> dict[str, Any]:
     }
 
 
-def start_processes(workdir: Path, database_url: str) -> tuple[list[LocalProcess], LocalProcess]:
+def start_processes(workdir: Path, database_url: str) -> tuple[list[ChildProcess], ChildProcess]:
     participants = [
         participants_process(workdir, ["flight"], ["--capacity", str(FLIGHT_SEATS)]),
         participants_process(workdir, ["hotel"], ["--capacity", str(HOTEL_ROOMS)]),
@@ -193,7 +193,7 @@ def operator_scenario(workdir: Path, database_url: str) -> list[str]:
         participants_process(workdir, ["payment"], ["--compensation-failures", "-1"], "payment-2"),
         participants_process(workdir, ["inventory", "shipping", "notification"], name="orders-2"),
     ]
-    orchestrator: LocalProcess | None = None
+    orchestrator: ChildProcess | None = None
     problems: list[str] = []
     try:
         addresses: dict[str, str] = {}
@@ -267,8 +267,8 @@ def main() -> int:
     workdir = Path(".demo") / datetime.now().strftime("%Y%m%d-%H%M%S")
     database_url = os.environ.get("SAGA_DATABASE_URL") or f"sqlite:///{workdir / 'saga.sqlite3'}"
     print(f"demo: state and logs in {workdir}, orchestrator store {database_url.split('@')[-1]}")
-    participants: list[LocalProcess] = []
-    orchestrator: LocalProcess | None = None
+    participants: list[ChildProcess] = []
+    orchestrator: ChildProcess | None = None
     try:
         participants, orchestrator = start_processes(workdir, database_url)
         addresses = {k: v for p in participants for k, v in p.info["services"].items()}

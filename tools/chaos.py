@@ -34,7 +34,6 @@ from typing import Any
 
 import grpc
 
-from orchestrator.localrun import LocalProcess, orchestrator_process, participants_process
 from orchestrator.records import TransitionEvent
 from orchestrator.store import open_store
 from saga.participants.car_rental.v1 import car_rental_pb2, car_rental_pb2_grpc
@@ -47,6 +46,7 @@ from saga.participants.payment.v1 import payment_pb2, payment_pb2_grpc
 from saga.participants.shipping.v1 import shipping_pb2, shipping_pb2_grpc
 from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
+from tools.processes import ChildProcess, orchestrator_process, participants_process
 
 TRAVEL = "travel_booking"
 ORDER = "order_fulfillment"
@@ -162,8 +162,8 @@ class Cluster:
         self.workdir = workdir
         self.database_url = database_url
         self.lease_seconds = lease_seconds
-        self.participants: list[LocalProcess] = []
-        self.orchestrators: list[LocalProcess] = []
+        self.participants: list[ChildProcess] = []
+        self.orchestrators: list[ChildProcess] = []
         self.addresses: dict[str, str] = {}
         self.port = 0
 
@@ -185,7 +185,7 @@ class Cluster:
             process.start()
             self.addresses.update(process.info["services"])
 
-    def start_orchestrator(self) -> LocalProcess:
+    def start_orchestrator(self) -> ChildProcess:
         """A new orchestrator; after the first, on the first one's port."""
         process = orchestrator_process(
             self.workdir,
@@ -720,7 +720,7 @@ def in_flight_at(moment: datetime, sagas: Iterable[pb.Saga]) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m orchestrator.chaos",
+        prog="python -m tools.chaos",
         description="Run sagas of both example types while killing the orchestrator with "
         "SIGKILL at random moments; check and print the invariants afterwards.",
     )
