@@ -7,14 +7,13 @@ its own per test).
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import grpc
 import pytest
 
+from orchestrator.client import TERMINAL_SAGA_STATUSES, SagaClient
 from orchestrator.store import Store, open_store
 from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
@@ -28,7 +27,7 @@ from tools.processes import (
 FAIL_CAR_CLASS = "fail-this-car"
 """A car class the participants are told to reject: a business failure at the third step."""
 MAX_CHARGE_MINOR = 150_000
-TERMINAL = {pb.SAGA_STATUS_COMPLETED, pb.SAGA_STATUS_FAILED}
+TERMINAL = TERMINAL_SAGA_STATUSES
 
 
 @pytest.fixture(scope="module")
@@ -89,12 +88,5 @@ async def store(database_url: str, orchestrator: ChildProcess) -> AsyncIterator[
 async def wait_terminal(
     stub: pb_grpc.SagaOrchestratorStub, saga_id: str, timeout: float = 30.0
 ) -> pb.Saga:
-    """Poll GetSaga until the saga is COMPLETED or FAILED (bounded)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        saga = await stub.GetSaga(pb.GetSagaRequest(saga_id=saga_id), timeout=5)
-        if saga.status in TERMINAL:
-            return saga
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"saga {saga_id} still {pb.SagaStatus.Name(saga.status)}")
-        await asyncio.sleep(0.05)
+    """The saga once it is COMPLETED or FAILED, followed on its WatchSaga stream (bounded)."""
+    return await SagaClient.over(stub, timeout=5).wait(saga_id, timeout)
