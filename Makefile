@@ -24,7 +24,7 @@ protos: $(INSTALLED)
 
 # The travel-booking demo on the embedded SQLite store (or SAGA_DATABASE_URL if set).
 demo: $(INSTALLED)
-	$(PY) -m orchestrator.demo
+	$(PY) -m tools.demo
 
 # Two workers, one test file each at a time (module fixtures stay per worker).
 test: $(INSTALLED)
@@ -32,7 +32,7 @@ test: $(INSTALLED)
 
 # Crash-recovery chaos run at full size (a small one runs in `make test`).
 chaos: $(INSTALLED)
-	$(PY) -m orchestrator.chaos $(CHAOS_ARGS)
+	$(PY) -m tools.chaos $(CHAOS_ARGS)
 
 # Throughput and latency against a hand-written ceiling and DBOS Transact; needs PostgreSQL.
 bench: $(INSTALLED)

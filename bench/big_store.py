@@ -68,7 +68,6 @@ from bench.pg import (
     database_url,
     disable_autovacuum,
 )
-from bench.procs import Child
 from bench.report import latency_summary, percentile
 from bench.systems import REPO, Launch, Measured
 from bench.workload import SAGA_TYPE, TERMINAL_OK
@@ -79,6 +78,7 @@ from orchestrator.store._statements import saga_listing
 from orchestrator.store.postgres import DIALECT
 from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
+from tools.processes import ChildProcess
 
 TABLES = ("sagas", "saga_steps", "saga_transitions")
 DAYS = 30
@@ -861,7 +861,7 @@ class Run:
         self.admin = Admin(args.postgres_url)
         self.databases: list[str] = []
         self.sessions: list[Session] = []
-        self.participants = Child(
+        self.participants = ChildProcess(
             "participants",
             [sys.executable, "-m", "bench.participant"],
             workdir,

@@ -48,10 +48,11 @@ from bench.pg import (
     database_url,
     disable_autovacuum,
 )
-from bench.procs import Child, PostgresCpu, cpu_seconds, peak_rss_mib
+from bench.procs import PostgresCpu, cpu_seconds, peak_rss_mib
 from bench.profile import Profiler, ensure_py_spy
 from bench.systems import REPO, SYSTEMS, Launch, Measured, Peer, ensure_dbos_venv
 from bench.workload import expected_status
+from tools.processes import ChildProcess
 
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 POSTGRES_URL_ENV = "SAGA_BENCH_POSTGRES_URL"
@@ -154,7 +155,7 @@ class Harness:
         self.admin = Admin(args.postgres_url)
         self.admin_pid = self.admin.backend_pid()
         self.postgres_cpu = PostgresCpu.from_backend(self.admin_pid)
-        self.participants = Child(
+        self.participants = ChildProcess(
             "participants",
             [sys.executable, "-m", "bench.participant"],
             workdir,

@@ -27,8 +27,8 @@ from google.protobuf import json_format
 from bench.pg import Admin, database_url
 from bench.sagas import BENCH_TRIP
 from bench.workload import trip_input
-from orchestrator.localrun import LocalProcess
 from orchestrator.store import PostgresStore
+from tools.processes import ChildProcess
 
 DEFAULT_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 POLL_SECONDS = 0.05
@@ -99,12 +99,14 @@ def measure(url: str, sagas: int, workdir: Path) -> dict[str, Any]:
     """Start participants and an orchestrator; time serving, resuming all, finishing all."""
     python = sys.executable
     env = {"PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    participants = LocalProcess("participants", [python, "-m", "bench.participant"], workdir, env)
-    orchestrator: LocalProcess | None = None
+    participants = ChildProcess(
+        "participants", [python, "-m", "bench.participant"], workdir, env=env
+    )
+    orchestrator: ChildProcess | None = None
     try:
         participants.start()
         launched = time.monotonic()
-        orchestrator = LocalProcess(
+        orchestrator = ChildProcess(
             "orchestrator",
             [
                 python,
@@ -116,7 +118,7 @@ def measure(url: str, sagas: int, workdir: Path) -> dict[str, Any]:
                 participants.address,
             ],
             workdir,
-            env,
+            env=env,
         ).start()
         serving = time.monotonic() - launched
         resumed = finished = None
@@ -133,7 +135,7 @@ def measure(url: str, sagas: int, workdir: Path) -> dict[str, Any]:
                 if done >= sagas:
                     finished = now
                 time.sleep(POLL_SECONDS)
-            statuses = dict(
+            statuses: dict[str, int] = dict(
                 connection.execute("SELECT status, count(*) FROM sagas GROUP BY 1").fetchall()
             )
         return {

@@ -18,7 +18,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.procs import Child
+from tools.processes import ChildProcess
 
 REPO = Path(__file__).resolve().parents[1]
 SYSTEMS = ("ceiling", "ours", "dbos")
@@ -99,17 +99,26 @@ class Launch:
     log_level: str = "WARNING"
     env: dict[str, str] = field(default_factory=dict)
 
-    def _child(self, name: str, module: str, args: list[str], **kwargs: bool) -> Child:
-        return Child(
+    def _child(
+        self,
+        name: str,
+        module: str,
+        args: list[str],
+        *,
+        ready_file: bool = False,
+        protocol: bool = False,
+    ) -> ChildProcess:
+        return ChildProcess(
             name,
             [self.python, "-m", module, *args],
             self.workdir,
             env={"PYTHONPATH": str(REPO), **self.env},
             cwd=REPO,
-            **kwargs,
+            ready_file=ready_file,
+            protocol=protocol,
         )
 
-    def _orchestrator(self, name: str) -> Child:
+    def _orchestrator(self, name: str) -> ChildProcess:
         return self._child(
             name,
             "bench.serve_orchestrator",
@@ -187,8 +196,8 @@ class Measured:
     told the orchestrator's address); for the others the system drives itself.
     """
 
-    driver: Child
-    system: Child
+    driver: ChildProcess
+    system: ChildProcess
 
     @property
     def separate_load(self) -> bool:

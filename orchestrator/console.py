@@ -25,6 +25,7 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from orchestrator.client import TERMINAL_SAGA_STATUSES
 from orchestrator.definition import RetryPolicy, SagaDefinition, Step
 from saga.v1 import orchestrator_pb2 as pb
 
@@ -34,8 +35,6 @@ EMPTY = "-"
 """What an empty cell shows, so columns stay countable in a pipe."""
 RECENT_EVENTS = 8
 """Transitions listed under the steps in `saga watch` on a terminal."""
-
-TERMINAL_SAGA_STATUSES = frozenset({pb.SAGA_STATUS_COMPLETED, pb.SAGA_STATUS_FAILED})
 
 SAGA_STATUS_STYLES: dict[int, str] = {
     pb.SAGA_STATUS_RUNNING: "blue",

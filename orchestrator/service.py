@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any, NoReturn, TypeVar
 
 import grpc
-from google.protobuf import json_format, struct_pb2, timestamp_pb2
+from google.protobuf import json_format, struct_pb2
 
 from orchestrator.errors import InvalidArgument, SagaError, SagaNotFound
 from orchestrator.executor import Executor
@@ -39,6 +39,7 @@ from orchestrator.records import (
 from orchestrator.registry import Registry
 from orchestrator.status import rpc_status_of
 from orchestrator.store.base import Store
+from orchestrator.timestamps import optional_timestamp
 from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
 
@@ -103,14 +104,6 @@ def _check_saga_id(saga_id: str) -> None:
         raise InvalidArgument(f"saga_id must be a UUID as returned by StartSaga, got {saga_id!r}")
 
 
-def _timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
-    if value is None:
-        return None
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
-
-
 def saga_to_proto(
     saga: SagaRecord, steps: list[StepRecord], groups: Callable[[int], str] | None = None
 ) -> pb.Saga:
@@ -126,11 +119,11 @@ def saga_to_proto(
         failure_reason=saga.failure_reason,
         failed_step=saga.failed_step,
         needs_intervention=saga.needs_intervention,
-        create_time=_timestamp(saga.create_time),
-        update_time=_timestamp(saga.update_time),
+        create_time=optional_timestamp(saga.create_time),
+        update_time=optional_timestamp(saga.update_time),
         payload=payload,
         idempotency_key=saga.idempotency_key or "",
-        deadline_time=_timestamp(saga.deadline_time),
+        deadline_time=optional_timestamp(saga.deadline_time),
         steps=[
             pb.Step(
                 name=step.name,
@@ -138,9 +131,9 @@ def saga_to_proto(
                 attempts=step.attempts,
                 error=step.error,
                 compensation_attempts=step.compensation_attempts,
-                start_time=_timestamp(step.start_time),
-                update_time=_timestamp(step.update_time),
-                next_attempt_time=_timestamp(step.next_attempt_time),
+                start_time=optional_timestamp(step.start_time),
+                update_time=optional_timestamp(step.update_time),
+                next_attempt_time=optional_timestamp(step.next_attempt_time),
                 group=groups(step.index) if groups is not None else "",
             )
             for step in steps
@@ -165,7 +158,7 @@ def transition_to_proto(transition: TransitionRecord) -> pb.Transition:
     return pb.Transition(
         seq=transition.seq,
         event=_EVENT[transition.event],
-        time=_timestamp(transition.time),
+        time=optional_timestamp(transition.time),
         step=transition.step,
         saga_status=_SAGA_STATUS[transition.saga_status],
         step_status=(

@@ -7,32 +7,31 @@ its own per test).
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import grpc
 import pytest
 
-from orchestrator.localrun import (
-    PARTICIPANT_SERVICES,
-    LocalProcess,
-    orchestrator_process,
-    participants_process,
-)
+from orchestrator.client import TERMINAL_SAGA_STATUSES, SagaClient
 from orchestrator.store import Store, open_store
 from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
+from tools.processes import (
+    PARTICIPANT_SERVICES,
+    ChildProcess,
+    orchestrator_process,
+    participants_process,
+)
 
 FAIL_CAR_CLASS = "fail-this-car"
 """A car class the participants are told to reject: a business failure at the third step."""
 MAX_CHARGE_MINOR = 150_000
-TERMINAL = {pb.SAGA_STATUS_COMPLETED, pb.SAGA_STATUS_FAILED}
+TERMINAL = TERMINAL_SAGA_STATUSES
 
 
 @pytest.fixture(scope="module")
-def participants(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalProcess]:
+def participants(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChildProcess]:
     """One process serving every example participant, shared by a test module."""
     process = participants_process(
         tmp_path_factory.mktemp("participants"),
@@ -54,14 +53,14 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 def start_orchestrator(
     workdir: Path, database_url: str, addresses: dict[str, str], name: str = "orchestrator"
-) -> LocalProcess:
+) -> ChildProcess:
     return orchestrator_process(workdir, database_url, addresses, name=name).start()
 
 
 @pytest.fixture
 def orchestrator(
-    tmp_path: Path, database_url: str, participants: LocalProcess
-) -> Iterator[LocalProcess]:
+    tmp_path: Path, database_url: str, participants: ChildProcess
+) -> Iterator[ChildProcess]:
     process = orchestrator_process(tmp_path, database_url, participants.info["services"])
     try:
         yield process.start()
@@ -70,13 +69,13 @@ def orchestrator(
 
 
 @pytest.fixture
-async def stub(orchestrator: LocalProcess) -> AsyncIterator[pb_grpc.SagaOrchestratorStub]:
+async def stub(orchestrator: ChildProcess) -> AsyncIterator[pb_grpc.SagaOrchestratorStub]:
     async with grpc.aio.insecure_channel(orchestrator.address) as channel:
         yield pb_grpc.SagaOrchestratorStub(channel)
 
 
 @pytest.fixture
-async def store(database_url: str, orchestrator: LocalProcess) -> AsyncIterator[Store]:
+async def store(database_url: str, orchestrator: ChildProcess) -> AsyncIterator[Store]:
     """The orchestrator's own database, opened read-side by the test."""
     opened = open_store(database_url)
     await opened.open()
@@ -89,12 +88,5 @@ async def store(database_url: str, orchestrator: LocalProcess) -> AsyncIterator[
 async def wait_terminal(
     stub: pb_grpc.SagaOrchestratorStub, saga_id: str, timeout: float = 30.0
 ) -> pb.Saga:
-    """Poll GetSaga until the saga is COMPLETED or FAILED (bounded)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        saga = await stub.GetSaga(pb.GetSagaRequest(saga_id=saga_id), timeout=5)
-        if saga.status in TERMINAL:
-            return saga
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"saga {saga_id} still {pb.SagaStatus.Name(saga.status)}")
-        await asyncio.sleep(0.05)
+    """The saga once it is COMPLETED or FAILED, followed on its WatchSaga stream (bounded)."""
+    return await SagaClient.over(stub, timeout=5).wait(saga_id, timeout)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import chaos
+from tools import chaos
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -29,17 +29,17 @@ import grpc
 import pytest
 from google.protobuf import json_format
 
-from orchestrator.localrun import (
-    PARTICIPANT_SERVICES,
-    LocalProcess,
-    orchestrator_process,
-    participants_process,
-)
 from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
 from tests.e2e.conftest import FAIL_CAR_CLASS, wait_terminal
 from tests.e2e.payloads import struct as payload_struct
 from tests.e2e.payloads import travel
+from tools.processes import (
+    PARTICIPANT_SERVICES,
+    ChildProcess,
+    orchestrator_process,
+    participants_process,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -312,8 +312,8 @@ class Rig:
 
     workdir: Path
     database_url: str
-    participants: dict[str, LocalProcess]
-    orchestrator: LocalProcess
+    participants: dict[str, ChildProcess]
+    orchestrator: ChildProcess
 
     @property
     def address(self) -> list[str]:
@@ -372,7 +372,7 @@ def rig(
     env: dict[str, str] | None = None,
 ) -> Iterator[Rig]:
     """One participants process per group of services, with its flags, then an orchestrator."""
-    processes: dict[str, LocalProcess] = {}
+    processes: dict[str, ChildProcess] = {}
     built: Rig | None = None
     try:
         for services, extra in flags.items():

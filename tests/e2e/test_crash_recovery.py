@@ -11,7 +11,6 @@ import grpc
 import pytest
 
 from orchestrator.failpoints import EXIT_CODE
-from orchestrator.localrun import orchestrator_process
 from orchestrator.records import TransitionEvent
 from orchestrator.store import open_store
 from saga.v1 import orchestrator_pb2 as pb
@@ -19,6 +18,7 @@ from saga.v1 import orchestrator_pb2_grpc as pb_grpc
 from tests.e2e.conftest import MAX_CHARGE_MINOR, wait_terminal
 from tests.e2e.effects import effects_of
 from tests.e2e.payloads import struct, travel
+from tools.processes import orchestrator_process
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -26,12 +26,6 @@ from orchestrator.commands import ParticipantClient
 from orchestrator.errors import StoreUnavailable
 from orchestrator.examples import DEFINITIONS, TRAVEL_BOOKING
 from orchestrator.executor import Executor
-from orchestrator.localrun import (
-    PARTICIPANT_SERVICES,
-    LocalProcess,
-    orchestrator_process,
-    participants_process,
-)
 from orchestrator.records import Lease, SagaStatus
 from orchestrator.registry import Registry
 from orchestrator.store import PostgresStore
@@ -42,6 +36,12 @@ from tests.e2e.conftest import MAX_CHARGE_MINOR, TERMINAL
 from tests.e2e.effects import effects_of
 from tests.e2e.payloads import order, struct, travel
 from tests.e2e.pgserver import PrivatePostgres, private_postgres
+from tools.processes import (
+    PARTICIPANT_SERVICES,
+    ChildProcess,
+    orchestrator_process,
+    participants_process,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.slow]
 
@@ -83,7 +83,7 @@ def database_url(postgres_server: PrivatePostgres) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def slow_participants(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalProcess]:
+def slow_participants(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChildProcess]:
     process = participants_process(
         tmp_path_factory.mktemp("participants"),
         PARTICIPANT_SERVICES,
@@ -96,7 +96,7 @@ def slow_participants(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loca
 
 
 @pytest.fixture
-def orchestrator(tmp_path, database_url, slow_participants) -> Iterator[LocalProcess]:
+def orchestrator(tmp_path, database_url, slow_participants) -> Iterator[ChildProcess]:
     process = orchestrator_process(tmp_path, database_url, slow_participants.info["services"])
     try:
         yield process.start()
@@ -105,7 +105,7 @@ def orchestrator(tmp_path, database_url, slow_participants) -> Iterator[LocalPro
 
 
 @pytest.fixture
-async def stub(orchestrator: LocalProcess):
+async def stub(orchestrator: ChildProcess):
     async with grpc.aio.insecure_channel(orchestrator.address) as channel:
         yield pb_grpc.SagaOrchestratorStub(channel)
 

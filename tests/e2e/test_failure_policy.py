@@ -15,7 +15,6 @@ from pathlib import Path
 import grpc
 import pytest
 
-from orchestrator.localrun import LocalProcess, orchestrator_process, participants_process
 from orchestrator.records import TransitionEvent, TransitionRecord
 from orchestrator.store import open_store
 from saga.v1 import orchestrator_pb2 as pb
@@ -23,6 +22,7 @@ from saga.v1 import orchestrator_pb2_grpc as pb_grpc
 from tests.e2e.conftest import wait_terminal
 from tests.e2e.effects import effects_of
 from tests.e2e.payloads import struct, travel
+from tools.processes import ChildProcess, orchestrator_process, participants_process
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -36,8 +36,8 @@ class Rig:
 
     workdir: Path
     database_url: str
-    participants: dict[str, LocalProcess]
-    orchestrator: LocalProcess
+    participants: dict[str, ChildProcess]
+    orchestrator: ChildProcess
     stub: pb_grpc.SagaOrchestratorStub
 
     @property
@@ -75,7 +75,7 @@ class Rig:
 
 @contextlib.asynccontextmanager
 async def rig(tmp_path, database_url, **flags: Sequence[str]) -> AsyncIterator[Rig]:
-    processes: dict[str, LocalProcess] = {}
+    processes: dict[str, ChildProcess] = {}
     orchestrator = None
     opened: Rig | None = None
     try:

@@ -27,17 +27,17 @@ from pathlib import Path
 import grpc
 import pytest
 
-from orchestrator.localrun import (
-    PARTICIPANT_SERVICES,
-    LocalProcess,
-    orchestrator_process,
-    participants_process,
-)
 from orchestrator.store import open_store
 from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
 from tests.e2e.conftest import wait_terminal
 from tests.e2e.payloads import struct, travel
+from tools.processes import (
+    PARTICIPANT_SERVICES,
+    ChildProcess,
+    orchestrator_process,
+    participants_process,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = ROOT / "tests" / "own_saga"
@@ -177,13 +177,13 @@ def serve_process(
     addresses: dict[str, str],
     importable: Path,
     name: str,
-) -> LocalProcess:
+) -> ChildProcess:
     """`saga serve --definitions MODULE --participant ...` on a free port."""
     argv = [sys.executable, "-m", "orchestrator", "serve", "--definitions", definitions]
     for participant, address in sorted(addresses.items()):
         argv += ["--participant", f"{participant}={address}"]
     argv += ["--database", database_url, "--listen", "127.0.0.1:0"]
-    return LocalProcess(name, argv, workdir, with_pythonpath(importable))
+    return ChildProcess(name, argv, workdir, env=with_pythonpath(importable))
 
 
 def saga_cli(*args: str, cwd: Path = PROJECT, env: dict[str, str] | None = None):
@@ -219,7 +219,7 @@ def walkthrough(tmp_path: Path, database_url: str) -> Iterator[dict[str, str]]:
         cwd=PROJECT,
         log_dir=tmp_path,
     )
-    orchestrator: LocalProcess | None = None
+    orchestrator: ChildProcess | None = None
     try:
         payment.start()
         loyalty.start()
@@ -371,8 +371,8 @@ async def test_two_versions_run_side_by_side_and_a_missing_one_stops_the_start(
         TRAVEL_V2 + "\nDEFINITIONS = (TRAVEL_BOOKING_V2, ORDER_FULFILLMENT)\n"
     )
     slow = participants_process(tmp_path, PARTICIPANT_SERVICES, ["--latency-ms", str(SLOW_MS)])
-    v1_only: LocalProcess | None = None
-    both: LocalProcess | None = None
+    v1_only: ChildProcess | None = None
+    both: ChildProcess | None = None
     try:
         addresses = slow.start().info["services"]
         v1_only = orchestrator_process(tmp_path, database_url, addresses, name="v1-only").start()

@@ -7,7 +7,6 @@ from collections import Counter
 import grpc
 import pytest
 
-from orchestrator.localrun import orchestrator_process, participants_process
 from orchestrator.records import TransitionEvent
 from orchestrator.store import open_store
 from saga.v1 import orchestrator_pb2 as pb
@@ -15,6 +14,7 @@ from saga.v1 import orchestrator_pb2_grpc as pb_grpc
 from tests.e2e.conftest import wait_terminal
 from tests.e2e.effects import effects_of
 from tests.e2e.payloads import struct, travel
+from tools.processes import orchestrator_process, participants_process
 
 pytestmark = pytest.mark.e2e
 

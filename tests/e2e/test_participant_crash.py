@@ -11,20 +11,20 @@ from pathlib import Path
 import grpc
 import pytest
 
-from orchestrator.localrun import LocalProcess, orchestrator_process, participants_process
 from participants.common.failures import AFTER_COMMIT_BEFORE_REPLY, CRASH_EXIT_CODE, FAILPOINT_ENV
 from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
 from tests.e2e.conftest import MAX_CHARGE_MINOR, wait_terminal
 from tests.e2e.effects import effects_of
 from tests.e2e.payloads import struct, travel
+from tools.processes import ChildProcess, orchestrator_process, participants_process
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 EXIT_TIMEOUT_SECONDS = 20.0
 
 
-def wait_exit(process: LocalProcess, timeout: float = EXIT_TIMEOUT_SECONDS) -> int:
+def wait_exit(process: ChildProcess, timeout: float = EXIT_TIMEOUT_SECONDS) -> int:
     assert process.process is not None
     deadline = time.monotonic() + timeout
     while process.process.poll() is None:
@@ -34,7 +34,7 @@ def wait_exit(process: LocalProcess, timeout: float = EXIT_TIMEOUT_SECONDS) -> i
     return process.process.returncode
 
 
-def flight_process(workdir: Path, name: str, port: int = 0) -> LocalProcess:
+def flight_process(workdir: Path, name: str, port: int = 0) -> ChildProcess:
     """The flight service alone, its state under `workdir` (the same for a restart)."""
     return participants_process(workdir, ["flight"], ["--port", str(port)], name=name)
 

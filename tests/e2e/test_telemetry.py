@@ -28,12 +28,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from orchestrator.commands import ParticipantClient
 from orchestrator.examples import DEFINITIONS, TRAVEL_BOOKING
 from orchestrator.executor import Executor
-from orchestrator.localrun import (
-    PARTICIPANT_SERVICES,
-    LocalProcess,
-    orchestrator_process,
-    participants_process,
-)
 from orchestrator.records import SagaStatus
 from orchestrator.registry import Registry
 from orchestrator.store import open_store
@@ -43,6 +37,12 @@ from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
 from tests.e2e.conftest import FAIL_CAR_CLASS, MAX_CHARGE_MINOR, wait_terminal
 from tests.e2e.payloads import struct, travel
+from tools.processes import (
+    PARTICIPANT_SERVICES,
+    ChildProcess,
+    orchestrator_process,
+    participants_process,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -150,7 +150,7 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Scenario:
         name="traced-participants",
     )
     participants.env.update(FAST_SPAN_EXPORT)
-    orchestrator: LocalProcess | None = None
+    orchestrator: ChildProcess | None = None
     try:
         participants.start()
         orchestrator = orchestrator_process(

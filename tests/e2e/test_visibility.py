@@ -8,11 +8,11 @@ import grpc
 import pytest
 from google.protobuf import timestamp_pb2
 
-from orchestrator.localrun import orchestrator_process, participants_process
 from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
 from tests.e2e.conftest import FAIL_CAR_CLASS, wait_terminal
 from tests.e2e.payloads import struct, travel
+from tools.processes import orchestrator_process, participants_process
 
 pytestmark = pytest.mark.e2e
 

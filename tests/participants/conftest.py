@@ -39,7 +39,7 @@ def launch(tmp_path: Path) -> Iterator[Launch]:
         yield _launcher(tmp_path, started)
     finally:
         for process in started:
-            process.ensure_stopped()
+            process.stop()
 
 
 @pytest.fixture(scope="session")
@@ -50,7 +50,7 @@ def launch_shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launch]:
         yield _launcher(tmp_path_factory.mktemp("participants"), started)
     finally:
         for process in started:
-            process.ensure_stopped()
+            process.stop()
 
 
 @pytest.fixture(scope="session")

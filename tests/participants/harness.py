@@ -5,12 +5,8 @@ parametrized over services."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-import signal
-import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +24,7 @@ from saga.participants.hotel.v1 import hotel_pb2, hotel_pb2_grpc
 from saga.participants.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from saga.participants.payment.v1 import payment_pb2, payment_pb2_grpc
 from saga.participants.shipping.v1 import shipping_pb2, shipping_pb2_grpc
+from tools.processes import ChildProcess
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RPC_TIMEOUT_S = 5.0
@@ -38,66 +35,41 @@ ACTIVE = command_pb2.RESERVATION_STATE_ACTIVE
 CANCELLED = command_pb2.RESERVATION_STATE_CANCELLED
 
 
-class ParticipantsProcess:
-    """`python -m participants` as a real child process, found through its ready file."""
+class ParticipantsProcess(ChildProcess):
+    """`python -m participants` as a real child process, found through its ready file;
+    its stdout is kept apart from its log, as a process manager would see it."""
 
     def __init__(self, workdir: Path, state_dir: Path, args: list[str], env: dict[str, str]):
-        workdir.mkdir(parents=True, exist_ok=True)
+        name = f"participants-{uuid.uuid4().hex[:8]}"
         self.state_dir = state_dir
-        self.ready_file = workdir / f"ready-{uuid.uuid4().hex[:8]}.json"
-        self.stdout_path = self.ready_file.with_suffix(".out")
-        self.stderr_path = self.ready_file.with_suffix(".err")
+        self.stdout_path = workdir / f"{name}.out"
         command = [
             sys.executable, "-m", "participants",
             "--port", "0",
             "--state-dir", str(state_dir),
-            "--ready-file", str(self.ready_file),
             *args,
         ]  # fmt: skip
-        with self.stdout_path.open("wb") as stdout, self.stderr_path.open("wb") as stderr:
-            self.process = subprocess.Popen(
-                command, cwd=REPO_ROOT, env=env, stdout=stdout, stderr=stderr
-            )
-        self.ready: dict[str, Any] = {}
+        super().__init__(
+            name,
+            command,
+            workdir,
+            env=env,
+            inherit_env=False,
+            cwd=REPO_ROOT,
+            stdout=self.stdout_path,
+        )
 
     @property
-    def address(self) -> str:
-        return self.ready["address"]
+    def ready(self) -> dict[str, Any]:
+        return self.info
 
     def wait_ready(self) -> None:
-        """Wait (bounded) until the process has written its ready file."""
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"participants exited early:\n{self.logs()}")
-            if self.ready_file.exists():
-                self.ready = json.loads(self.ready_file.read_text())
-                return
-            time.sleep(0.02)
-        raise AssertionError(f"participants not ready after {READY_TIMEOUT_S}s:\n{self.logs()}")
+        """Start, and wait (bounded) until the process has written its ready file."""
+        self.start(READY_TIMEOUT_S)
 
     def wait_exit(self, timeout: float = STOP_TIMEOUT_S) -> int:
+        assert self.process is not None
         return self.process.wait(timeout=timeout)
-
-    def stop(self) -> int:
-        """SIGTERM and wait: the graceful path a process manager takes."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        return self.wait_exit()
-
-    def ensure_stopped(self) -> None:
-        """Finaliser: terminate, then kill if it does not exit in time; always reap."""
-        if self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=STOP_TIMEOUT_S)
-
-    def logs(self) -> str:
-        return self.stdout_path.read_text() + self.stderr_path.read_text()
 
 
 def participant_env(**overrides: str) -> dict[str, str]:

@@ -10,9 +10,9 @@ it started either way.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
-import time
 from collections import Counter, defaultdict
 from datetime import datetime
 from pathlib import Path
@@ -21,7 +21,7 @@ from typing import Any
 import grpc
 from google.protobuf import struct_pb2
 
-from orchestrator.localrun import LocalProcess, orchestrator_process, participants_process
+from orchestrator.client import TERMINAL_SAGA_STATUSES, SagaClient
 from saga.participants.car_rental.v1 import car_rental_pb2, car_rental_pb2_grpc
 from saga.participants.common.v1.command_pb2 import RESERVATION_STATE_ACTIVE
 from saga.participants.flight.v1 import flight_pb2, flight_pb2_grpc
@@ -29,6 +29,7 @@ from saga.participants.hotel.v1 import hotel_pb2, hotel_pb2_grpc
 from saga.participants.payment.v1 import payment_pb2, payment_pb2_grpc
 from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
+from tools.processes import ChildProcess, orchestrator_process, participants_process
 
 BOOKINGS = 12
 FLIGHT_SEATS = 10
@@ -36,8 +37,6 @@ HOTEL_ROOMS = 8
 CARS = 6
 MAX_CHARGE_MINOR = 150_000
 FINISH_TIMEOUT_SECONDS = 60.0
-
-TERMINAL = {pb.SAGA_STATUS_COMPLETED, pb.SAGA_STATUS_FAILED}
 
 
 def _status(value: int) -> str:
@@ -64,7 +63,7 @@ def travel_payload(number: int) -> dict[str, Any]:
     }
 
 
-def start_processes(workdir: Path, database_url: str) -> tuple[list[LocalProcess], LocalProcess]:
+def start_processes(workdir: Path, database_url: str) -> tuple[list[ChildProcess], ChildProcess]:
     participants = [
         participants_process(workdir, ["flight"], ["--capacity", str(FLIGHT_SEATS)]),
         participants_process(workdir, ["hotel"], ["--capacity", str(HOTEL_ROOMS)]),
@@ -84,7 +83,19 @@ def start_processes(workdir: Path, database_url: str) -> tuple[list[LocalProcess
     return participants, orchestrator
 
 
-def run_sagas(stub: pb_grpc.SagaOrchestratorStub) -> list[pb.Saga]:
+def settle(address: str, saga_ids: list[str]) -> dict[str, pb.Saga]:
+    """Each saga once it is COMPLETED or FAILED, followed on its WatchSaga stream, or as it
+    stands after FINISH_TIMEOUT_SECONDS."""
+
+    async def follow_all() -> dict[str, pb.Saga]:
+        async with SagaClient(address) as client:
+            latest, _ = await client.wait_all(saga_ids, FINISH_TIMEOUT_SECONDS)
+            return latest
+
+    return asyncio.run(follow_all())
+
+
+def run_sagas(stub: pb_grpc.SagaOrchestratorStub, address: str) -> list[pb.Saga]:
     saga_ids = []
     for number in range(BOOKINGS):
         payload = struct_pb2.Struct()
@@ -99,12 +110,8 @@ def run_sagas(stub: pb_grpc.SagaOrchestratorStub) -> list[pb.Saga]:
             timeout=10,
         )
         saga_ids.append(reply.saga_id)
-    deadline = time.monotonic() + FINISH_TIMEOUT_SECONDS
-    while True:
-        sagas = [stub.GetSaga(pb.GetSagaRequest(saga_id=i), timeout=10) for i in saga_ids]
-        if all(s.status in TERMINAL for s in sagas) or time.monotonic() > deadline:
-            return sagas
-        time.sleep(0.2)
+    settled = settle(address, saga_ids)
+    return [settled[saga_id] for saga_id in saga_ids]
 
 
 def print_sagas(sagas: list[pb.Saga]) -> None:
@@ -176,15 +183,6 @@ def check_participants(addresses: dict[str, str], sagas: list[pb.Saga]) -> list[
     return problems
 
 
-def wait_until_settled(stub: pb_grpc.SagaOrchestratorStub, saga_id: str) -> pb.Saga:
-    deadline = time.monotonic() + FINISH_TIMEOUT_SECONDS
-    while True:
-        saga: pb.Saga = stub.GetSaga(pb.GetSagaRequest(saga_id=saga_id), timeout=10)
-        if saga.status in TERMINAL or time.monotonic() > deadline:
-            return saga
-        time.sleep(0.1)
-
-
 def operator_scenario(workdir: Path, database_url: str) -> list[str]:
     """An order whose refund keeps failing: the saga stops and asks for an operator, who
     refunds by hand and says so with ResolveStep; the saga then finishes compensating."""
@@ -193,7 +191,7 @@ def operator_scenario(workdir: Path, database_url: str) -> list[str]:
         participants_process(workdir, ["payment"], ["--compensation-failures", "-1"], "payment-2"),
         participants_process(workdir, ["inventory", "shipping", "notification"], name="orders-2"),
     ]
-    orchestrator: LocalProcess | None = None
+    orchestrator: ChildProcess | None = None
     problems: list[str] = []
     try:
         addresses: dict[str, str] = {}
@@ -224,7 +222,7 @@ def operator_scenario(workdir: Path, database_url: str) -> list[str]:
                 ),
                 timeout=10,
             )
-            stuck = wait_until_settled(stub, started.saga_id)
+            stuck = settle(orchestrator.address, [started.saga_id])[started.saga_id]
             print_sagas([stuck])
             listed = stub.ListSagas(pb.ListSagasRequest(needs_intervention=True), timeout=10)
             print(f"  ListSagas(needs_intervention=true): {[s.saga_id[-8:] for s in listed.sagas]}")
@@ -243,7 +241,7 @@ def operator_scenario(workdir: Path, database_url: str) -> list[str]:
                 ),
                 timeout=10,
             )
-            done = wait_until_settled(stub, stuck.saga_id)
+            done = settle(orchestrator.address, [stuck.saga_id])[stuck.saga_id]
             print_sagas([done])
             history = stub.GetSagaHistory(
                 pb.GetSagaHistoryRequest(saga_id=done.saga_id), timeout=10
@@ -267,8 +265,8 @@ def main() -> int:
     workdir = Path(".demo") / datetime.now().strftime("%Y%m%d-%H%M%S")
     database_url = os.environ.get("SAGA_DATABASE_URL") or f"sqlite:///{workdir / 'saga.sqlite3'}"
     print(f"demo: state and logs in {workdir}, orchestrator store {database_url.split('@')[-1]}")
-    participants: list[LocalProcess] = []
-    orchestrator: LocalProcess | None = None
+    participants: list[ChildProcess] = []
+    orchestrator: ChildProcess | None = None
     try:
         participants, orchestrator = start_processes(workdir, database_url)
         addresses = {k: v for p in participants for k, v in p.info["services"].items()}
@@ -277,10 +275,10 @@ def main() -> int:
             f"{len(participants)} participant processes"
         )
         with grpc.insecure_channel(orchestrator.address) as channel:
-            sagas = run_sagas(pb_grpc.SagaOrchestratorStub(channel))
+            sagas = run_sagas(pb_grpc.SagaOrchestratorStub(channel), orchestrator.address)
         print_sagas(sagas)
         problems = check_participants(addresses, sagas)
-        unfinished = [s.saga_id for s in sagas if s.status not in TERMINAL]
+        unfinished = [s.saga_id for s in sagas if s.status not in TERMINAL_SAGA_STATUSES]
         problems += [f"saga {i} did not finish in {FINISH_TIMEOUT_SECONDS}s" for i in unfinished]
         counts = Counter(_status(s.status) for s in sagas)
         print(

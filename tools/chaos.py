@@ -34,7 +34,7 @@ from typing import Any
 
 import grpc
 
-from orchestrator.localrun import LocalProcess, orchestrator_process, participants_process
+from orchestrator.client import SagaClient
 from orchestrator.records import TransitionEvent
 from orchestrator.store import open_store
 from saga.participants.car_rental.v1 import car_rental_pb2, car_rental_pb2_grpc
@@ -47,6 +47,7 @@ from saga.participants.payment.v1 import payment_pb2, payment_pb2_grpc
 from saga.participants.shipping.v1 import shipping_pb2, shipping_pb2_grpc
 from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
+from tools.processes import ChildProcess, orchestrator_process, participants_process
 
 TRAVEL = "travel_booking"
 ORDER = "order_fulfillment"
@@ -76,7 +77,6 @@ START_RETRY_SECONDS = 60.0
 SLOW_START_SECONDS = 0.25
 """A StartSaga slower than this waited for a restarting orchestrator."""
 SERVE_TIMEOUT_SECONDS = 30.0
-POLL_SECONDS = 0.25
 RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 # Reconnect quickly to an orchestrator restarted on the same port.
 CHANNEL_OPTIONS = [
@@ -84,7 +84,6 @@ CHANNEL_OPTIONS = [
     ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 500),
 ]
-TERMINAL = frozenset({pb.SAGA_STATUS_COMPLETED, pb.SAGA_STATUS_FAILED})
 LEFT_IN_FAILED_SAGA = frozenset(
     {pb.STEP_STATUS_PENDING, pb.STEP_STATUS_FAILED, pb.STEP_STATUS_COMPENSATED}
 )
@@ -162,8 +161,8 @@ class Cluster:
         self.workdir = workdir
         self.database_url = database_url
         self.lease_seconds = lease_seconds
-        self.participants: list[LocalProcess] = []
-        self.orchestrators: list[LocalProcess] = []
+        self.participants: list[ChildProcess] = []
+        self.orchestrators: list[ChildProcess] = []
         self.addresses: dict[str, str] = {}
         self.port = 0
 
@@ -185,7 +184,7 @@ class Cluster:
             process.start()
             self.addresses.update(process.info["services"])
 
-    def start_orchestrator(self) -> LocalProcess:
+    def start_orchestrator(self) -> ChildProcess:
         """A new orchestrator; after the first, on the first one's port."""
         process = orchestrator_process(
             self.workdir,
@@ -339,33 +338,16 @@ def start_all(
 
 
 def wait_terminal(
-    stub: Any, saga_ids: Iterable[str], timeout: float
+    address: str, saga_ids: Iterable[str], within: float
 ) -> tuple[dict[str, pb.Saga], bool]:
-    """Poll GetSaga until every saga is COMPLETED or FAILED, or `timeout` passes.
+    """Follow every saga on its WatchSaga stream until it is COMPLETED or FAILED, or
+    `within` seconds pass. Returns the last answer for each saga and whether all ended."""
 
-    Returns the last answer for each saga and whether all were terminal.
-    """
-    latest: dict[str, pb.Saga] = {}
-    pending = set(saga_ids)
-    deadline = time.monotonic() + timeout
-    while True:
-        for saga_id in sorted(pending):
-            try:
-                saga = stub.GetSaga(
-                    pb.GetSagaRequest(saga_id=saga_id), timeout=CALL_TIMEOUT_SECONDS
-                )
-            except grpc.RpcError as error:
-                if error.code() in RETRYABLE:
-                    continue
-                raise
-            latest[saga_id] = saga
-            if saga.status in TERMINAL:
-                pending.discard(saga_id)
-        if not pending:
-            return latest, True
-        if time.monotonic() > deadline:
-            return latest, False
-        time.sleep(POLL_SECONDS)
+    async def follow_all() -> tuple[dict[str, pb.Saga], bool]:
+        async with SagaClient(address, CALL_TIMEOUT_SECONDS) as client:
+            return await client.wait_all(saga_ids, within)
+
+    return asyncio.run(follow_all())
 
 
 # --- what the participants hold --------------------------------------------------------
@@ -720,7 +702,7 @@ def in_flight_at(moment: datetime, sagas: Iterable[pb.Saga]) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m orchestrator.chaos",
+        prog="python -m tools.chaos",
         description="Run sagas of both example types while killing the orchestrator with "
         "SIGKILL at random moments; check and print the invariants afterwards.",
     )
@@ -813,7 +795,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             drain_from = (
                 started_at + killer.restarts[-1].killed_at if killer.restarts else time.monotonic()
             )
-            sagas, finished = wait_terminal(stub, saga_ids.values(), args.drain_timeout)
+            sagas, finished = wait_terminal(cluster.address, saga_ids.values(), args.drain_timeout)
             drained = time.monotonic() - drain_from
         state = read_participants(cluster.addresses)
         audit = asyncio.run(audit_transition_logs(database_url, saga_ids.values()))

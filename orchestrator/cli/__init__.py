@@ -1,0 +1,70 @@
+"""The `saga` command (also `python -m orchestrator`): serve the orchestrator, run the
+example participants, start, list, inspect, watch and steer sagas, and describe a saga
+type's definition.
+
+Every option also reads an environment variable (named in --help), so the same
+settings work from a shell, a container or a test. Client commands print tables
+for people and, with --json, the API's own JSON and nothing else for scripts.
+
+Exit codes: 0 success; 1 an error (the server's answer, or no server); 2 a usage
+error; 3 `saga watch` (or `start --watch`) saw the saga end FAILED; 130 interrupted.
+
+The package: parser (the command line), options (value parsing, exit codes), output
+(printing), client_commands (talking to a running orchestrator through
+orchestrator.client), serve and describe (the commands that run here; `serve` imports
+the engine only when it runs, so a client command does not wait for it).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from orchestrator.cli.client_commands import client_command
+from orchestrator.cli.describe import describe_command
+from orchestrator.cli.options import (
+    EXIT_BROKEN_PIPE,
+    EXIT_INTERRUPTED,
+    CliError,
+    definition_modules,
+    parse_duration,
+    parse_point_in_time,
+)
+from orchestrator.cli.parser import build_parser
+from orchestrator.cli.serve import serve_command
+
+__all__ = ["CliError", "definition_modules", "main", "parse_duration", "parse_point_in_time"]
+
+
+def _quiet_broken_pipe() -> NoReturn:
+    """`saga list | head`: the reader left; say nothing, and let Python's exit not
+    complain about flushing into the closed pipe."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(EXIT_BROKEN_PIPE)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `saga` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "participants":
+        from participants.__main__ import main as participants_main
+
+        return int(participants_main(argv[1:]))
+    args = build_parser(argv[0] if argv else None).parse_args(argv)
+    try:
+        if args.command == "serve":
+            return serve_command(args)
+        if args.command == "describe":
+            return describe_command(args)
+        return client_command(args)
+    except CliError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        _quiet_broken_pipe()

@@ -1,0 +1,291 @@
+"""The `saga` commands that talk to a running orchestrator: start, list, get, history,
+watch, and the operator's abort, retry and resolve. Each runs on one channel, with the
+deadline of --timeout on every unary call; `watch` follows the WatchSaga stream."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import threading
+from collections.abc import Awaitable, Callable
+
+import grpc
+from google.protobuf import struct_pb2
+from rich.console import RenderableType
+from rich.live import Live
+from rich.text import Text
+
+from orchestrator import console as view
+from orchestrator.cli.options import (
+    EXIT_OK,
+    EXIT_SAGA_FAILED,
+    EXIT_USAGE,
+    SAGA_STATUSES,
+    CliError,
+    operator_name,
+)
+from orchestrator.cli.output import note, show, stdout_console, table_width, write_line
+from orchestrator.client import SagaClient, StreamLost, describe_orchestrator_error
+from orchestrator.clock import utc_now
+from orchestrator.timestamps import to_timestamp
+from saga.v1 import orchestrator_pb2 as pb
+
+
+def list_request(args: argparse.Namespace, page_token: str) -> pb.ListSagasRequest:
+    """The ListSagas request the `saga list` flags ask for."""
+    request = pb.ListSagasRequest(
+        page_size=args.limit,
+        page_token=page_token,
+        status=SAGA_STATUSES[args.status] if args.status else pb.SAGA_STATUS_UNSPECIFIED,
+        saga_type=args.saga_type,
+        correlation_id=args.correlation_id,
+    )
+    if args.needs_intervention is not None:
+        request.needs_intervention = args.needs_intervention
+    if args.since is not None:
+        request.create_time_after.CopyFrom(to_timestamp(args.since))
+    if args.until is not None:
+        request.create_time_before.CopyFrom(to_timestamp(args.until))
+    return request
+
+
+async def _list(args: argparse.Namespace, client: SagaClient) -> int:
+    sagas: list[pb.Saga] = []
+    token = args.page_token
+    while True:
+        page = await client.stub.ListSagas(list_request(args, token), timeout=client.timeout)
+        sagas.extend(page.sagas)
+        token = page.next_page_token
+        if not token or not args.all:
+            break
+    if args.json:
+        write_line(view.to_json(pb.ListSagasResponse(sagas=sagas, next_page_token=token)))
+        return EXIT_OK
+    if not sagas:
+        note("no sagas found")
+    else:
+        width = table_width()
+        short_ids = width is not None and not args.wide
+        show(view.sagas_table(sagas, now=utc_now(), short_ids=short_ids, width=width))
+    if token:
+        note(f"more sagas follow: add --page-token {token} (same filters), or use --all")
+    return EXIT_OK
+
+
+async def _get(args: argparse.Namespace, client: SagaClient) -> int:
+    saga = await client.get_saga(args.saga_id)
+    if args.json:
+        write_line(view.to_json(saga))
+    else:
+        show(view.saga_view(saga, now=utc_now(), width=table_width()))
+    return EXIT_OK
+
+
+async def _history(args: argparse.Namespace, client: SagaClient) -> int:
+    transitions: list[pb.Transition] = []
+    token = ""
+    while True:
+        page = await client.stub.GetSagaHistory(
+            pb.GetSagaHistoryRequest(saga_id=args.saga_id, page_token=token),
+            timeout=client.timeout,
+        )
+        transitions.extend(page.transitions)
+        token = page.next_page_token
+        if not token:
+            break
+    if args.json:
+        write_line(view.to_json(pb.GetSagaHistoryResponse(transitions=transitions)))
+    else:
+        show(view.history_table(transitions, width=table_width()))
+    return EXIT_OK
+
+
+async def follow_transitions(
+    client: SagaClient,
+    saga_id: str,
+    after_seq: int,
+    *,
+    reconnect_for: float,
+    on_transition: Callable[[pb.Transition], None],
+    on_notice: Callable[[str], None],
+) -> int:
+    """The saga's transitions after `after_seq` until it ends, and its final status; a
+    stream not got back within `reconnect_for` seconds says how to pick it up again."""
+    try:
+        saga = await client.follow(
+            saga_id,
+            after_seq=after_seq,
+            reconnect_for=reconnect_for,
+            on_transition=on_transition,
+            on_notice=on_notice,
+        )
+    except StreamLost as lost:
+        raise CliError(
+            f"lost the orchestrator at {client.address} and could not get the stream back "
+            f"within {reconnect_for:g}s ({lost.cause}); continue with "
+            f"`saga watch {saga_id} --from-seq {lost.last_seq}` once it is back "
+            "(--address, env SAGA_ADDRESS)"
+        ) from None
+    return int(saga.status)
+
+
+def _exit_code_of(status: int) -> int:
+    return EXIT_OK if status == pb.SAGA_STATUS_COMPLETED else EXIT_SAGA_FAILED
+
+
+async def watch_saga(
+    client: SagaClient, saga_id: str, *, from_seq: int, as_json: bool, reconnect_for: float
+) -> int:
+    """`saga watch`: live on a terminal, one line (or JSON object) per transition otherwise."""
+    saga = await client.get_saga(saga_id)  # NOT_FOUND and an unreachable server fail here, at once
+    console = stdout_console()
+    if as_json or not console.is_terminal:
+        render = (
+            (lambda row: write_line(view.to_json(row, indent=None)))
+            if as_json
+            else (lambda row: write_line(view.transition_line(row)))
+        )
+        status = await follow_transitions(
+            client,
+            saga_id,
+            from_seq,
+            reconnect_for=reconnect_for,
+            on_transition=render,
+            on_notice=lambda text: note(f"saga watch: {text}") if text else None,
+        )
+        return _exit_code_of(status)
+
+    # On a terminal the table shows every step, so the state is replayed from seq 1;
+    # --from-seq only limits the events listed under it.
+    state = view.WatchState.of(saga, show_after_seq=from_seq)
+    lock = threading.Lock()
+
+    def apply(row: pb.Transition) -> None:
+        with lock:
+            state.apply(row)
+
+    def notice(text: str) -> None:
+        with lock:
+            state.notice = text
+
+    def picture() -> RenderableType:
+        with lock:
+            return view.watch_view(state, now=utc_now(), width=console.width)
+
+    with Live(get_renderable=picture, console=console, refresh_per_second=8) as live:
+        status = await follow_transitions(
+            client, saga_id, 0, reconnect_for=reconnect_for, on_transition=apply, on_notice=notice
+        )
+        live.refresh()
+    return _exit_code_of(status)
+
+
+async def _watch(args: argparse.Namespace, client: SagaClient) -> int:
+    return await watch_saga(
+        client,
+        args.saga_id,
+        from_seq=args.from_seq,
+        as_json=args.json,
+        reconnect_for=args.reconnect_timeout,
+    )
+
+
+async def _start(args: argparse.Namespace, client: SagaClient) -> int:
+    try:
+        payload_dict = json.loads(args.payload)
+    except json.JSONDecodeError as error:
+        raise CliError(f"--payload is not valid JSON: {error}", EXIT_USAGE) from None
+    if not isinstance(payload_dict, dict):
+        raise CliError("--payload must be a JSON object", EXIT_USAGE)
+    payload = struct_pb2.Struct()
+    payload.update(payload_dict)
+    reply = await client.stub.StartSaga(
+        pb.StartSagaRequest(
+            saga_type=args.saga_type,
+            correlation_id=args.correlation_id,
+            payload=payload,
+            idempotency_key=args.idempotency_key,
+        ),
+        timeout=client.timeout,
+    )
+    if args.json:
+        write_line(view.to_json(reply, indent=None if args.watch else 2))
+    else:
+        status = view.saga_status_name(reply.status)
+        if reply.created:
+            text = f"started saga {reply.saga_id} ({args.saga_type}): {status}"
+        else:
+            text = f"saga {reply.saga_id} was already started with this idempotency key: {status}"
+        show(Text(text))
+    if not args.watch:
+        return EXIT_OK
+    return await watch_saga(
+        client, reply.saga_id, from_seq=0, as_json=args.json, reconnect_for=args.reconnect_timeout
+    )
+
+
+async def _operator_call(args: argparse.Namespace, client: SagaClient) -> int:
+    """abort, retry, resolve: one call each, recorded with who asked and why."""
+    by = operator_name(args.by)
+    if args.command == "abort":
+        saga = (
+            await client.stub.AbortSaga(
+                pb.AbortSagaRequest(saga_id=args.saga_id, reason=args.reason, requested_by=by),
+                timeout=client.timeout,
+            )
+        ).saga
+        done = "aborted"
+    elif args.command == "retry":
+        saga = (
+            await client.stub.RetrySaga(
+                pb.RetrySagaRequest(saga_id=args.saga_id, reason=args.reason, requested_by=by),
+                timeout=client.timeout,
+            )
+        ).saga
+        done = "retried"
+    else:
+        saga = (
+            await client.stub.ResolveStep(
+                pb.ResolveStepRequest(
+                    saga_id=args.saga_id, step=args.step, reason=args.reason, requested_by=by
+                ),
+                timeout=client.timeout,
+            )
+        ).saga
+        done = f"step {args.step} resolved"
+    if args.json:
+        write_line(view.to_json(saga))
+        return EXIT_OK
+    summary = Text(f"{done} by {by}: saga {saga.saga_id} is now ")
+    summary.append_text(view.saga_status_text(saga))
+    show(summary)
+    show(view.saga_view(saga, now=utc_now(), width=table_width()))
+    return EXIT_OK
+
+
+CLIENT_COMMANDS: dict[str, Callable[[argparse.Namespace, SagaClient], Awaitable[int]]] = {
+    "start": _start,
+    "list": _list,
+    "get": _get,
+    "history": _history,
+    "watch": _watch,
+    "abort": _operator_call,
+    "retry": _operator_call,
+    "resolve": _operator_call,
+}
+
+
+def client_command(args: argparse.Namespace) -> int:
+    """Run one client command on a channel of its own; a failed call becomes a CliError."""
+
+    async def run() -> int:
+        async with SagaClient(args.address, args.timeout) as client:
+            try:
+                return await CLIENT_COMMANDS[args.command](args, client)
+            except grpc.RpcError as error:
+                raise CliError(
+                    describe_orchestrator_error(error, args.address, args.timeout)
+                ) from None
+
+    return asyncio.run(run())

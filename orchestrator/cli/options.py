@@ -1,0 +1,237 @@
+"""The `saga` command's shared pieces: exit codes, CliError, and the parsing of
+option values (durations, points in time, ids, participant addresses), each also read
+from an environment variable."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import re
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+from orchestrator.client import CLIENT_TIMEOUT_SECONDS, WATCH_RECONNECT_SECONDS
+from orchestrator.clock import utc_now
+from orchestrator.definition import SagaDefinition
+from orchestrator.loading import (
+    DEFAULT_DEFINITIONS_MODULE,
+    load_definitions,
+    make_working_directory_importable,
+    parse_module_names,
+)
+from saga.v1 import orchestrator_pb2 as pb
+
+DEFAULT_DATABASE_URL = "sqlite:///.saga/saga.sqlite3"
+DEFAULT_LISTEN = "127.0.0.1:50051"
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_SAGA_FAILED = 3
+EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141
+
+DEFAULT_LIST_LIMIT = 50
+MAX_LIST_LIMIT = 1000
+"""The server's own cap on a ListSagas page."""
+SAGA_STATUSES = {
+    "running": pb.SAGA_STATUS_RUNNING,
+    "compensating": pb.SAGA_STATUS_COMPENSATING,
+    "completed": pb.SAGA_STATUS_COMPLETED,
+    "failed": pb.SAGA_STATUS_FAILED,
+}
+PIPE_WIDTH = 4096
+"""Columns rich may use when stdout is not a terminal: a row stays one line for grep."""
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+class CliError(Exception):
+    """A message for the person at the shell, printed as `error: ...` without a traceback."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_ERROR) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def parse_participants(text: str) -> dict[str, str]:
+    """`flight=127.0.0.1:7001,hotel=127.0.0.1:7002` as a dict; ValueError on a bad entry."""
+    addresses: dict[str, str] = {}
+    for entry in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, address = entry.partition("=")
+        if not sep or not name or ":" not in address:
+            raise ValueError(f"participant {entry!r} is not NAME=HOST:PORT")
+        addresses[name] = address
+    return addresses
+
+
+def env_or(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(name) or default
+
+
+def parse_duration(text: str) -> timedelta:
+    """`90s`, `15m`, `1h30m`, `2d`, `500ms`, `1w`; ValueError otherwise."""
+    cleaned = text.strip().lower()
+    parts = _DURATION_PART.findall(cleaned)
+    if not parts or "".join(number + unit for number, unit in parts) != cleaned:
+        raise ValueError(f"{text!r} is not a duration like 90s, 15m, 1h30m or 2d")
+    return timedelta(seconds=sum(float(n) * _DURATION_UNITS[unit] for n, unit in parts))
+
+
+def parse_point_in_time(text: str, now: datetime) -> datetime:
+    """An ISO 8601 time (UTC unless it says otherwise), or a duration meaning that long ago."""
+    try:
+        return now - parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is neither an ISO 8601 time (2025-01-31T12:00:00Z) "
+            "nor a duration ago (90s, 15m, 1h30m, 2d)"
+        ) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def point_in_time(text: str) -> datetime:
+    try:
+        return parse_point_in_time(text, utc_now())
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
+    return value
+
+
+def list_limit(text: str) -> int:
+    value = non_negative_int(text)
+    if not 1 <= value <= MAX_LIST_LIMIT:
+        raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_LIST_LIMIT}, got {value}")
+    return value
+
+
+def saga_id_argument(text: str) -> str:
+    """Checked here so a shortened id gets a hint, not the server's bare refusal."""
+    try:
+        canonical = str(uuid.UUID(text))
+    except ValueError:
+        canonical = ""
+    if canonical != text:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a saga id (a UUID, as `saga start` printed it); "
+            "`saga list --wide` shows whole ids"
+        )
+    return text
+
+
+def operator_name(explicit: str | None) -> str:
+    """Who asks, for the transition log: --by, else SAGA_OPERATOR, else the OS login."""
+    if explicit:
+        return explicit
+    from_env = env_or("SAGA_OPERATOR")
+    if from_env:
+        return from_env
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        raise CliError(
+            "cannot tell who you are: give --by NAME or set SAGA_OPERATOR", EXIT_USAGE
+        ) from None
+
+
+def add_definitions_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--definitions",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="a Python module holding saga definitions (its DEFINITIONS, else its "
+        "module-level SagaDefinition objects); repeatable, or comma-separated in env "
+        f"SAGA_DEFINITIONS; default {DEFAULT_DEFINITIONS_MODULE}",
+    )
+
+
+def definition_modules(flags: Sequence[str]) -> list[str]:
+    """The modules to load: the flags if any, else SAGA_DEFINITIONS, else the examples."""
+    names = [name for flag in flags for name in parse_module_names(flag)]
+    return (
+        names
+        or parse_module_names(env_or("SAGA_DEFINITIONS", "") or "")
+        or [DEFAULT_DEFINITIONS_MODULE]
+    )
+
+
+def load_definition_modules(flags: Sequence[str]) -> list[SagaDefinition]:
+    make_working_directory_importable()
+    return load_definitions(definition_modules(flags))
+
+
+def json_option(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help=f"print {what} as JSON (proto field names) and nothing else on stdout",
+    )
+
+
+def client_options() -> argparse.ArgumentParser:
+    """Options every command that talks to the orchestrator shares."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--address",
+        default=env_or("SAGA_ADDRESS", DEFAULT_LISTEN),
+        help=f"orchestrator HOST:PORT (env SAGA_ADDRESS; default {DEFAULT_LISTEN})",
+    )
+    common.add_argument(
+        "--timeout",
+        type=positive_float,
+        default=env_or("SAGA_TIMEOUT", str(CLIENT_TIMEOUT_SECONDS)),
+        metavar="SECONDS",
+        help="deadline of each call to the orchestrator "
+        f"(env SAGA_TIMEOUT; default {CLIENT_TIMEOUT_SECONDS:g})",
+    )
+    return common
+
+
+def operator_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--reason", required=True, help="why; recorded in the saga's transition log"
+    )
+    parser.add_argument(
+        "--by",
+        default=None,
+        metavar="NAME",
+        help="who asks, recorded in the log (default env SAGA_OPERATOR, else your login)",
+    )
+
+
+def watch_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--reconnect-timeout",
+        type=positive_float,
+        default=env_or("SAGA_WATCH_RECONNECT_TIMEOUT", str(WATCH_RECONNECT_SECONDS)),
+        metavar="SECONDS",
+        help="after losing the orchestrator, keep trying to get the stream back this long "
+        "(env SAGA_WATCH_RECONNECT_TIMEOUT; default %(default)s)",
+    )

@@ -1,0 +1,43 @@
+"""`saga serve`: configure logging, gather the participants' addresses, run the server."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from orchestrator.cli.options import (
+    EXIT_OK,
+    EXIT_USAGE,
+    env_or,
+    load_definition_modules,
+    parse_participants,
+)
+from orchestrator.errors import SagaError
+from orchestrator.telemetry.logs import configure_logging
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    from orchestrator.server import ServeConfig, serve
+
+    try:
+        configure_logging(args.log_level.upper(), args.log_format)
+        addresses = parse_participants(env_or("SAGA_PARTICIPANTS", "") or "")
+        for entry in args.participant:
+            addresses.update(parse_participants(entry))
+        config = ServeConfig(
+            database_url=args.database,
+            listen=args.listen,
+            participants=addresses,
+            ready_file=args.ready_file,
+            lease_seconds=args.lease_seconds,
+            metrics_listen=args.metrics_listen or None,
+            log_format=args.log_format,
+            trace_exporter=args.trace_exporter,
+            **({"replica_id": args.replica_id} if args.replica_id else {}),
+        )
+        asyncio.run(serve(config, load_definition_modules(args.definitions)))
+    except (SagaError, ValueError, OSError) as error:
+        print(f"saga serve: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_OK
