@@ -449,9 +449,13 @@ class Watcher:
         return self.process.returncode, self.lines, err
 
 
+SLOWER = {PARTICIPANT_SERVICES: ["--latency-ms", "4000"]}
+"""Every step takes 4 s: the abort must reach a saga still running on a loaded machine."""
+
+
 @pytest.mark.slow
 def test_abort_a_running_saga_while_watching_it(tmp_path, database_url):
-    with rig(tmp_path, database_url, SLOW) as r:
+    with rig(tmp_path, database_url, SLOWER) as r:
         saga_id = r.start("travel_booking", "cli-abort")
         watcher = Watcher(saga_id, r.address)
         try:
