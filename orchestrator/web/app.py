@@ -29,7 +29,13 @@ from orchestrator.console import definition_document
 from orchestrator.errors import SagaError
 from orchestrator.registry import Registry
 from orchestrator.service import SagaOrchestratorService
-from orchestrator.web.auth import TOKEN_COOKIE, Authenticator, Identity, laptop_mode
+from orchestrator.web.auth import (
+    TOKEN_COOKIE,
+    Authenticator,
+    Identity,
+    laptop_mode,
+    presented_token,
+)
 from orchestrator.web.calls import COUNT_CAP, CallRefused, ConsoleCalls, ListQuery
 
 logger = logging.getLogger(__name__)
@@ -82,7 +88,7 @@ async def _guard(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
     """Authenticate API calls, and answer a refused call as JSON with its HTTP status."""
-    if request.path.startswith("/api/") and request.path != "/api/session":
+    if request.path.startswith("/api/") and request.method != "DELETE":
         identity = await request.app[_AUTHENTICATE](request)
         if identity is None:
             return _error(grpc.StatusCode.UNAUTHENTICATED, "sign in with a console token")
@@ -166,18 +172,20 @@ async def _whoami(request: web.Request) -> web.StreamResponse:
     )
 
 
-async def _session(request: web.Request) -> web.StreamResponse:
-    """Sign in: a valid token becomes an HttpOnly, same-site cookie; an empty one signs out."""
-    body = await _json_body(request)
-    token = str(body.get("token", ""))
-    response = web.json_response({"signed_in": bool(token)})
-    if not token:
-        response.del_cookie(TOKEN_COOKIE, path="/")
-        return response
-    probe = request.clone(headers={"Authorization": f"Bearer {token}"})
-    if await request.app[_AUTHENTICATE](probe) is None:
-        return _error(grpc.StatusCode.UNAUTHENTICATED, "that token is not known")
-    response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="Strict", path="/")
+async def _sign_in(request: web.Request) -> web.StreamResponse:
+    """Keep the token the page signed in with (sent as a bearer token, so the guard has
+    already checked it) in an HttpOnly, same-site cookie for the page's later calls."""
+    await _json_body(request)  # same origin, JSON: no cross-site sign-in
+    response = web.json_response({"name": _identity(request).name})
+    response.set_cookie(
+        TOKEN_COOKIE, presented_token(request), httponly=True, samesite="Strict", path="/"
+    )
+    return response
+
+
+async def _sign_out(request: web.Request) -> web.StreamResponse:
+    response = web.json_response({})
+    response.del_cookie(TOKEN_COOKIE, path="/")
     return response
 
 
@@ -306,7 +314,8 @@ def create_console_app(
     app.router.add_get("/", _index)
     app.router.add_get("/static/{name}", _static)
     app.router.add_get("/api/whoami", _whoami)
-    app.router.add_post("/api/session", _session)
+    app.router.add_post("/api/session", _sign_in)
+    app.router.add_delete("/api/session", _sign_out)
     app.router.add_get("/api/sagas", _list)
     app.router.add_get("/api/counts", _counts)
     app.router.add_get("/api/intervention", _intervention)

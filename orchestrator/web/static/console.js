@@ -90,10 +90,11 @@
     }
   }
 
-  async function api(path, body) {
-    const options = { credentials: "same-origin", headers: { Accept: "application/json" } };
+  async function api(path, body, extra) {
+    const options = { credentials: "same-origin", headers: { Accept: "application/json" }, ...(extra || {}) };
+    options.headers = { Accept: "application/json", ...((extra && extra.headers) || {}) };
     if (body !== undefined) {
-      options.method = "POST";
+      options.method = options.method || "POST";
       options.headers["Content-Type"] = "application/json";
       options.body = JSON.stringify(body);
     }
@@ -176,7 +177,7 @@
     }
     const signOut = h("button", { type: "button", class: "link" }, "Sign out");
     signOut.addEventListener("click", async () => {
-      await api("/api/session", { token: "" });
+      await api("/api/session", {}, { method: "DELETE" });
       me = null;
       location.hash = "#/signin";
     });
@@ -194,7 +195,7 @@
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
       try {
-        await api("/api/session", { token: input.value });
+        await api("/api/session", {}, { headers: { Authorization: `Bearer ${input.value}` } });
         await loadIdentity();
         location.hash = "#/sagas";
       } catch (error) {
@@ -334,9 +335,11 @@
         return;
       }
       clear(problem);
-      const focused = document.activeElement && document.activeElement.closest ? document.activeElement.closest("tr[data-saga-id]") : null;
-      const focusedId = focused ? focused.dataset.sagaId : null;
-      const focusedClass = focusedId ? document.activeElement.className : "";
+      // A refresh redraws the rows: keep the keyboard where it was.
+      const active = document.activeElement;
+      const focusedRow = table.contains(active) ? active.closest("tr[data-saga-id]") : null;
+      const focusedId = focusedRow ? focusedRow.dataset.sagaId : null;
+      const focusedKind = focusedRow ? (active.matches("button.copy") ? "button.copy" : "a.saga-link") : null;
       const body = clear(table.querySelector("tbody"));
       for (const saga of page.sagas || []) {
         const status = sagaStatus(saga);
@@ -355,8 +358,8 @@
         body.append(h("tr", {}, h("td", { colspan: "7", class: "muted" }, "No sagas match these filters.")));
       }
       if (focusedId) {
-        const again = body.querySelector(`tr[data-saga-id="${CSS.escape(focusedId)}"] .${focusedClass.split(" ")[0]}`);
-        if (again) again.focus();
+        const row = [...body.querySelectorAll("tr[data-saga-id]")].find((r) => r.dataset.sagaId === focusedId);
+        if (row) row.querySelector(focusedKind).focus();
       }
       nextToken = page.next_page_token || "";
       older.disabled = !nextToken;
