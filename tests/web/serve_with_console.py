@@ -34,8 +34,15 @@ def identities_of(path: str) -> dict[str, Identity]:
     """`{"<sha256 of token>": {"name": ..., "roles": [...]}}` as the authenticator's table."""
     table = json.loads(Path(path).read_text())
     return {
-        digest: Identity(entry["name"], frozenset(entry["roles"])) for digest, entry in table.items()
+        digest: Identity(item["name"], frozenset(item["roles"])) for digest, item in table.items()
     }
+
+
+def write_ready_file(path: str, address: str, console_url: str) -> None:
+    """Atomically: the test waits for this file and reads both addresses from it."""
+    ready = {"address": address, "console_url": console_url, "pid": os.getpid()}
+    Path(f"{path}.tmp").write_text(json.dumps(ready))
+    os.replace(f"{path}.tmp", path)
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -61,9 +68,7 @@ async def run(args: argparse.Namespace) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     executor.resume_unfinished()
-    ready = {"address": f"127.0.0.1:{port}", "console_url": console.url, "pid": os.getpid()}
-    Path(f"{args.ready_file}.tmp").write_text(json.dumps(ready))
-    os.replace(f"{args.ready_file}.tmp", args.ready_file)
+    write_ready_file(args.ready_file, f"127.0.0.1:{port}", console.url)
     await stop.wait()
     await console.stop()
     await server.stop(SHUTDOWN_GRACE_SECONDS)

@@ -104,15 +104,14 @@ def test_failed_saga_shows_its_compensations_in_reverse_order_on_the_timeline(
         "COMPENSATED"
     )
     documentation_shot(page, "timeline", "#timeline")
+    documentation_shot(page, "saga")
 
 
 def test_full_id_is_copied_from_the_list(
     console: LocalProcess, stub: pb_grpc.SagaOrchestratorStub, open_page: Any
 ):
     saga_id = start(stub, "travel_booking", travel("customer-copy"), "copy")
-    page = open_page(
-        console.info["console_url"], permissions=["clipboard-read", "clipboard-write"]
-    )
+    page = open_page(console.info["console_url"], permissions=["clipboard-read", "clipboard-write"])
     row = page.locator(f"#saga-rows tr[data-saga-id='{saga_id}']")
     assert row.get_by_role("link").inner_text() == saga_id[-8:]
     row.get_by_role("button", name=f"Copy full id {saga_id}").click()

@@ -526,11 +526,13 @@
         s("text", { x: at, y: 14, class: "axis", "text-anchor": i === 0 ? "start" : i === 4 ? "end" : "middle" }, `+${formatSeconds((span / 4) * i / 1000)}`));
     }
     const laneOf = new Map(steps.map((step, index) => [step.name, index]));
+    steps.forEach((step, index) => {
+      chart.append(s("rect", { x: 0, y: top + index * lane, width, height: lane, class: index % 2 ? "lane odd" : "lane" }));
+    });
     let previousGroup = "";
     steps.forEach((step, index) => {
       const y = top + index * lane;
       const pivot = pivots.has(step.name);
-      chart.append(s("rect", { x: 0, y, width, height: lane, class: index % 2 ? "lane odd" : "lane" }));
       if (step.group && step.group !== previousGroup) {
         const members = steps.filter((other) => other.group === step.group).length;
         chart.append(s("rect", { x: 2, y: y + 2, width: 6, height: members * lane - 4, class: "group-bracket" },
@@ -593,7 +595,7 @@
     const height = rows * (boxH + gapY) + 40;
     const width = 90 + stages.length * (boxW + gapX) + 90;
     const mid = height / 2;
-    const chart = s("svg", { viewBox: `0 0 ${width} ${height}`, class: "diagram", role: "img", "aria-label": `Diagram of ${definition.saga_type} v${definition.version}` },
+    const chart = s("svg", { viewBox: `0 0 ${width} ${height}`, width, class: "diagram", role: "img", "aria-label": `Diagram of ${definition.saga_type} v${definition.version}` },
       s("defs", {}, s("marker", { id: `arrow-${definition.saga_type}-${definition.version}`, viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: "auto-start-reverse" }, s("path", { d: "M 0 0 L 10 5 L 0 10 z", class: "arrow-head" }))));
     const marker = `url(#arrow-${definition.saga_type}-${definition.version})`;
     const endpoint = (cx, text) => [s("ellipse", { cx, cy: mid, rx: 34, ry: 16, class: "endpoint" }), s("text", { x: cx, y: mid + 4, "text-anchor": "middle", class: "node-text" }, text)];
@@ -668,12 +670,12 @@
 
     function render() {
       const saga = data.saga;
-      clear(header).append(
+      append(clear(header),
         h("h1", {}, "Saga ", h("code", { class: "short", title: saga.saga_id }, shortId(saga.saga_id))),
         h("p", { class: "full-id" }, h("code", { id: "full-id" }, saga.saga_id), " ", copyButton(saga.saga_id), " ", live),
         summary(saga),
         actionButtons(saga, refresh));
-      clear(body).append(
+      append(clear(body),
         outcome(saga),
         h("section", { id: "input" }, h("h2", {}, "Input"), h("pre", { class: "json" }, JSON.stringify(saga.payload || {}, null, 2))),
         timeline(saga, transitions, data.definition),
