@@ -362,6 +362,9 @@ async def start_web_console(
         create_console_app(servicer, registry, authenticate),
         access_log=None,
         shutdown_timeout=SHUTDOWN_SECONDS,
+        # A browser that goes away cancels its handler, so an event stream stops
+        # watching its saga at once instead of when the saga finishes.
+        handler_cancellation=True,
     )
     await runner.setup()
     site = web.TCPSite(runner, host, port)

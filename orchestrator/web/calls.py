@@ -64,8 +64,11 @@ class _InProcessContext:
 
 
 def message_json(message: Message) -> dict[str, Any]:
-    """The API's JSON form of a message: proto field names, enums by name."""
-    return json_format.MessageToDict(message, preserving_proto_field_name=True)
+    """The API's JSON form of a message: proto field names, enums by name, and every
+    field without presence spelled out (an empty list is `[]`, not missing)."""
+    return json_format.MessageToDict(
+        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,9 @@ import json
 import urllib.error
 import urllib.request
 import uuid
+from datetime import UTC, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 
@@ -79,6 +81,22 @@ def test_reads_answer_as_the_grpc_api_does(
     assert status == 400 and answer["error"]["code"] == "INVALID_ARGUMENT"
     status, answer, _ = call(f"{base}api/sagas?status=SLEEPING")
     assert status == 400 and "SLEEPING" in answer["error"]["message"]
+    saga = stub.GetSaga(pb.GetSagaRequest(saga_id=saga_id), timeout=5)
+    moment = saga.create_time.ToDatetime(tzinfo=UTC)
+    window = {
+        "created_after": moment.isoformat(),
+        "created_before": (moment + timedelta(milliseconds=1)).isoformat(),
+        "correlation_id": saga.correlation_id,
+    }
+    status, answer, _ = call(f"{base}api/sagas?{urlencode(window)}")
+    assert [s["saga_id"] for s in answer["sagas"]] == [saga_id]
+    window["created_after"] = (moment + timedelta(milliseconds=1)).isoformat()
+    window["created_before"] = (moment + timedelta(days=1)).isoformat()
+    assert call(f"{base}api/sagas?{urlencode(window)}")[1] == {"sagas": [], "next_page_token": ""}
+    status, answer, _ = call(
+        f"{base}api/counts?{urlencode({'correlation_id': saga.correlation_id})}"
+    )
+    assert answer["counts"] == {"RUNNING": 0, "COMPENSATING": 0, "COMPLETED": 1, "FAILED": 0}
     status, answer, _ = call(f"{base}api/sagas?created_after=yesterday")
     assert status == 400 and "created_after" in answer["error"]["message"]
 
