@@ -176,6 +176,19 @@ def test_operator_resolves_a_stuck_saga_from_the_page(
     assert "refunded by bank transfer" in resolved.inner_text()
     page.locator("#saga-header .badge.status-FAILED").wait_for()
     assert page.locator("#saga-header .badge.stuck").count() == 0
+    # The refund's three attempts: two retried, the last failed; then the operator's mark.
+    refunds = page.locator(
+        "svg.timeline rect.bar[data-kind='compensation'][data-step='charge_payment']"
+    )
+    assert refunds.evaluate_all(
+        "bars => bars.map(b => [b.dataset.attempt, b.dataset.outcome])"
+    ) == [
+        ["1", "retry"],
+        ["2", "retry"],
+        ["3", "failed"],
+    ]
+    marks = page.locator("svg.timeline path.mark title").all_text_contents()
+    assert "resolved by operator:Rita Resolver" in marks
 
 
 def sign_in(page: Any, token: str) -> None:
