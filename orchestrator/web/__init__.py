@@ -1,0 +1,30 @@
+"""The operators' web console, served by the orchestrator process itself.
+
+`start_web_console(host, port, servicer, registry)` serves it in the running loop
+and returns a `WebConsole` whose `stop()` closes it; `authenticate` plugs in who
+the user is (see `auth`). The page, its script and its style ship in `static/`.
+"""
+
+from orchestrator.web.app import WebConsole, create_console_app, start_web_console
+from orchestrator.web.auth import (
+    LAPTOP_IDENTITY,
+    OPERATOR,
+    READER,
+    Authenticator,
+    Identity,
+    bearer_tokens,
+    token_digest,
+)
+
+__all__ = [
+    "LAPTOP_IDENTITY",
+    "OPERATOR",
+    "READER",
+    "Authenticator",
+    "Identity",
+    "WebConsole",
+    "bearer_tokens",
+    "create_console_app",
+    "start_web_console",
+    "token_digest",
+]

@@ -1,0 +1,378 @@
+"""The console's HTTP side: a JSON API over the servicer, server-sent events, the page.
+
+aiohttp serves it from the orchestrator's own asyncio loop (`AppRunner` and
+`TCPSite` embed in a running loop and install no signal handlers, so the
+orchestrator's SIGTERM handling stays its own). Every read and action goes through
+`ConsoleCalls`, i.e. the gRPC servicer's handlers; live updates stream WatchSaga.
+
+Every response carries a Content-Security-Policy that allows only this origin's
+own scripts, styles and connections: the page loads nothing from elsewhere, and
+even a rendering mistake could not run an injected script. Actions are POSTs
+with a JSON body from this origin only (a cross-site form cannot send one).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from importlib import resources
+from typing import Any
+
+import grpc
+from aiohttp import web
+from aiohttp_sse import sse_response
+
+from orchestrator.console import definition_document
+from orchestrator.errors import SagaError
+from orchestrator.registry import Registry
+from orchestrator.service import SagaOrchestratorService
+from orchestrator.web.auth import (
+    TOKEN_COOKIE,
+    Authenticator,
+    Identity,
+    laptop_mode,
+    presented_token,
+)
+from orchestrator.web.calls import COUNT_CAP, CallRefused, ConsoleCalls, ListQuery
+
+logger = logging.getLogger(__name__)
+
+STATIC = resources.files("orchestrator.web") / "static"
+SHUTDOWN_SECONDS = 2.0
+SSE_PING_SECONDS = 15.0
+ACTIONS = ("abort", "retry", "resolve")
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+_HTTP_STATUS = {
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.FAILED_PRECONDITION: 409,
+    grpc.StatusCode.ABORTED: 409,
+    grpc.StatusCode.ALREADY_EXISTS: 409,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.UNAVAILABLE: 503,
+}
+
+IDENTITY = web.AppKey("identity", Identity)
+_CALLS = web.AppKey("calls", ConsoleCalls)
+_REGISTRY = web.AppKey("registry", Registry)
+_AUTHENTICATE: web.AppKey[Authenticator] = web.AppKey("authenticate")
+
+
+def _error(code: grpc.StatusCode, message: str, reason: str = "") -> web.Response:
+    body = {"error": {"code": code.name, "message": message, "reason": reason}}
+    return web.json_response(body, status=_HTTP_STATUS.get(code, 500))
+
+
+def _identity(request: web.Request) -> Identity:
+    identity: Identity = request["identity"]
+    return identity
+
+
+@web.middleware
+async def _guard(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Authenticate API calls, and answer a refused call as JSON with its HTTP status."""
+    if request.path.startswith("/api/") and request.method != "DELETE":
+        identity = await request.app[_AUTHENTICATE](request)
+        if identity is None:
+            return _error(grpc.StatusCode.UNAUTHENTICATED, "sign in with a console token")
+        request["identity"] = identity
+    try:
+        return await handler(request)
+    except CallRefused as refused:
+        return _error(refused.code, refused.message, refused.reason)
+
+
+async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+
+
+def _query(request: web.Request) -> ListQuery:
+    """The list's filters from the query string; a malformed one is INVALID_ARGUMENT."""
+    params = request.query
+    flag = params.get("needs_intervention", "")
+    if flag not in ("", "true", "false"):
+        raise CallRefused(grpc.StatusCode.INVALID_ARGUMENT, "needs_intervention: true or false")
+    return ListQuery(
+        status=params.get("status", "").upper(),
+        saga_type=params.get("saga_type", ""),
+        correlation_id=params.get("correlation_id", ""),
+        needs_intervention=None if not flag else flag == "true",
+        created_after=_time_param(params.get("created_after", ""), "created_after"),
+        created_before=_time_param(params.get("created_before", ""), "created_before"),
+    )
+
+
+def _time_param(text: str, name: str) -> datetime | None:
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        moment = None
+    if moment is None or moment.utcoffset() is None:
+        raise CallRefused(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"{name} must be an ISO 8601 time with a zone, got {text!r}",
+        )
+    return moment
+
+
+def _int_param(request: web.Request, name: str, header: str = "") -> int:
+    """A numeric query parameter (0 when absent); `header`, when sent, takes precedence
+    (a reconnecting EventSource sends Last-Event-Id with its original URL)."""
+    text = (request.headers.get(header, "") if header else "") or request.query.get(name, "")
+    try:
+        return int(text or 0)
+    except ValueError:
+        raise CallRefused(grpc.StatusCode.INVALID_ARGUMENT, f"{name} must be a number") from None
+
+
+async def _index(request: web.Request) -> web.StreamResponse:
+    page = (STATIC / "index.html").read_bytes()
+    return web.Response(body=page, content_type="text/html", charset="utf-8")
+
+
+async def _static(request: web.Request) -> web.StreamResponse:
+    name = request.match_info["name"]
+    types = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
+    asset = STATIC / name
+    suffix = name[name.rfind(".") :] if "." in name else ""
+    if "/" in name or suffix not in types or not asset.is_file():
+        raise web.HTTPNotFound()
+    return web.Response(body=asset.read_bytes(), content_type=types[suffix], charset="utf-8")
+
+
+async def _whoami(request: web.Request) -> web.StreamResponse:
+    identity = _identity(request)
+    return web.json_response(
+        {
+            "name": identity.name,
+            "roles": sorted(identity.roles),
+            "authenticated": identity.authenticated,
+            "may_act": identity.may_act,
+        }
+    )
+
+
+async def _sign_in(request: web.Request) -> web.StreamResponse:
+    """Keep the token the page signed in with (sent as a bearer token, so the guard has
+    already checked it) in an HttpOnly, same-site cookie for the page's later calls."""
+    await _json_body(request)  # same origin, JSON: no cross-site sign-in
+    response = web.json_response({"name": _identity(request).name})
+    response.set_cookie(
+        TOKEN_COOKIE, presented_token(request), httponly=True, samesite="Strict", path="/"
+    )
+    return response
+
+
+async def _sign_out(request: web.Request) -> web.StreamResponse:
+    response = web.json_response({})
+    response.del_cookie(TOKEN_COOKIE, path="/")
+    return response
+
+
+async def _list(request: web.Request) -> web.StreamResponse:
+    page_size = _int_param(request, "page_size")
+    page = await request.app[_CALLS].list_sagas(
+        _query(request), page_size, request.query.get("page_token", "")
+    )
+    return web.json_response(page)
+
+
+async def _counts(request: web.Request) -> web.StreamResponse:
+    counts = await request.app[_CALLS].count_by_status(_query(request))
+    return web.json_response({"counts": counts, "cap": COUNT_CAP})
+
+
+def _definition(registry: Registry, saga_type: str, version: int) -> dict[str, Any] | None:
+    try:
+        return definition_document(registry.get(saga_type, version))
+    except SagaError:
+        return None
+
+
+async def _saga(request: web.Request) -> web.StreamResponse:
+    saga = await request.app[_CALLS].get_saga(request.match_info["saga_id"])
+    definition = _definition(
+        request.app[_REGISTRY], saga["saga_type"], int(saga.get("definition_version", 0))
+    )
+    return web.json_response({"saga": saga, "definition": definition})
+
+
+async def _history(request: web.Request) -> web.StreamResponse:
+    rows = await request.app[_CALLS].history(request.match_info["saga_id"])
+    return web.json_response({"transitions": rows})
+
+
+async def _events(request: web.Request) -> web.StreamResponse:
+    """WatchSaga as server-sent events: `transition` per log row (its seq as the event id,
+    so a reconnecting browser resumes after it), then `end` once the saga is terminal."""
+    calls = request.app[_CALLS]
+    saga_id = request.match_info["saga_id"]
+    after_seq = _int_param(request, "after_seq", header="Last-Event-Id")
+    await calls.get_saga(saga_id)  # an unknown saga is a 404 before the stream starts
+    async with sse_response(request, ping_interval=SSE_PING_SECONDS) as events:
+        try:
+            async for row in calls.watch(saga_id, after_seq):
+                await events.send(json.dumps(row), id=str(row["seq"]), event="transition")
+            await events.send("{}", event="end")
+        except CallRefused as refused:
+            await events.send(json.dumps({"message": refused.message}), event="failure")
+    return events
+
+
+async def _intervention(request: web.Request) -> web.StreamResponse:
+    """Sagas that need an operator, newest first, each with its steps (for the stuck one)."""
+    calls = request.app[_CALLS]
+    page = await calls.list_sagas(
+        ListQuery(needs_intervention=True),
+        _int_param(request, "page_size"),
+        request.query.get("page_token", ""),
+    )
+    sagas = [await calls.get_saga(saga["saga_id"]) for saga in page.get("sagas", [])]
+    return web.json_response({"sagas": sagas, "next_page_token": page.get("next_page_token", "")})
+
+
+async def _definitions(request: web.Request) -> web.StreamResponse:
+    documents = [definition_document(d) for d in request.app[_REGISTRY].definitions]
+    return web.json_response({"definitions": documents})
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    """A POST's JSON object, from this origin only: a cross-site page cannot send JSON
+    without a preflight, and a cross-origin Origin header is refused outright."""
+    origin = request.headers.get("Origin")
+    if origin is not None and origin != f"{request.scheme}://{request.host}":
+        raise CallRefused(grpc.StatusCode.PERMISSION_DENIED, "cross-origin request refused")
+    if request.content_type != "application/json":
+        raise CallRefused(grpc.StatusCode.INVALID_ARGUMENT, "send application/json")
+    try:
+        body = await request.json()
+    except ValueError:
+        raise CallRefused(grpc.StatusCode.INVALID_ARGUMENT, "the body is not JSON") from None
+    if not isinstance(body, dict):
+        raise CallRefused(grpc.StatusCode.INVALID_ARGUMENT, "the body must be a JSON object")
+    return body
+
+
+async def _action(request: web.Request) -> web.StreamResponse:
+    """Abort, retry or resolve. The recorded operator is the authenticated name; only in
+    laptop mode does the page's `requested_by` name the operator."""
+    identity = _identity(request)
+    if not identity.may_act:
+        raise CallRefused(
+            grpc.StatusCode.PERMISSION_DENIED,
+            f"{identity.name} may read but not act: operator actions need the operator role",
+        )
+    body = await _json_body(request)
+    saga_id = request.match_info["saga_id"]
+    action = request.match_info["action"]
+    reason = str(body.get("reason", ""))
+    operator = identity.name if identity.authenticated else str(body.get("requested_by", ""))
+    calls = request.app[_CALLS]
+    if action == "abort":
+        saga = await calls.abort(saga_id, reason, operator)
+    elif action == "retry":
+        saga = await calls.retry(saga_id, reason, operator)
+    elif action == "resolve":
+        saga = await calls.resolve(saga_id, str(body.get("step", "")), reason, operator)
+    else:
+        raise web.HTTPNotFound()
+    logger.info("console action %s by %s", action, operator, extra={"saga_id": saga_id})
+    return web.json_response({"saga": saga})
+
+
+def create_console_app(
+    servicer: SagaOrchestratorService,
+    registry: Registry,
+    authenticate: Authenticator | None = None,
+) -> web.Application:
+    """The console as an aiohttp application (mountable, or served by `start_web_console`)."""
+    app = web.Application(middlewares=[_guard])
+    app[_CALLS] = ConsoleCalls(servicer)
+    app[_REGISTRY] = registry
+    app[_AUTHENTICATE] = authenticate or laptop_mode
+    app.on_response_prepare.append(_security_headers)
+    app.router.add_get("/", _index)
+    app.router.add_get("/static/{name}", _static)
+    app.router.add_get("/api/whoami", _whoami)
+    app.router.add_post("/api/session", _sign_in)
+    app.router.add_delete("/api/session", _sign_out)
+    app.router.add_get("/api/sagas", _list)
+    app.router.add_get("/api/counts", _counts)
+    app.router.add_get("/api/intervention", _intervention)
+    app.router.add_get("/api/definitions", _definitions)
+    app.router.add_get("/api/sagas/{saga_id}", _saga)
+    app.router.add_get("/api/sagas/{saga_id}/history", _history)
+    app.router.add_get("/api/sagas/{saga_id}/events", _events)
+    app.router.add_post("/api/sagas/{saga_id}/{action:abort|retry|resolve}", _action)
+    return app
+
+
+@dataclass
+class WebConsole:
+    """A running console: where it listens, and how to stop it."""
+
+    runner: web.AppRunner
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/"
+
+    async def stop(self) -> None:
+        """Close the listener and end open event streams (bounded by SHUTDOWN_SECONDS)."""
+        await self.runner.cleanup()
+
+
+async def start_web_console(
+    host: str,
+    port: int,
+    servicer: SagaOrchestratorService,
+    registry: Registry,
+    *,
+    authenticate: Authenticator | None = None,
+) -> WebConsole:
+    """Serve the console on host:port (0 picks a free port) in the running loop.
+
+    `authenticate` maps a request to an Identity or None; without it the console is
+    in laptop mode (no sign-in, actions allowed: bind it to loopback).
+    """
+    runner = web.AppRunner(
+        create_console_app(servicer, registry, authenticate),
+        access_log=None,
+        shutdown_timeout=SHUTDOWN_SECONDS,
+        # A browser that goes away cancels its handler, so an event stream stops
+        # watching its saga at once instead of when the saga finishes.
+        handler_cancellation=True,
+    )
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    try:
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    bound = runner.addresses[0][1] if runner.addresses else port
+    logger.info("web console on http://%s:%s/", host, bound)
+    return WebConsole(runner, host, int(bound))

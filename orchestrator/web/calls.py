@@ -1,0 +1,195 @@
+"""The console's reads and operator calls, made through the gRPC servicer's own handlers.
+
+The console has no query layer of its own: every read and every operator action
+calls a `SagaOrchestratorService` method in-process, so it validates, reads the
+store and refuses exactly as the gRPC API does, on whichever replica serves it.
+The handlers need only `abort_with_status` from their context; `_InProcessContext`
+turns that into a `CallRefused` carrying the gRPC code, message and ErrorInfo
+reason. Answers are the API's messages as JSON with proto field names.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, NoReturn, cast
+
+import grpc
+from google.protobuf import json_format, timestamp_pb2
+from google.protobuf.message import Message
+from google.rpc import error_details_pb2, status_pb2
+
+from orchestrator.records import SagaStatus
+from orchestrator.service import MAX_PAGE_SIZE, SagaOrchestratorService
+from saga.v1 import orchestrator_pb2 as pb
+
+STATUS_DETAILS_KEY = "grpc-status-details-bin"
+
+COUNT_CAP = MAX_PAGE_SIZE
+"""Counts per status stop here ("1000+"): each is one bounded ListSagas page, never a
+scan of the whole table, so a console left open costs the same on a big store."""
+
+
+class CallRefused(Exception):
+    """The servicer refused a call: its gRPC code, message and ErrorInfo reason."""
+
+    def __init__(self, code: grpc.StatusCode, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.reason = reason
+
+    @classmethod
+    def of_status(cls, status: grpc.Status) -> CallRefused:
+        reason = ""
+        for key, value in status.trailing_metadata or ():
+            if key == STATUS_DETAILS_KEY:
+                details = status_pb2.Status.FromString(value)
+                info = error_details_pb2.ErrorInfo()
+                if details.details and details.details[0].Unpack(info):
+                    reason = info.reason
+        return cls(status.code, status.details, reason)
+
+
+class _InProcessContext:
+    """What the servicer's handlers use of `grpc.aio.ServicerContext`, for in-process calls."""
+
+    async def abort_with_status(self, status: grpc.Status) -> NoReturn:
+        raise CallRefused.of_status(status)
+
+    async def abort(self, code: grpc.StatusCode, details: str = "", *_: Any) -> NoReturn:
+        raise CallRefused(code, details)
+
+
+def message_json(message: Message) -> dict[str, Any]:
+    """The API's JSON form of a message: proto field names, enums by name, and every
+    field without presence spelled out (an empty list is `[]`, not missing)."""
+    return json_format.MessageToDict(
+        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ListQuery:
+    """The saga list's filters as the console's page sends them; empty means any."""
+
+    status: str = ""
+    saga_type: str = ""
+    correlation_id: str = ""
+    needs_intervention: bool | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+
+    def request(self, *, page_size: int = 0, page_token: str = "") -> pb.ListSagasRequest:
+        """The ListSagas request of these filters; an unknown status is INVALID_ARGUMENT."""
+        request = pb.ListSagasRequest(
+            saga_type=self.saga_type,
+            correlation_id=self.correlation_id,
+            page_size=page_size,
+            page_token=page_token,
+        )
+        if self.status:
+            try:
+                value = pb.SagaStatus.Value(f"SAGA_STATUS_{self.status}")
+            except ValueError:
+                raise CallRefused(
+                    grpc.StatusCode.INVALID_ARGUMENT, f"no saga status {self.status!r}"
+                ) from None
+            request.status = value  # type: ignore[assignment]
+        if self.needs_intervention is not None:
+            request.needs_intervention = self.needs_intervention
+        if self.created_after is not None:
+            request.create_time_after.CopyFrom(_timestamp(self.created_after))
+        if self.created_before is not None:
+            request.create_time_before.CopyFrom(_timestamp(self.created_before))
+        return request
+
+
+def _timestamp(moment: datetime) -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(moment)
+    return stamp
+
+
+SAGA_STATUSES = tuple(status.value for status in SagaStatus)
+
+
+class ConsoleCalls:
+    """Every call the console makes, each one a servicer handler."""
+
+    def __init__(self, servicer: SagaOrchestratorService) -> None:
+        self._servicer = servicer
+        self._context: Any = _InProcessContext()
+
+    async def list_sagas(self, query: ListQuery, page_size: int, page_token: str) -> dict[str, Any]:
+        """One page of ListSagas, newest first."""
+        reply = await self._servicer.ListSagas(
+            query.request(page_size=page_size, page_token=page_token), self._context
+        )
+        return message_json(reply)
+
+    async def count_by_status(self, query: ListQuery) -> dict[str, int]:
+        """How many sagas match the filters in each status, each count capped at COUNT_CAP
+        (a count equal to the cap means "at least")."""
+        counts: dict[str, int] = {}
+        for status in SAGA_STATUSES:
+            request = ListQuery(
+                status,
+                query.saga_type,
+                query.correlation_id,
+                query.needs_intervention,
+                query.created_after,
+                query.created_before,
+            ).request(page_size=COUNT_CAP)
+            reply = await self._servicer.ListSagas(request, self._context)
+            counts[status] = len(reply.sagas)
+        return counts
+
+    async def get_saga(self, saga_id: str) -> dict[str, Any]:
+        reply = await self._servicer.GetSaga(pb.GetSagaRequest(saga_id=saga_id), self._context)
+        return message_json(reply)
+
+    async def history(self, saga_id: str) -> list[dict[str, Any]]:
+        """The whole transition log, page after page."""
+        rows: list[dict[str, Any]] = []
+        token = ""
+        while True:
+            reply = await self._servicer.GetSagaHistory(
+                pb.GetSagaHistoryRequest(saga_id=saga_id, page_token=token), self._context
+            )
+            rows.extend(message_json(row) for row in reply.transitions)
+            token = reply.next_page_token
+            if not token:
+                return rows
+
+    async def watch(self, saga_id: str, after_seq: int) -> AsyncIterator[dict[str, Any]]:
+        """WatchSaga itself: the log rows after `after_seq`, then each new one as it is
+        committed, until the saga is COMPLETED or FAILED."""
+        request = pb.WatchSagaRequest(saga_id=saga_id, after_seq=after_seq)
+        stream = cast(
+            AsyncGenerator[pb.WatchSagaResponse], self._servicer.WatchSaga(request, self._context)
+        )
+        async with contextlib.aclosing(stream):
+            async for reply in stream:
+                yield message_json(reply.transition)
+
+    async def abort(self, saga_id: str, reason: str, requested_by: str) -> dict[str, Any]:
+        request = pb.AbortSagaRequest(saga_id=saga_id, reason=reason, requested_by=requested_by)
+        reply = await self._servicer.AbortSaga(request, self._context)
+        return message_json(reply.saga)
+
+    async def retry(self, saga_id: str, reason: str, requested_by: str) -> dict[str, Any]:
+        request = pb.RetrySagaRequest(saga_id=saga_id, reason=reason, requested_by=requested_by)
+        reply = await self._servicer.RetrySaga(request, self._context)
+        return message_json(reply.saga)
+
+    async def resolve(
+        self, saga_id: str, step: str, reason: str, requested_by: str
+    ) -> dict[str, Any]:
+        request = pb.ResolveStepRequest(
+            saga_id=saga_id, step=step, reason=reason, requested_by=requested_by
+        )
+        reply = await self._servicer.ResolveStep(request, self._context)
+        return message_json(reply.saga)
