@@ -24,7 +24,7 @@ protos: $(INSTALLED)
 
 # The travel-booking demo on the embedded SQLite store (or SAGA_DATABASE_URL if set).
 demo: $(INSTALLED)
-	$(PY) -m tools.demo
+	$(PY) -m tools.demo $(DEMO_ARGS)
 
 # Two workers, one test file each at a time (module fixtures stay per worker).
 test: $(INSTALLED)

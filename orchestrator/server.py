@@ -64,6 +64,8 @@ class ServeConfig:
     log_format: str = "auto"
     # "none" (no tracing), "console" or "otlp" (OTEL_EXPORTER_OTLP_ENDPOINT).
     trace_exporter: str = "none"
+    # HOST:PORT of the operators' web console (port 0 picks a free one); None serves none.
+    http_listen: str | None = None
 
 
 def create_server(
@@ -85,11 +87,15 @@ def create_server(
     return server, port, health_servicer
 
 
-def _write_ready_file(path: str, address: str, metrics_address: str | None) -> None:
+def _write_ready_file(
+    path: str, address: str, metrics_address: str | None, console_url: str | None
+) -> None:
     """Atomically tell a supervisor (a test, the demo) where we listen."""
     document: dict[str, object] = {"address": address, "pid": os.getpid()}
     if metrics_address is not None:
         document["metrics_address"] = metrics_address
+    if console_url is not None:
+        document["console_url"] = console_url
     tmp = f"{path}.tmp"
     with open(tmp, "w") as handle:
         json.dump(document, handle)
@@ -182,6 +188,13 @@ async def _serve(
     )
     server, port, health_servicer = create_server(config.listen, servicer, interceptors)
     await server.start()
+    console = None
+    if config.http_listen is not None:
+        # Imported only when asked for: the console's HTTP stack costs start-up time.
+        from orchestrator.web import start_web_console
+
+        console_host, console_port = parse_listen(config.http_listen)
+        console = await start_web_console(console_host, console_port, servicer, registry)
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     host = config.listen.rsplit(":", 1)[0]
@@ -195,13 +208,18 @@ async def _serve(
     logger.info("orchestrator listening on %s; resuming unfinished sagas", address)
     if metrics_address is not None:
         logger.info("metrics on http://%s/metrics", metrics_address)
+    console_url = None if console is None else console.url
+    if console_url is not None:
+        logger.info("web console on %s", console_url)
     print(f"orchestrator listening on {address}", flush=True)
     if config.ready_file:
-        _write_ready_file(config.ready_file, address, metrics_address)
+        _write_ready_file(config.ready_file, address, metrics_address, console_url)
     await stop.wait()
 
     logger.info("shutting down")
     await health_servicer.enter_graceful_shutdown()
+    if console is not None:
+        await console.stop()
     await server.stop(SHUTDOWN_GRACE_SECONDS)
     await executor.stop()
     await participants.close()

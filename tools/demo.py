@@ -10,10 +10,12 @@ it started either way.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import sys
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -79,7 +81,9 @@ def start_processes(workdir: Path, database_url: str) -> tuple[list[ChildProcess
     for process in participants:
         process.start()
         addresses.update(process.info["services"])
-    orchestrator = orchestrator_process(workdir, database_url, addresses).start()
+    orchestrator = orchestrator_process(
+        workdir, database_url, addresses, extra_args=["--http-listen", "127.0.0.1:0"]
+    ).start()
     return participants, orchestrator
 
 
@@ -261,7 +265,14 @@ def operator_scenario(workdir: Path, database_url: str) -> list[str]:
                 leftover.stop()
 
 
-def main() -> int:
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.demo", description=__doc__)
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the processes up after the bookings until Enter, to browse the web console",
+    )
+    keep = parser.parse_args(argv).keep
     workdir = Path(".demo") / datetime.now().strftime("%Y%m%d-%H%M%S")
     database_url = os.environ.get("SAGA_DATABASE_URL") or f"sqlite:///{workdir / 'saga.sqlite3'}"
     print(f"demo: state and logs in {workdir}, orchestrator store {database_url.split('@')[-1]}")
@@ -274,6 +285,7 @@ def main() -> int:
             f"demo: orchestrator pid {orchestrator.pid} on {orchestrator.address}; "
             f"{len(participants)} participant processes"
         )
+        print(f"demo: web console at {orchestrator.info['console_url']}")
         with grpc.insecure_channel(orchestrator.address) as channel:
             sagas = run_sagas(pb_grpc.SagaOrchestratorStub(channel), orchestrator.address)
         print_sagas(sagas)
@@ -290,6 +302,8 @@ def main() -> int:
                 "checks: every completed saga holds one booking, room, car and charge; "
                 "every failed saga holds none"
             )
+        if keep:
+            input(f"demo: look at {orchestrator.info['console_url']}; press Enter to go on ")
     finally:
         for process in [orchestrator, *participants]:
             if process is not None:

@@ -244,8 +244,9 @@ def orchestrator_process(
     participants: Mapping[str, str],
     env: Mapping[str, str] | None = None,
     name: str = "orchestrator",
+    extra_args: Sequence[str] = (),
 ) -> ChildProcess:
-    """An unstarted `saga serve` process on port 0."""
+    """An unstarted `saga serve` process on port 0; `extra_args` go after the others."""
     argv = [
         sys.executable,
         "-m",
@@ -258,4 +259,4 @@ def orchestrator_process(
     ]
     for participant, address in sorted(participants.items()):
         argv += ["--participant", f"{participant}={address}"]
-    return ChildProcess(name, argv, workdir, env=env)
+    return ChildProcess(name, [*argv, *extra_args], workdir, env=env)

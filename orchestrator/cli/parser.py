@@ -108,6 +108,13 @@ def _serve_parser(commands: Any, *, full: bool) -> None:
         "(env SAGA_METRICS_LISTEN; default off)",
     )
     serve_cmd.add_argument(
+        "--http-listen",
+        default=env_or("SAGA_HTTP_LISTEN"),
+        metavar="HOST:PORT",
+        help="serve the operators' web console on this address, port 0 for any "
+        "(env SAGA_HTTP_LISTEN; default off)",
+    )
+    serve_cmd.add_argument(
         "--trace-exporter",
         choices=TRACE_EXPORTERS,
         type=str.lower,

@@ -32,6 +32,7 @@ def serve_command(args: argparse.Namespace) -> int:
             ready_file=args.ready_file,
             lease_seconds=args.lease_seconds,
             metrics_listen=args.metrics_listen or None,
+            http_listen=args.http_listen or None,
             log_format=args.log_format,
             trace_exporter=args.trace_exporter,
             **({"replica_id": args.replica_id} if args.replica_id else {}),

@@ -26,11 +26,11 @@ from typing import Any
 import grpc
 import pytest
 
-from orchestrator.localrun import LocalProcess, participants_process
 from orchestrator.web import token_digest
 from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
 from tests.e2e.conftest import MAX_CHARGE_MINOR, TERMINAL, participants  # noqa: F401
+from tools.processes import ChildProcess, orchestrator_process, participants_process
 
 CHROMIUM = os.environ.get("SAGA_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -60,7 +60,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 @pytest.fixture(scope="module")
-def slow_payment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalProcess]:
+def slow_payment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChildProcess]:
     """Payment that takes its time, rejects XSS as a customer id, and never refunds."""
     process = participants_process(
         tmp_path_factory.mktemp("slow-payment"),
@@ -79,7 +79,17 @@ def slow_payment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalProc
         process.stop()
 
 
-def _console_process(workdir: Path, addresses: dict[str, str], tokens: Path | None) -> LocalProcess:
+def _console_process(workdir: Path, addresses: dict[str, str], tokens: Path | None) -> ChildProcess:
+    if tokens is None:
+        # Laptop mode is exactly `saga serve --http-listen`.
+        return orchestrator_process(
+            workdir,
+            f"sqlite:///{workdir / 'saga.sqlite3'}",
+            addresses,
+            env={"SAGA_DEFINITIONS": DEFINITIONS},
+            name="orchestrator-console",
+            extra_args=["--http-listen", "127.0.0.1:0"],
+        )
     argv = [
         sys.executable,
         str(LAUNCHER),
@@ -92,18 +102,18 @@ def _console_process(workdir: Path, addresses: dict[str, str], tokens: Path | No
         argv += ["--participant", f"{name}={address}"]
     if tokens is not None:
         argv += ["--tokens", str(tokens)]
-    return LocalProcess("orchestrator-console", argv, workdir)
+    return ChildProcess("orchestrator-console", argv, workdir)
 
 
 @pytest.fixture(scope="module")
-def addresses(participants: LocalProcess, slow_payment: LocalProcess) -> dict[str, str]:  # noqa: F811
+def addresses(participants: ChildProcess, slow_payment: ChildProcess) -> dict[str, str]:  # noqa: F811
     return {**participants.info["services"], **slow_payment.info["services"]}
 
 
 @pytest.fixture(scope="module")
 def console(
     tmp_path_factory: pytest.TempPathFactory, addresses: dict[str, str]
-) -> Iterator[LocalProcess]:
+) -> Iterator[ChildProcess]:
     """An orchestrator with the console in laptop mode (no sign-in)."""
     process = _console_process(tmp_path_factory.mktemp("console"), addresses, None)
     try:
@@ -115,7 +125,7 @@ def console(
 @pytest.fixture(scope="module")
 def secured_console(
     tmp_path_factory: pytest.TempPathFactory, addresses: dict[str, str]
-) -> Iterator[LocalProcess]:
+) -> Iterator[ChildProcess]:
     """An orchestrator whose console knows an operator (Olga) and a reader (Rudi)."""
     workdir = tmp_path_factory.mktemp("secured-console")
     tokens = workdir / "tokens.json"
@@ -208,18 +218,18 @@ def documentation_shot() -> Iterator[Any]:
     yield shoot
 
 
-def stub_of(process: LocalProcess) -> Iterator[pb_grpc.SagaOrchestratorStub]:
+def stub_of(process: ChildProcess) -> Iterator[pb_grpc.SagaOrchestratorStub]:
     with grpc.insecure_channel(process.address) as channel:
         yield pb_grpc.SagaOrchestratorStub(channel)
 
 
 @pytest.fixture(scope="module")
-def stub(console: LocalProcess) -> Iterator[pb_grpc.SagaOrchestratorStub]:
+def stub(console: ChildProcess) -> Iterator[pb_grpc.SagaOrchestratorStub]:
     yield from stub_of(console)
 
 
 @pytest.fixture(scope="module")
-def secured_stub(secured_console: LocalProcess) -> Iterator[pb_grpc.SagaOrchestratorStub]:
+def secured_stub(secured_console: ChildProcess) -> Iterator[pb_grpc.SagaOrchestratorStub]:
     yield from stub_of(secured_console)
 
 

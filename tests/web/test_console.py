@@ -14,7 +14,6 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from orchestrator.localrun import LocalProcess
 from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
 from tests.e2e.conftest import FAIL_CAR_CLASS, MAX_CHARGE_MINOR
@@ -26,6 +25,7 @@ from tests.web.conftest import (
     terminal,
     wait_until,
 )
+from tools.processes import ChildProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -66,7 +66,7 @@ def log_rows(page: Any) -> list[str]:
 
 
 def test_failed_saga_shows_its_compensations_in_reverse_order_on_the_timeline(
-    console: LocalProcess, stub: pb_grpc.SagaOrchestratorStub, open_page: Any, documentation_shot
+    console: ChildProcess, stub: pb_grpc.SagaOrchestratorStub, open_page: Any, documentation_shot
 ):
     finished = [
         start(stub, "travel_booking", travel(f"customer-{n}"), "trip") for n in range(3)
@@ -108,7 +108,7 @@ def test_failed_saga_shows_its_compensations_in_reverse_order_on_the_timeline(
 
 
 def test_full_id_is_copied_from_the_list(
-    console: LocalProcess, stub: pb_grpc.SagaOrchestratorStub, open_page: Any
+    console: ChildProcess, stub: pb_grpc.SagaOrchestratorStub, open_page: Any
 ):
     saga_id = start(stub, "travel_booking", travel("customer-copy"), "copy")
     page = open_page(console.info["console_url"], permissions=["clipboard-read", "clipboard-write"])
@@ -119,7 +119,7 @@ def test_full_id_is_copied_from_the_list(
 
 
 def test_a_running_saga_updates_live_without_a_reload(
-    console: LocalProcess, stub: pb_grpc.SagaOrchestratorStub, open_page: Any
+    console: ChildProcess, stub: pb_grpc.SagaOrchestratorStub, open_page: Any
 ):
     saga_id = start(stub, "travel_booking", travel("customer-live"), "live")
     page = open_page(f"{console.info['console_url']}#/saga/{saga_id}")
@@ -159,7 +159,7 @@ def resolve_from_the_page(page: Any, saga: pb.Saga, name: str | None) -> None:
 
 
 def test_operator_resolves_a_stuck_saga_from_the_page(
-    console: LocalProcess, stub: pb_grpc.SagaOrchestratorStub, open_page: Any, documentation_shot
+    console: ChildProcess, stub: pb_grpc.SagaOrchestratorStub, open_page: Any, documentation_shot
 ):
     stuck = start_stuck_order(stub)
     page = open_page(f"{console.info['console_url']}#/intervention")
@@ -198,7 +198,7 @@ def sign_in(page: Any, token: str) -> None:
 
 
 def test_a_signed_in_operator_acts_under_the_authenticated_name(
-    secured_console: LocalProcess, secured_stub: pb_grpc.SagaOrchestratorStub, open_page: Any
+    secured_console: ChildProcess, secured_stub: pb_grpc.SagaOrchestratorStub, open_page: Any
 ):
     stuck = start_stuck_order(secured_stub)
     page = open_page(secured_console.info["console_url"])
@@ -215,7 +215,7 @@ def test_a_signed_in_operator_acts_under_the_authenticated_name(
 
 
 def test_a_reader_sees_no_actions_and_the_server_refuses_them(
-    secured_console: LocalProcess, secured_stub: pb_grpc.SagaOrchestratorStub, open_page: Any
+    secured_console: ChildProcess, secured_stub: pb_grpc.SagaOrchestratorStub, open_page: Any
 ):
     stuck = start_stuck_order(secured_stub)
     url = secured_console.info["console_url"]
@@ -245,7 +245,7 @@ def test_a_reader_sees_no_actions_and_the_server_refuses_them(
 
 
 def test_payload_and_participant_error_render_as_text(
-    console: LocalProcess, stub: pb_grpc.SagaOrchestratorStub, open_page: Any
+    console: ChildProcess, stub: pb_grpc.SagaOrchestratorStub, open_page: Any
 ):
     payload = travel(XSS)
     payload["traveller_name"] = XSS
@@ -276,7 +276,7 @@ UNLABELLED_CONTROLS = """() => [...document.querySelectorAll(
 
 
 def test_every_control_is_labelled_and_the_list_works_from_the_keyboard(
-    console: LocalProcess, stub: pb_grpc.SagaOrchestratorStub, open_page: Any
+    console: ChildProcess, stub: pb_grpc.SagaOrchestratorStub, open_page: Any
 ):
     tag = f"keys-{uuid.uuid4().hex[:6]}"
     ids = [start(stub, "travel_booking", travel(f"customer-{n}"), tag) for n in range(3)]
@@ -314,7 +314,7 @@ def test_every_control_is_labelled_and_the_list_works_from_the_keyboard(
 
 
 def test_no_page_loads_anything_from_another_origin(
-    console: LocalProcess, stub: pb_grpc.SagaOrchestratorStub, open_page: Any
+    console: ChildProcess, stub: pb_grpc.SagaOrchestratorStub, open_page: Any
 ):
     saga_id = start(stub, "travel_booking", travel("customer-origin"), "origin")
     base = console.info["console_url"]
@@ -336,7 +336,7 @@ def test_no_page_loads_anything_from_another_origin(
 
 
 def test_list_keeps_its_page_when_it_refreshes(
-    console: LocalProcess, stub: pb_grpc.SagaOrchestratorStub, open_page: Any
+    console: ChildProcess, stub: pb_grpc.SagaOrchestratorStub, open_page: Any
 ):
     tag = f"paging-{uuid.uuid4().hex[:6]}"
     for n in range(5):
@@ -377,7 +377,7 @@ def test_list_keeps_its_page_when_it_refreshes(
     page.wait_for_function("!location.hash.includes('page_token')")
 
 
-def test_definitions_page_draws_every_registered_type(console: LocalProcess, open_page: Any):
+def test_definitions_page_draws_every_registered_type(console: ChildProcess, open_page: Any):
     page = open_page(f"{console.info['console_url']}#/definitions")
     page.locator("article.definition").first.wait_for()
     titles = page.locator("article.definition h2").all_inner_texts()
@@ -399,7 +399,7 @@ def test_definitions_page_draws_every_registered_type(console: LocalProcess, ope
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 def test_console_fits_a_phone_in_light_and_dark(
-    console: LocalProcess, stub: pb_grpc.SagaOrchestratorStub, open_page: Any, scheme: str
+    console: ChildProcess, stub: pb_grpc.SagaOrchestratorStub, open_page: Any, scheme: str
 ):
     saga_id = start(stub, "travel_booking", travel("customer-phone"), "phone")
     base = console.info["console_url"]

@@ -12,11 +12,11 @@ from urllib.parse import urlencode
 
 import pytest
 
-from orchestrator.localrun import LocalProcess
 from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
 from tests.e2e.payloads import struct, travel
 from tests.web.conftest import OPERATOR_TOKEN, READER_TOKEN, terminal, wait_until
+from tools.processes import ChildProcess
 
 pytestmark = [pytest.mark.e2e]
 
@@ -54,7 +54,7 @@ def bearer(token: str) -> dict[str, str]:
 
 
 def test_reads_answer_as_the_grpc_api_does(
-    console: LocalProcess, stub: pb_grpc.SagaOrchestratorStub
+    console: ChildProcess, stub: pb_grpc.SagaOrchestratorStub
 ):
     base = console.info["console_url"]
     saga_id = finished_saga(stub)
@@ -102,7 +102,7 @@ def test_reads_answer_as_the_grpc_api_does(
 
 
 def test_event_stream_replays_the_log_then_ends(
-    console: LocalProcess, stub: pb_grpc.SagaOrchestratorStub
+    console: ChildProcess, stub: pb_grpc.SagaOrchestratorStub
 ):
     base = console.info["console_url"]
     saga_id = finished_saga(stub)
@@ -120,7 +120,7 @@ def test_event_stream_replays_the_log_then_ends(
 
 
 def test_secured_console_refuses_without_credentials_and_readers_cannot_act(
-    secured_console: LocalProcess, secured_stub: pb_grpc.SagaOrchestratorStub
+    secured_console: ChildProcess, secured_stub: pb_grpc.SagaOrchestratorStub
 ):
     base = secured_console.info["console_url"]
     saga_id = finished_saga(secured_stub)
