@@ -364,7 +364,15 @@ async def _applied_version(connection: _Connection) -> int:
 
 
 def _connection_kwargs(url: str, schema: str | None, timeout: float) -> dict[str, Any]:
-    """Connection settings added to the URL's: autocommit, a connect timeout, the schema."""
+    """Connection settings added to the URL's: autocommit, a connect timeout, the schema,
+    and a bound on a transaction left open by a client that stopped.
+
+    Every unit of work here is a few statements in a row; a transaction idle for
+    `timeout` belongs to a frozen or wedged process (SIGSTOP, a paused VM). Its row
+    locks would keep other replicas from taking over its sagas (claims skip locked
+    rows), so the server ends that session instead, and the frozen replica, if it
+    wakes, finds its connection gone and its sagas fenced.
+    """
     try:
         in_url = conninfo_to_dict(url)
     except psycopg.ProgrammingError as error:
@@ -372,6 +380,10 @@ def _connection_kwargs(url: str, schema: str | None, timeout: float) -> dict[str
     kwargs: dict[str, Any] = {"autocommit": True}
     if "connect_timeout" not in in_url:
         kwargs["connect_timeout"] = max(2, math.ceil(timeout))
+    options = [str(in_url.get("options") or "")]
+    if "idle_in_transaction_session_timeout" not in options[0]:
+        options.append(f"-cidle_in_transaction_session_timeout={math.ceil(timeout * 1000)}")
     if schema is not None:
-        kwargs["options"] = f"{in_url.get('options') or ''} -csearch_path={schema}".strip()
+        options.append(f"-csearch_path={schema}")
+    kwargs["options"] = " ".join(part for part in options if part)
     return kwargs

@@ -761,3 +761,32 @@ async def test_last_seq_is_the_newest_log_row_or_zero(store: Store):
     await store.commit([first_step_completed(saga, seq=2)])
     assert await store.last_seq("logged") == 2
     assert await store.last_seq("no-such-saga") == 0
+
+
+@pytest.mark.postgres
+async def test_postgres_a_frozen_replicas_open_transaction_cannot_block_a_takeover(
+    postgres_url: str,
+):
+    """A replica stopped mid-transaction (SIGSTOP) holds row locks that claims skip; the
+    server ends its session after the store's timeout, and another replica takes over."""
+    frozen = PostgresStore(postgres_url, timeout=1.0)
+    survivor = PostgresStore(postgres_url, timeout=10.0)
+    await frozen.open()
+    await survivor.open()
+    try:
+        await create_leased(frozen, "frozen", Lease(ALICE.owner, seconds=0))
+        claimed: list[SagaRecord] = []
+        with pytest.raises((psycopg.Error, StoreUnavailable)):
+            async with frozen._connection() as connection, connection.transaction():
+                await connection.execute(
+                    "SELECT saga_id FROM sagas WHERE saga_id = 'frozen' FOR UPDATE"
+                )
+                deadline = time.monotonic() + 8
+                while not claimed and time.monotonic() < deadline:
+                    claimed = await survivor.claim_sagas(BOB, limit=10)
+                    await asyncio.sleep(0.2)
+                assert [s.saga_id for s in claimed] == ["frozen"]
+                await connection.execute("SELECT 1")  # the frozen one wakes: its session is gone
+    finally:
+        await frozen.close()
+        await survivor.close()
