@@ -26,7 +26,12 @@ from orchestrator.clock import utc_now
 from orchestrator.commands import ParticipantClient
 from orchestrator.definition import SagaDefinition
 from orchestrator.driver import SagaDriver
-from orchestrator.errors import IdempotencyKeyReused, SagaNotFound, StaleSagaVersion
+from orchestrator.errors import (
+    IdempotencyKeyReused,
+    ResourceExhausted,
+    SagaNotFound,
+    StaleSagaVersion,
+)
 from orchestrator.ids import new_saga_id
 from orchestrator.machine import Action, SagaRun
 from orchestrator.records import (
@@ -109,7 +114,10 @@ def open_saga(
 
 DEFAULT_LEASE_SECONDS = 10.0
 DEFAULT_MAX_ACTIVE_SAGAS = 1000
-"""Sagas a replica resumes at once; new sagas started on it are not held back."""
+"""Sagas a replica drives at once, resumed and new alike: past it, StartSaga is refused
+(RESOURCE_EXHAUSTED) and orphans wait for room."""
+BUSY_RETRY_SECONDS = 1.0
+"""The retry delay a StartSaga refused for lack of room suggests."""
 BACKLOG_POLL_SECONDS = 0.2
 OPERATOR_COMMIT_ATTEMPTS = 5
 CLAIM_BATCH = 200
@@ -163,7 +171,17 @@ class Executor:
     ) -> CreateSagaResult:
         """Store a new saga and start driving it; a known idempotency key returns the
         saga it started. When this returns, the saga and its SAGA_STARTED row are committed.
+
+        Raises ResourceExhausted, storing nothing, when this replica already drives
+        `max_active_sagas` sagas (new and resumed share that budget).
         """
+        if len(self._tasks) >= self._max_active_sagas:
+            raise ResourceExhausted(
+                f"this replica drives {len(self._tasks)} sagas, its limit (max sagas in "
+                f"flight) is {self._max_active_sagas}; retry later or on another replica",
+                reason="SAGAS_IN_FLIGHT_EXHAUSTED",
+                retry_after=BUSY_RETRY_SECONDS,
+            )
         run, first_actions, opening = open_saga(
             definition, correlation_id, payload, idempotency_key, utc_now()
         )

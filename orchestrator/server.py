@@ -25,10 +25,11 @@ from orchestrator.commands import ParticipantClient
 from orchestrator.definition import SagaDefinition
 from orchestrator.errors import ConfigurationError
 from orchestrator.executor import DEFAULT_LEASE_SECONDS, Executor, unique_replica_id
+from orchestrator.limits import Limits
 from orchestrator.records import Lease
 from orchestrator.registry import Registry, check_unfinished_versions
 from orchestrator.service import SagaOrchestratorService
-from orchestrator.store import open_store
+from orchestrator.store import PoolConfig, open_store
 from orchestrator.telemetry.engine import EngineTelemetry
 from orchestrator.telemetry.interceptors import ServerMetricsInterceptor
 from orchestrator.telemetry.logs import LOG_FORMATS, configure_logging
@@ -39,6 +40,7 @@ from orchestrator.telemetry.metrics import (
     start_metrics_server,
 )
 from orchestrator.telemetry.tracing import TRACE_EXPORTERS, configure_tracing
+from orchestrator.undecodable import UndecodableRequestInterceptor
 from saga.v1 import orchestrator_pb2, orchestrator_pb2_grpc
 
 logger = logging.getLogger(__name__)
@@ -46,6 +48,14 @@ logger = logging.getLogger(__name__)
 SERVICE_NAME = orchestrator_pb2.DESCRIPTOR.services_by_name["SagaOrchestrator"].full_name
 SHUTDOWN_GRACE_SECONDS = 5.0
 TRACING_SERVICE_NAME = "saga-orchestrator"
+KEEPALIVE_SECONDS = 60
+"""A connection quiet this long is pinged; one that does not answer in 20 s is closed,
+and with it the streams of a client that died without a word."""
+KEEPALIVE_TIMEOUT_SECONDS = 20
+MAX_CONNECTION_AGE_SECONDS = 3600
+"""Connections are closed (gracefully) after an hour, so clients rebalance over replicas."""
+MAX_CONNECTION_AGE_GRACE_SECONDS = 300
+"""Calls in progress when a connection ages out get this long to finish."""
 
 
 @dataclass(frozen=True)
@@ -64,15 +74,36 @@ class ServeConfig:
     log_format: str = "auto"
     # "none" (no tracing), "console" or "otlp" (OTEL_EXPORTER_OTLP_ENDPOINT).
     trace_exporter: str = "none"
+    limits: Limits = field(default_factory=Limits)
+    pool: PoolConfig = field(default_factory=PoolConfig)
+
+
+def server_options(limits: Limits) -> list[tuple[str, int]]:
+    """gRPC channel arguments: message sizes that match the payload limit, keepalive
+    pings that find dead clients, and a maximum connection age."""
+    return [
+        ("grpc.max_receive_message_length", limits.grpc_message_bytes),
+        ("grpc.max_send_message_length", limits.grpc_message_bytes),
+        ("grpc.keepalive_time_ms", KEEPALIVE_SECONDS * 1000),
+        ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_SECONDS * 1000),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+        ("grpc.max_connection_age_ms", MAX_CONNECTION_AGE_SECONDS * 1000),
+        ("grpc.max_connection_age_grace_ms", MAX_CONNECTION_AGE_GRACE_SECONDS * 1000),
+    ]
 
 
 def create_server(
     listen: str,
     servicer: SagaOrchestratorService,
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+    limits: Limits | None = None,
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     """A server with the API, health and reflection, bound to `listen`; returns the bound port."""
-    server = grpc.aio.server(interceptors=list(interceptors))
+    server = grpc.aio.server(
+        interceptors=[*interceptors, UndecodableRequestInterceptor(SERVICE_NAME)],
+        options=server_options(limits or Limits()),
+    )
     orchestrator_pb2_grpc.add_SagaOrchestratorServicer_to_server(servicer, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -155,7 +186,7 @@ async def _serve(
     registry = Registry(definitions)
     participants = ParticipantClient(config.participants)
     participants.check_addresses(registry.participants)
-    store = open_store(config.database_url)
+    store = open_store(config.database_url, config.pool)
     await store.open()
     if telemetry.metrics is not None:
         telemetry.metrics.watch_store_pool(store.pool_stats)
@@ -174,13 +205,16 @@ async def _serve(
         registry,
         participants,
         lease=Lease(config.replica_id, config.lease_seconds),
+        max_active_sagas=config.limits.max_sagas_in_flight,
         telemetry=telemetry,
     )
-    servicer = SagaOrchestratorService(registry, executor, store)
+    servicer = SagaOrchestratorService(registry, executor, store, config.limits)
     interceptors = (
         [] if telemetry.metrics is None else [ServerMetricsInterceptor(telemetry.metrics)]
     )
-    server, port, health_servicer = create_server(config.listen, servicer, interceptors)
+    server, port, health_servicer = create_server(
+        config.listen, servicer, interceptors, config.limits
+    )
     await server.start()
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)

@@ -124,6 +124,13 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+def positive_int(text: str) -> int:
+    value = non_negative_int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def list_limit(text: str) -> int:
     value = non_negative_int(text)
     if not 1 <= value <= MAX_LIST_LIMIT:

@@ -16,6 +16,7 @@ import math
 import re
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,6 +42,33 @@ PROBE_INTERVAL_SECONDS = 0.5
 """While the server is lost, it is probed at most this often; calls in between fail at once."""
 PROBE_CONNECT_TIMEOUT_SECONDS = 2
 """libpq's connect_timeout for a probe (libpq treats anything below 2 as 2)."""
+
+DEFAULT_POOL_MIN_SIZE = 2
+DEFAULT_POOL_MAX_SIZE = 10
+DEFAULT_POOL_TIMEOUT_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    """The connection pool of one orchestrator process (see docs/limits.md for sizing).
+
+    `max_size` bounds the connections one replica holds (replicas x max_size must
+    stay under the server's max_connections, less what else uses it); `timeout` is
+    how long a unit of work waits for a connection before StoreUnavailable.
+    """
+
+    min_size: int = DEFAULT_POOL_MIN_SIZE
+    max_size: int = DEFAULT_POOL_MAX_SIZE
+    timeout: float = DEFAULT_POOL_TIMEOUT_SECONDS
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min_size <= self.max_size:
+            raise ConfigurationError(
+                f"pool sizes need 1 <= min ({self.min_size}) <= max ({self.max_size})"
+            )
+        if not self.timeout > 0:
+            raise ConfigurationError(f"pool timeout must be positive, got {self.timeout:g}")
+
 
 # Unquoted, so it means the same in search_path (which folds case) and in CREATE SCHEMA.
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
