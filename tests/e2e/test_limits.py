@@ -4,6 +4,7 @@ no traceback is logged, and the server keeps serving."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import math
@@ -17,11 +18,20 @@ from google.protobuf import struct_pb2, timestamp_pb2
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from orchestrator.clock import utc_now
+from orchestrator.examples.travel_booking import TRAVEL_BOOKING
+from orchestrator.executor import open_saga
+from orchestrator.store import open_store
 from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
 from tests.e2e.payloads import struct, travel
 from tests.e2e.test_bad_input import count_rows
-from tools.processes import ChildProcess, orchestrator_process
+from tools.processes import (
+    PARTICIPANT_SERVICES,
+    ChildProcess,
+    orchestrator_process,
+    participants_process,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -248,3 +258,128 @@ async def test_payload_over_the_size_limit_is_refused_naming_the_limit(limited, 
         assert "max payload bytes) is 4096" in raised.value.details()
         assert count_rows(database_url, "sagas") == 0
         await assert_serving(stub)
+
+
+@pytest.fixture(scope="module")
+def slow_participants(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChildProcess]:
+    """Participants that take 30 s over each action: sagas stay RUNNING through a test."""
+    process = participants_process(
+        tmp_path_factory.mktemp("slow-participants"),
+        PARTICIPANT_SERVICES,
+        ["--latency-ms", "30000"],
+    )
+    try:
+        yield process.start()
+    finally:
+        process.stop()
+
+
+@pytest.fixture
+def busy(
+    tmp_path: Path, database_url: str, slow_participants: ChildProcess
+) -> Iterator[ChildProcess]:
+    """An orchestrator with room for 3 sagas and 2 watch streams, whose sagas stay RUNNING."""
+    process = orchestrator_process(
+        tmp_path,
+        database_url,
+        slow_participants.info["services"],
+        env={"SAGA_MAX_WATCH_STREAMS": "2", "SAGA_MAX_SAGAS_IN_FLIGHT": "3"},
+    )
+    try:
+        yield process.start()
+    finally:
+        process.stop()
+
+
+async def start_travel(stub: pb_grpc.SagaOrchestratorStub, correlation_id: str) -> str:
+    started = await stub.StartSaga(
+        pb.StartSagaRequest(
+            saga_type="travel_booking", correlation_id=correlation_id, payload=struct(travel())
+        ),
+        timeout=10,
+    )
+    return str(started.saga_id)
+
+
+async def test_start_past_the_sagas_in_flight_limit_is_resource_exhausted_with_retry_delay(
+    busy, database_url
+):
+    async with grpc.aio.insecure_channel(busy.address) as channel:
+        stub = pb_grpc.SagaOrchestratorStub(channel)
+        for number in range(3):
+            await start_travel(stub, f"c-{number}")
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await start_travel(stub, "c-one-too-many")
+        error = raised.value
+        assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "(max sagas in flight) is 3" in error.details()
+        status = rpc_status.from_call(error)
+        assert status is not None
+        retry = error_details_pb2.RetryInfo()
+        assert any(detail.Unpack(retry) for detail in status.details)
+        assert retry.retry_delay.ToTimedelta().total_seconds() > 0
+        assert count_rows(database_url, "sagas") == 3
+
+
+async def test_watch_streams_past_the_cap_are_resource_exhausted_and_a_closed_one_frees_room(
+    busy,
+):
+    async with grpc.aio.insecure_channel(busy.address) as channel:
+        stub = pb_grpc.SagaOrchestratorStub(channel)
+        saga_id = await start_travel(stub, "c-watched")
+        request = pb.WatchSagaRequest(saga_id=saga_id)
+        first, second = stub.WatchSaga(request), stub.WatchSaga(request)
+        # Each stream is open once it has delivered the saga's first transition.
+        await first.read()
+        await second.read()
+        third = stub.WatchSaga(request, timeout=10)
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await third.read()
+        assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "at most 2 WatchSaga streams" in raised.value.details()
+        first.cancel()
+        fourth = stub.WatchSaga(request, timeout=10)
+        for _ in range(50):  # the server notices the cancellation within a few reads
+            try:
+                assert (await fourth.read()).transition.seq == 1
+                break
+            except grpc.aio.AioRpcError as error:
+                assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+                await asyncio.sleep(0.1)
+                fourth = stub.WatchSaga(request, timeout=10)
+        else:
+            pytest.fail("a closed watch stream never freed its place")
+        second.cancel()
+        fourth.cancel()
+
+
+async def test_large_stored_payloads_never_break_listing(stub, orchestrator, database_url):
+    """Payloads far past today's limit (stored before it, say) leave the default listing
+    small and split a FULL listing into pages under the byte budget."""
+    store = open_store(database_url)
+    await store.open()
+    try:
+        for number in range(3):
+            _, _, opening = open_saga(
+                TRAVEL_BOOKING, f"c-big-{number}", {"blob": "x" * 1_500_000}, None, utc_now()
+            )
+            await store.create_saga(opening.saga, [], list(opening.transitions))
+    finally:
+        await store.close()
+    basic = await stub.ListSagas(pb.ListSagasRequest(), timeout=10)
+    assert len(basic.sagas) == 3 and not basic.next_page_token
+    assert all(not saga.HasField("payload") for saga in basic.sagas)
+    assert basic.ByteSize() < 10_000
+    seen, token = [], ""
+    while True:
+        page = await stub.ListSagas(
+            pb.ListSagasRequest(page_size=3, page_token=token, view=pb.SAGA_VIEW_FULL),
+            timeout=10,
+        )
+        assert len(page.sagas) == 1  # the second saga would pass the 1 MiB budget
+        seen += [saga.correlation_id for saga in page.sagas]
+        assert len(page.sagas[0].payload.fields["blob"].string_value) == 1_500_000
+        token = page.next_page_token
+        if not token:
+            break
+    assert sorted(seen) == ["c-big-0", "c-big-1", "c-big-2"]
