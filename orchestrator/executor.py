@@ -24,6 +24,7 @@ from typing import Any
 
 from orchestrator.clock import utc_now
 from orchestrator.commands import ParticipantClient
+from orchestrator.commit_watchers import CommitWatchers
 from orchestrator.definition import SagaDefinition
 from orchestrator.driver import SagaDriver
 from orchestrator.errors import (
@@ -157,8 +158,9 @@ class Executor:
         self._telemetry = telemetry or EngineTelemetry()
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._lease_keeper: asyncio.Task[None] | None = None
-        self._watchers: dict[str, tuple[asyncio.Event, int]] = {}
-        """Per watched saga: the event its next local commit sets, and how many wait on it."""
+        self._commit_follower: asyncio.Task[None] | None = None
+        self.watchers = CommitWatchers(live=False)
+        """WatchSaga's waiters, woken by commits here and (PostgreSQL) on other replicas."""
 
     # --- starting and resuming -------------------------------------------------------
 
@@ -219,6 +221,11 @@ class Executor:
         answers meanwhile, however many sagas wait to be resumed."""
         if self._lease_keeper is None:
             self._lease_keeper = asyncio.create_task(self._keep_leases(), name="lease-keeper")
+        if self._commit_follower is None:
+            self._commit_follower = asyncio.create_task(
+                self._store.follow_commits(self.watchers.notify, self.watchers.set_live),
+                name="commit-follower",
+            )
 
     async def change_saga(
         self, saga_id: str, change: Callable[[SagaRun, datetime], None]
@@ -236,7 +243,7 @@ class Executor:
                 await self._store.commit([commit])
             except StaleSagaVersion:
                 continue
-            self._notify(saga_id)
+            self.watchers.notify(saga_id)
             logger.info("saga changed by request", extra={"saga_id": saga_id})
             if saga_id not in self._tasks and not commit.saga.status.is_terminal:
                 await self._adopt(saga_id)
@@ -244,30 +251,6 @@ class Executor:
         raise StaleSagaVersion(
             f"saga {saga_id} kept changing; the request was not applied, try again"
         )
-
-    async def wait_for_commit(self, saga_id: str, at_most_seconds: float) -> None:
-        """Return when this replica commits for the saga, or after `at_most_seconds` (a
-        saga driven by another replica is only seen by polling the store)."""
-        event, waiting = self._watchers.get(saga_id, (asyncio.Event(), 0))
-        self._watchers[saga_id] = (event, waiting + 1)
-        try:
-            await asyncio.wait_for(event.wait(), at_most_seconds)
-        except TimeoutError:
-            pass
-        finally:
-            # The last waiter forgets the event, so sagas driven elsewhere (never
-            # committed here) leave nothing behind.
-            current = self._watchers.get(saga_id)
-            if current is not None and current[0] is event:
-                if current[1] <= 1:
-                    del self._watchers[saga_id]
-                else:
-                    self._watchers[saga_id] = (event, current[1] - 1)
-
-    def _notify(self, saga_id: str) -> None:
-        watched = self._watchers.pop(saga_id, None)
-        if watched is not None:
-            watched[0].set()
 
     async def _adopt(self, saga_id: str) -> None:
         """Drive one saga here if nobody else holds its lease."""
@@ -354,10 +337,11 @@ class Executor:
     async def stop(self) -> None:
         """Cancel every drive and hand its lease back, so another replica resumes it at
         once; the store holds each saga's last committed state."""
-        if self._lease_keeper is not None:
-            self._lease_keeper.cancel()
-            await asyncio.gather(self._lease_keeper, return_exceptions=True)
-            self._lease_keeper = None
+        for upkeep in (self._lease_keeper, self._commit_follower):
+            if upkeep is not None:
+                upkeep.cancel()
+                await asyncio.gather(upkeep, return_exceptions=True)
+        self._lease_keeper = self._commit_follower = None
         driven = list(self._tasks)
         tasks = list(self._tasks.values())
         for task in tasks:
@@ -390,7 +374,7 @@ class Executor:
                     participants=self._participants,
                     telemetry=self._telemetry,
                     rng=self._rng,
-                    committed=self._notify,
+                    committed=self.watchers.notify,
                 )
                 with self._telemetry.driving(run):
                     await driver.drive(first_actions)

@@ -168,8 +168,6 @@ DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
 DEFAULT_HISTORY_PAGE = 500
 MAX_HISTORY_PAGE = 5000
-WATCH_POLL_SECONDS = 0.25
-"""How often a watch re-reads the log when the saga is driven by another replica."""
 WATCH_RETRY_SECONDS = 5.0
 """The retry delay a watch refused for the stream cap suggests."""
 
@@ -433,22 +431,25 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
         except SagaError as error:
             await _abort(context, error)
         last = request.after_seq
-        while True:
-            try:
-                rows = await self._store.get_transitions(request.saga_id, after_seq=last)
-            except SagaError as error:
-                await _abort(context, error)
-            for row in rows:
-                yield pb.WatchSagaResponse(transition=transition_to_proto(row))
-                last = row.seq
-            if rows:
-                finished = rows[-1].saga_status.is_terminal
-            else:
-                current = await self._store.get_saga(request.saga_id)
-                finished = current is None or current.status.is_terminal
-            if finished:
-                return
-            await self._executor.wait_for_commit(request.saga_id, WATCH_POLL_SECONDS)
+        watchers = self._executor.watchers
+        with watchers.subscription(request.saga_id) as committed:
+            while True:
+                committed.clear()  # before the read: a commit after it wakes us
+                try:
+                    rows = await self._store.get_transitions(request.saga_id, after_seq=last)
+                except SagaError as error:
+                    await _abort(context, error)
+                for row in rows:
+                    yield pb.WatchSagaResponse(transition=transition_to_proto(row))
+                    last = row.seq
+                if rows:
+                    finished = rows[-1].saga_status.is_terminal
+                else:
+                    current = await self._store.get_saga(request.saga_id)
+                    finished = current is None or current.status.is_terminal
+                if finished:
+                    return
+                await watchers.wait(committed)
 
     @_mapped_errors
     async def AbortSaga(

@@ -10,7 +10,7 @@ Every method is a coroutine; a store that cannot reach its database raises
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from orchestrator.records import (
     CreateSagaResult,
@@ -84,6 +84,17 @@ class Store(abc.ABC):
         if self._group is None:
             self._group = GroupCommit(self.write)
         return self._group
+
+    async def follow_commits(
+        self, committed: Callable[[str], None], live: Callable[[bool], None]
+    ) -> None:
+        """Until cancelled, call `committed(saga_id)` for each saga that any process commits,
+        and `live(True)` while that holds (`live(False)` when commits may go unheard).
+
+        The default serves a store only one process writes (SQLite): its own driver
+        reports each commit, so there is nothing to follow and the feed is live at once.
+        """
+        live(True)
 
     def pool_stats(self) -> dict[str, int]:
         """Statistics of the store's connection pool (psycopg_pool's `get_stats()` keys),
