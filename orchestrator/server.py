@@ -16,6 +16,7 @@ import os
 import signal
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -28,8 +29,9 @@ from orchestrator.executor import DEFAULT_LEASE_SECONDS, Executor, unique_replic
 from orchestrator.limits import Limits
 from orchestrator.records import Lease
 from orchestrator.registry import Registry, check_unfinished_versions
+from orchestrator.retention import keep_retention
 from orchestrator.service import SagaOrchestratorService
-from orchestrator.store import PoolConfig, open_store
+from orchestrator.store import PoolConfig, Store, open_store
 from orchestrator.telemetry.engine import EngineTelemetry
 from orchestrator.telemetry.interceptors import ServerMetricsInterceptor
 from orchestrator.telemetry.logs import LOG_FORMATS, configure_logging
@@ -76,6 +78,8 @@ class ServeConfig:
     trace_exporter: str = "none"
     limits: Limits = field(default_factory=Limits)
     pool: PoolConfig = field(default_factory=PoolConfig)
+    # Finished sagas older than this are deleted (never those needing intervention); None keeps all.
+    retention: timedelta | None = None
 
 
 def server_options(limits: Limits) -> list[tuple[str, int]]:
@@ -151,6 +155,8 @@ async def serve(config: ServeConfig, definitions: Iterable[SagaDefinition]) -> N
     a definition is inconsistent, a participant has no address, or an
     unfinished saga needs a definition version that is not registered.
     """
+    if config.retention is not None and config.retention <= timedelta(0):
+        raise ConfigurationError(f"retention must be positive, got {config.retention}")
     if config.lease_seconds <= 0:
         raise ConfigurationError(f"lease seconds must be positive, got {config.lease_seconds:g}")
     _check_telemetry_config(config)
@@ -175,6 +181,24 @@ async def serve(config: ServeConfig, definitions: Iterable[SagaDefinition]) -> N
         if metrics_server is not None:
             metrics_server.close()
         tracing.shutdown()
+
+
+def _start_retention(
+    config: ServeConfig, store: Store, telemetry: EngineTelemetry
+) -> asyncio.Task[None] | None:
+    if config.retention is None:
+        return None
+    metrics = telemetry.metrics
+    counter = None if metrics is None else metrics.retention_deleted
+    logger.info(
+        "retention: finished sagas are deleted %s after their last change", config.retention
+    )
+    return asyncio.create_task(
+        keep_retention(
+            store, config.retention, (lambda n: None) if counter is None else counter.inc
+        ),
+        name="retention",
+    )
 
 
 async def _serve(
@@ -226,6 +250,7 @@ async def _serve(
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     executor.resume_unfinished()
+    retention = _start_retention(config, store, telemetry)
     logger.info("orchestrator listening on %s; resuming unfinished sagas", address)
     if metrics_address is not None:
         logger.info("metrics on http://%s/metrics", metrics_address)
@@ -237,6 +262,9 @@ async def _serve(
     logger.info("shutting down")
     await health_servicer.enter_graceful_shutdown()
     await server.stop(SHUTDOWN_GRACE_SECONDS)
+    if retention is not None:
+        retention.cancel()
+        await asyncio.gather(retention, return_exceptions=True)
     await executor.stop()
     await participants.close()
     with contextlib.suppress(Exception):

@@ -14,6 +14,7 @@ from orchestrator.cli.options import (
     SAGA_STATUSES,
     add_definitions_option,
     client_options,
+    duration_argument,
     env_or,
     json_option,
     list_limit,
@@ -172,6 +173,14 @@ def _limit_options(serve_cmd: argparse.ArgumentParser) -> None:
             metavar="N",
             help=f"{what} (env {env}; default {default})",
         )
+    serve_cmd.add_argument(
+        "--retention",
+        type=duration_argument,
+        default=env_or("SAGA_RETENTION"),
+        metavar="DURATION",
+        help="delete finished sagas this long after their last change, e.g. 30d; never "
+        "those needing intervention (env SAGA_RETENTION; default off: keep everything)",
+    )
     serve_cmd.add_argument(
         "--db-timeout",
         type=positive_float,

@@ -42,6 +42,7 @@ def serve_command(args: argparse.Namespace) -> int:
                 max_watch_streams=args.max_watch_streams,
                 max_sagas_in_flight=args.max_sagas_in_flight,
             ),
+            retention=args.retention,
             pool=PoolConfig(
                 min_size=min(args.db_pool_min_size, args.db_pool_size),
                 max_size=args.db_pool_size,

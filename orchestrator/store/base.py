@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Sequence
+from datetime import datetime
 
 from orchestrator.records import (
     CreateSagaResult,
@@ -124,6 +125,13 @@ class Store(abc.ABC):
         """Up to `limit` sagas matching `where`, newest first (create_time, then saga_id,
         descending), strictly after `after`. Keyset paging: sagas inserted while a
         client pages are newer than its first page, so pages neither repeat nor skip.
+        """
+
+    @abc.abstractmethod
+    async def delete_finished(self, before: datetime, limit: int) -> int:
+        """Delete up to `limit` finished sagas (COMPLETED or FAILED) last updated before
+        `before`, oldest first, with their steps and transitions, in one short
+        transaction; returns how many. A saga that needs intervention is never deleted.
         """
 
     @abc.abstractmethod
