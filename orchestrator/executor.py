@@ -34,6 +34,7 @@ from orchestrator.errors import (
     StaleSagaVersion,
 )
 from orchestrator.ids import new_saga_id
+from orchestrator.limits import DEFAULT_MAX_SAGAS_IN_FLIGHT
 from orchestrator.machine import Action, SagaRun
 from orchestrator.records import (
     CreateSagaResult,
@@ -114,7 +115,7 @@ def open_saga(
 
 
 DEFAULT_LEASE_SECONDS = 10.0
-DEFAULT_MAX_ACTIVE_SAGAS = 1000
+DEFAULT_MAX_ACTIVE_SAGAS = DEFAULT_MAX_SAGAS_IN_FLIGHT
 """Sagas a replica drives at once, resumed and new alike: past it, StartSaga is refused
 (RESOURCE_EXHAUSTED) and orphans wait for room."""
 BUSY_RETRY_SECONDS = 1.0
