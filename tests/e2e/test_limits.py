@@ -383,3 +383,18 @@ async def test_large_stored_payloads_never_break_listing(stub, orchestrator, dat
         if not token:
             break
     assert sorted(seen) == ["c-big-0", "c-big-1", "c-big-2"]
+
+
+async def test_a_request_past_the_grpc_message_size_is_resource_exhausted_not_internal(
+    stub, orchestrator, database_url
+):
+    """gRPC's own receive limit (4 MiB with the default payload limit) answers first."""
+    huge = struct({**travel(), "traveller_name": "x" * (5 * 1024 * 1024)})
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.StartSaga(
+            pb.StartSagaRequest(saga_type="travel_booking", correlation_id="c-huge", payload=huge),
+            timeout=10,
+        )
+    assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert count_rows(database_url, "sagas") == 0
+    await assert_serving(stub)
