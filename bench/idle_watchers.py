@@ -59,6 +59,7 @@ DEFINITIONS = [travel.TRAVEL_BOOKING, PARKED_BOOKING]
 @dataclasses.dataclass
 class Starts:
     p50_ms: float
+    p99_ms: float
     per_second: float
 
 
@@ -85,7 +86,8 @@ async def start_many(stub: pb_grpc.SagaOrchestratorStub, count: int, label: str)
     began = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
     elapsed = time.perf_counter() - began
-    return Starts(statistics.median(latencies) * 1000, count / elapsed)
+    percentiles = statistics.quantiles(latencies, n=100)
+    return Starts(statistics.median(latencies) * 1000, percentiles[98] * 1000, count / elapsed)
 
 
 async def open_watchers(
