@@ -6,7 +6,7 @@ Every field of every request message is drawn from its descriptor: enums includi
 numbers the API does not define, integers at their extremes, long and non-printable
 strings, timestamps outside google.protobuf.Timestamp's range, Structs with NaN,
 infinities and deep nesting, and page tokens forged from JSON. The default budget
-is small enough for `make test`; SAGA_FUZZ_EXAMPLES=2000 runs longer.
+is small enough for `make test`; SAGA_FUZZ_EXAMPLES=10000 runs longer.
 """
 
 from __future__ import annotations
@@ -25,15 +25,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from saga.v1 import orchestrator_pb2 as pb
+from saga.v1 import orchestrator_pb2_grpc as pb_grpc
+from tests.e2e.payloads import struct, travel
 from tests.e2e.test_bad_input import count_rows
 
 pytestmark = pytest.mark.e2e
 
-EXAMPLES = int(os.environ.get("SAGA_FUZZ_EXAMPLES", "120"))
+EXAMPLES = int(os.environ.get("SAGA_FUZZ_EXAMPLES", "600"))
 SERVICE = pb.DESCRIPTOR.services_by_name["SagaOrchestrator"]
 SERVER_FAULTS = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
 INT32 = (-(2**31), 2**31 - 1)
 INT64 = (-(2**63), 2**63 - 1)
+STORED_SAGA_IDS: list[str] = []
+"""Sagas the test started before generating requests, for requests to name."""
 
 texts = st.one_of(
     st.text(max_size=40),
@@ -137,30 +141,48 @@ def value_of(field: FieldDescriptor) -> st.SearchStrategy[Any]:
     raise NotImplementedError(f"no strategy for {field.full_name}")
 
 
+def _build(descriptor: Descriptor, values: dict[str, Any]) -> Any:
+    message = pb.__dict__[descriptor.name]()
+    for name, value in values.items():
+        if value is None:
+            continue
+        field = getattr(message, name)
+        if hasattr(field, "CopyFrom"):
+            field.CopyFrom(value)
+        else:
+            setattr(message, name, value)
+    return message
+
+
 def messages(descriptor: Descriptor) -> st.SearchStrategy[Any]:
     """A message with any subset of its fields set to generated values."""
-    message_class = pb.__dict__.get(descriptor.name)
-    if message_class is None:  # a message of another file: leave it empty
+    if descriptor.name not in pb.__dict__:  # a message of another file: leave it unset
         return st.just(None)
     fields = {field.name: st.none() | value_of(field) for field in descriptor.fields}
+    return st.fixed_dictionaries(fields).map(lambda values: _build(descriptor, values))
 
-    def build(values: dict[str, Any]) -> Any:
-        message = message_class()
-        for name, value in values.items():
-            if value is None:
-                continue
-            field = getattr(message, name)
-            if hasattr(field, "CopyFrom"):
-                field.CopyFrom(value)
-            else:
-                setattr(message, name, value)
-        return message
 
-    return st.fixed_dictionaries(fields).map(build)
+def one_wild_field(descriptor: Descriptor) -> st.SearchStrategy[Any]:
+    """A request valid but for one generated field (its saga id, if it has one, names a
+    stored saga or is a well-formed UUID), so each check is reached, not only the first
+    one on the way, and values reach the store."""
+
+    def with_field(field: FieldDescriptor) -> st.SearchStrategy[Any]:
+        saga_ids = st.uuids().map(str) | st.deferred(lambda: st.sampled_from(STORED_SAGA_IDS))
+        base = st.fixed_dictionaries(
+            {"saga_id": saga_ids} if "saga_id" in descriptor.fields_by_name else {}
+        )
+        return st.tuples(base, value_of(field)).map(
+            lambda drawn: _build(descriptor, {**drawn[0], field.name: drawn[1]})
+        )
+
+    return st.sampled_from(list(descriptor.fields)).flatmap(with_field)
 
 
 calls = st.sampled_from(list(SERVICE.methods)).flatmap(
-    lambda method: st.tuples(st.just(method), messages(method.input_type))
+    lambda method: st.tuples(
+        st.just(method), messages(method.input_type) | one_wild_field(method.input_type)
+    )
 )
 
 
@@ -191,6 +213,13 @@ def test_generated_requests_never_get_internal_store_nothing_when_refused(
     orchestrator, database_url
 ):
     with grpc.insecure_channel(orchestrator.address) as channel:
+        started = pb_grpc.SagaOrchestratorStub(channel).StartSaga(
+            pb.StartSagaRequest(
+                saga_type="travel_booking", correlation_id="fuzz", payload=struct(travel())
+            ),
+            timeout=10,
+        )
+        STORED_SAGA_IDS[:] = [started.saga_id]
 
         @settings(
             max_examples=EXAMPLES,
