@@ -16,10 +16,16 @@ from types import TracebackType
 
 import grpc
 
+from orchestrator.limits import Limits
 from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
 
 CLIENT_TIMEOUT_SECONDS = 10.0
+CHANNEL_OPTIONS = (
+    ("grpc.max_receive_message_length", Limits().grpc_message_bytes),
+    ("grpc.max_send_message_length", Limits().grpc_message_bytes),
+)
+"""Message sizes set to what a server with the default limits sends and accepts."""
 """Deadline of each unary call (the CLI's --timeout, SAGA_TIMEOUT)."""
 WATCH_RECONNECT_SECONDS = 30.0
 """How long a watch keeps trying to get its stream back before it gives up."""
@@ -112,7 +118,11 @@ class SagaClient:
     ) -> None:
         self.address = address
         self.timeout = timeout
-        self._channel = None if stub is not None else grpc.aio.insecure_channel(address)
+        self._channel = (
+            None
+            if stub is not None
+            else grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+        )
         self.stub = stub or pb_grpc.SagaOrchestratorStub(self._channel)
 
     @classmethod
@@ -128,7 +138,7 @@ class SagaClient:
         if self._channel is None:
             return
         await self._channel.close()
-        self._channel = grpc.aio.insecure_channel(self.address)
+        self._channel = grpc.aio.insecure_channel(self.address, options=CHANNEL_OPTIONS)
         self.stub = pb_grpc.SagaOrchestratorStub(self._channel)
 
     async def close(self) -> None:

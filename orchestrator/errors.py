@@ -17,6 +17,8 @@ class ErrorCode(enum.Enum):
 
     INTERNAL = "INTERNAL"
     INVALID_ARGUMENT = "INVALID_ARGUMENT"
+    OUT_OF_RANGE = "OUT_OF_RANGE"
+    RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
     NOT_FOUND = "NOT_FOUND"
     ALREADY_EXISTS = "ALREADY_EXISTS"
     FAILED_PRECONDITION = "FAILED_PRECONDITION"
@@ -32,6 +34,8 @@ class SagaError(Exception):
 
     code: ErrorCode = ErrorCode.INTERNAL
     reason: str = "INTERNAL"
+    retry_after: float | None = None
+    """Seconds after which the same call may succeed, sent as RetryInfo; None for no hint."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -43,6 +47,38 @@ class InvalidArgument(SagaError):
 
     code = ErrorCode.INVALID_ARGUMENT
     reason = "INVALID_ARGUMENT"
+
+
+class OutOfRange(SagaError):
+    """A value is well-formed but outside what the API accepts (a timestamp before year 1,
+    a page token past the end): fix the value and try again."""
+
+    code = ErrorCode.OUT_OF_RANGE
+    reason = "OUT_OF_RANGE"
+
+
+class PayloadTooLarge(InvalidArgument):
+    """A payload is bigger or deeper than the configured limit, which the message names."""
+
+    reason = "PAYLOAD_TOO_LARGE"
+
+
+class ResourceExhausted(SagaError):
+    """A per-replica limit is reached (watch streams, sagas in flight); the message names it.
+
+    `reason` names the limit (WATCH_STREAMS_EXHAUSTED, SAGAS_IN_FLIGHT_EXHAUSTED).
+    """
+
+    code = ErrorCode.RESOURCE_EXHAUSTED
+    reason = "RESOURCE_EXHAUSTED"
+
+    def __init__(
+        self, message: str, *, reason: str | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message)
+        if reason is not None:
+            self.reason = reason
+        self.retry_after = retry_after
 
 
 class UnknownSagaType(InvalidArgument):

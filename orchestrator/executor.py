@@ -24,10 +24,17 @@ from typing import Any
 
 from orchestrator.clock import utc_now
 from orchestrator.commands import ParticipantClient
+from orchestrator.commit_watchers import CommitWatchers
 from orchestrator.definition import SagaDefinition
 from orchestrator.driver import SagaDriver
-from orchestrator.errors import IdempotencyKeyReused, SagaNotFound, StaleSagaVersion
+from orchestrator.errors import (
+    IdempotencyKeyReused,
+    ResourceExhausted,
+    SagaNotFound,
+    StaleSagaVersion,
+)
 from orchestrator.ids import new_saga_id
+from orchestrator.limits import DEFAULT_MAX_SAGAS_IN_FLIGHT
 from orchestrator.machine import Action, SagaRun
 from orchestrator.records import (
     CreateSagaResult,
@@ -108,8 +115,11 @@ def open_saga(
 
 
 DEFAULT_LEASE_SECONDS = 10.0
-DEFAULT_MAX_ACTIVE_SAGAS = 1000
-"""Sagas a replica resumes at once; new sagas started on it are not held back."""
+DEFAULT_MAX_ACTIVE_SAGAS = DEFAULT_MAX_SAGAS_IN_FLIGHT
+"""Sagas a replica drives at once, resumed and new alike: past it, StartSaga is refused
+(RESOURCE_EXHAUSTED) and orphans wait for room."""
+BUSY_RETRY_SECONDS = 1.0
+"""The retry delay a StartSaga refused for lack of room suggests."""
 BACKLOG_POLL_SECONDS = 0.2
 OPERATOR_COMMIT_ATTEMPTS = 5
 CLAIM_BATCH = 200
@@ -149,8 +159,9 @@ class Executor:
         self._telemetry = telemetry or EngineTelemetry()
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._lease_keeper: asyncio.Task[None] | None = None
-        self._watchers: dict[str, tuple[asyncio.Event, int]] = {}
-        """Per watched saga: the event its next local commit sets, and how many wait on it."""
+        self._commit_follower: asyncio.Task[None] | None = None
+        self.watchers = CommitWatchers(live=False)
+        """WatchSaga's waiters, woken by commits here and (PostgreSQL) on other replicas."""
 
     # --- starting and resuming -------------------------------------------------------
 
@@ -163,7 +174,17 @@ class Executor:
     ) -> CreateSagaResult:
         """Store a new saga and start driving it; a known idempotency key returns the
         saga it started. When this returns, the saga and its SAGA_STARTED row are committed.
+
+        Raises ResourceExhausted, storing nothing, when this replica already drives
+        `max_active_sagas` sagas (new and resumed share that budget).
         """
+        if len(self._tasks) >= self._max_active_sagas:
+            raise ResourceExhausted(
+                f"this replica drives {len(self._tasks)} sagas, its limit (max sagas in "
+                f"flight) is {self._max_active_sagas}; retry later or on another replica",
+                reason="SAGAS_IN_FLIGHT_EXHAUSTED",
+                retry_after=BUSY_RETRY_SECONDS,
+            )
         run, first_actions, opening = open_saga(
             definition, correlation_id, payload, idempotency_key, utc_now()
         )
@@ -201,6 +222,11 @@ class Executor:
         answers meanwhile, however many sagas wait to be resumed."""
         if self._lease_keeper is None:
             self._lease_keeper = asyncio.create_task(self._keep_leases(), name="lease-keeper")
+        if self._commit_follower is None:
+            self._commit_follower = asyncio.create_task(
+                self._store.follow_commits(self.watchers.notify, self.watchers.set_live),
+                name="commit-follower",
+            )
 
     async def change_saga(
         self, saga_id: str, change: Callable[[SagaRun, datetime], None]
@@ -218,7 +244,7 @@ class Executor:
                 await self._store.commit([commit])
             except StaleSagaVersion:
                 continue
-            self._notify(saga_id)
+            self.watchers.notify(saga_id)
             logger.info("saga changed by request", extra={"saga_id": saga_id})
             if saga_id not in self._tasks and not commit.saga.status.is_terminal:
                 await self._adopt(saga_id)
@@ -226,30 +252,6 @@ class Executor:
         raise StaleSagaVersion(
             f"saga {saga_id} kept changing; the request was not applied, try again"
         )
-
-    async def wait_for_commit(self, saga_id: str, at_most_seconds: float) -> None:
-        """Return when this replica commits for the saga, or after `at_most_seconds` (a
-        saga driven by another replica is only seen by polling the store)."""
-        event, waiting = self._watchers.get(saga_id, (asyncio.Event(), 0))
-        self._watchers[saga_id] = (event, waiting + 1)
-        try:
-            await asyncio.wait_for(event.wait(), at_most_seconds)
-        except TimeoutError:
-            pass
-        finally:
-            # The last waiter forgets the event, so sagas driven elsewhere (never
-            # committed here) leave nothing behind.
-            current = self._watchers.get(saga_id)
-            if current is not None and current[0] is event:
-                if current[1] <= 1:
-                    del self._watchers[saga_id]
-                else:
-                    self._watchers[saga_id] = (event, current[1] - 1)
-
-    def _notify(self, saga_id: str) -> None:
-        watched = self._watchers.pop(saga_id, None)
-        if watched is not None:
-            watched[0].set()
 
     async def _adopt(self, saga_id: str) -> None:
         """Drive one saga here if nobody else holds its lease."""
@@ -336,10 +338,11 @@ class Executor:
     async def stop(self) -> None:
         """Cancel every drive and hand its lease back, so another replica resumes it at
         once; the store holds each saga's last committed state."""
-        if self._lease_keeper is not None:
-            self._lease_keeper.cancel()
-            await asyncio.gather(self._lease_keeper, return_exceptions=True)
-            self._lease_keeper = None
+        for upkeep in (self._lease_keeper, self._commit_follower):
+            if upkeep is not None:
+                upkeep.cancel()
+                await asyncio.gather(upkeep, return_exceptions=True)
+        self._lease_keeper = self._commit_follower = None
         driven = list(self._tasks)
         tasks = list(self._tasks.values())
         for task in tasks:
@@ -372,7 +375,7 @@ class Executor:
                     participants=self._participants,
                     telemetry=self._telemetry,
                     rng=self._rng,
-                    committed=self._notify,
+                    committed=self.watchers.notify,
                 )
                 with self._telemetry.driving(run):
                     await driver.drive(first_actions)

@@ -16,6 +16,7 @@ import os
 import signal
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -25,10 +26,12 @@ from orchestrator.commands import ParticipantClient
 from orchestrator.definition import SagaDefinition
 from orchestrator.errors import ConfigurationError
 from orchestrator.executor import DEFAULT_LEASE_SECONDS, Executor, unique_replica_id
+from orchestrator.limits import Limits
 from orchestrator.records import Lease
 from orchestrator.registry import Registry, check_unfinished_versions
+from orchestrator.retention import keep_retention
 from orchestrator.service import SagaOrchestratorService
-from orchestrator.store import open_store
+from orchestrator.store import PoolConfig, Store, open_store
 from orchestrator.telemetry.engine import EngineTelemetry
 from orchestrator.telemetry.interceptors import ServerMetricsInterceptor
 from orchestrator.telemetry.logs import LOG_FORMATS, configure_logging
@@ -39,6 +42,7 @@ from orchestrator.telemetry.metrics import (
     start_metrics_server,
 )
 from orchestrator.telemetry.tracing import TRACE_EXPORTERS, configure_tracing
+from orchestrator.undecodable import UndecodableRequestInterceptor
 from saga.v1 import orchestrator_pb2, orchestrator_pb2_grpc
 
 logger = logging.getLogger(__name__)
@@ -46,6 +50,14 @@ logger = logging.getLogger(__name__)
 SERVICE_NAME = orchestrator_pb2.DESCRIPTOR.services_by_name["SagaOrchestrator"].full_name
 SHUTDOWN_GRACE_SECONDS = 5.0
 TRACING_SERVICE_NAME = "saga-orchestrator"
+KEEPALIVE_SECONDS = 60
+"""A connection quiet this long is pinged; one that does not answer in 20 s is closed,
+and with it the streams of a client that died without a word."""
+KEEPALIVE_TIMEOUT_SECONDS = 20
+MAX_CONNECTION_AGE_SECONDS = 3600
+"""Connections are closed (gracefully) after an hour, so clients rebalance over replicas."""
+MAX_CONNECTION_AGE_GRACE_SECONDS = 300
+"""Calls in progress when a connection ages out get this long to finish."""
 
 
 @dataclass(frozen=True)
@@ -66,15 +78,38 @@ class ServeConfig:
     trace_exporter: str = "none"
     # HOST:PORT of the operators' web console (port 0 picks a free one); None serves none.
     http_listen: str | None = None
+    limits: Limits = field(default_factory=Limits)
+    pool: PoolConfig = field(default_factory=PoolConfig)
+    # Finished sagas older than this are deleted (never those needing intervention); None keeps all.
+    retention: timedelta | None = None
+
+
+def server_options(limits: Limits) -> list[tuple[str, int]]:
+    """gRPC channel arguments: message sizes that match the payload limit, keepalive
+    pings that find dead clients, and a maximum connection age."""
+    return [
+        ("grpc.max_receive_message_length", limits.grpc_message_bytes),
+        ("grpc.max_send_message_length", limits.grpc_message_bytes),
+        ("grpc.keepalive_time_ms", KEEPALIVE_SECONDS * 1000),
+        ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_SECONDS * 1000),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+        ("grpc.max_connection_age_ms", MAX_CONNECTION_AGE_SECONDS * 1000),
+        ("grpc.max_connection_age_grace_ms", MAX_CONNECTION_AGE_GRACE_SECONDS * 1000),
+    ]
 
 
 def create_server(
     listen: str,
     servicer: SagaOrchestratorService,
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+    limits: Limits | None = None,
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     """A server with the API, health and reflection, bound to `listen`; returns the bound port."""
-    server = grpc.aio.server(interceptors=list(interceptors))
+    server = grpc.aio.server(
+        interceptors=[*interceptors, UndecodableRequestInterceptor(SERVICE_NAME)],
+        options=server_options(limits or Limits()),
+    )
     orchestrator_pb2_grpc.add_SagaOrchestratorServicer_to_server(servicer, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -126,6 +161,8 @@ async def serve(config: ServeConfig, definitions: Iterable[SagaDefinition]) -> N
     a definition is inconsistent, a participant has no address, or an
     unfinished saga needs a definition version that is not registered.
     """
+    if config.retention is not None and config.retention <= timedelta(0):
+        raise ConfigurationError(f"retention must be positive, got {config.retention}")
     if config.lease_seconds <= 0:
         raise ConfigurationError(f"lease seconds must be positive, got {config.lease_seconds:g}")
     _check_telemetry_config(config)
@@ -152,6 +189,24 @@ async def serve(config: ServeConfig, definitions: Iterable[SagaDefinition]) -> N
         tracing.shutdown()
 
 
+def _start_retention(
+    config: ServeConfig, store: Store, telemetry: EngineTelemetry
+) -> asyncio.Task[None] | None:
+    if config.retention is None:
+        return None
+    metrics = telemetry.metrics
+    counter = None if metrics is None else metrics.retention_deleted
+    logger.info(
+        "retention: finished sagas are deleted %s after their last change", config.retention
+    )
+    return asyncio.create_task(
+        keep_retention(
+            store, config.retention, (lambda n: None) if counter is None else counter.inc
+        ),
+        name="retention",
+    )
+
+
 async def _serve(
     config: ServeConfig,
     definitions: Iterable[SagaDefinition],
@@ -161,7 +216,7 @@ async def _serve(
     registry = Registry(definitions)
     participants = ParticipantClient(config.participants)
     participants.check_addresses(registry.participants)
-    store = open_store(config.database_url)
+    store = open_store(config.database_url, config.pool)
     await store.open()
     if telemetry.metrics is not None:
         telemetry.metrics.watch_store_pool(store.pool_stats)
@@ -180,13 +235,16 @@ async def _serve(
         registry,
         participants,
         lease=Lease(config.replica_id, config.lease_seconds),
+        max_active_sagas=config.limits.max_sagas_in_flight,
         telemetry=telemetry,
     )
-    servicer = SagaOrchestratorService(registry, executor, store)
+    servicer = SagaOrchestratorService(registry, executor, store, config.limits)
     interceptors = (
         [] if telemetry.metrics is None else [ServerMetricsInterceptor(telemetry.metrics)]
     )
-    server, port, health_servicer = create_server(config.listen, servicer, interceptors)
+    server, port, health_servicer = create_server(
+        config.listen, servicer, interceptors, config.limits
+    )
     await server.start()
     console = None
     if config.http_listen is not None:
@@ -205,6 +263,7 @@ async def _serve(
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     executor.resume_unfinished()
+    retention = _start_retention(config, store, telemetry)
     logger.info("orchestrator listening on %s; resuming unfinished sagas", address)
     if metrics_address is not None:
         logger.info("metrics on http://%s/metrics", metrics_address)
@@ -221,6 +280,9 @@ async def _serve(
     if console is not None:
         await console.stop()
     await server.stop(SHUTDOWN_GRACE_SECONDS)
+    if retention is not None:
+        retention.cancel()
+        await asyncio.gather(retention, return_exceptions=True)
     await executor.stop()
     await participants.close()
     with contextlib.suppress(Exception):

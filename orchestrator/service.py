@@ -1,10 +1,12 @@
 """The SagaOrchestrator gRPC servicer: validate, call into the executor or the store,
 map errors.
 
-Requests are checked completely before anything is stored. Every error leaves
+Requests are checked completely before anything is stored: every enum, timestamp,
+number, page token and nesting depth (see `orchestrator.limits`). Every error leaves
 through `_abort`, which turns a `SagaError` into a gRPC status with an ErrorInfo
-(AIP-193) by the one table in `orchestrator.status`; anything else is logged and
-answered INTERNAL.
+(AIP-193) by the one table in `orchestrator.status`; anything else is logged with
+its traceback and answered INTERNAL. A client's mistake is logged at INFO at most,
+throttled, without a traceback.
 """
 
 from __future__ import annotations
@@ -16,14 +18,28 @@ import json
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, NoReturn, TypeVar
 
 import grpc
 from google.protobuf import json_format, struct_pb2
 
-from orchestrator.errors import InvalidArgument, SagaError, SagaNotFound
+from orchestrator.errors import (
+    InvalidArgument,
+    OutOfRange,
+    ResourceExhausted,
+    SagaError,
+    SagaNotFound,
+)
 from orchestrator.executor import Executor
+from orchestrator.limits import (
+    LIST_PAGE_BUDGET_BYTES,
+    MAX_FULL_VIEW_PAGE,
+    Limits,
+    check_enum,
+    check_payload,
+    check_timestamp,
+)
 from orchestrator.machine import SagaRun
 from orchestrator.payload import parse_input
 from orchestrator.records import (
@@ -37,7 +53,7 @@ from orchestrator.records import (
     TransitionRecord,
 )
 from orchestrator.registry import Registry
-from orchestrator.status import rpc_status_of
+from orchestrator.status import log_refusal, rpc_status_of
 from orchestrator.store.base import Store
 from orchestrator.timestamps import optional_timestamp
 from saga.v1 import orchestrator_pb2 as pb
@@ -46,6 +62,7 @@ from saga.v1 import orchestrator_pb2_grpc as pb_grpc
 logger = logging.getLogger(__name__)
 
 MAX_ID_LENGTH = 256
+MAX_SEQ = 2**63 - 1
 
 _SAGA_STATUS: dict[SagaStatus, Any] = {
     status: pb.SagaStatus.Value(f"SAGA_STATUS_{status.value}") for status in SagaStatus
@@ -58,6 +75,7 @@ Response = TypeVar("Response")
 
 
 async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: SagaError) -> NoReturn:
+    log_refusal(error)
     await context.abort_with_status(rpc_status_of(error))
     raise AssertionError("abort_with_status returned")  # pragma: no cover
 
@@ -105,11 +123,16 @@ def _check_saga_id(saga_id: str) -> None:
 
 
 def saga_to_proto(
-    saga: SagaRecord, steps: list[StepRecord], groups: Callable[[int], str] | None = None
+    saga: SagaRecord,
+    steps: list[StepRecord],
+    groups: Callable[[int], str] | None = None,
+    *,
+    with_payload: bool = True,
 ) -> pb.Saga:
     """The API's view of a stored saga; `groups` names each step's Parallel group."""
     payload = struct_pb2.Struct()
-    payload.update(saga.payload)
+    if with_payload:
+        payload.update(saga.payload)
     return pb.Saga(
         saga_id=saga.saga_id,
         saga_type=saga.saga_type,
@@ -121,7 +144,7 @@ def saga_to_proto(
         needs_intervention=saga.needs_intervention,
         create_time=optional_timestamp(saga.create_time),
         update_time=optional_timestamp(saga.update_time),
-        payload=payload,
+        payload=payload if with_payload else None,
         idempotency_key=saga.idempotency_key or "",
         deadline_time=optional_timestamp(saga.deadline_time),
         steps=[
@@ -145,8 +168,8 @@ DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
 DEFAULT_HISTORY_PAGE = 500
 MAX_HISTORY_PAGE = 5000
-WATCH_POLL_SECONDS = 0.25
-"""How often a watch re-reads the log when the saga is driven by another replica."""
+WATCH_RETRY_SECONDS = 5.0
+"""The retry delay a watch refused for the stream cap suggests."""
 
 _EVENT: dict[TransitionEvent, Any] = {
     event: pb.TransitionEvent.Value(f"TRANSITION_EVENT_{event.value}") for event in TransitionEvent
@@ -179,9 +202,9 @@ def _filter_of(request: pb.ListSagasRequest) -> SagaFilter:
     if request.page_size < 0:
         raise InvalidArgument(f"page_size must not be negative, got {request.page_size}")
     status = None
+    name = check_enum("status", pb.SagaStatus, request.status)
     if request.status != pb.SAGA_STATUS_UNSPECIFIED:
-        name = pb.SagaStatus.Name(request.status).removeprefix("SAGA_STATUS_")
-        status = SagaStatus(name)
+        status = SagaStatus(name.removeprefix("SAGA_STATUS_"))
     return SagaFilter(
         status=status,
         saga_type=request.saga_type or None,
@@ -190,12 +213,12 @@ def _filter_of(request: pb.ListSagasRequest) -> SagaFilter:
             request.needs_intervention if request.HasField("needs_intervention") else None
         ),
         created_after=(
-            request.create_time_after.ToDatetime(tzinfo=UTC)
+            check_timestamp("create_time_after", request.create_time_after)
             if request.HasField("create_time_after")
             else None
         ),
         created_before=(
-            request.create_time_before.ToDatetime(tzinfo=UTC)
+            check_timestamp("create_time_before", request.create_time_before)
             if request.HasField("create_time_before")
             else None
         ),
@@ -217,17 +240,64 @@ def encode_page_token(last: SagaRecord, where: SagaFilter) -> str:
 
 
 def decode_page_token(token: str, where: SagaFilter) -> PagePosition | None:
+    """The position a token of ours names; anything else is INVALID_ARGUMENT, however
+    it was forged (not base64, not JSON, a time without a zone, an id that is no UUID)."""
     if not token:
         return None
+    if len(token) > 1024:
+        raise InvalidArgument("page_token is not one this server issued: too long")
     try:
         position = json.loads(base64.urlsafe_b64decode(token.encode()))
-        after = PagePosition(datetime.fromisoformat(position["t"]), str(position["id"]))
+        moment = datetime.fromisoformat(position["t"])
+        saga_id = position["id"]
         digest = position["f"]
-    except (ValueError, KeyError, TypeError) as error:
+    except (ValueError, KeyError, TypeError, UnicodeError) as error:
         raise InvalidArgument(f"page_token is not one this server issued: {error}") from None
     if digest != _filter_digest(where):
         raise InvalidArgument("page_token was issued for different filters; start again")
+    if moment.tzinfo is None or moment.utcoffset() or not isinstance(saga_id, str):
+        raise InvalidArgument("page_token is not one this server issued: not a UTC position")
+    try:
+        _check_saga_id(saga_id)
+    except InvalidArgument:
+        raise InvalidArgument("page_token is not one this server issued: bad id") from None
+    return PagePosition(moment, saga_id)
+
+
+def decode_history_token(token: str) -> int:
+    """The seq a GetSagaHistory token continues after; 0 for the first page."""
+    if not token:
+        return 0
+    try:
+        after = int(base64.urlsafe_b64decode(token.encode()).decode())
+    except (ValueError, UnicodeError):
+        raise InvalidArgument("page_token is not one this server issued") from None
+    if not 0 <= after <= MAX_SEQ:
+        raise OutOfRange(f"page_token names position {after}, outside 0 to {MAX_SEQ}")
     return after
+
+
+def _bounded_page(
+    sagas: list[SagaRecord], size: int, where: SagaFilter, full: bool
+) -> pb.ListSagasResponse:
+    """Up to `size` of `sagas` (the store's page plus one) and a token for the rest, the
+    page stopping early when the next saga would take its encoding past the byte budget
+    (one saga always goes in, so a page is never empty while more remain)."""
+    response = pb.ListSagasResponse()
+    used = 0
+    taken = 0
+    for saga in sagas[:size]:
+        message = saga_to_proto(saga, [], with_payload=full)
+        # A repeated field costs its message's size plus a tag and a length prefix.
+        cost = message.ByteSize() + 6
+        if taken and used + cost > LIST_PAGE_BUDGET_BYTES:
+            break
+        response.sagas.append(message)
+        used += cost
+        taken += 1
+    if taken < len(sagas):
+        response.next_page_token = encode_page_token(sagas[taken - 1], where)
+    return response
 
 
 def _check_operator_request(saga_id: str, reason: str, requested_by: str) -> None:
@@ -242,10 +312,14 @@ def _check_operator_request(saga_id: str, reason: str, requested_by: str) -> Non
 class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
     """Thin servicer: every decision is in the executor, the machine or the store."""
 
-    def __init__(self, registry: Registry, executor: Executor, store: Store) -> None:
+    def __init__(
+        self, registry: Registry, executor: Executor, store: Store, limits: Limits | None = None
+    ) -> None:
         self._registry = registry
         self._executor = executor
         self._store = store
+        self._limits = limits or Limits()
+        self._watch_streams = 0
 
     @_mapped_errors
     async def StartSaga(
@@ -254,6 +328,7 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
         _check_id("saga_type", request.saga_type)
         _check_id("correlation_id", request.correlation_id)
         _check_id("idempotency_key", request.idempotency_key, required=False)
+        check_payload(request.payload, self._limits)
         definition = self._registry.latest(request.saga_type)
         saga_input = parse_input(
             definition.input_type,
@@ -289,14 +364,16 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
         self, request: pb.ListSagasRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ListSagasResponse:
         where = _filter_of(request)
+        view = check_enum("view", pb.SagaView, request.view)
         after = decode_page_token(request.page_token, where)
         size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        full = request.view == pb.SAGA_VIEW_FULL
+        if full and size > MAX_FULL_VIEW_PAGE:
+            raise InvalidArgument(
+                f"view {view} is allowed for page_size up to {MAX_FULL_VIEW_PAGE}, got {size}"
+            )
         sagas = await self._store.list_sagas(where, size + 1, after)
-        page, more = sagas[:size], len(sagas) > size
-        return pb.ListSagasResponse(
-            sagas=[saga_to_proto(saga, []) for saga in page],
-            next_page_token=encode_page_token(page[-1], where) if more else "",
-        )
+        return _bounded_page(sagas, size, where, full)
 
     @_mapped_errors
     async def GetSagaHistory(
@@ -305,12 +382,7 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
         _check_saga_id(request.saga_id)
         if request.page_size < 0:
             raise InvalidArgument(f"page_size must not be negative, got {request.page_size}")
-        after = 0
-        if request.page_token:
-            try:
-                after = int(base64.urlsafe_b64decode(request.page_token.encode()).decode())
-            except ValueError:
-                raise InvalidArgument("page_token is not one this server issued") from None
+        after = decode_history_token(request.page_token)
         if await self._store.get_saga(request.saga_id) is None:
             raise SagaNotFound(f"no saga with id {request.saga_id}")
         size = min(request.page_size or DEFAULT_HISTORY_PAGE, MAX_HISTORY_PAGE)
@@ -327,7 +399,28 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
         self, request: pb.WatchSagaRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[pb.WatchSagaResponse]:
         """Stream the log from `after_seq` until the saga is terminal; the store is the
-        source of truth, so it works whichever replica drives the saga."""
+        source of truth, so it works whichever replica drives the saga. At most
+        `max_watch_streams` streams are open at once on a replica."""
+        if self._watch_streams >= self._limits.max_watch_streams:
+            await _abort(
+                context,
+                ResourceExhausted(
+                    f"this replica serves at most {self._limits.max_watch_streams} WatchSaga "
+                    "streams at once (max watch streams); try another replica or later",
+                    reason="WATCH_STREAMS_EXHAUSTED",
+                    retry_after=WATCH_RETRY_SECONDS,
+                ),
+            )
+        self._watch_streams += 1
+        try:
+            async for response in self._watch(request, context):
+                yield response
+        finally:
+            self._watch_streams -= 1
+
+    async def _watch(
+        self, request: pb.WatchSagaRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[pb.WatchSagaResponse]:
         try:
             _check_saga_id(request.saga_id)
             if request.after_seq < 0:
@@ -338,22 +431,25 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
         except SagaError as error:
             await _abort(context, error)
         last = request.after_seq
-        while True:
-            try:
-                rows = await self._store.get_transitions(request.saga_id, after_seq=last)
-            except SagaError as error:
-                await _abort(context, error)
-            for row in rows:
-                yield pb.WatchSagaResponse(transition=transition_to_proto(row))
-                last = row.seq
-            if rows:
-                finished = rows[-1].saga_status.is_terminal
-            else:
-                current = await self._store.get_saga(request.saga_id)
-                finished = current is None or current.status.is_terminal
-            if finished:
-                return
-            await self._executor.wait_for_commit(request.saga_id, WATCH_POLL_SECONDS)
+        watchers = self._executor.watchers
+        with watchers.subscription(request.saga_id) as committed:
+            while True:
+                committed.clear()  # before the read: a commit after it wakes us
+                try:
+                    rows = await self._store.get_transitions(request.saga_id, after_seq=last)
+                except SagaError as error:
+                    await _abort(context, error)
+                for row in rows:
+                    yield pb.WatchSagaResponse(transition=transition_to_proto(row))
+                    last = row.seq
+                if rows:
+                    finished = rows[-1].saga_status.is_terminal
+                else:
+                    current = await self._store.get_saga(request.saga_id)
+                    finished = current is None or current.status.is_terminal
+                if finished:
+                    return
+                await watchers.wait(committed)
 
     @_mapped_errors
     async def AbortSaga(

@@ -97,6 +97,16 @@ def parse_point_in_time(text: str, now: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
+def duration_argument(text: str) -> timedelta:
+    try:
+        value = parse_duration(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    if not value > timedelta(0):
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
 def point_in_time(text: str) -> datetime:
     try:
         return parse_point_in_time(text, utc_now())
@@ -121,6 +131,13 @@ def non_negative_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    value = non_negative_int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
 
 

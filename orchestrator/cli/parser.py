@@ -14,6 +14,7 @@ from orchestrator.cli.options import (
     SAGA_STATUSES,
     add_definitions_option,
     client_options,
+    duration_argument,
     env_or,
     json_option,
     list_limit,
@@ -21,6 +22,7 @@ from orchestrator.cli.options import (
     operator_options,
     point_in_time,
     positive_float,
+    positive_int,
     saga_id_argument,
     watch_options,
 )
@@ -122,7 +124,78 @@ def _serve_parser(commands: Any, *, full: bool) -> None:
         help="where OpenTelemetry spans go: none, console (stdout, a JSON object per span) "
         "or otlp (OTEL_EXPORTER_OTLP_ENDPOINT) (env SAGA_TRACE_EXPORTER; default none)",
     )
+    _limit_options(serve_cmd)
     add_definitions_option(serve_cmd)
+
+
+def _limit_options(serve_cmd: argparse.ArgumentParser) -> None:
+    """`saga serve`'s limits and pool: each a flag and an environment variable
+    (docs/limits.md says how to size them)."""
+    from orchestrator import limits
+    from orchestrator.store import postgres
+
+    whole = [
+        (
+            "--max-payload-bytes",
+            "SAGA_MAX_PAYLOAD_BYTES",
+            limits.DEFAULT_MAX_PAYLOAD_BYTES,
+            "largest StartSaga payload, encoded",
+        ),
+        (
+            "--max-payload-depth",
+            "SAGA_MAX_PAYLOAD_DEPTH",
+            limits.DEFAULT_MAX_PAYLOAD_DEPTH,
+            "deepest nesting of objects and lists in a payload",
+        ),
+        (
+            "--max-watch-streams",
+            "SAGA_MAX_WATCH_STREAMS",
+            limits.DEFAULT_MAX_WATCH_STREAMS,
+            "WatchSaga streams open at once on this replica",
+        ),
+        (
+            "--max-sagas-in-flight",
+            "SAGA_MAX_SAGAS_IN_FLIGHT",
+            limits.DEFAULT_MAX_SAGAS_IN_FLIGHT,
+            "sagas driven at once, new and resumed; StartSaga past it is refused",
+        ),
+        (
+            "--db-pool-min-size",
+            "SAGA_DB_POOL_MIN_SIZE",
+            postgres.DEFAULT_POOL_MIN_SIZE,
+            "PostgreSQL connections kept open",
+        ),
+        (
+            "--db-pool-size",
+            "SAGA_DB_POOL_SIZE",
+            postgres.DEFAULT_POOL_MAX_SIZE,
+            "most PostgreSQL connections this replica opens",
+        ),
+    ]
+    for flag, env, default, what in whole:
+        serve_cmd.add_argument(
+            flag,
+            type=positive_int,
+            default=env_or(env, str(default)),
+            metavar="N",
+            help=f"{what} (env {env}; default {default})",
+        )
+    serve_cmd.add_argument(
+        "--retention",
+        type=duration_argument,
+        default=env_or("SAGA_RETENTION"),
+        metavar="DURATION",
+        help="delete finished sagas this long after their last change, e.g. 30d; never "
+        "those needing intervention (env SAGA_RETENTION; default off: keep everything)",
+    )
+    serve_cmd.add_argument(
+        "--db-timeout",
+        type=positive_float,
+        default=env_or("SAGA_DB_TIMEOUT", str(postgres.DEFAULT_POOL_TIMEOUT_SECONDS)),
+        metavar="SECONDS",
+        help="how long a unit of work waits for a PostgreSQL connection "
+        f"(env SAGA_DB_TIMEOUT; default {postgres.DEFAULT_POOL_TIMEOUT_SECONDS:g})",
+    )
 
 
 def _describe_parser(commands: Any) -> None:

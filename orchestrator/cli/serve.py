@@ -18,7 +18,9 @@ from orchestrator.telemetry.logs import configure_logging
 
 
 def serve_command(args: argparse.Namespace) -> int:
+    from orchestrator.limits import Limits
     from orchestrator.server import ServeConfig, serve
+    from orchestrator.store import PoolConfig
 
     try:
         configure_logging(args.log_level.upper(), args.log_format)
@@ -35,6 +37,18 @@ def serve_command(args: argparse.Namespace) -> int:
             http_listen=args.http_listen or None,
             log_format=args.log_format,
             trace_exporter=args.trace_exporter,
+            limits=Limits(
+                max_payload_bytes=args.max_payload_bytes,
+                max_payload_depth=args.max_payload_depth,
+                max_watch_streams=args.max_watch_streams,
+                max_sagas_in_flight=args.max_sagas_in_flight,
+            ),
+            retention=args.retention,
+            pool=PoolConfig(
+                min_size=min(args.db_pool_min_size, args.db_pool_size),
+                max_size=args.db_pool_size,
+                timeout=args.db_timeout,
+            ),
             **({"replica_id": args.replica_id} if args.replica_id else {}),
         )
         asyncio.run(serve(config, load_definition_modules(args.definitions)))

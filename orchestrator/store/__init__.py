@@ -8,24 +8,28 @@ from __future__ import annotations
 
 from orchestrator.errors import ConfigurationError
 from orchestrator.store.base import Store
-from orchestrator.store.postgres import PostgresStore
+from orchestrator.store.postgres import PoolConfig, PostgresStore
 from orchestrator.store.sqlite import MEMORY, SqliteStore
 
-__all__ = ["PostgresStore", "SqliteStore", "Store", "open_store"]
+__all__ = ["PoolConfig", "PostgresStore", "SqliteStore", "Store", "open_store"]
 
 _SQLITE_PREFIX = "sqlite://"
 _POSTGRES_PREFIXES = ("postgresql://", "postgres://")
 
 
-def open_store(url: str) -> Store:
+def open_store(url: str, pool: PoolConfig | None = None) -> Store:
     """An unopened store for `url`; raises `ConfigurationError` for a URL it cannot use.
+    `pool` sizes PostgreSQL's connection pool (SQLite has one connection).
 
     - `postgresql://...` or `postgres://...`: PostgreSQL (a libpq URL).
     - `sqlite:///relative/path.db`, `sqlite:////absolute/path.db`: a SQLite file.
     - `sqlite://:memory:` (or `sqlite:///:memory:`): a private in-memory SQLite database.
     """
     if url.startswith(_POSTGRES_PREFIXES):
-        return PostgresStore(url)
+        pool = pool or PoolConfig()
+        return PostgresStore(
+            url, min_size=pool.min_size, max_size=pool.max_size, timeout=pool.timeout
+        )
     if url.startswith(_SQLITE_PREFIX):
         return SqliteStore(_sqlite_path(url))
     # Only the scheme is echoed: the rest of a URL may hold a password.

@@ -76,6 +76,7 @@ class Statements:
     last_seq: str
     select_transitions: str
     count_unfinished_by_definition: str
+    delete_expired: str
     dialect: Dialect
 
     @classmethod
@@ -167,6 +168,19 @@ WHERE saga_id = {p("saga_id")} AND seq > {p("after_seq")} ORDER BY seq
 SELECT saga_type, definition_version, count(*) AS sagas FROM sagas
 WHERE status IN {UNFINISHED_STATUSES}
 GROUP BY saga_type, definition_version
+""",
+            # The predicate is the partial index's (0006_retention_index.sql), spelled out.
+            delete_expired=f"""
+DELETE FROM sagas
+WHERE saga_id IN (
+    SELECT saga_id FROM sagas
+    WHERE status IN ('COMPLETED', 'FAILED') AND NOT needs_intervention
+      AND update_time < {p("before")}
+    ORDER BY update_time, saga_id
+    LIMIT {p("limit")}
+    {dialect.skip_locked}
+)
+RETURNING saga_id
 """,
             dialect=dialect,
         )

@@ -10,7 +10,8 @@ Every method is a coroutine; a store that cannot reach its database raises
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import datetime
 
 from orchestrator.records import (
     CreateSagaResult,
@@ -85,6 +86,17 @@ class Store(abc.ABC):
             self._group = GroupCommit(self.write)
         return self._group
 
+    async def follow_commits(
+        self, committed: Callable[[str], None], live: Callable[[bool], None]
+    ) -> None:
+        """Until cancelled, call `committed(saga_id)` for each saga that any process commits,
+        and `live(True)` while that holds (`live(False)` when commits may go unheard).
+
+        The default serves a store only one process writes (SQLite): its own driver
+        reports each commit, so there is nothing to follow and the feed is live at once.
+        """
+        live(True)
+
     def pool_stats(self) -> dict[str, int]:
         """Statistics of the store's connection pool (psycopg_pool's `get_stats()` keys),
         empty for a store without one; cheap enough to read at every metrics scrape."""
@@ -113,6 +125,13 @@ class Store(abc.ABC):
         """Up to `limit` sagas matching `where`, newest first (create_time, then saga_id,
         descending), strictly after `after`. Keyset paging: sagas inserted while a
         client pages are newer than its first page, so pages neither repeat nor skip.
+        """
+
+    @abc.abstractmethod
+    async def delete_finished(self, before: datetime, limit: int) -> int:
+        """Delete up to `limit` finished sagas (COMPLETED or FAILED) last updated before
+        `before`, oldest first, with their steps and transitions, in one short
+        transaction; returns how many. A saga that needs intervention is never deleted.
         """
 
     @abc.abstractmethod

@@ -15,7 +15,8 @@ import logging
 import math
 import re
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,6 +42,39 @@ PROBE_INTERVAL_SECONDS = 0.5
 """While the server is lost, it is probed at most this often; calls in between fail at once."""
 PROBE_CONNECT_TIMEOUT_SECONDS = 2
 """libpq's connect_timeout for a probe (libpq treats anything below 2 as 2)."""
+
+FOLLOW_RETRY_SECONDS = 1.0
+"""After the commit listener loses its connection, it reconnects this often."""
+COMMITS_CHANNEL = "saga_commits"
+"""The NOTIFY channel, suffixed with the schema: replicas of one schema hear each other."""
+_NOTIFY_COMMIT = "SELECT pg_notify('saga_commits.' || current_schema(), %(saga_id)s)"
+
+DEFAULT_POOL_MIN_SIZE = 2
+DEFAULT_POOL_MAX_SIZE = 10
+DEFAULT_POOL_TIMEOUT_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    """The connection pool of one orchestrator process (see docs/limits.md for sizing).
+
+    `max_size` bounds the connections one replica holds (replicas x max_size must
+    stay under the server's max_connections, less what else uses it); `timeout` is
+    how long a unit of work waits for a connection before StoreUnavailable.
+    """
+
+    min_size: int = DEFAULT_POOL_MIN_SIZE
+    max_size: int = DEFAULT_POOL_MAX_SIZE
+    timeout: float = DEFAULT_POOL_TIMEOUT_SECONDS
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min_size <= self.max_size:
+            raise ConfigurationError(
+                f"pool sizes need 1 <= min ({self.min_size}) <= max ({self.max_size})"
+            )
+        if not self.timeout > 0:
+            raise ConfigurationError(f"pool timeout must be positive, got {self.timeout:g}")
+
 
 # Unquoted, so it means the same in search_path (which folds case) and in CREATE SCHEMA.
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -253,11 +287,44 @@ class PostgresStore(SqlStore):
                     await cursor.executemany(statements.upsert_step, step_params)
                 if transition_params:
                     await cursor.executemany(statements.insert_transition, transition_params)
+                # Delivered at COMMIT, to every replica's listener (follow_commits).
+                changed = dict.fromkeys(
+                    [new.saga.saga_id for new in new_sagas]
+                    + [commit.saga.saga_id for commit in commits]
+                )
+                await cursor.executemany(_NOTIFY_COMMIT, [{"saga_id": s} for s in changed])
         except psycopg.errors.UniqueViolation as error:
             if error.diag.table_name != "saga_transitions":
                 raise
             raise duplicate_transition(error.diag.message_detail or str(error)) from error
         return results
+
+    async def follow_commits(
+        self, committed: Callable[[str], None], live: Callable[[bool], None]
+    ) -> None:
+        """LISTEN on one connection of its own (outside the pool) and report every saga
+        any replica commits in this schema; reconnect after losing it, reporting the gap."""
+        while True:
+            try:
+                connection = await psycopg.AsyncConnection.connect(
+                    self._url, **self._connection_kwargs
+                )
+                async with connection:
+                    cursor = await connection.execute("SELECT current_schema()")
+                    row = await cursor.fetchone()
+                    channel = f"{COMMITS_CHANNEL}.{row[0] if row else 'public'}"
+                    await connection.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+                    live(True)
+                    async for notice in connection.notifies():
+                        committed(notice.payload)
+            except psycopg.Error as error:
+                logger.warning(
+                    "commit listener lost its connection; watchers poll until it is back: %s",
+                    str(error).strip(),
+                )
+            finally:
+                live(False)
+            await asyncio.sleep(FOLLOW_RETRY_SECONDS)
 
     async def _rows(
         self, query: str, params: Mapping[str, object], *, write: bool = False

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import ClassVar
 
 from orchestrator.records import (
@@ -22,7 +23,7 @@ from orchestrator.records import (
     StepRecord,
     TransitionRecord,
 )
-from orchestrator.store._rows import Row, RowEncoding
+from orchestrator.store._rows import Row, RowEncoding, aware
 from orchestrator.store._statements import Statements, saga_listing
 from orchestrator.store.base import Store
 
@@ -96,6 +97,12 @@ class SqlStore(Store):
             (str(row["saga_type"]), int(row["definition_version"])): int(row["sagas"])
             for row in rows
         }
+
+    async def delete_finished(self, before: datetime, limit: int) -> int:
+        # Steps and transitions go with their saga (ON DELETE CASCADE).
+        params = {"before": self._statements.dialect.time_to_db(aware(before)), "limit": limit}
+        rows = await self._rows(self._statements.delete_expired, params, write=True)
+        return len(rows)
 
     def _ids(self, saga_ids: Sequence[str]) -> dict[str, object]:
         return {"saga_ids": self._statements.dialect.id_list(saga_ids)}

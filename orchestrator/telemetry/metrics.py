@@ -120,6 +120,12 @@ class SagaMetrics:
             registry=registry,
         )
 
+        self.retention_deleted = Counter(
+            "saga_retention_deleted",
+            "Finished sagas deleted by retention, with their steps and transitions.",
+            registry=registry,
+        )
+
     def watch_store_pool(self, stats: Callable[[], Mapping[str, int]]) -> None:
         """Export the store's connection pool, read from `stats` at each scrape."""
         self.registry.register(StorePoolCollector(stats))

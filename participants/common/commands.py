@@ -78,9 +78,25 @@ class CommandProcessor:
         validate: Callable[[Request], None],
         apply: Callable[[sqlite3.Connection, Request], Response],
     ) -> Response:
-        """Run a forward command; configured latency and failures apply here only."""
+        """Run a forward command; configured latency and failures apply here only.
+
+        A caller that gives up during the latency (its deadline passed) cancels the
+        call, and the command is never applied: that end is logged like any other
+        outcome, so a test can wait for it instead of sleeping.
+        """
         if self._latency_s:
-            await asyncio.sleep(self._latency_s)
+            try:
+                await asyncio.sleep(self._latency_s)
+            except asyncio.CancelledError:
+                command = command_context(request)
+                logger.info(
+                    "%s %s saga=%s key=%s: cancelled by the caller, not applied",
+                    self.service,
+                    method,
+                    command.saga_id,
+                    command.idempotency_key,
+                )
+                raise
         await self._maybe_unavailable(context, request, is_action=True)
         return await self._run(
             context, method, request, response_type, validate, apply, is_action=True

@@ -50,6 +50,12 @@ class StepStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     STEP_STATUS_COMPENSATING: _ClassVar[StepStatus]
     STEP_STATUS_COMPENSATED: _ClassVar[StepStatus]
     STEP_STATUS_COMPENSATION_FAILED: _ClassVar[StepStatus]
+
+class SagaView(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SAGA_VIEW_UNSPECIFIED: _ClassVar[SagaView]
+    SAGA_VIEW_BASIC: _ClassVar[SagaView]
+    SAGA_VIEW_FULL: _ClassVar[SagaView]
 TRANSITION_EVENT_UNSPECIFIED: TransitionEvent
 TRANSITION_EVENT_SAGA_STARTED: TransitionEvent
 TRANSITION_EVENT_STEP_STARTED: TransitionEvent
@@ -81,6 +87,9 @@ STEP_STATUS_FAILED: StepStatus
 STEP_STATUS_COMPENSATING: StepStatus
 STEP_STATUS_COMPENSATED: StepStatus
 STEP_STATUS_COMPENSATION_FAILED: StepStatus
+SAGA_VIEW_UNSPECIFIED: SagaView
+SAGA_VIEW_BASIC: SagaView
+SAGA_VIEW_FULL: SagaView
 
 class StartSagaRequest(_message.Message):
     __slots__ = ("saga_type", "correlation_id", "payload", "idempotency_key")
@@ -221,7 +230,7 @@ class WatchSagaResponse(_message.Message):
     def __init__(self, transition: _Optional[_Union[Transition, _Mapping]] = ...) -> None: ...
 
 class ListSagasRequest(_message.Message):
-    __slots__ = ("page_size", "page_token", "status", "saga_type", "correlation_id", "needs_intervention", "create_time_after", "create_time_before")
+    __slots__ = ("page_size", "page_token", "status", "saga_type", "correlation_id", "needs_intervention", "create_time_after", "create_time_before", "view")
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -230,6 +239,7 @@ class ListSagasRequest(_message.Message):
     NEEDS_INTERVENTION_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_AFTER_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    VIEW_FIELD_NUMBER: _ClassVar[int]
     page_size: int
     page_token: str
     status: SagaStatus
@@ -238,7 +248,8 @@ class ListSagasRequest(_message.Message):
     needs_intervention: bool
     create_time_after: _timestamp_pb2.Timestamp
     create_time_before: _timestamp_pb2.Timestamp
-    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., status: _Optional[_Union[SagaStatus, str]] = ..., saga_type: _Optional[str] = ..., correlation_id: _Optional[str] = ..., needs_intervention: _Optional[bool] = ..., create_time_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., create_time_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    view: SagaView
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., status: _Optional[_Union[SagaStatus, str]] = ..., saga_type: _Optional[str] = ..., correlation_id: _Optional[str] = ..., needs_intervention: _Optional[bool] = ..., create_time_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., create_time_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., view: _Optional[_Union[SagaView, str]] = ...) -> None: ...
 
 class ListSagasResponse(_message.Message):
     __slots__ = ("sagas", "next_page_token")

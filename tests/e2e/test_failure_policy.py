@@ -119,6 +119,20 @@ async def wait_for(condition, what: str, timeout: float = 15.0):
         await asyncio.sleep(0.05)
 
 
+async def action_settled(rig: Rig, service: str, method: str, saga_id: str) -> None:
+    """Wait until the participant has ended a delivery of the saga's action, however late:
+    applied, refused by a compensation's tombstone, or cancelled by the orchestrator's
+    deadline before it was applied. Each end is a line of the participant's log; after
+    the first, the action's idempotency key holds its final answer (or, cancelled,
+    nothing, and the tombstone refuses it from then on)."""
+    marker = f"{service} {method} saga={saga_id} key="
+
+    async def ended() -> bool:
+        return marker in rig.participants[service].log_file.read_text()
+
+    await wait_for(ended, f"{service} to end a delivery of {method} for saga {saga_id}")
+
+
 async def test_unavailable_twice_then_success_completes_with_one_effect(tmp_path, database_url):
     async with rig(tmp_path, database_url, flight=["--unavailable-first", "2"]) as r:
         saga_id = await r.start("retry_probe")
@@ -137,7 +151,7 @@ async def test_participant_that_never_answers_in_time_is_compensated_never_booke
     async with rig(tmp_path, database_url, flight=["--latency-ms", "1500"]) as r:
         saga_id = await r.start("impatient")
         saga = await wait_terminal(r.stub, saga_id)
-        await asyncio.sleep(2.0)  # the late deliveries reach the flight service now
+        await action_settled(r, "flight", "BookFlight", saga_id)
         effects = await effects_of(r.addresses, saga_id)
         log = await r.log(saga_id)
 
@@ -242,7 +256,7 @@ async def test_abort_mid_run_compensates_and_is_logged_with_who_and_why(tmp_path
             timeout=5,
         )
         done = await wait_terminal(r.stub, saga_id)
-        await asyncio.sleep(1.0)
+        await action_settled(r, "flight", "BookFlight", saga_id)
         effects = await effects_of(r.addresses, saga_id)
         log = await r.log(saga_id)
         with pytest.raises(grpc.aio.AioRpcError) as again:
@@ -290,7 +304,8 @@ async def test_saga_deadline_stops_forward_progress_and_compensates(tmp_path, da
     async with rig(tmp_path, database_url, flight=["--latency-ms", "1500"]) as r:
         saga_id = await r.start("deadline_probe")
         saga = await wait_terminal(r.stub, saga_id)
-        await asyncio.sleep(1.0)  # the late flight delivery arrives and meets the tombstone
+        # The late flight delivery arrives and meets the tombstone.
+        await action_settled(r, "flight", "BookFlight", saga_id)
         effects = await effects_of(r.addresses, saga_id)
         log = await r.log(saga_id)
 

@@ -22,7 +22,7 @@ from saga.v1 import orchestrator_pb2_grpc as pb_grpc
 from tests.e2e.conftest import wait_terminal
 from tests.e2e.effects import effects_of
 from tests.e2e.payloads import struct, travel
-from tools.processes import orchestrator_process, participants_process
+from tools.processes import ChildProcess, orchestrator_process, participants_process
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.slow]
 
@@ -99,6 +99,20 @@ async def test_sagas_of_a_killed_replica_finish_on_the_survivor(
         survivor.stop()
 
 
+async def wait_for_log_after(
+    process: ChildProcess, position: int, phrases: tuple[str, ...], timeout: float = 30.0
+) -> str:
+    """The log written after byte `position` once it holds one of `phrases` (bounded)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        written = process.log_file.read_bytes()[position:].decode(errors="replace")
+        if any(phrase in written for phrase in phrases):
+            return written
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"none of {phrases} in {process.name}'s log after the thaw")
+        await asyncio.sleep(0.1)
+
+
 async def test_a_frozen_replica_that_wakes_late_cannot_overwrite_the_new_owner(
     tmp_path, postgres_url, slow_participants
 ):
@@ -113,13 +127,13 @@ async def test_a_frozen_replica_that_wakes_late_cannot_overwrite_the_new_owner(
         async with grpc.aio.insecure_channel(survivor.address) as channel:
             stub = pb_grpc.SagaOrchestratorStub(channel)
             await asyncio.gather(*(wait_terminal(stub, i, timeout=60) for i in saga_ids))
+        thawed_at = sleeper.log_file.stat().st_size
         os.kill(sleeper.pid, signal.SIGCONT)
-        await asyncio.sleep(2)  # the thawed replica tries to commit its stale progress
+        # The thawed replica tries to commit its stale progress and is fenced off: wait
+        # for it to say so in its log, written after the thaw.
+        await wait_for_log_after(sleeper, thawed_at, ("moved on elsewhere", "lease lost"))
         assert sleeper.process.poll() is None, "a fenced replica keeps serving"
         await check_each_effect_once(postgres_url, addresses, saga_ids, survivor.address)
-        assert "moved on elsewhere" in sleeper.log_tail(200) or "lease lost" in sleeper.log_tail(
-            200
-        )
     finally:
         if sleeper.process is not None and sleeper.process.poll() is None:
             os.kill(sleeper.pid, signal.SIGCONT)
