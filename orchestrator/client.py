@@ -16,6 +16,7 @@ from types import TracebackType
 
 import grpc
 
+from orchestrator.security.tls import ClientTls, open_channel
 from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
 
@@ -101,7 +102,9 @@ def _ignore(_: object) -> None:
 
 
 class SagaClient:
-    """One grpc.aio channel to the orchestrator (or a stub the caller owns)."""
+    """One grpc.aio channel to the orchestrator (or a stub the caller owns); with `tls`
+    it speaks TLS (mutual when `tls` has a certificate), with `token` every call carries
+    `authorization: Bearer <token>`."""
 
     def __init__(
         self,
@@ -109,10 +112,14 @@ class SagaClient:
         timeout: float = CLIENT_TIMEOUT_SECONDS,
         *,
         stub: pb_grpc.SagaOrchestratorStub | None = None,
+        tls: ClientTls | None = None,
+        token: str | None = None,
     ) -> None:
         self.address = address
         self.timeout = timeout
-        self._channel = None if stub is not None else grpc.aio.insecure_channel(address)
+        self._tls = tls
+        self._token = token
+        self._channel = None if stub is not None else open_channel(address, tls, token)
         self.stub = stub or pb_grpc.SagaOrchestratorStub(self._channel)
 
     @classmethod
@@ -128,7 +135,7 @@ class SagaClient:
         if self._channel is None:
             return
         await self._channel.close()
-        self._channel = grpc.aio.insecure_channel(self.address)
+        self._channel = open_channel(self.address, self._tls, self._token)
         self.stub = pb_grpc.SagaOrchestratorStub(self._channel)
 
     async def close(self) -> None:

@@ -17,6 +17,7 @@ from google.protobuf.message import Message
 from orchestrator.errors import ConfigurationError
 from orchestrator.machine import ErrorKind
 from orchestrator.resolved import ResolvedCall
+from orchestrator.security.tls import ClientTls, open_channel
 from orchestrator.telemetry.tracing import outbound_metadata
 
 TRANSIENT_CODES = frozenset(
@@ -66,10 +67,19 @@ def describe_rpc_error(error: grpc.aio.AioRpcError) -> str:
 
 
 class ParticipantClient:
-    """Sends commands to participants by name, over one reused channel per address."""
+    """Sends commands to participants by name, over one reused channel per address,
+    with TLS when `tls` is given and the bearer `token` on every command when set."""
 
-    def __init__(self, addresses: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        addresses: Mapping[str, str],
+        *,
+        tls: ClientTls | None = None,
+        token: str | None = None,
+    ) -> None:
         self._addresses = dict(addresses)
+        self._tls = tls
+        self._token = token
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._methods: dict[tuple[str, str], grpc.aio.UnaryUnaryMultiCallable] = {}
 
@@ -86,7 +96,7 @@ class ParticipantClient:
     def _channel(self, participant: str) -> grpc.aio.Channel:
         channel = self._channels.get(participant)
         if channel is None:
-            channel = grpc.aio.insecure_channel(self._addresses[participant])
+            channel = open_channel(self._addresses[participant], self._tls, self._token)
             self._channels[participant] = channel
         return channel
 
