@@ -115,13 +115,37 @@ class ParticipantClient:
         # wait_for_ready: a participant restarting within the deadline is waited for,
         # not counted as a failed attempt. The metadata carries the step's span (if any),
         # so the participant's span joins the saga's trace.
-        reply: Message = await method(
-            request,
-            timeout=deadline_seconds,
-            wait_for_ready=True,
-            metadata=outbound_metadata(),
-        )
+        try:
+            reply: Message = await method(
+                request,
+                timeout=deadline_seconds,
+                wait_for_ready=True,
+                metadata=outbound_metadata(),
+            )
+        except grpc.aio.AioRpcError as error:
+            raise self._never_connected(participant, error) from None
         return reply
+
+    def _never_connected(
+        self, participant: str, error: grpc.aio.AioRpcError
+    ) -> grpc.aio.AioRpcError:
+        """A deadline that ran out while the channel could not connect (refused, or a
+        failed TLS handshake) reads as UNAVAILABLE, as gRPC says without wait_for_ready;
+        both codes are transient, so only the step's error text changes."""
+        channel = self._channels.get(participant)
+        if (
+            error.code() is not grpc.StatusCode.DEADLINE_EXCEEDED
+            or channel is None
+            or channel.get_state() is not grpc.ChannelConnectivity.TRANSIENT_FAILURE
+        ):
+            return error
+        return grpc.aio.AioRpcError(
+            grpc.StatusCode.UNAVAILABLE,
+            grpc.aio.Metadata(),
+            grpc.aio.Metadata(),
+            details=f"cannot connect to {self._addresses[participant]} within the deadline "
+            "(connection refused or TLS handshake failed)",
+        )
 
     async def close(self) -> None:
         for channel in self._channels.values():

@@ -50,8 +50,8 @@ def test_a_token_finds_its_caller_and_a_certificate_name_finds_its_own():
     ("text", "line", "words"),
     [
         ("[[caller]]\nname = \"a\"\nroles = client\n", 3, "not valid TOML"),
-        ('[[caller]]\nname = "a"\nroles = ["admin"]\ntoken_sha256 = "' + "0" * 64 + '"\n', 3, "roles"),
-        ('[[caller]]\nname = "a"\nroles = ["client"]\ntoken_sha256 = "abc"\n', 4, "64 lowercase hex"),
+        ('[[caller]]\nname = "a"\nroles = ["admin"]\ncertificate = "a"\n', 3, "roles"),
+        ('[[caller]]\nname = "a"\nroles = ["client"]\ntoken_sha256 = "ab"\n', 4, "lowercase hex"),
         ('\n[[caller]]\nname = "a"\nroles = ["client"]\n', 2, "token_sha256 or certificate"),
         ('[[caller]]\nname = "a"\nroles = ["client"]\ncertificate = "a"\n\n'
          '[[caller]]\nname = "a"\nroles = ["client"]\ncertificate = "b"\n', 7, "listed twice"),
