@@ -542,6 +542,28 @@ def test_plaintext_on_a_non_loopback_address_warns_once(pki: Pki, host: str, war
     assert "auth is OFF" in log
 
 
+@pytest.mark.slow
+def test_the_secure_demo_runs_with_mutual_tls_and_shows_both_refusals(pki: Pki):
+    workdir = pki.base / "demo"
+    workdir.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SAGA_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "tools.demo", "--secure"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=workdir,
+        env={**env, "PYTHONPATH": str(REPO_ROOT)},
+    )
+    SEEN_MESSAGES.extend([done.stdout, done.stderr])
+    ISSUED_TOKENS.extend(path.read_text().strip() for path in workdir.rglob("*.token"))
+
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "anonymous ListSagas: UNAUTHENTICATED" in done.stdout
+    assert "AbortSaga with a client token: PERMISSION_DENIED" in done.stdout
+    assert "demo: all checks passed" in done.stdout
+
+
 def test_no_log_line_or_error_message_holds_a_token_or_a_private_key(pki: Pki):
     """Runs last in this module: everything the tests above made is on disk by now."""
     secrets = [*ISSUED_TOKENS]
