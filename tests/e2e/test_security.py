@@ -21,6 +21,10 @@ import grpc
 import pytest
 from google.protobuf import message_factory
 from google.protobuf.descriptor import MethodDescriptor
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+    ProtoReflectionDescriptorDatabase,
+)
 
 from orchestrator.security.auth import token_digest
 from orchestrator.security.tls import ClientTls
@@ -540,6 +544,38 @@ def test_plaintext_on_a_non_loopback_address_warns_once(pki: Pki, host: str, war
     log = process.log_tail(400)
     assert log.count("PLAINTEXT") == warnings
     assert "auth is OFF" in log
+
+
+def reflected_services(channel: grpc.Channel) -> list[str] | grpc.StatusCode:
+    try:
+        return sorted(ProtoReflectionDescriptorDatabase(channel).get_services())
+    except grpc.RpcError as error:
+        return error.code()
+
+
+def test_health_is_open_to_anyone_and_reflection_follows_its_flag(
+    pki: Pki, orchestrator: ChildProcess
+):
+    nowhere = dict.fromkeys(PARTICIPANT_SERVICES, "127.0.0.1:9")
+    workdir = pki.base / "no-reflection"
+    hidden = orchestrator_process(workdir, f"sqlite:///{workdir / 'saga.sqlite3'}", nowhere)
+    hidden.argv += ["--reflection", "off"]
+    anonymous = pki.tls(pki.stranger).credentials()
+    try:
+        hidden.start()
+        with grpc.secure_channel(orchestrator.address, anonymous) as channel:
+            health = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(), timeout=CALL_TIMEOUT
+            )
+            listed = reflected_services(channel)
+        with grpc.insecure_channel(hidden.address) as channel:
+            off = reflected_services(channel)
+    finally:
+        hidden.stop()
+
+    assert health.status == health_pb2.HealthCheckResponse.SERVING
+    assert ORCHESTRATOR.full_name in listed
+    assert off == grpc.StatusCode.UNIMPLEMENTED
 
 
 @pytest.mark.slow
