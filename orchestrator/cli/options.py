@@ -215,21 +215,22 @@ def client_options() -> argparse.ArgumentParser:
     )
     common.add_argument(
         "--tls-ca",
-        default=env_or("SAGA_TLS_CA"),
+        default=env_or("SAGA_CLIENT_TLS_CA"),
         metavar="FILE",
-        help="connect with TLS, verifying the orchestrator with this CA (env SAGA_TLS_CA)",
+        help="connect with TLS, verifying the orchestrator with this CA "
+        "(env SAGA_CLIENT_TLS_CA)",
     )
     common.add_argument(
         "--tls-cert",
-        default=env_or("SAGA_TLS_CERT"),
+        default=env_or("SAGA_CLIENT_TLS_CERT"),
         metavar="FILE",
-        help="the client certificate for mutual TLS (env SAGA_TLS_CERT)",
+        help="the client certificate for mutual TLS (env SAGA_CLIENT_TLS_CERT)",
     )
     common.add_argument(
         "--tls-key",
-        default=env_or("SAGA_TLS_KEY"),
+        default=env_or("SAGA_CLIENT_TLS_KEY"),
         metavar="FILE",
-        help="the key of --tls-cert (env SAGA_TLS_KEY)",
+        help="the key of --tls-cert (env SAGA_CLIENT_TLS_KEY)",
     )
     common.add_argument(
         "--token-file",

@@ -309,20 +309,23 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if handler is None or self._policy.is_open(method):
             return handler
         token = _bearer_token(details.invocation_metadata or ())
-        if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(
-                self._unary(handler.unary_unary, method, token),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(
-                self._stream(handler.unary_stream, method, token),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        raise NotImplementedError(f"{method}: client-streaming RPCs have no auth check yet")
+        wrap = {
+            "unary_unary": (self._unary, grpc.unary_unary_rpc_method_handler),
+            "stream_unary": (self._unary, grpc.stream_unary_rpc_method_handler),
+            "unary_stream": (self._stream, grpc.unary_stream_rpc_method_handler),
+            "stream_stream": (self._stream, grpc.stream_stream_rpc_method_handler),
+        }
+        for kind, (checked, make_handler) in wrap.items():
+            behavior = getattr(handler, kind)
+            if behavior is not None:
+                return make_handler(
+                    checked(behavior, method, token),
+                    request_deserializer=handler.request_deserializer,
+                    response_serializer=handler.response_serializer,
+                )
+        raise AssertionError(f"{method}: a handler without a behavior")  # pragma: no cover
 
+    # `request` is the request, or the request iterator of a client-streaming RPC.
     def _unary(self, behavior: Behavior, method: str, token: str | None) -> Behavior:
         async def checked(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             _current_caller.set(await self._admit(context, method, token))

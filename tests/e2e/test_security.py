@@ -125,7 +125,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     base = tmp_path_factory.mktemp("security")
     ca = make_ca(base / "pki")
     foreign_ca = make_ca(base / "foreign", "foreign-ca")
-    tokens = {role: token() for role in ("reader", "client", "operator")}
+    tokens = {role: token() for role in ("reader", "client", "operator", "orchestrator")}
     auth_file = base / "auth.toml"
     auth_file.write_text(auth_file_text(tokens))
     return Pki(
@@ -339,6 +339,51 @@ def test_a_saga_runs_to_completion_with_mutual_tls_on_every_hop(
     )
 
     assert saga.status == pb.SAGA_STATUS_COMPLETED  # type: ignore[attr-defined]
+
+
+def test_participants_accept_the_orchestrator_by_its_token(
+    pki: Pki, secure_participants: ChildProcess, tmp_path: Path
+):
+    """Its client certificate names nobody in the auth file; the token it sends does."""
+    token_file = tmp_path / "participants.token"
+    token_file.write_text(pki.tokens["orchestrator"])
+    process = orchestrator_process(
+        tmp_path, f"sqlite:///{tmp_path / 'saga.sqlite3'}", secure_participants.info["services"]
+    )
+    process.argv += [
+        *pki.server_args(),
+        "--participants-tls-ca", str(pki.ca),
+        "--participants-tls-cert", str(pki.stranger.cert),
+        "--participants-tls-key", str(pki.stranger.key),
+        "--participants-token-file", str(token_file),
+    ]  # fmt: skip
+    client = {"cert": pki.stranger, "token": pki.tokens["client"]}
+    try:
+        process.start()
+        code, reply = call(
+            pki,
+            process.address,
+            ORCHESTRATOR.methods_by_name["StartSaga"],
+            request=pb.StartSagaRequest(
+                saga_type="travel_booking", correlation_id="by-token", payload=struct(travel())
+            ),
+            **client,
+        )
+        assert code == grpc.StatusCode.OK
+        saga_id = reply.saga_id  # type: ignore[attr-defined]
+        call(
+            pki,
+            process.address,
+            ORCHESTRATOR.methods_by_name["WatchSaga"],
+            request=pb.WatchSagaRequest(saga_id=saga_id),
+            **client,
+        )
+        saga = steps_of(pki, process.address, saga_id)
+    finally:
+        process.stop()
+        (pki.base / "by-token.log").write_text(process.log_tail(1000))
+
+    assert saga.status == pb.SAGA_STATUS_COMPLETED, saga.failure_reason
 
 
 def test_the_cli_connects_with_mutual_tls_and_a_token_file(
