@@ -274,6 +274,23 @@ def test_orchestrator_rpc_answers_each_caller_with_its_expected_code(
     assert got == {cell: expected_code(cell, allowed, answer) for cell in CELLS}
 
 
+def test_a_refusal_is_logged_with_the_caller_and_the_rpc(pki: Pki, orchestrator: ChildProcess):
+    abort = ORCHESTRATOR.methods_by_name["AbortSaga"]
+    path = f"/{ORCHESTRATOR.full_name}/AbortSaga"
+
+    call(pki, orchestrator.address, abort, cert=pki.stranger, token=pki.tokens["client"])
+    call(pki, orchestrator.address, abort, cert=pki.stranger, token=token())
+
+    deadline = time.monotonic() + 10
+    wanted = [
+        f"refused {path} to client-user (roles client)",
+        f"refused {path} from an unauthenticated caller (an unknown token)",
+    ]
+    while not all(line in orchestrator.log_tail(2000) for line in wanted):
+        assert time.monotonic() < deadline, orchestrator.log_tail(20)
+        time.sleep(0.05)
+
+
 PARTICIPANT_METHODS = [method for spec in SERVICES.values() for method in spec.descriptor.methods]
 
 
@@ -399,25 +416,27 @@ def test_the_cli_connects_with_mutual_tls_and_a_token_file(
     ]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if not k.startswith("SAGA_")}
 
-    def saga(*args: str) -> subprocess.CompletedProcess[str]:
+    def saga(*args: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(
             [sys.executable, "-m", "orchestrator", *args],
             capture_output=True,
             text=True,
             timeout=60,
-            env=env,
+            env={**env, **extra_env},
             cwd=REPO_ROOT,
         )
         SEEN_MESSAGES.extend([done.stdout, done.stderr])
         return done
 
     with_token = saga("list", "--json", *tls, "--token-file", str(token_file))
+    from_env = saga("list", "--json", *tls, SAGA_TOKEN=pki.tokens["reader"])
     without = saga("list", *tls)
 
     assert with_token.returncode == 0, with_token.stderr
+    assert from_env.returncode == 0, from_env.stderr
     assert without.returncode == 1
     assert "UNAUTHENTICATED" in without.stderr
-    assert "Traceback" not in with_token.stderr + without.stderr
+    assert "Traceback" not in with_token.stderr + from_env.stderr + without.stderr
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
