@@ -217,8 +217,7 @@ def client_options() -> argparse.ArgumentParser:
         "--tls-ca",
         default=env_or("SAGA_CLIENT_TLS_CA"),
         metavar="FILE",
-        help="connect with TLS, verifying the orchestrator with this CA "
-        "(env SAGA_CLIENT_TLS_CA)",
+        help="connect with TLS, verifying the orchestrator with this CA (env SAGA_CLIENT_TLS_CA)",
     )
     common.add_argument(
         "--tls-cert",
