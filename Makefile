@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 PROTO_FILES := $(shell find protos -name '*.proto' | sort)
 
-.PHONY: install protos demo test lint format bench bench-big chaos clean
+.PHONY: install protos demo demo-secure test lint format bench bench-big chaos clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ protos: $(INSTALLED)
 # The travel-booking demo on the embedded SQLite store (or SAGA_DATABASE_URL if set).
 demo: $(INSTALLED)
 	$(PY) -m tools.demo $(DEMO_ARGS)
+
+# The same demo with mutual TLS on every hop, tokens and roles (throwaway certificates).
+demo-secure: $(INSTALLED)
+	$(PY) -m tools.demo --secure
 
 # Two workers, one test file each at a time (module fixtures stay per worker).
 test: $(INSTALLED)

@@ -17,16 +17,17 @@ from types import TracebackType
 import grpc
 
 from orchestrator.limits import Limits
+from orchestrator.security.tls import ClientTls, open_channel
 from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
 
 CLIENT_TIMEOUT_SECONDS = 10.0
+"""Deadline of each unary call (the CLI's --timeout, SAGA_TIMEOUT)."""
 CHANNEL_OPTIONS = (
     ("grpc.max_receive_message_length", Limits().grpc_message_bytes),
     ("grpc.max_send_message_length", Limits().grpc_message_bytes),
 )
 """Message sizes set to what a server with the default limits sends and accepts."""
-"""Deadline of each unary call (the CLI's --timeout, SAGA_TIMEOUT)."""
 WATCH_RECONNECT_SECONDS = 30.0
 """How long a watch keeps trying to get its stream back before it gives up."""
 RECONNECT_FIRST_BACKOFF = 0.25
@@ -107,7 +108,9 @@ def _ignore(_: object) -> None:
 
 
 class SagaClient:
-    """One grpc.aio channel to the orchestrator (or a stub the caller owns)."""
+    """One grpc.aio channel to the orchestrator (or a stub the caller owns); with `tls`
+    it speaks TLS (mutual when `tls` has a certificate), with `token` every call carries
+    `authorization: Bearer <token>`."""
 
     def __init__(
         self,
@@ -115,13 +118,15 @@ class SagaClient:
         timeout: float = CLIENT_TIMEOUT_SECONDS,
         *,
         stub: pb_grpc.SagaOrchestratorStub | None = None,
+        tls: ClientTls | None = None,
+        token: str | None = None,
     ) -> None:
         self.address = address
         self.timeout = timeout
+        self._tls = tls
+        self._token = token
         self._channel = (
-            None
-            if stub is not None
-            else grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+            None if stub is not None else open_channel(address, tls, token, CHANNEL_OPTIONS)
         )
         self.stub = stub or pb_grpc.SagaOrchestratorStub(self._channel)
 
@@ -138,7 +143,7 @@ class SagaClient:
         if self._channel is None:
             return
         await self._channel.close()
-        self._channel = grpc.aio.insecure_channel(self.address, options=CHANNEL_OPTIONS)
+        self._channel = open_channel(self.address, self._tls, self._token, CHANNEL_OPTIONS)
         self.stub = pb_grpc.SagaOrchestratorStub(self._channel)
 
     async def close(self) -> None:

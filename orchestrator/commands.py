@@ -17,6 +17,7 @@ from google.protobuf.message import Message
 from orchestrator.errors import ConfigurationError
 from orchestrator.machine import ErrorKind
 from orchestrator.resolved import ResolvedCall
+from orchestrator.security.tls import ClientTls, open_channel
 from orchestrator.telemetry.tracing import outbound_metadata
 
 TRANSIENT_CODES = frozenset(
@@ -66,10 +67,19 @@ def describe_rpc_error(error: grpc.aio.AioRpcError) -> str:
 
 
 class ParticipantClient:
-    """Sends commands to participants by name, over one reused channel per address."""
+    """Sends commands to participants by name, over one reused channel per address,
+    with TLS when `tls` is given and the bearer `token` on every command when set."""
 
-    def __init__(self, addresses: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        addresses: Mapping[str, str],
+        *,
+        tls: ClientTls | None = None,
+        token: str | None = None,
+    ) -> None:
         self._addresses = dict(addresses)
+        self._tls = tls
+        self._token = token
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._methods: dict[tuple[str, str], grpc.aio.UnaryUnaryMultiCallable] = {}
 
@@ -86,7 +96,7 @@ class ParticipantClient:
     def _channel(self, participant: str) -> grpc.aio.Channel:
         channel = self._channels.get(participant)
         if channel is None:
-            channel = grpc.aio.insecure_channel(self._addresses[participant])
+            channel = open_channel(self._addresses[participant], self._tls, self._token)
             self._channels[participant] = channel
         return channel
 
@@ -105,13 +115,37 @@ class ParticipantClient:
         # wait_for_ready: a participant restarting within the deadline is waited for,
         # not counted as a failed attempt. The metadata carries the step's span (if any),
         # so the participant's span joins the saga's trace.
-        reply: Message = await method(
-            request,
-            timeout=deadline_seconds,
-            wait_for_ready=True,
-            metadata=outbound_metadata(),
-        )
+        try:
+            reply: Message = await method(
+                request,
+                timeout=deadline_seconds,
+                wait_for_ready=True,
+                metadata=outbound_metadata(),
+            )
+        except grpc.aio.AioRpcError as error:
+            raise self._never_connected(participant, error) from None
         return reply
+
+    def _never_connected(
+        self, participant: str, error: grpc.aio.AioRpcError
+    ) -> grpc.aio.AioRpcError:
+        """A deadline that ran out while the channel could not connect (refused, or a
+        failed TLS handshake) reads as UNAVAILABLE, as gRPC says without wait_for_ready;
+        both codes are transient, so only the step's error text changes."""
+        channel = self._channels.get(participant)
+        if (
+            error.code() is not grpc.StatusCode.DEADLINE_EXCEEDED
+            or channel is None
+            or channel.get_state() is not grpc.ChannelConnectivity.TRANSIENT_FAILURE
+        ):
+            return error
+        return grpc.aio.AioRpcError(
+            grpc.StatusCode.UNAVAILABLE,
+            grpc.aio.Metadata(),
+            grpc.aio.Metadata(),
+            details=f"cannot connect to {self._addresses[participant]} within the deadline "
+            "(connection refused or TLS handshake failed)",
+        )
 
     async def close(self) -> None:
         for channel in self._channels.values():

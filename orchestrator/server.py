@@ -17,6 +17,7 @@ import signal
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -30,6 +31,8 @@ from orchestrator.limits import Limits
 from orchestrator.records import Lease
 from orchestrator.registry import Registry, check_unfinished_versions
 from orchestrator.retention import keep_retention
+from orchestrator.security.auth import AuthInterceptor, AuthPolicy, orchestrator_rules
+from orchestrator.security.tls import ClientTls, ServerTls, add_listener
 from orchestrator.service import SagaOrchestratorService
 from orchestrator.store import PoolConfig, Store, open_store
 from orchestrator.telemetry.engine import EngineTelemetry
@@ -83,6 +86,17 @@ class ServeConfig:
     # Finished sagas older than this are deleted (never those needing intervention); None keeps all.
     retention: timedelta | None = None
 
+    # TLS on the listener (mutual TLS when it names a client CA); None is plaintext.
+    tls: ServerTls | None = None
+    # The callers, their tokens or certificates, and roles; None lets anyone call anything.
+    auth_file: Path | None = None
+    # Server reflection (grpcurl's `list`, `describe`); open to all callers when on.
+    reflection: bool = True
+    # How the orchestrator reaches participants: the CA that verifies them, its own
+    # client certificate, and the bearer token it sends (each None when not used).
+    participants_tls: ClientTls | None = None
+    participants_token: str | None = None
+
 
 def server_options(limits: Limits) -> list[tuple[str, int]]:
     """gRPC channel arguments: message sizes that match the payload limit, keepalive
@@ -104,8 +118,12 @@ def create_server(
     servicer: SagaOrchestratorService,
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
     limits: Limits | None = None,
+    *,
+    tls: ServerTls | None = None,
+    with_reflection: bool = True,
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
-    """A server with the API, health and reflection, bound to `listen`; returns the bound port."""
+    """A server with the API, health and (optionally) reflection, bound to `listen` with
+    TLS when `tls` is given; returns the bound port."""
     server = grpc.aio.server(
         interceptors=[*interceptors, UndecodableRequestInterceptor(SERVICE_NAME)],
         options=server_options(limits or Limits()),
@@ -113,13 +131,29 @@ def create_server(
     orchestrator_pb2_grpc.add_SagaOrchestratorServicer_to_server(servicer, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-    )
-    port = server.add_insecure_port(listen)
-    if port == 0:
-        raise OSError(f"cannot listen on {listen}")
+    if with_reflection:
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+    port = add_listener(server, listen, tls)
     return server, port, health_servicer
+
+
+def auth_policy(auth_file: Path | None, *, reflection: bool = True) -> AuthPolicy | None:
+    """The orchestrator's policy from its auth file; None (and a log line) when auth is off."""
+    if auth_file is None:
+        logger.info(
+            "auth is OFF: any caller that reaches the port may start, read, abort, retry "
+            "and resolve sagas; give --auth-file to require tokens or certificates"
+        )
+        return None
+    policy = AuthPolicy(
+        auth_file,
+        orchestrator_rules(orchestrator_pb2.DESCRIPTOR.services_by_name["SagaOrchestrator"]),
+        reflection=reflection,
+    )
+    logger.info("auth is on: callers from %s (SIGHUP re-reads it)", auth_file)
+    return policy
 
 
 def _write_ready_file(
@@ -214,7 +248,10 @@ async def _serve(
     metrics_address: str | None,
 ) -> None:
     registry = Registry(definitions)
-    participants = ParticipantClient(config.participants)
+    policy = auth_policy(config.auth_file, reflection=config.reflection)
+    participants = ParticipantClient(
+        config.participants, tls=config.participants_tls, token=config.participants_token
+    )
     participants.check_addresses(registry.participants)
     store = open_store(config.database_url, config.pool)
     await store.open()
@@ -239,11 +276,18 @@ async def _serve(
         telemetry=telemetry,
     )
     servicer = SagaOrchestratorService(registry, executor, store, config.limits)
-    interceptors = (
-        [] if telemetry.metrics is None else [ServerMetricsInterceptor(telemetry.metrics)]
-    )
+    interceptors: list[grpc.aio.ServerInterceptor] = []
+    if telemetry.metrics is not None:
+        interceptors.append(ServerMetricsInterceptor(telemetry.metrics))
+    if policy is not None:
+        interceptors.append(AuthInterceptor(policy))
     server, port, health_servicer = create_server(
-        config.listen, servicer, interceptors, config.limits
+        config.listen,
+        servicer,
+        interceptors,
+        config.limits,
+        tls=config.tls,
+        with_reflection=config.reflection,
     )
     await server.start()
     console = None
@@ -252,7 +296,15 @@ async def _serve(
         from orchestrator.web import start_web_console
 
         console_host, console_port = parse_listen(config.http_listen)
-        console = await start_web_console(console_host, console_port, servicer, registry)
+        from orchestrator.web.auth import policy_authenticator
+
+        console = await start_web_console(
+            console_host,
+            console_port,
+            servicer,
+            registry,
+            authenticate=None if policy is None else policy_authenticator(policy),
+        )
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     host = config.listen.rsplit(":", 1)[0]
@@ -262,6 +314,8 @@ async def _serve(
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    if policy is not None:
+        loop.add_signal_handler(signal.SIGHUP, policy.reload)
     executor.resume_unfinished()
     retention = _start_retention(config, store, telemetry)
     logger.info("orchestrator listening on %s; resuming unfinished sagas", address)

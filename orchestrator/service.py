@@ -53,6 +53,7 @@ from orchestrator.records import (
     TransitionRecord,
 )
 from orchestrator.registry import Registry
+from orchestrator.security.auth import current_caller
 from orchestrator.status import log_refusal, rpc_status_of
 from orchestrator.store.base import Store
 from orchestrator.timestamps import optional_timestamp
@@ -300,9 +301,11 @@ def _bounded_page(
     return response
 
 
-def _check_operator_request(saga_id: str, reason: str, requested_by: str) -> None:
+def _check_operator_request(
+    saga_id: str, reason: str, requested_by: str, *, authenticated: bool
+) -> None:
     _check_saga_id(saga_id)
-    _check_id("requested_by", requested_by)
+    _check_id("requested_by", requested_by, required=not authenticated)
     if not reason.strip():
         raise InvalidArgument("reason is required: say why, it goes into the saga's log")
     if len(reason) > 2000:
@@ -456,7 +459,7 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
         self, request: pb.AbortSagaRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.AbortSagaResponse:
         saga = await self._operator_change(
-            request, lambda run, now, actor: run.abort(now, actor, request.reason)
+            request, lambda run, now, actor, reason: run.abort(now, actor, reason)
         )
         return pb.AbortSagaResponse(saga=saga)
 
@@ -465,7 +468,7 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
         self, request: pb.RetrySagaRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.RetrySagaResponse:
         saga = await self._operator_change(
-            request, lambda run, now, actor: run.retry(now, actor, request.reason)
+            request, lambda run, now, actor, reason: run.retry(now, actor, reason)
         )
         return pb.RetrySagaResponse(saga=saga)
 
@@ -475,20 +478,36 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
     ) -> pb.ResolveStepResponse:
         _check_id("step", request.step)
         saga = await self._operator_change(
-            request, lambda run, now, actor: run.resolve(request.step, now, actor, request.reason)
+            request,
+            lambda run, now, actor, reason: run.resolve(request.step, now, actor, reason),
         )
         return pb.ResolveStepResponse(saga=saga)
 
     async def _operator_change(
         self,
         request: pb.AbortSagaRequest | pb.RetrySagaRequest | pb.ResolveStepRequest,
-        change: Callable[[SagaRun, datetime, str], None],
+        change: Callable[[SagaRun, datetime, str, str], None],
     ) -> pb.Saga:
-        """An operator's call: checked, recorded as `operator:<requested_by>`, committed."""
-        _check_operator_request(request.saga_id, request.reason, request.requested_by)
-        actor = f"operator:{request.requested_by}"
+        """An operator's call: checked, recorded with its actor, committed.
+
+        With auth on, the actor is `operator:<authenticated name>` and a `requested_by`
+        is only a note in the reason; without auth (laptop mode) it is the actor.
+        """
+        caller = current_caller()
+        _check_operator_request(
+            request.saga_id,
+            request.reason,
+            request.requested_by,
+            authenticated=caller is not None,
+        )
+        if caller is None:
+            actor, reason = f"operator:{request.requested_by}", request.reason
+        else:
+            actor, reason = f"operator:{caller.name}", request.reason
+            if request.requested_by and request.requested_by != caller.name:
+                reason = f"{reason} (requested_by: {request.requested_by})"
         saga = await self._executor.change_saga(
-            request.saga_id, lambda run, now: change(run, now, actor)
+            request.saga_id, lambda run, now: change(run, now, actor, reason)
         )
         return await self._full_saga(saga)
 

@@ -22,11 +22,13 @@ from typing import Any
 
 from opentelemetry import trace
 
+from orchestrator.errors import ConfigurationError
+from orchestrator.security.tls import server_tls
 from orchestrator.telemetry.logs import LOG_FORMATS, configure_logging
 from orchestrator.telemetry.tracing import TRACE_EXPORTERS, configure_tracing
 from participants.common.config import ALL_SERVICES, ParticipantConfig
 from participants.common.failures import FAILPOINT_ENV, CrashFailpoint
-from participants.common.server import create_server, format_address
+from participants.common.server import create_server, format_address, participant_policy
 
 logger = logging.getLogger("participants")
 
@@ -120,6 +122,20 @@ def build_parser(environ: Mapping[str, str] = os.environ) -> argparse.ArgumentPa
         default="none",
         choices=TRACE_EXPORTERS,
     )
+    option("--tls-cert", "serve TLS with this certificate (PEM); default plaintext", metavar="FILE")
+    option("--tls-key", "the private key of --tls-cert (PEM)", metavar="FILE")
+    option(
+        "--tls-client-ca",
+        "require mutual TLS: clients must present a certificate signed by this CA",
+        metavar="FILE",
+    )
+    option(
+        "--auth-file",
+        "callers and roles (TOML, docs/security.md): commands only from the orchestrator "
+        "role, reads need reader; re-read on SIGHUP; default no auth",
+        type=Path,
+    )
+    option("--reflection", "serve gRPC reflection", default="on", choices=("on", "off"))
     return parser
 
 
@@ -141,6 +157,9 @@ def config_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> Pa
         unavailable_first=args.unavailable_first,
         compensation_failures=args.compensation_failures,
         failpoint=CrashFailpoint.from_environ(environ),
+        tls=server_tls(args.tls_cert, args.tls_key, args.tls_client_ca),
+        auth_file=args.auth_file,
+        reflection=args.reflection == "on",
     )
 
 
@@ -182,10 +201,15 @@ async def _serve(
         loop.add_signal_handler(signum, stopping.set)
     with contextlib.ExitStack() as resources:
         try:
-            server, port = await create_server(config, resources=resources, tracer=tracer)
-        except (OSError, RuntimeError, sqlite3.Error) as error:
+            policy = participant_policy(config)
+            server, port = await create_server(
+                config, resources=resources, tracer=tracer, policy=policy
+            )
+        except (OSError, RuntimeError, sqlite3.Error, ConfigurationError) as error:
             logger.error("cannot start participants: %s", error)
             return 1
+        if policy is not None:
+            loop.add_signal_handler(signal.SIGHUP, policy.reload)
         await server.start()
         address = format_address(config.host, port)
         if ready_file is not None:
@@ -206,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(args.log_level, args.log_format)
     try:
         config = config_from_args(args, os.environ)
-    except ValueError as error:
+    except (ValueError, ConfigurationError) as error:
         parser.error(str(error))
     return asyncio.run(serve(config, args.ready_file, args.trace_exporter))
 

@@ -6,6 +6,10 @@ bookings, prints every saga's outcome and the participants'
 final state, and checks that no failed saga left a booking or charge behind.
 Exits 0 only if every saga finished and every check held; stops every process
 it started either way.
+
+With `--secure` (`make demo-secure`) every hop runs mutual TLS with certificates made
+for the run, auth is on, and the demo shows two refusals: an anonymous call and an
+operator call made with a client's token.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from typing import Any
 import grpc
 from google.protobuf import struct_pb2
 
-from orchestrator.client import TERMINAL_SAGA_STATUSES, SagaClient
+from orchestrator.client import TERMINAL_SAGA_STATUSES
 from saga.participants.car_rental.v1 import car_rental_pb2, car_rental_pb2_grpc
 from saga.participants.common.v1.command_pb2 import RESERVATION_STATE_ACTIVE
 from saga.participants.flight.v1 import flight_pb2, flight_pb2_grpc
@@ -31,6 +35,7 @@ from saga.participants.hotel.v1 import hotel_pb2, hotel_pb2_grpc
 from saga.participants.payment.v1 import payment_pb2, payment_pb2_grpc
 from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
+from tools.demo_security import DemoSecurity
 from tools.processes import ChildProcess, orchestrator_process, participants_process
 
 BOOKINGS = 12
@@ -65,7 +70,9 @@ def travel_payload(number: int) -> dict[str, Any]:
     }
 
 
-def start_processes(workdir: Path, database_url: str) -> tuple[list[ChildProcess], ChildProcess]:
+def start_processes(
+    workdir: Path, database_url: str, security: DemoSecurity
+) -> tuple[list[ChildProcess], ChildProcess]:
     participants = [
         participants_process(workdir, ["flight"], ["--capacity", str(FLIGHT_SEATS)]),
         participants_process(workdir, ["hotel"], ["--capacity", str(HOTEL_ROOMS)]),
@@ -79,27 +86,31 @@ def start_processes(workdir: Path, database_url: str) -> tuple[list[ChildProcess
     ]
     addresses: dict[str, str] = {}
     for process in participants:
+        process.argv += security.server_args()
         process.start()
         addresses.update(process.info["services"])
     orchestrator = orchestrator_process(
         workdir, database_url, addresses, extra_args=["--http-listen", "127.0.0.1:0"]
-    ).start()
-    return participants, orchestrator
+    )
+    orchestrator.argv += security.orchestrator_args()
+    return participants, orchestrator.start()
 
 
-def settle(address: str, saga_ids: list[str]) -> dict[str, pb.Saga]:
+def settle(address: str, saga_ids: list[str], security: DemoSecurity) -> dict[str, pb.Saga]:
     """Each saga once it is COMPLETED or FAILED, followed on its WatchSaga stream, or as it
     stands after FINISH_TIMEOUT_SECONDS."""
 
     async def follow_all() -> dict[str, pb.Saga]:
-        async with SagaClient(address) as client:
+        async with security.saga_client(address, "client") as client:
             latest, _ = await client.wait_all(saga_ids, FINISH_TIMEOUT_SECONDS)
             return latest
 
     return asyncio.run(follow_all())
 
 
-def run_sagas(stub: pb_grpc.SagaOrchestratorStub, address: str) -> list[pb.Saga]:
+def run_sagas(
+    stub: pb_grpc.SagaOrchestratorStub, address: str, security: DemoSecurity
+) -> list[pb.Saga]:
     saga_ids = []
     for number in range(BOOKINGS):
         payload = struct_pb2.Struct()
@@ -114,7 +125,7 @@ def run_sagas(stub: pb_grpc.SagaOrchestratorStub, address: str) -> list[pb.Saga]
             timeout=10,
         )
         saga_ids.append(reply.saga_id)
-    settled = settle(address, saga_ids)
+    settled = settle(address, saga_ids, security)
     return [settled[saga_id] for saga_id in saga_ids]
 
 
@@ -129,23 +140,25 @@ def print_sagas(sagas: list[pb.Saga]) -> None:
             print(f"{'':<36}why: {saga.failure_reason}")
 
 
-def check_participants(addresses: dict[str, str], sagas: list[pb.Saga]) -> list[str]:
+def check_participants(
+    addresses: dict[str, str], sagas: list[pb.Saga], security: DemoSecurity
+) -> list[str]:
     """Print inventories and return every violated invariant."""
     outcome = {s.saga_id: s.status for s in sagas}
     active: dict[str, Counter[str]] = defaultdict(Counter)
-    with grpc.insecure_channel(addresses["flight"]) as channel:
+    with security.channel(addresses["flight"], "reader") as channel:
         flights = flight_pb2_grpc.FlightServiceStub(channel).GetFlightInventory(
             flight_pb2.GetFlightInventoryRequest(), timeout=10
         )
-    with grpc.insecure_channel(addresses["hotel"]) as channel:
+    with security.channel(addresses["hotel"], "reader") as channel:
         hotels = hotel_pb2_grpc.HotelServiceStub(channel).GetHotelInventory(
             hotel_pb2.GetHotelInventoryRequest(), timeout=10
         )
-    with grpc.insecure_channel(addresses["car_rental"]) as channel:
+    with security.channel(addresses["car_rental"], "reader") as channel:
         cars = car_rental_pb2_grpc.CarRentalServiceStub(channel).GetCarInventory(
             car_rental_pb2.GetCarInventoryRequest(), timeout=10
         )
-    with grpc.insecure_channel(addresses["payment"]) as channel:
+    with security.channel(addresses["payment"], "reader") as channel:
         ledger = payment_pb2_grpc.PaymentServiceStub(channel).GetPaymentLedger(
             payment_pb2.GetPaymentLedgerRequest(), timeout=10
         )
@@ -187,7 +200,7 @@ def check_participants(addresses: dict[str, str], sagas: list[pb.Saga]) -> list[
     return problems
 
 
-def operator_scenario(workdir: Path, database_url: str) -> list[str]:
+def operator_scenario(workdir: Path, database_url: str, security: DemoSecurity) -> list[str]:
     """An order whose refund keeps failing: the saga stops and asks for an operator, who
     refunds by hand and says so with ResolveStep; the saga then finishes compensating."""
     print("\nOperator scenario: an order that cannot ship, and a refund that keeps failing")
@@ -200,6 +213,7 @@ def operator_scenario(workdir: Path, database_url: str) -> list[str]:
     try:
         addresses: dict[str, str] = {}
         for process in processes:
+            process.argv += security.server_args()
             addresses.update(process.start().info["services"])
         orchestrator = orchestrator_process(
             workdir,
@@ -207,9 +221,15 @@ def operator_scenario(workdir: Path, database_url: str) -> list[str]:
             addresses,
             env={"SAGA_DEFINITIONS": "orchestrator.examples.operator_demo"},
             name="orchestrator-2",
-        ).start()
-        with grpc.insecure_channel(orchestrator.address) as channel:
+        )
+        orchestrator.argv += security.orchestrator_args()
+        orchestrator.start()
+        with (
+            security.channel(orchestrator.address, "client") as client_channel,
+            security.channel(orchestrator.address, "operator") as channel,
+        ):
             stub = pb_grpc.SagaOrchestratorStub(channel)
+            client_stub = pb_grpc.SagaOrchestratorStub(client_channel)
             payload = struct_pb2.Struct()
             payload.update(
                 {
@@ -220,13 +240,13 @@ def operator_scenario(workdir: Path, database_url: str) -> list[str]:
                     "amount": {"currency_code": "EUR", "amount_minor": 4_999},
                 }
             )
-            started = stub.StartSaga(
+            started = client_stub.StartSaga(
                 pb.StartSagaRequest(
                     saga_type="order_fulfillment", correlation_id="order-nowhere", payload=payload
                 ),
                 timeout=10,
             )
-            stuck = settle(orchestrator.address, [started.saga_id])[started.saga_id]
+            stuck = settle(orchestrator.address, [started.saga_id], security)[started.saga_id]
             print_sagas([stuck])
             listed = stub.ListSagas(pb.ListSagasRequest(needs_intervention=True), timeout=10)
             print(f"  ListSagas(needs_intervention=true): {[s.saga_id[-8:] for s in listed.sagas]}")
@@ -245,7 +265,7 @@ def operator_scenario(workdir: Path, database_url: str) -> list[str]:
                 ),
                 timeout=10,
             )
-            done = settle(orchestrator.address, [stuck.saga_id])[stuck.saga_id]
+            done = settle(orchestrator.address, [stuck.saga_id], security)[stuck.saga_id]
             print_sagas([done])
             history = stub.GetSagaHistory(
                 pb.GetSagaHistoryRequest(saga_id=done.saga_id), timeout=10
@@ -265,6 +285,33 @@ def operator_scenario(workdir: Path, database_url: str) -> list[str]:
                 leftover.stop()
 
 
+def refusals(address: str, saga_id: str, security: DemoSecurity) -> list[str]:
+    """An anonymous call and an operator call with a client's token: both must be refused."""
+    print("\nRefused calls (auth is on)")
+    problems = []
+    calls = [
+        ("anonymous ListSagas", None, grpc.StatusCode.UNAUTHENTICATED),
+        ("AbortSaga with a client token", "client", grpc.StatusCode.PERMISSION_DENIED),
+    ]
+    for label, role, expected in calls:
+        with security.channel(address, role) as channel:
+            stub = pb_grpc.SagaOrchestratorStub(channel)
+            try:
+                if role is None:
+                    stub.ListSagas(pb.ListSagasRequest(), timeout=10)
+                else:
+                    stub.AbortSaga(
+                        pb.AbortSagaRequest(saga_id=saga_id, reason="demo", requested_by="ceo"),
+                        timeout=10,
+                    )
+                problems.append(f"{label} was accepted")
+            except grpc.RpcError as error:
+                print(f"  {label}: {error.code().name}: {error.details()}")
+                if error.code() != expected:
+                    problems.append(f"{label}: {error.code().name}, expected {expected.name}")
+    return problems
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.demo", description=__doc__)
     parser.add_argument(
@@ -272,24 +319,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="keep the processes up after the bookings until Enter, to browse the web console",
     )
-    keep = parser.parse_args(argv).keep
+    parser.add_argument(
+        "--secure",
+        action="store_true",
+        help="mutual TLS on every hop and auth on, with throwaway certificates and tokens",
+    )
+    options = parser.parse_args(argv)
+    keep, secure = options.keep, options.secure
     workdir = Path(".demo") / datetime.now().strftime("%Y%m%d-%H%M%S")
     database_url = os.environ.get("SAGA_DATABASE_URL") or f"sqlite:///{workdir / 'saga.sqlite3'}"
     print(f"demo: state and logs in {workdir}, orchestrator store {database_url.split('@')[-1]}")
+    security = DemoSecurity.create(workdir) if secure else DemoSecurity()
+    if secure:
+        print(f"demo: mutual TLS on every hop, auth on; certificates and tokens in {workdir}/pki")
     participants: list[ChildProcess] = []
     orchestrator: ChildProcess | None = None
     try:
-        participants, orchestrator = start_processes(workdir, database_url)
+        participants, orchestrator = start_processes(workdir, database_url, security)
         addresses = {k: v for p in participants for k, v in p.info["services"].items()}
         print(
             f"demo: orchestrator pid {orchestrator.pid} on {orchestrator.address}; "
             f"{len(participants)} participant processes"
         )
         print(f"demo: web console at {orchestrator.info['console_url']}")
-        with grpc.insecure_channel(orchestrator.address) as channel:
-            sagas = run_sagas(pb_grpc.SagaOrchestratorStub(channel), orchestrator.address)
+        with security.channel(orchestrator.address, "client") as channel:
+            sagas = run_sagas(pb_grpc.SagaOrchestratorStub(channel), orchestrator.address, security)
         print_sagas(sagas)
-        problems = check_participants(addresses, sagas)
+        problems = check_participants(addresses, sagas, security)
+        if security.secure:
+            problems += refusals(orchestrator.address, sagas[0].saga_id, security)
         unfinished = [s.saga_id for s in sagas if s.status not in TERMINAL_SAGA_STATUSES]
         problems += [f"saga {i} did not finish in {FINISH_TIMEOUT_SECONDS}s" for i in unfinished]
         counts = Counter(_status(s.status) for s in sagas)
@@ -308,7 +366,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for process in [orchestrator, *participants]:
             if process is not None:
                 process.stop()
-    problems += operator_scenario(workdir, database_url)
+    problems += operator_scenario(workdir, database_url, security)
     if problems:
         print("\nCHECKS FAILED:\n  " + "\n  ".join(problems))
         return 1

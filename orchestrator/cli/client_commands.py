@@ -23,11 +23,15 @@ from orchestrator.cli.options import (
     EXIT_USAGE,
     SAGA_STATUSES,
     CliError,
+    env_or,
     operator_name,
+    read_token_file,
 )
 from orchestrator.cli.output import note, show, stdout_console, table_width, write_line
 from orchestrator.client import SagaClient, StreamLost, describe_orchestrator_error
 from orchestrator.clock import utc_now
+from orchestrator.errors import ConfigurationError
+from orchestrator.security.tls import client_tls
 from orchestrator.timestamps import to_timestamp
 from saga.v1 import orchestrator_pb2 as pb
 
@@ -280,7 +284,13 @@ def client_command(args: argparse.Namespace) -> int:
     """Run one client command on a channel of its own; a failed call becomes a CliError."""
 
     async def run() -> int:
-        async with SagaClient(args.address, args.timeout) as client:
+        token = read_token_file(args.token_file) or env_or("SAGA_TOKEN")
+        try:
+            tls = client_tls(args.tls_ca, args.tls_cert, args.tls_key)
+            client = SagaClient(args.address, args.timeout, tls=tls, token=token)
+        except ConfigurationError as error:
+            raise CliError(str(error), EXIT_USAGE) from None
+        async with client:
             try:
                 return await CLIENT_COMMANDS[args.command](args, client)
             except grpc.RpcError as error:

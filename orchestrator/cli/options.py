@@ -11,6 +11,8 @@ import re
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 from orchestrator.client import CLIENT_TIMEOUT_SECONDS, WATCH_RECONNECT_SECONDS
 from orchestrator.clock import utc_now
@@ -228,7 +230,73 @@ def client_options() -> argparse.ArgumentParser:
         help="deadline of each call to the orchestrator "
         f"(env SAGA_TIMEOUT; default {CLIENT_TIMEOUT_SECONDS:g})",
     )
+    common.add_argument(
+        "--tls-ca",
+        default=env_or("SAGA_CLIENT_TLS_CA"),
+        metavar="FILE",
+        help="connect with TLS, verifying the orchestrator with this CA (env SAGA_CLIENT_TLS_CA)",
+    )
+    common.add_argument(
+        "--tls-cert",
+        default=env_or("SAGA_CLIENT_TLS_CERT"),
+        metavar="FILE",
+        help="the client certificate for mutual TLS (env SAGA_CLIENT_TLS_CERT)",
+    )
+    common.add_argument(
+        "--tls-key",
+        default=env_or("SAGA_CLIENT_TLS_KEY"),
+        metavar="FILE",
+        help="the key of --tls-cert (env SAGA_CLIENT_TLS_KEY)",
+    )
+    common.add_argument(
+        "--token-file",
+        default=env_or("SAGA_TOKEN_FILE"),
+        metavar="FILE",
+        help="a file holding the bearer token to send (env SAGA_TOKEN_FILE; or the token "
+        "itself in env SAGA_TOKEN)",
+    )
     return common
+
+
+def server_security_options(parser: argparse.ArgumentParser, env_prefix: str) -> None:
+    """TLS, the auth file and reflection of a server (`saga serve`, `saga participants`)."""
+
+    def option(flag: str, help_text: str, **kwargs: Any) -> None:
+        env = env_prefix + flag.removeprefix("--").replace("-", "_").upper()
+        parser.add_argument(flag, default=env_or(env), help=f"{help_text} (env {env})", **kwargs)
+
+    option("--tls-cert", "serve TLS with this certificate (PEM); default plaintext", metavar="FILE")
+    option("--tls-key", "the private key of --tls-cert (PEM)", metavar="FILE")
+    option(
+        "--tls-client-ca",
+        "require mutual TLS: clients must present a certificate signed by this CA",
+        metavar="FILE",
+    )
+    option(
+        "--auth-file",
+        "callers, their token digests or certificate names, and roles (TOML; see "
+        "docs/security.md); re-read on SIGHUP; default: no auth, anyone may call anything",
+        metavar="FILE",
+    )
+    option(
+        "--reflection",
+        "serve gRPC reflection (on, off); default on",
+        choices=("on", "off"),
+        type=str.lower,
+    )
+
+
+def read_token_file(path: str | None) -> str | None:
+    """The token in `path` (surrounding whitespace dropped); None without a path."""
+    if not path:
+        return None
+    try:
+        token = Path(path).read_text().strip()
+    except OSError as error:
+        raise CliError(f"cannot read the token file {path}: {error.strerror}", EXIT_USAGE) from None
+    if not token:
+        raise CliError(f"the token file {path} is empty", EXIT_USAGE)
+    return token
 
 
 def operator_options(parser: argparse.ArgumentParser) -> None:

@@ -24,6 +24,7 @@ from orchestrator.cli.options import (
     positive_float,
     positive_int,
     saga_id_argument,
+    server_security_options,
     watch_options,
 )
 from orchestrator.describe import FORMATS
@@ -126,6 +127,34 @@ def _serve_parser(commands: Any, *, full: bool) -> None:
     )
     _limit_options(serve_cmd)
     add_definitions_option(serve_cmd)
+    server_security_options(serve_cmd, "SAGA_")
+    serve_cmd.add_argument(
+        "--participants-tls-ca",
+        default=env_or("SAGA_PARTICIPANTS_TLS_CA"),
+        metavar="FILE",
+        help="connect to participants with TLS, verifying them with this CA "
+        "(env SAGA_PARTICIPANTS_TLS_CA; default plaintext)",
+    )
+    serve_cmd.add_argument(
+        "--participants-tls-cert",
+        default=env_or("SAGA_PARTICIPANTS_TLS_CERT"),
+        metavar="FILE",
+        help="the orchestrator's client certificate for participants that require mutual "
+        "TLS (env SAGA_PARTICIPANTS_TLS_CERT)",
+    )
+    serve_cmd.add_argument(
+        "--participants-tls-key",
+        default=env_or("SAGA_PARTICIPANTS_TLS_KEY"),
+        metavar="FILE",
+        help="the key of --participants-tls-cert (env SAGA_PARTICIPANTS_TLS_KEY)",
+    )
+    serve_cmd.add_argument(
+        "--participants-token-file",
+        default=env_or("SAGA_PARTICIPANTS_TOKEN_FILE"),
+        metavar="FILE",
+        help="a file holding the bearer token sent with every command to participants "
+        "(env SAGA_PARTICIPANTS_TOKEN_FILE; default none)",
+    )
 
 
 def _limit_options(serve_cmd: argparse.ArgumentParser) -> None:

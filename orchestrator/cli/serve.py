@@ -9,16 +9,21 @@ import sys
 from orchestrator.cli.options import (
     EXIT_OK,
     EXIT_USAGE,
+    CliError,
     env_or,
     load_definition_modules,
     parse_participants,
+    read_token_file,
 )
 from orchestrator.errors import SagaError
 from orchestrator.telemetry.logs import configure_logging
 
 
 def serve_command(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from orchestrator.limits import Limits
+    from orchestrator.security.tls import client_tls, server_tls
     from orchestrator.server import ServeConfig, serve
     from orchestrator.store import PoolConfig
 
@@ -49,9 +54,19 @@ def serve_command(args: argparse.Namespace) -> int:
                 max_size=args.db_pool_size,
                 timeout=args.db_timeout,
             ),
+            tls=server_tls(args.tls_cert, args.tls_key, args.tls_client_ca),
+            auth_file=Path(args.auth_file) if args.auth_file else None,
+            reflection=args.reflection != "off",
+            participants_tls=client_tls(
+                args.participants_tls_ca, args.participants_tls_cert, args.participants_tls_key
+            ),
+            participants_token=read_token_file(args.participants_token_file),
             **({"replica_id": args.replica_id} if args.replica_id else {}),
         )
         asyncio.run(serve(config, load_definition_modules(args.definitions)))
+    except CliError as error:
+        print(f"saga serve: {error}", file=sys.stderr)
+        return error.exit_code
     except (SagaError, ValueError, OSError) as error:
         print(f"saga serve: {error}", file=sys.stderr)
         return EXIT_USAGE

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from orchestrator.security.auth import AuthPolicy
+
 READER = "reader"
 OPERATOR = "operator"
 TOKEN_COOKIE = "saga_console_token"
@@ -78,5 +80,26 @@ def bearer_tokens(identities: Mapping[str, Identity]) -> Authenticator:
             if hmac.compare_digest(known, digest):
                 found = identity
         return found
+
+    return authenticate
+
+
+CONSOLE_ROLES = frozenset({"client", READER, OPERATOR})
+"""Roles that may read sagas over the API, and so in the console."""
+
+
+def policy_authenticator(policy: AuthPolicy) -> Authenticator:
+    """The orchestrator's own callers (its `--auth-file`, re-read on SIGHUP) by bearer
+    token: the console knows exactly who the gRPC API knows, with the same roles."""
+
+    async def authenticate(request: web.Request) -> Identity | None:
+        token = presented_token(request)
+        caller = policy.authenticate(token, ()) if token else None
+        if caller is None:
+            return None
+        roles = frozenset(str(role) for role in caller.roles)
+        if not roles & CONSOLE_ROLES:
+            return None
+        return Identity(caller.name, roles)
 
     return authenticate

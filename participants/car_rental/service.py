@@ -114,9 +114,7 @@ def cancel_rental(
     db: sqlite3.Connection, request: car_rental_pb2.CancelCarRentalRequest
 ) -> car_rental_pb2.CancelCarRentalResponse:
     """Return an active rental's car to the fleet; nothing to cancel is not an error."""
-    rental = RENTALS.find_to_compensate(
-        db, request.rental_id, request.context.compensated_idempotency_key
-    )
+    rental = RENTALS.find_to_compensate(db, request.rental_id, request.context)
     if rental is None:
         return car_rental_pb2.CancelCarRentalResponse(cancelled=False)
     db.execute(

@@ -33,6 +33,7 @@ from participants.common.errors import (
     BusinessRejection,
     IdempotencyKeyReused,
     InvalidCommand,
+    NotOwner,
     ParticipantError,
 )
 from participants.common.failures import CrashFailpoint, FailureInjector
@@ -163,6 +164,8 @@ class CommandProcessor:
     ) -> Response | status_pb2.Status:
         command = command_context(request)
         validate(request)
+        if not is_action:
+            _check_compensation_owner(command)
         key = command.idempotency_key
         fingerprint = idempotency.fingerprint(method, request)
         with self._state.transaction() as db:
@@ -233,6 +236,17 @@ class CommandProcessor:
             command.saga_id,
             command.idempotency_key,
             result,
+        )
+
+
+def _check_compensation_owner(command: command_pb2.CommandContext) -> None:
+    """A compensation may undo only its own step's action, "<saga_id>:<step>"; anything
+    else (another saga's key, a key of no saga) would tombstone what is not its own."""
+    target = command.compensated_idempotency_key
+    if target and target != f"{command.saga_id}:{command.step}":
+        raise NotOwner(
+            f"compensation of saga {command.saga_id} step {command.step} may undo only "
+            f"the action {command.saga_id}:{command.step}, not {target!r}"
         )
 
 

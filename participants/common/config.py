@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from orchestrator.security.tls import ServerTls
 from participants.common.failures import CrashFailpoint
 
 ALL_SERVICES = (
@@ -44,6 +45,11 @@ class ParticipantConfig:
     unavailable_first: int = 0
     compensation_failures: int = 0
     failpoint: CrashFailpoint | None = None
+    # TLS on the listener (mutual TLS when it names a client CA); None is plaintext.
+    tls: ServerTls | None = None
+    # Callers and roles (docs/security.md); None accepts commands from anyone.
+    auth_file: Path | None = None
+    reflection: bool = True
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.services) - set(ALL_SERVICES))

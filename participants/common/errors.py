@@ -65,3 +65,13 @@ class BusinessRejection(ParticipantError):
     """
 
     code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class NotOwner(ParticipantError):
+    """A compensation named an effect another saga (or another step) created; nothing
+    changed. Holds with or without auth: a saga may undo only what its own action did."""
+
+    code = grpc.StatusCode.PERMISSION_DENIED
+
+    def __init__(self, message: str) -> None:
+        super().__init__("NOT_OWNER", message)

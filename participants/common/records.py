@@ -13,6 +13,7 @@ import sqlite3
 import uuid
 from typing import Any, cast
 
+from participants.common.errors import NotOwner
 from participants.common.idempotency import now
 from saga.participants.common.v1 import command_pb2
 
@@ -70,17 +71,25 @@ class RecordTable:
         return record_id
 
     def find_to_compensate(
-        self, db: sqlite3.Connection, record_id: str, compensated_key: str
+        self, db: sqlite3.Connection, record_id: str, context: command_pb2.CommandContext
     ) -> sqlite3.Row | None:
-        """The ACTIVE record named by id, else the one made by `compensated_key`."""
+        """The ACTIVE record named by id, else the one made by the action the compensation
+        in `context` undoes; NotOwner when the record is another saga's."""
         if record_id:
             where, value = self.id_column, record_id
         else:
-            where, value = "idempotency_key", compensated_key
+            where, value = "idempotency_key", context.compensated_idempotency_key
         row: sqlite3.Row | None = db.execute(
-            f"SELECT * FROM {self.name} WHERE {where} = ? AND state = ?", (value, ACTIVE)
+            f"SELECT * FROM {self.name} WHERE {where} = ?", (value,)
         ).fetchone()
-        return row
+        if row is None:
+            return None
+        if row["saga_id"] != context.saga_id:
+            raise NotOwner(
+                f"{self.id_column} {row[self.id_column]} belongs to another saga; "
+                f"saga {context.saga_id} may undo only what its own actions did"
+            )
+        return row if row["state"] == ACTIVE else None
 
     def cancel(self, db: sqlite3.Connection, record_id: str) -> None:
         """Mark a record CANCELLED."""

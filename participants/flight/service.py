@@ -102,9 +102,7 @@ def cancel_booking(
     db: sqlite3.Connection, request: flight_pb2.CancelFlightRequest
 ) -> flight_pb2.CancelFlightResponse:
     """Give an active booking's seats back; nothing to cancel is not an error."""
-    booking = BOOKINGS.find_to_compensate(
-        db, request.booking_id, request.context.compensated_idempotency_key
-    )
+    booking = BOOKINGS.find_to_compensate(db, request.booking_id, request.context)
     if booking is None:
         return flight_pb2.CancelFlightResponse(cancelled=False)
     db.execute(

@@ -105,9 +105,7 @@ def cancel_reservation(
     db: sqlite3.Connection, request: hotel_pb2.CancelHotelRequest
 ) -> hotel_pb2.CancelHotelResponse:
     """Give an active reservation's rooms back; nothing to cancel is not an error."""
-    reservation = RESERVATIONS.find_to_compensate(
-        db, request.reservation_id, request.context.compensated_idempotency_key
-    )
+    reservation = RESERVATIONS.find_to_compensate(db, request.reservation_id, request.context)
     if reservation is None:
         return hotel_pb2.CancelHotelResponse(cancelled=False)
     db.execute(

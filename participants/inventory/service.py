@@ -107,9 +107,7 @@ def release_stock(
     db: sqlite3.Connection, request: inventory_pb2.ReleaseInventoryRequest
 ) -> inventory_pb2.ReleaseInventoryResponse:
     """Put an active reservation's units back; nothing to release is not an error."""
-    reservation = RESERVATIONS.find_to_compensate(
-        db, request.reservation_id, request.context.compensated_idempotency_key
-    )
+    reservation = RESERVATIONS.find_to_compensate(db, request.reservation_id, request.context)
     if reservation is None:
         return inventory_pb2.ReleaseInventoryResponse(released=False)
     reservation_id = reservation["reservation_id"]

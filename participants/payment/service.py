@@ -78,9 +78,7 @@ def refund(
     db: sqlite3.Connection, request: payment_pb2.RefundPaymentRequest
 ) -> payment_pb2.RefundPaymentResponse:
     """Refund an active charge in full; nothing to refund is not an error."""
-    payment = PAYMENTS.find_to_compensate(
-        db, request.payment_id, request.context.compensated_idempotency_key
-    )
+    payment = PAYMENTS.find_to_compensate(db, request.payment_id, request.context)
     if payment is None:
         return payment_pb2.RefundPaymentResponse(refunded=False)
     PAYMENTS.cancel(db, payment["payment_id"])

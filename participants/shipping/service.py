@@ -67,9 +67,7 @@ def cancel(
     db: sqlite3.Connection, request: shipping_pb2.CancelShipmentRequest
 ) -> shipping_pb2.CancelShipmentResponse:
     """Cancel an active shipment; nothing to cancel is not an error."""
-    shipment = SHIPMENTS.find_to_compensate(
-        db, request.shipment_id, request.context.compensated_idempotency_key
-    )
+    shipment = SHIPMENTS.find_to_compensate(db, request.shipment_id, request.context)
     if shipment is None:
         return shipping_pb2.CancelShipmentResponse(cancelled=False)
     SHIPMENTS.cancel(db, shipment["shipment_id"])

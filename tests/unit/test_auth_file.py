@@ -1,0 +1,84 @@
+"""The auth file and the role rules: pure logic, no network."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from orchestrator.errors import ConfigurationError
+from orchestrator.security.auth import (
+    ORCHESTRATOR_RULES,
+    Role,
+    parse_auth_file,
+    participant_rules,
+    token_digest,
+)
+from participants.registry import SERVICES
+from saga.v1 import orchestrator_pb2
+
+pytestmark = pytest.mark.unit
+
+GOOD = f"""
+# comment
+[[caller]]
+name = "alice"
+roles = ["client", "reader"]
+token_sha256 = "{token_digest("alice-token")}"
+
+[[caller]]
+name = "orchestrator"
+roles = ["orchestrator"]
+certificate = "orchestrator.saga.internal"
+"""
+
+
+def test_a_token_finds_its_caller_and_a_certificate_name_finds_its_own():
+    callers = parse_auth_file(GOOD, "auth.toml")
+
+    alice = callers.caller_with_token("alice-token")
+    assert alice is not None and alice.name == "alice"
+    assert alice.roles == {Role.CLIENT, Role.READER}
+    assert callers.caller_with_token("alice-token ") is None
+    assert callers.caller_with_token("") is None
+    robot = callers.caller_with_certificate(["localhost", "orchestrator.saga.internal"])
+    assert robot is not None and robot.roles == {Role.ORCHESTRATOR}
+    assert callers.caller_with_certificate(["alice"]) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "words"),
+    [
+        ("[[caller]]\nname = \"a\"\nroles = client\n", 3, "not valid TOML"),
+        ('[[caller]]\nname = "a"\nroles = ["admin"]\ncertificate = "a"\n', 3, "roles"),
+        ('[[caller]]\nname = "a"\nroles = ["client"]\ntoken_sha256 = "ab"\n', 4, "lowercase hex"),
+        ('\n[[caller]]\nname = "a"\nroles = ["client"]\n', 2, "token_sha256 or certificate"),
+        ('[[caller]]\nname = "a"\nroles = ["client"]\ncertificate = "a"\n\n'
+         '[[caller]]\nname = "a"\nroles = ["client"]\ncertificate = "b"\n', 7, "listed twice"),
+        ('[[caller]]\nname = "a"\nrole = ["client"]\ncertificate = "a"\n', 3, "unknown key 'role'"),
+    ],
+    ids=["syntax", "unknown-role", "bad-digest", "no-proof", "duplicate-name", "unknown-key"],
+)  # fmt: skip
+def test_a_malformed_file_is_refused_naming_its_line(text, line, words):
+    with pytest.raises(ConfigurationError) as refused:
+        parse_auth_file(text, "auth.toml")
+
+    message = str(refused.value)
+    assert words in message
+    assert re.search(rf"\bline {line}\b", message), message
+
+
+def test_every_orchestrator_rpc_has_a_rule_and_no_rule_names_a_missing_rpc():
+    methods = set(orchestrator_pb2.DESCRIPTOR.services_by_name["SagaOrchestrator"].methods_by_name)
+
+    assert methods == set(ORCHESTRATOR_RULES), "each RPC needs a line in ORCHESTRATOR_RULES"
+
+
+def test_participant_commands_are_the_orchestrators_and_everything_else_is_a_read():
+    rules = participant_rules(spec.descriptor for spec in SERVICES.values())
+
+    payment = "/saga.participants.payment.v1.PaymentService/"
+    assert rules[payment + "ChargePayment"] == {Role.ORCHESTRATOR}
+    assert rules[payment + "RefundPayment"] == {Role.ORCHESTRATOR}
+    assert rules[payment + "GetPaymentLedger"] == {Role.READER, Role.OPERATOR}
+    assert len(rules) == sum(len(spec.descriptor.methods) for spec in SERVICES.values())
