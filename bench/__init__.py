@@ -1,4 +1,5 @@
-"""The benchmark of issue 7: our orchestrator against a hand-written ceiling and DBOS Transact.
+"""The benchmark of issues 7 and 14: our orchestrator against two hand-written ceilings
+(group commit, and a commit per write) and DBOS Transact.
 
 `python bench/run.py --help` (or `make bench`) runs it. Modules imported by the DBOS
 driver (`workload`, `load`, `driver`, `dbos_saga`) use only the standard library,

@@ -1,8 +1,19 @@
-"""The ceiling: the durable minimum of this design, hand-written, with no framework around it.
+"""The ceilings: the durable minimum of this design, hand-written, with no framework around it.
 
-One asyncio loop, psycopg 3 (an async pool of autocommit connections) and
-grpc.aio. Per saga, each write is one statement and one commit, always
-before the command it announces:
+One asyncio loop, psycopg 3 and grpc.aio. Per saga, the same writes, each
+committed before the command it announces (or, for the outcome, before the
+next step starts); two writers commit them:
+
+- `--writer per-write` (the "per-write loop"): an async pool of autocommit
+  connections, each write its own statement and its own commit;
+- `--writer group` (the "group-commit ceiling"): ONE batching writer on one
+  connection. Every write joins a queue; the writer takes everything queued
+  at that moment and commits it in one transaction (pipelined statements),
+  while the next writes queue up behind it. No timer: a lone write goes at
+  once. This is what the orchestrator's group commit does
+  (orchestrator/store/group_commit.py), without anything else around it.
+
+The writes of one saga, and the commits the per-write loop makes:
 
     success       insert saga | 3 x (step intent, send, step outcome) | saga COMPLETED
                   = 1 + 3 x 2 + 1 = 8 commits
@@ -11,13 +22,17 @@ before the command it announces:
                   2 x (compensation intent, send, outcome) | saga FAILED
                   = 1 + 4 + 2 + 4 + 1 = 12 commits
 
+The group writer makes at most that many, and far fewer when sagas run at once.
+
 The same typed commands with the same idempotency keys go to the same
 participants as the orchestrator's. The load runs in this process (the
 closed loop of bench/load.py), so its CPU includes the load's own small cost;
 a saga is complete when its terminal commit returns, so nothing is polled.
+Timestamps are the server's (`now()` of the writing transaction), as the
+latency read after the run (bench/latency.py) expects.
 
     python -m bench.ceiling --database URL --participants HOST:PORT --variant success \
-        --n 300 --concurrency 1 --warmup 50
+        --writer group --seconds 10 --concurrency 1 --warmup 50
     python -m bench.ceiling --database URL --init-only
 """
 
@@ -75,6 +90,79 @@ _SET_STEP = (
 )
 
 
+Write = tuple[str, tuple[Any, ...]]
+"""One statement and its parameters."""
+
+WRITERS = ("per-write", "group")
+
+
+class PerWriteWriter:
+    """Each call one transaction on a pooled autocommit connection: the per-write loop."""
+
+    def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
+        self._pool = pool
+        self.commits = 0
+
+    async def commit(self, *writes: Write) -> None:
+        async with self._pool.connection() as connection:
+            if len(writes) == 1:
+                await connection.execute(*writes[0])
+            else:
+                async with connection.transaction():
+                    for statement, params in writes:
+                        await connection.execute(statement, params)
+        self.commits += 1
+
+    async def close(self) -> None:
+        pass
+
+
+class GroupWriter:
+    """One writer task: everything queued when it looks is one transaction (no timer).
+
+    Every caller awaits its own writes' commit before it goes on, so each
+    intent is durable before its command, as with the per-write loop.
+    """
+
+    def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
+        self._pool = pool
+        self._queue: list[tuple[tuple[Write, ...], asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
+        self.commits = 0
+
+    async def commit(self, *writes: Write) -> None:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        self._queue.append((writes, done))
+        if self._writer is None or self._writer.done():
+            self._writer = loop.create_task(self._flush(), name="ceiling-group-writer")
+        await done
+
+    async def _flush(self) -> None:
+        async with self._pool.connection() as connection:
+            while self._queue:
+                batch, self._queue = self._queue, []
+                try:
+                    # BEGIN, the statements and COMMIT in one pipeline: one round trip's wait
+                    async with connection.pipeline(), connection.transaction():
+                        for writes, _ in batch:
+                            for statement, params in writes:
+                                await connection.execute(statement, params)
+                except Exception as error:
+                    for _, done in batch:
+                        if not done.done():
+                            done.set_exception(error)
+                    continue
+                self.commits += 1
+                for _, done in batch:
+                    if not done.done():
+                        done.set_result(None)
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            await asyncio.gather(self._writer, return_exceptions=True)
+
+
 class Rejected(Exception):
     """The participant refused the command (FAILED_PRECONDITION): nothing happened there."""
 
@@ -82,23 +170,23 @@ class Rejected(Exception):
 class Ceiling:
     """Runs sagas with the minimal write-ahead discipline; counts its own commits."""
 
-    def __init__(self, pool: AsyncConnectionPool[Any], participants: str, variant: str) -> None:
-        self._pool = pool
+    def __init__(
+        self, writer: PerWriteWriter | GroupWriter, participants: str, variant: str
+    ) -> None:
+        self._writer = writer
         self._channel = grpc.aio.insecure_channel(participants)
         self._flight = flight_pb2_grpc.FlightServiceStub(self._channel)
         self._hotel = hotel_pb2_grpc.HotelServiceStub(self._channel)
         self._payment = payment_pb2_grpc.PaymentServiceStub(self._channel)
         self._trip = trip_input(variant)
         self._payload = Jsonb(trip_payload(variant))
-        self.commits = 0
 
     async def close(self) -> None:
         await self._channel.close()
+        await self._writer.close()
 
     async def _write(self, statement: str, params: tuple[Any, ...]) -> None:
-        async with self._pool.connection() as connection:
-            await connection.execute(statement, params)
-        self.commits += 1
+        await self._writer.commit((statement, params))
 
     async def _send(self, method: Any, request: Any) -> Any:
         try:
@@ -123,7 +211,7 @@ class Ceiling:
         await self._send(method, request)
         await self._write(_SET_STEP, ("COMPENSATED", None, saga_id, index))
 
-    async def run_saga(self, _index: int) -> tuple[str, float]:
+    async def run_saga(self, _index: int) -> tuple[str, str, float]:
         saga_id = str(uuid.uuid4())
         await self._write(_INSERT_SAGA, (saga_id, self._payload))
         trip = self._trip
@@ -132,18 +220,18 @@ class Ceiling:
         try:
             await self._step(saga_id, 2, self._payment.ChargePayment, charge_request(trip))
         except Rejected as rejection:
-            async with self._pool.connection() as connection, connection.transaction():
-                await connection.execute(_SET_STEP, ("FAILED", str(rejection).encode(), saga_id, 2))
-                await connection.execute(_SET_SAGA, ("COMPENSATING", saga_id))
-            self.commits += 1
+            await self._writer.commit(
+                (_SET_STEP, ("FAILED", str(rejection).encode(), saga_id, 2)),
+                (_SET_SAGA, ("COMPENSATING", saga_id)),
+            )
             cancel_hotel = cancel_hotel_request(hotel.reservation_id)
             await self._compensate(saga_id, 1, self._hotel.CancelHotel, cancel_hotel)
             cancel_flight = cancel_flight_request(flight.booking_id)
             await self._compensate(saga_id, 0, self._flight.CancelFlight, cancel_flight)
             await self._write(_SET_SAGA, (TERMINAL_FAILED, saga_id))
-            return TERMINAL_FAILED, time.perf_counter()
+            return saga_id, TERMINAL_FAILED, time.perf_counter()
         await self._write(_SET_SAGA, (TERMINAL_OK, saga_id))
-        return TERMINAL_OK, time.perf_counter()
+        return saga_id, TERMINAL_OK, time.perf_counter()
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -161,14 +249,20 @@ async def run(args: argparse.Namespace) -> None:
                 await connection.execute(statement)
         if args.init_only:
             return
-        ceiling = Ceiling(pool, args.participants, args.variant)
+        writer = GroupWriter(pool) if args.writer == "group" else PerWriteWriter(pool)
+        ceiling = Ceiling(writer, args.participants, args.variant)
         try:
             await drive(
                 args.n,
                 args.concurrency,
                 args.warmup,
                 ceiling.run_saga,
-                lambda: {"self_counted_commits": ceiling.commits, "pool_size": args.pool_size},
+                lambda: {
+                    "self_counted_commits": writer.commits,
+                    "pool_size": args.pool_size,
+                    "writer": args.writer,
+                },
+                args.seconds,
             )
         finally:
             await ceiling.close()
@@ -181,10 +275,14 @@ def main() -> None:
     parser.add_argument("--database", required=True)
     parser.add_argument("--participants", help="HOST:PORT of bench.participant")
     parser.add_argument("--variant", choices=VARIANTS, default="success")
-    parser.add_argument("--n", type=int, default=0)
+    parser.add_argument("--writer", choices=WRITERS, default="per-write")
+    parser.add_argument("--n", type=int, default=0, help="measured sagas (0: --seconds)")
+    parser.add_argument("--seconds", type=float, help="measured load for this long")
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--warmup", type=int, default=0)
-    parser.add_argument("--pool-size", type=int, default=8)
+    parser.add_argument(
+        "--pool-size", type=int, default=8, help="connections (the group writer uses one)"
+    )
     parser.add_argument("--init-only", action="store_true", help="create the tables and exit")
     args = parser.parse_args()
     if not args.init_only and not args.participants:

@@ -152,14 +152,16 @@ async def run(args: argparse.Namespace) -> None:
     DBOS.launch()
     try:
         if args.init_only:
+            # Launched and idle: what DBOS commits with no load (its background work).
+            await asyncio.sleep(args.idle_seconds)
             return
         Participants.connect(args.participants)
 
-        async def run_one(_index: int) -> tuple[str, float]:
+        async def run_one(_index: int) -> tuple[str, str, float]:
             saga_id = str(uuid.uuid4())
             with SetWorkflowID(saga_id):
                 status = await bench_trip(saga_id, args.variant)
-            return status, time.perf_counter()
+            return saga_id, status, time.perf_counter()
 
         await drive(
             args.n,
@@ -167,6 +169,7 @@ async def run(args: argparse.Namespace) -> None:
             args.warmup,
             run_one,
             lambda: {"dbos_version": metadata.version("dbos")},
+            args.seconds,
         )
         await Participants.channel.close()
     finally:
@@ -178,10 +181,14 @@ def main() -> None:
     parser.add_argument("--database", required=True)
     parser.add_argument("--participants", help="HOST:PORT of bench.participant")
     parser.add_argument("--variant", choices=VARIANTS, default="success")
-    parser.add_argument("--n", type=int, default=0)
+    parser.add_argument("--n", type=int, default=0, help="measured sagas (0: --seconds)")
+    parser.add_argument("--seconds", type=float, help="measured load for this long")
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--warmup", type=int, default=0)
     parser.add_argument("--init-only", action="store_true", help="create DBOS's tables and exit")
+    parser.add_argument(
+        "--idle-seconds", type=float, default=0.0, help="with --init-only: stay idle this long"
+    )
     args = parser.parse_args()
     if not args.init_only and not args.participants:
         parser.error("--participants is required unless --init-only")

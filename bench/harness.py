@@ -1,24 +1,32 @@
-"""`make bench`: our orchestrator, the hand-written ceiling and DBOS Transact, side by side.
+"""`make bench`: our orchestrator, two hand-written ceilings and DBOS Transact, side by side.
 
-For every workload (success or compensation) and concurrency, each system
-gets a throwaway database `saga_bench_<hex>` on the same PostgreSQL server
-and talks to the same participants process. One run of one system:
+Every cell (workload and concurrency, per system) runs `--repeats` times; the
+systems take turns round-robin (repeat r starts with the r-th system), so a
+drift of a shared machine falls on all of them. Each run of one system gets a
+throwaway database `saga_bench_<hex>` on the same PostgreSQL server and talks
+to the same participants process:
 
+0. record the 1-minute load average and the CPU busy share over 1 s
+   (/proc/stat); a run whose load was above `--busy-load` is flagged;
 1. create the database; start and stop the system twice with no load: the
    first creates its schema, the second measures what a start and stop cost
-   in commits (subtracted below);
+   in commits (subtracted below); DBOS then stays launched and idle for
+   `--idle-seconds` to measure its background commits per second;
 2. start the system (and for ours the separate load generator), let the
-   driver warm up, read every process's CPU counters, say "go", wait for the
-   result, read the counters again, read the system's peak RSS;
+   driver warm up, read every process's CPU counters, say "go", let it run
+   for `--seconds` (or `--sagas`), read the counters again, read the
+   system's peak RSS;
 3. stop every process, read the database's commit counter once no backend of
-   it is left (bench/pg.py says why), drop the database.
+   it is left (bench/pg.py says why), read the measured sagas' committed
+   latencies (bench/latency.py), drop the database.
 
 Commits per saga = (commits of run 2 - start/stop cost - the load
-generator's own polling reads) / (warm-up + measured sagas), exact because
-the counter is read only after every backend has flushed it. CPU per saga
-divides the CPU used during the measured load alone by the measured sagas;
-PostgreSQL's is the postmaster and all its children (so the server must be
-local), less the harness's and the load generator's own backends.
+generator's own polling reads - idle commits/s x the run's lifetime) /
+(warm-up + measured sagas), exact because the counter is read only after
+every backend has flushed it. CPU per saga divides the CPU used during the
+measured load alone by the measured sagas; PostgreSQL's is the postmaster and
+all its children (so the server must be local), less the harness's and the
+load generator's own backends.
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ from typing import Any
 import psycopg
 
 from bench import report
+from bench.latency import committed_latencies_ms
 from bench.pg import (
     INFO_SETTINGS,
     Admin,
@@ -48,7 +57,7 @@ from bench.pg import (
     database_url,
     disable_autovacuum,
 )
-from bench.procs import PostgresCpu, cpu_seconds, peak_rss_mib
+from bench.procs import PostgresCpu, cpu_seconds, machine_load, peak_rss_mib
 from bench.profile import Profiler, ensure_py_spy
 from bench.systems import REPO, SYSTEMS, Launch, Measured, Peer, ensure_dbos_venv
 from bench.workload import expected_status
@@ -59,12 +68,17 @@ POSTGRES_URL_ENV = "SAGA_BENCH_POSTGRES_URL"
 COMPLETION_DETECTION = {
     "ours": "separate load-generator process: StartSaga over gRPC, then one poller for all "
     "sagas in flight reads `sagas.status` on its own connection every poll_ms "
-    "(its reads and its backend's CPU are subtracted)",
-    "ceiling": "in-process load: the saga's terminal commit returned",
+    "(its reads and its backend's CPU are subtracted); paces the loop only",
+    "group": "in-process load: the saga's terminal commit returned",
+    "loop": "in-process load: the saga's terminal commit returned",
     "dbos": "in-process load: the awaited workflow returned (after DBOS committed its result)",
 }
+LATENCY_DEFINITION = (
+    "start to terminal commit, from the timestamps each system committed with the saga "
+    "(bench/latency.py), read from its tables after the run"
+)
 
-PROFILE_FOCUS = {"ours": "orchestrator/", "ceiling": "bench/", "dbos": "dbos/"}
+PROFILE_FOCUS = {"ours": "orchestrator/", "group": "bench/", "loop": "bench/", "dbos": "dbos/"}
 """Where each system's own code lives, for the profile's time-below-function ranking."""
 
 
@@ -74,6 +88,29 @@ class Variant:
     concurrency: int
     sagas: int
     warmup: int
+    seconds: float | None = None
+    """Measured load for this long (then `sagas` is not used)."""
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One run of the plan: a system on a variant, the repeat-th time."""
+
+    variant: Variant
+    system: str
+    repeat: int
+
+
+def schedule(variants: list[Variant], systems: list[str], repeats: int) -> list[Slot]:
+    """Every variant `repeats` times; repeat r runs the systems starting with the r-th
+    (round-robin), so no system always goes first or last on a drifting machine."""
+    slots = []
+    for variant in variants:
+        for repeat in range(repeats):
+            shift = repeat % len(systems)
+            for system in systems[shift:] + systems[:shift]:
+                slots.append(Slot(variant, system, repeat))
+    return slots
 
 
 def _int_list(text: str) -> list[int]:
@@ -98,9 +135,33 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=[64, 1],
         help="concurrencies of the compensation workload ('' for none)",
     )
-    parser.add_argument("--sagas-c1", type=int, default=200, help="measured sagas at c=1")
-    parser.add_argument("--sagas", type=int, default=800, help="measured sagas at c>1")
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=10.0,
+        help="measured load per run, in seconds (0: a fixed number of sagas, --sagas)",
+    )
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each cell")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a short look, not a result: --seconds 2 --repeats 1 --idle-seconds 1",
+    )
+    parser.add_argument("--sagas-c1", type=int, default=200, help="with --seconds 0: at c=1")
+    parser.add_argument("--sagas", type=int, default=800, help="with --seconds 0: at c>1")
     parser.add_argument("--warmup", type=int, help="warm-up sagas (default max(30, 2c))")
+    parser.add_argument(
+        "--busy-load",
+        type=float,
+        default=0.5,
+        help="flag a run whose 1-minute load average before it was above this",
+    )
+    parser.add_argument(
+        "--idle-seconds",
+        type=float,
+        default=3.0,
+        help="DBOS launched with no load this long before each run: its background commits/s",
+    )
     parser.add_argument("--poll-ms", type=float, default=1.0, help="ours: completion poll")
     parser.add_argument(
         "--ceiling-pool-size",
@@ -123,6 +184,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="a run slower than this many sagas/s is stopped as failed (bounds the time)",
     )
     args = parser.parse_args(argv)
+    if args.quick:
+        args.seconds, args.repeats, args.idle_seconds = 2.0, 1, 1.0
+    if args.repeats < 1 or args.idle_seconds <= 0:
+        parser.error("--repeats must be at least 1 and --idle-seconds above 0")
     args.systems = [name for name in args.systems.split(",") if name]
     args.profile = [name for name in args.profile.split(",") if name]
     unknown = set(args.systems) - set(SYSTEMS)
@@ -135,12 +200,13 @@ def plan(args: argparse.Namespace) -> list[Variant]:
     def warmup(concurrency: int) -> int:
         return args.warmup if args.warmup is not None else max(30, 2 * concurrency)
 
+    seconds = args.seconds or None
     variants = [
-        Variant("success", c, args.sagas_c1 if c == 1 else args.sagas, warmup(c))
+        Variant("success", c, args.sagas_c1 if c == 1 else args.sagas, warmup(c), seconds)
         for c in args.concurrency
     ]
     variants += [
-        Variant("compensation", c, args.sagas_c1 if c == 1 else args.sagas, warmup(c))
+        Variant("compensation", c, args.sagas_c1 if c == 1 else args.sagas, warmup(c), seconds)
         for c in args.compensation_concurrency
     ]
     return variants
@@ -199,14 +265,19 @@ class Harness:
             values["postgres"] = self.postgres_cpu.total_seconds() - excluded
         return values
 
-    def run_one(self, system: str, variant: Variant) -> dict[str, Any]:
+    def run_one(self, slot: Slot) -> dict[str, Any]:
+        system, variant = slot.system, slot.variant
+        machine = machine_load()
         base: dict[str, Any] = {
             "system": system,
             "workload": variant.workload,
             "concurrency": variant.concurrency,
-            "sagas": variant.sagas,
+            "repeat": slot.repeat,
             "warmup": variant.warmup,
+            "machine_before": machine,
+            "busy": machine["load_1m"] > self.args.busy_load,
             "completion_detection": COMPLETION_DETECTION[system],
+            "latency_definition": LATENCY_DEFINITION,
         }
         python = sys.executable
         if system == "dbos":
@@ -234,8 +305,18 @@ class Harness:
             created = self.admin.settled_commits(database)
             launch.initialize("init-2")
             restarted = self.admin.settled_commits(database)
+            startup = restarted - created
+            idle_rate = 0.0
+            if system == "dbos":  # its background work: commits/s launched with no load
+                launch.initialize("idle", idle_seconds=self.args.idle_seconds)
+                idled = self.admin.settled_commits(database)
+                idle_rate = max(0, idled - restarted - startup) / self.args.idle_seconds
+                restarted = idled
             measured = self._measure(launch, variant)
             final = self.admin.settled_commits(database)
+            measured["committed_latencies_ms"] = committed_latencies_ms(
+                system, launch.database_url, measured["result"].get("saga_ids", [])
+            )
             measured["autovacuum_runs"] = autovacuum_runs(launch.database_url)
             measured["tables"] = tables
             if system == "ours":
@@ -244,26 +325,32 @@ class Harness:
             return {**base, "status": "error", "reason": f"{type(error).__name__}: {error}"}
         finally:
             self.admin.drop_database(database)
-        startup = restarted - created
         observer = int(measured["result"].get("observer_commits", 0))
-        counted = final - restarted - startup - observer
+        background = idle_rate * measured["lifetime_s"]
+        counted = final - restarted - startup - observer - background
+        sagas_counted = variant.warmup + int(measured["result"]["sagas"])
         return {
             **base,
             **summarize(variant, measured, system),
-            "commits_per_saga": counted / (variant.warmup + variant.sagas),
+            "commits_per_saga": counted / sagas_counted,
             "commits": {
                 "counted": counted,
                 "lifecycle_total": final - restarted,
                 "start_stop": startup,
                 "observer_reads": observer,
-                "sagas_counted": variant.warmup + variant.sagas,
+                "idle_commits_per_s": idle_rate,
+                "idle_background_subtracted": background,
+                "sagas_counted": sagas_counted,
             },
         }
 
     def _measure(self, launch: Launch, variant: Variant) -> dict[str, Any]:
-        run = launch.measured(variant.workload, variant.sagas, variant.concurrency, variant.warmup)
+        run = launch.measured(
+            variant.workload, variant.sagas, variant.concurrency, variant.warmup, variant.seconds
+        )
         profile: dict[str, Any] | None = None
         profiler: Profiler | None = None
+        began = time.monotonic()
         try:
             run.start()
             warm = run.driver.read_event("warm", 60.0 + variant.warmup / self.args.min_rate)
@@ -279,7 +366,8 @@ class Harness:
                 )
             before = self.snapshot(run, excluded)
             run.driver.send("go")
-            result = run.driver.read_event("result", 30.0 + variant.sagas / self.args.min_rate)
+            limit = variant.seconds * 3 if variant.seconds else variant.sagas / self.args.min_rate
+            result = run.driver.read_event("result", 30.0 + limit)
             after = self.snapshot(run, excluded)
             rss = peak_rss_mib(run.system.pid)
             if profiler is not None:
@@ -290,7 +378,9 @@ class Harness:
             if profiler is not None:
                 profiler.stop()
             exit_codes = run.stop()
+        lifetime = time.monotonic() - began
         return {
+            "lifetime_s": lifetime,
             "profile": profile,
             "warm": warm,
             "result": result,
@@ -318,9 +408,13 @@ def summarize(variant: Variant, measured: dict[str, Any], system: str) -> dict[s
     """Throughput, latency and CPU of the measured load; the run's status and why."""
     result = measured["result"]
     elapsed = float(result["elapsed_s"])
+    sagas = int(result["sagas"])
     statuses = {str(key): int(value) for key, value in result["statuses"].items()}
     wanted = expected_status(variant.workload)
-    unexpected = variant.sagas - statuses.get(wanted, 0)
+    unexpected = sagas - statuses.get(wanted, 0)
+    committed = measured["committed_latencies_ms"]
+    if len(committed) != sagas:
+        unexpected = max(unexpected, sagas - len(committed))
     before, after = measured["before"], measured["after"]
     cpu = {
         role: (after[role] - before[role])
@@ -330,19 +424,30 @@ def summarize(variant: Variant, measured: dict[str, Any], system: str) -> dict[s
     extra = {
         key: value
         for key, value in result.items()
-        if key not in ("event", "latencies_ms", "statuses", "sagas", "concurrency", "elapsed_s")
+        if key
+        not in (
+            "event",
+            "latencies_ms",
+            "statuses",
+            "sagas",
+            "concurrency",
+            "elapsed_s",
+            "saga_ids",
+        )
     }
-    if system == "ceiling" and "self_counted_commits" in result:
+    if "self_counted_commits" in result:
         own = result["self_counted_commits"] - measured["warm"]["self_counted_commits"]
-        extra["self_counted_commits_per_saga"] = own / variant.sagas
+        extra["self_counted_commits_per_saga"] = own / sagas if sagas else None
     summary: dict[str, Any] = {
-        "status": "ok" if unexpected == 0 else "error",
+        "status": "ok" if unexpected == 0 and sagas > 0 else "error",
+        "sagas": sagas,
         "statuses": statuses,
         "elapsed_s": elapsed,
-        "throughput_per_s": variant.sagas / elapsed if elapsed > 0 else None,
-        "latency_ms": report.latency_summary(result["latencies_ms"]),
+        "throughput_per_s": sagas / elapsed if elapsed > 0 else None,
+        "latency_ms": report.latency_summary(committed),
+        "client_latency_ms": report.latency_summary(result["latencies_ms"]),
         "cpu_s": cpu,
-        "cpu_s_per_saga": {role: seconds / variant.sagas for role, seconds in cpu.items()},
+        "cpu_s_per_saga": {role: seconds / sagas for role, seconds in cpu.items()} if sagas else {},
         "peak_rss_mib": measured["peak_rss_mib"],
         "separate_load": measured["separate_load"],
         "exit_codes": measured["exit_codes"],
@@ -357,7 +462,12 @@ def summarize(variant: Variant, measured: dict[str, Any], system: str) -> dict[s
     if any(code != 0 for code in measured["exit_codes"].values()):
         summary["warning"] = f"a process did not stop cleanly: exit codes {measured['exit_codes']}"
     if unexpected:
-        summary["reason"] = f"{unexpected} saga(s) did not end {wanted}: {statuses}"
+        summary["reason"] = (
+            f"{unexpected} saga(s) did not end {wanted} or were not found committed: "
+            f"{statuses}, {len(committed)} committed latencies"
+        )
+    elif not sagas:
+        summary["reason"] = "no saga was measured"
     return summary
 
 
@@ -411,12 +521,11 @@ def main(argv: list[str] | None = None) -> int:
                 else f"bench: peer DBOS Transact unavailable: {peer.reason}",
                 flush=True,
             )
-        for variant in plan(args):
-            for system in args.systems:
-                started = time.monotonic()
-                run = harness.run_one(system, variant)
-                runs.append(run)
-                print(_progress(run, time.monotonic() - started), flush=True)
+        for slot in schedule(plan(args), args.systems, args.repeats):
+            started = time.monotonic()
+            run = harness.run_one(slot)
+            runs.append(run)
+            print(_progress(run, time.monotonic() - started), flush=True)
     finally:
         harness.close()
     results = {
@@ -441,8 +550,11 @@ def main(argv: list[str] | None = None) -> int:
             "reason": harness.peer.reason,
         },
         "methodology": __doc__,
+        "latency_definition": LATENCY_DEFINITION,
+        "busy_load": args.busy_load,
         "runs": runs,
-        "ratios": report.ratios(runs),
+        "cells": report.cells(runs),
+        "ratios": report.ratios(report.cells(runs)),
         "wall_seconds": time.monotonic() - began,
     }
     path = report.write(results, args.out_dir, stamp)
@@ -471,7 +583,11 @@ def _source_version() -> dict[str, Any]:
 
 
 def _progress(run: dict[str, Any], seconds: float) -> str:
-    head = f"bench: {run['system']:<8} {run['workload']:<12} c={run['concurrency']:<3}"
+    head = (
+        f"bench: {run['system']:<6} {run['workload']:<12} c={run['concurrency']:<3} "
+        f"#{run['repeat'] + 1} load {run['machine_before']['load_1m']:.2f}"
+        f"{' BUSY' if run['busy'] else ''}"
+    )
     if run["status"] != "ok":
         return f"{head} {run['status']}: {run.get('reason', '')}"
     return (

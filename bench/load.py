@@ -1,9 +1,12 @@
 """The load shape every system is driven with, and the driver side of the harness protocol.
 
 Load is a closed loop: `concurrency` workers each run one saga after another
-until `n` have been run, so at most `concurrency` sagas are in flight. A
-saga's latency runs from just before it is started to the moment its terminal
-state is known to be committed (each driver says how it knows).
+until `n` have been run or, with `seconds`, until that much time has passed
+(no saga is started after it), so at most `concurrency` sagas are in flight.
+The client-side latency runs from just before a saga is started to the moment
+its terminal state is known to be committed (each driver says how it knows);
+the harness reports the latency each system committed itself, read from its
+tables by the ids in the result (bench/latency.py).
 
 Protocol with the harness (one JSON object per stdout line; stdin lines back):
 the driver runs the warm-up, prints {"event": "warm", ...}, waits for "go",
@@ -26,8 +29,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-RunOne = Callable[[int], Awaitable[tuple[str, float]]]
-"""Runs saga number i; returns its terminal status and the perf_counter() time it was known."""
+RunOne = Callable[[int], Awaitable[tuple[str, str, float]]]
+"""Runs saga number i; returns its id, its terminal status and the perf_counter() time it
+was known to be committed."""
 
 
 @dataclass
@@ -39,6 +43,7 @@ class LoadResult:
     elapsed_s: float
     latencies_ms: list[float] = field(default_factory=list)
     statuses: Counter[str] = field(default_factory=Counter)
+    saga_ids: list[str] = field(default_factory=list)
 
     def as_event(self) -> dict[str, Any]:
         return {
@@ -47,26 +52,40 @@ class LoadResult:
             "elapsed_s": self.elapsed_s,
             "latencies_ms": [round(value, 4) for value in self.latencies_ms],
             "statuses": dict(self.statuses),
+            "saga_ids": self.saga_ids,
         }
 
 
-async def closed_loop(n: int, concurrency: int, run_one: RunOne) -> LoadResult:
-    """Run n sagas with `concurrency` workers; elapsed time ends with the last saga."""
+async def closed_loop(
+    n: int, concurrency: int, run_one: RunOne, seconds: float | None = None
+) -> LoadResult:
+    """Run sagas with `concurrency` workers until n are run (n = 0: no limit) or, with
+    `seconds`, until none may start any more; elapsed time ends with the last saga."""
     numbers = itertools.count()
-    result = LoadResult(sagas=n, concurrency=concurrency, elapsed_s=0.0)
+    result = LoadResult(sagas=0, concurrency=concurrency, elapsed_s=0.0)
+    began = time.perf_counter()
+    deadline = began + seconds if seconds is not None else None
+
+    def may_start(index: int) -> bool:
+        if n and index >= n:
+            return False
+        return deadline is None or time.perf_counter() < deadline
 
     async def worker() -> None:
-        while (index := next(numbers)) < n:
+        while may_start(index := next(numbers)):
             started = time.perf_counter()
+            saga_id = ""
             try:
-                status, finished = await run_one(index)
+                saga_id, status, finished = await run_one(index)
             except Exception as error:  # a broken saga is counted, not fatal to the run
                 status, finished = f"ERROR:{type(error).__name__}", time.perf_counter()
             result.latencies_ms.append((finished - started) * 1000.0)
             result.statuses[status] += 1
+            result.saga_ids.append(saga_id)
+            result.sagas += 1
 
-    began = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(max(1, min(concurrency, n)))))
+    workers = concurrency if not n else min(concurrency, n)
+    await asyncio.gather(*(worker() for _ in range(max(1, workers))))
     result.elapsed_s = time.perf_counter() - began
     return result
 
@@ -89,8 +108,10 @@ async def drive(
     warmup: int,
     run_one: RunOne,
     details: Callable[[], dict[str, Any]] | None = None,
+    seconds: float | None = None,
 ) -> None:
-    """Warm up, wait for "go", run the measured load, report, wait for "exit"."""
+    """Warm up, wait for "go", run the measured load (n sagas, or for `seconds`), report,
+    wait for "exit"."""
     warm = await closed_loop(warmup, concurrency, run_one) if warmup else None
     emit(
         "warm",
@@ -101,6 +122,6 @@ async def drive(
     command = await read_command()
     if command != "go":
         raise SystemExit(f"expected 'go' from the harness, got {command!r}")
-    measured = await closed_loop(n, concurrency, run_one)
+    measured = await closed_loop(n, concurrency, run_one, seconds)
     emit("result", **measured.as_event(), **(details() if details else {}))
     await read_command()

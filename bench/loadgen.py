@@ -7,9 +7,11 @@ PostgreSQL connection (see CompletionPoller for when it polls),
     SELECT saga_id, status FROM sagas WHERE saga_id = ANY(ids of due sagas)
         AND status IN ('COMPLETED', 'FAILED')
 
-A saga whose terminal status is visible there is committed, so its latency
-runs from the StartSaga call to the poll that saw it: it includes the
-StartSaga round trip and up to one poll interval of detection delay.
+A saga whose terminal status is visible there is committed; the poll only
+paces the closed loop (the next saga starts when it sees one end) and gives a
+client-side latency kept in the JSON. The latency reported is the one the
+orchestrator committed itself (create_time to the terminal update_time, read
+from `sagas` after the run: bench/latency.py), so no poll delay is in it.
 Polling GetSaga instead would cost the orchestrator two reads per poll and
 per saga; this costs one read per poll for all of them, on a connection the
 harness can tell apart: every statement it runs is counted (each is one
@@ -138,7 +140,7 @@ async def generate(args: argparse.Namespace) -> None:
     channel = grpc.aio.insecure_channel(args.address)
     stub = pb_grpc.SagaOrchestratorStub(channel)
 
-    async def run_one(index: int) -> tuple[str, float]:
+    async def run_one(index: int) -> tuple[str, str, float]:
         try:
             reply = await stub.StartSaga(
                 pb.StartSagaRequest(
@@ -149,12 +151,13 @@ async def generate(args: argparse.Namespace) -> None:
                 timeout=START_TIMEOUT_SECONDS,
             )
         except grpc.aio.AioRpcError as error:
-            return f"START_{error.code().name}", time.perf_counter()
+            return "", f"START_{error.code().name}", time.perf_counter()
         try:
-            return await asyncio.wait_for(poller.watch(reply.saga_id), SAGA_TIMEOUT_SECONDS)
+            status, seen = await asyncio.wait_for(poller.watch(reply.saga_id), SAGA_TIMEOUT_SECONDS)
         except TimeoutError:
             poller.forget(reply.saga_id)
-            return "TIMEOUT", time.perf_counter()
+            return reply.saga_id, "TIMEOUT", time.perf_counter()
+        return reply.saga_id, status, seen
 
     def details() -> dict[str, Any]:
         return {
@@ -166,7 +169,7 @@ async def generate(args: argparse.Namespace) -> None:
         }
 
     try:
-        await drive(args.n, args.concurrency, args.warmup, run_one, details)
+        await drive(args.n, args.concurrency, args.warmup, run_one, details, args.seconds)
     finally:
         polling.cancel()
         await asyncio.gather(polling, return_exceptions=True)
@@ -179,7 +182,8 @@ def main() -> None:
     parser.add_argument("--address", required=True, help="the orchestrator's HOST:PORT")
     parser.add_argument("--database", required=True, help="the orchestrator's PostgreSQL URL")
     parser.add_argument("--variant", choices=VARIANTS, default="success")
-    parser.add_argument("--n", type=int, required=True)
+    parser.add_argument("--n", type=int, default=0, help="measured sagas (0: --seconds)")
+    parser.add_argument("--seconds", type=float, help="measured load for this long")
     parser.add_argument("--concurrency", type=int, required=True)
     parser.add_argument("--warmup", type=int, default=0)
     parser.add_argument("--poll-ms", type=float, default=1.0)

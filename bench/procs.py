@@ -8,6 +8,7 @@ from VmHWM in /proc/<pid>/status, so the benchmark needs no psutil.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from tools.processes import ChildError
@@ -84,3 +85,22 @@ class PostgresCpu:
             if child is not None and int(child[1]) == self.postmaster_pid:
                 total += (int(child[11]) + int(child[12])) / CLOCK_TICKS
         return total
+
+
+def _cpu_ticks() -> tuple[int, int]:
+    """(busy, total) jiffies of all CPUs from the first line of /proc/stat."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    total = sum(fields[:8])  # guest time is already inside user and nice
+    return total - idle, total
+
+
+def machine_load(window_seconds: float = 1.0) -> dict[str, float]:
+    """The 1-minute load average and the share of CPU busy over the next `window_seconds`."""
+    load_1m = os.getloadavg()[0]
+    busy_before, total_before = _cpu_ticks()
+    time.sleep(window_seconds)
+    busy_after, total_after = _cpu_ticks()
+    elapsed = total_after - total_before
+    busy = (busy_after - busy_before) / elapsed if elapsed > 0 else 0.0
+    return {"load_1m": load_1m, "cpu_busy_share": busy}

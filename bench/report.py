@@ -1,14 +1,24 @@
-"""Turning measured runs into figures, ratios, a short table and the JSON file."""
+"""Turning measured runs into figures, cells (median and spread of repeats), ratios, the
+tables `make bench` prints and the JSON file."""
 
 from __future__ import annotations
 
 import json
 import math
+import statistics
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-SYSTEM_LABELS = {"ours": "ours", "ceiling": "ceiling", "dbos": "dbos"}
+SYSTEM_LABELS = {
+    "group": "group-commit ceiling",
+    "loop": "per-write loop",
+    "ours": "ours",
+    "dbos": "dbos",
+}
+PEERS = ("group", "loop", "dbos")
+"""What ours is compared with, in the ratios."""
+CPU_ROLES = ("system", "participants", "postgres", "loadgen")
 
 
 def percentile(sorted_values: Sequence[float], fraction: float) -> float:
@@ -34,32 +44,78 @@ def latency_summary(latencies_ms: Sequence[float]) -> dict[str, float]:
     }
 
 
+def spread(values: Sequence[float]) -> dict[str, float] | None:
+    """Median, min and max of the repeats' values (None when there are none)."""
+    if not values:
+        return None
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def cells(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One cell per system, workload and concurrency (in plan order): the median and the
+    min-max of its runs that worked, how many ran and how many began on a busy machine."""
+    grouped: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+    for run in runs:
+        grouped.setdefault((run["workload"], run["concurrency"], run["system"]), []).append(run)
+    result = []
+    for (workload, concurrency, system), group in grouped.items():
+        ok = [run for run in group if run.get("status") == "ok"]
+        cpu_ms = {
+            role: spread([run["cpu_s_per_saga"][role] * 1000.0 for run in ok])
+            for role in CPU_ROLES
+            if ok and all(role in run["cpu_s_per_saga"] for run in ok)
+        }
+        result.append(
+            {
+                "system": system,
+                "workload": workload,
+                "concurrency": concurrency,
+                "runs": len(group),
+                "ok_runs": len(ok),
+                "busy_runs": sum(1 for run in group if run.get("busy")),
+                "statuses": sorted({run.get("status", "?") for run in group}),
+                "throughput_per_s": spread([run["throughput_per_s"] for run in ok]),
+                "p50_ms": spread([run["latency_ms"]["p50"] for run in ok]),
+                "p95_ms": spread([run["latency_ms"]["p95"] for run in ok]),
+                "p99_ms": spread([run["latency_ms"]["p99"] for run in ok]),
+                "commits_per_saga": spread([run["commits_per_saga"] for run in ok]),
+                "cpu_ms_per_saga": cpu_ms,
+                "peak_rss_mib": spread(
+                    [run["peak_rss_mib"] for run in ok if run["peak_rss_mib"] is not None]
+                ),
+                "separate_load": any(run.get("separate_load") for run in ok),
+            }
+        )
+    return result
+
+
+def _median(cell: dict[str, Any] | None, key: str) -> float | None:
+    if cell is None or cell.get(key) is None:
+        return None
+    return float(cell[key]["median"])
+
+
 def _ratio(numerator: float | None, denominator: float | None) -> float | None:
     if numerator is None or not denominator:
         return None
     return numerator / denominator
 
 
-def ratios(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Ours over the ceiling and over DBOS, per workload and concurrency, for runs that worked."""
-    ok = {
-        (run["system"], run["workload"], run["concurrency"]): run
-        for run in runs
-        if run.get("status") == "ok"
-    }
+def ratios(all_cells: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Ours over each peer (the two ceilings and DBOS), per workload and concurrency, from
+    the medians of the cells."""
+    by_key = {(cell["system"], cell["workload"], cell["concurrency"]): cell for cell in all_cells}
     rows = []
-    for (system, workload, concurrency), ours in ok.items():
+    for (system, workload, concurrency), ours in by_key.items():
         if system != "ours":
             continue
         row: dict[str, Any] = {"workload": workload, "concurrency": concurrency}
-        for peer in ("ceiling", "dbos"):
-            other = ok.get((peer, workload, concurrency))
+        for peer in PEERS:
+            other = by_key.get((peer, workload, concurrency))
             row[f"throughput_ours_over_{peer}"] = _ratio(
-                ours["throughput_per_s"], other["throughput_per_s"] if other else None
+                _median(ours, "throughput_per_s"), _median(other, "throughput_per_s")
             )
-            row[f"p50_ours_over_{peer}"] = _ratio(
-                ours["latency_ms"].get("p50"), other["latency_ms"].get("p50") if other else None
-            )
+            row[f"p50_ours_over_{peer}"] = _ratio(_median(ours, "p50_ms"), _median(other, "p50_ms"))
         rows.append(row)
     return rows
 
@@ -68,12 +124,13 @@ def _fmt(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], left: int = 3) -> str:
+    """Aligned columns: the first `left` to the left, the rest (figures) to the right."""
     widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=True)]
     lines = []
     for index, row in enumerate([header, *rows]):
         cells = [
-            cell.ljust(width) if column < 3 else cell.rjust(width)
+            cell.ljust(width) if column < left else cell.rjust(width)
             for column, (cell, width) in enumerate(zip(row, widths, strict=True))
         ]
         lines.append("  ".join(cells).rstrip())
@@ -82,14 +139,28 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
+def _spread_text(value: dict[str, float] | None, digits: int = 1) -> str:
+    """`median [min-max]`, or the median alone for a single run."""
+    if value is None:
+        return "-"
+    if value["min"] == value["max"]:
+        return _fmt(value["median"], digits)
+    return (
+        f"{_fmt(value['median'], digits)} [{_fmt(value['min'], digits)}-"
+        f"{_fmt(value['max'], digits)}]"
+    )
+
+
 def render(results: dict[str, Any]) -> str:
-    """The short aligned table printed at the end of `make bench`."""
+    """The tables printed at the end of `make bench`: cells, ratios, runs, profiles."""
+    busy_load = results.get("busy_load", 0.5)
     header = [
         "system",
         "workload",
         "c",
-        "sagas/s",
-        "p50 ms",
+        "runs",
+        "sagas/s median [min-max]",
+        "p50 ms median [min-max]",
         "p95 ms",
         "p99 ms",
         "commits/saga",
@@ -100,70 +171,81 @@ def render(results: dict[str, Any]) -> str:
         "rss MiB",
     ]
     rows = []
-    notes = []
-    for run in results["runs"]:
-        label = SYSTEM_LABELS.get(run["system"], run["system"])
-        if run.get("status") != "ok":
-            notes.append(
-                f"{label} {run['workload']} c={run['concurrency']}: {run['status']}: "
-                f"{run.get('reason', '')}"
-            )
-        if run.get("warning"):
-            notes.append(f"{label} {run['workload']} c={run['concurrency']}: {run['warning']}")
-        if "throughput_per_s" not in run:
-            rows.append(
-                [label, run["workload"], str(run["concurrency"]), run["status"]]
-                + ["-"] * (len(header) - 4)
-            )
-            continue
-        cpu = {role: seconds * 1000.0 for role, seconds in run["cpu_s_per_saga"].items()}
-        latency = run["latency_ms"]
+    for cell in results["cells"]:
+        cpu = cell["cpu_ms_per_saga"]
+        runs = f"{cell['ok_runs']}/{cell['runs']}"
+        if cell["busy_runs"]:
+            runs += f" ({cell['busy_runs']} busy)"
         rows.append(
             [
-                label,
-                run["workload"],
-                str(run["concurrency"]),
-                _fmt(run["throughput_per_s"]),
-                _fmt(latency.get("p50"), 2),
-                _fmt(latency.get("p95"), 2),
-                _fmt(latency.get("p99"), 2),
-                _fmt(run["commits_per_saga"], 2),
-                _fmt(cpu.get("system"), 2),
-                _fmt(cpu.get("participants"), 2),
-                _fmt(cpu.get("postgres"), 2),
-                _fmt(cpu.get("loadgen"), 2) if run["separate_load"] else "in sys",
-                _fmt(run["peak_rss_mib"], 0),
+                SYSTEM_LABELS.get(cell["system"], cell["system"]),
+                cell["workload"],
+                str(cell["concurrency"]),
+                runs,
+                _spread_text(cell["throughput_per_s"]),
+                _spread_text(cell["p50_ms"], 2),
+                _fmt(_median(cell, "p95_ms"), 2),
+                _fmt(_median(cell, "p99_ms"), 2),
+                _fmt(_median(cell, "commits_per_saga"), 2),
+                _fmt(_median(cpu, "system"), 2),
+                _fmt(_median(cpu, "participants"), 2),
+                _fmt(_median(cpu, "postgres"), 2),
+                _fmt(_median(cpu, "loadgen"), 2) if cell["separate_load"] else "in sys",
+                _fmt(_median(cell, "peak_rss_mib"), 0),
             ]
         )
-    text = [_table(header, rows), *notes]
+    text = [_table(header, rows, left=4)]
     ratio_rows = [
-        [
-            row["workload"],
-            str(row["concurrency"]),
-            "",
-            _fmt(row["throughput_ours_over_ceiling"], 2),
-            _fmt(row["p50_ours_over_ceiling"], 2),
-            _fmt(row["throughput_ours_over_dbos"], 2),
-            _fmt(row["p50_ours_over_dbos"], 2),
+        [row["workload"], str(row["concurrency"])]
+        + [
+            _fmt(row[f"{kind}_ours_over_{peer}"], 2)
+            for peer in PEERS
+            for kind in ("throughput", "p50")
         ]
         for row in results["ratios"]
     ]
     if ratio_rows:
         text.append("")
-        text.append(
-            _table(
-                [
-                    "ratios",
-                    "c",
-                    "",
-                    "thr ours/ceiling",
-                    "p50 ours/ceiling",
-                    "thr ours/dbos",
-                    "p50 ours/dbos",
-                ],
-                ratio_rows,
-            )
+        ratio_header = ["ours over", "c"] + [
+            f"{kind} / {SYSTEM_LABELS[peer].split()[0]}"
+            for peer in PEERS
+            for kind in ("thr", "p50")
+        ]
+        text.append(_table(ratio_header, ratio_rows, left=1))
+    text.append("")
+    text.append(f"runs in order (load = 1-minute load average before; BUSY above {busy_load}):")
+    run_rows = []
+    notes = []
+    for run in results["runs"]:
+        label = SYSTEM_LABELS.get(run["system"], run["system"])
+        machine = run.get("machine_before", {})
+        ok = "throughput_per_s" in run and run.get("status") == "ok"
+        run_rows.append(
+            [
+                label,
+                run["workload"],
+                str(run["concurrency"]),
+                f"#{run.get('repeat', 0) + 1}",
+                _fmt(machine.get("load_1m"), 2),
+                _fmt(100.0 * machine["cpu_busy_share"], 0) if machine else "-",
+                "BUSY" if run.get("busy") else "",
+                _fmt(run["throughput_per_s"]) if ok else run.get("status", "?"),
+                _fmt(run["latency_ms"].get("p50"), 2) if ok else "-",
+            ]
         )
+        where = f"{label} {run['workload']} c={run['concurrency']} #{run.get('repeat', 0) + 1}"
+        if run.get("status") not in ("ok", None):
+            notes.append(f"{where}: {run['status']}: {run.get('reason', '')}")
+        if run.get("warning"):
+            notes.append(f"{where}: {run['warning']}")
+    text.append(
+        _table(
+            ["system", "workload", "c", "run", "load", "cpu busy %", "flag", "sagas/s", "p50 ms"],
+            run_rows,
+            left=4,
+        )
+    )
+    text.extend(notes)
     for run in results["runs"]:
         profile = run.get("profile")
         if not profile or "self_by_package" not in profile:

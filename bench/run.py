@@ -1,4 +1,4 @@
-"""`make bench` runs this: our orchestrator against the ceiling and DBOS Transact.
+"""`make bench` runs this: our orchestrator against the two ceilings and DBOS Transact.
 
 A script path rather than `-m`, so `python bench/run.py` works from a fresh
 clone; the repository root replaces this directory on sys.path so the

@@ -2,7 +2,9 @@
 
 - ours: bench.serve_orchestrator (the real engine through `serve()`) and, in a
   separate process, bench.loadgen driving it through StartSaga.
-- ceiling: bench.ceiling, the hand-written loop; the load runs in its process.
+- group: bench.ceiling --writer group, the group-commit ceiling; the load runs in
+  its process.
+- loop: bench.ceiling --writer per-write, the per-write loop; likewise.
 - dbos: bench.dbos_saga in its own virtualenv; the load runs in its process.
 
 The peer's virtualenv (.bench/dbos-venv) is made on first use with the
@@ -21,8 +23,11 @@ from pathlib import Path
 from tools.processes import ChildProcess
 
 REPO = Path(__file__).resolve().parents[1]
-SYSTEMS = ("ceiling", "ours", "dbos")
-DBOS_REQUIREMENTS = ("dbos>=3.4,<4", "grpcio", "protobuf>=7.35.1,<8")
+SYSTEMS = ("group", "loop", "ours", "dbos")
+CEILING_WRITERS = {"group": "group", "loop": "per-write"}
+DBOS_VERSION = "3.4.0"
+"""Pinned exactly, so runs on different days compare the same peer."""
+DBOS_REQUIREMENTS = (f"dbos=={DBOS_VERSION}", "grpcio", "protobuf>=7.35.1,<8")
 """The generated stubs in saga/ need protobuf 7.35.1 or newer."""
 DBOS_INSTALL_TIMEOUT_SECONDS = 900.0
 _PROBE = (
@@ -57,12 +62,12 @@ def ensure_dbos_venv(venv: Path, log: Path) -> Peer:
     """Make (once) and check the peer's virtualenv; never raises."""
     python = venv / "bin" / "python"
     version = _probe(python)
-    if version:
+    if version == DBOS_VERSION:
         return Peer(str(python), version)
     print(f"bench: installing DBOS Transact into {venv} (first use) ...", flush=True)
     try:
         if venv.exists():
-            shutil.rmtree(venv)  # a half-made virtualenv of our own from an interrupted run
+            shutil.rmtree(venv)  # ours, half made by an interrupted run or of another version
         with open(log, "w") as out:
             for argv in (
                 [sys.executable, "-m", "venv", str(venv)],
@@ -80,8 +85,8 @@ def ensure_dbos_venv(venv: Path, log: Path) -> Peer:
         tail = log.read_text(errors="replace").strip().splitlines()[-3:] if log.exists() else []
         return Peer(reason=f"cannot install dbos: {error}; " + " | ".join(tail))
     version = _probe(python)
-    if not version:
-        return Peer(reason=f"dbos installed into {venv} but does not import (see {log})")
+    if version != DBOS_VERSION:
+        return Peer(reason=f"dbos {DBOS_VERSION} installed into {venv} does not import (see {log})")
     return Peer(str(python), version)
 
 
@@ -133,8 +138,17 @@ class Launch:
             ready_file=True,
         )
 
-    def initialize(self, name: str, timeout: float = 120.0) -> None:
-        """Start the system once on its database and stop it: creates or migrates its schema."""
+    def _ceiling_args(self) -> list[str]:
+        """The writer, and its connections: one for the group writer, a pool for the loop."""
+        writer = CEILING_WRITERS[self.system]
+        pool_size = 1 if writer == "group" else self.ceiling_pool_size
+        return ["--writer", writer, "--pool-size", str(pool_size)]
+
+    def initialize(self, name: str, timeout: float = 120.0, idle_seconds: float = 0.0) -> None:
+        """Start the system once on its database and stop it: creates or migrates its schema.
+
+        `idle_seconds` (DBOS only) keeps it launched and idle that long first.
+        """
         if self.system == "ours":
             orchestrator = self._orchestrator(name)
             try:
@@ -145,23 +159,29 @@ class Launch:
                 raise RuntimeError(f"{name} exited with {code}:\n{orchestrator.log_tail()}")
             return
         args = ["--database", self.database_url, "--init-only"]
-        if self.system == "ceiling":  # the same pool as the measured run: each connection commits
-            module, args = "bench.ceiling", [*args, "--pool-size", str(self.ceiling_pool_size)]
+        if self.system in CEILING_WRITERS:  # the measured run's pool: each connection commits
+            module, args = "bench.ceiling", [*args, *self._ceiling_args()]
         else:
-            module = "bench.dbos_saga"
+            module, args = "bench.dbos_saga", [*args, "--idle-seconds", str(idle_seconds)]
         child = self._child(name, module, args)
         try:
-            child.start().run_to_end(timeout)
+            child.start().run_to_end(timeout + idle_seconds)
         finally:
             child.stop()
 
-    def measured(self, workload: str, sagas: int, concurrency: int, warmup: int) -> Measured:
-        """Unstarted processes of one measured run."""
+    def measured(
+        self,
+        workload: str,
+        sagas: int,
+        concurrency: int,
+        warmup: int,
+        seconds: float | None = None,
+    ) -> Measured:
+        """Unstarted processes of one measured run: `sagas`, or as many as `seconds` allow."""
         load = [
             "--variant",
             workload,
-            "--n",
-            str(sagas),
+            *(["--seconds", str(seconds), "--n", "0"] if seconds else ["--n", str(sagas)]),
             "--concurrency",
             str(concurrency),
             "--warmup",
@@ -175,8 +195,8 @@ class Launch:
                 protocol=True,
             )
             return Measured(driver=loadgen, system=self._orchestrator("orchestrator"))
-        if self.system == "ceiling":
-            module, extra = "bench.ceiling", ["--pool-size", str(self.ceiling_pool_size)]
+        if self.system in CEILING_WRITERS:
+            module, extra = "bench.ceiling", self._ceiling_args()
         else:
             module, extra = "bench.dbos_saga", []
         driver = self._child(

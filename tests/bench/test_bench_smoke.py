@@ -1,4 +1,4 @@
-"""A tiny run of `make bench` (ours and the ceiling, no DBOS): the harness works end to end.
+"""A tiny run of `make bench` (ours and both ceilings, no DBOS): the harness works end to end.
 
 It proves the plumbing, not the speed: every process starts and stops, every
 throwaway database is dropped, and the JSON carries every figure with a sane value.
@@ -31,7 +31,12 @@ RUN_KEYS = {
     "cpu_s_per_saga",
     "peak_rss_mib",
     "completion_detection",
+    "repeat",
+    "machine_before",
+    "busy",
 }
+CEILING_COMMITS = {"success": 8, "compensation": 12}
+"""Commits per saga of the per-write loop: one per write."""
 
 
 def _existing(url: str, databases: set[str]) -> set[str]:
@@ -42,7 +47,7 @@ def _existing(url: str, databases: set[str]) -> set[str]:
     return {row[0] for row in rows}
 
 
-def test_small_bench_run_writes_every_figure_for_ours_and_the_ceiling(tmp_path: Path) -> None:
+def test_small_bench_run_writes_every_figure_for_ours_and_both_ceilings(tmp_path: Path) -> None:
     url = require_postgres_url()
     done = subprocess.run(
         [
@@ -51,9 +56,9 @@ def test_small_bench_run_writes_every_figure_for_ours_and_the_ceiling(tmp_path: 
             "--postgres-url",
             url,
             "--systems",
-            "ours,ceiling",
+            "ours,group,loop",
             "--concurrency",
-            "1,4",
+            "4",
             "--compensation-concurrency",
             "4",
             "--sagas-c1",
@@ -62,13 +67,17 @@ def test_small_bench_run_writes_every_figure_for_ours_and_the_ceiling(tmp_path: 
             "10",
             "--warmup",
             "3",
+            "--seconds",
+            "0",
+            "--repeats",
+            "2",
             "--out-dir",
             str(tmp_path),
         ],
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=100,
+        timeout=240,
     )
     assert done.returncode == 0, done.stdout + done.stderr
 
@@ -76,28 +85,48 @@ def test_small_bench_run_writes_every_figure_for_ours_and_the_ceiling(tmp_path: 
     assert results["postgres"]["fsync"] == "on"
     assert results["postgres"]["synchronous_commit"] == "on"
     runs = results["runs"]
-    assert {(run["system"], run["workload"], run["concurrency"]) for run in runs} == {
+    cells = {
         (system, workload, concurrency)
-        for system in ("ours", "ceiling")
-        for workload, concurrency in (("success", 1), ("success", 4), ("compensation", 4))
+        for system in ("ours", "group", "loop")
+        for workload, concurrency in (("success", 4), ("compensation", 4))
     }
+    assert sorted((run["system"], run["workload"], run["concurrency"]) for run in runs) == sorted(
+        list(cells) * 2
+    )
     for run in runs:
         assert run.keys() >= RUN_KEYS, run
         assert run["status"] == "ok", run
+        assert run["sagas"] == 10
         assert run["throughput_per_s"] > 0
-        latency = run["latency_ms"]
+        latency = run["latency_ms"]  # committed by the system itself, read from its tables
         assert 0 < latency["p50"] <= latency["p95"] <= latency["p99"]
         assert run["commits_per_saga"] > 0
         assert run["cpu_s_per_saga"]["system"] >= 0
         assert run["peak_rss_mib"] > 0
-    ceiling = [run for run in runs if run["system"] == "ceiling"]
-    for run in ceiling:
-        # The ceiling counts its own commits: the database's count must agree.
+        machine = run["machine_before"]
+        assert machine["load_1m"] >= 0 and 0 <= machine["cpu_busy_share"] <= 1
+        assert run["busy"] == (machine["load_1m"] > 0.5)
+    for run in runs:
+        if run["system"] not in ("group", "loop"):
+            continue
+        # The ceilings count their own commits: the database's count must agree.
         own = run["driver"]["self_counted_commits_per_saga"]
-        assert own == (8 if run["workload"] == "success" else 12)
+        writes = CEILING_COMMITS[run["workload"]]
+        if run["system"] == "loop":
+            assert own == writes
+        else:  # the group writer never commits more often than there are writes
+            assert 0 < own <= writes
         assert own <= run["commits_per_saga"] < own + 2
+    for cell in results["cells"]:
+        assert cell["runs"] == cell["ok_runs"] == 2
+        spread = cell["throughput_per_s"]
+        assert 0 < spread["min"] <= spread["median"] <= spread["max"]
     assert {row["workload"] for row in results["ratios"]} == {"success", "compensation"}
-    assert "sagas/s" in done.stdout
+    for row in results["ratios"]:
+        assert row["throughput_ours_over_group"] > 0
+        assert row["throughput_ours_over_loop"] > 0
+        assert row["throughput_ours_over_dbos"] is None
+    assert "group-commit ceiling" in done.stdout and "per-write loop" in done.stdout
     databases = {run["database"] for run in runs}
     assert len(databases) == len(runs)
     assert all(name.startswith("saga_bench_") for name in databases)
