@@ -38,7 +38,8 @@ test: $(INSTALLED)
 chaos: $(INSTALLED)
 	$(PY) -m tools.chaos $(CHAOS_ARGS)
 
-# Throughput and latency against a hand-written ceiling and DBOS Transact; needs PostgreSQL.
+# Throughput and latency against a group-commit ceiling, a per-write loop and DBOS Transact;
+# needs PostgreSQL and a quiet machine.
 bench: $(INSTALLED)
 	$(PY) bench/run.py $(BENCH_ARGS)
 
