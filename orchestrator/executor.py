@@ -22,11 +22,19 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+from google.protobuf import json_format
+
 from orchestrator.clock import utc_now
 from orchestrator.commands import ParticipantClient
-from orchestrator.definition import SagaDefinition
+from orchestrator.definition import LockPolicy, SagaDefinition
 from orchestrator.driver import SagaDriver
-from orchestrator.errors import IdempotencyKeyReused, SagaNotFound, StaleSagaVersion
+from orchestrator.errors import (
+    IdempotencyKeyReused,
+    InvalidPayload,
+    LockConflict,
+    SagaNotFound,
+    StaleSagaVersion,
+)
 from orchestrator.ids import new_saga_id
 from orchestrator.machine import Action, SagaRun
 from orchestrator.records import (
@@ -43,6 +51,7 @@ from orchestrator.registry import Registry
 from orchestrator.store.base import Store
 from orchestrator.telemetry.engine import EngineTelemetry
 from orchestrator.telemetry.logs import log_context
+from orchestrator.wakeups import KeyWakeups
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +94,7 @@ def open_saga(
         deadline_time=(
             None if definition.deadline is None else now + timedelta(seconds=definition.deadline)
         ),
+        lock_keys=saga_lock_keys(definition, payload),
     )
     steps = [
         StepRecord(saga_id=saga.saga_id, index=index, name=step.name)
@@ -105,6 +115,20 @@ def open_saga(
         first_actions,
         dataclasses.replace(opening, transitions=(started, *opening.transitions)),
     )
+
+
+def saga_lock_keys(definition: SagaDefinition, payload: dict[str, Any]) -> tuple[str, ...]:
+    """The saga's lock keys, from its input; a key builder that fails on this input, or
+    gives something other than non-empty strings, makes the input invalid."""
+    if definition.locks is None:
+        return ()
+    try:
+        keys = definition.lock_keys(json_format.ParseDict(payload, definition.input_type()))
+    except Exception as error:
+        raise InvalidPayload(f"the saga's lock keys cannot be computed: {error!r}") from error
+    if not all(isinstance(key, str) and key for key in keys):
+        raise InvalidPayload(f"lock keys must be non-empty strings, got {list(keys)!r}")
+    return keys
 
 
 DEFAULT_LEASE_SECONDS = 10.0
@@ -150,6 +174,8 @@ class Executor:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._lease_keeper: asyncio.Task[None] | None = None
         self._watchers: dict[str, tuple[asyncio.Event, int]] = {}
+        self._wakeups = KeyWakeups()
+        self._release_listener: asyncio.Task[None] | None = None
         """Per watched saga: the event its next local commit sets, and how many wait on it."""
 
     # --- starting and resuming -------------------------------------------------------
@@ -168,6 +194,7 @@ class Executor:
             definition, correlation_id, payload, idempotency_key, utc_now()
         )
         saga = run.saga
+        await self._refuse_if_locked(definition, saga)
         result = await self._store.create_saga(
             opening.saga, run.steps, list(opening.transitions), lease=self.lease
         )
@@ -195,12 +222,62 @@ class Executor:
         self._spawn(saga.saga_id, run, first_actions)
         return result
 
+    async def _refuse_if_locked(self, definition: SagaDefinition, saga: SagaRecord) -> None:
+        """Under the reject policy, refuse a saga one of whose keys another saga holds or
+        queues for, before anything is stored (a repeat of the holder's own start is not
+        refused: it is answered with the holder)."""
+        if definition.locks is None or definition.locks.policy is not LockPolicy.REJECT:
+            return
+        for blocker in await self._store.lock_blockers(saga.saga_id, saga.lock_keys):
+            if saga.idempotency_key is not None:
+                other = await self._store.get_saga(blocker.saga_id)
+                if other is not None and other.idempotency_key == saga.idempotency_key:
+                    continue
+            how = "held" if blocker.holds else "queued for"
+            raise LockConflict(f"lock key {blocker.key!r} is {how} by saga {blocker.saga_id}")
+
+    async def break_lock(self, saga_id: str, actor: str, reason: str) -> SagaRecord:
+        """An operator takes a saga's lock keys away (logged with the reason); the sagas
+        queued behind it are woken."""
+        keys: tuple[str, ...] = ()
+
+        def take_away(run: SagaRun, now: datetime) -> None:
+            nonlocal keys
+            keys = run.saga.lock_keys
+            run.lock_broken(now, actor, reason)
+
+        saga = await self.change_saga(saga_id, take_away)
+        self._wakeups.wake(keys)
+        return saga
+
+    async def _listen_for_releases(self) -> None:
+        """Wake this replica's waiters when another replica releases a key; reconnect
+        with a bounded pause if the listening connection is lost."""
+        while True:
+            releases = self._store.lock_releases()
+            if releases is None:
+                return
+            try:
+                async for key in releases:
+                    self._wakeups.wake((key,))
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                logger.warning("lock release listener lost, reconnecting: %s", error)
+            # Whatever was released meanwhile: let every waiter look again.
+            self._wakeups.wake(self._wakeups.known_keys())
+            await asyncio.sleep(BACKLOG_POLL_SECONDS)
+
     def resume_unfinished(self) -> None:
         """Start the background upkeep: claim the unfinished sagas no live replica holds
         (now, and whenever there is room again), and keep renewing leases. The server
         answers meanwhile, however many sagas wait to be resumed."""
         if self._lease_keeper is None:
             self._lease_keeper = asyncio.create_task(self._keep_leases(), name="lease-keeper")
+        if self._release_listener is None:
+            self._release_listener = asyncio.create_task(
+                self._listen_for_releases(), name="lock-release-listener"
+            )
 
     async def change_saga(
         self, saga_id: str, change: Callable[[SagaRun, datetime], None]
@@ -336,10 +413,11 @@ class Executor:
     async def stop(self) -> None:
         """Cancel every drive and hand its lease back, so another replica resumes it at
         once; the store holds each saga's last committed state."""
-        if self._lease_keeper is not None:
-            self._lease_keeper.cancel()
-            await asyncio.gather(self._lease_keeper, return_exceptions=True)
-            self._lease_keeper = None
+        for upkeep in (self._lease_keeper, self._release_listener):
+            if upkeep is not None:
+                upkeep.cancel()
+                await asyncio.gather(upkeep, return_exceptions=True)
+        self._lease_keeper = self._release_listener = None
         driven = list(self._tasks)
         tasks = list(self._tasks.values())
         for task in tasks:
@@ -373,6 +451,8 @@ class Executor:
                     telemetry=self._telemetry,
                     rng=self._rng,
                     committed=self._notify,
+                    wakeups=self._wakeups,
+                    lock_recheck_seconds=self.lease.seconds,
                 )
                 with self._telemetry.driving(run):
                     await driver.drive(first_actions)
