@@ -287,13 +287,8 @@ class SagaRun:
             return False
         if not attempt.queued:
             self._set_saga(now, lock_wait_since=now)
-            self._log(
-                TransitionEvent.LOCKS_WAITING,
-                now,
-                None,
-                error="",
-                reason=describe_blockers(attempt),
-            )
+            reason = f"ticket {attempt.ticket}: {describe_blockers(attempt)}"
+            self._log(TransitionEvent.LOCKS_WAITING, now, None, error="", reason=reason)
         return False
 
     def lock_broken(self, now: datetime, actor: str, reason: str) -> None:

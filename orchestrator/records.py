@@ -169,6 +169,8 @@ class LockAttempt:
 
     blockers: tuple[LockBlocker, ...]
     queued: bool
+    ticket: int = 0
+    """The saga's place in the order of all queues (lower goes first); 0 if never queued."""
 
     @property
     def acquired(self) -> bool:

@@ -52,6 +52,7 @@ class LockStatements:
     first_waiter: str
     first_waiter_before: str
     take_key: str
+    new_ticket: str
     enqueue: str
     leave_queue: str
     release: tuple[str, ...]
@@ -80,11 +81,10 @@ class LockStatements:
                 "INSERT INTO saga_locks (lock_key, saga_id, acquire_time)"
                 f" VALUES ({p('key')}, {p('saga_id')}, {p('now')})"
             ),
-            # The saga's first key draws its ticket; the others copy it.
+            new_ticket=f"SELECT {next_ticket} AS ticket",
             enqueue=(
-                "INSERT INTO saga_lock_queue (lock_key, saga_id, ticket, enqueue_time) VALUES"
-                f" ({p('key')}, {p('saga_id')}, coalesce((SELECT min(ticket) FROM"
-                f" saga_lock_queue WHERE saga_id = {p('saga_id')}), {next_ticket}), {p('now')})"
+                "INSERT INTO saga_lock_queue (lock_key, saga_id, ticket, enqueue_time)"
+                f" VALUES ({p('key')}, {p('saga_id')}, {p('ticket')}, {p('now')})"
             ),
             leave_queue=f"DELETE FROM saga_lock_queue WHERE saga_id = {p('saga_id')}",
             release=(
@@ -138,7 +138,11 @@ async def take_locks(
             ahead = await tx.rows(locks.first_waiter_before, {**params, "ticket": ticket})
         if ahead:
             blockers.append(LockBlocker(key, str(ahead[0]["saga_id"]), holds=False))
-    attempt = LockAttempt(tuple(blockers), queued=ticket is not None)
+    queued = ticket is not None
+    if blockers and ticket is None:
+        # One ticket for all the saga's keys, drawn while their takers are serialized.
+        ticket = (await tx.rows(locks.new_ticket, {}))[0]["ticket"]
+    attempt = LockAttempt(tuple(blockers), queued=queued, ticket=int(ticket or 0))
     commit = decide(attempt)
     if commit is not None:
         await write_commit(tx, statements, locks, encoding, commit)
@@ -151,9 +155,11 @@ async def take_locks(
         for key in keys:
             await tx.rows(locks.take_key, {"key": key, "saga_id": saga_id, "now": at})
         await tx.rows(locks.leave_queue, {"saga_id": saga_id})
-    elif ticket is None:
+    elif not queued and commit is not None and commit.saga.lock_wait_since is not None:
+        # The machine decided to wait (under the reject policy it fails the saga instead).
         for key in keys:
-            await tx.rows(locks.enqueue, {"key": key, "saga_id": saga_id, "now": at})
+            params = {"key": key, "saga_id": saga_id, "ticket": ticket, "now": at}
+            await tx.rows(locks.enqueue, params)
     return attempt
 
 
