@@ -151,8 +151,9 @@ class SagaDriver:
                     waiting = True
                     self._telemetry.lock_waiting(+1)
                 bound = self._lock_recheck_seconds
-                if action.give_up_at is not None:
-                    left = (action.give_up_at - utc_now()).total_seconds()
+                give_up_at = run.lock_give_up_time()  # set once the saga first queued
+                if give_up_at is not None:
+                    left = (give_up_at - utc_now()).total_seconds()
                     if left <= 0:
                         return  # the machine fails the saga at its next decision
                     bound = min(bound, left)

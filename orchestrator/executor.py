@@ -236,20 +236,6 @@ class Executor:
             how = "held" if blocker.holds else "queued for"
             raise LockConflict(f"lock key {blocker.key!r} is {how} by saga {blocker.saga_id}")
 
-    async def break_lock(self, saga_id: str, actor: str, reason: str) -> SagaRecord:
-        """An operator takes a saga's lock keys away (logged with the reason); the sagas
-        queued behind it are woken."""
-        keys: tuple[str, ...] = ()
-
-        def take_away(run: SagaRun, now: datetime) -> None:
-            nonlocal keys
-            keys = run.saga.lock_keys
-            run.lock_broken(now, actor, reason)
-
-        saga = await self.change_saga(saga_id, take_away)
-        self._wakeups.wake(keys)
-        return saga
-
     async def _listen_for_releases(self) -> None:
         """Wake this replica's waiters when another replica releases a key; reconnect
         with a bounded pause if the listening connection is lost."""
@@ -296,6 +282,8 @@ class Executor:
             except StaleSagaVersion:
                 continue
             self._notify(saga_id)
+            # Who queues behind keys released here, and the saga itself if it waits.
+            self._wakeups.wake(commit.released_locks or commit.saga.lock_keys)
             logger.info("saga changed by request", extra={"saga_id": saga_id})
             if saga_id not in self._tasks and not commit.saga.status.is_terminal:
                 await self._adopt(saga_id)

@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 
-from orchestrator.definition import Locks, LockPolicy
+from orchestrator.definition import LockPolicy, Locks
 from orchestrator.machine import AcquireLocks, IllegalTransition, SendAction
 from orchestrator.records import (
     LockAttempt,
