@@ -40,6 +40,8 @@ from orchestrator.machine import Action, SagaRun
 from orchestrator.records import (
     CreateSagaResult,
     Lease,
+    LockAttempt,
+    NewSaga,
     SagaCommit,
     SagaRecord,
     SagaStatus,
@@ -73,12 +75,15 @@ def open_saga(
     payload: dict[str, Any],
     idempotency_key: str | None,
     now: datetime,
+    locks: LockAttempt | None = None,
 ) -> tuple[SagaRun, tuple[Action, ...], SagaCommit]:
     """A new saga in memory with its first stage started: the run, the actions to send,
     and the opening commit (SAGA_STARTED, then each STEP_STARTED) for the saga's insert.
 
     The first stage starts in the saga's own insert: one transaction fewer, and still
-    every STEP_STARTED is committed before its command is sent.
+    every STEP_STARTED is committed before its command is sent. A saga that takes its
+    lock keys from the start is told `locks`, what the store found in the insert's
+    transaction: it starts holding them, or queued (its first action is then to wait).
     """
     saga = SagaRecord(
         saga_id=new_saga_id(),
@@ -108,6 +113,8 @@ def open_saga(
         saga_status=SagaStatus.RUNNING,
     )
     run = SagaRun(definition, saga, steps, last_seq=1)
+    if locks is not None:
+        run.locks_answered(locks, now)
     first_actions = run.next_actions(now)
     opening = run.take_commit()
     return (
@@ -190,14 +197,19 @@ class Executor:
         """Store a new saga and start driving it; a known idempotency key returns the
         saga it started. When this returns, the saga and its SAGA_STARTED row are committed.
         """
-        run, first_actions, opening = open_saga(
-            definition, correlation_id, payload, idempotency_key, utc_now()
-        )
-        saga = run.saga
-        await self._refuse_if_locked(definition, saga)
-        result = await self._store.create_saga(
-            opening.saga, run.steps, list(opening.transitions), lease=self.lease
-        )
+        if definition.lock_stage == 0:
+            result, run, first_actions = await self._create_locked(
+                definition, correlation_id, payload, idempotency_key
+            )
+            saga = run.saga
+        else:
+            run, first_actions, opening = open_saga(
+                definition, correlation_id, payload, idempotency_key, utc_now()
+            )
+            saga = run.saga
+            result = await self._store.create_saga(
+                opening.saga, run.steps, list(opening.transitions), lease=self.lease
+            )
         if not result.created:
             existing = result.saga
             if existing.request_fingerprint != saga.request_fingerprint:
@@ -211,6 +223,8 @@ class Executor:
                 await self._adopt(existing.saga_id)
             return result
         self._telemetry.saga_started(saga.saga_type)
+        if saga.lock_wait_since is not None:
+            self._telemetry.lock_queued(run)
         logger.info(
             "saga started",
             extra={
@@ -222,19 +236,38 @@ class Executor:
         self._spawn(saga.saga_id, run, first_actions)
         return result
 
-    async def _refuse_if_locked(self, definition: SagaDefinition, saga: SagaRecord) -> None:
-        """Under the reject policy, refuse a saga one of whose keys another saga holds or
-        queues for, before anything is stored (a repeat of the holder's own start is not
-        refused: it is answered with the holder)."""
-        if definition.locks is None or definition.locks.policy is not LockPolicy.REJECT:
-            return
-        for blocker in await self._store.lock_blockers(saga.saga_id, saga.lock_keys):
-            if saga.idempotency_key is not None:
-                other = await self._store.get_saga(blocker.saga_id)
-                if other is not None and other.idempotency_key == saga.idempotency_key:
-                    continue
-            how = "held" if blocker.holds else "queued for"
-            raise LockConflict(f"lock key {blocker.key!r} is {how} by saga {blocker.saga_id}")
+    async def _create_locked(
+        self,
+        definition: SagaDefinition,
+        correlation_id: str,
+        payload: dict[str, Any],
+        idempotency_key: str | None,
+    ) -> tuple[CreateSagaResult, SagaRun, tuple[Action, ...]]:
+        """Create a saga that takes its lock keys before its first step, in the insert's
+        own transaction: holding them, or queued in StartSaga order, or (reject policy)
+        refused with nothing stored."""
+        keys = saga_lock_keys(definition, payload)
+        opened: list[tuple[SagaRun, tuple[Action, ...]]] = []
+
+        def open_with(attempt: LockAttempt) -> NewSaga:
+            locks = definition.locks
+            if attempt.blockers and locks is not None and locks.policy is LockPolicy.REJECT:
+                first = attempt.blockers[0]
+                how = "held" if first.holds else "queued for"
+                raise LockConflict(f"lock key {first.key!r} is {how} by saga {first.saga_id}")
+            run, first_actions, opening = open_saga(
+                definition, correlation_id, payload, idempotency_key, utc_now(), attempt
+            )
+            opened[:] = [(run, first_actions)]
+            return NewSaga(opening.saga, tuple(run.steps), opening.transitions, self.lease)
+
+        result = await self._store.create_locked_saga(idempotency_key, keys, open_with)
+        if not opened:  # a repeat answered before anything was opened
+            run, first_actions, _ = open_saga(
+                definition, correlation_id, payload, idempotency_key, utc_now()
+            )
+            return result, run, first_actions
+        return result, *opened[0]
 
     async def _listen_for_releases(self) -> None:
         """Wake this replica's waiters when another replica releases a key; reconnect

@@ -179,8 +179,8 @@ class LockAttempt:
 
 @dataclass(frozen=True, slots=True)
 class LockHolding:
-    """A key a saga holds (`holds`), or queues for with `ahead` sagas before it
-    (the holder counted): its place in the queue is `ahead` + 1."""
+    """A key a saga holds (`holds`), or queues for with `ahead` sagas queued before it
+    (the holder not counted): its place in the queue is `ahead` + 1."""
 
     key: str
     holds: bool

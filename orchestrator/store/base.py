@@ -157,6 +157,18 @@ class Store(abc.ABC):
         StaleSagaVersion: a waiter changed meanwhile (an operator, another replica)."""
 
     @abc.abstractmethod
+    async def create_locked_saga(
+        self,
+        idempotency_key: str | None,
+        keys: Sequence[str],
+        open_saga: Callable[[LockAttempt], NewSaga],
+    ) -> CreateSagaResult:
+        """Insert a new saga that takes `keys` before its first step, in one transaction
+        with the keys (nobody in the way) or its places in their queues: what `open_saga`
+        makes of who is in the way is inserted, unless it raises (then nothing is
+        stored). A known idempotency key answers its saga with `created=False`."""
+
+    @abc.abstractmethod
     async def lock_blockers(self, saga_id: str, keys: Sequence[str]) -> list[LockBlocker]:
         """Who holds, or queues for, any of `keys` (other than `saga_id`), now."""
 

@@ -24,7 +24,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from orchestrator.records import LockAttempt, LockBlocker, SagaCommit
+from orchestrator.records import (
+    CreateSagaResult,
+    LockAttempt,
+    LockBlocker,
+    NewSaga,
+    SagaCommit,
+)
 from orchestrator.store._rows import Row, RowEncoding, stale_version
 from orchestrator.store._statements import Dialect, Statements
 
@@ -33,6 +39,8 @@ RELEASE_CHANNEL = "saga_lock_released"
 
 Decide = Callable[[LockAttempt], SagaCommit | None]
 """Given what the store found, the saga's commit to write with it (None: nothing to write)."""
+Open = Callable[[LockAttempt], NewSaga]
+"""Given what the store found, the new saga to insert (or raise to store nothing)."""
 
 
 class Transaction(Protocol):
@@ -101,11 +109,91 @@ SELECT q.lock_key, 0 AS holds,
        (SELECT count(*) FROM saga_lock_queue o
          WHERE o.lock_key = q.lock_key
            AND (o.ticket < q.ticket OR (o.ticket = q.ticket AND o.saga_id < q.saga_id)))
-       + (SELECT count(*) FROM saga_locks h WHERE h.lock_key = q.lock_key) AS ahead
+       AS ahead
 FROM saga_lock_queue q WHERE q.saga_id = {p("saga_id")}
 ORDER BY lock_key
 """,
         )
+
+
+async def _blockers(
+    tx: Transaction, locks: LockStatements, saga_id: str, keys: Sequence[str], ticket: int | None
+) -> list[LockBlocker]:
+    """Who holds any of `keys`, or queues for it ahead of `ticket` (of anyone, for None)."""
+    if locks.guard_key:
+        for key in sorted(keys):
+            await tx.rows(locks.guard_key, {"key": key})
+    blockers: list[LockBlocker] = []
+    for key in keys:
+        params: dict[str, object] = {"key": key, "saga_id": saga_id}
+        held = await tx.rows(locks.holder, params)
+        if held:
+            blockers.append(LockBlocker(key, str(held[0]["saga_id"]), holds=True))
+            continue
+        if ticket is None:
+            ahead = await tx.rows(locks.first_waiter, params)
+        else:
+            ahead = await tx.rows(locks.first_waiter_before, {**params, "ticket": ticket})
+        if ahead:
+            blockers.append(LockBlocker(key, str(ahead[0]["saga_id"]), holds=False))
+    return blockers
+
+
+async def _take_or_queue(
+    tx: Transaction,
+    locks: LockStatements,
+    saga_id: str,
+    keys: Sequence[str],
+    attempt: LockAttempt,
+    waits: bool,
+    at: object,
+) -> None:
+    """Take every key, or (a first refusal the machine chose to wait on) queue for each."""
+    if attempt.acquired:
+        for key in keys:
+            await tx.rows(locks.take_key, {"key": key, "saga_id": saga_id, "now": at})
+        await tx.rows(locks.leave_queue, {"saga_id": saga_id})
+    elif not attempt.queued and waits:
+        for key in keys:
+            params = {"key": key, "saga_id": saga_id, "ticket": attempt.ticket, "now": at}
+            await tx.rows(locks.enqueue, params)
+
+
+async def create_locked(
+    tx: Transaction,
+    statements: Statements,
+    locks: LockStatements,
+    encoding: RowEncoding,
+    idempotency_key: str | None,
+    keys: Sequence[str],
+    open_saga: Open,
+    now: datetime,
+) -> CreateSagaResult:
+    """Insert a new saga that takes its keys from the start, in one transaction with its
+    keys or its queue places (so StartSaga order is queue order); `open_saga` may raise
+    to store nothing (the reject policy). A known idempotency key answers its saga."""
+    if idempotency_key is not None:
+        known = await tx.rows(statements.select_saga_by_key, {"idempotency_key": idempotency_key})
+        if known:
+            return CreateSagaResult(encoding.saga_from_row(known[0]), created=False)
+    blockers = await _blockers(tx, locks, "", keys, None)
+    ticket = (await tx.rows(locks.new_ticket, {}))[0]["ticket"] if blockers else 0
+    attempt = LockAttempt(tuple(blockers), queued=False, ticket=int(ticket))
+    new = open_saga(attempt)
+    params = {**encoding.saga_params(new.saga), **statements.dialect.lease_params(new.lease)}
+    if not await tx.rows(statements.insert_saga, params):
+        # Inserted meanwhile by a repeat of this request (its key is taken).
+        key = {"idempotency_key": new.saga.idempotency_key}
+        row = (await tx.rows(statements.select_saga_by_key, key))[0]
+        return CreateSagaResult(encoding.saga_from_row(row), created=False)
+    for step in new.steps:
+        await tx.rows(statements.upsert_step, encoding.step_params(step))
+    for transition in new.transitions:
+        await tx.rows(statements.insert_transition, encoding.transition_params(transition))
+    waits = new.saga.lock_wait_since is not None
+    at = encoding.time_to_db(now)
+    await _take_or_queue(tx, locks, new.saga.saga_id, keys, attempt, waits, at)
+    return CreateSagaResult(new.saga, created=True)
 
 
 async def take_locks(
@@ -120,24 +208,9 @@ async def take_locks(
     now: datetime,
 ) -> LockAttempt:
     """Take the saga's keys or queue it, with its commit, inside `tx` (see the module)."""
-    if locks.guard_key:
-        for key in sorted(keys):
-            await tx.rows(locks.guard_key, {"key": key})
     mine = await tx.rows(locks.my_ticket, {"saga_id": saga_id})
     ticket = mine[0]["ticket"] if mine else None
-    blockers: list[LockBlocker] = []
-    for key in keys:
-        params: dict[str, object] = {"key": key, "saga_id": saga_id}
-        held = await tx.rows(locks.holder, params)
-        if held:
-            blockers.append(LockBlocker(key, str(held[0]["saga_id"]), holds=True))
-            continue
-        if ticket is None:
-            ahead = await tx.rows(locks.first_waiter, params)
-        else:
-            ahead = await tx.rows(locks.first_waiter_before, {**params, "ticket": ticket})
-        if ahead:
-            blockers.append(LockBlocker(key, str(ahead[0]["saga_id"]), holds=False))
+    blockers = await _blockers(tx, locks, saga_id, keys, ticket)
     queued = ticket is not None
     if blockers and ticket is None:
         # One ticket for all the saga's keys, drawn while their takers are serialized.
@@ -150,16 +223,9 @@ async def take_locks(
         stored = await tx.rows(statements.select_version, {"saga_id": saga_id})
         if not stored or stored[0]["version"] != version:
             raise stale_version(saga_id, version, stored[0]["version"] if stored else None)
-    at = encoding.time_to_db(now)
-    if attempt.acquired:
-        for key in keys:
-            await tx.rows(locks.take_key, {"key": key, "saga_id": saga_id, "now": at})
-        await tx.rows(locks.leave_queue, {"saga_id": saga_id})
-    elif not queued and commit is not None and commit.saga.lock_wait_since is not None:
-        # The machine decided to wait (under the reject policy it fails the saga instead).
-        for key in keys:
-            params = {"key": key, "saga_id": saga_id, "ticket": ticket, "now": at}
-            await tx.rows(locks.enqueue, params)
+    # The machine decided to wait (under the reject policy it fails the saga instead).
+    waits = commit is not None and commit.saga.lock_wait_since is not None
+    await _take_or_queue(tx, locks, saga_id, keys, attempt, waits, encoding.time_to_db(now))
     return attempt
 
 

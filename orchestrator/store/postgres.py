@@ -108,6 +108,11 @@ _LOCKS = LockStatements.render(
     ),
     next_ticket="nextval('saga_lock_tickets')",
 )
+LOCK_TRANSACTION_IDLE_MS = 2000
+"""How long a lock transaction may sit idle (its process frozen) before the server ends it."""
+_IDLE_LOCK_TRANSACTION = (
+    f"SET LOCAL idle_in_transaction_session_timeout = {LOCK_TRANSACTION_IDLE_MS}"
+)
 _NOTIFY_RELEASE = f"SELECT pg_notify('{RELEASE_CHANNEL}', %(key)s)"
 
 
@@ -291,7 +296,11 @@ class PostgresStore(SqlStore):
     @contextlib.asynccontextmanager
     async def _transaction(self) -> AsyncIterator[_Transaction]:
         async with self._connection() as connection, connection.transaction():
-            yield _Transaction(connection.cursor(row_factory=dict_row))
+            cursor = connection.cursor(row_factory=dict_row)
+            # A lock transaction holds its keys' advisory locks: if its process freezes
+            # mid-way, the server ends the transaction instead of blocking every taker.
+            await cursor.execute(_IDLE_LOCK_TRANSACTION)
+            yield _Transaction(cursor)
 
     async def lock_releases(self) -> AsyncIterator[str]:
         """LISTEN on the release channel over one connection of its own (not pooled)."""

@@ -17,10 +17,12 @@ from typing import ClassVar
 
 from orchestrator.clock import utc_now
 from orchestrator.records import (
+    CreateSagaResult,
     Lease,
     LockAttempt,
     LockBlocker,
     LockHolding,
+    NewSaga,
     PagePosition,
     SagaCommit,
     SagaFilter,
@@ -31,7 +33,7 @@ from orchestrator.records import (
 from orchestrator.store._rows import Row, RowEncoding
 from orchestrator.store._statements import Statements, saga_listing
 from orchestrator.store.base import Store
-from orchestrator.store.locks import LockStatements, Transaction, take_locks
+from orchestrator.store.locks import LockStatements, Transaction, create_locked, take_locks
 
 
 class SqlStore(Store):
@@ -119,6 +121,24 @@ class SqlStore(Store):
                 keys,
                 version,
                 decide,
+                utc_now(),
+            )
+
+    async def create_locked_saga(
+        self,
+        idempotency_key: str | None,
+        keys: Sequence[str],
+        open_saga: Callable[[LockAttempt], NewSaga],
+    ) -> CreateSagaResult:
+        async with self._transaction() as tx:
+            return await create_locked(
+                tx,
+                self._statements,
+                self._locks,
+                self._encoding,
+                idempotency_key,
+                keys,
+                open_saga,
                 utc_now(),
             )
 

@@ -7,9 +7,17 @@ and `cust:b` (written in whatever order the caller chose: the engine sorts them)
 
 from __future__ import annotations
 
+import dataclasses
+
 from orchestrator.definition import LockPolicy, Locks, SagaDefinition
 from saga.examples.v1.inputs_pb2 import TravelBookingInput
 from tests.e2e.policy_sagas import FLIGHT_STEP, HOTEL_STEP, QUICK, QUICK_UNDO
+
+# Slow participants (seconds per action) stretch the windows the tests look into.
+STEPS = (
+    dataclasses.replace(FLIGHT_STEP, timeout=10.0),
+    dataclasses.replace(HOTEL_STEP, timeout=10.0),
+)
 
 
 def customer_keys(trip: TravelBookingInput) -> list[str]:
@@ -24,7 +32,7 @@ def _locked(name: str, locks: Locks, description: str) -> SagaDefinition:
         description=description,
         retry=QUICK,
         compensation_retry=QUICK_UNDO,
-        steps=(FLIGHT_STEP, HOTEL_STEP),
+        steps=STEPS,
         locks=locks,
     )
 

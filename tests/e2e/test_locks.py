@@ -8,6 +8,7 @@ a locked trip's interval runs from its flight booking to its hotel reservation.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import signal
 import sqlite3
@@ -23,6 +24,7 @@ from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
 from tests.e2e.conftest import wait_terminal
 from tests.e2e.payloads import struct, travel
+from tests.e2e.test_cli import saga_cli
 from tools.processes import ChildProcess, orchestrator_process, participants_process
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -84,7 +86,7 @@ def intervals(tmp_path: Path) -> dict[str, tuple[str, str]]:
 
 def assert_one_at_a_time(spans: list[tuple[str, str]]) -> None:
     ordered = sorted(spans)
-    for before, after in zip(ordered, ordered[1:], strict=False):
+    for before, after in itertools.pairwise(ordered):
         assert before[1] < after[0], f"two holders of one key overlapped: {before} {after}"
 
 
@@ -291,3 +293,65 @@ async def test_a_frozen_holder_replica_cannot_release_or_take_after_a_takeover(
             os.kill(sleeper.pid, signal.SIGCONT)
         sleeper.stop()
         survivor.stop()
+
+
+@pytest.mark.parametrize("trip_participants", [3000], indirect=True)
+async def test_operators_see_holders_and_queues_and_can_break_a_lock_with_a_reason(
+    tmp_path, trip_participants
+):
+    url = f"sqlite:///{tmp_path / 'sagas.db'}"
+    process = replica(tmp_path, url, trip_participants, "orchestrator").start()
+    try:
+        holder = await start(process.address, "locked_trip", "ops", 1)
+        waiter = await start(process.address, "locked_trip", "ops", 2)
+        async with grpc.aio.insecure_channel(process.address) as channel:
+            stub = pb_grpc.SagaOrchestratorStub(channel)
+            for _ in range(100):
+                seen = await stub.GetSaga(pb.GetSagaRequest(saga_id=waiter), timeout=5)
+                if seen.locks:
+                    break
+                await asyncio.sleep(0.05)
+            assert [(x.key, x.held, x.queue_position) for x in seen.locks] == [
+                ("cust:ops", False, 1)
+            ]
+            assert seen.HasField("lock_wait_time")
+            held = await stub.GetSaga(pb.GetSagaRequest(saga_id=holder), timeout=5)
+            assert [(x.key, x.held, x.queue_position) for x in held.locks] == [
+                ("cust:ops", True, 0)
+            ]
+            listed = await stub.ListSagas(pb.ListSagasRequest(lock_key="cust:ops"), timeout=5)
+            assert {s.saga_id for s in listed.sagas} == {holder, waiter}
+
+            shown = saga_cli("get", waiter, "--address", process.address)
+            assert "cust:ops queued #1" in shown.stdout, shown.stdout + shown.stderr
+
+            with pytest.raises(grpc.aio.AioRpcError) as no_reason:
+                await stub.BreakLock(
+                    pb.BreakLockRequest(saga_id=holder, requested_by="ops"), timeout=5
+                )
+            assert no_reason.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            broken = saga_cli(
+                "break-lock",
+                holder,
+                "--reason",
+                "holder wedged",
+                "--by",
+                "ops",
+                "--address",
+                process.address,
+            )
+            assert broken.returncode == 0, broken.stderr
+            listing = saga_cli(
+                "list", "--lock-key", "cust:ops", "--wide", "--address", process.address
+            )
+            assert waiter in listing.stdout and holder not in listing.stdout
+            sagas = await finish_all(process.address, [holder, waiter], 30)
+            assert [s.status for s in sagas] == [pb.SAGA_STATUS_COMPLETED] * 2
+            history = await stub.GetSagaHistory(pb.GetSagaHistoryRequest(saga_id=holder), timeout=5)
+            (row,) = [t for t in history.transitions if t.event == pb.TRANSITION_EVENT_LOCK_BROKEN]
+            assert (row.actor, row.reason) == ("operator:ops", "holder wedged")
+        spans = intervals(tmp_path)
+        # Without its lock the waiter no longer waited for the holder to finish.
+        assert spans[waiter][0] < spans[holder][1]
+    finally:
+        process.stop()

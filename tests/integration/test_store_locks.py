@@ -109,8 +109,8 @@ async def test_waiters_queue_in_arrival_order_and_the_terminal_commit_hands_the_
     assert [(x.key, x.saga_id, x.holds) for x in refused_b.blockers] == [("sku:1", "A", True)]
     assert not refused_b.queued
     assert not (await c.take()).acquired
-    assert await store.lock_holdings("B") == [LockHolding("sku:1", holds=False, ahead=1)]
-    assert await store.lock_holdings("C") == [LockHolding("sku:1", holds=False, ahead=2)]
+    assert await store.lock_holdings("B") == [LockHolding("sku:1", holds=False, ahead=0)]
+    assert await store.lock_holdings("C") == [LockHolding("sku:1", holds=False, ahead=1)]
     assert (await b.take()).queued  # a later refusal: already in the queue
     await a.finish()
     assert await store.lock_holdings("A") == []
@@ -118,7 +118,7 @@ async def test_waiters_queue_in_arrival_order_and_the_terminal_commit_hands_the_
     refused_c = await c.take()
     assert [(x.saga_id, x.holds) for x in refused_c.blockers] == [("B", False)]
     assert (await b.take()).acquired
-    assert await store.lock_holdings("C") == [LockHolding("sku:1", holds=False, ahead=1)]
+    assert await store.lock_holdings("C") == [LockHolding("sku:1", holds=False, ahead=0)]
     holders = await store.list_sagas(SagaFilter(lock_key="sku:1"), limit=10)
     assert {s.saga_id for s in holders} == {"B", "C"}
 
@@ -130,7 +130,7 @@ async def test_keys_are_all_or_nothing_and_queues_agree_on_order_across_keys(sto
     assert (await a.take()).acquired
     assert not (await b.take()).acquired
     assert await store.lock_holdings("B") == [
-        LockHolding("k1", holds=False, ahead=1),
+        LockHolding("k1", holds=False, ahead=0),
         LockHolding("k2", holds=False, ahead=0),
     ]
     # k2 is free, but B queued for it first: C may not overtake (no starvation of B).
