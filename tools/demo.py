@@ -29,6 +29,7 @@ from saga.participants.hotel.v1 import hotel_pb2, hotel_pb2_grpc
 from saga.participants.payment.v1 import payment_pb2, payment_pb2_grpc
 from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
+from tools.demo_locks import lock_scenario
 from tools.processes import ChildProcess, orchestrator_process, participants_process
 
 BOOKINGS = 12
@@ -295,6 +296,7 @@ def main() -> int:
             if process is not None:
                 process.stop()
     problems += operator_scenario(workdir, database_url)
+    problems += lock_scenario(workdir, database_url, settle)
     if problems:
         print("\nCHECKS FAILED:\n  " + "\n  ".join(problems))
         return 1
