@@ -19,6 +19,8 @@ from orchestrator.records import (
     TransitionEvent,
 )
 from orchestrator.registry import Registry
+from orchestrator.telemetry.engine import EngineTelemetry
+from orchestrator.telemetry.metrics import SagaMetrics
 from tests.unit.test_machine import T0, TRAVEL_BOOKING, clock, drive, new_run
 
 pytestmark = pytest.mark.unit
@@ -218,3 +220,22 @@ def test_locks_from_an_unknown_step_are_refused_at_load():
     bad = dataclasses.replace(TRAVEL_BOOKING, locks=Locks(keys=lambda _: ["k"], from_step="nope"))
     with pytest.raises(Exception, match="not a step"):
         Registry([bad])
+
+
+def test_lock_metrics_count_waits_time_them_from_the_stored_queue_time_and_gauge_waiters():
+    metrics = SagaMetrics(process_collectors=False)
+    telemetry = EngineTelemetry(metrics)
+    run = locked()
+    run.next_actions(T0)
+    take(run, HELD, T0)
+    telemetry.lock_queued(run)
+    telemetry.lock_waiting(+1)
+    take(run, FREE, T0 + timedelta(seconds=2.5))
+    telemetry.locks_acquired(run)
+    telemetry.lock_waiting(-1)
+    labels = {"saga_type": run.saga.saga_type}
+    sample = metrics.registry.get_sample_value
+    assert sample("saga_lock_waits_total", labels) == 1
+    assert sample("saga_lock_wait_seconds_count", labels) == 1
+    assert sample("saga_lock_wait_seconds_sum", labels) == 2.5
+    assert sample("saga_lock_waiters", {}) == 0
