@@ -7,6 +7,8 @@ The public surface for people who write saga definitions:
 
 from orchestrator.definition import (
     Call,
+    LockPolicy,
+    Locks,
     Parallel,
     RetryPolicy,
     SagaDefinition,
@@ -14,4 +16,13 @@ from orchestrator.definition import (
     StepContext,
 )
 
-__all__ = ["Call", "Parallel", "RetryPolicy", "SagaDefinition", "Step", "StepContext"]
+__all__ = [
+    "Call",
+    "LockPolicy",
+    "Locks",
+    "Parallel",
+    "RetryPolicy",
+    "SagaDefinition",
+    "Step",
+    "StepContext",
+]

@@ -306,9 +306,25 @@ def saga_header(saga: pb.Saga, *, now: datetime) -> Table:
         rows.append(("Deadline", _cell(format_time(deadline))))
     if saga.idempotency_key:
         rows.append(("Idempotency key", _cell(saga.idempotency_key)))
+    if saga.locks:
+        rows.append(("Locks", lock_text(saga, now)))
     for name, value in rows:
         grid.add_row(Text(name + ":"), value)
     return grid
+
+
+def lock_text(saga: pb.Saga, now: datetime) -> Text:
+    """The saga's lock keys: "held", or its place in the key's queue and since when."""
+    waiting_since = time_of(saga, "lock_wait_time")
+    parts = []
+    for lock in saga.locks:
+        if lock.held:
+            parts.append(f"{lock.key} held")
+        else:
+            since = f", waiting {format_age(waiting_since, now)}" if waiting_since else ""
+            parts.append(f"{lock.key} queued #{lock.queue_position}{since}")
+    held = all(lock.held for lock in saga.locks)
+    return _cell("; ".join(parts), "" if held else "yellow")
 
 
 STEP_COLUMNS = (

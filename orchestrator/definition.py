@@ -17,7 +17,8 @@ and the results stored so far. Nothing here talks to the network or a database.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import enum
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from google.protobuf.message import Message
@@ -127,6 +128,37 @@ class Parallel:
     steps: tuple[Step, ...]
 
 
+class LockPolicy(enum.Enum):
+    """What a saga does when a lock key it needs is held (or queued for) by another."""
+
+    WAIT = "wait"
+    """Queue durably, first come first served per key, until every key is free."""
+    REJECT = "reject"
+    """Refuse StartSaga with ABORTED, naming the key and its holder; nothing is stored."""
+
+
+LockKeys = Callable[[Message], Iterable[str]]
+"""Computes a saga's lock keys from its input, e.g. `lambda o: [f"customer:{o.customer_id}"]`."""
+
+
+@dataclass(frozen=True, slots=True)
+class Locks:
+    """Semantic locks: resources a saga holds so that no other saga interleaves with it.
+
+    `keys` is computed once, from the input, when the saga starts. The keys are
+    taken together, all or nothing, before the stage holding `from_step` starts
+    (before the first step when `from_step` is empty), and released in the commit
+    that makes the saga COMPLETED, or FAILED after compensation; a saga that needs
+    an operator keeps them. Under WAIT, `max_wait` (seconds) bounds the wait: past
+    it the saga fails without starting the steps that needed the locks.
+    """
+
+    keys: LockKeys
+    from_step: str = ""
+    policy: LockPolicy = LockPolicy.WAIT
+    max_wait: float | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class SagaDefinition:
     """A saga type at one version: its input message and its steps in order.
@@ -146,6 +178,8 @@ class SagaDefinition:
     compensation_retry: RetryPolicy = field(default=DEFAULT_COMPENSATION_RETRY)
     deadline: float | None = None
     """Seconds a saga may stay RUNNING; past it, it stops and compensates (before its pivot)."""
+    locks: Locks | None = None
+    """Lock keys the saga holds while it runs; None for a saga that takes none."""
     all_steps: tuple[Step, ...] = field(init=False, repr=False, compare=False)
     stages: tuple[tuple[int, ...], ...] = field(init=False, repr=False, compare=False)
 
@@ -179,6 +213,23 @@ class SagaDefinition:
             if index in members:
                 return position
         raise IndexError(index)
+
+    @property
+    def lock_stage(self) -> int | None:
+        """The stage before which the saga's locks are taken, or None without locks."""
+        if self.locks is None:
+            return None
+        if not self.locks.from_step:
+            return 0
+        names = [step.name for step in self.all_steps]
+        return self.stage_of(names.index(self.locks.from_step))
+
+    def lock_keys(self, saga_input: Message) -> tuple[str, ...]:
+        """The saga's lock keys for this input: unique, in the one order every saga takes
+        them in (sorted), so two sagas never wait for each other's keys in a cycle."""
+        if self.locks is None:
+            return ()
+        return tuple(sorted(set(self.locks.keys(saga_input))))
 
     @property
     def pivot_stage(self) -> int | None:

@@ -27,11 +27,20 @@ from orchestrator import failpoints
 from orchestrator.clock import utc_now
 from orchestrator.commands import ParticipantClient, classify, describe_rpc_error
 from orchestrator.errors import StaleSagaVersion
-from orchestrator.machine import Action, AfterFailure, SagaRun, SendAction, Verdict
-from orchestrator.records import SagaStatus
+from orchestrator.machine import (
+    AcquireLocks,
+    Action,
+    AfterFailure,
+    Command,
+    SagaRun,
+    SendAction,
+    Verdict,
+)
+from orchestrator.records import LockAttempt, SagaCommit, SagaStatus
 from orchestrator.registry import Registry
 from orchestrator.store.base import Store
 from orchestrator.telemetry.engine import ACTION, COMPENSATION, EngineTelemetry
+from orchestrator.wakeups import KeyWakeups
 
 # The engine's saga lines (outcomes, stuck steps) keep the logger name they have always
 # had, which operators' log filters and alerts select on.
@@ -57,6 +66,8 @@ class SagaDriver:
         telemetry: EngineTelemetry,
         rng: random.Random,
         committed: Callable[[str], None],
+        wakeups: KeyWakeups,
+        lock_recheck_seconds: float,
     ) -> None:
         self.run = run
         self._store = store
@@ -66,6 +77,8 @@ class SagaDriver:
         self._rng = rng
         self._committed = committed
         self._commit_lock = asyncio.Lock()
+        self._wakeups = wakeups
+        self._lock_recheck_seconds = lock_recheck_seconds
 
     async def drive(self, first_actions: tuple[Action, ...] | None = None) -> None:
         """Stage by stage: commit what the machine queued, then send.
@@ -91,17 +104,65 @@ class SagaDriver:
                     failpoints.hit("saga_finished")
                 log_outcome(run)
                 return
+            if isinstance(actions[0], AcquireLocks):
+                await self._take_locks(actions[0])
+                continue
             if len(actions) == 1:
                 await self._perform(actions[0])
                 continue
             try:
                 async with asyncio.TaskGroup() as group:
                     for action in actions:
-                        group.create_task(self._perform(action))
+                        if not isinstance(action, AcquireLocks):
+                            group.create_task(self._perform(action))
             except ExceptionGroup as errors:
                 raise errors.exceptions[0] from errors
 
-    async def _perform(self, action: Action) -> None:
+    async def _take_locks(self, action: AcquireLocks) -> None:
+        """Ask the store for the saga's keys until it holds them, or until its maximum
+        wait has passed (the machine then decides); between refusals, sleep until a key
+        is released here or on another replica, at most `lock_recheck_seconds`."""
+        run = self.run
+        saga_id = run.saga.saga_id
+
+        def decide(attempt: LockAttempt) -> SagaCommit | None:
+            run.locks_answered(attempt, utc_now())
+            return run.take_commit() if run.has_pending() else None
+
+        waiting = False
+        try:
+            while True:
+                mark = self._wakeups.mark(action.keys)
+                was_queued = run.saga.lock_wait_since is not None
+                async with self._commit_lock:
+                    attempt = await self._store.take_locks(
+                        saga_id, action.keys, run.persisted_version, decide
+                    )
+                if run.saga.lock_wait_since is not None and not was_queued:
+                    self._telemetry.lock_queued(run)
+                if attempt.acquired:
+                    self._committed(saga_id)
+                    self._telemetry.locks_acquired(run)
+                    return
+                if run.status is not SagaStatus.RUNNING:
+                    self._committed(saga_id)  # refused under the reject policy
+                    return
+                if not waiting:
+                    waiting = True
+                    self._telemetry.lock_waiting(+1)
+                bound = self._lock_recheck_seconds
+                give_up_at = run.lock_give_up_time()  # set once the saga first queued
+                if give_up_at is not None:
+                    left = (give_up_at - utc_now()).total_seconds()
+                    if left <= 0:
+                        return  # the machine fails the saga at its next decision
+                    bound = min(bound, left)
+                await self._wakeups.wait(action.keys, mark, bound)
+        finally:
+            if waiting:
+                self._telemetry.lock_waiting(-1)
+
+    async def _perform(self, action: Command) -> None:
         """Send an action or compensation until the machine's policy settles it.
 
         A retry's due time is committed before the wait; any other outcome is queued
@@ -187,9 +248,12 @@ class SagaDriver:
         """Commit everything the run queued, in version order (see the class docstring)."""
         async with self._commit_lock:
             if self.run.has_pending():
+                commit = self.run.take_commit()
                 with self._telemetry.store_commit():
-                    await self._store.commit([self.run.take_commit()])
+                    await self._store.commit([commit])
                 self._committed(self.run.saga.saga_id)
+                if commit.released_locks:
+                    self._wakeups.wake(commit.released_locks)
 
     async def _wait_until(self, due: datetime) -> None:
         """Sleep until a scheduled attempt is due (or the saga's deadline, if sooner), then

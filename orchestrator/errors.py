@@ -133,3 +133,11 @@ class ConfigurationError(SagaError):
 
     code = ErrorCode.FAILED_PRECONDITION
     reason = "INVALID_CONFIGURATION"
+
+
+class LockConflict(SagaError):
+    """A saga whose policy is to reject was refused: another saga holds (or queues
+    for) one of its lock keys; the message names the key and that saga."""
+
+    code = ErrorCode.ABORTED
+    reason = "LOCK_HELD"

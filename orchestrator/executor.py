@@ -22,13 +22,17 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+from google.protobuf import json_format
+
 from orchestrator.clock import utc_now
 from orchestrator.commands import ParticipantClient
 from orchestrator.commit_watchers import CommitWatchers
-from orchestrator.definition import SagaDefinition
+from orchestrator.definition import LockPolicy, SagaDefinition
 from orchestrator.driver import SagaDriver
 from orchestrator.errors import (
     IdempotencyKeyReused,
+    InvalidPayload,
+    LockConflict,
     ResourceExhausted,
     SagaNotFound,
     StaleSagaVersion,
@@ -39,6 +43,8 @@ from orchestrator.machine import Action, SagaRun
 from orchestrator.records import (
     CreateSagaResult,
     Lease,
+    LockAttempt,
+    NewSaga,
     SagaCommit,
     SagaRecord,
     SagaStatus,
@@ -50,6 +56,7 @@ from orchestrator.registry import Registry
 from orchestrator.store.base import Store
 from orchestrator.telemetry.engine import EngineTelemetry
 from orchestrator.telemetry.logs import log_context
+from orchestrator.wakeups import KeyWakeups
 
 logger = logging.getLogger(__name__)
 
@@ -71,12 +78,15 @@ def open_saga(
     payload: dict[str, Any],
     idempotency_key: str | None,
     now: datetime,
+    locks: LockAttempt | None = None,
 ) -> tuple[SagaRun, tuple[Action, ...], SagaCommit]:
     """A new saga in memory with its first stage started: the run, the actions to send,
     and the opening commit (SAGA_STARTED, then each STEP_STARTED) for the saga's insert.
 
     The first stage starts in the saga's own insert: one transaction fewer, and still
-    every STEP_STARTED is committed before its command is sent.
+    every STEP_STARTED is committed before its command is sent. A saga that takes its
+    lock keys from the start is told `locks`, what the store found in the insert's
+    transaction: it starts holding them, or queued (its first action is then to wait).
     """
     saga = SagaRecord(
         saga_id=new_saga_id(),
@@ -92,6 +102,7 @@ def open_saga(
         deadline_time=(
             None if definition.deadline is None else now + timedelta(seconds=definition.deadline)
         ),
+        lock_keys=saga_lock_keys(definition, payload),
     )
     steps = [
         StepRecord(saga_id=saga.saga_id, index=index, name=step.name)
@@ -105,6 +116,8 @@ def open_saga(
         saga_status=SagaStatus.RUNNING,
     )
     run = SagaRun(definition, saga, steps, last_seq=1)
+    if locks is not None:
+        run.locks_answered(locks, now)
     first_actions = run.next_actions(now)
     opening = run.take_commit()
     return (
@@ -112,6 +125,20 @@ def open_saga(
         first_actions,
         dataclasses.replace(opening, transitions=(started, *opening.transitions)),
     )
+
+
+def saga_lock_keys(definition: SagaDefinition, payload: dict[str, Any]) -> tuple[str, ...]:
+    """The saga's lock keys, from its input; a key builder that fails on this input, or
+    gives something other than non-empty strings, makes the input invalid."""
+    if definition.locks is None:
+        return ()
+    try:
+        keys = definition.lock_keys(json_format.ParseDict(payload, definition.input_type()))
+    except Exception as error:
+        raise InvalidPayload(f"the saga's lock keys cannot be computed: {error!r}") from error
+    if not all(isinstance(key, str) and key for key in keys):
+        raise InvalidPayload(f"lock keys must be non-empty strings, got {list(keys)!r}")
+    return keys
 
 
 DEFAULT_LEASE_SECONDS = 10.0
@@ -162,6 +189,9 @@ class Executor:
         self._commit_follower: asyncio.Task[None] | None = None
         self.watchers = CommitWatchers(live=False)
         """WatchSaga's waiters, woken by commits here and (PostgreSQL) on other replicas."""
+        self._wakeups = KeyWakeups()
+        """Sagas waiting for lock keys, woken when a key they queue for is released."""
+        self._release_listener: asyncio.Task[None] | None = None
 
     # --- starting and resuming -------------------------------------------------------
 
@@ -185,13 +215,19 @@ class Executor:
                 reason="SAGAS_IN_FLIGHT_EXHAUSTED",
                 retry_after=BUSY_RETRY_SECONDS,
             )
-        run, first_actions, opening = open_saga(
-            definition, correlation_id, payload, idempotency_key, utc_now()
-        )
-        saga = run.saga
-        result = await self._store.create_saga(
-            opening.saga, run.steps, list(opening.transitions), lease=self.lease
-        )
+        if definition.lock_stage == 0:
+            result, run, first_actions = await self._create_locked(
+                definition, correlation_id, payload, idempotency_key
+            )
+            saga = run.saga
+        else:
+            run, first_actions, opening = open_saga(
+                definition, correlation_id, payload, idempotency_key, utc_now()
+            )
+            saga = run.saga
+            result = await self._store.create_saga(
+                opening.saga, run.steps, list(opening.transitions), lease=self.lease
+            )
         if not result.created:
             existing = result.saga
             if existing.request_fingerprint != saga.request_fingerprint:
@@ -205,6 +241,8 @@ class Executor:
                 await self._adopt(existing.saga_id)
             return result
         self._telemetry.saga_started(saga.saga_type)
+        if saga.lock_wait_since is not None:
+            self._telemetry.lock_queued(run)
         logger.info(
             "saga started",
             extra={
@@ -216,6 +254,57 @@ class Executor:
         self._spawn(saga.saga_id, run, first_actions)
         return result
 
+    async def _create_locked(
+        self,
+        definition: SagaDefinition,
+        correlation_id: str,
+        payload: dict[str, Any],
+        idempotency_key: str | None,
+    ) -> tuple[CreateSagaResult, SagaRun, tuple[Action, ...]]:
+        """Create a saga that takes its lock keys before its first step, in the insert's
+        own transaction: holding them, or queued in StartSaga order, or (reject policy)
+        refused with nothing stored."""
+        keys = saga_lock_keys(definition, payload)
+        opened: list[tuple[SagaRun, tuple[Action, ...]]] = []
+
+        def open_with(attempt: LockAttempt) -> NewSaga:
+            locks = definition.locks
+            if attempt.blockers and locks is not None and locks.policy is LockPolicy.REJECT:
+                first = attempt.blockers[0]
+                how = "held" if first.holds else "queued for"
+                raise LockConflict(f"lock key {first.key!r} is {how} by saga {first.saga_id}")
+            run, first_actions, opening = open_saga(
+                definition, correlation_id, payload, idempotency_key, utc_now(), attempt
+            )
+            opened[:] = [(run, first_actions)]
+            return NewSaga(opening.saga, tuple(run.steps), opening.transitions, self.lease)
+
+        result = await self._store.create_locked_saga(idempotency_key, keys, open_with)
+        if not opened:  # a repeat answered before anything was opened
+            run, first_actions, _ = open_saga(
+                definition, correlation_id, payload, idempotency_key, utc_now()
+            )
+            return result, run, first_actions
+        return result, *opened[0]
+
+    async def _listen_for_releases(self) -> None:
+        """Wake this replica's waiters when another replica releases a key; reconnect
+        with a bounded pause if the listening connection is lost."""
+        while True:
+            releases = self._store.lock_releases()
+            if releases is None:
+                return
+            try:
+                async for key in releases:
+                    self._wakeups.wake((key,))
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                logger.warning("lock release listener lost, reconnecting: %s", error)
+            # Whatever was released meanwhile: let every waiter look again.
+            self._wakeups.wake(self._wakeups.known_keys())
+            await asyncio.sleep(BACKLOG_POLL_SECONDS)
+
     def resume_unfinished(self) -> None:
         """Start the background upkeep: claim the unfinished sagas no live replica holds
         (now, and whenever there is room again), and keep renewing leases. The server
@@ -226,6 +315,10 @@ class Executor:
             self._commit_follower = asyncio.create_task(
                 self._store.follow_commits(self.watchers.notify, self.watchers.set_live),
                 name="commit-follower",
+            )
+        if self._release_listener is None:
+            self._release_listener = asyncio.create_task(
+                self._listen_for_releases(), name="lock-release-listener"
             )
 
     async def change_saga(
@@ -245,6 +338,8 @@ class Executor:
             except StaleSagaVersion:
                 continue
             self.watchers.notify(saga_id)
+            # Who queues behind keys released here, and the saga itself if it waits.
+            self._wakeups.wake(commit.released_locks or commit.saga.lock_keys)
             logger.info("saga changed by request", extra={"saga_id": saga_id})
             if saga_id not in self._tasks and not commit.saga.status.is_terminal:
                 await self._adopt(saga_id)
@@ -338,11 +433,11 @@ class Executor:
     async def stop(self) -> None:
         """Cancel every drive and hand its lease back, so another replica resumes it at
         once; the store holds each saga's last committed state."""
-        for upkeep in (self._lease_keeper, self._commit_follower):
+        for upkeep in (self._lease_keeper, self._commit_follower, self._release_listener):
             if upkeep is not None:
                 upkeep.cancel()
                 await asyncio.gather(upkeep, return_exceptions=True)
-        self._lease_keeper = self._commit_follower = None
+        self._lease_keeper = self._commit_follower = self._release_listener = None
         driven = list(self._tasks)
         tasks = list(self._tasks.values())
         for task in tasks:
@@ -376,6 +471,8 @@ class Executor:
                     telemetry=self._telemetry,
                     rng=self._rng,
                     committed=self.watchers.notify,
+                    wakeups=self._wakeups,
+                    lock_recheck_seconds=self.lease.seconds,
                 )
                 with self._telemetry.driving(run):
                     await driver.drive(first_actions)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from orchestrator.definition import SagaDefinition
+from orchestrator.definition import LockPolicy, SagaDefinition
 from orchestrator.moves import (
     SAGA_MACHINE,
     SAGA_MOVES,
@@ -33,6 +33,7 @@ from orchestrator.moves import (
 )
 from orchestrator.records import (
     ENGINE_ACTOR,
+    LockAttempt,
     SagaCommit,
     SagaRecord,
     SagaStatus,
@@ -47,8 +48,10 @@ __all__ = [
     "SAGA_MOVES",
     "STEP_MACHINE",
     "STEP_MOVES",
+    "AcquireLocks",
     "Action",
     "AfterFailure",
+    "Command",
     "ErrorKind",
     "IllegalTransition",
     "SagaRun",
@@ -77,7 +80,25 @@ class SendCompensation:
     not_before: datetime | None = None
 
 
-Action = SendAction | SendCompensation
+@dataclass(frozen=True, slots=True)
+class AcquireLocks:
+    """Take the saga's lock keys (all or nothing, in the store) before its next stage
+    starts; while another saga holds or queues ahead for one, wait for a release, but
+    not past `give_up_at` (the saga's maximum lock wait), then ask the machine again."""
+
+    keys: tuple[str, ...]
+    give_up_at: datetime | None = None
+
+
+Command = SendAction | SendCompensation
+Action = Command | AcquireLocks
+
+
+def describe_blockers(attempt: LockAttempt) -> str:
+    """Who is in the way, for the log: "sku:7 held by S1; sku:9 queued for by S2"."""
+    return "; ".join(
+        f"{b.key} {'held' if b.holds else 'queued for'} by {b.saga_id}" for b in attempt.blockers
+    )
 
 
 # --- failure policy: what a failed attempt leads to ----------------------------------
@@ -149,6 +170,7 @@ class SagaRun:
         self._persisted_version = saga.version
         self._pending: list[TransitionRecord] = []
         self._changed_steps: set[int] = set()
+        self._released_in_commit: tuple[str, ...] = ()
 
     # --- reading --------------------------------------------------------------------
 
@@ -184,7 +206,10 @@ class SagaRun:
         return ()
 
     def _next_forward(self, now: datetime) -> tuple[Action, ...]:
-        for stage in self.definition.stages:
+        lock_stage = self.definition.lock_stage
+        for position, stage in enumerate(self.definition.stages):
+            if lock_stage is not None and position >= lock_stage and self.needs_locks():
+                return self._locks_first(now)
             actions: list[Action] = []
             for index in stage:
                 step_status = self.step_status(index)
@@ -210,6 +235,81 @@ class SagaRun:
                 return tuple(actions)
         self._fire_saga("complete", TransitionEvent.SAGA_COMPLETED, now)
         return ()
+
+    # --- semantic locks -----------------------------------------------------------------
+
+    def needs_locks(self) -> bool:
+        """The saga has lock keys it does not hold yet (and is not done)."""
+        return bool(self.saga.lock_keys) and not self.saga.locks_held
+
+    def lock_give_up_time(self) -> datetime | None:
+        """When a queued saga stops waiting for its locks; None to wait for as long as it takes."""
+        locks = self.definition.locks
+        since = self.saga.lock_wait_since
+        if locks is None or locks.max_wait is None or since is None:
+            return None
+        return since + timedelta(seconds=locks.max_wait)
+
+    def _locks_first(self, now: datetime) -> tuple[Action, ...]:
+        give_up_at = self.lock_give_up_time()
+        if give_up_at is not None and now >= give_up_at:
+            since = self.saga.lock_wait_since
+            waited = (now - since).total_seconds() if since is not None else 0.0
+            keys = ", ".join(self.saga.lock_keys)
+            self._begin_compensating_by_request(
+                TransitionEvent.LOCK_WAIT_EXPIRED,
+                now,
+                reason=f"gave up waiting for lock key(s) {keys} after {waited:.1f}s",
+            )
+            return self._next_compensation(now)
+        return (AcquireLocks(self.saga.lock_keys, give_up_at),)
+
+    def locks_answered(self, attempt: LockAttempt, now: datetime) -> bool:
+        """Record what the store found when the saga asked for its keys; True if it holds
+        them now. The first refusal queues the saga (its place in every key's queue is
+        taken in the same transaction); later refusals record nothing."""
+        if attempt.acquired:
+            self._set_saga(now, locks_held=True)
+            self._log(
+                TransitionEvent.LOCKS_ACQUIRED,
+                now,
+                None,
+                error="",
+                reason=", ".join(self.saga.lock_keys),
+            )
+            return True
+        locks = self.definition.locks
+        if locks is not None and locks.policy is LockPolicy.REJECT:
+            # StartSaga checked the keys; another saga took one since.
+            self._begin_compensating_by_request(
+                TransitionEvent.LOCKS_REFUSED, now, reason=describe_blockers(attempt)
+            )
+            return False
+        if not attempt.queued:
+            self._set_saga(now, lock_wait_since=now)
+            reason = f"ticket {attempt.ticket}: {describe_blockers(attempt)}"
+            self._log(TransitionEvent.LOCKS_WAITING, now, None, error="", reason=reason)
+        return False
+
+    def lock_broken(self, now: datetime, actor: str, reason: str) -> None:
+        """An operator takes the saga's locks away (it goes on without them): the keys and
+        the saga's places in their queues are released in this commit."""
+        if not self.saga.lock_keys:
+            raise IllegalTransition(f"saga {self.saga.saga_id} holds and waits for no lock")
+        self._released_in_commit = self.saga.lock_keys
+        keys = ", ".join(self.saga.lock_keys)
+        self._set_saga(now, lock_keys=(), locks_held=False, lock_wait_since=None)
+        self._log(TransitionEvent.LOCK_BROKEN, now, None, error=keys, actor=actor, reason=reason)
+
+    def _releases_locks(self) -> bool:
+        """The commit being taken ends the saga for good: it gives up its keys and queue
+        places, unless it waits for an operator, who finds it still holding them."""
+        return (
+            self.status.is_terminal
+            and not self.saga.needs_intervention
+            and bool(self.saga.lock_keys)
+            and (self.saga.locks_held or self.saga.lock_wait_since is not None)
+        )
 
     def _next_compensation(self, now: datetime) -> tuple[Action, ...]:
         for index in reversed(range(len(self.steps))):
@@ -368,7 +468,7 @@ class SagaRun:
         self.compensation_retrying(index, error, now, due)
         return AfterFailure(Verdict.RETRY, due)
 
-    def request_unbuildable(self, action: Action, error: str, now: datetime) -> AfterFailure:
+    def request_unbuildable(self, action: Command, error: str, now: datetime) -> AfterFailure:
         """A request builder failed on this saga's data: no attempt can succeed, so an
         action is rejected and a compensation gives up at once."""
         message = f"building the request failed: {error}"
@@ -531,13 +631,26 @@ class SagaRun:
         return bool(self._pending)
 
     def take_commit(self) -> SagaCommit:
-        """Everything queued since the last commit, as one unit with the next version."""
+        """Everything queued since the last commit, as one unit with the next version.
+
+        The commit that makes the saga terminal (but for an operator) also releases its
+        lock keys, and logs that it did."""
+        released = self._released_in_commit
+        if self._pending and self._releases_locks():
+            released = self.saga.lock_keys
+            now = self.saga.update_time
+            self._log(
+                TransitionEvent.LOCKS_RELEASED, now, None, error="", reason=", ".join(released)
+            )
+            self.saga = dataclasses.replace(self.saga, locks_held=False, lock_wait_since=None)
         commit = SagaCommit(
             saga=self.saga,
             expected_version=self._persisted_version,
             steps=tuple(self.steps[i] for i in sorted(self._changed_steps)),
             transitions=tuple(self._pending),
+            released_locks=released,
         )
+        self._released_in_commit = ()
         self._persisted_version = self.saga.version
         self._pending = []
         self._changed_steps = set()

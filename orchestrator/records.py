@@ -57,6 +57,12 @@ class TransitionEvent(enum.StrEnum):
     SAGA_DEADLINE_PASSED = "SAGA_DEADLINE_PASSED"
     SAGA_RETRIED = "SAGA_RETRIED"
     STEP_RESOLVED = "STEP_RESOLVED"
+    LOCKS_WAITING = "LOCKS_WAITING"
+    LOCKS_ACQUIRED = "LOCKS_ACQUIRED"
+    LOCK_WAIT_EXPIRED = "LOCK_WAIT_EXPIRED"
+    LOCKS_REFUSED = "LOCKS_REFUSED"
+    LOCKS_RELEASED = "LOCKS_RELEASED"
+    LOCK_BROKEN = "LOCK_BROKEN"
 
 
 ENGINE_ACTOR = "engine"
@@ -85,6 +91,11 @@ class SagaRecord:
     needs_intervention: bool = False
     version: int = 1
     deadline_time: datetime | None = None
+    lock_keys: tuple[str, ...] = ()
+    """The semantic lock keys the saga takes (sorted), computed from its input at start."""
+    locks_held: bool = False
+    lock_wait_since: datetime | None = None
+    """When the saga first queued for its locks; None if it never waited."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +148,43 @@ class SagaCommit:
     expected_version: int
     steps: tuple[StepRecord, ...] = ()
     transitions: tuple[TransitionRecord, ...] = field(default=())
+    released_locks: tuple[str, ...] = ()
+    """Lock keys the saga gives up in this commit, with its places in their queues."""
+
+
+@dataclass(frozen=True, slots=True)
+class LockBlocker:
+    """A saga in the way of another's lock: it holds `key`, or queues for it ahead."""
+
+    key: str
+    saga_id: str
+    holds: bool
+
+
+@dataclass(frozen=True, slots=True)
+class LockAttempt:
+    """What the store found when a saga asked for its lock keys, inside the transaction
+    that takes them: nobody in the way (`blockers` empty), or who is, and whether the
+    saga already had its place in the queues (`queued`)."""
+
+    blockers: tuple[LockBlocker, ...]
+    queued: bool
+    ticket: int = 0
+    """The saga's place in the order of all queues (lower goes first); 0 if never queued."""
+
+    @property
+    def acquired(self) -> bool:
+        return not self.blockers
+
+
+@dataclass(frozen=True, slots=True)
+class LockHolding:
+    """A key a saga holds (`holds`), or queues for with `ahead` sagas queued before it
+    (the holder not counted): its place in the queue is `ahead` + 1."""
+
+    key: str
+    holds: bool
+    ahead: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +211,8 @@ class SagaFilter:
     """Inclusive."""
     created_before: datetime | None = None
     """Exclusive."""
+    lock_key: str | None = None
+    """Sagas that hold or queue for this semantic lock key."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -172,6 +172,30 @@ def validate_definition(definition: SagaDefinition) -> None:
             claim(step.name, "step")
             _validate_step(where, step)
     _check_pivot(where, definition)
+    _check_locks(where, definition)
+
+
+def _check_locks(where: str, definition: SagaDefinition) -> None:
+    """The lock declaration names a real step and a positive wait, and its key builder
+    is dry-run on a default input like the request builders: it must give strings."""
+    locks = definition.locks
+    if locks is None:
+        return
+    if locks.from_step and locks.from_step not in {s.name for s in definition.all_steps}:
+        raise DefinitionError(f"{where}: locks are taken from step {locks.from_step!r}, not a step")
+    if locks.max_wait is not None and locks.max_wait <= 0:
+        raise DefinitionError(f"{where}: the maximum lock wait must be positive")
+    try:
+        keys = list(locks.keys(definition.input_type()))
+    except Exception as error:
+        # Like request builders, a key builder may rightly refuse default values.
+        logger.debug("%s: the lock key builder refused default values: %r", where, error)
+        return
+    for key in keys:
+        if not isinstance(key, str) or not key:
+            raise DefinitionError(
+                f"{where}: the lock key builder must return non-empty strings, gave {key!r}"
+            )
 
 
 def _validate_step(where: str, step: Step) -> None:

@@ -148,6 +148,7 @@ def saga_to_proto(
         payload=payload if with_payload else None,
         idempotency_key=saga.idempotency_key or "",
         deadline_time=optional_timestamp(saga.deadline_time),
+        lock_wait_time=optional_timestamp(saga.lock_wait_since),
         steps=[
             pb.Step(
                 name=step.name,
@@ -213,6 +214,7 @@ def _filter_of(request: pb.ListSagasRequest) -> SagaFilter:
         needs_intervention=(
             request.needs_intervention if request.HasField("needs_intervention") else None
         ),
+        lock_key=request.lock_key or None,
         created_after=(
             check_timestamp("create_time_after", request.create_time_after)
             if request.HasField("create_time_after")
@@ -483,9 +485,20 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
         )
         return pb.ResolveStepResponse(saga=saga)
 
+    @_mapped_errors
+    async def BreakLock(
+        self, request: pb.BreakLockRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.BreakLockResponse:
+        saga = await self._operator_change(
+            request, lambda run, now, actor, reason: run.lock_broken(now, actor, reason)
+        )
+        return pb.BreakLockResponse(saga=saga)
+
     async def _operator_change(
         self,
-        request: pb.AbortSagaRequest | pb.RetrySagaRequest | pb.ResolveStepRequest,
+        request: (
+            pb.AbortSagaRequest | pb.RetrySagaRequest | pb.ResolveStepRequest | pb.BreakLockRequest
+        ),
         change: Callable[[SagaRun, datetime, str, str], None],
     ) -> pb.Saga:
         """An operator's call: checked, recorded with its actor, committed.
@@ -514,7 +527,17 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
     async def _full_saga(self, saga: SagaRecord) -> pb.Saga:
         steps = await self._store.get_steps(saga.saga_id)
         try:
-            definition = self._registry.get(saga.saga_type, saga.definition_version)
+            groups = self._registry.get(saga.saga_type, saga.definition_version).group_of
         except SagaError:
-            return saga_to_proto(saga, steps)
-        return saga_to_proto(saga, steps, definition.group_of)
+            groups = None
+        full = saga_to_proto(saga, steps, groups)
+        if saga.lock_keys:
+            full.locks.extend(
+                pb.SagaLock(
+                    key=lock.key,
+                    held=lock.holds,
+                    queue_position=0 if lock.holds else lock.ahead + 1,
+                )
+                for lock in await self._store.lock_holdings(saga.saga_id)
+            )
+        return full

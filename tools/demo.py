@@ -35,6 +35,7 @@ from saga.participants.hotel.v1 import hotel_pb2, hotel_pb2_grpc
 from saga.participants.payment.v1 import payment_pb2, payment_pb2_grpc
 from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
+from tools.demo_locks import lock_scenario
 from tools.demo_security import DemoSecurity
 from tools.processes import ChildProcess, orchestrator_process, participants_process
 
@@ -367,6 +368,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             if process is not None:
                 process.stop()
     problems += operator_scenario(workdir, database_url, security)
+    if security.secure:
+        print("\nLock scenario: shown by the plaintext demo (make demo)")
+    else:
+        problems += lock_scenario(
+            workdir, database_url, lambda address, ids: settle(address, ids, security)
+        )
     if problems:
         print("\nCHECKS FAILED:\n  " + "\n  ".join(problems))
         return 1

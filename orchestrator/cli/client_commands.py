@@ -44,6 +44,7 @@ def list_request(args: argparse.Namespace, page_token: str) -> pb.ListSagasReque
         status=SAGA_STATUSES[args.status] if args.status else pb.SAGA_STATUS_UNSPECIFIED,
         saga_type=args.saga_type,
         correlation_id=args.correlation_id,
+        lock_key=args.lock_key,
     )
     if args.needs_intervention is not None:
         request.needs_intervention = args.needs_intervention
@@ -230,7 +231,7 @@ async def _start(args: argparse.Namespace, client: SagaClient) -> int:
 
 
 async def _operator_call(args: argparse.Namespace, client: SagaClient) -> int:
-    """abort, retry, resolve: one call each, recorded with who asked and why."""
+    """abort, retry, resolve, break-lock: one call each, recorded with who asked and why."""
     by = operator_name(args.by)
     if args.command == "abort":
         saga = (
@@ -248,6 +249,14 @@ async def _operator_call(args: argparse.Namespace, client: SagaClient) -> int:
             )
         ).saga
         done = "retried"
+    elif args.command == "break-lock":
+        saga = (
+            await client.stub.BreakLock(
+                pb.BreakLockRequest(saga_id=args.saga_id, reason=args.reason, requested_by=by),
+                timeout=client.timeout,
+            )
+        ).saga
+        done = "lock keys taken away"
     else:
         saga = (
             await client.stub.ResolveStep(
@@ -277,6 +286,7 @@ CLIENT_COMMANDS: dict[str, Callable[[argparse.Namespace, SagaClient], Awaitable[
     "abort": _operator_call,
     "retry": _operator_call,
     "resolve": _operator_call,
+    "break-lock": _operator_call,
 }
 
 

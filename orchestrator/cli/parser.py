@@ -298,6 +298,9 @@ def build_parser(first: str | None = None) -> argparse.ArgumentParser:
     listing.add_argument("--type", dest="saga_type", default="", help="only this saga type")
     listing.add_argument("--correlation-id", default="", help="only this business object")
     listing.add_argument(
+        "--lock-key", default="", help="only sagas that hold or queue for this lock key"
+    )
+    listing.add_argument(
         "--needs-intervention",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -358,6 +361,7 @@ def build_parser(first: str | None = None) -> argparse.ArgumentParser:
         ("abort", "stop a RUNNING saga and compensate what it completed"),
         ("retry", "resume a saga that needs intervention, with fresh attempts"),
         ("resolve", "record that a stuck step was finished by hand"),
+        ("break-lock", "take a saga's lock keys away so the sagas queued behind it go on"),
     ):
         command = commands.add_parser(name, parents=client, help=help_text)
         command.add_argument("saga_id", type=saga_id_argument)

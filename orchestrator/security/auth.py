@@ -70,6 +70,7 @@ ORCHESTRATOR_RULES: Mapping[str, frozenset[Role]] = {
     "AbortSaga": OPERATOR_ONLY,
     "RetrySaga": OPERATOR_ONLY,
     "ResolveStep": OPERATOR_ONLY,
+    "BreakLock": OPERATOR_ONLY,
 }
 """Who may call each SagaOrchestrator RPC (by method name); a new RPC needs a line here."""
 

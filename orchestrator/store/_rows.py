@@ -7,6 +7,7 @@ only in how a time and a payload are stored, which they pass in as a `RowEncodin
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -63,6 +64,10 @@ class RowEncoding:
             "update_time": self.time_to_db(saga.update_time),
             "version": saga.version,
             "deadline_time": self._optional_time_to_db(saga.deadline_time),
+            # JSON text on both back ends: a short list read only with its saga.
+            "lock_keys": json.dumps(list(saga.lock_keys)),
+            "locks_held": saga.locks_held,
+            "lock_wait_since": self._optional_time_to_db(saga.lock_wait_since),
         }
 
     def commit_params(self, commit: SagaCommit) -> dict[str, object]:
@@ -122,6 +127,9 @@ class RowEncoding:
             update_time=self.time_from_db(row["update_time"]),
             version=row["version"],
             deadline_time=self._optional_time_from_db(row["deadline_time"]),
+            lock_keys=tuple(json.loads(row["lock_keys"])),
+            locks_held=bool(row["locks_held"]),
+            lock_wait_since=self._optional_time_from_db(row["lock_wait_since"]),
         )
 
     def step_from_row(self, row: Row) -> StepRecord:

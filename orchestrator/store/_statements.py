@@ -20,7 +20,8 @@ from orchestrator.store._rows import aware
 SAGA_COLUMNS = (
     "saga_id, saga_type, definition_version, correlation_id, idempotency_key,"
     " request_fingerprint, payload, status, failure_reason, failed_step,"
-    " needs_intervention, create_time, update_time, version, deadline_time"
+    " needs_intervention, create_time, update_time, version, deadline_time,"
+    " lock_keys, locks_held, lock_wait_since"
 )
 STEP_COLUMNS = (
     "saga_id, step_index, name, status, attempts, compensation_attempts, error, result,"
@@ -103,6 +104,8 @@ UPDATE sagas
 SET status = {p("status")}, failure_reason = {p("failure_reason")},
     failed_step = {p("failed_step")}, needs_intervention = {p("needs_intervention")},
     update_time = {p("update_time")}, version = {p("version")},
+    lock_keys = {p("lock_keys")}, locks_held = {p("locks_held")},
+    lock_wait_since = {p("lock_wait_since")},
     -- A finished saga needs no driver; an operator's retry makes it claimable at once.
     lease_owner = CASE WHEN {finished} THEN NULL ELSE lease_owner END,
     lease_expires_at = CASE WHEN {finished} THEN NULL ELSE lease_expires_at END
@@ -218,6 +221,12 @@ def saga_listing(
     if where.created_before is not None:
         conditions.append(f"create_time < {p('created_before')}")
         params["created_before"] = time_to_db(aware(where.created_before))
+    if where.lock_key is not None:
+        conditions.append(
+            f"saga_id IN (SELECT saga_id FROM saga_locks WHERE lock_key = {p('lock_key')}"
+            f" UNION SELECT saga_id FROM saga_lock_queue WHERE lock_key = {p('lock_key')})"
+        )
+        params["lock_key"] = where.lock_key
     if after is not None:
         conditions.append(f"(create_time, saga_id) < ({p('after_time')}, {p('after_id')})")
         params["after_time"] = time_to_db(aware(after.create_time))

@@ -10,12 +10,15 @@ Every method is a coroutine; a store that cannot reach its database raises
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 
 from orchestrator.records import (
     CreateSagaResult,
     Lease,
+    LockAttempt,
+    LockBlocker,
+    LockHolding,
     NewSaga,
     PagePosition,
     SagaCommit,
@@ -156,6 +159,47 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def release_leases(self, owner: str, saga_ids: Sequence[str]) -> None:
         """Give up the owner's leases so another replica may claim the sagas at once."""
+
+    @abc.abstractmethod
+    async def take_locks(
+        self,
+        saga_id: str,
+        keys: Sequence[str],
+        version: int,
+        decide: Callable[[LockAttempt], SagaCommit | None],
+    ) -> LockAttempt:
+        """In one transaction: find who holds or queues ahead for any of `keys`, write the
+        commit `decide` makes of that (its version check fences a replica that lost the
+        saga), then take every key (nobody in the way) or queue the saga for all of them
+        with one ticket (its first refusal). Nothing is taken one key at a time. When
+        `decide` writes nothing, the saga must still be at `version`, else
+        StaleSagaVersion: a waiter changed meanwhile (an operator, another replica)."""
+
+    @abc.abstractmethod
+    async def create_locked_saga(
+        self,
+        idempotency_key: str | None,
+        keys: Sequence[str],
+        open_saga: Callable[[LockAttempt], NewSaga],
+    ) -> CreateSagaResult:
+        """Insert a new saga that takes `keys` before its first step, in one transaction
+        with the keys (nobody in the way) or its places in their queues: what `open_saga`
+        makes of who is in the way is inserted, unless it raises (then nothing is
+        stored). A known idempotency key answers its saga with `created=False`."""
+
+    @abc.abstractmethod
+    async def lock_blockers(self, saga_id: str, keys: Sequence[str]) -> list[LockBlocker]:
+        """Who holds, or queues for, any of `keys` (other than `saga_id`), now."""
+
+    @abc.abstractmethod
+    async def lock_holdings(self, saga_id: str) -> list[LockHolding]:
+        """The keys the saga holds and those it queues for, with its place in each queue."""
+
+    def lock_releases(self) -> AsyncIterator[str] | None:
+        """Keys released by any process sharing the store, as they are released (one
+        listening connection); None where nothing else can release (SQLite: one writer
+        process, whose executor wakes its own waiters)."""
+        return None
 
     @abc.abstractmethod
     async def unfinished_definitions(self) -> dict[tuple[str, int], int]:

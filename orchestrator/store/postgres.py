@@ -31,6 +31,7 @@ from orchestrator.errors import ConfigurationError, StoreUnavailable
 from orchestrator.records import CreateSagaResult, Lease, NewSaga, SagaCommit
 from orchestrator.store._rows import Row, RowEncoding, aware, duplicate_transition, stale_version
 from orchestrator.store._statements import Dialect, Statements
+from orchestrator.store.locks import RELEASE_CHANNEL, LockStatements
 from orchestrator.store.migrations import load_migrations, next_migration
 from orchestrator.store.sql_store import SqlStore
 
@@ -131,6 +132,22 @@ DIALECT = Dialect(
 )
 """How PostgreSQL spells the shared SQL: the server's clock decides leases, shared by replicas."""
 _STATEMENTS = Statements.render(DIALECT)
+# Takers of one key serialize on an advisory lock held to the end of their transaction
+# (taken in sorted key order, so two takers never wait for each other in a cycle).
+_LOCKS = LockStatements.render(
+    DIALECT,
+    guard_key=(
+        "SELECT pg_advisory_xact_lock(hashtextextended("
+        "current_setting('search_path') || '/' || %(key)s, 0))"
+    ),
+    next_ticket="nextval('saga_lock_tickets')",
+)
+LOCK_TRANSACTION_IDLE_MS = 2000
+"""How long a lock transaction may sit idle (its process frozen) before the server ends it."""
+_IDLE_LOCK_TRANSACTION = (
+    f"SET LOCAL idle_in_transaction_session_timeout = {LOCK_TRANSACTION_IDLE_MS}"
+)
+_NOTIFY_RELEASE = f"SELECT pg_notify('{RELEASE_CHANNEL}', %(key)s)"
 
 
 class PostgresStore(SqlStore):
@@ -154,6 +171,7 @@ class PostgresStore(SqlStore):
 
     _statements = _STATEMENTS
     _encoding = _ENCODING
+    _locks = _LOCKS
 
     def __init__(
         self,
@@ -283,6 +301,13 @@ class PostgresStore(SqlStore):
                                 params["expected_version"],
                                 None if row is None else row["version"],
                             )
+                releases = [{"saga_id": c.saga.saga_id} for c in commits if c.released_locks]
+                for statement in _LOCKS.release if releases else ():
+                    await cursor.executemany(statement, releases)
+                # Delivered when (and only if) the transaction commits.
+                freed = [{"key": key} for c in commits for key in c.released_locks]
+                if freed:
+                    await cursor.executemany(_NOTIFY_RELEASE, freed)
                 if step_params:
                     await cursor.executemany(statements.upsert_step, step_params)
                 if transition_params:
@@ -334,6 +359,25 @@ class PostgresStore(SqlStore):
             cursor = connection.cursor(row_factory=dict_row)
             await cursor.execute(query, params)
             return list(await cursor.fetchall()) if cursor.description else []
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[_Transaction]:
+        async with self._connection() as connection, connection.transaction():
+            cursor = connection.cursor(row_factory=dict_row)
+            # A lock transaction holds its keys' advisory locks: if its process freezes
+            # mid-way, the server ends the transaction instead of blocking every taker.
+            await cursor.execute(_IDLE_LOCK_TRANSACTION)
+            yield _Transaction(cursor)
+
+    async def lock_releases(self) -> AsyncIterator[str]:
+        """LISTEN on the release channel over one connection of its own (not pooled)."""
+        connection = await psycopg.AsyncConnection.connect(self._url, **self._connection_kwargs)
+        try:
+            await connection.execute(f"LISTEN {RELEASE_CHANNEL}")
+            async for notification in connection.notifies():
+                yield notification.payload
+        finally:
+            await connection.close()
 
     @contextlib.asynccontextmanager
     async def _connection(self) -> AsyncIterator[_Connection]:
@@ -428,6 +472,17 @@ async def _applied_version(connection: _Connection) -> int:
     cursor = await connection.execute(_APPLIED_VERSION)
     row = await cursor.fetchone()
     return 0 if row is None else int(row[0])
+
+
+class _Transaction:
+    """Statements of one `PostgresStore._transaction`, on its connection's cursor."""
+
+    def __init__(self, cursor: psycopg.AsyncCursor[dict[str, Any]]) -> None:
+        self._cursor = cursor
+
+    async def rows(self, query: str, params: Mapping[str, object]) -> list[Row]:
+        await self._cursor.execute(query, params)
+        return list(await self._cursor.fetchall()) if self._cursor.description else []
 
 
 def _connection_kwargs(url: str, schema: str | None, timeout: float) -> dict[str, Any]:

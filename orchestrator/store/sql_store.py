@@ -11,13 +11,21 @@ shape follows what each database does well (PostgreSQL pipelines it).
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+import contextlib
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import ClassVar
 
+from orchestrator.clock import utc_now
 from orchestrator.records import (
+    CreateSagaResult,
     Lease,
+    LockAttempt,
+    LockBlocker,
+    LockHolding,
+    NewSaga,
     PagePosition,
+    SagaCommit,
     SagaFilter,
     SagaRecord,
     StepRecord,
@@ -26,6 +34,7 @@ from orchestrator.records import (
 from orchestrator.store._rows import Row, RowEncoding, aware
 from orchestrator.store._statements import Statements, saga_listing
 from orchestrator.store.base import Store
+from orchestrator.store.locks import LockStatements, Transaction, create_locked, take_locks
 
 
 class SqlStore(Store):
@@ -33,6 +42,11 @@ class SqlStore(Store):
 
     _statements: ClassVar[Statements]
     _encoding: ClassVar[RowEncoding]
+    _locks: ClassVar[LockStatements]
+
+    @abc.abstractmethod
+    def _transaction(self) -> contextlib.AbstractAsyncContextManager[Transaction]:
+        """One write transaction, committed when the block ends, rolled back if it raises."""
 
     @abc.abstractmethod
     async def _rows(
@@ -90,6 +104,60 @@ class SqlStore(Store):
         if saga_ids:
             params = {"owner": owner, **self._ids(saga_ids)}
             await self._rows(self._statements.release_leases, params, write=True)
+
+    async def take_locks(
+        self,
+        saga_id: str,
+        keys: Sequence[str],
+        version: int,
+        decide: Callable[[LockAttempt], SagaCommit | None],
+    ) -> LockAttempt:
+        async with self._transaction() as tx:
+            return await take_locks(
+                tx,
+                self._statements,
+                self._locks,
+                self._encoding,
+                saga_id,
+                keys,
+                version,
+                decide,
+                utc_now(),
+            )
+
+    async def create_locked_saga(
+        self,
+        idempotency_key: str | None,
+        keys: Sequence[str],
+        open_saga: Callable[[LockAttempt], NewSaga],
+    ) -> CreateSagaResult:
+        async with self._transaction() as tx:
+            return await create_locked(
+                tx,
+                self._statements,
+                self._locks,
+                self._encoding,
+                idempotency_key,
+                keys,
+                open_saga,
+                utc_now(),
+            )
+
+    async def lock_blockers(self, saga_id: str, keys: Sequence[str]) -> list[LockBlocker]:
+        blockers = []
+        for key in keys:
+            params = {"key": key, "saga_id": saga_id}
+            held = await self._rows(self._locks.holder, params)
+            waiting = [] if held else await self._rows(self._locks.first_waiter, params)
+            for row in held or waiting:
+                blockers.append(LockBlocker(key, str(row["saga_id"]), holds=bool(held)))
+        return blockers
+
+    async def lock_holdings(self, saga_id: str) -> list[LockHolding]:
+        rows = await self._rows(self._locks.select_holdings, {"saga_id": saga_id})
+        return [
+            LockHolding(str(row["lock_key"]), bool(row["holds"]), int(row["ahead"])) for row in rows
+        ]
 
     async def unfinished_definitions(self) -> dict[tuple[str, int], int]:
         rows = await self._rows(self._statements.count_unfinished_by_definition, {})

@@ -15,7 +15,7 @@ import json
 import logging
 import os
 import sqlite3
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -30,6 +30,7 @@ from orchestrator.store._rows import (
     stale_version,
 )
 from orchestrator.store._statements import Dialect, Statements
+from orchestrator.store.locks import LockStatements
 from orchestrator.store.migrations import load_migrations, next_migration
 from orchestrator.store.sql_store import SqlStore
 
@@ -104,6 +105,13 @@ DIALECT = Dialect(
 )
 """How SQLite spells the shared SQL: leases by this process's clock, ids as a JSON array."""
 _STATEMENTS = Statements.render(DIALECT)
+# One writer at a time already serializes takers of a key: no guard statement. A new
+# ticket is one more than the highest still queued, which keeps the queues' order.
+_LOCKS = LockStatements.render(
+    DIALECT,
+    guard_key="",
+    next_ticket="(SELECT coalesce(max(ticket), 0) + 1 FROM saga_lock_queue)",
+)
 
 
 class SqliteStore(SqlStore):
@@ -115,11 +123,15 @@ class SqliteStore(SqlStore):
 
     _statements = _STATEMENTS
     _encoding = _ENCODING
+    _locks = _LOCKS
 
     def __init__(self, path: str) -> None:
         self._path = path
         self._executor: ThreadPoolExecutor | None = None
         self._connection: sqlite3.Connection | None = None
+        # Held by every call, and by a multi-statement transaction (`_transaction`) for
+        # its whole length, so no other call's statement runs inside it.
+        self._turn = asyncio.Lock()
 
     async def open(self) -> None:
         """Open the file in WAL mode and migrate it; raises StoreUnavailable if it cannot."""
@@ -162,6 +174,7 @@ class SqliteStore(SqlStore):
                 encoding.commit_params(commit),
                 [encoding.step_params(step) for step in commit.steps],
                 [encoding.transition_params(t) for t in commit.transitions],
+                bool(commit.released_locks),
             )
             for commit in commits
         ]
@@ -180,7 +193,7 @@ class SqliteStore(SqlStore):
                     connection.executemany(statements.upsert_step, step_params)
                     connection.executemany(statements.insert_transition, transition_params)
                     results.append(CreateSagaResult(new.saga, created=True))
-                for saga_params, step_params, transition_params in updates:
+                for saga_params, step_params, transition_params, releases in updates:
                     if connection.execute(statements.update_saga, saga_params).rowcount == 0:
                         row = connection.execute(statements.select_version, saga_params).fetchone()
                         raise stale_version(
@@ -193,6 +206,9 @@ class SqliteStore(SqlStore):
                         connection.executemany(statements.insert_transition, transition_params)
                     except sqlite3.IntegrityError as error:
                         raise duplicate_transition(f"saga {saga_params['saga_id']}") from error
+                    if releases:
+                        for statement in _LOCKS.release:
+                            connection.execute(statement, {"saga_id": saga_params["saga_id"]})
             return results
 
         return await self._run(apply)
@@ -210,10 +226,25 @@ class SqliteStore(SqlStore):
 
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run `work` on the store's thread; calls queue and run one at a time."""
+        async with self._turn:
+            return await self._run_in_turn(work)
+
+    async def _run_in_turn(self, work: Callable[[sqlite3.Connection], T]) -> T:
         if self._executor is None:
             raise RuntimeError("SqliteStore is not open")
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._call, work)
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[_Transaction]:
+        async with self._turn:
+            await self._run_in_turn(lambda connection: connection.execute("BEGIN IMMEDIATE"))
+            try:
+                yield _Transaction(self)
+            except BaseException:
+                await asyncio.shield(self._run_in_turn(_rollback))
+                raise
+            await self._run_in_turn(lambda connection: connection.execute("COMMIT"))
 
     def _call(self, work: Callable[[sqlite3.Connection], T]) -> T:
         with _unavailable_when_unusable(self._path):
@@ -247,6 +278,23 @@ class SqliteStore(SqlStore):
         connection, self._connection = self._connection, None
         if connection is not None:
             connection.close()
+
+
+class _Transaction:
+    """Statements of one `SqliteStore._transaction`, run on the store's thread in turn."""
+
+    def __init__(self, store: SqliteStore) -> None:
+        self._store = store
+
+    async def rows(self, query: str, params: Mapping[str, object]) -> list[Row]:
+        return await self._store._run_in_turn(
+            lambda connection: connection.execute(query, params).fetchall()
+        )
+
+
+def _rollback(connection: sqlite3.Connection) -> None:
+    if connection.in_transaction:
+        connection.execute("ROLLBACK")
 
 
 @contextlib.contextmanager

@@ -94,6 +94,21 @@ class EngineTelemetry:
         elapsed = (run.saga.update_time - run.saga.create_time).total_seconds()
         metrics.saga_duration.labels(saga_type, outcome).observe(max(0.0, elapsed))
 
+    def lock_queued(self, run: SagaRun) -> None:
+        if self.metrics is not None:
+            self.metrics.lock_waits.labels(run.saga.saga_type).inc()
+
+    def locks_acquired(self, run: SagaRun) -> None:
+        """After a wait, how long it took (from the stored time the saga queued)."""
+        since = run.saga.lock_wait_since
+        if self.metrics is not None and since is not None:
+            waited = (run.saga.update_time - since).total_seconds()
+            self.metrics.lock_wait_duration.labels(run.saga.saga_type).observe(max(0.0, waited))
+
+    def lock_waiting(self, delta: int) -> None:
+        if self.metrics is not None:
+            self.metrics.lock_waiters.inc(delta)
+
     @contextlib.contextmanager
     def driving(self, run: SagaRun) -> Iterator[None]:
         """Bind the saga's log fields and, when tracing, open the saga's span (a root)."""

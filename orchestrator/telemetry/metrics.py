@@ -112,6 +112,24 @@ class SagaMetrics:
             buckets=RPC_BUCKETS,
             registry=registry,
         )
+        self.lock_waits = Counter(
+            "saga_lock_waits",
+            "Sagas that had to queue for a lock key (counted once, when they first queue).",
+            by_type,
+            registry=registry,
+        )
+        self.lock_wait_duration = Histogram(
+            "saga_lock_wait_seconds",
+            "From queueing for lock keys to holding them (sagas that queued).",
+            by_type,
+            buckets=SAGA_BUCKETS,
+            registry=registry,
+        )
+        self.lock_waiters = Gauge(
+            "saga_lock_waiters",
+            "Sagas this replica drives that wait for lock keys right now.",
+            registry=registry,
+        )
         self.store_commit_duration = Histogram(
             "saga_store_commit_duration_seconds",
             "How long a saga waits for its commit to be durable: the group-commit queue "

@@ -31,6 +31,12 @@ class TransitionEvent(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TRANSITION_EVENT_SAGA_DEADLINE_PASSED: _ClassVar[TransitionEvent]
     TRANSITION_EVENT_SAGA_RETRIED: _ClassVar[TransitionEvent]
     TRANSITION_EVENT_STEP_RESOLVED: _ClassVar[TransitionEvent]
+    TRANSITION_EVENT_LOCKS_WAITING: _ClassVar[TransitionEvent]
+    TRANSITION_EVENT_LOCKS_ACQUIRED: _ClassVar[TransitionEvent]
+    TRANSITION_EVENT_LOCK_WAIT_EXPIRED: _ClassVar[TransitionEvent]
+    TRANSITION_EVENT_LOCKS_REFUSED: _ClassVar[TransitionEvent]
+    TRANSITION_EVENT_LOCKS_RELEASED: _ClassVar[TransitionEvent]
+    TRANSITION_EVENT_LOCK_BROKEN: _ClassVar[TransitionEvent]
 
 class SagaStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -74,6 +80,12 @@ TRANSITION_EVENT_SAGA_ABORTED: TransitionEvent
 TRANSITION_EVENT_SAGA_DEADLINE_PASSED: TransitionEvent
 TRANSITION_EVENT_SAGA_RETRIED: TransitionEvent
 TRANSITION_EVENT_STEP_RESOLVED: TransitionEvent
+TRANSITION_EVENT_LOCKS_WAITING: TransitionEvent
+TRANSITION_EVENT_LOCKS_ACQUIRED: TransitionEvent
+TRANSITION_EVENT_LOCK_WAIT_EXPIRED: TransitionEvent
+TRANSITION_EVENT_LOCKS_REFUSED: TransitionEvent
+TRANSITION_EVENT_LOCKS_RELEASED: TransitionEvent
+TRANSITION_EVENT_LOCK_BROKEN: TransitionEvent
 SAGA_STATUS_UNSPECIFIED: SagaStatus
 SAGA_STATUS_RUNNING: SagaStatus
 SAGA_STATUS_COMPENSATING: SagaStatus
@@ -120,7 +132,7 @@ class GetSagaRequest(_message.Message):
     def __init__(self, saga_id: _Optional[str] = ...) -> None: ...
 
 class Saga(_message.Message):
-    __slots__ = ("saga_id", "saga_type", "definition_version", "correlation_id", "status", "failure_reason", "failed_step", "needs_intervention", "create_time", "update_time", "steps", "payload", "idempotency_key", "deadline_time")
+    __slots__ = ("saga_id", "saga_type", "definition_version", "correlation_id", "status", "failure_reason", "failed_step", "needs_intervention", "create_time", "update_time", "steps", "payload", "idempotency_key", "deadline_time", "locks", "lock_wait_time")
     SAGA_ID_FIELD_NUMBER: _ClassVar[int]
     SAGA_TYPE_FIELD_NUMBER: _ClassVar[int]
     DEFINITION_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -135,6 +147,8 @@ class Saga(_message.Message):
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     DEADLINE_TIME_FIELD_NUMBER: _ClassVar[int]
+    LOCKS_FIELD_NUMBER: _ClassVar[int]
+    LOCK_WAIT_TIME_FIELD_NUMBER: _ClassVar[int]
     saga_id: str
     saga_type: str
     definition_version: int
@@ -149,7 +163,19 @@ class Saga(_message.Message):
     payload: _struct_pb2.Struct
     idempotency_key: str
     deadline_time: _timestamp_pb2.Timestamp
-    def __init__(self, saga_id: _Optional[str] = ..., saga_type: _Optional[str] = ..., definition_version: _Optional[int] = ..., correlation_id: _Optional[str] = ..., status: _Optional[_Union[SagaStatus, str]] = ..., failure_reason: _Optional[str] = ..., failed_step: _Optional[str] = ..., needs_intervention: _Optional[bool] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[Step, _Mapping]]] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., deadline_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    locks: _containers.RepeatedCompositeFieldContainer[SagaLock]
+    lock_wait_time: _timestamp_pb2.Timestamp
+    def __init__(self, saga_id: _Optional[str] = ..., saga_type: _Optional[str] = ..., definition_version: _Optional[int] = ..., correlation_id: _Optional[str] = ..., status: _Optional[_Union[SagaStatus, str]] = ..., failure_reason: _Optional[str] = ..., failed_step: _Optional[str] = ..., needs_intervention: _Optional[bool] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[Step, _Mapping]]] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., deadline_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., locks: _Optional[_Iterable[_Union[SagaLock, _Mapping]]] = ..., lock_wait_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class SagaLock(_message.Message):
+    __slots__ = ("key", "held", "queue_position")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    HELD_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_POSITION_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    held: bool
+    queue_position: int
+    def __init__(self, key: _Optional[str] = ..., held: _Optional[bool] = ..., queue_position: _Optional[int] = ...) -> None: ...
 
 class Step(_message.Message):
     __slots__ = ("name", "status", "attempts", "error", "compensation_attempts", "start_time", "update_time", "next_attempt_time", "group")
@@ -230,7 +256,7 @@ class WatchSagaResponse(_message.Message):
     def __init__(self, transition: _Optional[_Union[Transition, _Mapping]] = ...) -> None: ...
 
 class ListSagasRequest(_message.Message):
-    __slots__ = ("page_size", "page_token", "status", "saga_type", "correlation_id", "needs_intervention", "create_time_after", "create_time_before", "view")
+    __slots__ = ("page_size", "page_token", "status", "saga_type", "correlation_id", "needs_intervention", "create_time_after", "create_time_before", "view", "lock_key")
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -240,6 +266,7 @@ class ListSagasRequest(_message.Message):
     CREATE_TIME_AFTER_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_BEFORE_FIELD_NUMBER: _ClassVar[int]
     VIEW_FIELD_NUMBER: _ClassVar[int]
+    LOCK_KEY_FIELD_NUMBER: _ClassVar[int]
     page_size: int
     page_token: str
     status: SagaStatus
@@ -249,7 +276,8 @@ class ListSagasRequest(_message.Message):
     create_time_after: _timestamp_pb2.Timestamp
     create_time_before: _timestamp_pb2.Timestamp
     view: SagaView
-    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., status: _Optional[_Union[SagaStatus, str]] = ..., saga_type: _Optional[str] = ..., correlation_id: _Optional[str] = ..., needs_intervention: _Optional[bool] = ..., create_time_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., create_time_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., view: _Optional[_Union[SagaView, str]] = ...) -> None: ...
+    lock_key: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., status: _Optional[_Union[SagaStatus, str]] = ..., saga_type: _Optional[str] = ..., correlation_id: _Optional[str] = ..., needs_intervention: _Optional[bool] = ..., create_time_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., create_time_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., view: _Optional[_Union[SagaView, str]] = ..., lock_key: _Optional[str] = ...) -> None: ...
 
 class ListSagasResponse(_message.Message):
     __slots__ = ("sagas", "next_page_token")
@@ -304,6 +332,22 @@ class ResolveStepRequest(_message.Message):
     def __init__(self, saga_id: _Optional[str] = ..., step: _Optional[str] = ..., reason: _Optional[str] = ..., requested_by: _Optional[str] = ...) -> None: ...
 
 class ResolveStepResponse(_message.Message):
+    __slots__ = ("saga",)
+    SAGA_FIELD_NUMBER: _ClassVar[int]
+    saga: Saga
+    def __init__(self, saga: _Optional[_Union[Saga, _Mapping]] = ...) -> None: ...
+
+class BreakLockRequest(_message.Message):
+    __slots__ = ("saga_id", "reason", "requested_by")
+    SAGA_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    REQUESTED_BY_FIELD_NUMBER: _ClassVar[int]
+    saga_id: str
+    reason: str
+    requested_by: str
+    def __init__(self, saga_id: _Optional[str] = ..., reason: _Optional[str] = ..., requested_by: _Optional[str] = ...) -> None: ...
+
+class BreakLockResponse(_message.Message):
     __slots__ = ("saga",)
     SAGA_FIELD_NUMBER: _ClassVar[int]
     saga: Saga

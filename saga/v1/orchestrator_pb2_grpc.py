@@ -76,6 +76,11 @@ class SagaOrchestratorStub:
                 request_serializer=saga_dot_v1_dot_orchestrator__pb2.ResolveStepRequest.SerializeToString,
                 response_deserializer=saga_dot_v1_dot_orchestrator__pb2.ResolveStepResponse.FromString,
                 _registered_method=True)
+        self.BreakLock = channel.unary_unary(
+                '/saga.v1.SagaOrchestrator/BreakLock',
+                request_serializer=saga_dot_v1_dot_orchestrator__pb2.BreakLockRequest.SerializeToString,
+                response_deserializer=saga_dot_v1_dot_orchestrator__pb2.BreakLockResponse.FromString,
+                _registered_method=True)
 
 
 class SagaOrchestratorServicer:
@@ -147,6 +152,15 @@ class SagaOrchestratorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BreakLock(self, request, context):
+        """BreakLock takes a saga's semantic lock keys away (it goes on without them) and
+        lets the sagas queued behind it proceed; the reason is logged. FAILED_PRECONDITION
+        when the saga holds and waits for no key.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SagaOrchestratorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -189,6 +203,11 @@ def add_SagaOrchestratorServicer_to_server(servicer, server):
                     servicer.ResolveStep,
                     request_deserializer=saga_dot_v1_dot_orchestrator__pb2.ResolveStepRequest.FromString,
                     response_serializer=saga_dot_v1_dot_orchestrator__pb2.ResolveStepResponse.SerializeToString,
+            ),
+            'BreakLock': grpc.unary_unary_rpc_method_handler(
+                    servicer.BreakLock,
+                    request_deserializer=saga_dot_v1_dot_orchestrator__pb2.BreakLockRequest.FromString,
+                    response_serializer=saga_dot_v1_dot_orchestrator__pb2.BreakLockResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -409,6 +428,33 @@ class SagaOrchestrator:
             '/saga.v1.SagaOrchestrator/ResolveStep',
             saga_dot_v1_dot_orchestrator__pb2.ResolveStepRequest.SerializeToString,
             saga_dot_v1_dot_orchestrator__pb2.ResolveStepResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BreakLock(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/saga.v1.SagaOrchestrator/BreakLock',
+            saga_dot_v1_dot_orchestrator__pb2.BreakLockRequest.SerializeToString,
+            saga_dot_v1_dot_orchestrator__pb2.BreakLockResponse.FromString,
             options,
             channel_credentials,
             insecure,

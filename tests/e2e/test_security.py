@@ -68,6 +68,7 @@ ORCHESTRATOR_EXPECTED: dict[str, tuple[set[str], grpc.StatusCode]] = {
     "AbortSaga": ({"operator"}, grpc.StatusCode.INVALID_ARGUMENT),
     "RetrySaga": ({"operator"}, grpc.StatusCode.INVALID_ARGUMENT),
     "ResolveStep": ({"operator"}, grpc.StatusCode.INVALID_ARGUMENT),
+    "BreakLock": ({"operator"}, grpc.StatusCode.INVALID_ARGUMENT),
 }
 CELLS = ("none", "wrong-token", "reader", "client", "operator", "orchestrator")
 """Who calls: no credentials, an unknown token, a token of each role, the orchestrator's
