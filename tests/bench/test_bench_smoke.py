@@ -109,14 +109,16 @@ def test_small_bench_run_writes_every_figure_for_ours_and_both_ceilings(tmp_path
     for run in runs:
         if run["system"] not in ("group", "loop"):
             continue
-        # The ceilings count their own commits: the database's count must agree.
+        # The ceilings count their own commits: the database's count must agree, within
+        # what PostgreSQL's statistics have not flushed yet (a backend reports its
+        # counters at most once a second) and what other clients commit meanwhile.
         own = run["driver"]["self_counted_commits_per_saga"]
         writes = CEILING_COMMITS[run["workload"]]
         if run["system"] == "loop":
             assert own == writes
         else:  # the group writer never commits more often than there are writes
             assert 0 < own <= writes
-        assert own <= run["commits_per_saga"] < own + 2
+        assert 0.9 * own <= run["commits_per_saga"] < own + 2
     for cell in results["cells"]:
         assert cell["runs"] == cell["ok_runs"] == 2
         spread = cell["throughput_per_s"]
