@@ -308,9 +308,11 @@ class TableDdl:
     def read(cls, connection: psycopg.Connection[Any]) -> TableDdl:
         constraints = connection.execute(
             "SELECT conrelid::regclass::text, conname, contype, pg_get_constraintdef(oid)"
-            " FROM pg_constraint WHERE conrelid = ANY(%s::regclass[])"
-            " AND contype IN ('p', 'u', 'f') ORDER BY 1, 2",
-            (list(TABLES),),
+            " FROM pg_constraint WHERE (conrelid = ANY(%s::regclass[])"
+            " AND contype IN ('p', 'u', 'f'))"
+            # Other tables' foreign keys into these (the lock tables') go and come back too.
+            " OR (contype = 'f' AND confrelid = ANY(%s::regclass[])) ORDER BY 1, 2",
+            (list(TABLES), list(TABLES)),
         ).fetchall()
         indexes = connection.execute(
             "SELECT i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid) FROM pg_index i"
