@@ -114,6 +114,7 @@ def _query(request: web.Request) -> ListQuery:
         status=params.get("status", "").upper(),
         saga_type=params.get("saga_type", ""),
         correlation_id=params.get("correlation_id", ""),
+        lock_key=params.get("lock_key", ""),
         needs_intervention=None if not flag else flag == "true",
         created_after=_time_param(params.get("created_after", ""), "created_after"),
         created_before=_time_param(params.get("created_before", ""), "created_before"),

@@ -81,12 +81,15 @@ class ListQuery:
     needs_intervention: bool | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None
+    lock_key: str = ""
+    """Sagas holding or queueing for this semantic lock key."""
 
     def request(self, *, page_size: int = 0, page_token: str = "") -> pb.ListSagasRequest:
         """The ListSagas request of these filters; an unknown status is INVALID_ARGUMENT."""
         request = pb.ListSagasRequest(
             saga_type=self.saga_type,
             correlation_id=self.correlation_id,
+            lock_key=self.lock_key,
             page_size=page_size,
             page_token=page_token,
         )
@@ -142,6 +145,7 @@ class ConsoleCalls:
                 query.needs_intervention,
                 query.created_after,
                 query.created_before,
+                query.lock_key,
             ).request(page_size=COUNT_CAP)
             reply = await self._servicer.ListSagas(request, self._context)
             counts[status] = len(reply.sagas)

@@ -3,9 +3,9 @@
 The example participants come from the end-to-end fixture as they are; one more
 payment participant answers slowly, rejects a marked customer id and can never
 refund, so sagas run long enough to watch, fail with a participant's own error,
-and get stuck for an operator. Each orchestrator (`serve_with_console.py`) runs on
-its own SQLite file with the console beside it: one in laptop mode, one with
-tokens for an operator and a reader.
+and get stuck for an operator. Each orchestrator (`saga serve --http-listen`) runs on
+its own SQLite file with the console beside it: one in laptop mode, one with an
+`--auth-file` naming an operator, a reader and the application (client role).
 
 Chromium is the distribution's package (/usr/bin/chromium) driven by Playwright;
 without it the browser tests skip, except under CI=true, where they fail. A
@@ -15,9 +15,7 @@ named in the failure report.
 
 from __future__ import annotations
 
-import json
 import os
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,13 +39,14 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-LAUNCHER = Path(__file__).with_name("serve_with_console.py")
 DEFINITIONS = "orchestrator.examples,orchestrator.examples.operator_demo"
 XSS = '<script>window.__xss = 1</script>"><img src=x onerror="window.__xss = 2">'
 """A payload and a participant error carry this; the page must show it as text."""
 PAYMENT_LATENCY_MS = 2500
 OPERATOR_TOKEN = "operator-token-7f3a"
 READER_TOKEN = "reader-token-91bc"
+CLIENT_TOKEN = "client-token-5d20"
+"""The application's token: the secured orchestrator's gRPC API wants one too."""
 SCREENSHOTS_ENV = "SAGA_CONSOLE_SCREENSHOTS"
 """A directory (docs/console) to save the documentation's screenshots into."""
 
@@ -79,30 +78,21 @@ def slow_payment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChildProc
         process.stop()
 
 
-def _console_process(workdir: Path, addresses: dict[str, str], tokens: Path | None) -> ChildProcess:
-    if tokens is None:
-        # Laptop mode is exactly `saga serve --http-listen`.
-        return orchestrator_process(
-            workdir,
-            f"sqlite:///{workdir / 'saga.sqlite3'}",
-            addresses,
-            env={"SAGA_DEFINITIONS": DEFINITIONS},
-            name="orchestrator-console",
-            extra_args=["--http-listen", "127.0.0.1:0"],
-        )
-    argv = [
-        sys.executable,
-        str(LAUNCHER),
-        "--database",
+def _console_process(
+    workdir: Path, addresses: dict[str, str], auth_file: Path | None
+) -> ChildProcess:
+    """`saga serve --http-listen`: in laptop mode, or with `--auth-file`."""
+    extra = ["--http-listen", "127.0.0.1:0"]
+    if auth_file is not None:
+        extra += ["--auth-file", str(auth_file)]
+    return orchestrator_process(
+        workdir,
         f"sqlite:///{workdir / 'saga.sqlite3'}",
-        "--definitions",
-        DEFINITIONS,
-    ]
-    for name, address in sorted(addresses.items()):
-        argv += ["--participant", f"{name}={address}"]
-    if tokens is not None:
-        argv += ["--tokens", str(tokens)]
-    return ChildProcess("orchestrator-console", argv, workdir)
+        addresses,
+        env={"SAGA_DEFINITIONS": DEFINITIONS},
+        name="orchestrator-console",
+        extra_args=extra,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -128,16 +118,19 @@ def secured_console(
 ) -> Iterator[ChildProcess]:
     """An orchestrator whose console knows an operator (Olga) and a reader (Rudi)."""
     workdir = tmp_path_factory.mktemp("secured-console")
-    tokens = workdir / "tokens.json"
-    tokens.write_text(
-        json.dumps(
-            {
-                token_digest(OPERATOR_TOKEN): {"name": "olga", "roles": ["operator", "reader"]},
-                token_digest(READER_TOKEN): {"name": "rudi", "roles": ["reader"]},
-            }
+    auth_file = workdir / "callers.toml"
+    auth_file.write_text(
+        "".join(
+            f'[[caller]]\nname = "{name}"\nroles = {roles}\n'
+            f'token_sha256 = "{token_digest(token)}"\n\n'
+            for name, roles, token in (
+                ("olga", '["operator", "reader"]', OPERATOR_TOKEN),
+                ("rudi", '["reader"]', READER_TOKEN),
+                ("shop", '["client"]', CLIENT_TOKEN),
+            )
         )
     )
-    process = _console_process(workdir, addresses, tokens)
+    process = _console_process(workdir, addresses, auth_file)
     try:
         yield process.start()
     finally:
@@ -230,7 +223,29 @@ def stub(console: ChildProcess) -> Iterator[pb_grpc.SagaOrchestratorStub]:
 
 @pytest.fixture(scope="module")
 def secured_stub(secured_console: ChildProcess) -> Iterator[pb_grpc.SagaOrchestratorStub]:
-    yield from stub_of(secured_console)
+    """The application's view: starts and reads sagas with the client role's token."""
+    channel = grpc.intercept_channel(
+        grpc.insecure_channel(secured_console.address), BearerToken(CLIENT_TOKEN)
+    )
+    with channel:
+        yield pb_grpc.SagaOrchestratorStub(channel)
+
+
+class BearerToken(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):  # type: ignore[misc]
+    """Adds `authorization: Bearer <token>` to every call."""
+
+    def __init__(self, token: str) -> None:
+        self._header = ("authorization", f"Bearer {token}")
+
+    def _with_token(self, details: Any) -> Any:
+        metadata = [*(details.metadata or ()), self._header]
+        return details._replace(metadata=metadata)
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._with_token(details), request)
+
+    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._with_token(details), request)
 
 
 def wait_until(

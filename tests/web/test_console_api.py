@@ -97,6 +97,11 @@ def test_reads_answer_as_the_grpc_api_does(
         f"{base}api/counts?{urlencode({'correlation_id': saga.correlation_id})}"
     )
     assert answer["counts"] == {"RUNNING": 0, "COMPENSATING": 0, "COMPLETED": 1, "FAILED": 0}
+    # The lock-key filter reaches ListSagas: this saga takes no locks, so it is gone.
+    by_key = {"correlation_id": saga.correlation_id, "lock_key": "customer:nobody"}
+    assert call(f"{base}api/sagas?{urlencode(by_key)}")[1] == {"sagas": [], "next_page_token": ""}
+    status, answer, _ = call(f"{base}api/counts?{urlencode(by_key)}")
+    assert answer["counts"] == {"RUNNING": 0, "COMPENSATING": 0, "COMPLETED": 0, "FAILED": 0}
     status, answer, _ = call(f"{base}api/sagas?created_after=yesterday")
     assert status == 400 and "created_after" in answer["error"]["message"]
 

@@ -207,7 +207,7 @@
 
   // --- saga list ---------------------------------------------------------------------------
 
-  const FILTERS = ["status", "saga_type", "correlation_id", "needs_intervention", "created_after", "created_before", "page_size"];
+  const FILTERS = ["status", "saga_type", "correlation_id", "lock_key", "needs_intervention", "created_after", "created_before", "page_size"];
   let pageStack = [];
 
   function listHash(params) {
@@ -250,6 +250,7 @@
       field("filter-status", "Status", select("status", [["", "Any"], ...SAGA_STATUSES.map((v) => [v, v])], params.get("status"))),
       field("filter-type", "Type", select("saga_type", [["", "Any"], ...types.map((t) => [t, t])], params.get("saga_type"))),
       field("filter-correlation", "Correlation id", h("input", { name: "correlation_id", value: params.get("correlation_id") || "", autocomplete: "off" })),
+      field("filter-lock", "Lock key", h("input", { name: "lock_key", value: params.get("lock_key") || "", autocomplete: "off", placeholder: "customer:42" })),
       field("filter-intervention", "Needs intervention", select("needs_intervention", [["", "Any"], ["true", "Yes"], ["false", "No"]], params.get("needs_intervention"))),
       field("filter-after", "Created from", h("input", { name: "created_after", type: "datetime-local", value: localInputValue(params.get("created_after")) })),
       field("filter-before", "Created before", h("input", { name: "created_before", type: "datetime-local", value: localInputValue(params.get("created_before")) })),
@@ -433,6 +434,12 @@
       ["Updated", formatTime(saga.update_time)],
     ];
     if (saga.deadline_time) rows.push(["Deadline", formatTime(saga.deadline_time)]);
+    if ((saga.locks || []).length) {
+      rows.push(["Locks", h("ul", { class: "locks" }, saga.locks.map((lock) =>
+        h("li", {},
+          h("a", { href: listHash(new URLSearchParams({ lock_key: lock.key })) }, lock.key),
+          lock.held ? " held" : ` waiting, place ${lock.queue_position} in the queue`)))]);
+    }
     return h("dl", { class: "summary" }, rows.map(([term, value]) => [h("dt", {}, term), h("dd", {}, value)]));
   }
 
