@@ -25,8 +25,9 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from orchestrator import catalogue
 from orchestrator.client import TERMINAL_SAGA_STATUSES
-from orchestrator.definition import RetryPolicy, SagaDefinition, Step
+from orchestrator.definition import SagaDefinition
 from saga.v1 import orchestrator_pb2 as pb
 
 SHORT_ID_LENGTH = 8
@@ -605,52 +606,10 @@ def watch_view(state: WatchState, *, now: datetime, width: int | None = None) ->
 # --- definitions --------------------------------------------------------------------------------
 
 
-def _policy_document(policy: RetryPolicy) -> dict[str, Any]:
-    return {
-        "max_attempts": policy.max_attempts,
-        "initial_backoff_seconds": policy.initial_backoff,
-        "max_backoff_seconds": policy.max_backoff,
-        "multiplier": policy.multiplier,
-        "jitter": policy.jitter,
-        "retry_codes": sorted(policy.retry_codes),
-    }
-
-
-def _step_document(definition: SagaDefinition, index: int, step: Step) -> dict[str, Any]:
-    return {
-        "name": step.name,
-        "group": definition.group_of(index),
-        "stage": definition.stage_of(index) + 1,
-        "participant": step.participant,
-        "action": f"{step.action.service}.{step.action.method}",
-        "compensation": (
-            f"{step.compensation.service}.{step.compensation.method}"
-            if step.compensation is not None
-            else None
-        ),
-        "forward_only": definition.is_forward_only(index),
-        "retriable": step.retriable,
-        "timeout_seconds": step.timeout,
-        "retry": _policy_document(definition.action_retry(step)),
-        "compensation_retry": _policy_document(definition.compensation_retry_of(step)),
-    }
-
-
-def definition_document(definition: SagaDefinition) -> dict[str, Any]:
-    """`saga describe --json`: what the engine will run, as data for a script."""
-    pivot = definition.pivot_stage
-    return {
-        "saga_type": definition.name,
-        "version": definition.version,
-        "description": definition.description,
-        "input": definition.input_type.DESCRIPTOR.full_name,
-        "deadline_seconds": definition.deadline,
-        "pivot_stage": None if pivot is None else pivot + 1,
-        "steps": [
-            _step_document(definition, index, step)
-            for index, step in enumerate(definition.all_steps)
-        ],
-    }
+def definition_document(definition: SagaDefinition, *, latest: bool = True) -> dict[str, Any]:
+    """`saga describe --json`: what the engine will run, as data for a script (the same
+    document a server's ListSagaTypes entry gives)."""
+    return catalogue.definition_document(catalogue.definition_to_proto(definition, latest=latest))
 
 
 # --- plain rendering ----------------------------------------------------------------------------

@@ -83,6 +83,8 @@ class SagaDriver:
             else:
                 actions = run.next_actions(utc_now())
             committed = run.has_pending()
+            if committed and not actions and run.status is SagaStatus.COMPLETED:
+                self._record_output()
             if committed:
                 await self._commit()
             if not actions:
@@ -100,6 +102,22 @@ class SagaDriver:
                         group.create_task(self._perform(action))
             except ExceptionGroup as errors:
                 raise errors.exceptions[0] from errors
+
+    def _record_output(self) -> None:
+        """Build the definition's output from the stored replies into the terminal commit.
+        A builder that raises leaves the saga COMPLETED without an output (and says so):
+        every step has succeeded, so nothing may be undone for want of a summary."""
+        run = self.run
+        try:
+            output = self._registry.build_output(run.definition, run.saga, run.steps)
+        except Exception as error:
+            logger.error(
+                "the output builder failed; the saga completes without an output: %r",
+                error,
+                extra={"saga_id": run.saga.saga_id},
+            )
+            return
+        run.record_output(output, utc_now())
 
     async def _perform(self, action: Action) -> None:
         """Send an action or compensation until the machine's policy settles it.

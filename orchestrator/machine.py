@@ -520,6 +520,12 @@ class SagaRun:
             fire(SAGA_MOVES, self._saga_model, "resume_forward", self.saga.saga_id)
         self._set_saga(now, status=self.status)
 
+    def record_output(self, output: bytes | None, now: datetime) -> None:
+        """Keep a COMPLETED saga's output (a serialized Any) with its terminal commit."""
+        if self.status is not SagaStatus.COMPLETED:
+            raise IllegalTransition(f"saga {self.saga.saga_id} is {self.status}, not COMPLETED")
+        self._set_saga(now, output=output)
+
     # --- persistence hand-off ---------------------------------------------------------
 
     @property

@@ -85,6 +85,8 @@ class SagaRecord:
     needs_intervention: bool = False
     version: int = 1
     deadline_time: datetime | None = None
+    output: bytes | None = None
+    """A COMPLETED saga's output, a serialized google.protobuf.Any; None without one."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,12 +20,14 @@ from datetime import UTC, datetime
 from typing import Any, NoReturn, TypeVar
 
 import grpc
-from google.protobuf import json_format, struct_pb2
+from google.protobuf import any_pb2, json_format, struct_pb2
 
-from orchestrator.errors import InvalidArgument, SagaError, SagaNotFound
+from orchestrator.catalogue import definition_to_proto
+from orchestrator.definition import SagaDefinition
+from orchestrator.errors import InvalidArgument, SagaError, SagaNotFound, UnknownSagaType
 from orchestrator.executor import Executor
 from orchestrator.machine import SagaRun
-from orchestrator.payload import parse_input
+from orchestrator.payload import parse_input, parse_typed_input
 from orchestrator.records import (
     PagePosition,
     SagaFilter,
@@ -104,12 +106,28 @@ def _check_saga_id(saga_id: str) -> None:
         raise InvalidArgument(f"saga_id must be a UUID as returned by StartSaga, got {saga_id!r}")
 
 
+ANY_TYPE_URL_PREFIX = "type.googleapis.com/"
+
+
+def _packed(type_name: str, value: bytes | None) -> any_pb2.Any | None:
+    return (
+        None
+        if value is None
+        else any_pb2.Any(type_url=ANY_TYPE_URL_PREFIX + type_name, value=value)
+    )
+
+
 def saga_to_proto(
-    saga: SagaRecord, steps: list[StepRecord], groups: Callable[[int], str] | None = None
+    saga: SagaRecord,
+    steps: list[StepRecord],
+    groups: Callable[[int], str] | None = None,
+    reply_types: Callable[[int], str] | None = None,
 ) -> pb.Saga:
-    """The API's view of a stored saga; `groups` names each step's Parallel group."""
+    """The API's view of a stored saga; `groups` names each step's Parallel group and
+    `reply_types` the full name of its action's reply (without it, replies are left out)."""
     payload = struct_pb2.Struct()
     payload.update(saga.payload)
+    output = any_pb2.Any.FromString(saga.output) if saga.output is not None else None
     return pb.Saga(
         saga_id=saga.saga_id,
         saga_type=saga.saga_type,
@@ -124,6 +142,7 @@ def saga_to_proto(
         payload=payload,
         idempotency_key=saga.idempotency_key or "",
         deadline_time=optional_timestamp(saga.deadline_time),
+        output=output,
         steps=[
             pb.Step(
                 name=step.name,
@@ -135,6 +154,11 @@ def saga_to_proto(
                 update_time=optional_timestamp(step.update_time),
                 next_attempt_time=optional_timestamp(step.next_attempt_time),
                 group=groups(step.index) if groups is not None else "",
+                reply=(
+                    _packed(reply_types(step.index), step.result)
+                    if reply_types is not None
+                    else None
+                ),
             )
             for step in steps
         ],
@@ -255,11 +279,16 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
         _check_id("correlation_id", request.correlation_id)
         _check_id("idempotency_key", request.idempotency_key, required=False)
         definition = self._registry.latest(request.saga_type)
-        saga_input = parse_input(
-            definition.input_type,
-            json_format.MessageToDict(request.payload),
-            definition.check_input,
-        )
+        if request.WhichOneof("input_kind") == "input":
+            saga_input = parse_typed_input(
+                definition.input_type, request.input, definition.check_input
+            )
+        else:
+            saga_input = parse_input(
+                definition.input_type,
+                json_format.MessageToDict(request.payload),
+                definition.check_input,
+            )
         # Stored in canonical form: Struct numbers are doubles, the input's are typed.
         payload = json_format.MessageToDict(saga_input, preserving_proto_field_name=True)
         result = await self._executor.start_saga(
@@ -344,7 +373,12 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
             except SagaError as error:
                 await _abort(context, error)
             for row in rows:
-                yield pb.WatchSagaResponse(transition=transition_to_proto(row))
+                response = pb.WatchSagaResponse(transition=transition_to_proto(row))
+                if row.saga_status.is_terminal and row.step == "":
+                    ended = await self._store.get_saga(request.saga_id)
+                    if ended is not None and ended.status.is_terminal:
+                        response.saga.CopyFrom(await self._full_saga(ended))
+                yield response
                 last = row.seq
             if rows:
                 finished = rows[-1].saga_status.is_terminal
@@ -396,10 +430,40 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
         )
         return await self._full_saga(saga)
 
+    @_mapped_errors
+    async def ListSagaTypes(
+        self, request: pb.ListSagaTypesRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ListSagaTypesResponse:
+        _check_id("saga_type", request.saga_type, required=False)
+        definitions = [
+            definition
+            for definition in self._registry.definitions
+            if not request.saga_type or definition.name == request.saga_type
+        ]
+        if request.saga_type and not definitions:
+            self._registry.latest(request.saga_type)  # raises, naming what is registered
+            raise UnknownSagaType(f"unknown saga type {request.saga_type!r}")  # pragma: no cover
+        return pb.ListSagaTypesResponse(
+            definitions=[
+                definition_to_proto(
+                    definition, latest=self._registry.latest(definition.name) is definition
+                )
+                for definition in definitions
+            ]
+        )
+
     async def _full_saga(self, saga: SagaRecord) -> pb.Saga:
         steps = await self._store.get_steps(saga.saga_id)
         try:
             definition = self._registry.get(saga.saga_type, saga.definition_version)
         except SagaError:
             return saga_to_proto(saga, steps)
-        return saga_to_proto(saga, steps, definition.group_of)
+        return saga_to_proto(saga, steps, definition.group_of, self._reply_types(definition))
+
+    def _reply_types(self, definition: SagaDefinition) -> Callable[[int], str]:
+        def reply_type(index: int) -> str:
+            step = definition.all_steps[index]
+            response = self._registry.resolved_step(definition, step.name).action.response_type
+            return response.DESCRIPTOR.full_name
+
+        return reply_type

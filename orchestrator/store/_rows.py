@@ -63,6 +63,7 @@ class RowEncoding:
             "update_time": self.time_to_db(saga.update_time),
             "version": saga.version,
             "deadline_time": self._optional_time_to_db(saga.deadline_time),
+            "output": saga.output,
         }
 
     def commit_params(self, commit: SagaCommit) -> dict[str, object]:
@@ -122,6 +123,7 @@ class RowEncoding:
             update_time=self.time_from_db(row["update_time"]),
             version=row["version"],
             deadline_time=self._optional_time_from_db(row["deadline_time"]),
+            output=None if row["output"] is None else bytes(row["output"]),
         )
 
     def step_from_row(self, row: Row) -> StepRecord:

@@ -20,7 +20,7 @@ from orchestrator.store._rows import aware
 SAGA_COLUMNS = (
     "saga_id, saga_type, definition_version, correlation_id, idempotency_key,"
     " request_fingerprint, payload, status, failure_reason, failed_step,"
-    " needs_intervention, create_time, update_time, version, deadline_time"
+    " needs_intervention, create_time, update_time, version, deadline_time, output"
 )
 STEP_COLUMNS = (
     "saga_id, step_index, name, status, attempts, compensation_attempts, error, result,"
@@ -101,7 +101,7 @@ RETURNING saga_id
 UPDATE sagas
 SET status = {p("status")}, failure_reason = {p("failure_reason")},
     failed_step = {p("failed_step")}, needs_intervention = {p("needs_intervention")},
-    update_time = {p("update_time")}, version = {p("version")},
+    update_time = {p("update_time")}, version = {p("version")}, output = {p("output")},
     -- A finished saga needs no driver; an operator's retry makes it claimable at once.
     lease_owner = CASE WHEN {finished} THEN NULL ELSE lease_owner END,
     lease_expires_at = CASE WHEN {finished} THEN NULL ELSE lease_expires_at END

@@ -22,59 +22,70 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import any_pb2 as google_dot_protobuf_dot_any__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1asaga/v1/orchestrator.proto\x12\x07saga.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x80\x01\n\x10StartSagaRequest\x12\x11\n\tsaga_type\x18\x01 \x01(\t\x12\x16\n\x0e\x63orrelation_id\x18\x02 \x01(\t\x12(\n\x07payload\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\"Z\n\x11StartSagaResponse\x12\x0f\n\x07saga_id\x18\x01 \x01(\t\x12#\n\x06status\x18\x02 \x01(\x0e\x32\x13.saga.v1.SagaStatus\x12\x0f\n\x07\x63reated\x18\x03 \x01(\x08\"!\n\x0eGetSagaRequest\x12\x0f\n\x07saga_id\x18\x01 \x01(\t\"\xc2\x03\n\x04Saga\x12\x0f\n\x07saga_id\x18\x01 \x01(\t\x12\x11\n\tsaga_type\x18\x02 \x01(\t\x12\x1a\n\x12\x64\x65\x66inition_version\x18\x03 \x01(\r\x12\x16\n\x0e\x63orrelation_id\x18\x04 \x01(\t\x12#\n\x06status\x18\x05 \x01(\x0e\x32\x13.saga.v1.SagaStatus\x12\x16\n\x0e\x66\x61ilure_reason\x18\x06 \x01(\t\x12\x13\n\x0b\x66\x61iled_step\x18\x07 \x01(\t\x12\x1a\n\x12needs_intervention\x18\x08 \x01(\x08\x12/\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1c\n\x05steps\x18\x0b \x03(\x0b\x32\r.saga.v1.Step\x12(\n\x07payload\x18\x0c \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x17\n\x0fidempotency_key\x18\r \x01(\t\x12\x31\n\rdeadline_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa0\x02\n\x04Step\x12\x0c\n\x04name\x18\x01 \x01(\t\x12#\n\x06status\x18\x02 \x01(\x0e\x32\x13.saga.v1.StepStatus\x12\x10\n\x08\x61ttempts\x18\x03 \x01(\x05\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12\x1d\n\x15\x63ompensation_attempts\x18\x05 \x01(\x05\x12.\n\nstart_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x11next_attempt_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05group\x18\t \x01(\t\"\x8d\x02\n\nTransition\x12\x0b\n\x03seq\x18\x01 \x01(\x05\x12\'\n\x05\x65vent\x18\x02 \x01(\x0e\x32\x18.saga.v1.TransitionEvent\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04step\x18\x04 \x01(\t\x12(\n\x0bsaga_status\x18\x05 \x01(\x0e\x32\x13.saga.v1.SagaStatus\x12(\n\x0bstep_status\x18\x06 \x01(\x0e\x32\x13.saga.v1.StepStatus\x12\x0f\n\x07\x61ttempt\x18\x07 \x01(\x05\x12\r\n\x05\x65rror\x18\x08 \x01(\t\x12\r\n\x05\x61\x63tor\x18\t \x01(\t\x12\x0e\n\x06reason\x18\n \x01(\t\"O\n\x15GetSagaHistoryRequest\x12\x0f\n\x07saga_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"[\n\x16GetSagaHistoryResponse\x12(\n\x0btransitions\x18\x01 \x03(\x0b\x32\x13.saga.v1.Transition\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"6\n\x10WatchSagaRequest\x12\x0f\n\x07saga_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x05\"<\n\x11WatchSagaResponse\x12\'\n\ntransition\x18\x01 \x01(\x0b\x32\x13.saga.v1.Transition\"\xb0\x02\n\x10ListSagasRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12#\n\x06status\x18\x03 \x01(\x0e\x32\x13.saga.v1.SagaStatus\x12\x11\n\tsaga_type\x18\x04 \x01(\t\x12\x16\n\x0e\x63orrelation_id\x18\x05 \x01(\t\x12\x1f\n\x12needs_intervention\x18\x06 \x01(\x08H\x00\x88\x01\x01\x12\x35\n\x11\x63reate_time_after\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x36\n\x12\x63reate_time_before\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x15\n\x13_needs_intervention\"J\n\x11ListSagasResponse\x12\x1c\n\x05sagas\x18\x01 \x03(\x0b\x32\r.saga.v1.Saga\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"I\n\x10\x41\x62ortSagaRequest\x12\x0f\n\x07saga_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x14\n\x0crequested_by\x18\x03 \x01(\t\"0\n\x11\x41\x62ortSagaResponse\x12\x1b\n\x04saga\x18\x01 \x01(\x0b\x32\r.saga.v1.Saga\"I\n\x10RetrySagaRequest\x12\x0f\n\x07saga_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x14\n\x0crequested_by\x18\x03 \x01(\t\"0\n\x11RetrySagaResponse\x12\x1b\n\x04saga\x18\x01 \x01(\x0b\x32\r.saga.v1.Saga\"Y\n\x12ResolveStepRequest\x12\x0f\n\x07saga_id\x18\x01 \x01(\t\x12\x0c\n\x04step\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x14\n\x0crequested_by\x18\x04 \x01(\t\"2\n\x13ResolveStepResponse\x12\x1b\n\x04saga\x18\x01 \x01(\x0b\x32\r.saga.v1.Saga*\xc6\x05\n\x0fTransitionEvent\x12 \n\x1cTRANSITION_EVENT_UNSPECIFIED\x10\x00\x12!\n\x1dTRANSITION_EVENT_SAGA_STARTED\x10\x01\x12!\n\x1dTRANSITION_EVENT_STEP_STARTED\x10\x02\x12)\n%TRANSITION_EVENT_STEP_RETRY_SCHEDULED\x10\x03\x12#\n\x1fTRANSITION_EVENT_STEP_COMPLETED\x10\x04\x12 \n\x1cTRANSITION_EVENT_STEP_FAILED\x10\x05\x12)\n%TRANSITION_EVENT_COMPENSATION_STARTED\x10\x06\x12\x31\n-TRANSITION_EVENT_COMPENSATION_RETRY_SCHEDULED\x10\x07\x12+\n\'TRANSITION_EVENT_COMPENSATION_COMPLETED\x10\x08\x12(\n$TRANSITION_EVENT_COMPENSATION_FAILED\x10\t\x12&\n\"TRANSITION_EVENT_SAGA_COMPENSATING\x10\n\x12#\n\x1fTRANSITION_EVENT_SAGA_COMPLETED\x10\x0b\x12 \n\x1cTRANSITION_EVENT_SAGA_FAILED\x10\x0c\x12 \n\x1cTRANSITION_EVENT_SAGA_HALTED\x10\r\x12!\n\x1dTRANSITION_EVENT_SAGA_ABORTED\x10\x0e\x12)\n%TRANSITION_EVENT_SAGA_DEADLINE_PASSED\x10\x0f\x12!\n\x1dTRANSITION_EVENT_SAGA_RETRIED\x10\x10\x12\"\n\x1eTRANSITION_EVENT_STEP_RESOLVED\x10\x11*\x93\x01\n\nSagaStatus\x12\x1b\n\x17SAGA_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13SAGA_STATUS_RUNNING\x10\x01\x12\x1c\n\x18SAGA_STATUS_COMPENSATING\x10\x02\x12\x19\n\x15SAGA_STATUS_COMPLETED\x10\x03\x12\x16\n\x12SAGA_STATUS_FAILED\x10\x04*\xee\x01\n\nStepStatus\x12\x1b\n\x17STEP_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13STEP_STATUS_PENDING\x10\x01\x12\x17\n\x13STEP_STATUS_STARTED\x10\x02\x12\x19\n\x15STEP_STATUS_COMPLETED\x10\x03\x12\x16\n\x12STEP_STATUS_FAILED\x10\x04\x12\x1c\n\x18STEP_STATUS_COMPENSATING\x10\x05\x12\x1b\n\x17STEP_STATUS_COMPENSATED\x10\x06\x12#\n\x1fSTEP_STATUS_COMPENSATION_FAILED\x10\x07\x32\xb8\x04\n\x10SagaOrchestrator\x12\x42\n\tStartSaga\x12\x19.saga.v1.StartSagaRequest\x1a\x1a.saga.v1.StartSagaResponse\x12\x31\n\x07GetSaga\x12\x17.saga.v1.GetSagaRequest\x1a\r.saga.v1.Saga\x12\x42\n\tListSagas\x12\x19.saga.v1.ListSagasRequest\x1a\x1a.saga.v1.ListSagasResponse\x12Q\n\x0eGetSagaHistory\x12\x1e.saga.v1.GetSagaHistoryRequest\x1a\x1f.saga.v1.GetSagaHistoryResponse\x12\x44\n\tWatchSaga\x12\x19.saga.v1.WatchSagaRequest\x1a\x1a.saga.v1.WatchSagaResponse0\x01\x12\x42\n\tAbortSaga\x12\x19.saga.v1.AbortSagaRequest\x1a\x1a.saga.v1.AbortSagaResponse\x12\x42\n\tRetrySaga\x12\x19.saga.v1.RetrySagaRequest\x1a\x1a.saga.v1.RetrySagaResponse\x12H\n\x0bResolveStep\x12\x1b.saga.v1.ResolveStepRequest\x1a\x1c.saga.v1.ResolveStepResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1asaga/v1/orchestrator.proto\x12\x07saga.v1\x1a\x19google/protobuf/any.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb7\x01\n\x10StartSagaRequest\x12\x11\n\tsaga_type\x18\x01 \x01(\t\x12\x16\n\x0e\x63orrelation_id\x18\x02 \x01(\t\x12*\n\x07payload\x18\x03 \x01(\x0b\x32\x17.google.protobuf.StructH\x00\x12%\n\x05input\x18\x05 \x01(\x0b\x32\x14.google.protobuf.AnyH\x00\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\tB\x0c\n\ninput_kind\"Z\n\x11StartSagaResponse\x12\x0f\n\x07saga_id\x18\x01 \x01(\t\x12#\n\x06status\x18\x02 \x01(\x0e\x32\x13.saga.v1.SagaStatus\x12\x0f\n\x07\x63reated\x18\x03 \x01(\x08\"!\n\x0eGetSagaRequest\x12\x0f\n\x07saga_id\x18\x01 \x01(\t\"\xe8\x03\n\x04Saga\x12\x0f\n\x07saga_id\x18\x01 \x01(\t\x12\x11\n\tsaga_type\x18\x02 \x01(\t\x12\x1a\n\x12\x64\x65\x66inition_version\x18\x03 \x01(\r\x12\x16\n\x0e\x63orrelation_id\x18\x04 \x01(\t\x12#\n\x06status\x18\x05 \x01(\x0e\x32\x13.saga.v1.SagaStatus\x12\x16\n\x0e\x66\x61ilure_reason\x18\x06 \x01(\t\x12\x13\n\x0b\x66\x61iled_step\x18\x07 \x01(\t\x12\x1a\n\x12needs_intervention\x18\x08 \x01(\x08\x12/\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1c\n\x05steps\x18\x0b \x03(\x0b\x32\r.saga.v1.Step\x12(\n\x07payload\x18\x0c \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x17\n\x0fidempotency_key\x18\r \x01(\t\x12\x31\n\rdeadline_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12$\n\x06output\x18\x0f \x01(\x0b\x32\x14.google.protobuf.Any\"\xc5\x02\n\x04Step\x12\x0c\n\x04name\x18\x01 \x01(\t\x12#\n\x06status\x18\x02 \x01(\x0e\x32\x13.saga.v1.StepStatus\x12\x10\n\x08\x61ttempts\x18\x03 \x01(\x05\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12\x1d\n\x15\x63ompensation_attempts\x18\x05 \x01(\x05\x12.\n\nstart_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x11next_attempt_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05group\x18\t \x01(\t\x12#\n\x05reply\x18\n \x01(\x0b\x32\x14.google.protobuf.Any\"\x8d\x02\n\nTransition\x12\x0b\n\x03seq\x18\x01 \x01(\x05\x12\'\n\x05\x65vent\x18\x02 \x01(\x0e\x32\x18.saga.v1.TransitionEvent\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04step\x18\x04 \x01(\t\x12(\n\x0bsaga_status\x18\x05 \x01(\x0e\x32\x13.saga.v1.SagaStatus\x12(\n\x0bstep_status\x18\x06 \x01(\x0e\x32\x13.saga.v1.StepStatus\x12\x0f\n\x07\x61ttempt\x18\x07 \x01(\x05\x12\r\n\x05\x65rror\x18\x08 \x01(\t\x12\r\n\x05\x61\x63tor\x18\t \x01(\t\x12\x0e\n\x06reason\x18\n \x01(\t\"O\n\x15GetSagaHistoryRequest\x12\x0f\n\x07saga_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"[\n\x16GetSagaHistoryResponse\x12(\n\x0btransitions\x18\x01 \x03(\x0b\x32\x13.saga.v1.Transition\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"6\n\x10WatchSagaRequest\x12\x0f\n\x07saga_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x05\"Y\n\x11WatchSagaResponse\x12\'\n\ntransition\x18\x01 \x01(\x0b\x32\x13.saga.v1.Transition\x12\x1b\n\x04saga\x18\x02 \x01(\x0b\x32\r.saga.v1.Saga\"\xb0\x02\n\x10ListSagasRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12#\n\x06status\x18\x03 \x01(\x0e\x32\x13.saga.v1.SagaStatus\x12\x11\n\tsaga_type\x18\x04 \x01(\t\x12\x16\n\x0e\x63orrelation_id\x18\x05 \x01(\t\x12\x1f\n\x12needs_intervention\x18\x06 \x01(\x08H\x00\x88\x01\x01\x12\x35\n\x11\x63reate_time_after\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x36\n\x12\x63reate_time_before\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x15\n\x13_needs_intervention\"J\n\x11ListSagasResponse\x12\x1c\n\x05sagas\x18\x01 \x03(\x0b\x32\r.saga.v1.Saga\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"I\n\x10\x41\x62ortSagaRequest\x12\x0f\n\x07saga_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x14\n\x0crequested_by\x18\x03 \x01(\t\"0\n\x11\x41\x62ortSagaResponse\x12\x1b\n\x04saga\x18\x01 \x01(\x0b\x32\r.saga.v1.Saga\"I\n\x10RetrySagaRequest\x12\x0f\n\x07saga_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x14\n\x0crequested_by\x18\x03 \x01(\t\"0\n\x11RetrySagaResponse\x12\x1b\n\x04saga\x18\x01 \x01(\x0b\x32\r.saga.v1.Saga\"Y\n\x12ResolveStepRequest\x12\x0f\n\x07saga_id\x18\x01 \x01(\t\x12\x0c\n\x04step\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x14\n\x0crequested_by\x18\x04 \x01(\t\"2\n\x13ResolveStepResponse\x12\x1b\n\x04saga\x18\x01 \x01(\x0b\x32\r.saga.v1.Saga\")\n\x14ListSagaTypesRequest\x12\x11\n\tsaga_type\x18\x01 \x01(\t\"E\n\x15ListSagaTypesResponse\x12,\n\x0b\x64\x65\x66initions\x18\x01 \x03(\x0b\x32\x17.saga.v1.SagaDefinition\"\xfe\x01\n\x0eSagaDefinition\x12\x11\n\tsaga_type\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\r\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\r\n\x05input\x18\x04 \x01(\t\x12\x0e\n\x06output\x18\x05 \x01(\t\x12\x1d\n\x10\x64\x65\x61\x64line_seconds\x18\x06 \x01(\x01H\x00\x88\x01\x01\x12\x18\n\x0bpivot_stage\x18\x07 \x01(\rH\x01\x88\x01\x01\x12&\n\x05steps\x18\x08 \x03(\x0b\x32\x17.saga.v1.StepDefinition\x12\x0e\n\x06latest\x18\t \x01(\x08\x42\x13\n\x11_deadline_secondsB\x0e\n\x0c_pivot_stage\"\xa6\x02\n\x0eStepDefinition\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05group\x18\x02 \x01(\t\x12\r\n\x05stage\x18\x03 \x01(\r\x12\x13\n\x0bparticipant\x18\x04 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x05 \x01(\t\x12\x19\n\x0c\x63ompensation\x18\x06 \x01(\tH\x00\x88\x01\x01\x12\x14\n\x0c\x66orward_only\x18\x07 \x01(\x08\x12\x11\n\tretriable\x18\x08 \x01(\x08\x12\x17\n\x0ftimeout_seconds\x18\t \x01(\x01\x12#\n\x05retry\x18\n \x01(\x0b\x32\x14.saga.v1.RetryPolicy\x12\x30\n\x12\x63ompensation_retry\x18\x0b \x01(\x0b\x32\x14.saga.v1.RetryPolicyB\x0f\n\r_compensation\"\x9a\x01\n\x0bRetryPolicy\x12\x14\n\x0cmax_attempts\x18\x01 \x01(\r\x12\x1f\n\x17initial_backoff_seconds\x18\x02 \x01(\x01\x12\x1b\n\x13max_backoff_seconds\x18\x03 \x01(\x01\x12\x12\n\nmultiplier\x18\x04 \x01(\x01\x12\x0e\n\x06jitter\x18\x05 \x01(\x01\x12\x13\n\x0bretry_codes\x18\x06 \x03(\t*\xc6\x05\n\x0fTransitionEvent\x12 \n\x1cTRANSITION_EVENT_UNSPECIFIED\x10\x00\x12!\n\x1dTRANSITION_EVENT_SAGA_STARTED\x10\x01\x12!\n\x1dTRANSITION_EVENT_STEP_STARTED\x10\x02\x12)\n%TRANSITION_EVENT_STEP_RETRY_SCHEDULED\x10\x03\x12#\n\x1fTRANSITION_EVENT_STEP_COMPLETED\x10\x04\x12 \n\x1cTRANSITION_EVENT_STEP_FAILED\x10\x05\x12)\n%TRANSITION_EVENT_COMPENSATION_STARTED\x10\x06\x12\x31\n-TRANSITION_EVENT_COMPENSATION_RETRY_SCHEDULED\x10\x07\x12+\n\'TRANSITION_EVENT_COMPENSATION_COMPLETED\x10\x08\x12(\n$TRANSITION_EVENT_COMPENSATION_FAILED\x10\t\x12&\n\"TRANSITION_EVENT_SAGA_COMPENSATING\x10\n\x12#\n\x1fTRANSITION_EVENT_SAGA_COMPLETED\x10\x0b\x12 \n\x1cTRANSITION_EVENT_SAGA_FAILED\x10\x0c\x12 \n\x1cTRANSITION_EVENT_SAGA_HALTED\x10\r\x12!\n\x1dTRANSITION_EVENT_SAGA_ABORTED\x10\x0e\x12)\n%TRANSITION_EVENT_SAGA_DEADLINE_PASSED\x10\x0f\x12!\n\x1dTRANSITION_EVENT_SAGA_RETRIED\x10\x10\x12\"\n\x1eTRANSITION_EVENT_STEP_RESOLVED\x10\x11*\x93\x01\n\nSagaStatus\x12\x1b\n\x17SAGA_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13SAGA_STATUS_RUNNING\x10\x01\x12\x1c\n\x18SAGA_STATUS_COMPENSATING\x10\x02\x12\x19\n\x15SAGA_STATUS_COMPLETED\x10\x03\x12\x16\n\x12SAGA_STATUS_FAILED\x10\x04*\xee\x01\n\nStepStatus\x12\x1b\n\x17STEP_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13STEP_STATUS_PENDING\x10\x01\x12\x17\n\x13STEP_STATUS_STARTED\x10\x02\x12\x19\n\x15STEP_STATUS_COMPLETED\x10\x03\x12\x16\n\x12STEP_STATUS_FAILED\x10\x04\x12\x1c\n\x18STEP_STATUS_COMPENSATING\x10\x05\x12\x1b\n\x17STEP_STATUS_COMPENSATED\x10\x06\x12#\n\x1fSTEP_STATUS_COMPENSATION_FAILED\x10\x07\x32\x88\x05\n\x10SagaOrchestrator\x12\x42\n\tStartSaga\x12\x19.saga.v1.StartSagaRequest\x1a\x1a.saga.v1.StartSagaResponse\x12\x31\n\x07GetSaga\x12\x17.saga.v1.GetSagaRequest\x1a\r.saga.v1.Saga\x12\x42\n\tListSagas\x12\x19.saga.v1.ListSagasRequest\x1a\x1a.saga.v1.ListSagasResponse\x12Q\n\x0eGetSagaHistory\x12\x1e.saga.v1.GetSagaHistoryRequest\x1a\x1f.saga.v1.GetSagaHistoryResponse\x12\x44\n\tWatchSaga\x12\x19.saga.v1.WatchSagaRequest\x1a\x1a.saga.v1.WatchSagaResponse0\x01\x12\x42\n\tAbortSaga\x12\x19.saga.v1.AbortSagaRequest\x1a\x1a.saga.v1.AbortSagaResponse\x12\x42\n\tRetrySaga\x12\x19.saga.v1.RetrySagaRequest\x1a\x1a.saga.v1.RetrySagaResponse\x12H\n\x0bResolveStep\x12\x1b.saga.v1.ResolveStepRequest\x1a\x1c.saga.v1.ResolveStepResponse\x12N\n\rListSagaTypes\x12\x1d.saga.v1.ListSagaTypesRequest\x1a\x1e.saga.v1.ListSagaTypesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'saga.v1.orchestrator_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TRANSITIONEVENT']._serialized_start=2445
-  _globals['_TRANSITIONEVENT']._serialized_end=3155
-  _globals['_SAGASTATUS']._serialized_start=3158
-  _globals['_SAGASTATUS']._serialized_end=3305
-  _globals['_STEPSTATUS']._serialized_start=3308
-  _globals['_STEPSTATUS']._serialized_end=3546
-  _globals['_STARTSAGAREQUEST']._serialized_start=103
-  _globals['_STARTSAGAREQUEST']._serialized_end=231
-  _globals['_STARTSAGARESPONSE']._serialized_start=233
-  _globals['_STARTSAGARESPONSE']._serialized_end=323
-  _globals['_GETSAGAREQUEST']._serialized_start=325
-  _globals['_GETSAGAREQUEST']._serialized_end=358
-  _globals['_SAGA']._serialized_start=361
-  _globals['_SAGA']._serialized_end=811
-  _globals['_STEP']._serialized_start=814
-  _globals['_STEP']._serialized_end=1102
-  _globals['_TRANSITION']._serialized_start=1105
-  _globals['_TRANSITION']._serialized_end=1374
-  _globals['_GETSAGAHISTORYREQUEST']._serialized_start=1376
-  _globals['_GETSAGAHISTORYREQUEST']._serialized_end=1455
-  _globals['_GETSAGAHISTORYRESPONSE']._serialized_start=1457
-  _globals['_GETSAGAHISTORYRESPONSE']._serialized_end=1548
-  _globals['_WATCHSAGAREQUEST']._serialized_start=1550
-  _globals['_WATCHSAGAREQUEST']._serialized_end=1604
-  _globals['_WATCHSAGARESPONSE']._serialized_start=1606
-  _globals['_WATCHSAGARESPONSE']._serialized_end=1666
-  _globals['_LISTSAGASREQUEST']._serialized_start=1669
-  _globals['_LISTSAGASREQUEST']._serialized_end=1973
-  _globals['_LISTSAGASRESPONSE']._serialized_start=1975
-  _globals['_LISTSAGASRESPONSE']._serialized_end=2049
-  _globals['_ABORTSAGAREQUEST']._serialized_start=2051
-  _globals['_ABORTSAGAREQUEST']._serialized_end=2124
-  _globals['_ABORTSAGARESPONSE']._serialized_start=2126
-  _globals['_ABORTSAGARESPONSE']._serialized_end=2174
-  _globals['_RETRYSAGAREQUEST']._serialized_start=2176
-  _globals['_RETRYSAGAREQUEST']._serialized_end=2249
-  _globals['_RETRYSAGARESPONSE']._serialized_start=2251
-  _globals['_RETRYSAGARESPONSE']._serialized_end=2299
-  _globals['_RESOLVESTEPREQUEST']._serialized_start=2301
-  _globals['_RESOLVESTEPREQUEST']._serialized_end=2390
-  _globals['_RESOLVESTEPRESPONSE']._serialized_start=2392
-  _globals['_RESOLVESTEPRESPONSE']._serialized_end=2442
-  _globals['_SAGAORCHESTRATOR']._serialized_start=3549
-  _globals['_SAGAORCHESTRATOR']._serialized_end=4117
+  _globals['_TRANSITIONEVENT']._serialized_start=3456
+  _globals['_TRANSITIONEVENT']._serialized_end=4166
+  _globals['_SAGASTATUS']._serialized_start=4169
+  _globals['_SAGASTATUS']._serialized_end=4316
+  _globals['_STEPSTATUS']._serialized_start=4319
+  _globals['_STEPSTATUS']._serialized_end=4557
+  _globals['_STARTSAGAREQUEST']._serialized_start=130
+  _globals['_STARTSAGAREQUEST']._serialized_end=313
+  _globals['_STARTSAGARESPONSE']._serialized_start=315
+  _globals['_STARTSAGARESPONSE']._serialized_end=405
+  _globals['_GETSAGAREQUEST']._serialized_start=407
+  _globals['_GETSAGAREQUEST']._serialized_end=440
+  _globals['_SAGA']._serialized_start=443
+  _globals['_SAGA']._serialized_end=931
+  _globals['_STEP']._serialized_start=934
+  _globals['_STEP']._serialized_end=1259
+  _globals['_TRANSITION']._serialized_start=1262
+  _globals['_TRANSITION']._serialized_end=1531
+  _globals['_GETSAGAHISTORYREQUEST']._serialized_start=1533
+  _globals['_GETSAGAHISTORYREQUEST']._serialized_end=1612
+  _globals['_GETSAGAHISTORYRESPONSE']._serialized_start=1614
+  _globals['_GETSAGAHISTORYRESPONSE']._serialized_end=1705
+  _globals['_WATCHSAGAREQUEST']._serialized_start=1707
+  _globals['_WATCHSAGAREQUEST']._serialized_end=1761
+  _globals['_WATCHSAGARESPONSE']._serialized_start=1763
+  _globals['_WATCHSAGARESPONSE']._serialized_end=1852
+  _globals['_LISTSAGASREQUEST']._serialized_start=1855
+  _globals['_LISTSAGASREQUEST']._serialized_end=2159
+  _globals['_LISTSAGASRESPONSE']._serialized_start=2161
+  _globals['_LISTSAGASRESPONSE']._serialized_end=2235
+  _globals['_ABORTSAGAREQUEST']._serialized_start=2237
+  _globals['_ABORTSAGAREQUEST']._serialized_end=2310
+  _globals['_ABORTSAGARESPONSE']._serialized_start=2312
+  _globals['_ABORTSAGARESPONSE']._serialized_end=2360
+  _globals['_RETRYSAGAREQUEST']._serialized_start=2362
+  _globals['_RETRYSAGAREQUEST']._serialized_end=2435
+  _globals['_RETRYSAGARESPONSE']._serialized_start=2437
+  _globals['_RETRYSAGARESPONSE']._serialized_end=2485
+  _globals['_RESOLVESTEPREQUEST']._serialized_start=2487
+  _globals['_RESOLVESTEPREQUEST']._serialized_end=2576
+  _globals['_RESOLVESTEPRESPONSE']._serialized_start=2578
+  _globals['_RESOLVESTEPRESPONSE']._serialized_end=2628
+  _globals['_LISTSAGATYPESREQUEST']._serialized_start=2630
+  _globals['_LISTSAGATYPESREQUEST']._serialized_end=2671
+  _globals['_LISTSAGATYPESRESPONSE']._serialized_start=2673
+  _globals['_LISTSAGATYPESRESPONSE']._serialized_end=2742
+  _globals['_SAGADEFINITION']._serialized_start=2745
+  _globals['_SAGADEFINITION']._serialized_end=2999
+  _globals['_STEPDEFINITION']._serialized_start=3002
+  _globals['_STEPDEFINITION']._serialized_end=3296
+  _globals['_RETRYPOLICY']._serialized_start=3299
+  _globals['_RETRYPOLICY']._serialized_end=3453
+  _globals['_SAGAORCHESTRATOR']._serialized_start=4560
+  _globals['_SAGAORCHESTRATOR']._serialized_end=5208
 # @@protoc_insertion_point(module_scope)
