@@ -82,3 +82,29 @@ def definition_document(message: pb.SagaDefinition) -> dict[str, Any]:
         for name in _OPTIONAL_STEP_FIELDS:
             step.setdefault(name, None)
     return document
+
+
+def describe_text(message: pb.SagaDefinition) -> str:
+    """A catalogue entry for people: stages, steps, RPCs, pivot (what a server can say
+    without the definition modules; `saga describe` without --address says more)."""
+    title = f"{message.saga_type} v{message.version}"
+    lines = [f"{title}: {message.description}" if message.description else title]
+    lines.append(f"input: {message.input}")
+    if message.output:
+        lines.append(f"output: {message.output}")
+    if message.HasField("deadline_seconds"):
+        lines.append(f"deadline: {message.deadline_seconds:g}s")
+    lines.append("")
+    for step in message.steps:
+        group = f" (parallel group {step.group})" if step.group else ""
+        lines.append(f"{step.stage}. {step.name}{group}")
+        lines.append(f"   participant:  {step.participant}")
+        lines.append(f"   action:       {step.action}")
+        undo = step.compensation if step.HasField("compensation") else "none (irreversible)"
+        lines.append(f"   compensation: {undo}")
+        lines.append(f"   timeout:      {step.timeout_seconds:g}s per attempt")
+        lines.append(f"   retry:        {step.retry.max_attempts} attempts")
+    if message.HasField("pivot_stage"):
+        lines.append("")
+        lines.append(f"pivot: stage {message.pivot_stage}; once it has started, forward only")
+    return "\n".join(lines) + "\n"

@@ -1,20 +1,39 @@
 """A client of the orchestrator's API: one channel, a deadline on every unary call,
-errors described for people, and `follow`/`wait`, which ride the WatchSaga stream to
-the saga's end instead of polling GetSaga.
+errors mapped to a small exception hierarchy, and `follow`/`wait`, which ride the
+WatchSaga stream to the saga's end instead of polling GetSaga.
 
+    async with SagaClient("localhost:50051") as client:
+        handle = await client.start(TravelBookingInput(...), correlation_id="trip-7")
+        booked = await handle.result(timeout=60)   # a TravelBookingOutput, or SagaFailed
+
+`SyncSagaClient` (orchestrator.sync_client) is the same for code without an event loop.
 Used by the `saga` command, the dev tools and the tests. A watch that loses its
 stream (the orchestrator restarts, a replica dies) reopens it after the last seq it
 saw, with backoff and for a bounded time, so no transition is missed or repeated.
+
+Errors: every call raises a `ClientError`: `InvalidRequest`, `NotFound`, `Conflict`,
+`Unavailable` (`StreamLost` when a watch could not get its stream back),
+`DeadlineExceeded` (also a TimeoutError), and `SagaFailed` from `result()`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
 from types import TracebackType
+from typing import Any
 
 import grpc
+from google.protobuf import any_pb2, message_factory
+from google.protobuf import descriptor_pool as pool
+from google.protobuf.message import Message
+from google.rpc import error_details_pb2, status_pb2
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+    ProtoReflectionDescriptorDatabase,
+)
 
 from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
@@ -38,7 +57,62 @@ WAIT_ALL_STREAMS = 64
 """WatchSaga streams `wait_all` keeps open at once."""
 
 
-class StreamLost(Exception):
+class ClientError(Exception):
+    """A call to the orchestrator failed; `code` is the gRPC code (None when the failure is
+    the saga's, not the call's) and `reason` the orchestrator's ErrorInfo reason, if any."""
+
+    code: grpc.StatusCode | None = None
+
+    def __init__(self, message: str, *, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class InvalidRequest(ClientError):
+    """The orchestrator refused the request as it stands (INVALID_ARGUMENT)."""
+
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class NotFound(ClientError):
+    """No such saga (NOT_FOUND)."""
+
+    code = grpc.StatusCode.NOT_FOUND
+
+
+class Conflict(ClientError):
+    """The saga's state does not allow it, or the idempotency key was used for another
+    request (FAILED_PRECONDITION, ALREADY_EXISTS, ABORTED)."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class Unavailable(ClientError):
+    """The orchestrator (or its database) could not be reached; the call may be retried."""
+
+    code = grpc.StatusCode.UNAVAILABLE
+
+
+class DeadlineExceeded(ClientError, TimeoutError):
+    """A call or a wait did not finish within its deadline."""
+
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+class SagaFailed(ClientError):
+    """The saga ended FAILED: `saga` is it as GetSaga shows it, with its failure."""
+
+    def __init__(self, saga: pb.Saga) -> None:
+        needs = "; it needs an operator" if saga.needs_intervention else ""
+        super().__init__(f"saga {saga.saga_id} failed: {saga.failure_reason}{needs}")
+        self.saga = saga
+        self.saga_id = saga.saga_id
+        self.failed_step = saga.failed_step
+        self.failure_reason = saga.failure_reason
+        self.needs_intervention = saga.needs_intervention
+
+
+class StreamLost(Unavailable):
     """The orchestrator stayed out of reach longer than a watch may wait for it."""
 
     def __init__(self, saga_id: str, last_seq: int, cause: str, waited: float) -> None:
@@ -49,6 +123,41 @@ class StreamLost(Exception):
         self.last_seq = last_seq
         self.cause = cause
         self.waited = waited
+
+
+_ERROR_CLASSES: dict[grpc.StatusCode, type[ClientError]] = {
+    grpc.StatusCode.INVALID_ARGUMENT: InvalidRequest,
+    grpc.StatusCode.NOT_FOUND: NotFound,
+    grpc.StatusCode.ALREADY_EXISTS: Conflict,
+    grpc.StatusCode.FAILED_PRECONDITION: Conflict,
+    grpc.StatusCode.ABORTED: Conflict,
+    grpc.StatusCode.UNAVAILABLE: Unavailable,
+    grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceeded,
+}
+
+
+def _error_reason(error: grpc.RpcError) -> str:
+    """The ErrorInfo reason of the orchestrator's answer (AIP-193); "" without one."""
+    try:
+        metadata = error.trailing_metadata() or ()
+    except Exception:
+        return ""
+    for key, value in metadata:
+        if key == "grpc-status-details-bin":
+            for detail in status_pb2.Status.FromString(value).details:
+                info = error_details_pb2.ErrorInfo()
+                if detail.Unpack(info):
+                    return str(info.reason)
+    return ""
+
+
+def client_error(error: grpc.RpcError, address: str, timeout: float) -> ClientError:
+    """The ClientError for a failed call, with the words `describe_orchestrator_error` has."""
+    kind = _ERROR_CLASSES.get(error.code(), ClientError)
+    mapped = kind(describe_orchestrator_error(error, address, timeout), reason=_error_reason(error))
+    if kind is ClientError:
+        mapped.code = error.code()
+    return mapped
 
 
 def _has_error_info(error: grpc.RpcError) -> bool:
@@ -114,6 +223,9 @@ class SagaClient:
         self.timeout = timeout
         self._channel = None if stub is not None else grpc.aio.insecure_channel(address)
         self.stub = stub or pb_grpc.SagaOrchestratorStub(self._channel)
+        self._catalogue: list[pb.SagaDefinition] | None = None
+        self._reflection: grpc.Channel | None = None
+        self._types: pool.DescriptorPool | None = None
 
     @classmethod
     def over(
@@ -134,6 +246,17 @@ class SagaClient:
     async def close(self) -> None:
         if self._channel is not None:
             await self._channel.close()
+        if self._reflection is not None:
+            self._reflection.close()
+
+    def server_types(self) -> pool.DescriptorPool:
+        """The message types the orchestrator knows (its reflection service), for reading
+        an Any (a step's reply, a saga's output) of a type this process never imported.
+        Its look-ups block; meant for the command line and scripts."""
+        if self._types is None:
+            self._reflection = grpc.insecure_channel(self.address)
+            self._types = pool.DescriptorPool(ProtoReflectionDescriptorDatabase(self._reflection))
+        return self._types
 
     async def __aenter__(self) -> SagaClient:
         return self
@@ -146,30 +269,160 @@ class SagaClient:
     ) -> None:
         await self.close()
 
-    async def get_saga(self, saga_id: str) -> pb.Saga:
-        saga: pb.Saga = await self.stub.GetSaga(
-            pb.GetSagaRequest(saga_id=saga_id), timeout=self.timeout
+    async def _call(self, method: str, request: Message) -> Any:
+        """One unary call under the client's deadline; a failure becomes a ClientError."""
+        try:
+            return await getattr(self.stub, method)(request, timeout=self.timeout)
+        except grpc.RpcError as error:
+            raise client_error(error, self.address, self.timeout) from None
+
+    # --- starting and awaiting ---------------------------------------------------------
+
+    async def start(
+        self,
+        saga_input: Message,
+        *,
+        correlation_id: str,
+        idempotency_key: str = "",
+        saga_type: str | None = None,
+    ) -> SagaHandle:
+        """Start a saga with its typed input (packed in an Any). Without `saga_type`, the
+        type is the one whose latest version takes this input message (ListSagaTypes).
+        With an idempotency key already used, the handle is the first saga's."""
+        packed = any_pb2.Any()
+        packed.Pack(saga_input)
+        if saga_type is None:
+            saga_type = await self._saga_type_taking(saga_input.DESCRIPTOR.full_name)
+        request = pb.StartSagaRequest(
+            saga_type=saga_type,
+            correlation_id=correlation_id,
+            idempotency_key=idempotency_key,
+            input=packed,
         )
+        return self._handle_of(await self._call("StartSaga", request))
+
+    async def start_json(
+        self,
+        saga_type: str,
+        payload: dict[str, Any],
+        *,
+        correlation_id: str,
+        idempotency_key: str = "",
+    ) -> SagaHandle:
+        """Start a saga with its input as JSON-like data (the Struct path)."""
+        request = pb.StartSagaRequest(
+            saga_type=saga_type, correlation_id=correlation_id, idempotency_key=idempotency_key
+        )
+        request.payload.update(payload)
+        return self._handle_of(await self._call("StartSaga", request))
+
+    async def execute(
+        self,
+        saga_input: Message,
+        *,
+        correlation_id: str,
+        idempotency_key: str = "",
+        saga_type: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 (the same call as the sync client's)
+    ) -> Message:
+        """Start a saga and return its output (see `SagaHandle.result`)."""
+        handle = await self.start(
+            saga_input,
+            correlation_id=correlation_id,
+            idempotency_key=idempotency_key,
+            saga_type=saga_type,
+        )
+        return await handle.result(timeout=timeout)
+
+    def handle(self, saga_id: str) -> SagaHandle:
+        """A handle on a saga started earlier (by this process or another)."""
+        return SagaHandle(self, saga_id, created=False, status=pb.SAGA_STATUS_UNSPECIFIED)
+
+    def _handle_of(self, response: pb.StartSagaResponse) -> SagaHandle:
+        return SagaHandle(self, response.saga_id, response.created, response.status)
+
+    async def _saga_type_taking(self, input_name: str) -> str:
+        if self._catalogue is None:
+            self._catalogue = await self.list_saga_types()
+        types = sorted({d.saga_type for d in self._catalogue if d.latest and d.input == input_name})
+        if len(types) != 1:
+            found = f"several ({', '.join(types)})" if types else "none"
+            raise InvalidRequest(
+                f"which saga type takes {input_name}? the orchestrator at {self.address} has "
+                f"{found}; pass saga_type="
+            )
+        return types[0]
+
+    # --- reading ------------------------------------------------------------------------
+
+    async def get_saga(self, saga_id: str) -> pb.Saga:
+        """The saga with its steps, each completed step's reply, and its output or failure."""
+        saga: pb.Saga = await self._call("GetSaga", pb.GetSagaRequest(saga_id=saga_id))
         return saga
 
-    async def follow(
+    get = get_saga
+
+    async def list_sagas(self, request: pb.ListSagasRequest) -> pb.ListSagasResponse:
+        """One page of sagas, newest first."""
+        page: pb.ListSagasResponse = await self._call("ListSagas", request)
+        return page
+
+    async def history(self, saga_id: str) -> list[pb.Transition]:
+        """The saga's whole transition log, every page of it."""
+        transitions: list[pb.Transition] = []
+        token = ""
+        while True:
+            page = await self._call(
+                "GetSagaHistory", pb.GetSagaHistoryRequest(saga_id=saga_id, page_token=token)
+            )
+            transitions.extend(page.transitions)
+            token = page.next_page_token
+            if not token:
+                return transitions
+
+    async def list_saga_types(self, saga_type: str = "") -> list[pb.SagaDefinition]:
+        """The server's catalogue: every registered definition (or every version of one)."""
+        response = await self._call("ListSagaTypes", pb.ListSagaTypesRequest(saga_type=saga_type))
+        return list(response.definitions)
+
+    # --- operator calls -------------------------------------------------------------------
+
+    async def abort(self, saga_id: str, *, reason: str, requested_by: str) -> pb.Saga:
+        """Stop a RUNNING saga and compensate it (Conflict past its pivot or when ended)."""
+        request = pb.AbortSagaRequest(saga_id=saga_id, reason=reason, requested_by=requested_by)
+        response: pb.AbortSagaResponse = await self._call("AbortSaga", request)
+        return response.saga
+
+    async def retry(self, saga_id: str, *, reason: str, requested_by: str) -> pb.Saga:
+        """Resume a saga that needs intervention, with a fresh budget of attempts."""
+        request = pb.RetrySagaRequest(saga_id=saga_id, reason=reason, requested_by=requested_by)
+        response: pb.RetrySagaResponse = await self._call("RetrySaga", request)
+        return response.saga
+
+    async def resolve(self, saga_id: str, step: str, *, reason: str, requested_by: str) -> pb.Saga:
+        """Record that an operator finished a stuck step by hand."""
+        request = pb.ResolveStepRequest(
+            saga_id=saga_id, step=step, reason=reason, requested_by=requested_by
+        )
+        response: pb.ResolveStepResponse = await self._call("ResolveStep", request)
+        return response.saga
+
+    # --- watching -----------------------------------------------------------------------
+
+    async def watch(
         self,
         saga_id: str,
         *,
         after_seq: int = 0,
         within: float | None = None,
         reconnect_for: float = WATCH_RECONNECT_SECONDS,
-        on_transition: Callable[[pb.Transition], None] = _ignore,
         on_notice: Callable[[str], None] = _ignore,
-    ) -> pb.Saga:
-        """Stream the saga's transitions after `after_seq` until it is COMPLETED or FAILED,
-        and return it as GetSaga then shows it.
-
-        A lost stream is reopened after the last seq seen, with backoff, for at most
-        `reconnect_for` seconds of trying (then StreamLost); `on_notice` hears of it, and
-        hears "" once the stream is back. TimeoutError when the saga has not ended within
-        `within` seconds (None: no bound but the reconnect one).
-        """
+    ) -> AsyncIterator[pb.WatchSagaResponse]:
+        """The saga's transitions after `after_seq` as they are committed; the last
+        response carries the ended saga (`saga`). A lost stream is reopened after the last
+        seq seen, with backoff, for at most `reconnect_for` seconds of trying (then
+        StreamLost); `on_notice` hears of it, and hears "" once the stream is back.
+        DeadlineExceeded when the saga has not ended within `within` seconds."""
         deadline = None if within is None else time.monotonic() + within
         last = after_seq
         lost_since: float | None = None
@@ -177,30 +430,34 @@ class SagaClient:
         while True:
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
-                raise TimeoutError(f"saga {saga_id} did not finish within {within:g}s")
+                raise DeadlineExceeded(f"saga {saga_id} did not finish within {within:g}s")
             try:
                 if lost_since is not None:
-                    await self.get_saga(saga_id)  # are we back? (under the call deadline)
+                    await self.stub.GetSaga(  # are we back? (under the call deadline)
+                        pb.GetSagaRequest(saga_id=saga_id), timeout=self.timeout
+                    )
                     lost_since, failures = None, 0
                     on_notice("")
                 stream = self.stub.WatchSaga(
                     pb.WatchSagaRequest(saga_id=saga_id, after_seq=last), timeout=remaining
                 )
                 async for response in stream:
-                    row = response.transition
-                    if row.seq <= last:
+                    if response.transition.seq <= last:
                         continue
-                    last = row.seq
-                    on_transition(row)
+                    last = response.transition.seq
+                    yield response
+                    if response.HasField("saga"):
+                        return
                 saga = await self.get_saga(saga_id)
-                if saga.status in TERMINAL_SAGA_STATUSES:
-                    return saga
+                if saga.status in TERMINAL_SAGA_STATUSES:  # an older server: no final saga
+                    yield pb.WatchSagaResponse(saga=saga)
+                    return
                 cause = "the stream ended before the saga did"
             except grpc.RpcError as error:
                 if error.code() not in RECONNECT_CODES:
-                    raise
+                    raise client_error(error, self.address, self.timeout) from None
                 if deadline is not None and time.monotonic() >= deadline:
-                    raise TimeoutError(
+                    raise DeadlineExceeded(
                         f"saga {saga_id} did not finish within {within:g}s"
                     ) from None
                 cause = describe_orchestrator_error(error, self.address, self.timeout)
@@ -214,8 +471,32 @@ class SagaClient:
             await asyncio.sleep(delay)
             await self.reconnect()
 
+    async def follow(
+        self,
+        saga_id: str,
+        *,
+        after_seq: int = 0,
+        within: float | None = None,
+        reconnect_for: float = WATCH_RECONNECT_SECONDS,
+        on_transition: Callable[[pb.Transition], None] = _ignore,
+        on_notice: Callable[[str], None] = _ignore,
+    ) -> pb.Saga:
+        """Ride `watch` until the saga is COMPLETED or FAILED; return it as GetSaga shows it."""
+        async for response in self.watch(
+            saga_id,
+            after_seq=after_seq,
+            within=within,
+            reconnect_for=reconnect_for,
+            on_notice=on_notice,
+        ):
+            if response.HasField("transition"):
+                on_transition(response.transition)
+            if response.HasField("saga"):
+                return response.saga
+        raise AssertionError("watch ended without the saga")  # pragma: no cover
+
     async def wait(self, saga_id: str, within: float) -> pb.Saga:
-        """The saga once it is COMPLETED or FAILED; TimeoutError after `within` seconds."""
+        """The saga once it is COMPLETED or FAILED; DeadlineExceeded after `within` seconds."""
         return await self.follow(saga_id, within=within, reconnect_for=within)
 
     async def wait_all(
@@ -233,14 +514,62 @@ class SagaClient:
                 try:
                     latest[saga_id] = await self.wait(saga_id, deadline - time.monotonic())
                     return True
-                except (TimeoutError, StreamLost):
+                except (DeadlineExceeded, Unavailable):
                     pass
-            try:
+            with contextlib.suppress(DeadlineExceeded, Unavailable):
                 latest[saga_id] = await self.get_saga(saga_id)
-            except grpc.RpcError as error:
-                if error.code() not in RECONNECT_CODES:
-                    raise
             return False
 
         ended = await asyncio.gather(*(settle(saga_id) for saga_id in saga_ids))
         return latest, all(ended)
+
+
+@dataclass(frozen=True, slots=True)
+class SagaHandle:
+    """A started saga: its id, whether this start created it, and its status then."""
+
+    client: SagaClient
+    saga_id: str
+    created: bool
+    status: pb.SagaStatus
+
+    async def get(self) -> pb.Saga:
+        return await self.client.get_saga(self.saga_id)
+
+    async def result(
+        self,
+        timeout: float | None = None,  # noqa: ASYNC109 (the same call as the sync client's)
+        *,
+        output_type: type[Message] | None = None,
+    ) -> Message:
+        """The saga's output once it COMPLETED, as its output message; SagaFailed once it
+        FAILED; DeadlineExceeded after `timeout` seconds (None: wait, across restarts of
+        the orchestrator, for as long as the watch may reconnect). The output class is
+        `output_type`, else found by name among the imported protobuf modules. A saga
+        type without an output returns the Saga itself."""
+        reconnect_for = WATCH_RECONNECT_SECONDS if timeout is None else timeout
+        saga = await self.client.follow(self.saga_id, within=timeout, reconnect_for=reconnect_for)
+        if saga.status != pb.SAGA_STATUS_COMPLETED:
+            raise SagaFailed(saga)
+        if not saga.HasField("output"):
+            return saga
+        return unpack_output(saga.output, output_type)
+
+
+def unpack_output(packed: any_pb2.Any, output_type: type[Message] | None = None) -> Message:
+    """The message in an Any: `output_type`, else the class registered under its name."""
+    if output_type is None:
+        try:
+            descriptor = pool.Default().FindMessageTypeByName(packed.TypeName())
+        except KeyError:
+            raise ClientError(
+                f"the saga's output is a {packed.TypeName()}; import the module that "
+                "defines it, or pass output_type="
+            ) from None
+        output_type = message_factory.GetMessageClass(descriptor)
+    message = output_type()
+    if not packed.Unpack(message):
+        raise ClientError(
+            f"the saga's output is a {packed.TypeName()}, not {message.DESCRIPTOR.full_name}"
+        )
+    return message

@@ -14,12 +14,13 @@ from __future__ import annotations
 import io
 import json
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from google.protobuf import json_format
+from google.protobuf.descriptor_pool import DescriptorPool
 from google.protobuf.message import Message
 from rich.console import Console, Group, RenderableType
 from rich.table import Table
@@ -161,9 +162,22 @@ def short_id(saga_id: str) -> str:
 # --- JSON ---------------------------------------------------------------------------------------
 
 
-def to_json(message: Message, *, indent: int | None = 2) -> str:
-    """The API's own JSON mapping with proto field names; `indent=None` for one line."""
-    text = json_format.MessageToJson(message, preserving_proto_field_name=True, indent=indent)
+def to_json(
+    message: Message,
+    *,
+    indent: int | None = 2,
+    types: Callable[[], DescriptorPool] | None = None,
+) -> str:
+    """The API's own JSON mapping with proto field names; `indent=None` for one line.
+    An Any of a type this process has not imported is read with the pool `types` gives."""
+    try:
+        text = json_format.MessageToJson(message, preserving_proto_field_name=True, indent=indent)
+    except TypeError:
+        if types is None:
+            raise
+        text = json_format.MessageToJson(
+            message, preserving_proto_field_name=True, indent=indent, descriptor_pool=types()
+        )
     return text if indent is not None else " ".join(text.split("\n"))
 
 

@@ -122,12 +122,16 @@ def saga_to_proto(
     steps: list[StepRecord],
     groups: Callable[[int], str] | None = None,
     reply_types: Callable[[int], str] | None = None,
+    *,
+    with_output: bool = True,
 ) -> pb.Saga:
     """The API's view of a stored saga; `groups` names each step's Parallel group and
     `reply_types` the full name of its action's reply (without it, replies are left out)."""
     payload = struct_pb2.Struct()
     payload.update(saga.payload)
-    output = any_pb2.Any.FromString(saga.output) if saga.output is not None else None
+    output = None
+    if with_output and saga.output is not None:
+        output = any_pb2.Any.FromString(saga.output)
     return pb.Saga(
         saga_id=saga.saga_id,
         saga_type=saga.saga_type,
@@ -323,7 +327,7 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
         sagas = await self._store.list_sagas(where, size + 1, after)
         page, more = sagas[:size], len(sagas) > size
         return pb.ListSagasResponse(
-            sagas=[saga_to_proto(saga, []) for saga in page],
+            sagas=[saga_to_proto(saga, [], with_output=False) for saga in page],
             next_page_token=encode_page_token(page[-1], where) if more else "",
         )
 

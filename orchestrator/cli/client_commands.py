@@ -10,8 +10,6 @@ import json
 import threading
 from collections.abc import Awaitable, Callable
 
-import grpc
-from google.protobuf import struct_pb2
 from rich.console import RenderableType
 from rich.live import Live
 from rich.text import Text
@@ -26,7 +24,7 @@ from orchestrator.cli.options import (
     operator_name,
 )
 from orchestrator.cli.output import note, show, stdout_console, table_width, write_line
-from orchestrator.client import SagaClient, StreamLost, describe_orchestrator_error
+from orchestrator.client import ClientError, SagaClient, StreamLost
 from orchestrator.clock import utc_now
 from orchestrator.timestamps import to_timestamp
 from saga.v1 import orchestrator_pb2 as pb
@@ -54,7 +52,7 @@ async def _list(args: argparse.Namespace, client: SagaClient) -> int:
     sagas: list[pb.Saga] = []
     token = args.page_token
     while True:
-        page = await client.stub.ListSagas(list_request(args, token), timeout=client.timeout)
+        page = await client.list_sagas(list_request(args, token))
         sagas.extend(page.sagas)
         token = page.next_page_token
         if not token or not args.all:
@@ -76,24 +74,14 @@ async def _list(args: argparse.Namespace, client: SagaClient) -> int:
 async def _get(args: argparse.Namespace, client: SagaClient) -> int:
     saga = await client.get_saga(args.saga_id)
     if args.json:
-        write_line(view.to_json(saga))
+        write_line(view.to_json(saga, types=client.server_types))
     else:
         show(view.saga_view(saga, now=utc_now(), width=table_width()))
     return EXIT_OK
 
 
 async def _history(args: argparse.Namespace, client: SagaClient) -> int:
-    transitions: list[pb.Transition] = []
-    token = ""
-    while True:
-        page = await client.stub.GetSagaHistory(
-            pb.GetSagaHistoryRequest(saga_id=args.saga_id, page_token=token),
-            timeout=client.timeout,
-        )
-        transitions.extend(page.transitions)
-        token = page.next_page_token
-        if not token:
-            break
+    transitions = await client.history(args.saga_id)
     if args.json:
         write_line(view.to_json(pb.GetSagaHistoryResponse(transitions=transitions)))
     else:
@@ -198,16 +186,16 @@ async def _start(args: argparse.Namespace, client: SagaClient) -> int:
         raise CliError(f"--payload is not valid JSON: {error}", EXIT_USAGE) from None
     if not isinstance(payload_dict, dict):
         raise CliError("--payload must be a JSON object", EXIT_USAGE)
-    payload = struct_pb2.Struct()
-    payload.update(payload_dict)
-    reply = await client.stub.StartSaga(
-        pb.StartSagaRequest(
-            saga_type=args.saga_type,
-            correlation_id=args.correlation_id,
-            payload=payload,
-            idempotency_key=args.idempotency_key,
-        ),
-        timeout=client.timeout,
+    handle = await client.start_json(
+        args.saga_type,
+        payload_dict,
+        correlation_id=args.correlation_id,
+        idempotency_key=args.idempotency_key,
+    )
+    reply = pb.StartSagaResponse(
+        saga_id=handle.saga_id,
+        status=handle.status,
+        created=handle.created,
     )
     if args.json:
         write_line(view.to_json(reply, indent=None if args.watch else 2))
@@ -229,33 +217,16 @@ async def _operator_call(args: argparse.Namespace, client: SagaClient) -> int:
     """abort, retry, resolve: one call each, recorded with who asked and why."""
     by = operator_name(args.by)
     if args.command == "abort":
-        saga = (
-            await client.stub.AbortSaga(
-                pb.AbortSagaRequest(saga_id=args.saga_id, reason=args.reason, requested_by=by),
-                timeout=client.timeout,
-            )
-        ).saga
+        saga = await client.abort(args.saga_id, reason=args.reason, requested_by=by)
         done = "aborted"
     elif args.command == "retry":
-        saga = (
-            await client.stub.RetrySaga(
-                pb.RetrySagaRequest(saga_id=args.saga_id, reason=args.reason, requested_by=by),
-                timeout=client.timeout,
-            )
-        ).saga
+        saga = await client.retry(args.saga_id, reason=args.reason, requested_by=by)
         done = "retried"
     else:
-        saga = (
-            await client.stub.ResolveStep(
-                pb.ResolveStepRequest(
-                    saga_id=args.saga_id, step=args.step, reason=args.reason, requested_by=by
-                ),
-                timeout=client.timeout,
-            )
-        ).saga
+        saga = await client.resolve(args.saga_id, args.step, reason=args.reason, requested_by=by)
         done = f"step {args.step} resolved"
     if args.json:
-        write_line(view.to_json(saga))
+        write_line(view.to_json(saga, types=client.server_types))
         return EXIT_OK
     summary = Text(f"{done} by {by}: saga {saga.saga_id} is now ")
     summary.append_text(view.saga_status_text(saga))
@@ -283,9 +254,7 @@ def client_command(args: argparse.Namespace) -> int:
         async with SagaClient(args.address, args.timeout) as client:
             try:
                 return await CLIENT_COMMANDS[args.command](args, client)
-            except grpc.RpcError as error:
-                raise CliError(
-                    describe_orchestrator_error(error, args.address, args.timeout)
-                ) from None
+            except ClientError as error:
+                raise CliError(str(error)) from None
 
     return asyncio.run(run())
