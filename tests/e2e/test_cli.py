@@ -671,3 +671,33 @@ def test_describe_json_is_the_definition_as_data():
         "rent_car",
         "charge_payment",
     ]
+
+
+async def test_get_json_shows_the_output_and_step_replies_read_through_reflection(
+    orchestrator, finished
+):
+    ok = finished[0]
+    shown = json.loads(
+        saga_cli("get", ok.saga_id, "--address", orchestrator.address, "--json").stdout
+    )
+    assert shown["output"]["@type"] == "type.googleapis.com/saga.examples.v1.TravelBookingOutput"
+    assert shown["output"]["booking_id"]
+    flight = next(step for step in shown["steps"] if step["name"] == "book_flight")
+    assert flight["reply"]["booking_id"] == shown["output"]["booking_id"]
+
+
+def test_describe_with_an_address_prints_the_servers_catalogue_entry(orchestrator):
+    local = saga_cli("describe", "travel_booking", "--json")
+    remote = saga_cli("describe", "travel_booking", "--json", "--address", orchestrator.address)
+    assert remote.returncode == 0, remote.stderr
+    assert json.loads(remote.stdout) == json.loads(local.stdout)
+    text = saga_cli("describe", "order_fulfillment", "--address", orchestrator.address)
+    assert "output: saga.examples.v1.OrderFulfillmentOutput" in text.stdout
+    assert "pivot: stage 4" in text.stdout
+
+
+def test_describe_of_an_unknown_type_says_where_it_looked():
+    result = saga_cli("describe", "loyalty_points")
+    assert result.returncode == 2
+    assert "looked in module(s) orchestrator.examples" in result.stderr
+    assert "--definitions" in result.stderr and "--address" in result.stderr
