@@ -140,7 +140,6 @@ class SqliteDatabase(Database):
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-            _failpoint("before_commit")
             self._db.execute("COMMIT")
 
     @contextlib.contextmanager
@@ -173,7 +172,6 @@ class PostgresDatabase(Database):
     def transaction(self) -> Iterator[Tx]:
         with self._pool.connection() as connection, connection.transaction():
             yield Tx(connection, "%s")
-            _failpoint("before_commit")
 
     @contextlib.contextmanager
     def savepoint(self, tx: Tx) -> Iterator[None]:
@@ -311,6 +309,7 @@ def _run_command(
                 return rejection.to_status()  # refused, not processed: nothing recorded
             outcome = rejection.to_status()
         _record(tx, key, saga_id, method, print_, outcome)
+        _failpoint("before_commit")
     _failpoint("after_commit")
     return outcome
 

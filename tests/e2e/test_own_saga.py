@@ -129,8 +129,16 @@ def test_the_committed_stubs_are_what_the_walkthroughs_protoc_command_makes(tmp_
 class PrintedAddressProcess:
     """A process that prints `... listening on HOST:PORT`, like the walkthrough's participant."""
 
-    def __init__(self, name: str, argv: list[str], cwd: Path, log_dir: Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        cwd: Path,
+        log_dir: Path,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.name = name
+        self.env = {**os.environ, **(env or {})}
         self.argv = argv
         self.cwd = cwd
         self.log_file = log_dir / f"{name}.log"
@@ -140,7 +148,7 @@ class PrintedAddressProcess:
     def start(self) -> PrintedAddressProcess:
         with open(self.log_file, "wb") as log:
             self.process = subprocess.Popen(
-                self.argv, cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT
+                self.argv, cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT, env=self.env
             )
         deadline = time.monotonic() + STARTUP_SECONDS
         while time.monotonic() < deadline:
