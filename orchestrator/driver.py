@@ -25,7 +25,7 @@ from google.protobuf.message import Message
 
 from orchestrator import failpoints
 from orchestrator.clock import utc_now
-from orchestrator.commands import ParticipantClient, classify, describe_rpc_error
+from orchestrator.commands import ParticipantClient, classify
 from orchestrator.errors import StaleSagaVersion
 from orchestrator.machine import Action, AfterFailure, SagaRun, SendAction, Verdict
 from orchestrator.records import SagaStatus
@@ -181,7 +181,7 @@ class SagaDriver:
         """Hand a failed attempt to the machine's policy; report what it decided."""
         run = self.run
         step = run.definition.all_steps[index]
-        message = describe_rpc_error(error)
+        message = self._participants.describe_failure(step.participant, error)
         if compensating:
             after = run.compensation_failed(index, message, utc_now(), self._rng.random())
         else:
@@ -189,6 +189,16 @@ class SagaDriver:
             after = run.action_failed(index, kind, message, utc_now(), self._rng.random())
         if after.verdict is Verdict.RETRY:
             self._telemetry.retrying(run, step.name, COMPENSATION if compensating else ACTION)
+            record = run.steps[index]
+            logger.info(
+                "%s attempt %d failed (%s); attempt %d at %s",
+                "compensation" if compensating else "action",
+                (record.compensation_attempts if compensating else record.attempts) - 1,
+                message,
+                record.compensation_attempts if compensating else record.attempts,
+                after.retry_at.isoformat() if after.retry_at is not None else "once",
+                extra={"saga_id": run.saga.saga_id, "step": step.name},
+            )
         elif after.verdict is Verdict.STUCK:
             logger.error(
                 "step cannot go forward and must not be undone; the saga needs an operator",

@@ -166,3 +166,28 @@ async def test_result_honours_its_deadline_while_the_orchestrator_is_gone(
     finally:
         with contextlib.suppress(Exception):
             doomed.kill()
+
+
+async def test_a_participant_refusing_connections_is_named_with_its_address(
+    tmp_path, database_url, participants
+):
+    """A refused connection is reported as such, not as gRPC's bare deadline."""
+    closed = f"127.0.0.1:{free_port()}"
+    addresses = {**participants.info["services"], "flight": closed}
+    process = orchestrator_process(tmp_path, database_url, addresses, name="no-flight")
+    try:
+        process.start()
+        async with SagaClient(process.address) as client:
+            handle = await client.start(trip(), correlation_id="client-refused")
+            async for response in client.watch(handle.saga_id, within=30):
+                row = response.transition
+                if row.event == pb.TRANSITION_EVENT_STEP_RETRY_SCHEDULED:
+                    break
+        assert row.step == "book_flight"
+        assert row.error == f"UNAVAILABLE: participant flight unreachable at {closed} " + (
+            "(connection refused)"
+        )
+        log = process.log_file.read_text()
+        assert "action attempt 1 failed" in log and "attempt 2 at" in log
+    finally:
+        process.stop()
