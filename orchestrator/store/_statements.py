@@ -76,6 +76,7 @@ class Statements:
     last_seq: str
     select_transitions: str
     count_unfinished_by_definition: str
+    count_needing_intervention: str
     dialect: Dialect
 
     @classmethod
@@ -167,6 +168,12 @@ WHERE saga_id = {p("saga_id")} AND seq > {p("after_seq")} ORDER BY seq
 SELECT saga_type, definition_version, count(*) AS sagas FROM sagas
 WHERE status IN {UNFINISHED_STATUSES}
 GROUP BY saga_type, definition_version
+""",
+            # Spelled as the partial index's predicate, so the planner uses it.
+            count_needing_intervention="""
+SELECT saga_type, count(*) AS sagas FROM sagas
+WHERE needs_intervention = TRUE
+GROUP BY saga_type
 """,
             dialect=dialect,
         )

@@ -97,5 +97,9 @@ class SqlStore(Store):
             for row in rows
         }
 
+    async def count_needing_intervention(self) -> dict[str, int]:
+        rows = await self._rows(self._statements.count_needing_intervention, {})
+        return {str(row["saga_type"]): int(row["sagas"]) for row in rows}
+
     def _ids(self, saga_ids: Sequence[str]) -> dict[str, object]:
         return {"saga_ids": self._statements.dialect.id_list(saga_ids)}

@@ -196,6 +196,7 @@ def test_scrape_counts_the_known_sagas_by_type_and_outcome(scenario):
     assert value(samples, "saga_failed_total", **travel_type) == 2
     assert value(samples, "saga_compensated_total", **travel_type) == 2
     assert value(samples, "saga_needs_intervention_total", **travel_type) is None
+    assert value(samples, "saga_needing_intervention", **travel_type) == 0  # counted in the store
     assert value(samples, "saga_started_total", saga_type="order_fulfillment") is None
     for outcome, count in (("completed", 3), ("compensated", 2)):
         labels = {**travel_type, "outcome": outcome}
