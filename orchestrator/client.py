@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from types import TracebackType
@@ -52,6 +53,8 @@ RECONNECT_CODES = frozenset(
     }
 )
 """What a lost or restarting server looks like from a stream; anything else is an answer."""
+SHORT_ID_SCAN = 10_000
+"""How many of the newest sagas a short id is matched against."""
 TERMINAL_SAGA_STATUSES = frozenset({pb.SAGA_STATUS_COMPLETED, pb.SAGA_STATUS_FAILED})
 WAIT_ALL_STREAMS = 64
 """WatchSaga streams `wait_all` keeps open at once."""
@@ -110,6 +113,13 @@ class SagaFailed(ClientError):
         self.failed_step = saga.failed_step
         self.failure_reason = saga.failure_reason
         self.needs_intervention = saga.needs_intervention
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        return str(uuid.UUID(text)) == text
+    except ValueError:
+        return False
 
 
 class StreamLost(Unavailable):
@@ -384,6 +394,35 @@ class SagaClient:
         """The server's catalogue: every registered definition (or every version of one)."""
         response = await self._call("ListSagaTypes", pb.ListSagaTypesRequest(saga_type=saga_type))
         return list(response.definitions)
+
+    async def resolve_saga_id(self, text: str, *, scan: int = SHORT_ID_SCAN) -> str:
+        """The whole id of the saga whose id ends in `text` (the short id `saga list`
+        shows), among the newest `scan` sagas; a whole id is returned as it is. NotFound
+        when none matches, InvalidRequest naming the candidates when several do."""
+        if _is_uuid(text):
+            return text
+        matches: list[pb.Saga] = []
+        token, seen = "", 0
+        while seen < scan:
+            page = await self.list_sagas(
+                pb.ListSagasRequest(page_size=min(1000, scan - seen), page_token=token)
+            )
+            matches.extend(saga for saga in page.sagas if saga.saga_id.endswith(text))
+            seen += len(page.sagas)
+            token = page.next_page_token
+            if not token:
+                break
+        if len(matches) == 1:
+            return matches[0].saga_id
+        if not matches:
+            raise NotFound(f"no saga id ends in {text!r} among the newest {seen} sagas")
+        candidates = "; ".join(
+            f"{saga.saga_id} ({saga.saga_type}, {pb.SagaStatus.Name(saga.status)})"
+            for saga in matches[:10]
+        )
+        raise InvalidRequest(
+            f"{len(matches)} saga ids end in {text!r}; give more of the id: {candidates}"
+        )
 
     # --- operator calls -------------------------------------------------------------------
 

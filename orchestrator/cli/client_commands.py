@@ -253,6 +253,8 @@ def client_command(args: argparse.Namespace) -> int:
     async def run() -> int:
         async with SagaClient(args.address, args.timeout) as client:
             try:
+                if getattr(args, "saga_id", None):
+                    args.saga_id = await client.resolve_saga_id(args.saga_id)
                 return await CLIENT_COMMANDS[args.command](args, client)
             except ClientError as error:
                 raise CliError(str(error)) from None

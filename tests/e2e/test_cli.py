@@ -593,7 +593,7 @@ async def test_retry_and_resolve_refuse_a_saga_that_needs_no_operator(orchestrat
     [
         (["retry", UNKNOWN_ID, "--by", "dan"], "--reason"),
         (["resolve", UNKNOWN_ID, "--reason", "r"], "--step"),
-        (["abort", "6f1c2a9e", "--reason", "r"], "`saga list --wide` shows whole ids"),
+        (["abort", "order-42", "--reason", "r"], "`saga list --wide` shows whole ids"),
         (["list", "--status", "stuck"], "invalid choice"),
         (["list", "--limit", "0"], "between 1 and 1000"),
         (["list", "--since", "last tuesday"], "ISO 8601"),
@@ -701,3 +701,15 @@ def test_describe_of_an_unknown_type_says_where_it_looked():
     assert result.returncode == 2
     assert "looked in module(s) orchestrator.examples" in result.stderr
     assert "--definitions" in result.stderr and "--address" in result.stderr
+
+
+async def test_a_short_id_as_saga_list_shows_it_names_the_saga(orchestrator, finished):
+    ok = finished[0]
+    short = ok.saga_id[-8:]
+    shown = saga_cli("get", short, "--address", orchestrator.address, "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["saga_id"] == ok.saga_id
+    history = saga_cli("history", short, "--address", orchestrator.address, "--json")
+    assert history.returncode == 0, history.stderr
+    none = saga_cli("get", "0000000000ff", "--address", orchestrator.address)
+    assert none.returncode == 1 and "no saga id ends in '0000000000ff'" in none.stderr

@@ -191,3 +191,15 @@ async def test_a_participant_refusing_connections_is_named_with_its_address(
         assert "action attempt 1 failed" in log and "attempt 2 at" in log
     finally:
         process.stop()
+
+
+async def test_an_ambiguous_short_id_is_answered_with_the_candidates(orchestrator):
+    async with SagaClient(orchestrator.address) as client:
+        ids = [(await client.start(trip(), correlation_id=f"short-{n}")).saga_id for n in range(17)]
+        last = [saga_id[-1] for saga_id in ids]
+        shared = next(char for char in last if last.count(char) > 1)  # 17 ids, 16 hex digits
+        with pytest.raises(InvalidRequest) as raised:
+            await client.resolve_saga_id(shared)
+        for saga_id in ids:
+            assert (saga_id in str(raised.value)) == saga_id.endswith(shared)
+        assert await client.resolve_saga_id(ids[3][-12:]) == ids[3]
