@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from google.protobuf import json_format
+from google.protobuf import any_pb2, json_format
 from google.protobuf.descriptor_pool import DescriptorPool
 from google.protobuf.message import Message
 from rich.console import Console, Group, RenderableType
@@ -334,10 +334,41 @@ STEP_COLUMNS = (
     Column("COMP. ATTEMPTS", drop=3, right=True),
     Column("NEXT ATTEMPT", drop=2),
     Column("ERROR", wrap=True),
+    Column("REPLY", drop=5, wrap=True),
 )
+REPLY_SUMMARY_LENGTH = 60
 
 
-def steps_table(steps: Sequence[pb.Step], *, now: datetime, width: int | None = None) -> Table:
+def reply_summary(reply: any_pb2.Any, types: Callable[[], DescriptorPool] | None = None) -> str:
+    """A step's reply in one short line, `field=value ...` (`saga get --json` has it all);
+    its type is looked up here, else in the pool `types` gives, else only named."""
+    if not reply.type_url:
+        return ""
+    try:
+        fields = json_format.MessageToDict(reply, preserving_proto_field_name=True)
+    except TypeError:
+        if types is None:
+            return reply.TypeName()
+        try:
+            fields = json_format.MessageToDict(
+                reply, preserving_proto_field_name=True, descriptor_pool=types()
+            )
+        except (TypeError, KeyError):
+            return reply.TypeName()
+    fields.pop("@type", None)
+    text = " ".join(f"{name}={json.dumps(value)}" for name, value in fields.items())
+    if len(text) > REPLY_SUMMARY_LENGTH:
+        text = text[: REPLY_SUMMARY_LENGTH - 1] + "…"
+    return text
+
+
+def steps_table(
+    steps: Sequence[pb.Step],
+    *,
+    now: datetime,
+    width: int | None = None,
+    types: Callable[[], DescriptorPool] | None = None,
+) -> Table:
     """A saga's steps in definition order with what an operator needs to act on them."""
     rows = [
         [
@@ -348,16 +379,25 @@ def steps_table(steps: Sequence[pb.Step], *, now: datetime, width: int | None = 
             _cell(str(step.compensation_attempts)),
             _cell(format_due(time_of(step, "next_attempt_time"), now)),
             _cell(step.error, "red"),
+            _cell(reply_summary(step.reply, types)),
         ]
         for step in steps
     ]
     return _table(STEP_COLUMNS, rows, width)
 
 
-def saga_view(saga: pb.Saga, *, now: datetime, width: int | None = None) -> Group:
+def saga_view(
+    saga: pb.Saga,
+    *,
+    now: datetime,
+    width: int | None = None,
+    types: Callable[[], DescriptorPool] | None = None,
+) -> Group:
     """`saga get` (and the answer to abort, retry, resolve): the header, then the steps."""
     return Group(
-        saga_header(saga, now=now), Text(""), steps_table(saga.steps, now=now, width=width)
+        saga_header(saga, now=now),
+        Text(""),
+        steps_table(saga.steps, now=now, width=width, types=types),
     )
 
 

@@ -76,7 +76,7 @@ async def _get(args: argparse.Namespace, client: SagaClient) -> int:
     if args.json:
         write_line(view.to_json(saga, types=client.server_types))
     else:
-        show(view.saga_view(saga, now=utc_now(), width=table_width()))
+        show(view.saga_view(saga, now=utc_now(), width=table_width(), types=client.server_types))
     return EXIT_OK
 
 
@@ -231,7 +231,7 @@ async def _operator_call(args: argparse.Namespace, client: SagaClient) -> int:
     summary = Text(f"{done} by {by}: saga {saga.saga_id} is now ")
     summary.append_text(view.saga_status_text(saga))
     show(summary)
-    show(view.saga_view(saga, now=utc_now(), width=table_width()))
+    show(view.saga_view(saga, now=utc_now(), width=table_width(), types=client.server_types))
     return EXIT_OK
 
 

@@ -684,6 +684,9 @@ async def test_get_json_shows_the_output_and_step_replies_read_through_reflectio
     assert shown["output"]["booking_id"]
     flight = next(step for step in shown["steps"] if step["name"] == "book_flight")
     assert flight["reply"]["booking_id"] == shown["output"]["booking_id"]
+    table = saga_cli("get", ok.saga_id, "--address", orchestrator.address).stdout
+    row = next(line for line in table.splitlines() if line.startswith("book_flight"))
+    assert f'booking_id="{flight["reply"]["booking_id"]}"' in row  # the reply, summarised
 
 
 def test_describe_with_an_address_prints_the_servers_catalogue_entry(orchestrator):
