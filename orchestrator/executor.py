@@ -22,6 +22,8 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+from opentelemetry import context as otel_context
+
 from orchestrator.clock import utc_now
 from orchestrator.commands import ParticipantClient
 from orchestrator.definition import SagaDefinition
@@ -160,9 +162,11 @@ class Executor:
         correlation_id: str,
         payload: dict[str, Any],
         idempotency_key: str | None,
+        trace_parent: otel_context.Context | None = None,
     ) -> CreateSagaResult:
         """Store a new saga and start driving it; a known idempotency key returns the
         saga it started. When this returns, the saga and its SAGA_STARTED row are committed.
+        `trace_parent` (the caller's trace context) becomes the parent of the saga's span.
         """
         run, first_actions, opening = open_saga(
             definition, correlation_id, payload, idempotency_key, utc_now()
@@ -192,7 +196,7 @@ class Executor:
                 "correlation_id": saga.correlation_id,
             },
         )
-        self._spawn(saga.saga_id, run, first_actions)
+        self._spawn(saga.saga_id, run, first_actions, trace_parent)
         return result
 
     def resume_unfinished(self) -> None:
@@ -313,12 +317,17 @@ class Executor:
                 task.cancel()
 
     def _spawn(
-        self, saga_id: str, run: SagaRun | None, first_actions: tuple[Action, ...] | None = None
+        self,
+        saga_id: str,
+        run: SagaRun | None,
+        first_actions: tuple[Action, ...] | None = None,
+        trace_parent: otel_context.Context | None = None,
     ) -> None:
         # The task copies this context: every line it logs carries the saga id.
         with log_context(saga_id=saga_id):
             task = asyncio.create_task(
-                self._drive_until_done(saga_id, run, first_actions), name=f"saga-{saga_id}"
+                self._drive_until_done(saga_id, run, first_actions, trace_parent),
+                name=f"saga-{saga_id}",
             )
         self._tasks[saga_id] = task
         self._telemetry.drive_started()
@@ -353,7 +362,11 @@ class Executor:
     # --- driving -----------------------------------------------------------------------
 
     async def _drive_until_done(
-        self, saga_id: str, run: SagaRun | None, first_actions: tuple[Action, ...] | None
+        self,
+        saga_id: str,
+        run: SagaRun | None,
+        first_actions: tuple[Action, ...] | None,
+        trace_parent: otel_context.Context | None = None,
     ) -> None:
         """Drive a saga to a terminal state, reloading it from the store after any error.
 
@@ -374,7 +387,7 @@ class Executor:
                     rng=self._rng,
                     committed=self._notify,
                 )
-                with self._telemetry.driving(run):
+                with self._telemetry.driving(run, trace_parent):
                     await driver.drive(first_actions)
                 return
             except asyncio.CancelledError:

@@ -41,6 +41,7 @@ from orchestrator.records import (
 from orchestrator.registry import Registry
 from orchestrator.status import rpc_status_of
 from orchestrator.store.base import Store
+from orchestrator.telemetry.tracing import context_from_metadata
 from orchestrator.timestamps import optional_timestamp
 from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
@@ -300,6 +301,7 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
             correlation_id=request.correlation_id,
             payload=payload,
             idempotency_key=request.idempotency_key or None,
+            trace_parent=context_from_metadata(context.invocation_metadata()),
         )
         return pb.StartSagaResponse(
             saga_id=result.saga.saga_id,
