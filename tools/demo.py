@@ -10,7 +10,6 @@ it started either way.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 from collections import Counter, defaultdict
@@ -19,16 +18,17 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from google.protobuf import struct_pb2
+from google.protobuf import json_format
 
-from orchestrator.client import TERMINAL_SAGA_STATUSES, SagaClient
+from orchestrator.client import TERMINAL_SAGA_STATUSES
+from orchestrator.sync_client import SyncSagaClient
+from saga.examples.v1.inputs_pb2 import OrderFulfillmentInput, TravelBookingInput
 from saga.participants.car_rental.v1 import car_rental_pb2, car_rental_pb2_grpc
 from saga.participants.common.v1.command_pb2 import RESERVATION_STATE_ACTIVE
 from saga.participants.flight.v1 import flight_pb2, flight_pb2_grpc
 from saga.participants.hotel.v1 import hotel_pb2, hotel_pb2_grpc
 from saga.participants.payment.v1 import payment_pb2, payment_pb2_grpc
 from saga.v1 import orchestrator_pb2 as pb
-from saga.v1 import orchestrator_pb2_grpc as pb_grpc
 from tools.processes import ChildProcess, orchestrator_process, participants_process
 
 BOOKINGS = 12
@@ -83,34 +83,24 @@ def start_processes(workdir: Path, database_url: str) -> tuple[list[ChildProcess
     return participants, orchestrator
 
 
-def settle(address: str, saga_ids: list[str]) -> dict[str, pb.Saga]:
+def settle(client: SyncSagaClient, saga_ids: list[str]) -> dict[str, pb.Saga]:
     """Each saga once it is COMPLETED or FAILED, followed on its WatchSaga stream, or as it
     stands after FINISH_TIMEOUT_SECONDS."""
-
-    async def follow_all() -> dict[str, pb.Saga]:
-        async with SagaClient(address) as client:
-            latest, _ = await client.wait_all(saga_ids, FINISH_TIMEOUT_SECONDS)
-            return latest
-
-    return asyncio.run(follow_all())
+    latest, _ = client.run(client.aio.wait_all(saga_ids, FINISH_TIMEOUT_SECONDS))
+    return latest
 
 
-def run_sagas(stub: pb_grpc.SagaOrchestratorStub, address: str) -> list[pb.Saga]:
+def run_sagas(client: SyncSagaClient) -> list[pb.Saga]:
     saga_ids = []
     for number in range(BOOKINGS):
-        payload = struct_pb2.Struct()
-        payload.update(travel_payload(number))
-        reply = stub.StartSaga(
-            pb.StartSagaRequest(
-                saga_type="travel_booking",
-                correlation_id=f"trip-{number}",
-                payload=payload,
-                idempotency_key=f"demo-trip-{number}-{os.getpid()}",
-            ),
-            timeout=10,
+        trip = json_format.ParseDict(travel_payload(number), TravelBookingInput())
+        handle = client.start(
+            trip,
+            correlation_id=f"trip-{number}",
+            idempotency_key=f"demo-trip-{number}-{os.getpid()}",
         )
-        saga_ids.append(reply.saga_id)
-    settled = settle(address, saga_ids)
+        saga_ids.append(handle.saga_id)
+    settled = settle(client, saga_ids)
     return [settled[saga_id] for saga_id in saga_ids]
 
 
@@ -204,27 +194,21 @@ def operator_scenario(workdir: Path, database_url: str) -> list[str]:
             env={"SAGA_DEFINITIONS": "orchestrator.examples.operator_demo"},
             name="orchestrator-2",
         ).start()
-        with grpc.insecure_channel(orchestrator.address) as channel:
-            stub = pb_grpc.SagaOrchestratorStub(channel)
-            payload = struct_pb2.Struct()
-            payload.update(
-                {
-                    "order_id": "order-nowhere",
-                    "customer_id": "customer-7",
-                    "items": [{"sku": "sku-1", "quantity": 2}],
-                    "shipping_address": "1 Nowhere Road",
-                    "amount": {"currency_code": "EUR", "amount_minor": 4_999},
-                }
+        with SyncSagaClient(orchestrator.address) as client:
+            order = {
+                "order_id": "order-nowhere",
+                "customer_id": "customer-7",
+                "items": [{"sku": "sku-1", "quantity": 2}],
+                "shipping_address": "1 Nowhere Road",
+                "amount": {"currency_code": "EUR", "amount_minor": 4_999},
+            }
+            started = client.start(
+                json_format.ParseDict(order, OrderFulfillmentInput()),
+                correlation_id="order-nowhere",
             )
-            started = stub.StartSaga(
-                pb.StartSagaRequest(
-                    saga_type="order_fulfillment", correlation_id="order-nowhere", payload=payload
-                ),
-                timeout=10,
-            )
-            stuck = settle(orchestrator.address, [started.saga_id])[started.saga_id]
+            stuck = settle(client, [started.saga_id])[started.saga_id]
             print_sagas([stuck])
-            listed = stub.ListSagas(pb.ListSagasRequest(needs_intervention=True), timeout=10)
+            listed = client.list_sagas(pb.ListSagasRequest(needs_intervention=True))
             print(f"  ListSagas(needs_intervention=true): {[s.saga_id[-8:] for s in listed.sagas]}")
             if not stuck.needs_intervention:
                 return [f"saga {stuck.saga_id} should need intervention"]
@@ -232,21 +216,15 @@ def operator_scenario(workdir: Path, database_url: str) -> list[str]:
                 "  operator: refunded by bank transfer, then "
                 "ResolveStep(step=charge_payment, requested_by=demo-operator)"
             )
-            stub.ResolveStep(
-                pb.ResolveStepRequest(
-                    saga_id=stuck.saga_id,
-                    step="charge_payment",
-                    reason="refunded by bank transfer, ticket 4711",
-                    requested_by="demo-operator",
-                ),
-                timeout=10,
+            client.resolve(
+                stuck.saga_id,
+                "charge_payment",
+                reason="refunded by bank transfer, ticket 4711",
+                requested_by="demo-operator",
             )
-            done = settle(orchestrator.address, [stuck.saga_id])[stuck.saga_id]
+            done = settle(client, [stuck.saga_id])[stuck.saga_id]
             print_sagas([done])
-            history = stub.GetSagaHistory(
-                pb.GetSagaHistoryRequest(saga_id=done.saga_id), timeout=10
-            )
-            for t in history.transitions:
+            for t in client.history(done.saga_id):
                 if t.actor != "engine":
                     event = pb.TransitionEvent.Name(t.event).removeprefix("TRANSITION_EVENT_")
                     print(f"  log #{t.seq}: {event} {t.step} by {t.actor}: {t.reason}")
@@ -274,8 +252,8 @@ def main() -> int:
             f"demo: orchestrator pid {orchestrator.pid} on {orchestrator.address}; "
             f"{len(participants)} participant processes"
         )
-        with grpc.insecure_channel(orchestrator.address) as channel:
-            sagas = run_sagas(pb_grpc.SagaOrchestratorStub(channel), orchestrator.address)
+        with SyncSagaClient(orchestrator.address) as client:
+            sagas = run_sagas(client)
         print_sagas(sagas)
         problems = check_participants(addresses, sagas)
         unfinished = [s.saga_id for s in sagas if s.status not in TERMINAL_SAGA_STATUSES]
