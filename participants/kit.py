@@ -34,6 +34,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import os
@@ -69,15 +70,21 @@ class Rejected(Exception):
         reason: str,
         message: str,
         code: grpc.StatusCode = grpc.StatusCode.FAILED_PRECONDITION,
+        *,
+        status: status_pb2.Status | None = None,
     ) -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message
         self.code = code
+        self.status = status
 
-    def to_status(self) -> status_pb2.Status:
+    def to_status(self, domain: str = DOMAIN) -> status_pb2.Status:
+        """The google.rpc.Status answered (and recorded): a given one as it is."""
+        if self.status is not None:
+            return self.status
         status = status_pb2.Status(code=self.code.value[0], message=self.message)
-        status.details.add().Pack(error_details_pb2.ErrorInfo(reason=self.reason, domain=DOMAIN))
+        status.details.add().Pack(error_details_pb2.ErrorInfo(reason=self.reason, domain=domain))
         return status
 
 
@@ -226,7 +233,10 @@ def fingerprint(method: str, request: Message) -> str:
 
 
 class Participant:
-    """Base of a servicer whose commands the kit runs (`@action`, `@compensation`)."""
+    """Base of a servicer whose commands the kit runs (`@action`, `@compensation`);
+    `domain` goes into the ErrorInfo of its refusals."""
+
+    domain = DOMAIN
 
     def __init__(self, database: Database) -> None:
         self.database = database
@@ -273,45 +283,77 @@ def _decoded(code: int, outcome: bytes, reply_type: type[Message]) -> Outcome:
     return status_pb2.Status.FromString(bytes(outcome))
 
 
-def _run_command(
+@dataclasses.dataclass(frozen=True, slots=True)
+class Undoes:
+    """What a compensation undoes: the action RPC's name and its reply message, so the
+    handler is given that action's stored reply (see `compensation`). None fields: the
+    handler is given nothing (it finds the effect itself, by the compensated key)."""
+
+    method: str | None = None
+    reply_type: type[Message] | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CommandResult:
+    """A command's answer, and whether it was replayed from an earlier delivery."""
+
+    outcome: Outcome
+    replayed: bool
+
+
+def run_command(
     database: Database,
     method: str,
     request: Message,
     reply_type: type[Message],
-    apply: Callable[[Tx, Any], Message],
-    undoes: tuple[str, type[Message]] | None,
-) -> Outcome:
-    """The kit's transaction for one command (see the module docstring)."""
+    apply: Callable[..., Message],
+    *,
+    undoes: Undoes | None = None,
+    check: Callable[[Tx, Message], None] | None = None,
+    domain: str = DOMAIN,
+) -> CommandResult:
+    """The kit's transaction for one command (see the module docstring); the core that
+    `@action` and `@compensation` run, for servicers that want their own adapter.
+
+    An action's `apply(tx, request)`; a compensation's (`undoes` given)
+    `apply(tx, request, done)`. `check(tx, request)` runs before an action's `apply`, in
+    its savepoint (a `Rejected` there is recorded like the handler's). Errors carry
+    `domain` in their ErrorInfo.
+    """
     try:
         command = _context(request)
     except Rejected as refused:
-        return refused.to_status()
+        return CommandResult(refused.to_status(domain), replayed=False)
     key, saga_id, print_ = command.idempotency_key, command.saga_id, fingerprint(method, request)
     with database.transaction() as tx:
         stored = _stored(tx, key)
         if stored is not None:
             if (stored[1], stored[2]) != (method, print_):
-                return Rejected(
+                reused = Rejected(
                     "IDEMPOTENCY_KEY_REUSED",
-                    f"idempotency key {key!r} was already used by {stored[1]} with another request",
+                    f"idempotency key {key!r} was already used by {stored[1]} with a "
+                    "different request",
                     grpc.StatusCode.ALREADY_EXISTS,
-                ).to_status()
-            return _decoded(stored[3], stored[4], reply_type)
+                )
+                return CommandResult(reused.to_status(domain), replayed=True)
+            return CommandResult(_decoded(stored[3], stored[4], reply_type), replayed=True)
         try:
             with database.savepoint(tx):
                 if undoes is None:
                     _refuse_compensated(tx, key)
+                    if check is not None:
+                        check(tx, request)
                     outcome: Outcome = apply(tx, request)
                 else:
                     outcome = _compensate(tx, command, request, apply, undoes)
         except Rejected as rejection:
-            if rejection.reason == "NOT_OWNER":
-                return rejection.to_status()  # refused, not processed: nothing recorded
-            outcome = rejection.to_status()
+            if rejection.reason == "NOT_OWNER":  # refused, not processed: nothing recorded
+                return CommandResult(rejection.to_status(domain), replayed=False)
+            outcome = rejection.to_status(domain)
         _record(tx, key, saga_id, method, print_, outcome)
         _failpoint("before_commit")
     _failpoint("after_commit")
-    return outcome
+    return CommandResult(outcome, replayed=False)
 
 
 def _refuse_compensated(tx: Tx, key: str) -> None:
@@ -328,7 +370,7 @@ def _compensate(
     command: Any,
     request: Message,
     apply: Callable[..., Message],
-    undoes: tuple[str, type[Message]],
+    undoes: Undoes,
 ) -> Message:
     """Check ownership, leave the tombstone, hand the handler its own action's reply."""
     target = command.compensated_idempotency_key
@@ -344,8 +386,13 @@ def _compensate(
                 "its own saga's effects",
                 grpc.StatusCode.PERMISSION_DENIED,
             )
-        if action is not None and action[3] == OK and action[1] == undoes[0]:
-            done = undoes[1].FromString(bytes(action[4]))
+        if (
+            action is not None
+            and action[3] == OK
+            and action[1] == undoes.method
+            and undoes.reply_type is not None
+        ):
+            done = undoes.reply_type.FromString(bytes(action[4]))
         if tombstone is None:
             tx.execute(
                 "INSERT INTO kit_tombstones (action_key, saga_id, compensation_key, create_time)"
@@ -355,7 +402,7 @@ def _compensate(
     return apply(tx, request, done)
 
 
-def _once_more_on_a_race(run: Callable[[], Outcome]) -> Outcome:
+def _once_more_on_a_race(run: Callable[[], CommandResult]) -> CommandResult:
     """Two deliveries of one key at once (PostgreSQL): the second's INSERT of the record
     fails and its transaction rolls back; run again, it finds the first's answer."""
     try:
@@ -385,17 +432,18 @@ def _rpc(function: Callable[..., Any], of: str | None) -> Any:
         method, reply_type = reply_of(request)
         undoes = None
         if of is not None:
-            undoes = (of, _method_types(_named(of))(request)[1])
+            undoes = Undoes(of, _method_types(_named(of))(request)[1])
         run = functools.partial(
-            _run_command,
+            run_command,
             self.database,
             method,
             request,
             reply_type,
             functools.partial(function, self),
-            undoes,
+            undoes=undoes,
+            domain=self.domain,
         )
-        outcome = await asyncio.to_thread(_once_more_on_a_race, run)
+        outcome = (await asyncio.to_thread(_once_more_on_a_race, run)).outcome
         if isinstance(outcome, status_pb2.Status):
             await context.abort_with_status(rpc_status.to_status(outcome))
         return outcome
