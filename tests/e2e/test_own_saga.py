@@ -12,6 +12,7 @@ version its unfinished sagas need.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -46,6 +47,7 @@ WALKTHROUGH_FILES = (
     "protos/acme/loyalty/v1/loyalty.proto",
     "loyalty_participant.py",
     "loyalty_sagas.py",
+    "signup.py",
 )
 GENERATED = (
     "acme/loyalty/v1/loyalty_pb2.py",
@@ -317,6 +319,22 @@ async def test_the_walkthroughs_own_saga_completes_and_a_declined_fee_revokes_th
     ]
     assert await balance_of(walkthrough["loyalty"], "ada") == 500
     assert await balance_of(walkthrough["loyalty"], "bob") == 0
+
+    for customer, fee_minor, said in (("cy", 1900, "signed up: saga "), ("dan", 900_000, "not")):
+        app = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "signup.py", address, customer, str(fee_minor)],
+            cwd=PROJECT,
+            capture_output=True,
+            text=True,
+            timeout=90,
+            check=False,
+        )
+        assert app.returncode == 0, app.stderr
+        assert app.stdout.startswith(said), app.stdout
+    assert "step charge_fee failed" in app.stdout
+    assert await balance_of(walkthrough["loyalty"], "cy") == 500
+    assert await balance_of(walkthrough["loyalty"], "dan") == 0
 
 
 @pytest.mark.e2e
