@@ -24,7 +24,7 @@ from google.protobuf import any_pb2, json_format, struct_pb2
 
 from orchestrator.catalogue import definition_to_proto
 from orchestrator.definition import SagaDefinition
-from orchestrator.errors import InvalidArgument, SagaError, SagaNotFound, UnknownSagaType
+from orchestrator.errors import InvalidArgument, SagaError, SagaNotFound
 from orchestrator.executor import Executor
 from orchestrator.machine import SagaRun
 from orchestrator.payload import parse_input, parse_typed_input
@@ -380,10 +380,10 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
                 await _abort(context, error)
             for row in rows:
                 response = pb.WatchSagaResponse(transition=transition_to_proto(row))
-                if row.saga_status.is_terminal and row.step == "":
-                    ended = await self._store.get_saga(request.saga_id)
-                    if ended is not None and ended.status.is_terminal:
-                        response.saga.CopyFrom(await self._full_saga(ended))
+                if row is rows[-1] and row.saga_status.is_terminal:
+                    ended = await self._ended_saga(request.saga_id, row.seq)
+                    if ended is not None:
+                        response.saga.CopyFrom(ended)
                 yield response
                 last = row.seq
             if rows:
@@ -441,14 +441,13 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
         self, request: pb.ListSagaTypesRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ListSagaTypesResponse:
         _check_id("saga_type", request.saga_type, required=False)
+        if request.saga_type:
+            self._registry.latest(request.saga_type)  # UnknownSagaType lists what exists
         definitions = [
             definition
             for definition in self._registry.definitions
             if not request.saga_type or definition.name == request.saga_type
         ]
-        if request.saga_type and not definitions:
-            self._registry.latest(request.saga_type)  # raises, naming what is registered
-            raise UnknownSagaType(f"unknown saga type {request.saga_type!r}")  # pragma: no cover
         return pb.ListSagaTypesResponse(
             definitions=[
                 definition_to_proto(
@@ -457,6 +456,16 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
                 for definition in definitions
             ]
         )
+
+    async def _ended_saga(self, saga_id: str, seq: int) -> pb.Saga | None:
+        """The saga for a watch's last message: only if it ended with the row at `seq`
+        (not a FAILED that an operator's retry has since taken up again)."""
+        saga = await self._store.get_saga(saga_id)
+        if saga is None or not saga.status.is_terminal:
+            return None
+        if await self._store.last_seq(saga_id) != seq:
+            return None
+        return await self._full_saga(saga)
 
     async def _full_saga(self, saga: SagaRecord) -> pb.Saga:
         steps = await self._store.get_steps(saga.saga_id)
