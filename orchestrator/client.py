@@ -1,25 +1,69 @@
 """A client of the orchestrator's API: one channel, a deadline on every unary call,
-errors described for people, and `follow`/`wait`, which ride the WatchSaga stream to
-the saga's end instead of polling GetSaga.
+errors mapped to a small exception hierarchy, and `follow`/`wait`, which ride the
+WatchSaga stream to the saga's end instead of polling GetSaga.
 
+    async with SagaClient("localhost:50051") as client:
+        handle = await client.start(TravelBookingInput(...), correlation_id="trip-7")
+        booked = await handle.result(timeout=60)   # a TravelBookingOutput, or SagaFailed
+
+`SyncSagaClient` (orchestrator.sync_client) is the same for code without an event loop.
 Used by the `saga` command, the dev tools and the tests. A watch that loses its
 stream (the orchestrator restarts, a replica dies) reopens it after the last seq it
 saw, with backoff and for a bounded time, so no transition is missed or repeated.
+
+Errors: every call raises a `ClientError` (orchestrator.client_errors, re-exported here).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable, Iterable
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
 from types import TracebackType
+from typing import Any
 
 import grpc
+from google.protobuf import any_pb2, message_factory
+from google.protobuf import descriptor_pool as pool
+from google.protobuf.message import Message
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+    ProtoReflectionDescriptorDatabase,
+)
 
+from orchestrator.client_errors import (
+    ClientError,
+    Conflict,
+    DeadlineExceeded,
+    InvalidRequest,
+    NotFound,
+    SagaFailed,
+    StreamLost,
+    Unavailable,
+    client_error,
+    describe_orchestrator_error,
+)
 from orchestrator.limits import Limits
 from orchestrator.security.tls import ClientTls, open_channel
 from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
+
+__all__ = [
+    "ClientError",
+    "Conflict",
+    "DeadlineExceeded",
+    "InvalidRequest",
+    "NotFound",
+    "SagaClient",
+    "SagaFailed",
+    "SagaHandle",
+    "StreamLost",
+    "Unavailable",
+    "describe_orchestrator_error",
+    "unpack_output",
+]
 
 CLIENT_TIMEOUT_SECONDS = 10.0
 """Deadline of each unary call (the CLI's --timeout, SAGA_TIMEOUT)."""
@@ -40,67 +84,18 @@ RECONNECT_CODES = frozenset(
     }
 )
 """What a lost or restarting server looks like from a stream; anything else is an answer."""
+SHORT_ID_SCAN = 10_000
+"""How many of the newest sagas a short id is matched against."""
 TERMINAL_SAGA_STATUSES = frozenset({pb.SAGA_STATUS_COMPLETED, pb.SAGA_STATUS_FAILED})
 WAIT_ALL_STREAMS = 64
 """WatchSaga streams `wait_all` keeps open at once."""
 
 
-class StreamLost(Exception):
-    """The orchestrator stayed out of reach longer than a watch may wait for it."""
-
-    def __init__(self, saga_id: str, last_seq: int, cause: str, waited: float) -> None:
-        super().__init__(
-            f"lost the stream of saga {saga_id} after seq {last_seq} for {waited:g}s ({cause})"
-        )
-        self.saga_id = saga_id
-        self.last_seq = last_seq
-        self.cause = cause
-        self.waited = waited
-
-
-def _has_error_info(error: grpc.RpcError) -> bool:
-    """True when the orchestrator itself answered (its errors carry an ErrorInfo)."""
+def _is_uuid(text: str) -> bool:
     try:
-        metadata = error.trailing_metadata() or ()
-    except Exception:
+        return str(uuid.UUID(text)) == text
+    except ValueError:
         return False
-    return any(key == "grpc-status-details-bin" for key, _ in metadata)
-
-
-def _connection_cause(details: str) -> str:
-    lowered = details.lower()
-    if "connection refused" in lowered:
-        return "connection refused"
-    if any(
-        words in lowered
-        for words in ("dns resolution failed", "name or service not known", "domain name not found")
-    ):
-        return "the host name does not resolve"
-    if "socket closed" in lowered or "connection reset" in lowered:
-        return "the connection was closed"
-    return details or "no answer"
-
-
-def describe_orchestrator_error(error: grpc.RpcError, address: str, timeout: float) -> str:
-    """What went wrong calling the orchestrator, in words that say what to do.
-
-    (Not the step record's wording of a participant's error: that is
-    `orchestrator.commands.describe_rpc_error`.)
-    """
-    code: grpc.StatusCode = error.code()
-    details: str = error.details() or ""
-    if code is grpc.StatusCode.UNAVAILABLE and not _has_error_info(error):
-        return (
-            f"UNAVAILABLE: cannot reach the orchestrator at {address} "
-            f"({_connection_cause(details)}); is `saga serve` running there? "
-            "Point --address (env SAGA_ADDRESS) at it"
-        )
-    if code is grpc.StatusCode.DEADLINE_EXCEEDED and not _has_error_info(error):
-        return (
-            f"DEADLINE_EXCEEDED: the orchestrator at {address} did not answer within "
-            f"{timeout:g}s (--timeout, env SAGA_TIMEOUT); is --address (env SAGA_ADDRESS) right?"
-        )
-    return f"{code.name}: {details}"
 
 
 def _ignore(_: object) -> None:
@@ -129,6 +124,9 @@ class SagaClient:
             None if stub is not None else open_channel(address, tls, token, CHANNEL_OPTIONS)
         )
         self.stub = stub or pb_grpc.SagaOrchestratorStub(self._channel)
+        self._catalogue: list[pb.SagaDefinition] | None = None
+        self._reflection: grpc.Channel | None = None
+        self._types: pool.DescriptorPool | None = None
 
     @classmethod
     def over(
@@ -149,6 +147,22 @@ class SagaClient:
     async def close(self) -> None:
         if self._channel is not None:
             await self._channel.close()
+        if self._reflection is not None:
+            self._reflection.close()
+
+    def server_types(self) -> pool.DescriptorPool:
+        """The message types the orchestrator knows (its reflection service), for reading
+        an Any (a step's reply, a saga's output) of a type this process never imported.
+        Its look-ups block; meant for the command line and scripts."""
+        if self._types is None:
+            # Reflection is open to every caller when on: TLS, but no token.
+            self._reflection = (
+                grpc.insecure_channel(self.address)
+                if self._tls is None
+                else grpc.secure_channel(self.address, self._tls.credentials())
+            )
+            self._types = pool.DescriptorPool(ProtoReflectionDescriptorDatabase(self._reflection))
+        return self._types
 
     async def __aenter__(self) -> SagaClient:
         return self
@@ -161,30 +175,189 @@ class SagaClient:
     ) -> None:
         await self.close()
 
-    async def get_saga(self, saga_id: str) -> pb.Saga:
-        saga: pb.Saga = await self.stub.GetSaga(
-            pb.GetSagaRequest(saga_id=saga_id), timeout=self.timeout
+    async def _call(self, method: str, request: Message) -> Any:
+        """One unary call under the client's deadline; a failure becomes a ClientError."""
+        try:
+            return await getattr(self.stub, method)(request, timeout=self.timeout)
+        except grpc.RpcError as error:
+            raise client_error(error, self.address, self.timeout) from None
+
+    # --- starting and awaiting ---------------------------------------------------------
+
+    async def start(
+        self,
+        saga_input: Message,
+        *,
+        correlation_id: str,
+        idempotency_key: str = "",
+        saga_type: str | None = None,
+    ) -> SagaHandle:
+        """Start a saga with its typed input (packed in an Any). Without `saga_type`, the
+        type is the one whose latest version takes this input message (ListSagaTypes).
+        With an idempotency key already used, the handle is the first saga's."""
+        packed = any_pb2.Any()
+        packed.Pack(saga_input)
+        if saga_type is None:
+            saga_type = await self._saga_type_taking(saga_input.DESCRIPTOR.full_name)
+        request = pb.StartSagaRequest(
+            saga_type=saga_type,
+            correlation_id=correlation_id,
+            idempotency_key=idempotency_key,
+            input=packed,
         )
+        return self._handle_of(await self._call("StartSaga", request))
+
+    async def start_json(
+        self,
+        saga_type: str,
+        payload: dict[str, Any],
+        *,
+        correlation_id: str,
+        idempotency_key: str = "",
+    ) -> SagaHandle:
+        """Start a saga with its input as JSON-like data (the Struct path)."""
+        request = pb.StartSagaRequest(
+            saga_type=saga_type, correlation_id=correlation_id, idempotency_key=idempotency_key
+        )
+        request.payload.update(payload)
+        return self._handle_of(await self._call("StartSaga", request))
+
+    async def execute(
+        self,
+        saga_input: Message,
+        *,
+        correlation_id: str,
+        idempotency_key: str = "",
+        saga_type: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 (the same call as the sync client's)
+    ) -> Message:
+        """Start a saga and return its output (see `SagaHandle.result`)."""
+        handle = await self.start(
+            saga_input,
+            correlation_id=correlation_id,
+            idempotency_key=idempotency_key,
+            saga_type=saga_type,
+        )
+        return await handle.result(timeout=timeout)
+
+    def handle(self, saga_id: str) -> SagaHandle:
+        """A handle on a saga started earlier (by this process or another)."""
+        return SagaHandle(self, saga_id, created=False, status=pb.SAGA_STATUS_UNSPECIFIED)
+
+    def _handle_of(self, response: pb.StartSagaResponse) -> SagaHandle:
+        return SagaHandle(self, response.saga_id, response.created, response.status)
+
+    async def _saga_type_taking(self, input_name: str) -> str:
+        if self._catalogue is None:
+            self._catalogue = await self.list_saga_types()
+        types = sorted({d.saga_type for d in self._catalogue if d.latest and d.input == input_name})
+        if len(types) != 1:
+            found = f"several ({', '.join(types)})" if types else "none"
+            raise InvalidRequest(
+                f"which saga type takes {input_name}? the orchestrator at {self.address} has "
+                f"{found}; pass saga_type="
+            )
+        return types[0]
+
+    # --- reading ------------------------------------------------------------------------
+
+    async def get_saga(self, saga_id: str) -> pb.Saga:
+        """The saga with its steps, each completed step's reply, and its output or failure."""
+        saga: pb.Saga = await self._call("GetSaga", pb.GetSagaRequest(saga_id=saga_id))
         return saga
 
-    async def follow(
+    get = get_saga
+
+    async def list_sagas(self, request: pb.ListSagasRequest) -> pb.ListSagasResponse:
+        """One page of sagas, newest first."""
+        page: pb.ListSagasResponse = await self._call("ListSagas", request)
+        return page
+
+    async def history(self, saga_id: str) -> list[pb.Transition]:
+        """The saga's whole transition log, every page of it."""
+        transitions: list[pb.Transition] = []
+        token = ""
+        while True:
+            page = await self._call(
+                "GetSagaHistory", pb.GetSagaHistoryRequest(saga_id=saga_id, page_token=token)
+            )
+            transitions.extend(page.transitions)
+            token = page.next_page_token
+            if not token:
+                return transitions
+
+    async def list_saga_types(self, saga_type: str = "") -> list[pb.SagaDefinition]:
+        """The server's catalogue: every registered definition (or every version of one)."""
+        response = await self._call("ListSagaTypes", pb.ListSagaTypesRequest(saga_type=saga_type))
+        return list(response.definitions)
+
+    async def resolve_saga_id(self, text: str, *, scan: int = SHORT_ID_SCAN) -> str:
+        """The whole id of the saga whose id ends in `text` (the short id `saga list`
+        shows), among the newest `scan` sagas; a whole id is returned as it is. NotFound
+        when none matches, InvalidRequest naming the candidates when several do."""
+        if _is_uuid(text):
+            return text
+        matches: list[pb.Saga] = []
+        token, seen = "", 0
+        while seen < scan:
+            page = await self.list_sagas(
+                pb.ListSagasRequest(page_size=min(1000, scan - seen), page_token=token)
+            )
+            matches.extend(saga for saga in page.sagas if saga.saga_id.endswith(text))
+            seen += len(page.sagas)
+            token = page.next_page_token
+            if not token:
+                break
+        if len(matches) == 1:
+            return matches[0].saga_id
+        if not matches:
+            raise NotFound(f"no saga id ends in {text!r} among the newest {seen} sagas")
+        candidates = "; ".join(
+            f"{saga.saga_id} ({saga.saga_type}, {pb.SagaStatus.Name(saga.status)})"
+            for saga in matches[:10]
+        )
+        raise InvalidRequest(
+            f"{len(matches)} saga ids end in {text!r}; give more of the id: {candidates}"
+        )
+
+    # --- operator calls -------------------------------------------------------------------
+
+    async def abort(self, saga_id: str, *, reason: str, requested_by: str) -> pb.Saga:
+        """Stop a RUNNING saga and compensate it (Conflict past its pivot or when ended)."""
+        request = pb.AbortSagaRequest(saga_id=saga_id, reason=reason, requested_by=requested_by)
+        response: pb.AbortSagaResponse = await self._call("AbortSaga", request)
+        return response.saga
+
+    async def retry(self, saga_id: str, *, reason: str, requested_by: str) -> pb.Saga:
+        """Resume a saga that needs intervention, with a fresh budget of attempts."""
+        request = pb.RetrySagaRequest(saga_id=saga_id, reason=reason, requested_by=requested_by)
+        response: pb.RetrySagaResponse = await self._call("RetrySaga", request)
+        return response.saga
+
+    async def resolve(self, saga_id: str, step: str, *, reason: str, requested_by: str) -> pb.Saga:
+        """Record that an operator finished a stuck step by hand."""
+        request = pb.ResolveStepRequest(
+            saga_id=saga_id, step=step, reason=reason, requested_by=requested_by
+        )
+        response: pb.ResolveStepResponse = await self._call("ResolveStep", request)
+        return response.saga
+
+    # --- watching -----------------------------------------------------------------------
+
+    async def watch(
         self,
         saga_id: str,
         *,
         after_seq: int = 0,
         within: float | None = None,
         reconnect_for: float = WATCH_RECONNECT_SECONDS,
-        on_transition: Callable[[pb.Transition], None] = _ignore,
         on_notice: Callable[[str], None] = _ignore,
-    ) -> pb.Saga:
-        """Stream the saga's transitions after `after_seq` until it is COMPLETED or FAILED,
-        and return it as GetSaga then shows it.
-
-        A lost stream is reopened after the last seq seen, with backoff, for at most
-        `reconnect_for` seconds of trying (then StreamLost); `on_notice` hears of it, and
-        hears "" once the stream is back. TimeoutError when the saga has not ended within
-        `within` seconds (None: no bound but the reconnect one).
-        """
+    ) -> AsyncIterator[pb.WatchSagaResponse]:
+        """The saga's transitions after `after_seq` as they are committed; the last
+        response carries the ended saga (`saga`). A lost stream is reopened after the last
+        seq seen, with backoff, for at most `reconnect_for` seconds of trying (then
+        StreamLost); `on_notice` hears of it, and hears "" once the stream is back.
+        DeadlineExceeded when the saga has not ended within `within` seconds."""
         deadline = None if within is None else time.monotonic() + within
         last = after_seq
         lost_since: float | None = None
@@ -192,30 +365,34 @@ class SagaClient:
         while True:
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
-                raise TimeoutError(f"saga {saga_id} did not finish within {within:g}s")
+                raise DeadlineExceeded(f"saga {saga_id} did not finish within {within:g}s")
             try:
                 if lost_since is not None:
-                    await self.get_saga(saga_id)  # are we back? (under the call deadline)
+                    await self.stub.GetSaga(  # are we back? (under the call deadline)
+                        pb.GetSagaRequest(saga_id=saga_id), timeout=self.timeout
+                    )
                     lost_since, failures = None, 0
                     on_notice("")
                 stream = self.stub.WatchSaga(
                     pb.WatchSagaRequest(saga_id=saga_id, after_seq=last), timeout=remaining
                 )
                 async for response in stream:
-                    row = response.transition
-                    if row.seq <= last:
+                    if response.transition.seq <= last:
                         continue
-                    last = row.seq
-                    on_transition(row)
+                    last = response.transition.seq
+                    yield response
+                    if response.HasField("saga"):
+                        return
                 saga = await self.get_saga(saga_id)
-                if saga.status in TERMINAL_SAGA_STATUSES:
-                    return saga
+                if saga.status in TERMINAL_SAGA_STATUSES:  # an older server: no final saga
+                    yield pb.WatchSagaResponse(saga=saga)
+                    return
                 cause = "the stream ended before the saga did"
             except grpc.RpcError as error:
                 if error.code() not in RECONNECT_CODES:
-                    raise
+                    raise client_error(error, self.address, self.timeout) from None
                 if deadline is not None and time.monotonic() >= deadline:
-                    raise TimeoutError(
+                    raise DeadlineExceeded(
                         f"saga {saga_id} did not finish within {within:g}s"
                     ) from None
                 cause = describe_orchestrator_error(error, self.address, self.timeout)
@@ -229,8 +406,32 @@ class SagaClient:
             await asyncio.sleep(delay)
             await self.reconnect()
 
+    async def follow(
+        self,
+        saga_id: str,
+        *,
+        after_seq: int = 0,
+        within: float | None = None,
+        reconnect_for: float = WATCH_RECONNECT_SECONDS,
+        on_transition: Callable[[pb.Transition], None] = _ignore,
+        on_notice: Callable[[str], None] = _ignore,
+    ) -> pb.Saga:
+        """Ride `watch` until the saga is COMPLETED or FAILED; return it as GetSaga shows it."""
+        async for response in self.watch(
+            saga_id,
+            after_seq=after_seq,
+            within=within,
+            reconnect_for=reconnect_for,
+            on_notice=on_notice,
+        ):
+            if response.HasField("transition"):
+                on_transition(response.transition)
+            if response.HasField("saga"):
+                return response.saga
+        raise AssertionError("watch ended without the saga")  # pragma: no cover
+
     async def wait(self, saga_id: str, within: float) -> pb.Saga:
-        """The saga once it is COMPLETED or FAILED; TimeoutError after `within` seconds."""
+        """The saga once it is COMPLETED or FAILED; DeadlineExceeded after `within` seconds."""
         return await self.follow(saga_id, within=within, reconnect_for=within)
 
     async def wait_all(
@@ -248,14 +449,62 @@ class SagaClient:
                 try:
                     latest[saga_id] = await self.wait(saga_id, deadline - time.monotonic())
                     return True
-                except (TimeoutError, StreamLost):
+                except (DeadlineExceeded, Unavailable):
                     pass
-            try:
+            with contextlib.suppress(DeadlineExceeded, Unavailable):
                 latest[saga_id] = await self.get_saga(saga_id)
-            except grpc.RpcError as error:
-                if error.code() not in RECONNECT_CODES:
-                    raise
             return False
 
         ended = await asyncio.gather(*(settle(saga_id) for saga_id in saga_ids))
         return latest, all(ended)
+
+
+@dataclass(frozen=True, slots=True)
+class SagaHandle:
+    """A started saga: its id, whether this start created it, and its status then."""
+
+    client: SagaClient
+    saga_id: str
+    created: bool
+    status: pb.SagaStatus
+
+    async def get(self) -> pb.Saga:
+        return await self.client.get_saga(self.saga_id)
+
+    async def result(
+        self,
+        timeout: float | None = None,  # noqa: ASYNC109 (the same call as the sync client's)
+        *,
+        output_type: type[Message] | None = None,
+    ) -> Message:
+        """The saga's output once it COMPLETED, as its output message; SagaFailed once it
+        FAILED; DeadlineExceeded after `timeout` seconds (None: wait, across restarts of
+        the orchestrator, for as long as the watch may reconnect). The output class is
+        `output_type`, else found by name among the imported protobuf modules. A saga
+        type without an output returns the Saga itself."""
+        reconnect_for = WATCH_RECONNECT_SECONDS if timeout is None else timeout
+        saga = await self.client.follow(self.saga_id, within=timeout, reconnect_for=reconnect_for)
+        if saga.status != pb.SAGA_STATUS_COMPLETED:
+            raise SagaFailed(saga)
+        if not saga.HasField("output"):
+            return saga
+        return unpack_output(saga.output, output_type)
+
+
+def unpack_output(packed: any_pb2.Any, output_type: type[Message] | None = None) -> Message:
+    """The message in an Any: `output_type`, else the class registered under its name."""
+    if output_type is None:
+        try:
+            descriptor = pool.Default().FindMessageTypeByName(packed.TypeName())
+        except KeyError:
+            raise ClientError(
+                f"the saga's output is a {packed.TypeName()}; import the module that "
+                "defines it, or pass output_type="
+            ) from None
+        output_type = message_factory.GetMessageClass(descriptor)
+    message = output_type()
+    if not packed.Unpack(message):
+        raise ClientError(
+            f"the saga's output is a {packed.TypeName()}, not {message.DESCRIPTOR.full_name}"
+        )
+    return message

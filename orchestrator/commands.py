@@ -46,6 +46,14 @@ REJECTION_CODES = frozenset(
 the business rejection (no seats left, card declined)."""
 
 
+CHANNEL_OPTIONS = (
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+)
+"""gRPC's own reconnect backoff grows to 120 s; capped at 2 s, a participant that comes back
+is found by the next attempt (an operator's retry included) instead of after a long wait."""
+
 __all__ = ["ErrorKind", "ParticipantClient", "classify", "describe_rpc_error"]
 
 
@@ -96,9 +104,30 @@ class ParticipantClient:
     def _channel(self, participant: str) -> grpc.aio.Channel:
         channel = self._channels.get(participant)
         if channel is None:
-            channel = open_channel(self._addresses[participant], self._tls, self._token)
+            channel = open_channel(
+                self._addresses[participant], self._tls, self._token, CHANNEL_OPTIONS
+            )
             self._channels[participant] = channel
         return channel
+
+    def describe_failure(self, participant: str, error: grpc.aio.AioRpcError) -> str:
+        """The step record's line for a failed attempt. A deadline spent waiting for a
+        connection (the channel never got ready) names the participant and its address
+        instead of gRPC's bare "Deadline Exceeded"."""
+        if error.code() is grpc.StatusCode.DEADLINE_EXCEEDED:
+            channel = self._channels.get(participant)
+            state = channel.get_state() if channel is not None else None
+            if state is grpc.ChannelConnectivity.TRANSIENT_FAILURE:
+                return (
+                    f"UNAVAILABLE: participant {participant} unreachable at "
+                    f"{self._addresses[participant]} (connection refused)"
+                )
+            if state in (grpc.ChannelConnectivity.CONNECTING, grpc.ChannelConnectivity.IDLE):
+                return (
+                    f"DEADLINE_EXCEEDED: participant {participant} at "
+                    f"{self._addresses[participant]} did not accept a connection in time"
+                )
+        return describe_rpc_error(error)
 
     async def send(
         self, participant: str, call: ResolvedCall, request: Message, deadline_seconds: float

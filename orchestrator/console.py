@@ -14,19 +14,21 @@ from __future__ import annotations
 import io
 import json
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from google.protobuf import json_format
+from google.protobuf import any_pb2, json_format
+from google.protobuf.descriptor_pool import DescriptorPool
 from google.protobuf.message import Message
 from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from orchestrator import catalogue
 from orchestrator.client import TERMINAL_SAGA_STATUSES
-from orchestrator.definition import RetryPolicy, SagaDefinition, Step
+from orchestrator.definition import SagaDefinition
 from saga.v1 import orchestrator_pb2 as pb
 
 SHORT_ID_LENGTH = 8
@@ -160,9 +162,22 @@ def short_id(saga_id: str) -> str:
 # --- JSON ---------------------------------------------------------------------------------------
 
 
-def to_json(message: Message, *, indent: int | None = 2) -> str:
-    """The API's own JSON mapping with proto field names; `indent=None` for one line."""
-    text = json_format.MessageToJson(message, preserving_proto_field_name=True, indent=indent)
+def to_json(
+    message: Message,
+    *,
+    indent: int | None = 2,
+    types: Callable[[], DescriptorPool] | None = None,
+) -> str:
+    """The API's own JSON mapping with proto field names; `indent=None` for one line.
+    An Any of a type this process has not imported is read with the pool `types` gives."""
+    try:
+        text = json_format.MessageToJson(message, preserving_proto_field_name=True, indent=indent)
+    except TypeError:
+        if types is None:
+            raise
+        text = json_format.MessageToJson(
+            message, preserving_proto_field_name=True, indent=indent, descriptor_pool=types()
+        )
     return text if indent is not None else " ".join(text.split("\n"))
 
 
@@ -335,10 +350,41 @@ STEP_COLUMNS = (
     Column("COMP. ATTEMPTS", drop=3, right=True),
     Column("NEXT ATTEMPT", drop=2),
     Column("ERROR", wrap=True),
+    Column("REPLY", drop=5, wrap=True),
 )
+REPLY_SUMMARY_LENGTH = 60
 
 
-def steps_table(steps: Sequence[pb.Step], *, now: datetime, width: int | None = None) -> Table:
+def reply_summary(reply: any_pb2.Any, types: Callable[[], DescriptorPool] | None = None) -> str:
+    """A step's reply in one short line, `field=value ...` (`saga get --json` has it all);
+    its type is looked up here, else in the pool `types` gives, else only named."""
+    if not reply.type_url:
+        return ""
+    try:
+        fields = json_format.MessageToDict(reply, preserving_proto_field_name=True)
+    except TypeError:
+        if types is None:
+            return reply.TypeName()
+        try:
+            fields = json_format.MessageToDict(
+                reply, preserving_proto_field_name=True, descriptor_pool=types()
+            )
+        except (TypeError, KeyError):
+            return reply.TypeName()
+    fields.pop("@type", None)
+    text = " ".join(f"{name}={json.dumps(value)}" for name, value in fields.items())
+    if len(text) > REPLY_SUMMARY_LENGTH:
+        text = text[: REPLY_SUMMARY_LENGTH - 1] + "…"
+    return text
+
+
+def steps_table(
+    steps: Sequence[pb.Step],
+    *,
+    now: datetime,
+    width: int | None = None,
+    types: Callable[[], DescriptorPool] | None = None,
+) -> Table:
     """A saga's steps in definition order with what an operator needs to act on them."""
     rows = [
         [
@@ -349,16 +395,25 @@ def steps_table(steps: Sequence[pb.Step], *, now: datetime, width: int | None = 
             _cell(str(step.compensation_attempts)),
             _cell(format_due(time_of(step, "next_attempt_time"), now)),
             _cell(step.error, "red"),
+            _cell(reply_summary(step.reply, types)),
         ]
         for step in steps
     ]
     return _table(STEP_COLUMNS, rows, width)
 
 
-def saga_view(saga: pb.Saga, *, now: datetime, width: int | None = None) -> Group:
+def saga_view(
+    saga: pb.Saga,
+    *,
+    now: datetime,
+    width: int | None = None,
+    types: Callable[[], DescriptorPool] | None = None,
+) -> Group:
     """`saga get` (and the answer to abort, retry, resolve): the header, then the steps."""
     return Group(
-        saga_header(saga, now=now), Text(""), steps_table(saga.steps, now=now, width=width)
+        saga_header(saga, now=now),
+        Text(""),
+        steps_table(saga.steps, now=now, width=width, types=types),
     )
 
 
@@ -621,52 +676,10 @@ def watch_view(state: WatchState, *, now: datetime, width: int | None = None) ->
 # --- definitions --------------------------------------------------------------------------------
 
 
-def _policy_document(policy: RetryPolicy) -> dict[str, Any]:
-    return {
-        "max_attempts": policy.max_attempts,
-        "initial_backoff_seconds": policy.initial_backoff,
-        "max_backoff_seconds": policy.max_backoff,
-        "multiplier": policy.multiplier,
-        "jitter": policy.jitter,
-        "retry_codes": sorted(policy.retry_codes),
-    }
-
-
-def _step_document(definition: SagaDefinition, index: int, step: Step) -> dict[str, Any]:
-    return {
-        "name": step.name,
-        "group": definition.group_of(index),
-        "stage": definition.stage_of(index) + 1,
-        "participant": step.participant,
-        "action": f"{step.action.service}.{step.action.method}",
-        "compensation": (
-            f"{step.compensation.service}.{step.compensation.method}"
-            if step.compensation is not None
-            else None
-        ),
-        "forward_only": definition.is_forward_only(index),
-        "retriable": step.retriable,
-        "timeout_seconds": step.timeout,
-        "retry": _policy_document(definition.action_retry(step)),
-        "compensation_retry": _policy_document(definition.compensation_retry_of(step)),
-    }
-
-
-def definition_document(definition: SagaDefinition) -> dict[str, Any]:
-    """`saga describe --json`: what the engine will run, as data for a script."""
-    pivot = definition.pivot_stage
-    return {
-        "saga_type": definition.name,
-        "version": definition.version,
-        "description": definition.description,
-        "input": definition.input_type.DESCRIPTOR.full_name,
-        "deadline_seconds": definition.deadline,
-        "pivot_stage": None if pivot is None else pivot + 1,
-        "steps": [
-            _step_document(definition, index, step)
-            for index, step in enumerate(definition.all_steps)
-        ],
-    }
+def definition_document(definition: SagaDefinition, *, latest: bool = True) -> dict[str, Any]:
+    """`saga describe --json`: what the engine will run, as data for a script (the same
+    document a server's ListSagaTypes entry gives)."""
+    return catalogue.definition_document(catalogue.definition_to_proto(definition, latest=latest))
 
 
 # --- plain rendering ----------------------------------------------------------------------------

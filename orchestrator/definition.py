@@ -52,6 +52,8 @@ class StepContext:
 
 
 RequestBuilder = Callable[[StepContext], Message]
+OutputBuilder = Callable[[StepContext], Message]
+"""Builds a COMPLETED saga's output from its input and every step's reply (`ctx.results`)."""
 InputCheck = Callable[[Message], None]
 """Raises ValueError, with a message for the caller, when a well-formed input makes no sense."""
 
@@ -161,7 +163,8 @@ class Locks:
 
 @dataclass(frozen=True, slots=True)
 class SagaDefinition:
-    """A saga type at one version: its input message and its steps in order.
+    """A saga type at one version: its input message, its steps in order, and optionally
+    the output message it returns when it completes (`output_type`, built by `output`).
 
     `steps` is the definition as written, where a `Parallel` group is one stage;
     `all_steps` is every step flattened in declaration order (the order of the
@@ -180,6 +183,9 @@ class SagaDefinition:
     """Seconds a saga may stay RUNNING; past it, it stops and compensates (before its pivot)."""
     locks: Locks | None = None
     """Lock keys the saga holds while it runs; None for a saga that takes none."""
+    output_type: type[Message] | None = None
+    """The message a COMPLETED saga returns (packed in an Any), built by `output`."""
+    output: OutputBuilder | None = None
     all_steps: tuple[Step, ...] = field(init=False, repr=False, compare=False)
     stages: tuple[tuple[int, ...], ...] = field(init=False, repr=False, compare=False)
 

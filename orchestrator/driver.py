@@ -25,7 +25,7 @@ from google.protobuf.message import Message
 
 from orchestrator import failpoints
 from orchestrator.clock import utc_now
-from orchestrator.commands import ParticipantClient, classify, describe_rpc_error
+from orchestrator.commands import ParticipantClient, classify
 from orchestrator.errors import StaleSagaVersion
 from orchestrator.machine import (
     AcquireLocks,
@@ -96,6 +96,8 @@ class SagaDriver:
             else:
                 actions = run.next_actions(utc_now())
             committed = run.has_pending()
+            if committed and not actions and run.status is SagaStatus.COMPLETED:
+                self._record_output()
             if committed:
                 await self._commit()
             if not actions:
@@ -117,6 +119,22 @@ class SagaDriver:
                             group.create_task(self._perform(action))
             except ExceptionGroup as errors:
                 raise errors.exceptions[0] from errors
+
+    def _record_output(self) -> None:
+        """Build the definition's output from the stored replies into the terminal commit.
+        A builder that raises leaves the saga COMPLETED without an output (and says so):
+        every step has succeeded, so nothing may be undone for want of a summary."""
+        run = self.run
+        try:
+            output = self._registry.build_output(run.definition, run.saga, run.steps)
+        except Exception as error:
+            logger.error(
+                "the output builder failed; the saga completes without an output: %r",
+                error,
+                extra={"saga_id": run.saga.saga_id},
+            )
+            return
+        run.record_output(output, utc_now())
 
     async def _take_locks(self, action: AcquireLocks) -> None:
         """Ask the store for the saga's keys until it holds them, or until its maximum
@@ -224,7 +242,7 @@ class SagaDriver:
         """Hand a failed attempt to the machine's policy; report what it decided."""
         run = self.run
         step = run.definition.all_steps[index]
-        message = describe_rpc_error(error)
+        message = self._participants.describe_failure(step.participant, error)
         if compensating:
             after = run.compensation_failed(index, message, utc_now(), self._rng.random())
         else:
@@ -232,6 +250,16 @@ class SagaDriver:
             after = run.action_failed(index, kind, message, utc_now(), self._rng.random())
         if after.verdict is Verdict.RETRY:
             self._telemetry.retrying(run, step.name, COMPENSATION if compensating else ACTION)
+            record = run.steps[index]
+            logger.info(
+                "%s attempt %d failed (%s); attempt %d at %s",
+                "compensation" if compensating else "action",
+                (record.compensation_attempts if compensating else record.attempts) - 1,
+                message,
+                record.compensation_attempts if compensating else record.attempts,
+                after.retry_at.isoformat() if after.retry_at is not None else "once",
+                extra={"saga_id": run.saga.saga_id, "step": step.name},
+            )
         elif after.verdict is Verdict.STUCK:
             logger.error(
                 "step cannot go forward and must not be undone; the saga needs an operator",

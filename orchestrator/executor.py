@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from google.protobuf import json_format
+from opentelemetry import context as otel_context
 
 from orchestrator.clock import utc_now
 from orchestrator.commands import ParticipantClient
@@ -201,12 +202,14 @@ class Executor:
         correlation_id: str,
         payload: dict[str, Any],
         idempotency_key: str | None,
+        trace_parent: otel_context.Context | None = None,
     ) -> CreateSagaResult:
         """Store a new saga and start driving it; a known idempotency key returns the
         saga it started. When this returns, the saga and its SAGA_STARTED row are committed.
 
         Raises ResourceExhausted, storing nothing, when this replica already drives
         `max_active_sagas` sagas (new and resumed share that budget).
+        `trace_parent` (the caller's trace context) becomes the parent of the saga's span.
         """
         if len(self._tasks) >= self._max_active_sagas:
             raise ResourceExhausted(
@@ -251,7 +254,7 @@ class Executor:
                 "correlation_id": saga.correlation_id,
             },
         )
-        self._spawn(saga.saga_id, run, first_actions)
+        self._spawn(saga.saga_id, run, first_actions, trace_parent)
         return result
 
     async def _create_locked(
@@ -410,12 +413,17 @@ class Executor:
                 task.cancel()
 
     def _spawn(
-        self, saga_id: str, run: SagaRun | None, first_actions: tuple[Action, ...] | None = None
+        self,
+        saga_id: str,
+        run: SagaRun | None,
+        first_actions: tuple[Action, ...] | None = None,
+        trace_parent: otel_context.Context | None = None,
     ) -> None:
         # The task copies this context: every line it logs carries the saga id.
         with log_context(saga_id=saga_id):
             task = asyncio.create_task(
-                self._drive_until_done(saga_id, run, first_actions), name=f"saga-{saga_id}"
+                self._drive_until_done(saga_id, run, first_actions, trace_parent),
+                name=f"saga-{saga_id}",
             )
         self._tasks[saga_id] = task
         self._telemetry.drive_started()
@@ -451,7 +459,11 @@ class Executor:
     # --- driving -----------------------------------------------------------------------
 
     async def _drive_until_done(
-        self, saga_id: str, run: SagaRun | None, first_actions: tuple[Action, ...] | None
+        self,
+        saga_id: str,
+        run: SagaRun | None,
+        first_actions: tuple[Action, ...] | None,
+        trace_parent: otel_context.Context | None = None,
     ) -> None:
         """Drive a saga to a terminal state, reloading it from the store after any error.
 
@@ -474,7 +486,7 @@ class Executor:
                     wakeups=self._wakeups,
                     lock_recheck_seconds=self.lease.seconds,
                 )
-                with self._telemetry.driving(run):
+                with self._telemetry.driving(run, trace_parent):
                     await driver.drive(first_actions)
                 return
             except asyncio.CancelledError:

@@ -141,6 +141,16 @@ class AfterFailure:
     retry_at: datetime | None = None
 
 
+OPERATOR_RETRY_SEND = "sent again on an operator's retry"
+RESTART_RESEND = "resent after a restart"
+
+
+def _resent_why(attempts: int) -> str:
+    """Why a STARTED command with no attempt scheduled is sent again: an operator's retry
+    resets its attempts to 0; otherwise the process that sent it before died."""
+    return OPERATOR_RETRY_SEND if attempts == 0 else RESTART_RESEND
+
+
 class SagaRun:
     """One saga in memory: its machine models and the transitions not yet persisted.
 
@@ -224,7 +234,7 @@ class SagaRun:
                         # The scheduled attempt was counted when it was scheduled.
                         actions.append(SendAction(index, not_before=due))
                         continue
-                    self.action_retrying(index, "resent after a restart", now)
+                    self.action_retrying(index, _resent_why(self.steps[index].attempts), now)
                 else:
                     raise IllegalTransition(
                         f"saga {self.saga.saga_id} is RUNNING with step "
@@ -318,7 +328,8 @@ class SagaRun:
                 due = self.steps[index].next_attempt_time
                 if due is not None:
                     return (SendCompensation(index, not_before=due),)
-                self.compensation_retrying(index, "resent after a restart", now)
+                why = _resent_why(self.steps[index].compensation_attempts)
+                self.compensation_retrying(index, why, now)
                 return (SendCompensation(index),)
             if step_status in (StepStatus.COMPLETED, StepStatus.STARTED):
                 if self.definition.all_steps[index].compensation is None:
@@ -619,6 +630,12 @@ class SagaRun:
             self._set_saga(now, needs_intervention=False, failure_reason="", failed_step="")
             fire(SAGA_MOVES, self._saga_model, "resume_forward", self.saga.saga_id)
         self._set_saga(now, status=self.status)
+
+    def record_output(self, output: bytes | None, now: datetime) -> None:
+        """Keep a COMPLETED saga's output (a serialized Any) with its terminal commit."""
+        if self.status is not SagaStatus.COMPLETED:
+            raise IllegalTransition(f"saga {self.saga.saga_id} is {self.status}, not COMPLETED")
+        self._set_saga(now, output=output)
 
     # --- persistence hand-off ---------------------------------------------------------
 

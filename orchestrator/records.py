@@ -96,6 +96,8 @@ class SagaRecord:
     locks_held: bool = False
     lock_wait_since: datetime | None = None
     """When the saga first queued for its locks; None if it never waited."""
+    output: bytes | None = None
+    """A COMPLETED saga's output, a serialized google.protobuf.Any; None without one."""
 
 
 @dataclass(frozen=True, slots=True)

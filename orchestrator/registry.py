@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 
-from google.protobuf import json_format
+from google.protobuf import any_pb2, json_format
 from google.protobuf.message import Message
 
 from orchestrator.definition import Parallel, SagaDefinition, Step, StepContext
@@ -108,11 +108,7 @@ class Registry:
         compensating: bool,
     ) -> Message:
         """Step `index`'s request, built from the saga input and the stored results."""
-        results: dict[str, Message] = {}
-        for step, record in zip(definition.all_steps, steps, strict=True):
-            if record.result is not None:
-                response_type = self.resolved_step(definition, step.name).action.response_type
-                results[step.name] = response_type.FromString(record.result)
+        results = self.stored_results(definition, steps)
         name = definition.all_steps[index].name
         context = StepContext(
             saga_id=saga.saga_id,
@@ -123,6 +119,33 @@ class Registry:
         return self.resolved_step(definition, name).build_request(
             name, context, compensating=compensating
         )
+
+    def stored_results(
+        self, definition: SagaDefinition, steps: Sequence[StepRecord]
+    ) -> dict[str, Message]:
+        """Each step's stored reply, decoded as its action's response message."""
+        results: dict[str, Message] = {}
+        for step, record in zip(definition.all_steps, steps, strict=True):
+            if record.result is not None:
+                response_type = self.resolved_step(definition, step.name).action.response_type
+                results[step.name] = response_type.FromString(record.result)
+        return results
+
+    def build_output(
+        self, definition: SagaDefinition, saga: SagaRecord, steps: Sequence[StepRecord]
+    ) -> bytes | None:
+        """A COMPLETED saga's output as a serialized google.protobuf.Any; None when the
+        definition declares no output."""
+        if definition.output is None:
+            return None
+        context = StepContext(
+            saga_id=saga.saga_id,
+            input=json_format.ParseDict(saga.payload, definition.input_type()),
+            results=self.stored_results(definition, steps),
+        )
+        packed = any_pb2.Any()
+        packed.Pack(definition.output(context))
+        return packed.SerializeToString()
 
 
 def validate_definition(definition: SagaDefinition) -> None:
@@ -140,6 +163,12 @@ def validate_definition(definition: SagaDefinition) -> None:
         definition.input_type, Message
     ):
         raise DefinitionError(f"{where}: input_type must be a protobuf message class")
+    if (definition.output_type is None) != (definition.output is None):
+        raise DefinitionError(f"{where}: output_type and output (its builder) go together")
+    if definition.output_type is not None and not (
+        isinstance(definition.output_type, type) and issubclass(definition.output_type, Message)
+    ):
+        raise DefinitionError(f"{where}: output_type must be a protobuf message class")
     if not definition.steps:
         raise DefinitionError(f"{where}: a saga needs at least one step")
     seen: set[str] = set()
@@ -298,6 +327,35 @@ def dry_run_builders(definition: SagaDefinition, resolved: Mapping[str, Resolved
                 )
         for step in steps:
             available[step.name] = resolved[step.name].action.response_type()
+    _dry_run_output(definition, available)
+
+
+def _dry_run_output(definition: SagaDefinition, available: Mapping[str, Message]) -> None:
+    """Call the output builder on default replies of every step; check what it returns."""
+    if definition.output is None:
+        return
+    where = f"saga type {definition.name!r} v{definition.version}"
+    results = _EarlierResults(available)
+    context = StepContext(saga_id=DRY_RUN_SAGA_ID, input=definition.input_type(), results=results)
+    try:
+        output = definition.output(context)
+    except KeyError:
+        if results.missed:
+            raise DefinitionError(
+                f"{where}: the output builder reads the result of step "
+                f"{results.missed[-1]!r}, which does not exist"
+            ) from None
+        return
+    except Exception as error:
+        logger.debug("%s: the output builder refused default values: %r", where, error)
+        return
+    if type(output) is not definition.output_type:
+        returned = "None" if output is None else type(output).__name__
+        assert definition.output_type is not None
+        raise DefinitionError(
+            f"{where}: the output builder returned {returned}, but output_type is "
+            f"{definition.output_type.DESCRIPTOR.full_name}"
+        )
 
 
 def _dry_run(

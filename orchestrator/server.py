@@ -25,7 +25,7 @@ from grpc_reflection.v1alpha import reflection
 
 from orchestrator.commands import ParticipantClient
 from orchestrator.definition import SagaDefinition
-from orchestrator.errors import ConfigurationError
+from orchestrator.errors import ConfigurationError, SagaError
 from orchestrator.executor import DEFAULT_LEASE_SECONDS, Executor, unique_replica_id
 from orchestrator.limits import Limits
 from orchestrator.records import Lease
@@ -241,6 +241,22 @@ def _start_retention(
     )
 
 
+INTERVENTION_GAUGE_SECONDS = 5.0
+"""How often each replica counts the sagas needing an operator, for the gauge."""
+
+
+async def count_needing_intervention(
+    store: Store, metrics: SagaMetrics, saga_types: Sequence[str]
+) -> None:
+    """Keep the intervention gauge current until cancelled; a store outage skips a count."""
+    while True:
+        try:
+            metrics.count_needing_intervention(await store.count_needing_intervention(), saga_types)
+        except SagaError as error:
+            logger.warning("could not count sagas needing intervention: %s", error)
+        await asyncio.sleep(INTERVENTION_GAUGE_SECONDS)
+
+
 async def _serve(
     config: ServeConfig,
     definitions: Iterable[SagaDefinition],
@@ -318,6 +334,11 @@ async def _serve(
         loop.add_signal_handler(signal.SIGHUP, policy.reload)
     executor.resume_unfinished()
     retention = _start_retention(config, store, telemetry)
+    gauge = None
+    if telemetry.metrics is not None:
+        gauge = asyncio.create_task(
+            count_needing_intervention(store, telemetry.metrics, registry.saga_types)
+        )
     logger.info("orchestrator listening on %s; resuming unfinished sagas", address)
     if metrics_address is not None:
         logger.info("metrics on http://%s/metrics", metrics_address)
@@ -330,6 +351,8 @@ async def _serve(
     await stop.wait()
 
     logger.info("shutting down")
+    if gauge is not None:
+        gauge.cancel()
     await health_servicer.enter_graceful_shutdown()
     if console is not None:
         await console.stop()

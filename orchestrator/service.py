@@ -22,8 +22,10 @@ from datetime import datetime
 from typing import Any, NoReturn, TypeVar
 
 import grpc
-from google.protobuf import json_format, struct_pb2
+from google.protobuf import any_pb2, json_format, struct_pb2
 
+from orchestrator.catalogue import definition_to_proto
+from orchestrator.definition import SagaDefinition
 from orchestrator.errors import (
     InvalidArgument,
     OutOfRange,
@@ -41,7 +43,7 @@ from orchestrator.limits import (
     check_timestamp,
 )
 from orchestrator.machine import SagaRun
-from orchestrator.payload import parse_input
+from orchestrator.payload import parse_input, parse_typed_input
 from orchestrator.records import (
     PagePosition,
     SagaFilter,
@@ -56,6 +58,7 @@ from orchestrator.registry import Registry
 from orchestrator.security.auth import current_caller
 from orchestrator.status import log_refusal, rpc_status_of
 from orchestrator.store.base import Store
+from orchestrator.telemetry.tracing import context_from_metadata
 from orchestrator.timestamps import optional_timestamp
 from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
@@ -123,17 +126,34 @@ def _check_saga_id(saga_id: str) -> None:
         raise InvalidArgument(f"saga_id must be a UUID as returned by StartSaga, got {saga_id!r}")
 
 
+ANY_TYPE_URL_PREFIX = "type.googleapis.com/"
+
+
+def _packed(type_name: str, value: bytes | None) -> any_pb2.Any | None:
+    return (
+        None
+        if value is None
+        else any_pb2.Any(type_url=ANY_TYPE_URL_PREFIX + type_name, value=value)
+    )
+
+
 def saga_to_proto(
     saga: SagaRecord,
     steps: list[StepRecord],
     groups: Callable[[int], str] | None = None,
+    reply_types: Callable[[int], str] | None = None,
     *,
     with_payload: bool = True,
+    with_output: bool = True,
 ) -> pb.Saga:
-    """The API's view of a stored saga; `groups` names each step's Parallel group."""
+    """The API's view of a stored saga; `groups` names each step's Parallel group and
+    `reply_types` the full name of its action's reply (without it, replies are left out)."""
     payload = struct_pb2.Struct()
     if with_payload:
         payload.update(saga.payload)
+    output = None
+    if with_output and saga.output is not None:
+        output = any_pb2.Any.FromString(saga.output)
     return pb.Saga(
         saga_id=saga.saga_id,
         saga_type=saga.saga_type,
@@ -149,6 +169,7 @@ def saga_to_proto(
         idempotency_key=saga.idempotency_key or "",
         deadline_time=optional_timestamp(saga.deadline_time),
         lock_wait_time=optional_timestamp(saga.lock_wait_since),
+        output=output,
         steps=[
             pb.Step(
                 name=step.name,
@@ -160,6 +181,11 @@ def saga_to_proto(
                 update_time=optional_timestamp(step.update_time),
                 next_attempt_time=optional_timestamp(step.next_attempt_time),
                 group=groups(step.index) if groups is not None else "",
+                reply=(
+                    _packed(reply_types(step.index), step.result)
+                    if reply_types is not None
+                    else None
+                ),
             )
             for step in steps
         ],
@@ -290,7 +316,7 @@ def _bounded_page(
     used = 0
     taken = 0
     for saga in sagas[:size]:
-        message = saga_to_proto(saga, [], with_payload=full)
+        message = saga_to_proto(saga, [], with_payload=full, with_output=False)
         # A repeated field costs its message's size plus a tag and a length prefix.
         cost = message.ByteSize() + 6
         if taken and used + cost > LIST_PAGE_BUDGET_BYTES:
@@ -335,11 +361,16 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
         _check_id("idempotency_key", request.idempotency_key, required=False)
         check_payload(request.payload, self._limits)
         definition = self._registry.latest(request.saga_type)
-        saga_input = parse_input(
-            definition.input_type,
-            json_format.MessageToDict(request.payload),
-            definition.check_input,
-        )
+        if request.WhichOneof("input_kind") == "input":
+            saga_input = parse_typed_input(
+                definition.input_type, request.input, definition.check_input
+            )
+        else:
+            saga_input = parse_input(
+                definition.input_type,
+                json_format.MessageToDict(request.payload),
+                definition.check_input,
+            )
         # Stored in canonical form: Struct numbers are doubles, the input's are typed.
         payload = json_format.MessageToDict(saga_input, preserving_proto_field_name=True)
         result = await self._executor.start_saga(
@@ -347,6 +378,7 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
             correlation_id=request.correlation_id,
             payload=payload,
             idempotency_key=request.idempotency_key or None,
+            trace_parent=context_from_metadata(context.invocation_metadata()),
         )
         return pb.StartSagaResponse(
             saga_id=result.saga.saga_id,
@@ -445,7 +477,12 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
                 except SagaError as error:
                     await _abort(context, error)
                 for row in rows:
-                    yield pb.WatchSagaResponse(transition=transition_to_proto(row))
+                    response = pb.WatchSagaResponse(transition=transition_to_proto(row))
+                    if row is rows[-1] and row.saga_status.is_terminal:
+                        ended = await self._ended_saga(request.saga_id, row.seq)
+                        if ended is not None:
+                            response.saga.CopyFrom(ended)
+                    yield response
                     last = row.seq
                 if rows:
                     finished = rows[-1].saga_status.is_terminal
@@ -524,13 +561,45 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
         )
         return await self._full_saga(saga)
 
+    @_mapped_errors
+    async def ListSagaTypes(
+        self, request: pb.ListSagaTypesRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ListSagaTypesResponse:
+        _check_id("saga_type", request.saga_type, required=False)
+        if request.saga_type:
+            self._registry.latest(request.saga_type)  # UnknownSagaType lists what exists
+        definitions = [
+            definition
+            for definition in self._registry.definitions
+            if not request.saga_type or definition.name == request.saga_type
+        ]
+        return pb.ListSagaTypesResponse(
+            definitions=[
+                definition_to_proto(
+                    definition, latest=self._registry.latest(definition.name) is definition
+                )
+                for definition in definitions
+            ]
+        )
+
+    async def _ended_saga(self, saga_id: str, seq: int) -> pb.Saga | None:
+        """The saga for a watch's last message: only if it ended with the row at `seq`
+        (not a FAILED that an operator's retry has since taken up again)."""
+        saga = await self._store.get_saga(saga_id)
+        if saga is None or not saga.status.is_terminal:
+            return None
+        if await self._store.last_seq(saga_id) != seq:
+            return None
+        return await self._full_saga(saga)
+
     async def _full_saga(self, saga: SagaRecord) -> pb.Saga:
         steps = await self._store.get_steps(saga.saga_id)
         try:
-            groups = self._registry.get(saga.saga_type, saga.definition_version).group_of
+            definition = self._registry.get(saga.saga_type, saga.definition_version)
         except SagaError:
-            groups = None
-        full = saga_to_proto(saga, steps, groups)
+            full = saga_to_proto(saga, steps)
+        else:
+            full = saga_to_proto(saga, steps, definition.group_of, self._reply_types(definition))
         if saga.lock_keys:
             full.locks.extend(
                 pb.SagaLock(
@@ -541,3 +610,11 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
                 for lock in await self._store.lock_holdings(saga.saga_id)
             )
         return full
+
+    def _reply_types(self, definition: SagaDefinition) -> Callable[[int], str]:
+        def reply_type(index: int) -> str:
+            step = definition.all_steps[index]
+            response = self._registry.resolved_step(definition, step.name).action.response_type
+            return response.DESCRIPTOR.full_name
+
+        return reply_type

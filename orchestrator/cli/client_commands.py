@@ -10,8 +10,6 @@ import json
 import threading
 from collections.abc import Awaitable, Callable
 
-import grpc
-from google.protobuf import struct_pb2
 from rich.console import RenderableType
 from rich.live import Live
 from rich.text import Text
@@ -28,7 +26,7 @@ from orchestrator.cli.options import (
     read_token_file,
 )
 from orchestrator.cli.output import note, show, stdout_console, table_width, write_line
-from orchestrator.client import SagaClient, StreamLost, describe_orchestrator_error
+from orchestrator.client import ClientError, SagaClient, StreamLost
 from orchestrator.clock import utc_now
 from orchestrator.errors import ConfigurationError
 from orchestrator.security.tls import client_tls
@@ -59,7 +57,7 @@ async def _list(args: argparse.Namespace, client: SagaClient) -> int:
     sagas: list[pb.Saga] = []
     token = args.page_token
     while True:
-        page = await client.stub.ListSagas(list_request(args, token), timeout=client.timeout)
+        page = await client.list_sagas(list_request(args, token))
         sagas.extend(page.sagas)
         token = page.next_page_token
         if not token or not args.all:
@@ -81,24 +79,14 @@ async def _list(args: argparse.Namespace, client: SagaClient) -> int:
 async def _get(args: argparse.Namespace, client: SagaClient) -> int:
     saga = await client.get_saga(args.saga_id)
     if args.json:
-        write_line(view.to_json(saga))
+        write_line(view.to_json(saga, types=client.server_types))
     else:
-        show(view.saga_view(saga, now=utc_now(), width=table_width()))
+        show(view.saga_view(saga, now=utc_now(), width=table_width(), types=client.server_types))
     return EXIT_OK
 
 
 async def _history(args: argparse.Namespace, client: SagaClient) -> int:
-    transitions: list[pb.Transition] = []
-    token = ""
-    while True:
-        page = await client.stub.GetSagaHistory(
-            pb.GetSagaHistoryRequest(saga_id=args.saga_id, page_token=token),
-            timeout=client.timeout,
-        )
-        transitions.extend(page.transitions)
-        token = page.next_page_token
-        if not token:
-            break
+    transitions = await client.history(args.saga_id)
     if args.json:
         write_line(view.to_json(pb.GetSagaHistoryResponse(transitions=transitions)))
     else:
@@ -203,16 +191,16 @@ async def _start(args: argparse.Namespace, client: SagaClient) -> int:
         raise CliError(f"--payload is not valid JSON: {error}", EXIT_USAGE) from None
     if not isinstance(payload_dict, dict):
         raise CliError("--payload must be a JSON object", EXIT_USAGE)
-    payload = struct_pb2.Struct()
-    payload.update(payload_dict)
-    reply = await client.stub.StartSaga(
-        pb.StartSagaRequest(
-            saga_type=args.saga_type,
-            correlation_id=args.correlation_id,
-            payload=payload,
-            idempotency_key=args.idempotency_key,
-        ),
-        timeout=client.timeout,
+    handle = await client.start_json(
+        args.saga_type,
+        payload_dict,
+        correlation_id=args.correlation_id,
+        idempotency_key=args.idempotency_key,
+    )
+    reply = pb.StartSagaResponse(
+        saga_id=handle.saga_id,
+        status=handle.status,
+        created=handle.created,
     )
     if args.json:
         write_line(view.to_json(reply, indent=None if args.watch else 2))
@@ -234,20 +222,10 @@ async def _operator_call(args: argparse.Namespace, client: SagaClient) -> int:
     """abort, retry, resolve, break-lock: one call each, recorded with who asked and why."""
     by = operator_name(args.by)
     if args.command == "abort":
-        saga = (
-            await client.stub.AbortSaga(
-                pb.AbortSagaRequest(saga_id=args.saga_id, reason=args.reason, requested_by=by),
-                timeout=client.timeout,
-            )
-        ).saga
+        saga = await client.abort(args.saga_id, reason=args.reason, requested_by=by)
         done = "aborted"
     elif args.command == "retry":
-        saga = (
-            await client.stub.RetrySaga(
-                pb.RetrySagaRequest(saga_id=args.saga_id, reason=args.reason, requested_by=by),
-                timeout=client.timeout,
-            )
-        ).saga
+        saga = await client.retry(args.saga_id, reason=args.reason, requested_by=by)
         done = "retried"
     elif args.command == "break-lock":
         saga = (
@@ -258,22 +236,15 @@ async def _operator_call(args: argparse.Namespace, client: SagaClient) -> int:
         ).saga
         done = "lock keys taken away"
     else:
-        saga = (
-            await client.stub.ResolveStep(
-                pb.ResolveStepRequest(
-                    saga_id=args.saga_id, step=args.step, reason=args.reason, requested_by=by
-                ),
-                timeout=client.timeout,
-            )
-        ).saga
+        saga = await client.resolve(args.saga_id, args.step, reason=args.reason, requested_by=by)
         done = f"step {args.step} resolved"
     if args.json:
-        write_line(view.to_json(saga))
+        write_line(view.to_json(saga, types=client.server_types))
         return EXIT_OK
     summary = Text(f"{done} by {by}: saga {saga.saga_id} is now ")
     summary.append_text(view.saga_status_text(saga))
     show(summary)
-    show(view.saga_view(saga, now=utc_now(), width=table_width()))
+    show(view.saga_view(saga, now=utc_now(), width=table_width(), types=client.server_types))
     return EXIT_OK
 
 
@@ -302,10 +273,10 @@ def client_command(args: argparse.Namespace) -> int:
             raise CliError(str(error), EXIT_USAGE) from None
         async with client:
             try:
+                if getattr(args, "saga_id", None):
+                    args.saga_id = await client.resolve_saga_id(args.saga_id)
                 return await CLIENT_COMMANDS[args.command](args, client)
-            except grpc.RpcError as error:
-                raise CliError(
-                    describe_orchestrator_error(error, args.address, args.timeout)
-                ) from None
+            except ClientError as error:
+                raise CliError(str(error)) from None
 
     return asyncio.run(run())

@@ -9,11 +9,19 @@ import subprocess
 import sys
 from pathlib import Path
 
+from orchestrator import catalogue
 from orchestrator import console as view
-from orchestrator.cli.options import EXIT_OK, EXIT_USAGE, load_definition_modules
+from orchestrator.cli.options import (
+    EXIT_OK,
+    EXIT_USAGE,
+    definition_modules,
+    load_definition_modules,
+)
+from orchestrator.client import ClientError
 from orchestrator.describe import describe
 from orchestrator.errors import ConfigurationError, SagaError
 from orchestrator.registry import Registry
+from orchestrator.sync_client import SyncSagaClient
 
 IMAGE_FORMATS = {".png": "png", ".svg": "svg"}
 """Output suffixes `saga describe --output` renders with Graphviz's `dot`."""
@@ -47,20 +55,33 @@ def render_image(dot_source: str, output: Path) -> None:
 
 
 def describe_command(args: argparse.Namespace) -> int:
-    """`saga describe`: the definition as registered, so load-time checks apply here too."""
+    """`saga describe`: the definition as registered, so load-time checks apply here too;
+    with --address, the catalogue entry of a running orchestrator."""
     try:
+        if args.address is not None:
+            return describe_remote(args)
+        modules = definition_modules(args.definitions)
         registry = Registry(load_definition_modules(args.definitions))
-        definition = (
-            registry.latest(args.saga_type)
-            if args.version is None
-            else registry.get(args.saga_type, args.version)
-        )
+        try:
+            definition = (
+                registry.latest(args.saga_type)
+                if args.version is None
+                else registry.get(args.saga_type, args.version)
+            )
+        except SagaError as error:
+            raise ConfigurationError(
+                f"{error}; looked in module(s) {', '.join(modules)}. Name yours with "
+                "--definitions MODULE (env SAGA_DEFINITIONS), or ask a running orchestrator "
+                "with --address HOST:PORT"
+            ) from None
         output: Path | None = args.output
         image = output is not None and output.suffix.lower() in IMAGE_FORMATS
         if args.json:
             if image:
                 raise ConfigurationError(f"--json writes text; name a .json file, not {output}")
-            text = json.dumps(view.definition_document(definition), indent=2) + "\n"
+            latest = registry.latest(definition.name) is definition
+            document = view.definition_document(definition, latest=latest)
+            text = json.dumps(document, indent=2) + "\n"
         else:
             output_format = args.format or ("dot" if image else "text")
             if image and output_format != "dot":
@@ -69,13 +90,44 @@ def describe_command(args: argparse.Namespace) -> int:
                     f"for {output}, or write {output_format} text to another file name"
                 )
             text = describe(definition, output_format)
-        if output is None:
-            print(text, end="")
-        elif image:
-            render_image(text, output)
-        else:
-            output.write_text(text)
-    except (SagaError, ValueError, OSError) as error:
+        _write(text, output, image)
+    except (SagaError, ClientError, ValueError, OSError) as error:
         print(f"saga describe: {error}", file=sys.stderr)
         return EXIT_USAGE
+    return EXIT_OK
+
+
+def _write(text: str, output: Path | None, image: bool) -> None:
+    if output is None:
+        print(text, end="")
+    elif image:
+        render_image(text, output)
+    else:
+        output.write_text(text)
+
+
+def describe_remote(args: argparse.Namespace) -> int:
+    """The server's catalogue entry: as JSON with --json, else as text; diagrams need the
+    definition modules, which a catalogue does not carry."""
+    if args.format not in (None, "text") or (args.output is not None and not args.json):
+        raise ConfigurationError(
+            "with --address, describe prints text or --json; draw diagrams from the "
+            "definition modules (--definitions)"
+        )
+    with SyncSagaClient(args.address) as client:
+        entries = client.list_saga_types(args.saga_type)
+    wanted = [e for e in entries if args.version is None or e.version == args.version]
+    if args.version is None:
+        wanted = [e for e in wanted if e.latest]
+    if not wanted:
+        versions = ", ".join(f"v{e.version}" for e in entries)
+        raise ConfigurationError(
+            f"saga type {args.saga_type!r} has no version {args.version} at {args.address} "
+            f"(it has {versions})"
+        )
+    document = catalogue.definition_document(wanted[0])
+    text = (
+        json.dumps(document, indent=2) + "\n" if args.json else catalogue.describe_text(wanted[0])
+    )
+    _write(text, args.output, image=False)
     return EXIT_OK

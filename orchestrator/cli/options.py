@@ -150,18 +150,22 @@ def list_limit(text: str) -> int:
     return value
 
 
+SHORT_ID_CHARACTERS = frozenset("0123456789abcdef-")
+
+
 def saga_id_argument(text: str) -> str:
-    """Checked here so a shortened id gets a hint, not the server's bare refusal."""
+    """A whole saga id, or the end of one as `saga list` shows it (resolved against the
+    server by `SagaClient.resolve_saga_id`); anything else gets a hint here."""
     try:
         canonical = str(uuid.UUID(text))
     except ValueError:
         canonical = ""
-    if canonical != text:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a saga id (a UUID, as `saga start` printed it); "
-            "`saga list --wide` shows whole ids"
-        )
-    return text
+    if canonical == text or (text and set(text.lower()) <= SHORT_ID_CHARACTERS):
+        return text.lower() if canonical != text else text
+    raise argparse.ArgumentTypeError(
+        f"{text!r} is not a saga id (a UUID, as `saga start` printed it, or its last "
+        "characters, as `saga list` shows them); `saga list --wide` shows whole ids"
+    )
 
 
 def operator_name(explicit: str | None) -> str:

@@ -255,6 +255,12 @@ def _describe_parser(commands: Any) -> None:
         default=None,
         help="write here instead of stdout; a .png or .svg is drawn by Graphviz's `dot`",
     )
+    describe_cmd.add_argument(
+        "--address",
+        default=None,
+        help="ask the orchestrator at HOST:PORT for its catalogue (ListSagaTypes) instead "
+        "of loading definition modules here; prints text or --json",
+    )
     add_definitions_option(describe_cmd)
 
 

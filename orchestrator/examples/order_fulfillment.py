@@ -10,6 +10,7 @@ from google.protobuf.message import Message
 from orchestrator.definition import Call, SagaDefinition, Step, StepContext
 from orchestrator.examples.checks import require_money, require_positive
 from saga.examples.v1.inputs_pb2 import OrderFulfillmentInput
+from saga.examples.v1.outputs_pb2 import OrderFulfillmentOutput
 from saga.participants.inventory.v1 import inventory_pb2 as inventory
 from saga.participants.notification.v1 import notification_pb2 as notification
 from saga.participants.payment.v1 import payment_pb2 as payment
@@ -81,6 +82,23 @@ def confirm(ctx: StepContext) -> notification.SendOrderConfirmationRequest:
     )
 
 
+def fulfilled(ctx: StepContext) -> OrderFulfillmentOutput:
+    reserved = ctx.result_of("reserve_inventory")
+    charged = ctx.result_of("charge_payment")
+    shipment = ctx.result_of("schedule_shipping")
+    confirmation = ctx.result_of("send_confirmation")
+    assert isinstance(reserved, inventory.ReserveInventoryResponse)
+    assert isinstance(charged, payment.ChargePaymentResponse)
+    assert isinstance(shipment, shipping.ScheduleShipmentResponse)
+    assert isinstance(confirmation, notification.SendOrderConfirmationResponse)
+    return OrderFulfillmentOutput(
+        reservation_id=reserved.reservation_id,
+        payment_id=charged.payment_id,
+        shipment_id=shipment.shipment_id,
+        notification_id=confirmation.notification_id,
+    )
+
+
 def check_order(order: Message) -> None:
     assert isinstance(order, OrderFulfillmentInput)
     for position, item in enumerate(order.items):
@@ -94,6 +112,8 @@ ORDER_FULFILLMENT = SagaDefinition(
     input_type=OrderFulfillmentInput,
     description="Reserve stock, charge, schedule shipping, then confirm to the customer.",
     check_input=check_order,
+    output_type=OrderFulfillmentOutput,
+    output=fulfilled,
     steps=(
         Step(
             "reserve_inventory",

@@ -12,6 +12,7 @@ from google.protobuf.message import Message
 from orchestrator.definition import Call, Parallel, SagaDefinition, Step, StepContext
 from orchestrator.examples.checks import require_money, require_positive
 from saga.examples.v1.inputs_pb2 import TravelBookingInput
+from saga.examples.v1.outputs_pb2 import TravelBookingOutput
 from saga.participants.car_rental.v1 import car_rental_pb2 as car
 from saga.participants.flight.v1 import flight_pb2 as flight
 from saga.participants.hotel.v1 import hotel_pb2 as hotel
@@ -90,6 +91,23 @@ def refund(ctx: StepContext) -> payment.RefundPaymentRequest:
     )
 
 
+def booked(ctx: StepContext) -> TravelBookingOutput:
+    flight_booked = ctx.result_of("book_flight")
+    hotel_booked = ctx.result_of("book_hotel")
+    car_rented = ctx.result_of("rent_car")
+    charged = ctx.result_of("charge_payment")
+    assert isinstance(flight_booked, flight.BookFlightResponse)
+    assert isinstance(hotel_booked, hotel.BookHotelResponse)
+    assert isinstance(car_rented, car.RentCarResponse)
+    assert isinstance(charged, payment.ChargePaymentResponse)
+    return TravelBookingOutput(
+        booking_id=flight_booked.booking_id,
+        reservation_id=hotel_booked.reservation_id,
+        rental_id=car_rented.rental_id,
+        payment_id=charged.payment_id,
+    )
+
+
 def check_trip(trip: Message) -> None:
     assert isinstance(trip, TravelBookingInput)
     require_positive(nights=trip.nights, car_days=trip.car_days)
@@ -106,6 +124,8 @@ TRAVEL_BOOKING = SagaDefinition(
     input_type=TravelBookingInput,
     description="Book a flight, a hotel and a car at once, then charge the traveller.",
     check_input=check_trip,
+    output_type=TravelBookingOutput,
+    output=booked,
     steps=(
         Parallel(
             "book_travel",

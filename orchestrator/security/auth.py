@@ -67,6 +67,7 @@ ORCHESTRATOR_RULES: Mapping[str, frozenset[Role]] = {
     "ListSagas": READ_ROLES,
     "GetSagaHistory": READ_ROLES,
     "WatchSaga": READ_ROLES,
+    "ListSagaTypes": READ_ROLES,
     "AbortSaga": OPERATOR_ONLY,
     "RetrySaga": OPERATOR_ONLY,
     "ResolveStep": OPERATOR_ONLY,

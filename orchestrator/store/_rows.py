@@ -68,6 +68,7 @@ class RowEncoding:
             "lock_keys": json.dumps(list(saga.lock_keys)),
             "locks_held": saga.locks_held,
             "lock_wait_since": self._optional_time_to_db(saga.lock_wait_since),
+            "output": saga.output,
         }
 
     def commit_params(self, commit: SagaCommit) -> dict[str, object]:
@@ -130,6 +131,7 @@ class RowEncoding:
             lock_keys=tuple(json.loads(row["lock_keys"])),
             locks_held=bool(row["locks_held"]),
             lock_wait_since=self._optional_time_from_db(row["lock_wait_since"]),
+            output=None if row["output"] is None else bytes(row["output"]),
         )
 
     def step_from_row(self, row: Row) -> StepRecord:

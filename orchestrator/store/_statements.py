@@ -21,7 +21,7 @@ SAGA_COLUMNS = (
     "saga_id, saga_type, definition_version, correlation_id, idempotency_key,"
     " request_fingerprint, payload, status, failure_reason, failed_step,"
     " needs_intervention, create_time, update_time, version, deadline_time,"
-    " lock_keys, locks_held, lock_wait_since"
+    " lock_keys, locks_held, lock_wait_since, output"
 )
 STEP_COLUMNS = (
     "saga_id, step_index, name, status, attempts, compensation_attempts, error, result,"
@@ -78,6 +78,7 @@ class Statements:
     select_transitions: str
     count_unfinished_by_definition: str
     delete_expired: str
+    count_needing_intervention: str
     dialect: Dialect
 
     @classmethod
@@ -106,6 +107,7 @@ SET status = {p("status")}, failure_reason = {p("failure_reason")},
     update_time = {p("update_time")}, version = {p("version")},
     lock_keys = {p("lock_keys")}, locks_held = {p("locks_held")},
     lock_wait_since = {p("lock_wait_since")},
+    output = {p("output")},
     -- A finished saga needs no driver; an operator's retry makes it claimable at once.
     lease_owner = CASE WHEN {finished} THEN NULL ELSE lease_owner END,
     lease_expires_at = CASE WHEN {finished} THEN NULL ELSE lease_expires_at END
@@ -184,6 +186,12 @@ WHERE saga_id IN (
     {dialect.skip_locked}
 )
 RETURNING saga_id
+""",
+            # Spelled as the partial index's predicate, so the planner uses it.
+            count_needing_intervention="""
+SELECT saga_type, count(*) AS sagas FROM sagas
+WHERE needs_intervention = TRUE
+GROUP BY saga_type
 """,
             dialect=dialect,
         )

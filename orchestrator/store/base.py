@@ -204,3 +204,8 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def unfinished_definitions(self) -> dict[tuple[str, int], int]:
         """How many RUNNING or COMPENSATING sagas each (saga type, version) has."""
+
+    @abc.abstractmethod
+    async def count_needing_intervention(self) -> dict[str, int]:
+        """How many sagas need an operator, by saga type (types with none are absent);
+        read from the database, so every replica reports the same."""

@@ -172,5 +172,9 @@ class SqlStore(Store):
         rows = await self._rows(self._statements.delete_expired, params, write=True)
         return len(rows)
 
+    async def count_needing_intervention(self) -> dict[str, int]:
+        rows = await self._rows(self._statements.count_needing_intervention, {})
+        return {str(row["saga_type"]): int(row["sagas"]) for row in rows}
+
     def _ids(self, saga_ids: Sequence[str]) -> dict[str, object]:
         return {"saga_ids": self._statements.dialect.id_list(saga_ids)}

@@ -46,9 +46,10 @@ def saga_outcome(run: SagaRun) -> str:
 class EngineTelemetry:
     """Metrics (optional), log context and spans (optional) for one executor.
 
-    A saga's span is a root: it starts a new trace per drive, so a saga resumed
-    after a restart (or handed to another replica) appears as a new trace with
-    the same saga.id attribute; the store, not the trace, links the two.
+    A saga's span starts a new trace per drive (the first drive's is a child of the
+    trace context StartSaga's caller sent, if any), so a saga resumed after a restart
+    (or handed to another replica) appears as a new trace with the same saga.id
+    attribute; the store, not the trace, links the two.
     """
 
     def __init__(
@@ -110,8 +111,9 @@ class EngineTelemetry:
             self.metrics.lock_waiters.inc(delta)
 
     @contextlib.contextmanager
-    def driving(self, run: SagaRun) -> Iterator[None]:
-        """Bind the saga's log fields and, when tracing, open the saga's span (a root)."""
+    def driving(self, run: SagaRun, parent: otel_context.Context | None = None) -> Iterator[None]:
+        """Bind the saga's log fields and, when tracing, open the saga's span: a root, or
+        the child of `parent` (the trace context StartSaga's caller sent)."""
         saga = run.saga
         with log_context(
             saga_id=saga.saga_id,
@@ -123,7 +125,7 @@ class EngineTelemetry:
                 return
             with self.tracer.start_as_current_span(
                 f"saga.{saga.saga_type}",
-                context=otel_context.Context(),
+                context=parent if parent is not None else otel_context.Context(),
                 attributes={
                     "saga.id": saga.saga_id,
                     "saga.type": saga.saga_type,

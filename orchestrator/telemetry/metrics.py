@@ -9,7 +9,7 @@ outcome, gRPC method and code; never a saga id.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -99,6 +99,13 @@ class SagaMetrics:
             "Sagas this replica is driving now.",
             registry=registry,
         )
+        self.sagas_needing_intervention_now = Gauge(
+            "saga_needing_intervention",
+            "Sagas waiting for an operator (retry, resolve), by type; counted in the store, "
+            "so every replica reports the same number.",
+            ("saga_type",),
+            registry=registry,
+        )
         self.grpc_requests = Counter(
             "saga_grpc_server_requests",
             "Requests the orchestrator's gRPC server answered, by method and status code.",
@@ -143,6 +150,11 @@ class SagaMetrics:
             "Finished sagas deleted by retention, with their steps and transitions.",
             registry=registry,
         )
+
+    def count_needing_intervention(self, counts: Mapping[str, int], types: Iterable[str]) -> None:
+        """Set the intervention gauge: every type in `types` or `counts`, 0 when absent."""
+        for saga_type in {*types, *counts}:
+            self.sagas_needing_intervention_now.labels(saga_type).set(counts.get(saga_type, 0))
 
     def watch_store_pool(self, stats: Callable[[], Mapping[str, int]]) -> None:
         """Export the store's connection pool, read from `stats` at each scrape."""

@@ -1,15 +1,13 @@
-"""The one path every participant command takes, so each servicer stays thin.
+"""The one path every example participant's command takes, so each servicer stays thin.
 
-For a command with idempotency key K, in one SQLite transaction:
-
-1. K already processed: the same request gets the stored answer (reply or
-   rejection) and nothing changes; a different request gets ALREADY_EXISTS.
-2. Otherwise, inside a savepoint: an action is refused if a compensation for
-   K came first (ALREADY_COMPENSATED) or failure injection says so; then the
-   service's business change runs. A compensation leaves a tombstone for the
-   action key it undoes.
-3. The answer is recorded under K. A BusinessRejection rolls the savepoint
-   back, so a rejected command keeps only its recorded answer.
+The command itself is the participant kit's (`participants.kit.run_command`), in the
+service's own SQLite transaction: the idempotency record and reply replay, the request
+fingerprint, the tombstone a compensation leaves and the refusal of an action after its
+own compensation, the ownership check, a rejection's savepoint rolled back and recorded.
+What this adds for the examples: validation before anything is stored, injected latency
+and failures (`check` runs the failure injection in the kit's savepoint), the crash
+failpoint after a command's commit, the log line, and the ErrorInfo domain
+`<service>.participants.saga`.
 
 Only after COMMIT is the answer sent; this is also where errors become gRPC
 statuses, and the only place.
@@ -18,20 +16,20 @@ statuses, and the only place.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Iterator
+from typing import TypeVar, cast
 
 import grpc
 from google.protobuf.message import Message
 from google.rpc import status_pb2
 from grpc_status import rpc_status
 
-from participants.common import idempotency
+from participants import kit
 from participants.common.errors import (
     BusinessRejection,
-    IdempotencyKeyReused,
     InvalidCommand,
     NotOwner,
     ParticipantError,
@@ -66,6 +64,8 @@ class CommandProcessor:
         self.service = service
         self.domain = f"{service}.participants.saga"
         self._state = state
+        self._database = LocalStateDatabase(state)
+        self._database.create()  # the kit's tables, also in a state file made before them
         self._injector = injector
         self._latency_s = latency_ms / 1000
         self._failpoint = failpoint
@@ -166,58 +166,44 @@ class CommandProcessor:
         validate(request)
         if not is_action:
             _check_compensation_owner(command)
-        key = command.idempotency_key
-        fingerprint = idempotency.fingerprint(method, request)
-        with self._state.transaction() as db:
-            stored = idempotency.find(db, key)
-            if stored is not None:
-                if not stored.matches(method, fingerprint):
-                    raise IdempotencyKeyReused(
-                        f"idempotency key {key!r} was already used by {stored.method}"
-                        f" with a different request"
-                    )
-                logger.debug(
-                    "%s %s saga=%s key=%s: repeat", self.service, method, command.saga_id, key
-                )
-                return stored.stored_outcome(response_type)
-            outcome = self._apply(db, request, apply, command, is_action)
-            idempotency.record(db, key, method, fingerprint, outcome)
-        self._log_outcome(method, command, outcome)
+
+        def business(tx: kit.Tx, request: Request, *_: object) -> Response:
+            try:
+                return apply(tx.connection, request)
+            except BusinessRejection as rejection:
+                status = rejection.to_status(self.domain)
+                raise kit.Rejected(rejection.reason, rejection.message, status=status) from None
+
+        def inject(tx: kit.Tx, request: Message) -> None:
+            try:
+                self._injector.check_action(command.idempotency_key, request)
+            except BusinessRejection as rejection:
+                status = rejection.to_status(self.domain)
+                raise kit.Rejected(rejection.reason, rejection.message, status=status) from None
+
+        result = kit.run_command(
+            self._database,
+            method,
+            request,
+            response_type,
+            business,
+            undoes=None if is_action else kit.Undoes(),
+            check=inject,
+            domain=self.domain,
+        )
+        if result.replayed:
+            logger.debug(
+                "%s %s saga=%s key=%s: repeat",
+                self.service,
+                method,
+                command.saga_id,
+                command.idempotency_key,
+            )
+            return cast(Response | status_pb2.Status, result.outcome)
+        self._log_outcome(method, command, result.outcome)
         if self._failpoint is not None:
             self._failpoint.command_committed()
-        return outcome
-
-    def _apply(
-        self,
-        db: sqlite3.Connection,
-        request: Request,
-        apply: Callable[[sqlite3.Connection, Request], Response],
-        command: command_pb2.CommandContext,
-        is_action: bool,
-    ) -> Response | status_pb2.Status:
-        try:
-            with self._state.savepoint():
-                if is_action:
-                    self._refuse_compensated_action(db, command.idempotency_key)
-                    self._injector.check_action(command.idempotency_key, request)
-                response = apply(db, request)
-                if not is_action and command.compensated_idempotency_key:
-                    idempotency.mark_compensated(
-                        db, command.compensated_idempotency_key, command.idempotency_key
-                    )
-        except BusinessRejection as rejection:
-            return rejection.to_status(self.domain)
-        return response
-
-    @staticmethod
-    def _refuse_compensated_action(db: sqlite3.Connection, key: str) -> None:
-        compensation_key = idempotency.compensation_of(db, key)
-        if compensation_key is not None:
-            raise BusinessRejection(
-                "ALREADY_COMPENSATED",
-                f"the action with idempotency key {key!r} was already compensated"
-                f" by {compensation_key!r}",
-            )
+        return cast(Response | status_pb2.Status, result.outcome)
 
     def _log_outcome(
         self,
@@ -256,3 +242,24 @@ def command_context(request: Message) -> command_pb2.CommandContext:
     if not request.HasField("context") or not context.idempotency_key.strip():
         raise InvalidCommand("context.idempotency_key is required")
     return context
+
+
+class LocalStateDatabase(kit.Database):
+    """The kit's view of a service's state file: its transactions and savepoints are
+    LocalState's (one connection, on the event loop's thread)."""
+
+    def __init__(self, state: LocalState) -> None:
+        self._state = state
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[kit.Tx]:
+        with self._state.transaction() as db:
+            yield kit.Tx(db, "?")
+
+    @contextlib.contextmanager
+    def savepoint(self, tx: kit.Tx) -> Iterator[None]:
+        with self._state.savepoint():
+            yield
+
+    def close(self) -> None:
+        self._state.close()

@@ -9,12 +9,12 @@ columns and business rules.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import sqlite3
 import uuid
 from typing import Any, cast
 
 from participants.common.errors import NotOwner
-from participants.common.idempotency import now
 from saga.participants.common.v1 import command_pb2
 
 ACTIVE = command_pb2.ReservationState.Name(command_pb2.RESERVATION_STATE_ACTIVE)
@@ -106,3 +106,8 @@ class RecordTable:
 def state_of(row: sqlite3.Row) -> command_pb2.ReservationState:
     """A stored state as the proto enum."""
     return cast(command_pb2.ReservationState, command_pb2.ReservationState.Value(row["state"]))
+
+
+def now() -> str:
+    """The current UTC time as ISO 8601, the format of every time column."""
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="microseconds")

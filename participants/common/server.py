@@ -21,7 +21,6 @@ from opentelemetry import trace
 from orchestrator.security.auth import AuthInterceptor, AuthPolicy, participant_rules
 from orchestrator.security.tls import add_listener
 from orchestrator.telemetry.interceptors import ParticipantInterceptor
-from participants.common import idempotency
 from participants.common.commands import CommandProcessor
 from participants.common.config import ParticipantConfig
 from participants.common.failures import FailureInjector
@@ -112,9 +111,7 @@ def _open_state(spec: ServiceSpec, config: ParticipantConfig) -> LocalState:
     def seed(db: sqlite3.Connection) -> None:
         spec.seed(db, config)
 
-    return LocalState.open(
-        config.state_dir / f"{spec.name}.sqlite3", (*idempotency.SCHEMA, *spec.schema), seed
-    )
+    return LocalState.open(config.state_dir / f"{spec.name}.sqlite3", spec.schema, seed)
 
 
 def format_address(host: str, port: int) -> str:

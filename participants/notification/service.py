@@ -13,7 +13,7 @@ import grpc
 
 from participants.common.commands import CommandProcessor
 from participants.common.config import ParticipantConfig
-from participants.common.idempotency import now
+from participants.common.records import now
 from participants.common.spec import ServiceSpec
 from participants.common.validation import require_text
 from saga.participants.notification.v1 import notification_pb2, notification_pb2_grpc

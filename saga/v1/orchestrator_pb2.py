@@ -22,67 +22,78 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import any_pb2 as google_dot_protobuf_dot_any__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1asaga/v1/orchestrator.proto\x12\x07saga.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x80\x01\n\x10StartSagaRequest\x12\x11\n\tsaga_type\x18\x01 \x01(\t\x12\x16\n\x0e\x63orrelation_id\x18\x02 \x01(\t\x12(\n\x07payload\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\"Z\n\x11StartSagaResponse\x12\x0f\n\x07saga_id\x18\x01 \x01(\t\x12#\n\x06status\x18\x02 \x01(\x0e\x32\x13.saga.v1.SagaStatus\x12\x0f\n\x07\x63reated\x18\x03 \x01(\x08\"!\n\x0eGetSagaRequest\x12\x0f\n\x07saga_id\x18\x01 \x01(\t\"\x98\x04\n\x04Saga\x12\x0f\n\x07saga_id\x18\x01 \x01(\t\x12\x11\n\tsaga_type\x18\x02 \x01(\t\x12\x1a\n\x12\x64\x65\x66inition_version\x18\x03 \x01(\r\x12\x16\n\x0e\x63orrelation_id\x18\x04 \x01(\t\x12#\n\x06status\x18\x05 \x01(\x0e\x32\x13.saga.v1.SagaStatus\x12\x16\n\x0e\x66\x61ilure_reason\x18\x06 \x01(\t\x12\x13\n\x0b\x66\x61iled_step\x18\x07 \x01(\t\x12\x1a\n\x12needs_intervention\x18\x08 \x01(\x08\x12/\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1c\n\x05steps\x18\x0b \x03(\x0b\x32\r.saga.v1.Step\x12(\n\x07payload\x18\x0c \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x17\n\x0fidempotency_key\x18\r \x01(\t\x12\x31\n\rdeadline_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12 \n\x05locks\x18\x0f \x03(\x0b\x32\x11.saga.v1.SagaLock\x12\x32\n\x0elock_wait_time\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"=\n\x08SagaLock\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0c\n\x04held\x18\x02 \x01(\x08\x12\x16\n\x0equeue_position\x18\x03 \x01(\x05\"\xa0\x02\n\x04Step\x12\x0c\n\x04name\x18\x01 \x01(\t\x12#\n\x06status\x18\x02 \x01(\x0e\x32\x13.saga.v1.StepStatus\x12\x10\n\x08\x61ttempts\x18\x03 \x01(\x05\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12\x1d\n\x15\x63ompensation_attempts\x18\x05 \x01(\x05\x12.\n\nstart_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x11next_attempt_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05group\x18\t \x01(\t\"\x8d\x02\n\nTransition\x12\x0b\n\x03seq\x18\x01 \x01(\x05\x12\'\n\x05\x65vent\x18\x02 \x01(\x0e\x32\x18.saga.v1.TransitionEvent\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04step\x18\x04 \x01(\t\x12(\n\x0bsaga_status\x18\x05 \x01(\x0e\x32\x13.saga.v1.SagaStatus\x12(\n\x0bstep_status\x18\x06 \x01(\x0e\x32\x13.saga.v1.StepStatus\x12\x0f\n\x07\x61ttempt\x18\x07 \x01(\x05\x12\r\n\x05\x65rror\x18\x08 \x01(\t\x12\r\n\x05\x61\x63tor\x18\t \x01(\t\x12\x0e\n\x06reason\x18\n \x01(\t\"O\n\x15GetSagaHistoryRequest\x12\x0f\n\x07saga_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"[\n\x16GetSagaHistoryResponse\x12(\n\x0btransitions\x18\x01 \x03(\x0b\x32\x13.saga.v1.Transition\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"6\n\x10WatchSagaRequest\x12\x0f\n\x07saga_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x05\"<\n\x11WatchSagaResponse\x12\'\n\ntransition\x18\x01 \x01(\x0b\x32\x13.saga.v1.Transition\"\xe3\x02\n\x10ListSagasRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12#\n\x06status\x18\x03 \x01(\x0e\x32\x13.saga.v1.SagaStatus\x12\x11\n\tsaga_type\x18\x04 \x01(\t\x12\x16\n\x0e\x63orrelation_id\x18\x05 \x01(\t\x12\x1f\n\x12needs_intervention\x18\x06 \x01(\x08H\x00\x88\x01\x01\x12\x35\n\x11\x63reate_time_after\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x36\n\x12\x63reate_time_before\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1f\n\x04view\x18\t \x01(\x0e\x32\x11.saga.v1.SagaView\x12\x10\n\x08lock_key\x18\n \x01(\tB\x15\n\x13_needs_intervention\"J\n\x11ListSagasResponse\x12\x1c\n\x05sagas\x18\x01 \x03(\x0b\x32\r.saga.v1.Saga\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"I\n\x10\x41\x62ortSagaRequest\x12\x0f\n\x07saga_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x14\n\x0crequested_by\x18\x03 \x01(\t\"0\n\x11\x41\x62ortSagaResponse\x12\x1b\n\x04saga\x18\x01 \x01(\x0b\x32\r.saga.v1.Saga\"I\n\x10RetrySagaRequest\x12\x0f\n\x07saga_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x14\n\x0crequested_by\x18\x03 \x01(\t\"0\n\x11RetrySagaResponse\x12\x1b\n\x04saga\x18\x01 \x01(\x0b\x32\r.saga.v1.Saga\"Y\n\x12ResolveStepRequest\x12\x0f\n\x07saga_id\x18\x01 \x01(\t\x12\x0c\n\x04step\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x14\n\x0crequested_by\x18\x04 \x01(\t\"2\n\x13ResolveStepResponse\x12\x1b\n\x04saga\x18\x01 \x01(\x0b\x32\r.saga.v1.Saga\"I\n\x10\x42reakLockRequest\x12\x0f\n\x07saga_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x14\n\x0crequested_by\x18\x03 \x01(\t\"0\n\x11\x42reakLockResponse\x12\x1b\n\x04saga\x18\x01 \x01(\x0b\x32\r.saga.v1.Saga*\xa2\x07\n\x0fTransitionEvent\x12 \n\x1cTRANSITION_EVENT_UNSPECIFIED\x10\x00\x12!\n\x1dTRANSITION_EVENT_SAGA_STARTED\x10\x01\x12!\n\x1dTRANSITION_EVENT_STEP_STARTED\x10\x02\x12)\n%TRANSITION_EVENT_STEP_RETRY_SCHEDULED\x10\x03\x12#\n\x1fTRANSITION_EVENT_STEP_COMPLETED\x10\x04\x12 \n\x1cTRANSITION_EVENT_STEP_FAILED\x10\x05\x12)\n%TRANSITION_EVENT_COMPENSATION_STARTED\x10\x06\x12\x31\n-TRANSITION_EVENT_COMPENSATION_RETRY_SCHEDULED\x10\x07\x12+\n\'TRANSITION_EVENT_COMPENSATION_COMPLETED\x10\x08\x12(\n$TRANSITION_EVENT_COMPENSATION_FAILED\x10\t\x12&\n\"TRANSITION_EVENT_SAGA_COMPENSATING\x10\n\x12#\n\x1fTRANSITION_EVENT_SAGA_COMPLETED\x10\x0b\x12 \n\x1cTRANSITION_EVENT_SAGA_FAILED\x10\x0c\x12 \n\x1cTRANSITION_EVENT_SAGA_HALTED\x10\r\x12!\n\x1dTRANSITION_EVENT_SAGA_ABORTED\x10\x0e\x12)\n%TRANSITION_EVENT_SAGA_DEADLINE_PASSED\x10\x0f\x12!\n\x1dTRANSITION_EVENT_SAGA_RETRIED\x10\x10\x12\"\n\x1eTRANSITION_EVENT_STEP_RESOLVED\x10\x11\x12\"\n\x1eTRANSITION_EVENT_LOCKS_WAITING\x10\x12\x12#\n\x1fTRANSITION_EVENT_LOCKS_ACQUIRED\x10\x13\x12&\n\"TRANSITION_EVENT_LOCK_WAIT_EXPIRED\x10\x14\x12\"\n\x1eTRANSITION_EVENT_LOCKS_REFUSED\x10\x15\x12#\n\x1fTRANSITION_EVENT_LOCKS_RELEASED\x10\x16\x12 \n\x1cTRANSITION_EVENT_LOCK_BROKEN\x10\x17*\x93\x01\n\nSagaStatus\x12\x1b\n\x17SAGA_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13SAGA_STATUS_RUNNING\x10\x01\x12\x1c\n\x18SAGA_STATUS_COMPENSATING\x10\x02\x12\x19\n\x15SAGA_STATUS_COMPLETED\x10\x03\x12\x16\n\x12SAGA_STATUS_FAILED\x10\x04*\xee\x01\n\nStepStatus\x12\x1b\n\x17STEP_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13STEP_STATUS_PENDING\x10\x01\x12\x17\n\x13STEP_STATUS_STARTED\x10\x02\x12\x19\n\x15STEP_STATUS_COMPLETED\x10\x03\x12\x16\n\x12STEP_STATUS_FAILED\x10\x04\x12\x1c\n\x18STEP_STATUS_COMPENSATING\x10\x05\x12\x1b\n\x17STEP_STATUS_COMPENSATED\x10\x06\x12#\n\x1fSTEP_STATUS_COMPENSATION_FAILED\x10\x07*N\n\x08SagaView\x12\x19\n\x15SAGA_VIEW_UNSPECIFIED\x10\x00\x12\x13\n\x0fSAGA_VIEW_BASIC\x10\x01\x12\x12\n\x0eSAGA_VIEW_FULL\x10\x02\x32\xfc\x04\n\x10SagaOrchestrator\x12\x42\n\tStartSaga\x12\x19.saga.v1.StartSagaRequest\x1a\x1a.saga.v1.StartSagaResponse\x12\x31\n\x07GetSaga\x12\x17.saga.v1.GetSagaRequest\x1a\r.saga.v1.Saga\x12\x42\n\tListSagas\x12\x19.saga.v1.ListSagasRequest\x1a\x1a.saga.v1.ListSagasResponse\x12Q\n\x0eGetSagaHistory\x12\x1e.saga.v1.GetSagaHistoryRequest\x1a\x1f.saga.v1.GetSagaHistoryResponse\x12\x44\n\tWatchSaga\x12\x19.saga.v1.WatchSagaRequest\x1a\x1a.saga.v1.WatchSagaResponse0\x01\x12\x42\n\tAbortSaga\x12\x19.saga.v1.AbortSagaRequest\x1a\x1a.saga.v1.AbortSagaResponse\x12\x42\n\tRetrySaga\x12\x19.saga.v1.RetrySagaRequest\x1a\x1a.saga.v1.RetrySagaResponse\x12H\n\x0bResolveStep\x12\x1b.saga.v1.ResolveStepRequest\x1a\x1c.saga.v1.ResolveStepResponse\x12\x42\n\tBreakLock\x12\x19.saga.v1.BreakLockRequest\x1a\x1a.saga.v1.BreakLockResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1asaga/v1/orchestrator.proto\x12\x07saga.v1\x1a\x19google/protobuf/any.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb7\x01\n\x10StartSagaRequest\x12\x11\n\tsaga_type\x18\x01 \x01(\t\x12\x16\n\x0e\x63orrelation_id\x18\x02 \x01(\t\x12*\n\x07payload\x18\x03 \x01(\x0b\x32\x17.google.protobuf.StructH\x00\x12%\n\x05input\x18\x05 \x01(\x0b\x32\x14.google.protobuf.AnyH\x00\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\tB\x0c\n\ninput_kind\"Z\n\x11StartSagaResponse\x12\x0f\n\x07saga_id\x18\x01 \x01(\t\x12#\n\x06status\x18\x02 \x01(\x0e\x32\x13.saga.v1.SagaStatus\x12\x0f\n\x07\x63reated\x18\x03 \x01(\x08\"!\n\x0eGetSagaRequest\x12\x0f\n\x07saga_id\x18\x01 \x01(\t\"\xbe\x04\n\x04Saga\x12\x0f\n\x07saga_id\x18\x01 \x01(\t\x12\x11\n\tsaga_type\x18\x02 \x01(\t\x12\x1a\n\x12\x64\x65\x66inition_version\x18\x03 \x01(\r\x12\x16\n\x0e\x63orrelation_id\x18\x04 \x01(\t\x12#\n\x06status\x18\x05 \x01(\x0e\x32\x13.saga.v1.SagaStatus\x12\x16\n\x0e\x66\x61ilure_reason\x18\x06 \x01(\t\x12\x13\n\x0b\x66\x61iled_step\x18\x07 \x01(\t\x12\x1a\n\x12needs_intervention\x18\x08 \x01(\x08\x12/\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1c\n\x05steps\x18\x0b \x03(\x0b\x32\r.saga.v1.Step\x12(\n\x07payload\x18\x0c \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x17\n\x0fidempotency_key\x18\r \x01(\t\x12\x31\n\rdeadline_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12$\n\x06output\x18\x11 \x01(\x0b\x32\x14.google.protobuf.Any\x12 \n\x05locks\x18\x0f \x03(\x0b\x32\x11.saga.v1.SagaLock\x12\x32\n\x0elock_wait_time\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"=\n\x08SagaLock\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0c\n\x04held\x18\x02 \x01(\x08\x12\x16\n\x0equeue_position\x18\x03 \x01(\x05\"\xc5\x02\n\x04Step\x12\x0c\n\x04name\x18\x01 \x01(\t\x12#\n\x06status\x18\x02 \x01(\x0e\x32\x13.saga.v1.StepStatus\x12\x10\n\x08\x61ttempts\x18\x03 \x01(\x05\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12\x1d\n\x15\x63ompensation_attempts\x18\x05 \x01(\x05\x12.\n\nstart_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x11next_attempt_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05group\x18\t \x01(\t\x12#\n\x05reply\x18\n \x01(\x0b\x32\x14.google.protobuf.Any\"\x8d\x02\n\nTransition\x12\x0b\n\x03seq\x18\x01 \x01(\x05\x12\'\n\x05\x65vent\x18\x02 \x01(\x0e\x32\x18.saga.v1.TransitionEvent\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04step\x18\x04 \x01(\t\x12(\n\x0bsaga_status\x18\x05 \x01(\x0e\x32\x13.saga.v1.SagaStatus\x12(\n\x0bstep_status\x18\x06 \x01(\x0e\x32\x13.saga.v1.StepStatus\x12\x0f\n\x07\x61ttempt\x18\x07 \x01(\x05\x12\r\n\x05\x65rror\x18\x08 \x01(\t\x12\r\n\x05\x61\x63tor\x18\t \x01(\t\x12\x0e\n\x06reason\x18\n \x01(\t\"O\n\x15GetSagaHistoryRequest\x12\x0f\n\x07saga_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"[\n\x16GetSagaHistoryResponse\x12(\n\x0btransitions\x18\x01 \x03(\x0b\x32\x13.saga.v1.Transition\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"6\n\x10WatchSagaRequest\x12\x0f\n\x07saga_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x05\"Y\n\x11WatchSagaResponse\x12\'\n\ntransition\x18\x01 \x01(\x0b\x32\x13.saga.v1.Transition\x12\x1b\n\x04saga\x18\x02 \x01(\x0b\x32\r.saga.v1.Saga\"\xe3\x02\n\x10ListSagasRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12#\n\x06status\x18\x03 \x01(\x0e\x32\x13.saga.v1.SagaStatus\x12\x11\n\tsaga_type\x18\x04 \x01(\t\x12\x16\n\x0e\x63orrelation_id\x18\x05 \x01(\t\x12\x1f\n\x12needs_intervention\x18\x06 \x01(\x08H\x00\x88\x01\x01\x12\x35\n\x11\x63reate_time_after\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x36\n\x12\x63reate_time_before\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1f\n\x04view\x18\t \x01(\x0e\x32\x11.saga.v1.SagaView\x12\x10\n\x08lock_key\x18\n \x01(\tB\x15\n\x13_needs_intervention\"J\n\x11ListSagasResponse\x12\x1c\n\x05sagas\x18\x01 \x03(\x0b\x32\r.saga.v1.Saga\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"I\n\x10\x41\x62ortSagaRequest\x12\x0f\n\x07saga_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x14\n\x0crequested_by\x18\x03 \x01(\t\"0\n\x11\x41\x62ortSagaResponse\x12\x1b\n\x04saga\x18\x01 \x01(\x0b\x32\r.saga.v1.Saga\"I\n\x10RetrySagaRequest\x12\x0f\n\x07saga_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x14\n\x0crequested_by\x18\x03 \x01(\t\"0\n\x11RetrySagaResponse\x12\x1b\n\x04saga\x18\x01 \x01(\x0b\x32\r.saga.v1.Saga\"Y\n\x12ResolveStepRequest\x12\x0f\n\x07saga_id\x18\x01 \x01(\t\x12\x0c\n\x04step\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x14\n\x0crequested_by\x18\x04 \x01(\t\"2\n\x13ResolveStepResponse\x12\x1b\n\x04saga\x18\x01 \x01(\x0b\x32\r.saga.v1.Saga\"I\n\x10\x42reakLockRequest\x12\x0f\n\x07saga_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x14\n\x0crequested_by\x18\x03 \x01(\t\"0\n\x11\x42reakLockResponse\x12\x1b\n\x04saga\x18\x01 \x01(\x0b\x32\r.saga.v1.Saga\")\n\x14ListSagaTypesRequest\x12\x11\n\tsaga_type\x18\x01 \x01(\t\"E\n\x15ListSagaTypesResponse\x12,\n\x0b\x64\x65\x66initions\x18\x01 \x03(\x0b\x32\x17.saga.v1.SagaDefinition\"\xfe\x01\n\x0eSagaDefinition\x12\x11\n\tsaga_type\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\r\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\r\n\x05input\x18\x04 \x01(\t\x12\x0e\n\x06output\x18\x05 \x01(\t\x12\x1d\n\x10\x64\x65\x61\x64line_seconds\x18\x06 \x01(\x01H\x00\x88\x01\x01\x12\x18\n\x0bpivot_stage\x18\x07 \x01(\rH\x01\x88\x01\x01\x12&\n\x05steps\x18\x08 \x03(\x0b\x32\x17.saga.v1.StepDefinition\x12\x0e\n\x06latest\x18\t \x01(\x08\x42\x13\n\x11_deadline_secondsB\x0e\n\x0c_pivot_stage\"\xa6\x02\n\x0eStepDefinition\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05group\x18\x02 \x01(\t\x12\r\n\x05stage\x18\x03 \x01(\r\x12\x13\n\x0bparticipant\x18\x04 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x05 \x01(\t\x12\x19\n\x0c\x63ompensation\x18\x06 \x01(\tH\x00\x88\x01\x01\x12\x14\n\x0c\x66orward_only\x18\x07 \x01(\x08\x12\x11\n\tretriable\x18\x08 \x01(\x08\x12\x17\n\x0ftimeout_seconds\x18\t \x01(\x01\x12#\n\x05retry\x18\n \x01(\x0b\x32\x14.saga.v1.RetryPolicy\x12\x30\n\x12\x63ompensation_retry\x18\x0b \x01(\x0b\x32\x14.saga.v1.RetryPolicyB\x0f\n\r_compensation\"\x9a\x01\n\x0bRetryPolicy\x12\x14\n\x0cmax_attempts\x18\x01 \x01(\r\x12\x1f\n\x17initial_backoff_seconds\x18\x02 \x01(\x01\x12\x1b\n\x13max_backoff_seconds\x18\x03 \x01(\x01\x12\x12\n\nmultiplier\x18\x04 \x01(\x01\x12\x0e\n\x06jitter\x18\x05 \x01(\x01\x12\x13\n\x0bretry_codes\x18\x06 \x03(\t*\xa2\x07\n\x0fTransitionEvent\x12 \n\x1cTRANSITION_EVENT_UNSPECIFIED\x10\x00\x12!\n\x1dTRANSITION_EVENT_SAGA_STARTED\x10\x01\x12!\n\x1dTRANSITION_EVENT_STEP_STARTED\x10\x02\x12)\n%TRANSITION_EVENT_STEP_RETRY_SCHEDULED\x10\x03\x12#\n\x1fTRANSITION_EVENT_STEP_COMPLETED\x10\x04\x12 \n\x1cTRANSITION_EVENT_STEP_FAILED\x10\x05\x12)\n%TRANSITION_EVENT_COMPENSATION_STARTED\x10\x06\x12\x31\n-TRANSITION_EVENT_COMPENSATION_RETRY_SCHEDULED\x10\x07\x12+\n\'TRANSITION_EVENT_COMPENSATION_COMPLETED\x10\x08\x12(\n$TRANSITION_EVENT_COMPENSATION_FAILED\x10\t\x12&\n\"TRANSITION_EVENT_SAGA_COMPENSATING\x10\n\x12#\n\x1fTRANSITION_EVENT_SAGA_COMPLETED\x10\x0b\x12 \n\x1cTRANSITION_EVENT_SAGA_FAILED\x10\x0c\x12 \n\x1cTRANSITION_EVENT_SAGA_HALTED\x10\r\x12!\n\x1dTRANSITION_EVENT_SAGA_ABORTED\x10\x0e\x12)\n%TRANSITION_EVENT_SAGA_DEADLINE_PASSED\x10\x0f\x12!\n\x1dTRANSITION_EVENT_SAGA_RETRIED\x10\x10\x12\"\n\x1eTRANSITION_EVENT_STEP_RESOLVED\x10\x11\x12\"\n\x1eTRANSITION_EVENT_LOCKS_WAITING\x10\x12\x12#\n\x1fTRANSITION_EVENT_LOCKS_ACQUIRED\x10\x13\x12&\n\"TRANSITION_EVENT_LOCK_WAIT_EXPIRED\x10\x14\x12\"\n\x1eTRANSITION_EVENT_LOCKS_REFUSED\x10\x15\x12#\n\x1fTRANSITION_EVENT_LOCKS_RELEASED\x10\x16\x12 \n\x1cTRANSITION_EVENT_LOCK_BROKEN\x10\x17*\x93\x01\n\nSagaStatus\x12\x1b\n\x17SAGA_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13SAGA_STATUS_RUNNING\x10\x01\x12\x1c\n\x18SAGA_STATUS_COMPENSATING\x10\x02\x12\x19\n\x15SAGA_STATUS_COMPLETED\x10\x03\x12\x16\n\x12SAGA_STATUS_FAILED\x10\x04*\xee\x01\n\nStepStatus\x12\x1b\n\x17STEP_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13STEP_STATUS_PENDING\x10\x01\x12\x17\n\x13STEP_STATUS_STARTED\x10\x02\x12\x19\n\x15STEP_STATUS_COMPLETED\x10\x03\x12\x16\n\x12STEP_STATUS_FAILED\x10\x04\x12\x1c\n\x18STEP_STATUS_COMPENSATING\x10\x05\x12\x1b\n\x17STEP_STATUS_COMPENSATED\x10\x06\x12#\n\x1fSTEP_STATUS_COMPENSATION_FAILED\x10\x07*N\n\x08SagaView\x12\x19\n\x15SAGA_VIEW_UNSPECIFIED\x10\x00\x12\x13\n\x0fSAGA_VIEW_BASIC\x10\x01\x12\x12\n\x0eSAGA_VIEW_FULL\x10\x02\x32\xcc\x05\n\x10SagaOrchestrator\x12\x42\n\tStartSaga\x12\x19.saga.v1.StartSagaRequest\x1a\x1a.saga.v1.StartSagaResponse\x12\x31\n\x07GetSaga\x12\x17.saga.v1.GetSagaRequest\x1a\r.saga.v1.Saga\x12\x42\n\tListSagas\x12\x19.saga.v1.ListSagasRequest\x1a\x1a.saga.v1.ListSagasResponse\x12Q\n\x0eGetSagaHistory\x12\x1e.saga.v1.GetSagaHistoryRequest\x1a\x1f.saga.v1.GetSagaHistoryResponse\x12\x44\n\tWatchSaga\x12\x19.saga.v1.WatchSagaRequest\x1a\x1a.saga.v1.WatchSagaResponse0\x01\x12\x42\n\tAbortSaga\x12\x19.saga.v1.AbortSagaRequest\x1a\x1a.saga.v1.AbortSagaResponse\x12\x42\n\tRetrySaga\x12\x19.saga.v1.RetrySagaRequest\x1a\x1a.saga.v1.RetrySagaResponse\x12H\n\x0bResolveStep\x12\x1b.saga.v1.ResolveStepRequest\x1a\x1c.saga.v1.ResolveStepResponse\x12\x42\n\tBreakLock\x12\x19.saga.v1.BreakLockRequest\x1a\x1a.saga.v1.BreakLockResponse\x12N\n\rListSagaTypes\x12\x1d.saga.v1.ListSagaTypesRequest\x1a\x1e.saga.v1.ListSagaTypesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'saga.v1.orchestrator_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TRANSITIONEVENT']._serialized_start=2770
-  _globals['_TRANSITIONEVENT']._serialized_end=3700
-  _globals['_SAGASTATUS']._serialized_start=3703
-  _globals['_SAGASTATUS']._serialized_end=3850
-  _globals['_STEPSTATUS']._serialized_start=3853
-  _globals['_STEPSTATUS']._serialized_end=4091
-  _globals['_SAGAVIEW']._serialized_start=4093
-  _globals['_SAGAVIEW']._serialized_end=4171
-  _globals['_STARTSAGAREQUEST']._serialized_start=103
-  _globals['_STARTSAGAREQUEST']._serialized_end=231
-  _globals['_STARTSAGARESPONSE']._serialized_start=233
-  _globals['_STARTSAGARESPONSE']._serialized_end=323
-  _globals['_GETSAGAREQUEST']._serialized_start=325
-  _globals['_GETSAGAREQUEST']._serialized_end=358
-  _globals['_SAGA']._serialized_start=361
-  _globals['_SAGA']._serialized_end=897
-  _globals['_SAGALOCK']._serialized_start=899
-  _globals['_SAGALOCK']._serialized_end=960
-  _globals['_STEP']._serialized_start=963
-  _globals['_STEP']._serialized_end=1251
-  _globals['_TRANSITION']._serialized_start=1254
-  _globals['_TRANSITION']._serialized_end=1523
-  _globals['_GETSAGAHISTORYREQUEST']._serialized_start=1525
-  _globals['_GETSAGAHISTORYREQUEST']._serialized_end=1604
-  _globals['_GETSAGAHISTORYRESPONSE']._serialized_start=1606
-  _globals['_GETSAGAHISTORYRESPONSE']._serialized_end=1697
-  _globals['_WATCHSAGAREQUEST']._serialized_start=1699
-  _globals['_WATCHSAGAREQUEST']._serialized_end=1753
-  _globals['_WATCHSAGARESPONSE']._serialized_start=1755
-  _globals['_WATCHSAGARESPONSE']._serialized_end=1815
-  _globals['_LISTSAGASREQUEST']._serialized_start=1818
-  _globals['_LISTSAGASREQUEST']._serialized_end=2173
-  _globals['_LISTSAGASRESPONSE']._serialized_start=2175
-  _globals['_LISTSAGASRESPONSE']._serialized_end=2249
-  _globals['_ABORTSAGAREQUEST']._serialized_start=2251
-  _globals['_ABORTSAGAREQUEST']._serialized_end=2324
-  _globals['_ABORTSAGARESPONSE']._serialized_start=2326
-  _globals['_ABORTSAGARESPONSE']._serialized_end=2374
-  _globals['_RETRYSAGAREQUEST']._serialized_start=2376
-  _globals['_RETRYSAGAREQUEST']._serialized_end=2449
-  _globals['_RETRYSAGARESPONSE']._serialized_start=2451
-  _globals['_RETRYSAGARESPONSE']._serialized_end=2499
-  _globals['_RESOLVESTEPREQUEST']._serialized_start=2501
-  _globals['_RESOLVESTEPREQUEST']._serialized_end=2590
-  _globals['_RESOLVESTEPRESPONSE']._serialized_start=2592
-  _globals['_RESOLVESTEPRESPONSE']._serialized_end=2642
-  _globals['_BREAKLOCKREQUEST']._serialized_start=2644
-  _globals['_BREAKLOCKREQUEST']._serialized_end=2717
-  _globals['_BREAKLOCKRESPONSE']._serialized_start=2719
-  _globals['_BREAKLOCKRESPONSE']._serialized_end=2767
-  _globals['_SAGAORCHESTRATOR']._serialized_start=4174
-  _globals['_SAGAORCHESTRATOR']._serialized_end=4810
+  _globals['_TRANSITIONEVENT']._serialized_start=3781
+  _globals['_TRANSITIONEVENT']._serialized_end=4711
+  _globals['_SAGASTATUS']._serialized_start=4714
+  _globals['_SAGASTATUS']._serialized_end=4861
+  _globals['_STEPSTATUS']._serialized_start=4864
+  _globals['_STEPSTATUS']._serialized_end=5102
+  _globals['_SAGAVIEW']._serialized_start=5104
+  _globals['_SAGAVIEW']._serialized_end=5182
+  _globals['_STARTSAGAREQUEST']._serialized_start=130
+  _globals['_STARTSAGAREQUEST']._serialized_end=313
+  _globals['_STARTSAGARESPONSE']._serialized_start=315
+  _globals['_STARTSAGARESPONSE']._serialized_end=405
+  _globals['_GETSAGAREQUEST']._serialized_start=407
+  _globals['_GETSAGAREQUEST']._serialized_end=440
+  _globals['_SAGA']._serialized_start=443
+  _globals['_SAGA']._serialized_end=1017
+  _globals['_SAGALOCK']._serialized_start=1019
+  _globals['_SAGALOCK']._serialized_end=1080
+  _globals['_STEP']._serialized_start=1083
+  _globals['_STEP']._serialized_end=1408
+  _globals['_TRANSITION']._serialized_start=1411
+  _globals['_TRANSITION']._serialized_end=1680
+  _globals['_GETSAGAHISTORYREQUEST']._serialized_start=1682
+  _globals['_GETSAGAHISTORYREQUEST']._serialized_end=1761
+  _globals['_GETSAGAHISTORYRESPONSE']._serialized_start=1763
+  _globals['_GETSAGAHISTORYRESPONSE']._serialized_end=1854
+  _globals['_WATCHSAGAREQUEST']._serialized_start=1856
+  _globals['_WATCHSAGAREQUEST']._serialized_end=1910
+  _globals['_WATCHSAGARESPONSE']._serialized_start=1912
+  _globals['_WATCHSAGARESPONSE']._serialized_end=2001
+  _globals['_LISTSAGASREQUEST']._serialized_start=2004
+  _globals['_LISTSAGASREQUEST']._serialized_end=2359
+  _globals['_LISTSAGASRESPONSE']._serialized_start=2361
+  _globals['_LISTSAGASRESPONSE']._serialized_end=2435
+  _globals['_ABORTSAGAREQUEST']._serialized_start=2437
+  _globals['_ABORTSAGAREQUEST']._serialized_end=2510
+  _globals['_ABORTSAGARESPONSE']._serialized_start=2512
+  _globals['_ABORTSAGARESPONSE']._serialized_end=2560
+  _globals['_RETRYSAGAREQUEST']._serialized_start=2562
+  _globals['_RETRYSAGAREQUEST']._serialized_end=2635
+  _globals['_RETRYSAGARESPONSE']._serialized_start=2637
+  _globals['_RETRYSAGARESPONSE']._serialized_end=2685
+  _globals['_RESOLVESTEPREQUEST']._serialized_start=2687
+  _globals['_RESOLVESTEPREQUEST']._serialized_end=2776
+  _globals['_RESOLVESTEPRESPONSE']._serialized_start=2778
+  _globals['_RESOLVESTEPRESPONSE']._serialized_end=2828
+  _globals['_BREAKLOCKREQUEST']._serialized_start=2830
+  _globals['_BREAKLOCKREQUEST']._serialized_end=2903
+  _globals['_BREAKLOCKRESPONSE']._serialized_start=2905
+  _globals['_BREAKLOCKRESPONSE']._serialized_end=2953
+  _globals['_LISTSAGATYPESREQUEST']._serialized_start=2955
+  _globals['_LISTSAGATYPESREQUEST']._serialized_end=2996
+  _globals['_LISTSAGATYPESRESPONSE']._serialized_start=2998
+  _globals['_LISTSAGATYPESRESPONSE']._serialized_end=3067
+  _globals['_SAGADEFINITION']._serialized_start=3070
+  _globals['_SAGADEFINITION']._serialized_end=3324
+  _globals['_STEPDEFINITION']._serialized_start=3327
+  _globals['_STEPDEFINITION']._serialized_end=3621
+  _globals['_RETRYPOLICY']._serialized_start=3624
+  _globals['_RETRYPOLICY']._serialized_end=3778
+  _globals['_SAGAORCHESTRATOR']._serialized_start=5185
+  _globals['_SAGAORCHESTRATOR']._serialized_end=5901
 # @@protoc_insertion_point(module_scope)

@@ -1,5 +1,6 @@
 import datetime
 
+from google.protobuf import any_pb2 as _any_pb2
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -104,16 +105,18 @@ SAGA_VIEW_BASIC: SagaView
 SAGA_VIEW_FULL: SagaView
 
 class StartSagaRequest(_message.Message):
-    __slots__ = ("saga_type", "correlation_id", "payload", "idempotency_key")
+    __slots__ = ("saga_type", "correlation_id", "payload", "input", "idempotency_key")
     SAGA_TYPE_FIELD_NUMBER: _ClassVar[int]
     CORRELATION_ID_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    INPUT_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     saga_type: str
     correlation_id: str
     payload: _struct_pb2.Struct
+    input: _any_pb2.Any
     idempotency_key: str
-    def __init__(self, saga_type: _Optional[str] = ..., correlation_id: _Optional[str] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
+    def __init__(self, saga_type: _Optional[str] = ..., correlation_id: _Optional[str] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., input: _Optional[_Union[_any_pb2.Any, _Mapping]] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
 
 class StartSagaResponse(_message.Message):
     __slots__ = ("saga_id", "status", "created")
@@ -132,7 +135,7 @@ class GetSagaRequest(_message.Message):
     def __init__(self, saga_id: _Optional[str] = ...) -> None: ...
 
 class Saga(_message.Message):
-    __slots__ = ("saga_id", "saga_type", "definition_version", "correlation_id", "status", "failure_reason", "failed_step", "needs_intervention", "create_time", "update_time", "steps", "payload", "idempotency_key", "deadline_time", "locks", "lock_wait_time")
+    __slots__ = ("saga_id", "saga_type", "definition_version", "correlation_id", "status", "failure_reason", "failed_step", "needs_intervention", "create_time", "update_time", "steps", "payload", "idempotency_key", "deadline_time", "output", "locks", "lock_wait_time")
     SAGA_ID_FIELD_NUMBER: _ClassVar[int]
     SAGA_TYPE_FIELD_NUMBER: _ClassVar[int]
     DEFINITION_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -147,6 +150,7 @@ class Saga(_message.Message):
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     DEADLINE_TIME_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
     LOCKS_FIELD_NUMBER: _ClassVar[int]
     LOCK_WAIT_TIME_FIELD_NUMBER: _ClassVar[int]
     saga_id: str
@@ -163,9 +167,10 @@ class Saga(_message.Message):
     payload: _struct_pb2.Struct
     idempotency_key: str
     deadline_time: _timestamp_pb2.Timestamp
+    output: _any_pb2.Any
     locks: _containers.RepeatedCompositeFieldContainer[SagaLock]
     lock_wait_time: _timestamp_pb2.Timestamp
-    def __init__(self, saga_id: _Optional[str] = ..., saga_type: _Optional[str] = ..., definition_version: _Optional[int] = ..., correlation_id: _Optional[str] = ..., status: _Optional[_Union[SagaStatus, str]] = ..., failure_reason: _Optional[str] = ..., failed_step: _Optional[str] = ..., needs_intervention: _Optional[bool] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[Step, _Mapping]]] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., deadline_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., locks: _Optional[_Iterable[_Union[SagaLock, _Mapping]]] = ..., lock_wait_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    def __init__(self, saga_id: _Optional[str] = ..., saga_type: _Optional[str] = ..., definition_version: _Optional[int] = ..., correlation_id: _Optional[str] = ..., status: _Optional[_Union[SagaStatus, str]] = ..., failure_reason: _Optional[str] = ..., failed_step: _Optional[str] = ..., needs_intervention: _Optional[bool] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[Step, _Mapping]]] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., deadline_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., output: _Optional[_Union[_any_pb2.Any, _Mapping]] = ..., locks: _Optional[_Iterable[_Union[SagaLock, _Mapping]]] = ..., lock_wait_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class SagaLock(_message.Message):
     __slots__ = ("key", "held", "queue_position")
@@ -178,7 +183,7 @@ class SagaLock(_message.Message):
     def __init__(self, key: _Optional[str] = ..., held: _Optional[bool] = ..., queue_position: _Optional[int] = ...) -> None: ...
 
 class Step(_message.Message):
-    __slots__ = ("name", "status", "attempts", "error", "compensation_attempts", "start_time", "update_time", "next_attempt_time", "group")
+    __slots__ = ("name", "status", "attempts", "error", "compensation_attempts", "start_time", "update_time", "next_attempt_time", "group", "reply")
     NAME_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
@@ -188,6 +193,7 @@ class Step(_message.Message):
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
     NEXT_ATTEMPT_TIME_FIELD_NUMBER: _ClassVar[int]
     GROUP_FIELD_NUMBER: _ClassVar[int]
+    REPLY_FIELD_NUMBER: _ClassVar[int]
     name: str
     status: StepStatus
     attempts: int
@@ -197,7 +203,8 @@ class Step(_message.Message):
     update_time: _timestamp_pb2.Timestamp
     next_attempt_time: _timestamp_pb2.Timestamp
     group: str
-    def __init__(self, name: _Optional[str] = ..., status: _Optional[_Union[StepStatus, str]] = ..., attempts: _Optional[int] = ..., error: _Optional[str] = ..., compensation_attempts: _Optional[int] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., next_attempt_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., group: _Optional[str] = ...) -> None: ...
+    reply: _any_pb2.Any
+    def __init__(self, name: _Optional[str] = ..., status: _Optional[_Union[StepStatus, str]] = ..., attempts: _Optional[int] = ..., error: _Optional[str] = ..., compensation_attempts: _Optional[int] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., next_attempt_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., group: _Optional[str] = ..., reply: _Optional[_Union[_any_pb2.Any, _Mapping]] = ...) -> None: ...
 
 class Transition(_message.Message):
     __slots__ = ("seq", "event", "time", "step", "saga_status", "step_status", "attempt", "error", "actor", "reason")
@@ -250,10 +257,12 @@ class WatchSagaRequest(_message.Message):
     def __init__(self, saga_id: _Optional[str] = ..., after_seq: _Optional[int] = ...) -> None: ...
 
 class WatchSagaResponse(_message.Message):
-    __slots__ = ("transition",)
+    __slots__ = ("transition", "saga")
     TRANSITION_FIELD_NUMBER: _ClassVar[int]
+    SAGA_FIELD_NUMBER: _ClassVar[int]
     transition: Transition
-    def __init__(self, transition: _Optional[_Union[Transition, _Mapping]] = ...) -> None: ...
+    saga: Saga
+    def __init__(self, transition: _Optional[_Union[Transition, _Mapping]] = ..., saga: _Optional[_Union[Saga, _Mapping]] = ...) -> None: ...
 
 class ListSagasRequest(_message.Message):
     __slots__ = ("page_size", "page_token", "status", "saga_type", "correlation_id", "needs_intervention", "create_time_after", "create_time_before", "view", "lock_key")
@@ -352,3 +361,79 @@ class BreakLockResponse(_message.Message):
     SAGA_FIELD_NUMBER: _ClassVar[int]
     saga: Saga
     def __init__(self, saga: _Optional[_Union[Saga, _Mapping]] = ...) -> None: ...
+
+class ListSagaTypesRequest(_message.Message):
+    __slots__ = ("saga_type",)
+    SAGA_TYPE_FIELD_NUMBER: _ClassVar[int]
+    saga_type: str
+    def __init__(self, saga_type: _Optional[str] = ...) -> None: ...
+
+class ListSagaTypesResponse(_message.Message):
+    __slots__ = ("definitions",)
+    DEFINITIONS_FIELD_NUMBER: _ClassVar[int]
+    definitions: _containers.RepeatedCompositeFieldContainer[SagaDefinition]
+    def __init__(self, definitions: _Optional[_Iterable[_Union[SagaDefinition, _Mapping]]] = ...) -> None: ...
+
+class SagaDefinition(_message.Message):
+    __slots__ = ("saga_type", "version", "description", "input", "output", "deadline_seconds", "pivot_stage", "steps", "latest")
+    SAGA_TYPE_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    INPUT_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    DEADLINE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    PIVOT_STAGE_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    LATEST_FIELD_NUMBER: _ClassVar[int]
+    saga_type: str
+    version: int
+    description: str
+    input: str
+    output: str
+    deadline_seconds: float
+    pivot_stage: int
+    steps: _containers.RepeatedCompositeFieldContainer[StepDefinition]
+    latest: bool
+    def __init__(self, saga_type: _Optional[str] = ..., version: _Optional[int] = ..., description: _Optional[str] = ..., input: _Optional[str] = ..., output: _Optional[str] = ..., deadline_seconds: _Optional[float] = ..., pivot_stage: _Optional[int] = ..., steps: _Optional[_Iterable[_Union[StepDefinition, _Mapping]]] = ..., latest: _Optional[bool] = ...) -> None: ...
+
+class StepDefinition(_message.Message):
+    __slots__ = ("name", "group", "stage", "participant", "action", "compensation", "forward_only", "retriable", "timeout_seconds", "retry", "compensation_retry")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    PARTICIPANT_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    COMPENSATION_FIELD_NUMBER: _ClassVar[int]
+    FORWARD_ONLY_FIELD_NUMBER: _ClassVar[int]
+    RETRIABLE_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    RETRY_FIELD_NUMBER: _ClassVar[int]
+    COMPENSATION_RETRY_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    group: str
+    stage: int
+    participant: str
+    action: str
+    compensation: str
+    forward_only: bool
+    retriable: bool
+    timeout_seconds: float
+    retry: RetryPolicy
+    compensation_retry: RetryPolicy
+    def __init__(self, name: _Optional[str] = ..., group: _Optional[str] = ..., stage: _Optional[int] = ..., participant: _Optional[str] = ..., action: _Optional[str] = ..., compensation: _Optional[str] = ..., forward_only: _Optional[bool] = ..., retriable: _Optional[bool] = ..., timeout_seconds: _Optional[float] = ..., retry: _Optional[_Union[RetryPolicy, _Mapping]] = ..., compensation_retry: _Optional[_Union[RetryPolicy, _Mapping]] = ...) -> None: ...
+
+class RetryPolicy(_message.Message):
+    __slots__ = ("max_attempts", "initial_backoff_seconds", "max_backoff_seconds", "multiplier", "jitter", "retry_codes")
+    MAX_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    INITIAL_BACKOFF_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    MAX_BACKOFF_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    MULTIPLIER_FIELD_NUMBER: _ClassVar[int]
+    JITTER_FIELD_NUMBER: _ClassVar[int]
+    RETRY_CODES_FIELD_NUMBER: _ClassVar[int]
+    max_attempts: int
+    initial_backoff_seconds: float
+    max_backoff_seconds: float
+    multiplier: float
+    jitter: float
+    retry_codes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, max_attempts: _Optional[int] = ..., initial_backoff_seconds: _Optional[float] = ..., max_backoff_seconds: _Optional[float] = ..., multiplier: _Optional[float] = ..., jitter: _Optional[float] = ..., retry_codes: _Optional[_Iterable[str]] = ...) -> None: ...

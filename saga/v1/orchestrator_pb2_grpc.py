@@ -81,6 +81,11 @@ class SagaOrchestratorStub:
                 request_serializer=saga_dot_v1_dot_orchestrator__pb2.BreakLockRequest.SerializeToString,
                 response_deserializer=saga_dot_v1_dot_orchestrator__pb2.BreakLockResponse.FromString,
                 _registered_method=True)
+        self.ListSagaTypes = channel.unary_unary(
+                '/saga.v1.SagaOrchestrator/ListSagaTypes',
+                request_serializer=saga_dot_v1_dot_orchestrator__pb2.ListSagaTypesRequest.SerializeToString,
+                response_deserializer=saga_dot_v1_dot_orchestrator__pb2.ListSagaTypesResponse.FromString,
+                _registered_method=True)
 
 
 class SagaOrchestratorServicer:
@@ -161,6 +166,14 @@ class SagaOrchestratorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListSagaTypes(self, request, context):
+        """ListSagaTypes returns the server's catalogue: every registered saga type at every
+        version, with its input and output messages, steps, pivot and retry policies.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SagaOrchestratorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -208,6 +221,11 @@ def add_SagaOrchestratorServicer_to_server(servicer, server):
                     servicer.BreakLock,
                     request_deserializer=saga_dot_v1_dot_orchestrator__pb2.BreakLockRequest.FromString,
                     response_serializer=saga_dot_v1_dot_orchestrator__pb2.BreakLockResponse.SerializeToString,
+            ),
+            'ListSagaTypes': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSagaTypes,
+                    request_deserializer=saga_dot_v1_dot_orchestrator__pb2.ListSagaTypesRequest.FromString,
+                    response_serializer=saga_dot_v1_dot_orchestrator__pb2.ListSagaTypesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -455,6 +473,33 @@ class SagaOrchestrator:
             '/saga.v1.SagaOrchestrator/BreakLock',
             saga_dot_v1_dot_orchestrator__pb2.BreakLockRequest.SerializeToString,
             saga_dot_v1_dot_orchestrator__pb2.BreakLockResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSagaTypes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/saga.v1.SagaOrchestrator/ListSagaTypes',
+            saga_dot_v1_dot_orchestrator__pb2.ListSagaTypesRequest.SerializeToString,
+            saga_dot_v1_dot_orchestrator__pb2.ListSagaTypesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -597,7 +597,7 @@ async def test_retry_and_resolve_refuse_a_saga_that_needs_no_operator(orchestrat
     [
         (["retry", UNKNOWN_ID, "--by", "dan"], "--reason"),
         (["resolve", UNKNOWN_ID, "--reason", "r"], "--step"),
-        (["abort", "6f1c2a9e", "--reason", "r"], "`saga list --wide` shows whole ids"),
+        (["abort", "order-42", "--reason", "r"], "`saga list --wide` shows whole ids"),
         (["list", "--status", "stuck"], "invalid choice"),
         (["list", "--limit", "0"], "between 1 and 1000"),
         (["list", "--since", "last tuesday"], "ISO 8601"),
@@ -675,3 +675,48 @@ def test_describe_json_is_the_definition_as_data():
         "rent_car",
         "charge_payment",
     ]
+
+
+async def test_get_json_shows_the_output_and_step_replies_read_through_reflection(
+    orchestrator, finished
+):
+    ok = finished[0]
+    shown = json.loads(
+        saga_cli("get", ok.saga_id, "--address", orchestrator.address, "--json").stdout
+    )
+    assert shown["output"]["@type"] == "type.googleapis.com/saga.examples.v1.TravelBookingOutput"
+    assert shown["output"]["booking_id"]
+    flight = next(step for step in shown["steps"] if step["name"] == "book_flight")
+    assert flight["reply"]["booking_id"] == shown["output"]["booking_id"]
+    table = saga_cli("get", ok.saga_id, "--address", orchestrator.address).stdout
+    row = next(line for line in table.splitlines() if line.startswith("book_flight"))
+    assert f'booking_id="{flight["reply"]["booking_id"]}"' in row  # the reply, summarised
+
+
+def test_describe_with_an_address_prints_the_servers_catalogue_entry(orchestrator):
+    local = saga_cli("describe", "travel_booking", "--json")
+    remote = saga_cli("describe", "travel_booking", "--json", "--address", orchestrator.address)
+    assert remote.returncode == 0, remote.stderr
+    assert json.loads(remote.stdout) == json.loads(local.stdout)
+    text = saga_cli("describe", "order_fulfillment", "--address", orchestrator.address)
+    assert "output: saga.examples.v1.OrderFulfillmentOutput" in text.stdout
+    assert "pivot: stage 4" in text.stdout
+
+
+def test_describe_of_an_unknown_type_says_where_it_looked():
+    result = saga_cli("describe", "loyalty_points")
+    assert result.returncode == 2
+    assert "looked in module(s) orchestrator.examples" in result.stderr
+    assert "--definitions" in result.stderr and "--address" in result.stderr
+
+
+async def test_a_short_id_as_saga_list_shows_it_names_the_saga(orchestrator, finished):
+    ok = finished[0]
+    short = ok.saga_id[-8:]
+    shown = saga_cli("get", short, "--address", orchestrator.address, "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["saga_id"] == ok.saga_id
+    history = saga_cli("history", short, "--address", orchestrator.address, "--json")
+    assert history.returncode == 0, history.stderr
+    none = saga_cli("get", "0000000000ff", "--address", orchestrator.address)
+    assert none.returncode == 1 and "no saga id ends in '0000000000ff'" in none.stderr

@@ -65,6 +65,7 @@ ORCHESTRATOR_EXPECTED: dict[str, tuple[set[str], grpc.StatusCode]] = {
     "ListSagas": (READ, grpc.StatusCode.OK),
     "GetSagaHistory": (READ, grpc.StatusCode.INVALID_ARGUMENT),
     "WatchSaga": (READ, grpc.StatusCode.INVALID_ARGUMENT),
+    "ListSagaTypes": (READ, grpc.StatusCode.OK),
     "AbortSaga": ({"operator"}, grpc.StatusCode.INVALID_ARGUMENT),
     "RetrySaga": ({"operator"}, grpc.StatusCode.INVALID_ARGUMENT),
     "ResolveStep": ({"operator"}, grpc.StatusCode.INVALID_ARGUMENT),

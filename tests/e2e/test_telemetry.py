@@ -196,6 +196,7 @@ def test_scrape_counts_the_known_sagas_by_type_and_outcome(scenario):
     assert value(samples, "saga_failed_total", **travel_type) == 2
     assert value(samples, "saga_compensated_total", **travel_type) == 2
     assert value(samples, "saga_needs_intervention_total", **travel_type) is None
+    assert value(samples, "saga_needing_intervention", **travel_type) == 0  # counted in the store
     assert value(samples, "saga_started_total", saga_type="order_fulfillment") is None
     for outcome, count in (("completed", 3), ("compensated", 2)):
         labels = {**travel_type, "outcome": outcome}
@@ -237,14 +238,16 @@ def test_scrape_has_grpc_requests_by_method_and_code(scenario):
         )
         == 5
     )
-    # wait_terminal follows each saga on WatchSaga, then reads it once with GetSaga.
-    assert value(samples, "saga_grpc_server_requests_total", method=api + "GetSaga", code="OK") >= 5
+    # Waiting rides WatchSaga to its last message, which carries the saga: no GetSaga.
+    assert (
+        value(samples, "saga_grpc_server_requests_total", method=api + "GetSaga", code="OK") is None
+    )
     for code in ("INVALID_ARGUMENT", "NOT_FOUND"):
         assert (
             value(samples, "saga_grpc_server_requests_total", method=api + "GetSaga", code=code)
             == 1
         )
-    # A stream is counted once, when it ends: one per saga waited for, and the one watched.
+    # A stream is counted once, when it ends: 5 waits and 1 watch.
     assert (
         value(samples, "saga_grpc_server_requests_total", method=api + "WatchSaga", code="OK") == 6
     )
@@ -412,3 +415,43 @@ async def test_trace_links_saga_step_and_participant_spans(tmp_path):
         assert span.attributes["saga.id"] == saga.saga_id
         assert span.attributes["saga.step"] == step.attributes["saga.step"]
         assert span.resource.attributes["service.name"] == "participants"
+
+
+async def test_a_traceparent_sent_with_start_saga_parents_the_sagas_trace(tmp_path):
+    from orchestrator.server import create_server as create_orchestrator_server
+    from orchestrator.service import SagaOrchestratorService
+
+    tracer, spans = tracer_and_exporter("orchestrator")
+    participants, port = await create_server(ParticipantConfig(state_dir=tmp_path / "p"))
+    await participants.start()
+    store = open_store(f"sqlite:///{tmp_path / 'saga.sqlite3'}")
+    await store.open()
+    client = ParticipantClient(dict.fromkeys(PARTICIPANT_SERVICES, f"127.0.0.1:{port}"))
+    registry = Registry(DEFINITIONS)
+    executor = Executor(store, registry, client, telemetry=EngineTelemetry(tracer=tracer))
+    service = SagaOrchestratorService(registry, executor, store)
+    server, api_port, _ = create_orchestrator_server("127.0.0.1:0", service, [])
+    await server.start()
+    trace_id, span_id = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{api_port}") as channel:
+            await pb_grpc.SagaOrchestratorStub(channel).StartSaga(
+                pb.StartSagaRequest(
+                    saga_type="travel_booking", correlation_id="traced", payload=struct(travel())
+                ),
+                metadata=(("traceparent", f"00-{trace_id}-{span_id}-01"),),
+                timeout=10,
+            )
+        await asyncio.wait_for(executor.wait_idle(), 30)
+    finally:
+        await server.stop(None)
+        await executor.stop()
+        await client.close()
+        await store.close()
+        await participants.stop(None)
+
+    (saga_span,) = [s for s in spans.get_finished_spans() if s.name == "saga.travel_booking"]
+    assert saga_span.parent is not None and saga_span.parent.is_remote
+    assert saga_span.parent.span_id == int(span_id, 16)
+    assert saga_span.context.trace_id == int(trace_id, 16)
+    assert all(s.context.trace_id == int(trace_id, 16) for s in spans.get_finished_spans())

@@ -790,3 +790,28 @@ async def test_postgres_a_frozen_replicas_open_transaction_cannot_block_a_takeov
     finally:
         await frozen.close()
         await survivor.close()
+
+
+async def test_sagas_needing_intervention_are_counted_by_type_in_the_store(store: Store):
+    assert await store.count_needing_intervention() == {}
+    for number, needs in enumerate((True, True, False)):
+        saga = await create(store, f"stuck-{number}")
+        stuck = dataclasses.replace(
+            saga,
+            status=SagaStatus.FAILED,
+            needs_intervention=needs,
+            version=saga.version + 1,
+            output=None,
+        )
+        await store.commit([SagaCommit(stuck, expected_version=saga.version)])
+    assert await store.count_needing_intervention() == {"trip": 2}
+
+
+async def test_a_completed_sagas_output_round_trips(store: Store):
+    saga = await create(store, "with-output")
+    done = dataclasses.replace(
+        saga, status=SagaStatus.COMPLETED, version=saga.version + 1, output=b"\x0a\x03abc"
+    )
+    await store.commit([SagaCommit(done, expected_version=saga.version)])
+    stored = await store.get_saga("with-output")
+    assert stored is not None and stored.output == b"\x0a\x03abc"

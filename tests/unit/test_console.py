@@ -10,11 +10,12 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from google.protobuf import timestamp_pb2
+from google.protobuf import any_pb2, timestamp_pb2
 
 from orchestrator import console as view
 from orchestrator.cli import parse_duration, parse_point_in_time
 from orchestrator.examples import TRAVEL_BOOKING
+from saga.participants.flight.v1 import flight_pb2
 from saga.v1 import orchestrator_pb2 as pb
 
 pytestmark = pytest.mark.unit
@@ -179,11 +180,22 @@ def test_steps_table_shows_attempts_next_attempt_and_error():
     header, flight, car, charge = lines_of(text)
     assert header.split() == [
         "STEP", "GROUP", "STATUS", "ATTEMPTS", "COMP.", "ATTEMPTS", "NEXT", "ATTEMPT", "ERROR",
+        "REPLY",
     ]  # fmt: skip
-    assert flight.split() == ["book_flight", "book_travel", "COMPENSATED", "1", "2", "-", "-"]
+    assert flight.split() == ["book_flight", "book_travel", "COMPENSATED", "1", "2", "-", "-", "-"]
     assert car.split()[:7] == ["rent_car", "book_travel", "FAILED", "3", "0", "in", "5.0s"]
-    assert car.endswith(LONG_ERROR)
-    assert charge.split() == ["charge_payment", "-", "PENDING", "0", "0", "-", "-"]
+    assert car.rstrip(" -").endswith(LONG_ERROR)
+    assert charge.split() == ["charge_payment", "-", "PENDING", "0", "0", "-", "-", "-"]
+
+
+def test_a_steps_reply_is_summarised_in_one_short_line():
+    packed = any_pb2.Any()
+    packed.Pack(flight_pb2.BookFlightResponse(booking_id="bk-1", flight_number="LH400", seats=2))
+    assert view.reply_summary(packed) == 'booking_id="bk-1" flight_number="LH400" seats=2'
+    packed.Pack(flight_pb2.BookFlightResponse(booking_id="x" * 100))
+    assert len(view.reply_summary(packed)) == view.REPLY_SUMMARY_LENGTH
+    unknown = any_pb2.Any(type_url="type.googleapis.com/acme.v1.Secret", value=b"")
+    assert view.reply_summary(unknown) == "acme.v1.Secret"
 
 
 def test_saga_view_has_a_header_of_the_fields_that_are_set():

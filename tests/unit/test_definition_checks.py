@@ -8,16 +8,20 @@ their own builders, so they do not change when the example sagas do.
 from __future__ import annotations
 
 import dataclasses
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from google.protobuf import any_pb2
 
 from orchestrator.cli import definition_modules
 from orchestrator.definition import Call, Parallel, SagaDefinition, Step, StepContext
 from orchestrator.errors import ConfigurationError, DefinitionError
 from orchestrator.loading import load_definitions
+from orchestrator.records import SagaRecord, SagaStatus, StepRecord, StepStatus
 from orchestrator.registry import Registry
 from saga.examples.v1.inputs_pb2 import TravelBookingInput
+from saga.examples.v1.outputs_pb2 import TravelBookingOutput
 from saga.participants.car_rental.v1 import car_rental_pb2 as car
 from saga.participants.flight.v1 import flight_pb2 as flight
 from saga.participants.hotel.v1 import hotel_pb2 as hotel
@@ -29,6 +33,7 @@ FLIGHT = "saga.participants.flight.v1.FlightService"
 HOTEL = "saga.participants.hotel.v1.HotelService"
 CAR = "saga.participants.car_rental.v1.CarRentalService"
 PAYMENT = "saga.participants.payment.v1.PaymentService"
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def trip(ctx: StepContext) -> TravelBookingInput:
@@ -523,3 +528,51 @@ def test_definitions_flags_win_over_the_environment_and_the_default(monkeypatch)
     monkeypatch.setenv("SAGA_DEFINITIONS", "a.sagas, b.sagas")
     assert definition_modules([]) == ["a.sagas", "b.sagas"]
     assert definition_modules(["c.sagas", "d.sagas,e.sagas"]) == ["c.sagas", "d.sagas", "e.sagas"]
+
+
+# --- the output a completed saga returns ---------------------------------------------------
+
+
+def flight_summary(ctx: StepContext) -> TravelBookingOutput:
+    booked = ctx.result_of("book_flight")
+    assert isinstance(booked, flight.BookFlightResponse)
+    return TravelBookingOutput(booking_id=booked.booking_id)
+
+
+def test_an_output_builder_reading_the_replies_loads_and_builds_from_stored_replies():
+    definition = saga(flight_step(), output_type=TravelBookingOutput, output=flight_summary)
+    registry = Registry([definition])
+    record = SagaRecord(
+        saga_id="s-1",
+        saga_type="trip",
+        definition_version=1,
+        correlation_id="c-1",
+        payload={},
+        status=SagaStatus.COMPLETED,
+        create_time=NOW,
+        update_time=NOW,
+    )
+    reply = flight.BookFlightResponse(booking_id="FL-1").SerializeToString()
+    steps = [StepRecord("s-1", 0, "book_flight", StepStatus.COMPLETED, result=reply)]
+    packed = any_pb2.Any.FromString(registry.build_output(definition, record, steps) or b"")
+    output = TravelBookingOutput()
+    assert packed.Unpack(output) and output.booking_id == "FL-1"
+
+
+def test_an_output_type_without_a_builder_is_refused():
+    refused(saga(flight_step(), output_type=TravelBookingOutput), "go together")
+
+
+def test_an_output_builder_returning_another_message_is_refused():
+    refused(
+        saga(flight_step(), output_type=TravelBookingOutput, output=book_flight),
+        "the output builder returned BookFlightRequest, but output_type is "
+        "saga.examples.v1.TravelBookingOutput",
+    )
+
+
+def test_an_output_builder_reading_a_step_that_does_not_exist_is_refused():
+    refused(
+        saga(flight_step(), output_type=TravelBookingOutput, output=reads("book_hotel")),
+        "the output builder reads the result of step 'book_hotel', which does not exist",
+    )

@@ -441,3 +441,23 @@ def test_retry_and_resolve_need_a_saga_that_needs_intervention():
         run.retry(T0, "operator:di", "why")
     with pytest.raises(IllegalTransition):
         run.resolve("book_hotel", T0, "operator:di", "why")
+
+
+@pytest.mark.parametrize("stuck", ["forward", "compensation"])
+def test_a_command_sent_again_on_an_operators_retry_says_so_not_restart(stuck):
+    if stuck == "forward":
+        statuses = [StepStatus.COMPLETED, StepStatus.COMPLETED, StepStatus.STARTED]
+        run = new_run(PIVOT_PROBE, step_statuses=statuses)
+        run.action_stuck(2, "FAILED_PRECONDITION: no", T0)
+    else:
+        run = new_run()
+        drive(run, {("action", 2): "reject", ("compensate", 1): "give_up"})
+    run.take_commit()
+    run.retry(T0, "operator:bo", "fixed")
+    run.next_actions(T0)
+    resent = [t for t in run.take_commit().transitions if t.error]
+    assert [t.error for t in resent] == ["sent again on an operator's retry"]
+    assert resent[0].event in (
+        TransitionEvent.STEP_RETRY_SCHEDULED,
+        TransitionEvent.COMPENSATION_RETRY_SCHEDULED,
+    )

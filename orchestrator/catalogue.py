@@ -1,0 +1,110 @@
+"""The catalogue of saga types as data: what `ListSagaTypes` answers and `saga describe
+--json` prints, built once from the definitions the engine runs.
+
+`definition_to_proto` is the one reading of a definition; `definition_document` turns
+that message into the JSON document, so the document printed from loaded modules and
+the one printed from a server's catalogue are the same.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.protobuf import json_format
+
+from orchestrator.definition import RetryPolicy, SagaDefinition
+from saga.v1 import orchestrator_pb2 as pb
+
+
+def _policy(policy: RetryPolicy) -> pb.RetryPolicy:
+    return pb.RetryPolicy(
+        max_attempts=policy.max_attempts,
+        initial_backoff_seconds=policy.initial_backoff,
+        max_backoff_seconds=policy.max_backoff,
+        multiplier=policy.multiplier,
+        jitter=policy.jitter,
+        retry_codes=sorted(policy.retry_codes),
+    )
+
+
+def definition_to_proto(definition: SagaDefinition, *, latest: bool = True) -> pb.SagaDefinition:
+    """One definition as the catalogue shows it; `latest` marks the version StartSaga uses."""
+    message = pb.SagaDefinition(
+        saga_type=definition.name,
+        version=definition.version,
+        description=definition.description,
+        input=definition.input_type.DESCRIPTOR.full_name,
+        output=(
+            definition.output_type.DESCRIPTOR.full_name
+            if definition.output_type is not None
+            else ""
+        ),
+        latest=latest,
+    )
+    if definition.deadline is not None:
+        message.deadline_seconds = definition.deadline
+    pivot = definition.pivot_stage
+    if pivot is not None:
+        message.pivot_stage = pivot + 1
+    for index, step in enumerate(definition.all_steps):
+        entry = message.steps.add(
+            name=step.name,
+            group=definition.group_of(index),
+            stage=definition.stage_of(index) + 1,
+            participant=step.participant,
+            action=f"{step.action.service}.{step.action.method}",
+            forward_only=definition.is_forward_only(index),
+            retriable=step.retriable,
+            timeout_seconds=step.timeout,
+            retry=_policy(definition.action_retry(step)),
+            compensation_retry=_policy(definition.compensation_retry_of(step)),
+        )
+        if step.compensation is not None:
+            entry.compensation = f"{step.compensation.service}.{step.compensation.method}"
+    return message
+
+
+_OPTIONAL_FIELDS = {"deadline_seconds", "pivot_stage"}
+_OPTIONAL_STEP_FIELDS = {"compensation"}
+
+
+def definition_document(message: pb.SagaDefinition) -> dict[str, Any]:
+    """`saga describe --json`: the catalogue entry as JSON data; unset optional values
+    are null, integers stay integers."""
+    document: dict[str, Any] = json_format.MessageToDict(
+        message,
+        preserving_proto_field_name=True,
+        always_print_fields_with_no_presence=True,
+    )
+    for name in _OPTIONAL_FIELDS:
+        document.setdefault(name, None)
+    for step in document["steps"]:
+        for name in _OPTIONAL_STEP_FIELDS:
+            step.setdefault(name, None)
+    return document
+
+
+def describe_text(message: pb.SagaDefinition) -> str:
+    """A catalogue entry for people: stages, steps, RPCs, pivot (what a server can say
+    without the definition modules; `saga describe` without --address says more)."""
+    title = f"{message.saga_type} v{message.version}"
+    lines = [f"{title}: {message.description}" if message.description else title]
+    lines.append(f"input: {message.input}")
+    if message.output:
+        lines.append(f"output: {message.output}")
+    if message.HasField("deadline_seconds"):
+        lines.append(f"deadline: {message.deadline_seconds:g}s")
+    lines.append("")
+    for step in message.steps:
+        group = f" (parallel group {step.group})" if step.group else ""
+        lines.append(f"{step.stage}. {step.name}{group}")
+        lines.append(f"   participant:  {step.participant}")
+        lines.append(f"   action:       {step.action}")
+        undo = step.compensation if step.HasField("compensation") else "none (irreversible)"
+        lines.append(f"   compensation: {undo}")
+        lines.append(f"   timeout:      {step.timeout_seconds:g}s per attempt")
+        lines.append(f"   retry:        {step.retry.max_attempts} attempts")
+    if message.HasField("pivot_stage"):
+        lines.append("")
+        lines.append(f"pivot: stage {message.pivot_stage}; once it has started, forward only")
+    return "\n".join(lines) + "\n"
