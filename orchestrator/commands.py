@@ -117,11 +117,6 @@ class ParticipantClient:
         if error.code() is grpc.StatusCode.DEADLINE_EXCEEDED:
             channel = self._channels.get(participant)
             state = channel.get_state() if channel is not None else None
-            if state is grpc.ChannelConnectivity.TRANSIENT_FAILURE:
-                return (
-                    f"UNAVAILABLE: participant {participant} unreachable at "
-                    f"{self._addresses[participant]} (connection refused)"
-                )
             if state in (grpc.ChannelConnectivity.CONNECTING, grpc.ChannelConnectivity.IDLE):
                 return (
                     f"DEADLINE_EXCEEDED: participant {participant} at "
@@ -172,8 +167,12 @@ class ParticipantClient:
             grpc.StatusCode.UNAVAILABLE,
             grpc.aio.Metadata(),
             grpc.aio.Metadata(),
-            details=f"cannot connect to {self._addresses[participant]} within the deadline "
-            "(connection refused or TLS handshake failed)",
+            details=f"participant {participant} unreachable at {self._addresses[participant]} "
+            + (
+                "(connection refused)"
+                if self._tls is None
+                else "(connection refused or TLS handshake failed)"
+            ),
         )
 
     async def close(self) -> None:

@@ -495,7 +495,7 @@ def test_wrong_ca_to_participants_fails_attempts_as_transient_and_the_audit_name
         failed = [step for step in saga.steps if step.error]
         assert failed, "no attempt failed within 30s"
         assert saga.status == pb.SAGA_STATUS_RUNNING
-        assert all("UNAVAILABLE: cannot connect" in step.error for step in failed), [
+        assert all("TLS handshake failed" in step.error for step in failed), [
             step.error for step in failed
         ]
 
