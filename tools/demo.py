@@ -25,9 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from google.protobuf import struct_pb2
+from google.protobuf import json_format, struct_pb2
 
 from orchestrator.client import TERMINAL_SAGA_STATUSES
+from saga.examples.v1.inputs_pb2 import TravelBookingInput
 from saga.participants.car_rental.v1 import car_rental_pb2, car_rental_pb2_grpc
 from saga.participants.common.v1.command_pb2 import RESERVATION_STATE_ACTIVE
 from saga.participants.flight.v1 import flight_pb2, flight_pb2_grpc
@@ -109,25 +110,24 @@ def settle(address: str, saga_ids: list[str], security: DemoSecurity) -> dict[st
     return asyncio.run(follow_all())
 
 
-def run_sagas(
-    stub: pb_grpc.SagaOrchestratorStub, address: str, security: DemoSecurity
-) -> list[pb.Saga]:
-    saga_ids = []
-    for number in range(BOOKINGS):
-        payload = struct_pb2.Struct()
-        payload.update(travel_payload(number))
-        reply = stub.StartSaga(
-            pb.StartSagaRequest(
-                saga_type="travel_booking",
-                correlation_id=f"trip-{number}",
-                payload=payload,
-                idempotency_key=f"demo-trip-{number}-{os.getpid()}",
-            ),
-            timeout=10,
-        )
-        saga_ids.append(reply.saga_id)
-    settled = settle(address, saga_ids, security)
-    return [settled[saga_id] for saga_id in saga_ids]
+def run_sagas(address: str, security: DemoSecurity) -> list[pb.Saga]:
+    """Start the bookings with their typed input through the Python client, then follow
+    each on its WatchSaga stream until it ends."""
+
+    async def start_and_settle() -> list[pb.Saga]:
+        async with security.saga_client(address, "client") as client:
+            saga_ids = []
+            for number in range(BOOKINGS):
+                handle = await client.start(
+                    json_format.ParseDict(travel_payload(number), TravelBookingInput()),
+                    correlation_id=f"trip-{number}",
+                    idempotency_key=f"demo-trip-{number}-{os.getpid()}",
+                )
+                saga_ids.append(handle.saga_id)
+            settled, _ = await client.wait_all(saga_ids, FINISH_TIMEOUT_SECONDS)
+        return [settled[saga_id] for saga_id in saga_ids]
+
+    return asyncio.run(start_and_settle())
 
 
 def print_sagas(sagas: list[pb.Saga]) -> None:
@@ -343,8 +343,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{len(participants)} participant processes"
         )
         print(f"demo: web console at {orchestrator.info['console_url']}")
-        with security.channel(orchestrator.address, "client") as channel:
-            sagas = run_sagas(pb_grpc.SagaOrchestratorStub(channel), orchestrator.address, security)
+        sagas = run_sagas(orchestrator.address, security)
         print_sagas(sagas)
         problems = check_participants(addresses, sagas, security)
         if security.secure:
