@@ -318,7 +318,6 @@ async def _serve(
             console_host,
             console_port,
             servicer,
-            registry,
             authenticate=None if policy is None else policy_authenticator(policy),
         )
     for name in ("", SERVICE_NAME):

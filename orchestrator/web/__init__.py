@@ -1,6 +1,6 @@
 """The operators' web console, served by the orchestrator process itself.
 
-`start_web_console(host, port, servicer, registry)` serves it in the running loop
+`start_web_console(host, port, servicer)` serves it in the running loop
 and returns a `WebConsole` whose `stop()` closes it; `authenticate` plugs in who
 the user is (see `auth`). The page, its script and its style ship in `static/`.
 """

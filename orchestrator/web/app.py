@@ -25,9 +25,6 @@ import grpc
 from aiohttp import web
 from aiohttp_sse import sse_response
 
-from orchestrator.console import definition_document
-from orchestrator.errors import SagaError
-from orchestrator.registry import Registry
 from orchestrator.service import SagaOrchestratorService
 from orchestrator.web.auth import (
     TOKEN_COOKIE,
@@ -69,7 +66,6 @@ _HTTP_STATUS = {
 
 IDENTITY = web.AppKey("identity", Identity)
 _CALLS = web.AppKey("calls", ConsoleCalls)
-_REGISTRY = web.AppKey("registry", Registry)
 _AUTHENTICATE: web.AppKey[Authenticator] = web.AppKey("authenticate")
 
 
@@ -203,18 +199,20 @@ async def _counts(request: web.Request) -> web.StreamResponse:
     return web.json_response({"counts": counts, "cap": COUNT_CAP})
 
 
-def _definition(registry: Registry, saga_type: str, version: int) -> dict[str, Any] | None:
+async def _definition(calls: ConsoleCalls, saga_type: str, version: int) -> dict[str, Any] | None:
+    """The saga's definition from the catalogue (ListSagaTypes); None if this server
+    does not know that type and version."""
     try:
-        return definition_document(registry.get(saga_type, version))
-    except SagaError:
+        documents = await calls.saga_types(saga_type)
+    except CallRefused:
         return None
+    return next((d for d in documents if d["version"] == version), None)
 
 
 async def _saga(request: web.Request) -> web.StreamResponse:
-    saga = await request.app[_CALLS].get_saga(request.match_info["saga_id"])
-    definition = _definition(
-        request.app[_REGISTRY], saga["saga_type"], int(saga.get("definition_version", 0))
-    )
+    calls = request.app[_CALLS]
+    saga = await calls.get_saga(request.match_info["saga_id"])
+    definition = await _definition(calls, saga["saga_type"], int(saga.get("definition_version", 0)))
     return web.json_response({"saga": saga, "definition": definition})
 
 
@@ -253,8 +251,7 @@ async def _intervention(request: web.Request) -> web.StreamResponse:
 
 
 async def _definitions(request: web.Request) -> web.StreamResponse:
-    documents = [definition_document(d) for d in request.app[_REGISTRY].definitions]
-    return web.json_response({"definitions": documents})
+    return web.json_response({"definitions": await request.app[_CALLS].saga_types()})
 
 
 async def _json_body(request: web.Request) -> dict[str, Any]:
@@ -303,13 +300,11 @@ async def _action(request: web.Request) -> web.StreamResponse:
 
 def create_console_app(
     servicer: SagaOrchestratorService,
-    registry: Registry,
     authenticate: Authenticator | None = None,
 ) -> web.Application:
     """The console as an aiohttp application (mountable, or served by `start_web_console`)."""
     app = web.Application(middlewares=[_guard])
     app[_CALLS] = ConsoleCalls(servicer)
-    app[_REGISTRY] = registry
     app[_AUTHENTICATE] = authenticate or laptop_mode
     app.on_response_prepare.append(_security_headers)
     app.router.add_get("/", _index)
@@ -350,7 +345,6 @@ async def start_web_console(
     host: str,
     port: int,
     servicer: SagaOrchestratorService,
-    registry: Registry,
     *,
     authenticate: Authenticator | None = None,
 ) -> WebConsole:
@@ -360,7 +354,7 @@ async def start_web_console(
     in laptop mode (no sign-in, actions allowed: bind it to loopback).
     """
     runner = web.AppRunner(
-        create_console_app(servicer, registry, authenticate),
+        create_console_app(servicer, authenticate),
         access_log=None,
         shutdown_timeout=SHUTDOWN_SECONDS,
         # A browser that goes away cancels its handler, so an event stream stops

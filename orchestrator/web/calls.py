@@ -21,6 +21,7 @@ from google.protobuf import json_format, timestamp_pb2
 from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2
 
+from orchestrator.catalogue import definition_document
 from orchestrator.records import SagaStatus
 from orchestrator.service import MAX_PAGE_SIZE, SagaOrchestratorService
 from saga.v1 import orchestrator_pb2 as pb
@@ -154,6 +155,13 @@ class ConsoleCalls:
     async def get_saga(self, saga_id: str) -> dict[str, Any]:
         reply = await self._servicer.GetSaga(pb.GetSagaRequest(saga_id=saga_id), self._context)
         return message_json(reply)
+
+    async def saga_types(self, saga_type: str = "") -> list[dict[str, Any]]:
+        """ListSagaTypes: the catalogue, each definition as `saga describe --json` prints it."""
+        reply = await self._servicer.ListSagaTypes(
+            pb.ListSagaTypesRequest(saga_type=saga_type), self._context
+        )
+        return [definition_document(definition) for definition in reply.definitions]
 
     async def history(self, saga_id: str) -> list[dict[str, Any]]:
         """The whole transition log, page after page."""
