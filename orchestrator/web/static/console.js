@@ -853,7 +853,12 @@
 
   // --- routing -------------------------------------------------------------------------------
 
+  // A view that finishes loading after the user (or a test) went elsewhere must not
+  // replace the newer one: each route() call knows whether it is still the latest.
+  let routeGeneration = 0;
+
   async function route() {
+    const generation = ++routeGeneration;
     for (const fn of cleanups) fn();
     cleanups = [];
     const hash = location.hash || "#/sagas";
@@ -866,6 +871,7 @@
     }
     if (me === null && section !== "signin") await loadIdentity();
     if (me === null && section !== "signin") return;
+    if (generation !== routeGeneration) return;
     let content;
     try {
       if (section === "signin") content = signInView();
@@ -877,6 +883,7 @@
       if (error.status === 401) return;
       content = failureBox(error);
     }
+    if (generation !== routeGeneration) return;
     clear(view).append(content);
     document.title = `${(view.querySelector("h1") || { textContent: "Saga console" }).textContent} · Saga console`;
   }
