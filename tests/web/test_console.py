@@ -84,10 +84,17 @@ def test_failed_saga_shows_its_compensations_in_reverse_order_on_the_timeline(
     page.get_by_label("Status", exact=True).select_option("FAILED")
     page.get_by_role("button", name="Apply filters").click()
     page.wait_for_url(re.compile(r"status=FAILED"))
+    # The unfiltered list stays on screen until the filtered page arrives: wait for
+    # the page whose rows are all FAILED (it never comes if the filter is ignored).
+    page.wait_for_function(
+        """() => {
+          const rows = [...document.querySelectorAll("#saga-rows tr[data-saga-id]")];
+          return rows.length >= 2 && rows.every((r) => r.querySelector(".badge.status-FAILED"));
+        }""",
+        timeout=20_000,
+    )
     row = page.locator(f"#saga-rows tr[data-saga-id='{over_limit}']")
     row.wait_for()
-    statuses = page.locator("#saga-rows tr[data-saga-id] .badge.status-FAILED")
-    assert statuses.count() == page.locator("#saga-rows tr[data-saga-id]").count() >= 2
     assert "FAILED: " in page.locator(".chip[data-status='FAILED']").get_attribute("aria-label")
 
     row.get_by_role("link").click()
