@@ -292,6 +292,8 @@ async def _serve(
         telemetry=telemetry,
     )
     servicer = SagaOrchestratorService(registry, executor, store, config.limits)
+    if telemetry.metrics is not None:
+        telemetry.metrics.watch_streams.set_function(lambda: servicer.watch_streams)
     interceptors: list[grpc.aio.ServerInterceptor] = []
     if telemetry.metrics is not None:
         interceptors.append(ServerMetricsInterceptor(telemetry.metrics))

@@ -432,6 +432,11 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
             transitions=[transition_to_proto(t) for t in page], next_page_token=token
         )
 
+    @property
+    def watch_streams(self) -> int:
+        """WatchSaga streams open on this replica now (the gauge reads it when scraped)."""
+        return self._watch_streams
+
     async def WatchSaga(
         self, request: pb.WatchSagaRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[pb.WatchSagaResponse]:

@@ -106,6 +106,11 @@ class SagaMetrics:
             ("saga_type",),
             registry=registry,
         )
+        self.watch_streams = Gauge(
+            "saga_watch_streams",
+            "WatchSaga streams this replica serves now (refused past --max-watch-streams).",
+            registry=registry,
+        )
         self.grpc_requests = Counter(
             "saga_grpc_server_requests",
             "Requests the orchestrator's gRPC server answered, by method and status code.",

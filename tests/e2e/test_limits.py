@@ -26,6 +26,8 @@ from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
 from tests.e2e.payloads import struct, travel
 from tests.e2e.test_bad_input import count_rows
+from tests.e2e.test_telemetry import scrape
+from tests.e2e.test_telemetry import value as metric_value
 from tools.processes import (
     PARTICIPANT_SERVICES,
     ChildProcess,
@@ -283,7 +285,11 @@ def busy(
         tmp_path,
         database_url,
         slow_participants.info["services"],
-        env={"SAGA_MAX_WATCH_STREAMS": "2", "SAGA_MAX_SAGAS_IN_FLIGHT": "3"},
+        env={
+            "SAGA_MAX_WATCH_STREAMS": "2",
+            "SAGA_MAX_SAGAS_IN_FLIGHT": "3",
+            "SAGA_METRICS_LISTEN": "127.0.0.1:0",
+        },
     )
     try:
         yield process.start()
@@ -337,6 +343,7 @@ async def test_watch_streams_past_the_cap_are_resource_exhausted_and_a_closed_on
             await third.read()
         assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert "at most 2 WatchSaga streams" in raised.value.details()
+        assert metric_value(scrape(busy.info["metrics_address"]), "saga_watch_streams") == 2
         first.cancel()
         fourth = stub.WatchSaga(request, timeout=10)
         for _ in range(50):  # the server notices the cancellation within a few reads
@@ -351,6 +358,12 @@ async def test_watch_streams_past_the_cap_are_resource_exhausted_and_a_closed_on
             pytest.fail("a closed watch stream never freed its place")
         second.cancel()
         fourth.cancel()
+        for _ in range(100):  # the server notices both cancellations within a few reads
+            if metric_value(scrape(busy.info["metrics_address"]), "saga_watch_streams") == 0:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            pytest.fail("the watch-streams gauge never came back to 0")
 
 
 async def test_large_stored_payloads_never_break_listing(stub, orchestrator, database_url):
