@@ -38,6 +38,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -59,7 +60,16 @@ from bench.pg import (
 )
 from bench.procs import PostgresCpu, cpu_seconds, machine_load, peak_rss_mib
 from bench.profile import Profiler, ensure_py_spy
-from bench.systems import REPO, SYSTEMS, Launch, Measured, Peer, ensure_dbos_venv
+from bench.systems import (
+    MULTI_REPLICA_MIN_CONCURRENCY,
+    REPLICAS,
+    REPO,
+    SYSTEMS,
+    Launch,
+    Measured,
+    Peer,
+    ensure_dbos_venv,
+)
 from bench.workload import expected_status
 from tools.processes import ChildProcess
 
@@ -73,12 +83,19 @@ COMPLETION_DETECTION = {
     "loop": "in-process load: the saga's terminal commit returned",
     "dbos": "in-process load: the awaited workflow returned (after DBOS committed its result)",
 }
+COMPLETION_DETECTION["ours2"] = COMPLETION_DETECTION["ours"]
 LATENCY_DEFINITION = (
     "start to terminal commit, from the timestamps each system committed with the saga "
     "(bench/latency.py), read from its tables after the run"
 )
 
-PROFILE_FOCUS = {"ours": "orchestrator/", "group": "bench/", "loop": "bench/", "dbos": "dbos/"}
+PROFILE_FOCUS = {
+    "ours": "orchestrator/",
+    "ours2": "orchestrator/",
+    "group": "bench/",
+    "loop": "bench/",
+    "dbos": "dbos/",
+}
 """Where each system's own code lives, for the profile's time-below-function ranking."""
 
 
@@ -101,14 +118,25 @@ class Slot:
     repeat: int
 
 
-def schedule(variants: list[Variant], systems: list[str], repeats: int) -> list[Slot]:
+def schedule(
+    variants: list[Variant],
+    systems: list[str],
+    repeats: int,
+    multi_replica_from: int = MULTI_REPLICA_MIN_CONCURRENCY,
+) -> list[Slot]:
     """Every variant `repeats` times; repeat r runs the systems starting with the r-th
-    (round-robin), so no system always goes first or last on a drifting machine."""
+    (round-robin), so no system always goes first or last on a drifting machine. Several
+    replicas of ours run only where the concurrency can keep them busy."""
     slots = []
     for variant in variants:
+        cell_systems = [
+            system
+            for system in systems
+            if REPLICAS.get(system, 1) == 1 or variant.concurrency >= multi_replica_from
+        ]
         for repeat in range(repeats):
-            shift = repeat % len(systems)
-            for system in systems[shift:] + systems[:shift]:
+            shift = repeat % len(cell_systems)
+            for system in cell_systems[shift:] + cell_systems[:shift]:
                 slots.append(Slot(variant, system, repeat))
     return slots
 
@@ -163,6 +191,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="DBOS launched with no load this long before each run: its background commits/s",
     )
     parser.add_argument("--poll-ms", type=float, default=1.0, help="ours: completion poll")
+    parser.add_argument(
+        "--multi-replica-from",
+        type=int,
+        default=MULTI_REPLICA_MIN_CONCURRENCY,
+        help="run ours2 (two replicas) only in cells of at least this concurrency",
+    )
     parser.add_argument(
         "--ceiling-pool-size",
         type=int,
@@ -255,7 +289,7 @@ class Harness:
 
     def snapshot(self, run: Measured, excluded_backends: list[int]) -> dict[str, float | None]:
         values: dict[str, float | None] = {
-            "system": cpu_seconds(run.system.pid),
+            "system": _total(cpu_seconds(pid) for pid in run.system_pids),
             "participants": cpu_seconds(self.participants.pid),
         }
         if run.separate_load:
@@ -319,7 +353,7 @@ class Harness:
             )
             measured["autovacuum_runs"] = autovacuum_runs(launch.database_url)
             measured["tables"] = tables
-            if system == "ours":
+            if system in REPLICAS:
                 measured["store_check"] = store_check(launch.database_url)
         except Exception as error:
             return {**base, "status": "error", "reason": f"{type(error).__name__}: {error}"}
@@ -369,7 +403,7 @@ class Harness:
             limit = variant.seconds * 3 if variant.seconds else variant.sagas / self.args.min_rate
             result = run.driver.read_event("result", 30.0 + limit)
             after = self.snapshot(run, excluded)
-            rss = peak_rss_mib(run.system.pid)
+            rss = _total(peak_rss_mib(pid) for pid in run.system_pids)
             if profiler is not None:
                 profile = profiler.stop()
                 profiler = None
@@ -390,6 +424,12 @@ class Harness:
             "separate_load": run.separate_load,
             "exit_codes": exit_codes,
         }
+
+
+def _total(values: Iterable[float | None]) -> float | None:
+    """The sum over a system's processes; None when any could not be read."""
+    listed = list(values)
+    return None if any(value is None for value in listed) else sum(v or 0.0 for v in listed)
 
 
 def store_check(url: str) -> dict[str, Any]:
@@ -521,7 +561,7 @@ def main(argv: list[str] | None = None) -> int:
                 else f"bench: peer DBOS Transact unavailable: {peer.reason}",
                 flush=True,
             )
-        for slot in schedule(plan(args), args.systems, args.repeats):
+        for slot in schedule(plan(args), args.systems, args.repeats, args.multi_replica_from):
             started = time.monotonic()
             run = harness.run_one(slot)
             runs.append(run)

@@ -28,7 +28,13 @@ _QUERIES = {
     "dbos": "SELECT (updated_at - created_at)::float8 FROM dbos.workflow_status "
     "WHERE workflow_uuid = ANY(%s)",
 }
-TABLE_OF_SYSTEM = {"ours": "ours", "group": "ceiling", "loop": "ceiling", "dbos": "dbos"}
+TABLE_OF_SYSTEM = {
+    "ours": "ours",
+    "ours2": "ours",
+    "group": "ceiling",
+    "loop": "ceiling",
+    "dbos": "dbos",
+}
 
 
 def committed_latencies_ms(system: str, url: str, saga_ids: Sequence[str]) -> list[float]:

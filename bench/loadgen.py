@@ -137,12 +137,12 @@ async def generate(args: argparse.Namespace) -> None:
     poller = CompletionPoller(connection, args.poll_ms / 1000.0)
     observer_pid = await poller.backend_pid()
     polling = asyncio.create_task(poller.run())
-    channel = grpc.aio.insecure_channel(args.address)
-    stub = pb_grpc.SagaOrchestratorStub(channel)
+    channels = [grpc.aio.insecure_channel(address) for address in args.address]
+    stubs = [pb_grpc.SagaOrchestratorStub(channel) for channel in channels]
 
     async def run_one(index: int) -> tuple[str, str, float]:
         try:
-            reply = await stub.StartSaga(
+            reply = await stubs[index % len(stubs)].StartSaga(
                 pb.StartSagaRequest(
                     saga_type=SAGA_TYPE,
                     correlation_id=f"bench-{uuid.uuid4().hex}",
@@ -173,13 +173,19 @@ async def generate(args: argparse.Namespace) -> None:
     finally:
         polling.cancel()
         await asyncio.gather(polling, return_exceptions=True)
-        await channel.close()
+        for channel in channels:
+            await channel.close()
         await connection.close()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.loadgen", description=__doc__)
-    parser.add_argument("--address", required=True, help="the orchestrator's HOST:PORT")
+    parser.add_argument(
+        "--address",
+        action="append",
+        required=True,
+        help="an orchestrator replica's HOST:PORT; repeated, sagas go to each in turn",
+    )
     parser.add_argument("--database", required=True, help="the orchestrator's PostgreSQL URL")
     parser.add_argument("--variant", choices=VARIANTS, default="success")
     parser.add_argument("--n", type=int, default=0, help="measured sagas (0: --seconds)")

@@ -15,9 +15,12 @@ SYSTEM_LABELS = {
     "loop": "per-write loop",
     "ours": "ours",
     "dbos": "dbos",
+    "ours2": "ours, 2 replicas",
 }
 PEERS = ("group", "loop", "dbos")
 """What ours is compared with, in the ratios."""
+OURS = ("ours", "ours2")
+"""Our systems (one replica, two), each compared with every peer."""
 CPU_ROLES = ("system", "participants", "postgres", "loadgen")
 
 
@@ -107,9 +110,9 @@ def ratios(all_cells: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     by_key = {(cell["system"], cell["workload"], cell["concurrency"]): cell for cell in all_cells}
     rows = []
     for (system, workload, concurrency), ours in by_key.items():
-        if system != "ours":
+        if system not in OURS:
             continue
-        row: dict[str, Any] = {"workload": workload, "concurrency": concurrency}
+        row: dict[str, Any] = {"system": system, "workload": workload, "concurrency": concurrency}
         for peer in PEERS:
             other = by_key.get((peer, workload, concurrency))
             row[f"throughput_ours_over_{peer}"] = _ratio(
@@ -196,7 +199,7 @@ def render(results: dict[str, Any]) -> str:
         )
     text = [_table(header, rows, left=4)]
     ratio_rows = [
-        [row["workload"], str(row["concurrency"])]
+        [SYSTEM_LABELS[row.get("system", "ours")], row["workload"], str(row["concurrency"])]
         + [
             _fmt(row[f"{kind}_ours_over_{peer}"], 2)
             for peer in PEERS
@@ -206,12 +209,12 @@ def render(results: dict[str, Any]) -> str:
     ]
     if ratio_rows:
         text.append("")
-        ratio_header = ["ours over", "c"] + [
+        ratio_header = ["over peers", "workload", "c"] + [
             f"{kind} / {SYSTEM_LABELS[peer].split()[0]}"
             for peer in PEERS
             for kind in ("thr", "p50")
         ]
-        text.append(_table(ratio_header, ratio_rows, left=1))
+        text.append(_table(ratio_header, ratio_rows, left=2))
     text.append("")
     text.append(f"runs in order (load = 1-minute load average before; BUSY above {busy_load}):")
     run_rows = []

@@ -6,6 +6,8 @@
   its process.
 - loop: bench.ceiling --writer per-write, the per-write loop; likewise.
 - dbos: bench.dbos_saga in its own virtualenv; the load runs in its process.
+- ours2: two bench.serve_orchestrator replicas on the same database, the load
+  generator's workers split between them (only where concurrency can use two).
 
 The peer's virtualenv (.bench/dbos-venv) is made on first use with the
 ordinary clients (python -m venv, pip); the project never depends on DBOS.
@@ -23,7 +25,11 @@ from pathlib import Path
 from tools.processes import ChildProcess
 
 REPO = Path(__file__).resolve().parents[1]
-SYSTEMS = ("group", "loop", "ours", "dbos")
+SYSTEMS = ("group", "loop", "ours", "dbos", "ours2")
+REPLICAS = {"ours": 1, "ours2": 2}
+"""Our systems, by the orchestrator replicas each runs (sharing one database)."""
+MULTI_REPLICA_MIN_CONCURRENCY = 64
+"""Below this, a second replica has too few sagas in flight to show anything."""
 CEILING_WRITERS = {"group": "group", "loop": "per-write"}
 DBOS_VERSION = "3.4.0"
 """Pinned exactly, so runs on different days compare the same peer."""
@@ -149,7 +155,7 @@ class Launch:
 
         `idle_seconds` (DBOS only) keeps it launched and idle that long first.
         """
-        if self.system == "ours":
+        if self.system in REPLICAS:
             orchestrator = self._orchestrator(name)
             try:
                 orchestrator.start(timeout)
@@ -187,14 +193,18 @@ class Launch:
             "--warmup",
             str(warmup),
         ]
-        if self.system == "ours":
+        if self.system in REPLICAS:
             loadgen = self._child(
                 "loadgen",
                 "bench.loadgen",
                 ["--database", self.database_url, "--poll-ms", str(self.poll_ms), *load],
                 protocol=True,
             )
-            return Measured(driver=loadgen, system=self._orchestrator("orchestrator"))
+            replicas = [
+                self._orchestrator(f"orchestrator-{number}")
+                for number in range(1, REPLICAS[self.system] + 1)
+            ]
+            return Measured(driver=loadgen, system=replicas[0], replicas=replicas)
         if self.system in CEILING_WRITERS:
             module, extra = "bench.ceiling", self._ceiling_args()
         else:
@@ -212,12 +222,18 @@ class Launch:
 class Measured:
     """The processes of one measured run: the system, and the driver speaking the protocol.
 
-    For ours they are two processes (the orchestrator, then the load generator,
-    told the orchestrator's address); for the others the system drives itself.
+    For ours they are separate processes (the orchestrator replicas, then the load
+    generator, told their addresses); for the others the system drives itself.
     """
 
     driver: ChildProcess
     system: ChildProcess
+    replicas: list[ChildProcess] = field(default_factory=list)
+
+    @property
+    def system_pids(self) -> list[int]:
+        """Every process of the measured system (all replicas of ours)."""
+        return [child.pid for child in self.replicas or [self.system]]
 
     @property
     def separate_load(self) -> bool:
@@ -225,13 +241,15 @@ class Measured:
 
     def start(self) -> None:
         if self.separate_load:
-            self.system.start()
-            self.driver.argv += ["--address", str(self.system.info["address"])]
+            for replica in self.replicas or [self.system]:
+                replica.start()
+                self.driver.argv += ["--address", str(replica.info["address"])]
         self.driver.start()
 
     def stop(self) -> dict[str, int | None]:
         """Stop the driver first (it ends the load), then the system; exit codes by name."""
         codes = {self.driver.name: self.driver.stop()}
         if self.separate_load:
-            codes[self.system.name] = self.system.stop()
+            for replica in self.replicas or [self.system]:
+                codes[replica.name] = replica.stop()
         return codes

@@ -24,10 +24,25 @@ def test_each_repeat_starts_with_the_next_system_so_none_always_goes_first() -> 
     assert {slot.variant for slot in slots} == {variant}
 
 
+def test_two_replicas_run_only_where_the_concurrency_can_keep_them_busy() -> None:
+    low, high = Variant("success", 8, 100, 16), Variant("success", 64, 800, 128)
+    slots = schedule([low, high], ["ours", "ours2"], repeats=2)
+    assert [(slot.variant.concurrency, slot.system) for slot in slots] == [
+        (8, "ours"),
+        (8, "ours"),
+        (64, "ours"),
+        (64, "ours2"),
+        (64, "ours2"),
+        (64, "ours"),
+    ]
+    lowered = schedule([low], ["ours", "ours2"], repeats=1, multi_replica_from=8)
+    assert [slot.system for slot in lowered] == ["ours", "ours2"]
+
+
 def test_defaults_are_three_repeats_of_ten_seconds_and_quick_is_shorter() -> None:
     full = parse_args([])
     assert (full.repeats, full.seconds, full.busy_load) == (3, 10.0, 0.5)
-    assert full.systems == ["group", "loop", "ours", "dbos"]
+    assert full.systems == ["group", "loop", "ours", "dbos", "ours2"]
     quick = parse_args(["--quick"])
     assert quick.seconds < full.seconds
 

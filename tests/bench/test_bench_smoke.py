@@ -56,7 +56,9 @@ def test_small_bench_run_writes_every_figure_for_ours_and_both_ceilings(tmp_path
             "--postgres-url",
             url,
             "--systems",
-            "ours,group,loop",
+            "ours,group,loop,ours2",
+            "--multi-replica-from",
+            "4",
             "--concurrency",
             "4",
             "--compensation-concurrency",
@@ -87,7 +89,7 @@ def test_small_bench_run_writes_every_figure_for_ours_and_both_ceilings(tmp_path
     runs = results["runs"]
     cells = {
         (system, workload, concurrency)
-        for system in ("ours", "group", "loop")
+        for system in ("ours", "group", "loop", "ours2")
         for workload, concurrency in (("success", 4), ("compensation", 4))
     }
     assert sorted((run["system"], run["workload"], run["concurrency"]) for run in runs) == sorted(
@@ -123,7 +125,14 @@ def test_small_bench_run_writes_every_figure_for_ours_and_both_ceilings(tmp_path
         assert cell["runs"] == cell["ok_runs"] == 2
         spread = cell["throughput_per_s"]
         assert 0 < spread["min"] <= spread["median"] <= spread["max"]
-    assert {row["workload"] for row in results["ratios"]} == {"success", "compensation"}
+    for run in runs:  # two replicas: sagas went to each in turn, and both stopped cleanly
+        if run["system"] == "ours2":
+            assert run["exit_codes"] == {"loadgen": 0, "orchestrator-1": 0, "orchestrator-2": 0}
+    assert {(row["system"], row["workload"]) for row in results["ratios"]} == {
+        (system, workload)
+        for system in ("ours", "ours2")
+        for workload in ("success", "compensation")
+    }
     for row in results["ratios"]:
         assert row["throughput_ours_over_group"] > 0
         assert row["throughput_ours_over_loop"] > 0
