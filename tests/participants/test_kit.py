@@ -68,9 +68,16 @@ def loyalty(tmp_path: Path, database_url: str) -> Iterator[Loyalty]:
         participant.stop()
 
 
-def command(saga_id: str, key: str, compensates: str = "") -> command_pb2.CommandContext:
+def command(saga_id: str, step: str, *, compensating: bool = False) -> command_pb2.CommandContext:
+    """The context the orchestrator sends: the action's key is "<saga_id>:<step>"."""
+    action_key = f"{saga_id}:{step}"
+    if not compensating:
+        return command_pb2.CommandContext(saga_id=saga_id, step=step, idempotency_key=action_key)
     return command_pb2.CommandContext(
-        saga_id=saga_id, idempotency_key=key, compensated_idempotency_key=compensates
+        saga_id=saga_id,
+        step=step,
+        idempotency_key=f"{action_key}:compensate",
+        compensated_idempotency_key=action_key,
     )
 
 
@@ -87,8 +94,9 @@ async def balance(address: str, customer: str) -> int:
 
 @pytest.mark.parametrize("failpoint", ["before_commit", "after_commit"])
 async def test_a_crash_around_the_commit_then_a_redelivery_makes_one_effect(loyalty, failpoint):
-    saga_id, key = str(uuid.uuid4()), "award-key-1"
-    award = pb.AwardPointsRequest(context=command(saga_id, key), customer_id="ada", points=70)
+    award = pb.AwardPointsRequest(
+        context=command(str(uuid.uuid4()), "award"), customer_id="ada", points=70
+    )
     address = loyalty.start(failpoint)
     with pytest.raises(grpc.aio.AioRpcError) as lost:
         await call(address, "AwardPoints", award)
@@ -105,10 +113,10 @@ async def test_a_crash_around_the_commit_then_a_redelivery_makes_one_effect(loya
 async def test_a_compensation_before_its_action_leaves_a_tombstone(loyalty):
     address = loyalty.start()
     saga_id = str(uuid.uuid4())
-    revoke = pb.RevokePointsRequest(context=command(saga_id, "revoke-1", compensates="award-1"))
+    revoke = pb.RevokePointsRequest(context=command(saga_id, "award", compensating=True))
     revoked = await call(address, "RevokePoints", revoke)
     assert revoked == pb.RevokePointsResponse(revoked=False)
-    late = pb.AwardPointsRequest(context=command(saga_id, "award-1"), customer_id="bo", points=5)
+    late = pb.AwardPointsRequest(context=command(saga_id, "award"), customer_id="bo", points=5)
     for _ in range(2):  # the refusal is recorded: a repeat gets it again
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             await call(address, "AwardPoints", late)
@@ -120,14 +128,20 @@ async def test_a_compensation_before_its_action_leaves_a_tombstone(loyalty):
 async def test_a_compensation_naming_another_sagas_action_is_refused(loyalty):
     address = loyalty.start()
     owner, intruder = str(uuid.uuid4()), str(uuid.uuid4())
-    award = pb.AwardPointsRequest(context=command(owner, "award-2"), customer_id="cy", points=9)
+    award = pb.AwardPointsRequest(context=command(owner, "award"), customer_id="cy", points=9)
     await call(address, "AwardPoints", award)
-    foreign = pb.RevokePointsRequest(context=command(intruder, "revoke-2", compensates="award-2"))
-    with pytest.raises(grpc.aio.AioRpcError) as refused:
-        await call(address, "RevokePoints", foreign)
-    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    # The owner's action named by the intruder's compensation, with the intruder's own
+    # key or with the owner's: refused, and no tombstone is left.
+    foreign_key = command(intruder, "award", compensating=True)
+    foreign_key.compensated_idempotency_key = f"{owner}:award"
+    forged_saga = command(owner, "award", compensating=True)
+    forged_saga.saga_id = intruder
+    for context in (foreign_key, forged_saga):
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await call(address, "RevokePoints", pb.RevokePointsRequest(context=context))
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert await balance(address, "cy") == 9
-    own = pb.RevokePointsRequest(context=command(owner, "revoke-3", compensates="award-2"))
+    own = pb.RevokePointsRequest(context=command(owner, "award", compensating=True))
     undone = await call(address, "RevokePoints", own)
     assert isinstance(undone, pb.RevokePointsResponse) and undone.revoked
     assert await balance(address, "cy") == 0
@@ -136,9 +150,9 @@ async def test_a_compensation_naming_another_sagas_action_is_refused(loyalty):
 async def test_a_key_reused_for_another_request_is_already_exists(loyalty):
     address = loyalty.start()
     saga_id = str(uuid.uuid4())
-    first = pb.AwardPointsRequest(context=command(saga_id, "award-4"), customer_id="di", points=1)
+    first = pb.AwardPointsRequest(context=command(saga_id, "award"), customer_id="di", points=1)
     await call(address, "AwardPoints", first)
-    other = pb.AwardPointsRequest(context=command(saga_id, "award-4"), customer_id="di", points=2)
+    other = pb.AwardPointsRequest(context=command(saga_id, "award"), customer_id="di", points=2)
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await call(address, "AwardPoints", other)
     assert refused.value.code() == grpc.StatusCode.ALREADY_EXISTS
@@ -148,7 +162,7 @@ async def test_a_key_reused_for_another_request_is_already_exists(loyalty):
 async def test_a_rejected_action_is_recorded_and_writes_nothing(loyalty):
     address = loyalty.start()
     too_many = pb.AwardPointsRequest(
-        context=command(str(uuid.uuid4()), "award-5"), customer_id="ed", points=10**9
+        context=command(str(uuid.uuid4()), "award"), customer_id="ed", points=10**9
     )
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await call(address, "AwardPoints", too_many)
