@@ -4,12 +4,11 @@ service's descriptor, with no generated servicer and no per-RPC adapter.
 Every RPC of the service needs a handler of the same name: `@action` and
 `@compensation` run through the kit's command transaction (`commands.run_command`),
 `@query` in a read-only snapshot. Handlers are plain functions of a `Tx` and the request,
-run in a worker thread so the event loop keeps serving.
+run where the database says (`Database.call`: a worker thread for PostgreSQL).
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import functools
 import logging
@@ -199,7 +198,7 @@ class Participant:
             check=self.check_action,
             domain=self.domain,
         )
-        result = await asyncio.to_thread(once_more_on_a_race, run)
+        result = await self.database.call(functools.partial(once_more_on_a_race, run))
         self._log(method, request, result)
         if result.recorded:
             self.command_recorded()
@@ -217,7 +216,7 @@ class Participant:
                 return handler.function(self, tx, request)
 
         try:
-            return await asyncio.to_thread(read)
+            return await self.database.call(read)
         except Rejected as refused:
             await _abort(context, refused.to_status(self.domain))
             raise  # not reached: abort raises
