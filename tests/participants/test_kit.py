@@ -4,6 +4,7 @@ business write and the reply, tombstones, the ownership check, fingerprints."""
 
 from __future__ import annotations
 
+import hashlib
 import sys
 import uuid
 from collections.abc import Iterator
@@ -41,9 +42,9 @@ class Loyalty:
         self.process: PrintedAddressProcess | None = None
         self.runs = 0
 
-    def start(self, failpoint: str = "") -> str:
+    def start(self, failpoint: str = "", *args: str) -> str:
         self.runs += 1
-        argv = [sys.executable, "loyalty_participant.py", "--port", "0"]
+        argv = [sys.executable, "loyalty_participant.py", "--port", "0", *args]
         self.process = PrintedAddressProcess(
             f"loyalty-{self.runs}",
             [*argv, "--database", self.database_url],
@@ -168,3 +169,34 @@ async def test_a_rejected_action_is_recorded_and_writes_nothing(loyalty):
         await call(address, "AwardPoints", too_many)
     assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert await balance(address, "ed") == 0
+
+
+async def test_with_an_auth_file_commands_need_the_orchestrator_role(loyalty, tmp_path):
+    tokens = {"orchestrator": "orchestrator-token", "reader": "reader-token"}
+    (tmp_path / "auth.toml").write_text(
+        "".join(
+            f'[[caller]]\nname = "{role}"\nroles = ["{role}"]\n'
+            f'token_sha256 = "{hashlib.sha256(token.encode()).hexdigest()}"\n'
+            for role, token in tokens.items()
+        )
+    )
+    address = loyalty.start("", "--auth-file", str(tmp_path / "auth.toml"))
+    saga_id = str(uuid.uuid4())
+    award = pb.AwardPointsRequest(context=command(saga_id, "award"), customer_id="fa", points=4)
+
+    async def as_caller(role: str, method: str, request: object) -> object:
+        async with grpc.aio.insecure_channel(address) as channel:
+            stub = pb_grpc.LoyaltyServiceStub(channel)
+            metadata = (("authorization", f"Bearer {tokens[role]}"),) if role else ()
+            return await getattr(stub, method)(request, timeout=5, metadata=metadata)
+
+    codes = []
+    for role in ("", "reader"):
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await as_caller(role, "AwardPoints", award)
+        codes.append(refused.value.code())
+    await as_caller("orchestrator", "AwardPoints", award)
+    read = await as_caller("reader", "GetBalance", pb.GetBalanceRequest(customer_id="fa"))
+
+    assert codes == [grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED]
+    assert read == pb.GetBalanceResponse(points=4)
