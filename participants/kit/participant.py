@@ -13,7 +13,7 @@ import dataclasses
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, ClassVar, overload
+from typing import Any, ClassVar, Literal, overload
 
 import grpc
 from google.protobuf import descriptor_pool, message_factory
@@ -33,6 +33,8 @@ from participants.kit.errors import DOMAIN, Rejected
 
 logger = logging.getLogger(__name__)
 
+CONTEXT_MESSAGE = "saga.participants.common.v1.CommandContext"
+
 Validate = Callable[[Any], None]
 Function = Callable[..., Message]
 
@@ -43,7 +45,7 @@ class Handler:
     the action a compensation undoes; `validate` checks the request before anything else
     (raising `Invalid`)."""
 
-    kind: str
+    kind: Literal["action", "compensation", "query"]
     function: Callable[..., Message]
     of: str | None = None
     validate: Validate | None = None
@@ -147,6 +149,14 @@ class Participant:
                 f"{type(self).__name__} has no @action, @compensation or @query handler "
                 f"for {method.full_name}"
             )
+        context = method.input_type.fields_by_name.get("context")
+        context_type = context.message_type if context is not None else None
+        if handler.kind != "query" and (
+            context_type is None or context_type.full_name != CONTEXT_MESSAGE
+        ):
+            raise TypeError(
+                f"{method.full_name}: a command's request needs `{CONTEXT_MESSAGE} context`"
+            )
         request_type = message_factory.GetMessageClass(method.input_type)
         reply_type = message_factory.GetMessageClass(method.output_type)
         serve: Callable[[Message, grpc.aio.ServicerContext], Awaitable[Message]]
@@ -156,6 +166,8 @@ class Participant:
             undoes = None
             if handler.kind == "compensation":
                 undone = method.containing_service.methods_by_name.get(handler.of or "")
+                if handler.of and undone is None:
+                    raise TypeError(f"{method.full_name} compensates {handler.of!r}: no such RPC")
                 undoes = Undoes(
                     handler.of,
                     message_factory.GetMessageClass(undone.output_type) if undone else None,

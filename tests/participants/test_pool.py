@@ -1,6 +1,6 @@
 """The kit's Pool and Participant on SQLite and PostgreSQL, in process: units taken and
 given back, refusals with the pool's reasons, several takes all or nothing, a restart
-that keeps the counts, and a participant without a handler for one of its RPCs."""
+that keeps the counts; and a participant whose handlers do not fit its service."""
 
 from __future__ import annotations
 
@@ -10,7 +10,16 @@ from pathlib import Path
 import grpc
 import pytest
 
-from participants.kit import Database, Participant, Pool, Rejected, Tx, action, open_database
+from participants.kit import (
+    Database,
+    Participant,
+    Pool,
+    Rejected,
+    Tx,
+    action,
+    compensation,
+    open_database,
+)
 from saga.participants.flight.v1 import flight_pb2
 
 pytestmark = pytest.mark.integration
@@ -106,11 +115,40 @@ class HalfAFlightService(Participant):
         return flight_pb2.BookFlightResponse()
 
 
-async def test_a_participant_without_a_handler_for_an_rpc_does_not_start(tmp_path: Path) -> None:
-    participant = HalfAFlightService(open_database(f"sqlite:///{tmp_path / 'half.db'}"))
-    server = grpc.aio.server()
+class MistypedFlightService(HalfAFlightService):
+    """CancelFlight undoes an RPC the service does not have; a read taken for a command."""
+
+    @compensation(of="BookFlights")
+    def CancelFlight(
+        self, tx: Tx, request: flight_pb2.CancelFlightRequest, done: object
+    ) -> flight_pb2.CancelFlightResponse:
+        return flight_pb2.CancelFlightResponse()
+
+
+class ReadAsCommandFlightService(MistypedFlightService):
+    CancelFlight = HalfAFlightService.BookFlight
+
+    @action
+    def GetFlightInventory(
+        self, tx: Tx, request: flight_pb2.GetFlightInventoryRequest
+    ) -> flight_pb2.GetFlightInventoryResponse:
+        return flight_pb2.GetFlightInventoryResponse()
+
+
+@pytest.mark.parametrize(
+    ("participant", "error"),
+    [
+        (HalfAFlightService, r"no .* handler for .*FlightService\.CancelFlight"),
+        (MistypedFlightService, r"CancelFlight compensates 'BookFlights': no such RPC"),
+        (ReadAsCommandFlightService, r"GetFlightInventory: a command's request needs"),
+    ],
+)
+async def test_a_participant_whose_handlers_do_not_fit_its_service_does_not_start(
+    tmp_path: Path, participant: type[Participant], error: str
+) -> None:
+    served = participant(open_database(f"sqlite:///{tmp_path / 'flight.db'}"))
     try:
-        with pytest.raises(TypeError, match=r"no .* handler for .*FlightService\.CancelFlight"):
-            participant.add_to_server(server)
+        with pytest.raises(TypeError, match=error):
+            served.add_to_server(grpc.aio.server())
     finally:
-        participant.database.close()
+        served.database.close()
