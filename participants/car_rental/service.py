@@ -14,7 +14,7 @@ CAR_CLASSES = ("compact", "suv")
 
 CARS = Pool(
     "fleet", ("location", "car_class"), "cars_total", "cars_available",
-    item="{car_class} class at {location}", unit="car",
+    item="the {car_class} class at {location}", unit="car",
     unknown_reason="UNKNOWN_CAR_CLASS", exhausted_reason="NO_CARS_AVAILABLE",
 )  # fmt: skip
 RENTALS = RecordTable("rentals", "rental_id", "car")

@@ -34,7 +34,12 @@ class ExampleParticipant(kit.Participant):
         super().__init__(kit.open_database(f"sqlite:///{config.state_dir / self.name}.sqlite3"))
 
     async def before_command(
-        self, request: Message, context: grpc.aio.ServicerContext, *, compensating: bool
+        self,
+        method: str,
+        request: Message,
+        context: grpc.aio.ServicerContext,
+        *,
+        compensating: bool,
     ) -> None:
         """Actions wait `latency_ms`; a caller that gives up meanwhile cancels the call and
         the command is never applied (logged, so a test can wait for it). Then the
@@ -45,8 +50,9 @@ class ExampleParticipant(kit.Participant):
                 await asyncio.sleep(self._latency_s)
             except asyncio.CancelledError:
                 logger.info(
-                    "%s saga=%s key=%s: cancelled by the caller, not applied",
+                    "%s %s saga=%s key=%s: cancelled by the caller, not applied",
                     self.name,
+                    method,
                     command.saga_id,
                     command.idempotency_key,
                 )

@@ -123,9 +123,14 @@ class Participant:
         """Initial rows, written on every start (insert with ON CONFLICT DO NOTHING)."""
 
     async def before_command(
-        self, request: Message, context: grpc.aio.ServicerContext, *, compensating: bool
+        self,
+        method: str,
+        request: Message,
+        context: grpc.aio.ServicerContext,
+        *,
+        compensating: bool,
     ) -> None:
-        """Runs before each command is validated; may abort the RPC."""
+        """Runs before each command (the RPC `method`) is validated; may abort the RPC."""
 
     def check_action(self, tx: Tx, request: Message) -> None:
         """Runs before an action's handler, in its savepoint; a `Rejected` is recorded."""
@@ -192,7 +197,7 @@ class Participant:
         request: Message,
         context: grpc.aio.ServicerContext,
     ) -> Message:
-        await self.before_command(request, context, compensating=undoes is not None)
+        await self.before_command(method, request, context, compensating=undoes is not None)
         try:
             if handler.validate is not None:
                 handler.validate(request)

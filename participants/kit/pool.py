@@ -61,7 +61,7 @@ class Pool:
         row = tx.one(f"SELECT {self.available} FROM {self.table} WHERE {self._where}", key)
         if row is None:
             raise Rejected(
-                self.unknown_reason, f"there is no {described}", metadata=self._fields(key)
+                self.unknown_reason, f"{described} does not exist", metadata=self._fields(key)
             )
         if row[0] < units:
             raise Rejected(

@@ -67,7 +67,7 @@ def test_units_are_taken_given_back_and_reported(database: Database) -> None:
 @pytest.mark.parametrize(
     ("cabin", "units", "reason", "message"),
     [
-        ("first", 1, "UNKNOWN_CABIN", "there is no first on LH400"),
+        ("first", 1, "UNKNOWN_CABIN", "first on LH400 does not exist"),
         ("economy", 4, "NO_SEATS", "economy on LH400 has 3 seat(s) left, 4 requested"),
     ],
 )
