@@ -28,7 +28,8 @@ from orchestrator.telemetry.logs import LOG_FORMATS, configure_logging
 from orchestrator.telemetry.tracing import TRACE_EXPORTERS, configure_tracing
 from participants.common.config import ALL_SERVICES, ParticipantConfig
 from participants.common.failures import FAILPOINT_ENV, CrashFailpoint
-from participants.common.server import create_server, format_address, participant_policy
+from participants.common.server import create_server, participant_policy
+from participants.kit import format_address
 
 logger = logging.getLogger("participants")
 

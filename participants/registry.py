@@ -5,18 +5,45 @@ The names must equal `config.ALL_SERVICES`, in order (a test checks it).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 
-from participants.car_rental.service import SPEC as CAR_RENTAL
-from participants.common.spec import ServiceSpec
-from participants.flight.service import SPEC as FLIGHT
-from participants.hotel.service import SPEC as HOTEL
-from participants.inventory.service import SPEC as INVENTORY
-from participants.notification.service import SPEC as NOTIFICATION
-from participants.payment.service import SPEC as PAYMENT
-from participants.shipping.service import SPEC as SHIPPING
+from google.protobuf.descriptor import ServiceDescriptor
+
+from participants.car_rental.service import CarRental
+from participants.common.example import ExampleParticipant
+from participants.flight.service import Flight
+from participants.hotel.service import Hotel
+from participants.inventory.service import Inventory
+from participants.notification.service import Notification
+from participants.payment.service import Payment
+from participants.shipping.service import Shipping
+
+
+@dataclasses.dataclass(frozen=True)
+class ServiceSpec:
+    """One example service: its class, and the contract it serves."""
+
+    participant: type[ExampleParticipant]
+
+    @property
+    def name(self) -> str:
+        """The CLI name and the state file's stem."""
+        return self.participant.name
+
+    @property
+    def descriptor(self) -> ServiceDescriptor:
+        return self.participant.service_descriptor()
+
+    @property
+    def full_name(self) -> str:
+        """The gRPC service name, e.g. saga.participants.flight.v1.FlightService."""
+        return self.descriptor.full_name
+
 
 SERVICES: Mapping[str, ServiceSpec] = {
     spec.name: spec
-    for spec in (FLIGHT, HOTEL, CAR_RENTAL, PAYMENT, INVENTORY, SHIPPING, NOTIFICATION)
+    for spec in map(
+        ServiceSpec, (Flight, Hotel, CarRental, Payment, Inventory, Shipping, Notification)
+    )
 }

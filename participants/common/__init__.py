@@ -1,2 +1,2 @@
-"""Building blocks shared by every participant service: local state, the
-idempotent command path, errors, failure injection and the server factory."""
+"""What the example participants share beyond the kit: configuration, failure
+injection, the table of compensable records and the server factory."""

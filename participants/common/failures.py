@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
-from participants.common.errors import BusinessRejection
+from participants.kit import Rejected
 
 logger = logging.getLogger(__name__)
 
@@ -70,12 +70,12 @@ class FailureInjector:
         if self._fail_ids:
             matched = self._fail_ids.intersection(string_fields(request))
             if matched:
-                raise BusinessRejection(
+                raise Rejected(
                     "INJECTED_FAILURE",
                     f"injected failure: the request names {sorted(matched)[0]!r}",
                 )
         if self._fail_rate > 0.0 and self._draw(idempotency_key) < self._fail_rate:
-            raise BusinessRejection(
+            raise Rejected(
                 "INJECTED_FAILURE",
                 f"injected failure: fail rate {self._fail_rate} with seed {self._seed}",
             )

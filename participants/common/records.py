@@ -1,20 +1,17 @@
 """Tables of things an action creates and a compensation cancels.
 
-Bookings, rentals, reservations, charges and shipments share one shape: an
-id, a state, the saga and idempotency key that made them. `RecordTable`
-holds the SQL for that shape once, so each service only writes its own
-columns and business rules.
+Bookings, rentals, reservations, charges and shipments share one shape: an id, a state,
+the saga and idempotency key that made them. `RecordTable` holds the SQL for that shape
+once, so each service only writes its own columns and business rules.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime
-import sqlite3
 import uuid
 from typing import Any, cast
 
-from participants.common.errors import NotOwner
+from participants.kit import Invalid, NotOwner, Tx, now
 from saga.participants.common.v1 import command_pb2
 
 ACTIVE = command_pb2.ReservationState.Name(command_pb2.RESERVATION_STATE_ACTIVE)
@@ -36,7 +33,7 @@ class RecordTable:
     def create_statement(self, columns: str, constraints: str = "") -> str:
         """CREATE TABLE with the service's `columns`, the common ones, then `constraints`."""
         return f"""
-            CREATE TABLE {self.name} (
+            CREATE TABLE IF NOT EXISTS {self.name} (
                 {self.id_column} TEXT PRIMARY KEY,
                 {columns},
                 state TEXT NOT NULL,
@@ -48,9 +45,7 @@ class RecordTable:
             )
         """
 
-    def insert(
-        self, db: sqlite3.Connection, context: command_pb2.CommandContext, **columns: Any
-    ) -> str:
+    def insert(self, tx: Tx, context: command_pb2.CommandContext, **columns: Any) -> str:
         """Insert an ACTIVE record made by the command in `context`; return its new id."""
         record_id = f"{self.id_prefix}-{uuid.uuid4().hex[:16]}"
         timestamp = now()
@@ -63,25 +58,23 @@ class RecordTable:
             "create_time": timestamp,
             "update_time": timestamp,
         }
-        db.execute(
+        tx.execute(
             f"INSERT INTO {self.name} ({', '.join(values)})"
-            f" VALUES ({', '.join('?' for _ in values)})",
+            f" VALUES ({', '.join('%s' for _ in values)})",
             tuple(values.values()),
         )
         return record_id
 
     def find_to_compensate(
-        self, db: sqlite3.Connection, record_id: str, context: command_pb2.CommandContext
-    ) -> sqlite3.Row | None:
+        self, tx: Tx, record_id: str, context: command_pb2.CommandContext
+    ) -> Any:
         """The ACTIVE record named by id, else the one made by the action the compensation
-        in `context` undoes; NotOwner when the record is another saga's."""
+        in `context` undoes (None: nothing to undo); NotOwner when it is another saga's."""
         if record_id:
             where, value = self.id_column, record_id
         else:
             where, value = "idempotency_key", context.compensated_idempotency_key
-        row: sqlite3.Row | None = db.execute(
-            f"SELECT * FROM {self.name} WHERE {where} = ?", (value,)
-        ).fetchone()
+        row = tx.execute(f"SELECT * FROM {self.name} WHERE {where} = %s", (value,)).fetchone()
         if row is None:
             return None
         if row["saga_id"] != context.saga_id:
@@ -91,23 +84,23 @@ class RecordTable:
             )
         return row if row["state"] == ACTIVE else None
 
-    def cancel(self, db: sqlite3.Connection, record_id: str) -> None:
+    def cancel(self, tx: Tx, record_id: str) -> None:
         """Mark a record CANCELLED."""
-        db.execute(
-            f"UPDATE {self.name} SET state = ?, update_time = ? WHERE {self.id_column} = ?",
+        tx.execute(
+            f"UPDATE {self.name} SET state = %s, update_time = %s WHERE {self.id_column} = %s",
             (CANCELLED, now(), record_id),
         )
 
-    def all(self, db: sqlite3.Connection) -> list[sqlite3.Row]:
+    def all(self, tx: Tx) -> list[Any]:
         """Every record, oldest first."""
-        return db.execute(f"SELECT * FROM {self.name} ORDER BY rowid").fetchall()
+        return list(tx.execute(f"SELECT * FROM {self.name} ORDER BY rowid").fetchall())
+
+    def require_target(self, record_id: str, context: command_pb2.CommandContext) -> None:
+        """A compensation must say what it undoes: a record id, or the action's key."""
+        if not record_id and not context.compensated_idempotency_key:
+            raise Invalid(f"{self.id_column} or context.compensated_idempotency_key is required")
 
 
-def state_of(row: sqlite3.Row) -> command_pb2.ReservationState:
+def state_of(row: Any) -> command_pb2.ReservationState:
     """A stored state as the proto enum."""
     return cast(command_pb2.ReservationState, command_pb2.ReservationState.Value(row["state"]))
-
-
-def now() -> str:
-    """The current UTC time as ISO 8601, the format of every time column."""
-    return datetime.datetime.now(datetime.UTC).isoformat(timespec="microseconds")

@@ -8,8 +8,8 @@ import time
 import grpc
 import pytest
 
-from participants.common.errors import BusinessRejection
 from participants.common.failures import FailureInjector
+from participants.kit import Rejected as BusinessRejection
 from saga.participants.common.v1 import command_pb2
 from saga.participants.flight.v1 import flight_pb2, flight_pb2_grpc
 from saga.participants.inventory.v1 import inventory_pb2

@@ -1,0 +1,68 @@
+"""The participant kit: a participant is its business logic, the kit does the rest.
+
+    class Loyalty(Participant):
+        service = "acme.loyalty.v1.LoyaltyService"
+        schema = ("CREATE TABLE IF NOT EXISTS awards (...)",)
+
+        @action
+        def AwardPoints(self, tx: Tx, request: pb.AwardPointsRequest) -> pb.AwardPointsResponse:
+            ...   # business writes through tx, in the kit's transaction
+
+        @compensation(of="AwardPoints")
+        def RevokePoints(self, tx, request, awarded: pb.AwardPointsResponse | None):
+            ...   # undo `awarded`: this saga's own action's reply (None: nothing was done)
+
+        @query
+        def GetBalance(self, tx, request): ...
+
+    run(Loyalty, port=7100, database="sqlite:///loyalty.db")
+
+The gRPC service is built from its descriptor and the handlers (`participant`); each
+command is applied at most once per idempotency key, with tombstones and the ownership
+check, in the participant's own SQLite or PostgreSQL transaction (`commands`,
+`database`); refusals are `Rejected`, `Invalid` and `NotOwner` (`errors`); `Pool` counts
+units of a resource per item (`pool`); `run` and `create_server` serve it with health,
+reflection, TLS and auth (`server`).
+"""
+
+from participants.kit.commands import (
+    FAILPOINT_EXIT_CODE,
+    FAILPOINT_VAR,
+    CommandResult,
+    Undoes,
+    fingerprint,
+    now,
+    run_command,
+)
+from participants.kit.database import Database, Tx, open_database
+from participants.kit.errors import Invalid, NotOwner, Rejected, require_positive, require_text
+from participants.kit.participant import Participant, action, compensation, query
+from participants.kit.pool import Pool
+from participants.kit.server import create_server, format_address, run, serve
+
+__all__ = [
+    "FAILPOINT_EXIT_CODE",
+    "FAILPOINT_VAR",
+    "CommandResult",
+    "Database",
+    "Invalid",
+    "NotOwner",
+    "Participant",
+    "Pool",
+    "Rejected",
+    "Tx",
+    "Undoes",
+    "action",
+    "compensation",
+    "create_server",
+    "fingerprint",
+    "format_address",
+    "now",
+    "open_database",
+    "query",
+    "require_positive",
+    "require_text",
+    "run",
+    "run_command",
+    "serve",
+]
