@@ -71,10 +71,13 @@ class Statements:
     renew_leases: str
     release_leases: str
     select_saga: str
+    select_sagas: str
     select_saga_by_key: str
     select_version: str
     select_steps: str
+    select_steps_of_sagas: str
     last_seq: str
+    last_seqs: str
     select_transitions: str
     count_unfinished_by_definition: str
     delete_expired: str
@@ -153,6 +156,7 @@ UPDATE sagas SET lease_owner = NULL, lease_expires_at = NULL
 WHERE lease_owner = {p("owner")} AND saga_id {dialect.in_ids}
 """,
             select_saga=f"SELECT {SAGA_COLUMNS} FROM sagas WHERE saga_id = {p('saga_id')}",
+            select_sagas=f"SELECT {SAGA_COLUMNS} FROM sagas WHERE saga_id {dialect.in_ids}",
             select_saga_by_key=(
                 f"SELECT {SAGA_COLUMNS} FROM sagas WHERE idempotency_key = {p('idempotency_key')}"
             ),
@@ -160,6 +164,14 @@ WHERE lease_owner = {p("owner")} AND saga_id {dialect.in_ids}
             select_steps=(
                 f"SELECT {STEP_COLUMNS} FROM saga_steps WHERE saga_id = {p('saga_id')}"
                 " ORDER BY step_index"
+            ),
+            select_steps_of_sagas=(
+                f"SELECT {STEP_COLUMNS} FROM saga_steps WHERE saga_id {dialect.in_ids}"
+                " ORDER BY saga_id, step_index"
+            ),
+            last_seqs=(
+                "SELECT saga_id, max(seq) AS last_seq FROM saga_transitions"
+                f" WHERE saga_id {dialect.in_ids} GROUP BY saga_id"
             ),
             last_seq=(
                 "SELECT coalesce(max(seq), 0) AS last_seq FROM saga_transitions"

@@ -360,6 +360,17 @@ class PostgresStore(SqlStore):
             await cursor.execute(query, params)
             return list(await cursor.fetchall()) if cursor.description else []
 
+    async def _reads(
+        self, statements: Sequence[tuple[str, Mapping[str, object]]]
+    ) -> list[list[Row]]:
+        # Pipelined: every read goes out before the first answer is awaited.
+        async with self._connection() as connection:
+            cursors = [connection.cursor(row_factory=dict_row) for _ in statements]
+            async with connection.pipeline():
+                for cursor, (query, params) in zip(cursors, statements, strict=True):
+                    await cursor.execute(query, params)
+            return [list(await cursor.fetchall()) for cursor in cursors]
+
     @contextlib.asynccontextmanager
     async def _transaction(self) -> AsyncIterator[_Transaction]:
         async with self._connection() as connection, connection.transaction():

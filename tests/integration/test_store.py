@@ -763,6 +763,24 @@ async def test_last_seq_is_the_newest_log_row_or_zero(store: Store):
     assert await store.last_seq("no-such-saga") == 0
 
 
+async def test_many_sagas_load_together_with_their_steps_and_newest_seq(store: Store):
+    moved = await create(store, "moved-on", create_time=T0)
+    fresh = await create(store, "just-started", create_time=T0 + timedelta(seconds=1))
+    completed = first_step_completed(moved, seq=2)
+    await store.commit([completed])
+
+    loaded = await store.load_sagas(["just-started", "no-such-saga", "moved-on"])
+
+    assert [stored.saga for stored in loaded] == [fresh, completed.saga]
+    assert [stored.last_seq for stored in loaded] == [1, 2]
+    assert loaded[0].steps == pending_steps("just-started")
+    assert loaded[1].steps == (*completed.steps, *pending_steps("moved-on")[1:])
+    assert [stored.steps for stored in loaded] == [
+        tuple(await store.get_steps(saga_id)) for saga_id in ("just-started", "moved-on")
+    ]
+    assert await store.load_sagas([]) == []
+
+
 @pytest.mark.postgres
 async def test_postgres_a_frozen_replicas_open_transaction_cannot_block_a_takeover(
     postgres_url: str,
