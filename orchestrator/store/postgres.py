@@ -129,6 +129,7 @@ DIALECT = Dialect(
     in_ids="= ANY(%(saga_ids)s)",
     id_list=list,
     skip_locked="FOR UPDATE SKIP LOCKED",
+    lock_in_id_order='ORDER BY saga_id COLLATE "C" FOR UPDATE',
 )
 """How PostgreSQL spells the shared SQL: the server's clock decides leases, shared by replicas."""
 _STATEMENTS = Statements.render(DIALECT)
@@ -249,7 +250,12 @@ class PostgresStore(SqlStore):
         insert_params = [
             {**encoding.saga_params(new.saga), **_lease_params(new.lease)} for new in new_sagas
         ]
-        saga_params = [encoding.commit_params(commit) for commit in commits]
+        # In saga_id order (stable: one saga's commits keep theirs), the order in which
+        # renewing leases locks rows too, so the two never deadlock.
+        saga_params = [
+            encoding.commit_params(commit)
+            for commit in sorted(commits, key=lambda commit: commit.saga.saga_id)
+        ]
         step_params = [encoding.step_params(s) for commit in commits for s in commit.steps]
         transition_params = [
             encoding.transition_params(t) for commit in commits for t in commit.transitions
