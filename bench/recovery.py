@@ -39,12 +39,16 @@ from bench.sagas import BENCH_TRIP
 from bench.workload import SAGA_TYPE, trip_input
 from orchestrator.client import SagaClient
 from orchestrator.client_errors import ClientError
+from orchestrator.executor import CLAIM_BATCH
 from orchestrator.limits import DEFAULT_MAX_SAGAS_IN_FLIGHT
-from orchestrator.store import PostgresStore
+from orchestrator.records import Lease
+from orchestrator.store import PoolConfig, PostgresStore
 from tools.processes import ChildProcess
 
 DEFAULT_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 POLL_SECONDS = 0.05
+PER_SAGA_LOADS_AT_ONCE = 8
+"""Sagas loaded at once by the per-saga pass: as many as the pool can serve side by side."""
 FINISH_TIMEOUT_SECONDS = 600.0
 SETTLE_TIMEOUT_SECONDS = 10.0
 
@@ -115,6 +119,65 @@ async def _migrate(url: str) -> None:
     store = PostgresStore(url)
     await store.open()
     await store.close()
+
+
+LOADING_PASSES = ("per_batch", "per_saga", "per_saga", "per_batch")
+"""Claim-and-load passes in ABBA order, so a change of the machine's load hits both alike."""
+
+
+def claim_and_load(url: str, batch: int) -> dict[str, list[dict[str, float]]]:
+    """Claim and load the whole backlog as a restarted replica does, without driving it:
+    each claimed batch loaded with one set-based read (`load_sagas`, as the executor
+    does now), or with three reads per saga, eight at a time (as it did before). The
+    leases are handed back after each pass. Per pass: sagas per second, this process's
+    CPU and the database's transactions per saga."""
+    passes: dict[str, list[dict[str, float]]] = collections.defaultdict(list)
+    for how in LOADING_PASSES:
+        before = _transactions(url, settled=True)
+        cpu_before = time.process_time()
+        began = time.perf_counter()
+        claimed = asyncio.run(_claim_and_load_all(url, batch, per_saga=how == "per_saga"))
+        elapsed = time.perf_counter() - began
+        cpu = time.process_time() - cpu_before
+        transactions = _transactions(url, settled=True) - before
+        passes[how].append(
+            {
+                "sagas": claimed,
+                "per_s": claimed / elapsed,
+                "cpu_ms_per_saga": 1000.0 * cpu / claimed,
+                "transactions_per_saga": transactions / claimed,
+            }
+        )
+    return dict(passes)
+
+
+async def _claim_and_load_all(url: str, batch: int, *, per_saga: bool) -> int:
+    store = PostgresStore(url, max_size=PoolConfig().max_size)
+    await store.open()
+    lease = Lease(f"bench-claim-and-load-{os.getpid()}", 60.0)
+    claimed_ids: list[str] = []
+    try:
+        while True:
+            ids = [saga.saga_id for saga in await store.claim_sagas(lease, batch)]
+            if per_saga:
+                loading = asyncio.Semaphore(PER_SAGA_LOADS_AT_ONCE)
+                await asyncio.gather(*(_load_alone(store, loading, saga_id) for saga_id in ids))
+            else:
+                await store.load_sagas(ids)
+            claimed_ids += ids
+            if len(ids) < batch:
+                return len(claimed_ids)
+    finally:
+        await store.release_leases(lease.owner, claimed_ids)
+        await store.close()
+
+
+async def _load_alone(store: PostgresStore, loading: asyncio.Semaphore, saga_id: str) -> None:
+    """One saga's row, steps and newest seq, three reads, as a saga's task loaded it before."""
+    async with loading:
+        await store.get_saga(saga_id)
+        await store.get_steps(saga_id)
+        await store.last_seq(saga_id)
 
 
 def measure(
@@ -357,6 +420,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--profile", action="store_true", help="sample the orchestrator with py-spy"
     )
+    parser.add_argument(
+        "--claim-and-load",
+        action="store_true",
+        help="first time claiming and loading the backlog alone, per batch and per saga",
+    )
     args = parser.parse_args(argv)
     load_before = os.getloadavg()
     admin = Admin(args.postgres_url)
@@ -364,11 +432,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         url = database_url(args.postgres_url, database)
         fill_s = fill(url, args.sagas)
+        loading = claim_and_load(url, CLAIM_BATCH) if args.claim_and_load else None
         with tempfile.TemporaryDirectory(prefix="saga-recovery-") as workdir:
             result = {
                 "sagas": args.sagas,
                 "load_average_before": load_before,
                 "fill_s": fill_s,
+                **({"claim_and_load": loading} if loading is not None else {}),
                 **measure(
                     url,
                     args.sagas,
@@ -400,6 +470,15 @@ def summary(result: dict[str, Any]) -> str:
         f"(from serving); orchestrator CPU {result['orchestrator_cpu_ms_per_saga']:.2f} ms and "
         f"{result['transactions_per_saga']:.2f} database transactions per saga",
     ]
+    for how, passes in result.get("claim_and_load", {}).items():
+        lines.append(
+            f"  claim and load alone, {how.replace('_', ' ')}: "
+            + "; ".join(
+                f"{run['per_s']:.0f}/s, {run['cpu_ms_per_saga']:.3f} ms CPU and "
+                f"{run['transactions_per_saga']:.3f} transactions per saga"
+                for run in passes
+            )
+        )
     for phase, starts in result["new_sagas"].items():
         p50, p99 = starts.get("p50_ms"), starts.get("p99_ms")
         latency = f"p50 {p50:.1f} ms, p99 {p99:.1f} ms" if p50 is not None else "no latency"

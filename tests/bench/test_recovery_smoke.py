@@ -35,6 +35,7 @@ def test_small_recovery_run_resumes_every_saga_and_times_new_starts(tmp_path: Pa
             "40",
             "--new-per-second",
             "10",
+            "--claim-and-load",
             "--out-dir",
             str(tmp_path),
         ],
@@ -52,6 +53,12 @@ def test_small_recovery_run_resumes_every_saga_and_times_new_starts(tmp_path: Pa
     assert result["orchestrator_cpu_ms_per_saga"] > 0
     # Each saga's own writes are a handful of transactions at most (group commit may join them).
     assert 0 < result["transactions_per_saga"] < 20
+    for how in ("per_batch", "per_saga"):
+        for run in result["claim_and_load"][how]:
+            assert run["sagas"] == 60
+            assert run["per_s"] > 0 and run["cpu_ms_per_saga"] > 0
+    assert all(run["transactions_per_saga"] < 1 for run in result["claim_and_load"]["per_batch"])
+    assert all(run["transactions_per_saga"] >= 3 for run in result["claim_and_load"]["per_saga"])
     started = sum(phase["started"] for phase in result["new_sagas"].values())
     assert started > 0
     for phase in result["new_sagas"].values():
