@@ -1,7 +1,8 @@
 """Owns the sagas this replica drives: starting them, operators' changes, leases,
 watchers, and one task per saga.
 
-Each task loads its saga from the store and hands it to a `SagaDriver`
+Each task loads its saga from the store (sagas claimed from the backlog come
+loaded, a batch at a time) and hands it to a `SagaDriver`
 (orchestrator/driver.py), which performs what the machine decides; after any
 error the task reloads the saga and drives it again, unless another replica
 took it over. The write-ahead rule is the driver's: see there.
@@ -50,6 +51,7 @@ from orchestrator.records import (
     SagaRecord,
     SagaStatus,
     StepRecord,
+    StoredSaga,
     TransitionEvent,
     TransitionRecord,
 )
@@ -151,6 +153,8 @@ BUSY_RETRY_SECONDS = 1.0
 BACKLOG_POLL_SECONDS = 0.2
 OPERATOR_COMMIT_ATTEMPTS = 5
 CLAIM_BATCH = 200
+NEW_SAGAS_SHARE = 10
+"""While orphans are resumed, 1/NEW_SAGAS_SHARE of the budget is kept for new sagas."""
 
 
 def unique_replica_id() -> str:
@@ -359,23 +363,46 @@ class Executor:
 
     async def claim_orphans(self) -> int:
         """Claim unfinished sagas whose lease is missing or expired, as many as there is
-        room for (`max_active_sagas`), and drive them; returns how many.
+        room for, and drive them; returns how many.
 
-        The bound keeps a replica that starts into a backlog (or takes over a dead
-        replica's sagas) from sending every saga's command at once, and leaves the
-        rest of the backlog for other replicas to share.
+        Orphans fill the budget (`max_active_sagas`) only up to a tenth short of it, so
+        new sagas still start while a backlog is resumed. The bound keeps a replica that
+        starts into a backlog (or takes over a dead replica's sagas) from sending every
+        saga's command at once, and leaves the rest of the backlog for other replicas.
+        Each batch costs two round trips, a claim and a load, however many it holds.
         """
         total = 0
-        while (room := self._max_active_sagas - len(self._tasks)) > 0:
+        while (room := self._room_for_orphans()) > 0:
             batch = min(room, CLAIM_BATCH)
             claimed = await self._store.claim_sagas(self.lease, batch)
+            runs = await self._runs_of([s.saga_id for s in claimed if s.saga_id not in self._tasks])
             for saga in claimed:
                 if saga.saga_id not in self._tasks:
-                    self._spawn(saga.saga_id, None)
+                    self._spawn(saga.saga_id, runs.get(saga.saga_id))
             total += len(claimed)
             if len(claimed) < batch:
                 break
         return total
+
+    def _room_for_orphans(self) -> int:
+        reserved_for_new = self._max_active_sagas // NEW_SAGAS_SHARE
+        return self._max_active_sagas - reserved_for_new - len(self._tasks)
+
+    async def _runs_of(self, saga_ids: list[str]) -> dict[str, SagaRun]:
+        """The claimed sagas in memory, loaded together; a saga that cannot be loaded or
+        built here is left out, and its own task loads it again (with its backoff)."""
+        try:
+            stored = await self._store.load_sagas(saga_ids)
+        except Exception as error:
+            logger.warning("loading %d claimed saga(s) failed: %s", len(saga_ids), error)
+            return {}
+        runs: dict[str, SagaRun] = {}
+        for loaded in stored:
+            try:
+                runs[loaded.saga.saga_id] = self._run_of(loaded)
+            except Exception:
+                continue  # its task reports why when it loads it alone
+        return runs
 
     async def _keep_leases(self) -> None:
         """Forever: claim orphans, and every third of the lease renew the leases of the
@@ -518,9 +545,12 @@ class Executor:
                 first_actions = None
 
     async def _load(self, saga_id: str) -> SagaRun:
-        saga = await self._store.get_saga(saga_id)
-        if saga is None:
+        stored = await self._store.load_sagas([saga_id])
+        if not stored:
             raise SagaNotFound(f"no saga with id {saga_id}")
+        return self._run_of(stored[0])
+
+    def _run_of(self, stored: StoredSaga) -> SagaRun:
+        saga = stored.saga
         definition = self._registry.get(saga.saga_type, saga.definition_version)
-        steps = await self._store.get_steps(saga_id)
-        return SagaRun(definition, saga, steps, await self._store.last_seq(saga_id))
+        return SagaRun(definition, saga, list(stored.steps), stored.last_seq)

@@ -242,3 +242,13 @@ class CreateSagaResult:
 
     saga: SagaRecord
     created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSaga:
+    """What driving a saga from the store starts from: its row, its steps in index order,
+    and the seq of its newest log row (0 when it has none)."""
+
+    saga: SagaRecord
+    steps: tuple[StepRecord, ...]
+    last_seq: int

@@ -25,6 +25,7 @@ from orchestrator.records import (
     SagaFilter,
     SagaRecord,
     StepRecord,
+    StoredSaga,
     TransitionRecord,
 )
 from orchestrator.store.group_commit import GroupCommit
@@ -112,6 +113,13 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def get_steps(self, saga_id: str) -> list[StepRecord]:
         """The saga's step rows ordered by index."""
+
+    @abc.abstractmethod
+    async def load_sagas(self, saga_ids: Sequence[str]) -> list[StoredSaga]:
+        """Each saga's row, steps and newest log seq, read set-based: a few statements
+        whatever the number of sagas (one round trip on PostgreSQL), so resuming a
+        claimed batch costs no round trip per saga. Unknown ids are left out; the
+        order is that of `saga_ids`."""
 
     @abc.abstractmethod
     async def get_transitions(self, saga_id: str, after_seq: int = 0) -> list[TransitionRecord]:

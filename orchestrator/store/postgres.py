@@ -129,6 +129,7 @@ DIALECT = Dialect(
     in_ids="= ANY(%(saga_ids)s)",
     id_list=list,
     skip_locked="FOR UPDATE SKIP LOCKED",
+    lock_in_id_order='ORDER BY saga_id COLLATE "C" FOR UPDATE',
 )
 """How PostgreSQL spells the shared SQL: the server's clock decides leases, shared by replicas."""
 _STATEMENTS = Statements.render(DIALECT)
@@ -249,7 +250,12 @@ class PostgresStore(SqlStore):
         insert_params = [
             {**encoding.saga_params(new.saga), **_lease_params(new.lease)} for new in new_sagas
         ]
-        saga_params = [encoding.commit_params(commit) for commit in commits]
+        # In saga_id order (stable: one saga's commits keep theirs), the order in which
+        # renewing leases locks rows too, so the two never deadlock.
+        saga_params = [
+            encoding.commit_params(commit)
+            for commit in sorted(commits, key=lambda commit: commit.saga.saga_id)
+        ]
         step_params = [encoding.step_params(s) for commit in commits for s in commit.steps]
         transition_params = [
             encoding.transition_params(t) for commit in commits for t in commit.transitions
@@ -359,6 +365,17 @@ class PostgresStore(SqlStore):
             cursor = connection.cursor(row_factory=dict_row)
             await cursor.execute(query, params)
             return list(await cursor.fetchall()) if cursor.description else []
+
+    async def _reads(
+        self, statements: Sequence[tuple[str, Mapping[str, object]]]
+    ) -> list[list[Row]]:
+        # Pipelined: every read goes out before the first answer is awaited.
+        async with self._connection() as connection:
+            cursors = [connection.cursor(row_factory=dict_row) for _ in statements]
+            async with connection.pipeline():
+                for cursor, (query, params) in zip(cursors, statements, strict=True):
+                    await cursor.execute(query, params)
+            return [list(await cursor.fetchall()) for cursor in cursors]
 
     @contextlib.asynccontextmanager
     async def _transaction(self) -> AsyncIterator[_Transaction]:

@@ -29,6 +29,7 @@ from orchestrator.records import (
     SagaFilter,
     SagaRecord,
     StepRecord,
+    StoredSaga,
     TransitionRecord,
 )
 from orchestrator.store._rows import Row, RowEncoding, aware
@@ -58,6 +59,13 @@ class SqlStore(Store):
         that takes the write lock up front where the database needs that.
         """
 
+    async def _reads(
+        self, statements: Sequence[tuple[str, Mapping[str, object]]]
+    ) -> list[list[Row]]:
+        """Run several reads and return each one's rows; a back end that can send them
+        together (PostgreSQL's pipeline) does so in one round trip."""
+        return [await self._rows(query, params) for query, params in statements]
+
     async def get_saga(self, saga_id: str) -> SagaRecord | None:
         rows = await self._rows(self._statements.select_saga, {"saga_id": saga_id})
         return self._encoding.saga_from_row(rows[0]) if rows else None
@@ -69,6 +77,29 @@ class SqlStore(Store):
     async def last_seq(self, saga_id: str) -> int:
         rows = await self._rows(self._statements.last_seq, {"saga_id": saga_id})
         return int(rows[0]["last_seq"]) if rows else 0
+
+    async def load_sagas(self, saga_ids: Sequence[str]) -> list[StoredSaga]:
+        if not saga_ids:
+            return []
+        statements, encoding = self._statements, self._encoding
+        ids = self._ids(saga_ids)
+        saga_rows, step_rows, seq_rows = await self._reads(
+            [
+                (statements.select_sagas, ids),
+                (statements.select_steps_of_sagas, ids),
+                (statements.last_seqs, ids),
+            ]
+        )
+        sagas = {str(row["saga_id"]): encoding.saga_from_row(row) for row in saga_rows}
+        steps: dict[str, list[StepRecord]] = {}
+        for row in step_rows:
+            steps.setdefault(str(row["saga_id"]), []).append(encoding.step_from_row(row))
+        last_seqs = {str(row["saga_id"]): int(row["last_seq"]) for row in seq_rows}
+        return [
+            StoredSaga(sagas[saga_id], tuple(steps.get(saga_id, ())), last_seqs.get(saga_id, 0))
+            for saga_id in dict.fromkeys(saga_ids)
+            if saga_id in sagas
+        ]
 
     async def get_transitions(self, saga_id: str, after_seq: int = 0) -> list[TransitionRecord]:
         params = {"saga_id": saga_id, "after_seq": after_seq}

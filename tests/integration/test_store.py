@@ -763,6 +763,24 @@ async def test_last_seq_is_the_newest_log_row_or_zero(store: Store):
     assert await store.last_seq("no-such-saga") == 0
 
 
+async def test_many_sagas_load_together_with_their_steps_and_newest_seq(store: Store):
+    moved = await create(store, "moved-on", create_time=T0)
+    fresh = await create(store, "just-started", create_time=T0 + timedelta(seconds=1))
+    completed = first_step_completed(moved, seq=2)
+    await store.commit([completed])
+
+    loaded = await store.load_sagas(["just-started", "no-such-saga", "moved-on"])
+
+    assert [stored.saga for stored in loaded] == [fresh, completed.saga]
+    assert [stored.last_seq for stored in loaded] == [1, 2]
+    assert loaded[0].steps == pending_steps("just-started")
+    assert loaded[1].steps == (*completed.steps, *pending_steps("moved-on")[1:])
+    assert [stored.steps for stored in loaded] == [
+        tuple(await store.get_steps(saga_id)) for saga_id in ("just-started", "moved-on")
+    ]
+    assert await store.load_sagas([]) == []
+
+
 @pytest.mark.postgres
 async def test_postgres_a_frozen_replicas_open_transaction_cannot_block_a_takeover(
     postgres_url: str,
@@ -790,6 +808,58 @@ async def test_postgres_a_frozen_replicas_open_transaction_cannot_block_a_takeov
     finally:
         await frozen.close()
         await survivor.close()
+
+
+_WAITING_ON_HOLDER = """
+SELECT count(*) FROM pg_stat_activity
+WHERE pg_blocking_pids(pid) && (
+    %(holder)s || ARRAY(
+        SELECT pid FROM pg_stat_activity WHERE %(holder)s = ANY(pg_blocking_pids(pid))
+    )
+)
+"""
+
+
+@pytest.mark.postgres
+async def test_postgres_a_lease_renewal_and_a_group_commit_lock_sagas_in_one_order(
+    postgres_url: str,
+):
+    """A group commit of two sagas and a renewal of both leases, both queued behind a
+    row lock, both go through once it is freed: neither is a deadlock victim."""
+    store = PostgresStore(postgres_url, timeout=10.0)
+    await store.open()
+    try:
+        first = await create_leased(store, "saga-a", ALICE)
+        second = await create_leased(store, "saga-b", ALICE)
+        async with await psycopg.AsyncConnection.connect(postgres_url) as holder:
+            await holder.execute("SELECT 1 FROM sagas WHERE saga_id = 'saga-b' FOR UPDATE")
+            holder_pid = holder.info.backend_pid
+
+            async def waiting(count: int) -> None:
+                async with await psycopg.AsyncConnection.connect(
+                    postgres_url, autocommit=True
+                ) as watcher:
+                    for _ in range(200):
+                        cursor = await watcher.execute(_WAITING_ON_HOLDER, {"holder": holder_pid})
+                        row = await cursor.fetchone()
+                        if row is not None and row[0] >= count:
+                            return
+                        await asyncio.sleep(0.05)
+                raise AssertionError(f"{count} statement(s) never queued behind the lock")
+
+            committing = asyncio.create_task(
+                store.commit(
+                    [first_step_completed(second, seq=2), first_step_completed(first, seq=2)]
+                )
+            )
+            await waiting(1)
+            renewing = asyncio.create_task(store.renew_leases(ALICE, ["saga-b", "saga-a"]))
+            await waiting(2)
+        await committing
+        assert await renewing == {"saga-a", "saga-b"}
+        assert await store.last_seq("saga-a") == await store.last_seq("saga-b") == 2
+    finally:
+        await store.close()
 
 
 async def test_sagas_needing_intervention_are_counted_by_type_in_the_store(store: Store):
