@@ -1,10 +1,12 @@
 """PostgreSQL back end: psycopg 3 over an async connection pool.
 
 Each unit of work is one transaction on one pooled connection, and parameters
-are always bound. Statements inside a transaction are pipelined, so a group
-commit costs four round trips however many sagas it carries: BEGIN, the saga
-updates (whose row counts are checked), the steps and log rows together, COMMIT.
-Pooled connections are in autocommit mode, so a read of one SELECT costs one.
+are always bound. A group commit is pipelined, so it costs two round trips however
+many sagas it carries: BEGIN with every statement (the saga updates, whose row
+counts are checked before anything is committed, the steps, the log rows), then
+COMMIT. Only new sagas with an idempotency key add one, to learn whether the key
+was taken. Pooled connections are in autocommit mode, so a read of one SELECT
+costs one.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from psycopg.rows import TupleRow, dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from orchestrator.errors import ConfigurationError, StoreUnavailable
+from orchestrator.errors import ConfigurationError, StaleSagaVersion, StoreUnavailable
 from orchestrator.records import CreateSagaResult, Lease, NewSaga, SagaCommit
 from orchestrator.store._rows import Row, RowEncoding, aware, duplicate_transition, stale_version
 from orchestrator.store._statements import Dialect, Statements
@@ -245,83 +247,120 @@ class PostgresStore(SqlStore):
     async def write(
         self, new_sagas: Sequence[NewSaga], commits: Sequence[SagaCommit]
     ) -> list[CreateSagaResult]:
+        saga_params = [self._encoding.commit_params(commit) for commit in commits]
+        async with self._connection() as connection:
+            try:
+                async with _pipelined_transaction(connection) as pipeline:
+                    return await self._write_statements(
+                        connection, pipeline, new_sagas, commits, saga_params
+                    )
+            except (
+                _StaleBatch,
+                psycopg.errors.UniqueViolation,
+                psycopg.errors.ForeignKeyViolation,
+            ) as error:
+                if (
+                    isinstance(error, psycopg.errors.UniqueViolation)
+                    and error.diag.table_name != "saga_transitions"
+                ):
+                    raise
+                # Rolled back by now: the stored versions are the other writers'. A row
+                # of a saga that is not stored, or a seq already logged, is a stale
+                # commit's too, since every statement is sent before any is checked.
+                stale = await _stale(connection, saga_params)
+                if stale is not None:
+                    raise stale from None
+                if isinstance(error, psycopg.errors.UniqueViolation):
+                    raise duplicate_transition(error.diag.message_detail or str(error)) from error
+                if isinstance(error, _StaleBatch):
+                    raise StaleSagaVersion(
+                        f"a commit of {len(saga_params)} expected a version the store"
+                        " no longer held"
+                    ) from None
+                raise
+
+    async def _write_statements(
+        self,
+        connection: _Connection,
+        pipeline: psycopg.AsyncPipeline,
+        new_sagas: Sequence[NewSaga],
+        commits: Sequence[SagaCommit],
+        saga_params: list[dict[str, object]],
+    ) -> list[CreateSagaResult]:
+        """`write`'s statements, queued in its pipelined transaction; raises _StaleBatch
+        (before anything is committed) if a commit's saga update matched no row."""
         statements, encoding = self._statements, self._encoding
-        insert_params = [
-            {**encoding.saga_params(new.saga), **_lease_params(new.lease)} for new in new_sagas
-        ]
-        saga_params = [encoding.commit_params(commit) for commit in commits]
         step_params = [encoding.step_params(s) for commit in commits for s in commit.steps]
         transition_params = [
             encoding.transition_params(t) for commit in commits for t in commit.transitions
         ]
-        results: list[CreateSagaResult] = []
-        try:
-            async with (
-                self._connection() as connection,
-                connection.transaction(),
-                connection.pipeline() as pipeline,
-            ):
-                cursor = connection.cursor(row_factory=dict_row)
-                if insert_params:
-                    await cursor.executemany(statements.insert_saga, insert_params, returning=True)
-                    await pipeline.sync()
-                    inserted = [await result.fetchone() async for result in cursor.results()]
-                    for new, row in zip(new_sagas, inserted, strict=True):
-                        if row is not None:
-                            results.append(CreateSagaResult(new.saga, created=True))
-                            step_params += [encoding.step_params(s) for s in new.steps]
-                            transition_params += [
-                                encoding.transition_params(t) for t in new.transitions
-                            ]
-                            continue
-                        # The key is taken (an insert racing with ours waited for it).
-                        await cursor.execute(
-                            statements.select_saga_by_key,
-                            {"idempotency_key": new.saga.idempotency_key},
-                        )
-                        existing = await cursor.fetchone()
-                        if existing is None:
-                            raise RuntimeError(
-                                f"saga {new.saga.saga_id}: insert skipped but no saga found"
-                            )
-                        results.append(
-                            CreateSagaResult(encoding.saga_from_row(existing), created=False)
-                        )
-                if saga_params:
-                    # Statements run in order, so two commits of one saga chain versions.
-                    await cursor.executemany(statements.update_saga, saga_params, returning=True)
-                    await pipeline.sync()
-                    updated = [result.rowcount async for result in cursor.results()]
-                    for params, rowcount in zip(saga_params, updated, strict=True):
-                        if rowcount == 0:
-                            await cursor.execute(statements.select_version, params)
-                            row = await cursor.fetchone()
-                            raise stale_version(
-                                params["saga_id"],
-                                params["expected_version"],
-                                None if row is None else row["version"],
-                            )
-                releases = [{"saga_id": c.saga.saga_id} for c in commits if c.released_locks]
-                for statement in _LOCKS.release if releases else ():
-                    await cursor.executemany(statement, releases)
-                # Delivered when (and only if) the transaction commits.
-                freed = [{"key": key} for c in commits for key in c.released_locks]
-                if freed:
-                    await cursor.executemany(_NOTIFY_RELEASE, freed)
-                if step_params:
-                    await cursor.executemany(statements.upsert_step, step_params)
-                if transition_params:
-                    await cursor.executemany(statements.insert_transition, transition_params)
-                # Delivered at COMMIT, to every replica's listener (follow_commits).
-                changed = dict.fromkeys(
-                    [new.saga.saga_id for new in new_sagas]
-                    + [commit.saga.saga_id for commit in commits]
-                )
-                await cursor.executemany(_NOTIFY_COMMIT, [{"saga_id": s} for s in changed])
-        except psycopg.errors.UniqueViolation as error:
-            if error.diag.table_name != "saga_transitions":
-                raise
-            raise duplicate_transition(error.diag.message_detail or str(error)) from error
+        cursor = connection.cursor(row_factory=dict_row)
+        results = await self._insert_sagas(cursor, pipeline, new_sagas)
+        for new, result in zip(new_sagas, results, strict=True):
+            if result.created:
+                step_params += [encoding.step_params(s) for s in new.steps]
+                transition_params += [encoding.transition_params(t) for t in new.transitions]
+        # Statements run in order, so two commits of one saga chain versions. Their own
+        # cursor sums the rows they updated: one per commit, or a commit is stale.
+        updates = connection.cursor()
+        if saga_params:
+            await updates.executemany(statements.update_saga, saga_params)
+        releases = [{"saga_id": c.saga.saga_id} for c in commits if c.released_locks]
+        for statement in _LOCKS.release if releases else ():
+            await cursor.executemany(statement, releases)
+        # Delivered when (and only if) the transaction commits.
+        freed = [{"key": key} for c in commits for key in c.released_locks]
+        if freed:
+            await cursor.executemany(_NOTIFY_RELEASE, freed)
+        if step_params:
+            await cursor.executemany(statements.upsert_step, step_params)
+        if transition_params:
+            await cursor.executemany(statements.insert_transition, transition_params)
+        # Delivered at COMMIT, to every replica's listener (follow_commits).
+        changed = dict.fromkeys(
+            [new.saga.saga_id for new in new_sagas] + [commit.saga.saga_id for commit in commits]
+        )
+        await cursor.executemany(_NOTIFY_COMMIT, [{"saga_id": s} for s in changed])
+        if saga_params:
+            await pipeline.sync()  # the one round trip before COMMIT
+            if updates.rowcount != len(saga_params):
+                raise _StaleBatch
+        return results
+
+    async def _insert_sagas(
+        self,
+        cursor: psycopg.AsyncCursor[dict[str, Any]],
+        pipeline: psycopg.AsyncPipeline,
+        new_sagas: Sequence[NewSaga],
+    ) -> list[CreateSagaResult]:
+        """Queue the inserts of new sagas. Only a saga with an idempotency key can be
+        skipped (the key is taken): if one has a key, wait for the answers (a round
+        trip) and read each existing saga in place of its skipped insert."""
+        statements, encoding = self._statements, self._encoding
+        if not new_sagas:
+            return []
+        insert_params = [
+            {**encoding.saga_params(new.saga), **_lease_params(new.lease)} for new in new_sagas
+        ]
+        if all(new.saga.idempotency_key is None for new in new_sagas):
+            await cursor.executemany(statements.insert_saga, insert_params)
+            return [CreateSagaResult(new.saga, created=True) for new in new_sagas]
+        await cursor.executemany(statements.insert_saga, insert_params, returning=True)
+        await pipeline.sync()
+        inserted = [await result.fetchone() async for result in cursor.results()]
+        results = []
+        for new, row in zip(new_sagas, inserted, strict=True):
+            if row is not None:
+                results.append(CreateSagaResult(new.saga, created=True))
+                continue
+            # The key is taken (an insert racing with ours waited for it).
+            await cursor.execute(
+                statements.select_saga_by_key, {"idempotency_key": new.saga.idempotency_key}
+            )
+            existing = await cursor.fetchone()
+            if existing is None:
+                raise RuntimeError(f"saga {new.saga.saga_id}: insert skipped but no saga found")
+            results.append(CreateSagaResult(encoding.saga_from_row(existing), created=False))
         return results
 
     async def follow_commits(
@@ -466,6 +505,48 @@ class PostgresStore(SqlStore):
                 logger.info("applying PostgreSQL migration %s", migration.name)
                 await connection.execute(migration.sql)
                 await connection.execute(_RECORD_MIGRATION, (migration.version, migration.name))
+
+
+@contextlib.asynccontextmanager
+async def _pipelined_transaction(connection: _Connection) -> AsyncIterator[psycopg.AsyncPipeline]:
+    """One transaction in one pipeline: BEGIN is queued with the statements after it,
+    and COMMIT goes out with the pipeline's closing sync, so neither costs a round trip
+    of its own (psycopg's `transaction()` waits for its BEGIN). If the block raises,
+    nothing is committed: the transaction is rolled back."""
+    try:
+        async with connection.pipeline() as pipeline:
+            await connection.execute("BEGIN", prepare=False)
+            yield pipeline
+            await connection.execute("COMMIT", prepare=False)
+    except BaseException:
+        if not connection.broken and (
+            connection.info.transaction_status is not psycopg.pq.TransactionStatus.IDLE
+        ):
+            await connection.execute("ROLLBACK", prepare=False)
+        raise
+
+
+class _StaleBatch(Exception):
+    """A commit of the batch updated no saga row: the write is rolled back."""
+
+
+async def _stale(
+    connection: _Connection, saga_params: Sequence[Mapping[str, Any]]
+) -> StaleSagaVersion | None:
+    """The error naming the first commit whose expected version the store does not hold
+    (commits of one saga in one batch chain their versions), or None if every one does."""
+    cursor = connection.cursor(row_factory=dict_row)
+    stored: dict[object, object] = {}
+    for params in saga_params:
+        saga_id = params["saga_id"]
+        if saga_id not in stored:
+            await cursor.execute(_STATEMENTS.select_version, params)
+            row = await cursor.fetchone()
+            stored[saga_id] = None if row is None else row["version"]
+        if stored[saga_id] != params["expected_version"]:
+            return stale_version(saga_id, params["expected_version"], stored[saga_id])
+        stored[saga_id] = params["version"]
+    return None
 
 
 async def _applied_version(connection: _Connection) -> int:
