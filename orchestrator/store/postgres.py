@@ -1,12 +1,12 @@
 """PostgreSQL back end: psycopg 3 over an async connection pool.
 
 Each unit of work is one transaction on one pooled connection, and parameters
-are always bound. A group commit is pipelined, so it costs two round trips however
-many sagas it carries: BEGIN with every statement (the saga updates, whose row
-counts are checked before anything is committed, the steps, the log rows), then
-COMMIT. Only new sagas with an idempotency key add one, to learn whether the key
-was taken. Pooled connections are in autocommit mode, so a read of one SELECT
-costs one.
+are always bound. A group commit is one pipeline, BEGIN to COMMIT, so it costs
+one round trip however many sagas it carries: a commit whose expected version is
+stale fails its transaction at the server (see _UPDATE_SAGA_LOGGING_FIRST), so
+nothing needs checking before COMMIT. New sagas with an idempotency key add a
+round trip, to learn whether the key was taken. Pooled connections are in
+autocommit mode, so a read of one SELECT costs one.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from orchestrator.errors import ConfigurationError, StaleSagaVersion, StoreUnavailable
 from orchestrator.records import CreateSagaResult, Lease, NewSaga, SagaCommit
 from orchestrator.store._rows import Row, RowEncoding, aware, duplicate_transition, stale_version
-from orchestrator.store._statements import Dialect, Statements
+from orchestrator.store._statements import TRANSITION_COLUMNS, Dialect, Statements
 from orchestrator.store.locks import RELEASE_CHANNEL, LockStatements
 from orchestrator.store.migrations import load_migrations, next_migration
 from orchestrator.store.sql_store import SqlStore
@@ -134,6 +134,19 @@ DIALECT = Dialect(
 )
 """How PostgreSQL spells the shared SQL: the server's clock decides leases, shared by replicas."""
 _STATEMENTS = Statements.render(DIALECT)
+_UPDATE_SAGA_LOGGING_FIRST = f"""
+WITH updated AS ({_STATEMENTS.update_saga.strip()}
+    RETURNING saga_id)
+INSERT INTO saga_transitions ({TRANSITION_COLUMNS})
+VALUES ({
+    ", ".join(
+        "(SELECT saga_id FROM updated)" if column == "saga_id" else DIALECT.param(column)
+        for column in (name.strip() for name in TRANSITION_COLUMNS.split(","))
+    )
+})
+"""
+"""A commit's saga update and its first log row, whose saga_id is the updated row's:
+NULL, which the column refuses, when the commit's expected version is not stored."""
 # Takers of one key serialize on an advisory lock held to the end of their transaction
 # (taken in sorted key order, so two takers never wait for each other in a cycle).
 _LOCKS = LockStatements.render(
@@ -256,23 +269,26 @@ class PostgresStore(SqlStore):
                     )
             except (
                 _StaleBatch,
+                psycopg.errors.NotNullViolation,
                 psycopg.errors.UniqueViolation,
                 psycopg.errors.ForeignKeyViolation,
             ) as error:
                 if (
-                    isinstance(error, psycopg.errors.UniqueViolation)
+                    isinstance(
+                        error, psycopg.errors.UniqueViolation | psycopg.errors.NotNullViolation
+                    )
                     and error.diag.table_name != "saga_transitions"
                 ):
                     raise
-                # Rolled back by now: the stored versions are the other writers'. A row
-                # of a saga that is not stored, or a seq already logged, is a stale
-                # commit's too, since every statement is sent before any is checked.
+                # Rolled back by now: the stored versions are the other writers'. A log
+                # row keyed NULL (its saga update matched nothing), a row of a saga that
+                # is not stored, a seq already logged: all are a stale commit's.
                 stale = await _stale(connection, saga_params)
                 if stale is not None:
                     raise stale from None
                 if isinstance(error, psycopg.errors.UniqueViolation):
                     raise duplicate_transition(error.diag.message_detail or str(error)) from error
-                if isinstance(error, _StaleBatch):
+                if isinstance(error, _StaleBatch | psycopg.errors.NotNullViolation):
                     raise StaleSagaVersion(
                         f"a commit of {len(saga_params)} expected a version the store"
                         " no longer held"
@@ -292,7 +308,7 @@ class PostgresStore(SqlStore):
         statements, encoding = self._statements, self._encoding
         step_params = [encoding.step_params(s) for commit in commits for s in commit.steps]
         transition_params = [
-            encoding.transition_params(t) for commit in commits for t in commit.transitions
+            encoding.transition_params(t) for commit in commits for t in commit.transitions[1:]
         ]
         cursor = connection.cursor(row_factory=dict_row)
         results = await self._insert_sagas(cursor, pipeline, new_sagas)
@@ -300,11 +316,24 @@ class PostgresStore(SqlStore):
             if result.created:
                 step_params += [encoding.step_params(s) for s in new.steps]
                 transition_params += [encoding.transition_params(t) for t in new.transitions]
-        # Statements run in order, so two commits of one saga chain versions. Their own
-        # cursor sums the rows they updated: one per commit, or a commit is stale.
+        # Statements run in order, so two commits of one saga chain versions. A commit
+        # that logs something updates its saga in the statement that logs the first row,
+        # keyed by the updated row: a stale commit updates none and the NULL key fails
+        # the transaction at the server, so nothing has to be checked before COMMIT.
+        # Others have their own cursor, which sums the rows they updated.
+        unlogged = [
+            params for params, c in zip(saga_params, commits, strict=True) if not c.transitions
+        ]
+        logged = [
+            {**params, **encoding.transition_params(c.transitions[0])}
+            for params, c in zip(saga_params, commits, strict=True)
+            if c.transitions
+        ]
+        if logged:
+            await cursor.executemany(_UPDATE_SAGA_LOGGING_FIRST, logged)
         updates = connection.cursor()
-        if saga_params:
-            await updates.executemany(statements.update_saga, saga_params)
+        if unlogged:
+            await updates.executemany(statements.update_saga, unlogged)
         releases = [{"saga_id": c.saga.saga_id} for c in commits if c.released_locks]
         for statement in _LOCKS.release if releases else ():
             await cursor.executemany(statement, releases)
@@ -321,9 +350,9 @@ class PostgresStore(SqlStore):
             [new.saga.saga_id for new in new_sagas] + [commit.saga.saga_id for commit in commits]
         )
         await cursor.executemany(_NOTIFY_COMMIT, [{"saga_id": s} for s in changed])
-        if saga_params:
-            await pipeline.sync()  # the one round trip before COMMIT
-            if updates.rowcount != len(saga_params):
+        if unlogged:
+            await pipeline.sync()  # a round trip before COMMIT, to check the row count
+            if updates.rowcount != len(unlogged):
                 raise _StaleBatch
         return results
 
