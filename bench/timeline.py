@@ -15,7 +15,11 @@ through and stamps `time.perf_counter()` at each:
 Sagas run one after another (a client in this process calls StartSaga and waits
 for the saga's drive to end), and each event's offset from "StartSaga received"
 is reported as the median over the measured sagas, with the gap from the event
-before it. With `--libpq-trace FILE` (PostgreSQL) the last saga's client/server
+before it; then the CPU per saga of this process (engine and client) and of the
+database's own PostgreSQL backends (the pool's and the listeners', not the rest of
+a shared server), which unlike the milliseconds hardly move with the machine's load.
+
+With `--libpq-trace FILE` (PostgreSQL) the last saga's client/server
 protocol messages are written to FILE with libpq's timestamps: every round trip
 the store makes, and what each carried.
 
@@ -43,6 +47,7 @@ import grpc
 from google.protobuf import struct_pb2
 
 from bench.pg import Admin, database_url
+from bench.procs import cpu_seconds
 from bench.sagas import DEFINITIONS
 from bench.workload import PARTICIPANTS, SAGA_TYPE, trip_payload
 from orchestrator.commands import ParticipantClient
@@ -156,14 +161,34 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             url = f"sqlite:///{workdir / 'timeline.db'}"
         try:
             async with participants_process(workdir) as address:
-                return await _measure(args, url, address)
+                return await _measure(args, url, address, _backends(admin, database))
         finally:
             if admin is not None and database is not None:
                 admin.drop_database(database)
                 admin.close()
 
 
-async def _measure(args: argparse.Namespace, url: str, address: str) -> dict[str, Any]:
+def _backends(admin: Admin | None, database: str | None) -> Callable[[], list[int]]:
+    """The pids of the database's server processes (none for SQLite)."""
+
+    def pids() -> list[int]:
+        if admin is None:
+            return []
+        rows = admin.connection.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s", (database,)
+        ).fetchall()
+        return [int(row[0]) for row in rows]
+
+    return pids
+
+
+def _cpu(pids: list[int]) -> dict[int, float]:
+    return {pid: seconds for pid in pids if (seconds := cpu_seconds(pid)) is not None}
+
+
+async def _measure(
+    args: argparse.Namespace, url: str, address: str, backends: Callable[[], list[int]]
+) -> dict[str, Any]:
     marks = Marks()
     store = open_store(url)
     await store.open()
@@ -174,6 +199,7 @@ async def _measure(args: argparse.Namespace, url: str, address: str) -> dict[str
     instrument(marks, store, participants, servicer)
     server, port, _ = create_server("127.0.0.1:0", servicer, with_reflection=False)
     await server.start()
+    executor.resume_unfinished()  # leases, and the commit and lock-release listeners
     payload = struct_pb2.Struct()
     payload.update(trip_payload("success"))
     timelines: list[list[tuple[str, float]]] = []
@@ -187,6 +213,9 @@ async def _measure(args: argparse.Namespace, url: str, address: str) -> dict[str
             for number in range(total):
                 if number == total - 1 and trace_file is not None:
                     trace_connections(store, trace_file)
+                if number == args.warmup:
+                    server_before = _cpu(backends())
+                    process_before = time.process_time()
                 marks.take()
                 reply = await stub.StartSaga(
                     pb.StartSagaRequest(
@@ -199,6 +228,8 @@ async def _measure(args: argparse.Namespace, url: str, address: str) -> dict[str
                 marks.mark("drive finished")
                 if number >= args.warmup:
                     timelines.append(marks.take())
+            process_cpu = time.process_time() - process_before
+            server_after = _cpu(backends())
     finally:
         await server.stop(1.0)
         await executor.stop()
@@ -206,7 +237,16 @@ async def _measure(args: argparse.Namespace, url: str, address: str) -> dict[str
         await store.close()
         if trace_file is not None:
             trace_file.close()
-    return summarize(timelines)
+    # Backends alive at both ends (the pool keeps its connections while sagas run).
+    server_cpu = sum(
+        server_after[pid] - server_before[pid] for pid in server_after.keys() & server_before.keys()
+    )
+    summary = summarize(timelines)
+    summary["cpu_ms_per_saga"] = {
+        "this_process": round(process_cpu * 1000 / args.sagas, 3),
+        "server": round(server_cpu * 1000 / args.sagas, 3) if server_before else None,
+    }
+    return summary
 
 
 def summarize(timelines: list[list[tuple[str, float]]]) -> dict[str, Any]:
@@ -250,6 +290,11 @@ def main() -> None:
     print(f"{'event':<24} {'at ms':>8} {'gap ms':>8}")
     for row in result["events"]:
         print(f"{row['event']:<24} {row['offset_ms']:>8.2f} {row['gap_ms']:>8.2f}")
+    cpu = result["cpu_ms_per_saga"]
+    print(
+        f"cpu ms per saga: this process (engine and client) {cpu['this_process']:.2f},"
+        f" PostgreSQL backends of the database {cpu['server']}"
+    )
 
 
 if __name__ == "__main__":
