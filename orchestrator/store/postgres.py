@@ -50,7 +50,11 @@ FOLLOW_RETRY_SECONDS = 1.0
 """After the commit listener loses its connection, it reconnects this often."""
 COMMITS_CHANNEL = "saga_commits"
 """The NOTIFY channel, suffixed with the schema: replicas of one schema hear each other."""
-_NOTIFY_COMMIT = "SELECT pg_notify('saga_commits.' || current_schema(), %(saga_id)s)"
+_NOTIFY_COMMITS = (
+    "SELECT pg_notify('saga_commits.' || current_schema(), saga_id)"
+    " FROM unnest(%(saga_ids)s::text[]) AS saga_id"
+)
+"""One notification per saga, all from one statement however many sagas a write carries."""
 
 DEFAULT_POOL_MIN_SIZE = 2
 DEFAULT_POOL_MAX_SIZE = 10
@@ -349,7 +353,7 @@ class PostgresStore(SqlStore):
         changed = dict.fromkeys(
             [new.saga.saga_id for new in new_sagas] + [commit.saga.saga_id for commit in commits]
         )
-        await cursor.executemany(_NOTIFY_COMMIT, [{"saga_id": s} for s in changed])
+        await cursor.execute(_NOTIFY_COMMITS, {"saga_ids": list(changed)})
         if unlogged:
             await pipeline.sync()  # a round trip before COMMIT, to check the row count
             if updates.rowcount != len(unlogged):
