@@ -555,7 +555,10 @@ async def _pipelined_transaction(connection: _Connection) -> AsyncIterator[psyco
         if not connection.broken and (
             connection.info.transaction_status is not psycopg.pq.TransactionStatus.IDLE
         ):
-            await connection.execute("ROLLBACK", prepare=False)
+            # If this fails too, the pool rolls back or discards the connection when it
+            # is returned; the error that matters is the one being raised.
+            with contextlib.suppress(Exception):
+                await connection.execute("ROLLBACK", prepare=False)
         raise
 
 
