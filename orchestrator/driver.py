@@ -68,6 +68,7 @@ class SagaDriver:
         committed: Callable[[str], None],
         wakeups: KeyWakeups,
         lock_recheck_seconds: float,
+        saga_input: Message | None = None,
     ) -> None:
         self.run = run
         self._store = store
@@ -79,6 +80,8 @@ class SagaDriver:
         self._commit_lock = asyncio.Lock()
         self._wakeups = wakeups
         self._lock_recheck_seconds = lock_recheck_seconds
+        self._saga_input = saga_input
+        """The saga's input, decoded once per drive (StartSaga hands over its own)."""
 
     async def drive(self, first_actions: tuple[Action, ...] | None = None) -> None:
         """Stage by stage: commit what the machine queued, then send.
@@ -126,7 +129,7 @@ class SagaDriver:
         every step has succeeded, so nothing may be undone for want of a summary."""
         run = self.run
         try:
-            output = self._registry.build_output(run.definition, run.saga, run.steps)
+            output = self._registry.build_output(run.definition, run.saga, run.steps, self._input())
         except Exception as error:
             logger.error(
                 "the output builder failed; the saga completes without an output: %r",
@@ -135,6 +138,11 @@ class SagaDriver:
             )
             return
         run.record_output(output, utc_now())
+
+    def _input(self) -> Message:
+        if self._saga_input is None:
+            self._saga_input = self._registry.saga_input(self.run.definition, self.run.saga)
+        return self._saga_input
 
     async def _take_locks(self, action: AcquireLocks) -> None:
         """Ask the store for the saga's keys until it holds them, or until its maximum
@@ -193,7 +201,12 @@ class SagaDriver:
         failpoints.hit("compensation_started" if compensating else "step_started")
         try:
             request = self._registry.build_request(
-                run.definition, run.saga, run.steps, action.index, compensating=compensating
+                run.definition,
+                run.saga,
+                run.steps,
+                action.index,
+                compensating=compensating,
+                saga_input=self._input(),
             )
         except Exception as error:
             run.request_unbuildable(action, repr(error), utc_now())

@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from google.protobuf import json_format
+from google.protobuf.message import Message
 from opentelemetry import context as otel_context
 
 from orchestrator.clock import utc_now
@@ -207,9 +208,12 @@ class Executor:
         payload: dict[str, Any],
         idempotency_key: str | None,
         trace_parent: otel_context.Context | None = None,
+        saga_input: Message | None = None,
     ) -> CreateSagaResult:
         """Store a new saga and start driving it; a known idempotency key returns the
         saga it started. When this returns, the saga and its SAGA_STARTED row are committed.
+        `saga_input`, the input message `payload` was made from, spares its driver
+        decoding the payload again.
 
         Raises ResourceExhausted, storing nothing, when this replica already drives
         `max_active_sagas` sagas (new and resumed share that budget).
@@ -258,7 +262,7 @@ class Executor:
                 "correlation_id": saga.correlation_id,
             },
         )
-        self._spawn(saga.saga_id, run, first_actions, trace_parent)
+        self._spawn(saga.saga_id, run, first_actions, trace_parent, saga_input)
         return result
 
     async def _create_locked(
@@ -445,11 +449,12 @@ class Executor:
         run: SagaRun | None,
         first_actions: tuple[Action, ...] | None = None,
         trace_parent: otel_context.Context | None = None,
+        saga_input: Message | None = None,
     ) -> None:
         # The task copies this context: every line it logs carries the saga id.
         with log_context(saga_id=saga_id):
             task = asyncio.create_task(
-                self._drive_until_done(saga_id, run, first_actions, trace_parent),
+                self._drive_until_done(saga_id, run, first_actions, trace_parent, saga_input),
                 name=f"saga-{saga_id}",
             )
         self._tasks[saga_id] = task
@@ -491,6 +496,7 @@ class Executor:
         run: SagaRun | None,
         first_actions: tuple[Action, ...] | None,
         trace_parent: otel_context.Context | None = None,
+        saga_input: Message | None = None,
     ) -> None:
         """Drive a saga to a terminal state, reloading it from the store after any error.
 
@@ -512,6 +518,7 @@ class Executor:
                     committed=self.watchers.notify,
                     wakeups=self._wakeups,
                     lock_recheck_seconds=self.lease.seconds,
+                    saga_input=saga_input,
                 )
                 with self._telemetry.driving(run, trace_parent):
                     await driver.drive(first_actions)
@@ -542,7 +549,7 @@ class Executor:
                 await asyncio.sleep(delay)
             finally:
                 run = None  # after an error, drive again from what the store holds
-                first_actions = None
+                first_actions = saga_input = None
 
     async def _load(self, saga_id: str) -> SagaRun:
         stored = await self._store.load_sagas([saga_id])

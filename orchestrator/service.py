@@ -379,6 +379,7 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
             payload=payload,
             idempotency_key=request.idempotency_key or None,
             trace_parent=context_from_metadata(context.invocation_metadata()),
+            saga_input=saga_input,
         )
         return pb.StartSagaResponse(
             saga_id=result.saga.saga_id,

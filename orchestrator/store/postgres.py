@@ -1,15 +1,18 @@
 """PostgreSQL back end: psycopg 3 over an async connection pool.
 
 Each unit of work is one transaction on one pooled connection, and parameters
-are always bound. Statements inside a transaction are pipelined, so a group
-commit costs four round trips however many sagas it carries: BEGIN, the saga
-updates (whose row counts are checked), the steps and log rows together, COMMIT.
-Pooled connections are in autocommit mode, so a read of one SELECT costs one.
+are always bound. A group commit is one pipeline, BEGIN to COMMIT, so it costs
+one round trip however many sagas it carries: a commit whose expected version is
+stale fails its transaction at the server (see _UPDATE_SAGA_LOGGING_FIRST), so
+nothing needs checking before COMMIT. New sagas with an idempotency key add a
+round trip, to learn whether the key was taken. Pooled connections are in
+autocommit mode, so a read of one SELECT costs one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import contextlib
 import logging
 import math
@@ -27,10 +30,10 @@ from psycopg.rows import TupleRow, dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from orchestrator.errors import ConfigurationError, StoreUnavailable
+from orchestrator.errors import ConfigurationError, StaleSagaVersion, StoreUnavailable
 from orchestrator.records import CreateSagaResult, Lease, NewSaga, SagaCommit
 from orchestrator.store._rows import Row, RowEncoding, aware, duplicate_transition, stale_version
-from orchestrator.store._statements import Dialect, Statements
+from orchestrator.store._statements import TRANSITION_COLUMNS, Dialect, Statements
 from orchestrator.store.locks import RELEASE_CHANNEL, LockStatements
 from orchestrator.store.migrations import load_migrations, next_migration
 from orchestrator.store.sql_store import SqlStore
@@ -48,7 +51,11 @@ FOLLOW_RETRY_SECONDS = 1.0
 """After the commit listener loses its connection, it reconnects this often."""
 COMMITS_CHANNEL = "saga_commits"
 """The NOTIFY channel, suffixed with the schema: replicas of one schema hear each other."""
-_NOTIFY_COMMIT = "SELECT pg_notify('saga_commits.' || current_schema(), %(saga_id)s)"
+_NOTIFY_COMMITS = (
+    "SELECT pg_notify('saga_commits.' || current_schema(), saga_id)"
+    " FROM unnest(%(saga_ids)s::text[]) AS saga_id"
+)
+"""One notification per saga, all from one statement however many sagas a write carries."""
 
 DEFAULT_POOL_MIN_SIZE = 2
 DEFAULT_POOL_MAX_SIZE = 10
@@ -133,6 +140,19 @@ DIALECT = Dialect(
 )
 """How PostgreSQL spells the shared SQL: the server's clock decides leases, shared by replicas."""
 _STATEMENTS = Statements.render(DIALECT)
+_UPDATE_SAGA_LOGGING_FIRST = f"""
+WITH updated AS ({_STATEMENTS.update_saga.strip()}
+    RETURNING saga_id)
+INSERT INTO saga_transitions ({TRANSITION_COLUMNS})
+VALUES ({
+    ", ".join(
+        "(SELECT saga_id FROM updated)" if column == "saga_id" else DIALECT.param(column)
+        for column in (name.strip() for name in TRANSITION_COLUMNS.split(","))
+    )
+})
+"""
+"""A commit's saga update and its first log row, whose saga_id is the updated row's:
+NULL, which the column refuses, when the commit's expected version is not stored."""
 # Takers of one key serialize on an advisory lock held to the end of their transaction
 # (taken in sorted key order, so two takers never wait for each other in a cycle).
 _LOCKS = LockStatements.render(
@@ -246,88 +266,140 @@ class PostgresStore(SqlStore):
     async def write(
         self, new_sagas: Sequence[NewSaga], commits: Sequence[SagaCommit]
     ) -> list[CreateSagaResult]:
+        # In saga_id order (stable: one saga's commits keep theirs), the order in which
+        # renewing leases locks rows too, so the two never deadlock.
+        commits = sorted(commits, key=lambda commit: commit.saga.saga_id)
+        saga_params = [self._encoding.commit_params(commit) for commit in commits]
+        async with self._connection() as connection:
+            try:
+                async with _pipelined_transaction(connection) as pipeline:
+                    return await self._write_statements(
+                        connection, pipeline, new_sagas, commits, saga_params
+                    )
+            except (
+                _StaleBatch,
+                psycopg.errors.NotNullViolation,
+                psycopg.errors.UniqueViolation,
+                psycopg.errors.ForeignKeyViolation,
+            ) as error:
+                if (
+                    isinstance(
+                        error, psycopg.errors.UniqueViolation | psycopg.errors.NotNullViolation
+                    )
+                    and error.diag.table_name != "saga_transitions"
+                ):
+                    raise
+                # Rolled back by now: the stored versions are the other writers'. A log
+                # row keyed NULL (its saga update matched nothing), a row of a saga that
+                # is not stored, a seq already logged: all are a stale commit's.
+                stale = await _stale(connection, saga_params)
+                if stale is not None:
+                    raise stale from None
+                if isinstance(error, psycopg.errors.UniqueViolation):
+                    raise duplicate_transition(error.diag.message_detail or str(error)) from error
+                if isinstance(error, _StaleBatch | psycopg.errors.NotNullViolation):
+                    raise StaleSagaVersion(
+                        f"a commit of {len(saga_params)} expected a version the store"
+                        " no longer held"
+                    ) from None
+                raise
+
+    async def _write_statements(
+        self,
+        connection: _Connection,
+        pipeline: psycopg.AsyncPipeline,
+        new_sagas: Sequence[NewSaga],
+        commits: Sequence[SagaCommit],
+        saga_params: list[dict[str, object]],
+    ) -> list[CreateSagaResult]:
+        """`write`'s statements, queued in its pipelined transaction; raises _StaleBatch
+        (before anything is committed) if a commit's saga update matched no row."""
         statements, encoding = self._statements, self._encoding
+        step_params = [encoding.step_params(s) for commit in commits for s in commit.steps]
+        transition_params = [
+            encoding.transition_params(t) for commit in commits for t in commit.transitions[1:]
+        ]
+        cursor = connection.cursor(row_factory=dict_row)
+        results = await self._insert_sagas(cursor, pipeline, new_sagas)
+        for new, result in zip(new_sagas, results, strict=True):
+            if result.created:
+                step_params += [encoding.step_params(s) for s in new.steps]
+                transition_params += [encoding.transition_params(t) for t in new.transitions]
+        # Statements run in order, so two commits of one saga chain versions. A commit
+        # that logs something updates its saga in the statement that logs the first row,
+        # keyed by the updated row: a stale commit updates none and the NULL key fails
+        # the transaction at the server, so nothing has to be checked before COMMIT.
+        # Others have a cursor per run of them, whose rows updated are summed; runs keep
+        # the saga_id order of the updates.
+        unlogged: list[tuple[psycopg.AsyncCursor[Any], int]] = []
+        ordered = zip(saga_params, commits, strict=True)
+        for logs, run in itertools.groupby(ordered, key=lambda pair: bool(pair[1].transitions)):
+            pairs = list(run)
+            if logs:
+                await cursor.executemany(
+                    _UPDATE_SAGA_LOGGING_FIRST,
+                    [{**p, **encoding.transition_params(c.transitions[0])} for p, c in pairs],
+                )
+            else:
+                updates = connection.cursor()
+                await updates.executemany(statements.update_saga, [p for p, _ in pairs])
+                unlogged.append((updates, len(pairs)))
+        releases = [{"saga_id": c.saga.saga_id} for c in commits if c.released_locks]
+        for statement in _LOCKS.release if releases else ():
+            await cursor.executemany(statement, releases)
+        # Delivered when (and only if) the transaction commits.
+        freed = [{"key": key} for c in commits for key in c.released_locks]
+        if freed:
+            await cursor.executemany(_NOTIFY_RELEASE, freed)
+        if step_params:
+            await cursor.executemany(statements.upsert_step, step_params)
+        if transition_params:
+            await cursor.executemany(statements.insert_transition, transition_params)
+        # Delivered at COMMIT, to every replica's listener (follow_commits).
+        changed = dict.fromkeys(
+            [new.saga.saga_id for new in new_sagas] + [commit.saga.saga_id for commit in commits]
+        )
+        await cursor.execute(_NOTIFY_COMMITS, {"saga_ids": list(changed)})
+        if unlogged:
+            await pipeline.sync()  # a round trip before COMMIT, to check the row counts
+            if any(updates.rowcount != count for updates, count in unlogged):
+                raise _StaleBatch
+        return results
+
+    async def _insert_sagas(
+        self,
+        cursor: psycopg.AsyncCursor[dict[str, Any]],
+        pipeline: psycopg.AsyncPipeline,
+        new_sagas: Sequence[NewSaga],
+    ) -> list[CreateSagaResult]:
+        """Queue the inserts of new sagas. Only a saga with an idempotency key can be
+        skipped (the key is taken): if one has a key, wait for the answers (a round
+        trip) and read each existing saga in place of its skipped insert."""
+        statements, encoding = self._statements, self._encoding
+        if not new_sagas:
+            return []
         insert_params = [
             {**encoding.saga_params(new.saga), **_lease_params(new.lease)} for new in new_sagas
         ]
-        # In saga_id order (stable: one saga's commits keep theirs), the order in which
-        # renewing leases locks rows too, so the two never deadlock.
-        saga_params = [
-            encoding.commit_params(commit)
-            for commit in sorted(commits, key=lambda commit: commit.saga.saga_id)
-        ]
-        step_params = [encoding.step_params(s) for commit in commits for s in commit.steps]
-        transition_params = [
-            encoding.transition_params(t) for commit in commits for t in commit.transitions
-        ]
-        results: list[CreateSagaResult] = []
-        try:
-            async with (
-                self._connection() as connection,
-                connection.transaction(),
-                connection.pipeline() as pipeline,
-            ):
-                cursor = connection.cursor(row_factory=dict_row)
-                if insert_params:
-                    await cursor.executemany(statements.insert_saga, insert_params, returning=True)
-                    await pipeline.sync()
-                    inserted = [await result.fetchone() async for result in cursor.results()]
-                    for new, row in zip(new_sagas, inserted, strict=True):
-                        if row is not None:
-                            results.append(CreateSagaResult(new.saga, created=True))
-                            step_params += [encoding.step_params(s) for s in new.steps]
-                            transition_params += [
-                                encoding.transition_params(t) for t in new.transitions
-                            ]
-                            continue
-                        # The key is taken (an insert racing with ours waited for it).
-                        await cursor.execute(
-                            statements.select_saga_by_key,
-                            {"idempotency_key": new.saga.idempotency_key},
-                        )
-                        existing = await cursor.fetchone()
-                        if existing is None:
-                            raise RuntimeError(
-                                f"saga {new.saga.saga_id}: insert skipped but no saga found"
-                            )
-                        results.append(
-                            CreateSagaResult(encoding.saga_from_row(existing), created=False)
-                        )
-                if saga_params:
-                    # Statements run in order, so two commits of one saga chain versions.
-                    await cursor.executemany(statements.update_saga, saga_params, returning=True)
-                    await pipeline.sync()
-                    updated = [result.rowcount async for result in cursor.results()]
-                    for params, rowcount in zip(saga_params, updated, strict=True):
-                        if rowcount == 0:
-                            await cursor.execute(statements.select_version, params)
-                            row = await cursor.fetchone()
-                            raise stale_version(
-                                params["saga_id"],
-                                params["expected_version"],
-                                None if row is None else row["version"],
-                            )
-                releases = [{"saga_id": c.saga.saga_id} for c in commits if c.released_locks]
-                for statement in _LOCKS.release if releases else ():
-                    await cursor.executemany(statement, releases)
-                # Delivered when (and only if) the transaction commits.
-                freed = [{"key": key} for c in commits for key in c.released_locks]
-                if freed:
-                    await cursor.executemany(_NOTIFY_RELEASE, freed)
-                if step_params:
-                    await cursor.executemany(statements.upsert_step, step_params)
-                if transition_params:
-                    await cursor.executemany(statements.insert_transition, transition_params)
-                # Delivered at COMMIT, to every replica's listener (follow_commits).
-                changed = dict.fromkeys(
-                    [new.saga.saga_id for new in new_sagas]
-                    + [commit.saga.saga_id for commit in commits]
-                )
-                await cursor.executemany(_NOTIFY_COMMIT, [{"saga_id": s} for s in changed])
-        except psycopg.errors.UniqueViolation as error:
-            if error.diag.table_name != "saga_transitions":
-                raise
-            raise duplicate_transition(error.diag.message_detail or str(error)) from error
+        if all(new.saga.idempotency_key is None for new in new_sagas):
+            await cursor.executemany(statements.insert_saga, insert_params)
+            return [CreateSagaResult(new.saga, created=True) for new in new_sagas]
+        await cursor.executemany(statements.insert_saga, insert_params, returning=True)
+        await pipeline.sync()
+        inserted = [await result.fetchone() async for result in cursor.results()]
+        results = []
+        for new, row in zip(new_sagas, inserted, strict=True):
+            if row is not None:
+                results.append(CreateSagaResult(new.saga, created=True))
+                continue
+            # The key is taken (an insert racing with ours waited for it).
+            await cursor.execute(
+                statements.select_saga_by_key, {"idempotency_key": new.saga.idempotency_key}
+            )
+            existing = await cursor.fetchone()
+            if existing is None:
+                raise RuntimeError(f"saga {new.saga.saga_id}: insert skipped but no saga found")
+            results.append(CreateSagaResult(encoding.saga_from_row(existing), created=False))
         return results
 
     async def follow_commits(
@@ -483,6 +555,51 @@ class PostgresStore(SqlStore):
                 logger.info("applying PostgreSQL migration %s", migration.name)
                 await connection.execute(migration.sql)
                 await connection.execute(_RECORD_MIGRATION, (migration.version, migration.name))
+
+
+@contextlib.asynccontextmanager
+async def _pipelined_transaction(connection: _Connection) -> AsyncIterator[psycopg.AsyncPipeline]:
+    """One transaction in one pipeline: BEGIN is queued with the statements after it,
+    and COMMIT goes out with the pipeline's closing sync, so neither costs a round trip
+    of its own (psycopg's `transaction()` waits for its BEGIN). If the block raises,
+    nothing is committed: the transaction is rolled back."""
+    try:
+        async with connection.pipeline() as pipeline:
+            await connection.execute("BEGIN", prepare=False)
+            yield pipeline
+            await connection.execute("COMMIT", prepare=False)
+    except BaseException:
+        if not connection.broken and (
+            connection.info.transaction_status is not psycopg.pq.TransactionStatus.IDLE
+        ):
+            # If this fails too, the pool rolls back or discards the connection when it
+            # is returned; the error that matters is the one being raised.
+            with contextlib.suppress(Exception):
+                await connection.execute("ROLLBACK", prepare=False)
+        raise
+
+
+class _StaleBatch(Exception):
+    """A commit of the batch updated no saga row: the write is rolled back."""
+
+
+async def _stale(
+    connection: _Connection, saga_params: Sequence[Mapping[str, Any]]
+) -> StaleSagaVersion | None:
+    """The error naming the first commit whose expected version the store does not hold
+    (commits of one saga in one batch chain their versions), or None if every one does."""
+    cursor = connection.cursor(row_factory=dict_row)
+    stored: dict[object, object] = {}
+    for params in saga_params:
+        saga_id = params["saga_id"]
+        if saga_id not in stored:
+            await cursor.execute(_STATEMENTS.select_version, params)
+            row = await cursor.fetchone()
+            stored[saga_id] = None if row is None else row["version"]
+        if stored[saga_id] != params["expected_version"]:
+            return stale_version(saga_id, params["expected_version"], stored[saga_id])
+        stored[saga_id] = params["version"]
+    return None
 
 
 async def _applied_version(connection: _Connection) -> int:
