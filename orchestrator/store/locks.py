@@ -181,7 +181,8 @@ async def _take_or_queue(
     if attempt.acquired:
         for key in keys:
             await tx.rows(locks.take_key, {"key": key, "saga_id": saga_id, "now": at})
-        await tx.rows(locks.leave_queue, {"saga_id": saga_id})
+        if attempt.queued:  # a saga that never queued has no place to leave
+            await tx.rows(locks.leave_queue, {"saga_id": saga_id})
     elif not attempt.queued and waits:
         for key in keys:
             params = {"key": key, "saga_id": saga_id, "ticket": attempt.ticket, "now": at}

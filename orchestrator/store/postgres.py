@@ -172,7 +172,12 @@ LOCK_TRANSACTION_IDLE_MS = 2000
 _IDLE_LOCK_TRANSACTION = (
     f"SET LOCAL idle_in_transaction_session_timeout = {LOCK_TRANSACTION_IDLE_MS}"
 )
-_NOTIFY_RELEASE = f"SELECT pg_notify('{RELEASE_CHANNEL}', %(key)s)"
+# The released sagas' held keys and queue places go, and each key freed is announced.
+_RELEASE_AND_NOTIFY = f"""
+WITH held AS (DELETE FROM saga_locks WHERE saga_id = ANY(%(saga_ids)s)),
+     queued AS (DELETE FROM saga_lock_queue WHERE saga_id = ANY(%(saga_ids)s))
+SELECT pg_notify('{RELEASE_CHANNEL}', lock_key) FROM unnest(%(keys)s::text[]) AS lock_key
+"""
 
 
 class PostgresStore(SqlStore):
@@ -327,13 +332,15 @@ class PostgresStore(SqlStore):
                                 params["expected_version"],
                                 None if row is None else row["version"],
                             )
-                releases = [{"saga_id": c.saga.saga_id} for c in commits if c.released_locks]
-                for statement in _LOCKS.release if releases else ():
-                    await cursor.executemany(statement, releases)
-                # Delivered when (and only if) the transaction commits.
-                freed = [{"key": key} for c in commits for key in c.released_locks]
-                if freed:
-                    await cursor.executemany(_NOTIFY_RELEASE, freed)
+                released = [c for c in commits if c.released_locks]
+                if released:
+                    # One statement for the whole batch; the NOTIFY is delivered when (and
+                    # only if) the transaction commits.
+                    freed = {
+                        "saga_ids": [c.saga.saga_id for c in released],
+                        "keys": sorted({key for c in released for key in c.released_locks}),
+                    }
+                    await cursor.execute(_RELEASE_AND_NOTIFY, freed)
                 if step_params:
                     await cursor.executemany(statements.upsert_step, step_params)
                 if transition_params:
