@@ -160,6 +160,7 @@ class SagaDriver:
                     if run.saga.lock_wait_since is not None and not was_queued:
                         self._telemetry.lock_queued(run)
                     if attempt.acquired:
+                        watch.acquired = True
                         self._committed(saga_id)
                         self._telemetry.locks_acquired(run)
                         return

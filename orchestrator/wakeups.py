@@ -7,7 +7,9 @@ landing while the store is being asked is not missed) but, of those asleep, only
 one with the lowest ticket: every queue orders two sagas by the same ticket, so no
 later sleeper can take the key while that one still queues for it. A handover then
 costs one retry per replica, not one per waiter. Only keys watched right now are
-remembered, so memory follows the waiters, not every key ever waited for.
+remembered, so memory follows the waiters, not every key ever waited for. A saga that
+stops waiting without its keys (its wait expired, an operator broke its locks, another
+replica took it over) passes the wake-up on to whoever is next on its keys.
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ class KeyWatch:
         self.keys = tuple(keys)
         self.ticket: int | None = None
         """The saga's queue ticket while it sleeps; None while it asks the store."""
+        self.acquired = False
+        """Set when the saga took its keys; a watch that ends without them hands its
+        wake-up on to the next in line (it may have been woken as first, then left)."""
         self._woken = asyncio.Event()
 
     def arm(self) -> None:
@@ -78,6 +83,8 @@ class KeyWakeups:
                         del self._by_key[key]
             if self._by_saga.get(saga_id) is watch:
                 del self._by_saga[saga_id]
+            if not watch.acquired:
+                self.wake(watch.keys)
 
     async def sleep(self, watch: KeyWatch, ticket: int, at_most: float) -> None:
         """`watch.sleep`, counted in `waiting`."""

@@ -73,3 +73,19 @@ def test_keys_are_remembered_only_while_watched():
             assert wakeups.watched_keys() == 2
         wakeups.wake([f"customer:{n}", "shared"])
     assert wakeups.watched_keys() == 0
+
+
+async def test_a_first_in_line_that_stops_waiting_without_its_keys_wakes_the_next():
+    wakeups = KeyWakeups()
+    with wakeups.watch("s-1", ["k"]) as behind:
+        behind.arm()
+        sleeping_behind = asyncio.create_task(wakeups.sleep(behind, 2, BOUND))
+        with wakeups.watch("s-0", ["k"]) as first:
+            first.arm()
+            sleeping_first = asyncio.create_task(wakeups.sleep(first, 1, BOUND))
+            await asleep(wakeups, 2)
+            wakeups.wake(["k"])
+            await asyncio.wait_for(sleeping_first, BOUND)
+            assert not behind.woken
+        # s-0 left (its locks broken, its wait expired) without taking the key.
+        await asyncio.wait_for(sleeping_behind, BOUND)
