@@ -156,37 +156,39 @@ class SagaDriver:
             return run.take_commit() if run.has_pending() else None
 
         waiting = False
-        try:
-            while True:
-                mark = self._wakeups.mark(action.keys)
-                was_queued = run.saga.lock_wait_since is not None
-                async with self._commit_lock:
-                    attempt = await self._store.take_locks(
-                        saga_id, action.keys, run.persisted_version, decide
-                    )
-                if run.saga.lock_wait_since is not None and not was_queued:
-                    self._telemetry.lock_queued(run)
-                if attempt.acquired:
-                    self._committed(saga_id)
-                    self._telemetry.locks_acquired(run)
-                    return
-                if run.status is not SagaStatus.RUNNING:
-                    self._committed(saga_id)  # refused under the reject policy
-                    return
-                if not waiting:
-                    waiting = True
-                    self._telemetry.lock_waiting(+1)
-                bound = self._lock_recheck_seconds
-                give_up_at = run.lock_give_up_time()  # set once the saga first queued
-                if give_up_at is not None:
-                    left = (give_up_at - utc_now()).total_seconds()
-                    if left <= 0:
-                        return  # the machine fails the saga at its next decision
-                    bound = min(bound, left)
-                await self._wakeups.wait(action.keys, mark, bound)
-        finally:
-            if waiting:
-                self._telemetry.lock_waiting(-1)
+        with self._wakeups.watch(saga_id, action.keys) as watch:
+            try:
+                while True:
+                    watch.arm()
+                    was_queued = run.saga.lock_wait_since is not None
+                    async with self._commit_lock:
+                        attempt = await self._store.take_locks(
+                            saga_id, action.keys, run.persisted_version, decide
+                        )
+                    if run.saga.lock_wait_since is not None and not was_queued:
+                        self._telemetry.lock_queued(run)
+                    if attempt.acquired:
+                        watch.acquired = True
+                        self._committed(saga_id)
+                        self._telemetry.locks_acquired(run)
+                        return
+                    if run.status is not SagaStatus.RUNNING:
+                        self._committed(saga_id)  # refused under the reject policy
+                        return
+                    if not waiting:
+                        waiting = True
+                        self._telemetry.lock_waiting(+1)
+                    bound = self._lock_recheck_seconds
+                    give_up_at = run.lock_give_up_time()  # set once the saga first queued
+                    if give_up_at is not None:
+                        left = (give_up_at - utc_now()).total_seconds()
+                        if left <= 0:
+                            return  # the machine fails the saga at its next decision
+                        bound = min(bound, left)
+                    await self._wakeups.sleep(watch, attempt.ticket, bound)
+            finally:
+                if waiting:
+                    self._telemetry.lock_waiting(-1)
 
     async def _perform(self, action: Command) -> None:
         """Send an action or compensation until the machine's policy settles it.

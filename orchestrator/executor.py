@@ -313,7 +313,7 @@ class Executor:
             except Exception as error:
                 logger.warning("lock release listener lost, reconnecting: %s", error)
             # Whatever was released meanwhile: let every waiter look again.
-            self._wakeups.wake(self._wakeups.known_keys())
+            self._wakeups.wake_all()
             await asyncio.sleep(BACKLOG_POLL_SECONDS)
 
     def resume_unfinished(self) -> None:
@@ -350,7 +350,8 @@ class Executor:
                 continue
             self.watchers.notify(saga_id)
             # Who queues behind keys released here, and the saga itself if it waits.
-            self._wakeups.wake(commit.released_locks or commit.saga.lock_keys)
+            self._wakeups.wake(commit.released_locks)
+            self._wakeups.wake_saga(saga_id)
             logger.info("saga changed by request", extra={"saga_id": saga_id})
             if saga_id not in self._tasks and not commit.saga.status.is_terminal:
                 await self._adopt(saga_id)

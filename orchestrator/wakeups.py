@@ -1,59 +1,123 @@
 """Wake-ups for sagas waiting for lock keys, within one process.
 
-A waiting saga notes the keys' generation before it asks the store, and after a
-refusal sleeps until one of its keys changes generation (a release committed here,
-or announced by another replica through the store's release channel) or a bound
-passes. Noting the generation first means a release that lands while the store is
-being asked is not missed.
+A waiting saga watches its keys (`KeyWakeups.watch`). Before each ask of the store it
+arms the watch; after a refusal it sleeps on it with its ticket until woken or a bound
+passes. A release of a key wakes every watch of that key that is asking (so a release
+landing while the store is being asked is not missed) but, of those asleep, only the
+one with the lowest ticket: every queue orders two sagas by the same ticket, so no
+later sleeper can take the key while that one still queues for it. A handover then
+costs one retry per replica, not one per waiter. Only keys watched right now are
+remembered, so memory follows the waiters, not every key ever waited for. A saga that
+stops waiting without its keys (its wait expired, an operator broke its locks, another
+replica took it over) passes the wake-up on to whoever is next on its keys.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+
+
+class KeyWatch:
+    """One waiting saga's watch of its keys (see `KeyWakeups.watch`)."""
+
+    def __init__(self, saga_id: str, keys: Sequence[str]) -> None:
+        self.saga_id = saga_id
+        self.keys = tuple(keys)
+        self.ticket: int | None = None
+        """The saga's queue ticket while it sleeps; None while it asks the store."""
+        self.acquired = False
+        """Set when the saga took its keys; a watch that ends without them hands its
+        wake-up on to the next in line (it may have been woken as first, then left)."""
+        self._woken = asyncio.Event()
+
+    def arm(self) -> None:
+        """Call before asking the store: wake-ups from now on end the next `sleep`."""
+        self.ticket = None
+        self._woken.clear()
+
+    def wake(self) -> None:
+        self._woken.set()
+
+    @property
+    def woken(self) -> bool:
+        """Woken since it was last armed."""
+        return self._woken.is_set()
+
+    async def sleep(self, ticket: int, at_most: float) -> None:
+        """Return once woken (or already woken since `arm`), or after `at_most` seconds."""
+        self.ticket = ticket
+        try:
+            await asyncio.wait_for(self._woken.wait(), max(at_most, 0.0))
+        except TimeoutError:
+            pass
+        finally:
+            self.ticket = None
 
 
 class KeyWakeups:
-    """Generation counters per lock key, and one event that every wake-up sets."""
+    """The watches of this process's waiting sagas, by key and by saga."""
 
     def __init__(self) -> None:
-        self._generations: dict[str, int] = {}
-        self._changed = asyncio.Event()
+        self._by_key: dict[str, set[KeyWatch]] = {}
+        self._by_saga: dict[str, KeyWatch] = {}
         self.waiting = 0
         """Sagas of this process asleep on a key right now (a gauge)."""
 
-    def mark(self, keys: Sequence[str]) -> tuple[int, ...]:
-        """The keys' generations now; pass them to `wait`."""
-        for key in keys:
-            self._generations.setdefault(key, 0)
-        return tuple(self._generations[key] for key in keys)
+    @contextmanager
+    def watch(self, saga_id: str, keys: Sequence[str]) -> Iterator[KeyWatch]:
+        """Watch `keys` for one saga while the block runs; forgotten when it ends."""
+        watch = KeyWatch(saga_id, keys)
+        for key in watch.keys:
+            self._by_key.setdefault(key, set()).add(watch)
+        self._by_saga[saga_id] = watch
+        try:
+            yield watch
+        finally:
+            for key in watch.keys:
+                watches = self._by_key.get(key)
+                if watches is not None:
+                    watches.discard(watch)
+                    if not watches:
+                        del self._by_key[key]
+            if self._by_saga.get(saga_id) is watch:
+                del self._by_saga[saga_id]
+            if not watch.acquired:
+                self.wake(watch.keys)
 
-    def known_keys(self) -> list[str]:
-        return list(self._generations)
-
-    def wake(self, keys: Iterable[str]) -> None:
-        """The keys were released (or their queues changed): wake who waits for them."""
-        woke = False
-        for key in keys:
-            self._generations[key] = self._generations.get(key, 0) + 1
-            woke = True
-        if woke:
-            changed, self._changed = self._changed, asyncio.Event()
-            changed.set()
-
-    async def wait(self, keys: Sequence[str], mark: tuple[int, ...], at_most: float) -> None:
-        """Return once a key moved on from `mark`, or after `at_most` seconds."""
-        loop = asyncio.get_running_loop()
-        until = loop.time() + at_most
+    async def sleep(self, watch: KeyWatch, ticket: int, at_most: float) -> None:
+        """`watch.sleep`, counted in `waiting`."""
         self.waiting += 1
         try:
-            while self.mark(keys) == mark:
-                remaining = until - loop.time()
-                if remaining <= 0:
-                    return
-                try:
-                    await asyncio.wait_for(self._changed.wait(), remaining)
-                except TimeoutError:
-                    return
+            await watch.sleep(ticket, at_most)
         finally:
             self.waiting -= 1
+
+    def wake(self, keys: Iterable[str]) -> None:
+        """The keys were released (or their queues changed): for each, wake the watches
+        asking the store now and the sleeper first in line."""
+        for key in keys:
+            first: tuple[int, str, KeyWatch] | None = None
+            for watch in self._by_key.get(key, ()):
+                if watch.ticket is None:
+                    watch.wake()
+                elif first is None or (watch.ticket, watch.saga_id) < first[:2]:
+                    first = (watch.ticket, watch.saga_id, watch)
+            if first is not None:
+                first[2].wake()
+
+    def wake_saga(self, saga_id: str) -> None:
+        """The saga itself changed (an operator's call): its watch looks again."""
+        watch = self._by_saga.get(saga_id)
+        if watch is not None:
+            watch.wake()
+
+    def wake_all(self) -> None:
+        """Releases may have gone unheard (the listener was lost): everyone looks again."""
+        for watch in self._by_saga.values():
+            watch.wake()
+
+    def watched_keys(self) -> int:
+        """How many keys are watched now (what the wake-ups keep in memory)."""
+        return len(self._by_key)

@@ -13,14 +13,22 @@ and each key is served first come, first served.
 saga's lease can neither take nor queue), then take the keys or the queue places.
 Releasing is part of the ordinary commit path (`release_statements`), in the commit
 that makes the saga terminal. On PostgreSQL the transaction first takes an advisory
-lock per key, in sorted order, so two takers of one key serialize; SQLite has one
-writer anyway.
+lock per key, all in one statement and in one order (by the lock's id), so two takers
+of one key serialize and no two transactions wait for each other in a cycle; SQLite
+has one writer anyway.
+
+New sagas that lock from their first step are inserted in batches (`OpeningBatches`):
+the openings queued while one batch is written go together in the next transaction,
+as group commit does for the other writes. `decide_openings` decides the whole batch
+in arrival order from one look at the keys: a saga in the batch is in the way of a
+later one that shares a key, exactly as if each had committed alone.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
@@ -30,6 +38,7 @@ from orchestrator.records import (
     LockBlocker,
     NewSaga,
     SagaCommit,
+    SagaRecord,
 )
 from orchestrator.store._rows import Row, RowEncoding, stale_version
 from orchestrator.store._statements import Dialect, Statements
@@ -53,8 +62,12 @@ class Transaction(Protocol):
 class LockStatements:
     """The lock statements, rendered for one dialect."""
 
-    guard_key: str
-    """Serializes takers of one key for the rest of the transaction ("" where not needed)."""
+    guard_keys: str
+    """Serializes takers of the `keys` (a list) for the rest of the transaction ("" where
+    not needed)."""
+    blockers_of_keys: str
+    """Who is in the way of each of `keys` (a list), in one statement ("" where the
+    per-key `holder` and `first_waiter_before` do it)."""
     my_ticket: str
     holder: str
     first_waiter: str
@@ -68,11 +81,14 @@ class LockStatements:
     select_holdings: str
 
     @classmethod
-    def render(cls, dialect: Dialect, guard_key: str, next_ticket: str) -> LockStatements:
+    def render(
+        cls, dialect: Dialect, guard_keys: str, next_ticket: str, blockers_of_keys: str = ""
+    ) -> LockStatements:
         p = dialect.param
         not_me = f"saga_id <> {p('saga_id')}"
         return cls(
-            guard_key=guard_key,
+            guard_keys=guard_keys,
+            blockers_of_keys=blockers_of_keys,
             my_ticket=f"SELECT min(ticket) AS ticket FROM saga_lock_queue"
             f" WHERE saga_id = {p('saga_id')}",
             holder=f"SELECT saga_id FROM saga_locks WHERE lock_key = {p('key')} AND {not_me}",
@@ -120,9 +136,11 @@ async def _blockers(
     tx: Transaction, locks: LockStatements, saga_id: str, keys: Sequence[str], ticket: int | None
 ) -> list[LockBlocker]:
     """Who holds any of `keys`, or queues for it ahead of `ticket` (of anyone, for None)."""
-    if locks.guard_key:
-        for key in sorted(keys):
-            await tx.rows(locks.guard_key, {"key": key})
+    if locks.guard_keys:
+        await tx.rows(locks.guard_keys, {"keys": list(keys)})
+    if locks.blockers_of_keys:
+        found = {"keys": list(keys), "saga_id": saga_id, "ticket": ticket}
+        return blockers_from_rows(await tx.rows(locks.blockers_of_keys, found))
     blockers: list[LockBlocker] = []
     for key in keys:
         params: dict[str, object] = {"key": key, "saga_id": saga_id}
@@ -139,6 +157,17 @@ async def _blockers(
     return blockers
 
 
+def blockers_from_rows(rows: Sequence[Row]) -> list[LockBlocker]:
+    """`blockers_of_keys`'s rows (key, holder, waiter; in the keys' order) as blockers."""
+    blockers = []
+    for row in rows:
+        if row["holder"] is not None:
+            blockers.append(LockBlocker(str(row["lock_key"]), str(row["holder"]), holds=True))
+        elif row["waiter"] is not None:
+            blockers.append(LockBlocker(str(row["lock_key"]), str(row["waiter"]), holds=False))
+    return blockers
+
+
 async def _take_or_queue(
     tx: Transaction,
     locks: LockStatements,
@@ -152,7 +181,8 @@ async def _take_or_queue(
     if attempt.acquired:
         for key in keys:
             await tx.rows(locks.take_key, {"key": key, "saga_id": saga_id, "now": at})
-        await tx.rows(locks.leave_queue, {"saga_id": saga_id})
+        if attempt.queued:  # a saga that never queued has no place to leave
+            await tx.rows(locks.leave_queue, {"saga_id": saga_id})
     elif not attempt.queued and waits:
         for key in keys:
             params = {"key": key, "saga_id": saga_id, "ticket": attempt.ticket, "now": at}
@@ -251,3 +281,149 @@ async def write_commit(
     if commit.released_locks:
         for statement in locks.release:
             await tx.rows(statement, {"saga_id": commit.saga.saga_id})
+
+
+@dataclass(frozen=True, slots=True)
+class LockedOpening:
+    """A new saga that takes `keys` from its first step, waiting to be inserted."""
+
+    idempotency_key: str | None
+    keys: tuple[str, ...]
+    open_saga: Open
+
+
+@dataclass(frozen=True, slots=True)
+class OpenedSaga:
+    """An opening decided: the saga to insert, and what it found (take, or queue)."""
+
+    new: NewSaga
+    keys: tuple[str, ...]
+    attempt: LockAttempt
+
+    @property
+    def waits(self) -> bool:
+        return not self.attempt.acquired and self.new.saga.lock_wait_since is not None
+
+
+Opened = OpenedSaga | CreateSagaResult | Exception
+"""What one opening came to: a saga to insert, the saga its idempotency key already
+started (`created=False`), or why its opener stored nothing (the reject policy)."""
+
+
+def openings_may_wait(
+    openings: Sequence[LockedOpening], in_the_way: Mapping[str, LockBlocker]
+) -> bool:
+    """Whether an opening of the batch may find someone in its way (then every opening
+    needs a ticket drawn before `decide_openings`): a key is held or queued for, or two
+    openings share one."""
+    seen: set[str] = set()
+    for opening in openings:
+        for key in opening.keys:
+            if key in in_the_way or key in seen:
+                return True
+        seen.update(opening.keys)
+    return False
+
+
+def decide_openings(
+    openings: Sequence[LockedOpening],
+    in_the_way: Mapping[str, LockBlocker],
+    known: Mapping[str, SagaRecord],
+    tickets: Sequence[int],
+) -> list[Opened]:
+    """Open a batch of sagas in arrival order, each as if it had committed alone.
+
+    `in_the_way` is who the store found holding, or first in line for, each key (under
+    the keys' guard); `known`, the sagas their idempotency keys already started;
+    `tickets`, one per opening in order (drawn under the guard), or none when
+    `openings_may_wait` says no opening can be refused. A saga opened earlier in the
+    batch holds, or queues for, its keys for the openings after it."""
+    taken: dict[str, str] = {}
+    queued: dict[str, str] = {}
+    started = dict(known)
+    outcomes: list[Opened] = []
+    for number, opening in enumerate(openings):
+        repeated = started.get(opening.idempotency_key or "")
+        if opening.idempotency_key is not None and repeated is not None:
+            outcomes.append(CreateSagaResult(repeated, created=False))
+            continue
+        blockers = []
+        for key in opening.keys:
+            found = in_the_way.get(key)
+            if found is not None and found.holds:
+                blockers.append(found)
+            elif key in taken:
+                blockers.append(LockBlocker(key, taken[key], holds=True))
+            elif found is not None:
+                blockers.append(found)
+            elif key in queued:
+                blockers.append(LockBlocker(key, queued[key], holds=False))
+        ticket = tickets[number] if blockers else 0
+        attempt = LockAttempt(tuple(blockers), queued=False, ticket=ticket)
+        try:
+            new = opening.open_saga(attempt)
+        except Exception as refusal:
+            outcomes.append(refusal)
+            continue
+        if attempt.acquired:
+            taken.update(dict.fromkeys(opening.keys, new.saga.saga_id))
+        elif new.saga.lock_wait_since is not None:
+            for key in opening.keys:
+                queued.setdefault(key, new.saga.saga_id)
+        if opening.idempotency_key is not None:
+            started[opening.idempotency_key] = new.saga
+        outcomes.append(OpenedSaga(new, opening.keys, attempt))
+    return outcomes
+
+
+WriteOpenings = Callable[[Sequence[LockedOpening]], Awaitable[list[CreateSagaResult | Exception]]]
+
+
+@dataclass(slots=True)
+class _QueuedOpening:
+    opening: LockedOpening
+    done: asyncio.Future[CreateSagaResult] = field(repr=False)
+
+
+class OpeningBatches:
+    """Queues locked openings and writes them through `write`, one batch per transaction.
+
+    Like group commit: no timer, a lone opening is written at once, and the openings
+    that queue meanwhile go together next. Each caller awaits its own outcome; an
+    opening its opener refused fails alone, an error of the write fails the batch.
+    """
+
+    def __init__(self, write: WriteOpenings, max_openings: int = 256) -> None:
+        self._write = write
+        self._max_openings = max_openings
+        self._queue: list[_QueuedOpening] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def create(self, opening: LockedOpening) -> CreateSagaResult:
+        loop = asyncio.get_running_loop()
+        queued = _QueuedOpening(opening, loop.create_future())
+        self._queue.append(queued)
+        if self._writer is None or self._writer.done():
+            self._writer = loop.create_task(self._flush(), name="locked-openings")
+        return await queued.done
+
+    async def _flush(self) -> None:
+        while self._queue:
+            batch = self._queue[: self._max_openings]
+            del self._queue[: self._max_openings]
+            try:
+                outcomes = await self._write([queued.opening for queued in batch])
+            except BaseException as error:
+                for queued in batch:
+                    if not queued.done.done():
+                        queued.done.set_exception(error)
+                if not isinstance(error, Exception):
+                    raise
+                continue
+            for queued, outcome in zip(batch, outcomes, strict=True):
+                if queued.done.done():
+                    continue
+                if isinstance(outcome, Exception):
+                    queued.done.set_exception(outcome)
+                else:
+                    queued.done.set_result(outcome)

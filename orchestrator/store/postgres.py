@@ -12,8 +12,8 @@ autocommit mode, so a read of one SELECT costs one.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import contextlib
+import itertools
 import logging
 import math
 import re
@@ -30,12 +30,19 @@ from psycopg.rows import TupleRow, dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from orchestrator.clock import utc_now
 from orchestrator.errors import ConfigurationError, StaleSagaVersion, StoreUnavailable
-from orchestrator.records import CreateSagaResult, Lease, NewSaga, SagaCommit
+from orchestrator.records import CreateSagaResult, Lease, LockAttempt, NewSaga, SagaCommit
 from orchestrator.store._rows import Row, RowEncoding, aware, duplicate_transition, stale_version
 from orchestrator.store._statements import TRANSITION_COLUMNS, Dialect, Statements
-from orchestrator.store.locks import RELEASE_CHANNEL, LockStatements
+from orchestrator.store.locks import (
+    RELEASE_CHANNEL,
+    LockedOpening,
+    LockStatements,
+    OpeningBatches,
+)
 from orchestrator.store.migrations import load_migrations, next_migration
+from orchestrator.store.postgres_openings import write_openings
 from orchestrator.store.sql_store import SqlStore
 
 logger = logging.getLogger(__name__)
@@ -153,22 +160,45 @@ VALUES ({
 """
 """A commit's saga update and its first log row, whose saga_id is the updated row's:
 NULL, which the column refuses, when the commit's expected version is not stored."""
-# Takers of one key serialize on an advisory lock held to the end of their transaction
-# (taken in sorted key order, so two takers never wait for each other in a cycle).
+# Takers of one key serialize on an advisory lock held to the end of their transaction.
+# All of a transaction's keys are taken in one statement, ordered by the lock's id (the
+# subquery's ORDER BY is kept, so the locks are taken in that order): two transactions
+# never wait for each other in a cycle.
 _LOCKS = LockStatements.render(
     DIALECT,
-    guard_key=(
-        "SELECT pg_advisory_xact_lock(hashtextextended("
-        "current_setting('search_path') || '/' || %(key)s, 0))"
-    ),
+    guard_keys="""
+SELECT pg_advisory_xact_lock(lock_id) FROM (
+    SELECT DISTINCT hashtextextended(current_setting('search_path') || '/' || lock_key, 0)
+           AS lock_id
+    FROM unnest(%(keys)s::text[]) AS lock_key ORDER BY lock_id
+) AS ids
+""",
     next_ticket="nextval('saga_lock_tickets')",
+    blockers_of_keys="""
+SELECT k.lock_key, l.saga_id AS holder, w.saga_id AS waiter
+FROM unnest(%(keys)s::text[]) WITH ORDINALITY AS k (lock_key, n)
+LEFT JOIN saga_locks l ON l.lock_key = k.lock_key AND l.saga_id <> %(saga_id)s
+LEFT JOIN LATERAL (
+    SELECT q.saga_id FROM saga_lock_queue q
+    WHERE q.lock_key = k.lock_key AND q.saga_id <> %(saga_id)s
+      AND (%(ticket)s::bigint IS NULL OR q.ticket < %(ticket)s::bigint
+           OR (q.ticket = %(ticket)s::bigint AND q.saga_id < %(saga_id)s))
+    ORDER BY q.ticket, q.saga_id LIMIT 1
+) w ON l.saga_id IS NULL
+ORDER BY k.n
+""",
 )
 LOCK_TRANSACTION_IDLE_MS = 2000
 """How long a lock transaction may sit idle (its process frozen) before the server ends it."""
 _IDLE_LOCK_TRANSACTION = (
     f"SET LOCAL idle_in_transaction_session_timeout = {LOCK_TRANSACTION_IDLE_MS}"
 )
-_NOTIFY_RELEASE = f"SELECT pg_notify('{RELEASE_CHANNEL}', %(key)s)"
+# The released sagas' held keys and queue places go, and each key freed is announced.
+_RELEASE_AND_NOTIFY = f"""
+WITH held AS (DELETE FROM saga_locks WHERE saga_id = ANY(%(saga_ids)s)),
+     queued AS (DELETE FROM saga_lock_queue WHERE saga_id = ANY(%(saga_ids)s))
+SELECT pg_notify('{RELEASE_CHANNEL}', lock_key) FROM unnest(%(keys)s::text[]) AS lock_key
+"""
 
 
 class PostgresStore(SqlStore):
@@ -221,6 +251,7 @@ class PostgresStore(SqlStore):
         self._probed_at = 0.0
         self._probe_error = ""
         self._recovery = asyncio.Lock()
+        self._openings: OpeningBatches | None = None
 
     async def open(self) -> None:
         """Fill the pool and migrate; raises StoreUnavailable if the server cannot be reached."""
@@ -344,13 +375,15 @@ class PostgresStore(SqlStore):
                 updates = connection.cursor()
                 await updates.executemany(statements.update_saga, [p for p, _ in pairs])
                 unlogged.append((updates, len(pairs)))
-        releases = [{"saga_id": c.saga.saga_id} for c in commits if c.released_locks]
-        for statement in _LOCKS.release if releases else ():
-            await cursor.executemany(statement, releases)
-        # Delivered when (and only if) the transaction commits.
-        freed = [{"key": key} for c in commits for key in c.released_locks]
-        if freed:
-            await cursor.executemany(_NOTIFY_RELEASE, freed)
+        released = [c for c in commits if c.released_locks]
+        if released:
+            # One statement for the whole batch; the NOTIFY is delivered when (and only
+            # if) the transaction commits.
+            freed = {
+                "saga_ids": [c.saga.saga_id for c in released],
+                "keys": sorted({key for c in released for key in c.released_locks}),
+            }
+            await cursor.execute(_RELEASE_AND_NOTIFY, freed)
         if step_params:
             await cursor.executemany(statements.upsert_step, step_params)
         if transition_params:
@@ -401,6 +434,33 @@ class PostgresStore(SqlStore):
                 raise RuntimeError(f"saga {new.saga.saga_id}: insert skipped but no saga found")
             results.append(CreateSagaResult(encoding.saga_from_row(existing), created=False))
         return results
+
+    async def create_locked_saga(
+        self,
+        idempotency_key: str | None,
+        keys: Sequence[str],
+        open_saga: Callable[[LockAttempt], NewSaga],
+    ) -> CreateSagaResult:
+        """As the base, but batched: openings queued meanwhile share one transaction
+        (`OpeningBatches`, written by `write_openings`)."""
+        if self._openings is None:
+            self._openings = OpeningBatches(self._write_openings)
+        return await self._openings.create(LockedOpening(idempotency_key, tuple(keys), open_saga))
+
+    async def _write_openings(
+        self, openings: Sequence[LockedOpening]
+    ) -> list[CreateSagaResult | Exception]:
+        async with self._connection() as connection:
+            return await write_openings(
+                connection,
+                self._statements,
+                self._locks,
+                self._encoding,
+                openings,
+                _lease_params,
+                utc_now(),
+                setup=_IDLE_LOCK_TRANSACTION,
+            )
 
     async def follow_commits(
         self, committed: Callable[[str], None], live: Callable[[bool], None]

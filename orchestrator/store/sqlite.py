@@ -109,7 +109,7 @@ _STATEMENTS = Statements.render(DIALECT)
 # ticket is one more than the highest still queued, which keeps the queues' order.
 _LOCKS = LockStatements.render(
     DIALECT,
-    guard_key="",
+    guard_keys="",
     next_ticket="(SELECT coalesce(max(ticket), 0) + 1 FROM saga_lock_queue)",
 )
 

@@ -1,0 +1,91 @@
+"""Lock wake-ups within one process: a release wakes the sleeper first in line for the
+key (and whoever is asking the store right now), never the whole queue, and keys are
+remembered only while a saga watches them."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from orchestrator.wakeups import KeyWakeups
+
+pytestmark = pytest.mark.unit
+
+BOUND = 30.0
+"""Sleeps in these tests end by a wake-up; the bound only stops a broken test."""
+
+
+async def asleep(wakeups: KeyWakeups, count: int) -> None:
+    """Let the sleepers just created run up to their sleep (one turn of the loop)."""
+    await asyncio.sleep(0)
+    assert wakeups.waiting == count
+
+
+async def test_a_release_wakes_only_the_sleeper_first_in_line_for_the_key():
+    wakeups = KeyWakeups()
+    with wakeups.watch("s-late", ["k"]) as late, wakeups.watch("s-first", ["k", "j"]) as first:
+        late.arm()
+        first.arm()
+        sleeping_late = asyncio.create_task(wakeups.sleep(late, 9, BOUND))
+        sleeping_first = asyncio.create_task(wakeups.sleep(first, 4, BOUND))
+        await asleep(wakeups, 2)
+        wakeups.wake(["k"])
+        await asyncio.wait_for(sleeping_first, BOUND)
+        assert first.woken and not late.woken
+        wakeups.wake(["k"])  # the first took the key and released it: the next one
+        await asyncio.wait_for(sleeping_late, BOUND)
+        assert late.woken
+
+
+async def test_a_release_while_the_store_is_being_asked_is_not_missed():
+    wakeups = KeyWakeups()
+    with wakeups.watch("s-1", ["k"]) as watch, wakeups.watch("s-0", ["k"]) as ahead:
+        ahead.arm()
+        sleeping_ahead = asyncio.create_task(wakeups.sleep(ahead, 1, BOUND))
+        await asleep(wakeups, 1)
+        watch.arm()  # asking the store now, no ticket yet
+        wakeups.wake(["k"])
+        assert watch.woken and ahead.woken
+        await asyncio.wait_for(wakeups.sleep(watch, 2, BOUND), BOUND)
+        await asyncio.wait_for(sleeping_ahead, BOUND)
+
+
+async def test_an_operator_change_wakes_that_saga_wherever_it_is_in_line():
+    wakeups = KeyWakeups()
+    with wakeups.watch("s-0", ["k"]) as ahead, wakeups.watch("s-1", ["k"]) as behind:
+        ahead.arm()
+        behind.arm()
+        sleeping_ahead = asyncio.create_task(wakeups.sleep(ahead, 1, BOUND))
+        sleeping_behind = asyncio.create_task(wakeups.sleep(behind, 2, BOUND))
+        await asleep(wakeups, 2)
+        wakeups.wake_saga("s-1")
+        await asyncio.wait_for(sleeping_behind, BOUND)
+        assert not ahead.woken
+        wakeups.wake_all()
+        await asyncio.wait_for(sleeping_ahead, BOUND)
+
+
+def test_keys_are_remembered_only_while_watched():
+    wakeups = KeyWakeups()
+    for n in range(1000):
+        with wakeups.watch(f"s-{n}", [f"customer:{n}", "shared"]):
+            assert wakeups.watched_keys() == 2
+        wakeups.wake([f"customer:{n}", "shared"])
+    assert wakeups.watched_keys() == 0
+
+
+async def test_a_first_in_line_that_stops_waiting_without_its_keys_wakes_the_next():
+    wakeups = KeyWakeups()
+    with wakeups.watch("s-1", ["k"]) as behind:
+        behind.arm()
+        sleeping_behind = asyncio.create_task(wakeups.sleep(behind, 2, BOUND))
+        with wakeups.watch("s-0", ["k"]) as first:
+            first.arm()
+            sleeping_first = asyncio.create_task(wakeups.sleep(first, 1, BOUND))
+            await asleep(wakeups, 2)
+            wakeups.wake(["k"])
+            await asyncio.wait_for(sleeping_first, BOUND)
+            assert not behind.woken
+        # s-0 left (its locks broken, its wait expired) without taking the key.
+        await asyncio.wait_for(sleeping_behind, BOUND)
