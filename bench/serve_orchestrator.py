@@ -16,6 +16,7 @@ import logging
 
 from bench.sagas import DEFINITIONS
 from bench.workload import PARTICIPANTS
+from orchestrator.limits import Limits
 from orchestrator.server import ServeConfig, serve
 
 
@@ -26,6 +27,12 @@ def main() -> None:
     parser.add_argument("--listen", default="127.0.0.1:0")
     parser.add_argument("--ready-file")
     parser.add_argument("--log-level", default="WARNING")
+    parser.add_argument(
+        "--max-sagas-in-flight",
+        type=int,
+        default=Limits().max_sagas_in_flight,
+        help="raised by bench.batch_start, whose starts outrun the sagas they start",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=args.log_level.upper())
     config = ServeConfig(
@@ -33,6 +40,7 @@ def main() -> None:
         listen=args.listen,
         participants=dict.fromkeys(PARTICIPANTS, args.participants),
         ready_file=args.ready_file,
+        limits=Limits(max_sagas_in_flight=args.max_sagas_in_flight),
     )
     asyncio.run(serve(config, DEFINITIONS))
 
