@@ -38,7 +38,7 @@ from google.protobuf import struct_pb2
 
 from bench.harness import DEFAULT_POSTGRES_URL, POSTGRES_URL_ENV
 from bench.pg import Admin, database_url
-from bench.procs import cpu_seconds
+from bench.procs import PostgresCpu, cpu_seconds
 from bench.workload import SAGA_TYPE, trip_payload
 from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
@@ -62,6 +62,8 @@ class Run:
     completed: int
     """Sagas COMPLETED when the wait for them ended."""
     client_cpu: float
+    postgres_cpu: float
+    """The PostgreSQL server's CPU seconds (every backend) over the timed window; 0 on SQLite."""
     load_1m: float
 
     @property
@@ -141,19 +143,32 @@ def one_run(
         batch = requests(args.sagas)
         load_1m = os.getloadavg()[0]
         server_before = cpu_seconds(orchestrator.pid) or 0.0
+        postgres = PostgresCpu.from_backend(admin.backend_pid()) if admin is not None else None
+        postgres_before = postgres.total_seconds() if postgres is not None else 0.0
         client_before = time.process_time()
         seconds = asyncio.run(
             start_all(orchestrator.address, mode, batch, args.concurrency, args.batch_size)
         )
         server_cpu = (cpu_seconds(orchestrator.pid) or 0.0) - server_before
         client_cpu = time.process_time() - client_before
+        postgres_cpu = postgres.total_seconds() - postgres_before if postgres is not None else 0.0
         completed = finished(url, args.sagas)
         whole_cpu = (cpu_seconds(orchestrator.pid) or 0.0) - server_before
     finally:
         orchestrator.stop()
         if admin is not None:
             admin.drop_database(database)
-    return Run(mode, seconds, args.sagas, server_cpu, whole_cpu, completed, client_cpu, load_1m)
+    return Run(
+        mode,
+        seconds,
+        args.sagas,
+        server_cpu,
+        whole_cpu,
+        completed,
+        client_cpu,
+        postgres_cpu,
+        load_1m,
+    )
 
 
 def finished(url: str, sagas: int, timeout: float = 120.0) -> int:
@@ -221,7 +236,8 @@ def main() -> int:
             print(
                 f"  {run.mode:<6} load {run.load_1m:4.2f}  {run.seconds:6.2f} s  "
                 f"{run.rate:8.1f} sagas/s  orchestrator CPU ms/saga: {ms(run.server_cpu)} in the "
-                f"window, {ms(run.whole_cpu)} to the end  client {ms(run.client_cpu)}"
+                f"window, {ms(run.whole_cpu)} to the end; client {ms(run.client_cpu)}; "
+                f"PostgreSQL {ms(run.postgres_cpu)} in the window"
                 + ("" if run.completed == run.sagas else f"  ONLY {run.completed} COMPLETED"),
                 flush=True,
             )
