@@ -94,22 +94,37 @@ async def start_all(
         await stub.ListSagaTypes(pb.ListSagaTypesRequest(), timeout=10)  # connected
         step = 1 if mode == "single" else size
         chunks = iter(range(0, len(batch), step))
+        retried: list[int] = []
 
         async def caller() -> None:
             for first in chunks:
-                if mode == "single":
-                    await stub.StartSaga(batch[first], timeout=30)
-                    continue
-                reply = await stub.StartSagas(
-                    pb.StartSagasRequest(requests=batch[first : first + size]), timeout=60
-                )
-                refused = [r.error.message for r in reply.results if r.HasField("error")]
-                if refused:
-                    raise RuntimeError(f"{len(refused)} refused, first: {refused[0]}")
+                for attempt in itertools.count(1):
+                    try:
+                        await send(first)
+                        break
+                    except grpc.aio.AioRpcError as error:
+                        # Keys make a repeat safe; a store error (a deadlock) is retried.
+                        if error.code() != grpc.StatusCode.UNAVAILABLE or attempt == 5:
+                            raise
+                        retried.append(first)
+
+        async def send(first: int) -> None:
+            if mode == "single":
+                await stub.StartSaga(batch[first], timeout=30)
+                return
+            reply = await stub.StartSagas(
+                pb.StartSagasRequest(requests=batch[first : first + size]), timeout=60
+            )
+            refused = [r.error.message for r in reply.results if r.HasField("error")]
+            if refused:
+                raise RuntimeError(f"{len(refused)} refused, first: {refused[0]}")
 
         began = time.perf_counter()
         await asyncio.gather(*(caller() for _ in range(concurrency)))
-        return time.perf_counter() - began
+        seconds = time.perf_counter() - began
+        if retried:
+            print(f"    ({len(retried)} call(s) answered UNAVAILABLE and sent again)", flush=True)
+        return seconds
 
 
 def one_run(
