@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import os
 import secrets
+import sqlite3
 import time
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -17,6 +18,7 @@ from psycopg import sql
 from orchestrator.errors import ConfigurationError, StaleSagaVersion, StoreUnavailable
 from orchestrator.records import (
     Lease,
+    NewSaga,
     PagePosition,
     SagaCommit,
     SagaFilter,
@@ -249,6 +251,42 @@ async def test_idempotency_key_returns_existing_saga_and_writes_nothing(store: S
     assert await store.get_steps("saga-2") == []
     assert await store.get_transitions("saga-2") == []
     assert len(await store.get_transitions("saga-1")) == 1
+
+
+def new_saga(saga_id: str, key: str | None = None) -> NewSaga:
+    return NewSaga(saga_record(saga_id, key=key), pending_steps(saga_id), (saga_started(saga_id),))
+
+
+async def test_a_batch_of_creates_is_one_transaction_a_key_twice_answers_the_first(store: Store):
+    known = await create(store, "saga-0", key="known")
+    batch = [
+        new_saga("saga-1", key="k-1"),
+        new_saga("saga-2"),
+        new_saga("saga-3", key="k-1"),  # the key of an earlier saga of the batch
+        new_saga("saga-4", key="known"),  # the key of a stored saga
+    ]
+
+    results = await store.create_sagas(batch)
+
+    assert [result.created for result in results] == [True, True, False, False]
+    assert results[2].saga.saga_id == "saga-1" and results[3].saga == known
+    for saga_id in ("saga-1", "saga-2"):
+        assert len(await store.get_steps(saga_id)) == len(STEP_NAMES)
+        assert len(await store.get_transitions(saga_id)) == 1
+    for saga_id in ("saga-3", "saga-4"):
+        assert await store.get_saga(saga_id) is None
+        assert await store.get_steps(saga_id) == []
+
+
+async def test_a_batch_of_creates_that_fails_stores_none_of_it(store: Store):
+    broken = new_saga("saga-2")
+    broken = dataclasses.replace(broken, transitions=(saga_started("saga-2"),) * 2)
+
+    # Two log rows with one seq: StaleSagaVersion on PostgreSQL, the driver's error on SQLite.
+    with pytest.raises((StaleSagaVersion, sqlite3.IntegrityError)):
+        await store.create_sagas([new_saga("saga-1"), broken])
+
+    assert await store.get_saga("saga-1") is None and await store.get_saga("saga-2") is None
 
 
 async def test_concurrent_creates_with_one_key_create_exactly_one(store: Store):
