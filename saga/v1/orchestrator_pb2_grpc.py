@@ -110,8 +110,11 @@ class SagaOrchestratorServicer:
     def StartSagas(self, request, context):
         """StartSagas starts a batch of sagas in one call: each request is checked as StartSaga
         checks it and answered on its own (a saga, or the error StartSaga would give), and
-        the sagas whose requests pass are stored in one transaction. An empty batch, or one
-        longer than the server's limit (--max-batch-starts), is INVALID_ARGUMENT.
+        the sagas whose requests pass are stored in one transaction (a type that takes lock
+        keys before its first step: each in its own, after the others, in batch order).
+        Past --max-sagas-in-flight, the rest of the batch is RESOURCE_EXHAUSTED request by
+        request. An empty batch, or one longer than the server's limit (--max-batch-starts),
+        is INVALID_ARGUMENT.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
