@@ -30,6 +30,8 @@ from orchestrator.records import (
     TransitionRecord,
 )
 from orchestrator.store import PostgresStore, SqliteStore, Store, open_store
+from orchestrator.store import _batch_insert as batch_insert
+from orchestrator.store._statements import SAGA_COLUMNS, STEP_COLUMNS, TRANSITION_COLUMNS
 from orchestrator.store.migrations import load_migrations
 from orchestrator.telemetry.metrics import SagaMetrics
 
@@ -854,3 +856,15 @@ async def test_a_completed_sagas_output_round_trips(store: Store):
     await store.commit([SagaCommit(done, expected_version=saga.version)])
     stored = await store.get_saga("with-output")
     assert stored is not None and stored.output == b"\x0a\x03abc"
+
+
+def test_the_batch_insert_carries_every_column_of_a_new_saga():
+    """A column added to the tables must reach the batch insert too (or be one a new saga
+    never sets, like output and a step's result)."""
+
+    def columns(text: str) -> set[str]:
+        return {column.strip() for column in text.split(",")}
+
+    assert set(batch_insert._SAGA_TYPES) == columns(SAGA_COLUMNS) - {"output"}
+    assert set(batch_insert._STEP_TYPES) == columns(STEP_COLUMNS) - {"result"}
+    assert set(batch_insert._TRANSITION_TYPES) == columns(TRANSITION_COLUMNS)
