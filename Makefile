@@ -4,8 +4,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 PROTO_FILES := $(shell find protos -name '*.proto' | sort)
+# google/rpc/status.proto (StartSagas' per-request errors) as googleapis-common-protos ships it.
+GOOGLEAPIS_PROTOS = $(shell $(PY) -c 'import pathlib, google.rpc.status_pb2 as m; print(pathlib.Path(m.__file__).parents[2])')
 
-.PHONY: install protos demo demo-secure test lint format bench bench-big chaos clean
+.PHONY: install protos demo demo-secure test lint format bench bench-big bench-batch chaos clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +21,7 @@ install: $(INSTALLED)
 # beside them in the wheel (see docs/api.md).
 protos: $(INSTALLED)
 	find saga -name '*_pb2*.py*' -delete
-	$(PY) -m grpc_tools.protoc -Iprotos --python_out=. --pyi_out=. --grpc_python_out=. $(PROTO_FILES)
+	$(PY) -m grpc_tools.protoc -Iprotos -I$(GOOGLEAPIS_PROTOS) --python_out=. --pyi_out=. --grpc_python_out=. $(PROTO_FILES)
 	cd protos && find saga -name '*.proto' -exec install -D -m 644 {} ../{} \;
 
 # The travel-booking demo on the embedded SQLite store (or SAGA_DATABASE_URL if set).
@@ -46,6 +48,10 @@ bench: $(INSTALLED)
 # ListSagas, StartSaga and GetSaga with 1,000,000 sagas stored, against an empty store.
 bench-big: $(INSTALLED)
 	$(PY) -m bench.big_store $(BENCH_ARGS)
+
+# Sagas started per second: StartSagas batches against single StartSaga calls (about a minute).
+bench-batch: $(INSTALLED)
+	$(PY) -m bench.batch_start $(BENCH_ARGS)
 
 lint: $(INSTALLED)
 	$(VENV)/bin/ruff check .

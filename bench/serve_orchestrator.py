@@ -16,7 +16,7 @@ import logging
 
 from bench.sagas import DEFINITIONS
 from bench.workload import PARTICIPANTS
-from orchestrator.limits import DEFAULT_MAX_SAGAS_IN_FLIGHT, Limits
+from orchestrator.limits import Limits
 from orchestrator.server import ServeConfig, serve
 
 
@@ -27,7 +27,12 @@ def main() -> None:
     parser.add_argument("--listen", default="127.0.0.1:0")
     parser.add_argument("--ready-file")
     parser.add_argument("--log-level", default="WARNING")
-    parser.add_argument("--max-sagas-in-flight", type=int, default=DEFAULT_MAX_SAGAS_IN_FLIGHT)
+    parser.add_argument(
+        "--max-sagas-in-flight",
+        type=int,
+        default=Limits().max_sagas_in_flight,
+        help="raised by bench.batch_start, whose starts outrun the sagas they start",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=args.log_level.upper())
     config = ServeConfig(

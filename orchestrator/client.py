@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -44,6 +44,7 @@ from orchestrator.client_errors import (
     Unavailable,
     client_error,
     describe_orchestrator_error,
+    status_error,
 )
 from orchestrator.limits import Limits
 from orchestrator.security.tls import ClientTls, open_channel
@@ -59,6 +60,7 @@ __all__ = [
     "SagaClient",
     "SagaFailed",
     "SagaHandle",
+    "SagaToStart",
     "StreamLost",
     "Unavailable",
     "describe_orchestrator_error",
@@ -89,6 +91,42 @@ SHORT_ID_SCAN = 10_000
 TERMINAL_SAGA_STATUSES = frozenset({pb.SAGA_STATUS_COMPLETED, pb.SAGA_STATUS_FAILED})
 WAIT_ALL_STREAMS = 64
 """WatchSaga streams `wait_all` keeps open at once."""
+START_BATCH_SIZE = 500
+"""Requests `start_many` sends in one StartSagas call: the server's default limit."""
+START_BATCH_BYTES = 3 * 1024 * 1024
+"""A StartSagas request is closed before its encoding passes this, below the 4 MiB
+message size a server with the default limits accepts."""
+
+
+@dataclass(frozen=True, slots=True)
+class SagaToStart:
+    """One saga for `start_many`: its typed input (its saga type found from the catalogue
+    unless given), or its input as JSON-like data with `saga_type`."""
+
+    saga_input: Message | Mapping[str, Any]
+    correlation_id: str
+    idempotency_key: str = ""
+    saga_type: str | None = None
+
+
+def start_batches(
+    requests: Iterable[pb.StartSagaRequest],
+    size: int = START_BATCH_SIZE,
+    max_bytes: int = START_BATCH_BYTES,
+) -> Iterable[list[pb.StartSagaRequest]]:
+    """`requests` in StartSagas batches of at most `size` requests and about `max_bytes`
+    encoded (a request bigger than that alone goes in a batch of its own), in order."""
+    batch: list[pb.StartSagaRequest] = []
+    used = 0
+    for request in requests:
+        cost = request.ByteSize() + 8  # a repeated field's tag and length prefix
+        if batch and (len(batch) >= size or used + cost > max_bytes):
+            yield batch
+            batch, used = [], 0
+        batch.append(request)
+        used += cost
+    if batch:
+        yield batch
 
 
 def _is_uuid(text: str) -> bool:
@@ -221,6 +259,54 @@ class SagaClient:
         )
         request.payload.update(payload)
         return self._handle_of(await self._call("StartSaga", request))
+
+    async def start_many(
+        self,
+        sagas: Iterable[SagaToStart | pb.StartSagaRequest],
+        *,
+        batch_size: int = START_BATCH_SIZE,
+    ) -> list[SagaHandle | ClientError]:
+        """Start many sagas with StartSagas, `batch_size` at a time: one answer per saga, in
+        order, a handle or the ClientError StartSaga would have raised for it (one bad
+        request fails no other). A call refused as a whole (the server unreachable, a batch
+        past its limit) raises, after the earlier batches' sagas were started: give each
+        saga an idempotency key and the same list can be sent again safely."""
+        requests = [
+            item if isinstance(item, pb.StartSagaRequest) else await self._start_request(item)
+            for item in sagas
+        ]
+        answers: list[SagaHandle | ClientError] = []
+        for batch in start_batches(requests, batch_size):
+            answers.extend(await self.start_batch(batch))
+        return answers
+
+    async def start_batch(
+        self, requests: Sequence[pb.StartSagaRequest]
+    ) -> list[SagaHandle | ClientError]:
+        """One StartSagas call: each request's handle, or its ClientError, in order."""
+        response = await self._call("StartSagas", pb.StartSagasRequest(requests=requests))
+        return [
+            self._handle_of(result.saga)
+            if result.WhichOneof("result") == "saga"
+            else status_error(result.error)
+            for result in response.results
+        ]
+
+    async def _start_request(self, saga: SagaToStart) -> pb.StartSagaRequest:
+        request = pb.StartSagaRequest(
+            correlation_id=saga.correlation_id, idempotency_key=saga.idempotency_key
+        )
+        if isinstance(saga.saga_input, Message):
+            request.input.Pack(saga.saga_input)
+            request.saga_type = saga.saga_type or await self._saga_type_taking(
+                saga.saga_input.DESCRIPTOR.full_name
+            )
+        else:
+            if saga.saga_type is None:
+                raise InvalidRequest("a saga whose input is JSON-like data needs its saga_type")
+            request.saga_type = saga.saga_type
+            request.payload.update(saga.saga_input)
+        return request
 
     async def execute(
         self,

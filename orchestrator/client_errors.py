@@ -118,6 +118,24 @@ def client_error(error: grpc.RpcError, address: str, timeout: float) -> ClientEr
     return mapped
 
 
+def status_error(status: status_pb2.Status) -> ClientError:
+    """The ClientError for one request of a batch the orchestrator refused (a StartSagas
+    result's google.rpc.Status), as the same refusal of a single call would be."""
+    code = _CODES_BY_NUMBER.get(status.code, grpc.StatusCode.UNKNOWN)
+    kind = _ERROR_CLASSES.get(code, ClientError)
+    reason = ""
+    for detail in status.details:
+        info = error_details_pb2.ErrorInfo()
+        if detail.Unpack(info):
+            reason = str(info.reason)
+    mapped = kind(f"{code.name}: {status.message}", reason=reason)
+    mapped.code = code  # the exact code: Conflict also stands for ALREADY_EXISTS and ABORTED
+    return mapped
+
+
+_CODES_BY_NUMBER = {code.value[0]: code for code in grpc.StatusCode}
+
+
 def _has_error_info(error: grpc.RpcError) -> bool:
     """True when the orchestrator itself answered (its errors carry an ErrorInfo)."""
     try:

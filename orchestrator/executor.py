@@ -19,7 +19,8 @@ import os
 import random
 import secrets
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -37,6 +38,7 @@ from orchestrator.errors import (
     InvalidPayload,
     LockConflict,
     ResourceExhausted,
+    SagaError,
     SagaNotFound,
     StaleSagaVersion,
 )
@@ -131,6 +133,18 @@ def open_saga(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class SagaStart:
+    """One saga a StartSagas batch asks for, its request checked and its input parsed."""
+
+    definition: SagaDefinition
+    correlation_id: str
+    payload: dict[str, Any]
+    idempotency_key: str | None
+    saga_input: Message | None = None
+    """The input message `payload` was made from (spares the driver decoding it again)."""
+
+
 def saga_lock_keys(definition: SagaDefinition, payload: dict[str, Any]) -> tuple[str, ...]:
     """The saga's lock keys, from its input; a key builder that fails on this input, or
     gives something other than non-empty strings, makes the input invalid."""
@@ -220,30 +234,118 @@ class Executor:
         `trace_parent` (the caller's trace context) becomes the parent of the saga's span.
         """
         if len(self._tasks) >= self._max_active_sagas:
-            raise ResourceExhausted(
-                f"this replica drives {len(self._tasks)} sagas, its limit (max sagas in "
-                f"flight) is {self._max_active_sagas}; retry later or on another replica",
-                reason="SAGAS_IN_FLIGHT_EXHAUSTED",
-                retry_after=BUSY_RETRY_SECONDS,
-            )
+            raise self._busy()
         if definition.lock_stage == 0:
             result, run, first_actions = await self._create_locked(
                 definition, correlation_id, payload, idempotency_key
             )
-            saga = run.saga
         else:
             run, first_actions, opening = open_saga(
                 definition, correlation_id, payload, idempotency_key, utc_now()
             )
-            saga = run.saga
             result = await self._store.create_saga(
                 opening.saga, run.steps, list(opening.transitions), lease=self.lease
             )
+        return await self._started(result, run, first_actions, trace_parent, saga_input)
+
+    async def start_sagas(
+        self,
+        starts: Sequence[SagaStart],
+        trace_parent: otel_context.Context | None = None,
+    ) -> list[CreateSagaResult | SagaError]:
+        """Start a batch (StartSagas): each saga as `start_saga` would, answered on its own,
+        in the order of `starts`. The sagas whose types take no lock keys at their start
+        are stored in one transaction (`Store.create_sagas`), before this returns; a type
+        that does takes its keys or queue places in a transaction of its own, in batch
+        order, as StartSaga does. Backpressure is per saga: past `max_active_sagas`, the
+        rest of the batch is answered ResourceExhausted and nothing of it is stored.
+        """
+        outcomes: list[CreateSagaResult | SagaError | None] = [None] * len(starts)
+        room = self._max_active_sagas - len(self._tasks)
+        opened: list[tuple[int, SagaRun, tuple[Action, ...], SagaCommit]] = []
+        locked: list[int] = []
+        for index, start in enumerate(starts):
+            if room <= 0:
+                outcomes[index] = self._busy()
+                continue
+            room -= 1
+            if start.definition.lock_stage == 0:
+                locked.append(index)
+                continue
+            try:
+                run, first_actions, opening = open_saga(
+                    start.definition,
+                    start.correlation_id,
+                    start.payload,
+                    start.idempotency_key,
+                    utc_now(),
+                )
+            except SagaError as error:
+                outcomes[index] = error
+                continue
+            opened.append((index, run, first_actions, opening))
+        created = await self._store.create_sagas(
+            [
+                NewSaga(opening.saga, tuple(run.steps), opening.transitions, self.lease)
+                for _, run, _, opening in opened
+            ]
+        )
+        for (index, run, first_actions, _), result in zip(opened, created, strict=True):
+            outcomes[index] = await self._answer(
+                result, run, first_actions, trace_parent, starts[index].saga_input
+            )
+        for index in locked:
+            start = starts[index]
+            try:
+                result, run, first_actions = await self._create_locked(
+                    start.definition, start.correlation_id, start.payload, start.idempotency_key
+                )
+            except SagaError as error:
+                outcomes[index] = error
+                continue
+            outcomes[index] = await self._answer(
+                result, run, first_actions, trace_parent, start.saga_input
+            )
+        return [outcome for outcome in outcomes if outcome is not None]
+
+    async def _answer(
+        self,
+        result: CreateSagaResult,
+        run: SagaRun,
+        first_actions: tuple[Action, ...],
+        trace_parent: otel_context.Context | None,
+        saga_input: Message | None,
+    ) -> CreateSagaResult | SagaError:
+        """`_started`, with a refusal as the batch item's answer instead of raised."""
+        try:
+            return await self._started(result, run, first_actions, trace_parent, saga_input)
+        except SagaError as error:
+            return error
+
+    def _busy(self) -> ResourceExhausted:
+        return ResourceExhausted(
+            f"this replica drives {len(self._tasks)} sagas, its limit (max sagas in "
+            f"flight) is {self._max_active_sagas}; retry later or on another replica",
+            reason="SAGAS_IN_FLIGHT_EXHAUSTED",
+            retry_after=BUSY_RETRY_SECONDS,
+        )
+
+    async def _started(
+        self,
+        result: CreateSagaResult,
+        run: SagaRun,
+        first_actions: tuple[Action, ...],
+        trace_parent: otel_context.Context | None,
+        saga_input: Message | None = None,
+    ) -> CreateSagaResult:
+        """After the insert: drive a saga just created; for a known idempotency key,
+        check the request is the same and make sure someone drives the saga it started."""
+        saga = run.saga
         if not result.created:
             existing = result.saga
             if existing.request_fingerprint != saga.request_fingerprint:
                 raise IdempotencyKeyReused(
-                    f"idempotency key {idempotency_key!r} already started saga "
+                    f"idempotency key {saga.idempotency_key!r} already started saga "
                     f"{existing.saga_id} with a different saga_type, correlation_id or payload"
                 )
             # The first start may have been committed without its caller (or its

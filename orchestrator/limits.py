@@ -27,6 +27,9 @@ message levels and each payload object costs three (Struct, map entry, Value), s
 payload past about 32 levels cannot even be decoded (orchestrator.undecodable)."""
 DEFAULT_MAX_WATCH_STREAMS = 2000
 DEFAULT_MAX_SAGAS_IN_FLIGHT = 1000
+DEFAULT_MAX_BATCH_STARTS = 500
+"""Requests in one StartSagas call: a batch this long of small sagas is one transaction of
+a few thousand rows, and its request stays far below gRPC's 4 MiB message size."""
 GRPC_MESSAGE_SLACK = 64 * KIB
 """Room for the rest of a StartSaga request or a GetSaga answer beside the payload."""
 LIST_PAGE_BUDGET_BYTES = 1 * MIB
@@ -50,6 +53,8 @@ class Limits:
     """Concurrent WatchSaga streams; one more is RESOURCE_EXHAUSTED."""
     max_sagas_in_flight: int = DEFAULT_MAX_SAGAS_IN_FLIGHT
     """Sagas driven at once, new and resumed alike; StartSaga past it is RESOURCE_EXHAUSTED."""
+    max_batch_starts: int = DEFAULT_MAX_BATCH_STARTS
+    """Requests in one StartSagas call; a longer batch is INVALID_ARGUMENT."""
 
     def __post_init__(self) -> None:
         for name in (
@@ -57,6 +62,7 @@ class Limits:
             "max_payload_depth",
             "max_watch_streams",
             "max_sagas_in_flight",
+            "max_batch_starts",
         ):
             value = getattr(self, name)
             if value < 1:

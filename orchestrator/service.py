@@ -33,7 +33,7 @@ from orchestrator.errors import (
     SagaError,
     SagaNotFound,
 )
-from orchestrator.executor import Executor
+from orchestrator.executor import Executor, SagaStart
 from orchestrator.limits import (
     LIST_PAGE_BUDGET_BYTES,
     MAX_FULL_VIEW_PAGE,
@@ -45,6 +45,7 @@ from orchestrator.limits import (
 from orchestrator.machine import SagaRun
 from orchestrator.payload import parse_input, parse_typed_input
 from orchestrator.records import (
+    CreateSagaResult,
     PagePosition,
     SagaFilter,
     SagaRecord,
@@ -56,7 +57,7 @@ from orchestrator.records import (
 )
 from orchestrator.registry import Registry
 from orchestrator.security.auth import current_caller
-from orchestrator.status import log_refusal, rpc_status_of
+from orchestrator.status import log_refusal, rpc_status_of, status_proto_of
 from orchestrator.store.base import Store
 from orchestrator.telemetry.tracing import context_from_metadata
 from orchestrator.timestamps import optional_timestamp
@@ -340,6 +341,14 @@ def _check_operator_request(
         raise InvalidArgument("reason is longer than 2000 characters")
 
 
+def _start_response(result: CreateSagaResult) -> pb.StartSagaResponse:
+    return pb.StartSagaResponse(
+        saga_id=result.saga.saga_id,
+        status=_SAGA_STATUS[result.saga.status],
+        created=result.created,
+    )
+
+
 class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
     """Thin servicer: every decision is in the executor, the machine or the store."""
 
@@ -356,6 +365,58 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
     async def StartSaga(
         self, request: pb.StartSagaRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.StartSagaResponse:
+        start = self._saga_start(request)
+        result = await self._executor.start_saga(
+            start.definition,
+            correlation_id=start.correlation_id,
+            payload=start.payload,
+            idempotency_key=start.idempotency_key,
+            trace_parent=context_from_metadata(context.invocation_metadata()),
+            saga_input=start.saga_input,
+        )
+        return _start_response(result)
+
+    @_mapped_errors
+    async def StartSagas(
+        self, request: pb.StartSagasRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.StartSagasResponse:
+        """Each request is checked as StartSaga checks it; those that pass are started
+        together (`Executor.start_sagas`), and every request gets its own answer."""
+        limit = self._limits.max_batch_starts
+        if not request.requests:
+            raise InvalidArgument(f"requests is empty; a batch holds 1 to {limit} requests")
+        if len(request.requests) > limit:
+            raise InvalidArgument(
+                f"requests holds {len(request.requests)} requests; the limit "
+                f"(max batch starts) is {limit}"
+            )
+        answers: list[CreateSagaResult | SagaError | None] = []
+        starts: list[SagaStart] = []
+        for item in request.requests:
+            try:
+                starts.append(self._saga_start(item))
+                answers.append(None)
+            except SagaError as error:
+                answers.append(error)
+        started = iter(
+            await self._executor.start_sagas(
+                starts, trace_parent=context_from_metadata(context.invocation_metadata())
+            )
+        )
+        response = pb.StartSagasResponse()
+        for answer in answers:
+            outcome = next(started) if answer is None else answer
+            if isinstance(outcome, SagaError):
+                log_refusal(outcome)
+                response.results.add().error.CopyFrom(status_proto_of(outcome))
+            else:
+                response.results.add().saga.CopyFrom(_start_response(outcome))
+        return response
+
+    def _saga_start(self, request: pb.StartSagaRequest) -> SagaStart:
+        """A StartSaga request checked completely, its input parsed to the saga type's
+        message and stored in canonical form; InvalidArgument (or UnknownSagaType) names
+        the field and the rule."""
         _check_id("saga_type", request.saga_type)
         _check_id("correlation_id", request.correlation_id)
         _check_id("idempotency_key", request.idempotency_key, required=False)
@@ -373,18 +434,12 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
             )
         # Stored in canonical form: Struct numbers are doubles, the input's are typed.
         payload = json_format.MessageToDict(saga_input, preserving_proto_field_name=True)
-        result = await self._executor.start_saga(
+        return SagaStart(
             definition,
-            correlation_id=request.correlation_id,
-            payload=payload,
-            idempotency_key=request.idempotency_key or None,
-            trace_parent=context_from_metadata(context.invocation_metadata()),
-            saga_input=saga_input,
-        )
-        return pb.StartSagaResponse(
-            saga_id=result.saga.saga_id,
-            status=_SAGA_STATUS[result.saga.status],
-            created=result.created,
+            request.correlation_id,
+            payload,
+            request.idempotency_key or None,
+            saga_input,
         )
 
     @_mapped_errors

@@ -44,8 +44,9 @@ def grpc_code_of(error: BaseException) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL
 
 
-def rpc_status_of(error: SagaError) -> grpc.Status:
-    """The status a call answers with when `error` ends it: code, message and ErrorInfo."""
+def status_proto_of(error: SagaError) -> status_pb2.Status:
+    """`error` as a google.rpc.Status: code, message, ErrorInfo and (when the error says
+    when to try again) RetryInfo; what a call ends with, or one item of a batch answers."""
     info = error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN)
     status = status_pb2.Status(code=grpc_code_of(error).value[0], message=error.message)
     status.details.add().Pack(info)
@@ -53,7 +54,12 @@ def rpc_status_of(error: SagaError) -> grpc.Status:
         retry = error_details_pb2.RetryInfo()
         retry.retry_delay.FromNanoseconds(int(error.retry_after * 1e9))
         status.details.add().Pack(retry)
-    return rpc_status.to_status(status)
+    return status
+
+
+def rpc_status_of(error: SagaError) -> grpc.Status:
+    """The status a call answers with when `error` ends it (see `status_proto_of`)."""
+    return rpc_status.to_status(status_proto_of(error))
 
 
 def log_refusal(error: SagaError) -> None:

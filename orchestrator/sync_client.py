@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, TypeVar
@@ -21,9 +21,12 @@ from google.protobuf.message import Message
 
 from orchestrator.client import (
     CLIENT_TIMEOUT_SECONDS,
+    START_BATCH_SIZE,
     WATCH_RECONNECT_SECONDS,
+    ClientError,
     SagaClient,
     SagaHandle,
+    SagaToStart,
 )
 from orchestrator.security.tls import ClientTls
 from saga.v1 import orchestrator_pb2 as pb
@@ -106,6 +109,19 @@ class SyncSagaClient:
             )
         )
         return SyncSagaHandle(self, handle)
+
+    def start_many(
+        self,
+        sagas: Iterable[SagaToStart | pb.StartSagaRequest],
+        *,
+        batch_size: int = START_BATCH_SIZE,
+    ) -> list[SyncSagaHandle | ClientError]:
+        """See SagaClient.start_many."""
+        answers = self.run(self._client.start_many(sagas, batch_size=batch_size))
+        return [
+            answer if isinstance(answer, ClientError) else SyncSagaHandle(self, answer)
+            for answer in answers
+        ]
 
     def execute(
         self,

@@ -6,16 +6,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from typing import Any
 
+from google.protobuf import json_format
 from rich.console import RenderableType
 from rich.live import Live
 from rich.text import Text
 
 from orchestrator import console as view
 from orchestrator.cli.options import (
+    EXIT_ERROR,
     EXIT_OK,
     EXIT_SAGA_FAILED,
     EXIT_USAGE,
@@ -26,7 +30,7 @@ from orchestrator.cli.options import (
     read_token_file,
 )
 from orchestrator.cli.output import note, show, stdout_console, table_width, write_line
-from orchestrator.client import ClientError, SagaClient, StreamLost
+from orchestrator.client import ClientError, SagaClient, SagaHandle, StreamLost, start_batches
 from orchestrator.clock import utc_now
 from orchestrator.errors import ConfigurationError
 from orchestrator.security.tls import client_tls
@@ -218,6 +222,67 @@ async def _start(args: argparse.Namespace, client: SagaClient) -> int:
     )
 
 
+def _start_requests(
+    lines: Iterable[str], default_type: str, refused: list[tuple[int, str]]
+) -> Iterator[tuple[int, pb.StartSagaRequest]]:
+    """Each non-blank line's request with its line number; a line that is not a
+    StartSagaRequest in JSON goes to `refused` (line number, why) and is not sent."""
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        request = pb.StartSagaRequest()
+        try:
+            json_format.Parse(line, request)
+        except (json_format.ParseError, ValueError) as error:
+            refused.append((number, f"not a StartSagaRequest in JSON: {error}"))
+            continue
+        request.saga_type = request.saga_type or default_type
+        yield number, request
+
+
+def _result_line(number: int, answer: SagaHandle | ClientError) -> dict[str, Any]:
+    if isinstance(answer, ClientError):
+        code = answer.code.name if answer.code is not None else "UNKNOWN"
+        message = str(answer).removeprefix(f"{code}: ")
+        error = {"code": code, "message": message, "reason": answer.reason}
+        return {"line": number, "error": error}
+    status = pb.SagaStatus.Name(answer.status)
+    return {"line": number, "saga_id": answer.saga_id, "status": status, "created": answer.created}
+
+
+async def _start_many(args: argparse.Namespace, client: SagaClient) -> int:
+    """Read, send and print batch by batch, so a file of any length streams through."""
+    counts = {"started": 0, "already started": 0, "refused": 0}
+    refused: list[tuple[int, str]] = []
+    with args.file:
+        numbered = _start_requests(args.file, args.saga_type, refused)
+        while True:
+            pending: dict[int, pb.StartSagaRequest] = dict(
+                itertools.islice(numbered, args.batch_size)
+            )
+            # Lines refused while reading come out in their place among the answers.
+            lines: list[dict[str, Any]] = [
+                {"line": n, "error": {"code": "INVALID_ARGUMENT", "message": why, "reason": ""}}
+                for n, why in refused
+            ]
+            refused.clear()
+            if pending:
+                answers: list[SagaHandle | ClientError] = []
+                for batch in start_batches(pending.values(), args.batch_size):
+                    answers += await client.start_batch(batch)
+                lines += [_result_line(n, a) for n, a in zip(pending, answers, strict=True)]
+            for line in sorted(lines, key=lambda line: int(line["line"])):
+                if "error" in line:
+                    counts["refused"] += 1
+                else:
+                    counts["started" if line["created"] else "already started"] += 1
+                write_line(json.dumps(line))
+            if not pending:
+                break
+    note(", ".join(f"{count} {what}" for what, count in counts.items()))
+    return EXIT_OK if counts["refused"] == 0 else EXIT_ERROR
+
+
 async def _operator_call(args: argparse.Namespace, client: SagaClient) -> int:
     """abort, retry, resolve, break-lock: one call each, recorded with who asked and why."""
     by = operator_name(args.by)
@@ -250,6 +315,7 @@ async def _operator_call(args: argparse.Namespace, client: SagaClient) -> int:
 
 CLIENT_COMMANDS: dict[str, Callable[[argparse.Namespace, SagaClient], Awaitable[int]]] = {
     "start": _start,
+    "start-many": _start_many,
     "list": _list,
     "get": _get,
     "history": _history,

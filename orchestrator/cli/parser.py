@@ -189,6 +189,12 @@ def _limit_options(serve_cmd: argparse.ArgumentParser) -> None:
             "sagas driven at once, new and resumed; StartSaga past it is refused",
         ),
         (
+            "--max-batch-starts",
+            "SAGA_MAX_BATCH_STARTS",
+            limits.DEFAULT_MAX_BATCH_STARTS,
+            "requests in one StartSagas call; a longer batch is refused",
+        ),
+        (
             "--db-pool-min-size",
             "SAGA_DB_POOL_MIN_SIZE",
             postgres.DEFAULT_POOL_MIN_SIZE,
@@ -293,6 +299,38 @@ def build_parser(first: str | None = None) -> argparse.ArgumentParser:
     )
     watch_options(start)
     json_option(start, "the answer (with --watch: one JSON object a line)")
+
+    many = commands.add_parser(
+        "start-many",
+        parents=client,
+        help="start sagas from a JSON-lines file, in StartSagas batches",
+        description="Start one saga per line of FILE ('-' for stdin): each line is a "
+        "StartSagaRequest as JSON (saga_type, correlation_id, payload or input, "
+        "idempotency_key). Lines are sent in StartSagas batches as they are read, and one "
+        "JSON line per input line is printed in order: the saga (saga_id, status, created) "
+        "or its error (code, message, reason). Exit 0 when every line started (or was "
+        "already started), 1 when any was refused. Give every line an idempotency key and "
+        "a file can be sent again after a failure without starting anything twice.",
+    )
+    many.add_argument(
+        "file",
+        type=argparse.FileType("r", encoding="utf-8"),
+        metavar="FILE",
+        help="the JSON-lines file, or - for stdin",
+    )
+    many.add_argument(
+        "--type",
+        dest="saga_type",
+        default="",
+        help="the saga type of lines that name none",
+    )
+    many.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=500,
+        metavar="N",
+        help="requests per StartSagas call, at most the server's --max-batch-starts (default 500)",
+    )
 
     listing = commands.add_parser(
         "list",

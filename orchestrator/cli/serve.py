@@ -47,6 +47,7 @@ def serve_command(args: argparse.Namespace) -> int:
                 max_payload_depth=args.max_payload_depth,
                 max_watch_streams=args.max_watch_streams,
                 max_sagas_in_flight=args.max_sagas_in_flight,
+                max_batch_starts=args.max_batch_starts,
             ),
             retention=args.retention,
             pool=PoolConfig(

@@ -78,6 +78,18 @@ class Store(abc.ABC):
             NewSaga(saga, tuple(steps), tuple(transitions), lease)
         )
 
+    async def create_sagas(self, new_sagas: Sequence[NewSaga]) -> list[CreateSagaResult]:
+        """Insert a batch of new sagas (StartSagas) in one transaction of its own: all or
+        none, results in the order of `new_sagas` (a taken key, also one taken by an
+        earlier saga of the batch, answers that saga with `created=False`; see `write`).
+
+        Not through group commit: the batch is already one, and queueing its hundreds of
+        sagas as one item would hold back the single writes queued behind it.
+        """
+        if not new_sagas:
+            return []
+        return await self.write(new_sagas, ())
+
     async def commit(self, commits: Sequence[SagaCommit]) -> None:
         """Apply commits of one or more sagas (see `write`); returns once they are
         committed, possibly in one transaction with other sagas' writes."""

@@ -33,8 +33,9 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from orchestrator.clock import utc_now
 from orchestrator.errors import ConfigurationError, StaleSagaVersion, StoreUnavailable
 from orchestrator.records import CreateSagaResult, Lease, LockAttempt, NewSaga, SagaCommit
+from orchestrator.store import _batch_insert as batch_insert
 from orchestrator.store._rows import Row, RowEncoding, aware, duplicate_transition, stale_version
-from orchestrator.store._statements import TRANSITION_COLUMNS, Dialect, Statements
+from orchestrator.store._statements import SAGA_COLUMNS, TRANSITION_COLUMNS, Dialect, Statements
 from orchestrator.store.locks import (
     RELEASE_CHANNEL,
     LockedOpening,
@@ -63,6 +64,7 @@ _NOTIFY_COMMITS = (
     " FROM unnest(%(saga_ids)s::text[]) AS saga_id"
 )
 """One notification per saga, all from one statement however many sagas a write carries."""
+_SELECT_SAGAS_BY_KEYS = f"SELECT {SAGA_COLUMNS} FROM sagas WHERE idempotency_key = ANY(%(keys)s)"
 
 DEFAULT_POOL_MIN_SIZE = 2
 DEFAULT_POOL_MAX_SIZE = 10
@@ -461,6 +463,55 @@ class PostgresStore(SqlStore):
                 utc_now(),
                 setup=_IDLE_LOCK_TRANSACTION,
             )
+
+    async def create_sagas(self, new_sagas: Sequence[NewSaga]) -> list[CreateSagaResult]:
+        """A batch in one transaction of four statements (see `_batch_insert`), with the
+        results `write` would give; a batch those statements cannot carry goes to `write`."""
+        if not new_sagas or not batch_insert.fits(new_sagas):
+            return await super().create_sagas(new_sagas)
+        encoding = self._encoding
+        lease = _lease_params(new_sagas[0].lease)
+        try:
+            async with self._connection() as connection, connection.transaction():
+                cursor = connection.cursor(row_factory=dict_row)
+                await cursor.execute(
+                    batch_insert.INSERT_SAGAS,
+                    {"rows": batch_insert.saga_rows(encoding, new_sagas), **lease},
+                )
+                inserted = {str(row["saga_id"]) for row in await cursor.fetchall()}
+                created = [new for new in new_sagas if new.saga.saga_id in inserted]
+                taken = [
+                    new.saga.idempotency_key
+                    for new in new_sagas
+                    if new.saga.saga_id not in inserted
+                ]
+                existing: dict[str, CreateSagaResult] = {}
+                if taken:
+                    await cursor.execute(_SELECT_SAGAS_BY_KEYS, {"keys": taken})
+                    for row in await cursor.fetchall():
+                        saga = encoding.saga_from_row(row)
+                        existing[str(saga.idempotency_key)] = CreateSagaResult(saga, False)
+                if created:
+                    for statement, rows in (
+                        (batch_insert.INSERT_STEPS, batch_insert.step_rows(encoding, created)),
+                        (
+                            batch_insert.INSERT_TRANSITIONS,
+                            batch_insert.transition_rows(encoding, created),
+                        ),
+                    ):
+                        await cursor.execute(statement, {"rows": rows})
+                    ids = [new.saga.saga_id for new in created]
+                    await cursor.execute(_NOTIFY_COMMITS, {"saga_ids": ids})
+        except psycopg.errors.UniqueViolation as error:
+            if error.diag.table_name != "saga_transitions":
+                raise
+            raise duplicate_transition(error.diag.message_detail or str(error)) from error
+        return [
+            CreateSagaResult(new.saga, True)
+            if new.saga.saga_id in inserted
+            else existing[str(new.saga.idempotency_key)]
+            for new in new_sagas
+        ]
 
     async def follow_commits(
         self, committed: Callable[[str], None], live: Callable[[bool], None]

@@ -3,6 +3,7 @@ import datetime
 from google.protobuf import any_pb2 as _any_pb2
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.rpc import status_pb2 as _status_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -127,6 +128,26 @@ class StartSagaResponse(_message.Message):
     status: SagaStatus
     created: bool
     def __init__(self, saga_id: _Optional[str] = ..., status: _Optional[_Union[SagaStatus, str]] = ..., created: _Optional[bool] = ...) -> None: ...
+
+class StartSagasRequest(_message.Message):
+    __slots__ = ("requests",)
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    requests: _containers.RepeatedCompositeFieldContainer[StartSagaRequest]
+    def __init__(self, requests: _Optional[_Iterable[_Union[StartSagaRequest, _Mapping]]] = ...) -> None: ...
+
+class StartSagasResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[StartSagaResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[StartSagaResult, _Mapping]]] = ...) -> None: ...
+
+class StartSagaResult(_message.Message):
+    __slots__ = ("saga", "error")
+    SAGA_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    saga: StartSagaResponse
+    error: _status_pb2.Status
+    def __init__(self, saga: _Optional[_Union[StartSagaResponse, _Mapping]] = ..., error: _Optional[_Union[_status_pb2.Status, _Mapping]] = ...) -> None: ...
 
 class GetSagaRequest(_message.Message):
     __slots__ = ("saga_id",)

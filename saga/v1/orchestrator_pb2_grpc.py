@@ -41,6 +41,11 @@ class SagaOrchestratorStub:
                 request_serializer=saga_dot_v1_dot_orchestrator__pb2.StartSagaRequest.SerializeToString,
                 response_deserializer=saga_dot_v1_dot_orchestrator__pb2.StartSagaResponse.FromString,
                 _registered_method=True)
+        self.StartSagas = channel.unary_unary(
+                '/saga.v1.SagaOrchestrator/StartSagas',
+                request_serializer=saga_dot_v1_dot_orchestrator__pb2.StartSagasRequest.SerializeToString,
+                response_deserializer=saga_dot_v1_dot_orchestrator__pb2.StartSagasResponse.FromString,
+                _registered_method=True)
         self.GetSaga = channel.unary_unary(
                 '/saga.v1.SagaOrchestrator/GetSaga',
                 request_serializer=saga_dot_v1_dot_orchestrator__pb2.GetSagaRequest.SerializeToString,
@@ -97,6 +102,19 @@ class SagaOrchestratorServicer:
         """StartSaga validates the payload against the saga type's input message,
         stores the saga and starts driving it. With an idempotency_key, a repeated
         call returns the saga the first call started and starts nothing new.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StartSagas(self, request, context):
+        """StartSagas starts a batch of sagas in one call: each request is checked as StartSaga
+        checks it and answered on its own (a saga, or the error StartSaga would give), and
+        the sagas whose requests pass are stored in one transaction (a type that takes lock
+        keys before its first step: each in its own, after the others, in batch order).
+        Past --max-sagas-in-flight, the rest of the batch is RESOURCE_EXHAUSTED request by
+        request. An empty batch, or one longer than the server's limit (--max-batch-starts),
+        is INVALID_ARGUMENT.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -182,6 +200,11 @@ def add_SagaOrchestratorServicer_to_server(servicer, server):
                     request_deserializer=saga_dot_v1_dot_orchestrator__pb2.StartSagaRequest.FromString,
                     response_serializer=saga_dot_v1_dot_orchestrator__pb2.StartSagaResponse.SerializeToString,
             ),
+            'StartSagas': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartSagas,
+                    request_deserializer=saga_dot_v1_dot_orchestrator__pb2.StartSagasRequest.FromString,
+                    response_serializer=saga_dot_v1_dot_orchestrator__pb2.StartSagasResponse.SerializeToString,
+            ),
             'GetSaga': grpc.unary_unary_rpc_method_handler(
                     servicer.GetSaga,
                     request_deserializer=saga_dot_v1_dot_orchestrator__pb2.GetSagaRequest.FromString,
@@ -257,6 +280,33 @@ class SagaOrchestrator:
             '/saga.v1.SagaOrchestrator/StartSaga',
             saga_dot_v1_dot_orchestrator__pb2.StartSagaRequest.SerializeToString,
             saga_dot_v1_dot_orchestrator__pb2.StartSagaResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartSagas(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/saga.v1.SagaOrchestrator/StartSagas',
+            saga_dot_v1_dot_orchestrator__pb2.StartSagasRequest.SerializeToString,
+            saga_dot_v1_dot_orchestrator__pb2.StartSagasResponse.FromString,
             options,
             channel_credentials,
             insecure,

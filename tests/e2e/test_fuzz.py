@@ -117,7 +117,18 @@ timestamps = st.builds(
 
 
 def value_of(field: FieldDescriptor) -> st.SearchStrategy[Any]:
-    """A strategy for one field, from its descriptor."""
+    """A strategy for one field, from its descriptor: a short list of values for a
+    repeated field (StartSagas' requests: each a generated or a nearly valid request)."""
+    if not field.is_repeated:
+        return single_value_of(field)
+    if field.type == FieldDescriptor.TYPE_MESSAGE:
+        item = messages(field.message_type) | one_wild_field(field.message_type)
+        return st.lists(item, max_size=4)
+    return st.lists(single_value_of(field), max_size=4)
+
+
+def single_value_of(field: FieldDescriptor) -> st.SearchStrategy[Any]:
+    """A strategy for one value of a field, from its descriptor."""
     if field.name == "page_token":
         return page_tokens
     if field.type == FieldDescriptor.TYPE_ENUM:
@@ -147,7 +158,9 @@ def _build(descriptor: Descriptor, values: dict[str, Any]) -> Any:
         if value is None:
             continue
         field = getattr(message, name)
-        if hasattr(field, "CopyFrom"):
+        if isinstance(value, list):
+            field.extend(item for item in value if item is not None)
+        elif hasattr(field, "CopyFrom"):
             field.CopyFrom(value)
         else:
             setattr(message, name, value)

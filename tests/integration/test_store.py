@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import os
 import secrets
+import sqlite3
 import time
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -17,6 +18,7 @@ from psycopg import sql
 from orchestrator.errors import ConfigurationError, StaleSagaVersion, StoreUnavailable
 from orchestrator.records import (
     Lease,
+    NewSaga,
     PagePosition,
     SagaCommit,
     SagaFilter,
@@ -28,6 +30,8 @@ from orchestrator.records import (
     TransitionRecord,
 )
 from orchestrator.store import PostgresStore, SqliteStore, Store, open_store
+from orchestrator.store import _batch_insert as batch_insert
+from orchestrator.store._statements import SAGA_COLUMNS, STEP_COLUMNS, TRANSITION_COLUMNS
 from orchestrator.store.migrations import load_migrations
 from orchestrator.telemetry.metrics import SagaMetrics
 
@@ -249,6 +253,43 @@ async def test_idempotency_key_returns_existing_saga_and_writes_nothing(store: S
     assert await store.get_steps("saga-2") == []
     assert await store.get_transitions("saga-2") == []
     assert len(await store.get_transitions("saga-1")) == 1
+
+
+def new_saga(saga_id: str, key: str | None = None) -> NewSaga:
+    return NewSaga(saga_record(saga_id, key=key), pending_steps(saga_id), (saga_started(saga_id),))
+
+
+async def test_a_batch_of_creates_is_one_transaction_a_key_twice_answers_the_first(store: Store):
+    known = await create(store, "saga-0", key="known")
+    batch = [
+        new_saga("saga-1", key="k-1"),
+        new_saga("saga-2"),
+        new_saga("saga-3", key="k-1"),  # the key of an earlier saga of the batch
+        new_saga("saga-4", key="known"),  # the key of a stored saga
+    ]
+
+    results = await store.create_sagas(batch)
+
+    assert [result.created for result in results] == [True, True, False, False]
+    assert results[2].saga.saga_id == "saga-1" and results[3].saga == known
+    for new in batch[:2]:  # stored as they were given
+        assert await store.get_saga(new.saga.saga_id) == new.saga
+        assert await store.get_steps(new.saga.saga_id) == list(new.steps)
+        assert await store.get_transitions(new.saga.saga_id) == list(new.transitions)
+    for saga_id in ("saga-3", "saga-4"):
+        assert await store.get_saga(saga_id) is None
+        assert await store.get_steps(saga_id) == []
+
+
+async def test_a_batch_of_creates_that_fails_stores_none_of_it(store: Store):
+    broken = new_saga("saga-2")
+    broken = dataclasses.replace(broken, transitions=(saga_started("saga-2"),) * 2)
+
+    # Two log rows with one seq: StaleSagaVersion on PostgreSQL, the driver's error on SQLite.
+    with pytest.raises((StaleSagaVersion, sqlite3.IntegrityError)):
+        await store.create_sagas([new_saga("saga-1"), broken])
+
+    assert await store.get_saga("saga-1") is None and await store.get_saga("saga-2") is None
 
 
 async def test_concurrent_creates_with_one_key_create_exactly_one(store: Store):
@@ -885,3 +926,15 @@ async def test_a_completed_sagas_output_round_trips(store: Store):
     await store.commit([SagaCommit(done, expected_version=saga.version)])
     stored = await store.get_saga("with-output")
     assert stored is not None and stored.output == b"\x0a\x03abc"
+
+
+def test_the_batch_insert_carries_every_column_of_a_new_saga():
+    """A column added to the tables must reach the batch insert too (or be one a new saga
+    never sets, like output and a step's result)."""
+
+    def columns(text: str) -> set[str]:
+        return {column.strip() for column in text.split(",")}
+
+    assert set(batch_insert._SAGA_TYPES) == columns(SAGA_COLUMNS) - {"output"}
+    assert set(batch_insert._STEP_TYPES) == columns(STEP_COLUMNS) - {"result"}
+    assert set(batch_insert._TRANSITION_TYPES) == columns(TRANSITION_COLUMNS)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from google.rpc import status_pb2
 from grpc_tools import protoc
 
 pytestmark = pytest.mark.unit
@@ -30,11 +31,13 @@ def generated_files(root: Path) -> dict[str, bytes]:
 def test_committed_stubs_match_the_protos(tmp_path):
     sources = sorted(str(p.relative_to(PROTOS)) for p in PROTOS.rglob("*.proto"))
     include = str(Path(protoc.__file__).parent / "_proto")
+    googleapis = str(Path(status_pb2.__file__).parents[2])  # google/rpc/status.proto
     status = protoc.main(
         [
             "protoc",
             f"-I{PROTOS}",
             f"-I{include}",
+            f"-I{googleapis}",
             f"--python_out={tmp_path}",
             f"--pyi_out={tmp_path}",
             f"--grpc_python_out={tmp_path}",
