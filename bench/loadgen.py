@@ -48,6 +48,13 @@ logger = logging.getLogger("bench.loadgen")
 START_TIMEOUT_SECONDS = 30.0
 SAGA_TIMEOUT_SECONDS = 120.0
 MAX_POLL_INTERVAL_SECONDS = 0.020
+DUE_FRACTION = 0.5
+"""A saga is first polled this fraction of the shortest recent run time after StartSaga
+returned. The recent run times are what the poller itself saw, so they carry its own
+delay d (the poll's round trip, wake-ups): with fraction f they settle at d / (1 - f)
+whenever that exceeds the true run time. At 0.9 that was 10 d, about 20 ms at
+concurrency 1, twice the saga's own run: the loop, not the orchestrator, set the pace.
+At 0.5 the point is 2 d, below the run time, so the loop follows the saga."""
 _TERMINAL_QUERY = (
     "SELECT saga_id, status FROM sagas WHERE saga_id = ANY(%s) "
     f"AND status IN ('{TERMINAL_OK}', '{TERMINAL_FAILED}')"
@@ -59,7 +66,7 @@ class CompletionPoller:
 
     Cheap by design, because the load generator shares two cores with what it
     measures: a saga is polled only once it is due (StartSaga returned at
-    least 0.9 x the shortest recent run time ago), one query covers every due
+    least DUE_FRACTION of the shortest recent run time ago), one query covers every due
     saga, and the poll interval is 2 % of the recent median run time, within
     [--poll-ms, 20 ms], so the detection delay stays a small, bounded part of
     the latency while the polls per saga stay few at any concurrency.
@@ -88,7 +95,7 @@ class CompletionPoller:
         """A future for (status, time seen); the saga's StartSaga has just returned."""
         future: asyncio.Future[tuple[str, float]] = asyncio.get_running_loop().create_future()
         returned = time.perf_counter()
-        due = returned + 0.9 * min(self._recent, default=0.0)
+        due = returned + DUE_FRACTION * min(self._recent, default=0.0)
         self._waiting[saga_id] = (future, returned, due)
         self._wake.set()
         return future
