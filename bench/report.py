@@ -216,7 +216,11 @@ def render(results: dict[str, Any]) -> str:
         ]
         text.append(_table(ratio_header, ratio_rows, left=2))
     text.append("")
-    text.append(f"runs in order (load = 1-minute load average before; BUSY above {busy_load}):")
+    busy_cpu = results.get("busy_cpu", 0.15)
+    text.append(
+        "runs in order (load = 1-minute load average before; BUSY: CPU busy share above "
+        f"{100 * busy_cpu:.0f} %, or the first run's load above {busy_load}):"
+    )
     run_rows = []
     notes = []
     for run in results["runs"]:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from bench.harness import Variant, parse_args, schedule
+from bench.harness import Variant, is_busy, parse_args, schedule
 from bench.report import cells, ratios, render
 
 
@@ -45,6 +45,22 @@ def test_defaults_are_three_repeats_of_ten_seconds_and_quick_is_shorter() -> Non
     assert full.systems == ["group", "loop", "ours", "dbos", "ours2"]
     quick = parse_args(["--quick"])
     assert quick.seconds < full.seconds
+
+
+@pytest.mark.parametrize(
+    ("load", "cpu", "first", "busy"),
+    [
+        (0.1, 0.01, True, False),
+        (0.9, 0.01, True, True),  # before the first run, the load is someone else's
+        (2.5, 0.01, False, False),  # later, a high load with an idle CPU is our own tail
+        (0.1, 0.40, False, True),  # a busy CPU is busy whenever it is seen
+    ],
+)
+def test_a_run_is_busy_when_the_cpu_is_or_the_first_run_finds_load(
+    load: float, cpu: float, first: bool, busy: bool
+) -> None:
+    machine = {"load_1m": load, "cpu_busy_share": cpu}
+    assert is_busy(machine, first, parse_args([])) is busy
 
 
 def _run(system: str, throughput: float, p50: float, load: float, status: str = "ok") -> Any:

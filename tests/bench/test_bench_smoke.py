@@ -107,7 +107,9 @@ def test_small_bench_run_writes_every_figure_for_ours_and_both_ceilings(tmp_path
         assert run["peak_rss_mib"] > 0
         machine = run["machine_before"]
         assert machine["load_1m"] >= 0 and 0 <= machine["cpu_busy_share"] <= 1
-        assert run["busy"] == (machine["load_1m"] > 0.5)
+        assert run["busy"] == (
+            machine["cpu_busy_share"] > 0.15 or (run is runs[0] and machine["load_1m"] > 0.5)
+        )
     for run in runs:
         if run["system"] not in ("group", "loop"):
             continue
