@@ -43,6 +43,8 @@ from orchestrator.store.locks import (
     OpeningBatches,
 )
 from orchestrator.store.migrations import load_migrations, next_migration
+from orchestrator.store.postgres_lock_takes import LockTakeStatements
+from orchestrator.store.postgres_lock_takes import take_locks as take_locks_pipelined
 from orchestrator.store.postgres_openings import write_openings
 from orchestrator.store.sql_store import SqlStore
 
@@ -201,6 +203,12 @@ WITH held AS (DELETE FROM saga_locks WHERE saga_id = ANY(%(saga_ids)s)),
      queued AS (DELETE FROM saga_lock_queue WHERE saga_id = ANY(%(saga_ids)s))
 SELECT pg_notify('{RELEASE_CHANNEL}', lock_key) FROM unnest(%(keys)s::text[]) AS lock_key
 """
+_LOCK_TAKES = LockTakeStatements(
+    setup=_IDLE_LOCK_TRANSACTION,
+    guard_keys=_LOCKS.guard_keys,
+    update_logging_first=_UPDATE_SAGA_LOGGING_FIRST,
+    release_and_notify=_RELEASE_AND_NOTIFY,
+)
 
 
 class PostgresStore(SqlStore):
@@ -448,6 +456,41 @@ class PostgresStore(SqlStore):
         if self._openings is None:
             self._openings = OpeningBatches(self._write_openings)
         return await self._openings.create(LockedOpening(idempotency_key, tuple(keys), open_saga))
+
+    async def take_locks(
+        self,
+        saga_id: str,
+        keys: Sequence[str],
+        version: int,
+        decide: Callable[[LockAttempt], SagaCommit | None],
+    ) -> LockAttempt:
+        """As the base, in one pipelined transaction of two round trips (see
+        `postgres_lock_takes`)."""
+        async with self._connection() as connection:
+            try:
+                async with _pipelined_transaction(connection) as pipeline:
+                    return await take_locks_pipelined(
+                        connection,
+                        pipeline,
+                        self._statements,
+                        _LOCK_TAKES,
+                        self._encoding,
+                        saga_id,
+                        keys,
+                        version,
+                        decide,
+                        utc_now(),
+                    )
+            except psycopg.errors.NotNullViolation as error:
+                if error.diag.table_name != "saga_transitions":
+                    raise
+                # Rolled back: the commit's update matched no row at its version.
+                cursor = connection.cursor(row_factory=dict_row)
+                await cursor.execute(self._statements.select_version, {"saga_id": saga_id})
+                stored = await cursor.fetchone()
+                raise stale_version(
+                    saga_id, version, None if stored is None else stored["version"]
+                ) from None
 
     async def _write_openings(
         self, openings: Sequence[LockedOpening]

@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from datetime import timedelta
+from typing import Any
 
+import psycopg
 import pytest
 
 from orchestrator.errors import StaleSagaVersion
@@ -202,5 +204,67 @@ async def test_a_release_is_announced_to_listeners_when_it_commits(postgres_url:
         await a.finish()
         assert await asyncio.wait_for(first, 5) == "sku:9"
         await releases.aclose()
+    finally:
+        await store.close()
+
+
+@pytest.mark.postgres
+async def test_a_woken_waiter_takes_every_key_and_leaves_every_queue_in_its_commit(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+):
+    store = PostgresStore(postgres_url)
+    await store.open()
+    try:
+        holder = await locked_saga(store, "A", "k1", "k2", "k3")
+        waiter = await locked_saga(store, "B", "k1", "k2", "k3")
+        lone = await locked_saga(store, "C", "k4")
+        assert (await holder.take()).acquired
+        assert not (await waiter.take()).acquired
+        await holder.finish()
+        sent: list[str] = []
+        execute = psycopg.AsyncCursor.execute
+
+        async def counted(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+            sent.append(str(query))
+            return await execute(self, query, *args, **kwargs)
+
+        monkeypatch.setattr(psycopg.AsyncCursor, "execute", counted)
+        assert (await waiter.take()).acquired
+        three_keys = len(sent)
+        sent.clear()
+        assert (await lone.take()).acquired
+        monkeypatch.undo()
+        # Set-based: three keys cost the statements one key costs.
+        assert three_keys == len(sent)
+        with psycopg.connect(postgres_url, autocommit=True) as connection:
+            rows = connection.execute(
+                "SELECT DISTINCT xmin::text FROM saga_locks WHERE saga_id = 'B'"
+                " UNION SELECT xmin::text FROM sagas WHERE saga_id = 'B'"
+            ).fetchall()
+            queued = connection.execute("SELECT count(*) FROM saga_lock_queue").fetchone()
+        assert len(rows) == 1  # the keys and the saga's commit: one transaction
+        assert queued == (0,)
+    finally:
+        await store.close()
+
+
+@pytest.mark.postgres
+async def test_a_saga_moved_on_while_its_keys_are_looked_at_takes_nothing(postgres_url: str):
+    store = PostgresStore(postgres_url)
+    await store.open()
+    try:
+        a = await locked_saga(store, "A", "sku:1")
+
+        def moved_on_meanwhile(attempt: LockAttempt) -> SagaCommit | None:
+            # Another writer commits between the look and the update (an operator).
+            with psycopg.connect(postgres_url, autocommit=True) as other:
+                other.execute("UPDATE sagas SET version = version + 1 WHERE saga_id = 'A'")
+            return a.decide(attempt)
+
+        with pytest.raises(StaleSagaVersion, match="holds version"):
+            await store.take_locks("A", ("sku:1",), a.record.version, moved_on_meanwhile)
+        assert await store.lock_holdings("A") == []
+        log = [t.event for t in await store.get_transitions("A")]
+        assert TransitionEvent.LOCKS_ACQUIRED not in log
     finally:
         await store.close()
