@@ -429,7 +429,8 @@ class Executor:
                 self._store.follow_commits(self.watchers.notify, self.watchers.set_live),
                 name="commit-follower",
             )
-        if self._release_listener is None:
+        if self._release_listener is None and self._registry.takes_locks:
+            # Without lock definitions nothing here waits for a key: no listening backend.
             self._release_listener = asyncio.create_task(
                 self._listen_for_releases(), name="lock-release-listener"
             )

@@ -73,6 +73,12 @@ class Registry:
         """Every registered definition, by type name, then version."""
         return [self._by_key[key] for key in sorted(self._by_key)]
 
+    @property
+    def takes_locks(self) -> bool:
+        """Whether some registered definition declares lock keys: only then can a saga
+        here wait for a key, and releases are worth listening for."""
+        return any(d.locks is not None for d in self._by_key.values())
+
     def has(self, saga_type: str, version: int) -> bool:
         """True when this exact version of the type is registered."""
         return (saga_type, version) in self._by_key
