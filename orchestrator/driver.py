@@ -158,6 +158,13 @@ class SagaDriver:
         waiting = False
         with self._wakeups.watch(saga_id, action.keys) as watch:
             try:
+                bound = self._lock_wait_bound()
+                if watch.opening_ticket is not None and bound > 0:
+                    # Queued by its opening and nothing released since: the first ask
+                    # would be refused, so it sleeps first (a release from now wakes it).
+                    waiting = True
+                    self._telemetry.lock_waiting(+1)
+                    await self._wakeups.sleep(watch, watch.opening_ticket, bound)
                 while True:
                     watch.arm()
                     was_queued = run.saga.lock_wait_since is not None
@@ -178,17 +185,22 @@ class SagaDriver:
                     if not waiting:
                         waiting = True
                         self._telemetry.lock_waiting(+1)
-                    bound = self._lock_recheck_seconds
-                    give_up_at = run.lock_give_up_time()  # set once the saga first queued
-                    if give_up_at is not None:
-                        left = (give_up_at - utc_now()).total_seconds()
-                        if left <= 0:
-                            return  # the machine fails the saga at its next decision
-                        bound = min(bound, left)
+                    bound = self._lock_wait_bound()
+                    if bound <= 0:
+                        return  # the machine fails the saga at its next decision
                     await self._wakeups.sleep(watch, attempt.ticket, bound)
             finally:
                 if waiting:
                     self._telemetry.lock_waiting(-1)
+
+    def _lock_wait_bound(self) -> float:
+        """How long a refused saga sleeps at most: until the next recheck, or until its
+        maximum wait has passed (<= 0: it has)."""
+        bound = self._lock_recheck_seconds
+        give_up_at = self.run.lock_give_up_time()  # set once the saga first queued
+        if give_up_at is not None:
+            bound = min(bound, (give_up_at - utc_now()).total_seconds())
+        return bound
 
     async def _perform(self, action: Command) -> None:
         """Send an action or compensation until the machine's policy settles it.

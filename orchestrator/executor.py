@@ -379,6 +379,7 @@ class Executor:
         refused with nothing stored."""
         keys = saga_lock_keys(definition, payload)
         opened: list[tuple[SagaRun, tuple[Action, ...]]] = []
+        tickets: list[int] = []
 
         def open_with(attempt: LockAttempt) -> NewSaga:
             locks = definition.locks
@@ -390,14 +391,19 @@ class Executor:
                 definition, correlation_id, payload, idempotency_key, utc_now(), attempt
             )
             opened[:] = [(run, first_actions)]
+            tickets[:] = [] if attempt.acquired else [attempt.ticket]
             return NewSaga(opening.saga, tuple(run.steps), opening.transitions, self.lease)
 
+        mark = self._wakeups.mark()
         result = await self._store.create_locked_saga(idempotency_key, keys, open_with)
         if not opened:  # a repeat answered before anything was opened
             run, first_actions, _ = open_saga(
                 definition, correlation_id, payload, idempotency_key, utc_now()
             )
             return result, run, first_actions
+        if result.created and tickets and result.saga.lock_wait_since is not None:
+            # Queued: its driver sleeps first unless a key is released meanwhile.
+            self._wakeups.queued_at_opening(result.saga.saga_id, mark, tickets[0])
         return result, *opened[0]
 
     async def _listen_for_releases(self) -> None:

@@ -10,13 +10,26 @@ costs one retry per replica, not one per waiter. Only keys watched right now are
 remembered, so memory follows the waiters, not every key ever waited for. A saga that
 stops waiting without its keys (its wait expired, an operator broke its locks, another
 replica took it over) passes the wake-up on to whoever is next on its keys.
+
+A saga its opening queued (StartSaga found its keys taken) need not ask the store
+first: it would be refused. The executor notes the queue ticket with a mark of the
+releases heard before the opening looked at the keys (`mark`, `queued_at_opening`);
+if none of the saga's keys was released since, its watch starts asleep with that
+ticket. To tell, the last `RECENT_RELEASES` releases are remembered (older than that,
+the saga asks as before).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+
+RECENT_RELEASES = 4096
+"""Releases remembered to tell whether a key was released since an opening looked."""
+NOTED_OPENINGS = 4096
+"""Queued openings whose tickets are kept until their drivers watch (a bound)."""
 
 
 class KeyWatch:
@@ -27,6 +40,9 @@ class KeyWatch:
         self.keys = tuple(keys)
         self.ticket: int | None = None
         """The saga's queue ticket while it sleeps; None while it asks the store."""
+        self.opening_ticket: int | None = None
+        """The ticket its opening queued it with, if no key was released since: the
+        saga sleeps before its first ask."""
         self.acquired = False
         """Set when the saga took its keys; a watch that ends without them hands its
         wake-up on to the next in line (it may have been woken as first, then left)."""
@@ -64,11 +80,44 @@ class KeyWakeups:
         self._by_saga: dict[str, KeyWatch] = {}
         self.waiting = 0
         """Sagas of this process asleep on a key right now (a gauge)."""
+        self._released = 0
+        """Keys released so far (each key of a release counts one)."""
+        self._recent: deque[tuple[int, str | None]] = deque(maxlen=RECENT_RELEASES)
+        """The last releases, numbered (None: maybe every key, see `wake_all`)."""
+        self._openings: dict[str, tuple[int, int]] = {}
+        """Queued openings not yet watched: saga_id to (mark, ticket)."""
+
+    def mark(self) -> int:
+        """The releases heard so far; take it before an opening looks at its keys."""
+        return self._released
+
+    def queued_at_opening(self, saga_id: str, mark: int, ticket: int) -> None:
+        """The saga's opening (begun after `mark`) queued it with `ticket`: unless one of
+        its keys is released before it watches them, its first ask may wait."""
+        self._openings[saga_id] = (mark, ticket)
+        while len(self._openings) > NOTED_OPENINGS:
+            del self._openings[next(iter(self._openings))]
+
+    def _released_since(self, mark: int, keys: Sequence[str]) -> bool:
+        """Whether a key of `keys` was (or may have been) released after `mark`."""
+        if self._released == mark:
+            return False
+        if not self._recent or self._recent[0][0] > mark + 1:
+            return True  # forgotten: assume so
+        for number, key in reversed(self._recent):
+            if number <= mark:
+                return False
+            if key is None or key in keys:
+                return True
+        return False
 
     @contextmanager
     def watch(self, saga_id: str, keys: Sequence[str]) -> Iterator[KeyWatch]:
         """Watch `keys` for one saga while the block runs; forgotten when it ends."""
         watch = KeyWatch(saga_id, keys)
+        opening = self._openings.pop(saga_id, None)
+        if opening is not None and not self._released_since(opening[0], watch.keys):
+            watch.opening_ticket = opening[1]
         for key in watch.keys:
             self._by_key.setdefault(key, set()).add(watch)
         self._by_saga[saga_id] = watch
@@ -98,6 +147,8 @@ class KeyWakeups:
         """The keys were released (or their queues changed): for each, wake the watches
         asking the store now and the sleeper first in line."""
         for key in keys:
+            self._released += 1
+            self._recent.append((self._released, key))
             first: tuple[int, str, KeyWatch] | None = None
             for watch in self._by_key.get(key, ()):
                 if watch.ticket is None:
@@ -109,12 +160,15 @@ class KeyWakeups:
 
     def wake_saga(self, saga_id: str) -> None:
         """The saga itself changed (an operator's call): its watch looks again."""
+        self._openings.pop(saga_id, None)  # not watching yet: it asks first
         watch = self._by_saga.get(saga_id)
         if watch is not None:
             watch.wake()
 
     def wake_all(self) -> None:
         """Releases may have gone unheard (the listener was lost): everyone looks again."""
+        self._released += 1
+        self._recent.append((self._released, None))
         for watch in self._by_saga.values():
             watch.wake()
 

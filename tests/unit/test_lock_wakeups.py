@@ -8,7 +8,7 @@ import asyncio
 
 import pytest
 
-from orchestrator.wakeups import KeyWakeups
+from orchestrator.wakeups import RECENT_RELEASES, KeyWakeups
 
 pytestmark = pytest.mark.unit
 
@@ -89,3 +89,53 @@ async def test_a_first_in_line_that_stops_waiting_without_its_keys_wakes_the_nex
             assert not behind.woken
         # s-0 left (its locks broken, its wait expired) without taking the key.
         await asyncio.wait_for(sleeping_behind, BOUND)
+
+
+@pytest.mark.parametrize(
+    ("released", "sleeps_first"),
+    [([], True), (["other"], True), (["k"], False), (None, False)],
+    ids=["nothing", "another-key", "its-key", "listener-lost"],
+)
+def test_a_saga_its_opening_queued_sleeps_first_unless_its_key_was_released_since(
+    released: list[str] | None, sleeps_first: bool
+):
+    wakeups = KeyWakeups()
+    wakeups.wake(["k"])  # before the opening looked: it saw that release
+    mark = wakeups.mark()
+    wakeups.queued_at_opening("s-1", mark, ticket=7)
+    if released is None:
+        wakeups.wake_all()
+    else:
+        wakeups.wake(released)
+    with wakeups.watch("s-1", ["k", "j"]) as watch:
+        assert watch.opening_ticket == (7 if sleeps_first else None)
+    with wakeups.watch("s-1", ["k", "j"]) as again:
+        assert again.opening_ticket is None  # the note is used once
+
+
+def test_an_opening_noted_before_releases_it_no_longer_remembers_asks_first():
+    wakeups = KeyWakeups()
+    mark = wakeups.mark()
+    wakeups.queued_at_opening("s-1", mark, ticket=3)
+    for number in range(RECENT_RELEASES + 1):
+        wakeups.wake([f"other-{number}"])
+    with wakeups.watch("s-1", ["k"]) as watch:
+        assert watch.opening_ticket is None
+
+
+def test_an_operator_change_before_the_watch_makes_the_saga_ask_first():
+    wakeups = KeyWakeups()
+    wakeups.queued_at_opening("s-1", wakeups.mark(), ticket=3)
+    wakeups.wake_saga("s-1")
+    with wakeups.watch("s-1", ["k"]) as watch:
+        assert watch.opening_ticket is None
+
+
+async def test_a_release_after_the_watch_began_ends_the_first_sleep():
+    wakeups = KeyWakeups()
+    wakeups.queued_at_opening("s-1", wakeups.mark(), ticket=3)
+    with wakeups.watch("s-1", ["k"]) as watch:
+        assert watch.opening_ticket == 3
+        wakeups.wake(["k"])  # before the driver got to sleep
+        await asyncio.wait_for(wakeups.sleep(watch, watch.opening_ticket, BOUND), BOUND)
+        assert watch.woken
