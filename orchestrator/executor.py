@@ -415,7 +415,7 @@ class Executor:
                 return
             try:
                 async for key in releases:
-                    self._wakeups.wake((key,))
+                    self._wakeups.heard_release(key)
             except asyncio.CancelledError:
                 raise
             except Exception as error:

@@ -17,11 +17,22 @@ releases heard before the opening looked at the keys (`mark`, `queued_at_opening
 if none of the saga's keys was released since, its watch starts asleep with that
 ticket. To tell, the last `RECENT_RELEASES` releases are remembered (older than that,
 the saga asks as before).
+
+A release committed here is heard twice: at once from the commit (`wake`), then as its
+NOTIFY comes back to this replica's listener (`heard_release`). The echo would wake
+the next sleeper while the one woken first is still asking, only to be refused; so a
+key released here is noted, and the first notification of it heard within
+`ECHO_SECONDS` is taken as the echo and skipped. Releases of one key reach the
+listener in commit order, so a later release elsewhere is heard after the echo; one
+heard before it is older than the local wake-up, which covered it. Notes are kept
+only once the listener is known to listen (it heard something since it connected),
+and dropped when it is lost (`wake_all`), so an echo that never comes skips nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -30,6 +41,8 @@ RECENT_RELEASES = 4096
 """Releases remembered to tell whether a key was released since an opening looked."""
 NOTED_OPENINGS = 4096
 """Queued openings whose tickets are kept until their drivers watch (a bound)."""
+ECHO_SECONDS = 2.0
+"""How long after a release here its notification is expected back as an echo."""
 
 
 class KeyWatch:
@@ -86,6 +99,10 @@ class KeyWakeups:
         """The last releases, numbered (None: maybe every key, see `wake_all`)."""
         self._openings: dict[str, tuple[int, int]] = {}
         """Queued openings not yet watched: saga_id to (mark, ticket)."""
+        self._listening = False
+        """The release listener heard something since it (re)connected."""
+        self._echoes: dict[str, float] = {}
+        """Keys released here whose notification has not come back: when released."""
 
     def mark(self) -> int:
         """The releases heard so far; take it before an opening looks at its keys."""
@@ -133,7 +150,7 @@ class KeyWakeups:
             if self._by_saga.get(saga_id) is watch:
                 del self._by_saga[saga_id]
             if not watch.acquired:
-                self.wake(watch.keys)
+                self._wake_first(watch.keys)
 
     async def sleep(self, watch: KeyWatch, ticket: int, at_most: float) -> None:
         """`watch.sleep`, counted in `waiting`."""
@@ -144,6 +161,26 @@ class KeyWakeups:
             self.waiting -= 1
 
     def wake(self, keys: Iterable[str]) -> None:
+        """The keys were released by a commit of this process: wake who may take them,
+        and expect the release's notification back (see the module)."""
+        keys = tuple(keys)
+        if self._listening:
+            now = time.monotonic()
+            if len(self._echoes) > NOTED_OPENINGS:
+                self._echoes = {k: t for k, t in self._echoes.items() if now - t < ECHO_SECONDS}
+            self._echoes.update(dict.fromkeys(keys, now))
+        self._wake_first(keys)
+
+    def heard_release(self, key: str) -> None:
+        """The listener heard a release of `key` (by any process): wake who may take it,
+        unless it is the echo of a release here, whose wake-up was given already."""
+        self._listening = True
+        released_here = self._echoes.pop(key, None)
+        if released_here is not None and time.monotonic() - released_here < ECHO_SECONDS:
+            return
+        self._wake_first((key,))
+
+    def _wake_first(self, keys: Iterable[str]) -> None:
         """The keys were released (or their queues changed): for each, wake the watches
         asking the store now and the sleeper first in line."""
         for key in keys:
@@ -166,7 +203,10 @@ class KeyWakeups:
             watch.wake()
 
     def wake_all(self) -> None:
-        """Releases may have gone unheard (the listener was lost): everyone looks again."""
+        """Releases may have gone unheard (the listener was lost): everyone looks again.
+        Echoes may never come: none is expected until the listener hears again."""
+        self._listening = False
+        self._echoes.clear()
         self._released += 1
         self._recent.append((self._released, None))
         for watch in self._by_saga.values():

@@ -139,3 +139,37 @@ async def test_a_release_after_the_watch_began_ends_the_first_sleep():
         wakeups.wake(["k"])  # before the driver got to sleep
         await asyncio.wait_for(wakeups.sleep(watch, watch.opening_ticket, BOUND), BOUND)
         assert watch.woken
+
+
+@pytest.mark.parametrize(
+    ("listener_heard_before", "listener_lost", "echo_wakes_next"),
+    [(True, False, False), (False, False, True), (True, True, True)],
+    ids=["echo-skipped", "listener-not-yet-heard", "listener-lost-meanwhile"],
+)
+async def test_the_echo_of_a_release_here_does_not_wake_the_next_in_line(
+    listener_heard_before: bool, listener_lost: bool, echo_wakes_next: bool
+):
+    wakeups = KeyWakeups()
+    if listener_heard_before:
+        wakeups.heard_release("elsewhere")  # the listener is known to listen
+    with wakeups.watch("s-0", ["k"]) as first, wakeups.watch("s-1", ["k"]) as second:
+        first.arm()
+        second.arm()
+        sleeping_first = asyncio.create_task(wakeups.sleep(first, 1, BOUND))
+        sleeping_second = asyncio.create_task(wakeups.sleep(second, 2, BOUND))
+        await asleep(wakeups, 2)
+        wakeups.wake(["k"])  # released by a commit here
+        await asyncio.wait_for(sleeping_first, BOUND)
+        first.arm()  # the first in line asks the store
+        if listener_lost:
+            wakeups.wake_all()  # everyone looks again
+            await asyncio.wait_for(sleeping_second, BOUND)
+            second.arm()
+            sleeping_second = asyncio.create_task(wakeups.sleep(second, 2, BOUND))
+            await asleep(wakeups, 1)
+        wakeups.heard_release("k")  # the release's own notification comes back
+        await asyncio.sleep(0)
+        assert second.woken is echo_wakes_next
+        wakeups.heard_release("k")  # a later release, elsewhere
+        await asyncio.wait_for(sleeping_second, BOUND)
+        assert second.woken
