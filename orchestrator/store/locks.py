@@ -15,7 +15,8 @@ Releasing is part of the ordinary commit path (`release_statements`), in the com
 that makes the saga terminal. On PostgreSQL the transaction first takes an advisory
 lock per key, all in one statement and in one order (by the lock's id), so two takers
 of one key serialize and no two transactions wait for each other in a cycle; SQLite
-has one writer anyway.
+has one writer anyway. PostgreSQL runs the same take in two round trips instead of one
+per statement (`postgres_lock_takes`).
 
 New sagas that lock from their first step are inserted in batches (`OpeningBatches`):
 the openings queued while one batch is written go together in the next transaction,
