@@ -4,7 +4,8 @@ Every `create_saga` and `commit` call joins a queue; one writer task takes
 everything queued and writes it with `Store.write` in a single transaction, while
 the next callers queue up behind it. There is no timer: an idle store writes a
 lone saga's commit at once, so concurrency 1 pays nothing, and at concurrency N a
-transaction carries up to N sagas' transitions. Each caller still awaits its own
+transaction carries up to N sagas' transitions. Before each further batch the writer
+lets the event loop make one pass, so the sagas ready to write at that moment join it. Each caller still awaits its own
 write before it goes on, so "persisted before acting" holds for every saga.
 
 If a batch fails because one commit's expected version is stale, its items are
@@ -63,7 +64,14 @@ class GroupCommit:
         return await pending.done
 
     async def _flush(self) -> None:
+        first = True
         while self._queue:
+            if not first:
+                # Let the sagas whose writes just committed, and whose replies are ready,
+                # run once first: their next writes join this batch instead of the one
+                # after it. One pass of the event loop, no timer.
+                await asyncio.sleep(0)
+            first = False
             batch: list[_Pending] = []
             items = 0
             while self._queue and (not batch or items < self._max_items):
