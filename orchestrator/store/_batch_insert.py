@@ -1,4 +1,4 @@
-"""PostgreSQL's insert of a StartSagas batch: one statement per table, whatever its length.
+"""PostgreSQL's rows by the batch: one statement per table, whatever the batch's length.
 
 The group-commit `write` sends one INSERT per row (pipelined): fine for the few sagas
 ready at one moment, but a batch of 500 sagas is some 4,000 statements, and their
@@ -8,6 +8,10 @@ batch is four statements: sagas (ON CONFLICT on the idempotency key, as `write`)
 existing sagas of the keys that were taken, then steps and first log rows of the sagas
 created. Only what a new saga holds is sent: no step result and no output yet (a batch
 with either goes through `write`).
+
+The group-commit `write` uses the same form for the step rows and log rows of its
+commits (`UPSERT_STEPS`, `INSERT_TRANSITIONS`): each pipelined statement costs psycopg a
+send and a poll of the socket, and they were most of the orchestrator's time in psycopg.
 """
 
 from __future__ import annotations
@@ -91,6 +95,20 @@ INSERT_SAGAS = _from_json(
     tail=" ON CONFLICT (idempotency_key) DO NOTHING RETURNING saga_id",
 )
 INSERT_STEPS = _from_json("saga_steps", _STEP_TYPES)
+_STEP_RESULT_TYPES = {**_STEP_TYPES, "result": "text"}
+UPSERT_STEPS = f"""
+INSERT INTO saga_steps ({", ".join(_STEP_RESULT_TYPES)})
+SELECT {", ".join("decode(result, 'hex')" if n == "result" else n for n in _STEP_RESULT_TYPES)}
+FROM jsonb_to_recordset(%(rows)s::jsonb)
+    AS r({", ".join(f"{name} {kind}" for name, kind in _STEP_RESULT_TYPES.items())})
+ON CONFLICT (saga_id, name) DO UPDATE
+SET step_index = excluded.step_index, status = excluded.status,
+    attempts = excluded.attempts, compensation_attempts = excluded.compensation_attempts,
+    error = excluded.error, result = excluded.result, start_time = excluded.start_time,
+    update_time = excluded.update_time, next_attempt_time = excluded.next_attempt_time
+"""
+"""Step rows as `Statements.upsert_step` writes them one by one; the reply travels as hex.
+One statement may not update a row twice, so a step may appear only once (`last_step_rows`)."""
 INSERT_TRANSITIONS = _from_json("saga_transitions", _TRANSITION_TYPES)
 
 
@@ -107,6 +125,8 @@ def fits(new_sagas: Sequence[NewSaga]) -> bool:
 def _json(value: object) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
+    if isinstance(value, bytes):
+        return value.hex()
     raise TypeError(f"not stored as JSON: {type(value).__name__}")
 
 
@@ -127,3 +147,14 @@ def step_rows(encoding: RowEncoding, new_sagas: Sequence[NewSaga]) -> str:
 def transition_rows(encoding: RowEncoding, new_sagas: Sequence[NewSaga]) -> str:
     rows = [encoding.transition_params(t) for new in new_sagas for t in new.transitions]
     return rows_json(rows, _TRANSITION_TYPES)
+
+
+def last_step_rows(step_params: list[dict[str, object]]) -> str:
+    """`UPSERT_STEPS`'s rows: of a step written twice (two commits of one saga), its last
+    row, which is what upserting the rows one after another leaves stored."""
+    last = {(row["saga_id"], row["name"]): row for row in step_params}
+    return rows_json(list(last.values()), _STEP_RESULT_TYPES)
+
+
+def transition_param_rows(transition_params: list[dict[str, object]]) -> str:
+    return rows_json(transition_params, _TRANSITION_TYPES)

@@ -4,8 +4,10 @@ Every `create_saga` and `commit` call joins a queue; one writer task takes
 everything queued and writes it with `Store.write` in a single transaction, while
 the next callers queue up behind it. There is no timer: an idle store writes a
 lone saga's commit at once, so concurrency 1 pays nothing, and at concurrency N a
-transaction carries up to N sagas' transitions. Each caller still awaits its own
-write before it goes on, so "persisted before acting" holds for every saga.
+transaction carries up to N sagas' transitions. Before each further batch the writer
+lets the event loop make a few passes, so the sagas ready to write by then join it.
+Each caller still awaits its own write before it goes on, so "persisted before
+acting" holds for every saga.
 
 If a batch fails because one commit's expected version is stale, its items are
 written again one by one, so only the stale one fails; any other error (the
@@ -23,6 +25,9 @@ from orchestrator.records import CreateSagaResult, NewSaga, SagaCommit
 
 MAX_BATCH_ITEMS = 512
 """Creates plus commits written in one transaction at most."""
+
+MAX_GATHER_PASSES = 4
+"""Event-loop passes the writer lets run before a further batch, while each brings writes."""
 
 Write = Callable[[Sequence[NewSaga], Sequence[SagaCommit]], Awaitable[list[CreateSagaResult]]]
 
@@ -63,7 +68,19 @@ class GroupCommit:
         return await pending.done
 
     async def _flush(self) -> None:
+        first = True
         while self._queue:
+            if not first:
+                # Let the sagas whose writes just committed, and whose replies are ready,
+                # run first: their next writes join this batch instead of the one after
+                # it. Passes of the event loop, no timer: while a pass brings new writes,
+                # up to MAX_GATHER_PASSES.
+                for _ in range(MAX_GATHER_PASSES):
+                    queued = len(self._queue)
+                    await asyncio.sleep(0)
+                    if len(self._queue) == queued:
+                        break
+            first = False
             batch: list[_Pending] = []
             items = 0
             while self._queue and (not batch or items < self._max_items):

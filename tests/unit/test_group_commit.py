@@ -73,6 +73,39 @@ async def test_writes_queued_during_a_transaction_go_together_in_the_next():
     assert [len(commits) for _, commits in write.calls] == [1, 10]
 
 
+async def test_a_saga_whose_write_just_committed_joins_the_next_batch_with_its_next_write():
+    write = FakeWrite()
+    group = GroupCommit(write)
+
+    async def two_writes() -> None:
+        await group.commit([commit_of("first")])
+        await group.commit([commit_of("second")])
+
+    saga = asyncio.create_task(two_writes())
+    await asyncio.sleep(0.001)  # the writer is now inside the first transaction
+    await asyncio.gather(saga, group.commit([commit_of("queued")]))
+    assert [sorted(commits) for _, commits in write.calls] == [["first"], ["queued", "second"]]
+
+
+async def test_writes_that_arrive_pass_after_pass_join_the_next_batch():
+    write = FakeWrite()
+    group = GroupCommit(write)
+
+    async def two_writes(name: str, steps_between: int) -> None:
+        await group.commit([commit_of(f"{name}-1")])
+        for _ in range(steps_between):  # a reply's callback, then the saga's own step
+            await asyncio.sleep(0)
+        await group.commit([commit_of(f"{name}-2")])
+
+    sagas = [asyncio.create_task(two_writes(name, n)) for n, name in enumerate("abc")]
+    await asyncio.sleep(0.001)  # the writer is now inside the first transaction
+    await asyncio.gather(*sagas, group.commit([commit_of("queued")]))
+    assert [sorted(commits) for _, commits in write.calls] == [
+        ["a-1", "b-1", "c-1"],
+        ["a-2", "b-2", "c-2", "queued"],
+    ]
+
+
 async def test_a_stale_commit_fails_alone_and_the_rest_of_its_batch_is_written():
     write = FakeWrite(stale={"c3"})
     group = GroupCommit(write)
