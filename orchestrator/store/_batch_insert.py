@@ -9,8 +9,8 @@ existing sagas of the keys that were taken, then steps and first log rows of the
 created. Only what a new saga holds is sent: no step result and no output yet (a batch
 with either goes through `write`).
 
-The group-commit `write` uses the same form for the step rows and log rows of its
-commits (`UPSERT_STEPS`, `INSERT_TRANSITIONS`): each pipelined statement costs psycopg a
+The group-commit `write` and the batched locked openings use the same form for their
+step rows and log rows (`write_steps_and_log`): each pipelined statement costs psycopg a
 send and a poll of the socket, and they were most of the orchestrator's time in psycopg.
 """
 
@@ -21,8 +21,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+import psycopg
+
 from orchestrator.records import NewSaga
 from orchestrator.store._rows import RowEncoding
+from orchestrator.store._statements import Statements
 
 _SAGA_TYPES = {
     "saga_id": "text",
@@ -158,3 +161,21 @@ def last_step_rows(step_params: list[dict[str, object]]) -> str:
 
 def transition_param_rows(transition_params: list[dict[str, object]]) -> str:
     return rows_json(transition_params, _TRANSITION_TYPES)
+
+
+async def write_steps_and_log(
+    cursor: psycopg.AsyncCursor[Any],
+    statements: Statements,
+    step_params: list[dict[str, object]],
+    transition_params: list[dict[str, object]],
+) -> None:
+    """Queue the step rows (upserted) and log rows of a transaction: one row as the plain
+    statement, more as one statement per table."""
+    if len(step_params) == 1:
+        await cursor.execute(statements.upsert_step, step_params[0])
+    elif step_params:
+        await cursor.execute(UPSERT_STEPS, {"rows": last_step_rows(step_params)})
+    if len(transition_params) == 1:
+        await cursor.execute(statements.insert_transition, transition_params[0])
+    elif transition_params:
+        await cursor.execute(INSERT_TRANSITIONS, {"rows": transition_param_rows(transition_params)})

@@ -394,17 +394,7 @@ class PostgresStore(SqlStore):
                 "keys": sorted({key for c in released for key in c.released_locks}),
             }
             await cursor.execute(_RELEASE_AND_NOTIFY, freed)
-        # More than one row goes as one statement (see `_batch_insert`).
-        if len(step_params) == 1:
-            await cursor.execute(statements.upsert_step, step_params[0])
-        elif step_params:
-            rows = batch_insert.last_step_rows(step_params)
-            await cursor.execute(batch_insert.UPSERT_STEPS, {"rows": rows})
-        if len(transition_params) == 1:
-            await cursor.execute(statements.insert_transition, transition_params[0])
-        elif transition_params:
-            rows = batch_insert.transition_param_rows(transition_params)
-            await cursor.execute(batch_insert.INSERT_TRANSITIONS, {"rows": rows})
+        await batch_insert.write_steps_and_log(cursor, statements, step_params, transition_params)
         # Delivered at COMMIT, to every replica's listener (follow_commits).
         changed = dict.fromkeys(
             [new.saga.saga_id for new in new_sagas] + [commit.saga.saga_id for commit in commits]

@@ -18,6 +18,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from orchestrator.records import CreateSagaResult, SagaRecord
+from orchestrator.store import _batch_insert as batch_insert
 from orchestrator.store._rows import RowEncoding
 from orchestrator.store._statements import Statements
 from orchestrator.store.locks import (
@@ -31,6 +32,31 @@ from orchestrator.store.locks import (
 )
 
 _Cursor = psycopg.AsyncCursor[dict[str, Any]]
+
+_TAKE_OPENED_KEYS = """
+INSERT INTO saga_locks (lock_key, saga_id, acquire_time)
+SELECT lock_key, saga_id, %(now)s
+FROM unnest(%(keys)s::text[], %(saga_ids)s::text[]) AS held(lock_key, saga_id)
+"""
+"""The keys the batch's sagas took, one statement for the whole batch."""
+
+_ENQUEUE_OPENED_KEYS = """
+INSERT INTO saga_lock_queue (lock_key, saga_id, ticket, enqueue_time)
+SELECT lock_key, saga_id, ticket, %(now)s
+FROM unnest(%(keys)s::text[], %(saga_ids)s::text[], %(tickets)s::bigint[])
+    AS place(lock_key, saga_id, ticket)
+"""
+"""The queue places of the batch's waiting sagas, one statement for the whole batch."""
+
+
+def _columns(rows: list[dict[str, Any]], at: object) -> dict[str, object]:
+    """Rows of (key, saga_id, ticket) as the arrays the statements above unnest."""
+    return {
+        "keys": [row["key"] for row in rows],
+        "saga_ids": [row["saga_id"] for row in rows],
+        "tickets": [row["ticket"] for row in rows],
+        "now": at,
+    }
 
 
 async def write_openings(
@@ -81,7 +107,6 @@ async def write_openings(
             connection.cursor(row_factory=dict_row),
             pipeline,
             statements,
-            locks,
             encoding,
             outcomes,
             lease_params,
@@ -100,7 +125,6 @@ async def _insert(
     cursor: _Cursor,
     pipeline: psycopg.AsyncPipeline,
     statements: Statements,
-    locks: LockStatements,
     encoding: RowEncoding,
     outcomes: list[Opened],
     lease_params: Any,
@@ -137,14 +161,10 @@ async def _insert(
             taken += [{**place, "key": key} for key in opened.keys]
         elif opened.waits:
             enqueued += [{**place, "key": key} for key in opened.keys]
-    for statement, rows in (
-        (statements.upsert_step, steps),
-        (statements.insert_transition, transitions),
-        (locks.take_key, taken),
-        (locks.enqueue, enqueued),
-    ):
+    await batch_insert.write_steps_and_log(cursor, statements, steps, transitions)
+    for statement, rows in ((_TAKE_OPENED_KEYS, taken), (_ENQUEUE_OPENED_KEYS, enqueued)):
         if rows:
-            await cursor.executemany(statement, rows)
+            await cursor.execute(statement, _columns(rows, at))
     return [
         written[outcome.new.saga.saga_id] if isinstance(outcome, OpenedSaga) else outcome
         for outcome in outcomes
