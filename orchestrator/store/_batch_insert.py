@@ -10,7 +10,7 @@ created. Only what a new saga holds is sent: no step result and no output yet (a
 with either goes through `write`).
 
 The group-commit `write` and the batched locked openings use the same form for their
-step rows and log rows (`steps_and_log_statements`): each pipelined statement costs psycopg a
+step rows and log rows (`write_steps_and_log`): each pipelined statement costs psycopg a
 send and a poll of the socket, and they were most of the orchestrator's time in psycopg.
 """
 
@@ -20,6 +20,8 @@ import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
+
+import psycopg
 
 from orchestrator.records import NewSaga
 from orchestrator.store._rows import RowEncoding
@@ -161,20 +163,19 @@ def transition_param_rows(transition_params: list[dict[str, object]]) -> str:
     return rows_json(transition_params, _TRANSITION_TYPES)
 
 
-def steps_and_log_statements(
+async def write_steps_and_log(
+    cursor: psycopg.AsyncCursor[Any],
     statements: Statements,
     step_params: list[dict[str, object]],
     transition_params: list[dict[str, object]],
-) -> list[tuple[str, dict[str, object]]]:
-    """The statements that write a transaction's step rows (upserted) and log rows: one
-    row as the plain statement, more as one statement per table."""
-    out: list[tuple[str, dict[str, object]]] = []
+) -> None:
+    """Queue the step rows (upserted) and log rows of a transaction: one row as the plain
+    statement, more as one statement per table."""
     if len(step_params) == 1:
-        out.append((statements.upsert_step, step_params[0]))
+        await cursor.execute(statements.upsert_step, step_params[0])
     elif step_params:
-        out.append((UPSERT_STEPS, {"rows": last_step_rows(step_params)}))
+        await cursor.execute(UPSERT_STEPS, {"rows": last_step_rows(step_params)})
     if len(transition_params) == 1:
-        out.append((statements.insert_transition, transition_params[0]))
+        await cursor.execute(statements.insert_transition, transition_params[0])
     elif transition_params:
-        out.append((INSERT_TRANSITIONS, {"rows": transition_param_rows(transition_params)}))
-    return out
+        await cursor.execute(INSERT_TRANSITIONS, {"rows": transition_param_rows(transition_params)})

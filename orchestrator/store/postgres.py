@@ -313,9 +313,6 @@ class PostgresStore(SqlStore):
         saga_params = [self._encoding.commit_params(commit) for commit in commits]
         async with self._connection() as connection:
             try:
-                if not new_sagas and all(commit.transitions for commit in commits):
-                    await _one_query(connection, self._logged_commits(commits, saga_params))
-                    return []
                 async with _pipelined_transaction(connection) as pipeline:
                     return await self._write_statements(
                         connection, pipeline, new_sagas, commits, saga_params
@@ -347,33 +344,6 @@ class PostgresStore(SqlStore):
                         " no longer held"
                     ) from None
                 raise
-
-    def _logged_commits(
-        self, commits: Sequence[SagaCommit], saga_params: list[dict[str, object]]
-    ) -> list[tuple[str, dict[str, object]]]:
-        """`write`'s statements for commits that each log something (the common write:
-        a step's outcome and the next step's intent), none of whose results is needed:
-        a stale commit fails the whole at the server (see `_UPDATE_SAGA_LOGGING_FIRST`)."""
-        encoding = self._encoding
-        out: list[tuple[str, dict[str, object]]] = [
-            (_UPDATE_SAGA_LOGGING_FIRST, {**p, **encoding.transition_params(c.transitions[0])})
-            for p, c in zip(saga_params, commits, strict=True)
-        ]
-        released = [c for c in commits if c.released_locks]
-        if released:
-            freed: dict[str, object] = {
-                "saga_ids": [c.saga.saga_id for c in released],
-                "keys": sorted({key for c in released for key in c.released_locks}),
-            }
-            out.append((_RELEASE_AND_NOTIFY, freed))
-        out += batch_insert.steps_and_log_statements(
-            self._statements,
-            [encoding.step_params(s) for commit in commits for s in commit.steps],
-            [encoding.transition_params(t) for commit in commits for t in commit.transitions[1:]],
-        )
-        changed = list(dict.fromkeys(commit.saga.saga_id for commit in commits))
-        out.append((_NOTIFY_COMMITS, {"saga_ids": changed}))
-        return out
 
     async def _write_statements(
         self,
@@ -424,10 +394,7 @@ class PostgresStore(SqlStore):
                 "keys": sorted({key for c in released for key in c.released_locks}),
             }
             await cursor.execute(_RELEASE_AND_NOTIFY, freed)
-        for query, params in batch_insert.steps_and_log_statements(
-            statements, step_params, transition_params
-        ):
-            await cursor.execute(query, params)
+        await batch_insert.write_steps_and_log(cursor, statements, step_params, transition_params)
         # Delivered at COMMIT, to every replica's listener (follow_commits).
         changed = dict.fromkeys(
             [new.saga.saga_id for new in new_sagas] + [commit.saga.saga_id for commit in commits]
@@ -761,17 +728,6 @@ async def _pipelined_transaction(connection: _Connection) -> AsyncIterator[psyco
             with contextlib.suppress(Exception):
                 await connection.execute("ROLLBACK", prepare=False)
         raise
-
-
-async def _one_query(
-    connection: _Connection, statements: Sequence[tuple[str, Mapping[str, object]]]
-) -> None:
-    """The statements as one simple query, bound on the client: one message, one round
-    trip, and for PostgreSQL one implicit transaction (all or nothing, committed at the
-    end) on this autocommit connection. A pipelined BEGIN ... COMMIT costs psycopg a send
-    and a poll per statement and took about 0.3 ms more per write at concurrency 1."""
-    cursor = psycopg.AsyncClientCursor(connection)
-    await cursor.execute("; ".join(cursor.mogrify(query, params) for query, params in statements))
 
 
 class _StaleBatch(Exception):

@@ -161,8 +161,7 @@ async def _insert(
             taken += [{**place, "key": key} for key in opened.keys]
         elif opened.waits:
             enqueued += [{**place, "key": key} for key in opened.keys]
-    for query, row_params in batch_insert.steps_and_log_statements(statements, steps, transitions):
-        await cursor.execute(query, row_params)
+    await batch_insert.write_steps_and_log(cursor, statements, steps, transitions)
     for statement, rows in ((_TAKE_OPENED_KEYS, taken), (_ENQUEUE_OPENED_KEYS, enqueued)):
         if rows:
             await cursor.execute(statement, _columns(rows, at))
