@@ -40,12 +40,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
 from typing import Any
 
 import grpc
+from psycopg.pq import TransactionStatus
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
@@ -143,12 +145,19 @@ class GroupWriter:
             while self._queue:
                 batch, self._queue = self._queue, []
                 try:
-                    # BEGIN, the statements and COMMIT in one pipeline: one round trip's wait
-                    async with connection.pipeline(), connection.transaction():
+                    # BEGIN, the statements and COMMIT in one pipeline: one round trip's
+                    # wait. Not `transaction()`, which waits for its BEGIN's answer even in
+                    # a pipeline (a round trip more), as the orchestrator's write does.
+                    async with connection.pipeline():
+                        await connection.execute("BEGIN", prepare=False)
                         for writes, _ in batch:
                             for statement, params in writes:
                                 await connection.execute(statement, params)
+                        await connection.execute("COMMIT", prepare=False)
                 except Exception as error:
+                    if connection.info.transaction_status is not TransactionStatus.IDLE:
+                        with contextlib.suppress(Exception):
+                            await connection.execute("ROLLBACK", prepare=False)
                     for _, done in batch:
                         if not done.done():
                             done.set_exception(error)
