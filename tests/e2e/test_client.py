@@ -172,7 +172,11 @@ async def test_a_participant_refusing_connections_is_named_with_its_address(
     tmp_path, database_url, participants
 ):
     """A refused connection is reported as such, not as gRPC's bare deadline."""
-    closed = f"127.0.0.1:{free_port()}"
+    # Bound and never listening: connections to it are refused, and no other process
+    # (a test running beside this one) can take the port meanwhile.
+    held = socket.socket()
+    held.bind(("127.0.0.1", 0))
+    closed = f"127.0.0.1:{held.getsockname()[1]}"
     addresses = {**participants.info["services"], "flight": closed}
     process = orchestrator_process(tmp_path, database_url, addresses, name="no-flight")
     try:
@@ -191,6 +195,7 @@ async def test_a_participant_refusing_connections_is_named_with_its_address(
         assert "action attempt 1 failed" in log and "attempt 2 at" in log
     finally:
         process.stop()
+        held.close()
 
 
 async def test_an_ambiguous_short_id_is_answered_with_the_candidates(orchestrator):
