@@ -530,6 +530,7 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
             await _abort(context, error)
         last = request.after_seq
         watchers = self._executor.watchers
+        read_after_end = False
         with watchers.subscription(request.saga_id) as committed:
             while True:
                 committed.clear()  # before the read: a commit after it wakes us
@@ -549,6 +550,11 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
                     finished = rows[-1].saga_status.is_terminal
                 else:
                     current = await self._store.get_saga(request.saga_id)
+                    if current is not None and current.status.is_terminal and not read_after_end:
+                        # The commit that ended it may have landed between the log read
+                        # above and this one: read the log once more before ending.
+                        read_after_end = True
+                        continue
                     finished = current is None or current.status.is_terminal
                 if finished:
                     return
