@@ -22,8 +22,11 @@ class FakeWrite:
         self.calls: list[tuple[list[str], list[str]]] = []
         self.stale = stale
         self.unavailable = unavailable
+        self.entered = asyncio.Event()
+        """Set when the first transaction begins."""
 
     async def __call__(self, new_sagas, commits) -> list[CreateSagaResult]:
+        self.entered.set()
         await asyncio.sleep(0.01)  # a transaction takes a while: others queue meanwhile
         self.calls.append(([n.saga.saga_id for n in new_sagas], [c.saga.saga_id for c in commits]))
         if self.unavailable:
@@ -68,7 +71,7 @@ async def test_writes_queued_during_a_transaction_go_together_in_the_next():
     write = FakeWrite()
     group = GroupCommit(write)
     first = asyncio.create_task(group.commit([commit_of("first")]))
-    await asyncio.sleep(0.001)  # the writer is now inside the first transaction
+    await write.entered.wait()  # the writer is now inside the first transaction
     await asyncio.gather(first, *(group.commit([commit_of(f"c{n}")]) for n in range(10)))
     assert [len(commits) for _, commits in write.calls] == [1, 10]
 
@@ -82,7 +85,7 @@ async def test_a_saga_whose_write_just_committed_joins_the_next_batch_with_its_n
         await group.commit([commit_of("second")])
 
     saga = asyncio.create_task(two_writes())
-    await asyncio.sleep(0.001)  # the writer is now inside the first transaction
+    await write.entered.wait()  # the writer is now inside the first transaction
     await asyncio.gather(saga, group.commit([commit_of("queued")]))
     assert [sorted(commits) for _, commits in write.calls] == [["first"], ["queued", "second"]]
 
@@ -98,7 +101,7 @@ async def test_writes_that_arrive_pass_after_pass_join_the_next_batch():
         await group.commit([commit_of(f"{name}-2")])
 
     sagas = [asyncio.create_task(two_writes(name, n)) for n, name in enumerate("abc")]
-    await asyncio.sleep(0.001)  # the writer is now inside the first transaction
+    await write.entered.wait()  # the writer is now inside the first transaction
     await asyncio.gather(*sagas, group.commit([commit_of("queued")]))
     assert [sorted(commits) for _, commits in write.calls] == [
         ["a-1", "b-1", "c-1"],
