@@ -77,9 +77,10 @@ from tools.processes import ChildProcess
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 POSTGRES_URL_ENV = "SAGA_BENCH_POSTGRES_URL"
 COMPLETION_DETECTION = {
-    "ours": "separate load-generator process: StartSaga over gRPC, then one poller for all "
-    "sagas in flight reads `sagas.status` on its own connection every poll_ms "
-    "(its reads and its backend's CPU are subtracted); paces the loop only",
+    "ours": "separate load-generator process: one ExecuteSaga call per saga over gRPC, "
+    "answered by the orchestrator when the saga's terminal transition is committed "
+    "(with --completion poll: StartSaga, then one poller for all sagas in flight reads "
+    "`sagas.status` on its own connection, its reads and CPU subtracted); paces the loop only",
     "group": "in-process load: the saga's terminal commit returned",
     "loop": "in-process load: the saga's terminal commit returned",
     "dbos": "in-process load: the awaited workflow returned (after DBOS committed its result)",
@@ -197,7 +198,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=3.0,
         help="DBOS launched with no load this long before each run: its background commits/s",
     )
-    parser.add_argument("--poll-ms", type=float, default=1.0, help="ours: completion poll")
+    parser.add_argument(
+        "--completion",
+        choices=("execute", "poll"),
+        default="execute",
+        help="ours: each saga one ExecuteSaga call (the default), or StartSaga and a poller",
+    )
+    parser.add_argument(
+        "--poll-ms", type=float, default=1.0, help="ours with --completion poll: its interval"
+    )
     parser.add_argument(
         "--multi-replica-from",
         type=int,
@@ -353,6 +362,7 @@ class Harness:
                 workdir=workdir,
                 ceiling_pool_size=min(self.args.ceiling_pool_size, variant.concurrency),
                 poll_ms=self.args.poll_ms,
+                completion=self.args.completion,
                 log_level=self.args.log_level,
             )
             check_durability(launch.database_url)

@@ -1,8 +1,13 @@
-"""The load generator for our orchestrator: a separate process speaking only gRPC and SQL reads.
+"""The load generator for our orchestrator: a separate process speaking gRPC.
 
-Sagas are started with the public StartSaga API. Completion is detected by
-one poller for all sagas in flight: a single indexed read on its own
-PostgreSQL connection (see CompletionPoller for when it polls),
+Each saga is one ExecuteSaga call (`--completion execute`, the default), the public
+API a client's `execute()` uses: the orchestrator answers when the saga's terminal
+transition is committed, so completion is learned from the orchestrator itself, as
+the ceilings and DBOS learn it in process, and nothing else runs beside the load.
+
+`--completion poll` is the earlier way, kept to compare: StartSaga, then one poller
+for all sagas in flight, a single indexed read on its own PostgreSQL connection (see
+CompletionPoller for when it polls),
 
     SELECT saga_id, status FROM sagas WHERE saga_id = ANY(ids of due sagas)
         AND status IN ('COMPLETED', 'FAILED')
@@ -19,7 +24,7 @@ committed transaction, subtracted from the database's commits) and its
 backend pid is reported (its CPU is subtracted from PostgreSQL's).
 
     python -m bench.loadgen --address HOST:PORT --database URL --variant success \
-        --n 300 --concurrency 1 --warmup 50
+        --n 300 --concurrency 1 --warmup 50 [--completion execute|poll]
 """
 
 from __future__ import annotations
@@ -137,7 +142,43 @@ class CompletionPoller:
             await asyncio.sleep(self.interval())
 
 
-async def generate(args: argparse.Namespace) -> None:
+def _start_request(payload: struct_pb2.Struct) -> pb.StartSagaRequest:
+    return pb.StartSagaRequest(
+        saga_type=SAGA_TYPE, correlation_id=f"bench-{uuid.uuid4().hex}", payload=payload
+    )
+
+
+async def execute(args: argparse.Namespace) -> None:
+    """Closed loop of ExecuteSaga calls: each answer is the ended saga."""
+    payload = struct_pb2.Struct()
+    payload.update(trip_payload(args.variant))
+    channels = [grpc.aio.insecure_channel(address) for address in args.address]
+    stubs = [pb_grpc.SagaOrchestratorStub(channel) for channel in channels]
+    status_of = {pb.SAGA_STATUS_COMPLETED: TERMINAL_OK, pb.SAGA_STATUS_FAILED: TERMINAL_FAILED}
+
+    async def run_one(index: int) -> tuple[str, str, float]:
+        request = pb.ExecuteSagaRequest(start=_start_request(payload))
+        try:
+            reply = await stubs[index % len(stubs)].ExecuteSaga(
+                request, timeout=SAGA_TIMEOUT_SECONDS
+            )
+        except grpc.aio.AioRpcError as error:
+            return "", f"EXECUTE_{error.code().name}", time.perf_counter()
+        seen = time.perf_counter()
+        return reply.saga.saga_id, status_of.get(reply.saga.status, "NOT_ENDED"), seen
+
+    def details() -> dict[str, Any]:
+        return {"completion": "execute"}
+
+    try:
+        await drive(args.n, args.concurrency, args.warmup, run_one, details, args.seconds)
+    finally:
+        for channel in channels:
+            await channel.close()
+
+
+async def poll(args: argparse.Namespace) -> None:
+    """StartSaga, then CompletionPoller (the earlier loop, kept to compare)."""
     payload = struct_pb2.Struct()
     payload.update(trip_payload(args.variant))
     connection = await psycopg.AsyncConnection.connect(args.database, autocommit=True)
@@ -150,12 +191,7 @@ async def generate(args: argparse.Namespace) -> None:
     async def run_one(index: int) -> tuple[str, str, float]:
         try:
             reply = await stubs[index % len(stubs)].StartSaga(
-                pb.StartSagaRequest(
-                    saga_type=SAGA_TYPE,
-                    correlation_id=f"bench-{uuid.uuid4().hex}",
-                    payload=payload,
-                ),
-                timeout=START_TIMEOUT_SECONDS,
+                _start_request(payload), timeout=START_TIMEOUT_SECONDS
             )
         except grpc.aio.AioRpcError as error:
             return "", f"START_{error.code().name}", time.perf_counter()
@@ -168,6 +204,7 @@ async def generate(args: argparse.Namespace) -> None:
 
     def details() -> dict[str, Any]:
         return {
+            "completion": "poll",
             "observer_pid": observer_pid,
             "observer_commits": poller.statements,
             "polls": poller.polls,
@@ -199,10 +236,16 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, help="measured load for this long")
     parser.add_argument("--concurrency", type=int, required=True)
     parser.add_argument("--warmup", type=int, default=0)
-    parser.add_argument("--poll-ms", type=float, default=1.0)
+    parser.add_argument(
+        "--completion",
+        choices=("execute", "poll"),
+        default="execute",
+        help="execute: one ExecuteSaga call per saga; poll: StartSaga, then poll the table",
+    )
+    parser.add_argument("--poll-ms", type=float, default=1.0, help="poll: the shortest interval")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    asyncio.run(generate(args))
+    asyncio.run(execute(args) if args.completion == "execute" else poll(args))
 
 
 if __name__ == "__main__":

@@ -107,6 +107,7 @@ class Launch:
     workdir: Path
     ceiling_pool_size: int = 8
     poll_ms: float = 1.0
+    completion: str = "execute"
     log_level: str = "WARNING"
     env: dict[str, str] = field(default_factory=dict)
 
@@ -197,7 +198,15 @@ class Launch:
             loadgen = self._child(
                 "loadgen",
                 "bench.loadgen",
-                ["--database", self.database_url, "--poll-ms", str(self.poll_ms), *load],
+                [
+                    "--database",
+                    self.database_url,
+                    "--completion",
+                    self.completion,
+                    "--poll-ms",
+                    str(self.poll_ms),
+                    *load,
+                ],
                 protocol=True,
             )
             replicas = [

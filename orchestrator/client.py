@@ -233,17 +233,22 @@ class SagaClient:
         """Start a saga with its typed input (packed in an Any). Without `saga_type`, the
         type is the one whose latest version takes this input message (ListSagaTypes).
         With an idempotency key already used, the handle is the first saga's."""
+        request = await self._typed_request(saga_input, correlation_id, idempotency_key, saga_type)
+        return self._handle_of(await self._call("StartSaga", request))
+
+    async def _typed_request(
+        self, saga_input: Message, correlation_id: str, idempotency_key: str, saga_type: str | None
+    ) -> pb.StartSagaRequest:
         packed = any_pb2.Any()
         packed.Pack(saga_input)
         if saga_type is None:
             saga_type = await self._saga_type_taking(saga_input.DESCRIPTOR.full_name)
-        request = pb.StartSagaRequest(
+        return pb.StartSagaRequest(
             saga_type=saga_type,
             correlation_id=correlation_id,
             idempotency_key=idempotency_key,
             input=packed,
         )
-        return self._handle_of(await self._call("StartSaga", request))
 
     async def start_json(
         self,
@@ -317,14 +322,42 @@ class SagaClient:
         saga_type: str | None = None,
         timeout: float | None = None,  # noqa: ASYNC109 (the same call as the sync client's)
     ) -> Message:
-        """Start a saga and return its output (see `SagaHandle.result`)."""
-        handle = await self.start(
-            saga_input,
-            correlation_id=correlation_id,
-            idempotency_key=idempotency_key,
-            saga_type=saga_type,
+        """Start a saga and return its output, as `start` then `SagaHandle.result` would,
+        in one ExecuteSaga call that the orchestrator answers when the saga's last
+        transition is committed. The request always carries an idempotency key (a new
+        one when none is given), so a call lost while it waits (the orchestrator
+        restarts) is sent again, for as long as `result` would reconnect, and waits for
+        the same saga."""
+        request = await self._typed_request(
+            saga_input, correlation_id, idempotency_key or f"execute-{uuid.uuid4()}", saga_type
         )
-        return await handle.result(timeout=timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        reconnect_for = WATCH_RECONNECT_SECONDS if timeout is None else timeout
+        lost_since: float | None = None
+        failures = 0
+        while True:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise DeadlineExceeded(f"the saga did not finish within {timeout:g}s")
+            try:
+                response = await self.stub.ExecuteSaga(
+                    pb.ExecuteSagaRequest(start=request), timeout=remaining
+                )
+                break
+            except grpc.RpcError as error:
+                if error.code() not in RECONNECT_CODES:
+                    raise client_error(error, self.address, self.timeout) from None
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise DeadlineExceeded(f"the saga did not finish within {timeout:g}s") from None
+                cause = describe_orchestrator_error(error, self.address, self.timeout)
+            now = time.monotonic()
+            lost_since = now if lost_since is None else lost_since
+            if now - lost_since >= reconnect_for:
+                raise Unavailable(f"{cause}; gave up after {reconnect_for:g}s of retrying")
+            failures += 1
+            await asyncio.sleep(_backoff(failures))
+            await self.reconnect()
+        return output_of(response.saga)
 
     def handle(self, saga_id: str) -> SagaHandle:
         """A handle on a saga started earlier (by this process or another)."""
@@ -487,7 +520,7 @@ class SagaClient:
             if now - lost_since >= reconnect_for:
                 raise StreamLost(saga_id, last, cause, reconnect_for)
             failures += 1
-            delay = min(RECONNECT_MAX_BACKOFF, RECONNECT_FIRST_BACKOFF * 2 ** (failures - 1))
+            delay = _backoff(failures)
             on_notice(f"connection lost ({cause}); reconnecting after seq {last} in {delay:g}s")
             await asyncio.sleep(delay)
             await self.reconnect()
@@ -570,11 +603,22 @@ class SagaHandle:
         type without an output returns the Saga itself."""
         reconnect_for = WATCH_RECONNECT_SECONDS if timeout is None else timeout
         saga = await self.client.follow(self.saga_id, within=timeout, reconnect_for=reconnect_for)
-        if saga.status != pb.SAGA_STATUS_COMPLETED:
-            raise SagaFailed(saga)
-        if not saga.HasField("output"):
-            return saga
-        return unpack_output(saga.output, output_type)
+        return output_of(saga, output_type)
+
+
+def _backoff(failures: int) -> float:
+    """The pause before the next try after `failures` lost connections in a row."""
+    return float(min(RECONNECT_MAX_BACKOFF, RECONNECT_FIRST_BACKOFF * 2 ** (failures - 1)))
+
+
+def output_of(saga: pb.Saga, output_type: type[Message] | None = None) -> Message:
+    """An ended saga's output message (the Saga itself for a type without an output);
+    SagaFailed if it did not complete."""
+    if saga.status != pb.SAGA_STATUS_COMPLETED:
+        raise SagaFailed(saga)
+    if not saga.HasField("output"):
+        return saga
+    return unpack_output(saga.output, output_type)
 
 
 def unpack_output(packed: any_pb2.Any, output_type: type[Message] | None = None) -> Message:

@@ -204,7 +204,7 @@ class Executor:
         self._max_active_sagas = max_active_sagas
         self._rng = rng or random.Random()
         self._telemetry = telemetry or EngineTelemetry()
-        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._tasks: dict[str, asyncio.Task[SagaRun | None]] = {}
         self._lease_keeper: asyncio.Task[None] | None = None
         self._commit_follower: asyncio.Task[None] | None = None
         self.watchers = CommitWatchers(live=False)
@@ -575,6 +575,19 @@ class Executor:
         self._tasks.pop(saga_id, None)
         self._telemetry.drive_ended()
 
+    async def drive_stopped(self, saga_id: str) -> SagaRun | None:
+        """Until this replica stops driving the saga (it ended, or went to another
+        replica); at once if it does not drive it. The run as its drive left it, every
+        change committed, if the drive ended here; else None. Waiting never cancels the
+        drive."""
+        task = self._tasks.get(saga_id)
+        if task is None:
+            return None
+        await asyncio.wait({task})
+        if task.cancelled() or task.exception() is not None:
+            return None
+        return task.result()
+
     async def wait_idle(self) -> None:
         """Wait until every saga this process drives has finished (for tests and shutdown)."""
         while self._tasks:
@@ -607,8 +620,9 @@ class Executor:
         first_actions: tuple[Action, ...] | None,
         trace_parent: otel_context.Context | None = None,
         saga_input: Message | None = None,
-    ) -> None:
-        """Drive a saga to a terminal state, reloading it from the store after any error.
+    ) -> SagaRun | None:
+        """Drive a saga to a terminal state, reloading it from the store after any error;
+        the run as it ended, or None if the saga moved on to another replica.
 
         `first_actions` are commands the caller already committed as started (a new
         saga's first stage); they are sent before the machine is asked again.
@@ -632,7 +646,7 @@ class Executor:
                 )
                 with self._telemetry.driving(run, trace_parent):
                     await driver.drive(first_actions)
-                return
+                return driver.run
             except asyncio.CancelledError:
                 raise
             except StaleSagaVersion:
@@ -646,7 +660,7 @@ class Executor:
                     logger.warning(
                         "saga moved on elsewhere; stop driving", extra={"saga_id": saga_id}
                     )
-                    return
+                    return None
                 logger.info("saga changed by a request; reloading", extra={"saga_id": saga_id})
             except Exception:
                 delay = RESTART_BACKOFF_SECONDS[min(failures, len(RESTART_BACKOFF_SECONDS) - 1)]

@@ -50,7 +50,8 @@ class Limits:
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
     max_payload_depth: int = DEFAULT_MAX_PAYLOAD_DEPTH
     max_watch_streams: int = DEFAULT_MAX_WATCH_STREAMS
-    """Concurrent WatchSaga streams; one more is RESOURCE_EXHAUSTED."""
+    """Concurrent WatchSaga streams and waiting ExecuteSaga calls; one more is
+    RESOURCE_EXHAUSTED."""
     max_sagas_in_flight: int = DEFAULT_MAX_SAGAS_IN_FLIGHT
     """Sagas driven at once, new and resumed alike; StartSaga past it is RESOURCE_EXHAUSTED."""
     max_batch_starts: int = DEFAULT_MAX_BATCH_STARTS

@@ -365,8 +365,13 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
     async def StartSaga(
         self, request: pb.StartSagaRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.StartSagaResponse:
+        return _start_response(await self._start(request, context))
+
+    async def _start(
+        self, request: pb.StartSagaRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> CreateSagaResult:
         start = self._saga_start(request)
-        result = await self._executor.start_saga(
+        return await self._executor.start_saga(
             start.definition,
             correlation_id=start.correlation_id,
             payload=start.payload,
@@ -374,7 +379,39 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
             trace_parent=context_from_metadata(context.invocation_metadata()),
             saga_input=start.saga_input,
         )
-        return _start_response(result)
+
+    @_mapped_errors
+    async def ExecuteSaga(
+        self, request: pb.ExecuteSagaRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ExecuteSagaResponse:
+        """StartSaga, then the saga once it is COMPLETED or FAILED. A waiting
+        call counts against the WatchSaga streams' budget: both hold a caller until a
+        saga's end."""
+        self._check_room_to_watch()
+        self._watch_streams += 1
+        try:
+            started = await self._start(request.start, context)
+            saga = await self._settled(started.saga.saga_id)
+        finally:
+            self._watch_streams -= 1
+        return pb.ExecuteSagaResponse(created=started.created, saga=saga)
+
+    async def _settled(self, saga_id: str) -> pb.Saga:
+        """The saga once it is COMPLETED or FAILED. While this replica drives it, nothing
+        is read: its drive's end answers, from the run it committed last. Otherwise
+        each of its commits (here or on another replica) wakes one read of its row."""
+        with self._executor.watchers.subscription(saga_id) as committed:
+            while True:
+                committed.clear()  # before the read: a commit after it wakes us
+                run = await self._executor.drive_stopped(saga_id)
+                if run is not None and run.status.is_terminal and not run.saga.lock_keys:
+                    return await self._full_saga(run.saga, run.steps)
+                saga = await self._store.get_saga(saga_id)
+                if saga is None:
+                    raise SagaNotFound(f"saga {saga_id} is no longer stored")
+                if saga.status.is_terminal:
+                    return await self._full_saga(saga)
+                await self._executor.watchers.wait(committed)
 
     @_mapped_errors
     async def StartSagas(
@@ -499,22 +536,26 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
         """Stream the log from `after_seq` until the saga is terminal; the store is the
         source of truth, so it works whichever replica drives the saga. At most
         `max_watch_streams` streams are open at once on a replica."""
-        if self._watch_streams >= self._limits.max_watch_streams:
-            await _abort(
-                context,
-                ResourceExhausted(
-                    f"this replica serves at most {self._limits.max_watch_streams} WatchSaga "
-                    "streams at once (max watch streams); try another replica or later",
-                    reason="WATCH_STREAMS_EXHAUSTED",
-                    retry_after=WATCH_RETRY_SECONDS,
-                ),
-            )
+        try:
+            self._check_room_to_watch()
+        except ResourceExhausted as error:
+            await _abort(context, error)
         self._watch_streams += 1
         try:
             async for response in self._watch(request, context):
                 yield response
         finally:
             self._watch_streams -= 1
+
+    def _check_room_to_watch(self) -> None:
+        limit = self._limits.max_watch_streams
+        if self._watch_streams >= limit:
+            raise ResourceExhausted(
+                f"this replica serves at most {limit} WatchSaga streams and waiting "
+                "ExecuteSaga calls at once (max watch streams); try another replica or later",
+                reason="WATCH_STREAMS_EXHAUSTED",
+                retry_after=WATCH_RETRY_SECONDS,
+            )
 
     async def _watch(
         self, request: pb.WatchSagaRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -659,8 +700,10 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
             return None
         return await self._full_saga(saga)
 
-    async def _full_saga(self, saga: SagaRecord) -> pb.Saga:
-        steps = await self._store.get_steps(saga.saga_id)
+    async def _full_saga(self, saga: SagaRecord, steps: list[StepRecord] | None = None) -> pb.Saga:
+        """The saga as GetSaga shows it; `steps` spares reading them."""
+        if steps is None:
+            steps = await self._store.get_steps(saga.saga_id)
         try:
             definition = self._registry.get(saga.saga_type, saga.definition_version)
         except SagaError:

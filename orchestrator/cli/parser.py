@@ -180,7 +180,7 @@ def _limit_options(serve_cmd: argparse.ArgumentParser) -> None:
             "--max-watch-streams",
             "SAGA_MAX_WATCH_STREAMS",
             limits.DEFAULT_MAX_WATCH_STREAMS,
-            "WatchSaga streams open at once on this replica",
+            "WatchSaga streams and waiting ExecuteSaga calls at once on this replica",
         ),
         (
             "--max-sagas-in-flight",

@@ -64,6 +64,7 @@ OPERATOR_ONLY = frozenset({Role.OPERATOR})
 ORCHESTRATOR_RULES: Mapping[str, frozenset[Role]] = {
     "StartSaga": frozenset({Role.CLIENT}),
     "StartSagas": frozenset({Role.CLIENT}),
+    "ExecuteSaga": frozenset({Role.CLIENT}),
     "GetSaga": READ_ROLES,
     "ListSagas": READ_ROLES,
     "GetSagaHistory": READ_ROLES,

@@ -108,7 +108,8 @@ class SagaMetrics:
         )
         self.watch_streams = Gauge(
             "saga_watch_streams",
-            "WatchSaga streams this replica serves now (refused past --max-watch-streams).",
+            "WatchSaga streams and waiting ExecuteSaga calls on this replica now "
+            "(refused past --max-watch-streams).",
             registry=registry,
         )
         self.grpc_requests = Counter(

@@ -129,6 +129,20 @@ class StartSagaResponse(_message.Message):
     created: bool
     def __init__(self, saga_id: _Optional[str] = ..., status: _Optional[_Union[SagaStatus, str]] = ..., created: _Optional[bool] = ...) -> None: ...
 
+class ExecuteSagaRequest(_message.Message):
+    __slots__ = ("start",)
+    START_FIELD_NUMBER: _ClassVar[int]
+    start: StartSagaRequest
+    def __init__(self, start: _Optional[_Union[StartSagaRequest, _Mapping]] = ...) -> None: ...
+
+class ExecuteSagaResponse(_message.Message):
+    __slots__ = ("created", "saga")
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    SAGA_FIELD_NUMBER: _ClassVar[int]
+    created: bool
+    saga: Saga
+    def __init__(self, created: _Optional[bool] = ..., saga: _Optional[_Union[Saga, _Mapping]] = ...) -> None: ...
+
 class StartSagasRequest(_message.Message):
     __slots__ = ("requests",)
     REQUESTS_FIELD_NUMBER: _ClassVar[int]

@@ -46,6 +46,11 @@ class SagaOrchestratorStub:
                 request_serializer=saga_dot_v1_dot_orchestrator__pb2.StartSagasRequest.SerializeToString,
                 response_deserializer=saga_dot_v1_dot_orchestrator__pb2.StartSagasResponse.FromString,
                 _registered_method=True)
+        self.ExecuteSaga = channel.unary_unary(
+                '/saga.v1.SagaOrchestrator/ExecuteSaga',
+                request_serializer=saga_dot_v1_dot_orchestrator__pb2.ExecuteSagaRequest.SerializeToString,
+                response_deserializer=saga_dot_v1_dot_orchestrator__pb2.ExecuteSagaResponse.FromString,
+                _registered_method=True)
         self.GetSaga = channel.unary_unary(
                 '/saga.v1.SagaOrchestrator/GetSaga',
                 request_serializer=saga_dot_v1_dot_orchestrator__pb2.GetSagaRequest.SerializeToString,
@@ -115,6 +120,19 @@ class SagaOrchestratorServicer:
         Past --max-sagas-in-flight, the rest of the batch is RESOURCE_EXHAUSTED request by
         request. An empty batch, or one longer than the server's limit (--max-batch-starts),
         is INVALID_ARGUMENT.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExecuteSaga(self, request, context):
+        """ExecuteSaga starts a saga as StartSaga does and answers once it has ended, COMPLETED
+        with its output or FAILED with its failure (needs_intervention set when a step
+        waits for an operator), as GetSaga shows it. One call instead of a start and a
+        watch, answered the moment the saga's last transition is committed.
+        The call's deadline bounds the wait only: when it passes (DEADLINE_EXCEEDED), or the
+        call is lost, the saga goes on; with an idempotency_key the same request may be sent
+        again and waits for the same saga. A saga already ended is answered at once.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -204,6 +222,11 @@ def add_SagaOrchestratorServicer_to_server(servicer, server):
                     servicer.StartSagas,
                     request_deserializer=saga_dot_v1_dot_orchestrator__pb2.StartSagasRequest.FromString,
                     response_serializer=saga_dot_v1_dot_orchestrator__pb2.StartSagasResponse.SerializeToString,
+            ),
+            'ExecuteSaga': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExecuteSaga,
+                    request_deserializer=saga_dot_v1_dot_orchestrator__pb2.ExecuteSagaRequest.FromString,
+                    response_serializer=saga_dot_v1_dot_orchestrator__pb2.ExecuteSagaResponse.SerializeToString,
             ),
             'GetSaga': grpc.unary_unary_rpc_method_handler(
                     servicer.GetSaga,
@@ -307,6 +330,33 @@ class SagaOrchestrator:
             '/saga.v1.SagaOrchestrator/StartSagas',
             saga_dot_v1_dot_orchestrator__pb2.StartSagasRequest.SerializeToString,
             saga_dot_v1_dot_orchestrator__pb2.StartSagasResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExecuteSaga(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/saga.v1.SagaOrchestrator/ExecuteSaga',
+            saga_dot_v1_dot_orchestrator__pb2.ExecuteSagaRequest.SerializeToString,
+            saga_dot_v1_dot_orchestrator__pb2.ExecuteSagaResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -62,6 +62,7 @@ READ = {"reader", "client", "operator"}
 ORCHESTRATOR_EXPECTED: dict[str, tuple[set[str], grpc.StatusCode]] = {
     "StartSaga": ({"client"}, grpc.StatusCode.INVALID_ARGUMENT),
     "StartSagas": ({"client"}, grpc.StatusCode.INVALID_ARGUMENT),
+    "ExecuteSaga": ({"client"}, grpc.StatusCode.INVALID_ARGUMENT),
     "GetSaga": (READ, grpc.StatusCode.INVALID_ARGUMENT),
     "ListSagas": (READ, grpc.StatusCode.OK),
     "GetSagaHistory": (READ, grpc.StatusCode.INVALID_ARGUMENT),
