@@ -311,9 +311,15 @@ class PostgresStore(SqlStore):
         # renewing leases locks rows too, so the two never deadlock.
         commits = sorted(commits, key=lambda commit: commit.saga.saga_id)
         saga_params = [self._encoding.commit_params(commit) for commit in commits]
+        # A round trip inside the transaction (an idempotency key's insert answered, or
+        # the row counts of updates that log nothing) needs BEGIN and COMMIT around it;
+        # without one, the pipeline's closing Sync commits all of it.
+        explicit = any(new.saga.idempotency_key is not None for new in new_sagas) or not all(
+            commit.transitions for commit in commits
+        )
         async with self._connection() as connection:
             try:
-                async with _pipelined_transaction(connection) as pipeline:
+                async with _pipelined_transaction(connection, explicit=explicit) as pipeline:
                     return await self._write_statements(
                         connection, pipeline, new_sagas, commits, saga_params
                     )
@@ -709,16 +715,25 @@ class PostgresStore(SqlStore):
 
 
 @contextlib.asynccontextmanager
-async def _pipelined_transaction(connection: _Connection) -> AsyncIterator[psycopg.AsyncPipeline]:
+async def _pipelined_transaction(
+    connection: _Connection, *, explicit: bool = True
+) -> AsyncIterator[psycopg.AsyncPipeline]:
     """One transaction in one pipeline: BEGIN is queued with the statements after it,
     and COMMIT goes out with the pipeline's closing sync, so neither costs a round trip
     of its own (psycopg's `transaction()` waits for its BEGIN). If the block raises,
-    nothing is committed: the transaction is rolled back."""
+    nothing is committed: the transaction is rolled back.
+
+    Not `explicit`: no BEGIN and no COMMIT, two statements fewer to send. The statements
+    before a Sync run as one implicit transaction, which the Sync commits if all of
+    them succeeded and rolls back if one failed (the protocol's pipelining rule); so
+    the block must not sync before its end."""
     try:
         async with connection.pipeline() as pipeline:
-            await connection.execute("BEGIN", prepare=False)
+            if explicit:
+                await connection.execute("BEGIN", prepare=False)
             yield pipeline
-            await connection.execute("COMMIT", prepare=False)
+            if explicit:
+                await connection.execute("COMMIT", prepare=False)
     except BaseException:
         if not connection.broken and (
             connection.info.transaction_status is not psycopg.pq.TransactionStatus.IDLE
