@@ -151,19 +151,24 @@ DIALECT = Dialect(
 )
 """How PostgreSQL spells the shared SQL: the server's clock decides leases, shared by replicas."""
 _STATEMENTS = Statements.render(DIALECT)
-_UPDATE_SAGA_LOGGING_FIRST = f"""
-WITH updated AS ({_STATEMENTS.update_saga.strip()}
-    RETURNING saga_id)
-INSERT INTO saga_transitions ({TRANSITION_COLUMNS})
+_UPDATED = f"""updated AS ({_STATEMENTS.update_saga.strip()}
+    RETURNING saga_id)"""
+_LOG_FIRST = f"""INSERT INTO saga_transitions ({TRANSITION_COLUMNS})
 VALUES ({
     ", ".join(
         "(SELECT saga_id FROM updated)" if column == "saga_id" else DIALECT.param(column)
         for column in (name.strip() for name in TRANSITION_COLUMNS.split(","))
     )
-})
-"""
+})"""
+_UPDATE_SAGA_LOGGING_FIRST = f"WITH {_UPDATED}\n{_LOG_FIRST}"
 """A commit's saga update and its first log row, whose saga_id is the updated row's:
 NULL, which the column refuses, when the commit's expected version is not stored."""
+_UPDATE_SAGA_LOGGING_FIRST_AND_NOTIFYING = f"""WITH {_UPDATED},
+logged AS ({_LOG_FIRST}
+    RETURNING saga_id)
+SELECT pg_notify('saga_commits.' || current_schema(), saga_id) FROM logged"""
+"""The same, and the saga's commit notification (`_NOTIFY_COMMITS`), sent at COMMIT: a
+write of commits alone, each logging, needs no statement of its own for them."""
 # Takers of one key serialize on an advisory lock held to the end of their transaction.
 # All of a transaction's keys are taken in one statement, ordered by the lock's id (the
 # subquery's ORDER BY is kept, so the locks are taken in that order): two transactions
@@ -367,6 +372,7 @@ class PostgresStore(SqlStore):
             encoding.transition_params(t) for commit in commits for t in commit.transitions[1:]
         ]
         cursor = connection.cursor(row_factory=dict_row)
+        notify_with_updates = not new_sagas and all(commit.transitions for commit in commits)
         results = await self._insert_sagas(cursor, pipeline, new_sagas)
         for new, result in zip(new_sagas, results, strict=True):
             if result.created:
@@ -384,7 +390,9 @@ class PostgresStore(SqlStore):
             pairs = list(run)
             if logs:
                 await cursor.executemany(
-                    _UPDATE_SAGA_LOGGING_FIRST,
+                    _UPDATE_SAGA_LOGGING_FIRST_AND_NOTIFYING
+                    if notify_with_updates
+                    else _UPDATE_SAGA_LOGGING_FIRST,
                     [{**p, **encoding.transition_params(c.transitions[0])} for p, c in pairs],
                 )
             else:
@@ -401,11 +409,13 @@ class PostgresStore(SqlStore):
             }
             await cursor.execute(_RELEASE_AND_NOTIFY, freed)
         await batch_insert.write_steps_and_log(cursor, statements, step_params, transition_params)
-        # Delivered at COMMIT, to every replica's listener (follow_commits).
-        changed = dict.fromkeys(
-            [new.saga.saga_id for new in new_sagas] + [commit.saga.saga_id for commit in commits]
-        )
-        await cursor.execute(_NOTIFY_COMMITS, {"saga_ids": list(changed)})
+        if not notify_with_updates:
+            # Delivered at COMMIT, to every replica's listener (follow_commits).
+            changed = dict.fromkeys(
+                [new.saga.saga_id for new in new_sagas]
+                + [commit.saga.saga_id for commit in commits]
+            )
+            await cursor.execute(_NOTIFY_COMMITS, {"saga_ids": list(changed)})
         if unlogged:
             await pipeline.sync()  # a round trip before COMMIT, to check the row counts
             if any(updates.rowcount != count for updates, count in unlogged):
