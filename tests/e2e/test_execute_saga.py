@@ -133,6 +133,8 @@ async def test_waiting_execute_calls_are_bounded_and_a_refused_one_starts_nothin
                 if await sagas_of(stub, "exec-1"):
                     break
                 await asyncio.sleep(0.05)
+            else:
+                pytest.fail("the first ExecuteSaga's saga was never stored")
             with pytest.raises(grpc.aio.AioRpcError) as refused:
                 await stub.ExecuteSaga(execute_request("exec-2"), timeout=5)
             assert await sagas_of(stub, "exec-2") == []
