@@ -617,12 +617,6 @@ def test_usage_mistakes_exit_2_before_calling_anyone(args, words):
 # --- no server, a silent server ---------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.mark.parametrize(
     "args",
     [
@@ -635,9 +629,12 @@ def free_port() -> int:
     ],
 )
 def test_an_unreachable_orchestrator_is_named_with_the_setting_that_points_at_it(args):
-    address = f"127.0.0.1:{free_port()}"
-
-    result = saga_cli(*args, env={"SAGA_ADDRESS": address})
+    # Bound and never listening: connections are refused, and no other process can take
+    # the port meanwhile.
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{held.getsockname()[1]}"
+        result = saga_cli(*args, env={"SAGA_ADDRESS": address})
 
     assert (result.returncode, result.stdout) == (1, "")
     assert result.stderr == (

@@ -89,15 +89,16 @@ async def test_a_bad_input_is_an_invalid_request_naming_the_field(orchestrator):
     assert "hotel_id" in str(raised.value) and raised.value.reason == "INVALID_PAYLOAD"
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+def port_of(process: ChildProcess) -> int:
+    """The port a started process was given by the OS (it listened on port 0)."""
+    return int(process.address.rsplit(":", 1)[1])
 
 
 def orchestrator_at(
     workdir: Path, port: int, database_url: str, addresses: dict[str, str], **env: str
 ) -> ChildProcess:
+    """An orchestrator process on `port` (0: one the OS picks); a successor takes its
+    predecessor's `port_of`, so a client's channel reaches it at the same address."""
     process = orchestrator_process(
         workdir,
         database_url,
@@ -122,14 +123,14 @@ async def test_result_survives_the_orchestrator_killed_and_restarted(
 ):
     """The orchestrator dies (as by SIGKILL) with the payment's reply not yet committed;
     the waiting result() reconnects to its successor on the same address."""
-    port = free_port()
     addresses = participants.info["services"]
     doomed = orchestrator_at(
-        tmp_path, port, database_url, addresses, SAGA_FAILPOINT="reply_received:4"
+        tmp_path, 0, database_url, addresses, SAGA_FAILPOINT="reply_received:4"
     )
-    survivor = orchestrator_at(tmp_path, port, database_url, addresses)
+    survivor: ChildProcess | None = None
     try:
         doomed.start()
+        survivor = orchestrator_at(tmp_path, port_of(doomed), database_url, addresses)
         async with SagaClient(doomed.address) as client:
             handle = await client.start(trip(), correlation_id="client-kill")
             waiting = asyncio.create_task(handle.result(timeout=60))
@@ -140,16 +141,16 @@ async def test_result_survives_the_orchestrator_killed_and_restarted(
         assert isinstance(booked, TravelBookingOutput) and booked.payment_id
     finally:
         doomed.kill()
-        survivor.stop()
+        if survivor is not None:
+            survivor.stop()
 
 
 async def test_result_honours_its_deadline_while_the_orchestrator_is_gone(
     tmp_path, database_url, participants
 ):
-    port = free_port()
     doomed = orchestrator_at(
         tmp_path,
-        port,
+        0,
         database_url,
         participants.info["services"],
         SAGA_FAILPOINT="reply_received:1",

@@ -18,7 +18,7 @@ from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
 from tests.e2e.conftest import FAIL_CAR_CLASS
 from tests.e2e.payloads import travel
-from tests.e2e.test_client import free_port, orchestrator_at, trip, wait_exit
+from tests.e2e.test_client import orchestrator_at, port_of, trip, wait_exit
 from tools.processes import ChildProcess, orchestrator_process
 
 pytestmark = pytest.mark.e2e
@@ -151,14 +151,14 @@ async def test_client_execute_survives_the_orchestrator_killed_and_restarted(
     """The orchestrator dies (as by SIGKILL) while `execute` waits; the client sends the
     same request (its own idempotency key) to the successor and gets the one saga's
     output: no second saga."""
-    port = free_port()
     addresses = participants.info["services"]
     doomed = orchestrator_at(
-        tmp_path, port, database_url, addresses, SAGA_FAILPOINT="reply_received:4"
+        tmp_path, 0, database_url, addresses, SAGA_FAILPOINT="reply_received:4"
     )
-    survivor = orchestrator_at(tmp_path, port, database_url, addresses)
+    survivor: ChildProcess | None = None
     try:
         doomed.start()
+        survivor = orchestrator_at(tmp_path, port_of(doomed), database_url, addresses)
         async with SagaClient(doomed.address) as client:
             waiting = asyncio.create_task(
                 client.execute(trip(), correlation_id="exec-kill", timeout=60)
@@ -172,4 +172,5 @@ async def test_client_execute_survives_the_orchestrator_killed_and_restarted(
         assert len(started) == 1 and started[0].status == pb.SAGA_STATUS_COMPLETED
     finally:
         doomed.kill()
-        survivor.stop()
+        if survivor is not None:
+            survivor.stop()

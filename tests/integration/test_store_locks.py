@@ -23,6 +23,7 @@ from orchestrator.records import (
     TransitionRecord,
 )
 from orchestrator.store import PostgresStore, Store, open_store
+from orchestrator.store.locks import RELEASE_CHANNEL
 from tests.integration.test_store import create
 
 pytestmark = pytest.mark.integration
@@ -189,6 +190,25 @@ async def test_concurrent_takers_on_two_connections_never_both_hold_a_key(postgr
             await s.close()
 
 
+async def listening(url: str, channel: str, timeout: float = 10.0) -> None:
+    """Until a backend of the database has run LISTEN on `channel` and is idle: from then
+    on, a notification on it reaches that backend."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as observer:
+        while True:
+            cursor = await observer.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND state = 'idle' AND query = %s",
+                (f"LISTEN {channel}",),
+            )
+            row = await cursor.fetchone()
+            if row is not None and row[0] > 0:
+                return
+            assert loop.time() < deadline, f"no backend LISTENed on {channel} in {timeout}s"
+            await asyncio.sleep(0.02)
+
+
 @pytest.mark.postgres
 async def test_a_release_is_announced_to_listeners_when_it_commits(postgres_url: str):
     store = PostgresStore(postgres_url)
@@ -197,7 +217,7 @@ async def test_a_release_is_announced_to_listeners_when_it_commits(postgres_url:
         releases = store.lock_releases()
         assert releases is not None
         first = asyncio.ensure_future(anext(releases))
-        await asyncio.sleep(0.3)  # the listener is connected and LISTENing
+        await listening(postgres_url, RELEASE_CHANNEL)
         a = await locked_saga(store, "A", "sku:9")
         await a.take()
         assert not first.done()
