@@ -190,23 +190,25 @@ async def test_concurrent_takers_on_two_connections_never_both_hold_a_key(postgr
             await s.close()
 
 
-async def listening(url: str, channel: str, timeout: float = 10.0) -> None:
-    """Until a backend of the database has run LISTEN on `channel` and is idle: from then
-    on, a notification on it reaches that backend."""
+async def listeners(url: str, channel: str) -> set[int]:
+    """Backend pids of the database that ran LISTEN on `channel` and are idle: from then
+    on, a notification on it reaches them. Tests of other schemas share the database,
+    so a test looks for a pid that was not there before."""
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as observer:
+        cursor = await observer.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND state = 'idle' AND query = %s",
+            (f"LISTEN {channel}",),
+        )
+        return {pid for (pid,) in await cursor.fetchall()}
+
+
+async def a_new_listener(url: str, channel: str, before: set[int], timeout: float = 10.0) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as observer:
-        while True:
-            cursor = await observer.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND state = 'idle' AND query = %s",
-                (f"LISTEN {channel}",),
-            )
-            row = await cursor.fetchone()
-            if row is not None and row[0] > 0:
-                return
-            assert loop.time() < deadline, f"no backend LISTENed on {channel} in {timeout}s"
-            await asyncio.sleep(0.02)
+    while not await listeners(url, channel) - before:
+        assert loop.time() < deadline, f"no new backend LISTENed on {channel} in {timeout}s"
+        await asyncio.sleep(0.02)
 
 
 @pytest.mark.postgres
@@ -216,8 +218,9 @@ async def test_a_release_is_announced_to_listeners_when_it_commits(postgres_url:
     try:
         releases = store.lock_releases()
         assert releases is not None
+        before = await listeners(postgres_url, RELEASE_CHANNEL)
         first = asyncio.ensure_future(anext(releases))
-        await listening(postgres_url, RELEASE_CHANNEL)
+        await a_new_listener(postgres_url, RELEASE_CHANNEL, before)
         a = await locked_saga(store, "A", "sku:9")
         await a.take()
         assert not first.done()
