@@ -510,6 +510,12 @@ def summarize(variant: Variant, measured: dict[str, Any], system: str) -> dict[s
     if "self_counted_commits" in result:
         own = result["self_counted_commits"] - measured["warm"]["self_counted_commits"]
         extra["self_counted_commits_per_saga"] = own / sagas if sagas else None
+        # Over the warm-up too, as the database's count is (`commits_per_saga`): warm-up
+        # sagas start together and batch differently from the measured ones.
+        counted = variant.warmup + sagas
+        extra["self_counted_commits_per_saga_with_warmup"] = (
+            result["self_counted_commits"] / counted if counted else None
+        )
     summary: dict[str, Any] = {
         "status": "ok" if unexpected == 0 and sagas > 0 else "error",
         "sagas": sagas,
