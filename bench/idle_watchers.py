@@ -27,7 +27,7 @@ from pathlib import Path
 import grpc
 
 from bench.procs import cpu_seconds
-from orchestrator.definition import Call, SagaDefinition, Step
+from orchestrator.core.definition import Call, SagaDefinition, Step
 from orchestrator.examples import travel_booking as travel
 from saga.examples.v1.inputs_pb2 import TravelBookingInput
 from saga.v1 import orchestrator_pb2 as pb

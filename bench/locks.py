@@ -42,11 +42,11 @@ from psycopg import sql
 
 from bench.sagas import BENCH_TRIP
 from bench.workload import PARTICIPANTS, trip_payload
-from orchestrator.commands import ParticipantClient
-from orchestrator.definition import Locks, SagaDefinition
-from orchestrator.executor import Executor
-from orchestrator.records import TransitionEvent
-from orchestrator.registry import Registry
+from orchestrator.core.definition import Locks, SagaDefinition
+from orchestrator.core.records import TransitionEvent
+from orchestrator.core.registry import Registry
+from orchestrator.engine.commands import ParticipantClient
+from orchestrator.engine.executor import Executor
 from orchestrator.store import PostgresStore
 from saga.examples.v1.inputs_pb2 import TravelBookingInput
 

@@ -38,10 +38,10 @@ from bench.profile import Profiler, ensure_py_spy
 from bench.sagas import BENCH_TRIP
 from bench.workload import SAGA_TYPE, trip_input
 from orchestrator.client import SagaClient
-from orchestrator.client_errors import ClientError
-from orchestrator.executor import CLAIM_BATCH
-from orchestrator.limits import DEFAULT_MAX_SAGAS_IN_FLIGHT
-from orchestrator.records import Lease
+from orchestrator.client.errors import ClientError
+from orchestrator.core.limits import DEFAULT_MAX_SAGAS_IN_FLIGHT
+from orchestrator.core.records import Lease
+from orchestrator.engine.executor import CLAIM_BATCH
 from orchestrator.store import PoolConfig, PostgresStore
 from tools.processes import ChildProcess
 

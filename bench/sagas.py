@@ -21,7 +21,7 @@ from bench.workload import (
     charge_request,
     refund_request,
 )
-from orchestrator.definition import Call, SagaDefinition, Step, StepContext
+from orchestrator.core.definition import Call, SagaDefinition, Step, StepContext
 from saga.examples.v1.inputs_pb2 import TravelBookingInput
 from saga.participants.flight.v1 import flight_pb2
 from saga.participants.hotel.v1 import hotel_pb2

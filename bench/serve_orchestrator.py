@@ -16,7 +16,7 @@ import logging
 
 from bench.sagas import DEFINITIONS
 from bench.workload import PARTICIPANTS
-from orchestrator.limits import Limits
+from orchestrator.core.limits import Limits
 from orchestrator.server import ServeConfig, serve
 
 

@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 from psycopg import sql
 
-from orchestrator.records import (
+from orchestrator.core.records import (
     SagaCommit,
     SagaRecord,
     SagaStatus,

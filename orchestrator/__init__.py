@@ -5,7 +5,7 @@ The public surface for people who write saga definitions:
     from orchestrator import Call, Parallel, SagaDefinition, Step, StepContext
 """
 
-from orchestrator.definition import (
+from orchestrator.core.definition import (
     Call,
     LockPolicy,
     Locks,

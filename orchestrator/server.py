@@ -23,17 +23,18 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from orchestrator.commands import ParticipantClient
-from orchestrator.definition import SagaDefinition
-from orchestrator.errors import ConfigurationError, SagaError
-from orchestrator.executor import DEFAULT_LEASE_SECONDS, Executor, unique_replica_id
-from orchestrator.limits import Limits
-from orchestrator.records import Lease
-from orchestrator.registry import Registry, check_unfinished_versions
-from orchestrator.retention import keep_retention
+from orchestrator.api.request_decoding import UndecodableRequestInterceptor
+from orchestrator.api.servicer import SagaOrchestratorService
+from orchestrator.core.definition import SagaDefinition
+from orchestrator.core.errors import ConfigurationError, SagaError
+from orchestrator.core.limits import Limits
+from orchestrator.core.records import Lease
+from orchestrator.core.registry import Registry, check_unfinished_versions
+from orchestrator.engine.commands import ParticipantClient
+from orchestrator.engine.executor import DEFAULT_LEASE_SECONDS, Executor, unique_replica_id
+from orchestrator.engine.retention import keep_retention
 from orchestrator.security.auth import AuthInterceptor, AuthPolicy, orchestrator_rules
 from orchestrator.security.tls import ClientTls, ServerTls, add_listener
-from orchestrator.service import SagaOrchestratorService
 from orchestrator.store import PoolConfig, Store, open_store
 from orchestrator.telemetry.engine import EngineTelemetry
 from orchestrator.telemetry.interceptors import ServerMetricsInterceptor
@@ -45,7 +46,6 @@ from orchestrator.telemetry.metrics import (
     start_metrics_server,
 )
 from orchestrator.telemetry.tracing import TRACE_EXPORTERS, configure_tracing
-from orchestrator.undecodable import UndecodableRequestInterceptor
 from saga.v1 import orchestrator_pb2, orchestrator_pb2_grpc
 
 logger = logging.getLogger(__name__)

@@ -22,7 +22,7 @@ from typing import Any
 
 from opentelemetry import trace
 
-from orchestrator.errors import ConfigurationError
+from orchestrator.core.errors import ConfigurationError
 from orchestrator.security.tls import server_tls
 from orchestrator.telemetry.logs import LOG_FORMATS, configure_logging
 from orchestrator.telemetry.tracing import TRACE_EXPORTERS, configure_tracing

@@ -35,7 +35,7 @@ from typing import Any
 import grpc
 
 from orchestrator.client import SagaClient
-from orchestrator.records import TransitionEvent
+from orchestrator.core.records import TransitionEvent
 from orchestrator.store import open_store
 from saga.participants.car_rental.v1 import car_rental_pb2, car_rental_pb2_grpc
 from saga.participants.common.v1.command_pb2 import ReservationState

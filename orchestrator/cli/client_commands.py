@@ -17,7 +17,7 @@ from rich.console import RenderableType
 from rich.live import Live
 from rich.text import Text
 
-from orchestrator import console as view
+from orchestrator.cli import rendering as view
 from orchestrator.cli.options import (
     EXIT_ERROR,
     EXIT_OK,
@@ -31,10 +31,10 @@ from orchestrator.cli.options import (
 )
 from orchestrator.cli.output import note, show, stdout_console, table_width, write_line
 from orchestrator.client import ClientError, SagaClient, SagaHandle, StreamLost, start_batches
-from orchestrator.clock import utc_now
-from orchestrator.errors import ConfigurationError
+from orchestrator.core.clock import utc_now
+from orchestrator.core.errors import ConfigurationError
+from orchestrator.core.timestamps import to_timestamp
 from orchestrator.security.tls import client_tls
-from orchestrator.timestamps import to_timestamp
 from saga.v1 import orchestrator_pb2 as pb
 
 

@@ -9,8 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from orchestrator import catalogue
-from orchestrator import console as view
+from orchestrator.api import catalogue
+from orchestrator.cli import rendering as view
+from orchestrator.cli.diagrams import describe
 from orchestrator.cli.options import (
     EXIT_OK,
     EXIT_USAGE,
@@ -18,10 +19,9 @@ from orchestrator.cli.options import (
     load_definition_modules,
 )
 from orchestrator.client import ClientError
-from orchestrator.describe import describe
-from orchestrator.errors import ConfigurationError, SagaError
-from orchestrator.registry import Registry
-from orchestrator.sync_client import SyncSagaClient
+from orchestrator.client.sync_client import SyncSagaClient
+from orchestrator.core.errors import ConfigurationError, SagaError
+from orchestrator.core.registry import Registry
 
 IMAGE_FORMATS = {".png": "png", ".svg": "svg"}
 """Output suffixes `saga describe --output` renders with Graphviz's `dot`."""

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.client import CLIENT_TIMEOUT_SECONDS, WATCH_RECONNECT_SECONDS
-from orchestrator.clock import utc_now
-from orchestrator.definition import SagaDefinition
-from orchestrator.loading import (
+from orchestrator.core.clock import utc_now
+from orchestrator.core.definition import SagaDefinition
+from orchestrator.core.loading import (
     DEFAULT_DEFINITIONS_MODULE,
     load_definitions,
     make_working_directory_importable,

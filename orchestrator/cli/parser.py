@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from orchestrator.cli.diagrams import FORMATS
 from orchestrator.cli.options import (
     DEFAULT_DATABASE_URL,
     DEFAULT_LIST_LIMIT,
@@ -27,7 +28,6 @@ from orchestrator.cli.options import (
     server_security_options,
     watch_options,
 )
-from orchestrator.describe import FORMATS
 from orchestrator.telemetry.logs import LOG_FORMATS
 
 DESCRIPTION = """The `saga` command: serve the orchestrator, run the example participants, start,
@@ -49,7 +49,7 @@ def _serve_parser(commands: Any, *, full: bool) -> None:
     if not full:
         commands.add_parser("serve", help="run the orchestrator", add_help=False)
         return
-    from orchestrator.executor import DEFAULT_LEASE_SECONDS
+    from orchestrator.engine.executor import DEFAULT_LEASE_SECONDS
     from orchestrator.telemetry.tracing import TRACE_EXPORTERS
 
     serve_cmd = commands.add_parser("serve", help="run the orchestrator")
@@ -160,7 +160,7 @@ def _serve_parser(commands: Any, *, full: bool) -> None:
 def _limit_options(serve_cmd: argparse.ArgumentParser) -> None:
     """`saga serve`'s limits and pool: each a flag and an environment variable
     (docs/limits.md says how to size them)."""
-    from orchestrator import limits
+    from orchestrator.core import limits
     from orchestrator.store import postgres
 
     whole = [

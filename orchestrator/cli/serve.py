@@ -15,14 +15,14 @@ from orchestrator.cli.options import (
     parse_participants,
     read_token_file,
 )
-from orchestrator.errors import SagaError
+from orchestrator.core.errors import SagaError
 from orchestrator.telemetry.logs import configure_logging
 
 
 def serve_command(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from orchestrator.limits import Limits
+    from orchestrator.core.limits import Limits
     from orchestrator.security.tls import client_tls, server_tls
     from orchestrator.server import ServeConfig, serve
     from orchestrator.store import PoolConfig

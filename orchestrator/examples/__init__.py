@@ -1,6 +1,6 @@
 """The saga types this project ships as examples, served by `saga serve` by default."""
 
-from orchestrator.definition import SagaDefinition
+from orchestrator.core.definition import SagaDefinition
 from orchestrator.examples.order_fulfillment import ORDER_FULFILLMENT
 from orchestrator.examples.travel_booking import TRAVEL_BOOKING
 

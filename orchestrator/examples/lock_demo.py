@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from google.protobuf.message import Message
 
-from orchestrator.definition import Call, Locks, SagaDefinition, Step
+from orchestrator.core.definition import Call, Locks, SagaDefinition, Step
 from orchestrator.examples.order_fulfillment import (
     INVENTORY,
     PAYMENT,

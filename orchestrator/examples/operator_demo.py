@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from orchestrator.definition import RetryPolicy
+from orchestrator.core.definition import RetryPolicy
 from orchestrator.examples.order_fulfillment import ORDER_FULFILLMENT
 
 ORDER_FULFILLMENT_V2 = dataclasses.replace(

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from google.protobuf.message import Message
 
-from orchestrator.definition import Call, SagaDefinition, Step, StepContext
+from orchestrator.core.definition import Call, SagaDefinition, Step, StepContext
 from orchestrator.examples.checks import require_money, require_positive
 from saga.examples.v1.inputs_pb2 import OrderFulfillmentInput
 from saga.examples.v1.outputs_pb2 import OrderFulfillmentOutput

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from google.protobuf.message import Message
 
-from orchestrator.definition import Call, Parallel, SagaDefinition, Step, StepContext
+from orchestrator.core.definition import Call, Parallel, SagaDefinition, Step, StepContext
 from orchestrator.examples.checks import require_money, require_positive
 from saga.examples.v1.inputs_pb2 import TravelBookingInput
 from saga.examples.v1.outputs_pb2 import TravelBookingOutput

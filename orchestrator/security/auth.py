@@ -39,7 +39,7 @@ from typing import Any
 import grpc
 from google.protobuf.descriptor import ServiceDescriptor
 
-from orchestrator.errors import ConfigurationError
+from orchestrator.core.errors import ConfigurationError
 from orchestrator.security.tls import AUTHORIZATION_HEADER, BEARER_PREFIX
 
 logger = logging.getLogger(__name__)

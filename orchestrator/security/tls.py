@@ -18,7 +18,7 @@ from typing import Any
 
 import grpc
 
-from orchestrator.errors import ConfigurationError
+from orchestrator.core.errors import ConfigurationError
 
 logger = logging.getLogger(__name__)
 

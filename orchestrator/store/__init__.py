@@ -6,7 +6,7 @@ which connects and migrates the schema, and `close()` at shutdown.
 
 from __future__ import annotations
 
-from orchestrator.errors import ConfigurationError
+from orchestrator.core.errors import ConfigurationError
 from orchestrator.store.base import Store
 from orchestrator.store.postgres import PoolConfig, PostgresStore
 from orchestrator.store.sqlite import MEMORY, SqliteStore

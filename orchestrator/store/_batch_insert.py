@@ -23,7 +23,7 @@ from typing import Any
 
 import psycopg
 
-from orchestrator.records import NewSaga
+from orchestrator.core.records import NewSaga
 from orchestrator.store._rows import RowEncoding
 from orchestrator.store._statements import Statements
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from orchestrator.errors import StaleSagaVersion
-from orchestrator.records import (
+from orchestrator.core.errors import StaleSagaVersion
+from orchestrator.core.records import (
     SagaCommit,
     SagaRecord,
     SagaStatus,

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from orchestrator.records import Lease, PagePosition, SagaFilter
+from orchestrator.core.records import Lease, PagePosition, SagaFilter
 from orchestrator.store._rows import aware
 
 SAGA_COLUMNS = (

@@ -13,7 +13,7 @@ import abc
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 
-from orchestrator.records import (
+from orchestrator.core.records import (
     CreateSagaResult,
     Lease,
     LockAttempt,

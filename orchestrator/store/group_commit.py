@@ -20,8 +20,8 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
-from orchestrator.errors import StaleSagaVersion
-from orchestrator.records import CreateSagaResult, NewSaga, SagaCommit
+from orchestrator.core.errors import StaleSagaVersion
+from orchestrator.core.records import CreateSagaResult, NewSaga, SagaCommit
 
 MAX_BATCH_ITEMS = 512
 """Creates plus commits written in one transaction at most."""

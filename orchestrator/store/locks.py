@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from orchestrator.records import (
+from orchestrator.core.records import (
     CreateSagaResult,
     LockAttempt,
     LockBlocker,

@@ -30,9 +30,9 @@ from psycopg.rows import TupleRow, dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from orchestrator.clock import utc_now
-from orchestrator.errors import ConfigurationError, StaleSagaVersion, StoreUnavailable
-from orchestrator.records import CreateSagaResult, Lease, LockAttempt, NewSaga, SagaCommit
+from orchestrator.core.clock import utc_now
+from orchestrator.core.errors import ConfigurationError, StaleSagaVersion, StoreUnavailable
+from orchestrator.core.records import CreateSagaResult, Lease, LockAttempt, NewSaga, SagaCommit
 from orchestrator.store import _batch_insert as batch_insert
 from orchestrator.store._rows import Row, RowEncoding, aware, duplicate_transition, stale_version
 from orchestrator.store._statements import SAGA_COLUMNS, TRANSITION_COLUMNS, Dialect, Statements

@@ -25,7 +25,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from orchestrator.records import LockAttempt, SagaCommit
+from orchestrator.core.records import LockAttempt, SagaCommit
 from orchestrator.store._rows import RowEncoding, stale_version
 from orchestrator.store._statements import Statements
 from orchestrator.store.locks import Decide, blockers_from_rows

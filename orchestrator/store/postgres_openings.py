@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from orchestrator.records import CreateSagaResult, SagaRecord
+from orchestrator.core.records import CreateSagaResult, SagaRecord
 from orchestrator.store import _batch_insert as batch_insert
 from orchestrator.store._rows import RowEncoding
 from orchestrator.store._statements import Statements

@@ -16,8 +16,8 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import ClassVar
 
-from orchestrator.clock import utc_now
-from orchestrator.records import (
+from orchestrator.core.clock import utc_now
+from orchestrator.core.records import (
     CreateSagaResult,
     Lease,
     LockAttempt,

@@ -20,8 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from orchestrator.errors import StoreUnavailable
-from orchestrator.records import CreateSagaResult, Lease, NewSaga, SagaCommit
+from orchestrator.core.errors import StoreUnavailable
+from orchestrator.core.records import CreateSagaResult, Lease, NewSaga, SagaCommit
 from orchestrator.store._rows import (
     Row,
     RowEncoding,

@@ -21,9 +21,9 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from orchestrator.commands import classify
-from orchestrator.machine import SagaRun
-from orchestrator.records import SagaStatus
+from orchestrator.core.machine import SagaRun
+from orchestrator.core.records import SagaStatus
+from orchestrator.engine.commands import classify
 from orchestrator.telemetry.logs import log_context
 from orchestrator.telemetry.metrics import SagaMetrics
 

@@ -25,7 +25,7 @@ import grpc
 from aiohttp import web
 from aiohttp_sse import sse_response
 
-from orchestrator.service import SagaOrchestratorService
+from orchestrator.api.servicer import SagaOrchestratorService
 from orchestrator.web.auth import (
     TOKEN_COOKIE,
     Authenticator,

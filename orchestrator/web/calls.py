@@ -21,9 +21,9 @@ from google.protobuf import json_format, timestamp_pb2
 from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2
 
-from orchestrator.catalogue import definition_document
-from orchestrator.records import SagaStatus
-from orchestrator.service import MAX_PAGE_SIZE, SagaOrchestratorService
+from orchestrator.api.catalogue import definition_document
+from orchestrator.api.servicer import MAX_PAGE_SIZE, SagaOrchestratorService
+from orchestrator.core.records import SagaStatus
 from saga.v1 import orchestrator_pb2 as pb
 
 STATUS_DETAILS_KEY = "grpc-status-details-bin"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from orchestrator.definition import LockPolicy, Locks, SagaDefinition
+from orchestrator.core.definition import LockPolicy, Locks, SagaDefinition
 from saga.examples.v1.inputs_pb2 import TravelBookingInput
 from tests.e2e.policy_sagas import FLIGHT_STEP, HOTEL_STEP, QUICK, QUICK_UNDO
 

@@ -6,7 +6,7 @@ participants; short backoffs and timeouts keep the tests quick.
 
 from __future__ import annotations
 
-from orchestrator.definition import Call, RetryPolicy, SagaDefinition, Step
+from orchestrator.core.definition import Call, RetryPolicy, SagaDefinition, Step
 from orchestrator.examples.travel_booking import (
     FLIGHT,
     HOTEL,

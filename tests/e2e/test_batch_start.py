@@ -20,7 +20,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 )
 
 from orchestrator.client import Conflict, InvalidRequest, SagaToStart
-from orchestrator.sync_client import SyncSagaClient
+from orchestrator.client.sync_client import SyncSagaClient
 from saga.examples.v1.outputs_pb2 import TravelBookingOutput
 from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc

@@ -19,8 +19,8 @@ from orchestrator.client import (
     SagaClient,
     SagaFailed,
 )
-from orchestrator.payload import parse_input
-from orchestrator.sync_client import SyncSagaClient
+from orchestrator.client.sync_client import SyncSagaClient
+from orchestrator.core.payload import parse_input
 from saga.examples.v1.inputs_pb2 import TravelBookingInput
 from saga.examples.v1.outputs_pb2 import TravelBookingOutput
 from saga.v1 import orchestrator_pb2 as pb

@@ -10,8 +10,8 @@ from collections import Counter
 import grpc
 import pytest
 
-from orchestrator.failpoints import EXIT_CODE
-from orchestrator.records import TransitionEvent
+from orchestrator.core.records import TransitionEvent
+from orchestrator.engine.failpoints import EXIT_CODE
 from orchestrator.store import open_store
 from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc

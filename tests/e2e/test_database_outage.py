@@ -22,12 +22,12 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from psycopg import sql
 
-from orchestrator.commands import ParticipantClient
-from orchestrator.errors import StoreUnavailable
+from orchestrator.core.errors import StoreUnavailable
+from orchestrator.core.records import Lease, SagaStatus
+from orchestrator.core.registry import Registry
+from orchestrator.engine.commands import ParticipantClient
+from orchestrator.engine.executor import Executor
 from orchestrator.examples import DEFINITIONS, TRAVEL_BOOKING
-from orchestrator.executor import Executor
-from orchestrator.records import Lease, SagaStatus
-from orchestrator.registry import Registry
 from orchestrator.store import PostgresStore
 from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc

@@ -15,7 +15,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from orchestrator.records import TransitionEvent, TransitionRecord
+from orchestrator.core.records import TransitionEvent, TransitionRecord
 from orchestrator.store import open_store
 from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc

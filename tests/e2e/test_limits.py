@@ -18,9 +18,9 @@ from google.protobuf import struct_pb2, timestamp_pb2
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from orchestrator.clock import utc_now
+from orchestrator.core.clock import utc_now
+from orchestrator.engine.executor import open_saga
 from orchestrator.examples.travel_booking import TRAVEL_BOOKING
-from orchestrator.executor import open_saga
 from orchestrator.store import open_store
 from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
@@ -94,8 +94,8 @@ def timestamp(seconds: int, nanos: int = 0) -> timestamp_pb2.Timestamp:
 
 def digest_free_token(moment: str, saga_id: str = SOME_ID) -> str:
     """A forged ListSagas token for the empty filter (its digest is computable)."""
-    from orchestrator.records import SagaFilter
-    from orchestrator.service import _filter_digest
+    from orchestrator.api.servicer import _filter_digest
+    from orchestrator.core.records import SagaFilter
 
     return token({"t": moment, "id": saga_id, "f": _filter_digest(SagaFilter())})
 

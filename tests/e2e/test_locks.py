@@ -18,7 +18,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from orchestrator.records import SagaFilter, TransitionEvent
+from orchestrator.core.records import SagaFilter, TransitionEvent
 from orchestrator.store import Store, open_store
 from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc

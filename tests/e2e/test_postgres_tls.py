@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.errors import SagaError
+from orchestrator.core.errors import SagaError
 from orchestrator.store.postgres import PostgresStore
 from tests.e2e.pgserver import SERVER_USER, PrivatePostgres, private_postgres
 from tools.certs import make_ca

@@ -6,10 +6,10 @@ import grpc
 import pytest
 from google.protobuf import any_pb2
 
-from orchestrator.catalogue import definition_to_proto
+from orchestrator.api.catalogue import definition_to_proto
+from orchestrator.core.payload import parse_input
 from orchestrator.examples import travel_booking
 from orchestrator.examples.order_fulfillment import ORDER_FULFILLMENT
-from orchestrator.payload import parse_input
 from saga.examples.v1.inputs_pb2 import OrderFulfillmentInput, TravelBookingInput
 from saga.examples.v1.outputs_pb2 import TravelBookingOutput
 from saga.participants.flight.v1 import flight_pb2

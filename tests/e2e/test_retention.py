@@ -11,10 +11,10 @@ from datetime import timedelta
 import grpc
 import pytest
 
-from orchestrator.clock import utc_now
+from orchestrator.core.clock import utc_now
+from orchestrator.core.records import SagaStatus
+from orchestrator.engine.executor import open_saga
 from orchestrator.examples.travel_booking import TRAVEL_BOOKING
-from orchestrator.executor import open_saga
-from orchestrator.records import SagaStatus
 from orchestrator.store import open_store
 from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc

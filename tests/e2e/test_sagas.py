@@ -8,7 +8,7 @@ from collections import Counter
 import grpc
 import pytest
 
-from orchestrator.records import TransitionEvent
+from orchestrator.core.records import TransitionEvent
 from saga.v1 import orchestrator_pb2 as pb
 from tests.e2e.conftest import FAIL_CAR_CLASS, MAX_CHARGE_MINOR, wait_terminal
 from tests.e2e.effects import effects_of

@@ -25,11 +25,11 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client.parser import text_string_to_metric_families
 
-from orchestrator.commands import ParticipantClient
+from orchestrator.core.records import SagaStatus
+from orchestrator.core.registry import Registry
+from orchestrator.engine.commands import ParticipantClient
+from orchestrator.engine.executor import Executor
 from orchestrator.examples import DEFINITIONS, TRAVEL_BOOKING
-from orchestrator.executor import Executor
-from orchestrator.records import SagaStatus
-from orchestrator.registry import Registry
 from orchestrator.store import open_store
 from orchestrator.telemetry.engine import EngineTelemetry
 from participants import ParticipantConfig, create_server
@@ -281,7 +281,7 @@ def test_orchestrator_log_lines_carry_the_saga_fields_at_the_outcome_level(scena
         assert line["message"].startswith("saga failed and was compensated")
         assert line["level"] == "WARNING"
     for saga_id, line in outcomes.items():
-        assert line["logger"] == "orchestrator.executor"
+        assert line["logger"] == "orchestrator.engine.executor"
         assert line["saga_type"] == "travel_booking"
         assert line["correlation_id"] == scenario.correlation_ids[saga_id]
         assert line["timestamp"].endswith("Z")
@@ -418,8 +418,8 @@ async def test_trace_links_saga_step_and_participant_spans(tmp_path):
 
 
 async def test_a_traceparent_sent_with_start_saga_parents_the_sagas_trace(tmp_path):
+    from orchestrator.api.servicer import SagaOrchestratorService
     from orchestrator.server import create_server as create_orchestrator_server
-    from orchestrator.service import SagaOrchestratorService
 
     tracer, spans = tracer_and_exporter("orchestrator")
     participants, port = await create_server(ParticipantConfig(state_dir=tmp_path / "p"))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from orchestrator.records import StepStatus, TransitionEvent
+from orchestrator.core.records import StepStatus, TransitionEvent
 from orchestrator.store import Store, open_store
 from saga.participants.flight.v1 import flight_pb2, flight_pb2_grpc
 from saga.v1 import orchestrator_pb2 as pb

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.commands import ParticipantClient
-from orchestrator.definition import SagaDefinition
-from orchestrator.executor import Executor
-from orchestrator.registry import Registry
+from orchestrator.core.definition import SagaDefinition
+from orchestrator.core.registry import Registry
+from orchestrator.engine.commands import ParticipantClient
+from orchestrator.engine.executor import Executor
 from orchestrator.store.sqlite import SqliteStore
 from tests.e2e.lock_sagas import LOCKED_TRIP
 from tests.e2e.policy_sagas import RETRY_PROBE

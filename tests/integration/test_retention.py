@@ -8,9 +8,9 @@ from datetime import timedelta
 
 import pytest
 
-from orchestrator.clock import utc_now
-from orchestrator.records import SagaRecord, SagaStatus
-from orchestrator.retention import sweep
+from orchestrator.core.clock import utc_now
+from orchestrator.core.records import SagaRecord, SagaStatus
+from orchestrator.engine.retention import sweep
 from orchestrator.store import Store
 from tests.integration.test_store import pending_steps, saga_record, saga_started
 

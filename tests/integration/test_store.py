@@ -15,8 +15,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from orchestrator.errors import ConfigurationError, StaleSagaVersion, StoreUnavailable
-from orchestrator.records import (
+from orchestrator.core.errors import ConfigurationError, StaleSagaVersion, StoreUnavailable
+from orchestrator.core.records import (
     Lease,
     NewSaga,
     PagePosition,

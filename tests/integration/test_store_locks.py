@@ -11,8 +11,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from orchestrator.errors import StaleSagaVersion
-from orchestrator.records import (
+from orchestrator.core.errors import StaleSagaVersion
+from orchestrator.core.records import (
     LockAttempt,
     LockHolding,
     SagaCommit,

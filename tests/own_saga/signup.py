@@ -6,7 +6,7 @@ Run it with `python signup.py 127.0.0.1:50051 ada 1900` (address, customer, fee 
 import sys
 
 from orchestrator.client import SagaFailed
-from orchestrator.sync_client import SyncSagaClient
+from orchestrator.client.sync_client import SyncSagaClient
 from saga.participants.common.v1.command_pb2 import Money
 
 from acme.loyalty.v1.loyalty_pb2 import LoyaltySignupInput

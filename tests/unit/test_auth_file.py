@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from orchestrator.errors import ConfigurationError
+from orchestrator.core.errors import ConfigurationError
 from orchestrator.security.auth import (
     ORCHESTRATOR_RULES,
     Role,

@@ -7,8 +7,8 @@ import logging
 
 import pytest
 
-from orchestrator import status
-from orchestrator.errors import InvalidArgument, SagaError, StoreUnavailable
+from orchestrator.api import status
+from orchestrator.core.errors import InvalidArgument, SagaError, StoreUnavailable
 from orchestrator.telemetry.throttle import ThrottledLog, TokenBucket
 
 pytestmark = pytest.mark.unit
@@ -50,10 +50,10 @@ def test_a_flood_of_records_is_cut_to_the_burst_and_the_next_says_how_many_were_
 
 
 def test_refusals_are_info_without_traceback_and_server_faults_are_not_logged_here(caplog):
-    with caplog.at_level(logging.DEBUG, logger="orchestrator.status"):
+    with caplog.at_level(logging.DEBUG, logger="orchestrator.api.status"):
         status.log_refusal(InvalidArgument("status is 99, not one of ..."))
         status.log_refusal(StoreUnavailable("PostgreSQL is unavailable"))
         status.log_refusal(SagaError("internal error"))
-    refused = [r for r in caplog.records if r.name == "orchestrator.status"]
+    refused = [r for r in caplog.records if r.name == "orchestrator.api.status"]
     assert [(r.levelno, r.exc_info) for r in refused] == [(logging.INFO, None)]
     assert "INVALID_ARGUMENT: status is 99" in refused[0].getMessage()

@@ -12,8 +12,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from google.protobuf import any_pb2, timestamp_pb2
 
-from orchestrator import console as view
 from orchestrator.cli import parse_duration, parse_point_in_time
+from orchestrator.cli import rendering as view
 from orchestrator.examples import TRAVEL_BOOKING
 from saga.participants.flight.v1 import flight_pb2
 from saga.v1 import orchestrator_pb2 as pb

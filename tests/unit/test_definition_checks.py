@@ -15,11 +15,11 @@ import pytest
 from google.protobuf import any_pb2
 
 from orchestrator.cli import definition_modules
-from orchestrator.definition import Call, Parallel, SagaDefinition, Step, StepContext
-from orchestrator.errors import ConfigurationError, DefinitionError
-from orchestrator.loading import load_definitions
-from orchestrator.records import SagaRecord, SagaStatus, StepRecord, StepStatus
-from orchestrator.registry import Registry
+from orchestrator.core.definition import Call, Parallel, SagaDefinition, Step, StepContext
+from orchestrator.core.errors import ConfigurationError, DefinitionError
+from orchestrator.core.loading import load_definitions
+from orchestrator.core.records import SagaRecord, SagaStatus, StepRecord, StepStatus
+from orchestrator.core.registry import Registry
 from saga.examples.v1.inputs_pb2 import TravelBookingInput
 from saga.examples.v1.outputs_pb2 import TravelBookingOutput
 from saga.participants.car_rental.v1 import car_rental_pb2 as car
@@ -444,7 +444,7 @@ def test_a_builder_asking_whether_a_later_result_exists_is_allowed():
 # --- loading the user's definitions modules ----------------------------------------------------
 
 HEADER = """
-from orchestrator.definition import SagaDefinition
+from orchestrator.core.definition import SagaDefinition
 from saga.examples.v1.inputs_pb2 import TravelBookingInput
 from tests.unit.test_definition_checks import flight_step, hotel_step
 

@@ -7,8 +7,8 @@ import shutil
 import pytest
 
 from orchestrator.cli import main
-from orchestrator.definition import Parallel, RetryPolicy, SagaDefinition
-from orchestrator.describe import describe, describe_dot, describe_mermaid, describe_text
+from orchestrator.cli.diagrams import describe, describe_dot, describe_mermaid, describe_text
+from orchestrator.core.definition import Parallel, RetryPolicy, SagaDefinition
 from orchestrator.examples import DEFINITIONS, ORDER_FULFILLMENT
 from saga.examples.v1.inputs_pb2 import TravelBookingInput
 from tests.unit.test_definition_checks import car_step, charge_step, flight_step, hotel_step

@@ -6,7 +6,8 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2, status_pb2
 
-from orchestrator.errors import (
+from orchestrator.api.status import GRPC_CODES, grpc_code_of, rpc_status_of
+from orchestrator.core.errors import (
     ConfigurationError,
     DefinitionError,
     ErrorCode,
@@ -19,8 +20,7 @@ from orchestrator.errors import (
     StoreUnavailable,
     UnknownSagaType,
 )
-from orchestrator.machine import IllegalTransition
-from orchestrator.status import GRPC_CODES, grpc_code_of, rpc_status_of
+from orchestrator.core.machine import IllegalTransition
 
 pytestmark = pytest.mark.unit
 

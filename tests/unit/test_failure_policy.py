@@ -8,15 +8,15 @@ from datetime import timedelta
 
 import pytest
 
-from orchestrator.definition import RetryPolicy
-from orchestrator.machine import (
+from orchestrator.core.definition import RetryPolicy
+from orchestrator.core.machine import (
     AfterFailure,
     ErrorKind,
     SendAction,
     SendCompensation,
     Verdict,
 )
-from orchestrator.records import SagaStatus, StepStatus, TransitionEvent
+from orchestrator.core.records import SagaStatus, StepStatus, TransitionEvent
 from tests.e2e.policy_sagas import DEADLINE_PROBE, PIVOT_PROBE
 from tests.unit.test_machine import T0, TRAVEL_BOOKING, new_run
 

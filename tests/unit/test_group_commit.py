@@ -7,8 +7,8 @@ import dataclasses
 
 import pytest
 
-from orchestrator.errors import StaleSagaVersion, StoreUnavailable
-from orchestrator.records import CreateSagaResult, NewSaga, SagaCommit
+from orchestrator.core.errors import StaleSagaVersion, StoreUnavailable
+from orchestrator.core.records import CreateSagaResult, NewSaga, SagaCommit
 from orchestrator.store.group_commit import GroupCommit
 from tests.unit.test_machine import new_run
 

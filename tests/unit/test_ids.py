@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from orchestrator.ids import new_saga_id
+from orchestrator.core.ids import new_saga_id
 
 pytestmark = pytest.mark.unit
 

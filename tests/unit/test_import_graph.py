@@ -35,10 +35,10 @@ def loaded_after_import(modules: list[str]) -> list[str]:
 @pytest.mark.parametrize(
     "module",
     [
-        "orchestrator.machine",
-        "orchestrator.moves",
-        "orchestrator.definition",
-        "orchestrator.errors",
+        "orchestrator.core.machine",
+        "orchestrator.core.moves",
+        "orchestrator.core.definition",
+        "orchestrator.core.errors",
     ],
 )
 def test_the_pure_core_imports_neither_grpc_nor_psycopg(module):
@@ -47,4 +47,4 @@ def test_the_pure_core_imports_neither_grpc_nor_psycopg(module):
 
 def test_the_check_sees_a_module_that_does_import_grpc():
     """The probe itself works: the servicer's error table does pull grpc in."""
-    assert loaded_after_import(["orchestrator.status"]) == ["grpc"]
+    assert loaded_after_import(["orchestrator.api.status"]) == ["grpc"]

@@ -8,8 +8,8 @@ import math
 import pytest
 from google.protobuf import struct_pb2, timestamp_pb2
 
-from orchestrator.errors import ConfigurationError, InvalidArgument, PayloadTooLarge
-from orchestrator.limits import Limits, check_enum, check_payload, check_timestamp
+from orchestrator.core.errors import ConfigurationError, InvalidArgument, PayloadTooLarge
+from orchestrator.core.limits import Limits, check_enum, check_payload, check_timestamp
 from saga.v1 import orchestrator_pb2 as pb
 
 pytestmark = pytest.mark.unit

@@ -7,10 +7,10 @@ import dataclasses
 
 import pytest
 
-from orchestrator.definition import LockPolicy, Locks
-from orchestrator.errors import LockConflict
-from orchestrator.executor import open_saga
-from orchestrator.records import CreateSagaResult, LockAttempt, LockBlocker, NewSaga
+from orchestrator.core.definition import LockPolicy, Locks
+from orchestrator.core.errors import LockConflict
+from orchestrator.core.records import CreateSagaResult, LockAttempt, LockBlocker, NewSaga
+from orchestrator.engine.executor import open_saga
 from orchestrator.store.locks import (
     LockedOpening,
     OpenedSaga,

@@ -8,7 +8,7 @@ import asyncio
 
 import pytest
 
-from orchestrator.wakeups import RECENT_RELEASES, KeyWakeups
+from orchestrator.engine.wakeups import RECENT_RELEASES, KeyWakeups
 
 pytestmark = pytest.mark.unit
 

@@ -8,9 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from transitions import MachineError
 
-from orchestrator.examples import ORDER_FULFILLMENT
-from orchestrator.examples import TRAVEL_BOOKING as PARALLEL_TRAVEL
-from orchestrator.machine import (
+from orchestrator.core.machine import (
     SAGA_MACHINE,
     SAGA_MOVES,
     STEP_MACHINE,
@@ -20,13 +18,15 @@ from orchestrator.machine import (
     SendAction,
     SendCompensation,
 )
-from orchestrator.records import (
+from orchestrator.core.records import (
     SagaRecord,
     SagaStatus,
     StepRecord,
     StepStatus,
     TransitionEvent,
 )
+from orchestrator.examples import ORDER_FULFILLMENT
+from orchestrator.examples import TRAVEL_BOOKING as PARALLEL_TRAVEL
 from tests.e2e.policy_sagas import DEADLINE_PROBE, PIVOT_PROBE
 
 pytestmark = pytest.mark.unit

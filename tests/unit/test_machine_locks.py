@@ -9,16 +9,16 @@ from datetime import timedelta
 
 import pytest
 
-from orchestrator.definition import LockPolicy, Locks
-from orchestrator.machine import AcquireLocks, IllegalTransition, SendAction
-from orchestrator.records import (
+from orchestrator.core.definition import LockPolicy, Locks
+from orchestrator.core.machine import AcquireLocks, IllegalTransition, SendAction
+from orchestrator.core.records import (
     LockAttempt,
     LockBlocker,
     SagaStatus,
     StepStatus,
     TransitionEvent,
 )
-from orchestrator.registry import Registry
+from orchestrator.core.registry import Registry
 from orchestrator.telemetry.engine import EngineTelemetry
 from orchestrator.telemetry.metrics import SagaMetrics
 from tests.unit.test_machine import T0, TRAVEL_BOOKING, clock, drive, new_run

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from orchestrator.core.machine import SagaRun, SendAction
+from orchestrator.core.records import SagaStatus, StepStatus
 from orchestrator.examples import ORDER_FULFILLMENT, TRAVEL_BOOKING
-from orchestrator.machine import SagaRun, SendAction
-from orchestrator.records import SagaStatus, StepStatus
 from tests.unit.test_machine import clock, new_run
 
 pytestmark = pytest.mark.unit

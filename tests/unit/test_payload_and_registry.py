@@ -6,11 +6,11 @@ import dataclasses
 
 import pytest
 
-from orchestrator.definition import Step
-from orchestrator.errors import DefinitionError, InvalidPayload, UnknownSagaType
+from orchestrator.core.definition import Step
+from orchestrator.core.errors import DefinitionError, InvalidPayload, UnknownSagaType
+from orchestrator.core.payload import parse_input
+from orchestrator.core.registry import Registry, check_unfinished_versions
 from orchestrator.examples import DEFINITIONS, ORDER_FULFILLMENT, TRAVEL_BOOKING
-from orchestrator.payload import parse_input
-from orchestrator.registry import Registry, check_unfinished_versions
 from saga.examples.v1.inputs_pb2 import OrderFulfillmentInput, TravelBookingInput
 from tests.e2e.payloads import order, travel
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import grpc
 import pytest
 
+from orchestrator.api.status import status_proto_of
 from orchestrator.client import Conflict, start_batches
-from orchestrator.client_errors import status_error
-from orchestrator.errors import IdempotencyKeyReused, ResourceExhausted
-from orchestrator.status import status_proto_of
+from orchestrator.client.errors import status_error
+from orchestrator.core.errors import IdempotencyKeyReused, ResourceExhausted
 from saga.v1 import orchestrator_pb2 as pb
 
 pytestmark = pytest.mark.unit

@@ -14,10 +14,10 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
-from orchestrator.driver import log_outcome
+from orchestrator.core.machine import SagaRun
+from orchestrator.core.records import SagaRecord, SagaStatus, StepRecord, StepStatus
+from orchestrator.engine.driver import log_outcome
 from orchestrator.examples import TRAVEL_BOOKING
-from orchestrator.machine import SagaRun
-from orchestrator.records import SagaRecord, SagaStatus, StepRecord, StepStatus
 from orchestrator.telemetry.engine import EngineTelemetry
 from orchestrator.telemetry.logs import (
     ContextFilter,
@@ -207,7 +207,7 @@ def test_a_finished_saga_is_logged_at_its_level_and_counted_by_outcome(
     run = finished_run(status, needs_intervention=needs_intervention)
     metrics = SagaMetrics(process_collectors=False)
     telemetry = EngineTelemetry(metrics)
-    with caplog.at_level(logging.INFO, logger="orchestrator.executor"):
+    with caplog.at_level(logging.INFO, logger="orchestrator.engine.executor"):
         log_outcome(run)
     telemetry.saga_finished(run)
 

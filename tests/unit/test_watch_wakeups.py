@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from orchestrator import commit_watchers
-from orchestrator.commit_watchers import CommitWatchers
-from orchestrator.records import SagaStatus, TransitionEvent, TransitionRecord
-from orchestrator.service import SagaOrchestratorService
+from orchestrator.api.servicer import SagaOrchestratorService
+from orchestrator.core.records import SagaStatus, TransitionEvent, TransitionRecord
+from orchestrator.engine import commit_watchers
+from orchestrator.engine.commit_watchers import CommitWatchers
 from saga.v1 import orchestrator_pb2 as pb
 
 pytestmark = pytest.mark.unit

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 
-from orchestrator.errors import ConfigurationError
+from orchestrator.core.errors import ConfigurationError
 
 _FILE_NAME = re.compile(r"^(\d{4})_(\w+)\.sql$")
 

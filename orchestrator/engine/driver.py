@@ -23,11 +23,9 @@ from datetime import datetime
 import grpc
 from google.protobuf.message import Message
 
-from orchestrator import failpoints
-from orchestrator.clock import utc_now
-from orchestrator.commands import ParticipantClient, classify
-from orchestrator.errors import StaleSagaVersion
-from orchestrator.machine import (
+from orchestrator.core.clock import utc_now
+from orchestrator.core.errors import StaleSagaVersion
+from orchestrator.core.machine import (
     AcquireLocks,
     Action,
     AfterFailure,
@@ -36,15 +34,17 @@ from orchestrator.machine import (
     SendAction,
     Verdict,
 )
-from orchestrator.records import LockAttempt, SagaCommit, SagaStatus
-from orchestrator.registry import Registry
+from orchestrator.core.records import LockAttempt, SagaCommit, SagaStatus
+from orchestrator.core.registry import Registry
+from orchestrator.engine import failpoints
+from orchestrator.engine.commands import ParticipantClient, classify
+from orchestrator.engine.wakeups import KeyWakeups
 from orchestrator.store.base import Store
 from orchestrator.telemetry.engine import ACTION, COMPENSATION, EngineTelemetry
-from orchestrator.wakeups import KeyWakeups
 
 # The engine's saga lines (outcomes, stuck steps) keep the logger name they have always
 # had, which operators' log filters and alerts select on.
-logger = logging.getLogger("orchestrator.executor")
+logger = logging.getLogger("orchestrator.engine.executor")
 
 
 class SagaDriver:

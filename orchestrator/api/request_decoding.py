@@ -16,8 +16,8 @@ from typing import Any
 import grpc
 from google.protobuf.message import DecodeError
 
-from orchestrator.errors import InvalidArgument
-from orchestrator.status import log_refusal, rpc_status_of
+from orchestrator.api.status import log_refusal, rpc_status_of
+from orchestrator.core.errors import InvalidArgument
 
 
 @dataclass(frozen=True)

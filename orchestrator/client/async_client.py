@@ -6,12 +6,12 @@ WatchSaga stream to the saga's end instead of polling GetSaga.
         handle = await client.start(TravelBookingInput(...), correlation_id="trip-7")
         booked = await handle.result(timeout=60)   # a TravelBookingOutput, or SagaFailed
 
-`SyncSagaClient` (orchestrator.sync_client) is the same for code without an event loop.
+`SyncSagaClient` (orchestrator.client.sync_client) is the same for code without an event loop.
 Used by the `saga` command, the dev tools and the tests. A watch that loses its
 stream (the orchestrator restarts, a replica dies) reopens it after the last seq it
 saw, with backoff and for a bounded time, so no transition is missed or repeated.
 
-Errors: every call raises a `ClientError` (orchestrator.client_errors, re-exported here).
+Errors: every call raises a `ClientError` (orchestrator.client.errors, re-exported here).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 
-from orchestrator.client_errors import (
+from orchestrator.client.errors import (
     ClientError,
     Conflict,
     DeadlineExceeded,
@@ -46,7 +46,7 @@ from orchestrator.client_errors import (
     describe_orchestrator_error,
     status_error,
 )
-from orchestrator.limits import Limits
+from orchestrator.core.limits import Limits
 from orchestrator.security.tls import ClientTls, open_channel
 from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc

@@ -12,7 +12,7 @@ from typing import Any
 
 from google.protobuf import json_format
 
-from orchestrator.definition import RetryPolicy, SagaDefinition
+from orchestrator.core.definition import RetryPolicy, SagaDefinition
 from saga.v1 import orchestrator_pb2 as pb
 
 

@@ -3,7 +3,7 @@ watchers, and one task per saga.
 
 Each task loads its saga from the store (sagas claimed from the backlog come
 loaded, a batch at a time) and hands it to a `SagaDriver`
-(orchestrator/driver.py), which performs what the machine decides; after any
+(orchestrator/engine/driver.py), which performs what the machine decides; after any
 error the task reloads the saga and drives it again, unless another replica
 took it over. The write-ahead rule is the driver's: see there.
 """
@@ -28,12 +28,9 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 from opentelemetry import context as otel_context
 
-from orchestrator.clock import utc_now
-from orchestrator.commands import ParticipantClient
-from orchestrator.commit_watchers import CommitWatchers
-from orchestrator.definition import LockPolicy, SagaDefinition
-from orchestrator.driver import SagaDriver
-from orchestrator.errors import (
+from orchestrator.core.clock import utc_now
+from orchestrator.core.definition import LockPolicy, SagaDefinition
+from orchestrator.core.errors import (
     IdempotencyKeyReused,
     InvalidPayload,
     LockConflict,
@@ -42,10 +39,10 @@ from orchestrator.errors import (
     SagaNotFound,
     StaleSagaVersion,
 )
-from orchestrator.ids import new_saga_id
-from orchestrator.limits import DEFAULT_MAX_SAGAS_IN_FLIGHT
-from orchestrator.machine import Action, SagaRun
-from orchestrator.records import (
+from orchestrator.core.ids import new_saga_id
+from orchestrator.core.limits import DEFAULT_MAX_SAGAS_IN_FLIGHT
+from orchestrator.core.machine import Action, SagaRun
+from orchestrator.core.records import (
     CreateSagaResult,
     Lease,
     LockAttempt,
@@ -58,11 +55,14 @@ from orchestrator.records import (
     TransitionEvent,
     TransitionRecord,
 )
-from orchestrator.registry import Registry
+from orchestrator.core.registry import Registry
+from orchestrator.engine.commands import ParticipantClient
+from orchestrator.engine.commit_watchers import CommitWatchers
+from orchestrator.engine.driver import SagaDriver
+from orchestrator.engine.wakeups import KeyWakeups
 from orchestrator.store.base import Store
 from orchestrator.telemetry.engine import EngineTelemetry
 from orchestrator.telemetry.logs import log_context
-from orchestrator.wakeups import KeyWakeups
 
 logger = logging.getLogger(__name__)
 

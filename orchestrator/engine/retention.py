@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable
 from datetime import timedelta
 
-from orchestrator.clock import utc_now
+from orchestrator.core.clock import utc_now
 from orchestrator.store.base import Store
 
 logger = logging.getLogger(__name__)

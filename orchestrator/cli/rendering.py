@@ -26,9 +26,9 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from orchestrator import catalogue
+from orchestrator.api import catalogue
 from orchestrator.client import TERMINAL_SAGA_STATUSES
-from orchestrator.definition import SagaDefinition
+from orchestrator.core.definition import SagaDefinition
 from saga.v1 import orchestrator_pb2 as pb
 
 SHORT_ID_LENGTH = 8

@@ -1,7 +1,7 @@
 """The pure saga state machine: what happens next, and which transitions that takes.
 
 Two `transitions` machines, one for the saga and one for its steps, define the
-legal moves (orchestrator/moves.py). Their transition tables are read once, at
+legal moves (orchestrator/core/moves.py). Their transition tables are read once, at
 import, and every saga moves by looking its trigger up there: no model is ever
 added to a machine.
 `SagaRun` holds one saga's states: the executor asks it for the next action,
@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from orchestrator.definition import LockPolicy, SagaDefinition
-from orchestrator.moves import (
+from orchestrator.core.definition import LockPolicy, SagaDefinition
+from orchestrator.core.moves import (
     SAGA_MACHINE,
     SAGA_MOVES,
     STEP_MACHINE,
@@ -31,7 +31,7 @@ from orchestrator.moves import (
     Model,
     fire,
 )
-from orchestrator.records import (
+from orchestrator.core.records import (
     ENGINE_ACTOR,
     LockAttempt,
     SagaCommit,

@@ -13,8 +13,8 @@ from typing import Any
 
 from transitions import Machine
 
-from orchestrator.errors import ErrorCode, SagaError
-from orchestrator.records import SagaStatus, StepStatus
+from orchestrator.core.errors import ErrorCode, SagaError
+from orchestrator.core.records import SagaStatus, StepStatus
 
 
 class IllegalTransition(SagaError):

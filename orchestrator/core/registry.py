@@ -15,10 +15,10 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from google.protobuf import any_pb2, json_format
 from google.protobuf.message import Message
 
-from orchestrator.definition import Parallel, SagaDefinition, Step, StepContext
-from orchestrator.errors import DefinitionError, UnknownSagaType
-from orchestrator.records import SagaRecord, StepRecord
-from orchestrator.resolved import ResolvedCall, ResolvedStep, resolve_call
+from orchestrator.core.definition import Parallel, SagaDefinition, Step, StepContext
+from orchestrator.core.errors import DefinitionError, UnknownSagaType
+from orchestrator.core.records import SagaRecord, StepRecord
+from orchestrator.core.resolved import ResolvedCall, ResolvedStep, resolve_call
 
 logger = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 Code anywhere raises a `SagaError` subclass; it carries an `ErrorCode`, not a
 gRPC status code, so the engine's pure core (machine.py, definition.py) does not
 import grpc. Only the servicer turns an error into a gRPC status, through the one
-table in `orchestrator.status`.
+table in `orchestrator.api.status`.
 """
 
 from __future__ import annotations

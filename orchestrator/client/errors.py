@@ -163,7 +163,7 @@ def describe_orchestrator_error(error: grpc.RpcError, address: str, timeout: flo
     """What went wrong calling the orchestrator, in words that say what to do.
 
     (Not the step record's wording of a participant's error: that is
-    `orchestrator.commands.describe_rpc_error`.)
+    `orchestrator.engine.commands.describe_rpc_error`.)
     """
     code: grpc.StatusCode = error.code()
     details: str = error.details() or ""

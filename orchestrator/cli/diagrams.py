@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from orchestrator.definition import Call, Parallel, RetryPolicy, SagaDefinition, Step
+from orchestrator.core.definition import Call, Parallel, RetryPolicy, SagaDefinition, Step
 
 FORMATS = ("text", "mermaid", "dot")
 

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from google.protobuf import struct_pb2, timestamp_pb2
 from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 
-from orchestrator.errors import ConfigurationError, InvalidArgument, PayloadTooLarge
+from orchestrator.core.errors import ConfigurationError, InvalidArgument, PayloadTooLarge
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -24,7 +24,7 @@ DEFAULT_MAX_PAYLOAD_BYTES = 256 * KIB
 DEFAULT_MAX_PAYLOAD_DEPTH = 20
 """Nesting levels of objects and lists in a payload. Protobuf's decoder stops at 100
 message levels and each payload object costs three (Struct, map entry, Value), so a
-payload past about 32 levels cannot even be decoded (orchestrator.undecodable)."""
+payload past about 32 levels cannot even be decoded (orchestrator.api.request_decoding)."""
 DEFAULT_MAX_WATCH_STREAMS = 2000
 DEFAULT_MAX_SAGAS_IN_FLIGHT = 1000
 DEFAULT_MAX_BATCH_STARTS = 500

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from google.protobuf.message import Message
 
-from orchestrator.client import (
+from orchestrator.client.async_client import (
     CLIENT_TIMEOUT_SECONDS,
     START_BATCH_SIZE,
     WATCH_RECONNECT_SECONDS,

@@ -14,7 +14,7 @@ import grpc
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from orchestrator.errors import ErrorCode, SagaError
+from orchestrator.core.errors import ErrorCode, SagaError
 from orchestrator.telemetry.throttle import ThrottledLog
 
 logger = logging.getLogger(__name__)

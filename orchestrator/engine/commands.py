@@ -14,9 +14,9 @@ from collections.abc import Mapping
 import grpc
 from google.protobuf.message import Message
 
-from orchestrator.errors import ConfigurationError
-from orchestrator.machine import ErrorKind
-from orchestrator.resolved import ResolvedCall
+from orchestrator.core.errors import ConfigurationError
+from orchestrator.core.machine import ErrorKind
+from orchestrator.core.resolved import ResolvedCall
 from orchestrator.security.tls import ClientTls, open_channel
 from orchestrator.telemetry.tracing import outbound_metadata
 

@@ -16,8 +16,8 @@ import traceback
 from collections.abc import Iterable, Sequence
 from types import ModuleType
 
-from orchestrator.definition import SagaDefinition
-from orchestrator.errors import ConfigurationError
+from orchestrator.core.definition import SagaDefinition
+from orchestrator.core.errors import ConfigurationError
 
 DEFAULT_DEFINITIONS_MODULE = "orchestrator.examples"
 DEFINITIONS_ATTRIBUTE = "DEFINITIONS"

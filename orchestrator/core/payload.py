@@ -20,7 +20,7 @@ from google.protobuf import any_pb2, json_format
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
-from orchestrator.errors import InvalidPayload
+from orchestrator.core.errors import InvalidPayload
 
 _MAX_DEPTH = 32
 

@@ -2,9 +2,9 @@
 map errors.
 
 Requests are checked completely before anything is stored: every enum, timestamp,
-number, page token and nesting depth (see `orchestrator.limits`). Every error leaves
+number, page token and nesting depth (see `orchestrator.core.limits`). Every error leaves
 through `_abort`, which turns a `SagaError` into a gRPC status with an ErrorInfo
-(AIP-193) by the one table in `orchestrator.status`; anything else is logged with
+(AIP-193) by the one table in `orchestrator.api.status`; anything else is logged with
 its traceback and answered INTERNAL. A client's mistake is logged at INFO at most,
 throttled, without a traceback.
 """
@@ -24,17 +24,17 @@ from typing import Any, NoReturn, TypeVar
 import grpc
 from google.protobuf import any_pb2, json_format, struct_pb2
 
-from orchestrator.catalogue import definition_to_proto
-from orchestrator.definition import SagaDefinition
-from orchestrator.errors import (
+from orchestrator.api.catalogue import definition_to_proto
+from orchestrator.api.status import log_refusal, rpc_status_of, status_proto_of
+from orchestrator.core.definition import SagaDefinition
+from orchestrator.core.errors import (
     InvalidArgument,
     OutOfRange,
     ResourceExhausted,
     SagaError,
     SagaNotFound,
 )
-from orchestrator.executor import Executor, SagaStart
-from orchestrator.limits import (
+from orchestrator.core.limits import (
     LIST_PAGE_BUDGET_BYTES,
     MAX_FULL_VIEW_PAGE,
     Limits,
@@ -42,9 +42,9 @@ from orchestrator.limits import (
     check_payload,
     check_timestamp,
 )
-from orchestrator.machine import SagaRun
-from orchestrator.payload import parse_input, parse_typed_input
-from orchestrator.records import (
+from orchestrator.core.machine import SagaRun
+from orchestrator.core.payload import parse_input, parse_typed_input
+from orchestrator.core.records import (
     CreateSagaResult,
     PagePosition,
     SagaFilter,
@@ -55,12 +55,12 @@ from orchestrator.records import (
     TransitionEvent,
     TransitionRecord,
 )
-from orchestrator.registry import Registry
+from orchestrator.core.registry import Registry
+from orchestrator.core.timestamps import optional_timestamp
+from orchestrator.engine.executor import Executor, SagaStart
 from orchestrator.security.auth import current_caller
-from orchestrator.status import log_refusal, rpc_status_of, status_proto_of
 from orchestrator.store.base import Store
 from orchestrator.telemetry.tracing import context_from_metadata
-from orchestrator.timestamps import optional_timestamp
 from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
 

@@ -14,14 +14,14 @@ from google.protobuf import descriptor_pool, message_factory
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
-from orchestrator.definition import (
+from orchestrator.core.definition import (
     CONTEXT_FIELD,
     CONTEXT_MESSAGE,
     Call,
     SagaDefinition,
     StepContext,
 )
-from orchestrator.errors import DefinitionError
+from orchestrator.core.errors import DefinitionError
 
 
 @dataclass(frozen=True, slots=True)
