@@ -11,7 +11,8 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from participants import ALL_SERVICES, ParticipantConfig, create_server
+from participants.common.config import ALL_SERVICES, ParticipantConfig
+from participants.common.server import build_example_server
 from participants.registry import SERVICES
 from saga.participants.flight.v1 import flight_pb2, flight_pb2_grpc
 from tests.participants.harness import (
@@ -144,9 +145,9 @@ def test_unknown_failpoint_is_a_usage_error(tmp_path):
 
 
 @pytest.mark.integration
-async def test_create_server_serves_in_process_on_a_free_port(tmp_path):
+async def test_build_example_server_serves_in_process_on_a_free_port(tmp_path):
     config = ParticipantConfig(state_dir=tmp_path, services=("flight",), capacity=3)
-    server, port = await create_server(config)
+    server, port = await build_example_server(config)
     await server.start()
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
