@@ -15,18 +15,22 @@ from __future__ import annotations
 import json
 import os
 import selectors
-import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from grpc_tools import protoc
+
+from tests.packaging.support import (
+    KIT_SOURCES,
+    ORCHESTRATOR_SOURCES,
+    compile_users_proto,
+    copy_sources,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(900)]
 
-ROOT = Path(__file__).resolve().parents[2]
 INSTALL_TIMEOUT_S = 600
 LISTENING_TIMEOUT_S = 30
 
@@ -150,14 +154,8 @@ def run_in(venv: Path, *args: str, cwd: Path, timeout: float = 60) -> str:
     return done.stdout
 
 
-def copy_kit_sources(target: Path) -> Path:
-    """The kit's directory and the command.proto package it ships, laid out as in the
-    checkout (its pyproject names the proto package by a relative path)."""
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "build")
-    shutil.copytree(ROOT / "participants" / "kit", target / "participants" / "kit", ignore=ignore)
-    common = Path("saga") / "participants" / "common" / "v1"
-    shutil.copytree(ROOT / common, target / common, ignore=ignore)
-    return target / "participants" / "kit"
+def pip_install(venv: Path, *args: str, cwd: Path) -> None:
+    run_in(venv, "-m", "pip", "install", "--quiet", *args, cwd=cwd, timeout=INSTALL_TIMEOUT_S)
 
 
 @pytest.fixture(scope="module")
@@ -168,19 +166,10 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def venv(work: Path) -> Path:
     """A fresh virtualenv holding the kit and its dependencies, nothing else."""
-    kit = copy_kit_sources(work / "source")
+    copy_sources(KIT_SOURCES, work / "source")
     venv = work / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    installed = subprocess.run(
-        [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", str(kit)],
-        cwd=work,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=INSTALL_TIMEOUT_S,
-        check=False,
-    )
-    assert installed.returncode == 0, installed.stdout + installed.stderr
+    pip_install(venv, str(work / "source" / "participants" / "kit"), cwd=work)
     return venv
 
 
@@ -194,17 +183,7 @@ def project(work: Path, venv: Path) -> Path:
     site_packages = run_in(
         venv, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])", cwd=work
     ).strip()
-    well_known = Path(protoc.__file__).parent / "_proto"
-    status = protoc.main(
-        [
-            "protoc",
-            f"-I{project}",
-            f"-I{site_packages}",
-            f"-I{well_known}",
-            f"--python_out={project}",
-            str(proto),
-        ]
-    )
+    status = compile_users_proto(proto, project, Path(site_packages), project)
     assert status == 0, "protoc could not import command.proto from the installed kit"
     (project / "ping_participant.py").write_text(PARTICIPANT)
     (project / "ping_client.py").write_text(CLIENT)
@@ -282,23 +261,8 @@ def test_a_participant_on_the_kit_alone_serves_over_grpc(venv, project, work):
 def test_the_orchestrator_wheel_installed_beside_the_kit_shares_its_namespaces(venv, work):
     """Last: it adds the orchestrator's wheel (without its dependencies) to the venv."""
     source = work / "orchestrator-source"
-    source.mkdir()
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "build")
-    for name in ("pyproject.toml", "README.md", "LICENSE", "orchestrator", "participants", "saga"):
-        if (ROOT / name).is_dir():
-            shutil.copytree(ROOT / name, source / name, ignore=ignore)
-        else:
-            shutil.copy2(ROOT / name, source / name)
-    installed = subprocess.run(
-        [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--no-deps", str(source)],
-        cwd=work,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=INSTALL_TIMEOUT_S,
-        check=False,
-    )
-    assert installed.returncode == 0, installed.stdout + installed.stderr
+    copy_sources(ORCHESTRATOR_SOURCES, source)
+    pip_install(venv, "--no-deps", str(source), cwd=work)
     assert {"saga-participant-kit", "saga-orchestrator"} <= installed_distributions(venv, work)
     probe = (
         "import participants, participants.kit, participants.flight.service\n"
