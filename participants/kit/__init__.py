@@ -35,6 +35,7 @@ from participants.kit.errors import Invalid, NotOwner, Rejected, require_positiv
 from participants.kit.participant import Participant, action, compensation, query
 from participants.kit.pool import Pool
 from participants.kit.server import create_server, format_address, run, serve
+from participants.kit.tls import SecurityConfigError, ServerTls
 
 __all__ = [
     "CommandResult",
@@ -44,6 +45,8 @@ __all__ = [
     "Participant",
     "Pool",
     "Rejected",
+    "SecurityConfigError",
+    "ServerTls",
     "Tx",
     "Undoes",
     "action",
