@@ -23,13 +23,13 @@ from typing import Any
 from opentelemetry import trace
 
 from orchestrator.core.errors import ConfigurationError
-from orchestrator.security.tls import server_tls
 from orchestrator.telemetry.logs import LOG_FORMATS, configure_logging
 from orchestrator.telemetry.tracing import TRACE_EXPORTERS, configure_tracing
 from participants.common.config import ALL_SERVICES, ParticipantConfig
-from participants.common.failures import FAILPOINT_ENV, CrashFailpoint
-from participants.common.server import create_server, participant_policy
-from participants.kit import format_address
+from participants.common.server import build_example_server, participant_policy
+from participants.kit.failpoints import FAILPOINT_VAR, failpoint_from_environ
+from participants.kit.server import format_address
+from participants.kit.tls import SecurityConfigError, server_tls
 
 logger = logging.getLogger("participants")
 
@@ -44,10 +44,10 @@ def build_parser(environ: Mapping[str, str] = os.environ) -> argparse.ArgumentPa
         prog="participants",
         description="Serve example saga participant services over gRPC on one port.",
         epilog=(
-            f"Crash testing: {FAILPOINT_ENV}=after_commit_before_reply[:N] makes the process"
-            " exit with code 137 right after committing the N-th command (default 1st),"
-            " before replying. Failure injection (--fail-*, --latency-ms) applies to"
-            " actions only, never to compensations or reads."
+            f"Crash testing: {FAILPOINT_VAR}=before_commit[:N] or after_commit[:N] makes the"
+            " process exit with code 137 right before or right after committing the N-th"
+            " recorded command (default 1st), before replying. Failure injection"
+            " (--fail-*, --latency-ms) applies to actions only, never to compensations or reads."
         ),
     )
 
@@ -144,6 +144,7 @@ def config_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> Pa
     """The process configuration; raises ValueError on a bad combination."""
     if args.state_dir is None:
         raise ValueError(f"--state-dir (or {ENV_PREFIX}STATE_DIR) is required")
+    failpoint_from_environ(environ)  # a misspelt failpoint is a usage error, not a late crash
     return ParticipantConfig(
         state_dir=args.state_dir,
         services=_names(args.services),
@@ -157,7 +158,6 @@ def config_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> Pa
         latency_ms=args.latency_ms,
         unavailable_first=args.unavailable_first,
         compensation_failures=args.compensation_failures,
-        failpoint=CrashFailpoint.from_environ(environ),
         tls=server_tls(args.tls_cert, args.tls_key, args.tls_client_ca),
         auth_file=args.auth_file,
         reflection=args.reflection == "on",
@@ -203,10 +203,16 @@ async def _serve(
     with contextlib.ExitStack() as resources:
         try:
             policy = participant_policy(config)
-            server, port = await create_server(
+            server, port = await build_example_server(
                 config, resources=resources, tracer=tracer, policy=policy
             )
-        except (OSError, RuntimeError, sqlite3.Error, ConfigurationError) as error:
+        except (
+            OSError,
+            RuntimeError,
+            sqlite3.Error,
+            SecurityConfigError,
+            ConfigurationError,
+        ) as error:
             logger.error("cannot start participants: %s", error)
             return 1
         if policy is not None:

@@ -17,6 +17,7 @@ the engine only when it runs, so a client command does not wait for it).
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import sys
 from collections.abc import Sequence
@@ -46,13 +47,23 @@ def _quiet_broken_pipe() -> NoReturn:
     sys.exit(EXIT_BROKEN_PIPE)
 
 
+PLUGGED_IN_COMMANDS = "saga.commands"
+"""The entry-point group of commands other distributions add to `saga` (`saga participants`
+is the example participants'), each `main(argv) -> int`: the CLI never imports them."""
+
+
+def _plugged_in_commands() -> dict[str, importlib.metadata.EntryPoint]:
+    return {
+        entry.name: entry for entry in importlib.metadata.entry_points(group=PLUGGED_IN_COMMANDS)
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `saga` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "participants":
-        from participants.__main__ import main as participants_main
-
-        return int(participants_main(argv[1:]))
+    plugged_in = _plugged_in_commands().get(argv[0]) if argv else None
+    if plugged_in is not None:
+        return int(plugged_in.load()(argv[1:]))
     args = build_parser(argv[0] if argv else None).parse_args(argv)
     try:
         if args.command == "serve":

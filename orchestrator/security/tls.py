@@ -1,16 +1,15 @@
-"""TLS and mutual TLS for every hop: server credentials, client channels, listeners.
+"""TLS and mutual TLS for every hop: the server side is the participant kit's
+(`participants.kit.tls`, re-exported here), the client side is the orchestrator's own:
+client credentials, and channels that carry a bearer token.
 
-A server given a certificate and key speaks TLS; given a client CA too, it requires
-every client to present a certificate signed by that CA (refused in the handshake
-otherwise). A channel given a CA verifies the server with it; given a certificate and
-key too, it presents them. Without any of these, both sides speak plaintext, which is
-for local development: a plaintext listener on anything but loopback logs one WARNING.
+A channel given a CA verifies the server with it; given a certificate and key too, it
+presents them. Without any of these it speaks plaintext, which is for local development.
+The client side's mistakes are the orchestrator's `ConfigurationError`, as before; the
+server side's are the kit's `SecurityConfigError` (a ValueError).
 """
 
 from __future__ import annotations
 
-import ipaddress
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,37 +18,29 @@ from typing import Any
 import grpc
 
 from orchestrator.core.errors import ConfigurationError
+from participants.kit.tls import (
+    AUTHORIZATION_HEADER,
+    BEARER_PREFIX,
+    SecurityConfigError,
+    ServerTls,
+    add_listener,
+    is_loopback,
+    read_pem,
+    server_tls,
+)
 
-logger = logging.getLogger(__name__)
-
-AUTHORIZATION_HEADER = "authorization"
-BEARER_PREFIX = "Bearer "
-
-
-def _read(path: Path, what: str) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as error:
-        raise ConfigurationError(f"cannot read the {what} {path}: {error.strerror}") from None
-
-
-@dataclass(frozen=True)
-class ServerTls:
-    """A server's certificate and key, and the CA its clients' certificates must chain to."""
-
-    cert: Path
-    key: Path
-    client_ca: Path | None = None
-
-    def credentials(self) -> grpc.ServerCredentials:
-        """Credentials for `add_secure_port`; mutual TLS when `client_ca` is set."""
-        return grpc.ssl_server_credentials(
-            [(_read(self.key, "TLS key"), _read(self.cert, "TLS certificate"))],
-            root_certificates=(
-                None if self.client_ca is None else _read(self.client_ca, "client CA")
-            ),
-            require_client_auth=self.client_ca is not None,
-        )
+__all__ = [
+    "AUTHORIZATION_HEADER",
+    "BEARER_PREFIX",
+    "ClientTls",
+    "SecurityConfigError",
+    "ServerTls",
+    "add_listener",
+    "client_tls",
+    "is_loopback",
+    "open_channel",
+    "server_tls",
+]
 
 
 @dataclass(frozen=True)
@@ -72,15 +63,12 @@ class ClientTls:
         )
 
 
-def server_tls(cert: str | None, key: str | None, client_ca: str | None) -> ServerTls | None:
-    """The three server flags as one value; None (plaintext) when none is given."""
-    if not cert and not key:
-        if client_ca:
-            raise ConfigurationError("--tls-client-ca needs --tls-cert and --tls-key")
-        return None
-    if not cert or not key:
-        raise ConfigurationError("TLS needs both --tls-cert and --tls-key")
-    return ServerTls(Path(cert), Path(key), Path(client_ca) if client_ca else None)
+def _read(path: Path, what: str) -> bytes:
+    """The kit's reader, its error in the orchestrator's terms (a SagaError)."""
+    try:
+        return read_pem(path, what)
+    except SecurityConfigError as error:
+        raise ConfigurationError(str(error)) from None
 
 
 def client_tls(ca: str | None, cert: str | None, key: str | None) -> ClientTls | None:
@@ -90,35 +78,6 @@ def client_tls(ca: str | None, cert: str | None, key: str | None) -> ClientTls |
     return ClientTls(
         Path(ca) if ca else None, Path(cert) if cert else None, Path(key) if key else None
     )
-
-
-def is_loopback(host: str) -> bool:
-    """True for localhost and loopback addresses (brackets allowed)."""
-    bare = host.strip("[]")
-    if bare == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(bare).is_loopback
-    except ValueError:
-        return False
-
-
-def add_listener(server: grpc.aio.Server, listen: str, tls: ServerTls | None) -> int:
-    """Bind `listen` with TLS or in plaintext; the bound port. OSError if it cannot."""
-    if tls is None:
-        port = server.add_insecure_port(listen)
-        host = listen.rsplit(":", 1)[0]
-        if not is_loopback(host):
-            logger.warning(
-                "listening in PLAINTEXT on %s: anyone on the network can read and forge "
-                "calls; give --tls-cert and --tls-key (and --tls-client-ca for mutual TLS)",
-                listen,
-            )
-    else:
-        port = server.add_secure_port(listen, tls.credentials())
-    if port == 0:
-        raise OSError(f"cannot listen on {listen}")
-    return int(port)
 
 
 def _with_token(details: Any, header: tuple[str, str]) -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 
 from participants.common.example import ExampleParticipant
-from participants.common.records import RecordTable, state_of
+from participants.common.records import RecordTable, Reservations, state_of
 from participants.kit import Pool, Tx, action, compensation, query, require_positive, require_text
 from saga.participants.car_rental.v1 import car_rental_pb2 as pb
 
@@ -17,7 +17,7 @@ CARS = Pool(
     item="the {car_class} class at {location}", unit="car",
     unknown_reason="UNKNOWN_CAR_CLASS", exhausted_reason="NO_CARS_AVAILABLE",
 )  # fmt: skip
-RENTALS = RecordTable("rentals", "rental_id", "car")
+RENTALS = Reservations(CARS, RecordTable("rentals", "rental_id", "car"), units=None)
 
 
 def validate_rental(request: pb.RentCarRequest) -> None:
@@ -28,7 +28,7 @@ def validate_rental(request: pb.RentCarRequest) -> None:
 
 
 def validate_cancellation(request: pb.CancelCarRentalRequest) -> None:
-    RENTALS.require_target(request.rental_id, request.context)
+    RENTALS.records.require_target(request.rental_id, request.context)
 
 
 class CarRental(ExampleParticipant):
@@ -38,7 +38,7 @@ class CarRental(ExampleParticipant):
     name = "car_rental"
     schema = (
         CARS.create_statement(),
-        RENTALS.create_statement(
+        RENTALS.records.create_statement(
             """
             location TEXT NOT NULL,
             car_class TEXT NOT NULL,
@@ -54,10 +54,11 @@ class CarRental(ExampleParticipant):
 
     @action(validate=validate_rental)
     def RentCar(self, tx: Tx, request: pb.RentCarRequest) -> pb.RentCarResponse:
-        CARS.take(tx, (request.location, request.car_class), 1)
-        rental_id = RENTALS.insert(
+        rental_id = RENTALS.reserve(
             tx,
             request.context,
+            (request.location, request.car_class),
+            1,
             location=request.location,
             car_class=request.car_class,
             driver_name=request.driver_name,
@@ -67,15 +68,13 @@ class CarRental(ExampleParticipant):
             rental_id=rental_id, location=request.location, car_class=request.car_class
         )
 
-    @compensation(validate=validate_cancellation)
+    @compensation(of="RentCar", validate=validate_cancellation)
     def CancelCarRental(
-        self, tx: Tx, request: pb.CancelCarRentalRequest, _: object
+        self, tx: Tx, request: pb.CancelCarRentalRequest, rented: pb.RentCarResponse | None
     ) -> pb.CancelCarRentalResponse:
-        rental = RENTALS.find_to_compensate(tx, request.rental_id, request.context)
+        rental = RENTALS.release(tx, request.context, request.rental_id, rented)
         if rental is None:
             return pb.CancelCarRentalResponse(cancelled=False)
-        CARS.give_back(tx, (rental["location"], rental["car_class"]), 1)
-        RENTALS.cancel(tx, rental["rental_id"])
         return pb.CancelCarRentalResponse(rental_id=rental["rental_id"], cancelled=True)
 
     @query
@@ -101,6 +100,6 @@ class CarRental(ExampleParticipant):
                     saga_id=row["saga_id"],
                     idempotency_key=row["idempotency_key"],
                 )
-                for row in RENTALS.all(tx)
+                for row in RENTALS.records.all(tx)
             ],
         )

@@ -1,6 +1,7 @@
 """How a participants process is configured: one frozen value built by `__main__`.
 
-Tests build it directly to host participants in-process with `create_server`.
+Tests build it directly to host participants in-process with
+`participants.common.server.build_example_server`.
 """
 
 from __future__ import annotations
@@ -8,8 +9,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from orchestrator.security.tls import ServerTls
-from participants.common.failures import CrashFailpoint
+from participants.kit.tls import ServerTls
 
 ALL_SERVICES = (
     "flight",
@@ -44,7 +44,6 @@ class ParticipantConfig:
     latency_ms: int = 0
     unavailable_first: int = 0
     compensation_failures: int = 0
-    failpoint: CrashFailpoint | None = None
     # TLS on the listener (mutual TLS when it names a client CA); None is plaintext.
     tls: ServerTls | None = None
     # Callers and roles (docs/security.md); None accepts commands from anyone.

@@ -4,8 +4,8 @@ injection that makes sagas take their failure paths (docs in participants/README
 Each example keeps its state in `<state_dir>/<name>.sqlite3` and answers refusals with
 the ErrorInfo domain `<name>.participants.saga`. Injected latency and transient faults
 come before a command is looked at; an injected failure is decided in the kit's
-savepoint, so it is recorded like a business refusal; the crash failpoint fires after a
-command's answer is committed, before it is sent.
+savepoint, so it is recorded like a business refusal. Crashes around a commit are the
+kit's own failpoint (`participants.kit.failpoints`).
 """
 
 from __future__ import annotations
@@ -64,7 +64,3 @@ class ExampleParticipant(kit.Participant):
 
     def check_action(self, tx: kit.Tx, request: Message) -> None:
         self._injector.check_action(request.context.idempotency_key, request)  # type: ignore[attr-defined]
-
-    def command_recorded(self) -> None:
-        if self.config.failpoint is not None:
-            self.config.failpoint.command_committed()

@@ -2,28 +2,19 @@
 
 `FailureInjector` rejects actions with INJECTED_FAILURE, decided from the
 configuration and the command alone (never from arrival order), so a retried
-or reordered command meets the same fate. `CrashFailpoint` kills the process
-between committing a command and replying, the window crash tests care about.
+or reordered command meets the same fate. Crashes around a commit are the kit's
+(`participants.kit.failpoints`).
 """
 
 from __future__ import annotations
 
 import hashlib
-import logging
-import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 from participants.kit import Rejected
-
-logger = logging.getLogger(__name__)
-
-FAILPOINT_ENV = "SAGA_PARTICIPANT_FAILPOINT"
-AFTER_COMMIT_BEFORE_REPLY = "after_commit_before_reply"
-CRASH_EXIT_CODE = 137
-
 
 ALWAYS = -1
 """For `compensation_failures`: every delivery of a compensation fails."""
@@ -95,44 +86,3 @@ def string_fields(message: Message) -> Iterator[str]:
         elif field.type == FieldDescriptor.TYPE_MESSAGE:
             for nested in values:
                 yield from string_fields(nested)
-
-
-class CrashFailpoint:
-    """Exit abruptly right after the n-th committed command, before its reply is sent.
-
-    Set by `SAGA_PARTICIPANT_FAILPOINT=after_commit_before_reply[:n]`. The
-    caller sees the RPC fail although the command is durable, which is exactly
-    the case a retry with the same idempotency key must survive.
-    """
-
-    def __init__(self, after_commits: int = 1) -> None:
-        if after_commits < 1:
-            raise ValueError("the failpoint's commit count must be at least 1")
-        self._after_commits = after_commits
-        self._commits = 0
-
-    @classmethod
-    def from_environ(cls, environ: Mapping[str, str] = os.environ) -> CrashFailpoint | None:
-        """The failpoint named by the environment, or None when unset."""
-        spec = environ.get(FAILPOINT_ENV, "").strip()
-        if not spec:
-            return None
-        name, _, count = spec.partition(":")
-        if name != AFTER_COMMIT_BEFORE_REPLY:
-            raise ValueError(
-                f"{FAILPOINT_ENV}={spec!r}: unknown failpoint {name!r}, "
-                f"expected {AFTER_COMMIT_BEFORE_REPLY}[:n]"
-            )
-        try:
-            return cls(int(count) if count else 1)
-        except ValueError as error:
-            raise ValueError(f"{FAILPOINT_ENV}={spec!r}: {error}") from None
-
-    def command_committed(self) -> None:
-        """Count a committed command; exit the process when it is the n-th."""
-        self._commits += 1
-        if self._commits == self._after_commits:
-            logger.warning(
-                "failpoint %s: exiting after commit %d", AFTER_COMMIT_BEFORE_REPLY, self._commits
-            )
-            os._exit(CRASH_EXIT_CODE)

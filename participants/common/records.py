@@ -2,7 +2,11 @@
 
 Bookings, rentals, reservations, charges and shipments share one shape: an id, a state,
 the saga and idempotency key that made them. `RecordTable` holds the SQL for that shape
-once, so each service only writes its own columns and business rules.
+once, so each service only writes its own columns and business rules; `Reservations`
+adds the units of a `Pool` a record holds (seats, rooms, cars).
+
+A compensation undoes what its own action's reply names (`done`, given by the kit to an
+`@compensation(of=...)` handler), or the record its request names by id.
 """
 
 from __future__ import annotations
@@ -11,7 +15,10 @@ import dataclasses
 import uuid
 from typing import Any, cast
 
-from participants.kit import Invalid, NotOwner, Tx, now
+from google.protobuf.message import Message
+
+from participants.kit import Invalid, NotOwner, Pool, Tx
+from participants.kit.commands import now
 from saga.participants.common.v1 import command_pb2
 
 ACTIVE = command_pb2.ReservationState.Name(command_pb2.RESERVATION_STATE_ACTIVE)
@@ -65,21 +72,23 @@ class RecordTable:
         )
         return record_id
 
-    def find_to_compensate(
-        self, tx: Tx, record_id: str, context: command_pb2.CommandContext
+    def to_undo(
+        self, tx: Tx, context: command_pb2.CommandContext, named: str, done: Message | None
     ) -> Any:
-        """The ACTIVE record named by id, else the one made by the action the compensation
-        in `context` undoes (None: nothing to undo); NotOwner when it is another saga's."""
-        if record_id:
-            where, value = self.id_column, record_id
-        else:
-            where, value = "idempotency_key", context.compensated_idempotency_key
-        row = tx.execute(f"SELECT * FROM {self.name} WHERE {where} = %s", (value,)).fetchone()
+        """The ACTIVE record to undo: the one the request `named` by id, else the one this
+        saga's own action made (its reply `done` carries the id; None: it made none).
+        None when there is nothing to undo; NotOwner when the record is another saga's."""
+        record_id = named or (getattr(done, self.id_column) if done is not None else "")
+        if not record_id:
+            return None
+        row = tx.execute(
+            f"SELECT * FROM {self.name} WHERE {self.id_column} = %s", (record_id,)
+        ).fetchone()
         if row is None:
             return None
         if row["saga_id"] != context.saga_id:
             raise NotOwner(
-                f"{self.id_column} {row[self.id_column]} belongs to another saga; "
+                f"{self.id_column} {record_id} belongs to another saga; "
                 f"saga {context.saga_id} may undo only what its own actions did"
             )
         return row if row["state"] == ACTIVE else None
@@ -99,6 +108,41 @@ class RecordTable:
         """A compensation must say what it undoes: a record id, or the action's key."""
         if not record_id and not context.compensated_idempotency_key:
             raise Invalid(f"{self.id_column} or context.compensated_idempotency_key is required")
+
+
+@dataclasses.dataclass(frozen=True)
+class Reservations:
+    """Records that hold units of a pool: an action takes the units and records who holds
+    them; its compensation gives them back and cancels the record. `units` is the
+    record's column counting them (None: one unit each)."""
+
+    pool: Pool
+    records: RecordTable
+    units: str | None
+
+    def reserve(
+        self,
+        tx: Tx,
+        context: command_pb2.CommandContext,
+        item: tuple[str, ...],
+        units: int,
+        **columns: Any,
+    ) -> str:
+        """Take `units` of `item` (or refuse, Rejected) and record them; the new id."""
+        self.pool.take(tx, item, units)
+        return self.records.insert(tx, context, **columns)
+
+    def release(
+        self, tx: Tx, context: command_pb2.CommandContext, named: str, done: Message | None
+    ) -> Any:
+        """Undo a reservation (see `RecordTable.to_undo`); the cancelled record, or None."""
+        row = self.records.to_undo(tx, context, named, done)
+        if row is None:
+            return None
+        item = tuple(row[key] for key in self.pool.keys)
+        self.pool.give_back(tx, item, row[self.units] if self.units else 1)
+        self.records.cancel(tx, row[self.records.id_column])
+        return row
 
 
 def state_of(row: Any) -> command_pb2.ReservationState:

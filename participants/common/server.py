@@ -14,17 +14,17 @@ import logging
 import grpc
 from opentelemetry import trace
 
-from orchestrator.security.auth import AuthInterceptor, AuthPolicy, participant_rules
 from orchestrator.telemetry.interceptors import ParticipantInterceptor
 from participants import kit
 from participants.common.config import ParticipantConfig
 from participants.common.failures import FailureInjector
+from participants.kit.auth import AuthInterceptor, AuthPolicy, participant_rules
 from participants.registry import SERVICES
 
 logger = logging.getLogger(__name__)
 
 
-async def create_server(
+async def build_example_server(
     config: ParticipantConfig,
     *,
     resources: contextlib.ExitStack | None = None,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from participants.common.example import ExampleParticipant
-from participants.common.records import RecordTable, state_of
+from participants.common.records import RecordTable, Reservations, state_of
 from participants.kit import Pool, Tx, action, compensation, query, require_positive, require_text
 from saga.participants.flight.v1 import flight_pb2 as pb
 
@@ -14,7 +14,7 @@ SEATS = Pool(
     item="flight {flight_number}", unit="seat",
     unknown_reason="UNKNOWN_FLIGHT", exhausted_reason="NO_SEATS_AVAILABLE",
 )  # fmt: skip
-BOOKINGS = RecordTable("bookings", "booking_id", "bk")
+BOOKINGS = Reservations(SEATS, RecordTable("bookings", "booking_id", "bk"), units="seats")
 
 
 def validate_booking(request: pb.BookFlightRequest) -> None:
@@ -24,7 +24,7 @@ def validate_booking(request: pb.BookFlightRequest) -> None:
 
 
 def validate_cancellation(request: pb.CancelFlightRequest) -> None:
-    BOOKINGS.require_target(request.booking_id, request.context)
+    BOOKINGS.records.require_target(request.booking_id, request.context)
 
 
 class Flight(ExampleParticipant):
@@ -34,7 +34,7 @@ class Flight(ExampleParticipant):
     name = "flight"
     schema = (
         SEATS.create_statement(),
-        BOOKINGS.create_statement(
+        BOOKINGS.records.create_statement(
             """
             flight_number TEXT NOT NULL REFERENCES flights (flight_number),
             passenger_name TEXT NOT NULL,
@@ -48,10 +48,11 @@ class Flight(ExampleParticipant):
 
     @action(validate=validate_booking)
     def BookFlight(self, tx: Tx, request: pb.BookFlightRequest) -> pb.BookFlightResponse:
-        SEATS.take(tx, (request.flight_number,), request.seats)
-        booking_id = BOOKINGS.insert(
+        booking_id = BOOKINGS.reserve(
             tx,
             request.context,
+            (request.flight_number,),
+            request.seats,
             flight_number=request.flight_number,
             passenger_name=request.passenger_name,
             seats=request.seats,
@@ -60,15 +61,13 @@ class Flight(ExampleParticipant):
             booking_id=booking_id, flight_number=request.flight_number, seats=request.seats
         )
 
-    @compensation(validate=validate_cancellation)
+    @compensation(of="BookFlight", validate=validate_cancellation)
     def CancelFlight(
-        self, tx: Tx, request: pb.CancelFlightRequest, _: object
+        self, tx: Tx, request: pb.CancelFlightRequest, booked: pb.BookFlightResponse | None
     ) -> pb.CancelFlightResponse:
-        booking = BOOKINGS.find_to_compensate(tx, request.booking_id, request.context)
+        booking = BOOKINGS.release(tx, request.context, request.booking_id, booked)
         if booking is None:
             return pb.CancelFlightResponse(cancelled=False)
-        SEATS.give_back(tx, (booking["flight_number"],), booking["seats"])
-        BOOKINGS.cancel(tx, booking["booking_id"])
         return pb.CancelFlightResponse(booking_id=booking["booking_id"], cancelled=True)
 
     @query
@@ -93,6 +92,6 @@ class Flight(ExampleParticipant):
                     saga_id=row["saga_id"],
                     idempotency_key=row["idempotency_key"],
                 )
-                for row in BOOKINGS.all(tx)
+                for row in BOOKINGS.records.all(tx)
             ],
         )

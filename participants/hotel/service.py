@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from participants.common.example import ExampleParticipant
-from participants.common.records import RecordTable, state_of
+from participants.common.records import RecordTable, Reservations, state_of
 from participants.kit import Pool, Tx, action, compensation, query, require_positive, require_text
 from saga.participants.hotel.v1 import hotel_pb2 as pb
 
@@ -14,7 +14,9 @@ ROOMS = Pool(
     item="hotel {hotel_id}", unit="room",
     unknown_reason="UNKNOWN_HOTEL", exhausted_reason="NO_ROOMS_AVAILABLE",
 )  # fmt: skip
-RESERVATIONS = RecordTable("reservations", "reservation_id", "htl")
+RESERVATIONS = Reservations(
+    ROOMS, RecordTable("reservations", "reservation_id", "htl"), units="rooms"
+)
 
 
 def validate_booking(request: pb.BookHotelRequest) -> None:
@@ -25,7 +27,7 @@ def validate_booking(request: pb.BookHotelRequest) -> None:
 
 
 def validate_cancellation(request: pb.CancelHotelRequest) -> None:
-    RESERVATIONS.require_target(request.reservation_id, request.context)
+    RESERVATIONS.records.require_target(request.reservation_id, request.context)
 
 
 class Hotel(ExampleParticipant):
@@ -35,7 +37,7 @@ class Hotel(ExampleParticipant):
     name = "hotel"
     schema = (
         ROOMS.create_statement(),
-        RESERVATIONS.create_statement(
+        RESERVATIONS.records.create_statement(
             """
             hotel_id TEXT NOT NULL REFERENCES hotels (hotel_id),
             guest_name TEXT NOT NULL,
@@ -50,10 +52,11 @@ class Hotel(ExampleParticipant):
 
     @action(validate=validate_booking)
     def BookHotel(self, tx: Tx, request: pb.BookHotelRequest) -> pb.BookHotelResponse:
-        ROOMS.take(tx, (request.hotel_id,), request.rooms)
-        reservation_id = RESERVATIONS.insert(
+        reservation_id = RESERVATIONS.reserve(
             tx,
             request.context,
+            (request.hotel_id,),
+            request.rooms,
             hotel_id=request.hotel_id,
             guest_name=request.guest_name,
             rooms=request.rooms,
@@ -63,15 +66,13 @@ class Hotel(ExampleParticipant):
             reservation_id=reservation_id, hotel_id=request.hotel_id, rooms=request.rooms
         )
 
-    @compensation(validate=validate_cancellation)
+    @compensation(of="BookHotel", validate=validate_cancellation)
     def CancelHotel(
-        self, tx: Tx, request: pb.CancelHotelRequest, _: object
+        self, tx: Tx, request: pb.CancelHotelRequest, booked: pb.BookHotelResponse | None
     ) -> pb.CancelHotelResponse:
-        reservation = RESERVATIONS.find_to_compensate(tx, request.reservation_id, request.context)
+        reservation = RESERVATIONS.release(tx, request.context, request.reservation_id, booked)
         if reservation is None:
             return pb.CancelHotelResponse(cancelled=False)
-        ROOMS.give_back(tx, (reservation["hotel_id"],), reservation["rooms"])
-        RESERVATIONS.cancel(tx, reservation["reservation_id"])
         return pb.CancelHotelResponse(reservation_id=reservation["reservation_id"], cancelled=True)
 
     @query
@@ -96,6 +97,6 @@ class Hotel(ExampleParticipant):
                     saga_id=row["saga_id"],
                     idempotency_key=row["idempotency_key"],
                 )
-                for row in RESERVATIONS.all(tx)
+                for row in RESERVATIONS.records.all(tx)
             ],
         )

@@ -81,11 +81,14 @@ class Inventory(ExampleParticipant):
             )
         return pb.ReserveInventoryResponse(reservation_id=reservation_id)
 
-    @compensation(validate=validate_release)
+    @compensation(of="ReserveInventory", validate=validate_release)
     def ReleaseInventory(
-        self, tx: Tx, request: pb.ReleaseInventoryRequest, _: object
+        self,
+        tx: Tx,
+        request: pb.ReleaseInventoryRequest,
+        reserved: pb.ReserveInventoryResponse | None,
     ) -> pb.ReleaseInventoryResponse:
-        reservation = RESERVATIONS.find_to_compensate(tx, request.reservation_id, request.context)
+        reservation = RESERVATIONS.to_undo(tx, request.context, request.reservation_id, reserved)
         if reservation is None:
             return pb.ReleaseInventoryResponse(released=False)
         reservation_id = reservation["reservation_id"]

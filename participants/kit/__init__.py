@@ -22,27 +22,22 @@ command is applied at most once per idempotency key, with tombstones and the own
 check, in the participant's own SQLite or PostgreSQL transaction (`commands`,
 `database`); refusals are `Rejected`, `Invalid` and `NotOwner` (`errors`); `Pool` counts
 units of a resource per item (`pool`); `run` and `create_server` serve it with health,
-reflection, TLS and auth (`server`).
+reflection, TLS and auth (`server`, `tls`, `auth`). Crash points for tests are in
+`failpoints`, the clock and fingerprint of the kit's records in `commands`.
+
+Importing the kit loads neither the orchestrator nor its dependencies: a participant
+service installs the kit alone (participants/kit/pyproject.toml).
 """
 
-from participants.kit.commands import (
-    FAILPOINT_EXIT_CODE,
-    FAILPOINT_VAR,
-    CommandResult,
-    Undoes,
-    fingerprint,
-    now,
-    run_command,
-)
+from participants.kit.commands import CommandResult, Undoes, run_command
 from participants.kit.database import Database, Tx, open_database
 from participants.kit.errors import Invalid, NotOwner, Rejected, require_positive, require_text
 from participants.kit.participant import Participant, action, compensation, query
 from participants.kit.pool import Pool
 from participants.kit.server import create_server, format_address, run, serve
+from participants.kit.tls import SecurityConfigError, ServerTls
 
 __all__ = [
-    "FAILPOINT_EXIT_CODE",
-    "FAILPOINT_VAR",
     "CommandResult",
     "Database",
     "Invalid",
@@ -50,14 +45,14 @@ __all__ = [
     "Participant",
     "Pool",
     "Rejected",
+    "SecurityConfigError",
+    "ServerTls",
     "Tx",
     "Undoes",
     "action",
     "compensation",
     "create_server",
-    "fingerprint",
     "format_address",
-    "now",
     "open_database",
     "query",
     "require_positive",

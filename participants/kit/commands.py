@@ -15,17 +15,15 @@ participant's own database, so the business write and the kit's record commit to
 - a handler's `Rejected` rolls its writes back and is recorded as the answer; `Invalid`
   and `NotOwner` roll back too and record nothing.
 
-Crash points for tests: SAGA_KIT_FAILPOINT=before_commit|after_commit ends the process
-(os._exit(137)) with the business write done but not committed, or committed but not
-answered.
+Crash points for tests (`failpoints`): SAGA_PARTICIPANT_FAILPOINT=before_commit[:n] or
+after_commit[:n] ends the process with the n-th recorded command's business write done
+but not committed, or committed but not answered.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
-import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeAlias
@@ -37,9 +35,8 @@ from google.rpc import status_pb2
 
 from participants.kit.database import Database, Tx
 from participants.kit.errors import DOMAIN, Invalid, NotOwner, Rejected
+from participants.kit.failpoints import AFTER_COMMIT, BEFORE_COMMIT, reached
 
-FAILPOINT_VAR = "SAGA_KIT_FAILPOINT"
-FAILPOINT_EXIT_CODE = 137
 OK = grpc.StatusCode.OK.value[0]
 
 Outcome: TypeAlias = Message | status_pb2.Status
@@ -115,8 +112,8 @@ def run_command(
                 return CommandResult(rejection.to_status(domain), replayed=False, recorded=False)
             outcome = rejection.to_status(domain)
         _record(tx, key, saga_id, method, print_, outcome)
-        _failpoint("before_commit")
-    _failpoint("after_commit")
+        reached(BEFORE_COMMIT)
+    reached(AFTER_COMMIT)
     return CommandResult(outcome, replayed=False, recorded=True)
 
 
@@ -220,10 +217,3 @@ def _compensate(
                 (target, command.saga_id, command.idempotency_key, now()),
             )
     return apply(tx, request, done)
-
-
-def _failpoint(name: str) -> None:
-    if os.environ.get(FAILPOINT_VAR) == name:
-        sys.stderr.write(f"kit failpoint {name}: exiting\n")
-        sys.stderr.flush()
-        os._exit(FAILPOINT_EXIT_CODE)

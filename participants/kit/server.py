@@ -19,10 +19,11 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from orchestrator.security.auth import AuthInterceptor, AuthPolicy, participant_rules
-from orchestrator.security.tls import ServerTls, add_listener, server_tls
+from participants.kit.auth import AuthInterceptor, AuthPolicy, participant_rules
 from participants.kit.database import Database, open_database
+from participants.kit.failpoints import failpoint_from_environ
 from participants.kit.participant import Participant
+from participants.kit.tls import ServerTls, add_listener, server_tls
 
 SHUTDOWN_GRACE_S = 5.0
 
@@ -39,7 +40,9 @@ async def create_server(
     """Build the server and bind it; return it (not yet started) and its bound port.
 
     A coroutine because the asyncio health servicer's statuses are set on the loop.
+    A malformed SAGA_PARTICIPANT_FAILPOINT is a ValueError here, before serving.
     """
+    failpoint_from_environ()
     # Without SO_REUSEPORT a second process on the same port fails to start
     # instead of silently sharing the port (and the requests) with the first.
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0)], interceptors=interceptors)
@@ -82,8 +85,12 @@ def run(
     parser.add_argument("--tls-client-ca", help="require client certificates from this CA")
     parser.add_argument("--auth-file", type=Path, help="callers and roles (docs/security.md)")
     args = parser.parse_args(argv)
+    try:
+        failpoint_from_environ()
+        tls = server_tls(args.tls_cert, args.tls_key, args.tls_client_ca)
+    except ValueError as error:
+        parser.error(str(error))
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    tls = server_tls(args.tls_cert, args.tls_key, args.tls_client_ca)
     served = participant(open_database(args.database))
     asyncio.run(serve(served, args.host, args.port, tls=tls, auth_file=args.auth_file))
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import uuid
 
 from participants.common.example import ExampleParticipant
-from participants.kit import Tx, action, now, query, require_text
+from participants.kit import Tx, action, query, require_text
+from participants.kit.commands import now
 from saga.participants.notification.v1 import notification_pb2 as pb
 
 

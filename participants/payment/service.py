@@ -65,12 +65,12 @@ class Payment(ExampleParticipant):
         )
         return pb.ChargePaymentResponse(payment_id=payment_id, amount=request.amount)
 
-    @compensation(validate=validate_refund)
+    @compensation(of="ChargePayment", validate=validate_refund)
     def RefundPayment(
-        self, tx: Tx, request: pb.RefundPaymentRequest, _: object
+        self, tx: Tx, request: pb.RefundPaymentRequest, charged: pb.ChargePaymentResponse | None
     ) -> pb.RefundPaymentResponse:
         """Refund an active charge in full; nothing to refund is not an error."""
-        payment = PAYMENTS.find_to_compensate(tx, request.payment_id, request.context)
+        payment = PAYMENTS.to_undo(tx, request.context, request.payment_id, charged)
         if payment is None:
             return pb.RefundPaymentResponse(refunded=False)
         PAYMENTS.cancel(tx, payment["payment_id"])

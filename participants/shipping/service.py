@@ -45,11 +45,14 @@ class Shipping(ExampleParticipant):
         )
         return pb.ScheduleShipmentResponse(shipment_id=shipment_id)
 
-    @compensation(validate=validate_cancellation)
+    @compensation(of="ScheduleShipment", validate=validate_cancellation)
     def CancelShipment(
-        self, tx: Tx, request: pb.CancelShipmentRequest, _: object
+        self,
+        tx: Tx,
+        request: pb.CancelShipmentRequest,
+        scheduled: pb.ScheduleShipmentResponse | None,
     ) -> pb.CancelShipmentResponse:
-        shipment = SHIPMENTS.find_to_compensate(tx, request.shipment_id, request.context)
+        shipment = SHIPMENTS.to_undo(tx, request.context, request.shipment_id, scheduled)
         if shipment is None:
             return pb.CancelShipmentResponse(cancelled=False)
         SHIPMENTS.cancel(tx, shipment["shipment_id"])

@@ -11,7 +11,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from participants.common.failures import AFTER_COMMIT_BEFORE_REPLY, CRASH_EXIT_CODE, FAILPOINT_ENV
+from participants.kit.failpoints import AFTER_COMMIT, FAILPOINT_EXIT_CODE, FAILPOINT_VAR
 from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
 from tests.e2e.conftest import MAX_CHARGE_MINOR, wait_terminal
@@ -53,7 +53,7 @@ async def test_participant_killed_after_commit_answers_the_retry_with_the_stored
 ):
     flight_dir = tmp_path / "flight"
     crashing = flight_process(flight_dir, "flight-crashing")
-    crashing.env[FAILPOINT_ENV] = f"{AFTER_COMMIT_BEFORE_REPLY}:{flight_command}"
+    crashing.env[FAILPOINT_VAR] = f"{AFTER_COMMIT}:{flight_command}"
     crashing.start()
     port = int(crashing.address.rsplit(":", 1)[1])
     restarted = flight_process(flight_dir, "flight-restarted", port)
@@ -72,7 +72,7 @@ async def test_participant_killed_after_commit_answers_the_retry_with_the_stored
                 ),
                 timeout=5,
             )
-            assert wait_exit(crashing) == CRASH_EXIT_CODE, crashing.log_tail()
+            assert wait_exit(crashing) == FAILPOINT_EXIT_CODE, crashing.log_tail()
             # Same port and state: the orchestrator's channel finds it again.
             restarted.start()
             saga = await wait_terminal(stub, started.saga_id)

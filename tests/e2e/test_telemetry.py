@@ -32,7 +32,8 @@ from orchestrator.engine.executor import Executor
 from orchestrator.examples import DEFINITIONS, TRAVEL_BOOKING
 from orchestrator.store import open_store
 from orchestrator.telemetry.engine import EngineTelemetry
-from participants import ParticipantConfig, create_server
+from participants.common.config import ParticipantConfig
+from participants.common.server import build_example_server
 from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
 from tests.e2e.conftest import FAIL_CAR_CLASS, MAX_CHARGE_MINOR, wait_terminal
@@ -361,7 +362,7 @@ async def test_trace_links_saga_step_and_participant_spans(tmp_path):
         fail_ids=frozenset({FAIL_CAR_CLASS}),
         max_charge_minor=MAX_CHARGE_MINOR,
     )
-    server, port = await create_server(config, tracer=participant_tracer)
+    server, port = await build_example_server(config, tracer=participant_tracer)
     await server.start()
     store = open_store(f"sqlite:///{tmp_path / 'saga.sqlite3'}")
     await store.open()
@@ -422,7 +423,7 @@ async def test_a_traceparent_sent_with_start_saga_parents_the_sagas_trace(tmp_pa
     from orchestrator.server import create_server as create_orchestrator_server
 
     tracer, spans = tracer_and_exporter("orchestrator")
-    participants, port = await create_server(ParticipantConfig(state_dir=tmp_path / "p"))
+    participants, port = await build_example_server(ParticipantConfig(state_dir=tmp_path / "p"))
     await participants.start()
     store = open_store(f"sqlite:///{tmp_path / 'saga.sqlite3'}")
     await store.open()

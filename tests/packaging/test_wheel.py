@@ -7,19 +7,22 @@ The wheel is built from a copy of the sources, so the worktree gets no build/.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
 import pytest
-from grpc_tools import protoc
+
+from tests.packaging.support import (
+    ORCHESTRATOR_SOURCES,
+    ROOT,
+    compile_users_proto,
+    copy_sources,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[2]
-SOURCES = ("pyproject.toml", "README.md", "LICENSE", "orchestrator", "participants", "saga")
 USER_PROTO = """\
 syntax = "proto3";
 
@@ -36,12 +39,7 @@ message PingRequest {
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     source = tmp_path_factory.mktemp("source")
-    for name in SOURCES:
-        if (ROOT / name).is_dir():
-            ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
-            shutil.copytree(ROOT / name, source / name, ignore=ignore)
-        else:
-            shutil.copy2(ROOT / name, source / name)
+    copy_sources(ORCHESTRATOR_SOURCES, source)
     dist = tmp_path_factory.mktemp("dist")
     result = subprocess.run(
         [
@@ -92,16 +90,7 @@ def test_a_users_proto_compiles_against_the_installed_package(wheel, tmp_path):
     project = tmp_path / "project"
     (project / "acme" / "wheel" / "v1").mkdir(parents=True)
     (project / "acme" / "wheel" / "v1" / "wheel.proto").write_text(USER_PROTO)
-    well_known = Path(protoc.__file__).parent / "_proto"
-    status = protoc.main(
-        [
-            "protoc",
-            f"-I{project}",
-            f"-I{site_packages}",
-            f"-I{well_known}",
-            f"--python_out={tmp_path}",
-            str(project / "acme" / "wheel" / "v1" / "wheel.proto"),
-        ]
-    )
+    proto = project / "acme" / "wheel" / "v1" / "wheel.proto"
+    status = compile_users_proto(proto, project, site_packages, tmp_path)
     assert status == 0, "protoc could not import command.proto from the installed package"
     assert (tmp_path / "acme" / "wheel" / "v1" / "wheel_pb2.py").is_file()

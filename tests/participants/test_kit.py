@@ -13,7 +13,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from participants.kit import FAILPOINT_EXIT_CODE, FAILPOINT_VAR
+from participants.kit.failpoints import FAILPOINT_EXIT_CODE, FAILPOINT_VAR
 from saga.participants.common.v1 import command_pb2
 from tests.e2e.test_own_saga import PROJECT, PrintedAddressProcess
 

@@ -133,9 +133,9 @@ def test_latency_delays_actions_only(launch):
 @pytest.mark.e2e
 @pytest.mark.parametrize(
     ("failpoint", "crash_at"),
-    [("after_commit_before_reply", 1), ("after_commit_before_reply:2", 2)],
+    [("before_commit", 1), ("after_commit", 1), ("after_commit:2", 2)],
 )
-def test_crash_after_commit_before_reply_keeps_the_effect_exactly_once(
+def test_a_crash_around_the_commit_keeps_the_effect_exactly_once(
     failpoint, crash_at, launch, tmp_path
 ):
     state_dir = tmp_path / "crash-state"

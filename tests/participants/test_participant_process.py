@@ -11,7 +11,8 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from participants import ALL_SERVICES, ParticipantConfig, create_server
+from participants.common.config import ALL_SERVICES, ParticipantConfig
+from participants.common.server import build_example_server
 from participants.registry import SERVICES
 from saga.participants.flight.v1 import flight_pb2, flight_pb2_grpc
 from tests.participants.harness import (
@@ -129,6 +130,33 @@ def test_bad_command_line_is_a_usage_error(args, tmp_path):
 
 
 @pytest.mark.e2e
+def test_saga_participants_is_the_participants_command_through_its_entry_point(tmp_path):
+    """`saga participants ...` runs `python -m participants ...`: the orchestrator's CLI
+    finds it through the saga.commands entry point, and does not import it itself."""
+    result = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "participants", "--services", "spaceship"],
+        cwd=tmp_path,
+        env=participant_env(PYTHONPATH=str(REPO_ROOT), SAGA_PARTICIPANT_STATE_DIR="x"),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+    assert result.returncode == 2, result.stderr
+    assert "usage: participants" in result.stderr
+    assert "unknown service(s) spaceship" in result.stderr
+    script = (
+        "import orchestrator.cli, sys\n"
+        "print(sorted(m for m in sys.modules"
+        " if m.startswith('participants.') and not m.startswith('participants.kit')))"
+    )
+    imported = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=30
+    )
+    assert imported.stdout.strip() == "[]"
+
+
+@pytest.mark.e2e
 def test_unknown_failpoint_is_a_usage_error(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "participants", "--state-dir", str(tmp_path)],
@@ -144,9 +172,9 @@ def test_unknown_failpoint_is_a_usage_error(tmp_path):
 
 
 @pytest.mark.integration
-async def test_create_server_serves_in_process_on_a_free_port(tmp_path):
+async def test_build_example_server_serves_in_process_on_a_free_port(tmp_path):
     config = ParticipantConfig(state_dir=tmp_path, services=("flight",), capacity=3)
-    server, port = await create_server(config)
+    server, port = await build_example_server(config)
     await server.start()
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:

@@ -6,7 +6,6 @@ import re
 
 import pytest
 
-from orchestrator.core.errors import ConfigurationError
 from orchestrator.security.auth import (
     ORCHESTRATOR_RULES,
     Role,
@@ -14,6 +13,7 @@ from orchestrator.security.auth import (
     participant_rules,
     token_digest,
 )
+from participants.kit.tls import SecurityConfigError
 from participants.registry import SERVICES
 from saga.v1 import orchestrator_pb2
 
@@ -60,7 +60,7 @@ def test_a_token_finds_its_caller_and_a_certificate_name_finds_its_own():
     ids=["syntax", "unknown-role", "bad-digest", "no-proof", "duplicate-name", "unknown-key"],
 )  # fmt: skip
 def test_a_malformed_file_is_refused_naming_its_line(text, line, words):
-    with pytest.raises(ConfigurationError) as refused:
+    with pytest.raises(SecurityConfigError) as refused:
         parse_auth_file(text, "auth.toml")
 
     message = str(refused.value)
