@@ -43,6 +43,7 @@ from orchestrator.core.limits import (
     check_timestamp,
 )
 from orchestrator.core.machine import SagaRun
+from orchestrator.core.opening import SagaStart
 from orchestrator.core.payload import parse_input, parse_typed_input
 from orchestrator.core.records import (
     CreateSagaResult,
@@ -57,7 +58,7 @@ from orchestrator.core.records import (
 )
 from orchestrator.core.registry import Registry
 from orchestrator.core.timestamps import optional_timestamp
-from orchestrator.engine.executor import Executor, SagaStart
+from orchestrator.engine.executor import Executor
 from orchestrator.security.auth import current_caller
 from orchestrator.store.base import Store
 from orchestrator.telemetry.tracing import context_from_metadata

@@ -19,7 +19,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from orchestrator.core.clock import utc_now
-from orchestrator.engine.executor import open_saga
+from orchestrator.core.opening import open_saga
 from orchestrator.examples.travel_booking import TRAVEL_BOOKING
 from orchestrator.store import open_store
 from saga.v1 import orchestrator_pb2 as pb

@@ -12,8 +12,8 @@ import grpc
 import pytest
 
 from orchestrator.core.clock import utc_now
+from orchestrator.core.opening import open_saga
 from orchestrator.core.records import SagaStatus
-from orchestrator.engine.executor import open_saga
 from orchestrator.examples.travel_booking import TRAVEL_BOOKING
 from orchestrator.store import open_store
 from saga.v1 import orchestrator_pb2 as pb
