@@ -94,10 +94,10 @@ def timestamp(seconds: int, nanos: int = 0) -> timestamp_pb2.Timestamp:
 
 def digest_free_token(moment: str, saga_id: str = SOME_ID) -> str:
     """A forged ListSagas token for the empty filter (its digest is computable)."""
-    from orchestrator.api.servicer import _filter_digest
+    from orchestrator.api.paging import filter_digest
     from orchestrator.core.records import SagaFilter
 
-    return token({"t": moment, "id": saga_id, "f": _filter_digest(SagaFilter())})
+    return token({"t": moment, "id": saga_id, "f": filter_digest(SagaFilter())})
 
 
 def start(payload: struct_pb2.Struct) -> tuple[str, Any]:
