@@ -24,10 +24,11 @@ from orchestrator.examples.travel_booking import TRAVEL_BOOKING
 from orchestrator.store import open_store
 from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
-from tests.e2e.payloads import struct, travel
 from tests.e2e.test_bad_input import count_rows
 from tests.e2e.test_telemetry import scrape
 from tests.e2e.test_telemetry import value as metric_value
+from tests.support.payloads import struct, travel
+from tests.support.starting import start_saga
 from tools.processes import (
     PARTICIPANT_SERVICES,
     ChildProcess,
@@ -298,13 +299,7 @@ def busy(
 
 
 async def start_travel(stub: pb_grpc.SagaOrchestratorStub, correlation_id: str) -> str:
-    started = await stub.StartSaga(
-        pb.StartSagaRequest(
-            saga_type="travel_booking", correlation_id=correlation_id, payload=struct(travel())
-        ),
-        timeout=10,
-    )
-    return str(started.saga_id)
+    return await start_saga(stub, travel(), correlation_id)
 
 
 async def test_start_past_the_sagas_in_flight_limit_is_resource_exhausted_with_retry_delay(

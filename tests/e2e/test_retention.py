@@ -19,8 +19,8 @@ from orchestrator.store import open_store
 from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
 from tests.e2e.conftest import wait_terminal
-from tests.e2e.payloads import struct, travel
 from tests.e2e.test_telemetry import scrape, value
+from tests.support.payloads import struct, travel
 from tools.processes import orchestrator_process
 
 pytestmark = pytest.mark.e2e

@@ -36,7 +36,7 @@ from participants import ParticipantConfig, create_server
 from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
 from tests.e2e.conftest import FAIL_CAR_CLASS, MAX_CHARGE_MINOR, wait_terminal
-from tests.e2e.payloads import struct, travel
+from tests.support.payloads import struct, travel
 from tools.processes import (
     PARTICIPANT_SERVICES,
     ChildProcess,
