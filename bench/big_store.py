@@ -71,7 +71,7 @@ from bench.pg import (
 from bench.report import latency_summary, percentile
 from bench.systems import REPO, Launch, Measured
 from bench.workload import SAGA_TYPE, TERMINAL_OK
-from orchestrator.api.servicer import decode_page_token
+from orchestrator.api.paging import decode_page_token
 from orchestrator.core.records import PagePosition, SagaFilter, SagaStatus
 from orchestrator.store import PostgresStore
 from orchestrator.store._statements import saga_listing

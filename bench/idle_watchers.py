@@ -32,8 +32,8 @@ from orchestrator.examples import travel_booking as travel
 from saga.examples.v1.inputs_pb2 import TravelBookingInput
 from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
-from tests.e2e.payloads import struct
-from tests.e2e.payloads import travel as travel_payload
+from tests.support.payloads import struct
+from tests.support.payloads import travel as travel_payload
 from tools.processes import PARTICIPANT_SERVICES, orchestrator_process, participants_process
 
 HOUR_MS = 3_600_000

@@ -41,7 +41,7 @@ from orchestrator.client import SagaClient
 from orchestrator.client.errors import ClientError
 from orchestrator.core.limits import DEFAULT_MAX_SAGAS_IN_FLIGHT
 from orchestrator.core.records import Lease
-from orchestrator.engine.executor import CLAIM_BATCH
+from orchestrator.engine.leases import CLAIM_BATCH
 from orchestrator.store import PoolConfig, PostgresStore
 from tools.processes import ChildProcess
 

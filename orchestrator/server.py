@@ -31,7 +31,8 @@ from orchestrator.core.limits import Limits
 from orchestrator.core.records import Lease
 from orchestrator.core.registry import Registry, check_unfinished_versions
 from orchestrator.engine.commands import ParticipantClient
-from orchestrator.engine.executor import DEFAULT_LEASE_SECONDS, Executor, unique_replica_id
+from orchestrator.engine.executor import Executor
+from orchestrator.engine.leases import DEFAULT_LEASE_SECONDS, unique_replica_id
 from orchestrator.engine.retention import keep_retention
 from orchestrator.security.auth import AuthInterceptor, AuthPolicy, orchestrator_rules
 from orchestrator.security.tls import ClientTls, ServerTls, add_listener

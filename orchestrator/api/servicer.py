@@ -1,5 +1,6 @@
 """The SagaOrchestrator gRPC servicer: validate, call into the executor or the store,
-map errors.
+map errors. Records become messages in `conversion`, page tokens are made and read in
+`paging`, ids and operator fields are checked in `request_checks`.
 
 Requests are checked completely before anything is stored: every enum, timestamp,
 number, page token and nesting depth (see `orchestrator.core.limits`). Every error leaves
@@ -13,51 +14,41 @@ from __future__ import annotations
 
 import base64
 import functools
-import hashlib
-import json
 import logging
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from typing import Any, NoReturn, TypeVar
 
 import grpc
-from google.protobuf import any_pb2, json_format, struct_pb2
+from google.protobuf import json_format
 
 from orchestrator.api.catalogue import definition_to_proto
+from orchestrator.api.conversion import (
+    saga_to_proto,
+    start_response,
+    transition_to_proto,
+)
+from orchestrator.api.paging import (
+    DEFAULT_HISTORY_PAGE,
+    DEFAULT_PAGE_SIZE,
+    MAX_HISTORY_PAGE,
+    MAX_PAGE_SIZE,
+    bounded_page,
+    decode_history_token,
+    decode_page_token,
+    filter_of,
+)
+from orchestrator.api.request_checks import check_id, check_operator_request, check_saga_id
 from orchestrator.api.status import log_refusal, rpc_status_of, status_proto_of
 from orchestrator.core.definition import SagaDefinition
-from orchestrator.core.errors import (
-    InvalidArgument,
-    OutOfRange,
-    ResourceExhausted,
-    SagaError,
-    SagaNotFound,
-)
-from orchestrator.core.limits import (
-    LIST_PAGE_BUDGET_BYTES,
-    MAX_FULL_VIEW_PAGE,
-    Limits,
-    check_enum,
-    check_payload,
-    check_timestamp,
-)
+from orchestrator.core.errors import InvalidArgument, ResourceExhausted, SagaError, SagaNotFound
+from orchestrator.core.limits import MAX_FULL_VIEW_PAGE, Limits, check_enum, check_payload
 from orchestrator.core.machine import SagaRun
+from orchestrator.core.opening import SagaStart
 from orchestrator.core.payload import parse_input, parse_typed_input
-from orchestrator.core.records import (
-    CreateSagaResult,
-    PagePosition,
-    SagaFilter,
-    SagaRecord,
-    SagaStatus,
-    StepRecord,
-    StepStatus,
-    TransitionEvent,
-    TransitionRecord,
-)
+from orchestrator.core.records import CreateSagaResult, SagaRecord, StepRecord
 from orchestrator.core.registry import Registry
-from orchestrator.core.timestamps import optional_timestamp
-from orchestrator.engine.executor import Executor, SagaStart
+from orchestrator.engine.executor import Executor
 from orchestrator.security.auth import current_caller
 from orchestrator.store.base import Store
 from orchestrator.telemetry.tracing import context_from_metadata
@@ -66,15 +57,8 @@ from saga.v1 import orchestrator_pb2_grpc as pb_grpc
 
 logger = logging.getLogger(__name__)
 
-MAX_ID_LENGTH = 256
-MAX_SEQ = 2**63 - 1
-
-_SAGA_STATUS: dict[SagaStatus, Any] = {
-    status: pb.SagaStatus.Value(f"SAGA_STATUS_{status.value}") for status in SagaStatus
-}
-_STEP_STATUS: dict[StepStatus, Any] = {
-    status: pb.StepStatus.Value(f"STEP_STATUS_{status.value}") for status in StepStatus
-}
+WATCH_RETRY_SECONDS = 5.0
+"""The retry delay a watch refused for the stream cap suggests."""
 
 Response = TypeVar("Response")
 
@@ -103,252 +87,6 @@ def _mapped_errors(
     return wrapper
 
 
-def _check_id(name: str, value: str, *, required: bool = True) -> None:
-    """Ids are non-empty printable text of bounded length, so they index and log safely."""
-    if not value:
-        if required:
-            raise InvalidArgument(f"{name} is required")
-        return
-    if len(value) > MAX_ID_LENGTH:
-        raise InvalidArgument(f"{name} is longer than {MAX_ID_LENGTH} characters")
-    if not value.isprintable() or value != value.strip():
-        raise InvalidArgument(
-            f"{name} must be printable text without leading or trailing spaces: {value!r}"
-        )
-
-
-def _check_saga_id(saga_id: str) -> None:
-    _check_id("saga_id", saga_id)
-    try:
-        canonical = str(uuid.UUID(saga_id))
-    except ValueError:
-        canonical = ""
-    if canonical != saga_id:
-        raise InvalidArgument(f"saga_id must be a UUID as returned by StartSaga, got {saga_id!r}")
-
-
-ANY_TYPE_URL_PREFIX = "type.googleapis.com/"
-
-
-def _packed(type_name: str, value: bytes | None) -> any_pb2.Any | None:
-    return (
-        None
-        if value is None
-        else any_pb2.Any(type_url=ANY_TYPE_URL_PREFIX + type_name, value=value)
-    )
-
-
-def saga_to_proto(
-    saga: SagaRecord,
-    steps: list[StepRecord],
-    groups: Callable[[int], str] | None = None,
-    reply_types: Callable[[int], str] | None = None,
-    *,
-    with_payload: bool = True,
-    with_output: bool = True,
-) -> pb.Saga:
-    """The API's view of a stored saga; `groups` names each step's Parallel group and
-    `reply_types` the full name of its action's reply (without it, replies are left out)."""
-    payload = struct_pb2.Struct()
-    if with_payload:
-        payload.update(saga.payload)
-    output = None
-    if with_output and saga.output is not None:
-        output = any_pb2.Any.FromString(saga.output)
-    return pb.Saga(
-        saga_id=saga.saga_id,
-        saga_type=saga.saga_type,
-        definition_version=saga.definition_version,
-        correlation_id=saga.correlation_id,
-        status=_SAGA_STATUS[saga.status],
-        failure_reason=saga.failure_reason,
-        failed_step=saga.failed_step,
-        needs_intervention=saga.needs_intervention,
-        create_time=optional_timestamp(saga.create_time),
-        update_time=optional_timestamp(saga.update_time),
-        payload=payload if with_payload else None,
-        idempotency_key=saga.idempotency_key or "",
-        deadline_time=optional_timestamp(saga.deadline_time),
-        lock_wait_time=optional_timestamp(saga.lock_wait_since),
-        output=output,
-        steps=[
-            pb.Step(
-                name=step.name,
-                status=_STEP_STATUS[step.status],
-                attempts=step.attempts,
-                error=step.error,
-                compensation_attempts=step.compensation_attempts,
-                start_time=optional_timestamp(step.start_time),
-                update_time=optional_timestamp(step.update_time),
-                next_attempt_time=optional_timestamp(step.next_attempt_time),
-                group=groups(step.index) if groups is not None else "",
-                reply=(
-                    _packed(reply_types(step.index), step.result)
-                    if reply_types is not None
-                    else None
-                ),
-            )
-            for step in steps
-        ],
-    )
-
-
-DEFAULT_PAGE_SIZE = 50
-MAX_PAGE_SIZE = 1000
-DEFAULT_HISTORY_PAGE = 500
-MAX_HISTORY_PAGE = 5000
-WATCH_RETRY_SECONDS = 5.0
-"""The retry delay a watch refused for the stream cap suggests."""
-
-_EVENT: dict[TransitionEvent, Any] = {
-    event: pb.TransitionEvent.Value(f"TRANSITION_EVENT_{event.value}") for event in TransitionEvent
-}
-
-
-def transition_to_proto(transition: TransitionRecord) -> pb.Transition:
-    """The API's view of one log row."""
-    return pb.Transition(
-        seq=transition.seq,
-        event=_EVENT[transition.event],
-        time=optional_timestamp(transition.time),
-        step=transition.step,
-        saga_status=_SAGA_STATUS[transition.saga_status],
-        step_status=(
-            _STEP_STATUS[transition.step_status]
-            if transition.step_status is not None
-            else pb.STEP_STATUS_UNSPECIFIED
-        ),
-        attempt=transition.attempt,
-        error=transition.error,
-        actor=transition.actor,
-        reason=transition.reason,
-    )
-
-
-def _filter_of(request: pb.ListSagasRequest) -> SagaFilter:
-    _check_id("saga_type", request.saga_type, required=False)
-    _check_id("correlation_id", request.correlation_id, required=False)
-    if request.page_size < 0:
-        raise InvalidArgument(f"page_size must not be negative, got {request.page_size}")
-    status = None
-    name = check_enum("status", pb.SagaStatus, request.status)
-    if request.status != pb.SAGA_STATUS_UNSPECIFIED:
-        status = SagaStatus(name.removeprefix("SAGA_STATUS_"))
-    return SagaFilter(
-        status=status,
-        saga_type=request.saga_type or None,
-        correlation_id=request.correlation_id or None,
-        needs_intervention=(
-            request.needs_intervention if request.HasField("needs_intervention") else None
-        ),
-        lock_key=request.lock_key or None,
-        created_after=(
-            check_timestamp("create_time_after", request.create_time_after)
-            if request.HasField("create_time_after")
-            else None
-        ),
-        created_before=(
-            check_timestamp("create_time_before", request.create_time_before)
-            if request.HasField("create_time_before")
-            else None
-        ),
-    )
-
-
-def _filter_digest(where: SagaFilter) -> str:
-    return hashlib.sha256(repr(where).encode()).hexdigest()[:16]
-
-
-def encode_page_token(last: SagaRecord, where: SagaFilter) -> str:
-    """Opaque to clients: where the page ended, bound to the filter it was made for."""
-    position = {
-        "t": last.create_time.isoformat(),
-        "id": last.saga_id,
-        "f": _filter_digest(where),
-    }
-    return base64.urlsafe_b64encode(json.dumps(position).encode()).decode()
-
-
-def decode_page_token(token: str, where: SagaFilter) -> PagePosition | None:
-    """The position a token of ours names; anything else is INVALID_ARGUMENT, however
-    it was forged (not base64, not JSON, a time without a zone, an id that is no UUID)."""
-    if not token:
-        return None
-    if len(token) > 1024:
-        raise InvalidArgument("page_token is not one this server issued: too long")
-    try:
-        position = json.loads(base64.urlsafe_b64decode(token.encode()))
-        moment = datetime.fromisoformat(position["t"])
-        saga_id = position["id"]
-        digest = position["f"]
-    except (ValueError, KeyError, TypeError, UnicodeError) as error:
-        raise InvalidArgument(f"page_token is not one this server issued: {error}") from None
-    if digest != _filter_digest(where):
-        raise InvalidArgument("page_token was issued for different filters; start again")
-    if moment.tzinfo is None or moment.utcoffset() or not isinstance(saga_id, str):
-        raise InvalidArgument("page_token is not one this server issued: not a UTC position")
-    try:
-        _check_saga_id(saga_id)
-    except InvalidArgument:
-        raise InvalidArgument("page_token is not one this server issued: bad id") from None
-    return PagePosition(moment, saga_id)
-
-
-def decode_history_token(token: str) -> int:
-    """The seq a GetSagaHistory token continues after; 0 for the first page."""
-    if not token:
-        return 0
-    try:
-        after = int(base64.urlsafe_b64decode(token.encode()).decode())
-    except (ValueError, UnicodeError):
-        raise InvalidArgument("page_token is not one this server issued") from None
-    if not 0 <= after <= MAX_SEQ:
-        raise OutOfRange(f"page_token names position {after}, outside 0 to {MAX_SEQ}")
-    return after
-
-
-def _bounded_page(
-    sagas: list[SagaRecord], size: int, where: SagaFilter, full: bool
-) -> pb.ListSagasResponse:
-    """Up to `size` of `sagas` (the store's page plus one) and a token for the rest, the
-    page stopping early when the next saga would take its encoding past the byte budget
-    (one saga always goes in, so a page is never empty while more remain)."""
-    response = pb.ListSagasResponse()
-    used = 0
-    taken = 0
-    for saga in sagas[:size]:
-        message = saga_to_proto(saga, [], with_payload=full, with_output=False)
-        # A repeated field costs its message's size plus a tag and a length prefix.
-        cost = message.ByteSize() + 6
-        if taken and used + cost > LIST_PAGE_BUDGET_BYTES:
-            break
-        response.sagas.append(message)
-        used += cost
-        taken += 1
-    if taken < len(sagas):
-        response.next_page_token = encode_page_token(sagas[taken - 1], where)
-    return response
-
-
-def _check_operator_request(
-    saga_id: str, reason: str, requested_by: str, *, authenticated: bool
-) -> None:
-    _check_saga_id(saga_id)
-    _check_id("requested_by", requested_by, required=not authenticated)
-    if not reason.strip():
-        raise InvalidArgument("reason is required: say why, it goes into the saga's log")
-    if len(reason) > 2000:
-        raise InvalidArgument("reason is longer than 2000 characters")
-
-
-def _start_response(result: CreateSagaResult) -> pb.StartSagaResponse:
-    return pb.StartSagaResponse(
-        saga_id=result.saga.saga_id,
-        status=_SAGA_STATUS[result.saga.status],
-        created=result.created,
-    )
-
-
 class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
     """Thin servicer: every decision is in the executor, the machine or the store."""
 
@@ -365,7 +103,7 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
     async def StartSaga(
         self, request: pb.StartSagaRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.StartSagaResponse:
-        return _start_response(await self._start(request, context))
+        return start_response(await self._start(request, context))
 
     async def _start(
         self, request: pb.StartSagaRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -447,16 +185,16 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
                 log_refusal(outcome)
                 response.results.add().error.CopyFrom(status_proto_of(outcome))
             else:
-                response.results.add().saga.CopyFrom(_start_response(outcome))
+                response.results.add().saga.CopyFrom(start_response(outcome))
         return response
 
     def _saga_start(self, request: pb.StartSagaRequest) -> SagaStart:
         """A StartSaga request checked completely, its input parsed to the saga type's
         message and stored in canonical form; InvalidArgument (or UnknownSagaType) names
         the field and the rule."""
-        _check_id("saga_type", request.saga_type)
-        _check_id("correlation_id", request.correlation_id)
-        _check_id("idempotency_key", request.idempotency_key, required=False)
+        check_id("saga_type", request.saga_type)
+        check_id("correlation_id", request.correlation_id)
+        check_id("idempotency_key", request.idempotency_key, required=False)
         check_payload(request.payload, self._limits)
         definition = self._registry.latest(request.saga_type)
         if request.WhichOneof("input_kind") == "input":
@@ -483,7 +221,7 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
     async def GetSaga(
         self, request: pb.GetSagaRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.Saga:
-        _check_saga_id(request.saga_id)
+        check_saga_id(request.saga_id)
         saga = await self._store.get_saga(request.saga_id)
         if saga is None:
             raise SagaNotFound(f"no saga with id {request.saga_id}")
@@ -493,7 +231,7 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
     async def ListSagas(
         self, request: pb.ListSagasRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ListSagasResponse:
-        where = _filter_of(request)
+        where = filter_of(request)
         view = check_enum("view", pb.SagaView, request.view)
         after = decode_page_token(request.page_token, where)
         size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
@@ -503,13 +241,13 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
                 f"view {view} is allowed for page_size up to {MAX_FULL_VIEW_PAGE}, got {size}"
             )
         sagas = await self._store.list_sagas(where, size + 1, after)
-        return _bounded_page(sagas, size, where, full)
+        return bounded_page(sagas, size, where, full)
 
     @_mapped_errors
     async def GetSagaHistory(
         self, request: pb.GetSagaHistoryRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.GetSagaHistoryResponse:
-        _check_saga_id(request.saga_id)
+        check_saga_id(request.saga_id)
         if request.page_size < 0:
             raise InvalidArgument(f"page_size must not be negative, got {request.page_size}")
         after = decode_history_token(request.page_token)
@@ -561,7 +299,7 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
         self, request: pb.WatchSagaRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[pb.WatchSagaResponse]:
         try:
-            _check_saga_id(request.saga_id)
+            check_saga_id(request.saga_id)
             if request.after_seq < 0:
                 raise InvalidArgument(f"after_seq must not be negative, got {request.after_seq}")
             saga = await self._store.get_saga(request.saga_id)
@@ -623,7 +361,7 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
     async def ResolveStep(
         self, request: pb.ResolveStepRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ResolveStepResponse:
-        _check_id("step", request.step)
+        check_id("step", request.step)
         saga = await self._operator_change(
             request,
             lambda run, now, actor, reason: run.resolve(request.step, now, actor, reason),
@@ -652,7 +390,7 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
         is only a note in the reason; without auth (laptop mode) it is the actor.
         """
         caller = current_caller()
-        _check_operator_request(
+        check_operator_request(
             request.saga_id,
             request.reason,
             request.requested_by,
@@ -673,7 +411,7 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
     async def ListSagaTypes(
         self, request: pb.ListSagaTypesRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ListSagaTypesResponse:
-        _check_id("saga_type", request.saga_type, required=False)
+        check_id("saga_type", request.saga_type, required=False)
         if request.saga_type:
             self._registry.latest(request.saga_type)  # UnknownSagaType lists what exists
         definitions = [

@@ -10,9 +10,14 @@ Exit codes: 0 success; 1 an error (the server's answer, or no server); 2 a usage
 error; 3 `saga watch` (or `start --watch`) saw the saga end FAILED; 130 interrupted.
 
 The package: parser (the command line), options (value parsing, exit codes), output
-(printing), client_commands (talking to a running orchestrator through
-orchestrator.client), serve and describe (the commands that run here; `serve` imports
-the engine only when it runs, so a client command does not wait for it).
+(printing), rendering and diagrams (how sagas and definitions look), client_commands
+(talking to a running orchestrator through orchestrator.client), serve and describe
+(the commands that run here; `serve` imports the engine only when it runs, so a
+client command does not wait for it).
+
+The top layer: may import everything below it. At import time it loads the client,
+the core and the API's catalogue, never the engine, the store or the web console;
+`serve` loads the wiring (orchestrator.server) when it runs.
 """
 
 from __future__ import annotations

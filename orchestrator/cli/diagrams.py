@@ -160,11 +160,12 @@ def _step_label(step: Step) -> tuple[str, ...]:
     return tuple(lines)
 
 
-def _undo_nodes(stage: _Stage) -> Iterator[tuple[Step, int]]:
-    """The members whose compensation a failure can run, with their node ids."""
+def _undo_nodes(stage: _Stage) -> Iterator[tuple[Step, Call, int]]:
+    """The members whose compensation a failure can run, with it and their node ids
+    (an undoable step always has a compensation: `_Stage.undoable`)."""
     for step, node, undoable in zip(stage.steps, stage.ids, stage.undoable, strict=True):
-        if undoable:
-            yield step, node
+        if undoable and step.compensation is not None:
+            yield step, step.compensation, node
 
 
 def _mermaid_label(*parts: str) -> str:
@@ -197,9 +198,8 @@ def describe_mermaid(definition: SagaDefinition) -> str:
     if undo_stages:
         lines.append('    failed(["failed"])')
         for stage in stages:
-            for step, node in _undo_nodes(stage):
-                assert step.compensation is not None
-                label = _mermaid_label(f"undo {step.name}", _short_rpc(step.compensation))
+            for step, compensation, node in _undo_nodes(stage):
+                label = _mermaid_label(f"undo {step.name}", _short_rpc(compensation))
                 lines.append(f"    c{node}[{label}]")
                 lines.append(f"    s{node} -. undo .-> c{node}")
         for later, earlier in zip(undo_stages, [*undo_stages[1:], ["failed"]], strict=True):
@@ -209,7 +209,7 @@ def describe_mermaid(definition: SagaDefinition) -> str:
 
 def _undo_stages(stages: list[_Stage]) -> list[list[str]]:
     """Compensation node ids per stage, latest stage first, stages with none left out."""
-    undo = [[f"c{node}" for _, node in _undo_nodes(stage)] for stage in reversed(stages)]
+    undo = [[f"c{node}" for _, _, node in _undo_nodes(stage)] for stage in reversed(stages)]
     return [ids for ids in undo if ids]
 
 
@@ -254,9 +254,8 @@ def describe_dot(definition: SagaDefinition) -> str:
     if undo_stages:
         lines.append('    failed [label="failed", shape=oval];')
         for stage in stages:
-            for step, node in _undo_nodes(stage):
-                assert step.compensation is not None
-                label = f"undo {step.name}\n{_short_rpc(step.compensation)}"
+            for step, compensation, node in _undo_nodes(stage):
+                label = f"undo {step.name}\n{_short_rpc(compensation)}"
                 lines.append(f"    c{node} [label={_dot_quote(label)}, style=dashed];")
                 lines.append(f'    s{node} -> c{node} [style=dashed, label="undo"];')
         for later, earlier in zip(undo_stages, [*undo_stages[1:], ["failed"]], strict=True):

@@ -49,7 +49,7 @@ def _serve_parser(commands: Any, *, full: bool) -> None:
     if not full:
         commands.add_parser("serve", help="run the orchestrator", add_help=False)
         return
-    from orchestrator.engine.executor import DEFAULT_LEASE_SECONDS
+    from orchestrator.engine.leases import DEFAULT_LEASE_SECONDS
     from orchestrator.telemetry.tracing import TRACE_EXPORTERS
 
     serve_cmd = commands.add_parser("serve", help="run the orchestrator")

@@ -1,10 +1,9 @@
 """Outbound typed gRPC commands to participants, and how their errors are read.
 
-One channel per participant address for the life of the process. Errors are
-sorted into the machine's three `ErrorKind`s, because each leads the saga
-somewhere else: transient (retry, same idempotency key), rejected (the
-participant said no: nothing happened) and unknown outcome (it may have
-happened: compensate it). Which way is the machine's decision, not this module's.
+One channel per participant address for the life of the process. A failed
+command's gRPC status is handed to the core's rule (`classify_failure` in
+orchestrator/core/command_failures.py) by its code's name; which way the saga
+goes from there is the machine's decision, not this module's.
 """
 
 from __future__ import annotations
@@ -14,37 +13,12 @@ from collections.abc import Mapping
 import grpc
 from google.protobuf.message import Message
 
+from orchestrator.core.command_failures import classify_failure
 from orchestrator.core.errors import ConfigurationError
 from orchestrator.core.machine import ErrorKind
 from orchestrator.core.resolved import ResolvedCall
 from orchestrator.security.tls import ClientTls, open_channel
 from orchestrator.telemetry.tracing import outbound_metadata
-
-TRANSIENT_CODES = frozenset(
-    {
-        grpc.StatusCode.UNAVAILABLE,
-        grpc.StatusCode.DEADLINE_EXCEEDED,
-        grpc.StatusCode.RESOURCE_EXHAUSTED,
-        grpc.StatusCode.ABORTED,
-    }
-)
-"""Retried with the same idempotency key; a deadline does not mean "did not happen"."""
-
-REJECTION_CODES = frozenset(
-    {
-        grpc.StatusCode.FAILED_PRECONDITION,
-        grpc.StatusCode.INVALID_ARGUMENT,
-        grpc.StatusCode.NOT_FOUND,
-        grpc.StatusCode.ALREADY_EXISTS,
-        grpc.StatusCode.OUT_OF_RANGE,
-        grpc.StatusCode.PERMISSION_DENIED,
-        grpc.StatusCode.UNAUTHENTICATED,
-        grpc.StatusCode.UNIMPLEMENTED,
-    }
-)
-"""The participant answered and refused: its state is unchanged. FAILED_PRECONDITION is
-the business rejection (no seats left, card declined)."""
-
 
 CHANNEL_OPTIONS = (
     ("grpc.initial_reconnect_backoff_ms", 100),
@@ -58,15 +32,9 @@ __all__ = ["ErrorKind", "ParticipantClient", "classify", "describe_rpc_error"]
 
 
 def classify(code: grpc.StatusCode, retry_codes: frozenset[str] = frozenset()) -> ErrorKind:
-    """Which way a failed command takes the saga; anything unlisted may have happened.
-
-    `retry_codes` names further codes (e.g. "INTERNAL") a retry policy treats as transient.
-    """
-    if code in TRANSIENT_CODES or code.name in retry_codes:
-        return ErrorKind.TRANSIENT
-    if code in REJECTION_CODES:
-        return ErrorKind.REJECTED
-    return ErrorKind.OUTCOME_UNKNOWN
+    """Which way a failed command with gRPC status `code` takes the saga (the core's
+    rule, by the code's name); `retry_codes` names further transient codes."""
+    return classify_failure(code.name, retry_codes)
 
 
 def describe_rpc_error(error: grpc.aio.AioRpcError) -> str:

@@ -1,5 +1,5 @@
-"""Owns the sagas this replica drives: starting them, operators' changes, leases,
-watchers, and one task per saga.
+"""Owns the sagas this replica drives: starting them, operators' changes, watchers,
+and one task per saga.
 
 Each task loads its saga from the store (sagas claimed from the backlog come
 loaded, a batch at a time) and hands it to a `SagaDriver`
@@ -11,20 +11,12 @@ took it over. The write-ahead rule is the driver's: see there.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import hashlib
-import json
 import logging
-import os
 import random
-import secrets
-import socket
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 
-from google.protobuf import json_format
 from google.protobuf.message import Message
 from opentelemetry import context as otel_context
 
@@ -32,16 +24,15 @@ from orchestrator.core.clock import utc_now
 from orchestrator.core.definition import LockPolicy, SagaDefinition
 from orchestrator.core.errors import (
     IdempotencyKeyReused,
-    InvalidPayload,
     LockConflict,
     ResourceExhausted,
     SagaError,
     SagaNotFound,
     StaleSagaVersion,
 )
-from orchestrator.core.ids import new_saga_id
 from orchestrator.core.limits import DEFAULT_MAX_SAGAS_IN_FLIGHT
 from orchestrator.core.machine import Action, SagaRun
+from orchestrator.core.opening import SagaStart, open_saga, saga_lock_keys
 from orchestrator.core.records import (
     CreateSagaResult,
     Lease,
@@ -49,17 +40,14 @@ from orchestrator.core.records import (
     NewSaga,
     SagaCommit,
     SagaRecord,
-    SagaStatus,
-    StepRecord,
     StoredSaga,
-    TransitionEvent,
-    TransitionRecord,
 )
 from orchestrator.core.registry import Registry
 from orchestrator.engine.commands import ParticipantClient
 from orchestrator.engine.commit_watchers import CommitWatchers
 from orchestrator.engine.driver import SagaDriver
-from orchestrator.engine.wakeups import KeyWakeups
+from orchestrator.engine.leases import DEFAULT_LEASE_SECONDS, LeaseKeeper, unique_replica_id
+from orchestrator.engine.wakeups import KeyWakeups, listen_for_releases
 from orchestrator.store.base import Store
 from orchestrator.telemetry.engine import EngineTelemetry
 from orchestrator.telemetry.logs import log_context
@@ -68,122 +56,20 @@ logger = logging.getLogger(__name__)
 
 RESTART_BACKOFF_SECONDS = (0.2, 0.5, 1.0, 2.0, 5.0)
 """Waits before driving a saga again from the store after a store or engine error."""
-
-
-def request_fingerprint(saga_type: str, correlation_id: str, payload: Mapping[str, Any]) -> str:
-    """A digest of what StartSaga was asked, to tell a true repeat from a reused key."""
-    canonical = json.dumps(
-        [saga_type, correlation_id, payload], sort_keys=True, separators=(",", ":")
-    )
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def open_saga(
-    definition: SagaDefinition,
-    correlation_id: str,
-    payload: dict[str, Any],
-    idempotency_key: str | None,
-    now: datetime,
-    locks: LockAttempt | None = None,
-) -> tuple[SagaRun, tuple[Action, ...], SagaCommit]:
-    """A new saga in memory with its first stage started: the run, the actions to send,
-    and the opening commit (SAGA_STARTED, then each STEP_STARTED) for the saga's insert.
-
-    The first stage starts in the saga's own insert: one transaction fewer, and still
-    every STEP_STARTED is committed before its command is sent. A saga that takes its
-    lock keys from the start is told `locks`, what the store found in the insert's
-    transaction: it starts holding them, or queued (its first action is then to wait).
-    """
-    saga = SagaRecord(
-        saga_id=new_saga_id(),
-        saga_type=definition.name,
-        definition_version=definition.version,
-        correlation_id=correlation_id,
-        payload=payload,
-        status=SagaStatus.RUNNING,
-        create_time=now,
-        update_time=now,
-        idempotency_key=idempotency_key,
-        request_fingerprint=request_fingerprint(definition.name, correlation_id, payload),
-        deadline_time=(
-            None if definition.deadline is None else now + timedelta(seconds=definition.deadline)
-        ),
-        lock_keys=saga_lock_keys(definition, payload),
-    )
-    steps = [
-        StepRecord(saga_id=saga.saga_id, index=index, name=step.name)
-        for index, step in enumerate(definition.all_steps)
-    ]
-    started = TransitionRecord(
-        saga_id=saga.saga_id,
-        seq=1,
-        event=TransitionEvent.SAGA_STARTED,
-        time=now,
-        saga_status=SagaStatus.RUNNING,
-    )
-    run = SagaRun(definition, saga, steps, last_seq=1)
-    if locks is not None:
-        run.locks_answered(locks, now)
-    first_actions = run.next_actions(now)
-    opening = run.take_commit()
-    return (
-        run,
-        first_actions,
-        dataclasses.replace(opening, transitions=(started, *opening.transitions)),
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class SagaStart:
-    """One saga a StartSagas batch asks for, its request checked and its input parsed."""
-
-    definition: SagaDefinition
-    correlation_id: str
-    payload: dict[str, Any]
-    idempotency_key: str | None
-    saga_input: Message | None = None
-    """The input message `payload` was made from (spares the driver decoding it again)."""
-
-
-def saga_lock_keys(definition: SagaDefinition, payload: dict[str, Any]) -> tuple[str, ...]:
-    """The saga's lock keys, from its input; a key builder that fails on this input, or
-    gives something other than non-empty strings, makes the input invalid."""
-    if definition.locks is None:
-        return ()
-    try:
-        keys = definition.lock_keys(json_format.ParseDict(payload, definition.input_type()))
-    except Exception as error:
-        raise InvalidPayload(f"the saga's lock keys cannot be computed: {error!r}") from error
-    if not all(isinstance(key, str) and key for key in keys):
-        raise InvalidPayload(f"lock keys must be non-empty strings, got {list(keys)!r}")
-    return keys
-
-
-DEFAULT_LEASE_SECONDS = 10.0
 DEFAULT_MAX_ACTIVE_SAGAS = DEFAULT_MAX_SAGAS_IN_FLIGHT
 """Sagas a replica drives at once, resumed and new alike: past it, StartSaga is refused
 (RESOURCE_EXHAUSTED) and orphans wait for room."""
 BUSY_RETRY_SECONDS = 1.0
 """The retry delay a StartSaga refused for lack of room suggests."""
-BACKLOG_POLL_SECONDS = 0.2
 OPERATOR_COMMIT_ATTEMPTS = 5
-CLAIM_BATCH = 200
-NEW_SAGAS_SHARE = 10
-"""While orphans are resumed, 1/NEW_SAGAS_SHARE of the budget is kept for new sagas."""
-
-
-def unique_replica_id() -> str:
-    """An owner id no other process shares: host, pid and a random suffix."""
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
 class Executor:
-    """Owns one asyncio task per saga this replica drives, and the leases on them.
+    """Owns one asyncio task per saga this replica drives.
 
     Several replicas may share one store: a saga is driven only by the replica
-    holding its lease. Leases are renewed every third of their duration; sagas
-    whose lease expired (their replica died) are claimed by whoever looks next,
-    and claiming fences the old owner off (see `Store.claim_sagas`).
+    holding its lease; the `LeaseKeeper` (orchestrator/engine/leases.py) renews them
+    and claims the sagas no live replica holds.
     """
 
     def __init__(
@@ -212,6 +98,14 @@ class Executor:
         self._wakeups = KeyWakeups()
         """Sagas waiting for lock keys, woken when a key they queue for is released."""
         self._release_listener: asyncio.Task[None] | None = None
+        self._leases = LeaseKeeper(
+            store,
+            self.lease,
+            driven=self._tasks,
+            max_active_sagas=max_active_sagas,
+            run_of=self._run_of,
+            drive=self._spawn,
+        )
 
     # --- starting and resuming -------------------------------------------------------
 
@@ -351,7 +245,7 @@ class Executor:
             # The first start may have been committed without its caller (or its
             # driver) hearing of it: make sure someone drives the saga.
             if not existing.status.is_terminal and existing.saga_id not in self._tasks:
-                await self._adopt(existing.saga_id)
+                await self._leases.adopt(existing.saga_id)
             return result
         self._telemetry.saga_started(saga.saga_type)
         if saga.lock_wait_since is not None:
@@ -406,30 +300,12 @@ class Executor:
             self._wakeups.queued_at_opening(result.saga.saga_id, mark, tickets[0])
         return result, *opened[0]
 
-    async def _listen_for_releases(self) -> None:
-        """Wake this replica's waiters when another replica releases a key; reconnect
-        with a bounded pause if the listening connection is lost."""
-        while True:
-            releases = self._store.lock_releases()
-            if releases is None:
-                return
-            try:
-                async for key in releases:
-                    self._wakeups.heard_release(key)
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:
-                logger.warning("lock release listener lost, reconnecting: %s", error)
-            # Whatever was released meanwhile: let every waiter look again.
-            self._wakeups.wake_all()
-            await asyncio.sleep(BACKLOG_POLL_SECONDS)
-
     def resume_unfinished(self) -> None:
         """Start the background upkeep: claim the unfinished sagas no live replica holds
         (now, and whenever there is room again), and keep renewing leases. The server
         answers meanwhile, however many sagas wait to be resumed."""
         if self._lease_keeper is None:
-            self._lease_keeper = asyncio.create_task(self._keep_leases(), name="lease-keeper")
+            self._lease_keeper = asyncio.create_task(self._leases.keep(), name="lease-keeper")
         if self._commit_follower is None:
             self._commit_follower = asyncio.create_task(
                 self._store.follow_commits(self.watchers.notify, self.watchers.set_live),
@@ -438,7 +314,8 @@ class Executor:
         if self._release_listener is None and self._registry.takes_locks:
             # Without lock definitions nothing here waits for a key: no listening backend.
             self._release_listener = asyncio.create_task(
-                self._listen_for_releases(), name="lock-release-listener"
+                listen_for_releases(self._store.lock_releases, self._wakeups),
+                name="lock-release-listener",
             )
 
     async def change_saga(
@@ -463,95 +340,11 @@ class Executor:
             self._wakeups.wake_saga(saga_id)
             logger.info("saga changed by request", extra={"saga_id": saga_id})
             if saga_id not in self._tasks and not commit.saga.status.is_terminal:
-                await self._adopt(saga_id)
+                await self._leases.adopt(saga_id)
             return commit.saga
         raise StaleSagaVersion(
             f"saga {saga_id} kept changing; the request was not applied, try again"
         )
-
-    async def _adopt(self, saga_id: str) -> None:
-        """Drive one saga here if nobody else holds its lease."""
-        claimed = await self._store.claim_saga(self.lease, saga_id)
-        if claimed is not None and saga_id not in self._tasks:
-            self._spawn(saga_id, None)
-
-    async def claim_orphans(self) -> int:
-        """Claim unfinished sagas whose lease is missing or expired, as many as there is
-        room for, and drive them; returns how many.
-
-        Orphans fill the budget (`max_active_sagas`) only up to a tenth short of it, so
-        new sagas still start while a backlog is resumed. The bound keeps a replica that
-        starts into a backlog (or takes over a dead replica's sagas) from sending every
-        saga's command at once, and leaves the rest of the backlog for other replicas.
-        Each batch costs two round trips, a claim and a load, however many it holds.
-        """
-        total = 0
-        while (room := self._room_for_orphans()) > 0:
-            batch = min(room, CLAIM_BATCH)
-            claimed = await self._store.claim_sagas(self.lease, batch)
-            runs = await self._runs_of([s.saga_id for s in claimed if s.saga_id not in self._tasks])
-            for saga in claimed:
-                if saga.saga_id not in self._tasks:
-                    self._spawn(saga.saga_id, runs.get(saga.saga_id))
-            total += len(claimed)
-            if len(claimed) < batch:
-                break
-        return total
-
-    def _room_for_orphans(self) -> int:
-        reserved_for_new = self._max_active_sagas // NEW_SAGAS_SHARE
-        return self._max_active_sagas - reserved_for_new - len(self._tasks)
-
-    async def _runs_of(self, saga_ids: list[str]) -> dict[str, SagaRun]:
-        """The claimed sagas in memory, loaded together; a saga that cannot be loaded or
-        built here is left out, and its own task loads it again (with its backoff)."""
-        try:
-            stored = await self._store.load_sagas(saga_ids)
-        except Exception as error:
-            logger.warning("loading %d claimed saga(s) failed: %s", len(saga_ids), error)
-            return {}
-        runs: dict[str, SagaRun] = {}
-        for loaded in stored:
-            try:
-                runs[loaded.saga.saga_id] = self._run_of(loaded)
-            except Exception:
-                continue  # its task reports why when it loads it alone
-        return runs
-
-    async def _keep_leases(self) -> None:
-        """Forever: claim orphans, and every third of the lease renew the leases of the
-        sagas driven here (stopping those lost to another replica). While a backlog
-        waits (a claim came back full, or there is no room), look again soon."""
-        renew_every = self.lease.seconds / 3
-        loop = asyncio.get_running_loop()
-        next_renewal = loop.time() + renew_every
-        while True:
-            pause = renew_every
-            try:
-                if loop.time() >= next_renewal:
-                    next_renewal = loop.time() + renew_every
-                    await self._renew_leases()
-                claimed = await self.claim_orphans()
-                if claimed:
-                    logger.info("claimed %d saga(s) nobody was driving", claimed)
-                if claimed or len(self._tasks) >= self._max_active_sagas:
-                    pause = BACKLOG_POLL_SECONDS
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:
-                logger.warning("lease upkeep failed, retrying in %.1fs: %s", pause, error)
-            await asyncio.sleep(min(pause, max(0.0, next_renewal - loop.time())))
-
-    async def _renew_leases(self) -> None:
-        driven = list(self._tasks)
-        held = await self._store.renew_leases(self.lease, driven)
-        for saga_id in set(driven) - held:
-            task = self._tasks.get(saga_id)
-            if task is not None:
-                logger.warning(
-                    "lease lost to another replica; stop driving", extra={"saga_id": saga_id}
-                )
-                task.cancel()
 
     def _spawn(
         self,
@@ -652,11 +445,7 @@ class Executor:
             except StaleSagaVersion:
                 # Changed under us: by an operator (we still hold the lease: reload and go
                 # on) or by the replica that took it over (we do not: stop).
-                try:
-                    held = saga_id in await self._store.renew_leases(self.lease, [saga_id])
-                except Exception:
-                    held = True  # cannot tell now; the next commit will
-                if not held:
+                if not await self._leases.still_held(saga_id):
                     logger.warning(
                         "saga moved on elsewhere; stop driving", extra={"saga_id": saga_id}
                     )

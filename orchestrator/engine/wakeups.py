@@ -32,10 +32,13 @@ and dropped when it is lost (`wake_all`), so an echo that never comes skips noth
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+
+logger = logging.getLogger(__name__)
 
 RECENT_RELEASES = 4096
 """Releases remembered to tell whether a key was released since an opening looked."""
@@ -43,6 +46,8 @@ NOTED_OPENINGS = 4096
 """Queued openings whose tickets are kept until their drivers watch (a bound)."""
 ECHO_SECONDS = 2.0
 """How long after a release here its notification is expected back as an echo."""
+RELISTEN_PAUSE_SECONDS = 0.2
+"""The pause before listening again after the listening connection was lost."""
 
 
 class KeyWatch:
@@ -215,3 +220,25 @@ class KeyWakeups:
     def watched_keys(self) -> int:
         """How many keys are watched now (what the wake-ups keep in memory)."""
         return len(self._by_key)
+
+
+async def listen_for_releases(
+    releases: Callable[[], AsyncIterator[str] | None], wakeups: KeyWakeups
+) -> None:
+    """Wake this replica's waiters when another replica releases a key (`releases` is
+    the store's `lock_releases`); reconnect after a bounded pause if the listening
+    connection is lost. Returns at once where nothing else can release."""
+    while True:
+        heard = releases()
+        if heard is None:
+            return
+        try:
+            async for key in heard:
+                wakeups.heard_release(key)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            logger.warning("lock release listener lost, reconnecting: %s", error)
+        # Whatever was released meanwhile: let every waiter look again.
+        wakeups.wake_all()
+        await asyncio.sleep(RELISTEN_PAUSE_SECONDS)

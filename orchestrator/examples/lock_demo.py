@@ -8,6 +8,7 @@ from __future__ import annotations
 from google.protobuf.message import Message
 
 from orchestrator.core.definition import Call, Locks, SagaDefinition, Step
+from orchestrator.examples.checks import expect_message
 from orchestrator.examples.order_fulfillment import (
     INVENTORY,
     PAYMENT,
@@ -20,8 +21,8 @@ from orchestrator.examples.order_fulfillment import (
 from saga.examples.v1.inputs_pb2 import OrderFulfillmentInput
 
 
-def sku_keys(order: Message) -> list[str]:
-    assert isinstance(order, OrderFulfillmentInput)
+def sku_keys(message: Message) -> list[str]:
+    order = expect_message(OrderFulfillmentInput, message, "the saga's input")
     return [f"sku:{item.sku}" for item in order.items]
 
 

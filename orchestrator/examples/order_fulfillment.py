@@ -8,7 +8,12 @@ from __future__ import annotations
 from google.protobuf.message import Message
 
 from orchestrator.core.definition import Call, SagaDefinition, Step, StepContext
-from orchestrator.examples.checks import require_money, require_positive
+from orchestrator.examples.checks import (
+    expect_message,
+    expect_result,
+    require_money,
+    require_positive,
+)
 from saga.examples.v1.inputs_pb2 import OrderFulfillmentInput
 from saga.examples.v1.outputs_pb2 import OrderFulfillmentOutput
 from saga.participants.inventory.v1 import inventory_pb2 as inventory
@@ -23,8 +28,7 @@ NOTIFICATION = "saga.participants.notification.v1.NotificationService"
 
 
 def _input(ctx: StepContext) -> OrderFulfillmentInput:
-    assert isinstance(ctx.input, OrderFulfillmentInput)
-    return ctx.input
+    return expect_message(OrderFulfillmentInput, ctx.input, "the saga's input")
 
 
 def reserve(ctx: StepContext) -> inventory.ReserveInventoryRequest:
@@ -73,8 +77,7 @@ def cancel_shipment(ctx: StepContext) -> shipping.CancelShipmentRequest:
 
 def confirm(ctx: StepContext) -> notification.SendOrderConfirmationRequest:
     order = _input(ctx)
-    shipment = ctx.result_of("schedule_shipping")
-    assert isinstance(shipment, shipping.ScheduleShipmentResponse)
+    shipment = expect_result(ctx, "schedule_shipping", shipping.ScheduleShipmentResponse)
     return notification.SendOrderConfirmationRequest(
         customer_id=order.customer_id,
         order_id=order.order_id,
@@ -83,14 +86,12 @@ def confirm(ctx: StepContext) -> notification.SendOrderConfirmationRequest:
 
 
 def fulfilled(ctx: StepContext) -> OrderFulfillmentOutput:
-    reserved = ctx.result_of("reserve_inventory")
-    charged = ctx.result_of("charge_payment")
-    shipment = ctx.result_of("schedule_shipping")
-    confirmation = ctx.result_of("send_confirmation")
-    assert isinstance(reserved, inventory.ReserveInventoryResponse)
-    assert isinstance(charged, payment.ChargePaymentResponse)
-    assert isinstance(shipment, shipping.ScheduleShipmentResponse)
-    assert isinstance(confirmation, notification.SendOrderConfirmationResponse)
+    reserved = expect_result(ctx, "reserve_inventory", inventory.ReserveInventoryResponse)
+    charged = expect_result(ctx, "charge_payment", payment.ChargePaymentResponse)
+    shipment = expect_result(ctx, "schedule_shipping", shipping.ScheduleShipmentResponse)
+    confirmation = expect_result(
+        ctx, "send_confirmation", notification.SendOrderConfirmationResponse
+    )
     return OrderFulfillmentOutput(
         reservation_id=reserved.reservation_id,
         payment_id=charged.payment_id,
@@ -99,8 +100,8 @@ def fulfilled(ctx: StepContext) -> OrderFulfillmentOutput:
     )
 
 
-def check_order(order: Message) -> None:
-    assert isinstance(order, OrderFulfillmentInput)
+def check_order(message: Message) -> None:
+    order = expect_message(OrderFulfillmentInput, message, "the saga's input")
     for position, item in enumerate(order.items):
         require_positive(**{f"items[{position}].quantity": item.quantity})
     require_money("amount", order.amount)

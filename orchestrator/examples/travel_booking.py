@@ -10,7 +10,12 @@ from __future__ import annotations
 from google.protobuf.message import Message
 
 from orchestrator.core.definition import Call, Parallel, SagaDefinition, Step, StepContext
-from orchestrator.examples.checks import require_money, require_positive
+from orchestrator.examples.checks import (
+    expect_message,
+    expect_result,
+    require_money,
+    require_positive,
+)
 from saga.examples.v1.inputs_pb2 import TravelBookingInput
 from saga.examples.v1.outputs_pb2 import TravelBookingOutput
 from saga.participants.car_rental.v1 import car_rental_pb2 as car
@@ -25,8 +30,7 @@ PAYMENT = "saga.participants.payment.v1.PaymentService"
 
 
 def _input(ctx: StepContext) -> TravelBookingInput:
-    assert isinstance(ctx.input, TravelBookingInput)
-    return ctx.input
+    return expect_message(TravelBookingInput, ctx.input, "the saga's input")
 
 
 def book_flight(ctx: StepContext) -> flight.BookFlightRequest:
@@ -92,14 +96,10 @@ def refund(ctx: StepContext) -> payment.RefundPaymentRequest:
 
 
 def booked(ctx: StepContext) -> TravelBookingOutput:
-    flight_booked = ctx.result_of("book_flight")
-    hotel_booked = ctx.result_of("book_hotel")
-    car_rented = ctx.result_of("rent_car")
-    charged = ctx.result_of("charge_payment")
-    assert isinstance(flight_booked, flight.BookFlightResponse)
-    assert isinstance(hotel_booked, hotel.BookHotelResponse)
-    assert isinstance(car_rented, car.RentCarResponse)
-    assert isinstance(charged, payment.ChargePaymentResponse)
+    flight_booked = expect_result(ctx, "book_flight", flight.BookFlightResponse)
+    hotel_booked = expect_result(ctx, "book_hotel", hotel.BookHotelResponse)
+    car_rented = expect_result(ctx, "rent_car", car.RentCarResponse)
+    charged = expect_result(ctx, "charge_payment", payment.ChargePaymentResponse)
     return TravelBookingOutput(
         booking_id=flight_booked.booking_id,
         reservation_id=hotel_booked.reservation_id,
@@ -108,8 +108,8 @@ def booked(ctx: StepContext) -> TravelBookingOutput:
     )
 
 
-def check_trip(trip: Message) -> None:
-    assert isinstance(trip, TravelBookingInput)
+def check_trip(message: Message) -> None:
+    trip = expect_message(TravelBookingInput, message, "the saga's input")
     require_positive(nights=trip.nights, car_days=trip.car_days)
     if trip.HasField("seats"):
         require_positive(seats=trip.seats)

@@ -21,9 +21,9 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from orchestrator.core.command_failures import classify_failure
 from orchestrator.core.machine import SagaRun
 from orchestrator.core.records import SagaStatus
-from orchestrator.engine.commands import classify
 from orchestrator.telemetry.logs import log_context
 from orchestrator.telemetry.metrics import SagaMetrics
 
@@ -253,7 +253,7 @@ class CommandAttempt:
             outcome = "ok"
         elif isinstance(error, grpc.aio.AioRpcError):
             code = error.code()
-            outcome = classify(code, self._retry_codes).value
+            outcome = classify_failure(code.name, self._retry_codes).value
         elif isinstance(error, asyncio.CancelledError):
             outcome = "cancelled"
         else:

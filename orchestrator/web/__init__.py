@@ -3,6 +3,10 @@
 `start_web_console(host, port, servicer)` serves it in the running loop
 and returns a `WebConsole` whose `stop()` closes it; `authenticate` plugs in who
 the user is (see `auth`). The page, its script and its style ship in `static/`.
+
+Sits above the API: calls the servicer in process, as a gRPC client would. May import
+the core, the API, security and telemetry; never the engine, the store, the client or
+the CLI. The wiring (orchestrator.server) builds it beside the servicer.
 """
 
 from orchestrator.web.app import WebConsole, create_console_app, start_web_console

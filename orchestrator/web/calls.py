@@ -22,7 +22,8 @@ from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2
 
 from orchestrator.api.catalogue import definition_document
-from orchestrator.api.servicer import MAX_PAGE_SIZE, SagaOrchestratorService
+from orchestrator.api.paging import MAX_PAGE_SIZE
+from orchestrator.api.servicer import SagaOrchestratorService
 from orchestrator.core.records import SagaStatus
 from saga.v1 import orchestrator_pb2 as pb
 

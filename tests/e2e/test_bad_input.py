@@ -12,7 +12,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
 from saga.v1 import orchestrator_pb2 as pb
-from tests.e2e.payloads import struct, travel
+from tests.support.payloads import struct, travel
 
 pytestmark = pytest.mark.e2e
 

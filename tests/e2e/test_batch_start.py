@@ -25,9 +25,9 @@ from saga.examples.v1.outputs_pb2 import TravelBookingOutput
 from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
 from tests.e2e.conftest import wait_terminal
-from tests.e2e.payloads import struct, travel
 from tests.e2e.test_bad_input import count_rows
 from tests.e2e.test_client import trip
+from tests.support.payloads import struct, travel
 from tools.processes import ChildProcess, orchestrator_process, participants_process
 
 pytestmark = pytest.mark.e2e
@@ -175,7 +175,7 @@ async def test_a_locked_type_that_rejects_conflicts_aborts_only_the_conflicting_
         tmp_path,
         database_url,
         slow_trip_participants.info["services"],
-        env={"SAGA_DEFINITIONS": "tests.e2e.lock_sagas"},
+        env={"SAGA_DEFINITIONS": "tests.support.lock_sagas"},
     ).start()
     try:
         async with grpc.aio.insecure_channel(process.address) as channel:

@@ -32,8 +32,8 @@ from google.protobuf import json_format
 from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
 from tests.e2e.conftest import FAIL_CAR_CLASS, wait_terminal
-from tests.e2e.payloads import struct as payload_struct
-from tests.e2e.payloads import travel
+from tests.support.payloads import travel
+from tests.support.starting import start_saga
 from tools.processes import (
     PARTICIPANT_SERVICES,
     ChildProcess,
@@ -76,15 +76,7 @@ def as_dict(message) -> dict:
 
 
 async def start(stub, correlation_id: str, **payload) -> str:
-    reply = await stub.StartSaga(
-        pb.StartSagaRequest(
-            saga_type="travel_booking",
-            correlation_id=correlation_id,
-            payload=payload_struct(travel(**payload)),
-        ),
-        timeout=5,
-    )
-    return reply.saga_id
+    return await start_saga(stub, travel(**payload), correlation_id, timeout=5)
 
 
 @pytest.fixture
@@ -535,7 +527,7 @@ STUCK = {
 @pytest.mark.slow
 def test_an_operator_finds_a_stuck_saga_and_resolves_it(tmp_path, database_url):
     with rig(
-        tmp_path, database_url, STUCK, env={"SAGA_DEFINITIONS": "tests.e2e.policy_sagas"}
+        tmp_path, database_url, STUCK, env={"SAGA_DEFINITIONS": "tests.support.policy_sagas"}
     ) as r:
         saga_id = r.start("retry_probe", "cli-stuck", flight="NO-FLY")
         stuck = saga_cli("watch", saga_id, *r.address)

@@ -25,7 +25,7 @@ from saga.examples.v1.inputs_pb2 import TravelBookingInput
 from saga.examples.v1.outputs_pb2 import TravelBookingOutput
 from saga.v1 import orchestrator_pb2 as pb
 from tests.e2e.conftest import FAIL_CAR_CLASS
-from tests.e2e.payloads import travel
+from tests.support.payloads import travel
 from tools.processes import ChildProcess, orchestrator_process
 
 pytestmark = pytest.mark.e2e

@@ -17,7 +17,8 @@ from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
 from tests.e2e.conftest import MAX_CHARGE_MINOR, wait_terminal
 from tests.e2e.effects import effects_of
-from tests.e2e.payloads import struct, travel
+from tests.support.payloads import travel
+from tests.support.starting import start_saga_at
 from tools.processes import orchestrator_process
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -38,17 +39,7 @@ def wait_exit(process, timeout: float = 20.0) -> int:
 
 async def start_with_key(address: str, payload: dict, key: str) -> str:
     """StartSaga; the process may die before answering, so the key finds the saga later."""
-    async with grpc.aio.insecure_channel(address) as channel:
-        reply = await pb_grpc.SagaOrchestratorStub(channel).StartSaga(
-            pb.StartSagaRequest(
-                saga_type="travel_booking",
-                correlation_id=key,
-                payload=struct(payload),
-                idempotency_key=key,
-            ),
-            timeout=5,
-        )
-    return reply.saga_id
+    return await start_saga_at(address, payload, key, idempotency_key=key, timeout=5)
 
 
 @pytest.mark.parametrize(

@@ -34,8 +34,8 @@ from saga.v1 import orchestrator_pb2_grpc as pb_grpc
 from tests.conftest import url_with_search_path
 from tests.e2e.conftest import MAX_CHARGE_MINOR, TERMINAL
 from tests.e2e.effects import effects_of
-from tests.e2e.payloads import order, struct, travel
 from tests.e2e.pgserver import PrivatePostgres, private_postgres
+from tests.support.payloads import order, struct, travel
 from tools.processes import (
     PARTICIPANT_SERVICES,
     ChildProcess,

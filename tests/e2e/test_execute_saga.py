@@ -17,8 +17,8 @@ from saga.examples.v1.outputs_pb2 import TravelBookingOutput
 from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
 from tests.e2e.conftest import FAIL_CAR_CLASS
-from tests.e2e.payloads import travel
 from tests.e2e.test_client import orchestrator_at, port_of, trip, wait_exit
+from tests.support.payloads import travel
 from tools.processes import ChildProcess, orchestrator_process
 
 pytestmark = pytest.mark.e2e

@@ -21,12 +21,12 @@ from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
 from tests.e2e.conftest import wait_terminal
 from tests.e2e.effects import effects_of
-from tests.e2e.payloads import struct, travel
+from tests.support.payloads import struct, travel
 from tools.processes import ChildProcess, orchestrator_process, participants_process
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-POLICY_ENV = {"SAGA_DEFINITIONS": "tests.e2e.policy_sagas", "SAGA_LEASE_SECONDS": "1"}
+POLICY_ENV = {"SAGA_DEFINITIONS": "tests.support.policy_sagas", "SAGA_LEASE_SECONDS": "1"}
 SERVICES = ("hotel", "flight", "payment")
 
 

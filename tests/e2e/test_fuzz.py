@@ -26,8 +26,8 @@ from hypothesis import strategies as st
 
 from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
-from tests.e2e.payloads import struct, travel
 from tests.e2e.test_bad_input import count_rows
+from tests.support.payloads import struct, travel
 
 pytestmark = pytest.mark.e2e
 

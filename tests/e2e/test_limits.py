@@ -19,15 +19,16 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from orchestrator.core.clock import utc_now
-from orchestrator.engine.executor import open_saga
+from orchestrator.core.opening import open_saga
 from orchestrator.examples.travel_booking import TRAVEL_BOOKING
 from orchestrator.store import open_store
 from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
-from tests.e2e.payloads import struct, travel
 from tests.e2e.test_bad_input import count_rows
 from tests.e2e.test_telemetry import scrape
 from tests.e2e.test_telemetry import value as metric_value
+from tests.support.payloads import struct, travel
+from tests.support.starting import start_saga
 from tools.processes import (
     PARTICIPANT_SERVICES,
     ChildProcess,
@@ -94,10 +95,10 @@ def timestamp(seconds: int, nanos: int = 0) -> timestamp_pb2.Timestamp:
 
 def digest_free_token(moment: str, saga_id: str = SOME_ID) -> str:
     """A forged ListSagas token for the empty filter (its digest is computable)."""
-    from orchestrator.api.servicer import _filter_digest
+    from orchestrator.api.paging import filter_digest
     from orchestrator.core.records import SagaFilter
 
-    return token({"t": moment, "id": saga_id, "f": _filter_digest(SagaFilter())})
+    return token({"t": moment, "id": saga_id, "f": filter_digest(SagaFilter())})
 
 
 def start(payload: struct_pb2.Struct) -> tuple[str, Any]:
@@ -298,13 +299,7 @@ def busy(
 
 
 async def start_travel(stub: pb_grpc.SagaOrchestratorStub, correlation_id: str) -> str:
-    started = await stub.StartSaga(
-        pb.StartSagaRequest(
-            saga_type="travel_booking", correlation_id=correlation_id, payload=struct(travel())
-        ),
-        timeout=10,
-    )
-    return str(started.saga_id)
+    return await start_saga(stub, travel(), correlation_id)
 
 
 async def test_start_past_the_sagas_in_flight_limit_is_resource_exhausted_with_retry_delay(

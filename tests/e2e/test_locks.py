@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import os
 import signal
 import sqlite3
+import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -23,13 +25,14 @@ from orchestrator.store import Store, open_store
 from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
 from tests.e2e.conftest import wait_terminal
-from tests.e2e.payloads import struct, travel
 from tests.e2e.test_cli import saga_cli
+from tests.support.payloads import travel
+from tests.support.starting import start_saga_at
 from tools.processes import ChildProcess, orchestrator_process, participants_process
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-LOCK_ENV = {"SAGA_DEFINITIONS": "tests.e2e.lock_sagas", "SAGA_LEASE_SECONDS": "1"}
+LOCK_ENV = {"SAGA_DEFINITIONS": "tests.support.lock_sagas", "SAGA_LEASE_SECONDS": "1"}
 
 
 @pytest.fixture
@@ -53,23 +56,42 @@ def replica(tmp_path: Path, url: str, participants: ChildProcess, name: str) -> 
 
 
 async def start(address: str, saga_type: str, customer: str, n: int) -> str:
-    async with grpc.aio.insecure_channel(address) as channel:
-        reply = await pb_grpc.SagaOrchestratorStub(channel).StartSaga(
-            pb.StartSagaRequest(
-                saga_type=saga_type,
-                correlation_id=f"{customer}-{n}",
-                payload=struct(travel(customer)),
-                idempotency_key=f"{saga_type}-{customer}-{n}",
-            ),
-            timeout=10,
-        )
-    return reply.saga_id
+    return await start_saga_at(
+        address,
+        travel(customer),
+        f"{customer}-{n}",
+        saga_type=saga_type,
+        idempotency_key=f"{saga_type}-{customer}-{n}",
+    )
 
 
 async def finish_all(address: str, saga_ids: list[str], timeout: float) -> list[pb.Saga]:
     async with grpc.aio.insecure_channel(address) as channel:
         stub = pb_grpc.SagaOrchestratorStub(channel)
         return await asyncio.gather(*(wait_terminal(stub, i, timeout) for i in saga_ids))
+
+
+async def stopped_driving(process: ChildProcess, saga_ids: set[str], timeout: float) -> None:
+    """Until `process` has logged, for each of `saga_ids`, that it stopped driving the
+    saga (it was taken over); bounded by `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        stopped = set()
+        for line in process.log_file.read_text(errors="replace").splitlines():
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if str(entry.get("message", "")).endswith("stop driving"):
+                stopped.add(entry.get("saga_id"))
+        if saga_ids <= stopped:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"{process.name} did not stop driving {sorted(saga_ids - stopped)} "
+                f"in {timeout:.0f}s:\n{process.log_tail()}"
+            )
+        await asyncio.sleep(0.1)
 
 
 def intervals(tmp_path: Path) -> dict[str, tuple[str, str]]:
@@ -278,7 +300,9 @@ async def test_a_frozen_holder_replica_cannot_release_or_take_after_a_takeover(
         sagas = await finish_all(survivor.address, [holder, waiting_there, late], timeout=60)
         assert [s.status for s in sagas] == [pb.SAGA_STATUS_COMPLETED] * 3
         os.kill(sleeper.pid, signal.SIGCONT)
-        await asyncio.sleep(2)  # the thawed replica tries its stale commits and takes
+        # The thawed replica finds both sagas taken over (a stale commit or take, or
+        # a lease it cannot renew) and stops driving them, still serving.
+        await stopped_driving(sleeper, {holder, waiting_there}, timeout=30)
         assert sleeper.process is not None and sleeper.process.poll() is None
         spans = intervals(tmp_path)
         assert_one_at_a_time([spans[holder], spans[waiting_there], spans[late]])

@@ -32,7 +32,7 @@ from orchestrator.store import open_store
 from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
 from tests.e2e.conftest import wait_terminal
-from tests.e2e.payloads import struct, travel
+from tests.support.payloads import struct, travel
 from tools.processes import (
     PARTICIPANT_SERVICES,
     ChildProcess,

@@ -16,7 +16,7 @@ from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
 from tests.e2e.conftest import MAX_CHARGE_MINOR, wait_terminal
 from tests.e2e.effects import effects_of
-from tests.e2e.payloads import struct, travel
+from tests.support.payloads import struct, travel
 from tools.processes import ChildProcess, orchestrator_process, participants_process
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

@@ -21,7 +21,8 @@ from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
 from tests.e2e.conftest import wait_terminal
 from tests.e2e.effects import effects_of
-from tests.e2e.payloads import struct, travel
+from tests.support.payloads import travel
+from tests.support.starting import start_saga_at
 from tools.processes import ChildProcess, orchestrator_process, participants_process
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.slow]
@@ -34,17 +35,15 @@ async def start_sagas(addresses: list[str], count: int, prefix: str) -> list[str
     """Start `count` travel sagas, spread over the replicas round-robin."""
     saga_ids = []
     for n in range(count):
-        async with grpc.aio.insecure_channel(addresses[n % len(addresses)]) as channel:
-            reply = await pb_grpc.SagaOrchestratorStub(channel).StartSaga(
-                pb.StartSagaRequest(
-                    saga_type="travel_booking",
-                    correlation_id=f"{prefix}-{n}",
-                    payload=struct(travel(f"customer-{n}")),
-                    idempotency_key=f"{prefix}-{n}",
-                ),
+        saga_ids.append(
+            await start_saga_at(
+                addresses[n % len(addresses)],
+                travel(f"customer-{n}"),
+                f"{prefix}-{n}",
+                idempotency_key=f"{prefix}-{n}",
                 timeout=5,
             )
-        saga_ids.append(reply.saga_id)
+        )
     return saga_ids
 
 

@@ -16,7 +16,7 @@ from saga.participants.flight.v1 import flight_pb2
 from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
 from tests.e2e.conftest import FAIL_CAR_CLASS, wait_terminal
-from tests.e2e.payloads import struct, travel
+from tests.support.payloads import struct, travel
 
 pytestmark = pytest.mark.e2e
 

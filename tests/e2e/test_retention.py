@@ -12,15 +12,15 @@ import grpc
 import pytest
 
 from orchestrator.core.clock import utc_now
+from orchestrator.core.opening import open_saga
 from orchestrator.core.records import SagaStatus
-from orchestrator.engine.executor import open_saga
 from orchestrator.examples.travel_booking import TRAVEL_BOOKING
 from orchestrator.store import open_store
 from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
 from tests.e2e.conftest import wait_terminal
-from tests.e2e.payloads import struct, travel
 from tests.e2e.test_telemetry import scrape, value
+from tests.support.payloads import struct, travel
 from tools.processes import orchestrator_process
 
 pytestmark = pytest.mark.e2e

@@ -12,7 +12,7 @@ from orchestrator.core.records import TransitionEvent
 from saga.v1 import orchestrator_pb2 as pb
 from tests.e2e.conftest import FAIL_CAR_CLASS, MAX_CHARGE_MINOR, wait_terminal
 from tests.e2e.effects import effects_of
-from tests.e2e.payloads import order, struct, travel
+from tests.support.payloads import order, struct, travel
 
 pytestmark = pytest.mark.e2e
 

@@ -30,7 +30,7 @@ from orchestrator.security.auth import token_digest
 from orchestrator.security.tls import ClientTls
 from participants.registry import SERVICES
 from saga.v1 import orchestrator_pb2 as pb
-from tests.e2e.payloads import struct, travel
+from tests.support.payloads import struct, travel
 from tools.certs import CertFiles, make_ca, new_token
 from tools.processes import PARTICIPANT_SERVICES, ChildProcess, orchestrator_process
 from tools.processes import participants_process as participants_child

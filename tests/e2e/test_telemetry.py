@@ -37,7 +37,7 @@ from participants.common.server import build_example_server
 from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
 from tests.e2e.conftest import FAIL_CAR_CLASS, MAX_CHARGE_MINOR, wait_terminal
-from tests.e2e.payloads import struct, travel
+from tests.support.payloads import struct, travel
 from tools.processes import (
     PARTICIPANT_SERVICES,
     ChildProcess,

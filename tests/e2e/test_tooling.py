@@ -14,7 +14,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 )
 
 from tests.e2e.conftest import wait_terminal
-from tests.e2e.payloads import travel
+from tests.support.payloads import travel
 
 pytestmark = pytest.mark.e2e
 

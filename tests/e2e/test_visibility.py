@@ -11,22 +11,15 @@ from google.protobuf import timestamp_pb2
 from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
 from tests.e2e.conftest import FAIL_CAR_CLASS, wait_terminal
-from tests.e2e.payloads import struct, travel
+from tests.support.payloads import travel
+from tests.support.starting import start_saga
 from tools.processes import orchestrator_process, participants_process
 
 pytestmark = pytest.mark.e2e
 
 
 async def start(stub, correlation_id: str, **payload) -> str:
-    reply = await stub.StartSaga(
-        pb.StartSagaRequest(
-            saga_type="travel_booking",
-            correlation_id=correlation_id,
-            payload=struct(travel(**payload)),
-        ),
-        timeout=5,
-    )
-    return reply.saga_id
+    return await start_saga(stub, travel(**payload), correlation_id, timeout=5)
 
 
 async def list_all(stub, page_size: int, **filters) -> list[str]:

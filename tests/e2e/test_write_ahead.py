@@ -15,7 +15,7 @@ from orchestrator.store import Store, open_store
 from saga.participants.flight.v1 import flight_pb2, flight_pb2_grpc
 from saga.v1 import orchestrator_pb2 as pb
 from tests.e2e.conftest import MAX_CHARGE_MINOR, wait_terminal
-from tests.e2e.payloads import struct, travel
+from tests.support.payloads import struct, travel
 from tools.processes import orchestrator_process
 
 pytestmark = pytest.mark.e2e

@@ -14,8 +14,8 @@ from orchestrator.core.registry import Registry
 from orchestrator.engine.commands import ParticipantClient
 from orchestrator.engine.executor import Executor
 from orchestrator.store.sqlite import SqliteStore
-from tests.e2e.lock_sagas import LOCKED_TRIP
-from tests.e2e.policy_sagas import RETRY_PROBE
+from tests.support.lock_sagas import LOCKED_TRIP
+from tests.support.policy_sagas import RETRY_PROBE
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,7 @@ from orchestrator.core.machine import (
     Verdict,
 )
 from orchestrator.core.records import SagaStatus, StepStatus, TransitionEvent
-from tests.e2e.policy_sagas import DEADLINE_PROBE, PIVOT_PROBE
+from tests.support.policy_sagas import DEADLINE_PROBE, PIVOT_PROBE
 from tests.unit.test_machine import T0, TRAVEL_BOOKING, new_run
 
 pytestmark = pytest.mark.unit

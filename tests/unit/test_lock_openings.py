@@ -9,8 +9,8 @@ import pytest
 
 from orchestrator.core.definition import LockPolicy, Locks
 from orchestrator.core.errors import LockConflict
+from orchestrator.core.opening import open_saga
 from orchestrator.core.records import CreateSagaResult, LockAttempt, LockBlocker, NewSaga
-from orchestrator.engine.executor import open_saga
 from orchestrator.store.locks import (
     LockedOpening,
     OpenedSaga,

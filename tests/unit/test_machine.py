@@ -27,7 +27,7 @@ from orchestrator.core.records import (
 )
 from orchestrator.examples import ORDER_FULFILLMENT
 from orchestrator.examples import TRAVEL_BOOKING as PARALLEL_TRAVEL
-from tests.e2e.policy_sagas import DEADLINE_PROBE, PIVOT_PROBE
+from tests.support.policy_sagas import DEADLINE_PROBE, PIVOT_PROBE
 
 pytestmark = pytest.mark.unit
 

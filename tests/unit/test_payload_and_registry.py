@@ -12,7 +12,7 @@ from orchestrator.core.payload import parse_input
 from orchestrator.core.registry import Registry, check_unfinished_versions
 from orchestrator.examples import DEFINITIONS, ORDER_FULFILLMENT, TRAVEL_BOOKING
 from saga.examples.v1.inputs_pb2 import OrderFulfillmentInput, TravelBookingInput
-from tests.e2e.payloads import order, travel
+from tests.support.payloads import order, travel
 
 pytestmark = pytest.mark.unit
 

@@ -17,7 +17,8 @@ import pytest
 from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
 from tests.e2e.conftest import FAIL_CAR_CLASS, MAX_CHARGE_MINOR
-from tests.e2e.payloads import order, struct, travel
+from tests.support.payloads import order, travel
+from tests.support.starting import start_saga_blocking
 from tests.web.conftest import (
     OPERATOR_TOKEN,
     READER_TOKEN,
@@ -33,15 +34,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 def start(
     stub: pb_grpc.SagaOrchestratorStub, saga_type: str, payload: dict[str, Any], tag: str
 ) -> str:
-    reply = stub.StartSaga(
-        pb.StartSagaRequest(
-            saga_type=saga_type,
-            correlation_id=f"{tag}-{uuid.uuid4().hex[:8]}",
-            payload=struct(payload),
-        ),
-        timeout=10,
-    )
-    return str(reply.saga_id)
+    return start_saga_blocking(stub, payload, f"{tag}-{uuid.uuid4().hex[:8]}", saga_type=saga_type)
 
 
 def start_stuck_order(stub: pb_grpc.SagaOrchestratorStub) -> pb.Saga:

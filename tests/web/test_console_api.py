@@ -14,7 +14,8 @@ import pytest
 
 from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
-from tests.e2e.payloads import struct, travel
+from tests.support.payloads import travel
+from tests.support.starting import start_saga_blocking
 from tests.web.conftest import OPERATOR_TOKEN, READER_TOKEN, terminal, wait_until
 from tools.processes import ChildProcess
 
@@ -37,16 +38,9 @@ def call(
 
 
 def finished_saga(stub: pb_grpc.SagaOrchestratorStub) -> str:
-    reply = stub.StartSaga(
-        pb.StartSagaRequest(
-            saga_type="travel_booking",
-            correlation_id=f"api-{uuid.uuid4().hex[:8]}",
-            payload=struct(travel("customer-api")),
-        ),
-        timeout=10,
-    )
-    wait_until(stub, reply.saga_id, terminal)
-    return str(reply.saga_id)
+    saga_id = start_saga_blocking(stub, travel("customer-api"), f"api-{uuid.uuid4().hex[:8]}")
+    wait_until(stub, saga_id, terminal)
+    return saga_id
 
 
 def bearer(token: str) -> dict[str, str]:

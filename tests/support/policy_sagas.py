@@ -1,6 +1,6 @@
 """Saga types with tight failure policies, for the failure-policy tests.
 
-Served with `saga serve --definitions tests.e2e.policy_sagas` against the example
+Served with `saga serve --definitions tests.support.policy_sagas` against the example
 participants; short backoffs and timeouts keep the tests quick.
 """
 

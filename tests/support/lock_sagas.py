@@ -1,6 +1,6 @@
 """Saga types that take semantic locks, for the lock tests.
 
-Served with `saga serve --definitions tests.e2e.lock_sagas` against the example
+Served with `saga serve --definitions tests.support.lock_sagas` against the example
 participants. The keys come from the input's `customer_id`: "a+b" locks `cust:a`
 and `cust:b` (written in whatever order the caller chose: the engine sorts them).
 """
@@ -11,7 +11,7 @@ import dataclasses
 
 from orchestrator.core.definition import LockPolicy, Locks, SagaDefinition
 from saga.examples.v1.inputs_pb2 import TravelBookingInput
-from tests.e2e.policy_sagas import FLIGHT_STEP, HOTEL_STEP, QUICK, QUICK_UNDO
+from tests.support.policy_sagas import FLIGHT_STEP, HOTEL_STEP, QUICK, QUICK_UNDO
 
 # Slow participants (seconds per action) stretch the windows the tests look into.
 STEPS = (

@@ -1,0 +1,157 @@
+"""Leases on the sagas a replica drives, and claims of the sagas nobody drives.
+
+Several replicas may share one store: a saga is driven only by the replica holding
+its lease. The `LeaseKeeper` renews this replica's leases every third of their
+duration (stopping the drives whose lease another replica took) and claims orphans,
+sagas whose lease is missing or expired (their replica died); claiming fences the
+old owner off (see `Store.claim_sagas`). It decides nothing about a saga itself: a
+claimed saga is handed to the executor, which drives it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import socket
+from collections.abc import Callable, Mapping
+
+from orchestrator.core.machine import SagaRun
+from orchestrator.core.records import Lease, StoredSaga
+from orchestrator.store.base import Store
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_LEASE_SECONDS = 10.0
+BACKLOG_POLL_SECONDS = 0.2
+"""How soon to look again while a backlog of orphans waits."""
+CLAIM_BATCH = 200
+"""Orphans claimed (and loaded) per round trip."""
+NEW_SAGAS_SHARE = 10
+"""While orphans are resumed, 1/NEW_SAGAS_SHARE of the budget is kept for new sagas."""
+
+
+def unique_replica_id() -> str:
+    """An owner id no other process shares: host, pid and a random suffix."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+class LeaseKeeper:
+    """Renews the leases of the sagas `driven` here and claims orphans into `drive`.
+
+    `driven` is the executor's own map of drives (read, never changed here);
+    `run_of` builds a saga's run from what the store holds; `drive` starts driving a
+    claimed saga (with its run, or None to let its task load it).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        lease: Lease,
+        *,
+        driven: Mapping[str, asyncio.Task[SagaRun | None]],
+        max_active_sagas: int,
+        run_of: Callable[[StoredSaga], SagaRun],
+        drive: Callable[[str, SagaRun | None], None],
+    ) -> None:
+        self._store = store
+        self._lease = lease
+        self._driven = driven
+        self._max_active_sagas = max_active_sagas
+        self._run_of = run_of
+        self._drive = drive
+
+    async def adopt(self, saga_id: str) -> None:
+        """Drive one saga here if nobody else holds its lease."""
+        claimed = await self._store.claim_saga(self._lease, saga_id)
+        if claimed is not None and saga_id not in self._driven:
+            self._drive(saga_id, None)
+
+    async def claim_orphans(self) -> int:
+        """Claim unfinished sagas whose lease is missing or expired, as many as there is
+        room for, and drive them; returns how many.
+
+        Orphans fill the budget (`max_active_sagas`) only up to a tenth short of it, so
+        new sagas still start while a backlog is resumed. The bound keeps a replica that
+        starts into a backlog (or takes over a dead replica's sagas) from sending every
+        saga's command at once, and leaves the rest of the backlog for other replicas.
+        Each batch costs two round trips, a claim and a load, however many it holds.
+        """
+        total = 0
+        while (room := self._room_for_orphans()) > 0:
+            batch = min(room, CLAIM_BATCH)
+            claimed = await self._store.claim_sagas(self._lease, batch)
+            runs = await self._runs_of(
+                [s.saga_id for s in claimed if s.saga_id not in self._driven]
+            )
+            for saga in claimed:
+                if saga.saga_id not in self._driven:
+                    self._drive(saga.saga_id, runs.get(saga.saga_id))
+            total += len(claimed)
+            if len(claimed) < batch:
+                break
+        return total
+
+    def _room_for_orphans(self) -> int:
+        reserved_for_new = self._max_active_sagas // NEW_SAGAS_SHARE
+        return self._max_active_sagas - reserved_for_new - len(self._driven)
+
+    async def _runs_of(self, saga_ids: list[str]) -> dict[str, SagaRun]:
+        """The claimed sagas in memory, loaded together; a saga that cannot be loaded or
+        built here is left out, and its own task loads it again (with its backoff)."""
+        try:
+            stored = await self._store.load_sagas(saga_ids)
+        except Exception as error:
+            logger.warning("loading %d claimed saga(s) failed: %s", len(saga_ids), error)
+            return {}
+        runs: dict[str, SagaRun] = {}
+        for loaded in stored:
+            try:
+                runs[loaded.saga.saga_id] = self._run_of(loaded)
+            except Exception:
+                continue  # its task reports why when it loads it alone
+        return runs
+
+    async def keep(self) -> None:
+        """Forever: claim orphans, and every third of the lease renew the leases of the
+        sagas driven here (stopping those lost to another replica). While a backlog
+        waits (a claim came back full, or there is no room), look again soon."""
+        renew_every = self._lease.seconds / 3
+        loop = asyncio.get_running_loop()
+        next_renewal = loop.time() + renew_every
+        while True:
+            pause = renew_every
+            try:
+                if loop.time() >= next_renewal:
+                    next_renewal = loop.time() + renew_every
+                    await self._renew()
+                claimed = await self.claim_orphans()
+                if claimed:
+                    logger.info("claimed %d saga(s) nobody was driving", claimed)
+                if claimed or len(self._driven) >= self._max_active_sagas:
+                    pause = BACKLOG_POLL_SECONDS
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                logger.warning("lease upkeep failed, retrying in %.1fs: %s", pause, error)
+            await asyncio.sleep(min(pause, max(0.0, next_renewal - loop.time())))
+
+    async def _renew(self) -> None:
+        driven = list(self._driven)
+        held = await self._store.renew_leases(self._lease, driven)
+        for saga_id in set(driven) - held:
+            task = self._driven.get(saga_id)
+            if task is not None:
+                logger.warning(
+                    "lease lost to another replica; stop driving", extra={"saga_id": saga_id}
+                )
+                task.cancel()
+
+    async def still_held(self, saga_id: str) -> bool:
+        """Whether this replica still holds the saga's lease (renewing it); True when
+        the store cannot tell now (the next commit will)."""
+        try:
+            return saga_id in await self._store.renew_leases(self._lease, [saga_id])
+        except Exception:
+            return True
