@@ -22,13 +22,7 @@ from typing import Any, TypeVar
 
 from orchestrator.core.errors import StoreUnavailable
 from orchestrator.core.records import CreateSagaResult, Lease, NewSaga, SagaCommit
-from orchestrator.store._rows import (
-    Row,
-    RowEncoding,
-    aware,
-    duplicate_transition,
-    stale_version,
-)
+from orchestrator.store._rows import Row, RowEncoding, aware, write_refused
 from orchestrator.store._statements import Dialect, Statements
 from orchestrator.store.locks import LockStatements
 from orchestrator.store.migrations import load_migrations, next_migration
@@ -196,16 +190,14 @@ class SqliteStore(SqlStore):
                 for saga_params, step_params, transition_params, releases in updates:
                     if connection.execute(statements.update_saga, saga_params).rowcount == 0:
                         row = connection.execute(statements.select_version, saga_params).fetchone()
-                        raise stale_version(
-                            saga_params["saga_id"],
-                            saga_params["expected_version"],
-                            None if row is None else row[0],
-                        )
+                        stored = {} if row is None else {saga_params["saga_id"]: row[0]}
+                        raise write_refused([saga_params], stored)
                     connection.executemany(statements.upsert_step, step_params)
                     try:
                         connection.executemany(statements.insert_transition, transition_params)
                     except sqlite3.IntegrityError as error:
-                        raise duplicate_transition(f"saga {saga_params['saga_id']}") from error
+                        detail = f"saga {saga_params['saga_id']}"
+                        raise write_refused([], {}, duplicate=detail) from error
                     if releases:
                         for statement in _LOCKS.release:
                             connection.execute(statement, {"saga_id": saga_params["saga_id"]})
