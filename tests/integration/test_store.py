@@ -30,9 +30,9 @@ from orchestrator.core.records import (
     TransitionRecord,
 )
 from orchestrator.store import PostgresStore, SqliteStore, Store, open_store
-from orchestrator.store.postgres import sql as postgres_sql
 from orchestrator.store._statements import SAGA_COLUMNS, STEP_COLUMNS, TRANSITION_COLUMNS
 from orchestrator.store.migrations import load_migrations
+from orchestrator.store.postgres import sql as postgres_sql
 from orchestrator.telemetry.metrics import SagaMetrics
 
 pytestmark = pytest.mark.integration
