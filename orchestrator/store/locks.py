@@ -79,6 +79,7 @@ class LockStatements:
     ) -> LockStatements:
         p = dialect.param
         not_me = f"saga_id <> {p('saga_id')}"
+        leave_queue = f"DELETE FROM saga_lock_queue WHERE saga_id = {p('saga_id')}"
         return cls(
             guard_keys=guard_keys,
             blockers_of_keys=blockers_of_keys,
@@ -103,11 +104,8 @@ class LockStatements:
                     dialect, QUEUE_PLACES, given={"lock_key": p("key"), "enqueue_time": p("now")}
                 )
             ),
-            leave_queue=f"DELETE FROM saga_lock_queue WHERE saga_id = {p('saga_id')}",
-            release=(
-                f"DELETE FROM saga_locks WHERE saga_id = {p('saga_id')}",
-                f"DELETE FROM saga_lock_queue WHERE saga_id = {p('saga_id')}",
-            ),
+            leave_queue=leave_queue,
+            release=(f"DELETE FROM saga_locks WHERE saga_id = {p('saga_id')}", leave_queue),
             update_saga_checked=(
                 Statements.render(dialect).update_saga.rstrip() + "\nRETURNING version\n"
             ),

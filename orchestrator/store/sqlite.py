@@ -25,7 +25,7 @@ from orchestrator.core.records import CreateSagaResult, Lease, NewSaga, SagaComm
 from orchestrator.store._rows import Row, RowEncoding, aware, write_refused
 from orchestrator.store._statements import Dialect, Statements
 from orchestrator.store.locks import LockStatements
-from orchestrator.store.migrations import load_migrations, next_migration
+from orchestrator.store.migrations import APPLIED_VERSION, load_migrations, next_migration
 from orchestrator.store.sql_store import SqlStore
 
 logger = logging.getLogger(__name__)
@@ -75,7 +75,6 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
     applied_time TEXT    NOT NULL
 )
 """
-_APPLIED_VERSION = "SELECT coalesce(max(version), 0) FROM schema_migrations"
 _RECORD_MIGRATION = "INSERT INTO schema_migrations (version, name, applied_time) VALUES (?, ?, ?)"
 
 
@@ -316,7 +315,7 @@ def _write_transaction(connection: sqlite3.Connection) -> Iterator[None]:
 
 
 def _applied_version(connection: sqlite3.Connection) -> int:
-    version: int = connection.execute(_APPLIED_VERSION).fetchone()[0]
+    version: int = connection.execute(APPLIED_VERSION).fetchone()[0]
     return version
 
 

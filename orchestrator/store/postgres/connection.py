@@ -28,7 +28,7 @@ from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from orchestrator.core.errors import ConfigurationError, StoreUnavailable
-from orchestrator.store.migrations import load_migrations, next_migration
+from orchestrator.store.migrations import APPLIED_VERSION, load_migrations, next_migration
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +82,6 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
     applied_time timestamptz NOT NULL DEFAULT now()
 )
 """
-_APPLIED_VERSION = "SELECT coalesce(max(version), 0) FROM schema_migrations"
 _RECORD_MIGRATION = "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)"
 
 
@@ -282,7 +281,7 @@ async def pipelined_transaction(
 
 
 async def _applied_version(connection: Connection) -> int:
-    cursor = await connection.execute(_APPLIED_VERSION)
+    cursor = await connection.execute(APPLIED_VERSION)
     row = await cursor.fetchone()
     return 0 if row is None else int(row[0])
 

@@ -103,9 +103,16 @@ LOCK_TRANSACTION_IDLE_MS = 2000
 IDLE_LOCK_TRANSACTION = (
     f"SET LOCAL idle_in_transaction_session_timeout = {LOCK_TRANSACTION_IDLE_MS}"
 )
+
+
+def _leave_queues(saga_ids: str) -> str:
+    """Delete the queue places of the sagas in the text array bound as `saga_ids`."""
+    return f"DELETE FROM saga_lock_queue WHERE saga_id = ANY(%({saga_ids})s::text[])"
+
+
 RELEASE_AND_NOTIFY = f"""
 WITH held AS (DELETE FROM saga_locks WHERE saga_id = ANY(%(saga_ids)s)),
-     queued AS (DELETE FROM saga_lock_queue WHERE saga_id = ANY(%(saga_ids)s))
+     queued AS ({_leave_queues("saga_ids")})
 SELECT pg_notify('{RELEASE_CHANNEL}', lock_key) FROM unnest(%(keys)s::text[]) AS lock_key
 """
 """The released sagas' held keys and queue places go, and each key freed is announced."""
@@ -170,7 +177,7 @@ SELECT
 its queue ticket, a new one if it must queue, its stored version, who is in the way."""
 
 TAKE_KEYS = f"""
-WITH left_queue AS (DELETE FROM saga_lock_queue WHERE saga_id = ANY(%(leaving)s::text[]))
+WITH left_queue AS ({_leave_queues("leaving")})
 {
     HELD_KEYS.insert(
         "SELECT lock_key, saga_id, %(now)s"
