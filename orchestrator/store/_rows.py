@@ -8,10 +8,10 @@ only in how a time and a payload are stored, which they pass in as a `RowEncodin
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, overload
 
 from orchestrator.core.errors import StaleSagaVersion
 from orchestrator.core.records import (
@@ -173,21 +173,65 @@ class RowEncoding:
         return None if value is None else self.time_from_db(value)
 
 
-def stale_version(
-    saga_id: object, expected_version: object, stored_version: object
-) -> StaleSagaVersion:
-    """The error for a commit whose expected version is not the stored one."""
-    if stored_version is None:
+@overload
+def write_refused(
+    commits: Sequence[Mapping[str, object]],
+    stored_versions: Mapping[Any, object],
+    *,
+    duplicate: str | None = None,
+    stale: Literal[True] = True,
+) -> StaleSagaVersion: ...
+@overload
+def write_refused(
+    commits: Sequence[Mapping[str, object]],
+    stored_versions: Mapping[Any, object],
+    *,
+    duplicate: str | None = None,
+    stale: bool,
+) -> StaleSagaVersion | None: ...
+def write_refused(
+    commits: Sequence[Mapping[str, object]],
+    stored_versions: Mapping[Any, object],
+    *,
+    duplicate: str | None = None,
+    stale: bool = True,
+) -> StaleSagaVersion | None:
+    """The error a write the database refused stands for: the one place, for both back
+    ends and every write path, where a refusal becomes `StaleSagaVersion`.
+
+    `commits` are the write's commit parameters in the order they were applied (two
+    commits of one saga chain their versions), `stored_versions` the versions the store
+    holds now by saga id (absent: not stored). The first commit whose expected version is
+    not the stored one is named; failing that, a transition seq already logged
+    (`duplicate`, the database's detail) means two writers appended to one saga; failing
+    that, a `stale` refusal (an update that matched no row) says so without a name, and
+    any other refusal is not another writer's: None, for the caller to raise as it is.
+    """
+    stored = dict(stored_versions)
+    for params in commits:
+        saga_id, expected = params["saga_id"], params["expected_version"]
+        found = stored.get(saga_id)
+        if found is None:
+            return StaleSagaVersion(
+                f"saga {saga_id}: commit expected version {expected}, but the saga is not stored"
+            )
+        if found != expected:
+            return StaleSagaVersion(
+                f"saga {saga_id}: commit expected version {expected},"
+                f" but the store holds version {found}"
+            )
+        stored[saga_id] = params["version"]
+    if duplicate is not None:
         return StaleSagaVersion(
-            f"saga {saga_id}: commit expected version {expected_version},"
-            " but the saga is not stored"
+            f"transition seq already recorded, another writer appended: {duplicate}"
         )
-    return StaleSagaVersion(
-        f"saga {saga_id}: commit expected version {expected_version},"
-        f" but the store holds version {stored_version}"
-    )
+    if stale:
+        return StaleSagaVersion(
+            f"a commit of {len(commits)} expected a version the store no longer held"
+        )
+    return None
 
 
-def duplicate_transition(detail: str) -> StaleSagaVersion:
-    """The error for a transition seq already in the log: two writers appended to one saga."""
-    return StaleSagaVersion(f"transition seq already recorded, another writer appended: {detail}")
+def expected_at(saga_id: str, version: int) -> dict[str, object]:
+    """The parameters `write_refused` reads of a commit expecting `version` of a saga."""
+    return {"saga_id": saga_id, "expected_version": version, "version": version + 1}

@@ -10,26 +10,108 @@ renders every query from it once, at import.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from orchestrator.core.records import Lease, PagePosition, SagaFilter
 from orchestrator.store._rows import aware
 
-SAGA_COLUMNS = (
-    "saga_id, saga_type, definition_version, correlation_id, idempotency_key,"
-    " request_fingerprint, payload, status, failure_reason, failed_step,"
-    " needs_intervention, create_time, update_time, version, deadline_time,"
-    " lock_keys, locks_held, lock_wait_since, output"
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    """A table the store writes, with its columns in order and their PostgreSQL types
+    (which PostgreSQL's rows-as-JSON statements declare). Every INSERT of the store is
+    rendered by `insert`, so a table's column list is written here only."""
+
+    name: str
+    types: Mapping[str, str]
+
+    @property
+    def columns(self) -> str:
+        return ", ".join(self.types)
+
+    def insert(self, rows: str, columns: Sequence[str] | None = None) -> str:
+        """An INSERT of `rows` (a VALUES list or a SELECT) into `columns` (all by default)."""
+        names = ", ".join(self.types if columns is None else columns)
+        return f"INSERT INTO {self.name} ({names})\n{rows}"
+
+
+SAGAS = Table(
+    "sagas",
+    {
+        "saga_id": "text",
+        "saga_type": "text",
+        "definition_version": "integer",
+        "correlation_id": "text",
+        "idempotency_key": "text",
+        "request_fingerprint": "text",
+        "payload": "jsonb",
+        "status": "text",
+        "failure_reason": "text",
+        "failed_step": "text",
+        "needs_intervention": "boolean",
+        "create_time": "timestamptz",
+        "update_time": "timestamptz",
+        "version": "integer",
+        "deadline_time": "timestamptz",
+        "lock_keys": "text",
+        "locks_held": "boolean",
+        "lock_wait_since": "timestamptz",
+        "output": "bytea",
+    },
 )
-STEP_COLUMNS = (
-    "saga_id, step_index, name, status, attempts, compensation_attempts, error, result,"
-    " start_time, update_time, next_attempt_time"
+STEPS = Table(
+    "saga_steps",
+    {
+        "saga_id": "text",
+        "step_index": "integer",
+        "name": "text",
+        "status": "text",
+        "attempts": "integer",
+        "compensation_attempts": "integer",
+        "error": "text",
+        "result": "bytea",
+        "start_time": "timestamptz",
+        "update_time": "timestamptz",
+        "next_attempt_time": "timestamptz",
+    },
 )
-TRANSITION_COLUMNS = (
-    "saga_id, seq, event, time, saga_status, step, step_status, attempt, error, actor, reason"
+TRANSITIONS = Table(
+    "saga_transitions",
+    {
+        "saga_id": "text",
+        "seq": "integer",
+        "event": "text",
+        "time": "timestamptz",
+        "saga_status": "text",
+        "step": "text",
+        "step_status": "text",
+        "attempt": "integer",
+        "error": "text",
+        "actor": "text",
+        "reason": "text",
+    },
 )
+HELD_KEYS = Table(
+    "saga_locks", {"lock_key": "text", "saga_id": "text", "acquire_time": "timestamptz"}
+)
+QUEUE_PLACES = Table(
+    "saga_lock_queue",
+    {"lock_key": "text", "saga_id": "text", "ticket": "bigint", "enqueue_time": "timestamptz"},
+)
+SAGA_COLUMNS = SAGAS.columns
+STEP_COLUMNS = STEPS.columns
+TRANSITION_COLUMNS = TRANSITIONS.columns
+NEW_SAGA_COLUMNS = ("lease_owner", "lease_expires_at")
+"""Set only when a saga is inserted: the lease of the process that opened it."""
+SAGA_KEY_TAKEN = "ON CONFLICT (idempotency_key) DO NOTHING"
+"""A saga whose idempotency key is taken is not inserted (the key's saga answers)."""
+STEP_UPSERT = "ON CONFLICT (saga_id, name) DO UPDATE\nSET " + ", ".join(
+    f"{column} = excluded.{column}" for column in STEPS.types if column not in ("saga_id", "name")
+)
+"""A step row written again replaces every column but its key."""
+
 UNFINISHED_STATUSES = "('RUNNING', 'COMPENSATING')"
 """SQL list of the statuses recovery resumes; matches the partial index's predicate."""
 
@@ -90,8 +172,8 @@ class Statements:
 
     @classmethod
     def render(cls, dialect: Dialect) -> Statements:
-        def values(columns: str) -> str:
-            return ", ".join(dialect.param(column.strip()) for column in columns.split(","))
+        def values(table: Table, *more: str) -> str:
+            return one_row(dialect, table, *more)
 
         p = dialect.param
         finished = f"{p('status')} IN ('COMPLETED', 'FAILED')"
@@ -105,12 +187,11 @@ class Statements:
             f" AND saga_id {dialect.in_ids} {dialect.lock_in_id_order}"
         )
         return cls(
-            insert_saga=f"""
-INSERT INTO sagas ({SAGA_COLUMNS}, lease_owner, lease_expires_at)
-VALUES ({values(SAGA_COLUMNS)}, {p("owner")}, {dialect.lease_expiry})
-ON CONFLICT (idempotency_key) DO NOTHING
-RETURNING saga_id
-""",
+            insert_saga=SAGAS.insert(
+                f"{values(SAGAS, p('owner'), dialect.lease_expiry)}\n{SAGA_KEY_TAKEN}"
+                "\nRETURNING saga_id",
+                [*SAGAS.types, *NEW_SAGA_COLUMNS],
+            ),
             update_saga=f"""
 UPDATE sagas
 SET status = {p("status")}, failure_reason = {p("failure_reason")},
@@ -124,19 +205,8 @@ SET status = {p("status")}, failure_reason = {p("failure_reason")},
     lease_expires_at = CASE WHEN {finished} THEN NULL ELSE lease_expires_at END
 WHERE saga_id = {p("saga_id")} AND version = {p("expected_version")}
 """,
-            upsert_step=f"""
-INSERT INTO saga_steps ({STEP_COLUMNS})
-VALUES ({values(STEP_COLUMNS)})
-ON CONFLICT (saga_id, name) DO UPDATE
-SET step_index = excluded.step_index, status = excluded.status,
-    attempts = excluded.attempts, compensation_attempts = excluded.compensation_attempts,
-    error = excluded.error, result = excluded.result, start_time = excluded.start_time,
-    update_time = excluded.update_time, next_attempt_time = excluded.next_attempt_time
-""",
-            insert_transition=f"""
-INSERT INTO saga_transitions ({TRANSITION_COLUMNS})
-VALUES ({values(TRANSITION_COLUMNS)})
-""",
+            upsert_step=STEPS.insert(f"{values(STEPS)}\n{STEP_UPSERT}"),
+            insert_transition=TRANSITIONS.insert(values(TRANSITIONS)),
             claim_sagas=f"""
 UPDATE sagas SET {take_lease}
 WHERE saga_id IN (
@@ -215,6 +285,16 @@ GROUP BY saga_type
 """,
             dialect=dialect,
         )
+
+
+def one_row(
+    dialect: Dialect, table: Table, *more: str, given: Mapping[str, str] | None = None
+) -> str:
+    """VALUES of one row: each column's bound parameter, named as the column, or its
+    expression in `given`; then the `more` expressions."""
+    given = given or {}
+    columns = [given.get(column) or dialect.param(column) for column in table.types]
+    return f"VALUES ({', '.join([*columns, *more])})"
 
 
 def saga_listing(

@@ -50,7 +50,8 @@ class GroupCommit:
 
     async def create(self, new_saga: NewSaga) -> CreateSagaResult:
         result = await self._submit(new_saga, ())
-        assert result is not None
+        if result is None:  # a write answers every new saga it was given
+            raise RuntimeError(f"saga {new_saga.saga.saga_id}: the write gave no result")
         return result
 
     async def commit(self, commits: Sequence[SagaCommit]) -> None:

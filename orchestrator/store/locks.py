@@ -16,13 +16,13 @@ that makes the saga terminal. On PostgreSQL the transaction first takes an advis
 lock per key, all in one statement and in one order (by the lock's id), so two takers
 of one key serialize and no two transactions wait for each other in a cycle; SQLite
 has one writer anyway. PostgreSQL runs the same take in two round trips instead of one
-per statement (`postgres_lock_takes`).
+per statement (a plan of its writer, `postgres/lock_plans.py`).
 
 New sagas that lock from their first step are inserted in batches (`OpeningBatches`):
 the openings queued while one batch is written go together in the next transaction,
-as group commit does for the other writes. `decide_openings` decides the whole batch
-in arrival order from one look at the keys: a saga in the batch is in the way of a
-later one that shares a key, exactly as if each had committed alone.
+as group commit does for the other writes. `decide_openings` (in the core, pure) decides
+the whole batch in arrival order from one look at the keys: a saga in the batch is in
+the way of a later one that shares a key, exactly as if each had committed alone.
 """
 
 from __future__ import annotations
@@ -33,24 +33,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from orchestrator.core.records import (
-    CreateSagaResult,
-    LockAttempt,
-    LockBlocker,
-    NewSaga,
-    SagaCommit,
-    SagaRecord,
-)
-from orchestrator.store._rows import Row, RowEncoding, stale_version
-from orchestrator.store._statements import Dialect, Statements
+from orchestrator.core.lock_openings import LockedOpening, Open
+from orchestrator.core.records import CreateSagaResult, LockAttempt, LockBlocker, SagaCommit
+from orchestrator.store._rows import Row, RowEncoding, expected_at, write_refused
+from orchestrator.store._statements import HELD_KEYS, QUEUE_PLACES, Dialect, Statements, one_row
 
 RELEASE_CHANNEL = "saga_lock_released"
 """The PostgreSQL NOTIFY channel a release announces each freed key on."""
 
 Decide = Callable[[LockAttempt], SagaCommit | None]
 """Given what the store found, the saga's commit to write with it (None: nothing to write)."""
-Open = Callable[[LockAttempt], NewSaga]
-"""Given what the store found, the new saga to insert (or raise to store nothing)."""
 
 
 class Transaction(Protocol):
@@ -87,6 +79,7 @@ class LockStatements:
     ) -> LockStatements:
         p = dialect.param
         not_me = f"saga_id <> {p('saga_id')}"
+        leave_queue = f"DELETE FROM saga_lock_queue WHERE saga_id = {p('saga_id')}"
         return cls(
             guard_keys=guard_keys,
             blockers_of_keys=blockers_of_keys,
@@ -102,20 +95,17 @@ class LockStatements:
                 f" AND (ticket < {p('ticket')} OR (ticket = {p('ticket')}"
                 f" AND saga_id < {p('saga_id')})) ORDER BY ticket, saga_id LIMIT 1"
             ),
-            take_key=(
-                "INSERT INTO saga_locks (lock_key, saga_id, acquire_time)"
-                f" VALUES ({p('key')}, {p('saga_id')}, {p('now')})"
+            take_key=HELD_KEYS.insert(
+                one_row(dialect, HELD_KEYS, given={"lock_key": p("key"), "acquire_time": p("now")})
             ),
             new_ticket=f"SELECT {next_ticket} AS ticket",
-            enqueue=(
-                "INSERT INTO saga_lock_queue (lock_key, saga_id, ticket, enqueue_time)"
-                f" VALUES ({p('key')}, {p('saga_id')}, {p('ticket')}, {p('now')})"
+            enqueue=QUEUE_PLACES.insert(
+                one_row(
+                    dialect, QUEUE_PLACES, given={"lock_key": p("key"), "enqueue_time": p("now")}
+                )
             ),
-            leave_queue=f"DELETE FROM saga_lock_queue WHERE saga_id = {p('saga_id')}",
-            release=(
-                f"DELETE FROM saga_locks WHERE saga_id = {p('saga_id')}",
-                f"DELETE FROM saga_lock_queue WHERE saga_id = {p('saga_id')}",
-            ),
+            leave_queue=leave_queue,
+            release=(f"DELETE FROM saga_locks WHERE saga_id = {p('saga_id')}", leave_queue),
             update_saga_checked=(
                 Statements.render(dialect).update_saga.rstrip() + "\nRETURNING version\n"
             ),
@@ -253,7 +243,8 @@ async def take_locks(
     else:
         stored = await tx.rows(statements.select_version, {"saga_id": saga_id})
         if not stored or stored[0]["version"] != version:
-            raise stale_version(saga_id, version, stored[0]["version"] if stored else None)
+            found = {saga_id: stored[0]["version"]} if stored else {}
+            raise write_refused([expected_at(saga_id, version)], found)
     # The machine decided to wait (under the reject policy it fails the saga instead).
     waits = commit is not None and commit.saga.lock_wait_since is not None
     await _take_or_queue(tx, locks, saga_id, keys, attempt, waits, encoding.time_to_db(now))
@@ -271,9 +262,7 @@ async def write_commit(
     params = encoding.commit_params(commit)
     if not await tx.rows(locks.update_saga_checked, params):
         stored = await tx.rows(statements.select_version, params)
-        raise stale_version(
-            commit.saga.saga_id, commit.expected_version, stored[0]["version"] if stored else None
-        )
+        raise write_refused([params], {commit.saga.saga_id: stored[0]["version"]} if stored else {})
     for step in commit.steps:
         await tx.rows(statements.upsert_step, encoding.step_params(step))
     # The version check above already fenced any other writer of this saga.
@@ -282,99 +271,6 @@ async def write_commit(
     if commit.released_locks:
         for statement in locks.release:
             await tx.rows(statement, {"saga_id": commit.saga.saga_id})
-
-
-@dataclass(frozen=True, slots=True)
-class LockedOpening:
-    """A new saga that takes `keys` from its first step, waiting to be inserted."""
-
-    idempotency_key: str | None
-    keys: tuple[str, ...]
-    open_saga: Open
-
-
-@dataclass(frozen=True, slots=True)
-class OpenedSaga:
-    """An opening decided: the saga to insert, and what it found (take, or queue)."""
-
-    new: NewSaga
-    keys: tuple[str, ...]
-    attempt: LockAttempt
-
-    @property
-    def waits(self) -> bool:
-        return not self.attempt.acquired and self.new.saga.lock_wait_since is not None
-
-
-Opened = OpenedSaga | CreateSagaResult | Exception
-"""What one opening came to: a saga to insert, the saga its idempotency key already
-started (`created=False`), or why its opener stored nothing (the reject policy)."""
-
-
-def openings_may_wait(
-    openings: Sequence[LockedOpening], in_the_way: Mapping[str, LockBlocker]
-) -> bool:
-    """Whether an opening of the batch may find someone in its way (then every opening
-    needs a ticket drawn before `decide_openings`): a key is held or queued for, or two
-    openings share one."""
-    seen: set[str] = set()
-    for opening in openings:
-        for key in opening.keys:
-            if key in in_the_way or key in seen:
-                return True
-        seen.update(opening.keys)
-    return False
-
-
-def decide_openings(
-    openings: Sequence[LockedOpening],
-    in_the_way: Mapping[str, LockBlocker],
-    known: Mapping[str, SagaRecord],
-    tickets: Sequence[int],
-) -> list[Opened]:
-    """Open a batch of sagas in arrival order, each as if it had committed alone.
-
-    `in_the_way` is who the store found holding, or first in line for, each key (under
-    the keys' guard); `known`, the sagas their idempotency keys already started;
-    `tickets`, one per opening in order (drawn under the guard), or none when
-    `openings_may_wait` says no opening can be refused. A saga opened earlier in the
-    batch holds, or queues for, its keys for the openings after it."""
-    taken: dict[str, str] = {}
-    queued: dict[str, str] = {}
-    started = dict(known)
-    outcomes: list[Opened] = []
-    for number, opening in enumerate(openings):
-        repeated = started.get(opening.idempotency_key or "")
-        if opening.idempotency_key is not None and repeated is not None:
-            outcomes.append(CreateSagaResult(repeated, created=False))
-            continue
-        blockers = []
-        for key in opening.keys:
-            found = in_the_way.get(key)
-            if found is not None and found.holds:
-                blockers.append(found)
-            elif key in taken:
-                blockers.append(LockBlocker(key, taken[key], holds=True))
-            elif found is not None:
-                blockers.append(found)
-            elif key in queued:
-                blockers.append(LockBlocker(key, queued[key], holds=False))
-        ticket = tickets[number] if blockers else 0
-        attempt = LockAttempt(tuple(blockers), queued=False, ticket=ticket)
-        try:
-            new = opening.open_saga(attempt)
-        except Exception as refusal:
-            outcomes.append(refusal)
-            continue
-        if attempt.acquired:
-            taken.update(dict.fromkeys(opening.keys, new.saga.saga_id))
-        elif new.saga.lock_wait_since is not None:
-            for key in opening.keys:
-                queued.setdefault(key, new.saga.saga_id)
-        if opening.idempotency_key is not None:
-            started[opening.idempotency_key] = new.saga
-        outcomes.append(OpenedSaga(new, opening.keys, attempt))
-    return outcomes
 
 
 WriteOpenings = Callable[[Sequence[LockedOpening]], Awaitable[list[CreateSagaResult | Exception]]]

@@ -22,16 +22,10 @@ from typing import Any, TypeVar
 
 from orchestrator.core.errors import StoreUnavailable
 from orchestrator.core.records import CreateSagaResult, Lease, NewSaga, SagaCommit
-from orchestrator.store._rows import (
-    Row,
-    RowEncoding,
-    aware,
-    duplicate_transition,
-    stale_version,
-)
+from orchestrator.store._rows import Row, RowEncoding, aware, write_refused
 from orchestrator.store._statements import Dialect, Statements
 from orchestrator.store.locks import LockStatements
-from orchestrator.store.migrations import load_migrations, next_migration
+from orchestrator.store.migrations import APPLIED_VERSION, load_migrations, next_migration
 from orchestrator.store.sql_store import SqlStore
 
 logger = logging.getLogger(__name__)
@@ -81,7 +75,6 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
     applied_time TEXT    NOT NULL
 )
 """
-_APPLIED_VERSION = "SELECT coalesce(max(version), 0) FROM schema_migrations"
 _RECORD_MIGRATION = "INSERT INTO schema_migrations (version, name, applied_time) VALUES (?, ?, ?)"
 
 
@@ -196,16 +189,14 @@ class SqliteStore(SqlStore):
                 for saga_params, step_params, transition_params, releases in updates:
                     if connection.execute(statements.update_saga, saga_params).rowcount == 0:
                         row = connection.execute(statements.select_version, saga_params).fetchone()
-                        raise stale_version(
-                            saga_params["saga_id"],
-                            saga_params["expected_version"],
-                            None if row is None else row[0],
-                        )
+                        stored = {} if row is None else {saga_params["saga_id"]: row[0]}
+                        raise write_refused([saga_params], stored)
                     connection.executemany(statements.upsert_step, step_params)
                     try:
                         connection.executemany(statements.insert_transition, transition_params)
                     except sqlite3.IntegrityError as error:
-                        raise duplicate_transition(f"saga {saga_params['saga_id']}") from error
+                        detail = f"saga {saga_params['saga_id']}"
+                        raise write_refused([], {}, duplicate=detail) from error
                     if releases:
                         for statement in _LOCKS.release:
                             connection.execute(statement, {"saga_id": saga_params["saga_id"]})
@@ -324,7 +315,7 @@ def _write_transaction(connection: sqlite3.Connection) -> Iterator[None]:
 
 
 def _applied_version(connection: sqlite3.Connection) -> int:
-    version: int = connection.execute(_APPLIED_VERSION).fetchone()[0]
+    version: int = connection.execute(APPLIED_VERSION).fetchone()[0]
     return version
 
 

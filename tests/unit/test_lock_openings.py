@@ -9,14 +9,14 @@ import pytest
 
 from orchestrator.core.definition import LockPolicy, Locks
 from orchestrator.core.errors import LockConflict
-from orchestrator.core.opening import open_saga
-from orchestrator.core.records import CreateSagaResult, LockAttempt, LockBlocker, NewSaga
-from orchestrator.store.locks import (
+from orchestrator.core.lock_openings import (
     LockedOpening,
     OpenedSaga,
     decide_openings,
     openings_may_wait,
 )
+from orchestrator.core.opening import open_saga
+from orchestrator.core.records import CreateSagaResult, LockAttempt, LockBlocker, NewSaga
 from tests.unit.test_machine import T0, TRAVEL_BOOKING
 
 pytestmark = pytest.mark.unit

@@ -15,6 +15,9 @@ from importlib import resources
 
 from orchestrator.core.errors import ConfigurationError
 
+APPLIED_VERSION = "SELECT coalesce(max(version), 0) FROM schema_migrations"
+"""The schema version a database holds (0 before the first migration), on both back ends."""
+
 _FILE_NAME = re.compile(r"^(\d{4})_(\w+)\.sql$")
 
 
