@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 import uuid
 from collections.abc import AsyncGenerator, Iterable, Sequence
 from typing import Any, Unpack, overload
@@ -31,7 +30,7 @@ import grpc
 from google.protobuf.message import Message
 
 from orchestrator.client.batches import START_BATCH_SIZE, SagaToStart, start_batches
-from orchestrator.client.connection import RECONNECT_CODES, WATCH_RECONNECT_SECONDS, backoff
+from orchestrator.client.connection import RECONNECT_CODES, WATCH_RECONNECT_SECONDS, Reconnection
 from orchestrator.client.errors import (
     ClientError,
     DeadlineExceeded,
@@ -212,12 +211,10 @@ class SagaClient(SagaWatching):
         request = await self._typed_request(
             saga_input, correlation_id, idempotency_key or f"execute-{uuid.uuid4()}", saga_type
         )
-        deadline = None if timeout is None else time.monotonic() + timeout
         reconnect_for = WATCH_RECONNECT_SECONDS if timeout is None else timeout
-        lost_since: float | None = None
-        failures = 0
+        clock = Reconnection(timeout, reconnect_for)
         while True:
-            remaining = None if deadline is None else deadline - time.monotonic()
+            remaining = clock.remaining()
             if remaining is not None and remaining <= 0:
                 raise DeadlineExceeded(f"the saga did not finish within {timeout:g}s")
             try:
@@ -228,15 +225,13 @@ class SagaClient(SagaWatching):
             except grpc.RpcError as error:
                 if error.code() not in RECONNECT_CODES:
                     raise client_error(error, self.address, self.timeout) from None
-                if deadline is not None and time.monotonic() >= deadline:
+                if clock.expired():
                     raise DeadlineExceeded(f"the saga did not finish within {timeout:g}s") from None
                 cause = describe_orchestrator_error(error, self.address, self.timeout)
-            now = time.monotonic()
-            lost_since = now if lost_since is None else lost_since
-            if now - lost_since >= reconnect_for:
+            pause = clock.next_pause()
+            if pause is None:
                 raise Unavailable(f"{cause}; gave up after {reconnect_for:g}s of retrying")
-            failures += 1
-            await asyncio.sleep(backoff(failures))
+            await asyncio.sleep(pause)
             await self.reconnect()
         return output_of(response.saga, output_type)
 

@@ -5,6 +5,7 @@ never imported."""
 
 from __future__ import annotations
 
+import time
 from types import TracebackType
 from typing import Any, Self
 
@@ -41,9 +42,38 @@ RECONNECT_CODES = frozenset(
 """What a lost or restarting server looks like from a stream; anything else is an answer."""
 
 
-def backoff(failures: int) -> float:
-    """The pause before the next try after `failures` lost connections in a row."""
-    return float(min(RECONNECT_MAX_BACKOFF, RECONNECT_FIRST_BACKOFF * 2 ** (failures - 1)))
+class Reconnection:
+    """The clock of a call that outlives a lost orchestrator (`execute`, `watch`): its
+    deadline (`within` seconds from now; None for none), and since when the server has
+    been out of reach, given up after `reconnect_for` seconds; the pause between tries
+    doubles, from RECONNECT_FIRST_BACKOFF up to RECONNECT_MAX_BACKOFF."""
+
+    def __init__(self, within: float | None, reconnect_for: float) -> None:
+        self.deadline = None if within is None else time.monotonic() + within
+        self.reconnect_for = reconnect_for
+        self.lost_since: float | None = None
+        self.failures = 0
+
+    def remaining(self) -> float | None:
+        """Seconds left before the deadline (None: no deadline); 0 or less once it passed."""
+        return None if self.deadline is None else self.deadline - time.monotonic()
+
+    def expired(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
+    def back(self) -> None:
+        """The server answered again: the next loss starts a new count."""
+        self.lost_since, self.failures = None, 0
+
+    def next_pause(self) -> float | None:
+        """Count one more lost try; the pause before the next, or None when the server
+        has now been out of reach for `reconnect_for` seconds (give up)."""
+        now = time.monotonic()
+        self.lost_since = now if self.lost_since is None else self.lost_since
+        if now - self.lost_since >= self.reconnect_for:
+            return None
+        self.failures += 1
+        return float(min(RECONNECT_MAX_BACKOFF, RECONNECT_FIRST_BACKOFF * 2 ** (self.failures - 1)))
 
 
 def _reflection_channel(address: str, tls: ClientTls | None) -> grpc.Channel:

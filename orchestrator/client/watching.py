@@ -13,8 +13,8 @@ import grpc
 from orchestrator.client.connection import (
     RECONNECT_CODES,
     WATCH_RECONNECT_SECONDS,
+    Reconnection,
     SagaChannel,
-    backoff,
 )
 from orchestrator.client.errors import (
     DeadlineExceeded,
@@ -60,20 +60,18 @@ class SagaWatching(SagaChannel):
         seq seen, with backoff, for at most `reconnect_for` seconds of trying (then
         StreamLost); `on_notice` hears of it, and hears "" once the stream is back.
         DeadlineExceeded when the saga has not ended within `within` seconds."""
-        deadline = None if within is None else time.monotonic() + within
+        clock = Reconnection(within, reconnect_for)
         last = after_seq
-        lost_since: float | None = None
-        failures = 0
         while True:
-            remaining = None if deadline is None else deadline - time.monotonic()
+            remaining = clock.remaining()
             if remaining is not None and remaining <= 0:
                 raise DeadlineExceeded(f"saga {saga_id} did not finish within {within:g}s")
             try:
-                if lost_since is not None:
+                if clock.lost_since is not None:
                     await self.stub.GetSaga(  # are we back? (under the call deadline)
                         pb.GetSagaRequest(saga_id=saga_id), timeout=self.timeout
                     )
-                    lost_since, failures = None, 0
+                    clock.back()
                     on_notice("")
                 stream = self.stub.WatchSaga(
                     pb.WatchSagaRequest(saga_id=saga_id, after_seq=last), timeout=remaining
@@ -93,17 +91,14 @@ class SagaWatching(SagaChannel):
             except grpc.RpcError as error:
                 if error.code() not in RECONNECT_CODES:
                     raise client_error(error, self.address, self.timeout) from None
-                if deadline is not None and time.monotonic() >= deadline:
+                if clock.expired():
                     raise DeadlineExceeded(
                         f"saga {saga_id} did not finish within {within:g}s"
                     ) from None
                 cause = describe_orchestrator_error(error, self.address, self.timeout)
-            now = time.monotonic()
-            lost_since = now if lost_since is None else lost_since
-            if now - lost_since >= reconnect_for:
+            delay = clock.next_pause()
+            if delay is None:
                 raise StreamLost(saga_id, last, cause, reconnect_for)
-            failures += 1
-            delay = backoff(failures)
             on_notice(f"connection lost ({cause}); reconnecting after seq {last} in {delay:g}s")
             await asyncio.sleep(delay)
             await self.reconnect()
