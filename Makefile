@@ -3,9 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
-PROTO_FILES := $(shell find protos -name '*.proto' | sort)
-# google/rpc/status.proto (StartSagas' per-request errors) as googleapis-common-protos ships it.
-GOOGLEAPIS_PROTOS = $(shell $(PY) -c 'import pathlib, google.rpc.status_pb2 as m; print(pathlib.Path(m.__file__).parents[2])')
+# Ours only: the third-party protos/google/ is imported, never generated (the runtime
+# uses googleapis-common-protos' google.rpc.status_pb2).
+PROTO_FILES := $(shell find protos/saga -name '*.proto' | sort)
 
 .PHONY: install protos demo demo-secure test lint format bench bench-big bench-batch chaos clean
 
@@ -18,10 +18,11 @@ $(INSTALLED): pyproject.toml
 install: $(INSTALLED)
 
 # Regenerate the committed Python stubs in saga/ from protos/, and the .proto copies shipped
-# beside them in the wheel (see docs/api.md).
+# beside them in the wheel (see docs/api.md). protos/ is self-contained: -Iprotos is the
+# only include path (`python -m grpc_tools.protoc` adds protobuf's well-known types).
 protos: $(INSTALLED)
 	find saga -name '*_pb2*.py*' -delete
-	$(PY) -m grpc_tools.protoc -Iprotos -I$(GOOGLEAPIS_PROTOS) --python_out=. --pyi_out=. --grpc_python_out=. $(PROTO_FILES)
+	$(PY) -m grpc_tools.protoc -Iprotos --python_out=. --pyi_out=. --grpc_python_out=. $(PROTO_FILES)
 	cd protos && find saga -name '*.proto' -exec install -D -m 644 {} ../{} \;
 
 # The travel-booking demo on the embedded SQLite store (or SAGA_DATABASE_URL if set).

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any
 
 from google.protobuf import json_format
+from google.protobuf.message import Message
 from rich.console import RenderableType
 from rich.live import Live
 from rich.text import Text
@@ -30,38 +31,44 @@ from orchestrator.cli.options import (
     read_token_file,
 )
 from orchestrator.cli.output import note, show, stdout_console, table_width, write_line
-from orchestrator.client import ClientError, SagaClient, SagaHandle, StreamLost, start_batches
+from orchestrator.client import (
+    ClientError,
+    SagaClient,
+    SagaFilters,
+    SagaHandle,
+    StreamLost,
+    start_batches,
+)
 from orchestrator.core.clock import utc_now
 from orchestrator.core.errors import ConfigurationError
-from orchestrator.core.timestamps import to_timestamp
 from orchestrator.security.tls import client_tls
 from saga.v1 import orchestrator_pb2 as pb
 
 
-def list_request(args: argparse.Namespace, page_token: str) -> pb.ListSagasRequest:
-    """The ListSagas request the `saga list` flags ask for."""
-    request = pb.ListSagasRequest(
-        page_size=args.limit,
-        page_token=page_token,
-        status=SAGA_STATUSES[args.status] if args.status else pb.SAGA_STATUS_UNSPECIFIED,
-        saga_type=args.saga_type,
-        correlation_id=args.correlation_id,
-        lock_key=args.lock_key,
+def list_filters(args: argparse.Namespace) -> SagaFilters:
+    """The filters the `saga list` flags ask for."""
+    filters = SagaFilters(
+        saga_type=args.saga_type, correlation_id=args.correlation_id, lock_key=args.lock_key
     )
+    if args.status:
+        filters["status"] = SAGA_STATUSES[args.status]
     if args.needs_intervention is not None:
-        request.needs_intervention = args.needs_intervention
+        filters["needs_intervention"] = args.needs_intervention
     if args.since is not None:
-        request.create_time_after.CopyFrom(to_timestamp(args.since))
+        filters["created_after"] = args.since
     if args.until is not None:
-        request.create_time_before.CopyFrom(to_timestamp(args.until))
-    return request
+        filters["created_before"] = args.until
+    return filters
 
 
 async def _list(args: argparse.Namespace, client: SagaClient) -> int:
+    # One page unless --all: the flags page by hand (--limit, --page-token).
     sagas: list[pb.Saga] = []
     token = args.page_token
     while True:
-        page = await client.list_sagas(list_request(args, token))
+        page = await client.list_saga_page(
+            page_token=token, page_size=args.limit, **list_filters(args)
+        )
         sagas.extend(page.sagas)
         token = page.next_page_token
         if not token or not args.all:
@@ -240,7 +247,7 @@ def _start_requests(
         yield number, request
 
 
-def _result_line(number: int, answer: SagaHandle | ClientError) -> dict[str, Any]:
+def _result_line(number: int, answer: SagaHandle[Message] | ClientError) -> dict[str, Any]:
     if isinstance(answer, ClientError):
         code = answer.code.name if answer.code is not None else "UNKNOWN"
         message = str(answer).removeprefix(f"{code}: ")
@@ -267,7 +274,7 @@ async def _start_many(args: argparse.Namespace, client: SagaClient) -> int:
             ]
             refused.clear()
             if pending:
-                answers: list[SagaHandle | ClientError] = []
+                answers: list[SagaHandle[Message] | ClientError] = []
                 for batch in start_batches(pending.values(), args.batch_size):
                     answers += await client.start_batch(batch)
                 lines += [_result_line(n, a) for n, a in zip(pending, answers, strict=True)]

@@ -1,21 +1,18 @@
 """The client applications import: start, wait for, list and steer sagas over gRPC.
 
-May import `orchestrator.core` (limits), `orchestrator.security` (TLS) and the
-generated stubs; never the engine, the store, the API side or the CLI.
+The public face is this package's `__all__` (pinned by tests/unit/test_client_surface.py);
+the modules behind it are the client's own: `async_client` (SagaClient), `sync_client`
+(its blocking twin), `handle` (SagaHandle and reading outputs), `listing` (filters and
+pages), `batches` (starting many), `watching` (GetSaga and the WatchSaga stream),
+`connection` (the channel, deadlines, reconnecting), `errors`.
+
+May import `orchestrator.core` (limits, timestamps), `orchestrator.security` (TLS) and
+the generated stubs; never the engine, the store, the API side or the CLI.
 """
 
-from orchestrator.client.async_client import (
-    CLIENT_TIMEOUT_SECONDS,
-    START_BATCH_SIZE,
-    TERMINAL_SAGA_STATUSES,
-    WATCH_RECONNECT_SECONDS,
-    SagaClient,
-    SagaHandle,
-    SagaToStart,
-    output_of,
-    start_batches,
-    unpack_output,
-)
+from orchestrator.client.async_client import SagaClient
+from orchestrator.client.batches import START_BATCH_SIZE, SagaToStart, start_batches
+from orchestrator.client.connection import CLIENT_TIMEOUT_SECONDS, WATCH_RECONNECT_SECONDS
 from orchestrator.client.errors import (
     ClientError,
     Conflict,
@@ -26,7 +23,10 @@ from orchestrator.client.errors import (
     StreamLost,
     Unavailable,
 )
+from orchestrator.client.handle import SagaHandle, output_of, unpack_output
+from orchestrator.client.listing import SagaFilters, SagaPage
 from orchestrator.client.sync_client import SyncSagaClient, SyncSagaHandle
+from orchestrator.client.watching import TERMINAL_SAGA_STATUSES
 
 __all__ = [
     "CLIENT_TIMEOUT_SECONDS",
@@ -40,7 +40,9 @@ __all__ = [
     "NotFound",
     "SagaClient",
     "SagaFailed",
+    "SagaFilters",
     "SagaHandle",
+    "SagaPage",
     "SagaToStart",
     "StreamLost",
     "SyncSagaClient",

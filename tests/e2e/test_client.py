@@ -8,11 +8,14 @@ import asyncio
 import contextlib
 import socket
 import time
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from orchestrator.client import (
+    ClientError,
     DeadlineExceeded,
     InvalidRequest,
     NotFound,
@@ -25,7 +28,7 @@ from saga.examples.v1.inputs_pb2 import TravelBookingInput
 from saga.examples.v1.outputs_pb2 import TravelBookingOutput
 from saga.v1 import orchestrator_pb2 as pb
 from tests.e2e.conftest import FAIL_CAR_CLASS
-from tests.support.payloads import travel
+from tests.support.payloads import struct, travel
 from tools.processes import ChildProcess, orchestrator_process
 
 pytestmark = pytest.mark.e2e
@@ -209,3 +212,89 @@ async def test_an_ambiguous_short_id_is_answered_with_the_candidates(orchestrato
         for saga_id in ids:
             assert (saga_id in str(raised.value)) == saga_id.endswith(shared)
         assert await client.resolve_saga_id(ids[3][-12:]) == ids[3]
+
+
+async def test_list_sagas_iterates_every_page_of_what_the_filters_match(orchestrator):
+    correlation_id = f"list-{uuid.uuid4()}"
+    async with SagaClient(orchestrator.address) as client:
+        before = datetime.now(UTC)
+        started = [
+            (await client.start(trip(), correlation_id=correlation_id)).saga_id for _ in range(5)
+        ]
+        await client.wait_all(started, 30)
+        listed = [
+            saga.saga_id
+            async for saga in client.list_sagas(correlation_id=correlation_id, page_size=2)
+        ]
+        assert sorted(listed) == sorted(started)  # newest first; ids made in one ms may tie
+        pages, token = [], ""
+        while True:
+            page = await client.list_saga_page(
+                correlation_id=correlation_id, page_size=2, page_token=token
+            )
+            pages.append([saga.saga_id for saga in page.sagas])
+            if not (token := page.next_page_token):
+                break
+        assert [len(page) for page in pages] == [2, 2, 1]
+        assert [saga_id for page in pages for saga_id in page] == listed
+        filters = {"correlation_id": correlation_id, "saga_type": "travel_booking"}
+        completed = client.list_sagas(status=pb.SAGA_STATUS_COMPLETED, **filters)
+        assert sorted([saga.saga_id async for saga in completed]) == sorted(started)
+        assert [s async for s in client.list_sagas(status=pb.SAGA_STATUS_FAILED, **filters)] == []
+        assert [s async for s in client.list_sagas(created_before=before, **filters)] == []
+        since = [s.saga_id async for s in client.list_sagas(created_after=before, **filters)]
+        assert sorted(since) == sorted(started)
+        with pytest.raises(TypeError, match="stauts"):
+            await client.list_saga_page(stauts=pb.SAGA_STATUS_FAILED)  # type: ignore[call-arg]
+
+
+async def test_a_handle_started_with_an_output_type_returns_that_type(orchestrator):
+    async with SagaClient(orchestrator.address) as client:
+        handle = await client.start(
+            trip(), correlation_id="client-typed", output_type=TravelBookingOutput
+        )
+        assert handle.output_type is TravelBookingOutput
+        booked = await handle.result(timeout=30)
+        assert isinstance(booked, TravelBookingOutput) and booked.payment_id
+        again = await client.handle(handle.saga_id, TravelBookingOutput).result(timeout=5)
+        assert again == booked
+        with pytest.raises(ClientError, match=r"TravelBookingOutput, not saga\.v1\.Saga"):
+            await client.handle(handle.saga_id, pb.Saga).result(timeout=5)
+
+
+def test_the_sync_client_has_the_async_ones_starts_waits_and_look_ups(orchestrator):
+    correlation_id = f"sync-twins-{uuid.uuid4()}"
+    with SyncSagaClient(orchestrator.address) as client:
+        handle = client.start_json(
+            "travel_booking", travel(), correlation_id=correlation_id, idempotency_key="twin-1"
+        )
+        seen: list[int] = []
+        followed = client.follow(
+            handle.saga_id, within=30, on_transition=lambda t: seen.append(t.seq)
+        )
+        assert followed.status == pb.SAGA_STATUS_COMPLETED
+        assert seen and seen == sorted(set(seen))
+        assert client.wait(handle.saga_id, 5) == followed
+        (batch_answer,) = client.start_batch(
+            [
+                pb.StartSagaRequest(
+                    saga_type="travel_booking",
+                    correlation_id=correlation_id,
+                    idempotency_key="twin-1",
+                    payload=struct(travel()),
+                )
+            ]
+        )
+        assert not isinstance(batch_answer, ClientError)
+        assert batch_answer.saga_id == handle.saga_id and not batch_answer.created
+        ended, all_ended = client.wait_all([handle.saga_id], 5)
+        assert all_ended and ended[handle.saga_id] == followed
+        assert client.resolve_saga_id(handle.saga_id[-12:]) == handle.saga_id
+        listed = client.list_sagas(correlation_id=correlation_id, page_size=1)
+        assert [saga.saga_id for saga in listed] == [handle.saga_id]
+        page = client.list_saga_page(correlation_id=correlation_id)
+        assert [saga.saga_id for saga in page.sagas] == [handle.saga_id]
+        assert page.next_page_token == ""
+        client.reconnect()
+        assert client.get(handle.saga_id).saga_id == handle.saga_id
+        assert client.server_types().FindMessageTypeByName("saga.examples.v1.TravelBookingOutput")
