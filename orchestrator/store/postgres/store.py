@@ -22,6 +22,7 @@ from psycopg.rows import dict_row
 from orchestrator.core.clock import utc_now
 from orchestrator.core.lock_openings import LockedOpening
 from orchestrator.core.records import CreateSagaResult, LockAttempt, NewSaga, SagaCommit
+from orchestrator.engine import failpoints
 from orchestrator.store._rows import Row
 from orchestrator.store.locks import RELEASE_CHANNEL, OpeningBatches
 from orchestrator.store.postgres import lock_plans
@@ -90,7 +91,8 @@ class PostgresStore(SqlStore):
         """The group commit's plan: one round trip, one more to learn whether an
         idempotency key was taken (or to check the updates of commits that log nothing)."""
         async with self._connection() as connection:
-            return await write_plan(connection, WritePlan(new_sagas, commits))
+            with failpoints.scope(_write_scope(commits)):
+                return await write_plan(connection, WritePlan(new_sagas, commits))
 
     async def create_locked_saga(
         self,
@@ -113,15 +115,17 @@ class PostgresStore(SqlStore):
     ) -> LockAttempt:
         """As the base, in one pipelined transaction of two round trips (see `lock_plans`)."""
         async with self._connection() as connection:
-            return await lock_plans.take_locks(
-                connection, saga_id, keys, version, decide, utc_now()
-            )
+            with failpoints.scope("lock_take"):
+                return await lock_plans.take_locks(
+                    connection, saga_id, keys, version, decide, utc_now()
+                )
 
     async def _write_openings(
         self, openings: Sequence[LockedOpening]
     ) -> list[CreateSagaResult | Exception]:
         async with self._connection() as connection:
-            return await lock_plans.write_openings(connection, openings, utc_now())
+            with failpoints.scope("locked_opening"):
+                return await lock_plans.write_openings(connection, openings, utc_now())
 
     async def follow_commits(
         self, committed: Callable[[str], None], live: Callable[[bool], None]
@@ -191,6 +195,13 @@ class PostgresStore(SqlStore):
         """A pooled connection (see `Connections.connection`); every unit of work takes
         its connection here, so a benchmark may trace them all by wrapping this."""
         return self._connections.connection()
+
+
+def _write_scope(commits: Sequence[SagaCommit]) -> str:
+    """The kind of a group commit's write, as failpoints name it."""
+    if any(commit.released_locks for commit in commits):
+        return "key_release"
+    return "group_commit" if commits else "new_sagas"
 
 
 class _Transaction:
