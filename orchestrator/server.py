@@ -270,7 +270,7 @@ async def _serve(
         config.participants, tls=config.participants_tls, token=config.participants_token
     )
     participants.check_addresses(registry.participants)
-    store = open_store(config.database_url, config.pool)
+    store = open_store(config.database_url, config.pool, replica_id=config.replica_id)
     await store.open()
     if telemetry.metrics is not None:
         telemetry.metrics.watch_store_pool(store.pool_stats)

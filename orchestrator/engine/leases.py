@@ -6,6 +6,15 @@ duration (stopping the drives whose lease another replica took) and claims orpha
 sagas whose lease is missing or expired (their replica died); claiming fences the
 old owner off (see `Store.claim_sagas`). It decides nothing about a saga itself: a
 claimed saga is handed to the executor, which drives it.
+
+A replica frozen for good (SIGSTOP, a paused VM, a debugger) in the middle of a write
+keeps that write's row locks, and claims skip locked rows: its leases expire, yet those
+sagas could not be claimed until it woke or died. So at every renewal the keeper also
+ends the database sessions of lost replicas (`Store.end_lost_sessions`): those whose
+every lease expired more than LOST_GRACE_LEASES lease periods ago. A replica whose
+leases all expired that long ago has been fenced off already (any claim fences it), so
+ending its sessions takes nothing from a live one; a replica holding no lease is never
+touched. Its sagas are claimed in the same round. See docs/limits.md for the bound.
 """
 
 from __future__ import annotations
@@ -30,6 +39,8 @@ CLAIM_BATCH = 200
 """Orphans claimed (and loaded) per round trip."""
 NEW_SAGAS_SHARE = 10
 """While orphans are resumed, 1/NEW_SAGAS_SHARE of the budget is kept for new sagas."""
+LOST_GRACE_LEASES = 1.0
+"""A replica is lost once all its leases expired this many lease periods ago."""
 
 
 def unique_replica_id() -> str:
@@ -115,8 +126,9 @@ class LeaseKeeper:
 
     async def keep(self) -> None:
         """Forever: claim orphans, and every third of the lease renew the leases of the
-        sagas driven here (stopping those lost to another replica). While a backlog
-        waits (a claim came back full, or there is no room), look again soon."""
+        sagas driven here (stopping those lost to another replica) and end the sessions
+        of lost replicas. While a backlog waits (a claim came back full, or there is no
+        room), look again soon."""
         renew_every = self._lease.seconds / 3
         loop = asyncio.get_running_loop()
         next_renewal = loop.time() + renew_every
@@ -126,6 +138,7 @@ class LeaseKeeper:
                 if loop.time() >= next_renewal:
                     next_renewal = loop.time() + renew_every
                     await self._renew()
+                    await self._end_lost_sessions()
                 claimed = await self.claim_orphans()
                 if claimed:
                     logger.info("claimed %d saga(s) nobody was driving", claimed)
@@ -147,6 +160,26 @@ class LeaseKeeper:
                     "lease lost to another replica; stop driving", extra={"saga_id": saga_id}
                 )
                 task.cancel()
+
+    async def _end_lost_sessions(self) -> None:
+        """End the sessions of lost replicas (see the module); a failure (a role that may
+        not end them) is logged and leaves claims to go on as before."""
+        grace = self._lease.seconds * LOST_GRACE_LEASES
+        try:
+            ended = await self._store.end_lost_sessions(self._lease.owner, grace)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            logger.warning("ending the sessions of lost replicas failed: %s", error)
+            return
+        for owner, sessions in ended.items():
+            logger.warning(
+                "replica %s holds only leases expired over %.1fs ago: ended its %d "
+                "database session(s) so its sagas can be claimed",
+                owner,
+                grace,
+                sessions,
+            )
 
     async def still_held(self, saga_id: str) -> bool:
         """Whether this replica still holds the saga's lease (renewing it); True when
