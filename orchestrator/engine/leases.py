@@ -28,6 +28,7 @@ from collections.abc import Callable, Mapping
 
 from orchestrator.core.machine import SagaRun
 from orchestrator.core.records import Lease, StoredSaga
+from orchestrator.engine.admission import SagaSlots
 from orchestrator.store.base import Store
 
 logger = logging.getLogger(__name__)
@@ -51,9 +52,10 @@ def unique_replica_id() -> str:
 class LeaseKeeper:
     """Renews the leases of the sagas `driven` here and claims orphans into `drive`.
 
-    `driven` is the executor's own map of drives (read, never changed here);
-    `run_of` builds a saga's run from what the store holds; `drive` starts driving a
-    claimed saga (with its run, or None to let its task load it).
+    `driven` is the executor's own map of drives (read, never changed here); `slots` the
+    budget of sagas in flight it shares with the executor's starts; `run_of` builds a
+    saga's run from what the store holds; `drive` starts driving a claimed saga (with its
+    run, or None to let its task load it).
     """
 
     def __init__(
@@ -62,22 +64,26 @@ class LeaseKeeper:
         lease: Lease,
         *,
         driven: Mapping[str, asyncio.Task[SagaRun | None]],
-        max_active_sagas: int,
+        slots: SagaSlots,
         run_of: Callable[[StoredSaga], SagaRun],
         drive: Callable[[str, SagaRun | None], None],
     ) -> None:
         self._store = store
         self._lease = lease
         self._driven = driven
-        self._max_active_sagas = max_active_sagas
+        self._slots = slots
         self._run_of = run_of
         self._drive = drive
 
     async def adopt(self, saga_id: str) -> None:
-        """Drive one saga here if nobody else holds its lease."""
-        claimed = await self._store.claim_saga(self._lease, saga_id)
-        if claimed is not None and saga_id not in self._driven:
-            self._drive(saga_id, None)
+        """Drive one saga here if nobody else holds its lease and there is room; without
+        room it waits, as any orphan does, for `claim_orphans` to find room for it."""
+        with self._slots.reserve() as place:
+            if not place:
+                return
+            claimed = await self._store.claim_saga(self._lease, saga_id)
+            if claimed is not None and saga_id not in self._driven:
+                self._drive(saga_id, None)
 
     async def claim_orphans(self) -> int:
         """Claim unfinished sagas whose lease is missing or expired, as many as there is
@@ -90,23 +96,24 @@ class LeaseKeeper:
         Each batch costs two round trips, a claim and a load, however many it holds.
         """
         total = 0
-        while (room := self._room_for_orphans()) > 0:
-            batch = min(room, CLAIM_BATCH)
-            claimed = await self._store.claim_sagas(self._lease, batch)
-            runs = await self._runs_of(
-                [s.saga_id for s in claimed if s.saga_id not in self._driven]
-            )
-            for saga in claimed:
-                if saga.saga_id not in self._driven:
-                    self._drive(saga.saga_id, runs.get(saga.saga_id))
+        reserved_for_new = self._slots.capacity // NEW_SAGAS_SHARE
+        while True:
+            # The places are taken before the claim is awaited, so starts arriving
+            # meanwhile cannot fill them too.
+            with self._slots.reserve(CLAIM_BATCH, keep=reserved_for_new) as places:
+                if not places:
+                    break
+                claimed = await self._store.claim_sagas(self._lease, places.count)
+                runs = await self._runs_of(
+                    [s.saga_id for s in claimed if s.saga_id not in self._driven]
+                )
+                for saga in claimed:
+                    if saga.saga_id not in self._driven:
+                        self._drive(saga.saga_id, runs.get(saga.saga_id))
             total += len(claimed)
-            if len(claimed) < batch:
+            if len(claimed) < places.count:
                 break
         return total
-
-    def _room_for_orphans(self) -> int:
-        reserved_for_new = self._max_active_sagas // NEW_SAGAS_SHARE
-        return self._max_active_sagas - reserved_for_new - len(self._driven)
 
     async def _runs_of(self, saga_ids: list[str]) -> dict[str, SagaRun]:
         """The claimed sagas in memory, loaded together; a saga that cannot be loaded or
@@ -142,7 +149,7 @@ class LeaseKeeper:
                 claimed = await self.claim_orphans()
                 if claimed:
                     logger.info("claimed %d saga(s) nobody was driving", claimed)
-                if claimed or len(self._driven) >= self._max_active_sagas:
+                if claimed or not self._slots.free():
                     pause = BACKLOG_POLL_SECONDS
             except asyncio.CancelledError:
                 raise
