@@ -107,9 +107,12 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
         return start_response(await self._start(request, context))
 
     async def _start(
-        self, request: pb.StartSagaRequest, context: grpc.aio.ServicerContext[Any, Any]
+        self,
+        request: pb.StartSagaRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+        where: str = "",
     ) -> CreateSagaResult:
-        start = self._saga_start(request)
+        start = self._saga_start(request, where)
         return await self._executor.start_saga(
             start.definition,
             correlation_id=start.correlation_id,
@@ -129,7 +132,7 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
         self._check_room_to_watch()
         self._watch_streams += 1
         try:
-            started = await self._start(request.start, context)
+            started = await self._start(request.start, context, "start")
             saga = await self._settled(started.saga.saga_id)
         finally:
             self._watch_streams -= 1
@@ -168,9 +171,9 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
             )
         answers: list[CreateSagaResult | SagaError | None] = []
         starts: list[SagaStart] = []
-        for item in request.requests:
+        for position, item in enumerate(request.requests):
             try:
-                starts.append(self._saga_start(item))
+                starts.append(self._saga_start(item, f"requests[{position}]"))
                 answers.append(None)
             except SagaError as error:
                 answers.append(error)
@@ -189,11 +192,12 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
                 response.results.add().saga.CopyFrom(start_response(outcome))
         return response
 
-    def _saga_start(self, request: pb.StartSagaRequest) -> SagaStart:
+    def _saga_start(self, request: pb.StartSagaRequest, where: str = "") -> SagaStart:
         """A StartSaga request checked completely, its input parsed to the saga type's
         message and stored in canonical form; InvalidArgument (or UnknownSagaType) names
-        the field and the rule."""
-        check_message_text(request)
+        the field and the rule. `where` is the request's own path (`requests[3]`), for
+        the names of fields whose text cannot be stored."""
+        check_message_text(request, where)
         check_id("saga_type", request.saga_type)
         check_id("correlation_id", request.correlation_id)
         check_id("idempotency_key", request.idempotency_key, required=False)
@@ -201,7 +205,10 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
         definition = self._registry.latest(request.saga_type)
         if request.WhichOneof("input_kind") == "input":
             saga_input = parse_typed_input(
-                definition.input_type, request.input, definition.check_input
+                definition.input_type,
+                request.input,
+                definition.check_input,
+                f"{where}.input" if where else "input",
             )
         else:
             saga_input = parse_input(

@@ -55,9 +55,11 @@ def parse_typed_input(
     input_type: type[Message],
     packed: any_pb2.Any,
     check: Callable[[Message], None] | None = None,
+    path: str = "input",
 ) -> Message:
     """The packed input as an `input_type` message; InvalidPayload when its type URL names
-    another message, when it does not decode, or when a required field is unset."""
+    another message, when it does not decode, or when a required field is unset, and
+    InvalidArgument when a string in it cannot be stored (named from `path` on)."""
     expected = input_type.DESCRIPTOR.full_name
     if packed.TypeName() != expected:
         raise InvalidPayload(
@@ -69,7 +71,7 @@ def parse_typed_input(
         message.ParseFromString(packed.value)
     except Exception as error:
         raise InvalidPayload(f"input does not decode as {expected}: {error}") from None
-    check_message_text(message, "input")
+    check_message_text(message, path)
     present = json_format.MessageToDict(message, preserving_proto_field_name=True)
     return _checked(input_type, message, present, "input", check)
 

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+from collections.abc import Iterator
+from typing import Any
 
 import grpc
 import psycopg
 import pytest
+from google.protobuf import any_pb2, json_format
+from google.protobuf.message import Message
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
+from saga.examples.v1.inputs_pb2 import TravelBookingInput
 from saga.v1 import orchestrator_pb2 as pb
+from tests.e2e.conftest import wait_terminal
 from tests.support.payloads import struct, travel
+from tests.support.text_fields import string_paths, with_text
 
 pytestmark = pytest.mark.e2e
 
@@ -126,3 +134,177 @@ async def test_bad_or_unknown_saga_id(stub, orchestrator, saga_id, code):
             health_pb2.HealthCheckRequest(service="saga.v1.SagaOrchestrator"), timeout=5
         )
     assert health.status == health_pb2.HealthCheckResponse.SERVING
+
+
+NUL_TEXT = "fine until \x00 here"
+SAGA_TABLES = ("sagas", "saga_steps", "saga_transitions")
+SERVICE = pb.DESCRIPTOR.services_by_name["SagaOrchestrator"]
+
+
+def _valid_requests(saga_id: str) -> dict[str, Message]:
+    """A request each method would act on, so that a string left unchecked reaches the
+    store; StartSagas starts empty (the field under test adds its one request)."""
+    start = pb.StartSagaRequest(
+        saga_type="travel_booking",
+        correlation_id="c-nul",
+        payload=struct(travel()),
+        idempotency_key="k-nul",
+    )
+    operator = {"saga_id": saga_id, "reason": "checking", "requested_by": "ops"}
+    return {
+        "StartSaga": start,
+        "ExecuteSaga": pb.ExecuteSagaRequest(start=start),
+        "GetSaga": pb.GetSagaRequest(saga_id=saga_id),
+        "ListSagas": pb.ListSagasRequest(),
+        "GetSagaHistory": pb.GetSagaHistoryRequest(saga_id=saga_id),
+        "WatchSaga": pb.WatchSagaRequest(saga_id=saga_id),
+        "AbortSaga": pb.AbortSagaRequest(**operator),
+        "RetrySaga": pb.RetrySagaRequest(**operator),
+        "ResolveStep": pb.ResolveStepRequest(step="charge_payment", **operator),
+        "BreakLock": pb.BreakLockRequest(**operator),
+    }
+
+
+def _packed_trip(**changes: Any) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(json_format.ParseDict({**travel(), **changes}, TravelBookingInput()))
+    return packed
+
+
+def poisoned_requests(saga_id: str) -> Iterator[tuple[str, Message, str]]:
+    """(method, request, the path its refusal must name): U+0000 in every string field of
+    every request in turn, then in a payload's value and key and a packed input."""
+    valid = _valid_requests(saga_id)
+    for method in SERVICE.methods:
+        for names in string_paths(method.input_type):
+            request = method_request(method.name, valid)
+            yield method.name, request, with_text(request, names, NUL_TEXT)
+    bad_value = struct({**travel(), "traveller_name": NUL_TEXT})
+    bad_key = struct({**travel(), "note\x00": "x"})
+    start = valid["StartSaga"]
+    yield "StartSaga", _with(start, payload=bad_value), "payload.traveller_name"
+    yield "StartSaga", _with(start, payload=bad_key), 'payload: the key "note\\u0000"'
+    packed = _packed_trip(traveller_name=NUL_TEXT)
+    yield "StartSaga", _with(start, input=packed), "input.traveller_name"
+    execute = pb.ExecuteSagaRequest(start=_with(start, input=packed))
+    yield "ExecuteSaga", execute, "start.input.traveller_name"
+    batch = pb.StartSagasRequest(requests=[_with(start, payload=bad_value)])
+    yield "StartSagas", batch, "requests[0].payload.traveller_name"
+
+
+def method_request(name: str, valid: dict[str, Message]) -> Message:
+    template = valid.get(name)
+    if template is None:
+        return pb.__dict__[SERVICE.methods_by_name[name].input_type.name]()
+    copy = type(template)()
+    copy.CopyFrom(template)
+    return copy
+
+
+def _with(start: pb.StartSagaRequest, **fields: Any) -> pb.StartSagaRequest:
+    copy = pb.StartSagaRequest()
+    copy.CopyFrom(start)
+    for name, value in fields.items():
+        getattr(copy, name).CopyFrom(value)
+    return copy
+
+
+async def refusal_of(stub: Any, method: str, request: Message) -> tuple[grpc.StatusCode, str]:
+    """The code and message a call ends with (for StartSagas, its one result's)."""
+    try:
+        if SERVICE.methods_by_name[method].server_streaming:
+            call = getattr(stub, method)(request, timeout=10)
+            await call.read()
+            call.cancel()
+            return grpc.StatusCode.OK, ""
+        reply = await getattr(stub, method)(request, timeout=10)
+    except grpc.aio.AioRpcError as error:
+        return error.code(), error.details() or ""
+    if method == "StartSagas" and reply.results[0].HasField("error"):
+        error = reply.results[0].error
+        return grpc.StatusCode(next(c for c in grpc.StatusCode if c.value[0] == error.code)), (
+            error.message
+        )
+    return grpc.StatusCode.OK, ""
+
+
+async def test_u0000_in_any_string_is_refused_naming_the_field_and_stores_nothing(
+    stub, orchestrator, database_url
+):
+    """Every string field of every request, a payload's values and keys, a packed input:
+    INVALID_ARGUMENT naming the field, before anything is queued, on both back ends."""
+    seeded = await stub.StartSaga(
+        pb.StartSagaRequest(
+            saga_type="travel_booking", correlation_id="c-seed", payload=struct(travel())
+        ),
+        timeout=10,
+    )
+    await wait_terminal(stub, seeded.saga_id)
+    before = {table: count_rows(database_url, table) for table in SAGA_TABLES}
+    wrong = []
+    cases = list(poisoned_requests(seeded.saga_id))
+    assert {method for method, _, _ in cases} == {method.name for method in SERVICE.methods}
+    for method, request, path in cases:
+        code, message = await refusal_of(stub, method, request)
+        expected = f"{path}: contains U+0000, which cannot be stored"
+        if code != INVALID or not message.startswith(path) or "U+0000" not in message:
+            wrong.append(f"{method} {path}: {code.name} {message!r}, expected {expected!r}")
+    assert not wrong, "\n".join(wrong)
+    assert {table: count_rows(database_url, table) for table in SAGA_TABLES} == before
+    ok = await stub.StartSaga(
+        pb.StartSagaRequest(
+            saga_type="travel_booking", correlation_id="c-ok", payload=struct(travel())
+        ),
+        timeout=10,
+    )
+    assert ok.created
+    assert "Traceback" not in orchestrator.log_file.read_text()
+    assert "\x00" not in orchestrator.log_file.read_text()
+
+
+async def test_list_sagas_by_a_lock_key_with_u0000_is_invalid_argument(stub):
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.ListSagas(pb.ListSagasRequest(lock_key="\x00"), timeout=10)
+    assert raised.value.code() == INVALID
+    assert raised.value.details() == "lock_key: contains U+0000, which cannot be stored"
+
+
+async def test_a_start_with_u0000_fails_no_other_callers_start(stub, database_url):
+    """Concurrent callers, two with U+0000 in their payload, and a batch with one such
+    request: only those are refused; every other start is created."""
+    poisoned = {3, 17}
+    requests = [
+        pb.StartSagaRequest(
+            saga_type="travel_booking",
+            correlation_id=f"c-{index}",
+            payload=struct(
+                {**travel(f"customer-{index}"), "traveller_name": "Ada\x00"}
+                if index in poisoned
+                else travel(f"customer-{index}")
+            ),
+        )
+        for index in range(30)
+    ]
+    answers = await asyncio.gather(
+        *(stub.StartSaga(request, timeout=20) for request in requests), return_exceptions=True
+    )
+    for index, answer in enumerate(answers):
+        if index in poisoned:
+            assert isinstance(answer, grpc.aio.AioRpcError) and answer.code() == INVALID, answer
+        else:
+            assert not isinstance(answer, BaseException), (index, answer)
+            assert answer.created
+    batch = await stub.StartSagas(
+        pb.StartSagasRequest(
+            requests=[
+                _with(requests[0], payload=struct(travel("batch-a"))),
+                requests[3],
+                _with(requests[0], payload=struct(travel("batch-b"))),
+            ]
+        ),
+        timeout=20,
+    )
+    assert [result.WhichOneof("result") for result in batch.results] == ["saga", "error", "saga"]
+    assert batch.results[1].error.code == INVALID.value[0]
+    assert batch.results[1].error.message.startswith("requests[1].payload.traveller_name: ")
+    assert count_rows(database_url, "sagas") == 30
