@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -18,9 +22,11 @@ from grpc_status import rpc_status
 
 from saga.examples.v1.inputs_pb2 import TravelBookingInput
 from saga.v1 import orchestrator_pb2 as pb
+from saga.v1 import orchestrator_pb2_grpc as pb_grpc
 from tests.e2e.conftest import wait_terminal
 from tests.support.payloads import struct, travel
 from tests.support.text_fields import string_paths, with_text
+from tools.processes import ChildProcess, orchestrator_process
 
 pytestmark = pytest.mark.e2e
 
@@ -308,3 +314,89 @@ async def test_a_start_with_u0000_fails_no_other_callers_start(stub, database_ur
     assert batch.results[1].error.code == INVALID.value[0]
     assert batch.results[1].error.message.startswith("requests[1].payload.traveller_name: ")
     assert count_rows(database_url, "sagas") == 30
+
+
+@pytest.fixture
+def console(
+    tmp_path: Path, database_url: str, participants: ChildProcess
+) -> Iterator[ChildProcess]:
+    """An orchestrator with its console (laptop mode) on this test's back end."""
+    process = orchestrator_process(
+        tmp_path,
+        database_url,
+        participants.info["services"],
+        extra_args=["--http-listen", "127.0.0.1:0"],
+    )
+    try:
+        yield process.start()
+    finally:
+        process.stop()
+
+
+def http(url: str, body: str | None = None, headers: dict[str, str] | None = None) -> Any:
+    """(status, JSON answer) of one console request; a refusal is an answer too."""
+    request = urllib.request.Request(
+        url, data=None if body is None else body.encode(), headers=headers or {}
+    )
+    if body is not None:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, {}
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_console_refuses_unstorable_text_and_bad_numbers_with_400(console, database_url):
+    """Query parameters with U+0000, numbers out of range or not numbers, times outside
+    Timestamp's range, JSON bodies with U+0000 or a lone surrogate: each a 400 whose
+    message names the parameter; nothing stored, no traceback in the log."""
+    with grpc.insecure_channel(console.address) as channel:
+        stub = pb_grpc.SagaOrchestratorStub(channel)
+        saga_id = stub.StartSaga(
+            pb.StartSagaRequest(
+                saga_type="travel_booking", correlation_id="c-web", payload=struct(travel())
+            ),
+            timeout=10,
+        ).saga_id
+        for _ in stub.WatchSaga(pb.WatchSagaRequest(saga_id=saga_id), timeout=30):
+            pass  # the stream ends when the saga has ended
+    base = console.info["console_url"]
+    before = {table: count_rows(database_url, table) for table in SAGA_TABLES}
+    big = str(2**63)
+    reads = [
+        ("api/sagas?lock_key=a%00b", "lock_key: contains U+0000"),
+        ("api/sagas?saga_type=%00", "saga_type: contains U+0000"),
+        ("api/counts?correlation_id=x%00", "correlation_id: contains U+0000"),
+        ("api/sagas?page_token=%00", "page_token: contains U+0000"),
+        ("api/sagas/%00", "saga_id: contains U+0000"),
+        ("api/sagas?page_size=99999999999", "page_size must be a whole number from 0 to 1000"),
+        ("api/sagas?page_size=-1", "page_size must be a whole number from 0 to 1000"),
+        ("api/sagas?page_size=ten", "page_size must be a whole number from 0 to 1000"),
+        ("api/intervention?page_size=1e9", "page_size must be a whole number from 0 to 1000"),
+        (f"api/sagas/{saga_id}/events?after_seq={big}", "after_seq must be a whole number"),
+        (f"api/sagas/{saga_id}/events?after_seq=-5", "after_seq must be a whole number"),
+        ("api/sagas?created_after=0001-01-01T00:00:00%2B14:00", "created_after lies outside"),
+    ]
+    wrong = []
+    for path, words in reads:
+        status, answer = http(base + path)
+        if status != 400 or not answer["error"]["message"].startswith(words):
+            wrong.append(f"{path}: {status} {answer}")
+    status, answer = http(f"{base}api/sagas/{saga_id}/events", headers={"Last-Event-Id": "9" * 30})
+    if status != 400 or "after_seq must be" not in answer["error"]["message"]:
+        wrong.append(f"Last-Event-Id: {status} {answer}")
+    actions = [
+        ("abort", {"reason": "x\x00", "requested_by": "ops"}, "reason: contains U+0000"),
+        ("abort", {"reason": "x\ud800", "requested_by": "ops"}, "reason: contains U+D800"),
+        ("retry", {"reason": "r", "requested_by": "\udfff"}, "requested_by: contains U+DFFF"),
+        ("resolve", {"reason": "r", "requested_by": "ops", "step": "\x00"}, "step: contains"),
+    ]
+    for action, body, words in actions:
+        status, answer = http(f"{base}api/sagas/{saga_id}/{action}", json.dumps(body))
+        if status != 400 or not answer["error"]["message"].startswith(words):
+            wrong.append(f"{action} {body!r}: {status} {answer}")
+    assert not wrong, "\n".join(wrong)
+    assert {table: count_rows(database_url, table) for table in SAGA_TABLES} == before
+    assert http(f"{base}api/sagas?page_size=10")[0] == 200
+    assert "Traceback" not in console.log_file.read_text()
