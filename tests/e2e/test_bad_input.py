@@ -344,7 +344,11 @@ def http(url: str, body: str | None = None, headers: dict[str, str] | None = Non
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, {}
     except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
+        text = error.read().decode(errors="replace")
+        try:
+            return error.code, json.loads(text)
+        except ValueError:  # aiohttp's own 500 page
+            return error.code, {"error": {"message": text}}
 
 
 def test_console_refuses_unstorable_text_and_bad_numbers_with_400(console, database_url):
