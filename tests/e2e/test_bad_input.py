@@ -404,3 +404,30 @@ def test_console_refuses_unstorable_text_and_bad_numbers_with_400(console, datab
     assert {table: count_rows(database_url, table) for table in SAGA_TABLES} == before
     assert http(f"{base}api/sagas?page_size=10")[0] == 200
     assert "Traceback" not in console.log_file.read_text()
+
+
+@pytest.mark.parametrize(
+    ("method", "request_bytes"),
+    [
+        # ListSagasRequest.lock_key (field 10) holding U+D800 as a lenient encoder writes it.
+        ("ListSagas", b"\x52\x03\xed\xa0\x80"),
+        # StartSagaRequest.payload (3) -> fields entry (1): key "k", value.string_value (3).
+        ("StartSaga", b"\x1a\x0c\x0a\x0a\x0a\x01k\x12\x05\x1a\x03\xed\xa0\x80"),
+    ],
+    ids=["lock-key", "payload-value"],
+)
+async def test_a_surrogate_on_the_wire_is_invalid_argument_saying_strings_are_utf8(
+    orchestrator, database_url, method, request_bytes
+):
+    before = count_rows(database_url, "sagas")
+    async with grpc.aio.insecure_channel(orchestrator.address) as channel:
+        send = channel.unary_unary(
+            f"/saga.v1.SagaOrchestrator/{method}",
+            request_serializer=lambda raw: raw,
+            response_deserializer=lambda raw: raw,
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await send(request_bytes, timeout=10)
+    assert raised.value.code() == INVALID
+    assert "every string must be well-formed UTF-8" in (raw := raised.value.details() or ""), raw
+    assert count_rows(database_url, "sagas") == before
