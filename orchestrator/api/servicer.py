@@ -2,7 +2,8 @@
 map errors. Records become messages in `conversion`, page tokens are made and read in
 `paging`, ids and operator fields are checked in `request_checks`.
 
-Requests are checked completely before anything is stored: every enum, timestamp,
+Requests are checked completely before anything is stored: every string the stores
+could not hold (`check_message_text`, first in every handler), every enum, timestamp,
 number, page token and nesting depth (see `orchestrator.core.limits`). Every error leaves
 through `_abort`, which turns a `SagaError` into a gRPC status with an ErrorInfo
 (AIP-193) by the one table in `orchestrator.api.status`; anything else is logged with
@@ -45,7 +46,7 @@ from orchestrator.core.errors import InvalidArgument, ResourceExhausted, SagaErr
 from orchestrator.core.limits import MAX_FULL_VIEW_PAGE, Limits, check_enum, check_payload
 from orchestrator.core.machine import SagaRun
 from orchestrator.core.opening import SagaStart
-from orchestrator.core.payload import parse_input, parse_typed_input
+from orchestrator.core.payload import check_message_text, parse_input, parse_typed_input
 from orchestrator.core.records import CreateSagaResult, SagaRecord, StepRecord
 from orchestrator.core.registry import Registry
 from orchestrator.engine.executor import Executor
@@ -106,9 +107,12 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
         return start_response(await self._start(request, context))
 
     async def _start(
-        self, request: pb.StartSagaRequest, context: grpc.aio.ServicerContext[Any, Any]
+        self,
+        request: pb.StartSagaRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+        where: str = "",
     ) -> CreateSagaResult:
-        start = self._saga_start(request)
+        start = self._saga_start(request, where)
         return await self._executor.start_saga(
             start.definition,
             correlation_id=start.correlation_id,
@@ -128,7 +132,7 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
         self._check_room_to_watch()
         self._watch_streams += 1
         try:
-            started = await self._start(request.start, context)
+            started = await self._start(request.start, context, "start")
             saga = await self._settled(started.saga.saga_id)
         finally:
             self._watch_streams -= 1
@@ -167,9 +171,9 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
             )
         answers: list[CreateSagaResult | SagaError | None] = []
         starts: list[SagaStart] = []
-        for item in request.requests:
+        for position, item in enumerate(request.requests):
             try:
-                starts.append(self._saga_start(item))
+                starts.append(self._saga_start(item, f"requests[{position}]"))
                 answers.append(None)
             except SagaError as error:
                 answers.append(error)
@@ -188,10 +192,12 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
                 response.results.add().saga.CopyFrom(start_response(outcome))
         return response
 
-    def _saga_start(self, request: pb.StartSagaRequest) -> SagaStart:
+    def _saga_start(self, request: pb.StartSagaRequest, where: str = "") -> SagaStart:
         """A StartSaga request checked completely, its input parsed to the saga type's
         message and stored in canonical form; InvalidArgument (or UnknownSagaType) names
-        the field and the rule."""
+        the field and the rule. `where` is the request's own path (`requests[3]`), for
+        the names of fields whose text cannot be stored."""
+        check_message_text(request, where)
         check_id("saga_type", request.saga_type)
         check_id("correlation_id", request.correlation_id)
         check_id("idempotency_key", request.idempotency_key, required=False)
@@ -199,7 +205,10 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
         definition = self._registry.latest(request.saga_type)
         if request.WhichOneof("input_kind") == "input":
             saga_input = parse_typed_input(
-                definition.input_type, request.input, definition.check_input
+                definition.input_type,
+                request.input,
+                definition.check_input,
+                f"{where}.input" if where else "input",
             )
         else:
             saga_input = parse_input(
@@ -221,6 +230,7 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
     async def GetSaga(
         self, request: pb.GetSagaRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.Saga:
+        check_message_text(request)
         check_saga_id(request.saga_id)
         saga = await self._store.get_saga(request.saga_id)
         if saga is None:
@@ -231,6 +241,7 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
     async def ListSagas(
         self, request: pb.ListSagasRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ListSagasResponse:
+        check_message_text(request)
         where = filter_of(request)
         view = check_enum("view", pb.SagaView, request.view)
         after = decode_page_token(request.page_token, where)
@@ -247,6 +258,7 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
     async def GetSagaHistory(
         self, request: pb.GetSagaHistoryRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.GetSagaHistoryResponse:
+        check_message_text(request)
         check_saga_id(request.saga_id)
         if request.page_size < 0:
             raise InvalidArgument(f"page_size must not be negative, got {request.page_size}")
@@ -299,6 +311,7 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
         self, request: pb.WatchSagaRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[pb.WatchSagaResponse]:
         try:
+            check_message_text(request)
             check_saga_id(request.saga_id)
             if request.after_seq < 0:
                 raise InvalidArgument(f"after_seq must not be negative, got {request.after_seq}")
@@ -343,6 +356,7 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
     async def AbortSaga(
         self, request: pb.AbortSagaRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.AbortSagaResponse:
+        check_message_text(request)
         saga = await self._operator_change(
             request, lambda run, now, actor, reason: run.abort(now, actor, reason)
         )
@@ -352,6 +366,7 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
     async def RetrySaga(
         self, request: pb.RetrySagaRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.RetrySagaResponse:
+        check_message_text(request)
         saga = await self._operator_change(
             request, lambda run, now, actor, reason: run.retry(now, actor, reason)
         )
@@ -361,6 +376,7 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
     async def ResolveStep(
         self, request: pb.ResolveStepRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ResolveStepResponse:
+        check_message_text(request)
         check_id("step", request.step)
         saga = await self._operator_change(
             request,
@@ -372,6 +388,7 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
     async def BreakLock(
         self, request: pb.BreakLockRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.BreakLockResponse:
+        check_message_text(request)
         saga = await self._operator_change(
             request, lambda run, now, actor, reason: run.lock_broken(now, actor, reason)
         )
@@ -411,6 +428,7 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
     async def ListSagaTypes(
         self, request: pb.ListSagaTypesRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ListSagaTypesResponse:
+        check_message_text(request)
         check_id("saga_type", request.saga_type, required=False)
         if request.saga_type:
             self._registry.latest(request.saga_type)  # UnknownSagaType lists what exists

@@ -33,7 +33,7 @@ from orchestrator.web.auth import (
     laptop_mode,
     presented_token,
 )
-from orchestrator.web.calls import COUNT_CAP, CallRefused, ConsoleCalls, ListQuery
+from orchestrator.web.calls import COUNT_CAP, CallRefused, ConsoleCalls, ListQuery, query_int
 
 logger = logging.getLogger(__name__)
 
@@ -136,10 +136,7 @@ def _int_param(request: web.Request, name: str, header: str = "") -> int:
     """A numeric query parameter (0 when absent); `header`, when sent, takes precedence
     (a reconnecting EventSource sends Last-Event-Id with its original URL)."""
     text = (request.headers.get(header, "") if header else "") or request.query.get(name, "")
-    try:
-        return int(text or 0)
-    except ValueError:
-        raise CallRefused(grpc.StatusCode.INVALID_ARGUMENT, f"{name} must be a number") from None
+    return query_int(name, text)
 
 
 async def _index(request: web.Request) -> web.StreamResponse:
