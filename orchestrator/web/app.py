@@ -405,7 +405,7 @@ def create_console_app(
     app = web.Application(middlewares=[_host_check, _guard])
     app[_CALLS] = ConsoleCalls(servicer)
     app[_AUTHENTICATE] = authenticate or laptop_mode
-    app[_SESSIONS] = sessions or SessionTable()
+    app[_SESSIONS] = SessionTable() if sessions is None else sessions
     app[_BODY_SECONDS] = body_seconds
     names = frozenset(host_name(name) for name in allowed_hosts)
     app[_ALLOWED_HOSTS] = names if authenticate is None or names else None
