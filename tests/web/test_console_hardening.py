@@ -138,11 +138,13 @@ def host_port(url: str) -> tuple[str, int]:
     return parsed.hostname, parsed.port
 
 
-def wait_for_log(process: ChildProcess, text: str, count: int = 1, timeout: float = 30) -> str:
+def wait_for_log(process: ChildProcess, *texts: str, count: int = 1, timeout: float = 30) -> str:
+    """The process's log once it holds `count` occurrences of the texts (together)."""
     deadline = time.monotonic() + timeout
+    text = " or ".join(texts)
     while True:
         log = process.log_file.read_text(errors="replace")
-        if log.count(text) >= count:
+        if sum(log.count(one) for one in texts) >= count:
             return log
         assert time.monotonic() < deadline, f"{text!r} not logged {count}x:\n{log[-3000:]}"
         time.sleep(0.05)
@@ -163,9 +165,11 @@ def test_an_over_long_cookie_or_authorization_header_keeps_its_token_out_of_the_
                 f"GET /api/sagas HTTP/1.1\r\nHost: 127.0.0.1\r\n{line}\r\n\r\n".encode()
             )
             assert connection.recv(100).startswith(b"HTTP/1.0 400")
-    log = wait_for_log(secured, "console refused a malformed HTTP request", count=len(lines))
-    assert OPERATOR_TOKEN not in log
+    # aiohttp's own report of the refusal, or the project's token-free one.
+    reports = ("Error handling request", "console refused a malformed HTTP request")
+    log = wait_for_log(secured, *reports, count=len(lines))
     assert OPERATOR_TOKEN[:16] not in log
+    assert "console refused a malformed HTTP request from 127.0.0.1: LineTooLong" in log
 
 
 @pytest.mark.parametrize(
@@ -252,8 +256,12 @@ def test_silent_and_slow_connections_are_closed(laptop: ChildProcess, listener: 
     silent = [socket.create_connection(host_port(address), timeout=10) for _ in range(5)]
     slow = socket.create_connection(host_port(address), timeout=10)
     try:
-        slow.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n")
-        _wait_for_eof(slow, keep_talking=b"X-Slow: 1\r\n")
+        if listener == "console":  # headers that never end
+            slow.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n")
+            _wait_for_eof(slow, keep_talking=b"X-Slow: 1\r\n")
+        else:  # half the HTTP/2 preface, then nothing
+            slow.sendall(b"PRI * HTTP/2.0\r\n")
+            _wait_for_eof(slow)
         for connection in silent:
             _wait_for_eof(connection)
     finally:
