@@ -508,7 +508,8 @@ class _MalformedRequestFilter(logging.Filter):
             record.args = (peer, type(error).__name__, error.code)
             record.exc_info = None
             record.exc_text = None
-            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            if record.levelno > logging.WARNING:
+                record.levelno, record.levelname = logging.WARNING, "WARNING"
         return True
 
 
