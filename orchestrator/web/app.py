@@ -86,6 +86,8 @@ _AUTHENTICATE: web.AppKey[Authenticator] = web.AppKey("authenticate")
 _SESSIONS = web.AppKey("sessions", SessionTable)
 _ALLOWED_HOSTS: web.AppKey[frozenset[str] | None] = web.AppKey("allowed_hosts")
 _BODY_SECONDS: web.AppKey[float] = web.AppKey("body_seconds")
+_BY_SESSION = "by_session"
+"""Set on a request whose caller is known by its session cookie."""
 
 
 def _error(code: grpc.StatusCode, message: str, reason: str = "") -> web.Response:
@@ -141,6 +143,7 @@ async def _caller(request: web.Request) -> Identity | None:
         return identity
     authenticate = request.app[_AUTHENTICATE]
     revalidate = authenticate.identity_of if isinstance(authenticate, TokenAuthenticator) else None
+    request[_BY_SESSION] = True
     return request.app[_SESSIONS].identity(request.cookies.get(SESSION_COOKIE, ""), revalidate)
 
 
@@ -243,12 +246,16 @@ async def _sign_in(request: web.Request) -> web.StreamResponse:
     the guard has already checked) and name it in an HttpOnly, same-site cookie; the
     token itself stays with the page that typed it."""
     await _json_body(request)  # same origin, JSON: no cross-site sign-in
+    if request.get(_BY_SESSION):
+        # A session must not renew itself past its lifetime: signing in takes the token.
+        return _error(grpc.StatusCode.UNAUTHENTICATED, "sign in with a console token")
     identity = _identity(request)
     response = web.json_response({"name": identity.name})
     if not identity.authenticated:
         return response  # laptop mode: nothing to remember
     token = bearer_token(request)
     sessions = request.app[_SESSIONS]
+    sessions.revoke(request.cookies.get(SESSION_COOKIE, ""))  # signing in again replaces it
     session_id = sessions.open(identity, token_digest(token) if token else None)
     response.set_cookie(
         SESSION_COOKIE,

@@ -111,9 +111,9 @@ def bearer(token: str) -> dict[str, str]:
 
 def sign_in(base: str, token: str, **options: Any) -> http.cookies.Morsel[str]:
     """POST /api/session with the token; the session cookie the answer sets."""
+    extra = options.pop("headers", {})
     status, _, headers = call(f"{base}api/session", method="POST", body={}, **options)
     assert status == 401, "no sign-in without a token"
-    extra = options.pop("headers", {})
     status, answer, headers = call(
         f"{base}api/session",
         method="POST",
@@ -280,6 +280,12 @@ def test_the_session_cookie_names_a_server_side_session_never_the_token(secured:
     assert (status, me["name"]) == (200, "olga")
     behind_tls = sign_in(base, OPERATOR_TOKEN, headers={"X-Forwarded-Proto": "https"})
     assert behind_tls["secure"]
+    # A session cannot open another (which would outlive its lifetime): that takes the
+    # token, and signing in again ends the session the browser held.
+    renew = call(f"{base}api/session", method="POST", body={}, headers=with_cookie(cookie.value))
+    assert renew[0] == 401
+    again = sign_in(base, OPERATOR_TOKEN, headers=with_cookie(behind_tls.value))
+    assert call(f"{base}api/whoami", headers=with_cookie(behind_tls.value))[0] == 401
 
     # The raw token in a cookie (what earlier versions set) is no credential.
     legacy = {"Cookie": f"saga_console_token={OPERATOR_TOKEN}"}
@@ -292,7 +298,7 @@ def test_the_session_cookie_names_a_server_side_session_never_the_token(secured:
     assert call(f"{base}api/whoami", headers=with_cookie(cookie.value))[0] == 401, (
         "signed out on the server: replaying the cookie is refused"
     )
-    assert call(f"{base}api/whoami", headers=with_cookie(behind_tls.value))[0] == 200
+    assert call(f"{base}api/whoami", headers=with_cookie(again.value))[0] == 200
 
 
 def test_removing_a_token_from_the_auth_file_ends_its_sessions(tmp_path: Path):
