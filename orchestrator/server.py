@@ -333,6 +333,7 @@ async def _serve(
 ) -> None:
     registry = Registry(definitions)
     policy = auth_policy(config.auth_file, reflection=config.reflection)
+    console_ssl = _console_ssl(config.http_tls)  # a bad certificate stops us before serving
     participants = ParticipantClient(
         config.participants, tls=config.participants_tls, token=config.participants_token
     )
@@ -395,7 +396,7 @@ async def _serve(
                 config.console_session_idle_seconds, config.console_session_lifetime_seconds
             ),
             header_timeout=config.handshake_timeout_seconds,
-            ssl_context=_console_ssl(config.http_tls),
+            ssl_context=console_ssl,
         )
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)

@@ -354,3 +354,14 @@ def test_an_https_console_needs_both_its_certificate_and_key(tmp_path: Path):
         check=False,
     )
     assert done.returncode == 2 and "--http-tls-key" in done.stderr
+    missing = [
+        "--http-tls-cert",
+        str(tmp_path / "no.crt"),
+        "--http-tls-key",
+        str(tmp_path / "no.key"),
+    ]
+    done = subprocess.run(
+        [*argv, *missing], capture_output=True, text=True, timeout=60, check=False, cwd=tmp_path
+    )
+    assert done.returncode == 2 and "cannot load the console's TLS certificate" in done.stderr
+    assert "listening" not in done.stdout
