@@ -251,10 +251,11 @@ _DATA_CLASSES = frozenset({"22", "23", "54"})
 """SQLSTATE classes of a refusal of the statement's own values: data exception (a
 character the encoding cannot hold, text jsonb cannot parse), integrity constraint
 violation, program limit exceeded (a key too long for its index)."""
-_TRANSIENT_CLASSES = frozenset({"08", "40", "53", "57", "58"})
+_TRANSIENT_CLASSES = frozenset({"08", "40", "53", "55", "57", "58"})
 """SQLSTATE classes of the server or the connection, whatever the values: connection
 exception, transaction rollback (serialization failure, deadlock), insufficient
-resources, operator intervention (shutdown, cancel), system error."""
+resources, object not in prerequisite state (a lock not available), operator
+intervention (shutdown, a statement timeout), system error."""
 _SQLITE_DATA_CODES = frozenset(
     {
         sqlite3.SQLITE_CONSTRAINT,

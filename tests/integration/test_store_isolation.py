@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import secrets
 from datetime import timedelta
 
 import psycopg
@@ -212,3 +213,32 @@ async def test_a_failed_pipeline_leaves_no_connection_believing_in_unprepared_st
             assert await store.get_saga(saga.saga_id) == saga
     finally:
         await store.close()
+
+
+async def test_a_key_too_long_for_its_index_fails_alone(store: Store):
+    """PostgreSQL's btree refuses an index row over about 2.7 kB (SQLSTATE 54000, which
+    psycopg raises as an OperationalError): a refusal of that saga, not an outage."""
+    long_key = secrets.token_hex(8000)
+    batch = [new_saga("before"), new_saga("long", key=long_key), new_saga("after")]
+
+    results = await store.create_sagas(batch)
+    alone = await asyncio.gather(
+        store.create_saga(batch[1].saga, batch[1].steps, batch[1].transitions),
+        store.create_saga(*fresh("beside")),
+        return_exceptions=True,
+    )
+
+    assert results[0] == CreateSagaResult(batch[0].saga, created=True)
+    assert results[2] == CreateSagaResult(batch[2].saga, created=True)
+    assert alone[1] == CreateSagaResult(new_saga("beside").saga, created=True)
+    if isinstance(store, PostgresStore):
+        assert isinstance(results[1], DataRefused) and "54000" in results[1].message
+        assert isinstance(alone[0], DataRefused)
+        assert await store.get_saga("long") is None
+    else:
+        assert results[1] == CreateSagaResult(batch[1].saga, created=True)
+
+
+def fresh(saga_id: str) -> tuple[SagaRecord, tuple[StepRecord, ...], tuple[TransitionRecord, ...]]:
+    new = new_saga(saga_id)
+    return new.saga, new.steps, new.transitions

@@ -172,19 +172,22 @@ class Connections:
         """A pooled connection; losing the server or waiting too long is StoreUnavailable."""
         pool = await self._reachable_pool()
         asked_at = time.monotonic()
+        refused = False
         try:
             async with pool.connection() as connection:
                 try:
                     yield connection
-                except psycopg.OperationalError:
+                except psycopg.OperationalError as error:
                     if connection.broken:
                         self._server_lost(asked_at)
+                    else:  # the server refused what was sent (a key too long for its index)?
+                        refused = fails_alone(error)
                     raise
         except PoolTimeout as error:
             self._server_lost(asked_at)
             raise StoreUnavailable(f"PostgreSQL is unavailable: {error}") from error
         except psycopg.OperationalError as error:
-            if fails_alone(error):  # refused what was sent (a key too long): not unavailable
+            if refused:
                 raise
             raise StoreUnavailable(f"PostgreSQL is unavailable: {error}") from error
 
@@ -287,7 +290,7 @@ async def pipelined_transaction(
             try:
                 yield pipeline
             except BaseException as error:
-                if not explicit and not _failed_at_server(error):
+                if not explicit and not connection.broken and not _failed_at_server(error):
                     await connection.close()
                 raise
             if explicit:
@@ -317,7 +320,8 @@ async def discarded_on_error(connection: Connection) -> AsyncIterator[None]:
     try:
         yield
     except BaseException:
-        await connection.close()
+        if not connection.broken:  # a broken one the pool discards, and the server is lost
+            await connection.close()
         raise
 
 
