@@ -20,6 +20,8 @@ import pytest
 from orchestrator.core.errors import DataRefused, StaleSagaVersion
 from orchestrator.core.records import (
     CreateSagaResult,
+    LockAttempt,
+    LockHolding,
     NewSaga,
     SagaCommit,
     SagaRecord,
@@ -30,6 +32,7 @@ from orchestrator.core.records import (
     TransitionRecord,
 )
 from orchestrator.store import PostgresStore, Store
+from orchestrator.store._rows import data_refused
 from tests.integration.test_store import STEP_NAMES, new_saga
 
 pytestmark = pytest.mark.integration
@@ -242,3 +245,39 @@ async def test_a_key_too_long_for_its_index_fails_alone(store: Store):
 def fresh(saga_id: str) -> tuple[SagaRecord, tuple[StepRecord, ...], tuple[TransitionRecord, ...]]:
     new = new_saga(saga_id)
     return new.saga, new.steps, new.transitions
+
+
+async def test_a_locked_opening_the_database_refuses_fails_alone_among_its_batch(
+    store: Store,
+):
+    """Openings of one moment share a transaction on PostgreSQL (`OpeningBatches`): the
+    one whose payload the database refuses fails, the others take or queue for the key
+    in their order as if it had never come."""
+    poison = "\x00" if isinstance(store, PostgresStore) else "\ud800"
+
+    def opener(saga_id: str, bad: bool = False):
+        def open_saga(attempt: LockAttempt) -> NewSaga:
+            new = poisoned_saga(saga_id, poison) if bad else new_saga(saga_id)
+            saga = dataclasses.replace(
+                new.saga,
+                lock_keys=("sku:1",),
+                locks_held=attempt.acquired,
+                lock_wait_since=None if attempt.acquired else new.saga.create_time,
+            )
+            return dataclasses.replace(new, saga=saga)
+
+        return store.create_locked_saga(None, ("sku:1",), open_saga)
+
+    names = ["first", "second", "refused", "third"]
+    outcomes = await asyncio.gather(
+        *(opener(name, bad=name == "refused") for name in names), return_exceptions=True
+    )
+
+    refused = outcomes[2]
+    assert isinstance(refused, Exception)
+    assert isinstance(refused, DataRefused) or data_refused(refused) is not None
+    assert await store.get_saga("refused") is None
+    assert [o.created for o in outcomes if not isinstance(o, BaseException)] == [True] * 3
+    assert await store.lock_holdings("first") == [LockHolding("sku:1", True, 0)]
+    assert await store.lock_holdings("second") == [LockHolding("sku:1", False, 0)]
+    assert await store.lock_holdings("third") == [LockHolding("sku:1", False, 1)]
