@@ -121,6 +121,15 @@ class StoreUnavailable(SagaError):
     reason = "STORE_UNAVAILABLE"
 
 
+class DataRefused(InvalidArgument):
+    """The database refused to store a value of this write (a character or a size its
+    column types cannot hold). Nothing of the write was stored, and the writes batched
+    with it were stored without it; the message names the database's error class and
+    code, never the value."""
+
+    reason = "DATA_REFUSED_BY_STORE"
+
+
 class DefinitionError(SagaError):
     """A saga definition is inconsistent; the orchestrator refuses to start with it."""
 

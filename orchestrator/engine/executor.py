@@ -210,6 +210,9 @@ class Executor:
             ]
         )
         for (index, run, first_actions, _), result in zip(opened, created, strict=True):
+            if isinstance(result, SagaError):  # refused alone (DataRefused): no saga to drive
+                outcomes[index] = result
+                continue
             outcomes[index] = await self._answer(
                 result, run, first_actions, places[index], trace_parent, starts[index].saga_input
             )

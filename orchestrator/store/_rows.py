@@ -1,19 +1,28 @@
-"""How records become SQL parameters and rows become records, for both SQL back ends.
+"""How records become SQL parameters and rows become records, for both SQL back ends,
+and what a refused write stands for.
 
 Parameters are dicts keyed by column name, so the SQL (`_statements.py`) names
 what it binds and no column order is shared by convention. The back ends differ
 only in how a time and a payload are stored, which they pass in as a `RowEncoding`.
+
+A write the database refuses is classified here, once for both back ends: another
+writer's work (`write_refused`: StaleSagaVersion), the write's own data
+(`data_refused`: DataRefused), or the database or its connection (`fails_alone` is
+False: every write batched with it fails too).
 """
 
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Protocol, overload
 
-from orchestrator.core.errors import StaleSagaVersion
+import psycopg
+
+from orchestrator.core.errors import DataRefused, StaleSagaVersion, StoreUnavailable
 from orchestrator.core.records import (
     SagaCommit,
     SagaRecord,
@@ -23,6 +32,7 @@ from orchestrator.core.records import (
     TransitionEvent,
     TransitionRecord,
 )
+from orchestrator.telemetry.logs import database_error
 
 
 class Row(Protocol):
@@ -235,3 +245,74 @@ def write_refused(
 def expected_at(saga_id: str, version: int) -> dict[str, object]:
     """The parameters `write_refused` reads of a commit expecting `version` of a saga."""
     return {"saga_id": saga_id, "expected_version": version, "version": version + 1}
+
+
+_DATA_CLASSES = frozenset({"22", "23", "54"})
+"""SQLSTATE classes of a refusal of the statement's own values: data exception (a
+character the encoding cannot hold, text jsonb cannot parse), integrity constraint
+violation, program limit exceeded (a key too long for its index)."""
+_TRANSIENT_CLASSES = frozenset({"08", "40", "53", "55", "57", "58"})
+"""SQLSTATE classes of the server or the connection, whatever the values: connection
+exception, transaction rollback (serialization failure, deadlock), insufficient
+resources, object not in prerequisite state (a lock not available), operator
+intervention (shutdown, a statement timeout), system error."""
+_SQLITE_DATA_CODES = frozenset(
+    {
+        sqlite3.SQLITE_CONSTRAINT,
+        sqlite3.SQLITE_TOOBIG,
+        sqlite3.SQLITE_MISMATCH,
+        sqlite3.SQLITE_RANGE,
+    }
+)
+
+
+def data_refused(error: BaseException) -> DataRefused | None:
+    """The answer to a write whose own values the database (or its driver, before sending
+    them) refused: a NUL or an unpaired surrogate it cannot store, a value too long for
+    its index, a constraint a row breaks. None for any other error. The answer names the
+    error's class and code (`database_error`), never its message: that may quote a value."""
+    if isinstance(error, psycopg.Error):
+        code = error.sqlstate
+        refused = code[:2] in _DATA_CLASSES if code else isinstance(error, psycopg.DataError)
+    elif isinstance(error, sqlite3.Error):
+        code_number = getattr(error, "sqlite_errorcode", None)
+        refused = isinstance(error, sqlite3.DataError | sqlite3.IntegrityError) or (
+            code_number is not None and code_number & 0xFF in _SQLITE_DATA_CODES
+        )
+    else:
+        refused = isinstance(error, UnicodeEncodeError | OverflowError)
+    if not refused:
+        return None
+    summary = database_error(error) or f"{type(error).__name__}: {getattr(error, 'reason', '')}"
+    return DataRefused(
+        f"the database refused a value of this write ({summary.rstrip(': ')}); nothing of it"
+        " was stored. Look for a NUL character (U+0000), an unpaired surrogate or an"
+        " oversized key among its strings"
+    )
+
+
+def fails_alone(error: BaseException) -> bool:
+    """Whether a failed write of several sagas may owe its failure to one of them, so they
+    are written again apart (`group_commit.write_isolated`) and only that one fails: True
+    for another writer's work (StaleSagaVersion), a refusal of data (`data_refused`) and any
+    error not known to be the database's; False for the server or the connection (lost,
+    shutting down, a serialization failure or deadlock, the store unavailable), which
+    every saga of the write would have met alone, and for a cancellation."""
+    if not isinstance(error, Exception) or isinstance(error, StoreUnavailable):
+        return False
+    if isinstance(error, psycopg.Error):
+        code = error.sqlstate
+        if code:
+            return code[:2] not in _TRANSIENT_CLASSES
+        if isinstance(error, psycopg.errors.PipelineAborted):
+            return True  # a statement before it failed, for a reason of its own
+        return not isinstance(error, psycopg.OperationalError | psycopg.InterfaceError)
+    if isinstance(error, sqlite3.OperationalError):
+        return data_refused(error) is not None
+    return not isinstance(error, OSError)
+
+
+def member_error(error: Exception) -> Exception:
+    """What one saga's write, written alone, answers for `error`: a refusal of its data as
+    `DataRefused`, anything else as it is."""
+    return data_refused(error) or error

@@ -13,6 +13,7 @@ import abc
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 
+from orchestrator.core.errors import SagaError
 from orchestrator.core.records import (
     CreateSagaResult,
     Lease,
@@ -28,7 +29,7 @@ from orchestrator.core.records import (
     StoredSaga,
     TransitionRecord,
 )
-from orchestrator.store.group_commit import GroupCommit
+from orchestrator.store.group_commit import GroupCommit, write_isolated
 
 
 class Store(abc.ABC):
@@ -78,17 +79,40 @@ class Store(abc.ABC):
             NewSaga(saga, tuple(steps), tuple(transitions), lease)
         )
 
-    async def create_sagas(self, new_sagas: Sequence[NewSaga]) -> list[CreateSagaResult]:
-        """Insert a batch of new sagas (StartSagas) in one transaction of its own: all or
-        none, results in the order of `new_sagas` (a taken key, also one taken by an
-        earlier saga of the batch, answers that saga with `created=False`; see `write`).
+    async def create_sagas(
+        self, new_sagas: Sequence[NewSaga]
+    ) -> list[CreateSagaResult | SagaError]:
+        """Insert a batch of new sagas (StartSagas) in one transaction of its own; results
+        in the order of `new_sagas` (a taken key, also one taken by an earlier saga of the
+        batch, answers that saga with `created=False`; see `write`).
+
+        One saga cannot fail the others: a saga the database refuses is answered with its
+        own error (`DataRefused`) and the rest are stored without it (`write_isolated`); an
+        error of the database answers each saga it failed (StoreUnavailable). An error that
+        is not a SagaError is raised once every saga is settled.
 
         Not through group commit: the batch is already one, and queueing its hundreds of
         sagas as one item would hold back the single writes queued behind it.
         """
-        if not new_sagas:
-            return []
-        return await self.write(new_sagas, ())
+        outcomes: dict[int, CreateSagaResult | Exception] = {}
+
+        async def write(items: Sequence[tuple[int, NewSaga]]) -> list[CreateSagaResult]:
+            return await self.write([new for _, new in items], ())
+
+        def answer(
+            items: Sequence[tuple[int, NewSaga]], results: Sequence[CreateSagaResult | Exception]
+        ) -> None:
+            outcomes.update(zip((index for index, _ in items), results, strict=True))
+
+        if new_sagas:
+            await write_isolated(write, list(enumerate(new_sagas)), answer)
+        answers: list[CreateSagaResult | SagaError] = []
+        for index in range(len(new_sagas)):
+            outcome = outcomes[index]
+            if isinstance(outcome, Exception) and not isinstance(outcome, SagaError):
+                raise outcome
+            answers.append(outcome)
+        return answers
 
     async def commit(self, commits: Sequence[SagaCommit]) -> None:
         """Apply commits of one or more sagas (see `write`); returns once they are

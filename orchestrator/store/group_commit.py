@@ -9,9 +9,14 @@ lets the event loop make a few passes, so the sagas ready to write by then join 
 Each caller still awaits its own write before it goes on, so "persisted before
 acting" holds for every saga.
 
-If a batch fails because one commit's expected version is stale, its items are
-written again one by one, so only the stale one fails; any other error (the
-database is unreachable) fails every item of the batch.
+One caller's write cannot fail another's. If a batch fails for a reason one of its
+writes may own (a stale expected version, a value the database refuses to store: see
+`fails_alone`), its halves are written again apart, and the failing half halved again
+(`write_isolated`): the others commit, in their order, and each caller hears its own
+outcome, a refused value as `DataRefused`. That costs about two writes per halving, so a
+batch of 512 with one bad write takes some 20 writes. An error of the database or of its
+connection (unreachable, shutting down, a serialization failure) fails every write of
+the batch, as it would have failed each alone.
 """
 
 from __future__ import annotations
@@ -19,9 +24,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
-from orchestrator.core.errors import StaleSagaVersion
 from orchestrator.core.records import CreateSagaResult, NewSaga, SagaCommit
+from orchestrator.store._rows import fails_alone, member_error
 
 MAX_BATCH_ITEMS = 512
 """Creates plus commits written in one transaction at most."""
@@ -30,6 +36,35 @@ MAX_GATHER_PASSES = 4
 """Event-loop passes the writer lets run before a further batch, while each brings writes."""
 
 Write = Callable[[Sequence[NewSaga], Sequence[SagaCommit]], Awaitable[list[CreateSagaResult]]]
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+
+async def write_isolated(
+    write: Callable[[Sequence[Item]], Awaitable[Sequence[Result]]],
+    items: Sequence[Item],
+    answer: Callable[[Sequence[Item], Sequence[Result | Exception]], None],
+) -> None:
+    """Write `items` in one `write` (one transaction, one result per item), and `answer`
+    each with its result or its error, as soon as the write that decided it is done.
+
+    If the write fails for a reason an item may own (`fails_alone`), the two halves are
+    written apart, in order, and so on down to single items: the items the error is not
+    about are written, and an item that fails alone answers its own error (a refused
+    value as `DataRefused`). Any other error answers every item with it. A cancellation
+    is raised, the items not yet answered left to the caller."""
+    try:
+        results = await write(items)
+    except Exception as error:
+        if len(items) > 1 and fails_alone(error):
+            half = len(items) // 2
+            await write_isolated(write, items[:half], answer)
+            await write_isolated(write, items[half:], answer)
+            return
+        answer(items, [member_error(error)] * len(items))
+        return
+    answer(items, results)
 
 
 @dataclass(slots=True)
@@ -91,29 +126,31 @@ class GroupCommit:
             await self._write_batch(batch)
 
     async def _write_batch(self, batch: list[_Pending]) -> None:
-        new_sagas = [p.new_saga for p in batch if p.new_saga is not None]
-        commits = [commit for p in batch for commit in p.commits]
         try:
-            results = await self._write(new_sagas, commits)
-        except StaleSagaVersion as error:
-            if len(batch) == 1:
-                _fail(batch[0], error)
-                return
-            for pending in batch:  # find the stale one; the others are written alone
-                await self._write_batch([pending])
-            return
+            await write_isolated(self._write_pendings, batch, _answer)
         except BaseException as error:
             for pending in batch:
                 _fail(pending, error)
-            if not isinstance(error, Exception):
-                raise
-            return
-        created = iter(results)
-        for pending in batch:
-            if not pending.done.done():
-                pending.done.set_result(next(created) if pending.new_saga else None)
-            elif pending.new_saga is not None:
-                next(created)
+            raise
+
+    async def _write_pendings(self, batch: Sequence[_Pending]) -> list[CreateSagaResult | None]:
+        """One write of `batch`: each pending's created saga (None for commits), in order."""
+        new_sagas = [p.new_saga for p in batch if p.new_saga is not None]
+        commits = [commit for p in batch for commit in p.commits]
+        created = iter(await self._write(new_sagas, commits))
+        return [next(created) if pending.new_saga else None for pending in batch]
+
+
+def _answer(
+    batch: Sequence[_Pending], outcomes: Sequence[CreateSagaResult | Exception | None]
+) -> None:
+    for pending, outcome in zip(batch, outcomes, strict=True):
+        if pending.done.done():  # its caller was cancelled
+            continue
+        if isinstance(outcome, Exception):
+            pending.done.set_exception(outcome)
+        else:
+            pending.done.set_result(outcome)
 
 
 def _fail(pending: _Pending, error: BaseException) -> None:

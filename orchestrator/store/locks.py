@@ -37,6 +37,7 @@ from orchestrator.core.lock_openings import LockedOpening, Open
 from orchestrator.core.records import CreateSagaResult, LockAttempt, LockBlocker, SagaCommit
 from orchestrator.store._rows import Row, RowEncoding, expected_at, write_refused
 from orchestrator.store._statements import HELD_KEYS, QUEUE_PLACES, Dialect, Statements, one_row
+from orchestrator.store.group_commit import write_isolated
 
 RELEASE_CHANNEL = "saga_lock_released"
 """The PostgreSQL NOTIFY channel a release announces each freed key on."""
@@ -287,7 +288,8 @@ class OpeningBatches:
 
     Like group commit: no timer, a lone opening is written at once, and the openings
     that queue meanwhile go together next. Each caller awaits its own outcome; an
-    opening its opener refused fails alone, an error of the write fails the batch.
+    opening its opener refused fails alone, and so does one whose values the database
+    refuses (`write_isolated`); an error of the database fails the batch.
     """
 
     def __init__(self, write: WriteOpenings, max_openings: int = 256) -> None:
@@ -309,18 +311,28 @@ class OpeningBatches:
             batch = self._queue[: self._max_openings]
             del self._queue[: self._max_openings]
             try:
-                outcomes = await self._write([queued.opening for queued in batch])
+                # A batch the database refuses for one opening's values is halved until
+                # that one fails alone (as group commit does).
+                await write_isolated(self._write_queued, batch, _answer_openings)
             except BaseException as error:
                 for queued in batch:
                     if not queued.done.done():
                         queued.done.set_exception(error)
-                if not isinstance(error, Exception):
-                    raise
-                continue
-            for queued, outcome in zip(batch, outcomes, strict=True):
-                if queued.done.done():
-                    continue
-                if isinstance(outcome, Exception):
-                    queued.done.set_exception(outcome)
-                else:
-                    queued.done.set_result(outcome)
+                raise
+
+    async def _write_queued(
+        self, batch: Sequence[_QueuedOpening]
+    ) -> list[CreateSagaResult | Exception]:
+        return await self._write([queued.opening for queued in batch])
+
+
+def _answer_openings(
+    batch: Sequence[_QueuedOpening], outcomes: Sequence[CreateSagaResult | Exception]
+) -> None:
+    for queued, outcome in zip(batch, outcomes, strict=True):
+        if queued.done.done():
+            continue
+        if isinstance(outcome, Exception):
+            queued.done.set_exception(outcome)
+        else:
+            queued.done.set_result(outcome)

@@ -5,6 +5,11 @@ correlation_id. The executor binds them in a context variable for the task that
 drives the saga (`log_context`); `ContextFilter`, installed on the handler,
 copies them onto each record, so a log call deep inside a store or a client
 needs no `extra=`. A field given with `extra=` wins over the context.
+
+Errors of the database drivers are written by class and code only (`database_error`):
+PostgreSQL's message, DETAIL and CONTEXT, and sqlite3's message, may quote the values
+of a statement (a payload, a name), so both formatters withhold them, in a traceback
+(every exception of its chain) and in a message's arguments alike.
 """
 
 from __future__ import annotations
@@ -12,8 +17,10 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import sqlite3
 import sys
 import time
+import traceback
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, Final
@@ -111,10 +118,95 @@ def _extra_fields(record: logging.LogRecord) -> dict[str, Any]:
     return fields
 
 
-class JsonFormatter(logging.Formatter):
+def database_error(error: BaseException) -> str | None:
+    """`error` as its class and code alone, if a database driver raised it (psycopg, sqlite3):
+    "UntranslatableCharacter (SQLSTATE 22P05)", "IntegrityError (SQLITE_CONSTRAINT_CHECK)".
+    None for any other error, whose text is its own."""
+    name = type(error).__name__
+    if type(error).__module__.partition(".")[0] == "psycopg":
+        code = getattr(error, "sqlstate", None)
+        return f"{name} (SQLSTATE {code})" if code else name
+    if isinstance(error, sqlite3.Error):
+        code = getattr(error, "sqlite_errorname", None)
+        return f"{name} ({code})" if code else name
+    return None
+
+
+def _withheld_arguments(record: logging.LogRecord) -> logging.LogRecord:
+    """`record`, or a copy whose database errors among its arguments are named, not quoted,
+    and whose exception text is not taken from a cache another formatter filled."""
+    args = record.args
+    if isinstance(args, tuple) and any(isinstance(arg, BaseException) for arg in args):
+        args = tuple(_named(arg) if isinstance(arg, BaseException) else arg for arg in args)
+    elif isinstance(args, Mapping) and any(isinstance(v, BaseException) for v in args.values()):
+        args = {k: _named(v) if isinstance(v, BaseException) else v for k, v in args.items()}
+    if args is record.args and not record.exc_text:
+        return record
+    copy = logging.makeLogRecord(vars(record))
+    copy.args, copy.exc_text = args, None
+    return copy
+
+
+def _named(error: BaseException) -> object:
+    summary = database_error(error)
+    return error if summary is None else summary
+
+
+def _format_exception(error: BaseException) -> str:
+    """The traceback of `error` and of the exceptions it chains (cause, context, a group's
+    members), as `traceback` writes them, but each driver's error by class and code."""
+    lines: list[str] = []
+    seen: set[int] = set()
+
+    def emit(indent: str, texts: list[str]) -> None:
+        lines.extend(indent + line for text in texts for line in text.splitlines() or [""])
+
+    def add(exc: BaseException, indent: str) -> None:
+        seen.add(id(exc))
+        cause, context = exc.__cause__, exc.__context__
+        if cause is not None and id(cause) not in seen:
+            add(cause, indent)
+            emit(indent, ["", _CAUSE, ""])
+        elif context is not None and not exc.__suppress_context__ and id(context) not in seen:
+            add(context, indent)
+            emit(indent, ["", _CONTEXT, ""])
+        if exc.__traceback__ is not None:
+            emit(indent, ["Traceback (most recent call last):"])
+            emit(indent, traceback.format_tb(exc.__traceback__))
+        summary = database_error(exc)
+        if summary is None:
+            emit(indent, traceback.format_exception_only(type(exc), exc))
+        else:
+            qualified = f"{type(exc).__module__}.{type(exc).__qualname__}"
+            emit(indent, [f"{qualified}: {summary}, message withheld"])
+        if isinstance(exc, BaseExceptionGroup):
+            for number, member in enumerate(exc.exceptions, 1):
+                emit(indent, [f"+---------------- {number} ----------------"])
+                add(member, indent + "| ")
+
+    add(error, "")
+    return "\n".join(lines)
+
+
+_CAUSE = "The above exception was the direct cause of the following exception:"
+_CONTEXT = "During handling of the above exception, another exception occurred:"
+
+
+class _WithholdingFormatter(logging.Formatter):
+    """A formatter that writes database errors by class and code (see the module)."""
+
+    def formatException(self, ei: Any) -> str:
+        error = ei[1]
+        if error is None:
+            return super().formatException(ei)
+        return _format_exception(error)
+
+
+class JsonFormatter(_WithholdingFormatter):
     """One JSON object a line: timestamp (UTC, ISO 8601), level, logger, message, fields."""
 
     def format(self, record: logging.LogRecord) -> str:
+        record = _withheld_arguments(record)
         entry: dict[str, Any] = {
             "timestamp": _iso_timestamp(record.created),
             "level": record.levelname,
@@ -129,11 +221,14 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 
-class TextFormatter(logging.Formatter):
+class TextFormatter(_WithholdingFormatter):
     """Human text: the usual line, then the saga fields as key=value."""
 
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        return super().format(_withheld_arguments(record))
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         line = super().formatMessage(record)

@@ -6,7 +6,6 @@ import asyncio
 import dataclasses
 import os
 import secrets
-import sqlite3
 import time
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -15,7 +14,12 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from orchestrator.core.errors import ConfigurationError, StaleSagaVersion, StoreUnavailable
+from orchestrator.core.errors import (
+    ConfigurationError,
+    DataRefused,
+    StaleSagaVersion,
+    StoreUnavailable,
+)
 from orchestrator.core.records import (
     Lease,
     NewSaga,
@@ -281,15 +285,17 @@ async def test_a_batch_of_creates_is_one_transaction_a_key_twice_answers_the_fir
         assert await store.get_steps(saga_id) == []
 
 
-async def test_a_batch_of_creates_that_fails_stores_none_of_it(store: Store):
+async def test_a_saga_of_a_batch_the_store_refuses_fails_alone(store: Store):
     broken = new_saga("saga-2")
     broken = dataclasses.replace(broken, transitions=(saga_started("saga-2"),) * 2)
 
-    # Two log rows with one seq: StaleSagaVersion on PostgreSQL, the driver's error on SQLite.
-    with pytest.raises((StaleSagaVersion, sqlite3.IntegrityError)):
-        await store.create_sagas([new_saga("saga-1"), broken])
+    # Two log rows with one seq: StaleSagaVersion on PostgreSQL, refused data on SQLite.
+    results = await store.create_sagas([new_saga("saga-1"), broken])
 
-    assert await store.get_saga("saga-1") is None and await store.get_saga("saga-2") is None
+    assert results[0].created  # type: ignore[union-attr]
+    assert isinstance(results[1], StaleSagaVersion | DataRefused)
+    assert await store.get_saga("saga-1") is not None and await store.get_saga("saga-2") is None
+    assert await store.get_steps("saga-2") == []
 
 
 async def test_concurrent_creates_with_one_key_create_exactly_one(store: Store):

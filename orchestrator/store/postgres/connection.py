@@ -7,6 +7,16 @@ on the pool: they probe the server with one direct connection (at most every
 PROBE_INTERVAL_SECONDS) and fail at once while it refuses; the first probe that connects
 drains the pool (`drain()`), so the store serves again within a probe interval of the
 server's return. `pipelined_transaction` is the transaction every write runs in.
+
+A connection on which a pipeline failed is closed (`discarded_on_error`), and the pool
+replaces it. When a statement of a pipeline fails, the server skips the rest up to the
+next Sync, the parsing of a statement psycopg prepares there included, while psycopg
+(3.3) already counts that statement as prepared on the connection: every later use of it
+there would fail with InvalidSqlStatementName ("prepared statement "_pg3_6" does not
+exist"). A stale commit fails its pipeline on purpose (see `writer.py`), so this is not
+rare. Closing costs a new connection after a failed write, and holds whatever else a
+failed pipeline may leave behind; forgetting the prepared statements instead would need
+psycopg's private cache.
 """
 
 from __future__ import annotations
@@ -29,6 +39,7 @@ from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from orchestrator.core.errors import ConfigurationError, StoreUnavailable
+from orchestrator.store._rows import fails_alone
 from orchestrator.store.migrations import APPLIED_VERSION, load_migrations, next_migration
 
 logger = logging.getLogger(__name__)
@@ -194,18 +205,23 @@ class Connections:
         """A pooled connection; losing the server or waiting too long is StoreUnavailable."""
         pool = await self._reachable_pool()
         asked_at = time.monotonic()
+        refused = False
         try:
             async with pool.connection() as connection:
                 try:
                     yield connection
-                except psycopg.OperationalError:
+                except psycopg.OperationalError as error:
                     if connection.broken:
                         self._server_lost(asked_at)
+                    else:  # the server refused what was sent (a key too long for its index)?
+                        refused = fails_alone(error)
                     raise
         except PoolTimeout as error:
             self._server_lost(asked_at)
             raise StoreUnavailable(f"PostgreSQL is unavailable: {error}") from error
         except psycopg.OperationalError as error:
+            if refused:
+                raise
             raise StoreUnavailable(f"PostgreSQL is unavailable: {error}") from error
 
     def _server_lost(self, asked_at: float) -> None:
@@ -289,27 +305,56 @@ async def pipelined_transaction(
     """One transaction in one pipeline: BEGIN is queued with the statements after it,
     and COMMIT goes out with the pipeline's closing sync, so neither costs a round trip
     of its own (psycopg's `transaction()` waits for its BEGIN). If the block raises,
-    nothing is committed: the transaction is rolled back.
+    nothing is committed: the transaction is rolled back. The caller discards the
+    connection after an error (`discarded_on_error`, see the module).
 
     Not `explicit`: no BEGIN and no COMMIT, two statements fewer to send. The statements
     before a Sync run as one implicit transaction, which the Sync commits if all of
     them succeeded and rolls back if one failed (the protocol's pipelining rule); so
-    the block must not sync before its end."""
+    the block must not sync before its end. If it raises for a reason of its own (a
+    value the driver cannot send, a cancellation) rather than for the server's error,
+    which has failed the transaction already, the connection is closed before the
+    pipeline's closing Sync could commit the statements queued before the error: the
+    server rolls them back."""
     try:
         async with connection.pipeline() as pipeline:
             if explicit:
                 await connection.execute("BEGIN", prepare=False)
-            yield pipeline
+            try:
+                yield pipeline
+            except BaseException as error:
+                if not explicit and not connection.broken and not _failed_at_server(error):
+                    await connection.close()
+                raise
             if explicit:
                 await connection.execute("COMMIT", prepare=False)
     except BaseException:
-        if not connection.broken and (
+        if not connection.closed and (
             connection.info.transaction_status is not psycopg.pq.TransactionStatus.IDLE
         ):
             # If this fails too, the pool rolls back or discards the connection when it
             # is returned; the error that matters is the one being raised.
             with contextlib.suppress(Exception):
                 await connection.execute("ROLLBACK", prepare=False)
+        raise
+
+
+def _failed_at_server(error: BaseException) -> bool:
+    """Whether `error` is the server's answer to a statement (which fails the transaction)."""
+    return isinstance(error, psycopg.Error) and (
+        error.sqlstate is not None or isinstance(error, psycopg.errors.PipelineAborted)
+    )
+
+
+@contextlib.asynccontextmanager
+async def discarded_on_error(connection: Connection) -> AsyncIterator[None]:
+    """Close `connection` if the block raises, so its pool replaces it: after an error in
+    a pipeline, psycopg's prepared statements may not be the server's (see the module)."""
+    try:
+        yield
+    except BaseException:
+        if not connection.broken:  # a broken one the pool discards, and the server is lost
+            await connection.close()
         raise
 
 

@@ -27,7 +27,12 @@ from orchestrator.store._rows import Row
 from orchestrator.store._statements import UNFINISHED_STATUSES
 from orchestrator.store.locks import RELEASE_CHANNEL, OpeningBatches
 from orchestrator.store.postgres import lock_plans
-from orchestrator.store.postgres.connection import Connection, Connections, session_name
+from orchestrator.store.postgres.connection import (
+    Connection,
+    Connections,
+    discarded_on_error,
+    session_name,
+)
 from orchestrator.store.postgres.sql import (
     COMMITS_CHANNEL,
     ENCODING,
@@ -234,7 +239,7 @@ class PostgresStore(SqlStore):
         # Pipelined: every read goes out before the first answer is awaited.
         async with self._connection() as connection:
             cursors = [connection.cursor(row_factory=dict_row) for _ in statements]
-            async with connection.pipeline():
+            async with discarded_on_error(connection), connection.pipeline():
                 for cursor, (query, params) in zip(cursors, statements, strict=True):
                     await cursor.execute(query, params)
             return [list(await cursor.fetchall()) for cursor in cursors]

@@ -18,6 +18,8 @@ so nothing is checked before COMMIT. Rows of a table go in one statement however
 
 The database's refusal of a plan (a stale commit, a seq already logged) becomes
 `StaleSagaVersion` in one place, `PlanWriter.transaction`, through `write_refused`.
+After any error the connection is closed and the pool replaces it (`connection.py`):
+the failed pipeline may have left psycopg believing statements prepared that are not.
 """
 
 from __future__ import annotations
@@ -36,7 +38,11 @@ from orchestrator.core.records import CreateSagaResult, NewSaga, SagaCommit
 from orchestrator.engine import failpoints
 from orchestrator.store._rows import write_refused
 from orchestrator.store._statements import TRANSITIONS
-from orchestrator.store.postgres.connection import Connection, pipelined_transaction
+from orchestrator.store.postgres.connection import (
+    Connection,
+    discarded_on_error,
+    pipelined_transaction,
+)
 from orchestrator.store.postgres.sql import (
     ENCODING,
     ENQUEUE_KEYS,
@@ -107,17 +113,20 @@ class PlanWriter:
     async def transaction(self) -> AsyncIterator[psycopg.AsyncPipeline]:
         """The transaction, committed when the block ends; a refusal of what it queued
         that stands for another writer's work is raised as `StaleSagaVersion`."""
-        try:
-            async with pipelined_transaction(self._connection, explicit=self._explicit) as pipeline:
-                self._pipeline = pipeline
-                yield pipeline
-        except (_StaleBatch, psycopg.IntegrityError) as error:
-            refused = await self._refusal(error)
-            if refused is None:
-                raise
-            if isinstance(error, psycopg.errors.UniqueViolation):
-                raise refused from error
-            raise refused from None
+        async with discarded_on_error(self._connection):
+            try:
+                async with pipelined_transaction(
+                    self._connection, explicit=self._explicit
+                ) as pipeline:
+                    self._pipeline = pipeline
+                    yield pipeline
+            except (_StaleBatch, psycopg.IntegrityError) as error:
+                refused = None if self._connection.closed else await self._refusal(error)
+                if refused is None:
+                    raise
+                if isinstance(error, psycopg.errors.UniqueViolation):
+                    raise refused from error
+                raise refused from None
 
     async def _refusal(self, error: Exception) -> Exception | None:
         """What a refused transaction stands for (see `write_refused`); rolled back by now,
@@ -131,7 +140,9 @@ class PlanWriter:
             return None
         cursor = self._connection.cursor(row_factory=dict_row)
         ids = list(dict.fromkeys(str(params["saga_id"]) for params in self._commits))
-        await cursor.execute(SELECT_VERSIONS, {"saga_ids": ids})
+        # Not prepared: psycopg's prepared statements are not to be trusted on this
+        # connection any more (it is discarded after this; see `connection.py`).
+        await cursor.execute(SELECT_VERSIONS, {"saga_ids": ids}, prepare=False)
         stored = {row["saga_id"]: row["version"] for row in await cursor.fetchall()}
         duplicate = None
         if isinstance(error, psycopg.errors.UniqueViolation):
