@@ -184,6 +184,13 @@ def unstorable_text(text: str) -> str | None:
     return f"contains U+{ord(found.group()):04X}, a surrogate code point and no character"
 
 
+def storable_text(text: str) -> str:
+    """`text` with what the stores cannot hold replaced by U+FFFD: for text the
+    orchestrator keeps but did not take from a client (a participant's error message),
+    which must be kept, not refused."""
+    return _UNSTORABLE.sub("\ufffd", text)
+
+
 def check_text(path: str, text: str) -> None:
     """InvalidArgument naming `path` if the stores cannot hold `text`. The message never
     repeats the text: it may be a payload's personal data."""

@@ -16,6 +16,7 @@ from google.protobuf.message import Message
 from orchestrator.core.command_failures import classify_failure
 from orchestrator.core.errors import ConfigurationError
 from orchestrator.core.machine import ErrorKind
+from orchestrator.core.payload import storable_text
 from orchestrator.core.resolved import ResolvedCall
 from orchestrator.security.tls import ClientTls, open_channel
 from orchestrator.telemetry.tracing import outbound_metadata
@@ -38,8 +39,10 @@ def classify(code: grpc.StatusCode, retry_codes: frozenset[str] = frozenset()) -
 
 
 def describe_rpc_error(error: grpc.aio.AioRpcError) -> str:
-    """A one-line error for the step record: code name and the participant's message."""
-    return f"{error.code().name}: {error.details() or 'no details'}"
+    """A one-line error for the step record: code name and the participant's message,
+    with any U+0000 or surrogate it holds replaced (the step record must be storable, or
+    the saga could never record the failure)."""
+    return f"{error.code().name}: {storable_text(error.details() or 'no details')}"
 
 
 class ParticipantClient:

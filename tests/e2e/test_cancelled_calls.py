@@ -147,3 +147,29 @@ async def test_a_drive_stopped_mid_call_records_no_outcome_for_the_participant(s
     assert [(s.status, s.attempts, s.error) for s in steps] == [(StepStatus.STARTED, 1, "")], steps
     saga = await store.get_saga(saga_id)
     assert saga is not None and saga.status is SagaStatus.RUNNING
+
+
+async def test_a_participant_error_text_the_stores_cannot_hold_is_recorded_with_it_replaced(
+    store, tmp_path
+):
+    # A participant's message is not a client's input: it cannot be refused, and a step
+    # record PostgreSQL refuses would leave the saga reloading for ever.
+    async def decline_with_nul(key: str, delivery: int, context: grpc.aio.ServicerContext):
+        await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "no seat\x00left")
+
+    flight = HookedFlight(tmp_path, decline_with_nul)
+    server, address = await serve_flight(flight)
+    participants = ParticipantClient({"flight": address})
+    executor = Executor(store, Registry([ONE_FLIGHT]), participants, lease=Lease("r", 10.0))
+    try:
+        started = await executor.start_saga(ONE_FLIGHT, "c-nul-error", travel(), None)
+        run = await asyncio.wait_for(executor.drive_stopped(started.saga.saga_id), 30)
+    finally:
+        await executor.stop()
+        await participants.close()
+        await server.stop(None)
+    assert run is not None and run.status is SagaStatus.FAILED, run and run.saga
+    steps = await store.get_steps(started.saga.saga_id)
+    assert [(s.status, s.error) for s in steps] == [
+        (StepStatus.FAILED, "FAILED_PRECONDITION: no seat\ufffdleft")
+    ], steps
