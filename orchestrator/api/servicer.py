@@ -13,6 +13,7 @@ throttled, without a traceback.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -40,10 +41,12 @@ from orchestrator.api.paging import (
 )
 from orchestrator.api.request_checks import check_id, check_operator_request, check_saga_id
 from orchestrator.api.status import log_refusal, rpc_status_of, status_proto_of
+from orchestrator.api.tenancy import read_scope, start_namespace, visible
 from orchestrator.core.definition import SagaDefinition
 from orchestrator.core.errors import InvalidArgument, ResourceExhausted, SagaError, SagaNotFound
 from orchestrator.core.limits import MAX_FULL_VIEW_PAGE, Limits, check_enum, check_payload
 from orchestrator.core.machine import SagaRun
+from orchestrator.core.namespaces import unqualified
 from orchestrator.core.opening import SagaStart
 from orchestrator.core.payload import parse_input, parse_typed_input
 from orchestrator.core.records import CreateSagaResult, SagaRecord, StepRecord
@@ -116,6 +119,7 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
             idempotency_key=start.idempotency_key,
             trace_parent=context_from_metadata(context.invocation_metadata()),
             saga_input=start.saga_input,
+            namespace=start.namespace,
         )
 
     @_mapped_errors
@@ -196,6 +200,7 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
         check_id("correlation_id", request.correlation_id)
         check_id("idempotency_key", request.idempotency_key, required=False)
         check_payload(request.payload, self._limits)
+        namespace = start_namespace(request.namespace)
         definition = self._registry.latest(request.saga_type)
         if request.WhichOneof("input_kind") == "input":
             saga_input = parse_typed_input(
@@ -215,23 +220,28 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
             payload,
             request.idempotency_key or None,
             saga_input,
+            namespace,
         )
 
     @_mapped_errors
     async def GetSaga(
         self, request: pb.GetSagaRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.Saga:
-        check_saga_id(request.saga_id)
-        saga = await self._store.get_saga(request.saga_id)
-        if saga is None:
-            raise SagaNotFound(f"no saga with id {request.saga_id}")
+        saga = await self._visible_saga(request.saga_id, request.namespace)
         return await self._full_saga(saga)
+
+    async def _visible_saga(self, saga_id: str, namespace: str) -> SagaRecord:
+        """The saga, if the request may see it (`tenancy.visible`): NOT_FOUND alike for a
+        saga that does not exist and one in a namespace out of the request's reach."""
+        check_saga_id(saga_id)
+        scope = read_scope(namespace)
+        return visible(await self._store.get_saga(saga_id), saga_id, scope)
 
     @_mapped_errors
     async def ListSagas(
         self, request: pb.ListSagasRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ListSagasResponse:
-        where = filter_of(request)
+        where = dataclasses.replace(filter_of(request), namespaces=read_scope(request.namespace))
         view = check_enum("view", pb.SagaView, request.view)
         after = decode_page_token(request.page_token, where)
         size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
@@ -251,8 +261,7 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
         if request.page_size < 0:
             raise InvalidArgument(f"page_size must not be negative, got {request.page_size}")
         after = decode_history_token(request.page_token)
-        if await self._store.get_saga(request.saga_id) is None:
-            raise SagaNotFound(f"no saga with id {request.saga_id}")
+        await self._visible_saga(request.saga_id, request.namespace)
         size = min(request.page_size or DEFAULT_HISTORY_PAGE, MAX_HISTORY_PAGE)
         rows = await self._store.get_transitions(request.saga_id, after_seq=after)
         page = rows[:size]
@@ -302,9 +311,7 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
             check_saga_id(request.saga_id)
             if request.after_seq < 0:
                 raise InvalidArgument(f"after_seq must not be negative, got {request.after_seq}")
-            saga = await self._store.get_saga(request.saga_id)
-            if saga is None:
-                raise SagaNotFound(f"no saga with id {request.saga_id}")
+            await self._visible_saga(request.saga_id, request.namespace)
         except SagaError as error:
             await _abort(context, error)
         last = request.after_seq
@@ -396,6 +403,7 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
             request.requested_by,
             authenticated=caller is not None,
         )
+        await self._visible_saga(request.saga_id, request.namespace)
         if caller is None:
             actor, reason = f"operator:{request.requested_by}", request.reason
         else:
@@ -451,7 +459,7 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
         if saga.lock_keys:
             full.locks.extend(
                 pb.SagaLock(
-                    key=lock.key,
+                    key=unqualified(lock.key, saga.namespace),
                     held=lock.holds,
                     queue_position=0 if lock.holds else lock.ahead + 1,
                 )

@@ -26,6 +26,7 @@ from aiohttp import web
 from aiohttp_sse import sse_response
 
 from orchestrator.api.servicer import SagaOrchestratorService
+from orchestrator.api.tenancy import bind_namespaces
 from orchestrator.web.auth import (
     TOKEN_COOKIE,
     Authenticator,
@@ -89,6 +90,7 @@ async def _guard(
         if identity is None:
             return _error(grpc.StatusCode.UNAUTHENTICATED, "sign in with a console token")
         request["identity"] = identity
+        bind_namespaces(identity.namespaces)  # the servicer's reads stay in them
     try:
         return await handler(request)
     except CallRefused as refused:

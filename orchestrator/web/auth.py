@@ -34,6 +34,8 @@ class Identity:
     name: str
     roles: frozenset[str]
     authenticated: bool = True
+    namespaces: frozenset[str] | None = None
+    """The namespaces whose sagas the user sees and acts on; None for every one."""
 
     @property
     def may_act(self) -> bool:
@@ -100,6 +102,6 @@ def policy_authenticator(policy: AuthPolicy) -> Authenticator:
         roles = frozenset(str(role) for role in caller.roles)
         if not roles & CONSOLE_ROLES:
             return None
-        return Identity(caller.name, roles)
+        return Identity(caller.name, roles, namespaces=caller.namespaces)
 
     return authenticate
