@@ -291,7 +291,8 @@ class Executor:
             if attempt.blockers and locks is not None and locks.policy is LockPolicy.REJECT:
                 first = attempt.blockers[0]
                 how = "held" if first.holds else "queued for"
-                raise LockConflict(f"lock key {first.key!r} is {how} by saga {first.saga_id}")
+                key = unqualified(first.key, namespace)
+                raise LockConflict(f"lock key {key!r} is {how} by saga {first.saga_id}")
             run, first_actions, opening = open_saga(
                 definition, correlation_id, payload, idempotency_key, utc_now(), attempt, namespace
             )
