@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -21,6 +24,7 @@ from typing import Any
 import grpc
 import pytest
 
+from orchestrator.client import NotFound, SagaClient, SyncSagaClient
 from orchestrator.security.auth import token_digest
 from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
@@ -30,6 +34,7 @@ from tools.processes import ChildProcess, orchestrator_process, participants_pro
 
 pytestmark = pytest.mark.e2e
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
 OK = grpc.StatusCode.OK
 NOT_FOUND = grpc.StatusCode.NOT_FOUND
 DENIED = grpc.StatusCode.PERMISSION_DENIED
@@ -370,3 +375,50 @@ async def test_idempotency_keys_and_lock_keys_are_per_namespace(
             for saga_id in (alpha.saga_id, beta.saga_id)
         )
     )
+
+
+async def test_both_clients_and_the_cli_work_within_the_namespace_they_are_given(
+    stub: pb_grpc.SagaOrchestratorStub, tenant_orchestrator: ChildProcess
+):
+    address = tenant_orchestrator.address
+    async with SagaClient(address, token=TOKENS["two-client"], namespace="beta") as client:
+        beta = await client.start_json(
+            "locked_trip", travel("client-beta"), correlation_id="client-trip"
+        )
+        assert (await client.get_saga(beta.saga_id)).namespace == "beta"
+        assert [s.saga_id async for s in client.list_sagas()] == [beta.saga_id]
+    with SyncSagaClient(address, token=TOKENS["two-client"], namespace="alpha") as sync:
+        alpha = sync.start_json("locked_trip", travel("client-alpha"), correlation_id="client-trip")
+        assert sync.get_saga(alpha.saga_id).namespace == "alpha"
+        with pytest.raises(NotFound):
+            sync.get_saga(beta.saga_id)
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SAGA_")}
+
+    def saga(*args: str, caller: str = "beta-reader") -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "orchestrator", *args, "--address", address],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**env, "SAGA_TOKEN": TOKENS[caller]},
+            cwd=REPO_ROOT,
+        )
+
+    listed = saga("list", "--json", "--namespace", "beta")
+    assert listed.returncode == 0, listed.stderr
+    assert beta.saga_id in listed.stdout and alpha.saga_id not in listed.stdout
+    everything = saga("list", "--json", caller="every-reader")
+    assert beta.saga_id in everything.stdout and alpha.saga_id in everything.stdout
+    only_alpha = saga("list", "--json", "--namespace", "alpha", caller="every-reader")
+    assert alpha.saga_id in only_alpha.stdout and beta.saga_id not in only_alpha.stdout
+    refused = saga("list", "--namespace", "alpha")
+    assert refused.returncode != 0 and "PERMISSION_DENIED" in refused.stderr, refused.stderr
+    hidden = saga("get", alpha.saga_id)
+    assert hidden.returncode != 0 and "NOT_FOUND" in hidden.stderr, hidden.stderr
+    shown = saga("get", beta.saga_id)
+    assert shown.returncode == 0 and "Namespace: beta" in " ".join(shown.stdout.split())
+    malformed = saga("list", "--namespace", "Beta")
+    assert malformed.returncode == 2 and "namespace" in malformed.stderr
+    for saga_id in (alpha.saga_id, beta.saga_id):
+        await call(stub, "every-reader", "WatchSaga", pb.WatchSagaRequest(saga_id=saga_id))
