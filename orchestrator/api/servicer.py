@@ -8,6 +8,10 @@ through `_abort`, which turns a `SagaError` into a gRPC status with an ErrorInfo
 (AIP-193) by the one table in `orchestrator.api.status`; anything else is logged with
 its traceback and answered INTERNAL. A client's mistake is logged at INFO at most,
 throttled, without a traceback.
+
+Every request works within the caller's namespaces (`orchestrator.api.tenancy`): a start
+goes to one of them, a saga id is looked up within them, and a saga outside them is
+NOT_FOUND exactly as one that does not exist.
 """
 
 from __future__ import annotations
