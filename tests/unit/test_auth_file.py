@@ -58,8 +58,8 @@ def test_a_token_finds_its_caller_and_a_certificate_name_finds_its_own():
         ('[[caller]]\nname = "a"\nrole = ["client"]\ncertificate = "a"\n', 3, "unknown key 'role'"),
         ('[[caller]]\nname = "a"\nroles = ["client"]\ncertificate = "a"\nnamespaces = []\n',
          5, "non-empty list"),
-        ('[[caller]]\nname = "a"\nroles = ["client"]\ncertificate = "a"\nnamespaces = ["Billing"]\n',
-         5, "'Billing' must be 1 to 63 lowercase"),
+        ('[[caller]]\nname = "a"\nroles = ["client"]\ncertificate = "a"\n'
+         'namespaces = ["Billing"]\n', 5, "'Billing' must be 1 to 63 lowercase"),
         ('[[caller]]\nname = "a"\nroles = ["client"]\ncertificate = "a"\nnamespaces = "all"\n',
          5, '"*" or a non-empty list'),
     ],
