@@ -301,19 +301,20 @@ def one_row(
 
 
 def lock_key_condition(dialect: Dialect, where: SagaFilter, params: dict[str, object]) -> str:
-    """Sagas holding or queueing for `where.lock_key` in their own namespace. The tables
-    keep keys qualified (`<namespace>/<key>`): within known namespaces the condition looks
-    the qualified keys up by primary key; across every namespace it qualifies the key by
-    each saga's own namespace (a scan of the listing's index instead of a key lookup)."""
+    """Sagas holding or queueing for `where.lock_key` in their own namespace. The lock
+    tables keep keys qualified (`<namespace>/<key>`): within known namespaces the
+    condition looks the qualified keys up by primary key; across every namespace it reads
+    the lock tables (a row per key of a running saga, never the finished ones) and
+    qualifies the key by each row's saga's namespace."""
     p = dialect.param
     if where.namespaces is None:
         params["lock_key"] = where.lock_key
-        key = f"sagas.namespace || '/' || {p('lock_key')}"
-        return (
-            f"(EXISTS (SELECT 1 FROM saga_locks l WHERE l.saga_id = sagas.saga_id"
-            f" AND l.lock_key = {key}) OR EXISTS (SELECT 1 FROM saga_lock_queue q"
-            f" WHERE q.saga_id = sagas.saga_id AND q.lock_key = {key}))"
+        holders = " UNION ".join(
+            f"SELECT t.saga_id FROM {table} t JOIN sagas s ON s.saga_id = t.saga_id"
+            f" WHERE t.lock_key = s.namespace || '/' || {p('lock_key')}"
+            for table in ("saga_locks", "saga_lock_queue")
         )
+        return f"saga_id IN ({holders})"
     keys = {f"lock_key_{n}": f"{ns}/{where.lock_key}" for n, ns in enumerate(where.namespaces)}
     params.update(keys)
     listed = ", ".join(p(name) for name in keys) or "NULL"
