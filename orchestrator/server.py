@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import signal
+import ssl
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -35,7 +36,7 @@ from orchestrator.engine.executor import Executor
 from orchestrator.engine.leases import DEFAULT_LEASE_SECONDS, unique_replica_id
 from orchestrator.engine.retention import keep_retention
 from orchestrator.security.auth import AuthInterceptor, AuthPolicy, orchestrator_rules
-from orchestrator.security.tls import ClientTls, ServerTls, add_listener
+from orchestrator.security.tls import ClientTls, ServerTls, add_listener, is_loopback
 from orchestrator.store import PoolConfig, Store, open_store
 from orchestrator.telemetry.engine import EngineTelemetry
 from orchestrator.telemetry.interceptors import ServerMetricsInterceptor
@@ -62,6 +63,13 @@ MAX_CONNECTION_AGE_SECONDS = 3600
 """Connections are closed (gracefully) after an hour, so clients rebalance over replicas."""
 MAX_CONNECTION_AGE_GRACE_SECONDS = 300
 """Calls in progress when a connection ages out get this long to finish."""
+HANDSHAKE_TIMEOUT_SECONDS = 10.0
+"""A gRPC connection must finish its TLS handshake and send its HTTP/2 settings this
+soon, and a console connection its request headers, or it is closed: silent or
+slow connections cannot pile up (slowloris)."""
+MAX_CONNECTION_IDLE_SECONDS = 300
+"""A gRPC connection with no call in progress for this long is closed (GOAWAY; a client
+reconnects when it next calls), so connections that never call are not kept."""
 
 
 @dataclass(frozen=True)
@@ -98,11 +106,29 @@ class ServeConfig:
     participants_tls: ClientTls | None = None
     participants_token: str | None = None
 
+    # Host names the console answers to besides loopback (in laptop mode; with an
+    # auth file, naming any restricts it to those and loopback).
+    http_allowed_hosts: tuple[str, ...] = ()
+    # Serve the console beyond loopback without an auth file (refused unless set).
+    http_allow_no_auth: bool = False
+    # HTTPS for the console; None serves plain HTTP.
+    http_tls: ServerTls | None = None
+    # Console sessions end this long after their last request, or after sign-in.
+    console_session_idle_seconds: float = 8 * 3600.0
+    console_session_lifetime_seconds: float = 24 * 3600.0
+    # Bound on a connection's handshake (gRPC) or request headers (console).
+    handshake_timeout_seconds: float = HANDSHAKE_TIMEOUT_SECONDS
 
-def server_options(limits: Limits) -> list[tuple[str, int]]:
+
+def server_options(
+    limits: Limits, handshake_seconds: float = HANDSHAKE_TIMEOUT_SECONDS
+) -> list[tuple[str, int]]:
     """gRPC channel arguments: message sizes that match the payload limit, keepalive
-    pings that find dead clients, and a maximum connection age."""
+    pings that find dead clients, a maximum connection age, and bounds on connections
+    that never finish their handshake or never call."""
     return [
+        ("grpc.server_handshake_timeout_ms", max(1, round(handshake_seconds * 1000))),
+        ("grpc.max_connection_idle_ms", MAX_CONNECTION_IDLE_SECONDS * 1000),
         ("grpc.max_receive_message_length", limits.grpc_message_bytes),
         ("grpc.max_send_message_length", limits.grpc_message_bytes),
         ("grpc.keepalive_time_ms", KEEPALIVE_SECONDS * 1000),
@@ -122,12 +148,13 @@ def create_server(
     *,
     tls: ServerTls | None = None,
     with_reflection: bool = True,
+    handshake_seconds: float = HANDSHAKE_TIMEOUT_SECONDS,
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     """A server with the API, health and (optionally) reflection, bound to `listen` with
     TLS when `tls` is given; returns the bound port."""
     server = grpc.aio.server(
         interceptors=[*interceptors, UndecodableRequestInterceptor(SERVICE_NAME)],
-        options=server_options(limits or Limits()),
+        options=server_options(limits or Limits(), handshake_seconds),
     )
     orchestrator_pb2_grpc.add_SagaOrchestratorServicer_to_server(servicer, server)
     health_servicer = health.aio.HealthServicer()
@@ -167,9 +194,48 @@ def _write_ready_file(
     if console_url is not None:
         document["console_url"] = console_url
     tmp = f"{path}.tmp"
-    with open(tmp, "w") as handle:
+    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as handle:
         json.dump(document, handle)
     os.replace(tmp, path)
+
+
+def _check_console_config(config: ServeConfig) -> None:
+    """Refuse a console anyone on the network could drive: beyond loopback without an
+    auth file, unless the operator says so (`--http-allow-no-auth`), then loudly."""
+    if config.handshake_timeout_seconds <= 0:
+        raise ConfigurationError(
+            f"handshake timeout must be positive, got {config.handshake_timeout_seconds:g}"
+        )
+    if config.http_listen is None:
+        return
+    try:
+        host, _ = parse_listen(config.http_listen)
+    except ValueError as error:
+        raise ConfigurationError(str(error)) from error
+    if config.auth_file is not None or is_loopback(host):
+        return
+    if not config.http_allow_no_auth:
+        raise ConfigurationError(
+            f"the console would listen on {config.http_listen} without an auth file: anyone "
+            "who reaches it could abort, retry and resolve sagas. Give --auth-file, listen "
+            "on loopback, or pass --http-allow-no-auth to accept it"
+        )
+    logger.warning(
+        "the console listens on %s WITHOUT AUTHENTICATION: anyone who reaches it may "
+        "abort, retry and resolve sagas (--http-allow-no-auth)",
+        config.http_listen,
+    )
+
+
+def _console_ssl(tls: ServerTls | None) -> ssl.SSLContext | None:
+    if tls is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(tls.cert, tls.key)
+    except (OSError, ssl.SSLError) as error:
+        raise ConfigurationError(f"cannot load the console's TLS certificate: {error}") from None
+    return context
 
 
 def _check_telemetry_config(config: ServeConfig) -> None:
@@ -201,6 +267,7 @@ async def serve(config: ServeConfig, definitions: Iterable[SagaDefinition]) -> N
     if config.lease_seconds <= 0:
         raise ConfigurationError(f"lease seconds must be positive, got {config.lease_seconds:g}")
     _check_telemetry_config(config)
+    _check_console_config(config)
     # The level stays whatever the caller (the CLI) set; only the format is ours.
     configure_logging(
         logging.getLevelName(logging.getLogger().getEffectiveLevel()), config.log_format
@@ -266,11 +333,12 @@ async def _serve(
 ) -> None:
     registry = Registry(definitions)
     policy = auth_policy(config.auth_file, reflection=config.reflection)
+    console_ssl = _console_ssl(config.http_tls)  # a bad certificate stops us before serving
     participants = ParticipantClient(
         config.participants, tls=config.participants_tls, token=config.participants_token
     )
     participants.check_addresses(registry.participants)
-    store = open_store(config.database_url, config.pool)
+    store = open_store(config.database_url, config.pool, replica_id=config.replica_id)
     await store.open()
     if telemetry.metrics is not None:
         telemetry.metrics.watch_store_pool(store.pool_stats)
@@ -307,21 +375,28 @@ async def _serve(
         config.limits,
         tls=config.tls,
         with_reflection=config.reflection,
+        handshake_seconds=config.handshake_timeout_seconds,
     )
     await server.start()
     console = None
     if config.http_listen is not None:
         # Imported only when asked for: the console's HTTP stack costs start-up time.
         from orchestrator.web import start_web_console
+        from orchestrator.web.auth import policy_authenticator
+        from orchestrator.web.sessions import SessionTable
 
         console_host, console_port = parse_listen(config.http_listen)
-        from orchestrator.web.auth import policy_authenticator
-
         console = await start_web_console(
             console_host,
             console_port,
             servicer,
             authenticate=None if policy is None else policy_authenticator(policy),
+            allowed_hosts=config.http_allowed_hosts,
+            sessions=SessionTable(
+                config.console_session_idle_seconds, config.console_session_lifetime_seconds
+            ),
+            header_timeout=config.handshake_timeout_seconds,
+            ssl_context=console_ssl,
         )
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)

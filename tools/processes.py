@@ -79,17 +79,18 @@ class ChildProcess:
 
     def start(self, ready_timeout: float = READY_TIMEOUT_SECONDS) -> ChildProcess:
         """Start; with a ready file, wait (bounded) until it appears."""
-        self.workdir.mkdir(parents=True, exist_ok=True)
+        # Logs and state may quote payloads: private to this user.
+        self.workdir.mkdir(mode=0o700, parents=True, exist_ok=True)
         argv = list(self.argv)
         if self.ready_file is not None:
             self.ready_file.unlink(missing_ok=True)
             argv += ["--ready-file", str(self.ready_file)]
         with contextlib.ExitStack() as files:
-            log = files.enter_context(open(self.log_file, "ab"))
+            log = files.enter_context(_private_append(self.log_file))
             if self.protocol:
                 stdout: Any = subprocess.PIPE
             elif self.stdout_file is not None:
-                stdout = files.enter_context(open(self.stdout_file, "ab"))
+                stdout = files.enter_context(_private_append(self.stdout_file))
             else:
                 stdout = log
             self.process = subprocess.Popen(
@@ -260,3 +261,8 @@ def orchestrator_process(
     for participant, address in sorted(participants.items()):
         argv += ["--participant", f"{participant}={address}"]
     return ChildProcess(name, [*argv, *extra_args], workdir, env=env)
+
+
+def _private_append(path: Path) -> Any:
+    """`path` opened to append bytes, created 0600 if missing."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "ab")

@@ -1,7 +1,8 @@
 """Requests that protobuf cannot decode are the client's mistake: INVALID_ARGUMENT.
 
 gRPC decodes a request before any servicer code runs, and a decoding failure (a
-Struct nested past protobuf's depth limit, bytes that are no message) would
+Struct nested past protobuf's depth limit, bytes that are no message, a string that
+is not UTF-8 such as an unpaired surrogate in another language's encoding) would
 leave the server as a bare UNKNOWN or INTERNAL with a traceback in the log.
 This interceptor gives the API's methods a decoder that turns the failure into
 an `Undecodable` value, and answers it INVALID_ARGUMENT before the servicer sees it.
@@ -38,10 +39,17 @@ def _lenient(decode: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
 
 
 def _refusal(error: Undecodable) -> grpc.Status:
-    refused = InvalidArgument(
-        f"the request is not a valid message ({error.error}); protobuf decodes at most "
-        "100 levels of nested messages, about 32 levels of payload objects and lists"
-    )
+    if "UTF-8" in error.error:
+        rule = (
+            "every string must be well-formed UTF-8: a surrogate code point (U+D800 to "
+            "U+DFFF) or a stray byte is not text"
+        )
+    else:
+        rule = (
+            "protobuf decodes at most 100 levels of nested messages, about 32 levels of "
+            "payload objects and lists"
+        )
+    refused = InvalidArgument(f"the request is not a valid message ({error.error}); {rule}")
     log_refusal(refused)
     return rpc_status_of(refused)
 

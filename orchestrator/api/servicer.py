@@ -2,7 +2,8 @@
 map errors. Records become messages in `conversion`, page tokens are made and read in
 `paging`, ids and operator fields are checked in `request_checks`.
 
-Requests are checked completely before anything is stored: every enum, timestamp,
+Requests are checked completely before anything is stored: every string the stores
+could not hold (`check_message_text`, first in every handler), every enum, timestamp,
 number, page token and nesting depth (see `orchestrator.core.limits`). Every error leaves
 through `_abort`, which turns a `SagaError` into a gRPC status with an ErrorInfo
 (AIP-193) by the one table in `orchestrator.api.status`; anything else is logged with
@@ -52,7 +53,7 @@ from orchestrator.core.limits import MAX_FULL_VIEW_PAGE, Limits, check_enum, che
 from orchestrator.core.machine import SagaRun
 from orchestrator.core.namespaces import unqualified
 from orchestrator.core.opening import SagaStart
-from orchestrator.core.payload import parse_input, parse_typed_input
+from orchestrator.core.payload import check_message_text, parse_input, parse_typed_input
 from orchestrator.core.records import CreateSagaResult, SagaRecord, StepRecord
 from orchestrator.core.registry import Registry
 from orchestrator.engine.executor import Executor
@@ -113,9 +114,12 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
         return start_response(await self._start(request, context))
 
     async def _start(
-        self, request: pb.StartSagaRequest, context: grpc.aio.ServicerContext[Any, Any]
+        self,
+        request: pb.StartSagaRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+        where: str = "",
     ) -> CreateSagaResult:
-        start = self._saga_start(request)
+        start = self._saga_start(request, where)
         return await self._executor.start_saga(
             start.definition,
             correlation_id=start.correlation_id,
@@ -136,7 +140,7 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
         self._check_room_to_watch()
         self._watch_streams += 1
         try:
-            started = await self._start(request.start, context)
+            started = await self._start(request.start, context, "start")
             saga = await self._settled(started.saga.saga_id)
         finally:
             self._watch_streams -= 1
@@ -175,9 +179,9 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
             )
         answers: list[CreateSagaResult | SagaError | None] = []
         starts: list[SagaStart] = []
-        for item in request.requests:
+        for position, item in enumerate(request.requests):
             try:
-                starts.append(self._saga_start(item))
+                starts.append(self._saga_start(item, f"requests[{position}]"))
                 answers.append(None)
             except SagaError as error:
                 answers.append(error)
@@ -196,10 +200,12 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
                 response.results.add().saga.CopyFrom(start_response(outcome))
         return response
 
-    def _saga_start(self, request: pb.StartSagaRequest) -> SagaStart:
+    def _saga_start(self, request: pb.StartSagaRequest, where: str = "") -> SagaStart:
         """A StartSaga request checked completely, its input parsed to the saga type's
         message and stored in canonical form; InvalidArgument (or UnknownSagaType) names
-        the field and the rule."""
+        the field and the rule. `where` is the request's own path (`requests[3]`), for
+        the names of fields whose text cannot be stored."""
+        check_message_text(request, where)
         check_id("saga_type", request.saga_type)
         check_id("correlation_id", request.correlation_id)
         check_id("idempotency_key", request.idempotency_key, required=False)
@@ -208,7 +214,10 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
         definition = self._registry.latest(request.saga_type)
         if request.WhichOneof("input_kind") == "input":
             saga_input = parse_typed_input(
-                definition.input_type, request.input, definition.check_input
+                definition.input_type,
+                request.input,
+                definition.check_input,
+                f"{where}.input" if where else "input",
             )
         else:
             saga_input = parse_input(
@@ -231,6 +240,7 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
     async def GetSaga(
         self, request: pb.GetSagaRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.Saga:
+        check_message_text(request)
         saga = await self._visible_saga(request.saga_id, request.namespace)
         return await self._full_saga(saga)
 
@@ -245,6 +255,7 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
     async def ListSagas(
         self, request: pb.ListSagasRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ListSagasResponse:
+        check_message_text(request)
         where = dataclasses.replace(filter_of(request), namespaces=read_scope(request.namespace))
         view = check_enum("view", pb.SagaView, request.view)
         after = decode_page_token(request.page_token, where)
@@ -261,6 +272,7 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
     async def GetSagaHistory(
         self, request: pb.GetSagaHistoryRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.GetSagaHistoryResponse:
+        check_message_text(request)
         check_saga_id(request.saga_id)
         if request.page_size < 0:
             raise InvalidArgument(f"page_size must not be negative, got {request.page_size}")
@@ -312,6 +324,7 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
         self, request: pb.WatchSagaRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[pb.WatchSagaResponse]:
         try:
+            check_message_text(request)
             check_saga_id(request.saga_id)
             if request.after_seq < 0:
                 raise InvalidArgument(f"after_seq must not be negative, got {request.after_seq}")
@@ -354,6 +367,7 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
     async def AbortSaga(
         self, request: pb.AbortSagaRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.AbortSagaResponse:
+        check_message_text(request)
         saga = await self._operator_change(
             request, lambda run, now, actor, reason: run.abort(now, actor, reason)
         )
@@ -363,6 +377,7 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
     async def RetrySaga(
         self, request: pb.RetrySagaRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.RetrySagaResponse:
+        check_message_text(request)
         saga = await self._operator_change(
             request, lambda run, now, actor, reason: run.retry(now, actor, reason)
         )
@@ -372,6 +387,7 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
     async def ResolveStep(
         self, request: pb.ResolveStepRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ResolveStepResponse:
+        check_message_text(request)
         check_id("step", request.step)
         saga = await self._operator_change(
             request,
@@ -383,6 +399,7 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
     async def BreakLock(
         self, request: pb.BreakLockRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.BreakLockResponse:
+        check_message_text(request)
         saga = await self._operator_change(
             request, lambda run, now, actor, reason: run.lock_broken(now, actor, reason)
         )
@@ -423,6 +440,7 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
     async def ListSagaTypes(
         self, request: pb.ListSagaTypesRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ListSagaTypesResponse:
+        check_message_text(request)
         check_id("saga_type", request.saga_type, required=False)
         if request.saga_type:
             self._registry.latest(request.saga_type)  # UnknownSagaType lists what exists

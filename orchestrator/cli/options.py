@@ -307,6 +307,65 @@ def server_security_options(parser: argparse.ArgumentParser, env_prefix: str) ->
     )
 
 
+def console_security_options(parser: argparse.ArgumentParser) -> None:
+    """`saga serve`'s console flags: allowed Host names, TLS, sessions, and the
+    connection handshake bound it shares with the gRPC listener."""
+    parser.add_argument(
+        "--http-allowed-host",
+        action="append",
+        default=[name for name in (env_or("SAGA_HTTP_ALLOWED_HOSTS", "") or "").split(",") if name],
+        metavar="NAME",
+        help="a Host name the console answers to besides localhost, 127.0.0.1 and [::1] "
+        "(a DNS-rebinding page sends its own); repeatable (env SAGA_HTTP_ALLOWED_HOSTS, "
+        "comma-separated)",
+    )
+    parser.add_argument(
+        "--http-allow-no-auth",
+        action="store_true",
+        default=(env_or("SAGA_HTTP_ALLOW_NO_AUTH", "") or "").lower() in ("1", "true", "yes"),
+        help="serve the console beyond loopback without --auth-file: anyone who reaches "
+        "it may act (env SAGA_HTTP_ALLOW_NO_AUTH; default: refuse to start)",
+    )
+    parser.add_argument(
+        "--http-tls-cert",
+        default=env_or("SAGA_HTTP_TLS_CERT"),
+        metavar="FILE",
+        help="serve the console over HTTPS with this certificate (PEM) "
+        "(env SAGA_HTTP_TLS_CERT; default plain HTTP)",
+    )
+    parser.add_argument(
+        "--http-tls-key",
+        default=env_or("SAGA_HTTP_TLS_KEY"),
+        metavar="FILE",
+        help="the private key of --http-tls-cert (env SAGA_HTTP_TLS_KEY)",
+    )
+    parser.add_argument(
+        "--console-session-idle",
+        type=duration_argument,
+        default=env_or("SAGA_CONSOLE_SESSION_IDLE", "8h"),
+        metavar="DURATION",
+        help="a console session ends this long after its last request "
+        "(env SAGA_CONSOLE_SESSION_IDLE; default 8h)",
+    )
+    parser.add_argument(
+        "--console-session-lifetime",
+        type=duration_argument,
+        default=env_or("SAGA_CONSOLE_SESSION_LIFETIME", "24h"),
+        metavar="DURATION",
+        help="a console session ends this long after sign-in "
+        "(env SAGA_CONSOLE_SESSION_LIFETIME; default 24h)",
+    )
+    parser.add_argument(
+        "--handshake-timeout",
+        type=positive_float,
+        default=env_or("SAGA_HANDSHAKE_TIMEOUT", "10"),
+        metavar="SECONDS",
+        help="close a gRPC connection that has not finished its handshake, or a console "
+        "connection that has not sent its request headers, this soon "
+        "(env SAGA_HANDSHAKE_TIMEOUT; default 10)",
+    )
+
+
 def read_token_file(path: str | None) -> str | None:
     """The token in `path` (surrounding whitespace dropped); None without a path."""
     if not path:

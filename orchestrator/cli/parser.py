@@ -15,6 +15,7 @@ from orchestrator.cli.options import (
     SAGA_STATUSES,
     add_definitions_option,
     client_options,
+    console_security_options,
     duration_argument,
     env_or,
     json_option,
@@ -128,6 +129,7 @@ def _serve_parser(commands: Any, *, full: bool) -> None:
     _limit_options(serve_cmd)
     add_definitions_option(serve_cmd)
     server_security_options(serve_cmd, "SAGA_")
+    console_security_options(serve_cmd)
     serve_cmd.add_argument(
         "--participants-tls-ca",
         default=env_or("SAGA_PARTICIPANTS_TLS_CA"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from typing import TYPE_CHECKING
 
 from orchestrator.cli.options import (
     EXIT_OK,
@@ -17,6 +18,21 @@ from orchestrator.cli.options import (
 )
 from orchestrator.core.errors import SagaError
 from orchestrator.telemetry.logs import configure_logging
+
+if TYPE_CHECKING:
+    from orchestrator.security.tls import ServerTls
+
+
+def _console_tls(cert: str | None, key: str | None) -> ServerTls | None:
+    from pathlib import Path
+
+    from orchestrator.security.tls import ServerTls
+
+    if bool(cert) != bool(key):
+        raise CliError(
+            "the console's HTTPS needs both --http-tls-cert and --http-tls-key", EXIT_USAGE
+        )
+    return ServerTls(Path(cert), Path(key)) if cert and key else None
 
 
 def serve_command(args: argparse.Namespace) -> int:
@@ -62,6 +78,12 @@ def serve_command(args: argparse.Namespace) -> int:
                 args.participants_tls_ca, args.participants_tls_cert, args.participants_tls_key
             ),
             participants_token=read_token_file(args.participants_token_file),
+            http_allowed_hosts=tuple(args.http_allowed_host),
+            http_allow_no_auth=args.http_allow_no_auth,
+            http_tls=_console_tls(args.http_tls_cert, args.http_tls_key),
+            console_session_idle_seconds=args.console_session_idle.total_seconds(),
+            console_session_lifetime_seconds=args.console_session_lifetime.total_seconds(),
+            handshake_timeout_seconds=args.handshake_timeout,
             **({"replica_id": args.replica_id} if args.replica_id else {}),
         )
         asyncio.run(serve(config, load_definition_modules(args.definitions)))

@@ -12,8 +12,14 @@ from __future__ import annotations
 
 from orchestrator.core.machine import ErrorKind
 
-TRANSIENT_CODES = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "ABORTED"})
-"""Retried with the same idempotency key; a deadline does not mean "did not happen"."""
+TRANSIENT_CODES = frozenset(
+    {"UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED", "RESOURCE_EXHAUSTED", "ABORTED"}
+)
+"""Retried with the same idempotency key; a deadline does not mean "did not happen".
+CANCELLED is the same case: the call was cut short before its answer (by the participant's
+side, or by something between: the engine's own cancellations never reach the machine, see
+orchestrator/engine/driver.py), so it may or may not have happened, and the same key makes
+the resend harmless."""
 
 REJECTION_CODES = frozenset(
     {

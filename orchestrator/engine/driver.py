@@ -234,6 +234,12 @@ class SagaDriver:
             try:
                 reply = await self._send(action.index, request, compensating=compensating)
             except grpc.aio.AioRpcError as error:
+                if _being_cancelled():
+                    # The drive is being stopped (shutdown, lease lost, a sibling failed):
+                    # whatever the call ended with is the engine's doing, not the
+                    # participant's outcome. Nothing is recorded; the step stays STARTED
+                    # and is sent again, same key, by whoever drives the saga next.
+                    raise asyncio.CancelledError from error
                 after = self._failed(action.index, error, compensating=compensating)
                 if after.verdict is not Verdict.RETRY:
                     return
@@ -320,6 +326,14 @@ class SagaDriver:
         stored = await self._store.get_saga(saga_id)
         if stored is None or stored.version != self.run.persisted_version:
             raise StaleSagaVersion(f"saga {saga_id} changed while a retry was waiting")
+
+
+def _being_cancelled() -> bool:
+    """Whether the task running this has been asked to stop. grpc.aio raises the task's
+    own cancellation as asyncio.CancelledError; this also covers a cancellation that lands
+    while the call is ending, whose status grpc may hand back instead."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def log_outcome(run: SagaRun) -> None:

@@ -44,6 +44,7 @@ from orchestrator.core.records import (
     StoredSaga,
 )
 from orchestrator.core.registry import Registry
+from orchestrator.engine.admission import Reservation, SagaSlots
 from orchestrator.engine.commands import ParticipantClient
 from orchestrator.engine.commit_watchers import CommitWatchers
 from orchestrator.engine.driver import SagaDriver
@@ -92,6 +93,8 @@ class Executor:
         self._rng = rng or random.Random()
         self._telemetry = telemetry or EngineTelemetry()
         self._tasks: dict[str, asyncio.Task[SagaRun | None]] = {}
+        self._slots = SagaSlots(max_active_sagas, self._tasks)
+        """The budget of sagas in flight: drives, and places reserved by starts and claims."""
         self._lease_keeper: asyncio.Task[None] | None = None
         self._commit_follower: asyncio.Task[None] | None = None
         self.watchers = CommitWatchers(live=False)
@@ -103,7 +106,7 @@ class Executor:
             store,
             self.lease,
             driven=self._tasks,
-            max_active_sagas=max_active_sagas,
+            slots=self._slots,
             run_of=self._run_of,
             drive=self._spawn,
         )
@@ -126,24 +129,36 @@ class Executor:
         `saga_input`, the input message `payload` was made from, spares its driver
         decoding the payload again.
 
-        Raises ResourceExhausted, storing nothing, when this replica already drives
-        `max_active_sagas` sagas (new and resumed share that budget).
+        Raises ResourceExhausted, storing nothing, when this replica's sagas in flight
+        (driven, or reserved by starts and claims under way) already fill
+        `max_active_sagas`: the place is reserved before the first await, so a burst of
+        starts never admits more than there is room for. A repeat of a known key needs
+        a place only while the insert finds it out (it then gives it back, or lends it to
+        the saga it adopts), so a repeat arriving while the replica is full is refused
+        like any start.
         `trace_parent` (the caller's trace context) becomes the parent of the saga's span.
         """
-        if len(self._tasks) >= self._max_active_sagas:
-            raise self._busy()
-        if definition.lock_stage == 0:
-            result, run, first_actions = await self._create_locked(
-                definition, correlation_id, payload, idempotency_key, namespace
-            )
-        else:
-            run, first_actions, opening = open_saga(
-                definition, correlation_id, payload, idempotency_key, utc_now(), None, namespace
-            )
-            result = await self._store.create_saga(
-                opening.saga, run.steps, list(opening.transitions), lease=self.lease
-            )
-        return await self._started(result, run, first_actions, trace_parent, saga_input)
+        with self._slots.reserve() as place:
+            if not place:
+                raise self._busy()
+            if definition.lock_stage == 0:
+                result, run, first_actions = await self._create_locked(
+                    definition, correlation_id, payload, idempotency_key, namespace
+                )
+            else:
+                run, first_actions, opening = open_saga(
+                    definition,
+                    correlation_id,
+                    payload,
+                    idempotency_key,
+                    utc_now(),
+                    None,
+                    namespace,
+                )
+                result = await self._store.create_saga(
+                    opening.saga, run.steps, list(opening.transitions), lease=self.lease
+                )
+            return await self._started(result, run, first_actions, place, trace_parent, saga_input)
 
     async def start_sagas(
         self,
@@ -154,18 +169,33 @@ class Executor:
         in the order of `starts`. The sagas whose types take no lock keys at their start
         are stored in one transaction (`Store.create_sagas`), before this returns; a type
         that does takes its keys or queue places in a transaction of its own, in batch
-        order, as StartSaga does. Backpressure is per saga: past `max_active_sagas`, the
-        rest of the batch is answered ResourceExhausted and nothing of it is stored.
+        order, as StartSaga does. Backpressure is per saga: each request takes its place
+        in flight before anything is awaited; past `max_active_sagas`, the rest of the
+        batch is answered ResourceExhausted and nothing of it is stored.
         """
+        # Reserved here, all at once and before the first await: concurrent batches
+        # (and StartSagas) share what is left, never more.
+        places = [self._slots.reserve() for _ in starts]
+        try:
+            return await self._start_reserved(starts, places, trace_parent)
+        finally:
+            for place in places:
+                place.release()
+
+    async def _start_reserved(
+        self,
+        starts: Sequence[SagaStart],
+        places: Sequence[Reservation],
+        trace_parent: otel_context.Context | None,
+    ) -> list[CreateSagaResult | SagaError]:
+        """`start_sagas` once each request holds its place (or was refused one)."""
         outcomes: list[CreateSagaResult | SagaError | None] = [None] * len(starts)
-        room = self._max_active_sagas - len(self._tasks)
         opened: list[tuple[int, SagaRun, tuple[Action, ...], SagaCommit]] = []
         locked: list[int] = []
         for index, start in enumerate(starts):
-            if room <= 0:
+            if not places[index]:
                 outcomes[index] = self._busy()
                 continue
-            room -= 1
             if start.definition.lock_stage == 0:
                 locked.append(index)
                 continue
@@ -181,6 +211,7 @@ class Executor:
                 )
             except SagaError as error:
                 outcomes[index] = error
+                places[index].release()
                 continue
             opened.append((index, run, first_actions, opening))
         created = await self._store.create_sagas(
@@ -191,8 +222,9 @@ class Executor:
         )
         for (index, run, first_actions, _), result in zip(opened, created, strict=True):
             outcomes[index] = await self._answer(
-                result, run, first_actions, trace_parent, starts[index].saga_input
+                result, run, first_actions, places[index], trace_parent, starts[index].saga_input
             )
+            places[index].release()
         for index in locked:
             start = starts[index]
             try:
@@ -205,10 +237,12 @@ class Executor:
                 )
             except SagaError as error:
                 outcomes[index] = error
+                places[index].release()
                 continue
             outcomes[index] = await self._answer(
-                result, run, first_actions, trace_parent, start.saga_input
+                result, run, first_actions, places[index], trace_parent, start.saga_input
             )
+            places[index].release()
         return [outcome for outcome in outcomes if outcome is not None]
 
     async def _answer(
@@ -216,19 +250,20 @@ class Executor:
         result: CreateSagaResult,
         run: SagaRun,
         first_actions: tuple[Action, ...],
+        place: Reservation,
         trace_parent: otel_context.Context | None,
         saga_input: Message | None,
     ) -> CreateSagaResult | SagaError:
         """`_started`, with a refusal as the batch item's answer instead of raised."""
         try:
-            return await self._started(result, run, first_actions, trace_parent, saga_input)
+            return await self._started(result, run, first_actions, place, trace_parent, saga_input)
         except SagaError as error:
             return error
 
     def _busy(self) -> ResourceExhausted:
         return ResourceExhausted(
-            f"this replica drives {len(self._tasks)} sagas, its limit (max sagas in "
-            f"flight) is {self._max_active_sagas}; retry later or on another replica",
+            f"this replica has {self._slots.in_use} sagas in flight, its limit (max sagas "
+            f"in flight) is {self._max_active_sagas}; retry later or on another replica",
             reason="SAGAS_IN_FLIGHT_EXHAUSTED",
             retry_after=BUSY_RETRY_SECONDS,
         )
@@ -238,13 +273,18 @@ class Executor:
         result: CreateSagaResult,
         run: SagaRun,
         first_actions: tuple[Action, ...],
+        place: Reservation,
         trace_parent: otel_context.Context | None,
         saga_input: Message | None = None,
     ) -> CreateSagaResult:
-        """After the insert: drive a saga just created; for a known idempotency key,
-        check the request is the same and make sure someone drives the saga it started."""
+        """After the insert: drive a saga just created (in the place `place` reserved
+        for it); for a known idempotency key, check the request is the same, give the
+        place back and make sure someone drives the saga it started."""
         saga = run.saga
         if not result.created:
+            # A repeat needs no place of its own: given back before the adoption, which
+            # takes one (no await between, so nobody else can take it meanwhile).
+            place.release()
             existing = result.saga
             if existing.request_fingerprint != saga.request_fingerprint:
                 key = unqualified(saga.idempotency_key or "", saga.namespace)

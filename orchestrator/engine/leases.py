@@ -6,6 +6,15 @@ duration (stopping the drives whose lease another replica took) and claims orpha
 sagas whose lease is missing or expired (their replica died); claiming fences the
 old owner off (see `Store.claim_sagas`). It decides nothing about a saga itself: a
 claimed saga is handed to the executor, which drives it.
+
+A replica frozen for good (SIGSTOP, a paused VM, a debugger) in the middle of a write
+keeps that write's row locks, and claims skip locked rows: its leases expire, yet those
+sagas could not be claimed until it woke or died. So at every renewal the keeper also
+ends the database sessions of lost replicas (`Store.end_lost_sessions`): those whose
+every lease expired more than LOST_GRACE_LEASES lease periods ago. A replica whose
+leases all expired that long ago has been fenced off already (any claim fences it), so
+ending its sessions takes nothing from a live one; a replica holding no lease is never
+touched. Its sagas are claimed in the same round. See docs/limits.md for the bound.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ from collections.abc import Callable, Mapping
 
 from orchestrator.core.machine import SagaRun
 from orchestrator.core.records import Lease, StoredSaga
+from orchestrator.engine.admission import SagaSlots
 from orchestrator.store.base import Store
 
 logger = logging.getLogger(__name__)
@@ -30,6 +40,8 @@ CLAIM_BATCH = 200
 """Orphans claimed (and loaded) per round trip."""
 NEW_SAGAS_SHARE = 10
 """While orphans are resumed, 1/NEW_SAGAS_SHARE of the budget is kept for new sagas."""
+LOST_GRACE_LEASES = 1.0
+"""A replica is lost once all its leases expired this many lease periods ago."""
 
 
 def unique_replica_id() -> str:
@@ -40,9 +52,10 @@ def unique_replica_id() -> str:
 class LeaseKeeper:
     """Renews the leases of the sagas `driven` here and claims orphans into `drive`.
 
-    `driven` is the executor's own map of drives (read, never changed here);
-    `run_of` builds a saga's run from what the store holds; `drive` starts driving a
-    claimed saga (with its run, or None to let its task load it).
+    `driven` is the executor's own map of drives (read, never changed here); `slots` the
+    budget of sagas in flight it shares with the executor's starts; `run_of` builds a
+    saga's run from what the store holds; `drive` starts driving a claimed saga (with its
+    run, or None to let its task load it).
     """
 
     def __init__(
@@ -51,22 +64,26 @@ class LeaseKeeper:
         lease: Lease,
         *,
         driven: Mapping[str, asyncio.Task[SagaRun | None]],
-        max_active_sagas: int,
+        slots: SagaSlots,
         run_of: Callable[[StoredSaga], SagaRun],
         drive: Callable[[str, SagaRun | None], None],
     ) -> None:
         self._store = store
         self._lease = lease
         self._driven = driven
-        self._max_active_sagas = max_active_sagas
+        self._slots = slots
         self._run_of = run_of
         self._drive = drive
 
     async def adopt(self, saga_id: str) -> None:
-        """Drive one saga here if nobody else holds its lease."""
-        claimed = await self._store.claim_saga(self._lease, saga_id)
-        if claimed is not None and saga_id not in self._driven:
-            self._drive(saga_id, None)
+        """Drive one saga here if nobody else holds its lease and there is room; without
+        room it waits, as any orphan does, for `claim_orphans` to find room for it."""
+        with self._slots.reserve() as place:
+            if not place:
+                return
+            claimed = await self._store.claim_saga(self._lease, saga_id)
+            if claimed is not None and saga_id not in self._driven:
+                self._drive(saga_id, None)
 
     async def claim_orphans(self) -> int:
         """Claim unfinished sagas whose lease is missing or expired, as many as there is
@@ -79,23 +96,24 @@ class LeaseKeeper:
         Each batch costs two round trips, a claim and a load, however many it holds.
         """
         total = 0
-        while (room := self._room_for_orphans()) > 0:
-            batch = min(room, CLAIM_BATCH)
-            claimed = await self._store.claim_sagas(self._lease, batch)
-            runs = await self._runs_of(
-                [s.saga_id for s in claimed if s.saga_id not in self._driven]
-            )
-            for saga in claimed:
-                if saga.saga_id not in self._driven:
-                    self._drive(saga.saga_id, runs.get(saga.saga_id))
+        reserved_for_new = self._slots.capacity // NEW_SAGAS_SHARE
+        while True:
+            # The places are taken before the claim is awaited, so starts arriving
+            # meanwhile cannot fill them too.
+            with self._slots.reserve(CLAIM_BATCH, keep=reserved_for_new) as places:
+                if not places:
+                    break
+                claimed = await self._store.claim_sagas(self._lease, places.count)
+                runs = await self._runs_of(
+                    [s.saga_id for s in claimed if s.saga_id not in self._driven]
+                )
+                for saga in claimed:
+                    if saga.saga_id not in self._driven:
+                        self._drive(saga.saga_id, runs.get(saga.saga_id))
             total += len(claimed)
-            if len(claimed) < batch:
+            if len(claimed) < places.count:
                 break
         return total
-
-    def _room_for_orphans(self) -> int:
-        reserved_for_new = self._max_active_sagas // NEW_SAGAS_SHARE
-        return self._max_active_sagas - reserved_for_new - len(self._driven)
 
     async def _runs_of(self, saga_ids: list[str]) -> dict[str, SagaRun]:
         """The claimed sagas in memory, loaded together; a saga that cannot be loaded or
@@ -115,8 +133,9 @@ class LeaseKeeper:
 
     async def keep(self) -> None:
         """Forever: claim orphans, and every third of the lease renew the leases of the
-        sagas driven here (stopping those lost to another replica). While a backlog
-        waits (a claim came back full, or there is no room), look again soon."""
+        sagas driven here (stopping those lost to another replica) and end the sessions
+        of lost replicas. While a backlog waits (a claim came back full, or there is no
+        room), look again soon."""
         renew_every = self._lease.seconds / 3
         loop = asyncio.get_running_loop()
         next_renewal = loop.time() + renew_every
@@ -126,10 +145,11 @@ class LeaseKeeper:
                 if loop.time() >= next_renewal:
                     next_renewal = loop.time() + renew_every
                     await self._renew()
+                    await self._end_lost_sessions()
                 claimed = await self.claim_orphans()
                 if claimed:
                     logger.info("claimed %d saga(s) nobody was driving", claimed)
-                if claimed or len(self._driven) >= self._max_active_sagas:
+                if claimed or not self._slots.free():
                     pause = BACKLOG_POLL_SECONDS
             except asyncio.CancelledError:
                 raise
@@ -147,6 +167,26 @@ class LeaseKeeper:
                     "lease lost to another replica; stop driving", extra={"saga_id": saga_id}
                 )
                 task.cancel()
+
+    async def _end_lost_sessions(self) -> None:
+        """End the sessions of lost replicas (see the module); a failure (a role that may
+        not end them) is logged and leaves claims to go on as before."""
+        grace = self._lease.seconds * LOST_GRACE_LEASES
+        try:
+            ended = await self._store.end_lost_sessions(self._lease.owner, grace)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            logger.warning("ending the sessions of lost replicas failed: %s", error)
+            return
+        for owner, sessions in ended.items():
+            logger.warning(
+                "replica %s holds only leases expired over %.1fs ago: ended its %d "
+                "database session(s) so its sagas can be claimed",
+                owner,
+                grace,
+                sessions,
+            )
 
     async def still_held(self, saga_id: str) -> bool:
         """Whether this replica still holds the saga's lease (renewing it); True when

@@ -17,9 +17,10 @@ _SQLITE_PREFIX = "sqlite://"
 _POSTGRES_PREFIXES = ("postgresql://", "postgres://")
 
 
-def open_store(url: str, pool: PoolConfig | None = None) -> Store:
+def open_store(url: str, pool: PoolConfig | None = None, *, replica_id: str | None = None) -> Store:
     """An unopened store for `url`; raises `ConfigurationError` for a URL it cannot use.
-    `pool` sizes PostgreSQL's connection pool (SQLite has one connection).
+    `pool` sizes PostgreSQL's connection pool (SQLite has one connection); `replica_id`
+    names PostgreSQL sessions after the lease owner using them.
 
     - `postgresql://...` or `postgres://...`: PostgreSQL (a libpq URL).
     - `sqlite:///relative/path.db`, `sqlite:////absolute/path.db`: a SQLite file.
@@ -28,7 +29,11 @@ def open_store(url: str, pool: PoolConfig | None = None) -> Store:
     if url.startswith(_POSTGRES_PREFIXES):
         pool = pool or PoolConfig()
         return PostgresStore(
-            url, min_size=pool.min_size, max_size=pool.max_size, timeout=pool.timeout
+            url,
+            min_size=pool.min_size,
+            max_size=pool.max_size,
+            timeout=pool.timeout,
+            replica_id=replica_id,
         )
     if url.startswith(_SQLITE_PREFIX):
         return SqliteStore(_sqlite_path(url))

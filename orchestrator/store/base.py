@@ -180,6 +180,19 @@ class Store(abc.ABC):
     async def release_leases(self, owner: str, saga_ids: Sequence[str]) -> None:
         """Give up the owner's leases so another replica may claim the sagas at once."""
 
+    async def end_lost_sessions(self, owner: str, grace_seconds: float) -> dict[str, int]:
+        """End the database sessions of every other replica found lost: one that holds
+        leases of unfinished sagas and whose every lease expired more than `grace_seconds`
+        ago (by the database's clock). Its row locks go with its sessions, so the sagas it
+        held (in a write it was frozen in the middle of) can be claimed. A replica holding
+        no lease, or any lease still live, is never touched, nor is `owner` itself.
+        Returns, per lost replica, how many of its sessions were ended (those with none
+        left are absent).
+
+        The default serves a store only one process uses (SQLite): nobody to end.
+        """
+        return {}
+
     @abc.abstractmethod
     async def take_locks(
         self,

@@ -251,10 +251,13 @@ class SqliteStore(SqlStore):
         if self._path != MEMORY:
             parent = os.path.dirname(os.path.abspath(self._path))
             try:
-                os.makedirs(parent, exist_ok=True)
+                # Private to this user: the file holds every saga's payload. SQLite
+                # gives the -wal and -shm files the database file's own mode.
+                os.makedirs(parent, mode=0o700, exist_ok=True)
+                os.close(os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600))
             except OSError as error:
                 raise StoreUnavailable(
-                    f"cannot create directory {parent} for SQLite database: {error}"
+                    f"cannot create the SQLite database {self._path}: {error}"
                 ) from error
         with _unavailable_when_unusable(self._path):
             connection = sqlite3.connect(self._path, isolation_level=None)

@@ -2,7 +2,8 @@
 
 `start_web_console(host, port, servicer)` serves it in the running loop
 and returns a `WebConsole` whose `stop()` closes it; `authenticate` plugs in who
-the user is (see `auth`). The page, its script and its style ship in `static/`.
+the user is (see `auth`); a signed-in page holds a server-side session (`sessions`).
+The page, its script and its style ship in `static/`.
 
 Sits above the API: calls the servicer in process, as a gRPC client would. May import
 the core, the API, security and telemetry; never the engine, the store, the client or
@@ -16,9 +17,11 @@ from orchestrator.web.auth import (
     READER,
     Authenticator,
     Identity,
+    TokenAuthenticator,
     bearer_tokens,
     token_digest,
 )
+from orchestrator.web.sessions import SessionTable
 
 __all__ = [
     "LAPTOP_IDENTITY",
@@ -26,6 +29,8 @@ __all__ = [
     "READER",
     "Authenticator",
     "Identity",
+    "SessionTable",
+    "TokenAuthenticator",
     "WebConsole",
     "bearer_tokens",
     "create_console_app",

@@ -9,13 +9,21 @@ Every response carries a Content-Security-Policy that allows only this origin's
 own scripts, styles and connections: the page loads nothing from elsewhere, and
 even a rendering mistake could not run an injected script. Actions are POSTs
 with a JSON body from this origin only (a cross-site form cannot send one).
+
+In laptop mode (no authenticator) only loopback Host values are answered (plus names
+the operator allows), so a page whose DNS name is rebound to 127.0.0.1 cannot drive
+the console from the operator's browser. A connection that sends no complete request
+headers within `header_timeout` is closed, and aiohttp's report of a request it cannot
+parse is logged without the request's text (it would quote a token).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable
+import ssl
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
@@ -23,18 +31,23 @@ from typing import Any
 
 import grpc
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp_sse import sse_response
 
 from orchestrator.api.servicer import SagaOrchestratorService
 from orchestrator.api.tenancy import bind_namespaces
+from orchestrator.security.tls import is_loopback
 from orchestrator.web.auth import (
-    TOKEN_COOKIE,
+    LEGACY_TOKEN_COOKIE,
     Authenticator,
     Identity,
+    TokenAuthenticator,
+    bearer_token,
     laptop_mode,
-    presented_token,
+    token_digest,
 )
-from orchestrator.web.calls import COUNT_CAP, CallRefused, ConsoleCalls, ListQuery
+from orchestrator.web.calls import COUNT_CAP, CallRefused, ConsoleCalls, ListQuery, query_int
+from orchestrator.web.sessions import SESSION_COOKIE, SessionTable
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +55,9 @@ STATIC = resources.files("orchestrator.web") / "static"
 SHUTDOWN_SECONDS = 2.0
 SSE_PING_SECONDS = 15.0
 ACTIONS = ("abort", "retry", "resolve")
+HEADER_TIMEOUT_SECONDS = 10.0
+"""A connection must send a whole request's headers this soon after it opens, or after
+its previous answer; a slow or silent one is closed (slowloris)."""
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -68,6 +84,11 @@ _HTTP_STATUS = {
 IDENTITY = web.AppKey("identity", Identity)
 _CALLS = web.AppKey("calls", ConsoleCalls)
 _AUTHENTICATE: web.AppKey[Authenticator] = web.AppKey("authenticate")
+_SESSIONS = web.AppKey("sessions", SessionTable)
+_ALLOWED_HOSTS: web.AppKey[frozenset[str] | None] = web.AppKey("allowed_hosts")
+_BODY_SECONDS: web.AppKey[float] = web.AppKey("body_seconds")
+_BY_SESSION = "by_session"
+"""Set on a request whose caller is known by its session cookie."""
 
 
 def _error(code: grpc.StatusCode, message: str, reason: str = "") -> web.Response:
@@ -80,13 +101,58 @@ def _identity(request: web.Request) -> Identity:
     return identity
 
 
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def host_name(host: str) -> str:
+    """The name in a Host header value, without its port or IPv6 brackets, lower case."""
+    text = host.strip().lower()
+    if text.startswith("["):
+        return text[1 : text.find("]")] if "]" in text else text[1:]
+    if text.count(":") == 1:
+        text = text.partition(":")[0]
+    return text.rstrip(".")
+
+
 @web.middleware
-async def _guard(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
+async def _host_check(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Answer only the Host names allowed (421 otherwise): a DNS-rebinding page sends
+    its own name, which no loopback address or configured name matches."""
+    allowed = request.app[_ALLOWED_HOSTS]
+    if allowed is not None:
+        name = host_name(request.headers.get("Host", ""))
+        if not (is_loopback(name) or name in allowed):
+            logger.warning("console refused a request for host %r", name[:100])
+            body = {
+                "error": {
+                    "code": grpc.StatusCode.PERMISSION_DENIED.name,
+                    "message": "this console answers only to localhost, 127.0.0.1 and [::1]"
+                    + (f" and {', '.join(sorted(allowed))}" if allowed else "")
+                    + "; allow another name with --http-allowed-host",
+                    "reason": "HOST_NOT_ALLOWED",
+                }
+            }
+            return web.json_response(body, status=421)
+    return await handler(request)
+
+
+async def _caller(request: web.Request) -> Identity | None:
+    """Who calls: the authenticator's answer (a bearer token, or laptop mode), else,
+    for a request without an Authorization header, the session its cookie names."""
+    identity = await request.app[_AUTHENTICATE](request)
+    if identity is not None or "Authorization" in request.headers:
+        return identity
+    authenticate = request.app[_AUTHENTICATE]
+    revalidate = authenticate.identity_of if isinstance(authenticate, TokenAuthenticator) else None
+    request[_BY_SESSION] = True
+    return request.app[_SESSIONS].identity(request.cookies.get(SESSION_COOKIE, ""), revalidate)
+
+
+@web.middleware
+async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Authenticate API calls, and answer a refused call as JSON with its HTTP status."""
     if request.path.startswith("/api/") and request.method != "DELETE":
-        identity = await request.app[_AUTHENTICATE](request)
+        identity = await _caller(request)
         if identity is None:
             return _error(grpc.StatusCode.UNAUTHENTICATED, "sign in with a console token")
         request["identity"] = identity
@@ -138,10 +204,7 @@ def _int_param(request: web.Request, name: str, header: str = "") -> int:
     """A numeric query parameter (0 when absent); `header`, when sent, takes precedence
     (a reconnecting EventSource sends Last-Event-Id with its original URL)."""
     text = (request.headers.get(header, "") if header else "") or request.query.get(name, "")
-    try:
-        return int(text or 0)
-    except ValueError:
-        raise CallRefused(grpc.StatusCode.INVALID_ARGUMENT, f"{name} must be a number") from None
+    return query_int(name, text)
 
 
 async def _index(request: web.Request) -> web.StreamResponse:
@@ -171,20 +234,48 @@ async def _whoami(request: web.Request) -> web.StreamResponse:
     )
 
 
+def _served_over_tls(request: web.Request) -> bool:
+    """TLS here, or at a proxy that says so. Trusting the proxy's header is harmless for
+    this use: a forged one only makes the browser keep the cookie from plain HTTP."""
+    return request.secure or request.headers.get("X-Forwarded-Proto", "").lower() == "https"
+
+
 async def _sign_in(request: web.Request) -> web.StreamResponse:
-    """Keep the token the page signed in with (sent as a bearer token, so the guard has
-    already checked it) in an HttpOnly, same-site cookie for the page's later calls."""
+    """Open a session for the caller the page signed in as (with a bearer token, which
+    the guard has already checked) and name it in an HttpOnly, same-site cookie; the
+    token itself stays with the page that typed it."""
     await _json_body(request)  # same origin, JSON: no cross-site sign-in
-    response = web.json_response({"name": _identity(request).name})
+    if request.get(_BY_SESSION):
+        # A session must not renew itself past its lifetime: signing in takes the token.
+        return _error(grpc.StatusCode.UNAUTHENTICATED, "sign in with a console token")
+    identity = _identity(request)
+    response = web.json_response({"name": identity.name})
+    if not identity.authenticated:
+        return response  # laptop mode: nothing to remember
+    token = bearer_token(request)
+    sessions = request.app[_SESSIONS]
+    sessions.revoke(request.cookies.get(SESSION_COOKIE, ""))  # signing in again replaces it
+    session_id = sessions.open(identity, token_digest(token) if token else None)
     response.set_cookie(
-        TOKEN_COOKIE, presented_token(request), httponly=True, samesite="Strict", path="/"
+        SESSION_COOKIE,
+        session_id,
+        httponly=True,
+        samesite="Strict",
+        path="/",
+        secure=_served_over_tls(request),
+        max_age=int(sessions.lifetime_seconds),
     )
+    response.del_cookie(LEGACY_TOKEN_COOKIE, path="/")
     return response
 
 
 async def _sign_out(request: web.Request) -> web.StreamResponse:
+    """End the session on the server (its cookie is worthless from now on), then in
+    the browser."""
+    request.app[_SESSIONS].revoke(request.cookies.get(SESSION_COOKIE, ""))
     response = web.json_response({})
-    response.del_cookie(TOKEN_COOKIE, path="/")
+    response.del_cookie(SESSION_COOKIE, path="/")
+    response.del_cookie(LEGACY_TOKEN_COOKIE, path="/")
     return response
 
 
@@ -265,9 +356,12 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
     if request.content_type != "application/json":
         raise CallRefused(grpc.StatusCode.INVALID_ARGUMENT, "send application/json")
     try:
-        body = await request.json()
+        async with asyncio.timeout(request.app[_BODY_SECONDS]):
+            body = await request.json()
     except ValueError:
         raise CallRefused(grpc.StatusCode.INVALID_ARGUMENT, "the body is not JSON") from None
+    except TimeoutError:
+        raise CallRefused(grpc.StatusCode.INVALID_ARGUMENT, "the body came too slowly") from None
     if not isinstance(body, dict):
         raise CallRefused(grpc.StatusCode.INVALID_ARGUMENT, "the body must be a JSON object")
     return body
@@ -303,11 +397,24 @@ async def _action(request: web.Request) -> web.StreamResponse:
 def create_console_app(
     servicer: SagaOrchestratorService,
     authenticate: Authenticator | None = None,
+    *,
+    allowed_hosts: Collection[str] = (),
+    sessions: SessionTable | None = None,
+    body_seconds: float = HEADER_TIMEOUT_SECONDS,
 ) -> web.Application:
-    """The console as an aiohttp application (mountable, or served by `start_web_console`)."""
-    app = web.Application(middlewares=[_guard])
+    """The console as an aiohttp application (mountable, or served by `start_web_console`).
+
+    Host names: in laptop mode (no `authenticate`) loopback and `allowed_hosts` only;
+    with an authenticator any, unless `allowed_hosts` names some (then those and
+    loopback). `sessions` keeps the signed-in pages' sessions (a fresh table by default).
+    """
+    app = web.Application(middlewares=[_host_check, _guard])
     app[_CALLS] = ConsoleCalls(servicer)
     app[_AUTHENTICATE] = authenticate or laptop_mode
+    app[_SESSIONS] = SessionTable() if sessions is None else sessions
+    app[_BODY_SECONDS] = body_seconds
+    names = frozenset(host_name(name) for name in allowed_hosts)
+    app[_ALLOWED_HOSTS] = names if authenticate is None or names else None
     app.on_response_prepare.append(_security_headers)
     app.router.add_get("/", _index)
     app.router.add_get("/static/{name}", _static)
@@ -332,11 +439,12 @@ class WebConsole:
     runner: web.AppRunner
     host: str
     port: int
+    tls: bool = False
 
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}/"
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}/"
 
     async def stop(self) -> None:
         """Close the listener and end open event streams (bounded by SHUTDOWN_SECONDS)."""
@@ -349,27 +457,70 @@ async def start_web_console(
     servicer: SagaOrchestratorService,
     *,
     authenticate: Authenticator | None = None,
+    allowed_hosts: Collection[str] = (),
+    sessions: SessionTable | None = None,
+    header_timeout: float = HEADER_TIMEOUT_SECONDS,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> WebConsole:
     """Serve the console on host:port (0 picks a free port) in the running loop.
 
     `authenticate` maps a request to an Identity or None; without it the console is
-    in laptop mode (no sign-in, actions allowed: bind it to loopback).
+    in laptop mode (no sign-in, actions allowed: bind it to loopback). A connection
+    that has not sent a whole request's headers `header_timeout` seconds after it
+    opened (or after its last answer) is closed. With `ssl_context` it serves HTTPS.
     """
+    quiet_malformed_request_logs()
     runner = web.AppRunner(
-        create_console_app(servicer, authenticate),
+        create_console_app(
+            servicer,
+            authenticate,
+            allowed_hosts=allowed_hosts,
+            sessions=sessions,
+            body_seconds=header_timeout,
+        ),
         access_log=None,
         shutdown_timeout=SHUTDOWN_SECONDS,
         # A browser that goes away cancels its handler, so an event stream stops
         # watching its saga at once instead of when the saga finishes.
         handler_cancellation=True,
+        # aiohttp arms this timer when a connection opens and after each answer, and
+        # closes the connection if no whole request has arrived when it fires: a
+        # header-read bound (a request being handled, an event stream, is never cut).
+        keepalive_timeout=header_timeout,
     )
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
     try:
         await site.start()
     except BaseException:
         await runner.cleanup()
         raise
     bound = runner.addresses[0][1] if runner.addresses else port
-    logger.info("web console on http://%s:%s/", host, bound)
-    return WebConsole(runner, host, int(bound))
+    console = WebConsole(runner, host, int(bound), tls=ssl_context is not None)
+    logger.info("web console on %s", console.url)
+    return console
+
+
+class _MalformedRequestFilter(logging.Filter):
+    """aiohttp logs a request it cannot parse at ERROR with the parser's exception, whose
+    text quotes the start of the offending line: for an over-long Cookie or
+    Authorization header, the token. Such a record keeps only the error's class."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError):
+            peer = record.args[0] if isinstance(record.args, tuple) and record.args else None
+            record.msg = "console refused a malformed HTTP request from %s: %s (HTTP %s)"
+            record.args = (peer, type(error).__name__, error.code)
+            record.exc_info = None
+            record.exc_text = None
+            if record.levelno > logging.WARNING:
+                record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+def quiet_malformed_request_logs() -> None:
+    """Install the filter on aiohttp's server logger (once)."""
+    server_logger = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, _MalformedRequestFilter) for f in server_logger.filters):
+        server_logger.addFilter(_MalformedRequestFilter())

@@ -9,13 +9,17 @@ Without an authenticator (laptop mode) everyone is `LAPTOP_IDENTITY`, which may 
 the operator then types a name, recorded as `operator:<name>`. With one, only the
 `operator` role may act, the action is recorded under the authenticated name, and
 a `reader` sees no action buttons and is refused by the server anyway.
+
+Tokens come only from `Authorization: Bearer <token>`. The page signs in with one and
+then holds a server-side session (see `sessions`), never the token itself; a
+`TokenAuthenticator` also tells whether the token that opened a session is still valid.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -24,7 +28,8 @@ from orchestrator.security.auth import AuthPolicy
 
 READER = "reader"
 OPERATOR = "operator"
-TOKEN_COOKIE = "saga_console_token"
+LEGACY_TOKEN_COOKIE = "saga_console_token"
+"""The cookie earlier versions kept the raw token in: no longer read, deleted at sign-out."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,13 +59,13 @@ async def laptop_mode(request: web.Request) -> Identity:
     return LAPTOP_IDENTITY
 
 
-def presented_token(request: web.Request) -> str:
-    """The bearer token of `Authorization: Bearer <token>`, else the console's cookie."""
+def bearer_token(request: web.Request) -> str:
+    """The token of `Authorization: Bearer <token>`, "" without one."""
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() == "bearer" and token.strip():
         return token.strip()
-    return request.cookies.get(TOKEN_COOKIE, "")
+    return ""
 
 
 def token_digest(token: str) -> str:
@@ -68,40 +73,55 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def bearer_tokens(identities: Mapping[str, Identity]) -> Authenticator:
+def _find_digest(digest: str, table: Iterable[tuple[str, Identity | None]]) -> Identity | None:
+    """The identity filed under `digest`, every entry compared in constant time."""
+    found: Identity | None = None
+    for known, identity in table:
+        if hmac.compare_digest(known, digest):
+            found = identity
+    return found
+
+
+@dataclass(frozen=True)
+class TokenAuthenticator:
+    """An authenticator by bearer token: `identity_of` maps a token's SHA-256 to who
+    holds it now (None when no caller does), which also re-checks a session's token."""
+
+    identity_of: Callable[[str], Identity | None]
+
+    async def __call__(self, request: web.Request) -> Identity | None:
+        token = bearer_token(request)
+        return self.identity_of(token_digest(token)) if token else None
+
+
+def bearer_tokens(identities: Mapping[str, Identity]) -> TokenAuthenticator:
     """An authenticator over a table of SHA-256 token digests, compared in constant time."""
     table = tuple(identities.items())
-
-    async def authenticate(request: web.Request) -> Identity | None:
-        token = presented_token(request)
-        if not token:
-            return None
-        digest = token_digest(token)
-        found: Identity | None = None
-        for known, identity in table:
-            if hmac.compare_digest(known, digest):
-                found = identity
-        return found
-
-    return authenticate
+    return TokenAuthenticator(lambda digest: _find_digest(digest, table))
 
 
 CONSOLE_ROLES = frozenset({"client", READER, OPERATOR})
 """Roles that may read sagas over the API, and so in the console."""
 
 
-def policy_authenticator(policy: AuthPolicy) -> Authenticator:
+def policy_authenticator(policy: AuthPolicy) -> TokenAuthenticator:
     """The orchestrator's own callers (its `--auth-file`, re-read on SIGHUP) by bearer
-    token: the console knows exactly who the gRPC API knows, with the same roles."""
+    token: the console knows exactly who the gRPC API knows, with the same roles, and
+    a session whose token left the file ends at its next request."""
 
-    async def authenticate(request: web.Request) -> Identity | None:
-        token = presented_token(request)
-        caller = policy.authenticate(token, ()) if token else None
-        if caller is None:
-            return None
-        roles = frozenset(str(role) for role in caller.roles)
-        if not roles & CONSOLE_ROLES:
-            return None
-        return Identity(caller.name, roles, namespaces=caller.namespaces)
+    def identity_of(digest: str) -> Identity | None:
+        callers = policy.callers.by_token.items()
+        table = (
+            (known, _console_identity(caller.name, caller.roles, caller.namespaces))
+            for known, caller in callers
+        )
+        return _find_digest(digest, table)
 
-    return authenticate
+    return TokenAuthenticator(identity_of)
+
+
+def _console_identity(
+    name: str, caller_roles: Iterable[object], namespaces: frozenset[str] | None = None
+) -> Identity | None:
+    roles = frozenset(str(role) for role in caller_roles)
+    return Identity(name, roles, namespaces=namespaces) if roles & CONSOLE_ROLES else None

@@ -6,15 +6,22 @@ store and refuses exactly as the gRPC API does, on whichever replica serves it.
 The handlers need only `abort_with_status` from their context; `_InProcessContext`
 turns that into a `CallRefused` carrying the gRPC code, message and ErrorInfo
 reason. Answers are the API's messages as JSON with proto field names.
+
+What the browser sends becomes a request message here and nowhere else: query
+parameters that are numbers are parsed and range-checked by `query_int`, and text
+protobuf cannot carry (a JSON body's `"\\ud800"`) is refused by the same rule the
+servicer applies to U+0000 (`orchestrator.core.payload.check_text`), so a malformed
+value is a 400 naming the parameter, never a 500.
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, NoReturn, cast
+from typing import Any, NoReturn, TypeVar, cast
 
 import grpc
 from google.protobuf import json_format, timestamp_pb2
@@ -22,12 +29,16 @@ from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2
 
 from orchestrator.api.catalogue import definition_document
-from orchestrator.api.paging import MAX_PAGE_SIZE
+from orchestrator.api.paging import MAX_PAGE_SIZE, MAX_SEQ
 from orchestrator.api.servicer import SagaOrchestratorService
+from orchestrator.api.status import rpc_status_of
+from orchestrator.core.errors import InvalidArgument
+from orchestrator.core.payload import check_text
 from orchestrator.core.records import SagaStatus
 from saga.v1 import orchestrator_pb2 as pb
 
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
+_Request = TypeVar("_Request", bound=Message)
 
 COUNT_CAP = MAX_PAGE_SIZE
 """Counts per status stop here ("1000+"): each is one bounded ListSagas page, never a
@@ -53,6 +64,39 @@ class CallRefused(Exception):
                 if details.details and details.details[0].Unpack(info):
                     reason = info.reason
         return cls(status.code, status.details, reason)
+
+
+QUERY_INT_RANGES = {"page_size": (0, MAX_PAGE_SIZE), "after_seq": (0, MAX_SEQ)}
+"""The console's integer query parameters and the values each may take (0 when absent)."""
+_WHOLE_NUMBER = re.compile(r"-?[0-9]{1,40}")
+
+
+def query_int(name: str, text: str) -> int:
+    """A query parameter named in QUERY_INT_RANGES as an int (0 when empty); anything
+    else (not a whole number, out of range) is INVALID_ARGUMENT naming the range."""
+    low, high = QUERY_INT_RANGES[name]
+    if not text:
+        return 0
+    value = int(text) if _WHOLE_NUMBER.fullmatch(text) else None
+    if value is None or not low <= value <= high:
+        shown = text if len(text) <= 40 else text[:40] + "..."
+        raise CallRefused(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"{name} must be a whole number from {low} to {high}, got {shown!r}",
+        )
+    return value
+
+
+def _request(message_type: type[_Request], **fields: Any) -> _Request:
+    """The servicer's request of the console's values, each text checked first: protobuf
+    cannot even hold a surrogate, and the servicer refuses U+0000 in the same words."""
+    for name, value in fields.items():
+        if isinstance(value, str):
+            try:
+                check_text(name, value)
+            except InvalidArgument as error:
+                raise CallRefused.of_status(rpc_status_of(error)) from None
+    return message_type(**fields)
 
 
 class _InProcessContext:
@@ -88,7 +132,8 @@ class ListQuery:
 
     def request(self, *, page_size: int = 0, page_token: str = "") -> pb.ListSagasRequest:
         """The ListSagas request of these filters; an unknown status is INVALID_ARGUMENT."""
-        request = pb.ListSagasRequest(
+        request = _request(
+            pb.ListSagasRequest,
             saga_type=self.saga_type,
             correlation_id=self.correlation_id,
             lock_key=self.lock_key,
@@ -106,15 +151,23 @@ class ListQuery:
         if self.needs_intervention is not None:
             request.needs_intervention = self.needs_intervention
         if self.created_after is not None:
-            request.create_time_after.CopyFrom(_timestamp(self.created_after))
+            request.create_time_after.CopyFrom(_timestamp("created_after", self.created_after))
         if self.created_before is not None:
-            request.create_time_before.CopyFrom(_timestamp(self.created_before))
+            request.create_time_before.CopyFrom(_timestamp("created_before", self.created_before))
         return request
 
 
-def _timestamp(moment: datetime) -> timestamp_pb2.Timestamp:
+def _timestamp(name: str, moment: datetime) -> timestamp_pb2.Timestamp:
+    """The time as a Timestamp; one that falls outside years 1 to 9999 once in UTC
+    (0001-01-01T00:00:00+14:00) is INVALID_ARGUMENT, as the servicer says of its range."""
     stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(moment)
+    try:
+        stamp.FromDatetime(moment)
+    except OverflowError:
+        raise CallRefused(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"{name} lies outside 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z in UTC",
+        ) from None
     return stamp
 
 
@@ -154,13 +207,15 @@ class ConsoleCalls:
         return counts
 
     async def get_saga(self, saga_id: str) -> dict[str, Any]:
-        reply = await self._servicer.GetSaga(pb.GetSagaRequest(saga_id=saga_id), self._context)
+        reply = await self._servicer.GetSaga(
+            _request(pb.GetSagaRequest, saga_id=saga_id), self._context
+        )
         return message_json(reply)
 
     async def saga_types(self, saga_type: str = "") -> list[dict[str, Any]]:
         """ListSagaTypes: the catalogue, each definition as `saga describe --json` prints it."""
         reply = await self._servicer.ListSagaTypes(
-            pb.ListSagaTypesRequest(saga_type=saga_type), self._context
+            _request(pb.ListSagaTypesRequest, saga_type=saga_type), self._context
         )
         return [definition_document(definition) for definition in reply.definitions]
 
@@ -170,7 +225,8 @@ class ConsoleCalls:
         token = ""
         while True:
             reply = await self._servicer.GetSagaHistory(
-                pb.GetSagaHistoryRequest(saga_id=saga_id, page_token=token), self._context
+                _request(pb.GetSagaHistoryRequest, saga_id=saga_id, page_token=token),
+                self._context,
             )
             rows.extend(message_json(row) for row in reply.transitions)
             token = reply.next_page_token
@@ -180,7 +236,7 @@ class ConsoleCalls:
     async def watch(self, saga_id: str, after_seq: int) -> AsyncIterator[dict[str, Any]]:
         """WatchSaga itself: the log rows after `after_seq`, then each new one as it is
         committed, until the saga is COMPLETED or FAILED."""
-        request = pb.WatchSagaRequest(saga_id=saga_id, after_seq=after_seq)
+        request = _request(pb.WatchSagaRequest, saga_id=saga_id, after_seq=after_seq)
         stream = cast(
             AsyncGenerator[pb.WatchSagaResponse], self._servicer.WatchSaga(request, self._context)
         )
@@ -189,20 +245,28 @@ class ConsoleCalls:
                 yield message_json(reply.transition)
 
     async def abort(self, saga_id: str, reason: str, requested_by: str) -> dict[str, Any]:
-        request = pb.AbortSagaRequest(saga_id=saga_id, reason=reason, requested_by=requested_by)
+        request = _request(
+            pb.AbortSagaRequest, saga_id=saga_id, reason=reason, requested_by=requested_by
+        )
         reply = await self._servicer.AbortSaga(request, self._context)
         return message_json(reply.saga)
 
     async def retry(self, saga_id: str, reason: str, requested_by: str) -> dict[str, Any]:
-        request = pb.RetrySagaRequest(saga_id=saga_id, reason=reason, requested_by=requested_by)
+        request = _request(
+            pb.RetrySagaRequest, saga_id=saga_id, reason=reason, requested_by=requested_by
+        )
         reply = await self._servicer.RetrySaga(request, self._context)
         return message_json(reply.saga)
 
     async def resolve(
         self, saga_id: str, step: str, reason: str, requested_by: str
     ) -> dict[str, Any]:
-        request = pb.ResolveStepRequest(
-            saga_id=saga_id, step=step, reason=reason, requested_by=requested_by
+        request = _request(
+            pb.ResolveStepRequest,
+            saga_id=saga_id,
+            step=step,
+            reason=reason,
+            requested_by=requested_by,
         )
         reply = await self._servicer.ResolveStep(request, self._context)
         return message_json(reply.saga)

@@ -7,6 +7,13 @@ numbers the API does not define, integers at their extremes, long and non-printa
 strings, timestamps outside google.protobuf.Timestamp's range, Structs with NaN,
 infinities and deep nesting, and page tokens forged from JSON. The default budget
 is small enough for `make test`; SAGA_FUZZ_EXAMPLES=10000 runs longer.
+
+Strings include U+0000 and, on the wire, surrogate code points: Python's protobuf
+cannot encode a surrogate, so a stand-in character is generated and its bytes are
+swapped for a surrogate's (the same length, so every length prefix still holds),
+as another language's client could send them. A request holding either, in any
+field, payload key or value or packed input, must be INVALID_ARGUMENT (for a
+StartSagas request with U+0000, each such request's own result) and store nothing.
 """
 
 from __future__ import annotations
@@ -14,16 +21,19 @@ from __future__ import annotations
 import base64
 import json
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import grpc
 import pytest
-from google.protobuf import struct_pb2, timestamp_pb2
+from google.protobuf import any_pb2, json_format, struct_pb2, timestamp_pb2
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from saga.examples.v1.inputs_pb2 import TravelBookingInput
 from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
 from tests.e2e.test_bad_input import count_rows
@@ -39,8 +49,17 @@ INT64 = (-(2**63), 2**63 - 1)
 STORED_SAGA_IDS: list[str] = []
 """Sagas the test started before generating requests, for requests to name."""
 
+SURROGATE_STAND_IN = "\ufdd0"
+"""Generated where a surrogate should be; on the wire its bytes become U+D800's."""
+SURROGATE_SWAP = (SURROGATE_STAND_IN.encode(), b"\xed\xa0\x80")
+UNSTORABLE = ("\x00", SURROGATE_STAND_IN)
+
+unstorable_texts = st.tuples(
+    st.text(max_size=8), st.sampled_from(UNSTORABLE), st.text(max_size=8)
+).map("".join)
 texts = st.one_of(
     st.text(max_size=40),
+    unstorable_texts,
     st.text(alphabet=st.characters(codec="utf-8"), min_size=200, max_size=3000),
     st.sampled_from(["", " ", "travel_booking", "order_fulfillment", "\x00", "a\nb"]),
     st.uuids().map(str),
@@ -51,11 +70,13 @@ json_leaves = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),
     st.integers(min_value=-(2**70), max_value=2**70).map(float),
     st.text(max_size=20),
+    unstorable_texts,
 )
+json_keys = st.text(max_size=8) | unstorable_texts
 json_values = st.recursive(
     json_leaves,
     lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+        st.lists(children, max_size=4) | st.dictionaries(json_keys, children, max_size=4)
     ),
     max_leaves=25,
 )
@@ -71,7 +92,7 @@ def deep(levels: int) -> dict[str, Any]:
 # Deeper than about 32 levels a Struct cannot even be built in Python (the request is
 # re-decoded on copy); test_limits.py sends such bytes by hand.
 payloads = st.one_of(
-    st.dictionaries(st.text(max_size=12), json_values, max_size=8),
+    st.dictionaries(json_keys, json_values, max_size=8),
     st.integers(min_value=1, max_value=30).map(deep),
     st.fixed_dictionaries(
         {
@@ -192,34 +213,99 @@ def one_wild_field(descriptor: Descriptor) -> st.SearchStrategy[Any]:
     return st.sampled_from(list(descriptor.fields)).flatmap(with_field)
 
 
-calls = st.sampled_from(list(SERVICE.methods)).flatmap(
-    lambda method: st.tuples(
-        st.just(method), messages(method.input_type) | one_wild_field(method.input_type)
+TRIP_TEXT_FIELDS = ["customer_id", "traveller_name", "flight_number", "hotel_id", "car_class"]
+
+
+def poisoned_start(field: str, text: str, packed: bool) -> pb.StartSagaRequest:
+    """A start that would succeed but for `text` in one of its input's strings, as a
+    payload or packed: the unstorable text reaches as far as a check lets it."""
+    trip = {**travel(), field: text}
+    request = pb.StartSagaRequest(saga_type="travel_booking", correlation_id="fuzz-poisoned")
+    if packed:
+        request.input.Pack(json_format.ParseDict(trip, TravelBookingInput()))
+    else:
+        request.payload.CopyFrom(struct(trip))
+    return request
+
+
+poisoned_starts = st.builds(
+    poisoned_start, st.sampled_from(TRIP_TEXT_FIELDS), unstorable_texts, st.booleans()
+)
+poisoned_calls = st.one_of(
+    poisoned_starts.map(lambda start: (SERVICE.methods_by_name["StartSaga"], start)),
+    poisoned_starts.map(
+        lambda start: (
+            SERVICE.methods_by_name["ExecuteSaga"],
+            pb.ExecuteSagaRequest(start=start),
+        )
+    ),
+    st.lists(poisoned_starts, min_size=1, max_size=3).map(
+        lambda starts: (
+            SERVICE.methods_by_name["StartSagas"],
+            pb.StartSagasRequest(requests=starts),
+        )
+    ),
+)
+calls = (
+    st.sampled_from(list(SERVICE.methods)).flatmap(
+        lambda method: st.tuples(
+            st.just(method), messages(method.input_type) | one_wild_field(method.input_type)
+        )
     )
+    | poisoned_calls
 )
 
 
-def call(channel: grpc.Channel, method: Any, request: Any) -> grpc.StatusCode:
+def texts_in(message: Message) -> Iterator[str]:
+    """Every string a request carries (map keys, Struct keys and values, a packed trip's
+    fields), walked independently of the server's own check."""
+    if isinstance(message, any_pb2.Any):
+        trip = TravelBookingInput()
+        if message.Unpack(trip):
+            yield from texts_in(trip)
+        return
+    for field, value in message.ListFields():
+        if field.message_type is not None and field.message_type.GetOptions().map_entry:
+            items = [item for pair in value.items() for item in pair]
+        elif field.is_repeated:
+            items = list(value)
+        else:
+            items = [value]
+        for item in items:
+            if isinstance(item, str):
+                yield item
+            elif isinstance(item, Message):
+                yield from texts_in(item)
+
+
+def unstorable_in(message: Message) -> set[str]:
+    """Which of U+0000 and the surrogate stand-in the message holds anywhere."""
+    return {char for text in texts_in(message) for char in UNSTORABLE if char in text}
+
+
+def on_the_wire(request: Message) -> bytes:
+    """The request encoded, each surrogate stand-in now a surrogate (ill-formed UTF-8)."""
+    return request.SerializeToString().replace(*SURROGATE_SWAP)
+
+
+def call(channel: grpc.Channel, method: Any, request: Any) -> tuple[grpc.StatusCode, Any]:
+    """The call's code and, for a unary call that succeeded, its response."""
     path = f"/{SERVICE.full_name}/{method.name}"
     output = pb.__dict__[method.output_type.name]
     try:
         if method.server_streaming:
             stream = channel.unary_stream(
-                path,
-                request_serializer=type(request).SerializeToString,
-                response_deserializer=output.FromString,
+                path, request_serializer=on_the_wire, response_deserializer=output.FromString
             )(request, timeout=5)
             next(iter(stream), None)
             stream.cancel()
-        else:
-            channel.unary_unary(
-                path,
-                request_serializer=type(request).SerializeToString,
-                response_deserializer=output.FromString,
-            )(request, timeout=10)
+            return grpc.StatusCode.OK, None
+        response = channel.unary_unary(
+            path, request_serializer=on_the_wire, response_deserializer=output.FromString
+        )(request, timeout=10)
     except grpc.RpcError as error:
-        return error.code()  # type: ignore[no-any-return]
-    return grpc.StatusCode.OK
+        return error.code(), None
+    return grpc.StatusCode.OK, response
 
 
 def test_generated_requests_never_get_internal_store_nothing_when_refused(
@@ -245,8 +331,17 @@ def test_generated_requests_never_get_internal_store_nothing_when_refused(
             method, request = drawn
             # Sagas only: a saga a valid request started may still add log rows meanwhile.
             before = count_rows(database_url, "sagas")
-            code = call(channel, method, request)
+            code, response = call(channel, method, request)
             assert code not in SERVER_FAULTS, (method.name, request)
+            unstorable = unstorable_in(request)
+            if method.name == "StartSagas" and code == grpc.StatusCode.OK:
+                # Decoded, so a surrogate is at most in a packed input's bytes: each
+                # request holding one or U+0000 has its own refusal.
+                for item, result in zip(request.requests, response.results, strict=True):
+                    if unstorable_in(item):
+                        assert result.error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+            elif unstorable:
+                assert code == grpc.StatusCode.INVALID_ARGUMENT, (method.name, request, code)
             if code not in (grpc.StatusCode.OK, grpc.StatusCode.CANCELLED):
                 assert count_rows(database_url, "sagas") == before
 

@@ -8,6 +8,7 @@ import asyncio
 import base64
 import json
 import math
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,10 +26,11 @@ from orchestrator.store import open_store
 from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
 from tests.e2e.test_bad_input import count_rows
+from tests.e2e.test_batch_start import code_of
 from tests.e2e.test_telemetry import scrape
 from tests.e2e.test_telemetry import value as metric_value
 from tests.support.payloads import struct, travel
-from tests.support.starting import start_saga
+from tests.support.starting import start_request, start_saga
 from tools.processes import (
     PARTICIPANT_SERVICES,
     ChildProcess,
@@ -406,3 +408,70 @@ async def test_a_request_past_the_grpc_message_size_is_resource_exhausted_not_in
     assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert count_rows(database_url, "sagas") == 0
     await assert_serving(stub)
+
+
+BURST_LIMIT = 50
+
+
+@pytest.fixture
+def burst_limited(
+    tmp_path: Path, database_url: str, slow_participants: ChildProcess
+) -> Iterator[ChildProcess]:
+    """An orchestrator with room for 50 sagas in flight, whose sagas stay RUNNING."""
+    process = orchestrator_process(
+        tmp_path,
+        database_url,
+        slow_participants.info["services"],
+        env={"SAGA_MAX_SAGAS_IN_FLIGHT": str(BURST_LIMIT)},
+    )
+    try:
+        yield process.start()
+    finally:
+        process.stop()
+
+
+async def test_a_burst_of_concurrent_starts_admits_exactly_the_sagas_in_flight_limit(
+    burst_limited, database_url
+):
+    """200 StartSaga at once against room for 50: each takes its place before it awaits
+    the store, so exactly 50 are admitted and 150 refused, none stored."""
+    async with grpc.aio.insecure_channel(burst_limited.address) as channel:
+        stub = pb_grpc.SagaOrchestratorStub(channel)
+
+        async def start(number: int) -> grpc.StatusCode:
+            try:
+                await start_travel(stub, f"c-burst-{number}")
+            except grpc.aio.AioRpcError as error:
+                return error.code()
+            return grpc.StatusCode.OK
+
+        codes = await asyncio.gather(*(start(number) for number in range(200)))
+    assert Counter(codes) == {
+        grpc.StatusCode.OK: BURST_LIMIT,
+        grpc.StatusCode.RESOURCE_EXHAUSTED: 200 - BURST_LIMIT,
+    }
+    assert count_rows(database_url, "sagas") == BURST_LIMIT
+
+
+async def test_concurrent_batches_share_the_sagas_in_flight_limit(burst_limited, database_url):
+    """Four StartSagas of 50 at once against room for 50: 50 items admitted in all, every
+    other item answered RESOURCE_EXHAUSTED on its own."""
+    async with grpc.aio.insecure_channel(burst_limited.address) as channel:
+        stub = pb_grpc.SagaOrchestratorStub(channel)
+
+        async def batch(number: int) -> list[str]:
+            requests = [
+                start_request(travel(), f"c-batch-{number}-{item}") for item in range(BURST_LIMIT)
+            ]
+            reply = await stub.StartSagas(pb.StartSagasRequest(requests=requests), timeout=30)
+            return [
+                "admitted" if result.WhichOneof("result") == "saga" else code_of(result.error).name
+                for result in reply.results
+            ]
+
+        answers = await asyncio.gather(*(batch(number) for number in range(4)))
+    assert Counter(answer for answers_of in answers for answer in answers_of) == {
+        "admitted": BURST_LIMIT,
+        "RESOURCE_EXHAUSTED": 3 * BURST_LIMIT,
+    }
+    assert count_rows(database_url, "sagas") == BURST_LIMIT

@@ -25,6 +25,7 @@ def test_every_listed_code_is_a_real_status_code_name():
     [
         ("UNAVAILABLE", ErrorKind.TRANSIENT),
         ("DEADLINE_EXCEEDED", ErrorKind.TRANSIENT),
+        ("CANCELLED", ErrorKind.TRANSIENT),
         ("FAILED_PRECONDITION", ErrorKind.REJECTED),
         ("INVALID_ARGUMENT", ErrorKind.REJECTED),
         ("INTERNAL", ErrorKind.OUTCOME_UNKNOWN),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import math
 import re
@@ -38,6 +39,15 @@ PROBE_INTERVAL_SECONDS = 0.5
 """While the server is lost, it is probed at most this often; calls in between fail at once."""
 PROBE_CONNECT_TIMEOUT_SECONDS = 2
 """libpq's connect_timeout for a probe (libpq treats anything below 2 as 2)."""
+
+SESSION_NAME_PREFIX = "saga-orchestrator/"
+"""Every session of a replica is named `SESSION_NAME_PREFIX` + its replica id (its lease
+owner), so `pg_stat_activity` tells whose it is and a replica's sessions can be ended
+when its leases show it lost (see `session_name`)."""
+UNNAMED_SESSION = "saga-orchestrator"
+"""The sessions of a store opened without a replica id (tools, tests), unless its URL
+names them: never ended, as no replica id maps to it."""
+_APPLICATION_NAME_BYTES = 63  # NAMEDATALEN - 1: the server cuts longer names short
 
 DEFAULT_POOL_MIN_SIZE = 2
 DEFAULT_POOL_MAX_SIZE = 10
@@ -66,6 +76,21 @@ class PoolConfig:
             raise ConfigurationError(f"pool timeout must be positive, got {self.timeout:g}")
 
 
+def session_name(replica_id: str) -> str:
+    """The application_name of a replica's sessions, as the server stores it.
+
+    The prefix and the replica id when they fit in 63 printable ASCII characters (what
+    the server keeps); otherwise the prefix, the id's start and a digest of the whole
+    id, so two replica ids never share a name and every replica computes the same."""
+    name = SESSION_NAME_PREFIX + replica_id
+    if len(name) <= _APPLICATION_NAME_BYTES and all(" " <= c <= "~" for c in name):
+        return name
+    digest = "~" + hashlib.sha256(replica_id.encode()).hexdigest()[:16]
+    printable = "".join(c if " " <= c <= "~" else "?" for c in replica_id)
+    room = _APPLICATION_NAME_BYTES - len(SESSION_NAME_PREFIX) - len(digest)
+    return SESSION_NAME_PREFIX + printable[:room] + digest
+
+
 # Unquoted, so it means the same in search_path (which folds case) and in CREATE SCHEMA.
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -90,11 +115,19 @@ class Connections:
 
     `url` is a libpq URL; `schema`, if given, is created when missing and searched
     first; `timeout` bounds the wait for a connection, at `open()` and for every unit
-    of work.
+    of work; every session is named `application_name` (see `session_name`) when given,
+    else as the URL names it, else UNNAMED_SESSION.
     """
 
     def __init__(
-        self, url: str, *, min_size: int, max_size: int, schema: str | None, timeout: float
+        self,
+        url: str,
+        *,
+        min_size: int,
+        max_size: int,
+        schema: str | None,
+        timeout: float,
+        application_name: str | None = None,
     ) -> None:
         if schema is not None and not _SCHEMA_NAME.match(schema):
             raise ConfigurationError(
@@ -105,7 +138,7 @@ class Connections:
         self._max_size = max_size
         self._schema = schema
         self._timeout = timeout
-        self._kwargs = _connection_kwargs(url, schema, timeout)
+        self._kwargs = _connection_kwargs(url, schema, timeout, application_name)
         self._pool: AsyncConnectionPool[Connection] | None = None
         # Outage state: when the server was found lost (None while it is fine),
         # when it last came back, when it was last probed and what the probe said.
@@ -286,21 +319,29 @@ async def _applied_version(connection: Connection) -> int:
     return 0 if row is None else int(row[0])
 
 
-def _connection_kwargs(url: str, schema: str | None, timeout: float) -> dict[str, Any]:
+def _connection_kwargs(
+    url: str, schema: str | None, timeout: float, application_name: str | None
+) -> dict[str, Any]:
     """Connection settings added to the URL's: autocommit, a connect timeout, the schema,
-    and a bound on a transaction left open by a client that stopped.
+    the session's name (a replica's replaces the URL's own: a replica is known by its
+    name), and a bound on a transaction left open by a client that stopped.
 
     Every unit of work here is a few statements in a row; a transaction idle for
     `timeout` belongs to a frozen or wedged process (SIGSTOP, a paused VM). Its row
     locks would keep other replicas from taking over its sagas (claims skip locked
     rows), so the server ends that session instead, and the frozen replica, if it
-    wakes, finds its connection gone and its sagas fenced.
+    wakes, finds its connection gone and its sagas fenced. A client stopped in the middle
+    of a pipeline is not idle to the server (it waits for the rest of the pipeline, its
+    session "active"), so no timeout of PostgreSQL 15 or 16 ends it: another replica does,
+    by name, once the stopped replica's leases have all expired (`Store.end_lost_sessions`).
     """
     try:
         in_url = conninfo_to_dict(url)
     except psycopg.ProgrammingError as error:
         raise ConfigurationError(f"invalid PostgreSQL URL: {error}") from error
     kwargs: dict[str, Any] = {"autocommit": True}
+    if application_name is not None or "application_name" not in in_url:
+        kwargs["application_name"] = application_name or UNNAMED_SESSION
     if "connect_timeout" not in in_url:
         kwargs["connect_timeout"] = max(2, math.ceil(timeout))
     options = [str(in_url.get("options") or "")]

@@ -22,10 +22,12 @@ from psycopg.rows import dict_row
 from orchestrator.core.clock import utc_now
 from orchestrator.core.lock_openings import LockedOpening
 from orchestrator.core.records import CreateSagaResult, LockAttempt, NewSaga, SagaCommit
+from orchestrator.engine import failpoints
 from orchestrator.store._rows import Row
+from orchestrator.store._statements import UNFINISHED_STATUSES
 from orchestrator.store.locks import RELEASE_CHANNEL, OpeningBatches
 from orchestrator.store.postgres import lock_plans
-from orchestrator.store.postgres.connection import Connection, Connections
+from orchestrator.store.postgres.connection import Connection, Connections, session_name
 from orchestrator.store.postgres.sql import (
     COMMITS_CHANNEL,
     ENCODING,
@@ -40,6 +42,27 @@ logger = logging.getLogger(__name__)
 
 FOLLOW_RETRY_SECONDS = 1.0
 """After the commit listener loses its connection, it reconnects this often."""
+TERMINATE_WAIT_MS = 2000
+"""How long ending a lost replica's session waits for the session to go."""
+
+LOST_OWNERS = f"""
+SELECT lease_owner FROM sagas
+WHERE status IN {UNFINISHED_STATUSES} AND lease_owner IS NOT NULL AND lease_owner <> %(owner)s
+GROUP BY lease_owner
+HAVING max(lease_expires_at) < now() - make_interval(secs => %(grace)s)
+"""
+"""Replicas holding leases of unfinished sagas, every one expired more than `grace` ago."""
+
+END_SESSIONS = """
+WITH named AS MATERIALIZED (
+    SELECT pid, application_name FROM pg_stat_activity
+    WHERE datname = current_database() AND pid <> pg_backend_pid()
+      AND application_name = ANY(%(names)s) AND application_name <> %(own)s
+)
+SELECT application_name, pg_terminate_backend(pid, %(wait_ms)s) AS gone FROM named
+"""
+"""End the sessions of this database named in `names` (never this one); one row per
+session signalled. Materialized, so only the sessions selected are ever signalled."""
 
 
 class PostgresStore(SqlStore):
@@ -47,10 +70,11 @@ class PostgresStore(SqlStore):
 
     `url` is a libpq URL (`postgresql://user@host:5432/db`); a schema may be chosen
     in it (`?options=-csearch_path%3Dmyschema`, which must exist) or with `schema`,
-    which is created if missing. `timeout` bounds, in seconds, the wait for a
-    connection: at `open()` and for every unit of work. When it runs out, or the
-    server is lost, the call raises `StoreUnavailable`; while the server stays away,
-    calls fail at once and a probe watches for its return (see `connection.py`).
+    which is created if missing. Its sessions are named after `replica_id` (the lease
+    owner of the process using it; see `end_lost_sessions`). `timeout` bounds, in
+    seconds, the wait for a connection: at `open()` and for every unit of work. When it
+    runs out, or the server is lost, the call raises `StoreUnavailable`; while the server
+    stays away, calls fail at once and a probe watches for its return (`connection.py`).
     """
 
     _statements = STATEMENTS
@@ -65,9 +89,15 @@ class PostgresStore(SqlStore):
         max_size: int = 4,
         schema: str | None = None,
         timeout: float = 10.0,
+        replica_id: str | None = None,
     ) -> None:
         self._connections = Connections(
-            url, min_size=min_size, max_size=max_size, schema=schema, timeout=timeout
+            url,
+            min_size=min_size,
+            max_size=max_size,
+            schema=schema,
+            timeout=timeout,
+            application_name=None if replica_id is None else session_name(replica_id),
         )
         self._openings: OpeningBatches | None = None
 
@@ -90,7 +120,8 @@ class PostgresStore(SqlStore):
         """The group commit's plan: one round trip, one more to learn whether an
         idempotency key was taken (or to check the updates of commits that log nothing)."""
         async with self._connection() as connection:
-            return await write_plan(connection, WritePlan(new_sagas, commits))
+            with failpoints.scope(_write_scope(commits)):
+                return await write_plan(connection, WritePlan(new_sagas, commits))
 
     async def create_locked_saga(
         self,
@@ -113,15 +144,45 @@ class PostgresStore(SqlStore):
     ) -> LockAttempt:
         """As the base, in one pipelined transaction of two round trips (see `lock_plans`)."""
         async with self._connection() as connection:
-            return await lock_plans.take_locks(
-                connection, saga_id, keys, version, decide, utc_now()
-            )
+            with failpoints.scope("lock_take"):
+                return await lock_plans.take_locks(
+                    connection, saga_id, keys, version, decide, utc_now()
+                )
 
     async def _write_openings(
         self, openings: Sequence[LockedOpening]
     ) -> list[CreateSagaResult | Exception]:
         async with self._connection() as connection:
-            return await lock_plans.write_openings(connection, openings, utc_now())
+            with failpoints.scope("locked_opening"):
+                return await lock_plans.write_openings(connection, openings, utc_now())
+
+    async def end_lost_sessions(self, owner: str, grace_seconds: float) -> dict[str, int]:
+        """As the base: lost owners are read from the lease rows, and their sessions,
+        found by name (`session_name`) among this database's, are ended with
+        `pg_terminate_backend`, waiting up to TERMINATE_WAIT_MS for each to go, so the
+        claim that follows finds its rows unlocked. Needs the replicas' own role (or
+        membership in pg_signal_backend); see docs/security.md."""
+        lost = await self._rows(LOST_OWNERS, {"owner": owner, "grace": grace_seconds})
+        if not lost:
+            return {}
+        names = {session_name(str(row["lease_owner"])): str(row["lease_owner"]) for row in lost}
+        own = session_name(owner)
+        names.pop(own, None)
+        if not names:
+            return {}
+        ended = await self._rows(
+            END_SESSIONS,
+            {
+                "names": list(names),
+                "own": own,
+                "wait_ms": TERMINATE_WAIT_MS,
+            },
+        )
+        counts: dict[str, int] = {}
+        for row in ended:
+            lost_owner = names[str(row["application_name"])]
+            counts[lost_owner] = counts.get(lost_owner, 0) + 1
+        return counts
 
     async def follow_commits(
         self, committed: Callable[[str], None], live: Callable[[bool], None]
@@ -191,6 +252,13 @@ class PostgresStore(SqlStore):
         """A pooled connection (see `Connections.connection`); every unit of work takes
         its connection here, so a benchmark may trace them all by wrapping this."""
         return self._connections.connection()
+
+
+def _write_scope(commits: Sequence[SagaCommit]) -> str:
+    """The kind of a group commit's write, as failpoints name it."""
+    if any(commit.released_locks for commit in commits):
+        return "key_release"
+    return "group_commit" if commits else "new_sagas"
 
 
 class _Transaction:

@@ -33,6 +33,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from orchestrator.core.records import CreateSagaResult, NewSaga, SagaCommit
+from orchestrator.engine import failpoints
 from orchestrator.store._rows import write_refused
 from orchestrator.store._statements import TRANSITIONS
 from orchestrator.store.postgres.connection import Connection, pipelined_transaction
@@ -180,6 +181,7 @@ class PlanWriter:
             await self._pipeline.sync()  # a round trip before COMMIT, to check the row counts
             if any(updates.rowcount != count for updates, count in unlogged):
                 raise _StaleBatch
+        failpoints.hit("plan_sent")
         return results
 
     async def _insert_sagas(
