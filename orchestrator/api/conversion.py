@@ -11,6 +11,7 @@ from typing import Any
 
 from google.protobuf import any_pb2, struct_pb2
 
+from orchestrator.core.namespaces import unqualified
 from orchestrator.core.records import (
     CreateSagaResult,
     SagaRecord,
@@ -74,7 +75,8 @@ def saga_to_proto(
         create_time=optional_timestamp(saga.create_time),
         update_time=optional_timestamp(saga.update_time),
         payload=payload if with_payload else None,
-        idempotency_key=saga.idempotency_key or "",
+        idempotency_key=unqualified(saga.idempotency_key or "", saga.namespace),
+        namespace=saga.namespace,
         deadline_time=optional_timestamp(saga.deadline_time),
         lock_wait_time=optional_timestamp(saga.lock_wait_since),
         output=output,

@@ -9,11 +9,16 @@ through `_abort`, which turns a `SagaError` into a gRPC status with an ErrorInfo
 (AIP-193) by the one table in `orchestrator.api.status`; anything else is logged with
 its traceback and answered INTERNAL. A client's mistake is logged at INFO at most,
 throttled, without a traceback.
+
+Every request works within the caller's namespaces (`orchestrator.api.tenancy`): a start
+goes to one of them, a saga id is looked up within them, and a saga outside them is
+NOT_FOUND exactly as one that does not exist.
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -41,10 +46,12 @@ from orchestrator.api.paging import (
 )
 from orchestrator.api.request_checks import check_id, check_operator_request, check_saga_id
 from orchestrator.api.status import log_refusal, rpc_status_of, status_proto_of
+from orchestrator.api.tenancy import read_scope, start_namespace, visible
 from orchestrator.core.definition import SagaDefinition
 from orchestrator.core.errors import InvalidArgument, ResourceExhausted, SagaError, SagaNotFound
 from orchestrator.core.limits import MAX_FULL_VIEW_PAGE, Limits, check_enum, check_payload
 from orchestrator.core.machine import SagaRun
+from orchestrator.core.namespaces import unqualified
 from orchestrator.core.opening import SagaStart
 from orchestrator.core.payload import check_message_text, parse_input, parse_typed_input
 from orchestrator.core.records import CreateSagaResult, SagaRecord, StepRecord
@@ -120,6 +127,7 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
             idempotency_key=start.idempotency_key,
             trace_parent=context_from_metadata(context.invocation_metadata()),
             saga_input=start.saga_input,
+            namespace=start.namespace,
         )
 
     @_mapped_errors
@@ -202,6 +210,7 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
         check_id("correlation_id", request.correlation_id)
         check_id("idempotency_key", request.idempotency_key, required=False)
         check_payload(request.payload, self._limits)
+        namespace = start_namespace(request.namespace)
         definition = self._registry.latest(request.saga_type)
         if request.WhichOneof("input_kind") == "input":
             saga_input = parse_typed_input(
@@ -224,6 +233,7 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
             payload,
             request.idempotency_key or None,
             saga_input,
+            namespace,
         )
 
     @_mapped_errors
@@ -231,18 +241,22 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
         self, request: pb.GetSagaRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.Saga:
         check_message_text(request)
-        check_saga_id(request.saga_id)
-        saga = await self._store.get_saga(request.saga_id)
-        if saga is None:
-            raise SagaNotFound(f"no saga with id {request.saga_id}")
+        saga = await self._visible_saga(request.saga_id, request.namespace)
         return await self._full_saga(saga)
+
+    async def _visible_saga(self, saga_id: str, namespace: str) -> SagaRecord:
+        """The saga, if the request may see it (`tenancy.visible`): NOT_FOUND alike for a
+        saga that does not exist and one in a namespace out of the request's reach."""
+        check_saga_id(saga_id)
+        scope = read_scope(namespace)
+        return visible(await self._store.get_saga(saga_id), saga_id, scope)
 
     @_mapped_errors
     async def ListSagas(
         self, request: pb.ListSagasRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ListSagasResponse:
         check_message_text(request)
-        where = filter_of(request)
+        where = dataclasses.replace(filter_of(request), namespaces=read_scope(request.namespace))
         view = check_enum("view", pb.SagaView, request.view)
         after = decode_page_token(request.page_token, where)
         size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
@@ -263,8 +277,7 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
         if request.page_size < 0:
             raise InvalidArgument(f"page_size must not be negative, got {request.page_size}")
         after = decode_history_token(request.page_token)
-        if await self._store.get_saga(request.saga_id) is None:
-            raise SagaNotFound(f"no saga with id {request.saga_id}")
+        await self._visible_saga(request.saga_id, request.namespace)
         size = min(request.page_size or DEFAULT_HISTORY_PAGE, MAX_HISTORY_PAGE)
         rows = await self._store.get_transitions(request.saga_id, after_seq=after)
         page = rows[:size]
@@ -315,9 +328,7 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
             check_saga_id(request.saga_id)
             if request.after_seq < 0:
                 raise InvalidArgument(f"after_seq must not be negative, got {request.after_seq}")
-            saga = await self._store.get_saga(request.saga_id)
-            if saga is None:
-                raise SagaNotFound(f"no saga with id {request.saga_id}")
+            await self._visible_saga(request.saga_id, request.namespace)
         except SagaError as error:
             await _abort(context, error)
         last = request.after_seq
@@ -413,6 +424,7 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
             request.requested_by,
             authenticated=caller is not None,
         )
+        await self._visible_saga(request.saga_id, request.namespace)
         if caller is None:
             actor, reason = f"operator:{request.requested_by}", request.reason
         else:
@@ -469,7 +481,7 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
         if saga.lock_keys:
             full.locks.extend(
                 pb.SagaLock(
-                    key=lock.key,
+                    key=unqualified(lock.key, saga.namespace),
                     held=lock.holds,
                     queue_position=0 if lock.holds else lock.ahead + 1,
                 )

@@ -341,7 +341,9 @@ def client_command(args: argparse.Namespace) -> int:
         token = read_token_file(args.token_file) or env_or("SAGA_TOKEN")
         try:
             tls = client_tls(args.tls_ca, args.tls_cert, args.tls_key)
-            client = SagaClient(args.address, args.timeout, tls=tls, token=token)
+            client = SagaClient(
+                args.address, args.timeout, tls=tls, token=token, namespace=args.namespace
+            )
         except ConfigurationError as error:
             raise CliError(str(error), EXIT_USAGE) from None
         async with client:

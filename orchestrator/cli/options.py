@@ -17,12 +17,14 @@ from typing import Any
 from orchestrator.client import CLIENT_TIMEOUT_SECONDS, WATCH_RECONNECT_SECONDS
 from orchestrator.core.clock import utc_now
 from orchestrator.core.definition import SagaDefinition
+from orchestrator.core.errors import InvalidArgument
 from orchestrator.core.loading import (
     DEFAULT_DEFINITIONS_MODULE,
     load_definitions,
     make_working_directory_importable,
     parse_module_names,
 )
+from orchestrator.core.namespaces import check_namespace
 from saga.v1 import orchestrator_pb2 as pb
 
 DEFAULT_DATABASE_URL = "sqlite:///.saga/saga.sqlite3"
@@ -259,7 +261,22 @@ def client_options() -> argparse.ArgumentParser:
         help="a file holding the bearer token to send (env SAGA_TOKEN_FILE; or the token "
         "itself in env SAGA_TOKEN)",
     )
+    common.add_argument(
+        "--namespace",
+        default=env_or("SAGA_NAMESPACE"),
+        type=namespace_argument,
+        help="work in this namespace: start sagas there, read and act only there (env "
+        "SAGA_NAMESPACE; default: start in your only namespace or `default`, read in all "
+        "of yours)",
+    )
     return common
+
+
+def namespace_argument(text: str) -> str:
+    try:
+        return check_namespace(text)
+    except InvalidArgument as error:
+        raise argparse.ArgumentTypeError(error.message) from None
 
 
 def server_security_options(parser: argparse.ArgumentParser, env_prefix: str) -> None:

@@ -30,7 +30,12 @@ import grpc
 from google.protobuf.message import Message
 
 from orchestrator.client.batches import START_BATCH_SIZE, SagaToStart, start_batches
-from orchestrator.client.connection import RECONNECT_CODES, WATCH_RECONNECT_SECONDS, Reconnection
+from orchestrator.client.connection import (
+    RECONNECT_CODES,
+    WATCH_RECONNECT_SECONDS,
+    Reconnection,
+    in_namespace,
+)
 from orchestrator.client.errors import (
     ClientError,
     DeadlineExceeded,
@@ -219,7 +224,8 @@ class SagaClient(SagaWatching):
                 raise DeadlineExceeded(f"the saga did not finish within {timeout:g}s")
             try:
                 response = await self.stub.ExecuteSaga(
-                    pb.ExecuteSagaRequest(start=request), timeout=remaining
+                    in_namespace(pb.ExecuteSagaRequest(start=request), self.namespace),
+                    timeout=remaining,
                 )
                 break
             except grpc.RpcError as error:

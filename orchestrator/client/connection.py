@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import grpc
 from google.protobuf import descriptor_pool as pool
@@ -84,11 +84,33 @@ def _reflection_channel(address: str, tls: ClientTls | None) -> grpc.Channel:
     return grpc.secure_channel(address, tls.credentials())
 
 
+RequestT = TypeVar("RequestT", bound=Message)
+
+
+def in_namespace(request: RequestT, namespace: str | None) -> RequestT:
+    """`request` with `namespace` in every namespace field left empty (a StartSagas
+    batch's items, an ExecuteSaga's start); the request itself, changed in place."""
+    if not namespace:
+        return request
+    message: Any = request
+    fields = request.DESCRIPTOR.fields_by_name
+    if "namespace" in fields and not message.namespace:
+        message.namespace = namespace
+    if "start" in fields:
+        in_namespace(message.start, namespace)
+    if "requests" in fields:
+        for item in message.requests:
+            in_namespace(item, namespace)
+    return request
+
+
 class SagaChannel:
     """One grpc.aio channel to the orchestrator (or a stub the caller owns); with `tls`
     it speaks TLS (mutual when `tls` has a certificate), with `token` every call carries
     `authorization: Bearer <token>`. Each unary call goes through `_call`, under the
-    client's deadline, its failure mapped to a ClientError."""
+    client's deadline, its failure mapped to a ClientError. With `namespace`, every
+    request that leaves its namespace empty names this one (the server otherwise picks
+    the caller's only namespace, or `default`, and reads span all the caller's)."""
 
     def __init__(
         self,
@@ -98,9 +120,11 @@ class SagaChannel:
         stub: pb_grpc.SagaOrchestratorStub | None = None,
         tls: ClientTls | None = None,
         token: str | None = None,
+        namespace: str | None = None,
     ) -> None:
         self.address = address
         self.timeout = timeout
+        self.namespace = namespace or None
         self._tls = tls
         self._token = token
         self._channel = (
@@ -155,6 +179,7 @@ class SagaChannel:
     async def _call(self, method: str, request: Message) -> Any:
         """One unary call under the client's deadline; a failure becomes a ClientError."""
         try:
-            return await getattr(self.stub, method)(request, timeout=self.timeout)
+            scoped = in_namespace(request, self.namespace)
+            return await getattr(self.stub, method)(scoped, timeout=self.timeout)
         except grpc.RpcError as error:
             raise client_error(error, self.address, self.timeout) from None

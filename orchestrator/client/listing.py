@@ -32,6 +32,9 @@ class SagaFilters(TypedDict, total=False):
     """Only sagas created at or after this moment (naive: UTC)."""
     created_before: datetime
     """Only sagas created before this moment (naive: UTC)."""
+    namespace: str
+    """Only sagas in this namespace (the client's own namespace when it has one; else
+    every namespace the caller may use)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +65,7 @@ def list_request(
         saga_type=filters.get("saga_type", ""),
         correlation_id=filters.get("correlation_id", ""),
         lock_key=filters.get("lock_key", ""),
+        namespace=filters.get("namespace", ""),
     )
     if "needs_intervention" in filters:
         request.needs_intervention = filters["needs_intervention"]

@@ -55,20 +55,25 @@ class SyncSagaClient:
         *,
         tls: ClientTls | None = None,
         token: str | None = None,
+        namespace: str | None = None,
     ) -> None:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="saga-client", daemon=True
         )
         self._thread.start()
-        self._client = self.run(self._open(address, timeout, tls, token))
+        self._client = self.run(self._open(address, timeout, tls, token, namespace))
 
     @staticmethod
     async def _open(
-        address: str, call_timeout: float, tls: ClientTls | None, token: str | None
+        address: str,
+        call_timeout: float,
+        tls: ClientTls | None,
+        token: str | None,
+        namespace: str | None,
     ) -> SagaClient:
         # Its channel belongs to the client's loop.
-        return SagaClient(address, call_timeout, tls=tls, token=token)
+        return SagaClient(address, call_timeout, tls=tls, token=token, namespace=namespace)
 
     def run(self, call: Coroutine[Any, Any, Result]) -> Result:
         """Run a coroutine of the async client (`aio`) on its loop and return its result."""

@@ -15,6 +15,7 @@ from orchestrator.client.connection import (
     WATCH_RECONNECT_SECONDS,
     Reconnection,
     SagaChannel,
+    in_namespace,
 )
 from orchestrator.client.errors import (
     DeadlineExceeded,
@@ -69,12 +70,14 @@ class SagaWatching(SagaChannel):
             try:
                 if clock.lost_since is not None:
                     await self.stub.GetSaga(  # are we back? (under the call deadline)
-                        pb.GetSagaRequest(saga_id=saga_id), timeout=self.timeout
+                        in_namespace(pb.GetSagaRequest(saga_id=saga_id), self.namespace),
+                        timeout=self.timeout,
                     )
                     clock.back()
                     on_notice("")
+                request = pb.WatchSagaRequest(saga_id=saga_id, after_seq=last)
                 stream = self.stub.WatchSaga(
-                    pb.WatchSagaRequest(saga_id=saga_id, after_seq=last), timeout=remaining
+                    in_namespace(request, self.namespace), timeout=remaining
                 )
                 async for response in stream:
                     if response.transition.seq <= last:

@@ -23,6 +23,7 @@ class ErrorCode(enum.Enum):
     ALREADY_EXISTS = "ALREADY_EXISTS"
     FAILED_PRECONDITION = "FAILED_PRECONDITION"
     ABORTED = "ABORTED"
+    PERMISSION_DENIED = "PERMISSION_DENIED"
     UNAVAILABLE = "UNAVAILABLE"
 
 
@@ -98,6 +99,15 @@ class SagaNotFound(SagaError):
 
     code = ErrorCode.NOT_FOUND
     reason = "SAGA_NOT_FOUND"
+
+
+class NamespaceDenied(SagaError):
+    """A request names a namespace its caller may not use (the auth file binds each
+    caller to its namespaces). Only a namespace the request names is refused so: a saga
+    in a namespace the caller may not see is SagaNotFound, as if it did not exist."""
+
+    code = ErrorCode.PERMISSION_DENIED
+    reason = "NAMESPACE_DENIED"
 
 
 class IdempotencyKeyReused(SagaError):

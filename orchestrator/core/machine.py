@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -31,6 +32,7 @@ from orchestrator.core.moves import (
     Model,
     fire,
 )
+from orchestrator.core.namespaces import DEFAULT_NAMESPACE, unqualified
 from orchestrator.core.records import (
     ENGINE_ACTOR,
     LockAttempt,
@@ -94,11 +96,18 @@ Command = SendAction | SendCompensation
 Action = Command | AcquireLocks
 
 
-def describe_blockers(attempt: LockAttempt) -> str:
-    """Who is in the way, for the log: "sku:7 held by S1; sku:9 queued for by S2"."""
+def describe_blockers(attempt: LockAttempt, namespace: str = DEFAULT_NAMESPACE) -> str:
+    """Who is in the way, for the log: "sku:7 held by S1; sku:9 queued for by S2" (keys
+    as the definition makes them, without the namespace the store qualifies them by)."""
     return "; ".join(
-        f"{b.key} {'held' if b.holds else 'queued for'} by {b.saga_id}" for b in attempt.blockers
+        f"{unqualified(b.key, namespace)} {'held' if b.holds else 'queued for'} by {b.saga_id}"
+        for b in attempt.blockers
     )
+
+
+def key_names(keys: Sequence[str], namespace: str) -> str:
+    """A saga's lock keys for its log and failure reason: "sku:7, sku:9"."""
+    return ", ".join(unqualified(key, namespace) for key in keys)
 
 
 # --- failure policy: what a failed attempt leads to ----------------------------------
@@ -265,7 +274,7 @@ class SagaRun:
         if give_up_at is not None and now >= give_up_at:
             since = self.saga.lock_wait_since
             waited = (now - since).total_seconds() if since is not None else 0.0
-            keys = ", ".join(self.saga.lock_keys)
+            keys = key_names(self.saga.lock_keys, self.saga.namespace)
             self._begin_compensating_by_request(
                 TransitionEvent.LOCK_WAIT_EXPIRED,
                 now,
@@ -285,19 +294,21 @@ class SagaRun:
                 now,
                 None,
                 error="",
-                reason=", ".join(self.saga.lock_keys),
+                reason=key_names(self.saga.lock_keys, self.saga.namespace),
             )
             return True
         locks = self.definition.locks
         if locks is not None and locks.policy is LockPolicy.REJECT:
             # StartSaga checked the keys; another saga took one since.
             self._begin_compensating_by_request(
-                TransitionEvent.LOCKS_REFUSED, now, reason=describe_blockers(attempt)
+                TransitionEvent.LOCKS_REFUSED,
+                now,
+                reason=describe_blockers(attempt, self.saga.namespace),
             )
             return False
         if not attempt.queued:
             self._set_saga(now, lock_wait_since=now)
-            reason = f"ticket {attempt.ticket}: {describe_blockers(attempt)}"
+            reason = f"ticket {attempt.ticket}: {describe_blockers(attempt, self.saga.namespace)}"
             self._log(TransitionEvent.LOCKS_WAITING, now, None, error="", reason=reason)
         return False
 
@@ -307,7 +318,7 @@ class SagaRun:
         if not self.saga.lock_keys:
             raise IllegalTransition(f"saga {self.saga.saga_id} holds and waits for no lock")
         self._released_in_commit = self.saga.lock_keys
-        keys = ", ".join(self.saga.lock_keys)
+        keys = key_names(self.saga.lock_keys, self.saga.namespace)
         self._set_saga(now, lock_keys=(), locks_held=False, lock_wait_since=None)
         self._log(TransitionEvent.LOCK_BROKEN, now, None, error=keys, actor=actor, reason=reason)
 
@@ -657,7 +668,11 @@ class SagaRun:
             released = self.saga.lock_keys
             now = self.saga.update_time
             self._log(
-                TransitionEvent.LOCKS_RELEASED, now, None, error="", reason=", ".join(released)
+                TransitionEvent.LOCKS_RELEASED,
+                now,
+                None,
+                error="",
+                reason=key_names(released, self.saga.namespace),
             )
             self.saga = dataclasses.replace(self.saga, locks_held=False, lock_wait_since=None)
         commit = SagaCommit(

@@ -23,6 +23,7 @@ from orchestrator.core.definition import SagaDefinition
 from orchestrator.core.errors import InvalidPayload
 from orchestrator.core.ids import new_saga_id
 from orchestrator.core.machine import Action, SagaRun
+from orchestrator.core.namespaces import DEFAULT_NAMESPACE, qualified, qualified_or_none
 from orchestrator.core.records import (
     LockAttempt,
     SagaCommit,
@@ -49,6 +50,7 @@ def open_saga(
     idempotency_key: str | None,
     now: datetime,
     locks: LockAttempt | None = None,
+    namespace: str = DEFAULT_NAMESPACE,
 ) -> tuple[SagaRun, tuple[Action, ...], SagaCommit]:
     """A new saga in memory with its first stage started: the run, the actions to send,
     and the opening commit (SAGA_STARTED, then each STEP_STARTED) for the saga's insert.
@@ -57,6 +59,8 @@ def open_saga(
     every STEP_STARTED is committed before its command is sent. A saga that takes its
     lock keys from the start is told `locks`, what the store found in the insert's
     transaction: it starts holding them, or queued (its first action is then to wait).
+    The saga belongs to `namespace`: its idempotency key and lock keys are stored
+    qualified by it, so they collide only with another saga of the same namespace.
     """
     saga = SagaRecord(
         saga_id=new_saga_id(),
@@ -67,12 +71,13 @@ def open_saga(
         status=SagaStatus.RUNNING,
         create_time=now,
         update_time=now,
-        idempotency_key=idempotency_key,
+        idempotency_key=qualified_or_none(namespace, idempotency_key),
         request_fingerprint=request_fingerprint(definition.name, correlation_id, payload),
         deadline_time=(
             None if definition.deadline is None else now + timedelta(seconds=definition.deadline)
         ),
-        lock_keys=saga_lock_keys(definition, payload),
+        lock_keys=saga_lock_keys(definition, payload, namespace),
+        namespace=namespace,
     )
     steps = [
         StepRecord(saga_id=saga.saga_id, index=index, name=step.name)
@@ -107,11 +112,15 @@ class SagaStart:
     idempotency_key: str | None
     saga_input: Message | None = None
     """The input message `payload` was made from (spares the driver decoding it again)."""
+    namespace: str = DEFAULT_NAMESPACE
 
 
-def saga_lock_keys(definition: SagaDefinition, payload: dict[str, Any]) -> tuple[str, ...]:
-    """The saga's lock keys, from its input; a key builder that fails on this input, or
-    gives something other than non-empty strings, makes the input invalid."""
+def saga_lock_keys(
+    definition: SagaDefinition, payload: dict[str, Any], namespace: str = DEFAULT_NAMESPACE
+) -> tuple[str, ...]:
+    """The saga's lock keys, from its input, qualified by its namespace (sagas of two
+    namespaces never share a key); a key builder that fails on this input, or gives
+    something other than non-empty strings, makes the input invalid."""
     if definition.locks is None:
         return ()
     try:
@@ -120,4 +129,4 @@ def saga_lock_keys(definition: SagaDefinition, payload: dict[str, Any]) -> tuple
         raise InvalidPayload(f"the saga's lock keys cannot be computed: {error!r}") from error
     if not all(isinstance(key, str) and key for key in keys):
         raise InvalidPayload(f"lock keys must be non-empty strings, got {list(keys)!r}")
-    return keys
+    return tuple(qualified(namespace, key) for key in keys)

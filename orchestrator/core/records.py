@@ -98,6 +98,9 @@ class SagaRecord:
     """When the saga first queued for its locks; None if it never waited."""
     output: bytes | None = None
     """A COMPLETED saga's output, a serialized google.protobuf.Any; None without one."""
+    namespace: str = "default"
+    """The tenant the saga belongs to; its idempotency key and lock keys are stored
+    qualified by it (`orchestrator.core.namespaces`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,7 +217,10 @@ class SagaFilter:
     created_before: datetime | None = None
     """Exclusive."""
     lock_key: str | None = None
-    """Sagas that hold or queue for this semantic lock key."""
+    """Sagas that hold or queue for this semantic lock key, in their own namespace (the
+    key as a client names it, unqualified)."""
+    namespaces: tuple[str, ...] | None = None
+    """Sagas in one of these namespaces; None for every namespace."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,7 @@ from orchestrator.core.errors import (
 )
 from orchestrator.core.limits import DEFAULT_MAX_SAGAS_IN_FLIGHT
 from orchestrator.core.machine import Action, SagaRun
+from orchestrator.core.namespaces import DEFAULT_NAMESPACE, qualified_or_none, unqualified
 from orchestrator.core.opening import SagaStart, open_saga, saga_lock_keys
 from orchestrator.core.records import (
     CreateSagaResult,
@@ -120,9 +121,11 @@ class Executor:
         idempotency_key: str | None,
         trace_parent: otel_context.Context | None = None,
         saga_input: Message | None = None,
+        namespace: str = DEFAULT_NAMESPACE,
     ) -> CreateSagaResult:
-        """Store a new saga and start driving it; a known idempotency key returns the
-        saga it started. When this returns, the saga and its SAGA_STARTED row are committed.
+        """Store a new saga in `namespace` and start driving it; a known idempotency key
+        (of that namespace) returns the saga it started. When this returns, the saga and
+        its SAGA_STARTED row are committed.
         `saga_input`, the input message `payload` was made from, spares its driver
         decoding the payload again.
 
@@ -140,11 +143,17 @@ class Executor:
                 raise self._busy()
             if definition.lock_stage == 0:
                 result, run, first_actions = await self._create_locked(
-                    definition, correlation_id, payload, idempotency_key
+                    definition, correlation_id, payload, idempotency_key, namespace
                 )
             else:
                 run, first_actions, opening = open_saga(
-                    definition, correlation_id, payload, idempotency_key, utc_now()
+                    definition,
+                    correlation_id,
+                    payload,
+                    idempotency_key,
+                    utc_now(),
+                    None,
+                    namespace,
                 )
                 result = await self._store.create_saga(
                     opening.saga, run.steps, list(opening.transitions), lease=self.lease
@@ -197,6 +206,8 @@ class Executor:
                     start.payload,
                     start.idempotency_key,
                     utc_now(),
+                    None,
+                    start.namespace,
                 )
             except SagaError as error:
                 outcomes[index] = error
@@ -221,7 +232,11 @@ class Executor:
             start = starts[index]
             try:
                 result, run, first_actions = await self._create_locked(
-                    start.definition, start.correlation_id, start.payload, start.idempotency_key
+                    start.definition,
+                    start.correlation_id,
+                    start.payload,
+                    start.idempotency_key,
+                    start.namespace,
                 )
             except SagaError as error:
                 outcomes[index] = error
@@ -275,8 +290,9 @@ class Executor:
             place.release()
             existing = result.saga
             if existing.request_fingerprint != saga.request_fingerprint:
+                key = unqualified(saga.idempotency_key or "", saga.namespace)
                 raise IdempotencyKeyReused(
-                    f"idempotency key {saga.idempotency_key!r} already started saga "
+                    f"idempotency key {key!r} already started saga "
                     f"{existing.saga_id} with a different saga_type, correlation_id or payload"
                 )
             # The first start may have been committed without its caller (or its
@@ -304,11 +320,12 @@ class Executor:
         correlation_id: str,
         payload: dict[str, Any],
         idempotency_key: str | None,
+        namespace: str = DEFAULT_NAMESPACE,
     ) -> tuple[CreateSagaResult, SagaRun, tuple[Action, ...]]:
         """Create a saga that takes its lock keys before its first step, in the insert's
         own transaction: holding them, or queued in StartSaga order, or (reject policy)
         refused with nothing stored."""
-        keys = saga_lock_keys(definition, payload)
+        keys = saga_lock_keys(definition, payload, namespace)
         opened: list[tuple[SagaRun, tuple[Action, ...]]] = []
         tickets: list[int] = []
 
@@ -317,19 +334,21 @@ class Executor:
             if attempt.blockers and locks is not None and locks.policy is LockPolicy.REJECT:
                 first = attempt.blockers[0]
                 how = "held" if first.holds else "queued for"
-                raise LockConflict(f"lock key {first.key!r} is {how} by saga {first.saga_id}")
+                key = unqualified(first.key, namespace)
+                raise LockConflict(f"lock key {key!r} is {how} by saga {first.saga_id}")
             run, first_actions, opening = open_saga(
-                definition, correlation_id, payload, idempotency_key, utc_now(), attempt
+                definition, correlation_id, payload, idempotency_key, utc_now(), attempt, namespace
             )
             opened[:] = [(run, first_actions)]
             tickets[:] = [] if attempt.acquired else [attempt.ticket]
             return NewSaga(opening.saga, tuple(run.steps), opening.transitions, self.lease)
 
         mark = self._wakeups.mark()
-        result = await self._store.create_locked_saga(idempotency_key, keys, open_with)
+        stored_key = qualified_or_none(namespace, idempotency_key)
+        result = await self._store.create_locked_saga(stored_key, keys, open_with)
         if not opened:  # a repeat answered before anything was opened
             run, first_actions, _ = open_saga(
-                definition, correlation_id, payload, idempotency_key, utc_now()
+                definition, correlation_id, payload, idempotency_key, utc_now(), None, namespace
             )
             return result, run, first_actions
         if result.created and tickets and result.saga.lock_wait_since is not None:

@@ -79,6 +79,7 @@ class RowEncoding:
             "locks_held": saga.locks_held,
             "lock_wait_since": self._optional_time_to_db(saga.lock_wait_since),
             "output": saga.output,
+            "namespace": saga.namespace,
         }
 
     def commit_params(self, commit: SagaCommit) -> dict[str, object]:
@@ -142,6 +143,7 @@ class RowEncoding:
             locks_held=bool(row["locks_held"]),
             lock_wait_since=self._optional_time_from_db(row["lock_wait_since"]),
             output=None if row["output"] is None else bytes(row["output"]),
+            namespace=row["namespace"],
         )
 
     def step_from_row(self, row: Row) -> StepRecord:

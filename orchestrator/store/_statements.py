@@ -59,6 +59,7 @@ SAGAS = Table(
         "locks_held": "boolean",
         "lock_wait_since": "timestamptz",
         "output": "bytea",
+        "namespace": "text",
     },
 )
 STEPS = Table(
@@ -106,7 +107,9 @@ TRANSITION_COLUMNS = TRANSITIONS.columns
 NEW_SAGA_COLUMNS = ("lease_owner", "lease_expires_at")
 """Set only when a saga is inserted: the lease of the process that opened it."""
 SAGA_KEY_TAKEN = "ON CONFLICT (idempotency_key) DO NOTHING"
-"""A saga whose idempotency key is taken is not inserted (the key's saga answers)."""
+"""A saga whose idempotency key is taken is not inserted (the key's saga answers). The
+stored key is qualified by the saga's namespace (`orchestrator.core.namespaces`), so
+the one-column unique index makes keys unique per namespace."""
 STEP_UPSERT = "ON CONFLICT (saga_id, name) DO UPDATE\nSET " + ", ".join(
     f"{column} = excluded.{column}" for column in STEPS.types if column not in ("saga_id", "name")
 )
@@ -297,6 +300,30 @@ def one_row(
     return f"VALUES ({', '.join([*columns, *more])})"
 
 
+def lock_key_condition(dialect: Dialect, where: SagaFilter, params: dict[str, object]) -> str:
+    """Sagas holding or queueing for `where.lock_key` in their own namespace. The lock
+    tables keep keys qualified (`<namespace>/<key>`): within known namespaces the
+    condition looks the qualified keys up by primary key; across every namespace it reads
+    the lock tables (a row per key of a running saga, never the finished ones) and
+    qualifies the key by each row's saga's namespace."""
+    p = dialect.param
+    if where.namespaces is None:
+        params["lock_key"] = where.lock_key
+        holders = " UNION ".join(
+            f"SELECT t.saga_id FROM {table} t JOIN sagas s ON s.saga_id = t.saga_id"
+            f" WHERE t.lock_key = s.namespace || '/' || {p('lock_key')}"
+            for table in ("saga_locks", "saga_lock_queue")
+        )
+        return f"saga_id IN ({holders})"
+    keys = {f"lock_key_{n}": f"{ns}/{where.lock_key}" for n, ns in enumerate(where.namespaces)}
+    params.update(keys)
+    listed = ", ".join(p(name) for name in keys) or "NULL"
+    return (
+        f"saga_id IN (SELECT saga_id FROM saga_locks WHERE lock_key IN ({listed})"
+        f" UNION SELECT saga_id FROM saga_lock_queue WHERE lock_key IN ({listed}))"
+    )
+
+
 def saga_listing(
     dialect: Dialect, where: SagaFilter, after: PagePosition | None
 ) -> tuple[str, dict[str, object]]:
@@ -329,12 +356,15 @@ def saga_listing(
     if where.created_before is not None:
         conditions.append(f"create_time < {p('created_before')}")
         params["created_before"] = time_to_db(aware(where.created_before))
+    if where.namespaces is not None:
+        names = {f"namespace_{n}": namespace for n, namespace in enumerate(where.namespaces)}
+        if not names:
+            conditions.append("FALSE")
+        else:
+            conditions.append(f"namespace IN ({', '.join(p(name) for name in names)})")
+            params.update(names)
     if where.lock_key is not None:
-        conditions.append(
-            f"saga_id IN (SELECT saga_id FROM saga_locks WHERE lock_key = {p('lock_key')}"
-            f" UNION SELECT saga_id FROM saga_lock_queue WHERE lock_key = {p('lock_key')})"
-        )
-        params["lock_key"] = where.lock_key
+        conditions.append(lock_key_condition(dialect, where, params))
     if after is not None:
         conditions.append(f"(create_time, saga_id) < ({p('after_time')}, {p('after_id')})")
         params["after_time"] = time_to_db(aware(after.create_time))

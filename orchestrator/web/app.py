@@ -35,6 +35,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp_sse import sse_response
 
 from orchestrator.api.servicer import SagaOrchestratorService
+from orchestrator.api.tenancy import bind_namespaces
 from orchestrator.security.tls import is_loopback
 from orchestrator.web.auth import (
     LEGACY_TOKEN_COOKIE,
@@ -155,6 +156,7 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         if identity is None:
             return _error(grpc.StatusCode.UNAUTHENTICATED, "sign in with a console token")
         request["identity"] = identity
+        bind_namespaces(identity.namespaces)  # the servicer's reads stay in them
     try:
         return await handler(request)
     except CallRefused as refused:

@@ -39,6 +39,8 @@ class Identity:
     name: str
     roles: frozenset[str]
     authenticated: bool = True
+    namespaces: frozenset[str] | None = None
+    """The namespaces whose sagas the user sees and acts on; None for every one."""
 
     @property
     def may_act(self) -> bool:
@@ -109,12 +111,17 @@ def policy_authenticator(policy: AuthPolicy) -> TokenAuthenticator:
 
     def identity_of(digest: str) -> Identity | None:
         callers = policy.callers.by_token.items()
-        table = ((known, _console_identity(caller.name, caller.roles)) for known, caller in callers)
+        table = (
+            (known, _console_identity(caller.name, caller.roles, caller.namespaces))
+            for known, caller in callers
+        )
         return _find_digest(digest, table)
 
     return TokenAuthenticator(identity_of)
 
 
-def _console_identity(name: str, caller_roles: Iterable[object]) -> Identity | None:
+def _console_identity(
+    name: str, caller_roles: Iterable[object], namespaces: frozenset[str] | None = None
+) -> Identity | None:
     roles = frozenset(str(role) for role in caller_roles)
-    return Identity(name, roles) if roles & CONSOLE_ROLES else None
+    return Identity(name, roles, namespaces=namespaces) if roles & CONSOLE_ROLES else None

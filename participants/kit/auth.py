@@ -14,10 +14,22 @@ or a SAN, checked by the TLS handshake)::
     roles = ["operator"]
     token_sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 
+    namespaces = "*"
+
+    [[caller]]
+    name = "billing"
+    roles = ["client"]
+    token_sha256 = "..."
+    namespaces = ["billing"]
+
     [[caller]]
     name = "orchestrator"
     roles = ["orchestrator"]
     certificate = "orchestrator.saga.internal"
+
+`namespaces` binds an orchestrator caller to the namespaces whose sagas it may start,
+read and operate on: a list of names, or "*" for every namespace (operators and
+readers that span all); without it, ["default"]. Participants ignore it.
 
 Every RPC has a rule naming the roles that may call it; an RPC without a rule is
 refused to everyone (deny by default). Health checks and, when enabled, reflection
@@ -86,12 +98,23 @@ def participant_rules(services: Iterable[ServiceDescriptor]) -> dict[str, frozen
     return rules
 
 
+DEFAULT_NAMESPACES = frozenset({"default"})
+NAMESPACE_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+"""A namespace name, as the orchestrator checks it (`orchestrator.core.namespaces`; the
+kit stands alone, so the rule is stated here too)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Caller:
-    """An authenticated caller: its name (for logs and the audit trail) and roles."""
+    """An authenticated caller: its name (for logs and the audit trail), roles, and the
+    namespaces it may use (None: every namespace, "*" in the auth file)."""
 
     name: str
     roles: frozenset[Role]
+    namespaces: frozenset[str] | None = DEFAULT_NAMESPACES
+
+    def may_use(self, namespace: str) -> bool:
+        return self.namespaces is None or namespace in self.namespaces
 
 
 _current_caller: contextvars.ContextVar[Caller | None] = contextvars.ContextVar(
@@ -134,7 +157,7 @@ class AuthFile:
 
 
 _HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
-_CALLER_KEYS = frozenset({"name", "roles", "token_sha256", "certificate"})
+_CALLER_KEYS = frozenset({"name", "roles", "token_sha256", "certificate", "namespaces"})
 
 
 def _line_of(text: str, entry: int, key: str | None) -> int:
@@ -185,9 +208,13 @@ def parse_auth_file(text: str, source: str) -> AuthFile:
         if not isinstance(roles, list) or not roles:
             raise fail("roles", f"caller {name!r} needs roles, a list of {_role_names()}")
         try:
-            caller = Caller(name, frozenset(Role(role) for role in roles))
+            role_set = frozenset(Role(role) for role in roles)
         except ValueError:
             raise fail("roles", f"caller {name!r}: roles are {_role_names()}") from None
+        namespaces = _namespaces(entry.get("namespaces", sorted(DEFAULT_NAMESPACES)))
+        if isinstance(namespaces, str):
+            raise fail("namespaces", f"caller {name!r}: {namespaces}")
+        caller = Caller(name, role_set, namespaces)
         digest = entry.get("token_sha256")
         certificate = entry.get("certificate")
         if digest is None and certificate is None:
@@ -201,6 +228,21 @@ def parse_auth_file(text: str, source: str) -> AuthFile:
                 raise fail("certificate", "certificate must be a CN or SAN, as text")
             by_certificate[certificate] = caller
     return AuthFile(by_token, by_certificate)
+
+
+def _namespaces(value: object) -> frozenset[str] | str | None:
+    """The namespaces of an auth file entry (None for "*"), or what is wrong with them."""
+    if value == "*" or value == ["*"]:
+        return None
+    if not isinstance(value, list) or not value:
+        return 'namespaces must be "*" or a non-empty list of namespace names'
+    for namespace in value:
+        if not isinstance(namespace, str) or not NAMESPACE_NAME.fullmatch(namespace):
+            return (
+                f"namespace {namespace!r} must be 1 to 63 lowercase letters, digits or '-',"
+                " starting with a letter or digit"
+            )
+    return frozenset(value)
 
 
 def _role_names() -> str:

@@ -106,18 +106,20 @@ SAGA_VIEW_BASIC: SagaView
 SAGA_VIEW_FULL: SagaView
 
 class StartSagaRequest(_message.Message):
-    __slots__ = ("saga_type", "correlation_id", "payload", "input", "idempotency_key")
+    __slots__ = ("saga_type", "correlation_id", "payload", "input", "idempotency_key", "namespace")
     SAGA_TYPE_FIELD_NUMBER: _ClassVar[int]
     CORRELATION_ID_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     INPUT_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     saga_type: str
     correlation_id: str
     payload: _struct_pb2.Struct
     input: _any_pb2.Any
     idempotency_key: str
-    def __init__(self, saga_type: _Optional[str] = ..., correlation_id: _Optional[str] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., input: _Optional[_Union[_any_pb2.Any, _Mapping]] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
+    namespace: str
+    def __init__(self, saga_type: _Optional[str] = ..., correlation_id: _Optional[str] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., input: _Optional[_Union[_any_pb2.Any, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., namespace: _Optional[str] = ...) -> None: ...
 
 class StartSagaResponse(_message.Message):
     __slots__ = ("saga_id", "status", "created")
@@ -164,13 +166,15 @@ class StartSagaResult(_message.Message):
     def __init__(self, saga: _Optional[_Union[StartSagaResponse, _Mapping]] = ..., error: _Optional[_Union[_status_pb2.Status, _Mapping]] = ...) -> None: ...
 
 class GetSagaRequest(_message.Message):
-    __slots__ = ("saga_id",)
+    __slots__ = ("saga_id", "namespace")
     SAGA_ID_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     saga_id: str
-    def __init__(self, saga_id: _Optional[str] = ...) -> None: ...
+    namespace: str
+    def __init__(self, saga_id: _Optional[str] = ..., namespace: _Optional[str] = ...) -> None: ...
 
 class Saga(_message.Message):
-    __slots__ = ("saga_id", "saga_type", "definition_version", "correlation_id", "status", "failure_reason", "failed_step", "needs_intervention", "create_time", "update_time", "steps", "payload", "idempotency_key", "deadline_time", "output", "locks", "lock_wait_time")
+    __slots__ = ("saga_id", "saga_type", "definition_version", "correlation_id", "status", "failure_reason", "failed_step", "needs_intervention", "create_time", "update_time", "steps", "payload", "idempotency_key", "deadline_time", "output", "locks", "lock_wait_time", "namespace")
     SAGA_ID_FIELD_NUMBER: _ClassVar[int]
     SAGA_TYPE_FIELD_NUMBER: _ClassVar[int]
     DEFINITION_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -188,6 +192,7 @@ class Saga(_message.Message):
     OUTPUT_FIELD_NUMBER: _ClassVar[int]
     LOCKS_FIELD_NUMBER: _ClassVar[int]
     LOCK_WAIT_TIME_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     saga_id: str
     saga_type: str
     definition_version: int
@@ -205,7 +210,8 @@ class Saga(_message.Message):
     output: _any_pb2.Any
     locks: _containers.RepeatedCompositeFieldContainer[SagaLock]
     lock_wait_time: _timestamp_pb2.Timestamp
-    def __init__(self, saga_id: _Optional[str] = ..., saga_type: _Optional[str] = ..., definition_version: _Optional[int] = ..., correlation_id: _Optional[str] = ..., status: _Optional[_Union[SagaStatus, str]] = ..., failure_reason: _Optional[str] = ..., failed_step: _Optional[str] = ..., needs_intervention: _Optional[bool] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[Step, _Mapping]]] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., deadline_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., output: _Optional[_Union[_any_pb2.Any, _Mapping]] = ..., locks: _Optional[_Iterable[_Union[SagaLock, _Mapping]]] = ..., lock_wait_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    namespace: str
+    def __init__(self, saga_id: _Optional[str] = ..., saga_type: _Optional[str] = ..., definition_version: _Optional[int] = ..., correlation_id: _Optional[str] = ..., status: _Optional[_Union[SagaStatus, str]] = ..., failure_reason: _Optional[str] = ..., failed_step: _Optional[str] = ..., needs_intervention: _Optional[bool] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[Step, _Mapping]]] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., deadline_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., output: _Optional[_Union[_any_pb2.Any, _Mapping]] = ..., locks: _Optional[_Iterable[_Union[SagaLock, _Mapping]]] = ..., lock_wait_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., namespace: _Optional[str] = ...) -> None: ...
 
 class SagaLock(_message.Message):
     __slots__ = ("key", "held", "queue_position")
@@ -266,14 +272,16 @@ class Transition(_message.Message):
     def __init__(self, seq: _Optional[int] = ..., event: _Optional[_Union[TransitionEvent, str]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., step: _Optional[str] = ..., saga_status: _Optional[_Union[SagaStatus, str]] = ..., step_status: _Optional[_Union[StepStatus, str]] = ..., attempt: _Optional[int] = ..., error: _Optional[str] = ..., actor: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class GetSagaHistoryRequest(_message.Message):
-    __slots__ = ("saga_id", "page_size", "page_token")
+    __slots__ = ("saga_id", "page_size", "page_token", "namespace")
     SAGA_ID_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     saga_id: str
     page_size: int
     page_token: str
-    def __init__(self, saga_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    namespace: str
+    def __init__(self, saga_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., namespace: _Optional[str] = ...) -> None: ...
 
 class GetSagaHistoryResponse(_message.Message):
     __slots__ = ("transitions", "next_page_token")
@@ -284,12 +292,14 @@ class GetSagaHistoryResponse(_message.Message):
     def __init__(self, transitions: _Optional[_Iterable[_Union[Transition, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class WatchSagaRequest(_message.Message):
-    __slots__ = ("saga_id", "after_seq")
+    __slots__ = ("saga_id", "after_seq", "namespace")
     SAGA_ID_FIELD_NUMBER: _ClassVar[int]
     AFTER_SEQ_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     saga_id: str
     after_seq: int
-    def __init__(self, saga_id: _Optional[str] = ..., after_seq: _Optional[int] = ...) -> None: ...
+    namespace: str
+    def __init__(self, saga_id: _Optional[str] = ..., after_seq: _Optional[int] = ..., namespace: _Optional[str] = ...) -> None: ...
 
 class WatchSagaResponse(_message.Message):
     __slots__ = ("transition", "saga")
@@ -300,7 +310,7 @@ class WatchSagaResponse(_message.Message):
     def __init__(self, transition: _Optional[_Union[Transition, _Mapping]] = ..., saga: _Optional[_Union[Saga, _Mapping]] = ...) -> None: ...
 
 class ListSagasRequest(_message.Message):
-    __slots__ = ("page_size", "page_token", "status", "saga_type", "correlation_id", "needs_intervention", "create_time_after", "create_time_before", "view", "lock_key")
+    __slots__ = ("page_size", "page_token", "status", "saga_type", "correlation_id", "needs_intervention", "create_time_after", "create_time_before", "view", "lock_key", "namespace")
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -311,6 +321,7 @@ class ListSagasRequest(_message.Message):
     CREATE_TIME_BEFORE_FIELD_NUMBER: _ClassVar[int]
     VIEW_FIELD_NUMBER: _ClassVar[int]
     LOCK_KEY_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     page_size: int
     page_token: str
     status: SagaStatus
@@ -321,7 +332,8 @@ class ListSagasRequest(_message.Message):
     create_time_before: _timestamp_pb2.Timestamp
     view: SagaView
     lock_key: str
-    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., status: _Optional[_Union[SagaStatus, str]] = ..., saga_type: _Optional[str] = ..., correlation_id: _Optional[str] = ..., needs_intervention: _Optional[bool] = ..., create_time_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., create_time_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., view: _Optional[_Union[SagaView, str]] = ..., lock_key: _Optional[str] = ...) -> None: ...
+    namespace: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., status: _Optional[_Union[SagaStatus, str]] = ..., saga_type: _Optional[str] = ..., correlation_id: _Optional[str] = ..., needs_intervention: _Optional[bool] = ..., create_time_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., create_time_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., view: _Optional[_Union[SagaView, str]] = ..., lock_key: _Optional[str] = ..., namespace: _Optional[str] = ...) -> None: ...
 
 class ListSagasResponse(_message.Message):
     __slots__ = ("sagas", "next_page_token")
@@ -332,14 +344,16 @@ class ListSagasResponse(_message.Message):
     def __init__(self, sagas: _Optional[_Iterable[_Union[Saga, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class AbortSagaRequest(_message.Message):
-    __slots__ = ("saga_id", "reason", "requested_by")
+    __slots__ = ("saga_id", "reason", "requested_by", "namespace")
     SAGA_ID_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     REQUESTED_BY_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     saga_id: str
     reason: str
     requested_by: str
-    def __init__(self, saga_id: _Optional[str] = ..., reason: _Optional[str] = ..., requested_by: _Optional[str] = ...) -> None: ...
+    namespace: str
+    def __init__(self, saga_id: _Optional[str] = ..., reason: _Optional[str] = ..., requested_by: _Optional[str] = ..., namespace: _Optional[str] = ...) -> None: ...
 
 class AbortSagaResponse(_message.Message):
     __slots__ = ("saga",)
@@ -348,14 +362,16 @@ class AbortSagaResponse(_message.Message):
     def __init__(self, saga: _Optional[_Union[Saga, _Mapping]] = ...) -> None: ...
 
 class RetrySagaRequest(_message.Message):
-    __slots__ = ("saga_id", "reason", "requested_by")
+    __slots__ = ("saga_id", "reason", "requested_by", "namespace")
     SAGA_ID_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     REQUESTED_BY_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     saga_id: str
     reason: str
     requested_by: str
-    def __init__(self, saga_id: _Optional[str] = ..., reason: _Optional[str] = ..., requested_by: _Optional[str] = ...) -> None: ...
+    namespace: str
+    def __init__(self, saga_id: _Optional[str] = ..., reason: _Optional[str] = ..., requested_by: _Optional[str] = ..., namespace: _Optional[str] = ...) -> None: ...
 
 class RetrySagaResponse(_message.Message):
     __slots__ = ("saga",)
@@ -364,16 +380,18 @@ class RetrySagaResponse(_message.Message):
     def __init__(self, saga: _Optional[_Union[Saga, _Mapping]] = ...) -> None: ...
 
 class ResolveStepRequest(_message.Message):
-    __slots__ = ("saga_id", "step", "reason", "requested_by")
+    __slots__ = ("saga_id", "step", "reason", "requested_by", "namespace")
     SAGA_ID_FIELD_NUMBER: _ClassVar[int]
     STEP_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     REQUESTED_BY_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     saga_id: str
     step: str
     reason: str
     requested_by: str
-    def __init__(self, saga_id: _Optional[str] = ..., step: _Optional[str] = ..., reason: _Optional[str] = ..., requested_by: _Optional[str] = ...) -> None: ...
+    namespace: str
+    def __init__(self, saga_id: _Optional[str] = ..., step: _Optional[str] = ..., reason: _Optional[str] = ..., requested_by: _Optional[str] = ..., namespace: _Optional[str] = ...) -> None: ...
 
 class ResolveStepResponse(_message.Message):
     __slots__ = ("saga",)
@@ -382,14 +400,16 @@ class ResolveStepResponse(_message.Message):
     def __init__(self, saga: _Optional[_Union[Saga, _Mapping]] = ...) -> None: ...
 
 class BreakLockRequest(_message.Message):
-    __slots__ = ("saga_id", "reason", "requested_by")
+    __slots__ = ("saga_id", "reason", "requested_by", "namespace")
     SAGA_ID_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     REQUESTED_BY_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     saga_id: str
     reason: str
     requested_by: str
-    def __init__(self, saga_id: _Optional[str] = ..., reason: _Optional[str] = ..., requested_by: _Optional[str] = ...) -> None: ...
+    namespace: str
+    def __init__(self, saga_id: _Optional[str] = ..., reason: _Optional[str] = ..., requested_by: _Optional[str] = ..., namespace: _Optional[str] = ...) -> None: ...
 
 class BreakLockResponse(_message.Message):
     __slots__ = ("saga",)

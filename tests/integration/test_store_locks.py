@@ -101,19 +101,24 @@ async def test_free_keys_are_taken_together_with_the_saga_commit(store: Store):
     assert log[-1] is TransitionEvent.LOCKS_ACQUIRED
 
 
+SKU = "default/sku:1"
+
+
 async def test_waiters_queue_in_arrival_order_and_the_terminal_commit_hands_the_key_on(
     store: Store,
 ):
-    a = await locked_saga(store, "A", "sku:1")
-    b = await locked_saga(store, "B", "sku:1")
-    c = await locked_saga(store, "C", "sku:1")
+    # The store keeps lock keys qualified by the saga's namespace; a listing names the key
+    # as clients do.
+    a = await locked_saga(store, "A", SKU)
+    b = await locked_saga(store, "B", SKU)
+    c = await locked_saga(store, "C", SKU)
     assert (await a.take()).acquired
     refused_b = await b.take()
-    assert [(x.key, x.saga_id, x.holds) for x in refused_b.blockers] == [("sku:1", "A", True)]
+    assert [(x.key, x.saga_id, x.holds) for x in refused_b.blockers] == [(SKU, "A", True)]
     assert not refused_b.queued
     assert not (await c.take()).acquired
-    assert await store.lock_holdings("B") == [LockHolding("sku:1", holds=False, ahead=0)]
-    assert await store.lock_holdings("C") == [LockHolding("sku:1", holds=False, ahead=1)]
+    assert await store.lock_holdings("B") == [LockHolding(SKU, holds=False, ahead=0)]
+    assert await store.lock_holdings("C") == [LockHolding(SKU, holds=False, ahead=1)]
     assert (await b.take()).queued  # a later refusal: already in the queue
     await a.finish()
     assert await store.lock_holdings("A") == []
@@ -121,7 +126,7 @@ async def test_waiters_queue_in_arrival_order_and_the_terminal_commit_hands_the_
     refused_c = await c.take()
     assert [(x.saga_id, x.holds) for x in refused_c.blockers] == [("B", False)]
     assert (await b.take()).acquired
-    assert await store.lock_holdings("C") == [LockHolding("sku:1", holds=False, ahead=0)]
+    assert await store.lock_holdings("C") == [LockHolding(SKU, holds=False, ahead=0)]
     holders = await store.list_sagas(SagaFilter(lock_key="sku:1"), limit=10)
     assert {s.saga_id for s in holders} == {"B", "C"}
 

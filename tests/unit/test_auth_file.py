@@ -56,8 +56,17 @@ def test_a_token_finds_its_caller_and_a_certificate_name_finds_its_own():
         ('[[caller]]\nname = "a"\nroles = ["client"]\ncertificate = "a"\n\n'
          '[[caller]]\nname = "a"\nroles = ["client"]\ncertificate = "b"\n', 7, "listed twice"),
         ('[[caller]]\nname = "a"\nrole = ["client"]\ncertificate = "a"\n', 3, "unknown key 'role'"),
+        ('[[caller]]\nname = "a"\nroles = ["client"]\ncertificate = "a"\nnamespaces = []\n',
+         5, "non-empty list"),
+        ('[[caller]]\nname = "a"\nroles = ["client"]\ncertificate = "a"\n'
+         'namespaces = ["Billing"]\n', 5, "'Billing' must be 1 to 63 lowercase"),
+        ('[[caller]]\nname = "a"\nroles = ["client"]\ncertificate = "a"\nnamespaces = "all"\n',
+         5, '"*" or a non-empty list'),
     ],
-    ids=["syntax", "unknown-role", "bad-digest", "no-proof", "duplicate-name", "unknown-key"],
+    ids=[
+        "syntax", "unknown-role", "bad-digest", "no-proof", "duplicate-name", "unknown-key",
+        "no-namespaces", "bad-namespace", "namespaces-not-a-list",
+    ],
 )  # fmt: skip
 def test_a_malformed_file_is_refused_naming_its_line(text, line, words):
     with pytest.raises(SecurityConfigError) as refused:
@@ -66,6 +75,25 @@ def test_a_malformed_file_is_refused_naming_its_line(text, line, words):
     message = str(refused.value)
     assert words in message
     assert re.search(rf"\bline {line}\b", message), message
+
+
+@pytest.mark.parametrize(
+    ("line", "namespaces"),
+    [
+        ("", frozenset({"default"})),
+        ('namespaces = ["billing", "shipping-eu"]', frozenset({"billing", "shipping-eu"})),
+        ('namespaces = "*"', None),
+        ('namespaces = ["*"]', None),
+    ],
+    ids=["default", "list", "star", "star-in-a-list"],
+)
+def test_a_caller_is_bound_to_its_namespaces_default_when_unnamed(line, namespaces):
+    text = f'[[caller]]\nname = "a"\nroles = ["client"]\ncertificate = "a"\n{line}\n'
+
+    caller = parse_auth_file(text, "auth.toml").caller_with_certificate(["a"])
+
+    assert caller is not None and caller.namespaces == namespaces
+    assert caller.may_use("billing") == (namespaces is None or "billing" in namespaces)
 
 
 def test_every_orchestrator_rpc_has_a_rule_and_no_rule_names_a_missing_rpc():

@@ -82,6 +82,8 @@ def saga_header(saga: pb.Saga, *, now: datetime) -> Table:
         ("Correlation", cell(saga.correlation_id)),
         ("Status", saga_status_text(saga)),
     ]
+    if saga.namespace and saga.namespace != "default":
+        rows.insert(1, ("Namespace", cell(saga.namespace)))
     if saga.failed_step:
         rows.append(("Failed step", cell(saga.failed_step, "red")))
     if saga.failure_reason:

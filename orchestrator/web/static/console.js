@@ -433,6 +433,7 @@
       ["Created", formatTime(saga.create_time)],
       ["Updated", formatTime(saga.update_time)],
     ];
+    if (saga.namespace && saga.namespace !== "default") rows.splice(1, 0, ["Namespace", saga.namespace]);
     if (saga.deadline_time) rows.push(["Deadline", formatTime(saga.deadline_time)]);
     if ((saga.locks || []).length) {
       rows.push(["Locks", h("ul", { class: "locks" }, saga.locks.map((lock) =>
