@@ -26,6 +26,12 @@ from participants.kit.participant import Participant
 from participants.kit.tls import ServerTls, add_listener, server_tls
 
 SHUTDOWN_GRACE_S = 5.0
+HANDSHAKE_TIMEOUT_S = 10.0
+"""A connection must finish its TLS handshake and send its HTTP/2 settings this soon, or
+it is closed: silent or slow connections cannot pile up (gRPC's own bound is 120 s)."""
+MAX_CONNECTION_IDLE_S = 300
+"""A connection with no call for this long is closed (GOAWAY); the orchestrator's
+channel reconnects at its next command."""
 
 
 async def create_server(
@@ -36,6 +42,7 @@ async def create_server(
     tls: ServerTls | None = None,
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
     reflection_on: bool = True,
+    handshake_timeout: float = HANDSHAKE_TIMEOUT_S,
 ) -> tuple[grpc.aio.Server, int]:
     """Build the server and bind it; return it (not yet started) and its bound port.
 
@@ -45,7 +52,12 @@ async def create_server(
     failpoint_from_environ()
     # Without SO_REUSEPORT a second process on the same port fails to start
     # instead of silently sharing the port (and the requests) with the first.
-    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)], interceptors=interceptors)
+    options = [
+        ("grpc.so_reuseport", 0),
+        ("grpc.server_handshake_timeout_ms", max(1, round(handshake_timeout * 1000))),
+        ("grpc.max_connection_idle_ms", MAX_CONNECTION_IDLE_S * 1000),
+    ]
+    server = grpc.aio.server(options=options, interceptors=interceptors)
     health_servicer = health.aio.HealthServicer()
     names = []
     for participant in participants:
