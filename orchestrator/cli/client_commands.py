@@ -202,6 +202,14 @@ async def _start(args: argparse.Namespace, client: SagaClient) -> int:
         raise CliError(f"--payload is not valid JSON: {error}", EXIT_USAGE) from None
     if not isinstance(payload_dict, dict):
         raise CliError("--payload must be a JSON object", EXIT_USAGE)
+    try:
+        json.dumps(payload_dict, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        raise CliError(
+            "--payload holds a lone surrogate escape (such as \\ud800), which is no "
+            "character and cannot be sent; write the character itself or a valid pair",
+            EXIT_USAGE,
+        ) from None
     handle = await client.start_json(
         args.saga_type,
         payload_dict,

@@ -596,6 +596,10 @@ async def test_retry_and_resolve_refuse_a_saga_that_needs_no_operator(orchestrat
         (["watch", UNKNOWN_ID, "--from-seq", "-1"], "must not be negative"),
         (["get", UNKNOWN_ID, "--timeout", "0"], "must be positive"),
         (["describe", "travel_booking", "--json", "--format", "dot"], "not allowed with"),
+        (
+            ["start", "travel_booking", "--correlation-id", "c", "--payload", '{"x": "\\ud800"}'],
+            "lone surrogate",
+        ),
     ],
 )
 def test_usage_mistakes_exit_2_before_calling_anyone(args, words):
