@@ -10,11 +10,8 @@ own scripts, styles and connections: the page loads nothing from elsewhere, and
 even a rendering mistake could not run an injected script. Actions are POSTs
 with a JSON body from this origin only (a cross-site form cannot send one).
 
-In laptop mode (no authenticator) only loopback Host values are answered (plus names
-the operator allows), so a page whose DNS name is rebound to 127.0.0.1 cannot drive
-the console from the operator's browser. A connection that sends no complete request
-headers within `header_timeout` is closed, and aiohttp's report of a request it cannot
-parse is logged without the request's text (it would quote a token).
+The guards that run before any handler (security headers, the Host check in laptop
+mode, quiet parser errors, the header-read bound) are in `hardening.py`.
 """
 
 from __future__ import annotations
@@ -23,7 +20,7 @@ import asyncio
 import json
 import logging
 import ssl
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
@@ -31,12 +28,10 @@ from typing import Any
 
 import grpc
 from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp_sse import sse_response
 
 from orchestrator.api.servicer import SagaOrchestratorService
 from orchestrator.api.tenancy import bind_namespaces
-from orchestrator.security.tls import is_loopback
 from orchestrator.web.auth import (
     LEGACY_TOKEN_COOKIE,
     Authenticator,
@@ -47,6 +42,15 @@ from orchestrator.web.auth import (
     token_digest,
 )
 from orchestrator.web.calls import COUNT_CAP, CallRefused, ConsoleCalls, ListQuery, query_int
+from orchestrator.web.hardening import (
+    ALLOWED_HOSTS,
+    HEADER_TIMEOUT_SECONDS,
+    Handler,
+    host_check,
+    host_name,
+    quiet_malformed_request_logs,
+    security_headers,
+)
 from orchestrator.web.sessions import SESSION_COOKIE, SessionTable
 
 logger = logging.getLogger(__name__)
@@ -55,19 +59,6 @@ STATIC = resources.files("orchestrator.web") / "static"
 SHUTDOWN_SECONDS = 2.0
 SSE_PING_SECONDS = 15.0
 ACTIONS = ("abort", "retry", "resolve")
-HEADER_TIMEOUT_SECONDS = 10.0
-"""A connection must send a whole request's headers this soon after it opens, or after
-its previous answer; a slow or silent one is closed (slowloris)."""
-
-SECURITY_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
-    ),
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-store",
-}
 
 _HTTP_STATUS = {
     grpc.StatusCode.INVALID_ARGUMENT: 400,
@@ -85,7 +76,6 @@ IDENTITY = web.AppKey("identity", Identity)
 _CALLS = web.AppKey("calls", ConsoleCalls)
 _AUTHENTICATE: web.AppKey[Authenticator] = web.AppKey("authenticate")
 _SESSIONS = web.AppKey("sessions", SessionTable)
-_ALLOWED_HOSTS: web.AppKey[frozenset[str] | None] = web.AppKey("allowed_hosts")
 _BODY_SECONDS: web.AppKey[float] = web.AppKey("body_seconds")
 _BY_SESSION = "by_session"
 """Set on a request whose caller is known by its session cookie."""
@@ -99,41 +89,6 @@ def _error(code: grpc.StatusCode, message: str, reason: str = "") -> web.Respons
 def _identity(request: web.Request) -> Identity:
     identity: Identity = request["identity"]
     return identity
-
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def host_name(host: str) -> str:
-    """The name in a Host header value, without its port or IPv6 brackets, lower case."""
-    text = host.strip().lower()
-    if text.startswith("["):
-        return text[1 : text.find("]")] if "]" in text else text[1:]
-    if text.count(":") == 1:
-        text = text.partition(":")[0]
-    return text.rstrip(".")
-
-
-@web.middleware
-async def _host_check(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Answer only the Host names allowed (421 otherwise): a DNS-rebinding page sends
-    its own name, which no loopback address or configured name matches."""
-    allowed = request.app[_ALLOWED_HOSTS]
-    if allowed is not None:
-        name = host_name(request.headers.get("Host", ""))
-        if not (is_loopback(name) or name in allowed):
-            logger.warning("console refused a request for host %r", name[:100])
-            body = {
-                "error": {
-                    "code": grpc.StatusCode.PERMISSION_DENIED.name,
-                    "message": "this console answers only to localhost, 127.0.0.1 and [::1]"
-                    + (f" and {', '.join(sorted(allowed))}" if allowed else "")
-                    + "; allow another name with --http-allowed-host",
-                    "reason": "HOST_NOT_ALLOWED",
-                }
-            }
-            return web.json_response(body, status=421)
-    return await handler(request)
 
 
 async def _caller(request: web.Request) -> Identity | None:
@@ -161,11 +116,6 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         return await handler(request)
     except CallRefused as refused:
         return _error(refused.code, refused.message, refused.reason)
-
-
-async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
-    for name, value in SECURITY_HEADERS.items():
-        response.headers.setdefault(name, value)
 
 
 def _query(request: web.Request) -> ListQuery:
@@ -408,14 +358,14 @@ def create_console_app(
     with an authenticator any, unless `allowed_hosts` names some (then those and
     loopback). `sessions` keeps the signed-in pages' sessions (a fresh table by default).
     """
-    app = web.Application(middlewares=[_host_check, _guard])
+    app = web.Application(middlewares=[host_check, _guard])
     app[_CALLS] = ConsoleCalls(servicer)
     app[_AUTHENTICATE] = authenticate or laptop_mode
     app[_SESSIONS] = SessionTable() if sessions is None else sessions
     app[_BODY_SECONDS] = body_seconds
     names = frozenset(host_name(name) for name in allowed_hosts)
-    app[_ALLOWED_HOSTS] = names if authenticate is None or names else None
-    app.on_response_prepare.append(_security_headers)
+    app[ALLOWED_HOSTS] = names if authenticate is None or names else None
+    app.on_response_prepare.append(security_headers)
     app.router.add_get("/", _index)
     app.router.add_get("/static/{name}", _static)
     app.router.add_get("/api/whoami", _whoami)
@@ -499,28 +449,3 @@ async def start_web_console(
     console = WebConsole(runner, host, int(bound), tls=ssl_context is not None)
     logger.info("web console on %s", console.url)
     return console
-
-
-class _MalformedRequestFilter(logging.Filter):
-    """aiohttp logs a request it cannot parse at ERROR with the parser's exception, whose
-    text quotes the start of the offending line: for an over-long Cookie or
-    Authorization header, the token. Such a record keeps only the error's class."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        error = record.exc_info[1] if record.exc_info else None
-        if isinstance(error, HttpProcessingError):
-            peer = record.args[0] if isinstance(record.args, tuple) and record.args else None
-            record.msg = "console refused a malformed HTTP request from %s: %s (HTTP %s)"
-            record.args = (peer, type(error).__name__, error.code)
-            record.exc_info = None
-            record.exc_text = None
-            if record.levelno > logging.WARNING:
-                record.levelno, record.levelname = logging.WARNING, "WARNING"
-        return True
-
-
-def quiet_malformed_request_logs() -> None:
-    """Install the filter on aiohttp's server logger (once)."""
-    server_logger = logging.getLogger("aiohttp.server")
-    if not any(isinstance(f, _MalformedRequestFilter) for f in server_logger.filters):
-        server_logger.addFilter(_MalformedRequestFilter())
