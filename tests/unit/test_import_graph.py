@@ -23,7 +23,15 @@ pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]
 ORCHESTRATOR = ROOT / "orchestrator"
 
-TRANSPORTS_AND_DRIVERS = ("grpc", "psycopg", "psycopg_pool", "aiohttp")
+TRANSPORTS_AND_DRIVERS = (
+    "grpc",
+    "psycopg",
+    "psycopg_pool",
+    "aiohttp",
+    "aio_pika",
+    "aiormq",
+    "nats",
+)
 
 FORBIDDEN: dict[str, tuple[str, ...]] = {
     "orchestrator.core": (
@@ -37,6 +45,7 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
         "orchestrator.security",
         "orchestrator.examples",
         "orchestrator.server",
+        "orchestrator.events",
         *TRANSPORTS_AND_DRIVERS,
     ),
     "orchestrator.engine": (
@@ -67,6 +76,14 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
         "orchestrator.api",
         "orchestrator.cli",
         "orchestrator.web",
+        "orchestrator.server",
+    ),
+    "orchestrator.events": (
+        "orchestrator.engine",
+        "orchestrator.api",
+        "orchestrator.web",
+        "orchestrator.cli",
+        "orchestrator.client",
         "orchestrator.server",
     ),
     "orchestrator.web": (
