@@ -314,8 +314,11 @@ class SagaRun:
 
     def lock_broken(self, now: datetime, actor: str, reason: str) -> None:
         """An operator takes the saga's locks away (it goes on without them): the keys and
-        the saga's places in their queues are released in this commit."""
-        if not self.saga.lock_keys:
+        the saga's places in their queues are released in this commit. A saga that
+        finished keeps the names of the keys it released, but holds none of them."""
+        if not self.saga.lock_keys or not (
+            self.saga.locks_held or self.saga.lock_wait_since is not None
+        ):
             raise IllegalTransition(f"saga {self.saga.saga_id} holds and waits for no lock")
         self._released_in_commit = self.saga.lock_keys
         keys = key_names(self.saga.lock_keys, self.saga.namespace)

@@ -132,6 +132,8 @@ def test_every_terminal_path_releases_the_keys_in_its_terminal_commit(outcomes, 
     releasing = [c for c in commits if c.released_locks]
     assert releasing == [commits[-1]]
     assert commits[-1].saga.status is status
+    with pytest.raises(IllegalTransition, match="holds and waits for no lock"):
+        run.lock_broken(next(times), "ops", "nothing left to break")
 
 
 def test_a_saga_that_needs_intervention_keeps_its_keys_until_an_operator_resolves_it():
