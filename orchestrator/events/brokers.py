@@ -182,6 +182,7 @@ class RabbitMQSettings:
     unrouted_max_length: int = 10_000
     confirm_timeout: float = 10.0
     connect_timeout: float = 5.0
+    reconnect_interval: float = 2.0
 
     @property
     def unrouted(self) -> str:
@@ -214,7 +215,9 @@ class RabbitMQPublisher:
     async def connect(self) -> None:
         s = self.settings
         try:
-            self._connection = await aio_pika.connect_robust(s.url, timeout=s.connect_timeout)
+            self._connection = await aio_pika.connect_robust(
+                s.url, timeout=s.connect_timeout, reconnect_interval=s.reconnect_interval
+            )
             await self._open_channel(declare=True)
         except (OSError, TimeoutError, aiormq.exceptions.AMQPConnectionError) as exc:
             await self.close()
@@ -340,6 +343,10 @@ class RabbitMQPublisher:
         channel, exchange = self._channel, self._exchange
         if channel is not None and exchange is not None and not channel.is_closed:
             return exchange
+        if channel is not None:
+            # Closed by the broker (a refused message): a fresh one replaces it.
+            with contextlib.suppress(Exception):
+                await channel.close()
         try:
             return await self._open_channel(declare=False)
         except (OSError, aiormq.exceptions.AMQPError) as exc:
@@ -390,32 +397,54 @@ class NatsPublisher:
     """Publishes to a JetStream stream, each message's `Nats-Msg-Id` the event id.
 
     The batch is written to the connection in order, in one coroutine, and the PubAcks
-    awaited together (`publish_async`); the stream drops a republished event with the
-    same id inside its duplicate window, so a replay after a timeout stores it once.
-    nats-py reconnects by itself; while it does, PubAcks time out (`PublishTimeout`).
-    A closed connection raises `BrokerUnavailable`; a body over the server's
-    `max_payload` or refused by the stream as too large raises `EventRefused`.
+    awaited together (`publish_async`, at most `max_pending` outstanding); the stream
+    drops a republished event with the same id inside its duplicate window, so a replay
+    after a timeout stores it once.
+
+    nats-py's own reconnection is off on purpose: it replays, after reconnecting, what
+    was buffered but not yet written when the socket died, while what *was* written to
+    the dead socket is lost. That leaves a gap (item 3 stored, item 2 lost) and the
+    relay's replay would store item 2 after item 3. Here a lost connection loses a
+    suffix of what was sent, never a middle: the batch fails (`PublishTimeout` or
+    `BrokerUnavailable`) and the next `publish` opens a new connection first, raising
+    `BrokerUnavailable` if it cannot within `connect_timeout`.
+
+    A body over the server's `max_payload` is refused before it is sent, and one the
+    stream refuses as too large is refused by JetStream: both raise `EventRefused`.
     """
 
     def __init__(self, settings: NatsSettings) -> None:
         self.settings = settings
         self._nc: NatsClient | None = None
         self._js: JetStreamContext | None = None
+        self._open = False
 
     async def connect(self) -> None:
+        self._open = True
+        await self._connect()
+
+    async def _connect(self) -> JetStreamContext:
         s = self.settings
         try:
-            self._nc = await nats.connect(
-                s.servers,
+            nc = await nats.connect(
+                s.servers.split(","),
                 connect_timeout=max(1, int(s.connect_timeout)),
-                allow_reconnect=True,
-                max_reconnect_attempts=-1,
+                allow_reconnect=False,
+                # Without a bound nats-py retries a refused first connect for minutes.
+                max_reconnect_attempts=1,
+                reconnect_time_wait=0.5,
+                error_cb=_log_nats_error,
             )
-            self._js = self._nc.jetstream(publish_async_max_pending=s.max_pending)
-            await self._ensure_stream(self._js)
         except (OSError, TimeoutError, nats.errors.Error) as exc:
-            await self.close()
             raise BrokerUnavailable(f"cannot connect to NATS at {s.servers}: {exc!r}") from exc
+        try:
+            js = nc.jetstream(publish_async_max_pending=s.max_pending, timeout=s.ack_timeout)
+            await self._ensure_stream(js)
+        except (OSError, TimeoutError, nats.errors.Error) as exc:
+            await nc.close()
+            raise BrokerUnavailable(f"cannot set up stream {s.stream}: {exc!r}") from exc
+        self._nc, self._js = nc, js
+        return js
 
     async def _ensure_stream(self, js: JetStreamContext) -> None:
         s = self.settings
@@ -432,9 +461,15 @@ class NatsPublisher:
     async def publish(self, batch: Sequence[OutgoingEvent]) -> None:
         if not batch:
             return
+        if not self._open:
+            raise BrokerUnavailable("the NATS publisher is not connected (or was closed)")
         nc, js = self._nc, self._js
-        if nc is None or js is None or nc.is_closed:
-            raise BrokerUnavailable("not connected to NATS")
+        if nc is None or js is None or not nc.is_connected:
+            if nc is not None:
+                await nc.close()
+            js = await self._connect()
+            assert self._nc is not None
+            nc = self._nc
         max_payload = nc.max_payload
         futures: list[asyncio.Future[object]] = []
         try:
@@ -446,27 +481,26 @@ class NatsPublisher:
                         event_id=event.event_id,
                         confirmed=await self._settle(futures),
                     )
-                futures.append(await self._send(js, event, index))
-            await self._await_acks(batch, futures)
+                try:
+                    futures.append(await self._send(js, event))
+                except (nats.errors.Error, nats.js.errors.TooManyStalledMsgsError, OSError) as exc:
+                    raise BrokerUnavailable(
+                        f"NATS publish failed at item {index} of {len(batch)}: {exc!r}",
+                        confirmed=await self._settle(futures),
+                    ) from exc
+            await self._await_acks(nc, batch, futures)
         finally:
             for future in futures:
                 future.cancel()
 
-    async def _send(
-        self, js: JetStreamContext, event: OutgoingEvent, index: int
-    ) -> asyncio.Future[object]:
+    async def _send(self, js: JetStreamContext, event: OutgoingEvent) -> asyncio.Future[object]:
         headers = {"Nats-Msg-Id": event.event_id, "Content-Type": event.content_type}
-        try:
-            future = await js.publish_async(
-                self.settings.subject(event),
-                event.body,
-                wait_stall=self.settings.ack_timeout,
-                headers=headers,
-            )
-        except nats.js.errors.TooManyStalledMsgsError as exc:
-            raise PublishTimeout("NATS PubAcks stalled", confirmed=0) from exc
-        except (nats.errors.ConnectionClosedError, nats.errors.ConnectionDrainingError) as exc:
-            raise BrokerUnavailable(f"NATS connection closed at item {index}") from exc
+        future = await js.publish_async(
+            self.settings.subject(event),
+            event.body,
+            wait_stall=self.settings.ack_timeout,
+            headers=headers,
+        )
         return future  # type: ignore[return-value]
 
     async def _settle(self, futures: Sequence[asyncio.Future[object]]) -> int:
@@ -476,7 +510,10 @@ class NatsPublisher:
         return _confirmed_prefix([_outcome(f) for f in futures])
 
     async def _await_acks(
-        self, batch: Sequence[OutgoingEvent], futures: Sequence[asyncio.Future[object]]
+        self,
+        nc: NatsClient,
+        batch: Sequence[OutgoingEvent],
+        futures: Sequence[asyncio.Future[object]],
     ) -> None:
         await asyncio.wait(futures, timeout=self.settings.ack_timeout)
         results = [_outcome(f) for f in futures]
@@ -500,6 +537,11 @@ class NatsPublisher:
                 f"JetStream refused event {event.event_id} for now: {error!r}",
                 confirmed=confirmed,
             )
+        if not nc.is_connected:
+            raise BrokerUnavailable(
+                f"the NATS connection was lost with {confirmed} of {len(batch)} items acknowledged",
+                confirmed=confirmed,
+            )
         raise PublishTimeout(
             f"JetStream acknowledged {confirmed} of {len(batch)} items within "
             f"{self.settings.ack_timeout} s",
@@ -507,10 +549,15 @@ class NatsPublisher:
         )
 
     async def close(self) -> None:
+        self._open = False
         nc, self._nc, self._js = self._nc, None, None
         if nc is not None and not nc.is_closed:
             with contextlib.suppress(Exception):
                 await nc.close()
+
+
+async def _log_nats_error(error: Exception) -> None:
+    logger.warning("NATS connection: %r", error)
 
 
 def _outcome(future: asyncio.Future[object]) -> object | BaseException | None:
