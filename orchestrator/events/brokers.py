@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import re
 from collections.abc import Sequence
@@ -44,6 +45,7 @@ import nats.errors
 import nats.js.errors
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
 from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg as NatsMsg
 from nats.js import JetStreamContext
 from nats.js.api import StreamConfig
 
@@ -397,7 +399,7 @@ class NatsPublisher:
     """Publishes to a JetStream stream, each message's `Nats-Msg-Id` the event id.
 
     The batch is written to the connection in order, in one coroutine, and the PubAcks
-    awaited together (`publish_async`, at most `max_pending` outstanding); the stream
+    awaited together (at most `max_pending` outstanding); the stream
     drops a republished event with the same id inside its duplicate window, so a replay
     after a timeout stores it once.
 
@@ -418,6 +420,9 @@ class NatsPublisher:
         self._nc: NatsClient | None = None
         self._js: JetStreamContext | None = None
         self._open = False
+        self._reply_prefix = ""
+        self._replies: dict[str, asyncio.Future[object]] = {}
+        self._sent = 0
 
     async def connect(self) -> None:
         self._open = True
@@ -438,12 +443,18 @@ class NatsPublisher:
         except (OSError, TimeoutError, nats.errors.Error) as exc:
             raise BrokerUnavailable(f"cannot connect to NATS at {s.servers}: {exc!r}") from exc
         try:
-            js = nc.jetstream(publish_async_max_pending=s.max_pending, timeout=s.ack_timeout)
+            js = nc.jetstream(timeout=s.ack_timeout)
             await self._ensure_stream(js)
         except (OSError, TimeoutError, nats.errors.Error) as exc:
             await nc.close()
             raise BrokerUnavailable(f"cannot set up stream {s.stream}: {exc!r}") from exc
-        self._nc, self._js = nc, js
+        # PubAcks come to our own wildcard inbox rather than through nats-py's
+        # publish_async, whose reply handler raises on a JetStream error instead of
+        # failing the waiting future (the refusal would look like a timeout).
+        prefix = nc.new_inbox()
+        self._replies = {}
+        await nc.subscribe(f"{prefix}.*", cb=self._on_reply)
+        self._nc, self._js, self._reply_prefix = nc, js, prefix
         return js
 
     async def _ensure_stream(self, js: JetStreamContext) -> None:
@@ -463,17 +474,31 @@ class NatsPublisher:
             return
         if not self._open:
             raise BrokerUnavailable("the NATS publisher is not connected (or was closed)")
-        nc, js = self._nc, self._js
-        if nc is None or js is None or not nc.is_connected:
+        nc = self._nc
+        if nc is None or not nc.is_connected:
             if nc is not None:
                 await nc.close()
-            js = await self._connect()
+            await self._connect()
             assert self._nc is not None
             nc = self._nc
+        window = max(1, self.settings.max_pending)
+        for start in range(0, len(batch), window):
+            try:
+                await self._publish_window(nc, batch, start, min(start + window, len(batch)))
+            except PublishError as exc:
+                exc.confirmed += start
+                raise
+
+    async def _publish_window(
+        self, nc: NatsClient, batch: Sequence[OutgoingEvent], start: int, end: int
+    ) -> None:
+        """Items start..end-1 written in order, then their PubAcks awaited together;
+        errors count `confirmed` from `start`."""
         max_payload = nc.max_payload
         futures: list[asyncio.Future[object]] = []
         try:
-            for index, event in enumerate(batch):
+            for index in range(start, end):
+                event = batch[index]
                 if len(event.body) > max_payload:
                     raise EventRefused(
                         f"NATS refuses event {event.event_id}: {len(event.body)} bytes, over "
@@ -482,26 +507,51 @@ class NatsPublisher:
                         confirmed=await self._settle(futures),
                     )
                 try:
-                    futures.append(await self._send(js, event))
-                except (nats.errors.Error, nats.js.errors.TooManyStalledMsgsError, OSError) as exc:
+                    futures.append(await self._send(nc, event))
+                except (nats.errors.Error, OSError) as exc:
                     raise BrokerUnavailable(
                         f"NATS publish failed at item {index} of {len(batch)}: {exc!r}",
                         confirmed=await self._settle(futures),
                     ) from exc
-            await self._await_acks(nc, batch, futures)
+            await self._await_acks(nc, batch[start:end], futures)
         finally:
             for future in futures:
                 future.cancel()
 
-    async def _send(self, js: JetStreamContext, event: OutgoingEvent) -> asyncio.Future[object]:
+    async def _send(self, nc: NatsClient, event: OutgoingEvent) -> asyncio.Future[object]:
+        self._sent += 1
+        reply = f"{self._reply_prefix}.{self._sent}"
+        future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        self._replies[reply] = future
+        future.add_done_callback(lambda _: self._replies.pop(reply, None))
         headers = {"Nats-Msg-Id": event.event_id, "Content-Type": event.content_type}
-        future = await js.publish_async(
-            self.settings.subject(event),
-            event.body,
-            wait_stall=self.settings.ack_timeout,
-            headers=headers,
-        )
-        return future  # type: ignore[return-value]
+        await nc.publish(self.settings.subject(event), event.body, reply=reply, headers=headers)
+        return future
+
+    async def _on_reply(self, msg: NatsMsg) -> None:
+        """A PubAck, a JetStream error, or the server's "no responders" status."""
+        future = self._replies.get(msg.subject)
+        if future is None or future.done():
+            return
+        if msg.headers and msg.headers.get("Status") == "503":
+            future.set_exception(_JetStreamError(503, 0, "no responders: no stream for subject"))
+            return
+        try:
+            answer = json.loads(msg.data)
+        except ValueError:
+            future.set_exception(_JetStreamError(0, 0, "an unreadable PubAck"))
+            return
+        error = answer.get("error") if isinstance(answer, dict) else None
+        if error:
+            future.set_exception(
+                _JetStreamError(
+                    int(error.get("code", 0)),
+                    int(error.get("err_code", 0)),
+                    str(error.get("description", "")),
+                )
+            )
+        else:
+            future.set_result(answer)
 
     async def _settle(self, futures: Sequence[asyncio.Future[object]]) -> int:
         """Waits (bounded) for the acks of what was already sent; the confirmed prefix."""
@@ -522,19 +572,19 @@ class NatsPublisher:
             return
         error = results[confirmed]
         event = batch[confirmed]
-        if isinstance(error, nats.js.errors.APIError) and _is_size_refusal(error):
+        if isinstance(error, _JetStreamError) and error.is_size_refusal:
             raise EventRefused(
                 f"JetStream refused event {event.event_id}: {error}",
                 event_id=event.event_id,
                 confirmed=confirmed,
             )
-        if isinstance(error, nats.js.errors.NoStreamResponseError):
+        if isinstance(error, _JetStreamError) and error.code == 503:
             raise BrokerUnavailable(
-                f"no JetStream stream answered for event {event.event_id}", confirmed=confirmed
+                f"JetStream did not take event {event.event_id}: {error}", confirmed=confirmed
             )
         if isinstance(error, BaseException):
             raise PublishNacked(
-                f"JetStream refused event {event.event_id} for now: {error!r}",
+                f"JetStream refused event {event.event_id} for now: {error}",
                 confirmed=confirmed,
             )
         if not nc.is_connected:
@@ -566,9 +616,17 @@ def _outcome(future: asyncio.Future[object]) -> object | BaseException | None:
     return future.exception() or future.result()
 
 
-def _is_size_refusal(error: nats.js.errors.APIError) -> bool:
-    """JetStream's "message size exceeds maximum allowed" (error code 10054)."""
-    return error.err_code == 10054 or "size exceeds" in (error.description or "")
+class _JetStreamError(Exception):
+    """JetStream's error answer to a publish: HTTP-like `code`, JetStream `err_code`."""
+
+    def __init__(self, code: int, err_code: int, description: str) -> None:
+        super().__init__(f"{description} (code {code}, err_code {err_code})")
+        self.code, self.err_code, self.description = code, err_code, description
+
+    @property
+    def is_size_refusal(self) -> bool:
+        """ "message size exceeds maximum allowed" (JSStreamMessageExceedsMaximumErr)."""
+        return self.err_code == 10054 or "size exceeds" in self.description
 
 
 def _safe_url(url: str) -> str:

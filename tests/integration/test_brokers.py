@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import secrets
 import socket
@@ -335,13 +336,19 @@ async def stream_messages(settings: NatsSettings) -> list[tuple[str, str, bytes]
         await nc.close()
 
 
+@pytest.mark.parametrize("max_pending", [1000, 7])
 async def test_nats_stream_keeps_the_batch_in_order_and_drops_duplicate_ids(
-    nats_stream, nats_publisher
+    nats_stream, max_pending
 ):
     batch = [event(n) for n in range(40)]
-    await nats_publisher.publish(batch[:25])
-    # The relay goes back to item 10 after a failure: items 10..24 are sent again.
-    await nats_publisher.publish(batch[10:])
+    publisher = NatsPublisher(dataclasses.replace(nats_stream, max_pending=max_pending))
+    await publisher.connect()
+    try:
+        await publisher.publish(batch[:25])
+        # The relay goes back to item 10 after a failure: items 10..24 are sent again.
+        await publisher.publish(batch[10:])
+    finally:
+        await publisher.close()
 
     stored = await stream_messages(nats_stream)
     assert [msg_id for _, msg_id, _ in stored] == [e.event_id for e in batch]
@@ -431,6 +438,28 @@ async def test_nats_message_over_max_payload_is_refused_and_named(nats_stream, n
     await nats_publisher.publish([event(3)])
     stored = await stream_messages(nats_stream)
     assert [msg_id for _, msg_id, _ in stored] == [event(1).event_id, event(3).event_id]
+
+
+async def test_nats_message_over_the_streams_max_msg_size_is_refused_and_named(nats_stream):
+    nc = await nats.connect(NATS_URL)
+    try:
+        await nc.jetstream().add_stream(
+            name=nats_stream.stream,
+            subjects=[f"{nats_stream.subject_prefix}.>"],
+            max_msg_size=1024,
+        )
+    finally:
+        await nc.close()
+    publisher = NatsPublisher(nats_stream)
+    await publisher.connect()
+    try:
+        big = event(2, body=b"x" * 2048)
+        with pytest.raises(EventRefused) as caught:
+            await publisher.publish([event(1), big])
+        assert caught.value.event_id == big.event_id
+        assert caught.value.confirmed == 1
+    finally:
+        await publisher.close()
 
 
 async def test_refusal_is_not_a_transient_failure():
