@@ -28,6 +28,7 @@ from orchestrator.events.brokers import (
     Publisher,
     PublishError,
     PublishFailed,
+    PublishNacked,
     RabbitMQPublisher,
     RabbitMQSettings,
     routing_key,
@@ -182,6 +183,21 @@ async def test_rabbitmq_publish_after_the_connection_closed_raises_unavailable(
     with pytest.raises(BrokerUnavailable) as caught:
         await rabbit_publisher.publish([event(1), event(2)])
     assert caught.value.confirmed == 0
+
+
+async def test_rabbitmq_nack_fails_the_batch_after_the_confirmed_prefix(rabbitmq, rabbit_publisher):
+    settings, channel = rabbitmq
+    # A full queue with reject-publish makes RabbitMQ nack whatever it cannot take.
+    queue = await channel.declare_queue(
+        exclusive=True, arguments={"x-max-length": 2, "x-overflow": "reject-publish"}
+    )
+    await queue.bind(settings.exchange, "#")
+
+    with pytest.raises(PublishNacked) as caught:
+        await rabbit_publisher.publish([event(n) for n in range(5)])
+
+    assert caught.value.confirmed == 2
+    assert "event saga-2:2" in str(caught.value)
 
 
 class Proxy:
