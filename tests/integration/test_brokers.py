@@ -22,17 +22,15 @@ from orchestrator.events.brokers import (
     CLOUDEVENTS_JSON,
     BrokerUnavailable,
     EventRefused,
-    NatsPublisher,
-    NatsSettings,
     OutgoingEvent,
     Publisher,
     PublishError,
     PublishFailed,
     PublishNacked,
-    RabbitMQPublisher,
-    RabbitMQSettings,
     routing_key,
 )
+from orchestrator.events.jetstream import NatsPublisher, NatsSettings
+from orchestrator.events.rabbitmq import RabbitMQPublisher, RabbitMQSettings
 
 pytestmark = pytest.mark.integration
 
