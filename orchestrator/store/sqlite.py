@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -35,6 +36,7 @@ T = TypeVar("T")
 
 MEMORY = ":memory:"
 _BUSY_TIMEOUT_MS = 5000
+_WAL_RETRY_SECONDS = 0.01
 
 # Primary result codes meaning the database cannot be used right now (locked,
 # unreadable, disk full), as opposed to a bug in a statement.
@@ -277,7 +279,7 @@ class SqliteStore(SqlStore):
             self._connection = connection
             connection.row_factory = sqlite3.Row
             connection.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-            connection.execute("PRAGMA journal_mode = WAL")
+            _enable_wal(connection)
             connection.execute("PRAGMA synchronous = FULL")
             connection.execute("PRAGMA foreign_keys = ON")
 
@@ -297,6 +299,22 @@ class _Transaction:
         return await self._store._run_in_turn(
             lambda connection: connection.execute(query, params).fetchall()
         )
+
+
+def _enable_wal(connection: sqlite3.Connection) -> None:
+    """Switch the file to WAL. The switch answers "locked" at once, without the busy
+    handler, while another connection holds a lock it needs (the first opens of a new
+    file side by side, one of them migrating): retried until the busy timeout."""
+    deadline = time.monotonic() + _BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            connection.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as error:
+            busy = getattr(error, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_BUSY
+            if not busy or time.monotonic() >= deadline:
+                raise
+        time.sleep(_WAL_RETRY_SECONDS)
 
 
 def _rollback(connection: sqlite3.Connection) -> None:
