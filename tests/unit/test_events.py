@@ -16,6 +16,8 @@ from orchestrator.core.events import (
     LIFECYCLE_EVENTS,
     EventSet,
     EventSink,
+    data_json,
+    event_data,
     outbox_events,
     partition_of,
     render_event,
@@ -205,6 +207,49 @@ def test_the_partition_is_a_stable_hash_of_the_saga_id():
     assert (partition_of("saga-1", 16), partition_of("order-42", 16)) == (9, 14)
     assert {partition_of(f"saga-{n}", 16) for n in range(200)} == set(range(16))
     assert partition_of("saga-1", 1) == 0
+
+
+@pytest.mark.parametrize(
+    ("record", "logged", "sink", "output"),
+    [
+        (saga(), transition(TransitionEvent.SAGA_COMPLETED), EventSink("bus"), b"out"),
+        (
+            saga(correlation_id="", namespace="default", needs_intervention=True),
+            transition(
+                TransitionEvent.COMPENSATION_FAILED,
+                saga_status=SagaStatus.FAILED,
+                step="book_hotel",
+                attempt=4,
+                error="timeout \u00e9\x00",
+            ),
+            EventSink("full", include_payload=True),
+            bytes(range(256)),
+        ),
+        (
+            saga(),
+            transition(TransitionEvent.SAGA_STARTED),
+            EventSink("full", include_payload=True),
+            b"",
+        ),
+        (
+            saga(),
+            transition(TransitionEvent.SAGA_STARTED),
+            EventSink("full", include_payload=True),
+            None,
+        ),
+        (
+            saga(),
+            transition(TransitionEvent.STEP_COMPLETED),
+            EventSink("cap", include_payload=True, max_output_bytes=2),
+            b"abc",
+        ),
+    ],
+)
+def test_the_data_is_the_protobuf_json_mapping_of_saga_event_data(
+    record: SagaRecord, logged: TransitionRecord, sink: EventSink, output: bytes | None
+):
+    expected = json_format.MessageToDict(event_data(record, logged, sink, output))
+    assert data_json(record, logged, sink, output) == expected
 
 
 def test_time_is_rfc3339_in_utc():
