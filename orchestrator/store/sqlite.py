@@ -198,7 +198,8 @@ class SqliteStore(SqlStore):
                         continue
                     connection.executemany(statements.upsert_step, step_params)
                     connection.executemany(statements.insert_transition, transition_params)
-                    connection.executemany(statements.insert_outbox_event, event_params)
+                    if event_params:  # no sinks, no statement
+                        connection.executemany(statements.insert_outbox_event, event_params)
                     results.append(CreateSagaResult(new.saga, created=True))
                 for saga_params, step_params, transition_params, releases, event_params in updates:
                     if connection.execute(statements.update_saga, saga_params).rowcount == 0:
@@ -211,7 +212,8 @@ class SqliteStore(SqlStore):
                     except sqlite3.IntegrityError as error:
                         detail = f"saga {saga_params['saga_id']}"
                         raise write_refused([], {}, duplicate=detail) from error
-                    connection.executemany(statements.insert_outbox_event, event_params)
+                    if event_params:
+                        connection.executemany(statements.insert_outbox_event, event_params)
                     if releases:
                         for statement in _LOCKS.release:
                             connection.execute(statement, {"saga_id": saga_params["saga_id"]})

@@ -34,6 +34,7 @@ from orchestrator.core.records import (
 )
 from orchestrator.engine.retention import sweep
 from orchestrator.store import Store, open_store
+from orchestrator.store.sql_store import SqlStore
 from tests.integration.test_store import (
     first_step_completed,
     new_saga,
@@ -134,6 +135,20 @@ async def test_no_sinks_write_no_rows(store: Store):
     assert await store.event_backlog() == {}
     for sink in SINKS:
         assert await events_of(store, sink) == []
+
+
+async def test_without_sinks_no_write_touches_the_outbox(store: Store):
+    """No statement at all: with the table gone, every kind of write still commits."""
+    assert isinstance(store, SqlStore)
+    await store._rows("DROP TABLE saga_outbox", {}, write=True)
+    new = new_saga("trip-1")
+    await store.create_sagas([new])
+    await store.commit([completed(new.saga, seq=2)])
+    saga = dataclasses.replace(saga_record("locked"), lock_keys=("default/sku:1",))
+    opening = NewSaga(saga, pending_steps("locked"), (saga_started("locked"),))
+    created = await store.create_locked_saga(None, ("default/sku:1",), lambda _: opening)
+    assert created.created
+    assert (await store.get_saga("trip-1")) == completed(new.saga, seq=2).saga
 
 
 async def test_a_stale_commit_leaves_no_event(outbox_store: Store):
