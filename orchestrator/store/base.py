@@ -275,6 +275,10 @@ class Store(abc.ABC):
         """The oldest `limit` undelivered events of `sink`'s `partition`, in outbox (id)
         order: within a partition, each saga's events in its log's order.
 
+        Across sagas, ids are drawn before commit, so a row with a lower id than one
+        already read may still appear (its transaction committed later): read what is
+        pending and delete what was delivered, never resume "after the last id read".
+
         Not fenced: the relay that publishes a partition must hold its lease (to come
         with the relay), or two relays would publish it side by side (duplicates, which
         consumers drop by event id, but also interleaved order)."""
