@@ -23,6 +23,7 @@ from typing import Any, Literal, Protocol, overload
 import psycopg
 
 from orchestrator.core.errors import DataRefused, StaleSagaVersion, StoreUnavailable
+from orchestrator.core.events import OutboxEvent, PendingEvent, SinkBacklog
 from orchestrator.core.records import (
     SagaCommit,
     SagaRecord,
@@ -176,6 +177,36 @@ class RowEncoding:
             error=row["error"],
             actor=row["actor"],
             reason=row["reason"],
+        )
+
+    @staticmethod
+    def event_params(event: OutboxEvent) -> dict[str, object]:
+        return {
+            "sink": event.sink,
+            "partition_no": event.partition,
+            "saga_id": event.saga_id,
+            "seq": event.seq,
+            "event_type": event.event_type,
+            "body": event.body,
+        }
+
+    def pending_event_from_row(self, row: Row) -> PendingEvent:
+        return PendingEvent(
+            id=int(row["id"]),
+            sink=row["sink"],
+            partition=int(row["partition_no"]),
+            saga_id=row["saga_id"],
+            seq=int(row["seq"]),
+            event_type=row["event_type"],
+            body=bytes(row["body"]),
+            created_at=self.time_from_db(row["created_at"]),
+        )
+
+    def backlog_from_row(self, row: Row) -> SinkBacklog:
+        return SinkBacklog(
+            sink=row["sink"],
+            pending=int(row["pending"]),
+            oldest=self.time_from_db(row["oldest"]),
         )
 
     def _optional_time_to_db(self, moment: datetime | None) -> object:

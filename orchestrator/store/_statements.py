@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from orchestrator.core.records import Lease, PagePosition, SagaFilter
 from orchestrator.store._rows import aware
@@ -101,7 +102,20 @@ QUEUE_PLACES = Table(
     "saga_lock_queue",
     {"lock_key": "text", "saga_id": "text", "ticket": "bigint", "enqueue_time": "timestamptz"},
 )
+OUTBOX = Table(
+    "saga_outbox",
+    {
+        "sink": "text",
+        "partition_no": "integer",
+        "saga_id": "text",
+        "seq": "bigint",
+        "event_type": "text",
+        "body": "bytea",
+    },
+)
+"""The outbox rows a write adds; `id` and `created_at` are the database's (0008)."""
 SAGA_COLUMNS = SAGAS.columns
+OUTBOX_COLUMNS = f"id, {OUTBOX.columns}, created_at"
 STEP_COLUMNS = STEPS.columns
 TRANSITION_COLUMNS = TRANSITIONS.columns
 NEW_SAGA_COLUMNS = ("lease_owner", "lease_expires_at")
@@ -136,8 +150,11 @@ class Dialect:
     lease_params: Callable[[Lease | None], dict[str, object]]
     in_ids: str
     """A condition `saga_id <in_ids>` true for the ids bound as the `saga_ids` parameter."""
-    id_list: Callable[[Sequence[str]], object]
-    """The `saga_ids` parameter for these ids."""
+    id_list: Callable[[Sequence[Any]], object]
+    """The `saga_ids` parameter for these ids (also the `ids` of `in_list`)."""
+    in_list: Callable[[str], str]
+    """A condition `<column> <in_list(name)>` true for the values bound as parameter
+    `name` (made by `id_list`)."""
     skip_locked: str = ""
     """Appended to a claim's row selection, so concurrent claimers pass each other by."""
     lock_in_id_order: str = ""
@@ -171,6 +188,10 @@ class Statements:
     count_unfinished_by_definition: str
     delete_expired: str
     count_needing_intervention: str
+    insert_outbox_event: str
+    select_pending_events: str
+    delete_events: str
+    event_backlog: str
     dialect: Dialect
 
     @classmethod
@@ -285,6 +306,18 @@ RETURNING saga_id
 SELECT saga_type, count(*) AS sagas FROM sagas
 WHERE needs_intervention = TRUE
 GROUP BY saga_type
+""",
+            insert_outbox_event=OUTBOX.insert(values(OUTBOX)),
+            # The (sink, partition_no, id) index gives the rows in order.
+            select_pending_events=f"""
+SELECT {OUTBOX_COLUMNS} FROM saga_outbox
+WHERE sink = {p("sink")} AND partition_no = {p("partition_no")}
+ORDER BY id
+LIMIT {p("limit")}
+""",
+            delete_events=f"DELETE FROM saga_outbox WHERE id {dialect.in_list('ids')} RETURNING id",
+            event_backlog="""
+SELECT sink, count(*) AS pending, min(created_at) AS oldest FROM saga_outbox GROUP BY sink
 """,
             dialect=dialect,
         )

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 
 from orchestrator.core.errors import SagaError
+from orchestrator.core.events import PendingEvent, SinkBacklog
 from orchestrator.core.records import (
     CreateSagaResult,
     Lease,
@@ -266,3 +267,30 @@ class Store(abc.ABC):
     async def count_needing_intervention(self) -> dict[str, int]:
         """How many sagas need an operator, by saga type (types with none are absent);
         read from the database, so every replica reports the same."""
+
+    # --- the outbox (orchestrator.core.events; docs/events.md) -------------------------
+
+    @abc.abstractmethod
+    async def pending_events(self, sink: str, partition: int, limit: int) -> list[PendingEvent]:
+        """The oldest `limit` undelivered events of `sink`'s `partition`, in outbox (id)
+        order: within a partition, each saga's events in its log's order.
+
+        Across sagas, ids are drawn before commit, so a row with a lower id than one
+        already read may still appear (its transaction committed later): read what is
+        pending and delete what was delivered, never resume "after the last id read".
+
+        Not fenced: the relay that publishes a partition must hold its lease (to come
+        with the relay), or two relays would publish it side by side (duplicates, which
+        consumers drop by event id, but also interleaved order)."""
+
+    @abc.abstractmethod
+    async def delete_events(self, ids: Sequence[int]) -> int:
+        """Delete the outbox rows `ids` (delivered); return how many were still there.
+
+        Not fenced yet: the relay's delete will be conditioned on its partition lease, so
+        a relay that lost its lease deletes nothing. Until then, only one process may
+        drain a partition."""
+
+    @abc.abstractmethod
+    async def event_backlog(self) -> dict[str, SinkBacklog]:
+        """Per sink with undelivered events: how many, and when the oldest was written."""

@@ -28,11 +28,12 @@ the way of a later one that shares a key, exactly as if each had committed alone
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+from orchestrator.core.events import EventSink, outbox_events
 from orchestrator.core.lock_openings import LockedOpening, Open
 from orchestrator.core.records import CreateSagaResult, LockAttempt, LockBlocker, SagaCommit
 from orchestrator.store._rows import Row, RowEncoding, expected_at, write_refused
@@ -190,6 +191,7 @@ async def create_locked(
     keys: Sequence[str],
     open_saga: Open,
     now: datetime,
+    sinks: Collection[EventSink] = (),
 ) -> CreateSagaResult:
     """Insert a new saga that takes its keys from the start, in one transaction with its
     keys or its queue places (so StartSaga order is queue order); `open_saga` may raise
@@ -212,6 +214,8 @@ async def create_locked(
         await tx.rows(statements.upsert_step, encoding.step_params(step))
     for transition in new.transitions:
         await tx.rows(statements.insert_transition, encoding.transition_params(transition))
+    for event in outbox_events(sinks, new.saga, new.transitions, new.steps):
+        await tx.rows(statements.insert_outbox_event, encoding.event_params(event))
     waits = new.saga.lock_wait_since is not None
     at = encoding.time_to_db(now)
     await _take_or_queue(tx, locks, new.saga.saga_id, keys, attempt, waits, at)
@@ -228,6 +232,7 @@ async def take_locks(
     version: int,
     decide: Decide,
     now: datetime,
+    sinks: Collection[EventSink] = (),
 ) -> LockAttempt:
     """Take the saga's keys or queue it, with its commit, inside `tx` (see the module)."""
     mine = await tx.rows(locks.my_ticket, {"saga_id": saga_id})
@@ -240,7 +245,7 @@ async def take_locks(
     attempt = LockAttempt(tuple(blockers), queued=queued, ticket=int(ticket or 0))
     commit = decide(attempt)
     if commit is not None:
-        await write_commit(tx, statements, locks, encoding, commit)
+        await write_commit(tx, statements, locks, encoding, commit, sinks)
     else:
         stored = await tx.rows(statements.select_version, {"saga_id": saga_id})
         if not stored or stored[0]["version"] != version:
@@ -258,8 +263,10 @@ async def write_commit(
     locks: LockStatements,
     encoding: RowEncoding,
     commit: SagaCommit,
+    sinks: Collection[EventSink] = (),
 ) -> None:
-    """One saga's commit inside `tx`: the version-checked row update, steps, log rows."""
+    """One saga's commit inside `tx`: the version-checked row update, steps, log rows,
+    and the outbox rows of the transitions `sinks` select."""
     params = encoding.commit_params(commit)
     if not await tx.rows(locks.update_saga_checked, params):
         stored = await tx.rows(statements.select_version, params)
@@ -269,6 +276,8 @@ async def write_commit(
     # The version check above already fenced any other writer of this saga.
     for transition in commit.transitions:
         await tx.rows(statements.insert_transition, encoding.transition_params(transition))
+    for event in outbox_events(sinks, commit.saga, commit.transitions, commit.steps):
+        await tx.rows(statements.insert_outbox_event, encoding.event_params(event))
     if commit.released_locks:
         for statement in locks.release:
             await tx.rows(statement, {"saga_id": commit.saga.saga_id})

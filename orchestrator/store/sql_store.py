@@ -17,6 +17,8 @@ from datetime import datetime
 from typing import ClassVar
 
 from orchestrator.core.clock import utc_now
+from orchestrator.core.errors import ConfigurationError
+from orchestrator.core.events import EventSink, PendingEvent, SinkBacklog
 from orchestrator.core.records import (
     CreateSagaResult,
     Lease,
@@ -44,6 +46,11 @@ class SqlStore(Store):
     _statements: ClassVar[Statements]
     _encoding: ClassVar[RowEncoding]
     _locks: ClassVar[LockStatements]
+    _event_sinks: tuple[EventSink, ...] = ()
+
+    @property
+    def event_sinks(self) -> tuple[EventSink, ...]:
+        return self._event_sinks
 
     @abc.abstractmethod
     def _transaction(self) -> contextlib.AbstractAsyncContextManager[Transaction]:
@@ -154,6 +161,7 @@ class SqlStore(Store):
                 version,
                 decide,
                 utc_now(),
+                self._event_sinks,
             )
 
     async def create_locked_saga(
@@ -172,6 +180,7 @@ class SqlStore(Store):
                 keys,
                 open_saga,
                 utc_now(),
+                self._event_sinks,
             )
 
     async def lock_blockers(self, saga_id: str, keys: Sequence[str]) -> list[LockBlocker]:
@@ -207,5 +216,30 @@ class SqlStore(Store):
         rows = await self._rows(self._statements.count_needing_intervention, {})
         return {str(row["saga_type"]): int(row["sagas"]) for row in rows}
 
+    async def pending_events(self, sink: str, partition: int, limit: int) -> list[PendingEvent]:
+        params = {"sink": sink, "partition_no": partition, "limit": limit}
+        rows = await self._rows(self._statements.select_pending_events, params)
+        return [self._encoding.pending_event_from_row(row) for row in rows]
+
+    async def delete_events(self, ids: Sequence[int]) -> int:
+        if not ids:
+            return 0
+        params = {"ids": self._statements.dialect.id_list(list(ids))}
+        return len(await self._rows(self._statements.delete_events, params, write=True))
+
+    async def event_backlog(self) -> dict[str, SinkBacklog]:
+        rows = await self._rows(self._statements.event_backlog, {})
+        backlogs = [self._encoding.backlog_from_row(row) for row in rows]
+        return {backlog.sink: backlog for backlog in backlogs}
+
     def _ids(self, saga_ids: Sequence[str]) -> dict[str, object]:
         return {"saga_ids": self._statements.dialect.id_list(saga_ids)}
+
+
+def checked_sinks(sinks: Sequence[EventSink]) -> tuple[EventSink, ...]:
+    """The sinks a store writes outbox rows for; each name once (it keys the rows)."""
+    names = [sink.name for sink in sinks]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ConfigurationError(f"event sink names must differ; repeated: {', '.join(repeated)}")
+    return tuple(sinks)

@@ -15,18 +15,20 @@ import json
 import logging
 import os
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from orchestrator.core.errors import StoreUnavailable
-from orchestrator.core.records import CreateSagaResult, Lease, NewSaga, SagaCommit
+from orchestrator.core.events import EventSink, outbox_events
+from orchestrator.core.records import CreateSagaResult, Lease, NewSaga, SagaCommit, SagaRecord
 from orchestrator.store._rows import Row, RowEncoding, aware, write_refused
 from orchestrator.store._statements import Dialect, Statements
 from orchestrator.store.locks import LockStatements
 from orchestrator.store.migrations import APPLIED_VERSION, load_migrations, next_migration
-from orchestrator.store.sql_store import SqlStore
+from orchestrator.store.sql_store import SqlStore, checked_sinks
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +36,7 @@ T = TypeVar("T")
 
 MEMORY = ":memory:"
 _BUSY_TIMEOUT_MS = 5000
+_WAL_RETRY_SECONDS = 0.01
 
 # Primary result codes meaning the database cannot be used right now (locked,
 # unreadable, disk full), as opposed to a bug in a statement.
@@ -94,6 +97,7 @@ DIALECT = Dialect(
     lease_params=_lease_params,
     in_ids="IN (SELECT value FROM json_each(:saga_ids))",
     id_list=json.dumps,
+    in_list=lambda name: f"IN (SELECT value FROM json_each(:{name}))",
     time_to_db=_time_to_text,
 )
 """How SQLite spells the shared SQL: leases by this process's clock, ids as a JSON array."""
@@ -111,15 +115,17 @@ class SqliteStore(SqlStore):
     """A `Store` in one SQLite file (or in memory, for tests).
 
     `path` is a file path; its parent directory is created if missing. ":memory:"
-    gives a private database that disappears on `close()`.
+    gives a private database that disappears on `close()`. `event_sinks`: every write
+    adds the outbox rows of the transitions they select.
     """
 
     _statements = _STATEMENTS
     _encoding = _ENCODING
     _locks = _LOCKS
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, event_sinks: Sequence[EventSink] = ()) -> None:
         self._path = path
+        self._event_sinks = checked_sinks(event_sinks)
         self._executor: ThreadPoolExecutor | None = None
         self._connection: sqlite3.Connection | None = None
         # Held by every call, and by a multi-statement transaction (`_transaction`) for
@@ -152,13 +158,19 @@ class SqliteStore(SqlStore):
     async def write(
         self, new_sagas: Sequence[NewSaga], commits: Sequence[SagaCommit]
     ) -> list[CreateSagaResult]:
-        statements, encoding = self._statements, self._encoding
+        statements, encoding, sinks = self._statements, self._encoding, self._event_sinks
+
+        def events(saga: SagaRecord, changes: SagaCommit | NewSaga) -> list[dict[str, object]]:
+            rows = outbox_events(sinks, saga, changes.transitions, changes.steps)
+            return [encoding.event_params(event) for event in rows]
+
         inserts = [
             (
                 new,
                 {**encoding.saga_params(new.saga), **_lease_params(new.lease)},
                 [encoding.step_params(step) for step in new.steps],
                 [encoding.transition_params(t) for t in new.transitions],
+                events(new.saga, new),
             )
             for new in new_sagas
         ]
@@ -168,6 +180,7 @@ class SqliteStore(SqlStore):
                 [encoding.step_params(step) for step in commit.steps],
                 [encoding.transition_params(t) for t in commit.transitions],
                 bool(commit.released_locks),
+                events(commit.saga, commit),
             )
             for commit in commits
         ]
@@ -175,7 +188,7 @@ class SqliteStore(SqlStore):
         def apply(connection: sqlite3.Connection) -> list[CreateSagaResult]:
             results: list[CreateSagaResult] = []
             with _write_transaction(connection):
-                for new, saga_params, step_params, transition_params in inserts:
+                for new, saga_params, step_params, transition_params, event_params in inserts:
                     if not connection.execute(statements.insert_saga, saga_params).fetchall():
                         row = connection.execute(
                             statements.select_saga_by_key,
@@ -185,8 +198,10 @@ class SqliteStore(SqlStore):
                         continue
                     connection.executemany(statements.upsert_step, step_params)
                     connection.executemany(statements.insert_transition, transition_params)
+                    if event_params:  # no sinks, no statement
+                        connection.executemany(statements.insert_outbox_event, event_params)
                     results.append(CreateSagaResult(new.saga, created=True))
-                for saga_params, step_params, transition_params, releases in updates:
+                for saga_params, step_params, transition_params, releases, event_params in updates:
                     if connection.execute(statements.update_saga, saga_params).rowcount == 0:
                         row = connection.execute(statements.select_version, saga_params).fetchone()
                         stored = {} if row is None else {saga_params["saga_id"]: row[0]}
@@ -197,6 +212,8 @@ class SqliteStore(SqlStore):
                     except sqlite3.IntegrityError as error:
                         detail = f"saga {saga_params['saga_id']}"
                         raise write_refused([], {}, duplicate=detail) from error
+                    if event_params:
+                        connection.executemany(statements.insert_outbox_event, event_params)
                     if releases:
                         for statement in _LOCKS.release:
                             connection.execute(statement, {"saga_id": saga_params["saga_id"]})
@@ -264,7 +281,7 @@ class SqliteStore(SqlStore):
             self._connection = connection
             connection.row_factory = sqlite3.Row
             connection.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-            connection.execute("PRAGMA journal_mode = WAL")
+            _enable_wal(connection)
             connection.execute("PRAGMA synchronous = FULL")
             connection.execute("PRAGMA foreign_keys = ON")
 
@@ -284,6 +301,22 @@ class _Transaction:
         return await self._store._run_in_turn(
             lambda connection: connection.execute(query, params).fetchall()
         )
+
+
+def _enable_wal(connection: sqlite3.Connection) -> None:
+    """Switch the file to WAL. The switch answers "locked" at once, without the busy
+    handler, while another connection holds a lock it needs (the first opens of a new
+    file side by side, one of them migrating): retried until the busy timeout."""
+    deadline = time.monotonic() + _BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            connection.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as error:
+            busy = getattr(error, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_BUSY
+            if not busy or time.monotonic() >= deadline:
+                raise
+        time.sleep(_WAL_RETRY_SECONDS)
 
 
 def _rollback(connection: sqlite3.Connection) -> None:

@@ -77,7 +77,7 @@ async def test_migration_puts_earlier_sagas_in_default_with_their_keys_qualified
     store = open_store(store_url)
     await store.open()
     try:
-        assert await store.schema_version() == BEFORE_NAMESPACES + 1
+        assert await store.schema_version() > BEFORE_NAMESPACES
         a, b = await store.get_saga("A"), await store.get_saga("B")
         assert a is not None and b is not None
         assert (a.namespace, a.idempotency_key, a.lock_keys) == (

@@ -22,11 +22,12 @@ their keys (advisory locks, `LOCKS.guard_keys`), and end in a `WritePlan`:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 
 from psycopg.rows import dict_row
 
+from orchestrator.core.events import EventSink
 from orchestrator.core.lock_openings import (
     LockedOpening,
     OpenedSaga,
@@ -54,6 +55,7 @@ async def take_locks(
     version: int,
     decide: Decide,
     now: datetime,
+    sinks: Collection[EventSink] = (),
 ) -> LockAttempt:
     """As the shared `take_locks` (see the module): the attempt the machine decided on,
     committed with its commit and the keys or the queue places. StaleSagaVersion if the
@@ -91,13 +93,17 @@ async def take_locks(
                 else (),
                 locked_at=now,
                 announce=False,
+                sinks=sinks,
             )
         )
     return attempt
 
 
 async def write_openings(
-    connection: Connection, openings: Sequence[LockedOpening], now: datetime
+    connection: Connection,
+    openings: Sequence[LockedOpening],
+    now: datetime,
+    sinks: Collection[EventSink] = (),
 ) -> list[CreateSagaResult | Exception]:
     """Insert `openings` with their keys or queue places (see the module). Returns one
     outcome per opening, in order."""
@@ -149,6 +155,7 @@ async def write_openings(
                 ],
                 locked_at=now,
                 announce=False,
+                sinks=sinks,
             )
         )
     results = {o.new.saga.saga_id: result for o, result in zip(opened, written, strict=True)}

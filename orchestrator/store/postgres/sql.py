@@ -25,6 +25,7 @@ from orchestrator.store._rows import RowEncoding, aware
 from orchestrator.store._statements import (
     HELD_KEYS,
     NEW_SAGA_COLUMNS,
+    OUTBOX,
     QUEUE_PLACES,
     SAGA_COLUMNS,
     SAGA_KEY_TAKEN,
@@ -70,6 +71,7 @@ DIALECT = Dialect(
     lease_params=lease_params,
     in_ids="= ANY(%(saga_ids)s)",
     id_list=list,
+    in_list=lambda name: f"= ANY(%({name})s)",
     skip_locked="FOR UPDATE SKIP LOCKED",
     lock_in_id_order='ORDER BY saga_id COLLATE "C" FOR UPDATE',
 )
@@ -220,6 +222,16 @@ UPSERT_STEPS = STEPS.insert(f"{_from_json(STEPS, list(STEPS.types))}\n{STEP_UPSE
 """Step rows as `Statements.upsert_step` writes them one by one. One statement may not
 update a row twice, so a step may appear only once (`last_step_rows`)."""
 INSERT_TRANSITIONS = TRANSITIONS.insert(_from_json(TRANSITIONS, list(TRANSITIONS.types)))
+INSERT_OUTBOX_EVENTS = OUTBOX.insert(
+    "SELECT "
+    + ", ".join(
+        f"decode(r->>'{name}', 'hex')" if kind == "bytea" else f"(r->>'{name}')::{kind}"
+        for name, kind in OUTBOX.types.items()
+    )
+    + " FROM jsonb_array_elements(%(rows)s::jsonb) WITH ORDINALITY AS e (r, n) ORDER BY n"
+)
+"""Outbox rows (`rows_json`), their ids drawn in the order of the array, so a saga's
+events are numbered in its log's order."""
 
 
 def _json(value: object) -> Any:

@@ -20,6 +20,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from orchestrator.core.clock import utc_now
+from orchestrator.core.events import EventSink
 from orchestrator.core.lock_openings import LockedOpening
 from orchestrator.core.records import CreateSagaResult, LockAttempt, NewSaga, SagaCommit
 from orchestrator.engine import failpoints
@@ -41,7 +42,7 @@ from orchestrator.store.postgres.sql import (
     STATEMENTS,
 )
 from orchestrator.store.postgres.writer import WritePlan, write_plan
-from orchestrator.store.sql_store import SqlStore
+from orchestrator.store.sql_store import SqlStore, checked_sinks
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +81,7 @@ class PostgresStore(SqlStore):
     seconds, the wait for a connection: at `open()` and for every unit of work. When it
     runs out, or the server is lost, the call raises `StoreUnavailable`; while the server
     stays away, calls fail at once and a probe watches for its return (`connection.py`).
+    `event_sinks`: every write adds the outbox rows of the transitions they select.
     """
 
     _statements = STATEMENTS
@@ -95,7 +97,9 @@ class PostgresStore(SqlStore):
         schema: str | None = None,
         timeout: float = 10.0,
         replica_id: str | None = None,
+        event_sinks: Sequence[EventSink] = (),
     ) -> None:
+        self._event_sinks = checked_sinks(event_sinks)
         self._connections = Connections(
             url,
             min_size=min_size,
@@ -126,7 +130,8 @@ class PostgresStore(SqlStore):
         idempotency key was taken (or to check the updates of commits that log nothing)."""
         async with self._connection() as connection:
             with failpoints.scope(_write_scope(commits)):
-                return await write_plan(connection, WritePlan(new_sagas, commits))
+                plan = WritePlan(new_sagas, commits, sinks=self._event_sinks)
+                return await write_plan(connection, plan)
 
     async def create_locked_saga(
         self,
@@ -151,7 +156,7 @@ class PostgresStore(SqlStore):
         async with self._connection() as connection:
             with failpoints.scope("lock_take"):
                 return await lock_plans.take_locks(
-                    connection, saga_id, keys, version, decide, utc_now()
+                    connection, saga_id, keys, version, decide, utc_now(), self._event_sinks
                 )
 
     async def _write_openings(
@@ -159,7 +164,9 @@ class PostgresStore(SqlStore):
     ) -> list[CreateSagaResult | Exception]:
         async with self._connection() as connection:
             with failpoints.scope("locked_opening"):
-                return await lock_plans.write_openings(connection, openings, utc_now())
+                return await lock_plans.write_openings(
+                    connection, openings, utc_now(), self._event_sinks
+                )
 
     async def end_lost_sessions(self, owner: str, grace_seconds: float) -> dict[str, int]:
         """As the base: lost owners are read from the lease rows, and their sessions,

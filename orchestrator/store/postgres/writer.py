@@ -3,9 +3,14 @@
 A plan says what one transaction writes: new sagas (each with its steps and first log
 rows), commits (each a version-checked saga update with its steps, log rows and
 released keys), held keys and queue places, and whether the sagas written are
-announced on the commit channel. The writer turns it into statements, each written once
-(`sql.py`), in one order: sagas inserted, sagas updated, keys released, steps, log rows,
-keys held, queue places, the announcement. A row every commit gains is one change here.
+announced on the commit channel, and the event sinks whose outbox rows it adds. The
+writer turns it into statements, each written once (`sql.py`), in one order: sagas
+inserted, sagas updated, keys released, steps, log rows, outbox rows, keys held, queue
+places, the announcement. A row every commit gains is one change here.
+
+Outbox rows (`orchestrator.core.events`): one per logged transition a sink selects, in
+the transaction of the transition, so an event exists if and only if its transition
+committed; no sinks, no statement.
 
 Round trips: the statements go out in one pipeline and nothing is awaited between them,
 unless the plan reads something back (`reads_back`): whether an idempotency key was
@@ -26,7 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -34,10 +39,11 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from orchestrator.core.events import EventSink, OutboxEvent, outbox_events
 from orchestrator.core.records import CreateSagaResult, NewSaga, SagaCommit
 from orchestrator.engine import failpoints
 from orchestrator.store._rows import write_refused
-from orchestrator.store._statements import TRANSITIONS
+from orchestrator.store._statements import OUTBOX, TRANSITIONS
 from orchestrator.store.postgres.connection import (
     Connection,
     discarded_on_error,
@@ -46,6 +52,7 @@ from orchestrator.store.postgres.connection import (
 from orchestrator.store.postgres.sql import (
     ENCODING,
     ENQUEUE_KEYS,
+    INSERT_OUTBOX_EVENTS,
     INSERT_SAGAS,
     INSERT_TRANSITIONS,
     NEW_SAGA_ROW,
@@ -82,6 +89,8 @@ class WritePlan:
     """When the keys were taken or queued for."""
     announce: bool = True
     """Notify the commit channel of the sagas written (`follow_commits` hears it)."""
+    sinks: Collection[EventSink] = ()
+    """The event sinks whose outbox rows the plan's logged transitions add."""
 
     @property
     def reads_back(self) -> bool:
@@ -182,6 +191,20 @@ class PlanWriter:
         steps += [step for new in created for step in new.steps]
         log += [t for new in created for t in new.transitions]
         await self._steps_and_log(cursor, steps, log)
+        if plan.sinks:
+            # New sagas first: a saga created and committed in one plan logs in that order.
+            events = [
+                event
+                for new in created
+                for event in outbox_events(plan.sinks, new.saga, new.transitions, new.steps)
+            ] + [
+                event
+                for commit in commits
+                for event in outbox_events(
+                    plan.sinks, commit.saga, commit.transitions, commit.steps
+                )
+            ]
+            await self._outbox(cursor, events)
         skipped = {new.saga.saga_id for new in plan.new_sagas} - {n.saga.saga_id for n in created}
         await self._lock_rows(cursor, plan, skipped)
         changed = [new.saga.saga_id for new in created] + [c.saga.saga_id for c in commits]
@@ -292,6 +315,15 @@ class PlanWriter:
         elif log_params:
             rows = rows_json(log_params, list(TRANSITIONS.types))
             await cursor.execute(INSERT_TRANSITIONS, {"rows": rows})
+
+    @staticmethod
+    async def _outbox(cursor: _Cursor, events: Sequence[OutboxEvent]) -> None:
+        """Queue the outbox rows: a lone row as the plain statement, more as one."""
+        if len(events) == 1:
+            await cursor.execute(STATEMENTS.insert_outbox_event, ENCODING.event_params(events[0]))
+        elif events:
+            rows = rows_json([ENCODING.event_params(e) for e in events], list(OUTBOX.types))
+            await cursor.execute(INSERT_OUTBOX_EVENTS, {"rows": rows})
 
     @staticmethod
     async def _lock_rows(cursor: _Cursor, plan: WritePlan, skipped: set[str]) -> None:
