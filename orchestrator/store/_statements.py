@@ -204,6 +204,7 @@ class Statements:
     bury_event: str
     delete_partition_events: str
     count_dead_events: str
+    count_partition_owners: str
     dialect: Dialect
 
     @classmethod
@@ -390,6 +391,10 @@ ON CONFLICT (id) DO NOTHING
 DELETE FROM saga_outbox
 WHERE id {dialect.in_list("ids")} AND sink = {p("sink")} AND partition_no = {p("partition_no")}
 RETURNING id
+""",
+        "count_partition_owners": f"""
+SELECT count(DISTINCT owner) AS owners FROM saga_event_partitions
+WHERE sink = {p("sink")} AND owner <> {p("owner")} AND expires_at >= {dialect.now}
 """,
         "count_dead_events": "SELECT sink, count(*) AS dead FROM saga_dead_events GROUP BY sink",
     }

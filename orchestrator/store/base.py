@@ -76,9 +76,11 @@ class Store(abc.ABC):
         so no other replica takes it up. Goes through group commit: it may share a
         transaction with other sagas' writes, and returns once that is committed.
         """
-        return await self._group_commit().create(
+        result = await self._group_commit().create(
             NewSaga(saga, tuple(steps), tuple(transitions), lease)
         )
+        self._written()
+        return result
 
     async def create_sagas(
         self, new_sagas: Sequence[NewSaga]
@@ -107,6 +109,7 @@ class Store(abc.ABC):
 
         if new_sagas:
             await write_isolated(write, list(enumerate(new_sagas)), answer)
+        self._written()
         answers: list[CreateSagaResult | SagaError] = []
         for index in range(len(new_sagas)):
             outcome = outcomes[index]
@@ -119,8 +122,19 @@ class Store(abc.ABC):
         """Apply commits of one or more sagas (see `write`); returns once they are
         committed, possibly in one transaction with other sagas' writes."""
         await self._group_commit().commit(commits)
+        self._written()
 
     _group: GroupCommit | None = None
+    _written_hooks: tuple[Callable[[], None], ...] = ()
+
+    def on_written(self, hook: Callable[[], None]) -> None:
+        """Call `hook` (cheap, synchronous) after this process's commits and new sagas
+        are written: the event relay's in-process wake-up."""
+        self._written_hooks = (*self._written_hooks, hook)
+
+    def _written(self) -> None:
+        for hook in self._written_hooks:
+            hook()
 
     def _group_commit(self) -> GroupCommit:
         if self._group is None:
@@ -300,6 +314,11 @@ class Store(abc.ABC):
         missing or expired (by the database's clock), for `lease.owner`. Each claim
         bumps the partition's version, fencing out its previous owner's deletes;
         concurrent claimers never get the same partition."""
+
+    @abc.abstractmethod
+    async def event_partition_owners(self, sink: str, owner: str) -> int:
+        """How many replicas hold live leases on `sink`'s partitions, `owner` counted
+        whether it holds any or not: the relay's fair share is the partitions over this."""
 
     @abc.abstractmethod
     async def renew_event_partitions(self, sink: str, lease: Lease) -> list[PartitionClaim]:

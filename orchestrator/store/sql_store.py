@@ -256,6 +256,11 @@ class SqlStore(Store):
         rows = await self._rows(statements.claim_event_partitions, params, write=True)
         return sorted(_claims(sink, rows), key=lambda claim: claim.partition)
 
+    async def event_partition_owners(self, sink: str, owner: str) -> int:
+        params = {**self._statements.dialect.lease_params(Lease(owner, 0)), "sink": sink}
+        rows = await self._rows(self._statements.count_partition_owners, params)
+        return 1 + (int(rows[0]["owners"]) if rows else 0)
+
     async def renew_event_partitions(self, sink: str, lease: Lease) -> list[PartitionClaim]:
         params = {**self._statements.dialect.lease_params(lease), "sink": sink}
         rows = await self._rows(self._statements.renew_event_partitions, params, write=True)
