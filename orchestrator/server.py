@@ -38,7 +38,7 @@ from orchestrator.engine.leases import DEFAULT_LEASE_SECONDS, unique_replica_id
 from orchestrator.engine.retention import keep_retention
 from orchestrator.events.brokers import Publisher
 from orchestrator.events.config import EventsConfig
-from orchestrator.events.relay import Relay, RelayMetrics
+from orchestrator.events.relay import Relay, RelayMetrics, RelaySettings
 from orchestrator.security.auth import AuthInterceptor, AuthPolicy, orchestrator_rules
 from orchestrator.security.tls import ClientTls, ServerTls, add_listener, is_loopback
 from orchestrator.store import PoolConfig, Store, open_store
@@ -307,7 +307,9 @@ def _start_relay(
     if not broker_sinks:
         return None
     metrics = None if telemetry.metrics is None else RelayMetrics(telemetry.metrics.registry)
-    relay = Relay(store, broker_sinks, config.replica_id, metrics=metrics)
+    # Partitions are leased for as long as sagas are: a replica that dies hands both on together.
+    settings = RelaySettings(lease_seconds=config.lease_seconds)
+    relay = Relay(store, broker_sinks, config.replica_id, settings, metrics)
     store.on_written(relay.wake)
     relay.start()
     logger.info("event relay: sinks %s", ", ".join(sink.name for sink, _ in broker_sinks))
