@@ -4,12 +4,15 @@ lease, then woken) deletes nothing and dead-letters nothing."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Sequence
 
 import pytest
 
 from orchestrator.core.events import DeadEvent, EventSink, PartitionClaim
 from orchestrator.core.records import Lease
+from orchestrator.events.brokers import EventRefused, OutgoingEvent, PublishTimeout
+from orchestrator.events.relay import RelaySettings, SinkRelay
 from orchestrator.store import Store, open_store
 from tests.integration.test_store import new_saga
 
@@ -70,3 +73,59 @@ async def test_a_live_partition_is_not_claimed_until_released(relay_store: Store
         (c.partition, c.version + 1) for c in owned
     ]
     assert not await relay_store.settle_events(owned[0], Lease("a", LIVE), [])
+
+
+class ScriptedBroker:
+    """A publisher that records what it was sent and fails as told: the first batch is
+    cut after its first item (PublishFailed), and `refused` is refused every time."""
+
+    def __init__(self, refused: str) -> None:
+        self.refused = refused
+        self.sent: list[str] = []
+        self.stored: list[str] = []
+        self.failed_once = False
+
+    async def connect(self) -> None:
+        pass
+
+    async def publish(self, batch: Sequence[OutgoingEvent]) -> None:
+        for index, event in enumerate(batch):
+            self.sent.append(event.event_id)
+            if not self.failed_once and index == 1:
+                self.failed_once = True
+                raise PublishTimeout("no confirm", confirmed=1)
+            if event.event_id == self.refused:
+                raise EventRefused("too large", event_id=event.event_id, confirmed=index)
+            self.stored.append(event.event_id)
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_the_relay_retries_from_the_first_unconfirmed_and_dead_letters_a_refused_event(
+    relay_store: Store,
+):
+    await relay_store.create_sagas([new_saga(f"trip-{n}") for n in range(4)])
+    refused = "trip-2:1"
+    broker = ScriptedBroker(refused)
+    settings = RelaySettings(poll_seconds=0.05, backoff_seconds=0.01, max_refusals=3)
+    relay = SinkRelay(relay_store, SINK, broker, "a", settings)
+    task = asyncio.create_task(relay.run())
+    try:
+        for _ in range(1500):  # bounded: 30 s
+            if not await pending_ids(relay_store):
+                break
+            await asyncio.sleep(0.02)
+        else:
+            pytest.fail(f"the relay left {await pending_ids(relay_store)} pending")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    assert broker.stored == ["trip-0:1", "trip-1:1", "trip-3:1"]
+    # Cut after the first: the second is sent again; the refused one three times.
+    assert broker.sent[:3] == ["trip-0:1", "trip-1:1", "trip-1:1"]
+    assert broker.sent.count(refused) == 3
+    assert await relay_store.dead_event_counts() == {"broker": 1}
+    # Stopping released the partition: another replica takes it at once.
+    assert await relay_store.claim_event_partitions("broker", 1, Lease("b", LIVE), 1)
