@@ -61,6 +61,21 @@ async def test_a_stale_owner_deletes_nothing_and_the_new_owner_settles(relay_sto
     assert await relay_store.renew_event_partitions("broker", Lease("b", LIVE)) == [fresh]
 
 
+async def test_a_claim_of_an_earlier_tenure_deletes_nothing(relay_store: Store):
+    """The same replica lost the partition and claimed it again: its first claim is void."""
+    await relay_store.create_sagas([new_saga("trip-1")])
+    ids = await pending_ids(relay_store)
+    [first] = await relay_store.claim_event_partitions("broker", 1, Lease("a", EXPIRED), 1)
+    await relay_store.claim_event_partitions("broker", 1, Lease("b", EXPIRED), 1)
+    [again] = await relay_store.claim_event_partitions("broker", 1, Lease("a", LIVE), 1)
+    assert again.version == first.version + 2
+
+    assert not await relay_store.settle_events(first, Lease("a", LIVE), ids)
+    assert await pending_ids(relay_store) == ids
+    assert await relay_store.settle_events(again, Lease("a", LIVE), ids)
+    assert await pending_ids(relay_store) == []
+
+
 async def test_a_live_partition_is_not_claimed_until_released(relay_store: Store):
     owned = await relay_store.claim_event_partitions("broker", 4, Lease("a", LIVE), 3)
     assert [claim.partition for claim in owned] == [0, 1, 2]
