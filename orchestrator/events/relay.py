@@ -68,6 +68,8 @@ class RelaySettings:
     max_backoff_seconds: float = 30.0
     backlog_seconds: float = 5.0
     """How often the backlog gauges are read from the store."""
+    coalesce_seconds: float = 0.01
+    """After a wake-up, wait this long so one round serves the commits of a burst."""
 
 
 class RelayMetrics:
@@ -176,6 +178,7 @@ class SinkRelay:
                 if not busy:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self.wakeup.wait(), self._sleep(loop.time()))
+                        await asyncio.sleep(self.settings.coalesce_seconds)
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.shield(

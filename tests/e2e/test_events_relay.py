@@ -25,6 +25,7 @@ from orchestrator.events.rabbitmq import RabbitMQPublisher, RabbitMQSettings
 from orchestrator.store import open_store
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
 from tests.e2e.conftest import wait_terminal
+from tests.e2e.test_telemetry import scrape, value
 from tests.support.payloads import travel
 from tests.support.starting import start_saga_at
 from tools.processes import ChildProcess, orchestrator_process
@@ -41,6 +42,7 @@ SHORT_LEASE = {"SAGA_LEASE_SECONDS": "1"}
 class Broker:
     """A broker sink under test: the serve flags that select it, and its consumer."""
 
+    sink: str
     flags: list[str]
     messages: Callable[[], Awaitable[list[tuple[str, bytes]]]]
     """(event id, body) of everything the consumer received so far, in arrival order."""
@@ -68,6 +70,7 @@ async def rabbitmq() -> AsyncIterator[Broker]:
 
     try:
         yield Broker(
+            "rabbitmq",
             ["--events-rabbitmq", RABBITMQ_URL, "--events-rabbitmq-exchange", settings.exchange],
             messages,
         )
@@ -116,7 +119,7 @@ async def jetstream() -> AsyncIterator[Broker]:
         settings.subject_prefix,
     ]
     try:
-        yield Broker(flags, messages)
+        yield Broker("nats", flags, messages)
     finally:
         nc = await nats.connect(NATS_URL)
         with contextlib.suppress(nats.js.errors.NotFoundError):
@@ -139,7 +142,13 @@ def serving(
         participants.info["services"],
         env=SHORT_LEASE,
         name=name,
-        extra_args=[*broker.flags, "--events-partitions", "4"],
+        extra_args=[
+            *broker.flags,
+            "--events-partitions",
+            "4",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ],
     )
     try:
         yield process.start()
@@ -194,9 +203,13 @@ async def test_a_consumer_sees_each_sagas_lifecycle_events_in_order(
             for saga_id in saga_ids:
                 await wait_terminal(stub, saga_id)
         expected = await lifecycle_ids(database_url, saga_ids)
+        samples = scrape(orchestrator.info["metrics_address"])
 
     received = per_saga(await broker.messages(), deduplicate=False)
     assert received == expected
+    published = sum(len(ids) for ids in expected.values())
+    assert value(samples, "saga_events_published_total", sink=broker.sink) == published
+    assert value(samples, "saga_events_dead_total", sink=broker.sink) in (None, 0)
     assert all(len(ids) >= 2 for ids in expected.values())
 
 
