@@ -4,7 +4,9 @@ Every replica runs one `SinkRelay` per broker sink. A sink's rows are split into
 partitions (a saga's events all in one); a replica publishes only the partitions whose
 lease it holds, claimed and renewed with the database's clock like a saga's lease
 (`Store.claim_event_partitions`), up to its fair share of them (the partitions over the
-number of replicas holding any, itself included); expired partitions are taken over.
+number of replicas running a relay, itself included, each announced in the database
+like a lease); expired and released partitions are taken over, and a replica holding
+more than its share when another joins hands on the excess.
 
 For each partition it holds, the relay reads the oldest pending rows in outbox order
 (a batch), hands them to the sink's `Publisher` and, when the publisher returns (every
@@ -157,6 +159,11 @@ class SinkRelay:
     def wake(self) -> None:
         self.wakeup.set()
 
+    @property
+    def partitions(self) -> list[int]:
+        """The partitions this replica holds now, in order."""
+        return sorted(self._owned)
+
     async def run(self) -> None:
         """Until cancelled: keep the leases, publish, wait. Errors of the store or the
         broker are logged and retried; they never end the loop."""
@@ -198,7 +205,19 @@ class SinkRelay:
             if held.get(partition) != self._owned[partition].claim:
                 logger.info("event relay of sink %s: lost partition %d", name, partition)
                 del self._owned[partition]
-        share = math.ceil(self.sink.partitions / (await self._replicas()))
+        share = math.ceil(self.sink.partitions / await store.event_relays(self.lease))
+        if len(self._owned) > share:
+            # Another replica joined: hand it the excess (between batches, none in flight).
+            excess = sorted(self._owned)[share:]
+            await store.release_event_partitions(name, self.lease.owner, excess)
+            for partition in excess:
+                del self._owned[partition]
+            logger.info(
+                "event relay of sink %s: handed on partitions %s",
+                name,
+                ",".join(map(str, excess)),
+            )
+            return
         claims = await store.claim_event_partitions(
             name, self.sink.partitions, self.lease, share - len(self._owned)
         )
@@ -210,9 +229,6 @@ class SinkRelay:
                 name,
                 ",".join(str(c.partition) for c in claims),
             )
-
-    async def _replicas(self) -> int:
-        return max(1, await self.store.event_partition_owners(self.sink.name, self.lease.owner))
 
     async def _publish_owned(self, now: float) -> bool:
         """One batch of every partition due; True when some partition may have more."""

@@ -204,7 +204,9 @@ class Statements:
     bury_event: str
     delete_partition_events: str
     count_dead_events: str
-    count_partition_owners: str
+    announce_relay: str
+    forget_relays: str
+    count_relays: str
     dialect: Dialect
 
     @classmethod
@@ -342,6 +344,7 @@ def _relay_statements(dialect: Dialect) -> dict[str, str]:
     fenced deletes (0009_event_relay.sql)."""
     p = dialect.param
     free = f"expires_at IS NULL OR expires_at < {dialect.now}"
+    free_not = f"expires_at >= {dialect.now}"
     return {
         "add_event_partitions": f"""
 INSERT INTO saga_event_partitions (sink, partition_no)
@@ -368,7 +371,7 @@ RETURNING partition_no, version
 """,
         "release_event_partitions": f"""
 UPDATE saga_event_partitions SET owner = NULL, expires_at = NULL
-WHERE sink = {p("sink")} AND owner = {p("owner")}
+WHERE sink = {p("sink")} AND owner = {p("owner")} AND partition_no {dialect.in_list("partitions")}
 """,
         # Locks the lease row for the rest of the transaction: a claim cannot take the
         # partition between this check and the deletes that follow it.
@@ -392,10 +395,12 @@ DELETE FROM saga_outbox
 WHERE id {dialect.in_list("ids")} AND sink = {p("sink")} AND partition_no = {p("partition_no")}
 RETURNING id
 """,
-        "count_partition_owners": f"""
-SELECT count(DISTINCT owner) AS owners FROM saga_event_partitions
-WHERE sink = {p("sink")} AND owner <> {p("owner")} AND expires_at >= {dialect.now}
+        "announce_relay": f"""
+INSERT INTO saga_event_relays (owner, expires_at) VALUES ({p("owner")}, {dialect.lease_expiry})
+ON CONFLICT (owner) DO UPDATE SET expires_at = excluded.expires_at
 """,
+        "forget_relays": f"DELETE FROM saga_event_relays WHERE expires_at < {dialect.now}",
+        "count_relays": f"SELECT count(*) AS relays FROM saga_event_relays WHERE {free_not}",
         "count_dead_events": "SELECT sink, count(*) AS dead FROM saga_dead_events GROUP BY sink",
     }
 

@@ -316,9 +316,10 @@ class Store(abc.ABC):
         concurrent claimers never get the same partition."""
 
     @abc.abstractmethod
-    async def event_partition_owners(self, sink: str, owner: str) -> int:
-        """How many replicas hold live leases on `sink`'s partitions, `owner` counted
-        whether it holds any or not: the relay's fair share is the partitions over this."""
+    async def event_relays(self, lease: Lease) -> int:
+        """Announce `lease.owner` as a running relay (for the lease's length, by the
+        database's clock) and return how many relays are live, itself included: a
+        replica's fair share of a sink's partitions is the partitions over this."""
 
     @abc.abstractmethod
     async def renew_event_partitions(self, sink: str, lease: Lease) -> list[PartitionClaim]:
@@ -326,8 +327,11 @@ class Store(abc.ABC):
         holds, at their versions (a partition claimed by another since is absent)."""
 
     @abc.abstractmethod
-    async def release_event_partitions(self, sink: str, owner: str) -> None:
-        """Give up `owner`'s partitions of `sink`, so another replica takes them at once."""
+    async def release_event_partitions(
+        self, sink: str, owner: str, partitions: Sequence[int] | None = None
+    ) -> None:
+        """Give up `owner`'s partitions of `sink` (all, or those listed), so another
+        replica takes them at once."""
 
     @abc.abstractmethod
     async def settle_events(

@@ -256,18 +256,25 @@ class SqlStore(Store):
         rows = await self._rows(statements.claim_event_partitions, params, write=True)
         return sorted(_claims(sink, rows), key=lambda claim: claim.partition)
 
-    async def event_partition_owners(self, sink: str, owner: str) -> int:
-        params = {**self._statements.dialect.lease_params(Lease(owner, 0)), "sink": sink}
-        rows = await self._rows(self._statements.count_partition_owners, params)
-        return 1 + (int(rows[0]["owners"]) if rows else 0)
+    async def event_relays(self, lease: Lease) -> int:
+        statements = self._statements
+        params = statements.dialect.lease_params(lease)
+        await self._rows(statements.announce_relay, params, write=True)
+        await self._rows(statements.forget_relays, params, write=True)
+        rows = await self._rows(statements.count_relays, params)
+        return max(1, int(rows[0]["relays"]) if rows else 1)
 
     async def renew_event_partitions(self, sink: str, lease: Lease) -> list[PartitionClaim]:
         params = {**self._statements.dialect.lease_params(lease), "sink": sink}
         rows = await self._rows(self._statements.renew_event_partitions, params, write=True)
         return sorted(_claims(sink, rows), key=lambda claim: claim.partition)
 
-    async def release_event_partitions(self, sink: str, owner: str) -> None:
-        params = {"sink": sink, "owner": owner}
+    async def release_event_partitions(
+        self, sink: str, owner: str, partitions: Sequence[int] | None = None
+    ) -> None:
+        every = range(4096) if partitions is None else partitions
+        ids = self._statements.dialect.id_list(list(every))
+        params = {"sink": sink, "owner": owner, "partitions": ids}
         await self._rows(self._statements.release_event_partitions, params, write=True)
 
     async def settle_events(

@@ -5,7 +5,7 @@ lease, then woken) deletes nothing and dead-letters nothing."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import pytest
 
@@ -144,3 +144,67 @@ async def test_the_relay_retries_from_the_first_unconfirmed_and_dead_letters_a_r
     assert await relay_store.dead_event_counts() == {"broker": 1}
     # Stopping released the partition: another replica takes it at once.
     assert await relay_store.claim_event_partitions("broker", 1, Lease("b", LIVE), 1)
+
+
+class RecordingBroker:
+    """A publisher that stores every batch whole."""
+
+    def __init__(self) -> None:
+        self.stored: list[str] = []
+
+    async def connect(self) -> None:
+        pass
+
+    async def publish(self, batch: Sequence[OutgoingEvent]) -> None:
+        self.stored += [event.event_id for event in batch]
+
+    async def close(self) -> None:
+        pass
+
+
+async def wait_for(condition: Callable[[], Awaitable[bool]], what: str) -> None:
+    for _ in range(1500):  # bounded: 30 s
+        if await condition():
+            return
+        await asyncio.sleep(0.02)
+    pytest.fail(f"timed out waiting until {what}")
+
+
+async def test_two_replicas_share_the_partitions_and_publish_every_event_once(store_url: str):
+    sink = EventSink("shared", partitions=4)
+    stores = [open_store(store_url, event_sinks=(sink,)) for _ in range(2)]
+    for store in stores:
+        await store.open()
+    brokers = [RecordingBroker(), RecordingBroker()]
+    settings = RelaySettings(lease_seconds=0.6, poll_seconds=0.05)
+    relays = [
+        SinkRelay(store, sink, broker, owner, settings)
+        for store, broker, owner in zip(stores, brokers, ("a", "b"), strict=True)
+    ]
+    tasks = [asyncio.create_task(relays[0].run())]
+    try:
+
+        async def holds(relay: SinkRelay, count: int) -> bool:
+            return len(relay.partitions) == count
+
+        await wait_for(lambda: holds(relays[0], 4), "a holds every partition")
+        tasks.append(asyncio.create_task(relays[1].run()))
+        await wait_for(lambda: holds(relays[1], 2), "b holds its share")
+        await wait_for(lambda: holds(relays[0], 2), "a handed on its excess")
+        assert sorted(relays[0].partitions + relays[1].partitions) == [0, 1, 2, 3]
+
+        saga_ids = [f"trip-{n}" for n in range(16)]
+        await stores[0].create_sagas([new_saga(saga_id) for saga_id in saga_ids])
+
+        async def drained() -> bool:
+            return not await stores[0].event_backlog()
+
+        await wait_for(drained, "the outbox is empty")
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for store in stores:
+            await store.close()
+    assert brokers[0].stored and brokers[1].stored
+    assert sorted(brokers[0].stored + brokers[1].stored) == sorted(f"{s}:1" for s in saga_ids)

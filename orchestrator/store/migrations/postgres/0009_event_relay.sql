@@ -28,3 +28,10 @@ CREATE TABLE saga_dead_events (
     error        text        NOT NULL,
     dead_at      timestamptz NOT NULL DEFAULT now()
 );
+
+-- The replicas running a relay, each renewing its row like a lease: a replica's fair
+-- share of a sink's partitions is the partitions over the live rows.
+CREATE TABLE saga_event_relays (
+    owner      text PRIMARY KEY,
+    expires_at timestamptz NOT NULL
+);

@@ -30,3 +30,10 @@ CREATE TABLE saga_dead_events (
     dead_at      TEXT    NOT NULL
         DEFAULT (strftime('%Y-%m-%dT%H:%M:%f000+00:00', 'now'))
 );
+
+-- The replicas running a relay, each renewing its row like a lease: a replica's fair
+-- share of a sink's partitions is the partitions over the live rows.
+CREATE TABLE saga_event_relays (
+    owner      TEXT PRIMARY KEY,
+    expires_at TEXT    NOT NULL
+);
