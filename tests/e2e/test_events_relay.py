@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import json
 import secrets
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from orchestrator.core.events import LIFECYCLE_EVENTS, event_id
 from orchestrator.events.jetstream import NatsSettings
 from orchestrator.events.rabbitmq import RabbitMQPublisher, RabbitMQSettings
 from orchestrator.store import open_store
+from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
 from tests.e2e.conftest import wait_terminal
 from tests.e2e.test_telemetry import scrape, value
@@ -239,3 +241,45 @@ async def test_events_survive_a_sigkill_mid_stream(tmp_path, database_url, parti
 
     received = per_saga(await broker.messages(), deduplicate=True)
     assert received == expected
+
+
+def dead_port() -> int:
+    """A port nothing listens on (bound, then closed)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def test_a_broker_outage_neither_fails_sagas_nor_loses_their_events(
+    tmp_path, database_url, participants, rabbitmq
+):
+    unreachable = Broker(
+        "rabbitmq",
+        [
+            "--events-rabbitmq",
+            f"amqp://guest:guest@127.0.0.1:{dead_port()}/",
+            *rabbitmq.flags[2:],
+        ],
+        rabbitmq.messages,
+    )
+    with serving(tmp_path, database_url, participants, unreachable, "cut-off") as orchestrator:
+        saga_ids = [
+            await start_saga_at(orchestrator.address, travel(f"customer-{n}"), f"outage-{n}")
+            for n in range(4)
+        ]
+        async with grpc.aio.insecure_channel(orchestrator.address) as channel:
+            stub = pb_grpc.SagaOrchestratorStub(channel)
+            statuses = {(await wait_terminal(stub, saga_id)).status for saga_id in saga_ids}
+    assert statuses == {pb.SAGA_STATUS_COMPLETED}
+    store = open_store(database_url)
+    await store.open()
+    try:
+        backlog = await store.event_backlog()
+    finally:
+        await store.close()
+    assert backlog["rabbitmq"].pending == 2 * len(saga_ids)  # started, completed
+
+    # The broker is back: the next replica publishes what waited.
+    with serving(tmp_path, database_url, participants, rabbitmq, "reconnected"):
+        expected = await lifecycle_ids(database_url, saga_ids)
+    assert per_saga(await rabbitmq.messages(), deduplicate=False) == expected
