@@ -155,6 +155,8 @@ class SinkRelay:
         self.wakeup = asyncio.Event()
         self._owned: dict[int, _Partition] = {}
         self._connected = False
+        self._connect = _Partition(PartitionClaim(sink.name, -1, 0))
+        """The connection's own backoff, kept like a partition's."""
 
     def wake(self) -> None:
         self.wakeup.set()
@@ -194,7 +196,8 @@ class SinkRelay:
             await self.publisher.close()
 
     def _sleep(self, now: float) -> float:
-        waits = [p.retry_at - now for p in self._owned.values() if p.retry_at > now]
+        pending = [*self._owned.values(), self._connect]
+        waits = [p.retry_at - now for p in pending if p.retry_at > now]
         return max(0.01, min([self.settings.poll_seconds, *waits]))
 
     async def _keep_partitions(self) -> None:
@@ -233,13 +236,15 @@ class SinkRelay:
     async def _publish_owned(self, now: float) -> bool:
         """One batch of every partition due; True when some partition may have more."""
         if not self._connected:
+            if not self._owned or now < self._connect.retry_at:
+                return False
             try:
                 await self.publisher.connect()
                 self._connected = True
+                self._connect.failures = 0
             except PublishError as error:
                 logger.warning("event relay of sink %s: %s", self.sink.name, error)
-                for partition in self._owned.values():
-                    self._back_off(partition, now)
+                self._back_off(self._connect, now)
                 return False
         busy = False
         for partition in list(self._owned.values()):

@@ -30,7 +30,12 @@ from tests.e2e.conftest import wait_terminal
 from tests.e2e.test_telemetry import scrape, value
 from tests.support.payloads import travel
 from tests.support.starting import start_saga_at
-from tools.processes import ChildProcess, orchestrator_process
+from tools.processes import (
+    PARTICIPANT_SERVICES,
+    ChildProcess,
+    orchestrator_process,
+    participants_process,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -38,6 +43,19 @@ RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672/"
 NATS_URL = "nats://127.0.0.1:4222"
 SHORT_LEASE = {"SAGA_LEASE_SECONDS": "1"}
 """A killed replica's sagas and event partitions are taken over once this runs out."""
+
+
+@pytest.fixture(scope="module")
+def participants(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChildProcess]:
+    """The example participants, with room for every booking of this module: each saga
+    here must complete, whichever tests ran before it."""
+    process = participants_process(
+        tmp_path_factory.mktemp("participants"), PARTICIPANT_SERVICES, ["--capacity", "100000"]
+    )
+    try:
+        yield process.start()
+    finally:
+        process.stop()
 
 
 @dataclass
