@@ -28,6 +28,7 @@ from orchestrator.api.request_decoding import UndecodableRequestInterceptor
 from orchestrator.api.servicer import SagaOrchestratorService
 from orchestrator.core.definition import SagaDefinition
 from orchestrator.core.errors import ConfigurationError, SagaError
+from orchestrator.core.events import EventSink
 from orchestrator.core.limits import Limits
 from orchestrator.core.records import Lease
 from orchestrator.core.registry import Registry, check_unfinished_versions
@@ -35,6 +36,9 @@ from orchestrator.engine.commands import ParticipantClient
 from orchestrator.engine.executor import Executor
 from orchestrator.engine.leases import DEFAULT_LEASE_SECONDS, unique_replica_id
 from orchestrator.engine.retention import keep_retention
+from orchestrator.events.brokers import Publisher
+from orchestrator.events.config import EventsConfig
+from orchestrator.events.relay import Relay, RelayMetrics, RelaySettings
 from orchestrator.security.auth import AuthInterceptor, AuthPolicy, orchestrator_rules
 from orchestrator.security.tls import ClientTls, ServerTls, add_listener, is_loopback
 from orchestrator.store import PoolConfig, Store, open_store
@@ -118,6 +122,8 @@ class ServeConfig:
     console_session_lifetime_seconds: float = 24 * 3600.0
     # Bound on a connection's handshake (gRPC) or request headers (console).
     handshake_timeout_seconds: float = HANDSHAKE_TIMEOUT_SECONDS
+    # Broker sinks of events (docs/events.md); none by default.
+    events: EventsConfig = field(default_factory=EventsConfig)
 
 
 def server_options(
@@ -291,6 +297,25 @@ async def serve(config: ServeConfig, definitions: Iterable[SagaDefinition]) -> N
         tracing.shutdown()
 
 
+def _start_relay(
+    config: ServeConfig,
+    store: Store,
+    telemetry: EngineTelemetry,
+    broker_sinks: Sequence[tuple[EventSink, Publisher]],
+) -> Relay | None:
+    """The event relay of the broker sinks, woken by this process's writes; None without."""
+    if not broker_sinks:
+        return None
+    metrics = None if telemetry.metrics is None else RelayMetrics(telemetry.metrics.registry)
+    # Partitions are leased for as long as sagas are: a replica that dies hands both on together.
+    settings = RelaySettings(lease_seconds=config.lease_seconds)
+    relay = Relay(store, broker_sinks, config.replica_id, settings, metrics)
+    store.on_written(relay.wake)
+    relay.start()
+    logger.info("event relay: sinks %s", ", ".join(sink.name for sink, _ in broker_sinks))
+    return relay
+
+
 def _start_retention(
     config: ServeConfig, store: Store, telemetry: EngineTelemetry
 ) -> asyncio.Task[None] | None:
@@ -338,7 +363,13 @@ async def _serve(
         config.participants, tls=config.participants_tls, token=config.participants_token
     )
     participants.check_addresses(registry.participants)
-    store = open_store(config.database_url, config.pool, replica_id=config.replica_id)
+    broker_sinks = config.events.sinks()
+    store = open_store(
+        config.database_url,
+        config.pool,
+        replica_id=config.replica_id,
+        event_sinks=[sink for sink, _ in broker_sinks],
+    )
     await store.open()
     if telemetry.metrics is not None:
         telemetry.metrics.watch_store_pool(store.pool_stats)
@@ -410,6 +441,7 @@ async def _serve(
     if policy is not None:
         loop.add_signal_handler(signal.SIGHUP, policy.reload)
     executor.resume_unfinished()
+    relay = _start_relay(config, store, telemetry, broker_sinks)
     retention = _start_retention(config, store, telemetry)
     gauge = None
     if telemetry.metrics is not None:
@@ -438,6 +470,8 @@ async def _serve(
         retention.cancel()
         await asyncio.gather(retention, return_exceptions=True)
     await executor.stop()
+    if relay is not None:
+        await relay.stop()
     await participants.close()
     with contextlib.suppress(Exception):
         await store.close()

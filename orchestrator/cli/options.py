@@ -400,3 +400,62 @@ def watch_options(parser: argparse.ArgumentParser) -> None:
         help="after losing the orchestrator, keep trying to get the stream back this long "
         "(env SAGA_WATCH_RECONNECT_TIMEOUT; default %(default)s)",
     )
+
+
+def events_options(parser: argparse.ArgumentParser) -> None:
+    """`saga serve`'s broker sinks of events (docs/events.md), each also from the env."""
+    group = parser.add_argument_group("events", "publish saga events to brokers")
+    group.add_argument(
+        "--events-rabbitmq",
+        default=env_or("SAGA_EVENTS_RABBITMQ"),
+        metavar="URL",
+        help="publish events to RabbitMQ at this amqp:// URL (env SAGA_EVENTS_RABBITMQ)",
+    )
+    group.add_argument(
+        "--events-rabbitmq-exchange",
+        default=env_or("SAGA_EVENTS_RABBITMQ_EXCHANGE", "saga.events"),
+        metavar="NAME",
+        help="the topic exchange (env SAGA_EVENTS_RABBITMQ_EXCHANGE; default saga.events)",
+    )
+    group.add_argument(
+        "--events-nats",
+        default=env_or("SAGA_EVENTS_NATS"),
+        metavar="URL",
+        help="publish events to NATS JetStream at this nats:// URL (env SAGA_EVENTS_NATS)",
+    )
+    group.add_argument(
+        "--events-nats-stream",
+        default=env_or("SAGA_EVENTS_NATS_STREAM", "SAGA_EVENTS"),
+        metavar="NAME",
+        help="the JetStream stream (env SAGA_EVENTS_NATS_STREAM; default SAGA_EVENTS)",
+    )
+    group.add_argument(
+        "--events-nats-subject-prefix",
+        default=env_or("SAGA_EVENTS_NATS_SUBJECT_PREFIX", "sagas"),
+        metavar="PREFIX",
+        help="subjects are PREFIX.<saga type>.<event> (env SAGA_EVENTS_NATS_SUBJECT_PREFIX; "
+        "default sagas)",
+    )
+    group.add_argument(
+        "--events-set",
+        choices=("lifecycle", "all"),
+        default=env_or("SAGA_EVENTS_SET", "lifecycle"),
+        help="the sagas' milestones only, or every transition (env SAGA_EVENTS_SET; "
+        "default lifecycle)",
+    )
+    group.add_argument(
+        "--events-saga-type",
+        action="append",
+        default=[t for t in (env_or("SAGA_EVENTS_SAGA_TYPES", "") or "").split(",") if t],
+        metavar="NAME",
+        help="only sagas of this type; repeatable (env SAGA_EVENTS_SAGA_TYPES, "
+        "comma-separated; default every type)",
+    )
+    group.add_argument(
+        "--events-partitions",
+        type=positive_int,
+        default=env_or("SAGA_EVENTS_PARTITIONS", "16"),
+        metavar="N",
+        help="partitions of each sink, the unit replicas share (env SAGA_EVENTS_PARTITIONS; "
+        "default 16)",
+    )

@@ -18,6 +18,7 @@ from orchestrator.cli.options import (
     console_security_options,
     duration_argument,
     env_or,
+    events_options,
     json_option,
     list_limit,
     non_negative_int,
@@ -217,6 +218,7 @@ def _limit_options(serve_cmd: argparse.ArgumentParser) -> None:
             metavar="N",
             help=f"{what} (env {env}; default {default})",
         )
+    events_options(serve_cmd)
     serve_cmd.add_argument(
         "--retention",
         type=duration_argument,

@@ -20,6 +20,7 @@ from orchestrator.core.errors import SagaError
 from orchestrator.telemetry.logs import configure_logging
 
 if TYPE_CHECKING:
+    from orchestrator.events.config import EventsConfig
     from orchestrator.security.tls import ServerTls
 
 
@@ -33,6 +34,24 @@ def _console_tls(cert: str | None, key: str | None) -> ServerTls | None:
             "the console's HTTPS needs both --http-tls-cert and --http-tls-key", EXIT_USAGE
         )
     return ServerTls(Path(cert), Path(key)) if cert and key else None
+
+
+def _events_config(args: argparse.Namespace) -> EventsConfig:
+    from orchestrator.core.events import EventSet
+    from orchestrator.events.config import EventsConfig
+
+    if args.events_partitions > 4096:
+        raise CliError("--events-partitions must be 1 to 4096", EXIT_USAGE)
+    return EventsConfig(
+        rabbitmq_url=args.events_rabbitmq or None,
+        rabbitmq_exchange=args.events_rabbitmq_exchange,
+        nats_url=args.events_nats or None,
+        nats_stream=args.events_nats_stream,
+        nats_subject_prefix=args.events_nats_subject_prefix,
+        events=EventSet(args.events_set),
+        saga_types=frozenset(args.events_saga_type),
+        partitions=args.events_partitions,
+    )
 
 
 def serve_command(args: argparse.Namespace) -> int:
@@ -84,6 +103,7 @@ def serve_command(args: argparse.Namespace) -> int:
             console_session_idle_seconds=args.console_session_idle.total_seconds(),
             console_session_lifetime_seconds=args.console_session_lifetime.total_seconds(),
             handshake_timeout_seconds=args.handshake_timeout,
+            events=_events_config(args),
             **({"replica_id": args.replica_id} if args.replica_id else {}),
         )
         asyncio.run(serve(config, load_definition_modules(args.definitions)))

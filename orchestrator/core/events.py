@@ -180,6 +180,26 @@ class SinkBacklog:
     oldest: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class PartitionClaim:
+    """A relay's lease on one partition of a sink, at the version its claim gave it: the
+    relay's deletes in that partition succeed only while the partition is still its own
+    at that version (a later claim by another relay bumps it)."""
+
+    sink: str
+    partition: int
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeadEvent:
+    """An outbox row the relay gives up on (its broker refused it `attempts` times)."""
+
+    id: int
+    attempts: int
+    error: str
+
+
 def event_id(saga_id: str, seq: int) -> str:
     """The CloudEvents `id` of a transition's event: the same on every (re)publish."""
     return f"{saga_id}:{seq}"

@@ -162,6 +162,10 @@ class Dialect:
     order (code point order, as Python sorts), the order group commit updates them in:
     the two never wait for each other in a cycle. Empty where one writer runs at a time."""
     time_to_db: Callable[[datetime], object] = aware
+    number_series: Callable[[str], str] = lambda name: (
+        f"SELECT generate_series(0, %({name})s - 1) AS value"
+    )
+    """A query of one column `value`: the integers 0 .. parameter `name` - 1."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +196,17 @@ class Statements:
     select_pending_events: str
     delete_events: str
     event_backlog: str
+    add_event_partitions: str
+    claim_event_partitions: str
+    renew_event_partitions: str
+    release_event_partitions: str
+    hold_event_partition: str
+    bury_event: str
+    delete_partition_events: str
+    count_dead_events: str
+    announce_relay: str
+    forget_relays: str
+    count_relays: str
     dialect: Dialect
 
     @classmethod
@@ -319,8 +334,75 @@ LIMIT {p("limit")}
             event_backlog="""
 SELECT sink, count(*) AS pending, min(created_at) AS oldest FROM saga_outbox GROUP BY sink
 """,
+            **_relay_statements(dialect),
             dialect=dialect,
         )
+
+
+def _relay_statements(dialect: Dialect) -> dict[str, str]:
+    """The relay's partition leases (claimed like sagas', by the database clock) and its
+    fenced deletes (0009_event_relay.sql)."""
+    p = dialect.param
+    free = f"expires_at IS NULL OR expires_at < {dialect.now}"
+    free_not = f"expires_at >= {dialect.now}"
+    return {
+        "add_event_partitions": f"""
+INSERT INTO saga_event_partitions (sink, partition_no)
+SELECT {p("sink")}, value FROM ({dialect.number_series("partitions")}) AS numbers
+WHERE TRUE
+ON CONFLICT (sink, partition_no) DO NOTHING
+""",
+        "claim_event_partitions": f"""
+UPDATE saga_event_partitions
+SET owner = {p("owner")}, expires_at = {dialect.lease_expiry}, version = version + 1
+WHERE sink = {p("sink")} AND partition_no IN (
+    SELECT partition_no FROM saga_event_partitions
+    WHERE sink = {p("sink")} AND partition_no < {p("partitions")} AND ({free})
+    ORDER BY partition_no
+    LIMIT {p("limit")}
+    {dialect.skip_locked}
+)
+RETURNING partition_no, version
+""",
+        "renew_event_partitions": f"""
+UPDATE saga_event_partitions SET expires_at = {dialect.lease_expiry}
+WHERE sink = {p("sink")} AND owner = {p("owner")}
+RETURNING partition_no, version
+""",
+        "release_event_partitions": f"""
+UPDATE saga_event_partitions SET owner = NULL, expires_at = NULL
+WHERE sink = {p("sink")} AND owner = {p("owner")} AND partition_no {dialect.in_list("partitions")}
+""",
+        # Locks the lease row for the rest of the transaction: a claim cannot take the
+        # partition between this check and the deletes that follow it.
+        "hold_event_partition": f"""
+UPDATE saga_event_partitions SET expires_at = {dialect.lease_expiry}
+WHERE sink = {p("sink")} AND partition_no = {p("partition_no")}
+  AND owner = {p("owner")} AND version = {p("version")}
+RETURNING version
+""",
+        "bury_event": f"""
+INSERT INTO saga_dead_events
+    (id, sink, partition_no, saga_id, seq, event_type, body, created_at, attempts, error)
+SELECT id, sink, partition_no, saga_id, seq, event_type, body, created_at,
+       {p("attempts")}, {p("error")}
+FROM saga_outbox
+WHERE id = {p("id")} AND sink = {p("sink")} AND partition_no = {p("partition_no")}
+ON CONFLICT (id) DO NOTHING
+""",
+        "delete_partition_events": f"""
+DELETE FROM saga_outbox
+WHERE id {dialect.in_list("ids")} AND sink = {p("sink")} AND partition_no = {p("partition_no")}
+RETURNING id
+""",
+        "announce_relay": f"""
+INSERT INTO saga_event_relays (owner, expires_at) VALUES ({p("owner")}, {dialect.lease_expiry})
+ON CONFLICT (owner) DO UPDATE SET expires_at = excluded.expires_at
+""",
+        "forget_relays": f"DELETE FROM saga_event_relays WHERE expires_at < {dialect.now}",
+        "count_relays": f"SELECT count(*) AS relays FROM saga_event_relays WHERE {free_not}",
+        "count_dead_events": "SELECT sink, count(*) AS dead FROM saga_dead_events GROUP BY sink",
+    }
 
 
 def one_row(

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 
 from orchestrator.core.errors import SagaError
-from orchestrator.core.events import PendingEvent, SinkBacklog
+from orchestrator.core.events import DeadEvent, PartitionClaim, PendingEvent, SinkBacklog
 from orchestrator.core.records import (
     CreateSagaResult,
     Lease,
@@ -76,9 +76,11 @@ class Store(abc.ABC):
         so no other replica takes it up. Goes through group commit: it may share a
         transaction with other sagas' writes, and returns once that is committed.
         """
-        return await self._group_commit().create(
+        result = await self._group_commit().create(
             NewSaga(saga, tuple(steps), tuple(transitions), lease)
         )
+        self._written()
+        return result
 
     async def create_sagas(
         self, new_sagas: Sequence[NewSaga]
@@ -107,6 +109,7 @@ class Store(abc.ABC):
 
         if new_sagas:
             await write_isolated(write, list(enumerate(new_sagas)), answer)
+        self._written()
         answers: list[CreateSagaResult | SagaError] = []
         for index in range(len(new_sagas)):
             outcome = outcomes[index]
@@ -119,8 +122,19 @@ class Store(abc.ABC):
         """Apply commits of one or more sagas (see `write`); returns once they are
         committed, possibly in one transaction with other sagas' writes."""
         await self._group_commit().commit(commits)
+        self._written()
 
     _group: GroupCommit | None = None
+    _written_hooks: tuple[Callable[[], None], ...] = ()
+
+    def on_written(self, hook: Callable[[], None]) -> None:
+        """Call `hook` (cheap, synchronous) after this process's commits and new sagas
+        are written: the event relay's in-process wake-up."""
+        self._written_hooks = (*self._written_hooks, hook)
+
+    def _written(self) -> None:
+        for hook in self._written_hooks:
+            hook()
 
     def _group_commit(self) -> GroupCommit:
         if self._group is None:
@@ -279,18 +293,59 @@ class Store(abc.ABC):
         already read may still appear (its transaction committed later): read what is
         pending and delete what was delivered, never resume "after the last id read".
 
-        Not fenced: the relay that publishes a partition must hold its lease (to come
-        with the relay), or two relays would publish it side by side (duplicates, which
-        consumers drop by event id, but also interleaved order)."""
+        Not fenced: the relay publishes a partition only while it holds its lease
+        (`claim_event_partitions`) and deletes through `settle_events`."""
 
     @abc.abstractmethod
     async def delete_events(self, ids: Sequence[int]) -> int:
         """Delete the outbox rows `ids` (delivered); return how many were still there.
 
-        Not fenced yet: the relay's delete will be conditioned on its partition lease, so
-        a relay that lost its lease deletes nothing. Until then, only one process may
-        drain a partition."""
+        Not fenced: for tools and tests; the relay deletes through `settle_events`."""
 
     @abc.abstractmethod
     async def event_backlog(self) -> dict[str, SinkBacklog]:
         """Per sink with undelivered events: how many, and when the oldest was written."""
+
+    @abc.abstractmethod
+    async def claim_event_partitions(
+        self, sink: str, partitions: int, lease: Lease, limit: int
+    ) -> list[PartitionClaim]:
+        """Claim up to `limit` of `sink`'s partitions 0 .. `partitions`-1 whose lease is
+        missing or expired (by the database's clock), for `lease.owner`. Each claim
+        bumps the partition's version, fencing out its previous owner's deletes;
+        concurrent claimers never get the same partition."""
+
+    @abc.abstractmethod
+    async def event_relays(self, lease: Lease) -> int:
+        """Announce `lease.owner` as a running relay (for the lease's length, by the
+        database's clock) and return how many relays are live, itself included: a
+        replica's fair share of a sink's partitions is the partitions over this."""
+
+    @abc.abstractmethod
+    async def renew_event_partitions(self, sink: str, lease: Lease) -> list[PartitionClaim]:
+        """Extend `lease.owner`'s leases on `sink`'s partitions; returns those it still
+        holds, at their versions (a partition claimed by another since is absent)."""
+
+    @abc.abstractmethod
+    async def release_event_partitions(
+        self, sink: str, owner: str, partitions: Sequence[int] | None = None
+    ) -> None:
+        """Give up `owner`'s partitions of `sink` (all, or those listed), so another
+        replica takes them at once."""
+
+    @abc.abstractmethod
+    async def settle_events(
+        self,
+        claim: PartitionClaim,
+        lease: Lease,
+        delivered: Sequence[int],
+        dead: DeadEvent | None = None,
+    ) -> bool:
+        """Delete the `delivered` outbox rows of the claimed partition and move `dead`
+        (if any) to the dead-letter table, in one transaction that first checks the
+        partition is still `lease.owner`'s at `claim.version` (and renews its lease).
+        Returns False, having changed nothing, when the claim is lost."""
+
+    @abc.abstractmethod
+    async def dead_event_counts(self) -> dict[str, int]:
+        """How many dead-lettered events each sink has (sinks with none are absent)."""

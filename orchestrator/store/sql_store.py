@@ -18,7 +18,13 @@ from typing import ClassVar
 
 from orchestrator.core.clock import utc_now
 from orchestrator.core.errors import ConfigurationError
-from orchestrator.core.events import EventSink, PendingEvent, SinkBacklog
+from orchestrator.core.events import (
+    DeadEvent,
+    EventSink,
+    PartitionClaim,
+    PendingEvent,
+    SinkBacklog,
+)
 from orchestrator.core.records import (
     CreateSagaResult,
     Lease,
@@ -232,8 +238,80 @@ class SqlStore(Store):
         backlogs = [self._encoding.backlog_from_row(row) for row in rows]
         return {backlog.sink: backlog for backlog in backlogs}
 
+    async def claim_event_partitions(
+        self, sink: str, partitions: int, lease: Lease, limit: int
+    ) -> list[PartitionClaim]:
+        if limit <= 0:
+            return []
+        statements = self._statements
+        await self._rows(
+            statements.add_event_partitions, {"sink": sink, "partitions": partitions}, write=True
+        )
+        params = {
+            **statements.dialect.lease_params(lease),
+            "sink": sink,
+            "partitions": partitions,
+            "limit": limit,
+        }
+        rows = await self._rows(statements.claim_event_partitions, params, write=True)
+        return sorted(_claims(sink, rows), key=lambda claim: claim.partition)
+
+    async def event_relays(self, lease: Lease) -> int:
+        statements = self._statements
+        params = statements.dialect.lease_params(lease)
+        await self._rows(statements.announce_relay, params, write=True)
+        await self._rows(statements.forget_relays, params, write=True)
+        rows = await self._rows(statements.count_relays, params)
+        return max(1, int(rows[0]["relays"]) if rows else 1)
+
+    async def renew_event_partitions(self, sink: str, lease: Lease) -> list[PartitionClaim]:
+        params = {**self._statements.dialect.lease_params(lease), "sink": sink}
+        rows = await self._rows(self._statements.renew_event_partitions, params, write=True)
+        return sorted(_claims(sink, rows), key=lambda claim: claim.partition)
+
+    async def release_event_partitions(
+        self, sink: str, owner: str, partitions: Sequence[int] | None = None
+    ) -> None:
+        every = range(4096) if partitions is None else partitions
+        ids = self._statements.dialect.id_list(list(every))
+        params = {"sink": sink, "owner": owner, "partitions": ids}
+        await self._rows(self._statements.release_event_partitions, params, write=True)
+
+    async def settle_events(
+        self,
+        claim: PartitionClaim,
+        lease: Lease,
+        delivered: Sequence[int],
+        dead: DeadEvent | None = None,
+    ) -> bool:
+        statements = self._statements
+        where = {"sink": claim.sink, "partition_no": claim.partition}
+        ids = [*delivered, *([dead.id] if dead else [])]
+        async with self._transaction() as tx:
+            held = await tx.rows(
+                statements.hold_event_partition,
+                {**statements.dialect.lease_params(lease), **where, "version": claim.version},
+            )
+            if not held:
+                return False
+            if dead is not None:
+                params = {**where, "id": dead.id, "attempts": dead.attempts, "error": dead.error}
+                await tx.rows(statements.bury_event, params)
+            if ids:
+                params = {**where, "ids": statements.dialect.id_list(ids)}
+                await tx.rows(statements.delete_partition_events, params)
+        return True
+
+    async def dead_event_counts(self) -> dict[str, int]:
+        rows = await self._rows(self._statements.count_dead_events, {})
+        return {str(row["sink"]): int(row["dead"]) for row in rows}
+
     def _ids(self, saga_ids: Sequence[str]) -> dict[str, object]:
         return {"saga_ids": self._statements.dialect.id_list(saga_ids)}
+
+
+def _claims(sink: str, rows: Sequence[Row]) -> list[PartitionClaim]:
+    return [PartitionClaim(sink, int(row["partition_no"]), int(row["version"])) for row in rows]
 
 
 def checked_sinks(sinks: Sequence[EventSink]) -> tuple[EventSink, ...]:

@@ -99,6 +99,10 @@ DIALECT = Dialect(
     id_list=json.dumps,
     in_list=lambda name: f"IN (SELECT value FROM json_each(:{name}))",
     time_to_db=_time_to_text,
+    number_series=lambda name: (
+        "WITH RECURSIVE series(value) AS (SELECT 0 UNION ALL SELECT value + 1 FROM series"
+        f" WHERE value + 1 < :{name}) SELECT value FROM series"
+    ),
 )
 """How SQLite spells the shared SQL: leases by this process's clock, ids as a JSON array."""
 _STATEMENTS = Statements.render(DIALECT)

@@ -1,0 +1,210 @@
+"""The relay's store side, on both back ends: partition leases claimed by the database
+clock, and deletes fenced by them, so a relay that lost its partition (frozen past its
+lease, then woken) deletes nothing and dead-letters nothing."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+
+import pytest
+
+from orchestrator.core.events import DeadEvent, EventSink, PartitionClaim
+from orchestrator.core.records import Lease
+from orchestrator.events.brokers import EventRefused, OutgoingEvent, PublishTimeout
+from orchestrator.events.relay import RelaySettings, SinkRelay
+from orchestrator.store import Store, open_store
+from tests.integration.test_store import new_saga
+
+pytestmark = pytest.mark.integration
+
+SINK = EventSink("broker", partitions=1)
+LIVE = 30.0
+EXPIRED = -1.0
+"""A lease that is over when it is taken: the next claimer may take the partition."""
+
+
+@pytest.fixture
+async def relay_store(store_url: str) -> AsyncIterator[Store]:
+    store = open_store(store_url, event_sinks=(SINK,))
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+async def pending_ids(store: Store) -> list[int]:
+    return [event.id for event in await store.pending_events(SINK.name, 0, limit=100)]
+
+
+async def test_a_stale_owner_deletes_nothing_and_the_new_owner_settles(relay_store: Store):
+    await relay_store.create_sagas([new_saga(f"trip-{n}") for n in range(3)])
+    ids = await pending_ids(relay_store)
+    assert len(ids) == 3
+
+    # Replica a claims, then freezes past its lease; replica b takes the partition.
+    [stale] = await relay_store.claim_event_partitions("broker", 1, Lease("a", EXPIRED), 1)
+    [fresh] = await relay_store.claim_event_partitions("broker", 1, Lease("b", LIVE), 1)
+    assert fresh == PartitionClaim("broker", 0, stale.version + 1)
+
+    # a wakes and tries to delete what it published, and to dead-letter one event.
+    dead = DeadEvent(ids[2], attempts=5, error="too large")
+    assert not await relay_store.settle_events(stale, Lease("a", LIVE), ids[:2], dead)
+    assert await pending_ids(relay_store) == ids
+    assert await relay_store.dead_event_counts() == {}
+    assert await relay_store.renew_event_partitions("broker", Lease("a", LIVE)) == []
+
+    assert await relay_store.settle_events(fresh, Lease("b", LIVE), ids[:1], dead)
+    assert await pending_ids(relay_store) == ids[1:2]
+    assert await relay_store.dead_event_counts() == {"broker": 1}
+    assert await relay_store.renew_event_partitions("broker", Lease("b", LIVE)) == [fresh]
+
+
+async def test_a_claim_of_an_earlier_tenure_deletes_nothing(relay_store: Store):
+    """The same replica lost the partition and claimed it again: its first claim is void."""
+    await relay_store.create_sagas([new_saga("trip-1")])
+    ids = await pending_ids(relay_store)
+    [first] = await relay_store.claim_event_partitions("broker", 1, Lease("a", EXPIRED), 1)
+    await relay_store.claim_event_partitions("broker", 1, Lease("b", EXPIRED), 1)
+    [again] = await relay_store.claim_event_partitions("broker", 1, Lease("a", LIVE), 1)
+    assert again.version == first.version + 2
+
+    assert not await relay_store.settle_events(first, Lease("a", LIVE), ids)
+    assert await pending_ids(relay_store) == ids
+    assert await relay_store.settle_events(again, Lease("a", LIVE), ids)
+    assert await pending_ids(relay_store) == []
+
+
+async def test_a_live_partition_is_not_claimed_until_released(relay_store: Store):
+    owned = await relay_store.claim_event_partitions("broker", 4, Lease("a", LIVE), 3)
+    assert [claim.partition for claim in owned] == [0, 1, 2]
+    others = await relay_store.claim_event_partitions("broker", 4, Lease("b", LIVE), 4)
+    assert [claim.partition for claim in others] == [3]
+
+    await relay_store.release_event_partitions("broker", "a")
+    taken = await relay_store.claim_event_partitions("broker", 4, Lease("b", LIVE), 4)
+    assert [(c.partition, c.version) for c in taken] == [
+        (c.partition, c.version + 1) for c in owned
+    ]
+    assert not await relay_store.settle_events(owned[0], Lease("a", LIVE), [])
+
+
+class ScriptedBroker:
+    """A publisher that records what it was sent and fails as told: the first batch is
+    cut after its first item (PublishFailed), and `refused` is refused every time."""
+
+    def __init__(self, refused: str) -> None:
+        self.refused = refused
+        self.sent: list[str] = []
+        self.stored: list[str] = []
+        self.failed_once = False
+
+    async def connect(self) -> None:
+        pass
+
+    async def publish(self, batch: Sequence[OutgoingEvent]) -> None:
+        for index, event in enumerate(batch):
+            self.sent.append(event.event_id)
+            if not self.failed_once and index == 1:
+                self.failed_once = True
+                raise PublishTimeout("no confirm", confirmed=1)
+            if event.event_id == self.refused:
+                raise EventRefused("too large", event_id=event.event_id, confirmed=index)
+            self.stored.append(event.event_id)
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_the_relay_retries_from_the_first_unconfirmed_and_dead_letters_a_refused_event(
+    relay_store: Store,
+):
+    await relay_store.create_sagas([new_saga(f"trip-{n}") for n in range(4)])
+    refused = "trip-2:1"
+    broker = ScriptedBroker(refused)
+    settings = RelaySettings(poll_seconds=0.05, backoff_seconds=0.01, max_refusals=3)
+    relay = SinkRelay(relay_store, SINK, broker, "a", settings)
+    task = asyncio.create_task(relay.run())
+    try:
+        for _ in range(1500):  # bounded: 30 s
+            if not await pending_ids(relay_store):
+                break
+            await asyncio.sleep(0.02)
+        else:
+            pytest.fail(f"the relay left {await pending_ids(relay_store)} pending")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    assert broker.stored == ["trip-0:1", "trip-1:1", "trip-3:1"]
+    # Cut after the first: the second is sent again; the refused one three times.
+    assert broker.sent[:3] == ["trip-0:1", "trip-1:1", "trip-1:1"]
+    assert broker.sent.count(refused) == 3
+    assert await relay_store.dead_event_counts() == {"broker": 1}
+    # Stopping released the partition: another replica takes it at once.
+    assert await relay_store.claim_event_partitions("broker", 1, Lease("b", LIVE), 1)
+
+
+class RecordingBroker:
+    """A publisher that stores every batch whole."""
+
+    def __init__(self) -> None:
+        self.stored: list[str] = []
+
+    async def connect(self) -> None:
+        pass
+
+    async def publish(self, batch: Sequence[OutgoingEvent]) -> None:
+        self.stored += [event.event_id for event in batch]
+
+    async def close(self) -> None:
+        pass
+
+
+async def wait_for(condition: Callable[[], Awaitable[bool]], what: str) -> None:
+    for _ in range(1500):  # bounded: 30 s
+        if await condition():
+            return
+        await asyncio.sleep(0.02)
+    pytest.fail(f"timed out waiting until {what}")
+
+
+async def test_two_replicas_share_the_partitions_and_publish_every_event_once(store_url: str):
+    sink = EventSink("shared", partitions=4)
+    stores = [open_store(store_url, event_sinks=(sink,)) for _ in range(2)]
+    for store in stores:
+        await store.open()
+    brokers = [RecordingBroker(), RecordingBroker()]
+    settings = RelaySettings(lease_seconds=0.6, poll_seconds=0.05)
+    relays = [
+        SinkRelay(store, sink, broker, owner, settings)
+        for store, broker, owner in zip(stores, brokers, ("a", "b"), strict=True)
+    ]
+    tasks = [asyncio.create_task(relays[0].run())]
+    try:
+
+        async def holds(relay: SinkRelay, count: int) -> bool:
+            return len(relay.partitions) == count
+
+        await wait_for(lambda: holds(relays[0], 4), "a holds every partition")
+        tasks.append(asyncio.create_task(relays[1].run()))
+        await wait_for(lambda: holds(relays[1], 2), "b holds its share")
+        await wait_for(lambda: holds(relays[0], 2), "a handed on its excess")
+        assert sorted(relays[0].partitions + relays[1].partitions) == [0, 1, 2, 3]
+
+        saga_ids = [f"trip-{n}" for n in range(16)]
+        await stores[0].create_sagas([new_saga(saga_id) for saga_id in saga_ids])
+
+        async def drained() -> bool:
+            return not await stores[0].event_backlog()
+
+        await wait_for(drained, "the outbox is empty")
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for store in stores:
+            await store.close()
+    assert brokers[0].stored and brokers[1].stored
+    assert sorted(brokers[0].stored + brokers[1].stored) == sorted(f"{s}:1" for s in saga_ids)
