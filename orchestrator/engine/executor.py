@@ -29,6 +29,7 @@ from orchestrator.core.errors import (
     SagaError,
     SagaNotFound,
     StaleSagaVersion,
+    StoreUnavailable,
 )
 from orchestrator.core.limits import DEFAULT_MAX_SAGAS_IN_FLIGHT
 from orchestrator.core.machine import Action, SagaRun
@@ -507,6 +508,18 @@ class Executor:
                     )
                     return None
                 logger.info("saga changed by a request; reloading", extra={"saga_id": saga_id})
+            except StoreUnavailable as error:
+                # Expected during a database outage, for every saga in flight: one line
+                # each, no traceback (the pool logs the outage itself once).
+                delay = RESTART_BACKOFF_SECONDS[min(failures, len(RESTART_BACKOFF_SECONDS) - 1)]
+                failures += 1
+                logger.warning(
+                    "the store is unavailable (%s); reloading the saga in %.1fs",
+                    type(error.__cause__).__name__ if error.__cause__ else "pool not reachable",
+                    delay,
+                    extra={"saga_id": saga_id},
+                )
+                await asyncio.sleep(delay)
             except Exception:
                 delay = RESTART_BACKOFF_SECONDS[min(failures, len(RESTART_BACKOFF_SECONDS) - 1)]
                 failures += 1

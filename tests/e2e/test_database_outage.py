@@ -177,6 +177,10 @@ async def test_sagas_in_flight_when_postgres_stops_finish_once_it_is_back(
 
     sagas = await wait_all_terminal(stub, list(started))
     assert orchestrator.process.poll() is None, orchestrator.log_tail()
+    # An outage is expected weather: a line per saga at WARNING, no traceback at ERROR.
+    log = orchestrator.log_file.read_text()
+    assert "the store is unavailable" in log
+    assert "Traceback" not in log, orchestrator.log_tail()
     addresses = slow_participants.info["services"]
     for saga in sagas:
         kind = started[saga.saga_id]
