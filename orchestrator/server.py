@@ -15,7 +15,7 @@ import logging
 import os
 import signal
 import ssl
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -26,6 +26,7 @@ from grpc_reflection.v1alpha import reflection
 
 from orchestrator.api.request_decoding import UndecodableRequestInterceptor
 from orchestrator.api.servicer import SagaOrchestratorService
+from orchestrator.api.webhooks_wiring import Webhooks, WebhooksConfig
 from orchestrator.core.definition import SagaDefinition
 from orchestrator.core.errors import ConfigurationError, SagaError
 from orchestrator.core.events import EventSink
@@ -39,7 +40,12 @@ from orchestrator.engine.retention import keep_retention
 from orchestrator.events.brokers import Publisher
 from orchestrator.events.config import EventsConfig
 from orchestrator.events.relay import Relay, RelayMetrics, RelaySettings
-from orchestrator.security.auth import AuthInterceptor, AuthPolicy, orchestrator_rules
+from orchestrator.security.auth import (
+    AuthInterceptor,
+    AuthPolicy,
+    orchestrator_rules,
+    webhook_rules,
+)
 from orchestrator.security.tls import ClientTls, ServerTls, add_listener, is_loopback
 from orchestrator.store import PoolConfig, Store, open_store
 from orchestrator.telemetry.engine import EngineTelemetry
@@ -52,7 +58,7 @@ from orchestrator.telemetry.metrics import (
     start_metrics_server,
 )
 from orchestrator.telemetry.tracing import TRACE_EXPORTERS, configure_tracing
-from saga.v1 import orchestrator_pb2, orchestrator_pb2_grpc
+from saga.v1 import orchestrator_pb2, orchestrator_pb2_grpc, webhooks_pb2
 
 logger = logging.getLogger(__name__)
 
@@ -124,6 +130,8 @@ class ServeConfig:
     handshake_timeout_seconds: float = HANDSHAKE_TIMEOUT_SECONDS
     # Broker sinks of events (docs/events.md); none by default.
     events: EventsConfig = field(default_factory=EventsConfig)
+    # Webhook endpoints and completion webhooks (docs/events.md, Webhooks); off by default.
+    webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
 
 
 def server_options(
@@ -155,19 +163,22 @@ def create_server(
     tls: ServerTls | None = None,
     with_reflection: bool = True,
     handshake_seconds: float = HANDSHAKE_TIMEOUT_SECONDS,
+    services: Sequence[Callable[[grpc.aio.Server], str]] = (),
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     """A server with the API, health and (optionally) reflection, bound to `listen` with
-    TLS when `tls` is given; returns the bound port."""
+    TLS when `tls` is given; returns the bound port. Each of `services` adds one more
+    service and returns its name (listed by reflection)."""
     server = grpc.aio.server(
         interceptors=[*interceptors, UndecodableRequestInterceptor(SERVICE_NAME)],
         options=server_options(limits or Limits(), handshake_seconds),
     )
     orchestrator_pb2_grpc.add_SagaOrchestratorServicer_to_server(servicer, server)
+    more = [add(server) for add in services]
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if with_reflection:
         reflection.enable_server_reflection(
-            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+            (SERVICE_NAME, *more, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
     port = add_listener(server, listen, tls)
     return server, port, health_servicer
@@ -181,11 +192,11 @@ def auth_policy(auth_file: Path | None, *, reflection: bool = True) -> AuthPolic
             "and resolve sagas; give --auth-file to require tokens or certificates"
         )
         return None
-    policy = AuthPolicy(
-        auth_file,
-        orchestrator_rules(orchestrator_pb2.DESCRIPTOR.services_by_name["SagaOrchestrator"]),
-        reflection=reflection,
-    )
+    rules = {
+        **orchestrator_rules(orchestrator_pb2.DESCRIPTOR.services_by_name["SagaOrchestrator"]),
+        **webhook_rules(webhooks_pb2.DESCRIPTOR.services_by_name["SagaWebhooks"]),
+    }
+    policy = AuthPolicy(auth_file, rules, reflection=reflection)
     logger.info("auth is on: callers from %s (SIGHUP re-reads it)", auth_file)
     return policy
 
@@ -363,7 +374,8 @@ async def _serve(
         config.participants, tls=config.participants_tls, token=config.participants_token
     )
     participants.check_addresses(registry.participants)
-    broker_sinks = config.events.sinks()
+    webhooks = Webhooks(config.webhooks, config.replica_id)
+    broker_sinks = [*config.events.sinks(), *webhooks.sinks()]
     store = open_store(
         config.database_url,
         config.pool,
@@ -391,6 +403,7 @@ async def _serve(
         max_active_sagas=config.limits.max_sagas_in_flight,
         telemetry=telemetry,
     )
+    webhooks.start(store, None if telemetry.metrics is None else telemetry.metrics.registry)
     servicer = SagaOrchestratorService(registry, executor, store, config.limits)
     if telemetry.metrics is not None:
         telemetry.metrics.watch_streams.set_function(lambda: servicer.watch_streams)
@@ -407,6 +420,7 @@ async def _serve(
         tls=config.tls,
         with_reflection=config.reflection,
         handshake_seconds=config.handshake_timeout_seconds,
+        services=[webhooks.register],
     )
     await server.start()
     console = None
@@ -472,6 +486,7 @@ async def _serve(
     await executor.stop()
     if relay is not None:
         await relay.stop()
+    await webhooks.stop()
     await participants.close()
     with contextlib.suppress(Exception):
         await store.close()

@@ -44,10 +44,12 @@ from orchestrator.store._rows import Row, RowEncoding, aware
 from orchestrator.store._statements import Statements, saga_listing
 from orchestrator.store.base import Store
 from orchestrator.store.locks import LockStatements, Transaction, create_locked, take_locks
+from orchestrator.store.webhooks import WebhookRows
 
 
-class SqlStore(Store):
-    """A `Store` whose back end runs the shared `Statements` through `_rows`."""
+class SqlStore(WebhookRows, Store):
+    """A `Store` whose back end runs the shared `Statements` through `_rows`; the webhook
+    tables' methods come from `WebhookRows`."""
 
     _statements: ClassVar[Statements]
     _encoding: ClassVar[RowEncoding]
