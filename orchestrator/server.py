@@ -26,6 +26,7 @@ from grpc_reflection.v1alpha import reflection
 
 from orchestrator.api.request_decoding import UndecodableRequestInterceptor
 from orchestrator.api.servicer import SagaOrchestratorService
+from orchestrator.api.webhooks_admin import SERVICE_NAME as WEBHOOKS_SERVICE_NAME
 from orchestrator.api.webhooks_wiring import Webhooks, WebhooksConfig
 from orchestrator.core.definition import SagaDefinition
 from orchestrator.core.errors import ConfigurationError, SagaError
@@ -169,7 +170,11 @@ def create_server(
     TLS when `tls` is given; returns the bound port. Each of `services` adds one more
     service and returns its name (listed by reflection)."""
     server = grpc.aio.server(
-        interceptors=[*interceptors, UndecodableRequestInterceptor(SERVICE_NAME)],
+        interceptors=[
+            *interceptors,
+            UndecodableRequestInterceptor(SERVICE_NAME),
+            UndecodableRequestInterceptor(WEBHOOKS_SERVICE_NAME),
+        ],
         options=server_options(limits or Limits(), handshake_seconds),
     )
     orchestrator_pb2_grpc.add_SagaOrchestratorServicer_to_server(servicer, server)

@@ -29,6 +29,7 @@ from orchestrator.api.status import log_refusal, rpc_status_of
 from orchestrator.core.clock import utc_now
 from orchestrator.core.errors import InvalidArgument, SagaError
 from orchestrator.core.limits import check_enum
+from orchestrator.core.payload import check_message_text
 from orchestrator.core.webhooks import (
     COMPLETION_ENDPOINT,
     DEFAULT_MAX_CONCURRENCY,
@@ -71,6 +72,7 @@ def _mapped_errors(
     @functools.wraps(method)
     async def wrapper(self: Any, request: Any, context: Any) -> Response:
         try:
+            check_message_text(request)
             return await method(self, request, context)
         except SagaError as error:
             log_refusal(error)

@@ -280,10 +280,10 @@ class DeliveryWorker:
             settled = await self.store.settle_webhook_delivery(
                 delivery.delivery_id, self.owner, result
             )
-            if settled and result.status is DeliveryStatus.PENDING:
+            due_soon = result.delay < self.settings.poll_seconds
+            if settled and result.status is DeliveryStatus.PENDING and due_soon:
                 # Due before the next poll: be awake for it.
-                if result.delay < self.settings.poll_seconds:
-                    asyncio.get_running_loop().call_later(result.delay, self.wake)
+                asyncio.get_running_loop().call_later(result.delay, self.wake)
             if not settled:
                 logger.info(
                     "webhook delivery %d was taken over or deleted; its result is void",

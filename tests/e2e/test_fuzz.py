@@ -26,7 +26,7 @@ from typing import Any
 
 import grpc
 import pytest
-from google.protobuf import any_pb2, json_format, struct_pb2, timestamp_pb2
+from google.protobuf import any_pb2, json_format, message_factory, struct_pb2, timestamp_pb2
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -36,13 +36,18 @@ from hypothesis import strategies as st
 from saga.examples.v1.inputs_pb2 import TravelBookingInput
 from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
+from saga.v1 import webhooks_pb2
 from tests.e2e.test_bad_input import count_rows
 from tests.support.payloads import struct, travel
+from tools.processes import ChildProcess, orchestrator_process
 
 pytestmark = pytest.mark.e2e
 
 EXAMPLES = int(os.environ.get("SAGA_FUZZ_EXAMPLES", "600"))
 SERVICE = pb.DESCRIPTOR.services_by_name["SagaOrchestrator"]
+WEBHOOKS = webhooks_pb2.DESCRIPTOR.services_by_name["SagaWebhooks"]
+GENERATED_FILES = (pb.DESCRIPTOR.name, webhooks_pb2.DESCRIPTOR.name)
+"""Messages of these files are generated; a field of any other message type is left unset."""
 SERVER_FAULTS = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
 INT32 = (-(2**31), 2**31 - 1)
 INT64 = (-(2**63), 2**63 - 1)
@@ -174,7 +179,7 @@ def single_value_of(field: FieldDescriptor) -> st.SearchStrategy[Any]:
 
 
 def _build(descriptor: Descriptor, values: dict[str, Any]) -> Any:
-    message = pb.__dict__[descriptor.name]()
+    message = message_factory.GetMessageClass(descriptor)()
     for name, value in values.items():
         if value is None:
             continue
@@ -190,7 +195,7 @@ def _build(descriptor: Descriptor, values: dict[str, Any]) -> Any:
 
 def messages(descriptor: Descriptor) -> st.SearchStrategy[Any]:
     """A message with any subset of its fields set to generated values."""
-    if descriptor.name not in pb.__dict__:  # a message of another file: leave it unset
+    if descriptor.file.name not in GENERATED_FILES:  # another file's message: leave it unset
         return st.just(None)
     fields = {field.name: st.none() | value_of(field) for field in descriptor.fields}
     return st.fixed_dictionaries(fields).map(lambda values: _build(descriptor, values))
@@ -290,8 +295,8 @@ def on_the_wire(request: Message) -> bytes:
 
 def call(channel: grpc.Channel, method: Any, request: Any) -> tuple[grpc.StatusCode, Any]:
     """The call's code and, for a unary call that succeeded, its response."""
-    path = f"/{SERVICE.full_name}/{method.name}"
-    output = pb.__dict__[method.output_type.name]
+    path = f"/{method.containing_service.full_name}/{method.name}"
+    output = message_factory.GetMessageClass(method.output_type)
     try:
         if method.server_streaming:
             stream = channel.unary_stream(
@@ -351,3 +356,61 @@ def test_generated_requests_never_get_internal_store_nothing_when_refused(
         )
     assert health.status == health_pb2.HealthCheckResponse.SERVING
     assert "Traceback" not in orchestrator.log_file.read_text()
+
+
+webhook_calls = st.sampled_from(list(WEBHOOKS.methods)).flatmap(
+    lambda method: st.tuples(
+        st.just(method), messages(method.input_type) | one_wild_field(method.input_type)
+    )
+)
+
+
+@pytest.fixture
+def webhook_orchestrator(
+    tmp_path, database_url: str, participants: ChildProcess
+) -> Iterator[ChildProcess]:
+    flags = ["--webhooks", "--webhooks-allow-private"]
+    process = orchestrator_process(
+        tmp_path, database_url, participants.info["services"], extra_args=flags
+    )
+    try:
+        yield process.start()
+    finally:
+        process.stop()
+
+
+def test_generated_webhook_requests_never_get_internal_store_nothing_when_refused(
+    webhook_orchestrator, database_url
+):
+    with grpc.insecure_channel(webhook_orchestrator.address) as channel:
+        started = pb_grpc.SagaOrchestratorStub(channel).StartSaga(
+            pb.StartSagaRequest(
+                saga_type="travel_booking", correlation_id="fuzz", payload=struct(travel())
+            ),
+            timeout=10,
+        )
+        STORED_SAGA_IDS[:] = [started.saga_id]
+
+        @settings(
+            max_examples=EXAMPLES // 2,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+            database=None,
+        )
+        @given(webhook_calls)
+        def one_request(drawn: tuple[Any, Any]) -> None:
+            method, request = drawn
+            before = count_rows(database_url, "webhook_endpoints")
+            code, _ = call(channel, method, request)
+            assert code not in SERVER_FAULTS, (method.name, request)
+            if unstorable_in(request):
+                assert code == grpc.StatusCode.INVALID_ARGUMENT, (method.name, request, code)
+            if code != grpc.StatusCode.OK:
+                assert count_rows(database_url, "webhook_endpoints") == before
+
+        one_request()
+        health = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service=SERVICE.full_name), timeout=5
+        )
+    assert health.status == health_pb2.HealthCheckResponse.SERVING
+    assert "Traceback" not in webhook_orchestrator.log_file.read_text()

@@ -244,3 +244,44 @@ async def test_endpoints_are_updated_listed_and_deleted(
             wpb.GetWebhookEndpointRequest(endpoint_id=created.endpoint.endpoint_id), timeout=10
         )
     assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+@pytest.fixture
+def plain_orchestrator(
+    tmp_path: Path, database_url: str, participants: ChildProcess
+) -> Iterator[ChildProcess]:
+    """`saga serve` with webhooks on but private targets refused, as in production."""
+    process = orchestrator_process(
+        tmp_path, database_url, participants.info["services"], extra_args=["--webhooks"]
+    )
+    try:
+        yield process.start()
+    finally:
+        process.stop()
+
+
+async def test_a_loopback_target_is_refused_without_the_setting_and_nothing_is_stored(
+    plain_orchestrator: ChildProcess, receiver: WebhookReceiver
+):
+    async with grpc.aio.insecure_channel(plain_orchestrator.address) as opened:
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await create_endpoint(opened, receiver.script("/private"))
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "loopback" in (refused.value.details() or "")
+        assert "--webhooks-allow-private" in (refused.value.details() or "")
+        listed = await wpb_grpc.SagaWebhooksStub(opened).ListWebhookEndpoints(
+            wpb.ListWebhookEndpointsRequest(), timeout=10
+        )
+        assert list(listed.endpoints) == []
+
+
+async def test_without_webhooks_every_webhook_rpc_is_failed_precondition(
+    orchestrator: ChildProcess,
+):
+    async with grpc.aio.insecure_channel(orchestrator.address) as opened:
+        with pytest.raises(grpc.aio.AioRpcError) as off:
+            await wpb_grpc.SagaWebhooksStub(opened).ListWebhookEndpoints(
+                wpb.ListWebhookEndpointsRequest(), timeout=10
+            )
+    assert off.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "--webhooks" in (off.value.details() or "")
