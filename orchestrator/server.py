@@ -410,6 +410,7 @@ async def _serve(
     )
     webhooks.start(store, None if telemetry.metrics is None else telemetry.metrics.registry)
     servicer = SagaOrchestratorService(registry, executor, store, config.limits)
+    servicer.completion_allow = config.webhooks.completion_allow
     if telemetry.metrics is not None:
         telemetry.metrics.watch_streams.set_function(lambda: servicer.watch_streams)
     interceptors: list[grpc.aio.ServerInterceptor] = []

@@ -190,10 +190,20 @@ class SagaWebhooksService(pb_grpc.SagaWebhooksServicer):
         self._store = store
         self._allow_private = allow_private
         self._wake = wake
+        self._endpoints = False
 
-    def attach(self, store: WebhookRows, allow_private: bool, wake: Callable[[], None]) -> None:
-        """Webhooks are on: serve from `store`."""
+    def attach(
+        self,
+        store: WebhookRows,
+        allow_private: bool,
+        wake: Callable[[], None],
+        *,
+        endpoints: bool = True,
+    ) -> None:
+        """Webhooks are on: serve from `store`. Without `endpoints` (only completion
+        webhooks are on) no endpoint may be created; deliveries are listed and retried."""
         self._store, self._allow_private, self._wake = store, allow_private, wake
+        self._endpoints = endpoints
 
     def _rows(self) -> WebhookRows:
         if self._store is None:
@@ -241,6 +251,8 @@ class SagaWebhooksService(pb_grpc.SagaWebhooksServicer):
         self, request: pb.CreateWebhookEndpointRequest, context: Any
     ) -> pb.CreateWebhookEndpointResponse:
         store = self._rows()
+        if not self._endpoints:
+            raise WebhooksOff()
         fields = self._fields(request.endpoint)
         fields["enabled"] = True
         url = await self._checked_url(request.endpoint.url)

@@ -10,7 +10,6 @@ no worker, and the service answers FAILED_PRECONDITION.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import grpc
@@ -19,7 +18,6 @@ from prometheus_client import CollectorRegistry
 from orchestrator.api.webhooks_admin import SERVICE_NAME, SagaWebhooksService, add_to_server
 from orchestrator.core.errors import ConfigurationError
 from orchestrator.core.events import EventSet, EventSink
-from orchestrator.core.webhooks import CompletionWebhookRefused
 from orchestrator.events.brokers import Publisher
 from orchestrator.events.webhook_delivery import (
     DeliveryWorker,
@@ -82,22 +80,8 @@ class WebhooksConfig:
             timeout_seconds=self.timeout_seconds,
             schedule=RetrySchedule(delays=self.retry_delays),
             completion_secret=self.completion_secret,
-            completion_allow=self.completion_allow,
+            endpoints=self.enabled,
             max_in_flight=self.max_in_flight,
-        )
-
-
-def check_completion_url(url: str, allow: tuple[str, ...]) -> None:
-    """Refuses a StartSaga's completion webhook URL outside the operator's allow-list."""
-    if not allow:
-        raise CompletionWebhookRefused(
-            "completion webhooks are off on this server: the operator allows them with "
-            "--completion-webhook-allow PREFIX"
-        )
-    if len(url) > 2048 or not url.isprintable() or not any(url.startswith(p) for p in allow):
-        raise CompletionWebhookRefused(
-            f"completion_webhook_url {url[:200]!r} starts with none of the prefixes the "
-            "server allows (--completion-webhook-allow)"
         )
 
 
@@ -130,8 +114,9 @@ class Webhooks:
         self.worker = DeliveryWorker(store, self.owner, self.settings, metrics)
         self._fanout.store = store
         self._fanout.wake = self.worker.wake
-        if self.config.enabled:
-            self.service.attach(store, self.config.allow_private, self.worker.wake)
+        self.service.attach(
+            store, self.config.allow_private, self.worker.wake, endpoints=self.config.enabled
+        )
         self.worker.start()
         logger.info(
             "webhooks: %s events to registered endpoints%s%s",
@@ -149,9 +134,5 @@ class Webhooks:
         add_to_server(self.service, server)
         return SERVICE_NAME
 
-    def completion_check(self) -> Callable[[str], None]:
-        allow = self.config.completion_allow
-        return lambda url: check_completion_url(url, allow)
 
-
-__all__ = ["WEBHOOKS_SINK", "Webhooks", "WebhooksConfig", "check_completion_url"]
+__all__ = ["WEBHOOKS_SINK", "Webhooks", "WebhooksConfig"]

@@ -182,3 +182,21 @@ class CompletionWebhookRefused(SagaError):
 
     code = ErrorCode.FAILED_PRECONDITION
     reason = "COMPLETION_WEBHOOK_NOT_ALLOWED"
+
+
+def allowed_completion_url(url: str, allow: tuple[str, ...]) -> str | None:
+    """A StartSaga's completion webhook URL (None when it names none), refused unless it
+    starts with a prefix of the operator's allow-list."""
+    if not url:
+        return None
+    if not allow:
+        raise CompletionWebhookRefused(
+            "completion webhooks are off on this server: the operator allows them with "
+            "--completion-webhook-allow PREFIX"
+        )
+    if len(url) > 2048 or not url.isprintable() or not any(url.startswith(p) for p in allow):
+        raise CompletionWebhookRefused(
+            f"completion_webhook_url {url[:200]!r} starts with none of the prefixes the "
+            "server allows (--completion-webhook-allow)"
+        )
+    return url

@@ -77,8 +77,9 @@ class WebhookSettings:
     schedule: RetrySchedule = field(default_factory=RetrySchedule)
     completion_secret: str | None = None
     """Signs completion webhooks; None when the operator allows none."""
-    completion_allow: tuple[str, ...] = ()
-    """URL prefixes a StartSaga's completion webhook must start with."""
+    endpoints: bool = True
+    """Deliver to registered endpoints (--webhooks); False when the sink runs only for
+    completion webhooks, so endpoints registered in an earlier run get nothing."""
     max_in_flight: int = 32
     """Attempts one replica makes at once, every endpoint together."""
     poll_seconds: float = 1.0
@@ -151,7 +152,7 @@ class WebhookFanout:
     async def _deliveries(
         self, store: WebhookRows, batch: Sequence[OutgoingEvent]
     ) -> list[NewDelivery]:
-        endpoints = await store.enabled_webhook_endpoints()
+        endpoints = await store.enabled_webhook_endpoints() if self.settings.endpoints else []
         completions: dict[str, str] = {}
         if self.settings.completion_secret:
             ended = [event.subject for event in batch if event.event_type in TERMINAL_EVENT_TYPES]

@@ -175,13 +175,9 @@ RETURNING delivery_id
             "SELECT endpoint_id, count(*) AS pending FROM webhook_deliveries"
             " WHERE status = 'pending' GROUP BY endpoint_id"
         ),
-        "insert_completion": (
-            f"INSERT INTO saga_completion_webhooks (saga_id, url)"
-            f" VALUES ({p('saga_id')}, {p('url')}) ON CONFLICT (saga_id) DO NOTHING"
-        ),
         "select_completions": (
-            "SELECT saga_id, url FROM saga_completion_webhooks"
-            f" WHERE saga_id {dialect.in_list('saga_ids')}"
+            "SELECT saga_id, completion_webhook_url AS url FROM sagas"
+            f" WHERE saga_id {dialect.in_list('saga_ids')} AND completion_webhook_url IS NOT NULL"
         ),
     }
 

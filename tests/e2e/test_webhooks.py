@@ -22,7 +22,8 @@ from saga.v1 import orchestrator_pb2_grpc as pb_grpc
 from saga.v1 import webhooks_pb2 as wpb
 from saga.v1 import webhooks_pb2_grpc as wpb_grpc
 from tests.e2e.conftest import wait_terminal
-from tests.support.payloads import travel
+from tests.e2e.test_bad_input import count_rows
+from tests.support.payloads import struct, travel
 from tests.support.starting import start_saga
 from tools.processes import ChildProcess, orchestrator_process
 from tools.webhook_receiver import Answer, Received, WebhookReceiver
@@ -285,3 +286,69 @@ async def test_without_webhooks_every_webhook_rpc_is_failed_precondition(
             )
     assert off.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "--webhooks" in (off.value.details() or "")
+
+
+COMPLETION_SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+
+@pytest.fixture
+def completion_orchestrator(
+    tmp_path: Path, database_url: str, participants: ChildProcess, receiver: WebhookReceiver
+) -> Iterator[ChildProcess]:
+    """Completion webhooks allowed under the receiver's /done/ only; no --webhooks."""
+    flags = [
+        "--webhooks-allow-private",
+        "--completion-webhook-allow",
+        receiver.base_url + "/done/",
+    ]
+    process = orchestrator_process(
+        tmp_path,
+        database_url,
+        participants.info["services"],
+        env={"SAGA_COMPLETION_WEBHOOK_SECRET": COMPLETION_SECRET},
+        extra_args=flags,
+    )
+    try:
+        yield process.start()
+    finally:
+        process.stop()
+
+
+async def test_a_completion_webhook_on_the_allow_list_gets_the_terminal_event(
+    completion_orchestrator: ChildProcess, receiver: WebhookReceiver
+):
+    async with grpc.aio.insecure_channel(completion_orchestrator.address) as opened:
+        stub = pb_grpc.SagaOrchestratorStub(opened)
+        url = receiver.script("/done/trip-1")
+        request = pb.StartSagaRequest(
+            saga_type="travel_booking",
+            correlation_id="trip-1",
+            payload=struct(travel("done")),
+            completion_webhook_url=url,
+        )
+        saga_id = (await stub.StartSaga(request, timeout=10)).saga_id
+        assert (await wait_terminal(stub, saga_id)).status == pb.SAGA_STATUS_COMPLETED
+
+        [received] = await receiver.wait_for(lambda items: len(items) == 1)
+        assert received.path == "/done/trip-1"
+        assert received.event["type"] == COMPLETED and received.event["subject"] == saga_id
+        assert_verifies(COMPLETION_SECRET, received)
+        delivery = await settled(opened, saga_id, wpb.WEBHOOK_DELIVERY_STATUS_DELIVERED)
+        assert (delivery.endpoint_id, delivery.url) == ("completion", url)
+
+
+async def test_a_completion_webhook_off_the_allow_list_is_refused_and_nothing_is_stored(
+    completion_orchestrator: ChildProcess, database_url: str
+):
+    async with grpc.aio.insecure_channel(completion_orchestrator.address) as opened:
+        request = pb.StartSagaRequest(
+            saga_type="travel_booking",
+            correlation_id="trip-2",
+            payload=struct(travel("elsewhere")),
+            completion_webhook_url="https://elsewhere.example.com/hook",
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await pb_grpc.SagaOrchestratorStub(opened).StartSaga(request, timeout=10)
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "--completion-webhook-allow" in (refused.value.details() or "")
+    assert count_rows(database_url, "sagas") == 0

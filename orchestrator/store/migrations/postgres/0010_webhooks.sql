@@ -51,8 +51,5 @@ CREATE INDEX webhook_deliveries_due_idx ON webhook_deliveries (next_attempt_at)
     WHERE status = 'pending';
 CREATE INDEX webhook_deliveries_saga_idx ON webhook_deliveries (saga_id);
 
--- A saga's completion webhook, written in the transaction that creates the saga.
-CREATE TABLE saga_completion_webhooks (
-    saga_id text PRIMARY KEY REFERENCES sagas (saga_id) ON DELETE CASCADE,
-    url     text NOT NULL
-);
+-- A saga's completion webhook (StartSaga's completion_webhook_url), written with the saga.
+ALTER TABLE sagas ADD COLUMN completion_webhook_url text;
