@@ -4,6 +4,8 @@ owner that lost the delivery is void."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from orchestrator.core.records import Lease
@@ -14,6 +16,8 @@ from orchestrator.core.webhooks import (
     NewDelivery,
     WebhookEndpoint,
 )
+from orchestrator.events.brokers import OutgoingEvent
+from orchestrator.events.webhook_delivery import WebhookFanout, WebhookSettings
 from orchestrator.store import Store
 from orchestrator.store.webhooks import WebhookRows
 
@@ -80,3 +84,32 @@ async def test_a_disabled_endpoint_gets_no_claims_and_dead_ones_are_retried(stor
     assert again.attempts == 1
     assert await webhooks.delete_webhook_endpoint("ep_c")
     assert await webhooks.list_webhook_deliveries(DeliveryFilter(), None, 10) == []
+
+
+def outgoing(saga_id: str, seq: int, name: str, namespace: str = "default") -> OutgoingEvent:
+    body = json.dumps({"id": f"{saga_id}:{seq}", "namespace": namespace}).encode()
+    return OutgoingEvent(
+        event_id=f"{saga_id}:{seq}",
+        saga_type="trip",
+        event_type=f"org.saga-orchestrator.{name}.v1",
+        subject=saga_id,
+        body=body,
+    )
+
+
+async def test_a_batch_the_relay_publishes_again_makes_no_second_delivery(store: Store):
+    webhooks = rows(store)
+    completed_only = WebhookEndpoint(
+        "ep_d", "http://x/", "whsec_AA==", event_types=("saga.completed",)
+    )
+    other_namespace = WebhookEndpoint("ep_e", "http://x/", "whsec_AA==", namespaces=("billing",))
+    await webhooks.create_webhook_endpoint(completed_only)
+    await webhooks.create_webhook_endpoint(other_namespace)
+    fanout = WebhookFanout(webhooks, WebhookSettings())
+    batch = [outgoing("s1", 1, "saga.started"), outgoing("s1", 2, "saga.completed")]
+
+    await fanout.publish(batch)
+    await fanout.publish(batch)  # the relay lost its deletes and republishes
+
+    listed = await webhooks.list_webhook_deliveries(DeliveryFilter(), None, 10)
+    assert [(d.endpoint_id, d.event_id) for d in listed] == [("ep_d", "s1:2")]
