@@ -118,7 +118,7 @@ def describe(received: Received, secret: str | None) -> str:
     try:
         event = received.event
     except ValueError:
-        return f"webhook {received.path}: a body that is not JSON"
+        return f"received on {received.path}: a body that is not JSON"
     verified = "no secret"
     if secret:
         try:
@@ -126,7 +126,7 @@ def describe(received: Received, secret: str | None) -> str:
             verified = "verified"
         except WebhookVerificationError as error:
             verified = f"NOT VERIFIED ({error})"
-    return f"webhook {event.get('type')} saga={event.get('subject')} signature {verified}"
+    return f"received {event.get('type')} saga={event.get('subject')} signature {verified}"
 
 
 def _more_than(count: int, items: list[Received]) -> bool:
