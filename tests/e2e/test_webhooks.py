@@ -7,6 +7,8 @@ delivery is listed and replayed, and a rotated secret signs beside the new one."
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -15,6 +17,9 @@ import grpc
 import pytest
 import standardwebhooks
 from google.protobuf import field_mask_pb2
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+    ProtoReflectionDescriptorDatabase,
+)
 
 from orchestrator.events.webhooks import verify
 from saga.v1 import orchestrator_pb2 as pb
@@ -23,6 +28,7 @@ from saga.v1 import webhooks_pb2 as wpb
 from saga.v1 import webhooks_pb2_grpc as wpb_grpc
 from tests.e2e.conftest import wait_terminal
 from tests.e2e.test_bad_input import count_rows
+from tests.e2e.test_cli import saga_cli
 from tests.support.payloads import struct, travel
 from tests.support.starting import start_saga
 from tools.processes import ChildProcess, orchestrator_process
@@ -352,3 +358,36 @@ async def test_a_completion_webhook_off_the_allow_list_is_refused_and_nothing_is
     assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "--completion-webhook-allow" in (refused.value.details() or "")
     assert count_rows(database_url, "sagas") == 0
+
+
+async def test_the_cli_manages_endpoints_and_the_reflection_lists_the_service(
+    webhook_orchestrator: ChildProcess, receiver: WebhookReceiver
+):
+    address = ["--address", webhook_orchestrator.address]
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return saga_cli("webhooks", *args, *address)
+
+    created = cli("create", receiver.script("/cli"), "--event-type", "saga.completed", "--json")
+    assert created.returncode == 0, created.stderr
+    answer = json.loads(created.stdout)
+    endpoint_id, secret = answer["endpoint"]["endpoint_id"], answer["secret"]
+    assert secret.startswith("whsec_")
+
+    disabled = cli("update", endpoint_id, "--no-enable", "--description", "paused", "--json")
+    assert json.loads(disabled.stdout).get("enabled", False) is False
+    listed = cli("list")
+    assert (
+        endpoint_id in listed.stdout and "DISABLED" in listed.stdout and "paused" in listed.stdout
+    )
+    rotated = cli("rotate", endpoint_id, "--overlap", "60")
+    assert rotated.returncode == 0 and "secret: whsec_" in rotated.stdout
+    assert secret not in rotated.stdout
+    assert cli("deliveries", "--endpoint", endpoint_id, "--json").returncode == 0
+    assert cli("delete", endpoint_id).returncode == 0
+    missing = cli("get", endpoint_id)
+    assert missing.returncode == 1 and "no webhook endpoint" in missing.stderr
+
+    with grpc.insecure_channel(webhook_orchestrator.address) as channel:
+        services = set(ProtoReflectionDescriptorDatabase(channel).get_services())
+    assert "saga.v1.SagaWebhooks" in services
