@@ -29,6 +29,7 @@ from saga.v1 import webhooks_pb2_grpc as wpb_grpc
 from tests.e2e.conftest import wait_terminal
 from tests.e2e.test_bad_input import count_rows
 from tests.e2e.test_cli import saga_cli
+from tests.e2e.test_telemetry import scrape, value
 from tests.support.payloads import struct, travel
 from tests.support.starting import start_saga
 from tools.processes import ChildProcess, orchestrator_process
@@ -46,6 +47,8 @@ WEBHOOK_FLAGS = [
     SHORT_SCHEDULE,
     "--webhooks-timeout",
     "1",
+    "--metrics-listen",
+    "127.0.0.1:0",
 ]
 
 
@@ -121,7 +124,7 @@ def assert_verifies(secret: str, request: Received) -> None:
 
 
 async def test_a_failing_receiver_is_retried_until_it_answers_then_delivered_once(
-    channel: grpc.aio.Channel, receiver: WebhookReceiver
+    channel: grpc.aio.Channel, receiver: WebhookReceiver, webhook_orchestrator: ChildProcess
 ):
     url = receiver.script("/flaky", Answer(500), Answer(500), Answer(503))
     created = await create_endpoint(channel, url)
@@ -138,6 +141,10 @@ async def test_a_failing_receiver_is_retried_until_it_answers_then_delivered_onc
     assert requests[-1].headers["Content-Type"] == "application/cloudevents+json"
     for request in requests:
         assert_verifies(created.secret, request)
+    samples = scrape(webhook_orchestrator.info["metrics_address"])
+    assert value(samples, "saga_webhook_deliveries_total", outcome="delivered") == 1
+    assert value(samples, "saga_webhook_deliveries_total", outcome="failed") == 3
+    assert value(samples, "saga_webhook_delivery_seconds_count") == 4
 
 
 async def test_a_receiver_answering_410_disables_its_endpoint(
