@@ -176,7 +176,7 @@ def _check_list(name: str, values: Any, check: Callable[[str, str], None]) -> tu
 
 def _check_event_type(name: str, value: str) -> None:
     if value not in KNOWN_EVENT_NAMES:
-        known = ", ".join(sorted(name for name in KNOWN_EVENT_NAMES if "." in name[:8]))
+        known = ", ".join(sorted(name for name in KNOWN_EVENT_NAMES if "-" not in name))
         raise InvalidArgument(f"{name}: unknown event type {value!r}; known: {known}")
 
 

@@ -102,7 +102,7 @@ class SagaWebhooksServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListWebhookEndpoints(self, request, context):
-        """ListWebhookEndpoints lists every endpoint, oldest first, a page at a time.
+        """ListWebhookEndpoints lists every endpoint in endpoint_id order, a page at a time.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
