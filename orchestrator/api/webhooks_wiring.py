@@ -68,10 +68,14 @@ class WebhooksConfig:
             except ValueError as error:
                 raise ConfigurationError(f"--completion-webhook-secret: {error}") from None
         for prefix in self.completion_allow:
-            if not prefix.startswith(("http://", "https://")) or prefix.endswith("://"):
+            # The host must end in the prefix ("https://hooks.example.com/"): without the
+            # slash, "https://hooks.example.com.evil.net/" would pass too.
+            scheme, _, rest = prefix.partition("://")
+            host, slash, _ = rest.partition("/")
+            if scheme not in ("http", "https") or not host or not slash:
                 raise ConfigurationError(
-                    f"--completion-webhook-allow {prefix!r}: give a URL prefix with a host, "
-                    "e.g. https://hooks.example.com/"
+                    f"--completion-webhook-allow {prefix!r}: give a URL prefix with a host "
+                    "and a path, e.g. https://hooks.example.com/"
                 )
 
     def settings(self) -> WebhookSettings:
