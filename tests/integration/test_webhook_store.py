@@ -17,7 +17,8 @@ from orchestrator.core.webhooks import (
     WebhookEndpoint,
 )
 from orchestrator.events.brokers import OutgoingEvent
-from orchestrator.events.webhook_delivery import WebhookFanout, WebhookSettings
+from orchestrator.events.webhook_delivery import CheckedResolver, WebhookFanout, WebhookSettings
+from orchestrator.events.webhooks import TargetRefused
 from orchestrator.store import Store
 from orchestrator.store.webhooks import WebhookRows
 
@@ -113,3 +114,12 @@ async def test_a_batch_the_relay_publishes_again_makes_no_second_delivery(store:
 
     listed = await webhooks.list_webhook_deliveries(DeliveryFilter(), None, 10)
     assert [(d.endpoint_id, d.event_id) for d in listed] == [("ep_d", "s1:2")]
+
+
+async def test_the_delivery_resolver_refuses_a_name_that_resolves_to_loopback():
+    """The addresses a delivery connects to are checked as they are resolved: a public
+    name re-pointed at a private address (DNS rebinding) fails the attempt."""
+    with pytest.raises(TargetRefused, match="loopback"):
+        await CheckedResolver(allow_private=False).resolve("localhost", 80)
+    allowed = await CheckedResolver(allow_private=True).resolve("localhost", 80)
+    assert allowed and all(item["port"] == 80 for item in allowed)
