@@ -31,6 +31,7 @@ import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
@@ -64,6 +65,8 @@ from orchestrator.store.webhooks import WebhookRows
 logger = logging.getLogger(__name__)
 
 USER_AGENT = "saga-orchestrator-webhooks/1"
+FORGET_BATCH = 1000
+"""Delivered deliveries deleted per round (every `gauge_seconds`), at most."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +88,8 @@ class WebhookSettings:
     poll_seconds: float = 1.0
     """The longest a worker waits without a wake-up (others' new deliveries, retries)."""
     gauge_seconds: float = 5.0
+    keep_delivered: timedelta = timedelta(days=7)
+    """How long a delivered delivery stays listed before it is deleted."""
 
     @property
     def lease_seconds(self) -> float:
@@ -230,6 +235,14 @@ class DeliveryWorker:
     def wake(self) -> None:
         self._wake.set()
 
+    async def _forget_delivered(self) -> None:
+        try:
+            await self.store.forget_delivered_webhooks(
+                utc_now() - self.settings.keep_delivered, FORGET_BATCH
+            )
+        except Exception as error:
+            logger.warning("cannot delete old webhook deliveries: %s", error)
+
     def start(self) -> None:
         connector = aiohttp.TCPConnector(
             resolver=CheckedResolver(self.settings.allow_private), use_dns_cache=False
@@ -238,8 +251,7 @@ class DeliveryWorker:
             connector=connector, headers={"User-Agent": USER_AGENT}
         )
         self._tasks.append(asyncio.create_task(self._run(), name="webhook-deliveries"))
-        if self.metrics is not None:
-            self._tasks.append(asyncio.create_task(self._gauge(), name="webhook-pending"))
+        self._tasks.append(asyncio.create_task(self._housekeeping(), name="webhook-housekeeping"))
 
     async def stop(self) -> None:
         for task in [*self._tasks, *self._attempts]:
@@ -386,15 +398,16 @@ class DeliveryWorker:
         if self.metrics is not None:
             self.metrics.latency.observe(time.monotonic() - started)
 
-    async def _gauge(self) -> None:
-        metrics = self.metrics
-        assert metrics is not None
+    async def _housekeeping(self) -> None:
+        """The pending gauge, and old delivered deliveries deleted, every `gauge_seconds`."""
         while True:
-            try:
-                pending = await self.store.pending_webhook_deliveries()
-                metrics.pending.set(sum(pending.values()))
-            except Exception as error:
-                logger.warning("webhook backlog unreadable: %s", error)
+            if self.metrics is not None:
+                try:
+                    pending = await self.store.pending_webhook_deliveries()
+                    self.metrics.pending.set(sum(pending.values()))
+                except Exception as error:
+                    logger.warning("webhook backlog unreadable: %s", error)
+            await self._forget_delivered()
             await asyncio.sleep(self.settings.gauge_seconds)
 
 

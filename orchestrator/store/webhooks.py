@@ -18,6 +18,7 @@ import contextlib
 import functools
 import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Any, ClassVar
 
 from orchestrator.core.records import Lease
@@ -169,6 +170,15 @@ UPDATE webhook_deliveries
 SET status = 'pending', attempts = 0, next_attempt_at = {now}, lease_owner = NULL,
     lease_expires_at = NULL, last_error = '', update_time = {now}
 WHERE endpoint_id = {p("endpoint_id")} AND status = 'dead'
+RETURNING delivery_id
+""",
+        # Bounded: one call deletes at most `limit` rows, the oldest first.
+        "forget_delivered": f"""
+DELETE FROM webhook_deliveries WHERE delivery_id IN (
+    SELECT delivery_id FROM webhook_deliveries
+    WHERE status = 'delivered' AND update_time < {p("before")}
+    ORDER BY delivery_id LIMIT {p("limit")}
+)
 RETURNING delivery_id
 """,
         "count_pending": (
@@ -395,6 +405,12 @@ class WebhookRows:
             return len(await self._wh_rows("retry_dead_of", params, write=True))
         params["ids"] = self._webhook_sql.dialect.id_list(list(ids))
         return len(await self._wh_rows("retry_deliveries", params, write=True))
+
+    async def forget_delivered_webhooks(self, before: datetime, limit: int) -> int:
+        """Deletes up to `limit` deliveries delivered before `before`; returns how many.
+        Dead and failed ones stay (to be listed and replayed) until their endpoint goes."""
+        params = {"before": self._encoding.time_to_db(before), "limit": limit}
+        return len(await self._wh_rows("forget_delivered", params, write=True))
 
     async def pending_webhook_deliveries(self) -> dict[str, int]:
         rows = await self._wh_rows("count_pending", {})

@@ -5,9 +5,11 @@ owner that lost the delivery is void."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
 
+from orchestrator.core.clock import utc_now
 from orchestrator.core.records import Lease
 from orchestrator.core.webhooks import (
     AttemptResult,
@@ -123,3 +125,20 @@ async def test_the_delivery_resolver_refuses_a_name_that_resolves_to_loopback():
         await CheckedResolver(allow_private=False).resolve("localhost", 80)
     allowed = await CheckedResolver(allow_private=True).resolve("localhost", 80)
     assert allowed and all(item["port"] == 80 for item in allowed)
+
+
+async def test_delivered_deliveries_are_forgotten_once_old_and_dead_ones_stay(store: Store):
+    webhooks = rows(store)
+    await webhooks.create_webhook_endpoint(WebhookEndpoint("ep_f", "http://x/", "whsec_AA=="))
+    await webhooks.add_webhook_deliveries([delivery("ep_f", n) for n in range(2)])
+    delivered, dead = await webhooks.claim_webhook_deliveries(LIVE, 10)
+    ok = AttemptResult(DeliveryStatus.DELIVERED, http_status=200)
+    await webhooks.settle_webhook_delivery(delivered.delivery_id, LIVE.owner, ok)
+    await webhooks.settle_webhook_delivery(
+        dead.delivery_id, LIVE.owner, AttemptResult(DeliveryStatus.DEAD)
+    )
+
+    assert await webhooks.forget_delivered_webhooks(utc_now() - timedelta(days=1), 100) == 0
+    assert await webhooks.forget_delivered_webhooks(utc_now() + timedelta(seconds=1), 100) == 1
+    [left] = await webhooks.list_webhook_deliveries(DeliveryFilter(), None, 10)
+    assert left.delivery_id == dead.delivery_id and left.status is DeliveryStatus.DEAD
