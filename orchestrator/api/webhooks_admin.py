@@ -72,6 +72,7 @@ def _mapped_errors(
     @functools.wraps(method)
     async def wrapper(self: Any, request: Any, context: Any) -> Response:
         try:
+            self._rows()  # off: FAILED_PRECONDITION before any check of the request
             check_message_text(request)
             return await method(self, request, context)
         except SagaError as error:
