@@ -129,6 +129,17 @@ class Step:
         return self.compensation is None and not self.read_only
 
 
+PIVOT_OUTCOMES: tuple[str, ...] = (
+    "completed: the saga only goes forward; later steps are retried, and an operator "
+    "decides if one still fails",
+    "refused by its participant: nothing happened there; the steps before it are compensated",
+    "outcome unknown (attempts ran out without an answer): the saga stops for an operator, "
+    "who retries or resolves it; it is never compensated",
+    "once it has started, neither an abort nor the saga's deadline stops the saga",
+)
+"""What each outcome of the pivot does, as `saga describe` and the catalogue say it."""
+
+
 @dataclass(frozen=True, slots=True)
 class Parallel:
     """Steps that run at the same time (fan-out); the saga moves on once all completed.
