@@ -113,7 +113,7 @@ def describe_text(definition: SagaDefinition) -> str:
             indent = "   "
         else:
             indent = " " * len(number) + " "
-        for step, undoable in zip(stage.steps, stage.undoable, strict=True):
+        for step, index, undoable in zip(stage.steps, stage.ids, stage.undoable, strict=True):
             prefix = f"{indent}- " if stage.group else f"{number} "
             detail = f"{indent}    " if stage.group else f"{indent}  "
             lines.append(f"{prefix}{step.name}")
@@ -121,6 +121,8 @@ def describe_text(definition: SagaDefinition) -> str:
             lines.append(f"{detail}action:             {_rpc(step.action)}")
             if step.read_only:
                 compensation = "none (read-only: nothing to undo, a rollback passes over it)"
+            elif step.compensation is None and definition.is_forward_only(index):
+                compensation = "none (forward only: the step follows the pivot)"
             elif step.compensation is None:
                 compensation = "none (irreversible)"
             elif not undoable:
