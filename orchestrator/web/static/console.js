@@ -576,7 +576,7 @@
     for (const mark of marks) {
       const index = laneOf.get(mark.step);
       const y = index === undefined ? top : top + index * lane;
-      chart.append(s("path", { d: `M ${x(mark.time)} ${y + 2} l 5 -8 l -10 0 z`, class: "mark" }, s("title", {}, mark.text)));
+      chart.append(s("path", { d: `M ${x(mark.time)} ${y + 2} l 5 -8 l -10 0 z`, class: "mark", "data-step": mark.step }, s("title", {}, mark.text)));
     }
     const legend = h("ul", { class: "legend", "aria-label": "Timeline legend" },
       h("li", {}, h("span", { class: "key action ok" }), "action"),
