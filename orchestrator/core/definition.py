@@ -99,9 +99,10 @@ class Step:
     """One step: an action on a participant and, unless irreversible, its compensation.
 
     `timeout` is the gRPC deadline of each attempt, in seconds. A step without a
-    compensation is a pivot: it cannot be undone, so every step after it must be
-    `retriable`. Once the pivot has completed the saga only goes forward; a pivot
-    its participant refuses compensates the steps before it, like any other step.
+    compensation (and not `read_only`) is a pivot: it cannot be undone, so every
+    step after it must be `retriable`. Once the pivot has completed the saga only
+    goes forward; a pivot its participant refuses compensates the steps before it,
+    like any other step.
 
     A `read_only` step changes nothing (it checks or reads, e.g. "verify the
     consumer"): it has no compensation yet is no pivot. A rollback passes over it
