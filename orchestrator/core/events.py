@@ -83,6 +83,7 @@ EVENT_TYPES: Mapping[TransitionEvent, str] = {
         TransitionEvent.COMPENSATION_RETRY_SCHEDULED: "compensation.retry_scheduled",
         TransitionEvent.COMPENSATION_COMPLETED: "compensation.succeeded",
         TransitionEvent.COMPENSATION_FAILED: "compensation.failed",
+        TransitionEvent.STEP_NOTHING_TO_UNDO: "compensation.nothing_to_undo",
         TransitionEvent.LOCKS_WAITING: "locks.waiting",
         TransitionEvent.LOCKS_ACQUIRED: "locks.acquired",
         TransitionEvent.LOCK_WAIT_EXPIRED: "locks.wait_expired",
