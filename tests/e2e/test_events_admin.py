@@ -1,0 +1,116 @@
+"""Operating the sinks end to end: `saga serve --events-rabbitmq` runs a saga, a real
+RabbitMQ queue receives its events, `saga events replay` queues them again and the queue
+receives them a second time with the same ids and the same bodies; `saga events sinks`
+shows the sink (no password in its target) and the metrics endpoint exports the relay's
+series, the dead-letter gauge included, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import grpc
+import pytest
+
+from orchestrator.store import open_store
+from saga.v1 import orchestrator_pb2_grpc as pb_grpc
+from tests.e2e.conftest import wait_terminal
+from tests.e2e.test_cli import saga_cli
+from tests.e2e.test_events_relay import (  # noqa: F401  (fixtures)
+    Broker,
+    lifecycle_ids,
+    participants,
+    rabbitmq,
+    serving,
+)
+from tests.e2e.test_telemetry import scrape, value
+from tests.support.payloads import travel
+from tests.support.starting import start_saga_at
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+async def received_of(broker: Broker, saga_id: str, count: int) -> list[tuple[str, bytes]]:
+    """The saga's messages once the queue has `count` of them (waits, bounded)."""
+    deadline = time.monotonic() + 60
+    while True:
+        mine = [
+            (message_id, body)
+            for message_id, body in await broker.messages()
+            if message_id.startswith(f"{saga_id}:")
+        ]
+        if len(mine) >= count:
+            return mine
+        assert time.monotonic() < deadline, f"{len(mine)} of {count} events arrived"
+        await asyncio.sleep(0.05)
+
+
+async def settled_metrics(address: str, published: int) -> dict:
+    """The metrics once the relay counted `published` events and its backlog gauge (read
+    every few seconds) shows the outbox empty (waits, bounded)."""
+    deadline = time.monotonic() + 60
+    while True:
+        samples = scrape(address)
+        if (
+            value(samples, "saga_events_published_total", sink="rabbitmq") == published
+            and value(samples, "saga_events_pending", sink="rabbitmq") == 0
+        ):
+            return samples
+        assert time.monotonic() < deadline, samples
+        await asyncio.sleep(0.2)
+
+
+async def log_length(database_url: str, saga_id: str) -> int:
+    store = open_store(database_url)
+    await store.open()
+    try:
+        return len(await store.get_transitions(saga_id))
+    finally:
+        await store.close()
+
+
+async def test_a_replayed_saga_reaches_rabbitmq_again_with_the_same_ids_and_bodies(
+    tmp_path,
+    database_url,
+    participants,  # noqa: F811
+    rabbitmq,  # noqa: F811
+):
+    with serving(tmp_path, database_url, participants, rabbitmq, "operated") as orchestrator:
+        address = orchestrator.address
+        saga_id = await start_saga_at(address, travel("replayed"), "replay-1")
+        async with grpc.aio.insecure_channel(address) as channel:
+            await wait_terminal(pb_grpc.SagaOrchestratorStub(channel), saga_id)
+        expected = (await lifecycle_ids(database_url, [saga_id]))[saga_id]
+        originals = await received_of(rabbitmq, saga_id, len(expected))
+        assert [message_id for message_id, _ in originals] == expected
+
+        replay = saga_cli("events", "replay", "--saga", saga_id, "--address", address, "--json")
+
+        assert replay.returncode == 0, replay.stderr
+        assert json.loads(replay.stdout) == {
+            "queued": str(len(expected)),
+            "transitions": str(await log_length(database_url, saga_id)),
+        }
+        both = await received_of(rabbitmq, saga_id, 2 * len(expected))
+        assert both[len(expected) :] == originals
+
+        listed = saga_cli("events", "sinks", "--address", address, "--json")
+        assert listed.returncode == 0, listed.stderr
+        answer = json.loads(listed.stdout)
+        [sink] = answer["sinks"]
+        assert (sink["name"], sink["configured"], sink["kind"]) == (
+            "rabbitmq",
+            True,
+            "EVENT_SINK_KIND_RABBITMQ",
+        )
+        assert "guest:guest" not in sink["target"] and "guest:***" in sink["target"]
+        assert len(sink["partition_owners"]) == 4
+        assert {p["owner"] for p in sink["partition_owners"]} == {answer["replica_id"]}
+        assert answer["relay_replicas"] == [answer["replica_id"]]
+
+        samples = await settled_metrics(orchestrator.info["metrics_address"], 2 * len(expected))
+
+    assert value(samples, "saga_events_dead_letters", sink="rabbitmq") == 0
+    assert value(samples, "saga_events_oldest_pending_seconds", sink="rabbitmq") == 0
+    assert value(samples, "saga_events_republished_total", sink="rabbitmq") == 0
