@@ -442,6 +442,7 @@ async def _serve(
             ),
             header_timeout=config.handshake_timeout_seconds,
             ssl_context=console_ssl,
+            events=events,
         )
     for name in ("", SERVICE_NAME, EVENTS_SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
