@@ -5,6 +5,7 @@ with every name shown as text (a sink the database knows by a hostile name inclu
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import uuid
 from typing import Any
 
@@ -36,7 +37,9 @@ def leave_event_of_a_retired_sink(process: ChildProcess, sink: str) -> None:
         finally:
             await store.close()
 
-    asyncio.run(write())
+    # In a thread of its own: the browser's driver runs an event loop in this one.
+    with concurrent.futures.ThreadPoolExecutor(1) as thread:
+        thread.submit(asyncio.run, write()).result(timeout=30)
 
 
 def test_the_sinks_api_shows_database_only_sinks_to_readers_and_operators_only(
