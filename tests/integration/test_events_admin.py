@@ -7,21 +7,25 @@ saga id, another namespace, a reader replaying) answered with its code, writing 
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import secrets
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
+from prometheus_client import CollectorRegistry
 
 from orchestrator.api.events_admin import SagaEventsService
 from orchestrator.core.events import DeadEvent, EventSet, EventSink, OutboxEvent, PendingEvent
 from orchestrator.core.records import Lease, NewSaga, SagaRecord
+from orchestrator.events.brokers import BrokerUnavailable, OutgoingEvent
 from orchestrator.events.config import ConfiguredSink
+from orchestrator.events.relay import Relay, RelayMetrics, RelaySettings
 from orchestrator.security.auth import AuthInterceptor, AuthPolicy, events_rules, token_digest
 from orchestrator.store import Store, open_store
 from saga.v1 import events_admin_pb2 as pb
@@ -431,3 +435,54 @@ async def test_refusals_answer_their_code_and_write_nothing(served: Served):
     # And the server still serves.
     answer = await served.call("ListEventSinks", pb.ListEventSinksRequest())
     assert [sink.name for sink in answer.sinks] == ["every", "rabbitmq", "retired"]
+
+
+class Unreachable:
+    """A broker that is never there: the relay keeps its rows (and its gauges) waiting."""
+
+    async def connect(self) -> None:
+        raise BrokerUnavailable("no broker in this test")
+
+    async def publish(self, batch: Sequence[OutgoingEvent]) -> None:
+        raise AssertionError("never connected")
+
+    async def close(self) -> None:
+        pass
+
+
+async def gauge_reads(registry: CollectorRegistry, name: str, expected: float) -> None:
+    """Waits (bounded) until the relay's gauge `name` of the rabbitmq sink reads `expected`."""
+    deadline = asyncio.get_running_loop().time() + 30
+    while registry.get_sample_value(name, {"sink": "rabbitmq"}) != expected:
+        assert asyncio.get_running_loop().time() < deadline, (
+            name,
+            registry.get_sample_value(name, {"sink": "rabbitmq"}),
+        )
+        await asyncio.sleep(0.01)
+
+
+async def test_the_dead_letter_gauge_follows_the_table_as_events_die_and_are_requeued(
+    served: Served,
+):
+    store = served.store
+    for _ in range(2):
+        await finished_saga(store)
+    await make_dead(store, LIFECYCLE, 2)
+    registry = CollectorRegistry()
+    settings = RelaySettings(backlog_seconds=0.02, poll_seconds=0.05)
+    relay = Relay(
+        store, [(LIFECYCLE, Unreachable())], "replica-b", settings, RelayMetrics(registry)
+    )
+    relay.start()
+    try:
+        await gauge_reads(registry, "saga_events_dead_letters", 2)
+        await gauge_reads(registry, "saga_events_pending", 2)
+
+        await served.call(
+            "RequeueDeadEvents", pb.RequeueDeadEventsRequest(sink="rabbitmq", all=True)
+        )
+
+        await gauge_reads(registry, "saga_events_dead_letters", 0)
+        await gauge_reads(registry, "saga_events_pending", 4)
+    finally:
+        await relay.stop()
