@@ -9,10 +9,13 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import uuid
 
 import grpc
 import pytest
 
+from orchestrator.core.events import DeadEvent, OutboxEvent
+from orchestrator.core.records import Lease
 from orchestrator.store import open_store
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
 from tests.e2e.conftest import wait_terminal
@@ -114,3 +117,59 @@ async def test_a_replayed_saga_reaches_rabbitmq_again_with_the_same_ids_and_bodi
     assert value(samples, "saga_events_dead_letters", sink="rabbitmq") == 0
     assert value(samples, "saga_events_oldest_pending_seconds", sink="rabbitmq") == 0
     assert value(samples, "saga_events_republished_total", sink="rabbitmq") == 0
+
+
+async def bury_an_event_of_a_retired_sink(database_url: str) -> str:
+    """A dead letter of a sink the running orchestrator is not configured with, buried
+    through the relay's own path (claim, then a settle that dead-letters); its event id."""
+    store = open_store(database_url)
+    await store.open()
+    try:
+        saga_id = str(uuid.uuid4())
+        await store.enqueue_events([OutboxEvent("retired", 0, saga_id, 1, "x.v1", b"{}")])
+        lease = Lease("an-old-replica", 30.0)
+        [claim] = await store.claim_event_partitions("retired", 1, lease, 1)
+        [row] = await store.pending_events("retired", 0, limit=10)
+        assert await store.settle_events(claim, lease, [], DeadEvent(row.id, 5, "too large"))
+        return row.event_id
+    finally:
+        await store.close()
+
+
+async def test_the_cli_lists_and_requeues_dead_events_of_a_sink_no_longer_configured(
+    tmp_path,
+    database_url,
+    participants,  # noqa: F811
+    rabbitmq,  # noqa: F811
+):
+    with serving(tmp_path, database_url, participants, rabbitmq, "operated") as orchestrator:
+        address = orchestrator.address
+        dead_id = await bury_an_event_of_a_retired_sink(database_url)
+
+        listed = saga_cli("events", "dead", "--address", address, "--json")
+        assert listed.returncode == 0, listed.stderr
+        [letter] = json.loads(listed.stdout)["events"]
+        assert (letter["sink"], letter["event_id"], letter["error"]) == (
+            "retired",
+            dead_id,
+            "too large",
+        )
+        table = saga_cli("events", "dead", "--sink", "retired", "--address", address)
+        assert dead_id in table.stdout, table.stdout
+
+        unknown = saga_cli("events", "requeue", "--sink", "kafka", "--all", "--address", address)
+        assert unknown.returncode == 1
+        assert "NOT_FOUND" in unknown.stderr and "configured here: rabbitmq" in unknown.stderr
+
+        requeued = saga_cli(
+            "events", "requeue", "--sink", "retired", letter["id"], "--address", address, "--json"
+        )
+        assert requeued.returncode == 0, requeued.stderr
+        assert json.loads(requeued.stdout) == {"requeued": "1"}
+
+        sinks = saga_cli("events", "sinks", "--address", address, "--json")
+        retired = {sink["name"]: sink for sink in json.loads(sinks.stdout)["sinks"]}["retired"]
+        assert "configured" not in retired and retired["pending"] == "1"  # false: left out
+        assert "dead" not in retired  # zero, left out of the JSON mapping
+        shown = saga_cli("events", "sinks", "--address", address)
+        assert "not configured here" in shown.stdout, shown.stdout
