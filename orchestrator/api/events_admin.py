@@ -101,6 +101,31 @@ def _decode(token: str, digest: str) -> Any:
     return position
 
 
+def _seq_position(token: str, digest: str) -> int:
+    """The seq (one saga's replay) or dead letter id (a listing) a token continues after;
+    0 for the first call."""
+    after = _decode(token, digest) or 0
+    if not isinstance(after, int) or after < 0:
+        raise InvalidArgument("page_token is not one this server issued")
+    return after
+
+
+def _time_position(token: str, digest: str) -> tuple[datetime, str, int] | None:
+    """The (time, saga id, seq) a replay since a time continues after; None at first."""
+    position = _decode(token, digest)
+    if position is None:
+        return None
+    try:
+        moment, saga_id, seq = position
+        after = (datetime.fromisoformat(moment), str(saga_id), int(seq))
+        check_saga_id(after[1])
+    except (ValueError, TypeError, InvalidArgument):
+        raise InvalidArgument("page_token is not one this server issued") from None
+    if after[0].utcoffset() is None:
+        raise InvalidArgument("page_token is not one this server issued")
+    return after
+
+
 def _dead_to_proto(letter: DeadLetter) -> pb.DeadEvent:
     return pb.DeadEvent(
         id=letter.id,
@@ -178,24 +203,29 @@ class SagaEventsService(pb_grpc.SagaEventsServicer):
         if request.limit < 0:
             raise InvalidArgument(f"limit must not be negative, got {request.limit}")
         limit = min(request.limit or DEFAULT_REPLAY, MAX_REPLAY)
-        sinks = await self._replay_sinks(request.sink)
+        if request.sink:
+            check_id("sink", request.sink)
         if request.saga_id:
             check_saga_id(request.saga_id)
             digest = _digest("saga", request.saga_id, request.sink, request.namespace)
-            after = _decode(request.page_token, digest) or 0
-            if not isinstance(after, int) or after < 0:
-                raise InvalidArgument("page_token is not one this server issued")
-            saga = visible(await self._store.get_saga(request.saga_id), request.saga_id, scope)
-            log = await self._store.get_transitions(saga.saga_id)
-            chosen = [t for t in log if t.seq > after][:limit]
-            more = len([t for t in log if t.seq > after]) > limit
-            steps = await self._store.get_steps(saga.saga_id)
-            events = replayed_events(sinks, saga, log, steps, {t.seq for t in chosen})
-            token = _encode(chosen[-1].seq, digest) if more and chosen else ""
+            after_seq = _seq_position(request.page_token, digest)
         else:
             since = check_timestamp("since_time", request.since_time)
             digest = _digest("since", since.isoformat(), request.sink, scope)
-            chosen, more = await self._since(since, request.page_token, digest, scope, limit)
+            after = _time_position(request.page_token, digest)
+        sinks = await self._replay_sinks(request.sink)
+        store = self._store
+        if request.saga_id:
+            saga = visible(await store.get_saga(request.saga_id), request.saga_id, scope)
+            log = await store.get_transitions(saga.saga_id)
+            remaining = [t for t in log if t.seq > after_seq]
+            chosen, more = remaining[:limit], len(remaining) > limit
+            steps = await store.get_steps(saga.saga_id)
+            events = replayed_events(sinks, saga, log, steps, {t.seq for t in chosen})
+            token = _encode(chosen[-1].seq, digest) if more else ""
+        else:
+            found = await store.transitions_since(since, after, scope, limit + 1)
+            chosen, more = found[:limit], len(found) > limit
             events = await self._render(sinks, chosen)
             last = chosen[-1] if chosen else None
             token = (
@@ -203,32 +233,10 @@ class SagaEventsService(pb_grpc.SagaEventsServicer):
                 if more and last is not None
                 else ""
             )
-        queued = await self._store.enqueue_events(events)
+        queued = await store.enqueue_events(events)
         return pb.ReplayEventsResponse(
             queued=queued, transitions=len(chosen), next_page_token=token
         )
-
-    async def _since(
-        self,
-        since: datetime,
-        token: str,
-        digest: str,
-        scope: tuple[str, ...] | None,
-        limit: int,
-    ) -> tuple[list[TransitionRecord], bool]:
-        position = _decode(token, digest)
-        after = None
-        if position is not None:
-            try:
-                moment, saga_id, seq = position
-                after = (datetime.fromisoformat(moment), str(saga_id), int(seq))
-                check_saga_id(after[1])
-            except (ValueError, TypeError, InvalidArgument):
-                raise InvalidArgument("page_token is not one this server issued") from None
-            if after[0].utcoffset() is None:
-                raise InvalidArgument("page_token is not one this server issued")
-        found = await self._store.transitions_since(since, after, scope, limit + 1)
-        return found[:limit], len(found) > limit
 
     async def _render(
         self, sinks: Sequence[EventSink], transitions: Sequence[TransitionRecord]
@@ -272,9 +280,7 @@ class SagaEventsService(pb_grpc.SagaEventsServicer):
             await self._check_sink(request.sink)
         size = min(request.page_size or DEFAULT_DEAD_PAGE, MAX_DEAD_PAGE)
         digest = _digest("dead", request.sink)
-        after = _decode(request.page_token, digest) or 0
-        if not isinstance(after, int) or after < 0:
-            raise InvalidArgument("page_token is not one this server issued")
+        after = _seq_position(request.page_token, digest)
         letters = await self._store.dead_events(request.sink or None, after, size + 1)
         response = pb.ListDeadEventsResponse(
             events=[_dead_to_proto(letter) for letter in letters[:size]]
