@@ -14,7 +14,7 @@ import uuid
 import grpc
 import pytest
 
-from orchestrator.core.events import DeadEvent, OutboxEvent
+from orchestrator.core.events import DeadEvent, OutboxEvent, partition_of
 from orchestrator.core.records import Lease
 from orchestrator.store import open_store
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
@@ -173,3 +173,55 @@ async def test_the_cli_lists_and_requeues_dead_events_of_a_sink_no_longer_config
         assert "dead" not in retired  # zero, left out of the JSON mapping
         shown = saga_cli("events", "sinks", "--address", address)
         assert "not configured here" in shown.stdout, shown.stdout
+
+
+async def bury_a_delivered_event(database_url: str, message_id: str, body: bytes) -> None:
+    """The delivered event written to the outbox again and dead-lettered through the
+    relay's own path (a claim of its partition, a settle that buries it), while no
+    orchestrator runs; the partition is released after, for the next one's relay."""
+    event = json.loads(body)
+    saga_id, seq = message_id.rsplit(":", 1)
+    partition = partition_of(saga_id, 4)
+    store = open_store(database_url)
+    await store.open()
+    try:
+        row = OutboxEvent("rabbitmq", partition, saga_id, int(seq), event["type"], body)
+        await store.enqueue_events([row])
+        lease = Lease("a-test-burier", 30.0)
+        claims = await store.claim_event_partitions("rabbitmq", 4, lease, 4)
+        [claim] = [claim for claim in claims if claim.partition == partition]
+        [pending] = await store.pending_events("rabbitmq", partition, limit=10)
+        assert await store.settle_events(claim, lease, [], DeadEvent(pending.id, 5, "refused"))
+        await store.release_event_partitions("rabbitmq", lease.owner)
+    finally:
+        await store.close()
+
+
+async def test_a_requeued_dead_event_reaches_rabbitmq_with_its_id_and_body(
+    tmp_path,
+    database_url,
+    participants,  # noqa: F811
+    rabbitmq,  # noqa: F811
+):
+    with serving(tmp_path, database_url, participants, rabbitmq, "first") as orchestrator:
+        saga_id = await start_saga_at(orchestrator.address, travel("requeued"), "requeue-1")
+        async with grpc.aio.insecure_channel(orchestrator.address) as channel:
+            await wait_terminal(pb_grpc.SagaOrchestratorStub(channel), saga_id)
+        expected = (await lifecycle_ids(database_url, [saga_id]))[saga_id]
+        delivered = await received_of(rabbitmq, saga_id, len(expected))
+    await bury_a_delivered_event(database_url, *delivered[-1])
+
+    with serving(tmp_path, database_url, participants, rabbitmq, "second") as orchestrator:
+        address = orchestrator.address
+        listed = saga_cli("events", "dead", "--sink", "rabbitmq", "--address", address, "--json")
+        [letter] = json.loads(listed.stdout)["events"]
+        assert letter["event_id"] == delivered[-1][0]
+
+        requeued = saga_cli(
+            "events", "requeue", "--sink", "rabbitmq", letter["id"], "--address", address
+        )
+
+        assert requeued.returncode == 0, requeued.stderr
+        again = await received_of(rabbitmq, saga_id, len(expected) + 1)
+        assert again[-1] == delivered[-1]
+        assert (await lifecycle_ids(database_url, [saga_id]))[saga_id] == expected
