@@ -24,6 +24,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from orchestrator.api.events_admin import SagaEventsService
 from orchestrator.api.request_decoding import UndecodableRequestInterceptor
 from orchestrator.api.servicer import SagaOrchestratorService
 from orchestrator.core.definition import SagaDefinition
@@ -39,7 +40,7 @@ from orchestrator.engine.retention import keep_retention
 from orchestrator.events.brokers import Publisher
 from orchestrator.events.config import EventsConfig
 from orchestrator.events.relay import Relay, RelayMetrics, RelaySettings
-from orchestrator.security.auth import AuthInterceptor, AuthPolicy, orchestrator_rules
+from orchestrator.security.auth import AuthInterceptor, AuthPolicy, events_rules, orchestrator_rules
 from orchestrator.security.tls import ClientTls, ServerTls, add_listener, is_loopback
 from orchestrator.store import PoolConfig, Store, open_store
 from orchestrator.telemetry.engine import EngineTelemetry
@@ -52,11 +53,12 @@ from orchestrator.telemetry.metrics import (
     start_metrics_server,
 )
 from orchestrator.telemetry.tracing import TRACE_EXPORTERS, configure_tracing
-from saga.v1 import orchestrator_pb2, orchestrator_pb2_grpc
+from saga.v1 import events_admin_pb2, events_admin_pb2_grpc, orchestrator_pb2, orchestrator_pb2_grpc
 
 logger = logging.getLogger(__name__)
 
 SERVICE_NAME = orchestrator_pb2.DESCRIPTOR.services_by_name["SagaOrchestrator"].full_name
+EVENTS_SERVICE_NAME = events_admin_pb2.DESCRIPTOR.services_by_name["SagaEvents"].full_name
 SHUTDOWN_GRACE_SECONDS = 5.0
 TRACING_SERVICE_NAME = "saga-orchestrator"
 KEEPALIVE_SECONDS = 60
@@ -155,19 +157,26 @@ def create_server(
     tls: ServerTls | None = None,
     with_reflection: bool = True,
     handshake_seconds: float = HANDSHAKE_TIMEOUT_SECONDS,
+    events: SagaEventsService | None = None,
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     """A server with the API, health and (optionally) reflection, bound to `listen` with
     TLS when `tls` is given; returns the bound port."""
     server = grpc.aio.server(
-        interceptors=[*interceptors, UndecodableRequestInterceptor(SERVICE_NAME)],
+        interceptors=[
+            *interceptors,
+            *(UndecodableRequestInterceptor(name) for name in (SERVICE_NAME, EVENTS_SERVICE_NAME)),
+        ],
         options=server_options(limits or Limits(), handshake_seconds),
     )
     orchestrator_pb2_grpc.add_SagaOrchestratorServicer_to_server(servicer, server)
+    served = (SERVICE_NAME,) if events is None else (SERVICE_NAME, EVENTS_SERVICE_NAME)
+    if events is not None:
+        events_admin_pb2_grpc.add_SagaEventsServicer_to_server(events, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if with_reflection:
         reflection.enable_server_reflection(
-            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+            (*served, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
     port = add_listener(server, listen, tls)
     return server, port, health_servicer
@@ -183,7 +192,10 @@ def auth_policy(auth_file: Path | None, *, reflection: bool = True) -> AuthPolic
         return None
     policy = AuthPolicy(
         auth_file,
-        orchestrator_rules(orchestrator_pb2.DESCRIPTOR.services_by_name["SagaOrchestrator"]),
+        {
+            **orchestrator_rules(orchestrator_pb2.DESCRIPTOR.services_by_name["SagaOrchestrator"]),
+            **events_rules(events_admin_pb2.DESCRIPTOR.services_by_name["SagaEvents"]),
+        },
         reflection=reflection,
     )
     logger.info("auth is on: callers from %s (SIGHUP re-reads it)", auth_file)
@@ -392,6 +404,7 @@ async def _serve(
         telemetry=telemetry,
     )
     servicer = SagaOrchestratorService(registry, executor, store, config.limits)
+    events = SagaEventsService(store, config.events.described(), config.replica_id)
     if telemetry.metrics is not None:
         telemetry.metrics.watch_streams.set_function(lambda: servicer.watch_streams)
     interceptors: list[grpc.aio.ServerInterceptor] = []
@@ -407,6 +420,7 @@ async def _serve(
         tls=config.tls,
         with_reflection=config.reflection,
         handshake_seconds=config.handshake_timeout_seconds,
+        events=events,
     )
     await server.start()
     console = None
@@ -428,8 +442,9 @@ async def _serve(
             ),
             header_timeout=config.handshake_timeout_seconds,
             ssl_context=console_ssl,
+            events=events,
         )
-    for name in ("", SERVICE_NAME):
+    for name in ("", SERVICE_NAME, EVENTS_SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     host = config.listen.rsplit(":", 1)[0]
     address = f"{host}:{port}"

@@ -106,6 +106,12 @@ class RelayMetrics:
             by_sink,
             registry=registry,
         )
+        self.dead_letters = Gauge(
+            "saga_events_dead_letters",
+            "Events in the dead-letter table now (requeued ones leave it), from the store.",
+            by_sink,
+            registry=registry,
+        )
 
 
 def outgoing(row: PendingEvent) -> OutgoingEvent:
@@ -377,6 +383,7 @@ class Relay:
         while True:
             try:
                 backlog = await self.store.event_backlog()
+                dead = await self.store.dead_event_counts()
                 now = utc_now()
                 for relay in self.sinks:
                     name = relay.sink.name
@@ -384,6 +391,7 @@ class Relay:
                     metrics.pending.labels(name).set(0 if found is None else found.pending)
                     age = 0.0 if found is None else (now - found.oldest).total_seconds()
                     metrics.oldest_pending.labels(name).set(max(0.0, age))
+                    metrics.dead_letters.labels(name).set(dead.get(name, 0))
             except Exception as error:
                 logger.warning("event backlog unreadable: %s", error)
             await asyncio.sleep(self.settings.backlog_seconds)

@@ -26,7 +26,7 @@ from typing import Any
 
 import grpc
 import pytest
-from google.protobuf import any_pb2, json_format, struct_pb2, timestamp_pb2
+from google.protobuf import any_pb2, json_format, message_factory, struct_pb2, timestamp_pb2
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -34,6 +34,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from saga.examples.v1.inputs_pb2 import TravelBookingInput
+from saga.v1 import events_admin_pb2
 from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
 from tests.e2e.test_bad_input import count_rows
@@ -43,6 +44,9 @@ pytestmark = pytest.mark.e2e
 
 EXAMPLES = int(os.environ.get("SAGA_FUZZ_EXAMPLES", "600"))
 SERVICE = pb.DESCRIPTOR.services_by_name["SagaOrchestrator"]
+EVENTS_SERVICE = events_admin_pb2.DESCRIPTOR.services_by_name["SagaEvents"]
+"""The operators' event-sink service, fuzzed on the same server."""
+OUR_FILES = {pb.DESCRIPTOR.name, events_admin_pb2.DESCRIPTOR.name}
 SERVER_FAULTS = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
 INT32 = (-(2**31), 2**31 - 1)
 INT64 = (-(2**63), 2**63 - 1)
@@ -174,7 +178,7 @@ def single_value_of(field: FieldDescriptor) -> st.SearchStrategy[Any]:
 
 
 def _build(descriptor: Descriptor, values: dict[str, Any]) -> Any:
-    message = pb.__dict__[descriptor.name]()
+    message = message_factory.GetMessageClass(descriptor)()
     for name, value in values.items():
         if value is None:
             continue
@@ -190,7 +194,7 @@ def _build(descriptor: Descriptor, values: dict[str, Any]) -> Any:
 
 def messages(descriptor: Descriptor) -> st.SearchStrategy[Any]:
     """A message with any subset of its fields set to generated values."""
-    if descriptor.name not in pb.__dict__:  # a message of another file: leave it unset
+    if descriptor.file.name not in OUR_FILES:  # a message of another file: leave it unset
         return st.just(None)
     fields = {field.name: st.none() | value_of(field) for field in descriptor.fields}
     return st.fixed_dictionaries(fields).map(lambda values: _build(descriptor, values))
@@ -247,7 +251,7 @@ poisoned_calls = st.one_of(
     ),
 )
 calls = (
-    st.sampled_from(list(SERVICE.methods)).flatmap(
+    st.sampled_from([*SERVICE.methods, *EVENTS_SERVICE.methods]).flatmap(
         lambda method: st.tuples(
             st.just(method), messages(method.input_type) | one_wild_field(method.input_type)
         )
@@ -290,8 +294,8 @@ def on_the_wire(request: Message) -> bytes:
 
 def call(channel: grpc.Channel, method: Any, request: Any) -> tuple[grpc.StatusCode, Any]:
     """The call's code and, for a unary call that succeeded, its response."""
-    path = f"/{SERVICE.full_name}/{method.name}"
-    output = pb.__dict__[method.output_type.name]
+    path = f"/{method.containing_service.full_name}/{method.name}"
+    output = message_factory.GetMessageClass(method.output_type)
     try:
         if method.server_streaming:
             stream = channel.unary_stream(
@@ -346,8 +350,11 @@ def test_generated_requests_never_get_internal_store_nothing_when_refused(
                 assert count_rows(database_url, "sagas") == before
 
         one_request()
-        health = health_pb2_grpc.HealthStub(channel).Check(
-            health_pb2.HealthCheckRequest(service=SERVICE.full_name), timeout=5
-        )
-    assert health.status == health_pb2.HealthCheckResponse.SERVING
+        health = [
+            health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=service.full_name), timeout=5
+            )
+            for service in (SERVICE, EVENTS_SERVICE)
+        ]
+    assert {h.status for h in health} == {health_pb2.HealthCheckResponse.SERVING}
     assert "Traceback" not in orchestrator.log_file.read_text()

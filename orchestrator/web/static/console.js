@@ -802,6 +802,37 @@
             h("td", {}, String(step.retry.max_attempts)), h("td", {}, formatSeconds(step.timeout_seconds))))))))));
   }
 
+  // --- event sinks ---------------------------------------------------------------------------
+
+  function partitionOwners(sink) {
+    const counts = new Map();
+    for (const partition of sink.partition_owners) {
+      const owner = partition.owner || "(free)";
+      counts.set(owner, (counts.get(owner) || 0) + 1);
+    }
+    return [...counts].sort().map(([owner, n]) => `${owner}: ${n}`).join(", ") || "none";
+  }
+
+  async function sinksView() {
+    const answer = await api("/api/event-sinks");
+    const rows = answer.sinks.map((sink) => h("tr", { "data-sink": sink.name, class: Number(sink.dead) > 0 ? "stuck" : null },
+      h("td", {}, sink.name),
+      h("td", {}, sink.configured ? sink.kind.replace("EVENT_SINK_KIND_", "").toLowerCase() : "not configured here"),
+      h("td", { class: "wide" }, sink.target),
+      h("td", { class: "pending" }, String(sink.pending)),
+      h("td", { class: "oldest" }, sink.oldest_pending_time ? `${sink.oldest_pending_age} (since ${formatTime(sink.oldest_pending_time)})` : "none"),
+      h("td", { class: "dead" }, String(sink.dead)),
+      h("td", { class: "owners" }, partitionOwners(sink))));
+    const table = h("table", { class: "sinks" },
+      h("caption", { class: "offscreen" }, "Event sinks and their health"),
+      h("thead", {}, h("tr", {}, ["Sink", "Kind", "Target", "Pending", "Oldest pending", "Dead", "Partition owners"].map((t) => h("th", { scope: "col", class: t === "Target" ? "wide" : null }, t)))),
+      h("tbody", {}, rows.length ? rows : h("tr", {}, h("td", { colspan: "7", class: "muted" }, "No event sinks."))));
+    return h("section", { "aria-labelledby": "sinks-title" },
+      h("h1", { id: "sinks-title" }, "Event sinks"),
+      h("p", { class: "muted" }, `Relays running: ${answer.relay_replicas.join(", ") || "none"}. Replay and requeue with \`saga events\`.`),
+      h("div", { class: "scroll" }, table));
+  }
+
   // --- operator actions ----------------------------------------------------------------------
 
   const dialog = document.getElementById("action-dialog");
@@ -881,6 +912,7 @@
       else if (section === "saga") content = await sagaView(decodeURIComponent(path.split("/")[2] || ""));
       else if (section === "intervention") content = await interventionView();
       else if (section === "definitions") content = await definitionsView();
+      else if (section === "sinks") content = await sinksView();
       else content = await listView(params);
     } catch (error) {
       if (error.status === 401) return;
