@@ -10,6 +10,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import aio_pika
 import aiormq
@@ -239,7 +240,7 @@ class RabbitMQPublisher:
                 await connection.close()
 
 
-def _item_confirmed(task: asyncio.Future[object]) -> None:
+def _item_confirmed(task: asyncio.Future[Any]) -> None:
     """The crash tests' mid-batch point: one item's confirm is in (see `failpoints`)."""
     if not task.cancelled() and task.exception() is None:
         failpoints.hit("relay_item_confirmed")
