@@ -82,11 +82,16 @@ class Consumer:
                         await channel.exchange_delete(exchange)
 
 
+def unique_consumer(url: str = RABBITMQ_URL) -> Consumer:
+    """A consumer of a unique exchange and queue, not declared yet."""
+    token = secrets.token_hex(4)
+    return Consumer(url, f"test-guarantees-{token}", f"test-guarantees-{token}")
+
+
 @contextlib.asynccontextmanager
 async def consuming(url: str = RABBITMQ_URL) -> AsyncIterator[Consumer]:
     """A consumer on a unique exchange and queue, both deleted afterwards."""
-    token = secrets.token_hex(4)
-    consumer = Consumer(url, f"test-guarantees-{token}", f"test-guarantees-{token}")
+    consumer = unique_consumer(url)
     await consumer.declare()
     try:
         yield consumer
