@@ -7,7 +7,7 @@ INSTALLED := $(VENV)/.installed
 # uses googleapis-common-protos' google.rpc.status_pb2).
 PROTO_FILES := $(shell find protos/saga -name '*.proto' | sort)
 
-.PHONY: install protos demo demo-secure test lint format bench bench-big bench-batch chaos clean
+.PHONY: install protos demo demo-secure demo-events bench-events test lint format bench bench-big bench-batch chaos clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ demo: $(INSTALLED)
 # The same demo with mutual TLS on every hop, tokens and roles (throwaway certificates).
 demo-secure: $(INSTALLED)
 	$(PY) -m tools.demo --secure
+
+# Saga events consumed from the local RabbitMQ (127.0.0.1:5672) as they happen.
+demo-events: $(INSTALLED)
+	$(PY) -m tools.demo_events
 
 # Two workers, one test file each at a time (module fixtures stay per worker).
 test: $(INSTALLED)
