@@ -51,6 +51,10 @@ bench: $(INSTALLED)
 	$(PY) bench/run.py $(BENCH_ARGS)
 
 # ListSagas, StartSaga and GetSaga with 1,000,000 sagas stored, against an empty store.
+# Events out: cost of the outbox, relay throughput, commit-to-consumer latency, outage drain.
+bench-events: $(INSTALLED)
+	$(PY) -m bench.events $(BENCH_ARGS)
+
 bench-big: $(INSTALLED)
 	$(PY) -m bench.big_store $(BENCH_ARGS)
 
