@@ -35,7 +35,7 @@ import grpc
 from google.protobuf import json_format
 
 from orchestrator.client import SagaClient
-from orchestrator.core.events import EventSink
+from orchestrator.core.events import DEFAULT_PARTITIONS, EventSink
 from orchestrator.core.records import (
     NewSaga,
     SagaRecord,
@@ -46,7 +46,7 @@ from orchestrator.core.records import (
 )
 from orchestrator.events.rabbitmq import RabbitMQPublisher, RabbitMQSettings
 from orchestrator.events.relay import RelaySettings, SinkRelay
-from orchestrator.store import open_store
+from orchestrator.store import Store, open_store
 from saga.examples.v1.inputs_pb2 import TravelBookingInput
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
 from tools import rabbitmq_node
@@ -194,7 +194,7 @@ class Bench:
         return result
 
     async def relay_alone(self, consumer: Consumer) -> dict[str, Any]:
-        sink = EventSink("rabbitmq", partitions=16)
+        sink = EventSink("rabbitmq", partitions=DEFAULT_PARTITIONS)
         store = open_store(self.database(), event_sinks=(sink,))
         await store.open()
         try:
@@ -254,6 +254,15 @@ class Bench:
             "commit_to_consumer_events": len(lags),
         }
 
+    @staticmethod
+    async def pending_ids(store: Store) -> list[int]:
+        """The outbox ids of every undelivered event of the sink."""
+        return [
+            row.id
+            for partition in range(DEFAULT_PARTITIONS)
+            for row in await store.pending_events("rabbitmq", partition, 1_000_000)
+        ]
+
     async def outage(self) -> dict[str, Any]:
         with rabbitmq_node.private_rabbitmq() as node:
             consumer = Consumer(node.url)
@@ -270,21 +279,21 @@ class Bench:
                 back = time.perf_counter()
                 store = open_store(database)
                 await store.open()
-                backlog_at_return = (await store.event_backlog()).get("rabbitmq")
+                at_return = await self.pending_ids(store)
 
-                async def empty() -> bool:
-                    return (await store.event_backlog()).get("rabbitmq") is None
+                async def drained() -> bool:
+                    # What waited at the return is gone (sagas go on adding more).
+                    pending = await self.pending_ids(store)
+                    return not pending or min(pending) > max(at_return, default=0)
 
-                await poll(empty)
+                await poll(drained)
                 drain_seconds = time.perf_counter() - back
                 await store.close()
                 loading.cancel()
                 await asyncio.gather(loading, return_exceptions=True)
         return {
             "outage_seconds": self.args.outage_seconds,
-            "outage_backlog_at_return": 0
-            if backlog_at_return is None
-            else backlog_at_return.pending,
+            "outage_backlog_at_return": len(at_return),
             "outage_drain_seconds": round(drain_seconds, 3),
         }
 
