@@ -34,6 +34,7 @@ import aio_pika
 import grpc
 from google.protobuf import json_format
 
+from bench.pg import Admin, database_url
 from orchestrator.client import SagaClient
 from orchestrator.core.events import DEFAULT_PARTITIONS, EventSink
 from orchestrator.core.records import (
@@ -121,13 +122,27 @@ class Bench:
         self.args = args
         self.out = Path(args.out_dir)
         self.run = 0
+        self.admin = Admin(args.postgres_url) if args.postgres_url else None
+        self.databases: list[str] = []
         self.participants = participants_of(
             self.out, PARTICIPANT_SERVICES, ["--capacity", "10000000"]
         )
 
     def database(self) -> str:
+        """A fresh database per run: a SQLite file, or with `--postgres-url` a throwaway
+        database on that server (dropped at the end)."""
         self.run += 1
-        return f"sqlite:///{self.out / f'events-{self.run}.sqlite3'}"
+        if self.admin is None:
+            return f"sqlite:///{self.out / f'events-{self.run}.sqlite3'}"
+        name = self.admin.create_database()
+        self.databases.append(name)
+        return database_url(self.admin.server_url, name)
+
+    def close(self) -> None:
+        if self.admin is not None:
+            for name in self.databases:
+                self.admin.drop_database(name)
+            self.admin.close()
 
     @contextlib.contextmanager
     def orchestrator(self, database: str, events: str, url: str, exchange: str) -> Any:
@@ -312,7 +327,11 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
     bench = Bench(args)
     bench.participants.start()
     try:
-        results: dict[str, Any] = {"load_before": os.getloadavg()[0], "args": vars(args)}
+        results: dict[str, Any] = {
+            "load_before": os.getloadavg()[0],
+            "store": "postgresql" if args.postgres_url else "sqlite",
+            "args": vars(args),
+        }
         async with declared() as consumer:
             results |= await bench.throughput(consumer)
             results |= await bench.relay_alone(consumer)
@@ -322,6 +341,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         return results
     finally:
         bench.participants.stop()
+        bench.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -331,6 +351,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--relay-events", type=int, default=20_000)
     parser.add_argument("--outage-seconds", type=float, default=60.0)
     parser.add_argument("--out-dir", default=".bench/events")
+    parser.add_argument(
+        "--postgres-url", default="", help="run on PostgreSQL (a throwaway database per run)"
+    )
     args = parser.parse_args(argv)
     Path(args.out_dir).mkdir(parents=True, exist_ok=True)
     results = asyncio.run(measure(args))
