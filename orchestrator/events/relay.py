@@ -40,6 +40,7 @@ from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from orchestrator import failpoints
 from orchestrator.core.clock import utc_now
 from orchestrator.core.events import DeadEvent, EventSink, PartitionClaim, PendingEvent
 from orchestrator.core.records import Lease
@@ -268,9 +269,11 @@ class SinkRelay:
         republished = sum(1 for row in rows if row.id in partition.sent)
         partition.sent.update(row.id for row in rows)
         dead: DeadEvent | None = None
+        failpoints.hit("relay_read")
         try:
             await self.publisher.publish([outgoing(row) for row in rows])
             confirmed = len(rows)
+            failpoints.hit("relay_confirmed")
         except EventRefused as error:
             confirmed = error.confirmed
             dead = self._refused(partition, rows, error)
