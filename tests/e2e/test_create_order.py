@@ -13,7 +13,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from orchestrator.engine.failpoints import EXIT_CODE
+from orchestrator.failpoints import EXIT_CODE
 from saga.examples.v1.outputs_pb2 import CreateOrderOutput
 from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
