@@ -214,6 +214,8 @@ def one_wild_field(descriptor: Descriptor) -> st.SearchStrategy[Any]:
             lambda drawn: _build(descriptor, {**drawn[0], field.name: drawn[1]})
         )
 
+    if not descriptor.fields:
+        return st.just(_build(descriptor, {}))
     return st.sampled_from(list(descriptor.fields)).flatmap(with_field)
 
 
