@@ -24,10 +24,10 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from orchestrator.api import webhooks_wiring
+from orchestrator.api.events_admin import SagaEventsService
 from orchestrator.api.request_decoding import UndecodableRequestInterceptor
 from orchestrator.api.servicer import SagaOrchestratorService
-from orchestrator.api.webhooks_admin import SERVICE_NAME as WEBHOOKS_SERVICE_NAME
-from orchestrator.api.webhooks_wiring import Webhooks, WebhooksConfig
 from orchestrator.core.definition import SagaDefinition
 from orchestrator.core.errors import ConfigurationError, SagaError
 from orchestrator.core.events import EventSink
@@ -41,12 +41,7 @@ from orchestrator.engine.retention import keep_retention
 from orchestrator.events.brokers import Publisher
 from orchestrator.events.config import EventsConfig
 from orchestrator.events.relay import Relay, RelayMetrics, RelaySettings
-from orchestrator.security.auth import (
-    AuthInterceptor,
-    AuthPolicy,
-    orchestrator_rules,
-    webhook_rules,
-)
+from orchestrator.security.auth import AuthInterceptor, AuthPolicy, events_rules, orchestrator_rules
 from orchestrator.security.tls import ClientTls, ServerTls, add_listener, is_loopback
 from orchestrator.store import PoolConfig, Store, open_store
 from orchestrator.telemetry.engine import EngineTelemetry
@@ -59,11 +54,12 @@ from orchestrator.telemetry.metrics import (
     start_metrics_server,
 )
 from orchestrator.telemetry.tracing import TRACE_EXPORTERS, configure_tracing
-from saga.v1 import orchestrator_pb2, orchestrator_pb2_grpc, webhooks_pb2
+from saga.v1 import events_admin_pb2, events_admin_pb2_grpc, orchestrator_pb2, orchestrator_pb2_grpc
 
 logger = logging.getLogger(__name__)
 
 SERVICE_NAME = orchestrator_pb2.DESCRIPTOR.services_by_name["SagaOrchestrator"].full_name
+EVENTS_SERVICE_NAME = events_admin_pb2.DESCRIPTOR.services_by_name["SagaEvents"].full_name
 SHUTDOWN_GRACE_SECONDS = 5.0
 TRACING_SERVICE_NAME = "saga-orchestrator"
 KEEPALIVE_SECONDS = 60
@@ -131,8 +127,7 @@ class ServeConfig:
     handshake_timeout_seconds: float = HANDSHAKE_TIMEOUT_SECONDS
     # Broker sinks of events (docs/events.md); none by default.
     events: EventsConfig = field(default_factory=EventsConfig)
-    # Webhook endpoints and completion webhooks (docs/events.md, Webhooks); off by default.
-    webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
+    webhooks: webhooks_wiring.WebhooksConfig = field(default_factory=webhooks_wiring.WebhooksConfig)
 
 
 def server_options(
@@ -164,26 +159,29 @@ def create_server(
     tls: ServerTls | None = None,
     with_reflection: bool = True,
     handshake_seconds: float = HANDSHAKE_TIMEOUT_SECONDS,
+    events: SagaEventsService | None = None,
     services: Sequence[Callable[[grpc.aio.Server], str]] = (),
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     """A server with the API, health and (optionally) reflection, bound to `listen` with
-    TLS when `tls` is given; returns the bound port. Each of `services` adds one more
-    service and returns its name (listed by reflection)."""
+    TLS when `tls` is given; returns the bound port."""
     server = grpc.aio.server(
         interceptors=[
             *interceptors,
-            UndecodableRequestInterceptor(SERVICE_NAME),
-            UndecodableRequestInterceptor(WEBHOOKS_SERVICE_NAME),
+            *(UndecodableRequestInterceptor(name) for name in (SERVICE_NAME, EVENTS_SERVICE_NAME)),
+            UndecodableRequestInterceptor(webhooks_wiring.WEBHOOKS_SERVICE),
         ],
         options=server_options(limits or Limits(), handshake_seconds),
     )
     orchestrator_pb2_grpc.add_SagaOrchestratorServicer_to_server(servicer, server)
-    more = [add(server) for add in services]
+    served = [SERVICE_NAME, *([] if events is None else [EVENTS_SERVICE_NAME])]
+    if events is not None:
+        events_admin_pb2_grpc.add_SagaEventsServicer_to_server(events, server)
+    served += [add(server) for add in services]
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if with_reflection:
         reflection.enable_server_reflection(
-            (SERVICE_NAME, *more, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+            (*served, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
     port = add_listener(server, listen, tls)
     return server, port, health_servicer
@@ -199,7 +197,8 @@ def auth_policy(auth_file: Path | None, *, reflection: bool = True) -> AuthPolic
         return None
     rules = {
         **orchestrator_rules(orchestrator_pb2.DESCRIPTOR.services_by_name["SagaOrchestrator"]),
-        **webhook_rules(webhooks_pb2.DESCRIPTOR.services_by_name["SagaWebhooks"]),
+        **events_rules(events_admin_pb2.DESCRIPTOR.services_by_name["SagaEvents"]),
+        **webhooks_wiring.WEBHOOKS_AUTH,
     }
     policy = AuthPolicy(auth_file, rules, reflection=reflection)
     logger.info("auth is on: callers from %s (SIGHUP re-reads it)", auth_file)
@@ -379,7 +378,7 @@ async def _serve(
         config.participants, tls=config.participants_tls, token=config.participants_token
     )
     participants.check_addresses(registry.participants)
-    webhooks = Webhooks(config.webhooks, config.replica_id)
+    webhooks = webhooks_wiring.Webhooks(config.webhooks, config.replica_id)
     broker_sinks = [*config.events.sinks(), *webhooks.sinks()]
     store = open_store(
         config.database_url,
@@ -408,9 +407,9 @@ async def _serve(
         max_active_sagas=config.limits.max_sagas_in_flight,
         telemetry=telemetry,
     )
-    webhooks.start(store, None if telemetry.metrics is None else telemetry.metrics.registry)
     servicer = SagaOrchestratorService(registry, executor, store, config.limits)
-    servicer.completion_allow = config.webhooks.completion_allow
+    webhooks.start(store, telemetry.metrics, servicer)
+    events = SagaEventsService(store, config.events.described(), config.replica_id)
     if telemetry.metrics is not None:
         telemetry.metrics.watch_streams.set_function(lambda: servicer.watch_streams)
     interceptors: list[grpc.aio.ServerInterceptor] = []
@@ -426,6 +425,7 @@ async def _serve(
         tls=config.tls,
         with_reflection=config.reflection,
         handshake_seconds=config.handshake_timeout_seconds,
+        events=events,
         services=[webhooks.register],
     )
     await server.start()
@@ -448,8 +448,9 @@ async def _serve(
             ),
             header_timeout=config.handshake_timeout_seconds,
             ssl_context=console_ssl,
+            events=events,
         )
-    for name in ("", SERVICE_NAME):
+    for name in ("", SERVICE_NAME, EVENTS_SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     host = config.listen.rsplit(":", 1)[0]
     address = f"{host}:{port}"

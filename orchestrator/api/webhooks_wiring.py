@@ -13,8 +13,8 @@ import logging
 from dataclasses import dataclass
 
 import grpc
-from prometheus_client import CollectorRegistry
 
+from orchestrator.api.servicer import SagaOrchestratorService
 from orchestrator.api.webhooks_admin import SERVICE_NAME, SagaWebhooksService, add_to_server
 from orchestrator.core.errors import ConfigurationError
 from orchestrator.core.events import EventSet, EventSink
@@ -26,12 +26,18 @@ from orchestrator.events.webhook_delivery import (
     WebhookSettings,
 )
 from orchestrator.events.webhooks import DEFAULT_RETRY_DELAYS, RetrySchedule, secret_key
+from orchestrator.security.auth import webhook_rules
 from orchestrator.store import Store
 from orchestrator.store.webhooks import WebhookRows
+from orchestrator.telemetry.metrics import SagaMetrics
+from saga.v1 import webhooks_pb2
 
 logger = logging.getLogger(__name__)
 
 WEBHOOKS_SINK = "webhooks"
+WEBHOOKS_SERVICE = SERVICE_NAME
+WEBHOOKS_AUTH = webhook_rules(webhooks_pb2.DESCRIPTOR.services_by_name["SagaWebhooks"])
+"""The SagaWebhooks RPCs' roles by full method path, for the server's auth policy."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,12 +115,20 @@ class Webhooks:
         self._fanout = WebhookFanout(None, self.settings)
         return [(self.sink, self._fanout)]
 
-    def start(self, store: Store, registry: CollectorRegistry | None) -> None:
-        """Once the store is open: the worker, and the service on the store."""
+    def start(
+        self,
+        store: Store,
+        saga_metrics: SagaMetrics | None,
+        servicer: SagaOrchestratorService,
+    ) -> None:
+        """Once the store is open: the worker, the service on the store, and StartSaga
+        told which completion webhooks it may take."""
+        servicer.completion_allow = self.config.completion_allow
         if self.sink is None:
             return
         assert isinstance(store, WebhookRows) and self._fanout is not None
-        metrics = None if registry is None else WebhookMetrics(registry)
+        # In the relay's registry, with every other metric of the process.
+        metrics = None if saga_metrics is None else WebhookMetrics(saga_metrics.registry)
         self.worker = DeliveryWorker(store, self.owner, self.settings, metrics)
         self._fanout.store = store
         self._fanout.wake = self.worker.wake
@@ -139,4 +153,4 @@ class Webhooks:
         return SERVICE_NAME
 
 
-__all__ = ["WEBHOOKS_SINK", "Webhooks", "WebhooksConfig"]
+__all__ = ["WEBHOOKS_AUTH", "WEBHOOKS_SERVICE", "WEBHOOKS_SINK", "Webhooks", "WebhooksConfig"]

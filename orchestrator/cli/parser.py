@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.cli.diagrams import FORMATS
+from orchestrator.cli.events import events_parser
 from orchestrator.cli.options import (
     DEFAULT_DATABASE_URL,
     DEFAULT_LIST_LIMIT,
@@ -420,4 +421,5 @@ def build_parser(first: str | None = None) -> argparse.ArgumentParser:
         operator_options(command)
         json_option(command, "the saga after the change")
     add_webhooks_parser(commands, client)
+    events_parser(commands, client)
     return parser

@@ -23,6 +23,7 @@ from datetime import datetime
 import grpc
 from google.protobuf.message import Message
 
+from orchestrator import failpoints
 from orchestrator.core.clock import utc_now
 from orchestrator.core.errors import StaleSagaVersion
 from orchestrator.core.machine import (
@@ -36,7 +37,6 @@ from orchestrator.core.machine import (
 )
 from orchestrator.core.records import LockAttempt, SagaCommit, SagaStatus
 from orchestrator.core.registry import Registry
-from orchestrator.engine import failpoints
 from orchestrator.engine.commands import ParticipantClient, classify
 from orchestrator.engine.wakeups import KeyWakeups
 from orchestrator.store.base import Store

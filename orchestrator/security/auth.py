@@ -24,6 +24,7 @@ from participants.kit.auth import (
 )
 
 __all__ = [
+    "EVENTS_RULES",
     "ORCHESTRATOR_RULES",
     "WEBHOOK_RULES",
     "AuthFile",
@@ -32,6 +33,7 @@ __all__ = [
     "Caller",
     "Role",
     "current_caller",
+    "events_rules",
     "load_auth_file",
     "orchestrator_rules",
     "parse_auth_file",
@@ -91,3 +93,21 @@ def orchestrator_rules(service: ServiceDescriptor) -> dict[str, frozenset[Role]]
 def webhook_rules(service: ServiceDescriptor) -> dict[str, frozenset[Role]]:
     """The SagaWebhooks service's rules by full method path."""
     return _rules_by_path(service, WEBHOOK_RULES)
+
+
+EVENTS_RULES: Mapping[str, frozenset[Role]] = {
+    "ListEventSinks": frozenset({Role.OPERATOR, Role.READER}),
+    "ListDeadEvents": frozenset({Role.OPERATOR, Role.READER}),
+    "ReplayEvents": OPERATOR_ONLY,
+    "RequeueDeadEvents": OPERATOR_ONLY,
+}
+"""Who may call each SagaEvents RPC (operators' view of the event sinks)."""
+
+
+def events_rules(service: ServiceDescriptor) -> dict[str, frozenset[Role]]:
+    """The SagaEvents service's rules by full method path."""
+    return {
+        f"/{service.full_name}/{name}": roles
+        for name, roles in EVENTS_RULES.items()
+        if name in service.methods_by_name
+    }

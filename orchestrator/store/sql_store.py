@@ -43,13 +43,15 @@ from orchestrator.core.records import (
 from orchestrator.store._rows import Row, RowEncoding, aware
 from orchestrator.store._statements import Statements, saga_listing
 from orchestrator.store.base import Store
+from orchestrator.store.event_admin import EventAdmin
 from orchestrator.store.locks import LockStatements, Transaction, create_locked, take_locks
 from orchestrator.store.webhooks import WebhookRows
 
 
-class SqlStore(WebhookRows, Store):
+class SqlStore(WebhookRows, EventAdmin, Store):
     """A `Store` whose back end runs the shared `Statements` through `_rows`; the webhook
-    tables' methods come from `WebhookRows`."""
+    tables' methods come from `WebhookRows`, the event sinks' administration from
+    `EventAdmin`."""
 
     _statements: ClassVar[Statements]
     _encoding: ClassVar[RowEncoding]

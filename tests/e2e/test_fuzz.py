@@ -34,9 +34,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from saga.examples.v1.inputs_pb2 import TravelBookingInput
+from saga.v1 import events_admin_pb2, webhooks_pb2
 from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
-from saga.v1 import webhooks_pb2
 from tests.e2e.test_bad_input import count_rows
 from tests.support.payloads import struct, travel
 from tools.processes import ChildProcess, orchestrator_process
@@ -46,8 +46,9 @@ pytestmark = pytest.mark.e2e
 EXAMPLES = int(os.environ.get("SAGA_FUZZ_EXAMPLES", "600"))
 SERVICE = pb.DESCRIPTOR.services_by_name["SagaOrchestrator"]
 WEBHOOKS = webhooks_pb2.DESCRIPTOR.services_by_name["SagaWebhooks"]
-GENERATED_FILES = (pb.DESCRIPTOR.name, webhooks_pb2.DESCRIPTOR.name)
-"""Messages of these files are generated; a field of any other message type is left unset."""
+EVENTS_SERVICE = events_admin_pb2.DESCRIPTOR.services_by_name["SagaEvents"]
+"""The operators' event-sink service, fuzzed on the same server."""
+OUR_FILES = {pb.DESCRIPTOR.name, events_admin_pb2.DESCRIPTOR.name, webhooks_pb2.DESCRIPTOR.name}
 SERVER_FAULTS = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
 INT32 = (-(2**31), 2**31 - 1)
 INT64 = (-(2**63), 2**63 - 1)
@@ -195,7 +196,7 @@ def _build(descriptor: Descriptor, values: dict[str, Any]) -> Any:
 
 def messages(descriptor: Descriptor) -> st.SearchStrategy[Any]:
     """A message with any subset of its fields set to generated values."""
-    if descriptor.file.name not in GENERATED_FILES:  # another file's message: leave it unset
+    if descriptor.file.name not in OUR_FILES:  # a message of another file: leave it unset
         return st.just(None)
     fields = {field.name: st.none() | value_of(field) for field in descriptor.fields}
     return st.fixed_dictionaries(fields).map(lambda values: _build(descriptor, values))
@@ -215,6 +216,8 @@ def one_wild_field(descriptor: Descriptor) -> st.SearchStrategy[Any]:
             lambda drawn: _build(descriptor, {**drawn[0], field.name: drawn[1]})
         )
 
+    if not descriptor.fields:
+        return st.just(_build(descriptor, {}))
     return st.sampled_from(list(descriptor.fields)).flatmap(with_field)
 
 
@@ -252,7 +255,7 @@ poisoned_calls = st.one_of(
     ),
 )
 calls = (
-    st.sampled_from(list(SERVICE.methods)).flatmap(
+    st.sampled_from([*SERVICE.methods, *EVENTS_SERVICE.methods]).flatmap(
         lambda method: st.tuples(
             st.just(method), messages(method.input_type) | one_wild_field(method.input_type)
         )
@@ -351,10 +354,13 @@ def test_generated_requests_never_get_internal_store_nothing_when_refused(
                 assert count_rows(database_url, "sagas") == before
 
         one_request()
-        health = health_pb2_grpc.HealthStub(channel).Check(
-            health_pb2.HealthCheckRequest(service=SERVICE.full_name), timeout=5
-        )
-    assert health.status == health_pb2.HealthCheckResponse.SERVING
+        health = [
+            health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=service.full_name), timeout=5
+            )
+            for service in (SERVICE, EVENTS_SERVICE)
+        ]
+    assert {h.status for h in health} == {health_pb2.HealthCheckResponse.SERVING}
     assert "Traceback" not in orchestrator.log_file.read_text()
 
 

@@ -7,6 +7,7 @@ import re
 import pytest
 
 from orchestrator.security.auth import (
+    EVENTS_RULES,
     ORCHESTRATOR_RULES,
     WEBHOOK_RULES,
     Role,
@@ -17,7 +18,7 @@ from orchestrator.security.auth import (
 )
 from participants.kit.tls import SecurityConfigError
 from participants.registry import SERVICES
-from saga.v1 import orchestrator_pb2, webhooks_pb2
+from saga.v1 import events_admin_pb2, orchestrator_pb2, webhooks_pb2
 
 pytestmark = pytest.mark.unit
 
@@ -111,6 +112,16 @@ def test_every_webhook_rpc_has_a_rule_and_only_operators_may_call_it():
     rules = webhook_rules(service)
     assert len(rules) == len(service.methods_by_name)
     assert set(rules.values()) == {frozenset({Role.OPERATOR})}
+
+
+def test_every_events_rpc_has_a_rule_reads_for_readers_changes_for_operators_only():
+    methods = set(events_admin_pb2.DESCRIPTOR.services_by_name["SagaEvents"].methods_by_name)
+
+    assert methods == set(EVENTS_RULES), "each SagaEvents RPC needs a line in EVENTS_RULES"
+    assert EVENTS_RULES["ListEventSinks"] == {Role.OPERATOR, Role.READER}
+    assert EVENTS_RULES["ListDeadEvents"] == {Role.OPERATOR, Role.READER}
+    assert EVENTS_RULES["ReplayEvents"] == {Role.OPERATOR}
+    assert EVENTS_RULES["RequeueDeadEvents"] == {Role.OPERATOR}
 
 
 def test_participant_commands_are_the_orchestrators_and_everything_else_is_a_read():
