@@ -409,7 +409,7 @@ async def _serve(
     )
     servicer = SagaOrchestratorService(registry, executor, store, config.limits)
     webhooks.start(store, telemetry.metrics, servicer)
-    events = SagaEventsService(store, config.events.described(), config.replica_id)
+    events = SagaEventsService(store, webhooks.described(config.events), config.replica_id)
     if telemetry.metrics is not None:
         telemetry.metrics.watch_streams.set_function(lambda: servicer.watch_streams)
     interceptors: list[grpc.aio.ServerInterceptor] = []

@@ -19,6 +19,7 @@ from orchestrator.api.webhooks_admin import SERVICE_NAME, SagaWebhooksService, a
 from orchestrator.core.errors import ConfigurationError
 from orchestrator.core.events import EventSet, EventSink
 from orchestrator.events.brokers import Publisher
+from orchestrator.events.config import ConfiguredSink, EventsConfig
 from orchestrator.events.webhook_delivery import (
     DeliveryWorker,
     WebhookFanout,
@@ -114,6 +115,14 @@ class Webhooks:
             return []
         self._fanout = WebhookFanout(None, self.settings)
         return [(self.sink, self._fanout)]
+
+    def described(self, events: EventsConfig) -> list[ConfiguredSink]:
+        """The broker sinks and, when it runs, the webhooks sink, as SagaEvents lists them."""
+        described = events.described()
+        if self.sink is not None:
+            target = "registered endpoints" if self.config.enabled else "completion webhooks"
+            described.append(ConfiguredSink(self.sink, WEBHOOKS_SINK, target))
+        return described
 
     def start(
         self,
