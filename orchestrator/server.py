@@ -15,7 +15,7 @@ import logging
 import os
 import signal
 import ssl
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -24,6 +24,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from orchestrator.api import webhooks_wiring
 from orchestrator.api.events_admin import SagaEventsService
 from orchestrator.api.request_decoding import UndecodableRequestInterceptor
 from orchestrator.api.servicer import SagaOrchestratorService
@@ -126,6 +127,7 @@ class ServeConfig:
     handshake_timeout_seconds: float = HANDSHAKE_TIMEOUT_SECONDS
     # Broker sinks of events (docs/events.md); none by default.
     events: EventsConfig = field(default_factory=EventsConfig)
+    webhooks: webhooks_wiring.WebhooksConfig = field(default_factory=webhooks_wiring.WebhooksConfig)
 
 
 def server_options(
@@ -158,6 +160,7 @@ def create_server(
     with_reflection: bool = True,
     handshake_seconds: float = HANDSHAKE_TIMEOUT_SECONDS,
     events: SagaEventsService | None = None,
+    services: Sequence[Callable[[grpc.aio.Server], str]] = (),
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     """A server with the API, health and (optionally) reflection, bound to `listen` with
     TLS when `tls` is given; returns the bound port."""
@@ -165,13 +168,15 @@ def create_server(
         interceptors=[
             *interceptors,
             *(UndecodableRequestInterceptor(name) for name in (SERVICE_NAME, EVENTS_SERVICE_NAME)),
+            UndecodableRequestInterceptor(webhooks_wiring.WEBHOOKS_SERVICE),
         ],
         options=server_options(limits or Limits(), handshake_seconds),
     )
     orchestrator_pb2_grpc.add_SagaOrchestratorServicer_to_server(servicer, server)
-    served = (SERVICE_NAME,) if events is None else (SERVICE_NAME, EVENTS_SERVICE_NAME)
+    served = [SERVICE_NAME, *([] if events is None else [EVENTS_SERVICE_NAME])]
     if events is not None:
         events_admin_pb2_grpc.add_SagaEventsServicer_to_server(events, server)
+    served += [add(server) for add in services]
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if with_reflection:
@@ -190,14 +195,12 @@ def auth_policy(auth_file: Path | None, *, reflection: bool = True) -> AuthPolic
             "and resolve sagas; give --auth-file to require tokens or certificates"
         )
         return None
-    policy = AuthPolicy(
-        auth_file,
-        {
-            **orchestrator_rules(orchestrator_pb2.DESCRIPTOR.services_by_name["SagaOrchestrator"]),
-            **events_rules(events_admin_pb2.DESCRIPTOR.services_by_name["SagaEvents"]),
-        },
-        reflection=reflection,
-    )
+    rules = {
+        **orchestrator_rules(orchestrator_pb2.DESCRIPTOR.services_by_name["SagaOrchestrator"]),
+        **events_rules(events_admin_pb2.DESCRIPTOR.services_by_name["SagaEvents"]),
+        **webhooks_wiring.WEBHOOKS_AUTH,
+    }
+    policy = AuthPolicy(auth_file, rules, reflection=reflection)
     logger.info("auth is on: callers from %s (SIGHUP re-reads it)", auth_file)
     return policy
 
@@ -375,7 +378,8 @@ async def _serve(
         config.participants, tls=config.participants_tls, token=config.participants_token
     )
     participants.check_addresses(registry.participants)
-    broker_sinks = config.events.sinks()
+    webhooks = webhooks_wiring.Webhooks(config.webhooks, config.replica_id)
+    broker_sinks = [*config.events.sinks(), *webhooks.sinks()]
     store = open_store(
         config.database_url,
         config.pool,
@@ -404,7 +408,8 @@ async def _serve(
         telemetry=telemetry,
     )
     servicer = SagaOrchestratorService(registry, executor, store, config.limits)
-    events = SagaEventsService(store, config.events.described(), config.replica_id)
+    webhooks.start(store, telemetry.metrics, servicer)
+    events = SagaEventsService(store, webhooks.described(config.events), config.replica_id)
     if telemetry.metrics is not None:
         telemetry.metrics.watch_streams.set_function(lambda: servicer.watch_streams)
     interceptors: list[grpc.aio.ServerInterceptor] = []
@@ -421,6 +426,7 @@ async def _serve(
         with_reflection=config.reflection,
         handshake_seconds=config.handshake_timeout_seconds,
         events=events,
+        services=[webhooks.register],
     )
     await server.start()
     console = None
@@ -487,6 +493,7 @@ async def _serve(
     await executor.stop()
     if relay is not None:
         await relay.stop()
+    await webhooks.stop()
     await participants.close()
     with contextlib.suppress(Exception):
         await store.close()

@@ -38,6 +38,8 @@ from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
 from tools.demo_locks import lock_scenario
 from tools.demo_security import DemoSecurity
+from tools.demo_webhooks import SERVE_FLAGS as WEBHOOK_FLAGS
+from tools.demo_webhooks import DemoWebhooks
 from tools.processes import ChildProcess, orchestrator_process, participants_process
 
 BOOKINGS = 12
@@ -92,7 +94,10 @@ def start_processes(
         process.start()
         addresses.update(process.info["services"])
     orchestrator = orchestrator_process(
-        workdir, database_url, addresses, extra_args=["--http-listen", "127.0.0.1:0"]
+        workdir,
+        database_url,
+        addresses,
+        extra_args=["--http-listen", "127.0.0.1:0", *WEBHOOK_FLAGS],
     )
     orchestrator.argv += security.orchestrator_args()
     return participants, orchestrator.start()
@@ -335,8 +340,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"demo: mutual TLS on every hop, auth on; certificates and tokens in {workdir}/pki")
     participants: list[ChildProcess] = []
     orchestrator: ChildProcess | None = None
+    webhooks = DemoWebhooks(workdir)
     try:
+        print(f"demo: webhook receiver on {webhooks.start_receiver()}")
         participants, orchestrator = start_processes(workdir, database_url, security)
+        endpoint_id = webhooks.register(orchestrator.address, security)
+        print(f"demo: webhook endpoint {endpoint_id} registered for the receiver")
         addresses = {k: v for p in participants for k, v in p.info["services"].items()}
         print(
             f"demo: orchestrator pid {orchestrator.pid} on {orchestrator.address}; "
@@ -346,6 +355,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sagas = run_sagas(orchestrator.address, security)
         print_sagas(sagas)
         problems = check_participants(addresses, sagas, security)
+        problems += webhooks.show(len(sagas))
         if security.secure:
             problems += refusals(orchestrator.address, sagas[0].saga_id, security)
         unfinished = [s.saga_id for s in sagas if s.status not in TERMINAL_SAGA_STATUSES]
@@ -366,6 +376,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for process in [orchestrator, *participants]:
             if process is not None:
                 process.stop()
+        webhooks.stop()
     problems += operator_scenario(workdir, database_url, security)
     if security.secure:
         print("\nLock scenario: shown by the plaintext demo (make demo)")

@@ -29,11 +29,7 @@ import grpc
 from google.protobuf import json_format
 
 from orchestrator.api.catalogue import definition_to_proto
-from orchestrator.api.conversion import (
-    saga_to_proto,
-    start_response,
-    transition_to_proto,
-)
+from orchestrator.api.conversion import saga_to_proto, start_response, transition_to_proto
 from orchestrator.api.paging import (
     DEFAULT_HISTORY_PAGE,
     DEFAULT_PAGE_SIZE,
@@ -56,6 +52,7 @@ from orchestrator.core.opening import SagaStart
 from orchestrator.core.payload import check_message_text, parse_input, parse_typed_input
 from orchestrator.core.records import CreateSagaResult, SagaRecord, StepRecord
 from orchestrator.core.registry import Registry
+from orchestrator.core.webhooks import allowed_completion_url
 from orchestrator.engine.executor import Executor
 from orchestrator.security.auth import current_caller
 from orchestrator.store.base import Store
@@ -106,6 +103,7 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
         self._store = store
         self._limits = limits or Limits()
         self._watch_streams = 0
+        self.completion_allow: tuple[str, ...] = ()  # --completion-webhook-allow
 
     @_mapped_errors
     async def StartSaga(
@@ -128,6 +126,7 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
             trace_parent=context_from_metadata(context.invocation_metadata()),
             saga_input=start.saga_input,
             namespace=start.namespace,
+            completion_webhook_url=start.completion_webhook_url,
         )
 
     @_mapped_errors
@@ -234,6 +233,7 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
             request.idempotency_key or None,
             saga_input,
             namespace,
+            allowed_completion_url(request.completion_webhook_url, self.completion_allow),
         )
 
     @_mapped_errors

@@ -40,6 +40,7 @@ from orchestrator.cli.options import (
 )
 from orchestrator.cli.parser import build_parser
 from orchestrator.cli.serve import serve_command
+from orchestrator.cli.webhooks import webhooks_command
 
 __all__ = ["CliError", "definition_modules", "main", "parse_duration", "parse_point_in_time"]
 
@@ -75,6 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return serve_command(args)
         if args.command == "describe":
             return describe_command(args)
+        if args.command == "webhooks":
+            return webhooks_command(args)
         return client_command(args)
     except CliError as error:
         print(f"error: {error}", file=sys.stderr)

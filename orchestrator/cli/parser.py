@@ -31,6 +31,7 @@ from orchestrator.cli.options import (
     server_security_options,
     watch_options,
 )
+from orchestrator.cli.webhooks import add_webhooks_parser, webhook_serve_options
 from orchestrator.telemetry.logs import LOG_FORMATS
 
 DESCRIPTION = """The `saga` command: serve the orchestrator, run the example participants, start,
@@ -220,6 +221,7 @@ def _limit_options(serve_cmd: argparse.ArgumentParser) -> None:
             help=f"{what} (env {env}; default {default})",
         )
     events_options(serve_cmd)
+    webhook_serve_options(serve_cmd)
     serve_cmd.add_argument(
         "--retention",
         type=duration_argument,
@@ -418,5 +420,6 @@ def build_parser(first: str | None = None) -> argparse.ArgumentParser:
             command.add_argument("--step", required=True, help="the stuck step's name")
         operator_options(command)
         json_option(command, "the saga after the change")
+    add_webhooks_parser(commands, client)
     events_parser(commands, client)
     return parser

@@ -16,6 +16,7 @@ from orchestrator.cli.options import (
     parse_participants,
     read_token_file,
 )
+from orchestrator.cli.webhooks import webhooks_config
 from orchestrator.core.errors import SagaError
 from orchestrator.telemetry.logs import configure_logging
 
@@ -104,6 +105,7 @@ def serve_command(args: argparse.Namespace) -> int:
             console_session_lifetime_seconds=args.console_session_lifetime.total_seconds(),
             handshake_timeout_seconds=args.handshake_timeout,
             events=_events_config(args),
+            webhooks=webhooks_config(args),
             **({"replica_id": args.replica_id} if args.replica_id else {}),
         )
         asyncio.run(serve(config, load_definition_modules(args.definitions)))

@@ -51,6 +51,7 @@ def open_saga(
     now: datetime,
     locks: LockAttempt | None = None,
     namespace: str = DEFAULT_NAMESPACE,
+    completion_webhook_url: str | None = None,
 ) -> tuple[SagaRun, tuple[Action, ...], SagaCommit]:
     """A new saga in memory with its first stage started: the run, the actions to send,
     and the opening commit (SAGA_STARTED, then each STEP_STARTED) for the saga's insert.
@@ -78,6 +79,7 @@ def open_saga(
         ),
         lock_keys=saga_lock_keys(definition, payload, namespace),
         namespace=namespace,
+        completion_webhook_url=completion_webhook_url,
     )
     steps = [
         StepRecord(saga_id=saga.saga_id, index=index, name=step.name)
@@ -113,6 +115,7 @@ class SagaStart:
     saga_input: Message | None = None
     """The input message `payload` was made from (spares the driver decoding it again)."""
     namespace: str = DEFAULT_NAMESPACE
+    completion_webhook_url: str | None = None
 
 
 def saga_lock_keys(

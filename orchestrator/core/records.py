@@ -104,6 +104,8 @@ class SagaRecord:
     namespace: str = "default"
     """The tenant the saga belongs to; its idempotency key and lock keys are stored
     qualified by it (`orchestrator.core.namespaces`)."""
+    completion_webhook_url: str | None = None
+    """Where the saga's terminal event is POSTed (StartSaga's completion webhook)."""
 
 
 @dataclass(frozen=True, slots=True)

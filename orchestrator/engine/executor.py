@@ -123,6 +123,7 @@ class Executor:
         trace_parent: otel_context.Context | None = None,
         saga_input: Message | None = None,
         namespace: str = DEFAULT_NAMESPACE,
+        completion_webhook_url: str | None = None,
     ) -> CreateSagaResult:
         """Store a new saga in `namespace` and start driving it; a known idempotency key
         (of that namespace) returns the saga it started. When this returns, the saga and
@@ -144,7 +145,12 @@ class Executor:
                 raise self._busy()
             if definition.lock_stage == 0:
                 result, run, first_actions = await self._create_locked(
-                    definition, correlation_id, payload, idempotency_key, namespace
+                    definition,
+                    correlation_id,
+                    payload,
+                    idempotency_key,
+                    namespace,
+                    completion_webhook_url,
                 )
             else:
                 run, first_actions, opening = open_saga(
@@ -155,6 +161,7 @@ class Executor:
                     utc_now(),
                     None,
                     namespace,
+                    completion_webhook_url,
                 )
                 result = await self._store.create_saga(
                     opening.saga, run.steps, list(opening.transitions), lease=self.lease
@@ -209,6 +216,7 @@ class Executor:
                     utc_now(),
                     None,
                     start.namespace,
+                    start.completion_webhook_url,
                 )
             except SagaError as error:
                 outcomes[index] = error
@@ -238,6 +246,7 @@ class Executor:
                     start.payload,
                     start.idempotency_key,
                     start.namespace,
+                    start.completion_webhook_url,
                 )
             except SagaError as error:
                 outcomes[index] = error
@@ -322,6 +331,7 @@ class Executor:
         payload: dict[str, Any],
         idempotency_key: str | None,
         namespace: str = DEFAULT_NAMESPACE,
+        completion_webhook_url: str | None = None,
     ) -> tuple[CreateSagaResult, SagaRun, tuple[Action, ...]]:
         """Create a saga that takes its lock keys before its first step, in the insert's
         own transaction: holding them, or queued in StartSaga order, or (reject policy)
@@ -338,7 +348,14 @@ class Executor:
                 key = unqualified(first.key, namespace)
                 raise LockConflict(f"lock key {key!r} is {how} by saga {first.saga_id}")
             run, first_actions, opening = open_saga(
-                definition, correlation_id, payload, idempotency_key, utc_now(), attempt, namespace
+                definition,
+                correlation_id,
+                payload,
+                idempotency_key,
+                utc_now(),
+                attempt,
+                namespace,
+                completion_webhook_url,
             )
             opened[:] = [(run, first_actions)]
             tickets[:] = [] if attempt.acquired else [attempt.ticket]

@@ -26,6 +26,7 @@ from participants.kit.auth import (
 __all__ = [
     "EVENTS_RULES",
     "ORCHESTRATOR_RULES",
+    "WEBHOOK_RULES",
     "AuthFile",
     "AuthInterceptor",
     "AuthPolicy",
@@ -38,6 +39,7 @@ __all__ = [
     "parse_auth_file",
     "participant_rules",
     "token_digest",
+    "webhook_rules",
 ]
 
 READ_ROLES = frozenset({Role.CLIENT, Role.OPERATOR, Role.READER})
@@ -60,13 +62,37 @@ ORCHESTRATOR_RULES: Mapping[str, frozenset[Role]] = {
 """Who may call each SagaOrchestrator RPC (by method name); a new RPC needs a line here."""
 
 
-def orchestrator_rules(service: ServiceDescriptor) -> dict[str, frozenset[Role]]:
-    """The orchestrator service's rules by full method path."""
+WEBHOOK_RULES: Mapping[str, frozenset[Role]] = {
+    "CreateWebhookEndpoint": OPERATOR_ONLY,
+    "GetWebhookEndpoint": OPERATOR_ONLY,
+    "ListWebhookEndpoints": OPERATOR_ONLY,
+    "UpdateWebhookEndpoint": OPERATOR_ONLY,
+    "RotateWebhookSecret": OPERATOR_ONLY,
+    "DeleteWebhookEndpoint": OPERATOR_ONLY,
+    "ListWebhookDeliveries": OPERATOR_ONLY,
+    "RetryWebhookDeliveries": OPERATOR_ONLY,
+}
+"""Who may call each SagaWebhooks RPC: operators only (endpoints see every saga's events)."""
+
+
+def _rules_by_path(
+    service: ServiceDescriptor, rules: Mapping[str, frozenset[Role]]
+) -> dict[str, frozenset[Role]]:
     return {
         f"/{service.full_name}/{name}": roles
-        for name, roles in ORCHESTRATOR_RULES.items()
+        for name, roles in rules.items()
         if name in service.methods_by_name
     }
+
+
+def orchestrator_rules(service: ServiceDescriptor) -> dict[str, frozenset[Role]]:
+    """The orchestrator service's rules by full method path."""
+    return _rules_by_path(service, ORCHESTRATOR_RULES)
+
+
+def webhook_rules(service: ServiceDescriptor) -> dict[str, frozenset[Role]]:
+    """The SagaWebhooks service's rules by full method path."""
+    return _rules_by_path(service, WEBHOOK_RULES)
 
 
 EVENTS_RULES: Mapping[str, frozenset[Role]] = {

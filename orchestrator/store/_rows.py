@@ -81,6 +81,7 @@ class RowEncoding:
             "lock_wait_since": self._optional_time_to_db(saga.lock_wait_since),
             "output": saga.output,
             "namespace": saga.namespace,
+            "completion_webhook_url": saga.completion_webhook_url,
         }
 
     def commit_params(self, commit: SagaCommit) -> dict[str, object]:
@@ -145,6 +146,7 @@ class RowEncoding:
             lock_wait_since=self._optional_time_from_db(row["lock_wait_since"]),
             output=None if row["output"] is None else bytes(row["output"]),
             namespace=row["namespace"],
+            completion_webhook_url=row["completion_webhook_url"],
         )
 
     def step_from_row(self, row: Row) -> StepRecord:

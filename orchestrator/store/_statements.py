@@ -61,6 +61,7 @@ SAGAS = Table(
         "lock_wait_since": "timestamptz",
         "output": "bytea",
         "namespace": "text",
+        "completion_webhook_url": "text",
     },
 )
 STEPS = Table(

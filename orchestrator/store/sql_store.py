@@ -45,10 +45,13 @@ from orchestrator.store._statements import Statements, saga_listing
 from orchestrator.store.base import Store
 from orchestrator.store.event_admin import EventAdmin
 from orchestrator.store.locks import LockStatements, Transaction, create_locked, take_locks
+from orchestrator.store.webhooks import WebhookRows
 
 
-class SqlStore(EventAdmin, Store):
-    """A `Store` whose back end runs the shared `Statements` through `_rows`."""
+class SqlStore(WebhookRows, EventAdmin, Store):
+    """A `Store` whose back end runs the shared `Statements` through `_rows`; the webhook
+    tables' methods come from `WebhookRows`, the event sinks' administration from
+    `EventAdmin`."""
 
     _statements: ClassVar[Statements]
     _encoding: ClassVar[RowEncoding]

@@ -110,20 +110,22 @@ SAGA_VIEW_BASIC: SagaView
 SAGA_VIEW_FULL: SagaView
 
 class StartSagaRequest(_message.Message):
-    __slots__ = ("saga_type", "correlation_id", "payload", "input", "idempotency_key", "namespace")
+    __slots__ = ("saga_type", "correlation_id", "payload", "input", "idempotency_key", "namespace", "completion_webhook_url")
     SAGA_TYPE_FIELD_NUMBER: _ClassVar[int]
     CORRELATION_ID_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     INPUT_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    COMPLETION_WEBHOOK_URL_FIELD_NUMBER: _ClassVar[int]
     saga_type: str
     correlation_id: str
     payload: _struct_pb2.Struct
     input: _any_pb2.Any
     idempotency_key: str
     namespace: str
-    def __init__(self, saga_type: _Optional[str] = ..., correlation_id: _Optional[str] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., input: _Optional[_Union[_any_pb2.Any, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., namespace: _Optional[str] = ...) -> None: ...
+    completion_webhook_url: str
+    def __init__(self, saga_type: _Optional[str] = ..., correlation_id: _Optional[str] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., input: _Optional[_Union[_any_pb2.Any, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., namespace: _Optional[str] = ..., completion_webhook_url: _Optional[str] = ...) -> None: ...
 
 class StartSagaResponse(_message.Message):
     __slots__ = ("saga_id", "status", "created")

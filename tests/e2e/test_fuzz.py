@@ -34,19 +34,21 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from saga.examples.v1.inputs_pb2 import TravelBookingInput
-from saga.v1 import events_admin_pb2
+from saga.v1 import events_admin_pb2, webhooks_pb2
 from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
 from tests.e2e.test_bad_input import count_rows
 from tests.support.payloads import struct, travel
+from tools.processes import ChildProcess, orchestrator_process
 
 pytestmark = pytest.mark.e2e
 
 EXAMPLES = int(os.environ.get("SAGA_FUZZ_EXAMPLES", "600"))
 SERVICE = pb.DESCRIPTOR.services_by_name["SagaOrchestrator"]
+WEBHOOKS = webhooks_pb2.DESCRIPTOR.services_by_name["SagaWebhooks"]
 EVENTS_SERVICE = events_admin_pb2.DESCRIPTOR.services_by_name["SagaEvents"]
 """The operators' event-sink service, fuzzed on the same server."""
-OUR_FILES = {pb.DESCRIPTOR.name, events_admin_pb2.DESCRIPTOR.name}
+OUR_FILES = {pb.DESCRIPTOR.name, events_admin_pb2.DESCRIPTOR.name, webhooks_pb2.DESCRIPTOR.name}
 SERVER_FAULTS = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
 INT32 = (-(2**31), 2**31 - 1)
 INT64 = (-(2**63), 2**63 - 1)
@@ -360,3 +362,61 @@ def test_generated_requests_never_get_internal_store_nothing_when_refused(
         ]
     assert {h.status for h in health} == {health_pb2.HealthCheckResponse.SERVING}
     assert "Traceback" not in orchestrator.log_file.read_text()
+
+
+webhook_calls = st.sampled_from(list(WEBHOOKS.methods)).flatmap(
+    lambda method: st.tuples(
+        st.just(method), messages(method.input_type) | one_wild_field(method.input_type)
+    )
+)
+
+
+@pytest.fixture
+def webhook_orchestrator(
+    tmp_path, database_url: str, participants: ChildProcess
+) -> Iterator[ChildProcess]:
+    flags = ["--webhooks", "--webhooks-allow-private"]
+    process = orchestrator_process(
+        tmp_path, database_url, participants.info["services"], extra_args=flags
+    )
+    try:
+        yield process.start()
+    finally:
+        process.stop()
+
+
+def test_generated_webhook_requests_never_get_internal_store_nothing_when_refused(
+    webhook_orchestrator, database_url
+):
+    with grpc.insecure_channel(webhook_orchestrator.address) as channel:
+        started = pb_grpc.SagaOrchestratorStub(channel).StartSaga(
+            pb.StartSagaRequest(
+                saga_type="travel_booking", correlation_id="fuzz", payload=struct(travel())
+            ),
+            timeout=10,
+        )
+        STORED_SAGA_IDS[:] = [started.saga_id]
+
+        @settings(
+            max_examples=EXAMPLES // 2,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+            database=None,
+        )
+        @given(webhook_calls)
+        def one_request(drawn: tuple[Any, Any]) -> None:
+            method, request = drawn
+            before = count_rows(database_url, "webhook_endpoints")
+            code, _ = call(channel, method, request)
+            assert code not in SERVER_FAULTS, (method.name, request)
+            if unstorable_in(request):
+                assert code == grpc.StatusCode.INVALID_ARGUMENT, (method.name, request, code)
+            if code != grpc.StatusCode.OK:
+                assert count_rows(database_url, "webhook_endpoints") == before
+
+        one_request()
+        health = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service=SERVICE.full_name), timeout=5
+        )
+    assert health.status == health_pb2.HealthCheckResponse.SERVING
+    assert "Traceback" not in webhook_orchestrator.log_file.read_text()

@@ -30,6 +30,7 @@ from orchestrator.security.auth import token_digest
 from orchestrator.security.tls import ClientTls
 from participants.registry import SERVICES
 from saga.v1 import orchestrator_pb2 as pb
+from saga.v1 import webhooks_pb2
 from tests.support.payloads import struct, travel
 from tools.certs import CertFiles, make_ca, new_token
 from tools.processes import PARTICIPANT_SERVICES, ChildProcess, orchestrator_process
@@ -40,6 +41,7 @@ pytestmark = pytest.mark.e2e
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CALL_TIMEOUT = 10.0
 ORCHESTRATOR = pb.DESCRIPTOR.services_by_name["SagaOrchestrator"]
+WEBHOOKS = webhooks_pb2.DESCRIPTOR.services_by_name["SagaWebhooks"]
 UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED
 DENIED = grpc.StatusCode.PERMISSION_DENIED
 
@@ -261,6 +263,21 @@ def test_mutual_tls_refuses_no_certificate_and_another_cas_and_accepts_the_right
 
 def test_every_orchestrator_rpc_has_a_row_in_the_expected_table():
     assert set(ORCHESTRATOR.methods_by_name) == set(ORCHESTRATOR_EXPECTED)
+
+
+@pytest.mark.parametrize("rpc", sorted(WEBHOOKS.methods_by_name))
+def test_webhook_rpcs_are_for_operators_only(pki: Pki, orchestrator: ChildProcess, rpc: str):
+    """Operators get through (to FAILED_PRECONDITION: this server runs without
+    --webhooks); every other caller is refused."""
+    method = WEBHOOKS.methods_by_name[rpc]
+
+    got = {
+        cell: call(pki, orchestrator.address, method, **credentials_of(pki, cell))[0]
+        for cell in CELLS
+    }
+
+    failed_precondition = grpc.StatusCode.FAILED_PRECONDITION
+    assert got == {cell: expected_code(cell, {"operator"}, failed_precondition) for cell in CELLS}
 
 
 @pytest.mark.parametrize("rpc", sorted(ORCHESTRATOR_EXPECTED))

@@ -9,14 +9,16 @@ import pytest
 from orchestrator.security.auth import (
     EVENTS_RULES,
     ORCHESTRATOR_RULES,
+    WEBHOOK_RULES,
     Role,
     parse_auth_file,
     participant_rules,
     token_digest,
+    webhook_rules,
 )
 from participants.kit.tls import SecurityConfigError
 from participants.registry import SERVICES
-from saga.v1 import events_admin_pb2, orchestrator_pb2
+from saga.v1 import events_admin_pb2, orchestrator_pb2, webhooks_pb2
 
 pytestmark = pytest.mark.unit
 
@@ -101,6 +103,15 @@ def test_every_orchestrator_rpc_has_a_rule_and_no_rule_names_a_missing_rpc():
     methods = set(orchestrator_pb2.DESCRIPTOR.services_by_name["SagaOrchestrator"].methods_by_name)
 
     assert methods == set(ORCHESTRATOR_RULES), "each RPC needs a line in ORCHESTRATOR_RULES"
+
+
+def test_every_webhook_rpc_has_a_rule_and_only_operators_may_call_it():
+    service = webhooks_pb2.DESCRIPTOR.services_by_name["SagaWebhooks"]
+
+    assert set(service.methods_by_name) == set(WEBHOOK_RULES), "each RPC needs a rule"
+    rules = webhook_rules(service)
+    assert len(rules) == len(service.methods_by_name)
+    assert set(rules.values()) == {frozenset({Role.OPERATOR})}
 
 
 def test_every_events_rpc_has_a_rule_reads_for_readers_changes_for_operators_only():
