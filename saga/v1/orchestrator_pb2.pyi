@@ -39,6 +39,9 @@ class TransitionEvent(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TRANSITION_EVENT_LOCKS_REFUSED: _ClassVar[TransitionEvent]
     TRANSITION_EVENT_LOCKS_RELEASED: _ClassVar[TransitionEvent]
     TRANSITION_EVENT_LOCK_BROKEN: _ClassVar[TransitionEvent]
+    TRANSITION_EVENT_STEP_WAITING: _ClassVar[TransitionEvent]
+    TRANSITION_EVENT_STEP_TIMED_OUT: _ClassVar[TransitionEvent]
+    TRANSITION_EVENT_STEP_COMPLETED_LATE: _ClassVar[TransitionEvent]
 
 class SagaStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -58,6 +61,7 @@ class StepStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     STEP_STATUS_COMPENSATING: _ClassVar[StepStatus]
     STEP_STATUS_COMPENSATED: _ClassVar[StepStatus]
     STEP_STATUS_COMPENSATION_FAILED: _ClassVar[StepStatus]
+    STEP_STATUS_WAITING: _ClassVar[StepStatus]
 
 class SagaView(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -88,6 +92,9 @@ TRANSITION_EVENT_LOCK_WAIT_EXPIRED: TransitionEvent
 TRANSITION_EVENT_LOCKS_REFUSED: TransitionEvent
 TRANSITION_EVENT_LOCKS_RELEASED: TransitionEvent
 TRANSITION_EVENT_LOCK_BROKEN: TransitionEvent
+TRANSITION_EVENT_STEP_WAITING: TransitionEvent
+TRANSITION_EVENT_STEP_TIMED_OUT: TransitionEvent
+TRANSITION_EVENT_STEP_COMPLETED_LATE: TransitionEvent
 SAGA_STATUS_UNSPECIFIED: SagaStatus
 SAGA_STATUS_RUNNING: SagaStatus
 SAGA_STATUS_COMPENSATING: SagaStatus
@@ -101,6 +108,7 @@ STEP_STATUS_FAILED: StepStatus
 STEP_STATUS_COMPENSATING: StepStatus
 STEP_STATUS_COMPENSATED: StepStatus
 STEP_STATUS_COMPENSATION_FAILED: StepStatus
+STEP_STATUS_WAITING: StepStatus
 SAGA_VIEW_UNSPECIFIED: SagaView
 SAGA_VIEW_BASIC: SagaView
 SAGA_VIEW_FULL: SagaView
@@ -224,7 +232,7 @@ class SagaLock(_message.Message):
     def __init__(self, key: _Optional[str] = ..., held: _Optional[bool] = ..., queue_position: _Optional[int] = ...) -> None: ...
 
 class Step(_message.Message):
-    __slots__ = ("name", "status", "attempts", "error", "compensation_attempts", "start_time", "update_time", "next_attempt_time", "group", "reply")
+    __slots__ = ("name", "status", "attempts", "error", "compensation_attempts", "start_time", "update_time", "next_attempt_time", "group", "reply", "wait_deadline")
     NAME_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
@@ -235,6 +243,7 @@ class Step(_message.Message):
     NEXT_ATTEMPT_TIME_FIELD_NUMBER: _ClassVar[int]
     GROUP_FIELD_NUMBER: _ClassVar[int]
     REPLY_FIELD_NUMBER: _ClassVar[int]
+    WAIT_DEADLINE_FIELD_NUMBER: _ClassVar[int]
     name: str
     status: StepStatus
     attempts: int
@@ -245,7 +254,8 @@ class Step(_message.Message):
     next_attempt_time: _timestamp_pb2.Timestamp
     group: str
     reply: _any_pb2.Any
-    def __init__(self, name: _Optional[str] = ..., status: _Optional[_Union[StepStatus, str]] = ..., attempts: _Optional[int] = ..., error: _Optional[str] = ..., compensation_attempts: _Optional[int] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., next_attempt_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., group: _Optional[str] = ..., reply: _Optional[_Union[_any_pb2.Any, _Mapping]] = ...) -> None: ...
+    wait_deadline: _timestamp_pb2.Timestamp
+    def __init__(self, name: _Optional[str] = ..., status: _Optional[_Union[StepStatus, str]] = ..., attempts: _Optional[int] = ..., error: _Optional[str] = ..., compensation_attempts: _Optional[int] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., next_attempt_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., group: _Optional[str] = ..., reply: _Optional[_Union[_any_pb2.Any, _Mapping]] = ..., wait_deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Transition(_message.Message):
     __slots__ = ("seq", "event", "time", "step", "saga_status", "step_status", "attempt", "error", "actor", "reason")
