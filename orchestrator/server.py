@@ -24,6 +24,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from orchestrator.api.callbacks import SERVICE_NAME as CALLBACKS_SERVICE_NAME
+from orchestrator.api.callbacks import SagaCallbacksService
 from orchestrator.api.request_decoding import UndecodableRequestInterceptor
 from orchestrator.api.servicer import SagaOrchestratorService
 from orchestrator.core.definition import SagaDefinition
@@ -33,13 +35,19 @@ from orchestrator.core.limits import Limits
 from orchestrator.core.records import Lease
 from orchestrator.core.registry import Registry, check_unfinished_versions
 from orchestrator.engine.commands import ParticipantClient
+from orchestrator.engine.completions import StepCompletions
 from orchestrator.engine.executor import Executor
 from orchestrator.engine.leases import DEFAULT_LEASE_SECONDS, unique_replica_id
 from orchestrator.engine.retention import keep_retention
 from orchestrator.events.brokers import Publisher
 from orchestrator.events.config import EventsConfig
 from orchestrator.events.relay import Relay, RelayMetrics, RelaySettings
-from orchestrator.security.auth import AuthInterceptor, AuthPolicy, orchestrator_rules
+from orchestrator.security.auth import (
+    CALLBACK_RULES,
+    AuthInterceptor,
+    AuthPolicy,
+    orchestrator_rules,
+)
 from orchestrator.security.tls import ClientTls, ServerTls, add_listener, is_loopback
 from orchestrator.store import PoolConfig, Store, open_store
 from orchestrator.telemetry.engine import EngineTelemetry
@@ -52,7 +60,7 @@ from orchestrator.telemetry.metrics import (
     start_metrics_server,
 )
 from orchestrator.telemetry.tracing import TRACE_EXPORTERS, configure_tracing
-from saga.v1 import orchestrator_pb2, orchestrator_pb2_grpc
+from saga.v1 import callbacks_pb2, callbacks_pb2_grpc, orchestrator_pb2, orchestrator_pb2_grpc
 
 logger = logging.getLogger(__name__)
 
@@ -155,6 +163,7 @@ def create_server(
     tls: ServerTls | None = None,
     with_reflection: bool = True,
     handshake_seconds: float = HANDSHAKE_TIMEOUT_SECONDS,
+    callbacks: SagaCallbacksService | None = None,
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     """A server with the API, health and (optionally) reflection, bound to `listen` with
     TLS when `tls` is given; returns the bound port."""
@@ -163,11 +172,15 @@ def create_server(
         options=server_options(limits or Limits(), handshake_seconds),
     )
     orchestrator_pb2_grpc.add_SagaOrchestratorServicer_to_server(servicer, server)
+    names = [SERVICE_NAME]
+    if callbacks is not None:
+        callbacks_pb2_grpc.add_SagaCallbacksServicer_to_server(callbacks, server)
+        names.append(CALLBACKS_SERVICE_NAME)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if with_reflection:
         reflection.enable_server_reflection(
-            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+            (*names, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
     port = add_listener(server, listen, tls)
     return server, port, health_servicer
@@ -183,7 +196,12 @@ def auth_policy(auth_file: Path | None, *, reflection: bool = True) -> AuthPolic
         return None
     policy = AuthPolicy(
         auth_file,
-        orchestrator_rules(orchestrator_pb2.DESCRIPTOR.services_by_name["SagaOrchestrator"]),
+        {
+            **orchestrator_rules(orchestrator_pb2.DESCRIPTOR.services_by_name["SagaOrchestrator"]),
+            **orchestrator_rules(
+                callbacks_pb2.DESCRIPTOR.services_by_name["SagaCallbacks"], CALLBACK_RULES
+            ),
+        },
         reflection=reflection,
     )
     logger.info("auth is on: callers from %s (SIGHUP re-reads it)", auth_file)
@@ -407,6 +425,7 @@ async def _serve(
         tls=config.tls,
         with_reflection=config.reflection,
         handshake_seconds=config.handshake_timeout_seconds,
+        callbacks=SagaCallbacksService(StepCompletions(store, registry, executor), config.limits),
     )
     await server.start()
     console = None
@@ -429,7 +448,7 @@ async def _serve(
             header_timeout=config.handshake_timeout_seconds,
             ssl_context=console_ssl,
         )
-    for name in ("", SERVICE_NAME):
+    for name in ("", SERVICE_NAME, CALLBACKS_SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     host = config.listen.rsplit(":", 1)[0]
     address = f"{host}:{port}"

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from orchestrator.core.definition import OnTimeout, Step
+from orchestrator.core.errors import ErrorCode, SagaError
 from orchestrator.core.records import SagaStatus, StepStatus, TransitionEvent
 from orchestrator.core.tokens import digest_matches
 
@@ -277,3 +278,25 @@ def answer_heartbeat(run: SagaRun, index: int, digest: str, now: datetime) -> He
     if heartbeat is not None and deadline != record.wait_deadline:
         run._update_step(index, now, wait_deadline=deadline)
     return HeartbeatAnswer(denied=False, cancel_requested=False, deadline=deadline)
+
+
+class CompletionDenied(SagaError):
+    """The token is not the current token of any waiting step: forged, mangled, of
+    another saga, or of a wait an operator's retry replaced. Never retried."""
+
+    code = ErrorCode.PERMISSION_DENIED
+    reason = "COMPLETION_TOKEN_INVALID"
+
+
+class CompletionConflict(SagaError):
+    """Another completion of the step was recorded first."""
+
+    code = ErrorCode.FAILED_PRECONDITION
+    reason = "COMPLETION_ALREADY_RECORDED"
+
+
+class StepNotWaiting(SagaError):
+    """The step stopped waiting (timed out, or the saga was stopped): a late completion."""
+
+    code = ErrorCode.FAILED_PRECONDITION
+    reason = "STEP_NOT_WAITING"

@@ -24,6 +24,7 @@ from participants.kit.auth import (
 )
 
 __all__ = [
+    "CALLBACK_RULES",
     "ORCHESTRATOR_RULES",
     "AuthFile",
     "AuthInterceptor",
@@ -57,11 +58,22 @@ ORCHESTRATOR_RULES: Mapping[str, frozenset[Role]] = {
 }
 """Who may call each SagaOrchestrator RPC (by method name); a new RPC needs a line here."""
 
+COMPLETERS = frozenset({Role.PARTICIPANT, Role.OPERATOR})
+CALLBACK_RULES: Mapping[str, frozenset[Role]] = {
+    "CompleteStep": COMPLETERS,
+    "FailStep": COMPLETERS,
+    "HeartbeatStep": COMPLETERS,
+}
+"""Who may call each SagaCallbacks RPC: the participant that accepted the step (it also
+holds the step's token), or an operator completing it by hand."""
 
-def orchestrator_rules(service: ServiceDescriptor) -> dict[str, frozenset[Role]]:
-    """The orchestrator service's rules by full method path."""
+
+def orchestrator_rules(
+    service: ServiceDescriptor, rules: Mapping[str, frozenset[Role]] = ORCHESTRATOR_RULES
+) -> dict[str, frozenset[Role]]:
+    """A service's rules by full method path (the orchestrator's by default)."""
     return {
         f"/{service.full_name}/{name}": roles
-        for name, roles in ORCHESTRATOR_RULES.items()
+        for name, roles in rules.items()
         if name in service.methods_by_name
     }

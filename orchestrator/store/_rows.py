@@ -81,6 +81,7 @@ class RowEncoding:
             "lock_wait_since": self._optional_time_to_db(saga.lock_wait_since),
             "output": saga.output,
             "namespace": saga.namespace,
+            "wake_time": self._optional_time_to_db(saga.wake_time),
         }
 
     def commit_params(self, commit: SagaCommit) -> dict[str, object]:
@@ -106,6 +107,10 @@ class RowEncoding:
             "start_time": self._optional_time_to_db(step.start_time),
             "update_time": self._optional_time_to_db(step.update_time),
             "next_attempt_time": self._optional_time_to_db(step.next_attempt_time),
+            "wait_deadline": self._optional_time_to_db(step.wait_deadline),
+            "wait_until": self._optional_time_to_db(step.wait_until),
+            "completion_tokens": " ".join(step.completion_tokens),
+            "completion_id": step.completion_id,
         }
 
     def transition_params(self, transition: TransitionRecord) -> dict[str, object]:
@@ -145,6 +150,7 @@ class RowEncoding:
             lock_wait_since=self._optional_time_from_db(row["lock_wait_since"]),
             output=None if row["output"] is None else bytes(row["output"]),
             namespace=row["namespace"],
+            wake_time=self._optional_time_from_db(row["wake_time"]),
         )
 
     def step_from_row(self, row: Row) -> StepRecord:
@@ -161,6 +167,10 @@ class RowEncoding:
             start_time=self._optional_time_from_db(row["start_time"]),
             update_time=self._optional_time_from_db(row["update_time"]),
             next_attempt_time=self._optional_time_from_db(row["next_attempt_time"]),
+            wait_deadline=self._optional_time_from_db(row["wait_deadline"]),
+            wait_until=self._optional_time_from_db(row["wait_until"]),
+            completion_tokens=tuple(row["completion_tokens"].split()),
+            completion_id=row["completion_id"],
         )
 
     def transition_from_row(self, row: Row) -> TransitionRecord:

@@ -71,6 +71,8 @@ class Role(enum.StrEnum):
     """The read RPCs only: sagas, their history, participants' ledgers and inventories."""
     ORCHESTRATOR = "orchestrator"
     """Send commands and compensations to participants."""
+    PARTICIPANT = "participant"
+    """Complete, fail and heartbeat the asynchronous steps it accepted (SagaCallbacks)."""
 
 
 PARTICIPANT_READ_ROLES = frozenset({Role.READER, Role.OPERATOR})
