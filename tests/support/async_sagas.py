@@ -1,5 +1,7 @@
 """Saga types with an asynchronous step, for the asynchronous-step tests.
 
+Served with `saga serve --definitions tests.support.async_sagas`.
+
 The flight booking is accepted by its participant and confirmed later through
 SagaCallbacks; its result (a BookFlightResponse) feeds the flight's compensation
 like a synchronous reply would.
@@ -81,4 +83,17 @@ SUPERVISED_TRIP = dataclasses.replace(
     ),
 )
 
-DEFINITIONS = (ASYNC_TRIP, HEARTBEAT_TRIP, SUPERVISED_TRIP)
+HASTY_TRIP = dataclasses.replace(
+    ASYNC_TRIP,
+    name="hasty_trip",
+    description="As async_trip, but a flight not confirmed within 1 s is cancelled.",
+    steps=(
+        HOTEL_STEP,
+        dataclasses.replace(
+            CONFIRM_FLIGHT,
+            completion=AsyncCompletion(result_type=flight_pb2.BookFlightResponse, timeout=1.0),
+        ),
+    ),
+)
+
+DEFINITIONS = (ASYNC_TRIP, HEARTBEAT_TRIP, SUPERVISED_TRIP, HASTY_TRIP)
