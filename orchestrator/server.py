@@ -168,7 +168,11 @@ def create_server(
     """A server with the API, health and (optionally) reflection, bound to `listen` with
     TLS when `tls` is given; returns the bound port."""
     server = grpc.aio.server(
-        interceptors=[*interceptors, UndecodableRequestInterceptor(SERVICE_NAME)],
+        interceptors=[
+            *interceptors,
+            UndecodableRequestInterceptor(SERVICE_NAME),
+            UndecodableRequestInterceptor(CALLBACKS_SERVICE_NAME),
+        ],
         options=server_options(limits or Limits(), handshake_seconds),
     )
     orchestrator_pb2_grpc.add_SagaOrchestratorServicer_to_server(servicer, server)

@@ -33,7 +33,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from orchestrator.core.tokens import make_token
 from saga.examples.v1.inputs_pb2 import TravelBookingInput
+from saga.v1 import callbacks_pb2 as cb
 from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
 from tests.e2e.test_bad_input import count_rows
@@ -152,6 +154,15 @@ def single_value_of(field: FieldDescriptor) -> st.SearchStrategy[Any]:
     """A strategy for one value of a field, from its descriptor."""
     if field.name == "page_token":
         return page_tokens
+    if field.name == "token":
+        # Shaped like a completion token, naming a stored saga (a synchronous one: none
+        # of its steps has a token), or anything at all.
+        return texts | st.builds(
+            make_token,
+            st.deferred(lambda: st.sampled_from(STORED_SAGA_IDS)) | st.uuids().map(str),
+            st.integers(min_value=0, max_value=10**6),
+            st.text(alphabet="abcdefXYZ-_0123", min_size=1, max_size=50),
+        )
     if field.type == FieldDescriptor.TYPE_ENUM:
         known = [value.number for value in field.enum_type.values]
         return st.one_of(st.sampled_from(known), st.integers(*INT32))
@@ -173,8 +184,16 @@ def single_value_of(field: FieldDescriptor) -> st.SearchStrategy[Any]:
     raise NotImplementedError(f"no strategy for {field.full_name}")
 
 
+def _module_of(descriptor: Descriptor) -> Any:
+    """The generated module of a request message: the orchestrator's or the callbacks'."""
+    for module in (pb, cb):
+        if descriptor.file is module.DESCRIPTOR and descriptor.name in module.__dict__:
+            return module
+    return None
+
+
 def _build(descriptor: Descriptor, values: dict[str, Any]) -> Any:
-    message = pb.__dict__[descriptor.name]()
+    message = _module_of(descriptor).__dict__[descriptor.name]()
     for name, value in values.items():
         if value is None:
             continue
@@ -190,7 +209,7 @@ def _build(descriptor: Descriptor, values: dict[str, Any]) -> Any:
 
 def messages(descriptor: Descriptor) -> st.SearchStrategy[Any]:
     """A message with any subset of its fields set to generated values."""
-    if descriptor.name not in pb.__dict__:  # a message of another file: leave it unset
+    if _module_of(descriptor) is None:  # a message of another file: leave it unset
         return st.just(None)
     fields = {field.name: st.none() | value_of(field) for field in descriptor.fields}
     return st.fixed_dictionaries(fields).map(lambda values: _build(descriptor, values))
@@ -288,10 +307,12 @@ def on_the_wire(request: Message) -> bytes:
     return request.SerializeToString().replace(*SURROGATE_SWAP)
 
 
-def call(channel: grpc.Channel, method: Any, request: Any) -> tuple[grpc.StatusCode, Any]:
+def call(
+    channel: grpc.Channel, method: Any, request: Any, module: Any = pb
+) -> tuple[grpc.StatusCode, Any]:
     """The call's code and, for a unary call that succeeded, its response."""
-    path = f"/{SERVICE.full_name}/{method.name}"
-    output = pb.__dict__[method.output_type.name]
+    path = f"/{method.containing_service.full_name}/{method.name}"
+    output = module.__dict__[method.output_type.name]
     try:
         if method.server_streaming:
             stream = channel.unary_stream(
@@ -348,6 +369,47 @@ def test_generated_requests_never_get_internal_store_nothing_when_refused(
         one_request()
         health = health_pb2_grpc.HealthStub(channel).Check(
             health_pb2.HealthCheckRequest(service=SERVICE.full_name), timeout=5
+        )
+    assert health.status == health_pb2.HealthCheckResponse.SERVING
+    assert "Traceback" not in orchestrator.log_file.read_text()
+
+
+CALLBACKS = cb.DESCRIPTOR.services_by_name["SagaCallbacks"]
+callback_calls = st.sampled_from(list(CALLBACKS.methods)).flatmap(
+    lambda method: st.tuples(
+        st.just(method), messages(method.input_type) | one_wild_field(method.input_type)
+    )
+)
+
+
+def test_generated_callbacks_never_get_internal_and_complete_nothing(orchestrator, database_url):
+    """SagaCallbacks with generated tokens, ids, reasons and results: refused (mostly
+    PERMISSION_DENIED: no generated token is a step's), never INTERNAL or UNKNOWN."""
+    with grpc.insecure_channel(orchestrator.address) as channel:
+        started = pb_grpc.SagaOrchestratorStub(channel).StartSaga(
+            pb.StartSagaRequest(
+                saga_type="travel_booking", correlation_id="fuzz", payload=struct(travel())
+            ),
+            timeout=10,
+        )
+        STORED_SAGA_IDS[:] = [started.saga_id]
+
+        @settings(
+            max_examples=max(EXAMPLES // 3, 50),
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+            database=None,
+        )
+        @given(callback_calls)
+        def one_request(drawn: tuple[Any, Any]) -> None:
+            method, request = drawn
+            code, _ = call(channel, method, request, cb)
+            assert code not in SERVER_FAULTS, (method.name, request)
+            assert code != grpc.StatusCode.OK, (method.name, request)
+
+        one_request()
+        health = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service=CALLBACKS.full_name), timeout=5
         )
     assert health.status == health_pb2.HealthCheckResponse.SERVING
     assert "Traceback" not in orchestrator.log_file.read_text()

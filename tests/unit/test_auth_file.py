@@ -7,6 +7,7 @@ import re
 import pytest
 
 from orchestrator.security.auth import (
+    CALLBACK_RULES,
     ORCHESTRATOR_RULES,
     Role,
     parse_auth_file,
@@ -15,7 +16,7 @@ from orchestrator.security.auth import (
 )
 from participants.kit.tls import SecurityConfigError
 from participants.registry import SERVICES
-from saga.v1 import orchestrator_pb2
+from saga.v1 import callbacks_pb2, orchestrator_pb2
 
 pytestmark = pytest.mark.unit
 
@@ -100,6 +101,13 @@ def test_every_orchestrator_rpc_has_a_rule_and_no_rule_names_a_missing_rpc():
     methods = set(orchestrator_pb2.DESCRIPTOR.services_by_name["SagaOrchestrator"].methods_by_name)
 
     assert methods == set(ORCHESTRATOR_RULES), "each RPC needs a line in ORCHESTRATOR_RULES"
+
+
+def test_every_callback_rpc_is_for_participants_and_operators_only():
+    methods = set(callbacks_pb2.DESCRIPTOR.services_by_name["SagaCallbacks"].methods_by_name)
+
+    assert methods == set(CALLBACK_RULES), "each RPC needs a line in CALLBACK_RULES"
+    assert set(CALLBACK_RULES.values()) == {frozenset({Role.PARTICIPANT, Role.OPERATOR})}
 
 
 def test_participant_commands_are_the_orchestrators_and_everything_else_is_a_read():
