@@ -81,9 +81,9 @@ class Rig:
     callbacks: cb_grpc.SagaCallbacksStub | None = None
     channels: list[grpc.aio.Channel] = field(default_factory=list)
 
-    async def serve(self, name: str = "orchestrator") -> None:
+    async def serve(self, name: str = "orchestrator", **env: str) -> None:
         self.orchestrator = orchestrator_process(
-            self.workdir, self.database_url, self.addresses, env=ENV, name=name
+            self.workdir, self.database_url, self.addresses, env={**ENV, **env}, name=name
         ).start()
         channel = grpc.aio.insecure_channel(self.orchestrator.address)
         self.channels.append(channel)
@@ -99,9 +99,13 @@ class Rig:
             ),
             timeout=5,
         )
+        return reply.saga_id, await self.token_of(reply.saga_id)
+
+    async def token_of(self, expected_saga: str) -> str:
+        """The token of the next flight command the airline receives (of that saga)."""
         saga_id, token = await asyncio.wait_for(self.airline.tokens.get(), 15)
-        assert saga_id == reply.saga_id
-        return saga_id, token
+        assert saga_id == expected_saga
+        return token
 
     async def step(self, saga_id: str, name: str = "confirm_flight") -> pb.Step:
         assert self.stub is not None
@@ -320,3 +324,21 @@ async def test_a_saga_waiting_when_its_orchestrator_is_killed_is_finished_by_ano
         await r.serve("orchestrator-third")
         saga = await wait_terminal(r.stub, saga_id)
         assert saga.status == pb.SAGA_STATUS_FAILED and "no completion" in saga.failure_reason
+
+
+async def test_a_crash_after_the_acceptance_and_before_waiting_is_stored_loses_nothing(
+    tmp_path, database_url
+):
+    """The orchestrator dies once the airline accepted, before WAITING is committed: the
+    next one sends the command again with a new token; the first still completes it."""
+    async with rig(tmp_path, database_url) as r:
+        r.orchestrator.stop()
+        await r.serve("orchestrator-crashing", SAGA_FAILPOINT="step_accepted")
+        saga_id, first = await r.start()
+        assert r.orchestrator.wait(15) == 137
+        await r.serve("orchestrator-again")
+        second = await r.token_of(saga_id)
+        assert second != first
+        await r.waiting(saga_id)
+        await r.callbacks.CompleteStep(complete(first, "c-1"), timeout=5)
+        assert (await wait_terminal(r.stub, saga_id)).status == pb.SAGA_STATUS_COMPLETED
