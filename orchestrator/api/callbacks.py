@@ -39,6 +39,7 @@ class SagaCallbacksService(pb_grpc.SagaCallbacksServicer):
     async def CompleteStep(
         self, request: pb.CompleteStepRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.CompleteStepResponse:
+        _check_token(request.token)
         check_id("completion_id", request.completion_id)
         run, index, _ = await self._completions.load(request.token)
         completion = run.definition.all_steps[index].completion
@@ -68,6 +69,7 @@ class SagaCallbacksService(pb_grpc.SagaCallbacksServicer):
     async def FailStep(
         self, request: pb.FailStepRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.FailStepResponse:
+        _check_token(request.token)
         check_id("completion_id", request.completion_id)
         if not request.reason.strip():
             raise InvalidArgument("reason is required: say why the work failed")
@@ -87,11 +89,18 @@ class SagaCallbacksService(pb_grpc.SagaCallbacksServicer):
     async def HeartbeatStep(
         self, request: pb.HeartbeatStepRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.HeartbeatStepResponse:
+        _check_token(request.token)
         answer = await self._completions.heartbeat(request.token)
         response = pb.HeartbeatStepResponse(cancel_requested=answer.cancel_requested)
         if answer.deadline is not None:
             response.wait_deadline.FromDatetime(answer.deadline)
         return response
+
+
+def _check_token(token: str) -> None:
+    """A missing token is a malformed request; a wrong one is PERMISSION_DENIED later."""
+    if not token:
+        raise InvalidArgument("token is required: the completion_token of the step's command")
 
 
 def _actor() -> str:
