@@ -60,7 +60,8 @@ from orchestrator.telemetry.metrics import (
     start_metrics_server,
 )
 from orchestrator.telemetry.tracing import TRACE_EXPORTERS, configure_tracing
-from saga.v1 import callbacks_pb2, callbacks_pb2_grpc, orchestrator_pb2, orchestrator_pb2_grpc
+from saga.participants.common.v1 import callbacks_pb2, callbacks_pb2_grpc
+from saga.v1 import orchestrator_pb2, orchestrator_pb2_grpc
 
 logger = logging.getLogger(__name__)
 

@@ -21,15 +21,16 @@ from orchestrator.core.limits import Limits
 from orchestrator.core.payload import check_text
 from orchestrator.engine.completions import StepCompletions
 from orchestrator.security.auth import current_caller
-from saga.v1 import callbacks_pb2 as pb
-from saga.v1 import callbacks_pb2_grpc as pb_grpc
+from saga.participants.common.v1 import callbacks_pb2 as pb
+from saga.participants.common.v1 import callbacks_pb2_grpc as pb_grpc
 
 MAX_FAILURE_REASON = 1000
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["SagaCallbacks"].full_name
 
 
 class SagaCallbacksService(pb_grpc.SagaCallbacksServicer):
-    """CompleteStep, FailStep and HeartbeatStep (see protos/saga/v1/callbacks.proto)."""
+    """CompleteStep, FailStep and HeartbeatStep (protos/saga/participants/common/v1/
+    callbacks.proto)."""
 
     def __init__(self, completions: StepCompletions, limits: Limits | None = None) -> None:
         self._completions = completions

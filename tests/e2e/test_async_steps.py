@@ -22,9 +22,9 @@ from google.protobuf import any_pb2
 from orchestrator.core.records import TransitionEvent
 from orchestrator.core.tokens import make_token
 from orchestrator.store import open_store
+from saga.participants.common.v1 import callbacks_pb2 as cb
+from saga.participants.common.v1 import callbacks_pb2_grpc as cb_grpc
 from saga.participants.flight.v1 import flight_pb2, flight_pb2_grpc
-from saga.v1 import callbacks_pb2 as cb
-from saga.v1 import callbacks_pb2_grpc as cb_grpc
 from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
 from tests.e2e.conftest import wait_terminal

@@ -35,7 +35,7 @@ from hypothesis import strategies as st
 
 from orchestrator.core.tokens import make_token
 from saga.examples.v1.inputs_pb2 import TravelBookingInput
-from saga.v1 import callbacks_pb2 as cb
+from saga.participants.common.v1 import callbacks_pb2 as cb
 from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
 from tests.e2e.test_bad_input import count_rows

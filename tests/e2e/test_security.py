@@ -29,7 +29,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 from orchestrator.security.auth import token_digest
 from orchestrator.security.tls import ClientTls
 from participants.registry import SERVICES
-from saga.v1 import callbacks_pb2 as cb
+from saga.participants.common.v1 import callbacks_pb2 as cb
 from saga.v1 import orchestrator_pb2 as pb
 from tests.support.payloads import struct, travel
 from tools.certs import CertFiles, make_ca, new_token

@@ -16,7 +16,8 @@ from orchestrator.security.auth import (
 )
 from participants.kit.tls import SecurityConfigError
 from participants.registry import SERVICES
-from saga.v1 import callbacks_pb2, orchestrator_pb2
+from saga.participants.common.v1 import callbacks_pb2
+from saga.v1 import orchestrator_pb2
 
 pytestmark = pytest.mark.unit
 

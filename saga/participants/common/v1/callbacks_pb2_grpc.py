@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from saga.v1 import callbacks_pb2 as saga_dot_v1_dot_callbacks__pb2
+from saga.participants.common.v1 import callbacks_pb2 as saga_dot_participants_dot_common_dot_v1_dot_callbacks__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -18,7 +18,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in saga/v1/callbacks_pb2_grpc.py depends on'
+        + ' but the generated code in saga/participants/common/v1/callbacks_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -49,19 +49,19 @@ class SagaCallbacksStub:
             channel: A grpc.Channel.
         """
         self.CompleteStep = channel.unary_unary(
-                '/saga.v1.SagaCallbacks/CompleteStep',
-                request_serializer=saga_dot_v1_dot_callbacks__pb2.CompleteStepRequest.SerializeToString,
-                response_deserializer=saga_dot_v1_dot_callbacks__pb2.CompleteStepResponse.FromString,
+                '/saga.participants.common.v1.SagaCallbacks/CompleteStep',
+                request_serializer=saga_dot_participants_dot_common_dot_v1_dot_callbacks__pb2.CompleteStepRequest.SerializeToString,
+                response_deserializer=saga_dot_participants_dot_common_dot_v1_dot_callbacks__pb2.CompleteStepResponse.FromString,
                 _registered_method=True)
         self.FailStep = channel.unary_unary(
-                '/saga.v1.SagaCallbacks/FailStep',
-                request_serializer=saga_dot_v1_dot_callbacks__pb2.FailStepRequest.SerializeToString,
-                response_deserializer=saga_dot_v1_dot_callbacks__pb2.FailStepResponse.FromString,
+                '/saga.participants.common.v1.SagaCallbacks/FailStep',
+                request_serializer=saga_dot_participants_dot_common_dot_v1_dot_callbacks__pb2.FailStepRequest.SerializeToString,
+                response_deserializer=saga_dot_participants_dot_common_dot_v1_dot_callbacks__pb2.FailStepResponse.FromString,
                 _registered_method=True)
         self.HeartbeatStep = channel.unary_unary(
-                '/saga.v1.SagaCallbacks/HeartbeatStep',
-                request_serializer=saga_dot_v1_dot_callbacks__pb2.HeartbeatStepRequest.SerializeToString,
-                response_deserializer=saga_dot_v1_dot_callbacks__pb2.HeartbeatStepResponse.FromString,
+                '/saga.participants.common.v1.SagaCallbacks/HeartbeatStep',
+                request_serializer=saga_dot_participants_dot_common_dot_v1_dot_callbacks__pb2.HeartbeatStepRequest.SerializeToString,
+                response_deserializer=saga_dot_participants_dot_common_dot_v1_dot_callbacks__pb2.HeartbeatStepResponse.FromString,
                 _registered_method=True)
 
 
@@ -111,24 +111,24 @@ def add_SagaCallbacksServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'CompleteStep': grpc.unary_unary_rpc_method_handler(
                     servicer.CompleteStep,
-                    request_deserializer=saga_dot_v1_dot_callbacks__pb2.CompleteStepRequest.FromString,
-                    response_serializer=saga_dot_v1_dot_callbacks__pb2.CompleteStepResponse.SerializeToString,
+                    request_deserializer=saga_dot_participants_dot_common_dot_v1_dot_callbacks__pb2.CompleteStepRequest.FromString,
+                    response_serializer=saga_dot_participants_dot_common_dot_v1_dot_callbacks__pb2.CompleteStepResponse.SerializeToString,
             ),
             'FailStep': grpc.unary_unary_rpc_method_handler(
                     servicer.FailStep,
-                    request_deserializer=saga_dot_v1_dot_callbacks__pb2.FailStepRequest.FromString,
-                    response_serializer=saga_dot_v1_dot_callbacks__pb2.FailStepResponse.SerializeToString,
+                    request_deserializer=saga_dot_participants_dot_common_dot_v1_dot_callbacks__pb2.FailStepRequest.FromString,
+                    response_serializer=saga_dot_participants_dot_common_dot_v1_dot_callbacks__pb2.FailStepResponse.SerializeToString,
             ),
             'HeartbeatStep': grpc.unary_unary_rpc_method_handler(
                     servicer.HeartbeatStep,
-                    request_deserializer=saga_dot_v1_dot_callbacks__pb2.HeartbeatStepRequest.FromString,
-                    response_serializer=saga_dot_v1_dot_callbacks__pb2.HeartbeatStepResponse.SerializeToString,
+                    request_deserializer=saga_dot_participants_dot_common_dot_v1_dot_callbacks__pb2.HeartbeatStepRequest.FromString,
+                    response_serializer=saga_dot_participants_dot_common_dot_v1_dot_callbacks__pb2.HeartbeatStepResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
-            'saga.v1.SagaCallbacks', rpc_method_handlers)
+            'saga.participants.common.v1.SagaCallbacks', rpc_method_handlers)
     server.add_generic_rpc_handlers((generic_handler,))
-    server.add_registered_method_handlers('saga.v1.SagaCallbacks', rpc_method_handlers)
+    server.add_registered_method_handlers('saga.participants.common.v1.SagaCallbacks', rpc_method_handlers)
 
 
  # This class is part of an EXPERIMENTAL API.
@@ -163,9 +163,9 @@ class SagaCallbacks:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/saga.v1.SagaCallbacks/CompleteStep',
-            saga_dot_v1_dot_callbacks__pb2.CompleteStepRequest.SerializeToString,
-            saga_dot_v1_dot_callbacks__pb2.CompleteStepResponse.FromString,
+            '/saga.participants.common.v1.SagaCallbacks/CompleteStep',
+            saga_dot_participants_dot_common_dot_v1_dot_callbacks__pb2.CompleteStepRequest.SerializeToString,
+            saga_dot_participants_dot_common_dot_v1_dot_callbacks__pb2.CompleteStepResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -190,9 +190,9 @@ class SagaCallbacks:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/saga.v1.SagaCallbacks/FailStep',
-            saga_dot_v1_dot_callbacks__pb2.FailStepRequest.SerializeToString,
-            saga_dot_v1_dot_callbacks__pb2.FailStepResponse.FromString,
+            '/saga.participants.common.v1.SagaCallbacks/FailStep',
+            saga_dot_participants_dot_common_dot_v1_dot_callbacks__pb2.FailStepRequest.SerializeToString,
+            saga_dot_participants_dot_common_dot_v1_dot_callbacks__pb2.FailStepResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -217,9 +217,9 @@ class SagaCallbacks:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/saga.v1.SagaCallbacks/HeartbeatStep',
-            saga_dot_v1_dot_callbacks__pb2.HeartbeatStepRequest.SerializeToString,
-            saga_dot_v1_dot_callbacks__pb2.HeartbeatStepResponse.FromString,
+            '/saga.participants.common.v1.SagaCallbacks/HeartbeatStep',
+            saga_dot_participants_dot_common_dot_v1_dot_callbacks__pb2.HeartbeatStepRequest.SerializeToString,
+            saga_dot_participants_dot_common_dot_v1_dot_callbacks__pb2.HeartbeatStepResponse.FromString,
             options,
             channel_credentials,
             insecure,
