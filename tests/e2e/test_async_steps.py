@@ -22,6 +22,7 @@ from google.protobuf import any_pb2
 from orchestrator.core.records import TransitionEvent
 from orchestrator.core.tokens import make_token
 from orchestrator.store import open_store
+from participants.kit import CompletionRefused, StepCompleter
 from saga.participants.common.v1 import callbacks_pb2 as cb
 from saga.participants.common.v1 import callbacks_pb2_grpc as cb_grpc
 from saga.participants.flight.v1 import flight_pb2, flight_pb2_grpc
@@ -341,4 +342,24 @@ async def test_a_crash_after_the_acceptance_and_before_waiting_is_stored_loses_n
         assert second != first
         await r.waiting(saga_id)
         await r.callbacks.CompleteStep(complete(first, "c-1"), timeout=5)
+        assert (await wait_terminal(r.stub, saga_id)).status == pb.SAGA_STATUS_COMPLETED
+
+
+async def test_the_kits_completer_completes_once_and_its_retries_get_the_first_answer(
+    tmp_path, database_url
+):
+    async with rig(tmp_path, database_url) as r:
+        saga_id, token = await r.start()
+        await r.waiting(saga_id)
+        async with StepCompleter(r.orchestrator.address) as completer:
+            assert not await completer.heartbeat(token)
+            booked = flight_pb2.BookFlightResponse(booking_id="F-9")
+            await completer.complete(token, booked)
+            await completer.complete(token, booked)  # a retry: the same derived id
+            with pytest.raises(CompletionRefused) as refused:
+                await completer.fail(token, "too late to change my mind")
+            assert refused.value.code is grpc.StatusCode.FAILED_PRECONDITION
+            with pytest.raises(CompletionRefused) as denied:
+                await completer.complete(token + "x", booked)
+            assert denied.value.code is grpc.StatusCode.PERMISSION_DENIED
         assert (await wait_terminal(r.stub, saga_id)).status == pb.SAGA_STATUS_COMPLETED
