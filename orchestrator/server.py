@@ -24,10 +24,12 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from orchestrator.api.callbacks import SERVICE_NAME as CALLBACKS_SERVICE_NAME
-from orchestrator.api.callbacks import SagaCallbacksService
 from orchestrator.api.request_decoding import UndecodableRequestInterceptor
 from orchestrator.api.servicer import SagaOrchestratorService
+from orchestrator.api.step_services import (
+    SERVICE_NAMES as STEP_SERVICE_NAMES,
+)
+from orchestrator.api.step_services import StepServices, step_service_rules, step_services
 from orchestrator.core.definition import SagaDefinition
 from orchestrator.core.errors import ConfigurationError, SagaError
 from orchestrator.core.events import EventSink
@@ -35,19 +37,13 @@ from orchestrator.core.limits import Limits
 from orchestrator.core.records import Lease
 from orchestrator.core.registry import Registry, check_unfinished_versions
 from orchestrator.engine.commands import ParticipantClient
-from orchestrator.engine.completions import StepCompletions
 from orchestrator.engine.executor import Executor
 from orchestrator.engine.leases import DEFAULT_LEASE_SECONDS, unique_replica_id
 from orchestrator.engine.retention import keep_retention
 from orchestrator.events.brokers import Publisher
 from orchestrator.events.config import EventsConfig
 from orchestrator.events.relay import Relay, RelayMetrics, RelaySettings
-from orchestrator.security.auth import (
-    CALLBACK_RULES,
-    AuthInterceptor,
-    AuthPolicy,
-    orchestrator_rules,
-)
+from orchestrator.security.auth import AuthInterceptor, AuthPolicy, orchestrator_rules
 from orchestrator.security.tls import ClientTls, ServerTls, add_listener, is_loopback
 from orchestrator.store import PoolConfig, Store, open_store
 from orchestrator.telemetry.engine import EngineTelemetry
@@ -60,7 +56,6 @@ from orchestrator.telemetry.metrics import (
     start_metrics_server,
 )
 from orchestrator.telemetry.tracing import TRACE_EXPORTERS, configure_tracing
-from saga.participants.common.v1 import callbacks_pb2, callbacks_pb2_grpc
 from saga.v1 import orchestrator_pb2, orchestrator_pb2_grpc
 
 logger = logging.getLogger(__name__)
@@ -164,7 +159,7 @@ def create_server(
     tls: ServerTls | None = None,
     with_reflection: bool = True,
     handshake_seconds: float = HANDSHAKE_TIMEOUT_SECONDS,
-    callbacks: SagaCallbacksService | None = None,
+    steps: StepServices | None = None,
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     """A server with the API, health and (optionally) reflection, bound to `listen` with
     TLS when `tls` is given; returns the bound port."""
@@ -172,15 +167,14 @@ def create_server(
         interceptors=[
             *interceptors,
             UndecodableRequestInterceptor(SERVICE_NAME),
-            UndecodableRequestInterceptor(CALLBACKS_SERVICE_NAME),
+            *(UndecodableRequestInterceptor(name) for name in STEP_SERVICE_NAMES),
         ],
         options=server_options(limits or Limits(), handshake_seconds),
     )
     orchestrator_pb2_grpc.add_SagaOrchestratorServicer_to_server(servicer, server)
     names = [SERVICE_NAME]
-    if callbacks is not None:
-        callbacks_pb2_grpc.add_SagaCallbacksServicer_to_server(callbacks, server)
-        names.append(CALLBACKS_SERVICE_NAME)
+    if steps is not None:
+        names += steps.add_to(server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if with_reflection:
@@ -203,9 +197,7 @@ def auth_policy(auth_file: Path | None, *, reflection: bool = True) -> AuthPolic
         auth_file,
         {
             **orchestrator_rules(orchestrator_pb2.DESCRIPTOR.services_by_name["SagaOrchestrator"]),
-            **orchestrator_rules(
-                callbacks_pb2.DESCRIPTOR.services_by_name["SagaCallbacks"], CALLBACK_RULES
-            ),
+            **step_service_rules(),
         },
         reflection=reflection,
     )
@@ -430,7 +422,7 @@ async def _serve(
         tls=config.tls,
         with_reflection=config.reflection,
         handshake_seconds=config.handshake_timeout_seconds,
-        callbacks=SagaCallbacksService(StepCompletions(store, registry, executor), config.limits),
+        steps=step_services(store, registry, executor, config.limits),
     )
     await server.start()
     console = None
@@ -453,7 +445,7 @@ async def _serve(
             header_timeout=config.handshake_timeout_seconds,
             ssl_context=console_ssl,
         )
-    for name in ("", SERVICE_NAME, CALLBACKS_SERVICE_NAME):
+    for name in ("", SERVICE_NAME, *STEP_SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     host = config.listen.rsplit(":", 1)[0]
     address = f"{host}:{port}"

@@ -179,23 +179,28 @@ def refresh_wake_time(run: SagaRun) -> None:
 def answer_completion(
     run: SagaRun,
     index: int,
-    digest: str,
+    digest: str | None,
     completion_id: str,
     now: datetime,
     *,
     result: bytes | None = None,
     error: str = "",
     actor: str = "",
+    reason: str = "",
 ) -> CompletionAnswer:
     """Decide what a completion (`result` set) or a failure (`error` set) of step
     `index`, presented with a token of digest `digest`, does; queue what it records.
+    `digest` None is a person's decision on a task (SagaTasks): no token, the caller's
+    role admitted it, and `actor` names them.
 
     A completion for a STARTED step (the participant was faster than the commit of
     its acceptance) counts as well: accepting and completing commute.
     """
     step = run.definition.all_steps[index]
     record = run.steps[index]
-    if step.completion is None or not digest_matches(digest, record.completion_tokens):
+    if step.completion is None or (
+        digest is not None and not digest_matches(digest, record.completion_tokens)
+    ):
         return CompletionAnswer(CompletionOutcome.DENIED)
     if record.completion_id:
         kind, _, recorded = record.completion_id.partition(":")
@@ -232,6 +237,7 @@ def answer_completion(
             TransitionEvent.STEP_COMPLETED,
             now,
             actor=by,
+            reason=reason,
             result=result,
             error="",
             completion_id=f"completed:{completion_id}",

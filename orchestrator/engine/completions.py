@@ -108,6 +108,44 @@ class StepCompletions:
             return Completed(run.saga.saga_id, run.steps[index].name, _checked(answer))
         raise StaleSagaVersion("the saga kept changing; the completion was not applied, retry")
 
+    async def decide_task(
+        self,
+        saga_id: str,
+        step: str,
+        *,
+        actor: str,
+        result: bytes | None = None,
+        error: str = "",
+        reason: str = "",
+    ) -> Completed:
+        """A person completes (`result`) or rejects (`error`) a waiting step, with no
+        token: their role admitted them. The same person deciding the same way again
+        gets the first answer; anyone else, after a decision, a conflict naming it."""
+        kind = "complete" if result is not None else "reject"
+        for _ in range(COMMIT_ATTEMPTS):
+            run = await self._load(saga_id)
+            names = [record.name for record in run.steps]
+            if step not in names:
+                raise SagaNotFound(f"saga {saga_id} has no step {step!r}")
+            index = names.index(step)
+            if run.definition.all_steps[index].completion is None:
+                raise StepNotWaiting(f"step {step} is not asynchronous: it is not a task")
+            answer = answer_completion(
+                run,
+                index,
+                None,
+                f"{kind}-by-{actor}",
+                utc_now(),
+                result=result,
+                error=error,
+                actor=actor,
+                reason=reason,
+            )
+            if run.has_pending() and not await self._commit(run):
+                continue
+            return Completed(saga_id, step, _checked(answer))
+        raise StaleSagaVersion("the saga kept changing; the decision was not applied, retry")
+
     async def heartbeat(self, token: str) -> HeartbeatAnswer:
         """Keep a step waiting (written at most every fifth of its heartbeat timeout)."""
         for _ in range(COMMIT_ATTEMPTS):

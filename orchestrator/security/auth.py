@@ -26,6 +26,7 @@ from participants.kit.auth import (
 __all__ = [
     "CALLBACK_RULES",
     "ORCHESTRATOR_RULES",
+    "TASK_RULES",
     "AuthFile",
     "AuthInterceptor",
     "AuthPolicy",
@@ -66,6 +67,14 @@ CALLBACK_RULES: Mapping[str, frozenset[Role]] = {
 }
 """Who may call each SagaCallbacks RPC: the participant that accepted the step (it also
 holds the step's token), or an operator completing it by hand."""
+
+DECIDERS = frozenset({Role.APPROVER, Role.OPERATOR})
+TASK_RULES: Mapping[str, frozenset[Role]] = {
+    "ListTasks": DECIDERS,
+    "CompleteTask": DECIDERS,
+    "RejectTask": DECIDERS,
+}
+"""Who may call each SagaTasks RPC: approvers (people deciding human tasks) and operators."""
 
 
 def orchestrator_rules(

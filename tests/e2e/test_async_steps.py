@@ -28,6 +28,8 @@ from saga.participants.common.v1 import callbacks_pb2_grpc as cb_grpc
 from saga.participants.flight.v1 import flight_pb2, flight_pb2_grpc
 from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
+from saga.v1 import tasks_pb2 as tasks_pb
+from saga.v1 import tasks_pb2_grpc as tasks_grpc
 from tests.e2e.conftest import wait_terminal
 from tests.support.payloads import struct, travel
 from tools.processes import ChildProcess, orchestrator_process, participants_process
@@ -363,3 +365,54 @@ async def test_the_kits_completer_completes_once_and_its_retries_get_the_first_a
                 await completer.complete(token + "x", booked)
             assert denied.value.code is grpc.StatusCode.PERMISSION_DENIED
         assert (await wait_terminal(r.stub, saga_id)).status == pb.SAGA_STATUS_COMPLETED
+
+
+async def test_a_person_lists_approves_and_rejects_waiting_steps_and_the_log_names_them(
+    tmp_path, database_url
+):
+    async with rig(tmp_path, database_url) as r:
+        approved, _ = await r.start()
+        rejected, _ = await r.start()
+        await r.waiting(approved)
+        await r.waiting(rejected)
+        tasks = tasks_grpc.SagaTasksStub(r.channels[-1])
+        listed = await tasks.ListTasks(tasks_pb.ListTasksRequest(), timeout=5)
+        assert [(t.saga_id, t.step) for t in listed.tasks] == [
+            (approved, "confirm_flight"),
+            (rejected, "confirm_flight"),
+        ]
+        assert listed.tasks[0].result_type == "saga.participants.flight.v1.BookFlightResponse"
+        await tasks.CompleteTask(
+            tasks_pb.CompleteTaskRequest(
+                saga_id=approved,
+                step="confirm_flight",
+                result_json='{"bookingId": "F-manual"}',
+                reason="the airline confirmed by phone",
+                requested_by="maria",
+            ),
+            timeout=5,
+        )
+        await tasks.RejectTask(
+            tasks_pb.RejectTaskRequest(
+                saga_id=rejected,
+                step="confirm_flight",
+                reason="over the travel budget",
+                requested_by="maria",
+            ),
+            timeout=5,
+        )
+        assert (await wait_terminal(r.stub, approved)).status == pb.SAGA_STATUS_COMPLETED
+        failed = await wait_terminal(r.stub, rejected)
+        assert failed.status == pb.SAGA_STATUS_FAILED
+        assert "rejected by approver:maria: over the travel budget" in failed.failure_reason
+        booked = flight_pb2.BookFlightResponse()
+        assert (await r.step(approved)).reply.Unpack(booked)
+        assert booked.booking_id == "F-manual"
+        completed = [t for t in await r.log(approved) if t.event is TransitionEvent.STEP_COMPLETED][
+            -1
+        ]
+        assert (completed.actor, completed.reason) == (
+            "approver:maria",
+            "the airline confirmed by phone",
+        )
+        assert not (await tasks.ListTasks(tasks_pb.ListTasksRequest(), timeout=5)).tasks

@@ -31,6 +31,7 @@ from orchestrator.security.tls import ClientTls
 from participants.registry import SERVICES
 from saga.participants.common.v1 import callbacks_pb2 as cb
 from saga.v1 import orchestrator_pb2 as pb
+from saga.v1 import tasks_pb2 as tasks_pb
 from tests.support.payloads import struct, travel
 from tools.certs import CertFiles, make_ca, new_token
 from tools.processes import PARTICIPANT_SERVICES, ChildProcess, orchestrator_process
@@ -81,7 +82,27 @@ CALLBACKS_EXPECTED: dict[str, tuple[set[str], grpc.StatusCode]] = {
     "FailStep": (COMPLETERS, grpc.StatusCode.INVALID_ARGUMENT),
     "HeartbeatStep": (COMPLETERS, grpc.StatusCode.INVALID_ARGUMENT),
 }
-CELLS = ("none", "wrong-token", "reader", "client", "operator", "participant", "orchestrator")
+TASKS = tasks_pb.DESCRIPTOR.services_by_name["SagaTasks"]
+DECIDERS = {"approver", "operator"}
+TASKS_EXPECTED: dict[str, tuple[set[str], grpc.StatusCode]] = {
+    "ListTasks": (DECIDERS, grpc.StatusCode.OK),
+    "CompleteTask": (DECIDERS, grpc.StatusCode.INVALID_ARGUMENT),
+    "RejectTask": (DECIDERS, grpc.StatusCode.INVALID_ARGUMENT),
+}
+STEP_SERVICES = {
+    **{rpc: (CALLBACKS, row) for rpc, row in CALLBACKS_EXPECTED.items()},
+    **{rpc: (TASKS, row) for rpc, row in TASKS_EXPECTED.items()},
+}
+CELLS = (
+    "none",
+    "wrong-token",
+    "reader",
+    "client",
+    "operator",
+    "participant",
+    "approver",
+    "orchestrator",
+)
 """Who calls: no credentials, an unknown token, a token of each role, the orchestrator's
 certificate."""
 
@@ -138,7 +159,8 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     ca = make_ca(base / "pki")
     foreign_ca = make_ca(base / "foreign", "foreign-ca")
     tokens = {
-        role: token() for role in ("reader", "client", "operator", "participant", "orchestrator")
+        role: token()
+        for role in ("reader", "client", "operator", "participant", "approver", "orchestrator")
     }
     auth_file = base / "auth.toml"
     auth_file.write_text(auth_file_text(tokens))
@@ -272,14 +294,15 @@ def test_mutual_tls_refuses_no_certificate_and_another_cas_and_accepts_the_right
 def test_every_orchestrator_rpc_has_a_row_in_the_expected_table():
     assert set(ORCHESTRATOR.methods_by_name) == set(ORCHESTRATOR_EXPECTED)
     assert set(CALLBACKS.methods_by_name) == set(CALLBACKS_EXPECTED)
+    assert set(TASKS.methods_by_name) == set(TASKS_EXPECTED)
 
 
-@pytest.mark.parametrize("rpc", sorted(CALLBACKS_EXPECTED))
-def test_callback_rpc_answers_each_caller_with_its_expected_code(
+@pytest.mark.parametrize("rpc", sorted(STEP_SERVICES))
+def test_step_service_rpc_answers_each_caller_with_its_expected_code(
     pki: Pki, orchestrator: ChildProcess, rpc: str
 ):
-    allowed, answer = CALLBACKS_EXPECTED[rpc]
-    method = CALLBACKS.methods_by_name[rpc]
+    service, (allowed, answer) = STEP_SERVICES[rpc]
+    method = service.methods_by_name[rpc]
 
     got = {
         cell: call(pki, orchestrator.address, method, **credentials_of(pki, cell))[0]

@@ -10,3 +10,8 @@ ALTER TABLE saga_steps ADD COLUMN completion_id text NOT NULL DEFAULT '';
 -- A saga that only waits for completions is parked: no replica drives it (its lease is
 -- released) and claims pass it by until its wake time, its earliest deadline.
 ALTER TABLE sagas ADD COLUMN wake_time timestamptz;
+
+-- Tasks (waiting steps people complete) are listed oldest first over a partial index of
+-- the few steps that wait.
+CREATE INDEX saga_steps_waiting_idx ON saga_steps (update_time, saga_id, step_index)
+    WHERE status = 'WAITING';
