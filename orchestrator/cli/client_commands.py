@@ -31,6 +31,7 @@ from orchestrator.cli.options import (
     read_token_file,
 )
 from orchestrator.cli.output import note, show, stdout_console, table_width, write_line
+from orchestrator.cli.task_commands import decide_command, tasks_command
 from orchestrator.client import (
     ClientError,
     SagaClient,
@@ -339,6 +340,9 @@ CLIENT_COMMANDS: dict[str, Callable[[argparse.Namespace, SagaClient], Awaitable[
     "retry": _operator_call,
     "resolve": _operator_call,
     "break-lock": _operator_call,
+    "tasks": tasks_command,
+    "complete": decide_command,
+    "reject": decide_command,
 }
 
 

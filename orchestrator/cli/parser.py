@@ -30,6 +30,7 @@ from orchestrator.cli.options import (
     server_security_options,
     watch_options,
 )
+from orchestrator.cli.task_commands import add_task_commands
 from orchestrator.telemetry.logs import LOG_FORMATS
 
 DESCRIPTION = """The `saga` command: serve the orchestrator, run the example participants, start,
@@ -417,4 +418,5 @@ def build_parser(first: str | None = None) -> argparse.ArgumentParser:
             command.add_argument("--step", required=True, help="the stuck step's name")
         operator_options(command)
         json_option(command, "the saga after the change")
+    add_task_commands(commands, client)
     return parser

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,7 @@ from saga.v1 import orchestrator_pb2_grpc as pb_grpc
 from saga.v1 import tasks_pb2 as tasks_pb
 from saga.v1 import tasks_pb2_grpc as tasks_grpc
 from tests.e2e.conftest import wait_terminal
+from tests.e2e.test_cli import saga_cli
 from tests.support.payloads import struct, travel
 from tools.processes import ChildProcess, orchestrator_process, participants_process
 
@@ -416,3 +418,33 @@ async def test_a_person_lists_approves_and_rejects_waiting_steps_and_the_log_nam
             "the airline confirmed by phone",
         )
         assert not (await tasks.ListTasks(tasks_pb.ListTasksRequest(), timeout=5)).tasks
+
+
+async def test_the_cli_lists_tasks_and_completes_and_rejects_them(tmp_path, database_url):
+    async with rig(tmp_path, database_url) as r:
+        approved, _ = await r.start()
+        rejected, _ = await r.start()
+        await r.waiting(approved)
+        await r.waiting(rejected)
+        address = ["--address", r.orchestrator.address]
+        listed = await asyncio.to_thread(saga_cli, "tasks", "--json", *address)
+        assert listed.returncode == 0, listed.stderr
+        rows = [json.loads(line) for line in listed.stdout.splitlines()]
+        assert [row["sagaId"] for row in rows] == [approved, rejected]
+        done = await asyncio.to_thread(
+            saga_cli, "complete", approved, "confirm_flight", "--result", '{"bookingId": "F-cli"}',
+            "--reason", "confirmed by phone", "--by", "maria", *address,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        refused = await asyncio.to_thread(
+            saga_cli, "reject", rejected, "confirm_flight", "--reason", "over budget",
+            "--by", "maria", *address,
+        )  # fmt: skip
+        assert refused.returncode == 0, refused.stderr
+        assert (await wait_terminal(r.stub, approved)).status == pb.SAGA_STATUS_COMPLETED
+        assert (await wait_terminal(r.stub, rejected)).status == pb.SAGA_STATUS_FAILED
+        again = await asyncio.to_thread(
+            saga_cli, "reject", approved, "confirm_flight", "--reason", "changed my mind",
+            "--by", "maria", *address,
+        )  # fmt: skip
+        assert again.returncode != 0 and "FAILED_PRECONDITION" in again.stderr
