@@ -615,6 +615,9 @@ class SagaRun:
                 attempts=0,
                 actor=actor,
                 reason=reason,
+                # An asynchronous step's new wait: the earlier wait's tokens die here.
+                completion_tokens=(),
+                completion_id="",
             )
             self._set_saga(now, needs_intervention=False, failure_reason="", failed_step="")
             fire(SAGA_MOVES, self._saga_model, "resume_forward", self.saga.saga_id)

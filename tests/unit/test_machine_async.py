@@ -178,6 +178,8 @@ def test_a_resend_after_a_restart_keeps_the_first_token_but_an_operator_retry_do
     assert run.saga.needs_intervention
     run.take_commit()
     run.retry(at(11), "alice", "the airline is back")
+    before_resend = answer_completion(run, FLIGHT, DIGEST, "c-0", at(11), result=RESULT)
+    assert before_resend.outcome is CompletionOutcome.DENIED
     assert run.next_actions(at(12)) == (SendAction(FLIGHT),)
     second = token_digest(make_token("s-1", FLIGHT, "secret-two"))
     token_issued(run, FLIGHT, second, at(12))
