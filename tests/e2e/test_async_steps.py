@@ -448,3 +448,19 @@ async def test_the_cli_lists_tasks_and_completes_and_rejects_them(tmp_path, data
             "--by", "maria", *address,
         )  # fmt: skip
         assert again.returncode != 0 and "FAILED_PRECONDITION" in again.stderr
+
+
+async def test_after_an_operators_retry_the_previous_waits_token_is_denied(tmp_path, database_url):
+    async with rig(tmp_path, database_url) as r:
+        saga_id, first = await r.start("supervised_trip")
+        halted = await wait_terminal(r.stub, saga_id)
+        assert halted.needs_intervention and "no completion within 1s" in halted.failure_reason
+        await r.stub.RetrySaga(
+            pb.RetrySagaRequest(saga_id=saga_id, reason="airline is back", requested_by="ops"),
+            timeout=5,
+        )
+        second = await r.token_of(saga_id)
+        code, _ = await status_of(r.callbacks.CompleteStep(complete(first, "old"), timeout=5))
+        assert code is grpc.StatusCode.PERMISSION_DENIED
+        await r.callbacks.CompleteStep(complete(second, "new"), timeout=5)
+        assert (await wait_terminal(r.stub, saga_id)).status == pb.SAGA_STATUS_COMPLETED
