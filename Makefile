@@ -7,7 +7,7 @@ INSTALLED := $(VENV)/.installed
 # uses googleapis-common-protos' google.rpc.status_pb2).
 PROTO_FILES := $(shell find protos/saga -name '*.proto' | sort)
 
-.PHONY: install protos demo demo-secure test lint format bench bench-big bench-batch chaos clean
+.PHONY: install protos demo demo-secure demo-events bench-events test lint format bench bench-big bench-batch chaos clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ demo: $(INSTALLED)
 demo-secure: $(INSTALLED)
 	$(PY) -m tools.demo --secure
 
+# Saga events consumed from the local RabbitMQ (127.0.0.1:5672) as they happen.
+demo-events: $(INSTALLED)
+	$(PY) -m tools.demo_events
+
 # Two workers, one test file each at a time (module fixtures stay per worker).
 test: $(INSTALLED)
 	$(PY) -m pytest -n 2 --dist loadfile
@@ -47,6 +51,10 @@ bench: $(INSTALLED)
 	$(PY) bench/run.py $(BENCH_ARGS)
 
 # ListSagas, StartSaga and GetSaga with 1,000,000 sagas stored, against an empty store.
+# Events out: cost of the outbox, relay throughput, commit-to-consumer latency, outage drain.
+bench-events: $(INSTALLED)
+	$(PY) -m bench.events $(BENCH_ARGS)
+
 bench-big: $(INSTALLED)
 	$(PY) -m bench.big_store $(BENCH_ARGS)
 

@@ -24,11 +24,10 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from orchestrator.api.events_admin import SagaEventsService
 from orchestrator.api.request_decoding import UndecodableRequestInterceptor
 from orchestrator.api.servicer import SagaOrchestratorService
-from orchestrator.api.step_services import (
-    SERVICE_NAMES as STEP_SERVICE_NAMES,
-)
+from orchestrator.api.step_services import SERVICE_NAMES as STEP_SERVICE_NAMES
 from orchestrator.api.step_services import StepServices, step_service_rules, step_services
 from orchestrator.core.definition import SagaDefinition
 from orchestrator.core.errors import ConfigurationError, SagaError
@@ -43,7 +42,7 @@ from orchestrator.engine.retention import keep_retention
 from orchestrator.events.brokers import Publisher
 from orchestrator.events.config import EventsConfig
 from orchestrator.events.relay import Relay, RelayMetrics, RelaySettings
-from orchestrator.security.auth import AuthInterceptor, AuthPolicy, orchestrator_rules
+from orchestrator.security.auth import AuthInterceptor, AuthPolicy, events_rules, orchestrator_rules
 from orchestrator.security.tls import ClientTls, ServerTls, add_listener, is_loopback
 from orchestrator.store import PoolConfig, Store, open_store
 from orchestrator.telemetry.engine import EngineTelemetry
@@ -56,11 +55,12 @@ from orchestrator.telemetry.metrics import (
     start_metrics_server,
 )
 from orchestrator.telemetry.tracing import TRACE_EXPORTERS, configure_tracing
-from saga.v1 import orchestrator_pb2, orchestrator_pb2_grpc
+from saga.v1 import events_admin_pb2, events_admin_pb2_grpc, orchestrator_pb2, orchestrator_pb2_grpc
 
 logger = logging.getLogger(__name__)
 
 SERVICE_NAME = orchestrator_pb2.DESCRIPTOR.services_by_name["SagaOrchestrator"].full_name
+EVENTS_SERVICE_NAME = events_admin_pb2.DESCRIPTOR.services_by_name["SagaEvents"].full_name
 SHUTDOWN_GRACE_SECONDS = 5.0
 TRACING_SERVICE_NAME = "saga-orchestrator"
 KEEPALIVE_SECONDS = 60
@@ -159,6 +159,7 @@ def create_server(
     tls: ServerTls | None = None,
     with_reflection: bool = True,
     handshake_seconds: float = HANDSHAKE_TIMEOUT_SECONDS,
+    events: SagaEventsService | None = None,
     steps: StepServices | None = None,
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     """A server with the API, health and (optionally) reflection, bound to `listen` with
@@ -166,20 +167,21 @@ def create_server(
     server = grpc.aio.server(
         interceptors=[
             *interceptors,
-            UndecodableRequestInterceptor(SERVICE_NAME),
-            *(UndecodableRequestInterceptor(name) for name in STEP_SERVICE_NAMES),
+            *map(UndecodableRequestInterceptor, (SERVICE_NAME, EVENTS_SERVICE_NAME)),
+            *map(UndecodableRequestInterceptor, STEP_SERVICE_NAMES),
         ],
         options=server_options(limits or Limits(), handshake_seconds),
     )
     orchestrator_pb2_grpc.add_SagaOrchestratorServicer_to_server(servicer, server)
-    names = [SERVICE_NAME]
-    if steps is not None:
-        names += steps.add_to(server)
+    served = [SERVICE_NAME] if events is None else [SERVICE_NAME, EVENTS_SERVICE_NAME]
+    if events is not None:
+        events_admin_pb2_grpc.add_SagaEventsServicer_to_server(events, server)
+    served += steps.add_to(server) if steps is not None else ()
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if with_reflection:
         reflection.enable_server_reflection(
-            (*names, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+            (*served, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
     port = add_listener(server, listen, tls)
     return server, port, health_servicer
@@ -197,6 +199,7 @@ def auth_policy(auth_file: Path | None, *, reflection: bool = True) -> AuthPolic
         auth_file,
         {
             **orchestrator_rules(orchestrator_pb2.DESCRIPTOR.services_by_name["SagaOrchestrator"]),
+            **events_rules(events_admin_pb2.DESCRIPTOR.services_by_name["SagaEvents"]),
             **step_service_rules(),
         },
         reflection=reflection,
@@ -407,6 +410,7 @@ async def _serve(
         telemetry=telemetry,
     )
     servicer = SagaOrchestratorService(registry, executor, store, config.limits)
+    events = SagaEventsService(store, config.events.described(), config.replica_id)
     if telemetry.metrics is not None:
         telemetry.metrics.watch_streams.set_function(lambda: servicer.watch_streams)
     interceptors: list[grpc.aio.ServerInterceptor] = []
@@ -422,6 +426,7 @@ async def _serve(
         tls=config.tls,
         with_reflection=config.reflection,
         handshake_seconds=config.handshake_timeout_seconds,
+        events=events,
         steps=step_services(store, registry, executor, config.limits),
     )
     await server.start()
@@ -444,8 +449,9 @@ async def _serve(
             ),
             header_timeout=config.handshake_timeout_seconds,
             ssl_context=console_ssl,
+            events=events,
         )
-    for name in ("", SERVICE_NAME, *STEP_SERVICE_NAMES):
+    for name in ("", SERVICE_NAME, EVENTS_SERVICE_NAME, *STEP_SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     host = config.listen.rsplit(":", 1)[0]
     address = f"{host}:{port}"

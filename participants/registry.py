@@ -13,6 +13,7 @@ from google.protobuf.descriptor import ServiceDescriptor
 from participants.car_rental.service import CarRental
 from participants.common.example import ExampleParticipant
 from participants.flight.service import Flight
+from participants.ftgo.service import Accounting, Consumer, Kitchen, Order
 from participants.hotel.service import Hotel
 from participants.inventory.service import Inventory
 from participants.notification.service import Notification
@@ -44,6 +45,19 @@ class ServiceSpec:
 SERVICES: Mapping[str, ServiceSpec] = {
     spec.name: spec
     for spec in map(
-        ServiceSpec, (Flight, Hotel, CarRental, Payment, Inventory, Shipping, Notification)
+        ServiceSpec,
+        (
+            Flight,
+            Hotel,
+            CarRental,
+            Payment,
+            Inventory,
+            Shipping,
+            Notification,
+            Consumer,
+            Kitchen,
+            Accounting,
+            Order,
+        ),
     )
 }

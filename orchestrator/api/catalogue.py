@@ -12,7 +12,7 @@ from typing import Any
 
 from google.protobuf import json_format
 
-from orchestrator.core.definition import RetryPolicy, SagaDefinition
+from orchestrator.core.definition import PIVOT_OUTCOMES, RetryPolicy, SagaDefinition
 from saga.v1 import orchestrator_pb2 as pb
 
 
@@ -58,6 +58,7 @@ def definition_to_proto(definition: SagaDefinition, *, latest: bool = True) -> p
             timeout_seconds=step.timeout,
             retry=_policy(definition.action_retry(step)),
             compensation_retry=_policy(definition.compensation_retry_of(step)),
+            read_only=step.read_only,
         )
         if step.compensation is not None:
             entry.compensation = f"{step.compensation.service}.{step.compensation.method}"
@@ -100,11 +101,17 @@ def describe_text(message: pb.SagaDefinition) -> str:
         lines.append(f"{step.stage}. {step.name}{group}")
         lines.append(f"   participant:  {step.participant}")
         lines.append(f"   action:       {step.action}")
-        undo = step.compensation if step.HasField("compensation") else "none (irreversible)"
+        if step.HasField("compensation"):
+            undo = step.compensation
+        elif step.read_only:
+            undo = "none (read-only: nothing to undo)"
+        else:
+            undo = "none (irreversible)"
         lines.append(f"   compensation: {undo}")
         lines.append(f"   timeout:      {step.timeout_seconds:g}s per attempt")
         lines.append(f"   retry:        {step.retry.max_attempts} attempts")
     if message.HasField("pivot_stage"):
         lines.append("")
-        lines.append(f"pivot: stage {message.pivot_stage}; once it has started, forward only")
+        lines.append(f"pivot: stage {message.pivot_stage}")
+        lines.extend(f"  {outcome}" for outcome in PIVOT_OUTCOMES)
     return "\n".join(lines) + "\n"

@@ -19,6 +19,7 @@ from rich.live import Live
 from rich.text import Text
 
 from orchestrator.cli import rendering as view
+from orchestrator.cli.events import events_command
 from orchestrator.cli.options import (
     EXIT_ERROR,
     EXIT_OK,
@@ -340,6 +341,7 @@ CLIENT_COMMANDS: dict[str, Callable[[argparse.Namespace, SagaClient], Awaitable[
     "retry": _operator_call,
     "resolve": _operator_call,
     "break-lock": _operator_call,
+    "events": events_command,
     "tasks": tasks_command,
     "complete": decide_command,
     "reject": decide_command,

@@ -13,7 +13,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from orchestrator.core.definition import Call, Parallel, RetryPolicy, SagaDefinition, Step
+from orchestrator.core.definition import (
+    PIVOT_OUTCOMES,
+    Call,
+    Parallel,
+    RetryPolicy,
+    SagaDefinition,
+    Step,
+)
 
 FORMATS = ("text", "mermaid", "dot")
 
@@ -106,13 +113,17 @@ def describe_text(definition: SagaDefinition) -> str:
             indent = "   "
         else:
             indent = " " * len(number) + " "
-        for step, undoable in zip(stage.steps, stage.undoable, strict=True):
+        for step, index, undoable in zip(stage.steps, stage.ids, stage.undoable, strict=True):
             prefix = f"{indent}- " if stage.group else f"{number} "
             detail = f"{indent}    " if stage.group else f"{indent}  "
             lines.append(f"{prefix}{step.name}")
             lines.append(f"{detail}participant:        {step.participant}")
             lines.append(f"{detail}action:             {_rpc(step.action)}")
-            if step.compensation is None:
+            if step.read_only:
+                compensation = "none (read-only: nothing to undo, a rollback passes over it)"
+            elif step.compensation is None and definition.is_forward_only(index):
+                compensation = "none (forward only: the step follows the pivot)"
+            elif step.compensation is None:
                 compensation = "none (irreversible)"
             elif not undoable:
                 compensation = f"{_rpc(step.compensation)} (never run: the step follows the pivot)"
@@ -139,21 +150,24 @@ def describe_text(definition: SagaDefinition) -> str:
     pivot = definition.pivot_stage
     if pivot is not None:
         names = [step.name for step in _members(definition.steps[pivot])]
-        lines.append(
-            f"pivot: stage {pivot + 1} ({', '.join(names)}); once it has started, "
-            "the saga only goes forward"
-        )
+        lines.append(f"pivot: stage {pivot + 1} ({', '.join(names)})")
+        lines.extend(f"  {outcome}" for outcome in PIVOT_OUTCOMES)
     if order:
         lines.append("on failure, completed steps are compensated: " + ", then ".join(order))
     else:
         lines.append("on failure, nothing can be compensated")
+    read_only = [step.name for step in definition.all_steps if step.read_only]
+    if read_only:
+        lines.append("read-only, nothing to undo (no command on failure): " + ", ".join(read_only))
     return "\n".join(lines) + "\n"
 
 
 def _step_label(step: Step) -> tuple[str, ...]:
     """A diagram node's lines: the step, who does what, whether it can be undone or fail."""
     lines = [step.name, f"{step.participant}: {_short_rpc(step.action)}"]
-    if step.compensation is None:
+    if step.read_only:
+        lines.append("read-only")
+    elif step.compensation is None:
         lines.append("irreversible")
     if step.retriable:
         lines.append("retriable")

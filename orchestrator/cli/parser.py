@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.cli.diagrams import FORMATS
+from orchestrator.cli.events import events_parser
 from orchestrator.cli.options import (
     DEFAULT_DATABASE_URL,
     DEFAULT_LIST_LIMIT,
@@ -418,5 +419,6 @@ def build_parser(first: str | None = None) -> argparse.ArgumentParser:
             command.add_argument("--step", required=True, help="the stuck step's name")
         operator_options(command)
         json_option(command, "the saga after the change")
+    events_parser(commands, client)
     add_task_commands(commands, client)
     return parser

@@ -49,6 +49,8 @@ from orchestrator.client.errors import (
 from orchestrator.client.handle import OutputT, SagaHandle, output_of
 from orchestrator.client.listing import LIST_PAGE_SIZE, SagaFilters, SagaPage, list_request
 from orchestrator.client.watching import SagaWatching
+from saga.v1 import events_admin_pb2 as events_pb
+from saga.v1 import events_admin_pb2_grpc as events_pb_grpc
 from saga.v1 import orchestrator_pb2 as pb
 
 SHORT_ID_SCAN = 10_000
@@ -369,3 +371,50 @@ class SagaClient(SagaWatching):
         )
         response: pb.ResolveStepResponse = await self._call("ResolveStep", request)
         return response.saga
+
+    # --- the event sinks (operators) --------------------------------------------------------
+
+    async def _events_call(self, method: str, request: Message) -> Any:
+        """One unary SagaEvents call on this client's channel (see `_call`)."""
+        if self._channel is None:
+            raise InvalidRequest("a client over a caller's stub cannot reach SagaEvents")
+        stub = events_pb_grpc.SagaEventsStub(self._channel)
+        try:
+            scoped = in_namespace(request, self.namespace)
+            return await getattr(stub, method)(scoped, timeout=self.timeout)
+        except grpc.RpcError as error:
+            raise client_error(error, self.address, self.timeout) from None
+
+    async def event_sinks(self) -> events_pb.ListEventSinksResponse:
+        """Every event sink with its backlog, dead letters and partition owners."""
+        response: events_pb.ListEventSinksResponse = await self._events_call(
+            "ListEventSinks", events_pb.ListEventSinksRequest()
+        )
+        return response
+
+    async def replay_events(
+        self, request: events_pb.ReplayEventsRequest
+    ) -> events_pb.ReplayEventsResponse:
+        """Queue events again from the transition log (one call: follow next_page_token)."""
+        response: events_pb.ReplayEventsResponse = await self._events_call("ReplayEvents", request)
+        return response
+
+    async def dead_events(
+        self, sink: str = "", *, page_size: int = 0, page_token: str = ""
+    ) -> events_pb.ListDeadEventsResponse:
+        """One page of dead-lettered events, oldest first."""
+        request = events_pb.ListDeadEventsRequest(
+            sink=sink, page_size=page_size, page_token=page_token
+        )
+        response: events_pb.ListDeadEventsResponse = await self._events_call(
+            "ListDeadEvents", request
+        )
+        return response
+
+    async def requeue_dead_events(
+        self, sink: str, ids: Sequence[int] = (), *, all: bool = False
+    ) -> int:
+        """Move dead letters of `sink` back into the outbox; returns how many moved."""
+        request = events_pb.RequeueDeadEventsRequest(sink=sink, ids=list(ids), all=all)
+        response = await self._events_call("RequeueDeadEvents", request)
+        return int(response.requeued)

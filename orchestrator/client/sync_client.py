@@ -35,6 +35,7 @@ from orchestrator.client.handle import OutputT, SagaHandle
 from orchestrator.client.listing import LIST_PAGE_SIZE, SagaFilters, SagaPage
 from orchestrator.client.watching import WAIT_ALL_STREAMS
 from orchestrator.security.tls import ClientTls
+from saga.v1 import events_admin_pb2 as events_pb
 from saga.v1 import orchestrator_pb2 as pb
 
 Result = TypeVar("Result")
@@ -323,6 +324,28 @@ class SyncSagaClient:
         return self.run(
             self._client.resolve(saga_id, step, reason=reason, requested_by=requested_by)
         )
+
+    # --- the event sinks (operators) ----------------------------------------------------
+
+    def event_sinks(self) -> events_pb.ListEventSinksResponse:
+        """See SagaClient.event_sinks."""
+        return self.run(self._client.event_sinks())
+
+    def replay_events(
+        self, request: events_pb.ReplayEventsRequest
+    ) -> events_pb.ReplayEventsResponse:
+        """See SagaClient.replay_events."""
+        return self.run(self._client.replay_events(request))
+
+    def dead_events(
+        self, sink: str = "", *, page_size: int = 0, page_token: str = ""
+    ) -> events_pb.ListDeadEventsResponse:
+        """See SagaClient.dead_events."""
+        return self.run(self._client.dead_events(sink, page_size=page_size, page_token=page_token))
+
+    def requeue_dead_events(self, sink: str, ids: Sequence[int] = (), *, all: bool = False) -> int:
+        """See SagaClient.requeue_dead_events."""
+        return self.run(self._client.requeue_dead_events(sink, ids, all=all))
 
     # --- watching -----------------------------------------------------------------------
 

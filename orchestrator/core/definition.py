@@ -127,8 +127,15 @@ class Step:
     """One step: an action on a participant and, unless irreversible, its compensation.
 
     `timeout` is the gRPC deadline of each attempt, in seconds. A step without a
-    compensation is a pivot: it cannot be undone, so every step after it must be
-    `retriable`, and once it has completed the saga only goes forward.
+    compensation (and not `read_only`) is a pivot: it cannot be undone, so every
+    step after it must be `retriable`. Once the pivot has completed the saga only
+    goes forward; a pivot its participant refuses compensates the steps before it,
+    like any other step.
+
+    A `read_only` step changes nothing (it checks or reads, e.g. "verify the
+    consumer"): it has no compensation yet is no pivot. A rollback passes over it
+    without a command and marks it NOTHING_TO_UNDO; steps after it need not be
+    retriable on its account.
 
     A `retriable` step is one that succeeds if asked often enough: every error,
     a participant's rejection included, is retried with its policy; if attempts
@@ -143,8 +150,25 @@ class Step:
     retry: RetryPolicy | None = None
     compensation_retry: RetryPolicy | None = None
     retriable: bool = False
+    read_only: bool = False
     completion: AsyncCompletion | None = None
     """Set for an asynchronous step: accepted by its action, completed later."""
+
+    @property
+    def is_pivot(self) -> bool:
+        """True for a step that changes something and cannot be undone."""
+        return self.compensation is None and not self.read_only
+
+
+PIVOT_OUTCOMES: tuple[str, ...] = (
+    "completed: the saga only goes forward; later steps are retried, and an operator "
+    "decides if one still fails",
+    "refused by its participant: nothing happened there; the steps before it are compensated",
+    "outcome unknown (attempts ran out without an answer): the saga stops for an operator, "
+    "who retries or resolves it; it is never compensated",
+    "once it has started, neither an abort nor the saga's deadline stops the saga",
+)
+"""What each outcome of the pivot does, as `saga describe` and the catalogue say it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,9 +293,10 @@ class SagaDefinition:
 
     @property
     def pivot_stage(self) -> int | None:
-        """The first stage holding a step without compensation, or None."""
+        """The first stage holding a pivot (a step that cannot be undone and is not
+        read-only), or None."""
         for position, members in enumerate(self.stages):
-            if any(self.all_steps[i].compensation is None for i in members):
+            if any(self.all_steps[i].is_pivot for i in members):
                 return position
         return None
 

@@ -108,6 +108,12 @@ def _validate_step(where: str, step: Step) -> None:
         raise DefinitionError(f"{where}, step {step.name!r}: no participant named")
     if step.timeout <= 0:
         raise DefinitionError(f"{where}, step {step.name!r}: the timeout must be positive")
+    if step.read_only and step.compensation is not None:
+        raise DefinitionError(
+            f"{where}, step {step.name!r}: it is read_only, so it has nothing to undo; "
+            f"drop its compensation ({step.compensation.service}.{step.compensation.method}) "
+            "or, if the action does change something, drop read_only=True"
+        )
     if step.completion is not None:
         _validate_completion(f"{where}, step {step.name!r}", step)
 
@@ -134,10 +140,11 @@ def _check_pivot(where: str, definition: SagaDefinition) -> None:
     """A step that cannot be undone must never be followed by, or run beside, one that may
     fail for good: that failure would have to undo it.
 
-    The first stage holding a step without a compensation is the pivot stage. Every
-    step in a later stage must be `retriable` (it succeeds if asked often enough, or
-    the saga waits for an operator). In the pivot stage, a member without a
-    compensation may run beside other members only if they are retriable.
+    The first stage holding a pivot (a step without a compensation that is not
+    read-only) is the pivot stage. Every step in a later stage must be `retriable`
+    (it succeeds if asked often enough, or the saga waits for an operator). In the
+    pivot stage, a pivot may run beside other members only if they are retriable.
+    A read-only step changes nothing, so it forces nothing on the steps around it.
     """
     pivot: Step | None = None
     for stage in definition.steps:
@@ -148,10 +155,11 @@ def _check_pivot(where: str, definition: SagaDefinition) -> None:
                     raise DefinitionError(
                         f"{where}, step {step.name!r}: it runs after step {pivot.name!r}, "
                         "which has no compensation, so it must be retriable=True: a "
-                        f"failure here could not undo {pivot.name!r}"
+                        f"failure here could not undo {pivot.name!r} (if {pivot.name!r} "
+                        "changes nothing, declare it read_only=True instead)"
                     )
             continue
-        irreversible = [step for step in members if step.compensation is None]
+        irreversible = [step for step in members if step.is_pivot]
         if not irreversible:
             continue
         pivot = irreversible[0]

@@ -29,8 +29,8 @@ import base64
 import enum
 import json
 import zlib
-from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from orchestrator.core.records import (
@@ -83,6 +83,7 @@ EVENT_TYPES: Mapping[TransitionEvent, str] = {
         TransitionEvent.COMPENSATION_RETRY_SCHEDULED: "compensation.retry_scheduled",
         TransitionEvent.COMPENSATION_COMPLETED: "compensation.succeeded",
         TransitionEvent.COMPENSATION_FAILED: "compensation.failed",
+        TransitionEvent.STEP_NOTHING_TO_UNDO: "compensation.nothing_to_undo",
         TransitionEvent.LOCKS_WAITING: "locks.waiting",
         TransitionEvent.LOCKS_ACQUIRED: "locks.acquired",
         TransitionEvent.LOCK_WAIT_EXPIRED: "locks.wait_expired",
@@ -201,6 +202,36 @@ class DeadEvent:
     id: int
     attempts: int
     error: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A dead-lettered event as operators list it (the body stays in the store)."""
+
+    id: int
+    sink: str
+    partition: int
+    saga_id: str
+    seq: int
+    event_type: str
+    attempts: int
+    error: str
+    created_at: datetime
+    dead_at: datetime
+
+    @property
+    def event_id(self) -> str:
+        return event_id(self.saga_id, self.seq)
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionLease:
+    """Who holds one partition of a sink, and until when (None: nobody)."""
+
+    sink: str
+    partition: int
+    owner: str | None
+    expires_at: datetime | None
 
 
 def event_id(saga_id: str, seq: int) -> str:
@@ -349,4 +380,60 @@ def outbox_events(
                     body=render_event(saga, transition, sink, output=output),
                 )
             )
+    return rows
+
+
+_FLAGGING = frozenset({TransitionEvent.SAGA_HALTED})
+_CLEARING = frozenset({TransitionEvent.SAGA_RETRIED, TransitionEvent.STEP_RESOLVED})
+
+
+def intervention_by_seq(saga: SagaRecord, log: Sequence[TransitionRecord]) -> dict[int, bool]:
+    """Whether the saga needed an operator once each transition of its whole `log` had
+    committed, as its events said when first rendered.
+
+    The log keeps no commit boundaries, but the transitions of one commit share its time:
+    each group of consecutive transitions with the same time gets the flag as its last
+    transition left it (halted, or failed after a compensation gave up: set; retried or
+    resolved: cleared). The newest group gets the saga row's own flag."""
+    flags: dict[int, bool] = {}
+    flag = False
+    group: list[int] = []
+    previous: TransitionRecord | None = None
+    for transition in log:
+        if previous is not None and transition.time != previous.time:
+            flags.update(dict.fromkeys(group, flag))
+            group = []
+        if transition.event in _FLAGGING or (
+            transition.event is TransitionEvent.SAGA_FAILED
+            and previous is not None
+            and previous.event is TransitionEvent.COMPENSATION_FAILED
+        ):
+            flag = True
+        elif transition.event in _CLEARING:
+            flag = False
+        group.append(transition.seq)
+        previous = transition
+    flags.update(dict.fromkeys(group, saga.needs_intervention))
+    return flags
+
+
+def replayed_events(
+    sinks: Collection[EventSink],
+    saga: SagaRecord,
+    log: Sequence[TransitionRecord],
+    steps: Iterable[StepRecord],
+    seqs: Collection[int],
+) -> list[OutboxEvent]:
+    """The outbox rows of the transitions `seqs` of a saga's whole `log`, rendered again
+    by `outbox_events` with the saga's row as each transition's commit left it (the flag
+    `needs_intervention` from `intervention_by_seq`): the same ids, the same selection,
+    the same data. `saga` and `steps` are the rows as stored now (outputs only grow)."""
+    flags = intervention_by_seq(saga, log)
+    step_rows = tuple(steps)
+    rows: list[OutboxEvent] = []
+    for transition in log:
+        if transition.seq not in seqs:
+            continue
+        as_then = replace(saga, needs_intervention=flags[transition.seq])
+        rows.extend(outbox_events(sinks, as_then, [transition], step_rows))
     return rows

@@ -211,7 +211,8 @@ class SagaRun:
         is started and each STARTED one (only after a restart) is sent again, all
         at once for a Parallel group. COMPENSATING: walking backwards, one step at
         a time: a step being compensated is sent again, else the first COMPLETED or
-        STARTED step with a compensation is started. An empty tuple means the saga
+        STARTED step with a compensation is started; read-only steps passed on the
+        way become NOTHING_TO_UNDO, with no command. An empty tuple means the saga
         is terminal; finishing it was queued here.
         """
         status = self.status
@@ -357,7 +358,14 @@ class SagaRun:
                 self.compensation_retrying(index, why, now)
                 return (SendCompensation(index),)
             if step_status in (StepStatus.COMPLETED, StepStatus.STARTED, StepStatus.WAITING):
-                if self.definition.all_steps[index].compensation is None:
+                step = self.definition.all_steps[index]
+                if step.read_only:
+                    # Changed nothing: recorded as such, in the commit of the next move.
+                    self._fire_step(
+                        index, "nothing_to_undo", TransitionEvent.STEP_NOTHING_TO_UNDO, now
+                    )
+                    continue
+                if step.compensation is None:
                     continue
                 self._start_compensation(index, now)
                 return (SendCompensation(index),)
@@ -466,7 +474,8 @@ class SagaRun:
         Otherwise: if the saga's deadline has passed, nothing is recorded (the saga
         compensates next); a rejection before the pivot's later stages fails the step;
         a step that must not be undone halts the saga; anything else leaves the
-        outcome unknown, so the step is compensated too.
+        outcome unknown, so the step is compensated too (a read-only step with an
+        unknown outcome changed nothing either way: the rollback passes over it).
         """
         step = self.definition.all_steps[index]
         policy = self.definition.action_retry(step)
@@ -481,7 +490,7 @@ class SagaRun:
         if kind is ErrorKind.REJECTED and not forward_only:
             self.action_rejected(index, error, now)
             return AfterFailure(Verdict.REJECTED)
-        if forward_only or step.compensation is None:
+        if forward_only or step.is_pivot:
             self.action_stuck(index, f"after {attempts} attempt(s): {error}", now)
             return AfterFailure(Verdict.STUCK)
         self.action_outcome_unknown(
@@ -533,8 +542,9 @@ class SagaRun:
     # --- deadlines and operators ------------------------------------------------------
 
     def past_pivot(self) -> bool:
-        """True once the pivot (a step without compensation) has started: from then on
-        the saga can only go forward."""
+        """True once the pivot (a step that cannot be undone) has started: from then on
+        neither an abort nor the saga's deadline may stop it. A pivot its participant
+        refuses still compensates the steps before it (`action_failed`)."""
         pivot = self.definition.pivot_stage
         if pivot is None:
             return False
@@ -786,6 +796,7 @@ class SagaRun:
                 StepStatus.COMPENSATING,
                 StepStatus.COMPENSATED,
                 StepStatus.COMPENSATION_FAILED,
+                StepStatus.NOTHING_TO_UNDO,
             )
             attempt = step.compensation_attempts if in_compensation else step.attempts
         self._pending.append(

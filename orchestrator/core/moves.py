@@ -51,6 +51,12 @@ _STEP_TRANSITIONS: list[dict[str, Any]] = [
         "dest": StepStatus.COMPENSATING,
     },
     {"trigger": "compensated", "source": StepStatus.COMPENSATING, "dest": StepStatus.COMPENSATED},
+    # A read-only step changed nothing: the rollback passes over it without a command.
+    {
+        "trigger": "nothing_to_undo",
+        "source": [StepStatus.COMPLETED, StepStatus.STARTED],
+        "dest": StepStatus.NOTHING_TO_UNDO,
+    },
     {
         "trigger": "give_up",
         "source": StepStatus.COMPENSATING,
@@ -75,6 +81,11 @@ _STEP_TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "fail", "source": StepStatus.WAITING, "dest": StepStatus.FAILED},
     # WAITING past its deadline, or when the saga stops: the outcome is unknown, undo it.
     {"trigger": "compensate", "source": StepStatus.WAITING, "dest": StepStatus.COMPENSATING},
+    {
+        "trigger": "nothing_to_undo",
+        "source": StepStatus.WAITING,
+        "dest": StepStatus.NOTHING_TO_UNDO,
+    },
 ]
 
 
@@ -89,7 +100,9 @@ def _machine(states: type[SagaStatus] | type[StepStatus], finals: set[Any], rule
 
 
 SAGA_MACHINE = _machine(SagaStatus, {SagaStatus.COMPLETED, SagaStatus.FAILED}, _SAGA_TRANSITIONS)
-STEP_MACHINE = _machine(StepStatus, {StepStatus.COMPENSATED}, _STEP_TRANSITIONS)
+STEP_MACHINE = _machine(
+    StepStatus, {StepStatus.COMPENSATED, StepStatus.NOTHING_TO_UNDO}, _STEP_TRANSITIONS
+)
 
 
 TransitionTable = dict[tuple[str, str], str]

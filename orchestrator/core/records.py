@@ -26,7 +26,8 @@ class SagaStatus(enum.StrEnum):
 
 
 class StepStatus(enum.StrEnum):
-    """States of one step. COMPENSATION_FAILED means an operator must act."""
+    """States of one step. COMPENSATION_FAILED means an operator must act;
+    NOTHING_TO_UNDO is a read-only step a rollback passed over (no command sent)."""
 
     PENDING = "PENDING"
     STARTED = "STARTED"
@@ -35,6 +36,7 @@ class StepStatus(enum.StrEnum):
     COMPENSATING = "COMPENSATING"
     COMPENSATED = "COMPENSATED"
     COMPENSATION_FAILED = "COMPENSATION_FAILED"
+    NOTHING_TO_UNDO = "NOTHING_TO_UNDO"
     WAITING = "WAITING"
     """An asynchronous step its participant accepted, waiting to be completed later."""
 
@@ -65,6 +67,7 @@ class TransitionEvent(enum.StrEnum):
     LOCKS_REFUSED = "LOCKS_REFUSED"
     LOCKS_RELEASED = "LOCKS_RELEASED"
     LOCK_BROKEN = "LOCK_BROKEN"
+    STEP_NOTHING_TO_UNDO = "STEP_NOTHING_TO_UNDO"
     STEP_WAITING = "STEP_WAITING"
     STEP_TIMED_OUT = "STEP_TIMED_OUT"
     STEP_COMPLETED_LATE = "STEP_COMPLETED_LATE"

@@ -24,6 +24,7 @@ from datetime import datetime
 import grpc
 from google.protobuf.message import Message
 
+from orchestrator import failpoints
 from orchestrator.core import waiting
 from orchestrator.core.clock import utc_now
 from orchestrator.core.definition import CONTEXT_FIELD
@@ -42,7 +43,6 @@ from orchestrator.core.machine import (
 from orchestrator.core.records import LockAttempt, SagaCommit, SagaStatus
 from orchestrator.core.registry import Registry
 from orchestrator.core.tokens import make_token, token_digest
-from orchestrator.engine import failpoints
 from orchestrator.engine.commands import ParticipantClient, classify
 from orchestrator.engine.wakeups import KeyWakeups
 from orchestrator.store.base import Store

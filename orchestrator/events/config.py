@@ -9,10 +9,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from orchestrator.core.events import DEFAULT_PARTITIONS, EventSet, EventSink
-from orchestrator.events.brokers import Publisher
+from orchestrator.events.brokers import Publisher, safe_url
 
 RABBITMQ_SINK = "rabbitmq"
 NATS_SINK = "nats"
+
+
+@dataclass(frozen=True, slots=True)
+class ConfiguredSink:
+    """A sink as operators see it: what it selects, its kind, and where it publishes
+    (`target`, without credentials)."""
+
+    sink: EventSink
+    kind: str
+    target: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,5 +62,16 @@ class EventsConfig:
             sinks.append((self._sink(NATS_SINK), NatsPublisher(nats)))
         return sinks
 
+    def described(self) -> list[ConfiguredSink]:
+        """Each configured broker's sink, kind and target, for operators."""
+        described = []
+        if self.rabbitmq_url:
+            target = f"{safe_url(self.rabbitmq_url)} exchange {self.rabbitmq_exchange}"
+            described.append(ConfiguredSink(self._sink(RABBITMQ_SINK), "rabbitmq", target))
+        if self.nats_url:
+            target = f"{safe_url(self.nats_url)} stream {self.nats_stream}"
+            described.append(ConfiguredSink(self._sink(NATS_SINK), "nats", target))
+        return described
 
-__all__ = ["NATS_SINK", "RABBITMQ_SINK", "EventsConfig"]
+
+__all__ = ["NATS_SINK", "RABBITMQ_SINK", "ConfiguredSink", "EventsConfig"]

@@ -40,6 +40,7 @@ from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from orchestrator import failpoints
 from orchestrator.core.clock import utc_now
 from orchestrator.core.events import DeadEvent, EventSink, PartitionClaim, PendingEvent
 from orchestrator.core.records import Lease
@@ -103,6 +104,12 @@ class RelayMetrics:
         self.dead = Counter(
             "saga_events_dead",
             "Events moved to the dead-letter table after repeated refusals.",
+            by_sink,
+            registry=registry,
+        )
+        self.dead_letters = Gauge(
+            "saga_events_dead_letters",
+            "Events in the dead-letter table now (requeued ones leave it), from the store.",
             by_sink,
             registry=registry,
         )
@@ -262,9 +269,11 @@ class SinkRelay:
         republished = sum(1 for row in rows if row.id in partition.sent)
         partition.sent.update(row.id for row in rows)
         dead: DeadEvent | None = None
+        failpoints.hit("relay_read")
         try:
             await self.publisher.publish([outgoing(row) for row in rows])
             confirmed = len(rows)
+            failpoints.hit("relay_confirmed")
         except EventRefused as error:
             confirmed = error.confirmed
             dead = self._refused(partition, rows, error)
@@ -377,6 +386,7 @@ class Relay:
         while True:
             try:
                 backlog = await self.store.event_backlog()
+                dead = await self.store.dead_event_counts()
                 now = utc_now()
                 for relay in self.sinks:
                     name = relay.sink.name
@@ -384,6 +394,7 @@ class Relay:
                     metrics.pending.labels(name).set(0 if found is None else found.pending)
                     age = 0.0 if found is None else (now - found.oldest).total_seconds()
                     metrics.oldest_pending.labels(name).set(max(0.0, age))
+                    metrics.dead_letters.labels(name).set(dead.get(name, 0))
             except Exception as error:
                 logger.warning("event backlog unreadable: %s", error)
             await asyncio.sleep(self.settings.backlog_seconds)

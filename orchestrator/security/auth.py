@@ -25,6 +25,7 @@ from participants.kit.auth import (
 
 __all__ = [
     "CALLBACK_RULES",
+    "EVENTS_RULES",
     "ORCHESTRATOR_RULES",
     "TASK_RULES",
     "AuthFile",
@@ -33,6 +34,7 @@ __all__ = [
     "Caller",
     "Role",
     "current_caller",
+    "events_rules",
     "load_auth_file",
     "orchestrator_rules",
     "parse_auth_file",
@@ -84,5 +86,23 @@ def orchestrator_rules(
     return {
         f"/{service.full_name}/{name}": roles
         for name, roles in rules.items()
+        if name in service.methods_by_name
+    }
+
+
+EVENTS_RULES: Mapping[str, frozenset[Role]] = {
+    "ListEventSinks": frozenset({Role.OPERATOR, Role.READER}),
+    "ListDeadEvents": frozenset({Role.OPERATOR, Role.READER}),
+    "ReplayEvents": OPERATOR_ONLY,
+    "RequeueDeadEvents": OPERATOR_ONLY,
+}
+"""Who may call each SagaEvents RPC (operators' view of the event sinks)."""
+
+
+def events_rules(service: ServiceDescriptor) -> dict[str, frozenset[Role]]:
+    """The SagaEvents service's rules by full method path."""
+    return {
+        f"/{service.full_name}/{name}": roles
+        for name, roles in EVENTS_RULES.items()
         if name in service.methods_by_name
     }

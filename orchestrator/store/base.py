@@ -14,7 +14,15 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 
 from orchestrator.core.errors import SagaError
-from orchestrator.core.events import DeadEvent, PartitionClaim, PendingEvent, SinkBacklog
+from orchestrator.core.events import (
+    DeadEvent,
+    DeadLetter,
+    OutboxEvent,
+    PartitionClaim,
+    PartitionLease,
+    PendingEvent,
+    SinkBacklog,
+)
 from orchestrator.core.records import (
     CreateSagaResult,
     Lease,
@@ -354,3 +362,37 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def dead_event_counts(self) -> dict[str, int]:
         """How many dead-lettered events each sink has (sinks with none are absent)."""
+
+    # --- operating the sinks (orchestrator/store/event_admin.py) ---------------------
+
+    @abc.abstractmethod
+    async def event_partition_leases(self) -> list[PartitionLease]:
+        """Every sink's partitions the database knows, with their owners, in order."""
+
+    @abc.abstractmethod
+    async def live_event_relays(self) -> list[str]:
+        """The replicas whose relay announcement has not expired, by id."""
+
+    @abc.abstractmethod
+    async def dead_events(self, sink: str | None, after: int, limit: int) -> list[DeadLetter]:
+        """Up to `limit` dead letters (of `sink`, or every sink) with ids above `after`."""
+
+    @abc.abstractmethod
+    async def requeue_dead_events(self, sink: str, ids: Sequence[int] | None) -> int:
+        """Move `sink`'s dead letters `ids` (None: all) back into the outbox with their
+        event ids, in one transaction; returns how many moved."""
+
+    @abc.abstractmethod
+    async def enqueue_events(self, events: Sequence[OutboxEvent]) -> int:
+        """Write `events` to the outbox in one transaction (a replay); returns how many."""
+
+    @abc.abstractmethod
+    async def transitions_since(
+        self,
+        since: datetime,
+        after: tuple[datetime, str, int] | None,
+        namespaces: Sequence[str] | None,
+        limit: int,
+    ) -> list[TransitionRecord]:
+        """Up to `limit` log rows at or after `since`, in (time, saga id, seq) order,
+        strictly after `after`, of sagas in `namespaces` (None: every namespace)."""

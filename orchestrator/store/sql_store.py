@@ -43,10 +43,11 @@ from orchestrator.core.records import (
 from orchestrator.store._rows import Row, RowEncoding, aware
 from orchestrator.store._statements import Statements, saga_listing
 from orchestrator.store.base import Store
+from orchestrator.store.event_admin import EventAdmin
 from orchestrator.store.locks import LockStatements, Transaction, create_locked, take_locks
 
 
-class SqlStore(Store):
+class SqlStore(EventAdmin, Store):
     """A `Store` whose back end runs the shared `Statements` through `_rows`."""
 
     _statements: ClassVar[Statements]

@@ -30,10 +30,13 @@ import grpc
 from aiohttp import web
 from aiohttp_sse import sse_response
 
+from orchestrator.api.events_admin import SagaEventsService
 from orchestrator.api.servicer import SagaOrchestratorService
 from orchestrator.api.tenancy import bind_namespaces
 from orchestrator.web.auth import (
     LEGACY_TOKEN_COOKIE,
+    OPERATOR,
+    READER,
     Authenticator,
     Identity,
     TokenAuthenticator,
@@ -297,6 +300,15 @@ async def _definitions(request: web.Request) -> web.StreamResponse:
     return web.json_response({"definitions": await request.app[_CALLS].saga_types()})
 
 
+async def _event_sinks(request: web.Request) -> web.StreamResponse:
+    """The sinks' health, for readers and operators (as ListEventSinks is over gRPC)."""
+    if not _identity(request).roles & {READER, OPERATOR}:
+        raise CallRefused(
+            grpc.StatusCode.PERMISSION_DENIED, "the event sinks are for readers and operators"
+        )
+    return web.json_response(await request.app[_CALLS].event_sinks())
+
+
 async def _json_body(request: web.Request) -> dict[str, Any]:
     """A POST's JSON object, from this origin only: a cross-site page cannot send JSON
     without a preflight, and a cross-origin Origin header is refused outright."""
@@ -351,6 +363,7 @@ def create_console_app(
     allowed_hosts: Collection[str] = (),
     sessions: SessionTable | None = None,
     body_seconds: float = HEADER_TIMEOUT_SECONDS,
+    events: SagaEventsService | None = None,
 ) -> web.Application:
     """The console as an aiohttp application (mountable, or served by `start_web_console`).
 
@@ -359,7 +372,7 @@ def create_console_app(
     loopback). `sessions` keeps the signed-in pages' sessions (a fresh table by default).
     """
     app = web.Application(middlewares=[host_check, _guard])
-    app[_CALLS] = ConsoleCalls(servicer)
+    app[_CALLS] = ConsoleCalls(servicer, events)
     app[_AUTHENTICATE] = authenticate or laptop_mode
     app[_SESSIONS] = SessionTable() if sessions is None else sessions
     app[_BODY_SECONDS] = body_seconds
@@ -375,6 +388,7 @@ def create_console_app(
     app.router.add_get("/api/counts", _counts)
     app.router.add_get("/api/intervention", _intervention)
     app.router.add_get("/api/definitions", _definitions)
+    app.router.add_get("/api/event-sinks", _event_sinks)
     app.router.add_get("/api/sagas/{saga_id}", _saga)
     app.router.add_get("/api/sagas/{saga_id}/history", _history)
     app.router.add_get("/api/sagas/{saga_id}/events", _events)
@@ -411,6 +425,7 @@ async def start_web_console(
     sessions: SessionTable | None = None,
     header_timeout: float = HEADER_TIMEOUT_SECONDS,
     ssl_context: ssl.SSLContext | None = None,
+    events: SagaEventsService | None = None,
 ) -> WebConsole:
     """Serve the console on host:port (0 picks a free port) in the running loop.
 
@@ -427,6 +442,7 @@ async def start_web_console(
             allowed_hosts=allowed_hosts,
             sessions=sessions,
             body_seconds=header_timeout,
+            events=events,
         ),
         access_log=None,
         shutdown_timeout=SHUTDOWN_SECONDS,

@@ -29,12 +29,14 @@ from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2
 
 from orchestrator.api.catalogue import definition_document
+from orchestrator.api.events_admin import SagaEventsService
 from orchestrator.api.paging import MAX_PAGE_SIZE, MAX_SEQ
 from orchestrator.api.servicer import SagaOrchestratorService
 from orchestrator.api.status import rpc_status_of
 from orchestrator.core.errors import InvalidArgument
 from orchestrator.core.payload import check_text
 from orchestrator.core.records import SagaStatus
+from saga.v1 import events_admin_pb2 as events_pb
 from saga.v1 import orchestrator_pb2 as pb
 
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
@@ -177,9 +179,19 @@ SAGA_STATUSES = tuple(status.value for status in SagaStatus)
 class ConsoleCalls:
     """Every call the console makes, each one a servicer handler."""
 
-    def __init__(self, servicer: SagaOrchestratorService) -> None:
+    def __init__(
+        self, servicer: SagaOrchestratorService, events: SagaEventsService | None = None
+    ) -> None:
         self._servicer = servicer
+        self._events = events
         self._context: Any = _InProcessContext()
+
+    async def event_sinks(self) -> dict[str, Any]:
+        """ListEventSinks: every sink's backlog, dead letters and partition owners."""
+        if self._events is None:
+            raise CallRefused(grpc.StatusCode.UNIMPLEMENTED, "this console has no event sinks")
+        reply = await self._events.ListEventSinks(events_pb.ListEventSinksRequest(), self._context)
+        return message_json(reply)
 
     async def list_sagas(self, query: ListQuery, page_size: int, page_token: str) -> dict[str, Any]:
         """One page of ListSagas, newest first."""

@@ -19,6 +19,10 @@ ALL_SERVICES = (
     "inventory",
     "shipping",
     "notification",
+    "consumer",
+    "kitchen",
+    "accounting",
+    "order",
 )
 """Every participant service, in the order they are listed and served."""
 

@@ -1,4 +1,4 @@
-"""The base of the seven example participants: the kit's participant, plus the failure
+"""The base of the example participants: the kit's participant, plus the failure
 injection that makes sagas take their failure paths (docs in participants/README.md).
 
 Each example keeps its state in `<state_dir>/<name>.sqlite3` and answers refusals with

@@ -39,6 +39,7 @@ class TransitionEvent(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TRANSITION_EVENT_LOCKS_REFUSED: _ClassVar[TransitionEvent]
     TRANSITION_EVENT_LOCKS_RELEASED: _ClassVar[TransitionEvent]
     TRANSITION_EVENT_LOCK_BROKEN: _ClassVar[TransitionEvent]
+    TRANSITION_EVENT_STEP_NOTHING_TO_UNDO: _ClassVar[TransitionEvent]
     TRANSITION_EVENT_STEP_WAITING: _ClassVar[TransitionEvent]
     TRANSITION_EVENT_STEP_TIMED_OUT: _ClassVar[TransitionEvent]
     TRANSITION_EVENT_STEP_COMPLETED_LATE: _ClassVar[TransitionEvent]
@@ -61,6 +62,7 @@ class StepStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     STEP_STATUS_COMPENSATING: _ClassVar[StepStatus]
     STEP_STATUS_COMPENSATED: _ClassVar[StepStatus]
     STEP_STATUS_COMPENSATION_FAILED: _ClassVar[StepStatus]
+    STEP_STATUS_NOTHING_TO_UNDO: _ClassVar[StepStatus]
     STEP_STATUS_WAITING: _ClassVar[StepStatus]
 
 class SagaView(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
@@ -92,6 +94,7 @@ TRANSITION_EVENT_LOCK_WAIT_EXPIRED: TransitionEvent
 TRANSITION_EVENT_LOCKS_REFUSED: TransitionEvent
 TRANSITION_EVENT_LOCKS_RELEASED: TransitionEvent
 TRANSITION_EVENT_LOCK_BROKEN: TransitionEvent
+TRANSITION_EVENT_STEP_NOTHING_TO_UNDO: TransitionEvent
 TRANSITION_EVENT_STEP_WAITING: TransitionEvent
 TRANSITION_EVENT_STEP_TIMED_OUT: TransitionEvent
 TRANSITION_EVENT_STEP_COMPLETED_LATE: TransitionEvent
@@ -108,6 +111,7 @@ STEP_STATUS_FAILED: StepStatus
 STEP_STATUS_COMPENSATING: StepStatus
 STEP_STATUS_COMPENSATED: StepStatus
 STEP_STATUS_COMPENSATION_FAILED: StepStatus
+STEP_STATUS_NOTHING_TO_UNDO: StepStatus
 STEP_STATUS_WAITING: StepStatus
 SAGA_VIEW_UNSPECIFIED: SagaView
 SAGA_VIEW_BASIC: SagaView
@@ -462,7 +466,7 @@ class SagaDefinition(_message.Message):
     def __init__(self, saga_type: _Optional[str] = ..., version: _Optional[int] = ..., description: _Optional[str] = ..., input: _Optional[str] = ..., output: _Optional[str] = ..., deadline_seconds: _Optional[float] = ..., pivot_stage: _Optional[int] = ..., steps: _Optional[_Iterable[_Union[StepDefinition, _Mapping]]] = ..., latest: _Optional[bool] = ...) -> None: ...
 
 class StepDefinition(_message.Message):
-    __slots__ = ("name", "group", "stage", "participant", "action", "compensation", "forward_only", "retriable", "timeout_seconds", "retry", "compensation_retry")
+    __slots__ = ("name", "group", "stage", "participant", "action", "compensation", "forward_only", "retriable", "timeout_seconds", "retry", "compensation_retry", "read_only")
     NAME_FIELD_NUMBER: _ClassVar[int]
     GROUP_FIELD_NUMBER: _ClassVar[int]
     STAGE_FIELD_NUMBER: _ClassVar[int]
@@ -474,6 +478,7 @@ class StepDefinition(_message.Message):
     TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     RETRY_FIELD_NUMBER: _ClassVar[int]
     COMPENSATION_RETRY_FIELD_NUMBER: _ClassVar[int]
+    READ_ONLY_FIELD_NUMBER: _ClassVar[int]
     name: str
     group: str
     stage: int
@@ -485,7 +490,8 @@ class StepDefinition(_message.Message):
     timeout_seconds: float
     retry: RetryPolicy
     compensation_retry: RetryPolicy
-    def __init__(self, name: _Optional[str] = ..., group: _Optional[str] = ..., stage: _Optional[int] = ..., participant: _Optional[str] = ..., action: _Optional[str] = ..., compensation: _Optional[str] = ..., forward_only: _Optional[bool] = ..., retriable: _Optional[bool] = ..., timeout_seconds: _Optional[float] = ..., retry: _Optional[_Union[RetryPolicy, _Mapping]] = ..., compensation_retry: _Optional[_Union[RetryPolicy, _Mapping]] = ...) -> None: ...
+    read_only: bool
+    def __init__(self, name: _Optional[str] = ..., group: _Optional[str] = ..., stage: _Optional[int] = ..., participant: _Optional[str] = ..., action: _Optional[str] = ..., compensation: _Optional[str] = ..., forward_only: _Optional[bool] = ..., retriable: _Optional[bool] = ..., timeout_seconds: _Optional[float] = ..., retry: _Optional[_Union[RetryPolicy, _Mapping]] = ..., compensation_retry: _Optional[_Union[RetryPolicy, _Mapping]] = ..., read_only: _Optional[bool] = ...) -> None: ...
 
 class RetryPolicy(_message.Message):
     __slots__ = ("max_attempts", "initial_backoff_seconds", "max_backoff_seconds", "multiplier", "jitter", "retry_codes")

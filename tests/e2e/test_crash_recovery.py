@@ -11,7 +11,7 @@ import grpc
 import pytest
 
 from orchestrator.core.records import TransitionEvent
-from orchestrator.engine.failpoints import EXIT_CODE
+from orchestrator.failpoints import EXIT_CODE
 from orchestrator.store import open_store
 from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc

@@ -34,7 +34,9 @@ def test_reflection_alone_is_enough_to_start_a_saga(orchestrator):
     with grpc.insecure_channel(orchestrator.address) as channel:
         database = ProtoReflectionDescriptorDatabase(channel)
         services = set(database.get_services())
-        assert {"saga.v1.SagaOrchestrator", "grpc.health.v1.Health"} <= services
+        assert {"saga.v1.SagaOrchestrator", "saga.v1.SagaEvents", "grpc.health.v1.Health"} <= (
+            services
+        )
         pool = descriptor_pool.DescriptorPool(database)
         service = pool.FindServiceByName("saga.v1.SagaOrchestrator")
         method = service.methods_by_name["StartSaga"]

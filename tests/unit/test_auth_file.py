@@ -8,6 +8,7 @@ import pytest
 
 from orchestrator.security.auth import (
     CALLBACK_RULES,
+    EVENTS_RULES,
     ORCHESTRATOR_RULES,
     Role,
     parse_auth_file,
@@ -17,7 +18,7 @@ from orchestrator.security.auth import (
 from participants.kit.tls import SecurityConfigError
 from participants.registry import SERVICES
 from saga.participants.common.v1 import callbacks_pb2
-from saga.v1 import orchestrator_pb2
+from saga.v1 import events_admin_pb2, orchestrator_pb2
 
 pytestmark = pytest.mark.unit
 
@@ -102,6 +103,16 @@ def test_every_orchestrator_rpc_has_a_rule_and_no_rule_names_a_missing_rpc():
     methods = set(orchestrator_pb2.DESCRIPTOR.services_by_name["SagaOrchestrator"].methods_by_name)
 
     assert methods == set(ORCHESTRATOR_RULES), "each RPC needs a line in ORCHESTRATOR_RULES"
+
+
+def test_every_events_rpc_has_a_rule_reads_for_readers_changes_for_operators_only():
+    methods = set(events_admin_pb2.DESCRIPTOR.services_by_name["SagaEvents"].methods_by_name)
+
+    assert methods == set(EVENTS_RULES), "each SagaEvents RPC needs a line in EVENTS_RULES"
+    assert EVENTS_RULES["ListEventSinks"] == {Role.OPERATOR, Role.READER}
+    assert EVENTS_RULES["ListDeadEvents"] == {Role.OPERATOR, Role.READER}
+    assert EVENTS_RULES["ReplayEvents"] == {Role.OPERATOR}
+    assert EVENTS_RULES["RequeueDeadEvents"] == {Role.OPERATOR}
 
 
 def test_every_callback_rpc_is_for_participants_and_operators_only():

@@ -14,6 +14,7 @@ from google.protobuf import any_pb2, timestamp_pb2
 
 from orchestrator.cli import parse_duration, parse_point_in_time
 from orchestrator.cli import rendering as view
+from orchestrator.cli.rendering import formats
 from orchestrator.examples import TRAVEL_BOOKING
 from saga.participants.flight.v1 import flight_pb2
 from saga.v1 import orchestrator_pb2 as pb
@@ -243,6 +244,14 @@ def test_history_table_has_one_row_per_transition_with_actor_and_reason():
 def test_text_from_the_server_is_printed_literally_never_as_markup():
     step = pb.Step(name="x", status=pb.STEP_STATUS_FAILED, error="bad [bold]value[/bold] [red]")
     assert "bad [bold]value[/bold] [red]" in view.render_plain(view.steps_table([step], now=T0))
+
+
+def test_every_step_status_has_a_colour_and_a_name():
+    for value in pb.StepStatus.values():
+        if value != pb.STEP_STATUS_UNSPECIFIED:
+            assert value in formats.STEP_STATUS_STYLES, pb.StepStatus.Name(value)
+    assert view.step_status_name(pb.STEP_STATUS_NOTHING_TO_UNDO) == "NOTHING_TO_UNDO"
+    assert view.event_name(pb.TRANSITION_EVENT_STEP_NOTHING_TO_UNDO) == "STEP_NOTHING_TO_UNDO"
 
 
 def test_statuses_carry_their_colours_and_intervention_is_flagged():

@@ -314,6 +314,64 @@ def test_a_pivot_followed_only_by_retriable_steps_loads():
     assert Registry([definition]).has("trip", 1)
 
 
+# --- read-only steps: no compensation, and no pivot -----------------------------------------
+
+
+def test_steps_after_a_read_only_step_need_not_be_retriable():
+    definition = saga(
+        flight_step(compensation=None, read_only=True),
+        hotel_step(),
+        Parallel("then", (car_step(), charge_step(compensation=None, read_only=True))),
+        charge_step("charge_again"),
+    )
+    registry = Registry([definition])
+    assert registry.has("trip", 1)
+    assert definition.pivot_stage is None
+
+
+def test_the_pivot_check_names_read_only_as_the_way_out_for_a_step_that_changes_nothing():
+    message = refused(
+        saga(flight_step(compensation=None), hotel_step()),
+        "if 'book_flight' changes nothing, declare it read_only=True instead",
+    )
+    assert "step 'book_hotel'" in message
+
+
+def test_a_read_only_step_with_a_compensation_is_refused():
+    message = refused(
+        saga(flight_step(read_only=True), hotel_step()),
+        "it is read_only, so it has nothing to undo; drop its compensation "
+        "(saga.participants.flight.v1.FlightService.CancelFlight)",
+    )
+    assert "step 'book_flight'" in message
+
+
+def test_a_real_pivot_after_a_read_only_step_keeps_every_pivot_check():
+    refused(
+        saga(
+            flight_step(compensation=None, read_only=True),
+            hotel_step(compensation=None),
+            car_step(),
+        ),
+        "it runs after step 'book_hotel', which has no compensation",
+    )
+    refused(
+        saga(
+            hotel_step(compensation=None),
+            flight_step(compensation=None, read_only=True),
+        ),
+        "it runs after step 'book_hotel', which has no compensation",
+    )
+    refused(
+        saga(
+            Parallel(
+                "g", (hotel_step(compensation=None), flight_step(compensation=None, read_only=True))
+            )
+        ),
+        "its siblings in parallel group 'g' must be retriable=True, but 'book_flight' is not",
+    )
+
+
 # --- builders, dry-run on default messages -----------------------------------------------------
 
 

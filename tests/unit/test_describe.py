@@ -6,6 +6,7 @@ import shutil
 
 import pytest
 
+from orchestrator.api import catalogue
 from orchestrator.cli import main
 from orchestrator.cli.diagrams import describe, describe_dot, describe_mermaid, describe_text
 from orchestrator.core.definition import Parallel, RetryPolicy, SagaDefinition
@@ -79,7 +80,11 @@ deadline: 600s; a saga still running then, before its pivot, is compensated
      retry:              8 attempts, backoff 0.1s x2 up to 2s, jitter 20%, also retrying INTERNAL, UNKNOWN
      retriable:          every error is retried; when attempts run out an operator decides
 
-pivot: stage 2 (charge_payment); once it has started, the saga only goes forward
+pivot: stage 2 (charge_payment)
+  completed: the saga only goes forward; later steps are retried, and an operator decides if one still fails
+  refused by its participant: nothing happened there; the steps before it are compensated
+  outcome unknown (attempts ran out without an answer): the saga stops for an operator, who retries or resolves it; it is never compensated
+  once it has started, neither an abort nor the saga's deadline stops the saga
 on failure, completed steps are compensated: group bookings (book_flight, book_hotel)
 """  # noqa: E501 (the output as printed)
 
@@ -248,3 +253,45 @@ def test_cli_draws_an_image_with_graphviz(tmp_path, suffix, magic):
     output = tmp_path / f"order{suffix}"
     assert main(["describe", "order_fulfillment", "--output", str(output)]) == 0
     assert output.read_bytes().startswith(magic)
+
+
+CHECKED_TRIP = SagaDefinition(
+    name="trip",
+    version=3,
+    input_type=TravelBookingInput,
+    steps=(
+        flight_step("check_flight", compensation=None, read_only=True),
+        hotel_step(),
+        charge_step(compensation=None),
+        car_step(retriable=True),
+    ),
+)
+"""A read-only check first, a compensable booking, the pivot, then a retriable step."""
+
+
+def test_a_read_only_step_is_shown_as_such_with_nothing_to_undo():
+    shown = describe_text(CHECKED_TRIP)
+    assert "compensation:       none (read-only: nothing to undo, a rollback passes over it)" in (
+        shown
+    )
+    assert "pivot: stage 3 (charge_payment)\n" in shown
+    assert "on failure, completed steps are compensated: book_hotel\n" in shown
+    assert shown.endswith("read-only, nothing to undo (no command on failure): check_flight\n")
+    mermaid = describe_mermaid(CHECKED_TRIP)
+    assert 's0["check_flight<br/>flight: FlightService.BookFlight<br/>read-only"]' in mermaid
+    assert "undo check_flight" not in mermaid
+    assert "read-only" in describe_dot(CHECKED_TRIP)
+
+
+def test_the_catalogue_marks_a_read_only_step_and_says_what_each_pivot_outcome_does():
+    message = catalogue.definition_to_proto(CHECKED_TRIP)
+    assert [step.read_only for step in message.steps] == [True, False, False, False]
+    assert message.pivot_stage == 3
+    document = catalogue.definition_document(message)
+    assert document["steps"][0]["read_only"] is True
+    assert document["steps"][0]["compensation"] is None
+    text = catalogue.describe_text(message)
+    assert "compensation: none (read-only: nothing to undo)" in text
+    assert "pivot: stage 3\n  completed: the saga only goes forward" in text
+    assert "refused by its participant: nothing happened there; the steps before it are" in text
+    assert "outcome unknown" in text

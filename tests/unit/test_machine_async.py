@@ -291,3 +291,14 @@ def test_a_token_names_its_saga_and_step():
     assert address is not None and (address.saga_id, address.step_index) == ("s-1", FLIGHT)
     assert token_address("ct1.!!.1.x") is None
     assert token_address("ct1.czE.one.x") is None
+
+
+def test_a_read_only_step_still_waiting_when_the_saga_stops_has_nothing_to_undo():
+    import dataclasses
+
+    checked = dataclasses.replace(ASYNC_TRIP.all_steps[1], compensation=None, read_only=True)
+    run = waiting_run(dataclasses.replace(ASYNC_TRIP, steps=(ASYNC_TRIP.all_steps[0], checked)))
+    run.take_commit()
+    run.abort(at(5), "alice", "customer called")
+    assert run.next_actions(at(6)) == (SendCompensation(0),)
+    assert run.step_status(FLIGHT) is StepStatus.NOTHING_TO_UNDO

@@ -39,7 +39,9 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-DEFINITIONS = "orchestrator.examples,orchestrator.examples.operator_demo"
+DEFINITIONS = (
+    "orchestrator.examples,orchestrator.examples.operator_demo,orchestrator.examples.create_order"
+)
 XSS = '<script>window.__xss = 1</script>"><img src=x onerror="window.__xss = 2">'
 """A payload and a participant error carry this; the page must show it as text."""
 PAYMENT_LATENCY_MS = 2500

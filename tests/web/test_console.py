@@ -381,7 +381,12 @@ def test_definitions_page_draws_every_registered_type(console: ChildProcess, ope
     page = open_page(f"{console.info['console_url']}#/definitions")
     page.locator("article.definition").first.wait_for()
     titles = page.locator("article.definition h2").all_inner_texts()
-    assert sorted(titles) == ["order_fulfillment v1", "order_fulfillment v2", "travel_booking v1"]
+    assert sorted(titles) == [
+        "create_order v1",
+        "order_fulfillment v1",
+        "order_fulfillment v2",
+        "travel_booking v1",
+    ]
     travel_nodes = page.locator(
         "article.definition[data-saga-type='travel_booking'] svg.diagram g.node"
     )
@@ -395,6 +400,42 @@ def test_definitions_page_draws_every_registered_type(console: ChildProcess, ope
         "article.definition[data-saga-type='order_fulfillment'] g.node.pivot"
     ).first
     assert pivot.get_attribute("data-step") == "send_confirmation"
+
+
+def test_a_read_only_step_is_drawn_as_such_and_left_with_nothing_to_undo(
+    console: ChildProcess, stub: pb_grpc.SagaOrchestratorStub, open_page: Any
+):
+    declined = {
+        "order_id": "o-console",
+        "consumer_id": "consumer-1",
+        "restaurant_id": "ajanta",
+        "items": [{"sku": "dal", "quantity": 1}],
+        "amount": {"currency_code": "EUR", "amount_minor": MAX_CHARGE_MINOR + 1},
+    }
+    saga_id = start(stub, "create_order", declined, "order")
+    wait_until(stub, saga_id, terminal)
+
+    page = open_page(f"{console.info['console_url']}#/definitions")
+    article = page.locator("article.definition[data-saga-type='create_order']")
+    article.wait_for()
+    verify = article.locator("g.node[data-step='verify_consumer']")
+    assert "read-only" in verify.get_attribute("class").split()
+    assert "pivot" not in verify.get_attribute("class").split()
+    assert article.locator("g.node.pivot").get_attribute("data-step") == "authorize_card"
+    assert "none (read-only: nothing to undo)" in article.locator("table.steps").inner_text()
+
+    page.goto(f"{console.info['console_url']}#/saga/{saga_id}")
+    page.locator("#diagram g.node[data-step='verify_consumer']").wait_for()
+    node = page.locator("#diagram g.node[data-step='verify_consumer']")
+    assert node.get_attribute("data-state") == "NOTHING_TO_UNDO"
+    assert "nothing to undo" in node.text_content()
+    badge = page.locator("table.steps tr[data-step='verify_consumer'] .badge")
+    assert badge.inner_text() == "NOTHING_TO_UNDO"
+    mark = page.locator("svg.timeline path.mark[data-step='verify_consumer'] title")
+    assert mark.text_content() == "read-only: nothing to undo"
+    assert not page.locator(
+        "svg.timeline rect.bar[data-kind='compensation'][data-step='verify_consumer']"
+    ).count()
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])

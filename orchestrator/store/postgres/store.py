@@ -19,11 +19,11 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from orchestrator import failpoints
 from orchestrator.core.clock import utc_now
 from orchestrator.core.events import EventSink
 from orchestrator.core.lock_openings import LockedOpening
 from orchestrator.core.records import CreateSagaResult, LockAttempt, NewSaga, SagaCommit
-from orchestrator.engine import failpoints
 from orchestrator.store._rows import Row
 from orchestrator.store._statements import UNFINISHED_STATUSES
 from orchestrator.store.locks import RELEASE_CHANNEL, OpeningBatches

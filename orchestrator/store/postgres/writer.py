@@ -39,9 +39,9 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from orchestrator import failpoints
 from orchestrator.core.events import EventSink, OutboxEvent, outbox_events
 from orchestrator.core.records import CreateSagaResult, NewSaga, SagaCommit
-from orchestrator.engine import failpoints
 from orchestrator.store._rows import write_refused
 from orchestrator.store._statements import OUTBOX, TRANSITIONS
 from orchestrator.store.postgres.connection import (

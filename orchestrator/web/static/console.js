@@ -496,6 +496,7 @@
           if (step) start(step, (row.step_status || "").includes("COMPENSATING") ? "compensation" : "action", attempt, time, "operator retry");
           break;
         case "STEP_RESOLVED": close(step, time, "resolved"); marks.push({ step, time, text: `resolved by ${row.actor}` }); break;
+        case "STEP_NOTHING_TO_UNDO": marks.push({ step, time, text: "read-only: nothing to undo" }); break;
         default:
           if (row.actor && row.actor !== "engine") marks.push({ step, time, text: `${eventName(row)} by ${row.actor}` });
       }
@@ -505,7 +506,7 @@
 
   function pivotSteps(definition) {
     if (!definition || !definition.pivot_stage) return new Set();
-    return new Set(definition.steps.filter((step) => step.stage === definition.pivot_stage && !step.compensation).map((step) => step.name));
+    return new Set(definition.steps.filter((step) => step.stage === definition.pivot_stage && !step.compensation && !step.read_only).map((step) => step.name));
   }
 
   function timeline(saga, transitions, definition) {
@@ -575,7 +576,7 @@
     for (const mark of marks) {
       const index = laneOf.get(mark.step);
       const y = index === undefined ? top : top + index * lane;
-      chart.append(s("path", { d: `M ${x(mark.time)} ${y + 2} l 5 -8 l -10 0 z`, class: "mark" }, s("title", {}, mark.text)));
+      chart.append(s("path", { d: `M ${x(mark.time)} ${y + 2} l 5 -8 l -10 0 z`, class: "mark", "data-step": mark.step }, s("title", {}, mark.text)));
     }
     const legend = h("ul", { class: "legend", "aria-label": "Timeline legend" },
       h("li", {}, h("span", { class: "key action ok" }), "action"),
@@ -621,15 +622,16 @@
       stage.forEach((step, row) => {
         const y = y0 + row * (boxH + gapY);
         const state = statusOf.get(step.name) || (saga ? "PENDING" : "DEFINED");
-        const pivot = definition.pivot_stage === step.stage && !step.compensation;
+        const pivot = definition.pivot_stage === step.stage && !step.compensation && !step.read_only;
+        const undo = step.compensation ? `, undone by ${step.compensation}` : step.read_only ? ", read-only: nothing to undo" : ", no compensation";
         for (const [px, py] of previous) {
           chart.append(s("line", { x1: px, y1: py, x2: x0 - 2, y2: y + boxH / 2, class: "edge", "marker-end": marker }));
         }
-        const node = s("g", { class: `node state-${state}${pivot ? " pivot" : ""}`, "data-step": step.name, "data-state": state },
-          s("title", {}, `${step.name}: ${state.toLowerCase()}; ${step.action}${step.compensation ? `, undone by ${step.compensation}` : ", no compensation"}`),
+        const node = s("g", { class: `node state-${state}${pivot ? " pivot" : ""}${step.read_only ? " read-only" : ""}`, "data-step": step.name, "data-state": state },
+          s("title", {}, `${step.name}: ${state.toLowerCase()}; ${step.action}${undo}`),
           s("rect", { x: x0, y, width: boxW, height: boxH, rx: 6 }),
           s("text", { x: x0 + 8, y: y + 19, class: "node-text" }, step.name + (pivot ? " ◆" : "")),
-          s("text", { x: x0 + 8, y: y + 37, class: "node-sub" }, `${step.participant} · ${state.toLowerCase().replace("_", " ")}`));
+          s("text", { x: x0 + 8, y: y + 37, class: "node-sub" }, `${step.participant}${step.read_only ? " · read-only" : ""} · ${state.toLowerCase().replaceAll("_", " ")}`));
         chart.append(node);
         current.push([x0 + boxW, y + boxH / 2]);
       });
@@ -796,8 +798,39 @@
           h("tbody", {}, definition.steps.map((step) => h("tr", {},
             h("td", {}, step.group ? `${step.stage} (${step.group})` : String(step.stage)),
             h("td", {}, step.name), h("td", {}, step.participant), h("td", {}, h("code", {}, step.action)),
-            h("td", {}, step.compensation ? h("code", {}, step.compensation) : (step.forward_only ? "forward only" : "none (pivot)")),
+            h("td", {}, step.compensation ? h("code", {}, step.compensation) : step.read_only ? "none (read-only: nothing to undo)" : (step.forward_only ? "forward only" : "none (pivot)")),
             h("td", {}, String(step.retry.max_attempts)), h("td", {}, formatSeconds(step.timeout_seconds))))))))));
+  }
+
+  // --- event sinks ---------------------------------------------------------------------------
+
+  function partitionOwners(sink) {
+    const counts = new Map();
+    for (const partition of sink.partition_owners) {
+      const owner = partition.owner || "(free)";
+      counts.set(owner, (counts.get(owner) || 0) + 1);
+    }
+    return [...counts].sort().map(([owner, n]) => `${owner}: ${n}`).join(", ") || "none";
+  }
+
+  async function sinksView() {
+    const answer = await api("/api/event-sinks");
+    const rows = answer.sinks.map((sink) => h("tr", { "data-sink": sink.name, class: Number(sink.dead) > 0 ? "stuck" : null },
+      h("td", {}, sink.name),
+      h("td", {}, sink.configured ? sink.kind.replace("EVENT_SINK_KIND_", "").toLowerCase() : "not configured here"),
+      h("td", { class: "wide" }, sink.target),
+      h("td", { class: "pending" }, String(sink.pending)),
+      h("td", { class: "oldest" }, sink.oldest_pending_time ? `${sink.oldest_pending_age} (since ${formatTime(sink.oldest_pending_time)})` : "none"),
+      h("td", { class: "dead" }, String(sink.dead)),
+      h("td", { class: "owners" }, partitionOwners(sink))));
+    const table = h("table", { class: "sinks" },
+      h("caption", { class: "offscreen" }, "Event sinks and their health"),
+      h("thead", {}, h("tr", {}, ["Sink", "Kind", "Target", "Pending", "Oldest pending", "Dead", "Partition owners"].map((t) => h("th", { scope: "col", class: t === "Target" ? "wide" : null }, t)))),
+      h("tbody", {}, rows.length ? rows : h("tr", {}, h("td", { colspan: "7", class: "muted" }, "No event sinks."))));
+    return h("section", { "aria-labelledby": "sinks-title" },
+      h("h1", { id: "sinks-title" }, "Event sinks"),
+      h("p", { class: "muted" }, `Relays running: ${answer.relay_replicas.join(", ") || "none"}. Replay and requeue with \`saga events\`.`),
+      h("div", { class: "scroll" }, table));
   }
 
   // --- operator actions ----------------------------------------------------------------------
@@ -879,6 +912,7 @@
       else if (section === "saga") content = await sagaView(decodeURIComponent(path.split("/")[2] || ""));
       else if (section === "intervention") content = await interventionView();
       else if (section === "definitions") content = await definitionsView();
+      else if (section === "sinks") content = await sinksView();
       else content = await listView(params);
     } catch (error) {
       if (error.status === 401) return;

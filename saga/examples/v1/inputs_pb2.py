@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from saga.participants.common.v1 import command_pb2 as saga_dot_participants_dot_common_dot_v1_dot_command__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dsaga/examples/v1/inputs.proto\x12\x10saga.examples.v1\x1a)saga/participants/common/v1/command.proto\"\xa5\x02\n\x12TravelBookingInput\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x16\n\x0etraveller_name\x18\x02 \x01(\t\x12\x15\n\rflight_number\x18\x03 \x01(\t\x12\x12\n\x05seats\x18\x04 \x01(\x05H\x00\x88\x01\x01\x12\x10\n\x08hotel_id\x18\x05 \x01(\t\x12\x0e\n\x06nights\x18\x06 \x01(\x05\x12\x12\n\x05rooms\x18\x07 \x01(\x05H\x01\x88\x01\x01\x12\x14\n\x0c\x63\x61r_location\x18\x08 \x01(\t\x12\x11\n\tcar_class\x18\t \x01(\t\x12\x10\n\x08\x63\x61r_days\x18\n \x01(\x05\x12\x32\n\x06\x61mount\x18\x0b \x01(\x0b\x32\".saga.participants.common.v1.MoneyB\x08\n\x06_seatsB\x08\n\x06_rooms\"\xc2\x01\n\x15OrderFulfillmentInput\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x34\n\x05items\x18\x03 \x03(\x0b\x32%.saga.participants.common.v1.LineItem\x12\x18\n\x10shipping_address\x18\x04 \x01(\t\x12\x32\n\x06\x61mount\x18\x05 \x01(\x0b\x32\".saga.participants.common.v1.Moneyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dsaga/examples/v1/inputs.proto\x12\x10saga.examples.v1\x1a)saga/participants/common/v1/command.proto\"\xa5\x02\n\x12TravelBookingInput\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x16\n\x0etraveller_name\x18\x02 \x01(\t\x12\x15\n\rflight_number\x18\x03 \x01(\t\x12\x12\n\x05seats\x18\x04 \x01(\x05H\x00\x88\x01\x01\x12\x10\n\x08hotel_id\x18\x05 \x01(\t\x12\x0e\n\x06nights\x18\x06 \x01(\x05\x12\x12\n\x05rooms\x18\x07 \x01(\x05H\x01\x88\x01\x01\x12\x14\n\x0c\x63\x61r_location\x18\x08 \x01(\t\x12\x11\n\tcar_class\x18\t \x01(\t\x12\x10\n\x08\x63\x61r_days\x18\n \x01(\x05\x12\x32\n\x06\x61mount\x18\x0b \x01(\x0b\x32\".saga.participants.common.v1.MoneyB\x08\n\x06_seatsB\x08\n\x06_rooms\"\xc2\x01\n\x15OrderFulfillmentInput\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x34\n\x05items\x18\x03 \x03(\x0b\x32%.saga.participants.common.v1.LineItem\x12\x18\n\x10shipping_address\x18\x04 \x01(\t\x12\x32\n\x06\x61mount\x18\x05 \x01(\x0b\x32\".saga.participants.common.v1.Money\"\xba\x01\n\x10\x43reateOrderInput\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63onsumer_id\x18\x02 \x01(\t\x12\x15\n\rrestaurant_id\x18\x03 \x01(\t\x12\x34\n\x05items\x18\x04 \x03(\x0b\x32%.saga.participants.common.v1.LineItem\x12\x32\n\x06\x61mount\x18\x05 \x01(\x0b\x32\".saga.participants.common.v1.Moneyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,4 +36,6 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TRAVELBOOKINGINPUT']._serialized_end=388
   _globals['_ORDERFULFILLMENTINPUT']._serialized_start=391
   _globals['_ORDERFULFILLMENTINPUT']._serialized_end=585
+  _globals['_CREATEORDERINPUT']._serialized_start=588
+  _globals['_CREATEORDERINPUT']._serialized_end=774
 # @@protoc_insertion_point(module_scope)

@@ -46,3 +46,17 @@ class OrderFulfillmentInput(_message.Message):
     shipping_address: str
     amount: _command_pb2.Money
     def __init__(self, order_id: _Optional[str] = ..., customer_id: _Optional[str] = ..., items: _Optional[_Iterable[_Union[_command_pb2.LineItem, _Mapping]]] = ..., shipping_address: _Optional[str] = ..., amount: _Optional[_Union[_command_pb2.Money, _Mapping]] = ...) -> None: ...
+
+class CreateOrderInput(_message.Message):
+    __slots__ = ("order_id", "consumer_id", "restaurant_id", "items", "amount")
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    CONSUMER_ID_FIELD_NUMBER: _ClassVar[int]
+    RESTAURANT_ID_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    order_id: str
+    consumer_id: str
+    restaurant_id: str
+    items: _containers.RepeatedCompositeFieldContainer[_command_pb2.LineItem]
+    amount: _command_pb2.Money
+    def __init__(self, order_id: _Optional[str] = ..., consumer_id: _Optional[str] = ..., restaurant_id: _Optional[str] = ..., items: _Optional[_Iterable[_Union[_command_pb2.LineItem, _Mapping]]] = ..., amount: _Optional[_Union[_command_pb2.Money, _Mapping]] = ...) -> None: ...

@@ -27,3 +27,11 @@ class OrderFulfillmentOutput(_message.Message):
     shipment_id: str
     notification_id: str
     def __init__(self, reservation_id: _Optional[str] = ..., payment_id: _Optional[str] = ..., shipment_id: _Optional[str] = ..., notification_id: _Optional[str] = ...) -> None: ...
+
+class CreateOrderOutput(_message.Message):
+    __slots__ = ("ticket_id", "authorization_id")
+    TICKET_ID_FIELD_NUMBER: _ClassVar[int]
+    AUTHORIZATION_ID_FIELD_NUMBER: _ClassVar[int]
+    ticket_id: str
+    authorization_id: str
+    def __init__(self, ticket_id: _Optional[str] = ..., authorization_id: _Optional[str] = ...) -> None: ...

@@ -29,6 +29,17 @@ Points in the orchestrator:
   `key_release` (such commits, one of them releasing lock keys), `new_sagas` (inserts
   only), `lock_take` (a waiting saga taking its keys), `locked_opening` (new sagas
   taking or queueing for keys).
+
+Points in the event relay (`orchestrator/events`):
+- `relay_read`: a partition's batch is read from the outbox, nothing of it published.
+- `relay_confirmed`: the broker confirmed every item of a batch, none of its rows
+  deleted yet (dying here republishes the batch: duplicates, never a loss).
+- `relay_item_confirmed` (RabbitMQ): the broker confirmed one item; the n-th confirm of
+  the process (`relay_item_confirmed:n`) falls mid-batch when batches hold more than n
+  items: part of the batch confirmed, part in flight or unsent, nothing deleted.
+
+The module lives outside the engine so that every layer that crashes on purpose (engine,
+store, relay) may import it.
 """
 
 from __future__ import annotations
@@ -53,6 +64,9 @@ POINTS = frozenset(
         "compensation_started",
         "saga_finished",
         "plan_sent",
+        "relay_read",
+        "relay_confirmed",
+        "relay_item_confirmed",
     }
 )
 WRITE_SCOPES = frozenset(

@@ -1,0 +1,1 @@
+"""The FTGO food delivery example's services: consumer, kitchen, accounting, order."""
