@@ -466,7 +466,7 @@ class SagaDefinition(_message.Message):
     def __init__(self, saga_type: _Optional[str] = ..., version: _Optional[int] = ..., description: _Optional[str] = ..., input: _Optional[str] = ..., output: _Optional[str] = ..., deadline_seconds: _Optional[float] = ..., pivot_stage: _Optional[int] = ..., steps: _Optional[_Iterable[_Union[StepDefinition, _Mapping]]] = ..., latest: _Optional[bool] = ...) -> None: ...
 
 class StepDefinition(_message.Message):
-    __slots__ = ("name", "group", "stage", "participant", "action", "compensation", "forward_only", "retriable", "timeout_seconds", "retry", "compensation_retry", "read_only")
+    __slots__ = ("name", "group", "stage", "participant", "action", "compensation", "forward_only", "retriable", "timeout_seconds", "retry", "compensation_retry", "read_only", "completion")
     NAME_FIELD_NUMBER: _ClassVar[int]
     GROUP_FIELD_NUMBER: _ClassVar[int]
     STAGE_FIELD_NUMBER: _ClassVar[int]
@@ -479,6 +479,7 @@ class StepDefinition(_message.Message):
     RETRY_FIELD_NUMBER: _ClassVar[int]
     COMPENSATION_RETRY_FIELD_NUMBER: _ClassVar[int]
     READ_ONLY_FIELD_NUMBER: _ClassVar[int]
+    COMPLETION_FIELD_NUMBER: _ClassVar[int]
     name: str
     group: str
     stage: int
@@ -491,7 +492,20 @@ class StepDefinition(_message.Message):
     retry: RetryPolicy
     compensation_retry: RetryPolicy
     read_only: bool
-    def __init__(self, name: _Optional[str] = ..., group: _Optional[str] = ..., stage: _Optional[int] = ..., participant: _Optional[str] = ..., action: _Optional[str] = ..., compensation: _Optional[str] = ..., forward_only: _Optional[bool] = ..., retriable: _Optional[bool] = ..., timeout_seconds: _Optional[float] = ..., retry: _Optional[_Union[RetryPolicy, _Mapping]] = ..., compensation_retry: _Optional[_Union[RetryPolicy, _Mapping]] = ..., read_only: _Optional[bool] = ...) -> None: ...
+    completion: AsyncCompletionDefinition
+    def __init__(self, name: _Optional[str] = ..., group: _Optional[str] = ..., stage: _Optional[int] = ..., participant: _Optional[str] = ..., action: _Optional[str] = ..., compensation: _Optional[str] = ..., forward_only: _Optional[bool] = ..., retriable: _Optional[bool] = ..., timeout_seconds: _Optional[float] = ..., retry: _Optional[_Union[RetryPolicy, _Mapping]] = ..., compensation_retry: _Optional[_Union[RetryPolicy, _Mapping]] = ..., read_only: _Optional[bool] = ..., completion: _Optional[_Union[AsyncCompletionDefinition, _Mapping]] = ...) -> None: ...
+
+class AsyncCompletionDefinition(_message.Message):
+    __slots__ = ("result_type", "timeout_seconds", "heartbeat_timeout_seconds", "on_timeout")
+    RESULT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    ON_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    result_type: str
+    timeout_seconds: float
+    heartbeat_timeout_seconds: float
+    on_timeout: str
+    def __init__(self, result_type: _Optional[str] = ..., timeout_seconds: _Optional[float] = ..., heartbeat_timeout_seconds: _Optional[float] = ..., on_timeout: _Optional[str] = ...) -> None: ...
 
 class RetryPolicy(_message.Message):
     __slots__ = ("max_attempts", "initial_backoff_seconds", "max_backoff_seconds", "multiplier", "jitter", "retry_codes")
