@@ -6,9 +6,11 @@ The public surface for people who write saga definitions:
 """
 
 from orchestrator.core.definition import (
+    AsyncCompletion,
     Call,
     LockPolicy,
     Locks,
+    OnTimeout,
     Parallel,
     RetryPolicy,
     SagaDefinition,
@@ -17,9 +19,11 @@ from orchestrator.core.definition import (
 )
 
 __all__ = [
+    "AsyncCompletion",
     "Call",
     "LockPolicy",
     "Locks",
+    "OnTimeout",
     "Parallel",
     "RetryPolicy",
     "SagaDefinition",

@@ -18,6 +18,7 @@ Unset, `hit` is one comparison with None.
 Points in the orchestrator:
 - `step_started`: a step's start is committed, its command not yet sent.
 - `reply_received`: a participant replied, its result not yet committed.
+- `step_accepted`: an asynchronous step's participant accepted it, WAITING not yet committed.
 - `compensation_started`: a compensation's start is committed, not yet sent
   (`compensation_started:2` dies between the first and second compensation).
 - `saga_finished`: the saga's terminal status is committed.
@@ -59,6 +60,7 @@ POINTS = frozenset(
     {
         "step_started",
         "reply_received",
+        "step_accepted",
         "compensation_started",
         "saga_finished",
         "plan_sent",

@@ -28,6 +28,8 @@ from orchestrator.api import webhooks_wiring
 from orchestrator.api.events_admin import SagaEventsService
 from orchestrator.api.request_decoding import UndecodableRequestInterceptor
 from orchestrator.api.servicer import SagaOrchestratorService
+from orchestrator.api.step_services import SERVICE_NAMES as STEP_SERVICE_NAMES
+from orchestrator.api.step_services import step_service_rules, step_services
 from orchestrator.core.definition import SagaDefinition
 from orchestrator.core.errors import ConfigurationError, SagaError
 from orchestrator.core.events import EventSink
@@ -160,14 +162,15 @@ def create_server(
     with_reflection: bool = True,
     handshake_seconds: float = HANDSHAKE_TIMEOUT_SECONDS,
     events: SagaEventsService | None = None,
-    services: Sequence[Callable[[grpc.aio.Server], str]] = (),
+    services: Sequence[Callable[[grpc.aio.Server], Sequence[str]]] = (),
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     """A server with the API, health and (optionally) reflection, bound to `listen` with
     TLS when `tls` is given; returns the bound port."""
     server = grpc.aio.server(
         interceptors=[
             *interceptors,
-            *(UndecodableRequestInterceptor(name) for name in (SERVICE_NAME, EVENTS_SERVICE_NAME)),
+            *map(UndecodableRequestInterceptor, (SERVICE_NAME, EVENTS_SERVICE_NAME)),
+            *map(UndecodableRequestInterceptor, STEP_SERVICE_NAMES),
             UndecodableRequestInterceptor(webhooks_wiring.WEBHOOKS_SERVICE),
         ],
         options=server_options(limits or Limits(), handshake_seconds),
@@ -176,7 +179,8 @@ def create_server(
     served = [SERVICE_NAME, *([] if events is None else [EVENTS_SERVICE_NAME])]
     if events is not None:
         events_admin_pb2_grpc.add_SagaEventsServicer_to_server(events, server)
-    served += [add(server) for add in services]
+    for add in services:
+        served += add(server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if with_reflection:
@@ -198,6 +202,7 @@ def auth_policy(auth_file: Path | None, *, reflection: bool = True) -> AuthPolic
     rules = {
         **orchestrator_rules(orchestrator_pb2.DESCRIPTOR.services_by_name["SagaOrchestrator"]),
         **events_rules(events_admin_pb2.DESCRIPTOR.services_by_name["SagaEvents"]),
+        **step_service_rules(),
         **webhooks_wiring.WEBHOOKS_AUTH,
     }
     policy = AuthPolicy(auth_file, rules, reflection=reflection)
@@ -426,7 +431,10 @@ async def _serve(
         with_reflection=config.reflection,
         handshake_seconds=config.handshake_timeout_seconds,
         events=events,
-        services=[webhooks.register],
+        services=[
+            webhooks.register,
+            step_services(store, registry, executor, config.limits).add_to,
+        ],
     )
     await server.start()
     console = None
@@ -450,7 +458,7 @@ async def _serve(
             ssl_context=console_ssl,
             events=events,
         )
-    for name in ("", SERVICE_NAME, EVENTS_SERVICE_NAME):
+    for name in ("", SERVICE_NAME, EVENTS_SERVICE_NAME, *STEP_SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     host = config.listen.rsplit(":", 1)[0]
     address = f"{host}:{port}"

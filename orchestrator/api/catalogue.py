@@ -12,7 +12,12 @@ from typing import Any
 
 from google.protobuf import json_format
 
-from orchestrator.core.definition import PIVOT_OUTCOMES, RetryPolicy, SagaDefinition
+from orchestrator.core.definition import (
+    PIVOT_OUTCOMES,
+    AsyncCompletion,
+    RetryPolicy,
+    SagaDefinition,
+)
 from saga.v1 import orchestrator_pb2 as pb
 
 
@@ -62,11 +67,38 @@ def definition_to_proto(definition: SagaDefinition, *, latest: bool = True) -> p
         )
         if step.compensation is not None:
             entry.compensation = f"{step.compensation.service}.{step.compensation.method}"
+        if step.completion is not None:
+            entry.completion.CopyFrom(completion_to_proto(step.completion))
     return message
 
 
+def completion_to_proto(completion: AsyncCompletion) -> pb.AsyncCompletionDefinition:
+    message = pb.AsyncCompletionDefinition(
+        result_type=completion.result_type.DESCRIPTOR.full_name,
+        timeout_seconds=completion.timeout,
+        on_timeout=completion.on_timeout.value,
+    )
+    if completion.heartbeat_timeout is not None:
+        message.heartbeat_timeout_seconds = completion.heartbeat_timeout
+    return message
+
+
+def completion_text(completion: pb.AsyncCompletionDefinition) -> str:
+    """One line for people: what an asynchronous step waits for, how long, and then."""
+    beats = (
+        f", a heartbeat at least every {completion.heartbeat_timeout_seconds:g}s"
+        if completion.HasField("heartbeat_timeout_seconds")
+        else ""
+    )
+    then = "compensate" if completion.on_timeout == "compensate" else "wait for an operator"
+    return (
+        f"later, a {completion.result_type} within {completion.timeout_seconds:g}s"
+        f"{beats}; on timeout: {then}"
+    )
+
+
 _OPTIONAL_FIELDS = {"deadline_seconds", "pivot_stage"}
-_OPTIONAL_STEP_FIELDS = {"compensation"}
+_OPTIONAL_STEP_FIELDS = {"compensation", "completion"}
 
 
 def definition_document(message: pb.SagaDefinition) -> dict[str, Any]:
@@ -108,6 +140,8 @@ def describe_text(message: pb.SagaDefinition) -> str:
         else:
             undo = "none (irreversible)"
         lines.append(f"   compensation: {undo}")
+        if step.HasField("completion"):
+            lines.append(f"   completes:    {completion_text(step.completion)}")
         lines.append(f"   timeout:      {step.timeout_seconds:g}s per attempt")
         lines.append(f"   retry:        {step.retry.max_attempts} attempts")
     if message.HasField("pivot_stage"):

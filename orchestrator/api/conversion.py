@@ -90,6 +90,7 @@ def saga_to_proto(
                 start_time=optional_timestamp(step.start_time),
                 update_time=optional_timestamp(step.update_time),
                 next_attempt_time=optional_timestamp(step.next_attempt_time),
+                wait_deadline=optional_timestamp(step.wait_deadline),
                 group=groups(step.index) if groups is not None else "",
                 reply=(
                     packed_reply(reply_types(step.index), step.result)

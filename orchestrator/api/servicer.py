@@ -492,7 +492,7 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
     def _reply_types(self, definition: SagaDefinition) -> Callable[[int], str]:
         def reply_type(index: int) -> str:
             step = definition.all_steps[index]
-            response = self._registry.resolved_step(definition, step.name).action.response_type
+            response = self._registry.resolved_step(definition, step.name).result_type
             return response.DESCRIPTOR.full_name
 
         return reply_type

@@ -156,10 +156,10 @@ class Webhooks:
         if self.worker is not None:
             await self.worker.stop()
 
-    def register(self, server: grpc.aio.Server) -> str:
+    def register(self, server: grpc.aio.Server) -> tuple[str, ...]:
         """Adds the SagaWebhooks service to `server`; returns its name (for reflection)."""
         add_to_server(self.service, server)
-        return SERVICE_NAME
+        return (SERVICE_NAME,)
 
 
 __all__ = ["WEBHOOKS_AUTH", "WEBHOOKS_SERVICE", "WEBHOOKS_SINK", "Webhooks", "WebhooksConfig"]

@@ -32,6 +32,7 @@ from orchestrator.cli.options import (
     read_token_file,
 )
 from orchestrator.cli.output import note, show, stdout_console, table_width, write_line
+from orchestrator.cli.task_commands import decide_command, tasks_command
 from orchestrator.client import (
     ClientError,
     SagaClient,
@@ -341,6 +342,9 @@ CLIENT_COMMANDS: dict[str, Callable[[argparse.Namespace, SagaClient], Awaitable[
     "resolve": _operator_call,
     "break-lock": _operator_call,
     "events": events_command,
+    "tasks": tasks_command,
+    "complete": decide_command,
+    "reject": decide_command,
 }
 
 

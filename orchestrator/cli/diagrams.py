@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from orchestrator.api import catalogue
 from orchestrator.core.definition import (
     PIVOT_OUTCOMES,
     Call,
@@ -130,6 +131,9 @@ def describe_text(definition: SagaDefinition) -> str:
             else:
                 compensation = _rpc(step.compensation)
             lines.append(f"{detail}compensation:       {compensation}")
+            if step.completion is not None:
+                waits = catalogue.completion_text(catalogue.completion_to_proto(step.completion))
+                lines.append(f"{detail}completes:          {waits}")
             lines.append(f"{detail}timeout:            {_seconds(step.timeout)} per attempt")
             lines.append(
                 f"{detail}retry:              "

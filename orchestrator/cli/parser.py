@@ -31,6 +31,7 @@ from orchestrator.cli.options import (
     server_security_options,
     watch_options,
 )
+from orchestrator.cli.task_commands import add_task_commands
 from orchestrator.cli.webhooks import add_webhooks_parser, webhook_serve_options
 from orchestrator.telemetry.logs import LOG_FORMATS
 
@@ -422,4 +423,5 @@ def build_parser(first: str | None = None) -> argparse.ArgumentParser:
         json_option(command, "the saga after the change")
     add_webhooks_parser(commands, client)
     events_parser(commands, client)
+    add_task_commands(commands, client)
     return parser

@@ -176,6 +176,12 @@ class SagaChannel:
     ) -> None:
         await self.close()
 
+    @property
+    def channel(self) -> grpc.aio.Channel | None:
+        """The client's own channel (for the other services the server offers, such as
+        SagaTasks); None for a client on a caller's stub."""
+        return self._channel
+
     async def _call(self, method: str, request: Message) -> Any:
         """One unary call under the client's deadline; a failure becomes a ClientError."""
         try:

@@ -90,6 +90,34 @@ class RetryPolicy:
         return max(0.0, base * (1.0 + self.jitter * (2.0 * unit_random - 1.0)))
 
 
+class OnTimeout(enum.Enum):
+    """What an asynchronous step's timeout leads to: its outcome is unknown either way."""
+
+    COMPENSATE = "compensate"
+    """Undo the step (its compensation carries the compensated key, so work that
+    finished late is undone) and every step before it."""
+    NEEDS_INTERVENTION = "needs_intervention"
+    """Halt the saga for an operator, who retries, resolves or aborts it."""
+
+
+@dataclass(frozen=True, slots=True)
+class AsyncCompletion:
+    """Marks a step asynchronous: its action's reply only says the participant accepted
+    the work, which it completes later through the SagaCallbacks service with the
+    completion token of its command (CommandContext.completion_token).
+
+    `timeout` (seconds) bounds the whole wait from acceptance; `heartbeat_timeout`, if
+    set, is how long the step may go without a heartbeat; `result_type` is the message
+    a completion must carry: later builders, compensations and the output read it as
+    the step's result, like a synchronous reply.
+    """
+
+    result_type: type[Message]
+    timeout: float
+    heartbeat_timeout: float | None = None
+    on_timeout: OnTimeout = OnTimeout.COMPENSATE
+
+
 DEFAULT_ACTION_RETRY = RetryPolicy()
 DEFAULT_COMPENSATION_RETRY = RetryPolicy(max_attempts=10, initial_backoff=0.1, max_backoff=5.0)
 
@@ -123,6 +151,8 @@ class Step:
     compensation_retry: RetryPolicy | None = None
     retriable: bool = False
     read_only: bool = False
+    completion: AsyncCompletion | None = None
+    """Set for an asynchronous step: accepted by its action, completed later."""
 
     @property
     def is_pivot(self) -> bool:

@@ -114,6 +114,26 @@ def _validate_step(where: str, step: Step) -> None:
             f"drop its compensation ({step.compensation.service}.{step.compensation.method}) "
             "or, if the action does change something, drop read_only=True"
         )
+    if step.completion is not None:
+        _validate_completion(f"{where}, step {step.name!r}", step)
+
+
+def _validate_completion(where: str, step: Step) -> None:
+    """An asynchronous step's wait must be bounded, and its result a message type."""
+    completion = step.completion
+    assert completion is not None
+    if not (
+        isinstance(completion.result_type, type) and issubclass(completion.result_type, Message)
+    ):
+        raise DefinitionError(f"{where}: result_type must be a protobuf message class")
+    if completion.timeout <= 0:
+        raise DefinitionError(f"{where}: the completion timeout must be positive")
+    heartbeat = completion.heartbeat_timeout
+    if heartbeat is not None and not 0 < heartbeat <= completion.timeout:
+        raise DefinitionError(
+            f"{where}: heartbeat_timeout must be positive and at most the timeout"
+            f" ({completion.timeout:g}s), got {heartbeat:g}s"
+        )
 
 
 def _check_pivot(where: str, definition: SagaDefinition) -> None:
@@ -206,11 +226,11 @@ def dry_run_builders(definition: SagaDefinition, resolved: Mapping[str, Resolved
                     step,
                     calls.compensation,
                     available,
-                    result=calls.action.response_type(),
+                    result=calls.result_type(),
                     compensating=True,
                 )
         for step in steps:
-            available[step.name] = resolved[step.name].action.response_type()
+            available[step.name] = resolved[step.name].result_type()
     _dry_run_output(definition, available)
 
 

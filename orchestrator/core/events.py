@@ -90,6 +90,9 @@ EVENT_TYPES: Mapping[TransitionEvent, str] = {
         TransitionEvent.LOCKS_REFUSED: "locks.refused",
         TransitionEvent.LOCKS_RELEASED: "locks.released",
         TransitionEvent.LOCK_BROKEN: "locks.broken",
+        TransitionEvent.STEP_WAITING: "step.waiting",
+        TransitionEvent.STEP_TIMED_OUT: "step.timed_out",
+        TransitionEvent.STEP_COMPLETED_LATE: "step.completed_late",
     }.items()
 }
 """The CloudEvents `type` of each transition. A saga that halts (a step that must not

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from orchestrator.core import waiting
 from orchestrator.core.definition import LockPolicy, SagaDefinition
 from orchestrator.core.moves import (
     SAGA_MACHINE,
@@ -45,6 +46,8 @@ from orchestrator.core.records import (
     TransitionRecord,
 )
 
+AwaitCompletion = waiting.AwaitCompletion
+
 __all__ = [
     "SAGA_MACHINE",
     "SAGA_MOVES",
@@ -53,6 +56,7 @@ __all__ = [
     "AcquireLocks",
     "Action",
     "AfterFailure",
+    "AwaitCompletion",
     "Command",
     "ErrorKind",
     "IllegalTransition",
@@ -93,7 +97,7 @@ class AcquireLocks:
 
 
 Command = SendAction | SendCompensation
-Action = Command | AcquireLocks
+Action = Command | AcquireLocks | waiting.AwaitCompletion
 
 
 def describe_blockers(attempt: LockAttempt, namespace: str = DEFAULT_NAMESPACE) -> str:
@@ -235,6 +239,11 @@ class SagaRun:
                 step_status = self.step_status(index)
                 if step_status is StepStatus.COMPLETED:
                     continue
+                if step_status is StepStatus.WAITING:
+                    if waiting.waiting_expired(self, index, now):
+                        waiting.time_out(self, index, now)
+                        return self.next_actions(now)
+                    continue
                 if step_status is StepStatus.PENDING:
                     self._fire_step(index, "start", TransitionEvent.STEP_STARTED, now, attempts=1)
                 elif step_status is StepStatus.STARTED:
@@ -253,6 +262,8 @@ class SagaRun:
                 actions.append(SendAction(index))
             if actions:
                 return tuple(actions)
+            if any(self.step_status(i) is StepStatus.WAITING for i in stage):
+                return (waiting.AwaitCompletion(waiting.parked_until(self)),)
         self._fire_saga("complete", TransitionEvent.SAGA_COMPLETED, now)
         return ()
 
@@ -346,7 +357,7 @@ class SagaRun:
                 why = _resent_why(self.steps[index].compensation_attempts)
                 self.compensation_retrying(index, why, now)
                 return (SendCompensation(index),)
-            if step_status in (StepStatus.COMPLETED, StepStatus.STARTED):
+            if step_status in (StepStatus.COMPLETED, StepStatus.STARTED, StepStatus.WAITING):
                 step = self.definition.all_steps[index]
                 if step.read_only:
                     # Changed nothing: recorded as such, in the commit of the next move.
@@ -614,6 +625,9 @@ class SagaRun:
                 attempts=0,
                 actor=actor,
                 reason=reason,
+                # An asynchronous step's new wait: the earlier wait's tokens die here.
+                completion_tokens=(),
+                completion_id="",
             )
             self._set_saga(now, needs_intervention=False, failure_reason="", failed_step="")
             fire(SAGA_MOVES, self._saga_model, "resume_forward", self.saga.saga_id)
@@ -669,13 +683,17 @@ class SagaRun:
         return self._persisted_version
 
     def has_pending(self) -> bool:
-        return bool(self._pending)
+        """Something to commit: log rows, or a step changed without one (a completion
+        token issued, a heartbeat's new deadline)."""
+        return bool(self._pending or self._changed_steps)
 
     def take_commit(self) -> SagaCommit:
         """Everything queued since the last commit, as one unit with the next version.
 
         The commit that makes the saga terminal (but for an operator) also releases its
         lock keys, and logs that it did."""
+        if self._pending or self._changed_steps:
+            waiting.refresh_wake_time(self)
         released = self._released_in_commit
         if self._pending and self._releases_locks():
             released = self.saga.lock_keys

@@ -75,6 +75,17 @@ _STEP_TRANSITIONS: list[dict[str, Any]] = [
     },
     {"trigger": "retry_forward", "source": StepStatus.FAILED, "dest": StepStatus.STARTED},
     {"trigger": "resolve_forward", "source": StepStatus.FAILED, "dest": StepStatus.COMPLETED},
+    # Asynchronous steps: the action's reply accepts the work, a completion ends the wait.
+    {"trigger": "accept", "source": StepStatus.STARTED, "dest": StepStatus.WAITING},
+    {"trigger": "succeed", "source": StepStatus.WAITING, "dest": StepStatus.COMPLETED},
+    {"trigger": "fail", "source": StepStatus.WAITING, "dest": StepStatus.FAILED},
+    # WAITING past its deadline, or when the saga stops: the outcome is unknown, undo it.
+    {"trigger": "compensate", "source": StepStatus.WAITING, "dest": StepStatus.COMPENSATING},
+    {
+        "trigger": "nothing_to_undo",
+        "source": StepStatus.WAITING,
+        "dest": StepStatus.NOTHING_TO_UNDO,
+    },
 ]
 
 

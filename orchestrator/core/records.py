@@ -37,6 +37,8 @@ class StepStatus(enum.StrEnum):
     COMPENSATED = "COMPENSATED"
     COMPENSATION_FAILED = "COMPENSATION_FAILED"
     NOTHING_TO_UNDO = "NOTHING_TO_UNDO"
+    WAITING = "WAITING"
+    """An asynchronous step its participant accepted, waiting to be completed later."""
 
 
 class TransitionEvent(enum.StrEnum):
@@ -66,6 +68,10 @@ class TransitionEvent(enum.StrEnum):
     LOCKS_RELEASED = "LOCKS_RELEASED"
     LOCK_BROKEN = "LOCK_BROKEN"
     STEP_NOTHING_TO_UNDO = "STEP_NOTHING_TO_UNDO"
+    STEP_WAITING = "STEP_WAITING"
+    STEP_TIMED_OUT = "STEP_TIMED_OUT"
+    STEP_COMPLETED_LATE = "STEP_COMPLETED_LATE"
+    """A completion arrived after its step stopped waiting: refused, kept for the record."""
 
 
 ENGINE_ACTOR = "engine"
@@ -106,6 +112,10 @@ class SagaRecord:
     qualified by it (`orchestrator.core.namespaces`)."""
     completion_webhook_url: str | None = None
     """Where the saga's terminal event is POSTed (StartSaga's completion webhook)."""
+    wake_time: datetime | None = None
+    """Set while the saga only waits for asynchronous steps: nobody drives it, and no
+    replica claims it before this time (its earliest wait deadline) unless a completion
+    or an operator changes it first."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +133,17 @@ class StepRecord:
     start_time: datetime | None = None
     update_time: datetime | None = None
     next_attempt_time: datetime | None = None
+    wait_deadline: datetime | None = None
+    """An asynchronous step's deadline while WAITING: the sooner of its total wait and
+    its heartbeat timeout."""
+    wait_until: datetime | None = None
+    """When the total wait ends (fixed at acceptance; heartbeats never move it)."""
+    completion_tokens: tuple[str, ...] = ()
+    """The sha256 hex digests of the completion tokens sent with the current wait's
+    commands (a resend carries a new one); never the tokens themselves."""
+    completion_id: str = ""
+    """The completion recorded for the step's wait as "<kind>:<id>" (kind: completed,
+    failed or late), so a repeat gets the first answer; "" before one."""
 
 
 @dataclass(frozen=True, slots=True)

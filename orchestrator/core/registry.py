@@ -49,6 +49,7 @@ class Registry:
                     if step.compensation is not None
                     else None
                 ),
+                completion_type=step.completion.result_type if step.completion else None,
             )
             for step in definition.all_steps
         }
@@ -136,8 +137,8 @@ class Registry:
         results: dict[str, Message] = {}
         for step, record in zip(definition.all_steps, steps, strict=True):
             if record.result is not None:
-                response_type = self.resolved_step(definition, step.name).action.response_type
-                results[step.name] = response_type.FromString(record.result)
+                result_type = self.resolved_step(definition, step.name).result_type
+                results[step.name] = result_type.FromString(record.result)
         return results
 
     def saga_input(self, definition: SagaDefinition, saga: SagaRecord) -> Message:

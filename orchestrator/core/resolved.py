@@ -77,6 +77,14 @@ class ResolvedStep:
 
     action: ResolvedCall
     compensation: ResolvedCall | None
+    completion_type: type[Message] | None = None
+    """An asynchronous step's result message, which its completion carries."""
+
+    @property
+    def result_type(self) -> type[Message]:
+        """The message stored as the step's result: the completion's for an
+        asynchronous step, else the action's reply."""
+        return self.completion_type or self.action.response_type
 
     def call(self, *, compensating: bool) -> ResolvedCall:
         """The action's call, or the compensation's (which an irreversible step lacks)."""

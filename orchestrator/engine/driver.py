@@ -17,26 +17,32 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable
+import secrets
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 import grpc
 from google.protobuf.message import Message
 
 from orchestrator import failpoints
+from orchestrator.core import waiting
 from orchestrator.core.clock import utc_now
+from orchestrator.core.definition import CONTEXT_FIELD
 from orchestrator.core.errors import StaleSagaVersion
 from orchestrator.core.machine import (
     AcquireLocks,
     Action,
     AfterFailure,
+    AwaitCompletion,
     Command,
     SagaRun,
     SendAction,
+    SendCompensation,
     Verdict,
 )
 from orchestrator.core.records import LockAttempt, SagaCommit, SagaStatus
 from orchestrator.core.registry import Registry
+from orchestrator.core.tokens import make_token, token_digest
 from orchestrator.engine.commands import ParticipantClient, classify
 from orchestrator.engine.wakeups import KeyWakeups
 from orchestrator.store.base import Store
@@ -69,8 +75,11 @@ class SagaDriver:
         wakeups: KeyWakeups,
         lock_recheck_seconds: float,
         saga_input: Message | None = None,
+        parked: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self.run = run
+        self._parked = parked
+        """Called when the saga only waits for asynchronous completions (see `_park`)."""
         self._store = store
         self._registry = registry
         self._participants = participants
@@ -109,16 +118,19 @@ class SagaDriver:
                     failpoints.hit("saga_finished")
                 log_outcome(run)
                 return
+            if isinstance(actions[0], AwaitCompletion):
+                await self._park(actions[0])
+                return
             if isinstance(actions[0], AcquireLocks):
                 await self._take_locks(actions[0])
                 continue
-            if len(actions) == 1:
+            if len(actions) == 1 and isinstance(actions[0], SendAction | SendCompensation):
                 await self._perform(actions[0])
                 continue
             try:
                 async with asyncio.TaskGroup() as group:
                     for action in actions:
-                        if not isinstance(action, AcquireLocks):
+                        if isinstance(action, SendAction | SendCompensation):
                             group.create_task(self._perform(action))
             except ExceptionGroup as errors:
                 raise errors.exceptions[0] from errors
@@ -225,6 +237,10 @@ class SagaDriver:
         except Exception as error:
             run.request_unbuildable(action, repr(error), utc_now())
             return
+        asynchronous = not compensating and run.definition.all_steps[action.index].completion
+        if asynchronous:
+            token = await self._issue_token(action.index)
+            getattr(request, CONTEXT_FIELD).completion_token = token
         due = action.not_before
         while True:
             if due is not None:
@@ -248,10 +264,36 @@ class SagaDriver:
                 continue
             if compensating:
                 run.compensation_succeeded(action.index, utc_now())
+            elif asynchronous:
+                failpoints.hit("step_accepted")
+                waiting.action_accepted(run, action.index, utc_now())
             else:
                 failpoints.hit("reply_received")
                 run.action_succeeded(action.index, reply.SerializeToString(), utc_now())
             return
+
+    async def _issue_token(self, index: int) -> str:
+        """A fresh completion token for this command of an asynchronous step; its digest
+        is committed before the command leaves, so a completion racing the reply is
+        recognised. The token itself is kept nowhere but in the command."""
+        run = self.run
+        token = make_token(run.saga.saga_id, index, secrets.token_urlsafe(32))
+        waiting.token_issued(run, index, token_digest(token), utc_now())
+        await self._commit()
+        return token
+
+    async def _park(self, action: AwaitCompletion) -> None:
+        """The saga only waits for completions (committed with its wake time): stop driving
+        it and hand its lease back. A completion or an operator wakes it; otherwise a
+        replica claims it at its wake time, to time the wait out."""
+        saga_id = self.run.saga.saga_id
+        logger.info(
+            "saga waits for asynchronous completion until %s",
+            action.wake_time.isoformat() if action.wake_time else "completed",
+            extra={"saga_id": saga_id},
+        )
+        if self._parked is not None:
+            await self._parked(saga_id)
 
     async def _send(self, index: int, request: Message, *, compensating: bool) -> Message:
         """One attempt, with its span and metrics; raises grpc.aio.AioRpcError on failure."""

@@ -103,6 +103,8 @@ class Executor:
         self._wakeups = KeyWakeups()
         """Sagas waiting for lock keys, woken when a key they queue for is released."""
         self._release_listener: asyncio.Task[None] | None = None
+        self._wakers: set[asyncio.Task[None]] = set()
+        """Adoptions of sagas woken by a completion, kept until they ran."""
         self._leases = LeaseKeeper(
             store,
             self.lease,
@@ -420,6 +422,26 @@ class Executor:
             f"saga {saga_id} kept changing; the request was not applied, try again"
         )
 
+    async def _park(self, saga_id: str) -> None:
+        """A parked saga needs no driver: its lease goes back, so the claim at its wake
+        time (any replica) or a completion's `wake` (at once) takes it up again."""
+        await self._store.release_leases(self.lease.owner, [saga_id])
+
+    def wake(self, saga_id: str) -> None:
+        """A request changed a saga that may be parked (a completion): drive it here, once
+        its current drive (if any) has ended; the claim skips it while it is parked."""
+
+        def adopt() -> None:
+            waker = asyncio.create_task(self._leases.adopt(saga_id), name=f"wake-{saga_id}")
+            self._wakers.add(waker)
+            waker.add_done_callback(self._wakers.discard)
+
+        task = self._tasks.get(saga_id)
+        if task is None:
+            adopt()
+        else:
+            task.add_done_callback(lambda _: adopt())
+
     def _spawn(
         self,
         saga_id: str,
@@ -510,6 +532,7 @@ class Executor:
                     wakeups=self._wakeups,
                     lock_recheck_seconds=self.lease.seconds,
                     saga_input=saga_input,
+                    parked=self._park,
                 )
                 with self._telemetry.driving(run, trace_parent):
                     await driver.drive(first_actions)

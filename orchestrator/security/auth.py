@@ -24,8 +24,10 @@ from participants.kit.auth import (
 )
 
 __all__ = [
+    "CALLBACK_RULES",
     "EVENTS_RULES",
     "ORCHESTRATOR_RULES",
+    "TASK_RULES",
     "WEBHOOK_RULES",
     "AuthFile",
     "AuthInterceptor",
@@ -61,6 +63,23 @@ ORCHESTRATOR_RULES: Mapping[str, frozenset[Role]] = {
 }
 """Who may call each SagaOrchestrator RPC (by method name); a new RPC needs a line here."""
 
+COMPLETERS = frozenset({Role.PARTICIPANT, Role.OPERATOR})
+CALLBACK_RULES: Mapping[str, frozenset[Role]] = {
+    "CompleteStep": COMPLETERS,
+    "FailStep": COMPLETERS,
+    "HeartbeatStep": COMPLETERS,
+}
+"""Who may call each SagaCallbacks RPC: the participant that accepted the step (it also
+holds the step's token), or an operator completing it by hand."""
+
+DECIDERS = frozenset({Role.APPROVER, Role.OPERATOR})
+TASK_RULES: Mapping[str, frozenset[Role]] = {
+    "ListTasks": DECIDERS,
+    "CompleteTask": DECIDERS,
+    "RejectTask": DECIDERS,
+}
+"""Who may call each SagaTasks RPC: approvers (people deciding human tasks) and operators."""
+
 
 WEBHOOK_RULES: Mapping[str, frozenset[Role]] = {
     "CreateWebhookEndpoint": OPERATOR_ONLY,
@@ -85,9 +104,11 @@ def _rules_by_path(
     }
 
 
-def orchestrator_rules(service: ServiceDescriptor) -> dict[str, frozenset[Role]]:
-    """The orchestrator service's rules by full method path."""
-    return _rules_by_path(service, ORCHESTRATOR_RULES)
+def orchestrator_rules(
+    service: ServiceDescriptor, rules: Mapping[str, frozenset[Role]] = ORCHESTRATOR_RULES
+) -> dict[str, frozenset[Role]]:
+    """A service's rules by full method path (the orchestrator's by default)."""
+    return _rules_by_path(service, rules)
 
 
 def webhook_rules(service: ServiceDescriptor) -> dict[str, frozenset[Role]]:

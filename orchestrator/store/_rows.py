@@ -82,6 +82,7 @@ class RowEncoding:
             "output": saga.output,
             "namespace": saga.namespace,
             "completion_webhook_url": saga.completion_webhook_url,
+            "wake_time": self._optional_time_to_db(saga.wake_time),
         }
 
     def commit_params(self, commit: SagaCommit) -> dict[str, object]:
@@ -107,6 +108,10 @@ class RowEncoding:
             "start_time": self._optional_time_to_db(step.start_time),
             "update_time": self._optional_time_to_db(step.update_time),
             "next_attempt_time": self._optional_time_to_db(step.next_attempt_time),
+            "wait_deadline": self._optional_time_to_db(step.wait_deadline),
+            "wait_until": self._optional_time_to_db(step.wait_until),
+            "completion_tokens": " ".join(step.completion_tokens),
+            "completion_id": step.completion_id,
         }
 
     def transition_params(self, transition: TransitionRecord) -> dict[str, object]:
@@ -147,6 +152,7 @@ class RowEncoding:
             output=None if row["output"] is None else bytes(row["output"]),
             namespace=row["namespace"],
             completion_webhook_url=row["completion_webhook_url"],
+            wake_time=self._optional_time_from_db(row["wake_time"]),
         )
 
     def step_from_row(self, row: Row) -> StepRecord:
@@ -163,6 +169,10 @@ class RowEncoding:
             start_time=self._optional_time_from_db(row["start_time"]),
             update_time=self._optional_time_from_db(row["update_time"]),
             next_attempt_time=self._optional_time_from_db(row["next_attempt_time"]),
+            wait_deadline=self._optional_time_from_db(row["wait_deadline"]),
+            wait_until=self._optional_time_from_db(row["wait_until"]),
+            completion_tokens=tuple(row["completion_tokens"].split()),
+            completion_id=row["completion_id"],
         )
 
     def transition_from_row(self, row: Row) -> TransitionRecord:

@@ -62,6 +62,7 @@ SAGAS = Table(
         "output": "bytea",
         "namespace": "text",
         "completion_webhook_url": "text",
+        "wake_time": "timestamptz",
     },
 )
 STEPS = Table(
@@ -78,6 +79,10 @@ STEPS = Table(
         "start_time": "timestamptz",
         "update_time": "timestamptz",
         "next_attempt_time": "timestamptz",
+        "wait_deadline": "timestamptz",
+        "wait_until": "timestamptz",
+        "completion_tokens": "text",
+        "completion_id": "text",
     },
 )
 TRANSITIONS = Table(
@@ -222,6 +227,8 @@ class Statements:
             " version = version + 1"
         )
         lease_free = f"lease_expires_at IS NULL OR lease_expires_at < {dialect.now}"
+        # A parked saga (waiting for asynchronous completions) is claimed at its wake time.
+        awake = f"wake_time IS NULL OR wake_time <= {dialect.now}"
         owned_in_order = (
             f"SELECT saga_id FROM sagas WHERE lease_owner = {p('owner')}"
             f" AND saga_id {dialect.in_ids} {dialect.lock_in_id_order}"
@@ -240,6 +247,7 @@ SET status = {p("status")}, failure_reason = {p("failure_reason")},
     lock_keys = {p("lock_keys")}, locks_held = {p("locks_held")},
     lock_wait_since = {p("lock_wait_since")},
     output = {p("output")},
+    wake_time = {p("wake_time")},
     -- A finished saga needs no driver; an operator's retry makes it claimable at once.
     lease_owner = CASE WHEN {finished} THEN NULL ELSE lease_owner END,
     lease_expires_at = CASE WHEN {finished} THEN NULL ELSE lease_expires_at END
@@ -251,7 +259,7 @@ WHERE saga_id = {p("saga_id")} AND version = {p("expected_version")}
 UPDATE sagas SET {take_lease}
 WHERE saga_id IN (
     SELECT saga_id FROM sagas
-    WHERE status IN {UNFINISHED_STATUSES} AND ({lease_free})
+    WHERE status IN {UNFINISHED_STATUSES} AND ({lease_free}) AND ({awake})
     ORDER BY create_time, saga_id
     LIMIT {p("limit")}
     {dialect.skip_locked}
@@ -261,7 +269,7 @@ RETURNING {SAGA_COLUMNS}
             claim_saga=f"""
 UPDATE sagas SET {take_lease}
 WHERE saga_id = {p("saga_id")} AND status IN {UNFINISHED_STATUSES}
-  AND ({lease_free} OR lease_owner = {p("owner")})
+  AND ({lease_free} OR lease_owner = {p("owner")}) AND ({awake})
 RETURNING {SAGA_COLUMNS}
 """,
             renew_leases=f"""

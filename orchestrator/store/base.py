@@ -286,6 +286,11 @@ class Store(abc.ABC):
         """How many RUNNING or COMPENSATING sagas each (saga type, version) has."""
 
     @abc.abstractmethod
+    async def waiting_steps(self, limit: int) -> list[tuple[str, int]]:
+        """(saga id, step index) of up to `limit` WAITING asynchronous steps, the longest
+        waiting first: the tasks people may complete."""
+
+    @abc.abstractmethod
     async def count_needing_intervention(self) -> dict[str, int]:
         """How many sagas need an operator, by saga type (types with none are absent);
         read from the database, so every replica reports the same."""

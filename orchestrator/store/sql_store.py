@@ -209,6 +209,16 @@ class SqlStore(WebhookRows, EventAdmin, Store):
             LockHolding(str(row["lock_key"]), bool(row["holds"]), int(row["ahead"])) for row in rows
         ]
 
+    async def waiting_steps(self, limit: int) -> list[tuple[str, int]]:
+        p = self._statements.dialect.param
+        # Spelled as the partial index's predicate (0011), so the planner uses it.
+        query = (
+            "SELECT saga_id, step_index FROM saga_steps WHERE status = 'WAITING'"
+            f" ORDER BY update_time, saga_id, step_index LIMIT {p('limit')}"
+        )
+        rows = await self._rows(query, {"limit": limit})
+        return [(str(row["saga_id"]), int(row["step_index"])) for row in rows]
+
     async def unfinished_definitions(self) -> dict[tuple[str, int], int]:
         rows = await self._rows(self._statements.count_unfinished_by_definition, {})
         return {

@@ -23,13 +23,16 @@ check, in the participant's own SQLite or PostgreSQL transaction (`commands`,
 `database`); refusals are `Rejected`, `Invalid` and `NotOwner` (`errors`); `Pool` counts
 units of a resource per item (`pool`); `run` and `create_server` serve it with health,
 reflection, TLS and auth (`server`, `tls`, `auth`). Crash points for tests are in
-`failpoints`, the clock and fingerprint of the kit's records in `commands`.
+`failpoints`, the clock and fingerprint of the kit's records in `commands`. An
+asynchronous step's action keeps `request.context.completion_token` and completes the
+step later with `StepCompleter` (`completions`).
 
 Importing the kit loads neither the orchestrator nor its dependencies: a participant
 service installs the kit alone (participants/kit/pyproject.toml).
 """
 
 from participants.kit.commands import CommandResult, Undoes, run_command
+from participants.kit.completions import CompletionRefused, StepCompleter
 from participants.kit.database import Database, Tx, open_database
 from participants.kit.errors import Invalid, NotOwner, Rejected, require_positive, require_text
 from participants.kit.participant import Participant, action, compensation, query
@@ -39,6 +42,7 @@ from participants.kit.tls import SecurityConfigError, ServerTls
 
 __all__ = [
     "CommandResult",
+    "CompletionRefused",
     "Database",
     "Invalid",
     "NotOwner",
@@ -47,6 +51,7 @@ __all__ = [
     "Rejected",
     "SecurityConfigError",
     "ServerTls",
+    "StepCompleter",
     "Tx",
     "Undoes",
     "action",

@@ -71,6 +71,10 @@ class Role(enum.StrEnum):
     """The read RPCs only: sagas, their history, participants' ledgers and inventories."""
     ORCHESTRATOR = "orchestrator"
     """Send commands and compensations to participants."""
+    PARTICIPANT = "participant"
+    """Complete, fail and heartbeat the asynchronous steps it accepted (SagaCallbacks)."""
+    APPROVER = "approver"
+    """List the steps people decide (human tasks) and complete or reject them (SagaTasks)."""
 
 
 PARTICIPANT_READ_ROLES = frozenset({Role.READER, Role.OPERATOR})

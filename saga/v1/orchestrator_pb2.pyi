@@ -40,6 +40,9 @@ class TransitionEvent(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TRANSITION_EVENT_LOCKS_RELEASED: _ClassVar[TransitionEvent]
     TRANSITION_EVENT_LOCK_BROKEN: _ClassVar[TransitionEvent]
     TRANSITION_EVENT_STEP_NOTHING_TO_UNDO: _ClassVar[TransitionEvent]
+    TRANSITION_EVENT_STEP_WAITING: _ClassVar[TransitionEvent]
+    TRANSITION_EVENT_STEP_TIMED_OUT: _ClassVar[TransitionEvent]
+    TRANSITION_EVENT_STEP_COMPLETED_LATE: _ClassVar[TransitionEvent]
 
 class SagaStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -60,6 +63,7 @@ class StepStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     STEP_STATUS_COMPENSATED: _ClassVar[StepStatus]
     STEP_STATUS_COMPENSATION_FAILED: _ClassVar[StepStatus]
     STEP_STATUS_NOTHING_TO_UNDO: _ClassVar[StepStatus]
+    STEP_STATUS_WAITING: _ClassVar[StepStatus]
 
 class SagaView(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -91,6 +95,9 @@ TRANSITION_EVENT_LOCKS_REFUSED: TransitionEvent
 TRANSITION_EVENT_LOCKS_RELEASED: TransitionEvent
 TRANSITION_EVENT_LOCK_BROKEN: TransitionEvent
 TRANSITION_EVENT_STEP_NOTHING_TO_UNDO: TransitionEvent
+TRANSITION_EVENT_STEP_WAITING: TransitionEvent
+TRANSITION_EVENT_STEP_TIMED_OUT: TransitionEvent
+TRANSITION_EVENT_STEP_COMPLETED_LATE: TransitionEvent
 SAGA_STATUS_UNSPECIFIED: SagaStatus
 SAGA_STATUS_RUNNING: SagaStatus
 SAGA_STATUS_COMPENSATING: SagaStatus
@@ -105,6 +112,7 @@ STEP_STATUS_COMPENSATING: StepStatus
 STEP_STATUS_COMPENSATED: StepStatus
 STEP_STATUS_COMPENSATION_FAILED: StepStatus
 STEP_STATUS_NOTHING_TO_UNDO: StepStatus
+STEP_STATUS_WAITING: StepStatus
 SAGA_VIEW_UNSPECIFIED: SagaView
 SAGA_VIEW_BASIC: SagaView
 SAGA_VIEW_FULL: SagaView
@@ -230,7 +238,7 @@ class SagaLock(_message.Message):
     def __init__(self, key: _Optional[str] = ..., held: _Optional[bool] = ..., queue_position: _Optional[int] = ...) -> None: ...
 
 class Step(_message.Message):
-    __slots__ = ("name", "status", "attempts", "error", "compensation_attempts", "start_time", "update_time", "next_attempt_time", "group", "reply")
+    __slots__ = ("name", "status", "attempts", "error", "compensation_attempts", "start_time", "update_time", "next_attempt_time", "group", "reply", "wait_deadline")
     NAME_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
@@ -241,6 +249,7 @@ class Step(_message.Message):
     NEXT_ATTEMPT_TIME_FIELD_NUMBER: _ClassVar[int]
     GROUP_FIELD_NUMBER: _ClassVar[int]
     REPLY_FIELD_NUMBER: _ClassVar[int]
+    WAIT_DEADLINE_FIELD_NUMBER: _ClassVar[int]
     name: str
     status: StepStatus
     attempts: int
@@ -251,7 +260,8 @@ class Step(_message.Message):
     next_attempt_time: _timestamp_pb2.Timestamp
     group: str
     reply: _any_pb2.Any
-    def __init__(self, name: _Optional[str] = ..., status: _Optional[_Union[StepStatus, str]] = ..., attempts: _Optional[int] = ..., error: _Optional[str] = ..., compensation_attempts: _Optional[int] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., next_attempt_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., group: _Optional[str] = ..., reply: _Optional[_Union[_any_pb2.Any, _Mapping]] = ...) -> None: ...
+    wait_deadline: _timestamp_pb2.Timestamp
+    def __init__(self, name: _Optional[str] = ..., status: _Optional[_Union[StepStatus, str]] = ..., attempts: _Optional[int] = ..., error: _Optional[str] = ..., compensation_attempts: _Optional[int] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., next_attempt_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., group: _Optional[str] = ..., reply: _Optional[_Union[_any_pb2.Any, _Mapping]] = ..., wait_deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Transition(_message.Message):
     __slots__ = ("seq", "event", "time", "step", "saga_status", "step_status", "attempt", "error", "actor", "reason")
@@ -458,7 +468,7 @@ class SagaDefinition(_message.Message):
     def __init__(self, saga_type: _Optional[str] = ..., version: _Optional[int] = ..., description: _Optional[str] = ..., input: _Optional[str] = ..., output: _Optional[str] = ..., deadline_seconds: _Optional[float] = ..., pivot_stage: _Optional[int] = ..., steps: _Optional[_Iterable[_Union[StepDefinition, _Mapping]]] = ..., latest: _Optional[bool] = ...) -> None: ...
 
 class StepDefinition(_message.Message):
-    __slots__ = ("name", "group", "stage", "participant", "action", "compensation", "forward_only", "retriable", "timeout_seconds", "retry", "compensation_retry", "read_only")
+    __slots__ = ("name", "group", "stage", "participant", "action", "compensation", "forward_only", "retriable", "timeout_seconds", "retry", "compensation_retry", "read_only", "completion")
     NAME_FIELD_NUMBER: _ClassVar[int]
     GROUP_FIELD_NUMBER: _ClassVar[int]
     STAGE_FIELD_NUMBER: _ClassVar[int]
@@ -471,6 +481,7 @@ class StepDefinition(_message.Message):
     RETRY_FIELD_NUMBER: _ClassVar[int]
     COMPENSATION_RETRY_FIELD_NUMBER: _ClassVar[int]
     READ_ONLY_FIELD_NUMBER: _ClassVar[int]
+    COMPLETION_FIELD_NUMBER: _ClassVar[int]
     name: str
     group: str
     stage: int
@@ -483,7 +494,20 @@ class StepDefinition(_message.Message):
     retry: RetryPolicy
     compensation_retry: RetryPolicy
     read_only: bool
-    def __init__(self, name: _Optional[str] = ..., group: _Optional[str] = ..., stage: _Optional[int] = ..., participant: _Optional[str] = ..., action: _Optional[str] = ..., compensation: _Optional[str] = ..., forward_only: _Optional[bool] = ..., retriable: _Optional[bool] = ..., timeout_seconds: _Optional[float] = ..., retry: _Optional[_Union[RetryPolicy, _Mapping]] = ..., compensation_retry: _Optional[_Union[RetryPolicy, _Mapping]] = ..., read_only: _Optional[bool] = ...) -> None: ...
+    completion: AsyncCompletionDefinition
+    def __init__(self, name: _Optional[str] = ..., group: _Optional[str] = ..., stage: _Optional[int] = ..., participant: _Optional[str] = ..., action: _Optional[str] = ..., compensation: _Optional[str] = ..., forward_only: _Optional[bool] = ..., retriable: _Optional[bool] = ..., timeout_seconds: _Optional[float] = ..., retry: _Optional[_Union[RetryPolicy, _Mapping]] = ..., compensation_retry: _Optional[_Union[RetryPolicy, _Mapping]] = ..., read_only: _Optional[bool] = ..., completion: _Optional[_Union[AsyncCompletionDefinition, _Mapping]] = ...) -> None: ...
+
+class AsyncCompletionDefinition(_message.Message):
+    __slots__ = ("result_type", "timeout_seconds", "heartbeat_timeout_seconds", "on_timeout")
+    RESULT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    ON_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    result_type: str
+    timeout_seconds: float
+    heartbeat_timeout_seconds: float
+    on_timeout: str
+    def __init__(self, result_type: _Optional[str] = ..., timeout_seconds: _Optional[float] = ..., heartbeat_timeout_seconds: _Optional[float] = ..., on_timeout: _Optional[str] = ...) -> None: ...
 
 class RetryPolicy(_message.Message):
     __slots__ = ("max_attempts", "initial_backoff_seconds", "max_backoff_seconds", "multiplier", "jitter", "retry_codes")

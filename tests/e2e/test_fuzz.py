@@ -33,10 +33,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from orchestrator.core.tokens import make_token
 from saga.examples.v1.inputs_pb2 import TravelBookingInput
+from saga.participants.common.v1 import callbacks_pb2 as cb
 from saga.v1 import events_admin_pb2, webhooks_pb2
 from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
+from saga.v1 import tasks_pb2 as tasks_pb
 from tests.e2e.test_bad_input import count_rows
 from tests.support.payloads import struct, travel
 from tools.processes import ChildProcess, orchestrator_process
@@ -48,7 +51,13 @@ SERVICE = pb.DESCRIPTOR.services_by_name["SagaOrchestrator"]
 WEBHOOKS = webhooks_pb2.DESCRIPTOR.services_by_name["SagaWebhooks"]
 EVENTS_SERVICE = events_admin_pb2.DESCRIPTOR.services_by_name["SagaEvents"]
 """The operators' event-sink service, fuzzed on the same server."""
-OUR_FILES = {pb.DESCRIPTOR.name, events_admin_pb2.DESCRIPTOR.name, webhooks_pb2.DESCRIPTOR.name}
+OUR_FILES = {
+    pb.DESCRIPTOR.name,
+    events_admin_pb2.DESCRIPTOR.name,
+    cb.DESCRIPTOR.name,
+    tasks_pb.DESCRIPTOR.name,
+    webhooks_pb2.DESCRIPTOR.name,
+}
 SERVER_FAULTS = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
 INT32 = (-(2**31), 2**31 - 1)
 INT64 = (-(2**63), 2**63 - 1)
@@ -158,6 +167,15 @@ def single_value_of(field: FieldDescriptor) -> st.SearchStrategy[Any]:
     """A strategy for one value of a field, from its descriptor."""
     if field.name == "page_token":
         return page_tokens
+    if field.name == "token":
+        # Shaped like a completion token, naming a stored saga (a synchronous one: none
+        # of its steps has a token), or anything at all.
+        return texts | st.builds(
+            make_token,
+            st.deferred(lambda: st.sampled_from(STORED_SAGA_IDS)) | st.uuids().map(str),
+            st.integers(min_value=0, max_value=10**6),
+            st.text(alphabet="abcdefXYZ-_0123", min_size=1, max_size=50),
+        )
     if field.type == FieldDescriptor.TYPE_ENUM:
         known = [value.number for value in field.enum_type.values]
         return st.one_of(st.sampled_from(known), st.integers(*INT32))
@@ -420,3 +438,47 @@ def test_generated_webhook_requests_never_get_internal_store_nothing_when_refuse
         )
     assert health.status == health_pb2.HealthCheckResponse.SERVING
     assert "Traceback" not in webhook_orchestrator.log_file.read_text()
+
+
+CALLBACKS = cb.DESCRIPTOR.services_by_name["SagaCallbacks"]
+TASKS = tasks_pb.DESCRIPTOR.services_by_name["SagaTasks"]
+callback_calls = st.sampled_from([*CALLBACKS.methods, *TASKS.methods]).flatmap(
+    lambda method: st.tuples(
+        st.just(method), messages(method.input_type) | one_wild_field(method.input_type)
+    )
+)
+
+
+def test_generated_callbacks_never_get_internal_and_complete_nothing(orchestrator, database_url):
+    """SagaCallbacks and SagaTasks with generated tokens, ids, steps, reasons and results:
+    refused (no generated token is a step's, no step of the stored saga waits), never
+    INTERNAL or UNKNOWN."""
+    with grpc.insecure_channel(orchestrator.address) as channel:
+        started = pb_grpc.SagaOrchestratorStub(channel).StartSaga(
+            pb.StartSagaRequest(
+                saga_type="travel_booking", correlation_id="fuzz", payload=struct(travel())
+            ),
+            timeout=10,
+        )
+        STORED_SAGA_IDS[:] = [started.saga_id]
+
+        @settings(
+            max_examples=max(EXAMPLES // 3, 50),
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+            database=None,
+        )
+        @given(callback_calls)
+        def one_request(drawn: tuple[Any, Any]) -> None:
+            method, request = drawn
+            code, _ = call(channel, method, request)
+            assert code not in SERVER_FAULTS, (method.name, request)
+            if method.name != "ListTasks":  # no generated token or step is a waiting one's
+                assert code != grpc.StatusCode.OK, (method.name, request)
+
+        one_request()
+        health = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service=CALLBACKS.full_name), timeout=5
+        )
+    assert health.status == health_pb2.HealthCheckResponse.SERVING
+    assert "Traceback" not in orchestrator.log_file.read_text()

@@ -29,7 +29,9 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 from orchestrator.security.auth import token_digest
 from orchestrator.security.tls import ClientTls
 from participants.registry import SERVICES
+from saga.participants.common.v1 import callbacks_pb2 as cb
 from saga.v1 import orchestrator_pb2 as pb
+from saga.v1 import tasks_pb2 as tasks_pb
 from saga.v1 import webhooks_pb2
 from tests.support.payloads import struct, travel
 from tools.certs import CertFiles, make_ca, new_token
@@ -75,7 +77,34 @@ ORCHESTRATOR_EXPECTED: dict[str, tuple[set[str], grpc.StatusCode]] = {
     "ResolveStep": ({"operator"}, grpc.StatusCode.INVALID_ARGUMENT),
     "BreakLock": ({"operator"}, grpc.StatusCode.INVALID_ARGUMENT),
 }
-CELLS = ("none", "wrong-token", "reader", "client", "operator", "orchestrator")
+CALLBACKS = cb.DESCRIPTOR.services_by_name["SagaCallbacks"]
+COMPLETERS = {"participant", "operator"}
+CALLBACKS_EXPECTED: dict[str, tuple[set[str], grpc.StatusCode]] = {
+    "CompleteStep": (COMPLETERS, grpc.StatusCode.INVALID_ARGUMENT),
+    "FailStep": (COMPLETERS, grpc.StatusCode.INVALID_ARGUMENT),
+    "HeartbeatStep": (COMPLETERS, grpc.StatusCode.INVALID_ARGUMENT),
+}
+TASKS = tasks_pb.DESCRIPTOR.services_by_name["SagaTasks"]
+DECIDERS = {"approver", "operator"}
+TASKS_EXPECTED: dict[str, tuple[set[str], grpc.StatusCode]] = {
+    "ListTasks": (DECIDERS, grpc.StatusCode.OK),
+    "CompleteTask": (DECIDERS, grpc.StatusCode.INVALID_ARGUMENT),
+    "RejectTask": (DECIDERS, grpc.StatusCode.INVALID_ARGUMENT),
+}
+STEP_SERVICES = {
+    **{rpc: (CALLBACKS, row) for rpc, row in CALLBACKS_EXPECTED.items()},
+    **{rpc: (TASKS, row) for rpc, row in TASKS_EXPECTED.items()},
+}
+CELLS = (
+    "none",
+    "wrong-token",
+    "reader",
+    "client",
+    "operator",
+    "participant",
+    "approver",
+    "orchestrator",
+)
 """Who calls: no credentials, an unknown token, a token of each role, the orchestrator's
 certificate."""
 
@@ -131,7 +160,10 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     base = tmp_path_factory.mktemp("security")
     ca = make_ca(base / "pki")
     foreign_ca = make_ca(base / "foreign", "foreign-ca")
-    tokens = {role: token() for role in ("reader", "client", "operator", "orchestrator")}
+    tokens = {
+        role: token()
+        for role in ("reader", "client", "operator", "participant", "approver", "orchestrator")
+    }
     auth_file = base / "auth.toml"
     auth_file.write_text(auth_file_text(tokens))
     return Pki(
@@ -263,6 +295,23 @@ def test_mutual_tls_refuses_no_certificate_and_another_cas_and_accepts_the_right
 
 def test_every_orchestrator_rpc_has_a_row_in_the_expected_table():
     assert set(ORCHESTRATOR.methods_by_name) == set(ORCHESTRATOR_EXPECTED)
+    assert set(CALLBACKS.methods_by_name) == set(CALLBACKS_EXPECTED)
+    assert set(TASKS.methods_by_name) == set(TASKS_EXPECTED)
+
+
+@pytest.mark.parametrize("rpc", sorted(STEP_SERVICES))
+def test_step_service_rpc_answers_each_caller_with_its_expected_code(
+    pki: Pki, orchestrator: ChildProcess, rpc: str
+):
+    service, (allowed, answer) = STEP_SERVICES[rpc]
+    method = service.methods_by_name[rpc]
+
+    got = {
+        cell: call(pki, orchestrator.address, method, **credentials_of(pki, cell))[0]
+        for cell in CELLS
+    }
+
+    assert got == {cell: expected_code(cell, allowed, answer) for cell in CELLS}
 
 
 @pytest.mark.parametrize("rpc", sorted(WEBHOOKS.methods_by_name))

@@ -7,6 +7,7 @@ import re
 import pytest
 
 from orchestrator.security.auth import (
+    CALLBACK_RULES,
     EVENTS_RULES,
     ORCHESTRATOR_RULES,
     WEBHOOK_RULES,
@@ -18,6 +19,7 @@ from orchestrator.security.auth import (
 )
 from participants.kit.tls import SecurityConfigError
 from participants.registry import SERVICES
+from saga.participants.common.v1 import callbacks_pb2
 from saga.v1 import events_admin_pb2, orchestrator_pb2, webhooks_pb2
 
 pytestmark = pytest.mark.unit
@@ -122,6 +124,13 @@ def test_every_events_rpc_has_a_rule_reads_for_readers_changes_for_operators_onl
     assert EVENTS_RULES["ListDeadEvents"] == {Role.OPERATOR, Role.READER}
     assert EVENTS_RULES["ReplayEvents"] == {Role.OPERATOR}
     assert EVENTS_RULES["RequeueDeadEvents"] == {Role.OPERATOR}
+
+
+def test_every_callback_rpc_is_for_participants_and_operators_only():
+    methods = set(callbacks_pb2.DESCRIPTOR.services_by_name["SagaCallbacks"].methods_by_name)
+
+    assert methods == set(CALLBACK_RULES), "each RPC needs a line in CALLBACK_RULES"
+    assert set(CALLBACK_RULES.values()) == {frozenset({Role.PARTICIPANT, Role.OPERATOR})}
 
 
 def test_participant_commands_are_the_orchestrators_and_everything_else_is_a_read():

@@ -16,9 +16,11 @@ import orchestrator
 pytestmark = pytest.mark.unit
 
 DSL_EXPORTS = [
+    "AsyncCompletion",
     "Call",
     "LockPolicy",
     "Locks",
+    "OnTimeout",
     "Parallel",
     "RetryPolicy",
     "SagaDefinition",

@@ -171,10 +171,11 @@ def test_a_rollback_resumes_right_past_a_read_only_step(statuses, expected, veri
         assert passed == (1 if statuses[0] == "COMPLETED" else 0)
 
 
-def test_nothing_to_undo_is_final_and_reached_only_from_completed_or_started():
+def test_nothing_to_undo_is_final_and_reached_only_from_completed_started_or_waiting():
     from orchestrator.core.moves import STEP_MACHINE, STEP_MOVES
 
     sources = {source for (trigger, source) in STEP_MOVES if trigger == "nothing_to_undo"}
-    assert sources == {"COMPLETED", "STARTED"}
+    # WAITING: a read-only asynchronous step (a check a person or a service answers later).
+    assert sources == {"COMPLETED", "STARTED", "WAITING"}
     assert STEP_MACHINE.get_state(StepStatus.NOTHING_TO_UNDO).final
     assert not any(source == "NOTHING_TO_UNDO" for (_, source) in STEP_MOVES)

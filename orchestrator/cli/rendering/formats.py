@@ -42,6 +42,7 @@ STEP_STATUS_STYLES: dict[int, str] = {
     pb.STEP_STATUS_COMPENSATED: "cyan",
     pb.STEP_STATUS_COMPENSATION_FAILED: "bold red",
     pb.STEP_STATUS_NOTHING_TO_UNDO: "dim cyan",
+    pb.STEP_STATUS_WAITING: "magenta",
 }
 INTERVENTION_STYLE = "bold magenta"
 

@@ -497,6 +497,9 @@
           break;
         case "STEP_RESOLVED": close(step, time, "resolved"); marks.push({ step, time, text: `resolved by ${row.actor}` }); break;
         case "STEP_NOTHING_TO_UNDO": marks.push({ step, time, text: "read-only: nothing to undo" }); break;
+        case "STEP_WAITING": marks.push({ step, time, text: "accepted: waiting for its completion" }); break;
+        case "STEP_TIMED_OUT": close(step, time, "failed", row.error); break;
+        case "STEP_COMPLETED_LATE": marks.push({ step, time, text: `late completion by ${row.actor}, refused` }); break;
         default:
           if (row.actor && row.actor !== "engine") marks.push({ step, time, text: `${eventName(row)} by ${row.actor}` });
       }

@@ -24,19 +24,19 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)saga/participants/common/v1/command.proto\x12\x1bsaga.participants.common.v1\"m\n\x0e\x43ommandContext\x12\x0f\n\x07saga_id\x18\x01 \x01(\t\x12\x0c\n\x04step\x18\x02 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\x12#\n\x1b\x63ompensated_idempotency_key\x18\x04 \x01(\t\"4\n\x05Money\x12\x15\n\rcurrency_code\x18\x01 \x01(\t\x12\x14\n\x0c\x61mount_minor\x18\x02 \x01(\x03\")\n\x08LineItem\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x05*t\n\x10ReservationState\x12!\n\x1dRESERVATION_STATE_UNSPECIFIED\x10\x00\x12\x1c\n\x18RESERVATION_STATE_ACTIVE\x10\x01\x12\x1f\n\x1bRESERVATION_STATE_CANCELLED\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)saga/participants/common/v1/command.proto\x12\x1bsaga.participants.common.v1\"\x87\x01\n\x0e\x43ommandContext\x12\x0f\n\x07saga_id\x18\x01 \x01(\t\x12\x0c\n\x04step\x18\x02 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\x12#\n\x1b\x63ompensated_idempotency_key\x18\x04 \x01(\t\x12\x18\n\x10\x63ompletion_token\x18\x05 \x01(\t\"4\n\x05Money\x12\x15\n\rcurrency_code\x18\x01 \x01(\t\x12\x14\n\x0c\x61mount_minor\x18\x02 \x01(\x03\")\n\x08LineItem\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x05*t\n\x10ReservationState\x12!\n\x1dRESERVATION_STATE_UNSPECIFIED\x10\x00\x12\x1c\n\x18RESERVATION_STATE_ACTIVE\x10\x01\x12\x1f\n\x1bRESERVATION_STATE_CANCELLED\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'saga.participants.common.v1.command_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RESERVATIONSTATE']._serialized_start=282
-  _globals['_RESERVATIONSTATE']._serialized_end=398
-  _globals['_COMMANDCONTEXT']._serialized_start=74
-  _globals['_COMMANDCONTEXT']._serialized_end=183
-  _globals['_MONEY']._serialized_start=185
-  _globals['_MONEY']._serialized_end=237
-  _globals['_LINEITEM']._serialized_start=239
-  _globals['_LINEITEM']._serialized_end=280
+  _globals['_RESERVATIONSTATE']._serialized_start=309
+  _globals['_RESERVATIONSTATE']._serialized_end=425
+  _globals['_COMMANDCONTEXT']._serialized_start=75
+  _globals['_COMMANDCONTEXT']._serialized_end=210
+  _globals['_MONEY']._serialized_start=212
+  _globals['_MONEY']._serialized_end=264
+  _globals['_LINEITEM']._serialized_start=266
+  _globals['_LINEITEM']._serialized_end=307
 # @@protoc_insertion_point(module_scope)

@@ -15,16 +15,18 @@ RESERVATION_STATE_ACTIVE: ReservationState
 RESERVATION_STATE_CANCELLED: ReservationState
 
 class CommandContext(_message.Message):
-    __slots__ = ("saga_id", "step", "idempotency_key", "compensated_idempotency_key")
+    __slots__ = ("saga_id", "step", "idempotency_key", "compensated_idempotency_key", "completion_token")
     SAGA_ID_FIELD_NUMBER: _ClassVar[int]
     STEP_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     COMPENSATED_IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    COMPLETION_TOKEN_FIELD_NUMBER: _ClassVar[int]
     saga_id: str
     step: str
     idempotency_key: str
     compensated_idempotency_key: str
-    def __init__(self, saga_id: _Optional[str] = ..., step: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., compensated_idempotency_key: _Optional[str] = ...) -> None: ...
+    completion_token: str
+    def __init__(self, saga_id: _Optional[str] = ..., step: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., compensated_idempotency_key: _Optional[str] = ..., completion_token: _Optional[str] = ...) -> None: ...
 
 class Money(_message.Message):
     __slots__ = ("currency_code", "amount_minor")
