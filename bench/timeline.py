@@ -50,11 +50,11 @@ from bench.pg import Admin, database_url
 from bench.procs import cpu_seconds
 from bench.sagas import DEFINITIONS
 from bench.workload import PARTICIPANTS, SAGA_TYPE, trip_payload
+from orchestrator.api.grpc_server import create_server
 from orchestrator.api.servicer import SagaOrchestratorService
 from orchestrator.core.registry import Registry
 from orchestrator.engine.commands import ParticipantClient
 from orchestrator.engine.executor import Executor
-from orchestrator.server import create_server
 from orchestrator.store import open_store
 from orchestrator.store.base import Store
 from orchestrator.store.group_commit import GroupCommit

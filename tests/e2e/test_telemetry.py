@@ -419,8 +419,8 @@ async def test_trace_links_saga_step_and_participant_spans(tmp_path):
 
 
 async def test_a_traceparent_sent_with_start_saga_parents_the_sagas_trace(tmp_path):
+    from orchestrator.api.grpc_server import create_server as create_orchestrator_server
     from orchestrator.api.servicer import SagaOrchestratorService
-    from orchestrator.server import create_server as create_orchestrator_server
 
     tracer, spans = tracer_and_exporter("orchestrator")
     participants, port = await build_example_server(ParticipantConfig(state_dir=tmp_path / "p"))
