@@ -14,8 +14,8 @@ from typing import Any
 import grpc
 from google.protobuf.message import DecodeError
 
+from orchestrator.api.handlers import mapped_errors
 from orchestrator.api.request_checks import check_id
-from orchestrator.api.servicer import _mapped_errors
 from orchestrator.core.errors import InvalidArgument, PayloadTooLarge
 from orchestrator.core.limits import Limits
 from orchestrator.core.payload import check_text
@@ -36,7 +36,7 @@ class SagaCallbacksService(pb_grpc.SagaCallbacksServicer):
         self._completions = completions
         self._limits = limits or Limits()
 
-    @_mapped_errors
+    @mapped_errors
     async def CompleteStep(
         self, request: pb.CompleteStepRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.CompleteStepResponse:
@@ -66,7 +66,7 @@ class SagaCallbacksService(pb_grpc.SagaCallbacksServicer):
         )
         return pb.CompleteStepResponse(saga_id=done.saga_id, step=done.step)
 
-    @_mapped_errors
+    @mapped_errors
     async def FailStep(
         self, request: pb.FailStepRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.FailStepResponse:
@@ -86,7 +86,7 @@ class SagaCallbacksService(pb_grpc.SagaCallbacksServicer):
         )
         return pb.FailStepResponse(saga_id=done.saga_id, step=done.step)
 
-    @_mapped_errors
+    @mapped_errors
     async def HeartbeatStep(
         self, request: pb.HeartbeatStepRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.HeartbeatStepResponse:

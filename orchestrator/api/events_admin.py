@@ -27,8 +27,8 @@ from typing import Any, TypeAlias
 import grpc
 from google.protobuf import duration_pb2, timestamp_pb2
 
+from orchestrator.api.handlers import mapped_errors
 from orchestrator.api.request_checks import check_id, check_saga_id
-from orchestrator.api.servicer import _mapped_errors
 from orchestrator.api.tenancy import allowed_namespaces, read_scope, visible
 from orchestrator.core.clock import utc_now
 from orchestrator.core.errors import ErrorCode, InvalidArgument, NamespaceDenied, SagaError
@@ -151,7 +151,7 @@ class SagaEventsService(pb_grpc.SagaEventsServicer):
         self._sinks = {configured.sink.name: configured for configured in sinks}
         self._replica_id = replica_id
 
-    @_mapped_errors
+    @mapped_errors
     async def ListEventSinks(
         self, request: pb.ListEventSinksRequest, context: Context
     ) -> pb.ListEventSinksResponse:
@@ -192,7 +192,7 @@ class SagaEventsService(pb_grpc.SagaEventsServicer):
                     owner.lease_expire_time.CopyFrom(_timestamp(lease.expires_at))
         return response
 
-    @_mapped_errors
+    @mapped_errors
     async def ReplayEvents(
         self, request: pb.ReplayEventsRequest, context: Context
     ) -> pb.ReplayEventsResponse:
@@ -268,7 +268,7 @@ class SagaEventsService(pb_grpc.SagaEventsServicer):
             )
         return [self._sinks[name].sink]
 
-    @_mapped_errors
+    @mapped_errors
     async def ListDeadEvents(
         self, request: pb.ListDeadEventsRequest, context: Context
     ) -> pb.ListDeadEventsResponse:
@@ -289,7 +289,7 @@ class SagaEventsService(pb_grpc.SagaEventsServicer):
             response.next_page_token = _encode(letters[size - 1].id, digest)
         return response
 
-    @_mapped_errors
+    @mapped_errors
     async def RequeueDeadEvents(
         self, request: pb.RequeueDeadEventsRequest, context: Context
     ) -> pb.RequeueDeadEventsResponse:

@@ -5,7 +5,7 @@ map errors. Records become messages in `conversion`, page tokens are made and re
 Requests are checked completely before anything is stored: every string the stores
 could not hold (`check_message_text`, first in every handler), every enum, timestamp,
 number, page token and nesting depth (see `orchestrator.core.limits`). Every error leaves
-through `_abort`, which turns a `SagaError` into a gRPC status with an ErrorInfo
+through `orchestrator.api.handlers`, which turns a `SagaError` into a gRPC status with an ErrorInfo
 (AIP-193) by the one table in `orchestrator.api.status`; anything else is logged with
 its traceback and answered INTERNAL. A client's mistake is logged at INFO at most,
 throttled, without a traceback.
@@ -19,17 +19,17 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
-from typing import Any, NoReturn, TypeVar
+from typing import Any, TypeVar
 
 import grpc
 from google.protobuf import json_format
 
 from orchestrator.api.catalogue import definition_to_proto
 from orchestrator.api.conversion import saga_to_proto, start_response, transition_to_proto
+from orchestrator.api.handlers import abort_with, mapped_errors
 from orchestrator.api.paging import (
     DEFAULT_HISTORY_PAGE,
     DEFAULT_PAGE_SIZE,
@@ -41,7 +41,7 @@ from orchestrator.api.paging import (
     filter_of,
 )
 from orchestrator.api.request_checks import check_id, check_operator_request, check_saga_id
-from orchestrator.api.status import log_refusal, rpc_status_of, status_proto_of
+from orchestrator.api.status import log_refusal, status_proto_of
 from orchestrator.api.tenancy import read_scope, start_namespace, visible
 from orchestrator.core.definition import SagaDefinition
 from orchestrator.core.errors import InvalidArgument, ResourceExhausted, SagaError, SagaNotFound
@@ -68,30 +68,6 @@ WATCH_RETRY_SECONDS = 5.0
 Response = TypeVar("Response")
 
 
-async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: SagaError) -> NoReturn:
-    log_refusal(error)
-    await context.abort_with_status(rpc_status_of(error))
-    raise AssertionError("abort_with_status returned")  # pragma: no cover
-
-
-def _mapped_errors(
-    method: Callable[[Any, Any, Any], Awaitable[Response]],
-) -> Callable[[Any, Any, Any], Awaitable[Response]]:
-    """Turn SagaErrors into their gRPC status; log and hide anything unexpected."""
-
-    @functools.wraps(method)
-    async def wrapper(self: Any, request: Any, context: Any) -> Response:
-        try:
-            return await method(self, request, context)
-        except SagaError as error:
-            await _abort(context, error)
-        except Exception:
-            logger.exception("unexpected error in %s", method.__name__)
-            await _abort(context, SagaError("internal error; the request may be retried"))
-
-    return wrapper
-
-
 class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
     """Thin servicer: every decision is in the executor, the machine or the store."""
 
@@ -105,7 +81,7 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
         self._watch_streams = 0
         self.completion_allow: tuple[str, ...] = ()  # --completion-webhook-allow
 
-    @_mapped_errors
+    @mapped_errors
     async def StartSaga(
         self, request: pb.StartSagaRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.StartSagaResponse:
@@ -129,7 +105,7 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
             completion_webhook_url=start.completion_webhook_url,
         )
 
-    @_mapped_errors
+    @mapped_errors
     async def ExecuteSaga(
         self, request: pb.ExecuteSagaRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ExecuteSagaResponse:
@@ -162,7 +138,7 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
                     return await self._full_saga(saga)
                 await self._executor.watchers.wait(committed)
 
-    @_mapped_errors
+    @mapped_errors
     async def StartSagas(
         self, request: pb.StartSagasRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.StartSagasResponse:
@@ -236,7 +212,7 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
             allowed_completion_url(request.completion_webhook_url, self.completion_allow),
         )
 
-    @_mapped_errors
+    @mapped_errors
     async def GetSaga(
         self, request: pb.GetSagaRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.Saga:
@@ -251,7 +227,7 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
         scope = read_scope(namespace)
         return visible(await self._store.get_saga(saga_id), saga_id, scope)
 
-    @_mapped_errors
+    @mapped_errors
     async def ListSagas(
         self, request: pb.ListSagasRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ListSagasResponse:
@@ -268,7 +244,7 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
         sagas = await self._store.list_sagas(where, size + 1, after)
         return bounded_page(sagas, size, where, full)
 
-    @_mapped_errors
+    @mapped_errors
     async def GetSagaHistory(
         self, request: pb.GetSagaHistoryRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.GetSagaHistoryResponse:
@@ -302,7 +278,7 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
         try:
             self._check_room_to_watch()
         except ResourceExhausted as error:
-            await _abort(context, error)
+            await abort_with(context, error)
         self._watch_streams += 1
         try:
             async for response in self._watch(request, context):
@@ -330,7 +306,7 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
                 raise InvalidArgument(f"after_seq must not be negative, got {request.after_seq}")
             await self._visible_saga(request.saga_id, request.namespace)
         except SagaError as error:
-            await _abort(context, error)
+            await abort_with(context, error)
         last = request.after_seq
         watchers = self._executor.watchers
         read_after_end = False
@@ -340,7 +316,7 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
                 try:
                     rows = await self._store.get_transitions(request.saga_id, after_seq=last)
                 except SagaError as error:
-                    await _abort(context, error)
+                    await abort_with(context, error)
                 for row in rows:
                     response = pb.WatchSagaResponse(transition=transition_to_proto(row))
                     if row is rows[-1] and row.saga_status.is_terminal:
@@ -363,7 +339,7 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
                     return
                 await watchers.wait(committed)
 
-    @_mapped_errors
+    @mapped_errors
     async def AbortSaga(
         self, request: pb.AbortSagaRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.AbortSagaResponse:
@@ -373,7 +349,7 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
         )
         return pb.AbortSagaResponse(saga=saga)
 
-    @_mapped_errors
+    @mapped_errors
     async def RetrySaga(
         self, request: pb.RetrySagaRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.RetrySagaResponse:
@@ -383,7 +359,7 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
         )
         return pb.RetrySagaResponse(saga=saga)
 
-    @_mapped_errors
+    @mapped_errors
     async def ResolveStep(
         self, request: pb.ResolveStepRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ResolveStepResponse:
@@ -395,7 +371,7 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
         )
         return pb.ResolveStepResponse(saga=saga)
 
-    @_mapped_errors
+    @mapped_errors
     async def BreakLock(
         self, request: pb.BreakLockRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.BreakLockResponse:
@@ -436,7 +412,7 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
         )
         return await self._full_saga(saga)
 
-    @_mapped_errors
+    @mapped_errors
     async def ListSagaTypes(
         self, request: pb.ListSagaTypesRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ListSagaTypesResponse:

@@ -13,8 +13,8 @@ from typing import Any
 import grpc
 from google.protobuf import json_format
 
+from orchestrator.api.handlers import mapped_errors
 from orchestrator.api.request_checks import check_id, check_operator_request
-from orchestrator.api.servicer import _mapped_errors
 from orchestrator.api.tenancy import read_scope, visible
 from orchestrator.core.errors import InvalidArgument
 from orchestrator.core.payload import check_message_text
@@ -39,7 +39,7 @@ class SagaTasksService(pb_grpc.SagaTasksServicer):
         self._registry = registry
         self._completions = completions
 
-    @_mapped_errors
+    @mapped_errors
     async def ListTasks(
         self, request: pb.ListTasksRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ListTasksResponse:
@@ -75,7 +75,7 @@ class SagaTasksService(pb_grpc.SagaTasksServicer):
             )
         return pb.ListTasksResponse(tasks=tasks[:size])
 
-    @_mapped_errors
+    @mapped_errors
     async def CompleteTask(
         self, request: pb.CompleteTaskRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.CompleteTaskResponse:
@@ -104,7 +104,7 @@ class SagaTasksService(pb_grpc.SagaTasksServicer):
         )
         return pb.CompleteTaskResponse()
 
-    @_mapped_errors
+    @mapped_errors
     async def RejectTask(
         self, request: pb.RejectTaskRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.RejectTaskResponse:

@@ -13,21 +13,20 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
-import functools
 import json
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import grpc
 from google.protobuf import timestamp_pb2
 
+from orchestrator.api.handlers import Handler, mapped_errors
 from orchestrator.api.request_checks import check_id
-from orchestrator.api.status import log_refusal, rpc_status_of
 from orchestrator.core.clock import utc_now
-from orchestrator.core.errors import InvalidArgument, SagaError
+from orchestrator.core.errors import InvalidArgument
 from orchestrator.core.limits import check_enum
 from orchestrator.core.payload import check_message_text
 from orchestrator.core.webhooks import (
@@ -64,27 +63,14 @@ UPDATABLE = frozenset(
 )
 
 
-def _mapped_errors(
-    method: Callable[[Any, Any, Any], Awaitable[Response]],
-) -> Callable[[Any, Any, Any], Awaitable[Response]]:
-    """SagaErrors become their gRPC status; anything unexpected is logged and hidden."""
+def _checked_first(self: Any, request: Any) -> None:
+    """Off: FAILED_PRECONDITION before any check of the request; then its text."""
+    self._rows()
+    check_message_text(request)
 
-    @functools.wraps(method)
-    async def wrapper(self: Any, request: Any, context: Any) -> Response:
-        try:
-            self._rows()  # off: FAILED_PRECONDITION before any check of the request
-            check_message_text(request)
-            return await method(self, request, context)
-        except SagaError as error:
-            log_refusal(error)
-            await context.abort_with_status(rpc_status_of(error))
-        except Exception:
-            logger.exception("unexpected error in %s", method.__name__)
-            internal = SagaError("internal error; the request may be retried")
-            await context.abort_with_status(rpc_status_of(internal))
-        raise AssertionError("abort_with_status returned")  # pragma: no cover
 
-    return wrapper
+def _mapped_errors(method: Handler[Response]) -> Handler[Response]:
+    return mapped_errors(method, before=_checked_first)
 
 
 def _timestamp(moment: datetime | None) -> timestamp_pb2.Timestamp | None:
