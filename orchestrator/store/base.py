@@ -305,6 +305,13 @@ class Store(abc.ABC):
         (`claim_event_partitions`) and deletes through `settle_events`."""
 
     @abc.abstractmethod
+    async def pending_events_of(
+        self, sink: str, partitions: Sequence[int], limit: int
+    ) -> list[PendingEvent]:
+        """`pending_events` of several partitions in one read: up to `limit` rows of each,
+        all in outbox (id) order, so each partition's rows keep their order."""
+
+    @abc.abstractmethod
     async def delete_events(self, ids: Sequence[int]) -> int:
         """Delete the outbox rows `ids` (delivered); return how many were still there.
 

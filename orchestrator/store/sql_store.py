@@ -228,6 +228,16 @@ class SqlStore(EventAdmin, Store):
         rows = await self._rows(self._statements.select_pending_events, params)
         return [self._encoding.pending_event_from_row(row) for row in rows]
 
+    async def pending_events_of(
+        self, sink: str, partitions: Sequence[int], limit: int
+    ) -> list[PendingEvent]:
+        if not partitions:
+            return []
+        chosen = self._statements.dialect.id_list(list(partitions))
+        params = {"sink": sink, "partitions": chosen, "limit": limit}
+        rows = await self._rows(self._statements.select_pending_events_of, params)
+        return [self._encoding.pending_event_from_row(row) for row in rows]
+
     async def delete_events(self, ids: Sequence[int]) -> int:
         if not ids:
             return 0

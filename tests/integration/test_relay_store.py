@@ -38,6 +38,26 @@ async def pending_ids(store: Store) -> list[int]:
     return [event.id for event in await store.pending_events(SINK.name, 0, limit=100)]
 
 
+async def test_one_read_gives_the_first_rows_of_each_chosen_partition_in_outbox_order(
+    store_url: str,
+):
+    sink = EventSink("spread", partitions=4)
+    store = open_store(store_url, event_sinks=(sink,))
+    await store.open()
+    try:
+        await store.create_sagas([new_saga(f"trip-{n}") for n in range(24)])
+        by_partition = {p: await store.pending_events(sink.name, p, limit=100) for p in range(4)}
+        assert all(len(rows) >= 3 for rows in by_partition.values())
+
+        rows = await store.pending_events_of(sink.name, [3, 1], limit=2)
+
+        expected = sorted(by_partition[1][:2] + by_partition[3][:2], key=lambda row: row.id)
+        assert rows == expected
+        assert await store.pending_events_of(sink.name, [], limit=2) == []
+    finally:
+        await store.close()
+
+
 async def test_a_stale_owner_deletes_nothing_and_the_new_owner_settles(relay_store: Store):
     await relay_store.create_sagas([new_saga(f"trip-{n}") for n in range(3)])
     ids = await pending_ids(relay_store)
