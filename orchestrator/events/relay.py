@@ -45,6 +45,7 @@ from orchestrator.core.clock import utc_now
 from orchestrator.core.events import DeadEvent, EventSink, PartitionClaim, PendingEvent
 from orchestrator.core.records import Lease
 from orchestrator.events.brokers import (
+    BrokerUnavailable,
     EventRefused,
     OutgoingEvent,
     Publisher,
@@ -71,8 +72,8 @@ class RelaySettings:
     max_backoff_seconds: float = 30.0
     backlog_seconds: float = 5.0
     """How often the backlog gauges are read from the store."""
-    coalesce_seconds: float = 0.01
-    """After a wake-up, wait this long so one round serves the commits of a burst."""
+    reconnect_seconds: float = 1.0
+    """The longest wait between attempts to reach an unreachable broker."""
 
 
 class RelayMetrics:
@@ -193,8 +194,9 @@ class SinkRelay:
                     busy = False
                 if not busy:
                     with contextlib.suppress(TimeoutError):
+                        # No delay after a wake-up: commits heard during a round are
+                        # served together by the next one.
                         await asyncio.wait_for(self.wakeup.wait(), self._sleep(loop.time()))
-                        await asyncio.sleep(self.settings.coalesce_seconds)
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.shield(
@@ -241,48 +243,73 @@ class SinkRelay:
             )
 
     async def _publish_owned(self, now: float) -> bool:
-        """One batch of every partition due; True when some partition may have more."""
+        """One round: the first rows of every partition due, read in one query and handed
+        to the broker as one batch, then settled partition by partition; True when some
+        partition may have more."""
+        if not self._owned or now < self._connect.retry_at:
+            return False
         if not self._connected:
-            if not self._owned or now < self._connect.retry_at:
-                return False
             try:
                 await self.publisher.connect()
-                self._connected = True
-                self._connect.failures = 0
-            except PublishError as error:
-                logger.warning("event relay of sink %s: %s", self.sink.name, error)
-                self._back_off(self._connect, now)
+            except PublishError as unreachable:
+                self._wait_for_broker(unreachable, now)
                 return False
-        busy = False
-        for partition in list(self._owned.values()):
-            if partition.retry_at <= now and await self._publish_batch(partition, now):
-                busy = True
-        return busy
-
-    async def _publish_batch(self, partition: _Partition, now: float) -> bool:
-        claim = partition.claim
-        rows = await self.store.pending_events(
-            self.sink.name, claim.partition, self.settings.batch_size
+            self._connected = True
+            self._broker_back()
+        due = {n: p for n, p in self._owned.items() if p.retry_at <= now}
+        if not due:
+            return False
+        rows = await self.store.pending_events_of(
+            self.sink.name, sorted(due), self.settings.batch_size
         )
         if not rows:
             return False
-        republished = sum(1 for row in rows if row.id in partition.sent)
-        partition.sent.update(row.id for row in rows)
-        dead: DeadEvent | None = None
         failpoints.hit("relay_read")
+        error = await self._publish(rows)
+        confirmed = len(rows) if error is None else error.confirmed
+        if confirmed:
+            self._broker_back()
+        if isinstance(error, BrokerUnavailable):
+            self._wait_for_broker(error, now)
+        elif isinstance(error, PublishFailed):
+            logger.warning("event relay of sink %s: %s", self.sink.name, error)
+        batches: dict[int, list[tuple[int, PendingEvent]]] = {}
+        for index, row in enumerate(rows):
+            batches.setdefault(row.partition, []).append((index, row))
+        busy = False
+        for number, batch in batches.items():
+            if await self._settle(due[number], batch, confirmed, error, now):
+                busy = True
+        return busy
+
+    async def _publish(self, rows: Sequence[PendingEvent]) -> PublishError | None:
+        """Hand the round to the broker; the failure, if any (it says what was confirmed)."""
         try:
             await self.publisher.publish([outgoing(row) for row in rows])
-            confirmed = len(rows)
-            failpoints.hit("relay_confirmed")
-        except EventRefused as error:
-            confirmed = error.confirmed
-            dead = self._refused(partition, rows, error)
-        except PublishFailed as error:
-            confirmed = error.confirmed
-            logger.warning(
-                "event relay of sink %s, partition %d: %s", self.sink.name, claim.partition, error
-            )
-        delivered = [row.id for row in rows[:confirmed]]
+        except (EventRefused, PublishFailed) as error:
+            return error
+        failpoints.hit("relay_confirmed")
+        return None
+
+    async def _settle(
+        self,
+        partition: _Partition,
+        batch: Sequence[tuple[int, PendingEvent]],
+        confirmed: int,
+        error: PublishError | None,
+        now: float,
+    ) -> bool:
+        """Delete a partition's confirmed rows of the round (fenced) and dead-letter its
+        refused one if it is out of attempts; True when the partition may have more."""
+        claim = partition.claim
+        rows = [row for _, row in batch]
+        delivered = [row.id for index, row in batch if index < confirmed]
+        refused_here = isinstance(error, EventRefused) and any(
+            row.event_id == error.event_id for row in rows
+        )
+        dead = self._refused(partition, rows, error) if isinstance(error, EventRefused) else None
+        republished = sum(1 for row in rows if row.id in partition.sent)
+        partition.sent.update(row.id for row in rows)
         if (delivered or dead is not None) and not await self.store.settle_events(
             claim, self.lease, delivered, dead
         ):
@@ -297,12 +324,17 @@ class SinkRelay:
         if dead is not None:
             partition.sent.discard(dead.id)
             partition.refusals.pop(dead.id, None)
-        self._count(confirmed, republished, dead)
-        if confirmed < len(rows) and dead is None:
-            self._back_off(partition, now)
+        self._count(len(delivered), republished, dead)
+        if dead is not None:
+            return True
+        if len(delivered) < len(rows):
+            if isinstance(error, EventRefused) and not refused_here:
+                return True  # cut short by another partition's refused event: go on
+            if not isinstance(error, BrokerUnavailable):  # that waits for the whole sink
+                self._back_off(partition, now)
             return False
         partition.failures = 0
-        return len(rows) == self.settings.batch_size or dead is not None
+        return len(rows) == self.settings.batch_size
 
     def _refused(
         self, partition: _Partition, rows: Sequence[PendingEvent], error: EventRefused
@@ -324,10 +356,31 @@ class SinkRelay:
             return None
         return DeadEvent(row.id, attempts, str(error)[:1000])
 
-    def _back_off(self, partition: _Partition, now: float) -> None:
+    def _wait_for_broker(self, error: PublishError, now: float) -> None:
+        """The broker cannot be reached: the whole sink waits, at most
+        `reconnect_seconds` between attempts (each one cheap), so a backlog starts
+        draining soon after the broker is back."""
+        if self._connect.failures == 0:
+            logger.warning("event relay of sink %s: %s", self.sink.name, error)
+        else:
+            logger.debug("event relay of sink %s: %s", self.sink.name, error)
+        self._back_off(self._connect, now, self.settings.reconnect_seconds)
+
+    def _broker_back(self) -> None:
+        """The broker confirmed something or a connection opened: every partition backing
+        off tries again in the next round, rather than after its backoff."""
+        waiting = [p for p in (*self._owned.values(), self._connect) if p.failures]
+        if waiting:
+            logger.info("event relay of sink %s: the broker is back", self.sink.name)
+        for partition in waiting:
+            partition.failures = 0
+            partition.retry_at = 0.0
+
+    def _back_off(self, partition: _Partition, now: float, longest: float | None = None) -> None:
         partition.failures += 1
         delay = self.settings.backoff_seconds * 2 ** min(partition.failures - 1, 10)
-        partition.retry_at = now + min(delay, self.settings.max_backoff_seconds)
+        cap = self.settings.max_backoff_seconds if longest is None else longest
+        partition.retry_at = now + min(delay, cap)
 
     def _count(self, confirmed: int, republished: int, dead: DeadEvent | None) -> None:
         if self.metrics is None:

@@ -11,7 +11,12 @@ import pytest
 
 from orchestrator.core.events import DeadEvent, EventSink, PartitionClaim
 from orchestrator.core.records import Lease
-from orchestrator.events.brokers import EventRefused, OutgoingEvent, PublishTimeout
+from orchestrator.events.brokers import (
+    BrokerUnavailable,
+    EventRefused,
+    OutgoingEvent,
+    PublishTimeout,
+)
 from orchestrator.events.relay import RelaySettings, SinkRelay
 from orchestrator.store import Store, open_store
 from tests.integration.test_store import new_saga
@@ -228,3 +233,90 @@ async def test_two_replicas_share_the_partitions_and_publish_every_event_once(st
             await store.close()
     assert brokers[0].stored and brokers[1].stored
     assert sorted(brokers[0].stored + brokers[1].stored) == sorted(f"{s}:1" for s in saga_ids)
+
+
+class BatchRecordingBroker:
+    """A publisher that keeps each batch it was handed, as a list of event ids."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[str]] = []
+
+    async def connect(self) -> None:
+        pass
+
+    async def publish(self, batch: Sequence[OutgoingEvent]) -> None:
+        self.batches.append([event.event_id for event in batch])
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_one_round_publishes_every_held_partition_in_one_batch(store_url: str):
+    sink = EventSink("spread", partitions=4)
+    store = open_store(store_url, event_sinks=(sink,))
+    await store.open()
+    broker = BatchRecordingBroker()
+    relay = SinkRelay(store, sink, broker, "a", RelaySettings(poll_seconds=0.05))
+    try:
+        await store.create_sagas([new_saga(f"trip-{n}") for n in range(12)])
+        rows = [await store.pending_events(sink.name, p, limit=100) for p in range(4)]
+        in_order = [row.event_id for row in sorted(sum(rows, []), key=lambda row: row.id)]
+        task = asyncio.create_task(relay.run())
+        try:
+
+            async def drained() -> bool:
+                return not await store.event_backlog()
+
+            await wait_for(drained, "the outbox is empty")
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    finally:
+        await store.close()
+    assert broker.batches == [in_order]
+
+
+class OutageBroker:
+    """A publisher whose broker is unreachable for its first `down` publishes."""
+
+    def __init__(self, down: int) -> None:
+        self.down = down
+        self.stored: list[str] = []
+
+    async def connect(self) -> None:
+        pass
+
+    async def publish(self, batch: Sequence[OutgoingEvent]) -> None:
+        if self.down > 0:
+            self.down -= 1
+            raise BrokerUnavailable("the connection to the broker is lost; reconnecting")
+        self.stored += [event.event_id for event in batch]
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_an_unreachable_broker_is_tried_again_soon_not_after_the_partition_backoff(
+    relay_store: Store,
+):
+    """Partitions back off for a minute here: only the short reconnect wait can drain."""
+    await relay_store.create_sagas([new_saga(f"trip-{n}") for n in range(3)])
+    broker = OutageBroker(down=4)
+    settings = RelaySettings(
+        poll_seconds=0.05,
+        backoff_seconds=60.0,
+        max_backoff_seconds=60.0,
+        reconnect_seconds=0.05,
+    )
+    relay = SinkRelay(relay_store, SINK, broker, "a", settings)
+    task = asyncio.create_task(relay.run())
+    try:
+
+        async def drained() -> bool:
+            return not await pending_ids(relay_store)
+
+        await wait_for(drained, "the outbox is empty")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert broker.stored == [f"trip-{n}:1" for n in range(3)] and broker.down == 0
