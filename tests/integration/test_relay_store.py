@@ -259,8 +259,8 @@ async def test_one_round_publishes_every_held_partition_in_one_batch(store_url: 
     relay = SinkRelay(store, sink, broker, "a", RelaySettings(poll_seconds=0.05))
     try:
         await store.create_sagas([new_saga(f"trip-{n}") for n in range(12)])
-        rows = [await store.pending_events(sink.name, p, limit=100) for p in range(4)]
-        in_order = [row.event_id for row in sorted(sum(rows, []), key=lambda row: row.id)]
+        rows = [row for p in range(4) for row in await store.pending_events(sink.name, p, 100)]
+        in_order = [row.event_id for row in sorted(rows, key=lambda row: row.id)]
         task = asyncio.create_task(relay.run())
         try:
 
