@@ -8,23 +8,28 @@ number of replicas running a relay, itself included, each announced in the datab
 like a lease); expired and released partitions are taken over, and a replica holding
 more than its share when another joins hands on the excess.
 
-For each partition it holds, the relay reads the oldest pending rows in outbox order
-(a batch), hands them to the sink's `Publisher` and, when the publisher returns (every
-item confirmed), deletes them through `Store.settle_events`, which first checks that the
-partition is still this replica's at the version it claimed: a replica frozen past its
-lease that wakes up deletes nothing, and the new owner republishes what it had sent
-(duplicates with the same event id, never a loss).
+Each round reads the oldest pending rows (a batch per partition) of every partition it
+holds and is not backing off, in one query and in outbox order, hands them to the sink's
+`Publisher` as one batch (a saga's events are all in one partition, so they keep their
+order) and, when the publisher returns (every item confirmed), deletes them through
+`Store.settle_partitions`, one transaction that first checks, partition by partition,
+that the partition is still this replica's at the version it claimed: a replica frozen
+past its lease that wakes up deletes nothing there, and the new owner republishes what
+it had sent (duplicates with the same event id, never a loss).
 
-On `PublishFailed` the confirmed prefix is deleted and the partition waits (a growing
-backoff) before publishing again from the first unconfirmed row, so a saga's events are
-never reordered. On `EventRefused` the refused event's attempts are counted; after
-`max_refusals` it moves to the dead-letter table in the transaction that deletes it from
-the outbox, and the partition goes on.
+On `PublishFailed` the confirmed prefix is deleted and the partitions cut short wait (a
+growing backoff) before publishing again from their first unconfirmed row, so a saga's
+events are never reordered; an unreachable broker (`BrokerUnavailable`) holds the whole
+sink instead, tried again within `reconnect_seconds`, and the broker's return (a confirm,
+or a connection opened) ends every backoff. On `EventRefused` the refused event's
+attempts are counted; after `max_refusals` it moves to the dead-letter table in the
+transaction that deletes it from the outbox, and the partition goes on.
 
 The relay is not on the commit path: sagas commit their outbox rows whatever the
 brokers do, and a broker outage only grows the backlog. It wakes when this process
 commits (`wake`), when another replica's commit is heard (PostgreSQL's existing commit
-notifications, through `Store.follow_commits`), and at least every `poll_seconds`.
+notifications, through `Store.follow_commits`), and at least every `poll_seconds`. A
+wake-up starts a round at once; those heard during a round make one more round after it.
 """
 
 from __future__ import annotations
@@ -42,7 +47,13 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from orchestrator import failpoints
 from orchestrator.core.clock import utc_now
-from orchestrator.core.events import DeadEvent, EventSink, PartitionClaim, PendingEvent
+from orchestrator.core.events import (
+    DeadEvent,
+    EventSink,
+    PartitionClaim,
+    PendingEvent,
+    Settlement,
+)
 from orchestrator.core.records import Lease
 from orchestrator.events.brokers import (
     BrokerUnavailable,
@@ -276,9 +287,30 @@ class SinkRelay:
         batches: dict[int, list[tuple[int, PendingEvent]]] = {}
         for index, row in enumerate(rows):
             batches.setdefault(row.partition, []).append((index, row))
+        settlements = {
+            number: self._settlement(
+                due[number],
+                [row for _, row in batch],
+                error,
+                confirmed=[row.id for index, row in batch if index < confirmed],
+            )
+            for number, batch in batches.items()
+        }
+        lost = await self.store.settle_partitions(
+            self.lease, [s for s in settlements.values() if s.delivered or s.dead is not None]
+        )
+        for claim in lost:
+            logger.info(
+                "event relay of sink %s: partition %d taken over; its deletes are void",
+                self.sink.name,
+                claim.partition,
+            )
+            self._owned.pop(claim.partition, None)
         busy = False
         for number, batch in batches.items():
-            if await self._settle(due[number], batch, confirmed, error, now):
+            if number in self._owned and self._settled(
+                due[number], [row for _, row in batch], settlements[number], error, now
+            ):
                 busy = True
         return busy
 
@@ -291,35 +323,31 @@ class SinkRelay:
         failpoints.hit("relay_confirmed")
         return None
 
-    async def _settle(
+    def _settlement(
         self,
         partition: _Partition,
-        batch: Sequence[tuple[int, PendingEvent]],
-        confirmed: int,
+        rows: Sequence[PendingEvent],
+        error: PublishError | None,
+        confirmed: list[int],
+    ) -> Settlement:
+        """What to settle of a partition's rows of the round: the confirmed ones, and its
+        refused event if that is out of attempts."""
+        dead = self._refused(partition, rows, error) if isinstance(error, EventRefused) else None
+        return Settlement(partition.claim, confirmed, dead)
+
+    def _settled(
+        self,
+        partition: _Partition,
+        rows: Sequence[PendingEvent],
+        settled: Settlement,
         error: PublishError | None,
         now: float,
     ) -> bool:
-        """Delete a partition's confirmed rows of the round (fenced) and dead-letter its
-        refused one if it is out of attempts; True when the partition may have more."""
-        claim = partition.claim
-        rows = [row for _, row in batch]
-        delivered = [row.id for index, row in batch if index < confirmed]
-        refused_here = isinstance(error, EventRefused) and any(
-            row.event_id == error.event_id for row in rows
-        )
-        dead = self._refused(partition, rows, error) if isinstance(error, EventRefused) else None
+        """The partition's bookkeeping once its rows of the round are settled; True when
+        it may have more."""
+        delivered, dead = settled.delivered, settled.dead
         republished = sum(1 for row in rows if row.id in partition.sent)
         partition.sent.update(row.id for row in rows)
-        if (delivered or dead is not None) and not await self.store.settle_events(
-            claim, self.lease, delivered, dead
-        ):
-            logger.info(
-                "event relay of sink %s: partition %d taken over; its deletes are void",
-                self.sink.name,
-                claim.partition,
-            )
-            self._owned.pop(claim.partition, None)
-            return False
         partition.sent.difference_update(delivered)
         if dead is not None:
             partition.sent.discard(dead.id)
@@ -328,6 +356,9 @@ class SinkRelay:
         if dead is not None:
             return True
         if len(delivered) < len(rows):
+            refused_here = isinstance(error, EventRefused) and any(
+                row.event_id == error.event_id for row in rows
+            )
             if isinstance(error, EventRefused) and not refused_here:
                 return True  # cut short by another partition's refused event: go on
             if not isinstance(error, BrokerUnavailable):  # that waits for the whole sink

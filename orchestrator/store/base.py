@@ -21,6 +21,7 @@ from orchestrator.core.events import (
     PartitionClaim,
     PartitionLease,
     PendingEvent,
+    Settlement,
     SinkBacklog,
 )
 from orchestrator.core.records import (
@@ -302,7 +303,7 @@ class Store(abc.ABC):
         pending and delete what was delivered, never resume "after the last id read".
 
         Not fenced: the relay publishes a partition only while it holds its lease
-        (`claim_event_partitions`) and deletes through `settle_events`."""
+        (`claim_event_partitions`) and deletes through `settle_partitions`."""
 
     @abc.abstractmethod
     async def pending_events_of(
@@ -315,7 +316,7 @@ class Store(abc.ABC):
     async def delete_events(self, ids: Sequence[int]) -> int:
         """Delete the outbox rows `ids` (delivered); return how many were still there.
 
-        Not fenced: for tools and tests; the relay deletes through `settle_events`."""
+        Not fenced: for tools and tests; the relay deletes through `settle_partitions`."""
 
     @abc.abstractmethod
     async def event_backlog(self) -> dict[str, SinkBacklog]:
@@ -360,6 +361,14 @@ class Store(abc.ABC):
         (if any) to the dead-letter table, in one transaction that first checks the
         partition is still `lease.owner`'s at `claim.version` (and renews its lease).
         Returns False, having changed nothing, when the claim is lost."""
+
+    @abc.abstractmethod
+    async def settle_partitions(
+        self, lease: Lease, settlements: Sequence[Settlement]
+    ) -> list[PartitionClaim]:
+        """`settle_events` of several partitions in one transaction, each fenced on its
+        own: a lost claim changes nothing of its partition and is returned, the others
+        are settled."""
 
     @abc.abstractmethod
     async def dead_event_counts(self) -> dict[str, int]:

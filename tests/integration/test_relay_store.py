@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import pytest
 
-from orchestrator.core.events import DeadEvent, EventSink, PartitionClaim
+from orchestrator.core.events import DeadEvent, EventSink, PartitionClaim, Settlement
 from orchestrator.core.records import Lease
 from orchestrator.events.brokers import (
     BrokerUnavailable,
@@ -84,6 +84,33 @@ async def test_a_stale_owner_deletes_nothing_and_the_new_owner_settles(relay_sto
     assert await pending_ids(relay_store) == ids[1:2]
     assert await relay_store.dead_event_counts() == {"broker": 1}
     assert await relay_store.renew_event_partitions("broker", Lease("b", LIVE)) == [fresh]
+
+
+async def test_one_settlement_of_two_partitions_leaves_the_lost_one_untouched(store_url: str):
+    sink = EventSink("spread", partitions=2)
+    store = open_store(store_url, event_sinks=(sink,))
+    await store.open()
+    try:
+        await store.create_sagas([new_saga(f"trip-{n}") for n in range(8)])
+        ids = {p: [row.id for row in await store.pending_events(sink.name, p, 100)] for p in (0, 1)}
+        assert ids[0] and ids[1]
+        stale, kept = await store.claim_event_partitions(sink.name, 2, Lease("a", EXPIRED), 2)
+        [fresh] = await store.claim_event_partitions(sink.name, 1, Lease("b", LIVE), 1)
+        assert fresh.partition == stale.partition == 0
+        # b took partition 0 over; a still holds 1 once it renews.
+        [kept] = await store.renew_event_partitions(sink.name, Lease("a", LIVE))
+
+        lost = await store.settle_partitions(
+            Lease("a", LIVE),
+            [Settlement(kept, ids[1][:1]), Settlement(stale, ids[0], DeadEvent(ids[0][0], 5, "x"))],
+        )
+
+        assert lost == [stale]
+        assert [row.id for row in await store.pending_events(sink.name, 0, 100)] == ids[0]
+        assert [row.id for row in await store.pending_events(sink.name, 1, 100)] == ids[1][1:]
+        assert await store.dead_event_counts() == {}
+    finally:
+        await store.close()
 
 
 async def test_a_claim_of_an_earlier_tenure_deletes_nothing(relay_store: Store):
