@@ -398,12 +398,14 @@ class SinkRelay:
         self._back_off(self._connect, now, self.settings.reconnect_seconds)
 
     def _broker_back(self) -> None:
-        """The broker confirmed something or a connection opened: every partition backing
-        off tries again in the next round, rather than after its backoff."""
-        waiting = [p for p in (*self._owned.values(), self._connect) if p.failures]
-        if waiting:
-            logger.info("event relay of sink %s: the broker is back", self.sink.name)
-        for partition in waiting:
+        """A confirm or a new connection: if the broker had been unreachable, every
+        partition backing off tries again in the next round, rather than after its
+        backoff. (A partition nacked while others are confirmed keeps its backoff, so
+        it does not republish every round.)"""
+        if not self._connect.failures:
+            return
+        logger.info("event relay of sink %s: the broker is back", self.sink.name)
+        for partition in (*self._owned.values(), self._connect):
             partition.failures = 0
             partition.retry_at = 0.0
 
