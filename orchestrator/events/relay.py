@@ -27,9 +27,10 @@ transaction that deletes it from the outbox, and the partition goes on.
 
 The relay is not on the commit path: sagas commit their outbox rows whatever the
 brokers do, and a broker outage only grows the backlog. It wakes when this process
-commits (`wake`), when another replica's commit is heard (PostgreSQL's existing commit
-notifications, through `Store.follow_commits`), and at least every `poll_seconds`. A
-wake-up starts a round at once; those heard during a round make one more round after it.
+commits rows for its sink (`wake`), when another replica's commit is heard
+(PostgreSQL's existing commit notifications, through `Store.follow_commits`), and at
+least every `poll_seconds`. A wake-up starts a round at once; those heard during a
+round make one more round after it.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ import contextlib
 import json
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -443,10 +444,12 @@ class Relay:
         ]
         self._tasks: list[asyncio.Task[None]] = []
 
-    def wake(self) -> None:
-        """Something was committed: publish soon. Cheap; callable from any write."""
-        for sink in self.sinks:
-            sink.wake()
+    def wake(self, sinks: Collection[str] | None = None) -> None:
+        """Something was committed for these sinks (None: any): publish soon. Cheap;
+        callable from any write."""
+        for relay in self.sinks:
+            if sinks is None or relay.sink.name in sinks:
+                relay.wake()
 
     def start(self) -> None:
         for sink in self.sinks:

@@ -10,13 +10,14 @@ Every method is a coroutine; a store that cannot reach its database raises
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from datetime import datetime
 
 from orchestrator.core.errors import SagaError
 from orchestrator.core.events import (
     DeadEvent,
     DeadLetter,
+    EventSink,
     OutboxEvent,
     PartitionClaim,
     PartitionLease,
@@ -85,10 +86,9 @@ class Store(abc.ABC):
         so no other replica takes it up. Goes through group commit: it may share a
         transaction with other sagas' writes, and returns once that is committed.
         """
-        result = await self._group_commit().create(
-            NewSaga(saga, tuple(steps), tuple(transitions), lease)
-        )
-        self._written()
+        new = NewSaga(saga, tuple(steps), tuple(transitions), lease)
+        result = await self._group_commit().create(new)
+        self._written(self._sinks_of([new]))
         return result
 
     async def create_sagas(
@@ -118,7 +118,7 @@ class Store(abc.ABC):
 
         if new_sagas:
             await write_isolated(write, list(enumerate(new_sagas)), answer)
-        self._written()
+        self._written(self._sinks_of(new_sagas))
         answers: list[CreateSagaResult | SagaError] = []
         for index in range(len(new_sagas)):
             outcome = outcomes[index]
@@ -131,19 +131,37 @@ class Store(abc.ABC):
         """Apply commits of one or more sagas (see `write`); returns once they are
         committed, possibly in one transaction with other sagas' writes."""
         await self._group_commit().commit(commits)
-        self._written()
+        self._written(self._sinks_of(commits))
 
     _group: GroupCommit | None = None
-    _written_hooks: tuple[Callable[[], None], ...] = ()
+    _written_hooks: tuple[Callable[[frozenset[str]], None], ...] = ()
 
-    def on_written(self, hook: Callable[[], None]) -> None:
-        """Call `hook` (cheap, synchronous) after this process's commits and new sagas
-        are written: the event relay's in-process wake-up."""
+    @property
+    def event_sinks(self) -> tuple[EventSink, ...]:
+        """The sinks this store writes outbox rows for."""
+        return ()
+
+    def on_written(self, hook: Callable[[frozenset[str]], None]) -> None:
+        """Call `hook(sinks)` (cheap, synchronous) after this process's commits and new
+        sagas are written, with the names of the event sinks they gave outbox rows: the
+        event relay's in-process wake-up. A write that gave none calls nothing."""
         self._written_hooks = (*self._written_hooks, hook)
 
-    def _written(self) -> None:
-        for hook in self._written_hooks:
-            hook()
+    def _written(self, sinks: Iterable[str]) -> None:
+        names = frozenset(sinks)
+        if names:
+            for hook in self._written_hooks:
+                hook(names)
+
+    def _sinks_of(self, writes: Iterable[NewSaga | SagaCommit]) -> set[str]:
+        """The sinks that select some transition of `writes` (as `outbox_events` does)."""
+        return {
+            sink.name
+            for write in writes
+            for transition in write.transitions
+            for sink in self.event_sinks
+            if sink.selects(write.saga.saga_type, transition.event)
+        }
 
     def _group_commit(self) -> GroupCommit:
         if self._group is None:

@@ -351,3 +351,18 @@ async def test_the_backlog_drains_soon_after_the_broker_is_back_not_after_a_back
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     assert broker.stored == [f"trip-{n}:1" for n in range(3)] and not broker.failures
+
+
+async def test_a_write_wakes_only_the_sinks_it_gave_outbox_rows(store_url: str):
+    trips = EventSink("trips", saga_types=frozenset({"trip"}))
+    hotels = EventSink("hotels", saga_types=frozenset({"hotel"}))
+    store = open_store(store_url, event_sinks=(trips, hotels))
+    await store.open()
+    woken: list[frozenset[str]] = []
+    store.on_written(woken.append)
+    try:
+        await store.create_sagas([new_saga("trip-1")])  # a trip saga: rows for trips only
+        await store.enqueue_events([])  # nothing written: nobody woken
+    finally:
+        await store.close()
+    assert woken == [frozenset({"trips"})]
