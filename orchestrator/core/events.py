@@ -205,6 +205,16 @@ class DeadEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class Settlement:
+    """What one relay round settles in a partition it claimed: the rows the broker
+    confirmed (deleted) and the event it gave up on, if any (dead-lettered)."""
+
+    claim: PartitionClaim
+    delivered: Sequence[int]
+    dead: DeadEvent | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class DeadLetter:
     """A dead-lettered event as operators list it (the body stays in the store)."""
 

@@ -8,23 +8,29 @@ number of replicas running a relay, itself included, each announced in the datab
 like a lease); expired and released partitions are taken over, and a replica holding
 more than its share when another joins hands on the excess.
 
-For each partition it holds, the relay reads the oldest pending rows in outbox order
-(a batch), hands them to the sink's `Publisher` and, when the publisher returns (every
-item confirmed), deletes them through `Store.settle_events`, which first checks that the
-partition is still this replica's at the version it claimed: a replica frozen past its
-lease that wakes up deletes nothing, and the new owner republishes what it had sent
-(duplicates with the same event id, never a loss).
+Each round reads the oldest pending rows (a batch per partition) of every partition it
+holds and is not backing off, in one query and in outbox order, hands them to the sink's
+`Publisher` as one batch (a saga's events are all in one partition, so they keep their
+order) and, when the publisher returns (every item confirmed), deletes them through
+`Store.settle_partitions`, one transaction that first checks, partition by partition,
+that the partition is still this replica's at the version it claimed: a replica frozen
+past its lease that wakes up deletes nothing there, and the new owner republishes what
+it had sent (duplicates with the same event id, never a loss).
 
-On `PublishFailed` the confirmed prefix is deleted and the partition waits (a growing
-backoff) before publishing again from the first unconfirmed row, so a saga's events are
-never reordered. On `EventRefused` the refused event's attempts are counted; after
-`max_refusals` it moves to the dead-letter table in the transaction that deletes it from
-the outbox, and the partition goes on.
+On `PublishFailed` the confirmed prefix is deleted and the partitions cut short wait (a
+growing backoff) before publishing again from their first unconfirmed row, so a saga's
+events are never reordered; an unreachable broker (`BrokerUnavailable`) holds the whole
+sink instead, tried again within `reconnect_seconds`, and the broker's return (a confirm,
+or a connection opened) ends every backoff. On `EventRefused` the refused event's
+attempts are counted; after `max_refusals` it moves to the dead-letter table in the
+transaction that deletes it from the outbox, and the partition goes on.
 
 The relay is not on the commit path: sagas commit their outbox rows whatever the
 brokers do, and a broker outage only grows the backlog. It wakes when this process
-commits (`wake`), when another replica's commit is heard (PostgreSQL's existing commit
-notifications, through `Store.follow_commits`), and at least every `poll_seconds`.
+commits rows for its sink (`wake`), when another replica's commit is heard
+(PostgreSQL's existing commit notifications, through `Store.follow_commits`), and at
+least every `poll_seconds`. A wake-up starts a round at once; those heard during a
+round make one more round after it.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ import contextlib
 import json
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -42,9 +48,16 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from orchestrator import failpoints
 from orchestrator.core.clock import utc_now
-from orchestrator.core.events import DeadEvent, EventSink, PartitionClaim, PendingEvent
+from orchestrator.core.events import (
+    DeadEvent,
+    EventSink,
+    PartitionClaim,
+    PendingEvent,
+    Settlement,
+)
 from orchestrator.core.records import Lease
 from orchestrator.events.brokers import (
+    BrokerUnavailable,
     EventRefused,
     OutgoingEvent,
     Publisher,
@@ -71,8 +84,8 @@ class RelaySettings:
     max_backoff_seconds: float = 30.0
     backlog_seconds: float = 5.0
     """How often the backlog gauges are read from the store."""
-    coalesce_seconds: float = 0.01
-    """After a wake-up, wait this long so one round serves the commits of a burst."""
+    reconnect_seconds: float = 1.0
+    """The longest wait between attempts to reach an unreachable broker."""
 
 
 class RelayMetrics:
@@ -193,8 +206,9 @@ class SinkRelay:
                     busy = False
                 if not busy:
                     with contextlib.suppress(TimeoutError):
+                        # No delay after a wake-up: commits heard during a round are
+                        # served together by the next one.
                         await asyncio.wait_for(self.wakeup.wait(), self._sleep(loop.time()))
-                        await asyncio.sleep(self.settings.coalesce_seconds)
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.shield(
@@ -241,68 +255,118 @@ class SinkRelay:
             )
 
     async def _publish_owned(self, now: float) -> bool:
-        """One batch of every partition due; True when some partition may have more."""
+        """One round: the first rows of every partition due, read in one query and handed
+        to the broker as one batch, then settled partition by partition; True when some
+        partition may have more."""
+        if not self._owned or now < self._connect.retry_at:
+            return False
         if not self._connected:
-            if not self._owned or now < self._connect.retry_at:
-                return False
             try:
                 await self.publisher.connect()
-                self._connected = True
-                self._connect.failures = 0
-            except PublishError as error:
-                logger.warning("event relay of sink %s: %s", self.sink.name, error)
-                self._back_off(self._connect, now)
+            except PublishError as unreachable:
+                self._wait_for_broker(unreachable, now)
                 return False
-        busy = False
-        for partition in list(self._owned.values()):
-            if partition.retry_at <= now and await self._publish_batch(partition, now):
-                busy = True
-        return busy
-
-    async def _publish_batch(self, partition: _Partition, now: float) -> bool:
-        claim = partition.claim
-        rows = await self.store.pending_events(
-            self.sink.name, claim.partition, self.settings.batch_size
+            self._connected = True
+            self._broker_back()
+        due = {n: p for n, p in self._owned.items() if p.retry_at <= now}
+        if not due:
+            return False
+        rows = await self.store.pending_events_of(
+            self.sink.name, sorted(due), self.settings.batch_size
         )
         if not rows:
             return False
-        republished = sum(1 for row in rows if row.id in partition.sent)
-        partition.sent.update(row.id for row in rows)
-        dead: DeadEvent | None = None
         failpoints.hit("relay_read")
-        try:
-            await self.publisher.publish([outgoing(row) for row in rows])
-            confirmed = len(rows)
-            failpoints.hit("relay_confirmed")
-        except EventRefused as error:
-            confirmed = error.confirmed
-            dead = self._refused(partition, rows, error)
-        except PublishFailed as error:
-            confirmed = error.confirmed
-            logger.warning(
-                "event relay of sink %s, partition %d: %s", self.sink.name, claim.partition, error
+        error = await self._publish(rows)
+        confirmed = len(rows) if error is None else error.confirmed
+        if confirmed:
+            self._broker_back()
+        if isinstance(error, BrokerUnavailable):
+            self._wait_for_broker(error, now)
+        elif isinstance(error, PublishFailed):
+            logger.warning("event relay of sink %s: %s", self.sink.name, error)
+        batches: dict[int, list[tuple[int, PendingEvent]]] = {}
+        for index, row in enumerate(rows):
+            batches.setdefault(row.partition, []).append((index, row))
+        settlements = {
+            number: self._settlement(
+                due[number],
+                [row for _, row in batch],
+                error,
+                confirmed=[row.id for index, row in batch if index < confirmed],
             )
-        delivered = [row.id for row in rows[:confirmed]]
-        if (delivered or dead is not None) and not await self.store.settle_events(
-            claim, self.lease, delivered, dead
-        ):
+            for number, batch in batches.items()
+        }
+        lost = await self.store.settle_partitions(
+            self.lease, [s for s in settlements.values() if s.delivered or s.dead is not None]
+        )
+        for claim in lost:
             logger.info(
                 "event relay of sink %s: partition %d taken over; its deletes are void",
                 self.sink.name,
                 claim.partition,
             )
             self._owned.pop(claim.partition, None)
-            return False
+        busy = False
+        for number, batch in batches.items():
+            if number in self._owned and self._settled(
+                due[number], [row for _, row in batch], settlements[number], error, now
+            ):
+                busy = True
+        return busy
+
+    async def _publish(self, rows: Sequence[PendingEvent]) -> PublishError | None:
+        """Hand the round to the broker; the failure, if any (it says what was confirmed)."""
+        try:
+            await self.publisher.publish([outgoing(row) for row in rows])
+        except (EventRefused, PublishFailed) as error:
+            return error
+        failpoints.hit("relay_confirmed")
+        return None
+
+    def _settlement(
+        self,
+        partition: _Partition,
+        rows: Sequence[PendingEvent],
+        error: PublishError | None,
+        confirmed: list[int],
+    ) -> Settlement:
+        """What to settle of a partition's rows of the round: the confirmed ones, and its
+        refused event if that is out of attempts."""
+        dead = self._refused(partition, rows, error) if isinstance(error, EventRefused) else None
+        return Settlement(partition.claim, confirmed, dead)
+
+    def _settled(
+        self,
+        partition: _Partition,
+        rows: Sequence[PendingEvent],
+        settled: Settlement,
+        error: PublishError | None,
+        now: float,
+    ) -> bool:
+        """The partition's bookkeeping once its rows of the round are settled; True when
+        it may have more."""
+        delivered, dead = settled.delivered, settled.dead
+        republished = sum(1 for row in rows if row.id in partition.sent)
+        partition.sent.update(row.id for row in rows)
         partition.sent.difference_update(delivered)
         if dead is not None:
             partition.sent.discard(dead.id)
             partition.refusals.pop(dead.id, None)
-        self._count(confirmed, republished, dead)
-        if confirmed < len(rows) and dead is None:
-            self._back_off(partition, now)
+        self._count(len(delivered), republished, dead)
+        if dead is not None:
+            return True
+        if len(delivered) < len(rows):
+            refused_here = isinstance(error, EventRefused) and any(
+                row.event_id == error.event_id for row in rows
+            )
+            if isinstance(error, EventRefused) and not refused_here:
+                return True  # cut short by another partition's refused event: go on
+            if not isinstance(error, BrokerUnavailable):  # that waits for the whole sink
+                self._back_off(partition, now)
             return False
         partition.failures = 0
-        return len(rows) == self.settings.batch_size or dead is not None
+        return len(rows) == self.settings.batch_size
 
     def _refused(
         self, partition: _Partition, rows: Sequence[PendingEvent], error: EventRefused
@@ -324,10 +388,33 @@ class SinkRelay:
             return None
         return DeadEvent(row.id, attempts, str(error)[:1000])
 
-    def _back_off(self, partition: _Partition, now: float) -> None:
+    def _wait_for_broker(self, error: PublishError, now: float) -> None:
+        """The broker cannot be reached: the whole sink waits, at most
+        `reconnect_seconds` between attempts (each one cheap), so a backlog starts
+        draining soon after the broker is back."""
+        if self._connect.failures == 0:
+            logger.warning("event relay of sink %s: %s", self.sink.name, error)
+        else:
+            logger.debug("event relay of sink %s: %s", self.sink.name, error)
+        self._back_off(self._connect, now, self.settings.reconnect_seconds)
+
+    def _broker_back(self) -> None:
+        """A confirm or a new connection: if the broker had been unreachable, every
+        partition backing off tries again in the next round, rather than after its
+        backoff. (A partition nacked while others are confirmed keeps its backoff, so
+        it does not republish every round.)"""
+        if not self._connect.failures:
+            return
+        logger.info("event relay of sink %s: the broker is back", self.sink.name)
+        for partition in (*self._owned.values(), self._connect):
+            partition.failures = 0
+            partition.retry_at = 0.0
+
+    def _back_off(self, partition: _Partition, now: float, longest: float | None = None) -> None:
         partition.failures += 1
         delay = self.settings.backoff_seconds * 2 ** min(partition.failures - 1, 10)
-        partition.retry_at = now + min(delay, self.settings.max_backoff_seconds)
+        cap = self.settings.max_backoff_seconds if longest is None else longest
+        partition.retry_at = now + min(delay, cap)
 
     def _count(self, confirmed: int, republished: int, dead: DeadEvent | None) -> None:
         if self.metrics is None:
@@ -357,10 +444,12 @@ class Relay:
         ]
         self._tasks: list[asyncio.Task[None]] = []
 
-    def wake(self) -> None:
-        """Something was committed: publish soon. Cheap; callable from any write."""
-        for sink in self.sinks:
-            sink.wake()
+    def wake(self, sinks: Collection[str] | None = None) -> None:
+        """Something was committed for these sinks (None: any): publish soon. Cheap;
+        callable from any write."""
+        for relay in self.sinks:
+            if sinks is None or relay.sink.name in sinks:
+                relay.wake()
 
     def start(self) -> None:
         for sink in self.sinks:

@@ -200,6 +200,7 @@ class Statements:
     count_needing_intervention: str
     insert_outbox_event: str
     select_pending_events: str
+    select_pending_events_of: str
     delete_events: str
     event_backlog: str
     add_event_partitions: str
@@ -338,6 +339,18 @@ SELECT {OUTBOX_COLUMNS} FROM saga_outbox
 WHERE sink = {p("sink")} AND partition_no = {p("partition_no")}
 ORDER BY id
 LIMIT {p("limit")}
+""",
+            # Each partition's first rows by the (sink, partition_no, id) index; one
+            # statement for all the partitions a relay holds, in outbox order.
+            select_pending_events_of=f"""
+SELECT {OUTBOX_COLUMNS} FROM (
+    SELECT {OUTBOX_COLUMNS},
+           row_number() OVER (PARTITION BY partition_no ORDER BY id) AS place
+    FROM saga_outbox
+    WHERE sink = {p("sink")} AND partition_no {dialect.in_list("partitions")}
+) AS pending
+WHERE place <= {p("limit")}
+ORDER BY id
 """,
             delete_events=f"DELETE FROM saga_outbox WHERE id {dialect.in_list('ids')} RETURNING id",
             event_backlog="""

@@ -10,17 +10,19 @@ Every method is a coroutine; a store that cannot reach its database raises
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from datetime import datetime
 
 from orchestrator.core.errors import SagaError
 from orchestrator.core.events import (
     DeadEvent,
     DeadLetter,
+    EventSink,
     OutboxEvent,
     PartitionClaim,
     PartitionLease,
     PendingEvent,
+    Settlement,
     SinkBacklog,
 )
 from orchestrator.core.records import (
@@ -84,10 +86,9 @@ class Store(abc.ABC):
         so no other replica takes it up. Goes through group commit: it may share a
         transaction with other sagas' writes, and returns once that is committed.
         """
-        result = await self._group_commit().create(
-            NewSaga(saga, tuple(steps), tuple(transitions), lease)
-        )
-        self._written()
+        new = NewSaga(saga, tuple(steps), tuple(transitions), lease)
+        result = await self._group_commit().create(new)
+        self._written(self._sinks_of([new]))
         return result
 
     async def create_sagas(
@@ -117,7 +118,7 @@ class Store(abc.ABC):
 
         if new_sagas:
             await write_isolated(write, list(enumerate(new_sagas)), answer)
-        self._written()
+        self._written(self._sinks_of(new_sagas))
         answers: list[CreateSagaResult | SagaError] = []
         for index in range(len(new_sagas)):
             outcome = outcomes[index]
@@ -130,19 +131,37 @@ class Store(abc.ABC):
         """Apply commits of one or more sagas (see `write`); returns once they are
         committed, possibly in one transaction with other sagas' writes."""
         await self._group_commit().commit(commits)
-        self._written()
+        self._written(self._sinks_of(commits))
 
     _group: GroupCommit | None = None
-    _written_hooks: tuple[Callable[[], None], ...] = ()
+    _written_hooks: tuple[Callable[[frozenset[str]], None], ...] = ()
 
-    def on_written(self, hook: Callable[[], None]) -> None:
-        """Call `hook` (cheap, synchronous) after this process's commits and new sagas
-        are written: the event relay's in-process wake-up."""
+    @property
+    def event_sinks(self) -> tuple[EventSink, ...]:
+        """The sinks this store writes outbox rows for."""
+        return ()
+
+    def on_written(self, hook: Callable[[frozenset[str]], None]) -> None:
+        """Call `hook(sinks)` (cheap, synchronous) after this process's commits and new
+        sagas are written, with the names of the event sinks they gave outbox rows: the
+        event relay's in-process wake-up. A write that gave none calls nothing."""
         self._written_hooks = (*self._written_hooks, hook)
 
-    def _written(self) -> None:
-        for hook in self._written_hooks:
-            hook()
+    def _written(self, sinks: Iterable[str]) -> None:
+        names = frozenset(sinks)
+        if names:
+            for hook in self._written_hooks:
+                hook(names)
+
+    def _sinks_of(self, writes: Iterable[NewSaga | SagaCommit]) -> set[str]:
+        """The sinks that select some transition of `writes` (as `outbox_events` does)."""
+        return {
+            sink.name
+            for write in writes
+            for transition in write.transitions
+            for sink in self.event_sinks
+            if sink.selects(write.saga.saga_type, transition.event)
+        }
 
     def _group_commit(self) -> GroupCommit:
         if self._group is None:
@@ -307,13 +326,20 @@ class Store(abc.ABC):
         pending and delete what was delivered, never resume "after the last id read".
 
         Not fenced: the relay publishes a partition only while it holds its lease
-        (`claim_event_partitions`) and deletes through `settle_events`."""
+        (`claim_event_partitions`) and deletes through `settle_partitions`."""
+
+    @abc.abstractmethod
+    async def pending_events_of(
+        self, sink: str, partitions: Sequence[int], limit: int
+    ) -> list[PendingEvent]:
+        """`pending_events` of several partitions in one read: up to `limit` rows of each,
+        all in outbox (id) order, so each partition's rows keep their order."""
 
     @abc.abstractmethod
     async def delete_events(self, ids: Sequence[int]) -> int:
         """Delete the outbox rows `ids` (delivered); return how many were still there.
 
-        Not fenced: for tools and tests; the relay deletes through `settle_events`."""
+        Not fenced: for tools and tests; the relay deletes through `settle_partitions`."""
 
     @abc.abstractmethod
     async def event_backlog(self) -> dict[str, SinkBacklog]:
@@ -358,6 +384,14 @@ class Store(abc.ABC):
         (if any) to the dead-letter table, in one transaction that first checks the
         partition is still `lease.owner`'s at `claim.version` (and renews its lease).
         Returns False, having changed nothing, when the claim is lost."""
+
+    @abc.abstractmethod
+    async def settle_partitions(
+        self, lease: Lease, settlements: Sequence[Settlement]
+    ) -> list[PartitionClaim]:
+        """`settle_events` of several partitions in one transaction, each fenced on its
+        own: a lost claim changes nothing of its partition and is returned, the others
+        are settled."""
 
     @abc.abstractmethod
     async def dead_event_counts(self) -> dict[str, int]:

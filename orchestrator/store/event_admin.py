@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, ClassVar
@@ -109,7 +109,7 @@ class EventAdmin:
 
         def _transaction(self) -> contextlib.AbstractAsyncContextManager[Transaction]: ...
 
-        def _written(self) -> None: ...
+        def _written(self, sinks: Iterable[str]) -> None: ...
 
     @property
     def _admin(self) -> AdminStatements:
@@ -177,7 +177,7 @@ class EventAdmin:
                 values = {column: row[column] for column in OUTBOX.types}
                 await tx.rows(statements.insert_outbox_event, values)
         if taken:
-            self._written()
+            self._written([sink])
         return len(taken)
 
     async def enqueue_events(self, events: Sequence[OutboxEvent]) -> int:
@@ -188,7 +188,7 @@ class EventAdmin:
         async with self._transaction() as tx:
             for event in events:
                 await tx.rows(statements.insert_outbox_event, encoding.event_params(event))
-        self._written()
+        self._written(event.sink for event in events)
         return len(events)
 
     async def transitions_since(

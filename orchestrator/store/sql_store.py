@@ -23,6 +23,7 @@ from orchestrator.core.events import (
     EventSink,
     PartitionClaim,
     PendingEvent,
+    Settlement,
     SinkBacklog,
 )
 from orchestrator.core.records import (
@@ -241,6 +242,16 @@ class SqlStore(WebhookRows, EventAdmin, Store):
         rows = await self._rows(self._statements.select_pending_events, params)
         return [self._encoding.pending_event_from_row(row) for row in rows]
 
+    async def pending_events_of(
+        self, sink: str, partitions: Sequence[int], limit: int
+    ) -> list[PendingEvent]:
+        if not partitions:
+            return []
+        chosen = self._statements.dialect.id_list(list(partitions))
+        params = {"sink": sink, "partitions": chosen, "limit": limit}
+        rows = await self._rows(self._statements.select_pending_events_of, params)
+        return [self._encoding.pending_event_from_row(row) for row in rows]
+
     async def delete_events(self, ids: Sequence[int]) -> int:
         if not ids:
             return 0
@@ -298,23 +309,35 @@ class SqlStore(WebhookRows, EventAdmin, Store):
         delivered: Sequence[int],
         dead: DeadEvent | None = None,
     ) -> bool:
+        return not await self.settle_partitions(lease, [Settlement(claim, delivered, dead)])
+
+    async def settle_partitions(
+        self, lease: Lease, settlements: Sequence[Settlement]
+    ) -> list[PartitionClaim]:
+        if not settlements:
+            return []
         statements = self._statements
-        where = {"sink": claim.sink, "partition_no": claim.partition}
-        ids = [*delivered, *([dead.id] if dead else [])]
+        lost: list[PartitionClaim] = []
         async with self._transaction() as tx:
-            held = await tx.rows(
-                statements.hold_event_partition,
-                {**statements.dialect.lease_params(lease), **where, "version": claim.version},
-            )
-            if not held:
-                return False
-            if dead is not None:
-                params = {**where, "id": dead.id, "attempts": dead.attempts, "error": dead.error}
-                await tx.rows(statements.bury_event, params)
-            if ids:
-                params = {**where, "ids": statements.dialect.id_list(ids)}
-                await tx.rows(statements.delete_partition_events, params)
-        return True
+            # In partition order, the order claims take lease rows in.
+            for settled in sorted(settlements, key=lambda s: s.claim.partition):
+                claim, delivered, dead = settled.claim, settled.delivered, settled.dead
+                where = {"sink": claim.sink, "partition_no": claim.partition}
+                held = await tx.rows(
+                    statements.hold_event_partition,
+                    {**statements.dialect.lease_params(lease), **where, "version": claim.version},
+                )
+                if not held:
+                    lost.append(claim)
+                    continue
+                if dead is not None:
+                    params = {**where, "id": dead.id, "attempts": dead.attempts}
+                    await tx.rows(statements.bury_event, {**params, "error": dead.error})
+                ids = [*delivered, *([dead.id] if dead else [])]
+                if ids:
+                    params = {**where, "ids": statements.dialect.id_list(ids)}
+                    await tx.rows(statements.delete_partition_events, params)
+        return lost
 
     async def dead_event_counts(self) -> dict[str, int]:
         rows = await self._rows(self._statements.count_dead_events, {})

@@ -121,6 +121,8 @@ async def jetstream() -> AsyncIterator[Broker]:
                 info = await js.stream_info(settings.stream)
             except nats.js.errors.NotFoundError:
                 return []
+            if not info.state.messages:
+                return []  # created, nothing stored yet: there is no message 0 to get
             found = []
             for seq in range(info.state.first_seq, info.state.last_seq + 1):
                 stored = await js.get_msg(settings.stream, seq)
