@@ -12,6 +12,7 @@ from __future__ import annotations
 import abc
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from datetime import datetime
+from typing import TypeVar
 
 from orchestrator.core.errors import SagaError
 from orchestrator.core.events import (
@@ -41,6 +42,9 @@ from orchestrator.core.records import (
     TransitionRecord,
 )
 from orchestrator.store.group_commit import GroupCommit, write_isolated
+
+Made = TypeVar("Made", bound=NewSaga | SagaCommit | None)
+"""What a lock path's callback writes: a new saga, a commit, or nothing."""
 
 
 class Store(abc.ABC):
@@ -152,6 +156,21 @@ class Store(abc.ABC):
         if names:
             for hook in self._written_hooks:
                 hook(names)
+
+    def _written_by(
+        self, make: Callable[[LockAttempt], Made]
+    ) -> tuple[Callable[[LockAttempt], Made], Callable[[], None]]:
+        """For the lock paths, whose writes are made by a callback inside the store's
+        transaction: `make` wrapped to keep what it made, and a function to call once
+        the transaction committed, which wakes the hooks as `commit` does."""
+        made: list[NewSaga | SagaCommit] = []
+
+        def keeping(attempt: LockAttempt) -> Made:
+            result = make(attempt)
+            made[:] = [result] if isinstance(result, NewSaga | SagaCommit) else []
+            return result
+
+        return keeping, lambda: self._written(self._sinks_of(made))
 
     def _sinks_of(self, writes: Iterable[NewSaga | SagaCommit]) -> set[str]:
         """The sinks that select some transition of `writes` (as `outbox_events` does)."""

@@ -161,8 +161,9 @@ class SqlStore(WebhookRows, EventAdmin, Store):
         version: int,
         decide: Callable[[LockAttempt], SagaCommit | None],
     ) -> LockAttempt:
+        decide, written = self._written_by(decide)
         async with self._transaction() as tx:
-            return await take_locks(
+            attempt = await take_locks(
                 tx,
                 self._statements,
                 self._locks,
@@ -174,6 +175,8 @@ class SqlStore(WebhookRows, EventAdmin, Store):
                 utc_now(),
                 self._event_sinks,
             )
+        written()
+        return attempt
 
     async def create_locked_saga(
         self,
@@ -181,8 +184,9 @@ class SqlStore(WebhookRows, EventAdmin, Store):
         keys: Sequence[str],
         open_saga: Callable[[LockAttempt], NewSaga],
     ) -> CreateSagaResult:
+        open_saga, written = self._written_by(open_saga)
         async with self._transaction() as tx:
-            return await create_locked(
+            result = await create_locked(
                 tx,
                 self._statements,
                 self._locks,
@@ -193,6 +197,8 @@ class SqlStore(WebhookRows, EventAdmin, Store):
                 utc_now(),
                 self._event_sinks,
             )
+        written()
+        return result
 
     async def lock_blockers(self, saga_id: str, keys: Sequence[str]) -> list[LockBlocker]:
         blockers = []

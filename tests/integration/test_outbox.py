@@ -215,6 +215,10 @@ async def test_each_saga_s_events_keep_its_log_order_within_its_partition(outbox
 
 
 async def test_lock_takes_and_locked_openings_write_their_events(outbox_store: Store):
+    """...and wake the relay as any write does: their rows are made inside the lock
+    transaction by a callback, not handed to `commit`."""
+    woken: list[frozenset[str]] = []
+    outbox_store.on_written(woken.append)
     saga = dataclasses.replace(saga_record("locked"), lock_keys=("default/sku:1",))
     opening = NewSaga(saga, pending_steps("locked"), (saga_started("locked"),))
 
@@ -233,6 +237,8 @@ async def test_lock_takes_and_locked_openings_write_their_events(outbox_store: S
 
     assert announced(await events_of(outbox_store, EVERYTHING)) == ["locked:1", "locked:2"]
     assert announced(await events_of(outbox_store, LIFECYCLE)) == ["locked:1"]
+    everything_and_lifecycle = frozenset({EVERYTHING.name, LIFECYCLE.name})
+    assert woken == [everything_and_lifecycle, frozenset({EVERYTHING.name})]
 
 
 async def test_retention_deletes_a_saga_but_never_its_undelivered_events(outbox_store: Store):

@@ -143,7 +143,10 @@ class PostgresStore(SqlStore):
         (`OpeningBatches`, written by `lock_plans.write_openings`)."""
         if self._openings is None:
             self._openings = OpeningBatches(self._write_openings)
-        return await self._openings.create(LockedOpening(idempotency_key, tuple(keys), open_saga))
+        open_saga, written = self._written_by(open_saga)
+        result = await self._openings.create(LockedOpening(idempotency_key, tuple(keys), open_saga))
+        written()
+        return result
 
     async def take_locks(
         self,
@@ -153,11 +156,14 @@ class PostgresStore(SqlStore):
         decide: Callable[[LockAttempt], SagaCommit | None],
     ) -> LockAttempt:
         """As the base, in one pipelined transaction of two round trips (see `lock_plans`)."""
+        decide, written = self._written_by(decide)
         async with self._connection() as connection:
             with failpoints.scope("lock_take"):
-                return await lock_plans.take_locks(
+                attempt = await lock_plans.take_locks(
                     connection, saga_id, keys, version, decide, utc_now(), self._event_sinks
                 )
+        written()
+        return attempt
 
     async def _write_openings(
         self, openings: Sequence[LockedOpening]
