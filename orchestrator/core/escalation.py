@@ -21,6 +21,13 @@ NEEDS_INTERVENTION = "needs_intervention"
 ROLLBACK = "rollback"
 """A read-only step given up: it changed nothing, the steps before it are compensated."""
 
+ESCALATION_ASSUMES = (
+    "every attempt runs out its timeout and every backoff its full jitter; "
+    "a participant that refuses connections fails each attempt at once, so sooner "
+    "(about the backoffs alone)"
+)
+"""What the stated time assumes, as `saga describe` and the catalogue say it."""
+
 
 def worst_case_attempts_seconds(policy: RetryPolicy, timeout: float) -> float:
     """Seconds from the first attempt to the last one's end, when every attempt lasts

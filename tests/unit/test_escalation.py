@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import pytest
 
+from orchestrator.api import catalogue
 from orchestrator.core.definition import DEFAULT_ACTION_RETRY, DEFAULT_COMPENSATION_RETRY
 from orchestrator.core.escalation import (
     NEEDS_INTERVENTION,
@@ -46,7 +47,9 @@ def elapsed_until_given_up(definition, index, timeout):
     now = T0
     while True:
         now += timedelta(seconds=timeout)
-        after = run.action_failed(index, ErrorKind.TRANSIENT, "DEADLINE_EXCEEDED", now, HIGHEST_DRAW)
+        after = run.action_failed(
+            index, ErrorKind.TRANSIENT, "DEADLINE_EXCEEDED", now, HIGHEST_DRAW
+        )
         if after.verdict is not Verdict.RETRY:
             break
         now = after.retry_at
@@ -96,3 +99,15 @@ def test_a_read_only_step_given_up_leads_to_the_rollback():
     step = dataclasses.replace(TRAVEL.all_steps[0], compensation=None, read_only=True)
     escalation = step_escalation(dataclasses.replace(TRAVEL, steps=(step,)), step)
     assert (escalation.ends, escalation.compensation_seconds) == (ROLLBACK, None)
+
+
+def test_the_catalogue_and_its_text_state_each_steps_worst_case():
+    message = catalogue.definition_to_proto(TRAVEL)
+    for step, entry in zip(TRAVEL.all_steps, message.steps, strict=True):
+        expected = step_escalation(TRAVEL, step).total_seconds
+        assert entry.escalation_seconds == pytest.approx(expected, abs=1e-3)
+    document = catalogue.definition_document(message)
+    assert document["steps"][0]["escalation_seconds"] == pytest.approx(90.92)
+    text = catalogue.describe_text(message)
+    assert "gives up:     within 90.9s of its first attempt, then needs_intervention" in text
+    assert "every attempt runs out its timeout" in text
