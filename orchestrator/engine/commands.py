@@ -28,13 +28,15 @@ CHANNEL_OPTIONS = (
 )
 """How a participant's channel reconnects. Commands do not wait for a channel to become
 ready, so a refused connection fails its attempt at once; in between, gRPC retries the
-connection on its own, 0.1 s after a failure, growing to at most 2 s (gRPC's default
-grows to 120 s), so a participant that comes back is reached within about 2 s, by the
-next attempt or an operator's retry. `min_reconnect_backoff_ms` is, despite its name,
-the least time one connection attempt (TCP and TLS handshake) is given; the attempt's
-own deadline still bounds a command on a host that never answers."""
+connection on its own, 0.1 s after a failure, growing to at most 2 s (+/- 20 % jitter;
+gRPC's default grows to 120 s), so a participant that comes back is reached within
+about 2 s, by the next attempt or an operator's retry. `min_reconnect_backoff_ms` is,
+despite its name, the least time one connection attempt (TCP and TLS handshake) is
+given: short, it would fail a distant participant's handshake on every attempt, now
+that no command waits for a connection. A command's own deadline still bounds a host
+that never answers."""
 
-MAX_RECONNECT_BACKOFF_SECONDS = 2.0
+MAX_RECONNECT_BACKOFF_SECONDS = dict(CHANNEL_OPTIONS)["grpc.max_reconnect_backoff_ms"] / 1000
 """The longest a recovered participant can stay unreached (the cap above), in seconds."""
 
 __all__ = ["ErrorKind", "ParticipantClient", "classify", "describe_rpc_error"]
