@@ -18,6 +18,7 @@ from orchestrator.core.definition import (
     RetryPolicy,
     SagaDefinition,
 )
+from orchestrator.core.escalation import ESCALATION_ASSUMES, step_escalation
 from saga.v1 import orchestrator_pb2 as pb
 
 
@@ -64,6 +65,7 @@ def definition_to_proto(definition: SagaDefinition, *, latest: bool = True) -> p
             retry=_policy(definition.action_retry(step)),
             compensation_retry=_policy(definition.compensation_retry_of(step)),
             read_only=step.read_only,
+            escalation_seconds=round(step_escalation(definition, step).total_seconds, 3),
         )
         if step.compensation is not None:
             entry.compensation = f"{step.compensation.service}.{step.compensation.method}"
@@ -117,6 +119,13 @@ def definition_document(message: pb.SagaDefinition) -> dict[str, Any]:
     return document
 
 
+def escalation_text(step: pb.StepDefinition) -> str:
+    """When the saga gives up on a failing step, at worst, and what it comes to then."""
+    rollback = step.read_only and not (step.retriable or step.forward_only)
+    then = "the steps before it are compensated" if rollback else "needs_intervention"
+    return f"within {step.escalation_seconds:.1f}s of its first attempt, then {then}"
+
+
 def describe_text(message: pb.SagaDefinition) -> str:
     """A catalogue entry for people: stages, steps, RPCs, pivot (what a server can say
     without the definition modules; `saga describe` without --address says more)."""
@@ -144,6 +153,9 @@ def describe_text(message: pb.SagaDefinition) -> str:
             lines.append(f"   completes:    {completion_text(step.completion)}")
         lines.append(f"   timeout:      {step.timeout_seconds:g}s per attempt")
         lines.append(f"   retry:        {step.retry.max_attempts} attempts")
+        lines.append(f"   gives up:     {escalation_text(step)}")
+    lines.append("")
+    lines.append(f"gives up within: the worst case, where {ESCALATION_ASSUMES}")
     if message.HasField("pivot_stage"):
         lines.append("")
         lines.append(f"pivot: stage {message.pivot_stage}")

@@ -22,6 +22,7 @@ from orchestrator.core.definition import (
     SagaDefinition,
     Step,
 )
+from orchestrator.core.escalation import ESCALATION_ASSUMES, ROLLBACK, step_escalation
 
 FORMATS = ("text", "mermaid", "dot")
 
@@ -67,6 +68,18 @@ def _short_rpc(call: Call) -> str:
 
 def _seconds(value: float) -> str:
     return f"{value:g}s"
+
+
+def _escalation(definition: SagaDefinition, step: Step) -> str:
+    """When the saga gives up on the step at worst, with the parts that add up to it."""
+    bound = step_escalation(definition, step)
+    then = "the steps before it are compensated" if bound.ends == ROLLBACK else bound.ends
+    parts = (
+        f" (action {bound.action_seconds:.1f}s + compensation {bound.compensation_seconds:.1f}s)"
+        if bound.compensation_seconds is not None
+        else ""
+    )
+    return f"within {bound.total_seconds:.1f}s of its first attempt{parts}, then {then}"
 
 
 def _policy(policy: RetryPolicy, default: RetryPolicy) -> str:
@@ -149,8 +162,10 @@ def describe_text(definition: SagaDefinition) -> str:
                     f"{detail}compensation retry: "
                     + _policy(definition.compensation_retry_of(step), definition.compensation_retry)
                 )
+            lines.append(f"{detail}gives up:           {_escalation(definition, step)}")
     order = _compensation_order(definition)
     lines.append("")
+    lines.append(f"gives up within: the worst case, where {ESCALATION_ASSUMES}")
     pivot = definition.pivot_stage
     if pivot is not None:
         names = [step.name for step in _members(definition.steps[pivot])]

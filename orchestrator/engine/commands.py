@@ -23,11 +23,21 @@ from orchestrator.telemetry.tracing import outbound_metadata
 
 CHANNEL_OPTIONS = (
     ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 2000),
+    ("grpc.min_reconnect_backoff_ms", 5000),
 )
-"""gRPC's own reconnect backoff grows to 120 s; capped at 2 s, a participant that comes back
-is found by the next attempt (an operator's retry included) instead of after a long wait."""
+"""How a participant's channel reconnects. Commands do not wait for a channel to become
+ready, so a refused connection fails its attempt at once; in between, gRPC retries the
+connection on its own, 0.1 s after a failure, growing to at most 2 s (+/- 20 % jitter;
+gRPC's default grows to 120 s), so a participant that comes back is reached within
+about 2 s, by the next attempt or an operator's retry. `min_reconnect_backoff_ms` is,
+despite its name, the least time one connection attempt (TCP and TLS handshake) is
+given: short, it would fail a distant participant's handshake on every attempt, now
+that no command waits for a connection. A command's own deadline still bounds a host
+that never answers."""
+
+MAX_RECONNECT_BACKOFF_SECONDS = dict(CHANNEL_OPTIONS)["grpc.max_reconnect_backoff_ms"] / 1000
+"""The longest a recovered participant can stay unreached (the cap above), in seconds."""
 
 __all__ = ["ErrorKind", "ParticipantClient", "classify", "describe_rpc_error"]
 
@@ -107,14 +117,17 @@ class ParticipantClient:
                 response_deserializer=call.response_type.FromString,
             )
             self._methods[(participant, call.path)] = method
-        # wait_for_ready: a participant restarting within the deadline is waited for,
-        # not counted as a failed attempt. The metadata carries the step's span (if any),
-        # so the participant's span joins the saga's trace.
+        # No wait_for_ready: a channel that cannot connect (refused, a failed TLS
+        # handshake) fails the attempt as soon as its connection attempt does, instead
+        # of holding it for the whole deadline; the retry policy decides what next. A
+        # participant that accepted the call still has the full deadline to answer. The
+        # metadata carries the step's span (if any), so the participant's span joins the
+        # saga's trace.
         try:
             reply: Message = await method(
                 request,
                 timeout=deadline_seconds,
-                wait_for_ready=True,
+                wait_for_ready=False,
                 metadata=outbound_metadata(),
             )
         except grpc.aio.AioRpcError as error:
@@ -124,12 +137,13 @@ class ParticipantClient:
     def _never_connected(
         self, participant: str, error: grpc.aio.AioRpcError
     ) -> grpc.aio.AioRpcError:
-        """A deadline that ran out while the channel could not connect (refused, or a
-        failed TLS handshake) reads as UNAVAILABLE, as gRPC says without wait_for_ready;
-        both codes are transient, so only the step's error text changes."""
+        """An attempt that failed because the channel could not connect (refused, or a
+        failed TLS handshake) names the participant and its address instead of gRPC's
+        "failed to connect to all addresses". Still UNAVAILABLE (transient, retried with
+        the same key), so only the step's error text changes."""
         channel = self._channels.get(participant)
         if (
-            error.code() is not grpc.StatusCode.DEADLINE_EXCEEDED
+            error.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
             or channel is None
             or channel.get_state() is not grpc.ChannelConnectivity.TRANSIENT_FAILURE
         ):

@@ -468,7 +468,7 @@ class SagaDefinition(_message.Message):
     def __init__(self, saga_type: _Optional[str] = ..., version: _Optional[int] = ..., description: _Optional[str] = ..., input: _Optional[str] = ..., output: _Optional[str] = ..., deadline_seconds: _Optional[float] = ..., pivot_stage: _Optional[int] = ..., steps: _Optional[_Iterable[_Union[StepDefinition, _Mapping]]] = ..., latest: _Optional[bool] = ...) -> None: ...
 
 class StepDefinition(_message.Message):
-    __slots__ = ("name", "group", "stage", "participant", "action", "compensation", "forward_only", "retriable", "timeout_seconds", "retry", "compensation_retry", "read_only", "completion")
+    __slots__ = ("name", "group", "stage", "participant", "action", "compensation", "forward_only", "retriable", "timeout_seconds", "retry", "compensation_retry", "read_only", "completion", "escalation_seconds")
     NAME_FIELD_NUMBER: _ClassVar[int]
     GROUP_FIELD_NUMBER: _ClassVar[int]
     STAGE_FIELD_NUMBER: _ClassVar[int]
@@ -482,6 +482,7 @@ class StepDefinition(_message.Message):
     COMPENSATION_RETRY_FIELD_NUMBER: _ClassVar[int]
     READ_ONLY_FIELD_NUMBER: _ClassVar[int]
     COMPLETION_FIELD_NUMBER: _ClassVar[int]
+    ESCALATION_SECONDS_FIELD_NUMBER: _ClassVar[int]
     name: str
     group: str
     stage: int
@@ -495,7 +496,8 @@ class StepDefinition(_message.Message):
     compensation_retry: RetryPolicy
     read_only: bool
     completion: AsyncCompletionDefinition
-    def __init__(self, name: _Optional[str] = ..., group: _Optional[str] = ..., stage: _Optional[int] = ..., participant: _Optional[str] = ..., action: _Optional[str] = ..., compensation: _Optional[str] = ..., forward_only: _Optional[bool] = ..., retriable: _Optional[bool] = ..., timeout_seconds: _Optional[float] = ..., retry: _Optional[_Union[RetryPolicy, _Mapping]] = ..., compensation_retry: _Optional[_Union[RetryPolicy, _Mapping]] = ..., read_only: _Optional[bool] = ..., completion: _Optional[_Union[AsyncCompletionDefinition, _Mapping]] = ...) -> None: ...
+    escalation_seconds: float
+    def __init__(self, name: _Optional[str] = ..., group: _Optional[str] = ..., stage: _Optional[int] = ..., participant: _Optional[str] = ..., action: _Optional[str] = ..., compensation: _Optional[str] = ..., forward_only: _Optional[bool] = ..., retriable: _Optional[bool] = ..., timeout_seconds: _Optional[float] = ..., retry: _Optional[_Union[RetryPolicy, _Mapping]] = ..., compensation_retry: _Optional[_Union[RetryPolicy, _Mapping]] = ..., read_only: _Optional[bool] = ..., completion: _Optional[_Union[AsyncCompletionDefinition, _Mapping]] = ..., escalation_seconds: _Optional[float] = ...) -> None: ...
 
 class AsyncCompletionDefinition(_message.Message):
     __slots__ = ("result_type", "timeout_seconds", "heartbeat_timeout_seconds", "on_timeout")

@@ -40,16 +40,19 @@ def flight_process(workdir: Path, name: str, port: int = 0) -> ChildProcess:
 
 
 @pytest.mark.parametrize(
-    ("flight_command", "declined", "expected_flight"),
+    ("saga_type", "flight_command", "declined", "expected_flight"),
     [
-        # The 1st command is BookFlight: its booking is committed, its reply lost.
-        pytest.param(1, False, "ACTIVE", id="booking"),
-        # The charge is declined; the 2nd command is CancelFlight, committed, reply lost.
-        pytest.param(2, True, "CANCELLED", id="cancellation"),
+        # The 1st command is BookFlight: its booking is committed, its reply lost. The
+        # saga type retries it after 2 s and 4 s: long enough for the restart (a refused
+        # connection fails an attempt at once, so the retries must span the restart).
+        pytest.param("patient", 1, False, "ACTIVE", id="booking"),
+        # The charge is declined; the 2nd command is CancelFlight, committed, reply lost;
+        # the default compensation policy retries for about 20 s.
+        pytest.param("travel_booking", 2, True, "CANCELLED", id="cancellation"),
     ],
 )
 async def test_participant_killed_after_commit_answers_the_retry_with_the_stored_result(
-    tmp_path, database_url, participants, flight_command, declined, expected_flight
+    tmp_path, database_url, participants, saga_type, flight_command, declined, expected_flight
 ):
     flight_dir = tmp_path / "flight"
     crashing = flight_process(flight_dir, "flight-crashing")
@@ -58,7 +61,8 @@ async def test_participant_killed_after_commit_answers_the_retry_with_the_stored
     port = int(crashing.address.rsplit(":", 1)[1])
     restarted = flight_process(flight_dir, "flight-restarted", port)
     addresses = {**participants.info["services"], "flight": crashing.address}
-    orchestrator = orchestrator_process(tmp_path, database_url, addresses)
+    env = {"SAGA_DEFINITIONS": "orchestrator.examples,tests.support.policy_sagas"}
+    orchestrator = orchestrator_process(tmp_path, database_url, addresses, env=env)
     try:
         orchestrator.start()
         async with grpc.aio.insecure_channel(orchestrator.address) as channel:
@@ -66,14 +70,15 @@ async def test_participant_killed_after_commit_answers_the_retry_with_the_stored
             amount = MAX_CHARGE_MINOR + 1 if declined else 100_000
             started = await stub.StartSaga(
                 pb.StartSagaRequest(
-                    saga_type="travel_booking",
+                    saga_type=saga_type,
                     correlation_id=f"participant-crash-{flight_command}",
                     payload=struct(travel(amount_minor=amount)),
                 ),
                 timeout=5,
             )
             assert wait_exit(crashing) == FAILPOINT_EXIT_CODE, crashing.log_tail()
-            # Same port and state: the orchestrator's channel finds it again.
+            # Same port and state: the orchestrator's channel finds it again (its
+            # reconnect backoff is capped at 2 s).
             restarted.start()
             saga = await wait_terminal(stub, started.saga_id)
         effects = await effects_of(addresses, started.saga_id)

@@ -59,6 +59,7 @@ deadline: 600s; a saga still running then, before its pivot, is compensated
        timeout:            2.5s per attempt
        retry:              5 attempts, backoff 0.2s x3 up to 1s, jitter 10%
        compensation retry: 10 attempts, backoff 0.1s x2 up to 5s, jitter 20% (saga default)
+       gives up:           within 66.1s of its first attempt (action 15.6s + compensation 50.6s), then needs_intervention
    - book_hotel
        participant:        hotel
        action:             saga.participants.hotel.v1.HotelService.BookHotel
@@ -66,12 +67,14 @@ deadline: 600s; a saga still running then, before its pivot, is compensated
        timeout:            5s per attempt
        retry:              3 attempts, backoff 0.1s x2 up to 2s, jitter 20% (saga default)
        compensation retry: 10 attempts, backoff 0.1s x2 up to 5s, jitter 20% (saga default)
+       gives up:           within 90.9s of its first attempt (action 15.4s + compensation 75.6s), then needs_intervention
 2. charge_payment
      participant:        payment
      action:             saga.participants.payment.v1.PaymentService.ChargePayment
      compensation:       none (irreversible)
      timeout:            5s per attempt
      retry:              3 attempts, backoff 0.1s x2 up to 2s, jitter 20% (saga default)
+     gives up:           within 15.4s of its first attempt, then needs_intervention
 3. rent_car
      participant:        car_rental
      action:             saga.participants.car_rental.v1.CarRentalService.RentCar
@@ -79,7 +82,9 @@ deadline: 600s; a saga still running then, before its pivot, is compensated
      timeout:            5s per attempt
      retry:              8 attempts, backoff 0.1s x2 up to 2s, jitter 20%, also retrying INTERNAL, UNKNOWN
      retriable:          every error is retried; when attempts run out an operator decides
+     gives up:           within 48.5s of its first attempt, then needs_intervention
 
+gives up within: the worst case, where every attempt runs out its timeout and every backoff its full jitter; a participant that refuses connections fails each attempt at once, so sooner (about the backoffs alone)
 pivot: stage 2 (charge_payment)
   completed: the saga only goes forward; later steps are retried, and an operator decides if one still fails
   refused by its participant: nothing happened there; the steps before it are compensated
