@@ -303,6 +303,10 @@ async def _serve(
     await store.open()
     if telemetry.metrics is not None:
         telemetry.metrics.watch_store_pool(store.pool_stats)
+        telemetry.metrics.set_limits(
+            max_sagas_in_flight=config.limits.max_sagas_in_flight,
+            max_watch_streams=config.limits.max_watch_streams,
+        )
     try:
         check_unfinished_versions(await store.unfinished_definitions(), registry)
     except BaseException:

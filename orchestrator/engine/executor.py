@@ -105,6 +105,7 @@ class Executor:
             slots=self._slots,
             run_of=self._run_of,
             drive=self._spawn,
+            telemetry=self._telemetry,
         )
         self._starts = SagaStarts(
             store,

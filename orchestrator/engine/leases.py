@@ -30,6 +30,7 @@ from orchestrator.core.machine import SagaRun
 from orchestrator.core.records import Lease, StoredSaga
 from orchestrator.engine.admission import SagaSlots
 from orchestrator.store.base import Store
+from orchestrator.telemetry.engine import EngineTelemetry
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ class LeaseKeeper:
     `driven` is the executor's own map of drives (read, never changed here); `slots` the
     budget of sagas in flight it shares with the executor's starts; `run_of` builds a
     saga's run from what the store holds; `drive` starts driving a claimed saga (with its
-    run, or None to let its task load it).
+    run, or None to let its task load it); `telemetry` counts takeovers and lost leases.
     """
 
     def __init__(
@@ -67,6 +68,7 @@ class LeaseKeeper:
         slots: SagaSlots,
         run_of: Callable[[StoredSaga], SagaRun],
         drive: Callable[[str, SagaRun | None], None],
+        telemetry: EngineTelemetry | None = None,
     ) -> None:
         self._store = store
         self._lease = lease
@@ -74,6 +76,7 @@ class LeaseKeeper:
         self._slots = slots
         self._run_of = run_of
         self._drive = drive
+        self._telemetry = telemetry or EngineTelemetry()
 
     async def adopt(self, saga_id: str) -> None:
         """Drive one saga here if nobody else holds its lease and there is room; without
@@ -111,6 +114,7 @@ class LeaseKeeper:
                     if saga.saga_id not in self._driven:
                         self._drive(saga.saga_id, runs.get(saga.saga_id))
             total += len(claimed)
+            self._telemetry.leases_claimed(len(claimed))
             if len(claimed) < places.count:
                 break
         return total
@@ -166,6 +170,7 @@ class LeaseKeeper:
                 logger.warning(
                     "lease lost to another replica; stop driving", extra={"saga_id": saga_id}
                 )
+                self._telemetry.lease_lost()
                 task.cancel()
 
     async def _end_lost_sessions(self) -> None:

@@ -199,8 +199,9 @@ class Store(abc.ABC):
         live(True)
 
     def pool_stats(self) -> dict[str, int]:
-        """Statistics of the store's connection pool (psycopg_pool's `get_stats()` keys),
-        empty for a store without one; cheap enough to read at every metrics scrape."""
+        """Statistics of the store's connection pool (psycopg_pool's `get_stats()` keys,
+        and `server_lost`: 1 while the database is found gone), empty for a store without
+        one; cheap enough to read at every metrics scrape."""
         return {}
 
     @abc.abstractmethod

@@ -95,6 +95,16 @@ class EngineTelemetry:
         elapsed = (run.saga.update_time - run.saga.create_time).total_seconds()
         metrics.saga_duration.labels(saga_type, outcome).observe(max(0.0, elapsed))
 
+    def leases_claimed(self, count: int) -> None:
+        """Sagas claimed because their lease was missing or expired (a takeover)."""
+        if self.metrics is not None and count:
+            self.metrics.lease_claims.inc(count)
+
+    def lease_lost(self) -> None:
+        """A drive stopped because another replica holds the saga's lease now."""
+        if self.metrics is not None:
+            self.metrics.leases_lost.inc()
+
     def lock_queued(self, run: SagaRun) -> None:
         if self.metrics is not None:
             self.metrics.lock_waits.labels(run.saga.saga_type).inc()

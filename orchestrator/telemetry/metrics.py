@@ -99,6 +99,12 @@ class SagaMetrics:
             "Sagas this replica is driving now.",
             registry=registry,
         )
+        self.in_flight_limit = Gauge(
+            "saga_in_flight_limit",
+            "Sagas this replica drives at most (--max-sagas-in-flight); at the limit, "
+            "StartSaga answers RESOURCE_EXHAUSTED and orphans wait.",
+            registry=registry,
+        )
         self.sagas_needing_intervention_now = Gauge(
             "saga_needing_intervention",
             "Sagas waiting for an operator (retry, resolve), by type; counted in the store, "
@@ -110,6 +116,23 @@ class SagaMetrics:
             "saga_watch_streams",
             "WatchSaga streams and waiting ExecuteSaga calls on this replica now "
             "(refused past --max-watch-streams).",
+            registry=registry,
+        )
+        self.watch_streams_limit = Gauge(
+            "saga_watch_streams_limit",
+            "WatchSaga streams and waiting ExecuteSaga calls this replica accepts at once "
+            "(--max-watch-streams).",
+            registry=registry,
+        )
+        self.lease_claims = Counter(
+            "saga_lease_claims",
+            "Unfinished sagas this replica claimed because their lease was missing or "
+            "expired: the replica driving them died, froze or restarted.",
+            registry=registry,
+        )
+        self.leases_lost = Counter(
+            "saga_leases_lost",
+            "Drives this replica stopped because another replica had taken the lease.",
             registry=registry,
         )
         self.grpc_requests = Counter(
@@ -162,6 +185,11 @@ class SagaMetrics:
         for saga_type in {*types, *counts}:
             self.sagas_needing_intervention_now.labels(saga_type).set(counts.get(saga_type, 0))
 
+    def set_limits(self, *, max_sagas_in_flight: int, max_watch_streams: int) -> None:
+        """Export the configured caps, so an alert can compare the gauges with them."""
+        self.in_flight_limit.set(max_sagas_in_flight)
+        self.watch_streams_limit.set(max_watch_streams)
+
     def watch_store_pool(self, stats: Callable[[], Mapping[str, int]]) -> None:
         """Export the store's connection pool, read from `stats` at each scrape."""
         self.registry.register(StorePoolCollector(stats))
@@ -190,8 +218,13 @@ POOL_COUNTERS: Final = {
 }
 
 
+STORE_UNREACHABLE: Final = "server_lost"
+"""The key of `Store.pool_stats()` that is 1 while the database is found gone."""
+
+
 class StorePoolCollector(Collector):
-    """The store's pool as `saga_store_pool_*` series, read when scraped.
+    """The store's pool as `saga_store_pool_*` series, and `saga_store_unreachable`
+    (the store's own verdict on its database), read when scraped.
 
     Nothing is exported while `stats` is empty (a store without a pool, or closed).
     """
@@ -218,6 +251,14 @@ class StorePoolCollector(Collector):
                 value = stats.get(key, 0)
                 counter.add_metric([], value / 1000 if key.endswith("_ms") else value)
             yield counter
+        unreachable = GaugeMetricFamily(
+            "saga_store_unreachable",
+            "1 while the store has found its database gone and its probes have not reached "
+            "it again; 0 while it answers.",
+        )
+        if stats:
+            unreachable.add_metric([], stats.get(STORE_UNREACHABLE, 0))
+        yield unreachable
 
 
 @dataclass(frozen=True)

@@ -534,6 +534,33 @@ async def test_postgres_pool_is_exported_as_prometheus_series_while_open(postgre
     assert metrics.registry.get_sample_value("saga_store_pool_pool_size") is None
 
 
+@pytest.mark.postgres
+async def test_postgres_store_reports_its_database_unreachable_until_a_probe_reaches_it(
+    postgres_url: str,
+):
+    application = f"saga_test_{secrets.token_hex(4)}"
+    store = PostgresStore(f"{postgres_url}&application_name={application}", max_size=1)
+    metrics = SagaMetrics(process_collectors=False)
+    metrics.watch_store_pool(store.pool_stats)
+    await store.open()
+    try:
+        assert metrics.registry.get_sample_value("saga_store_unreachable") == 0
+        with psycopg.connect(postgres_url, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE application_name = %s",
+                (application,),
+            )
+        with pytest.raises(StoreUnavailable):
+            await store.get_saga("saga-1")
+        assert metrics.registry.get_sample_value("saga_store_unreachable") == 1
+
+        assert await store.get_saga("saga-1") is None  # the probe connects: back again
+        assert metrics.registry.get_sample_value("saga_store_unreachable") == 0
+    finally:
+        await store.close()
+
+
 async def test_sqlite_store_exports_no_pool_series(tmp_path: Path):
     store = SqliteStore(str(tmp_path / "sagas.db"))
     metrics = SagaMetrics(process_collectors=False)

@@ -193,8 +193,11 @@ class Connections:
             await pool.close()
 
     def stats(self) -> dict[str, int]:
+        """The pool's counts, and `server_lost` (1 while the server is found gone)."""
         # get_stats() only copies counts, so the metrics scrape thread may call it.
-        return {} if self._pool is None else self._pool.get_stats()
+        if self._pool is None:
+            return {}
+        return {**self._pool.get_stats(), "server_lost": int(self._lost_since is not None)}
 
     async def connect(self) -> Connection:
         """A connection of its own, outside the pool (a listener's)."""
