@@ -87,10 +87,13 @@ async def test_execute_saga_with_bad_input_is_invalid_and_stores_nothing(stub):
 
 @contextlib.asynccontextmanager
 async def orchestrator_without_flight(tmp_path, database_url, participants, **env: str):
-    """An orchestrator whose flight participant refuses connections: its sagas retry the
-    first step and stay RUNNING. The port is held bound, never listening."""
+    """An orchestrator whose flight participant never answers: its sagas wait out each
+    attempt of the first step and stay RUNNING. The port listens but nothing accepts or
+    speaks on it (a refused connection would fail each attempt at once, and the saga
+    would soon be compensating)."""
     held = socket.socket()
     held.bind(("127.0.0.1", 0))
+    held.listen(64)
     addresses = {
         **participants.info["services"],
         "flight": f"127.0.0.1:{held.getsockname()[1]}",
