@@ -194,25 +194,31 @@ def claim_plan(url: str) -> dict[str, Any]:
 
 async def _heartbeats(
     callbacks: cb_grpc.SagaCallbacksStub, tokens: list[str], rate: float, seconds: float
-) -> int:
-    """Send `rate` heartbeats a second round-robin over `tokens` for `seconds`."""
+) -> dict[str, int]:
+    """Send `rate` heartbeats a second round-robin over `tokens` for `seconds`; how many
+    were answered, by status code."""
+    codes: dict[str, int] = {}
+
+    async def beat(token: str) -> None:
+        try:
+            await callbacks.HeartbeatStep(cb.HeartbeatStepRequest(token=token), timeout=10)
+            code = "OK"
+        except grpc.aio.AioRpcError as error:
+            code = error.code().name
+        codes[code] = codes.get(code, 0) + 1
+
     sent = 0
     began = time.perf_counter()
-    tick = 0.05
-    pending: set[asyncio.Task[Any]] = set()
+    pending: set[asyncio.Task[None]] = set()
     while (elapsed := time.perf_counter() - began) < seconds:
-        due = int(rate * elapsed) - sent
-        for _ in range(due):
-            token = tokens[sent % len(tokens)]
-            task = asyncio.ensure_future(
-                callbacks.HeartbeatStep(cb.HeartbeatStepRequest(token=token), timeout=10)
-            )
+        for _ in range(int(rate * elapsed) - sent):
+            task = asyncio.ensure_future(beat(tokens[sent % len(tokens)]))
             pending.add(task)
             task.add_done_callback(pending.discard)
             sent += 1
-        await asyncio.sleep(tick)
+        await asyncio.sleep(0.05)
     await asyncio.gather(*pending)
-    return sent
+    return codes
 
 
 def _orchestrator(workdir: Path, url: str, airline_address: str, name: str) -> ChildProcess:
@@ -277,11 +283,14 @@ async def _measure(
             tokens = [airline.tokens[k] for k in sorted(airline.tokens)][: args.heartbeat_sagas]
             activity = _activity(url)
             began = time.perf_counter()
-            sent = await _heartbeats(callbacks, tokens, args.heartbeat_rate, args.heartbeat_seconds)
+            codes = await _heartbeats(
+                callbacks, tokens, args.heartbeat_rate, args.heartbeat_seconds
+            )
             elapsed = time.perf_counter() - began
             result["heartbeats"] = {
                 "sagas": len(tokens),
-                "sent_per_s": sent / elapsed,
+                "sent_per_s": sum(codes.values()) / elapsed,
+                "answers": codes,
                 **_rates(activity, _activity(url), elapsed),
             }
     finally:
@@ -338,7 +347,8 @@ def report(result: dict[str, Any]) -> str:
             f"{idle['db_rows_written_per_s']:.1f} rows written/s",
             f"  claim with all parked: {plan['execution_ms']:.2f} ms, "
             f"{plan['rows_removed_by_filter']} rows filtered, {plan['shared_buffers']} buffers",
-            f"  heartbeats: {beats['sent_per_s']:.0f}/s over {beats['sagas']} sagas -> "
+            f"  heartbeats: {beats['sent_per_s']:.0f}/s over {beats['sagas']} sagas "
+            f"(answers {beats['answers']}) -> "
             f"{beats['db_transactions_per_s']:.1f} db tx/s, "
             f"{beats['db_rows_written_per_s']:.1f} rows written/s",
             f"  fresh replica serving in {result['restart_serving_s']:.2f}s; CompleteStep "
