@@ -10,7 +10,8 @@ which accepts every booking and keeps the step's completion token. In order:
 3. **Claims**: EXPLAIN ANALYZE of the claim statement with the N sagas parked (rows it
    filters, buffers it reads), as a replica polling for work runs it.
 4. **Heartbeats**: `--heartbeat-rate` HeartbeatStep calls a second over the first
-   `--heartbeat-sagas` tokens for `--heartbeat-seconds`; the run's database's
+   `--heartbeat-sagas` tokens for `--heartbeat-seconds`, after one heartbeat per token
+   (each token's first is written); the run's database's
    transactions a second (pg_stat_database.xact_commit: reads count too) and rows
    written a second (tup_inserted + tup_updated + tup_deleted), idle rate included.
 5. **Recovery and CompleteStep**: the orchestrator is stopped and a fresh one started
@@ -281,6 +282,17 @@ async def _measure(
 
             callbacks = cb_grpc.SagaCallbacksStub(channel)
             tokens = [airline.tokens[k] for k in sorted(airline.tokens)][: args.heartbeat_sagas]
+            # One heartbeat per token first: each token's first one is written, the
+            # measured ones only when a fifth of the heartbeat timeout has passed.
+            await _in_parallel(
+                [
+                    (lambda token=token: callbacks.HeartbeatStep(
+                        cb.HeartbeatStepRequest(token=token), timeout=30
+                    ))
+                    for token in tokens
+                ],
+                CONCURRENCY,
+            )  # fmt: skip
             activity = _activity(url)
             began = time.perf_counter()
             codes = await _heartbeats(
