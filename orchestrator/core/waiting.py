@@ -247,9 +247,9 @@ def answer_completion(
         return CompletionAnswer(CompletionOutcome.ACCEPTED, completion_id, "completed")
     run._update_step(index, now, completion_id=f"failed:{completion_id}", wait_deadline=None)
     if run.definition.is_forward_only(index) or step.is_pivot:
-        run.action_stuck(index, error, now)
+        run.action_stuck(index, error, now, actor=by, reason=reason)
     else:
-        run.action_rejected(index, error, now)
+        run.action_rejected(index, error, now, actor=by, reason=reason)
     return CompletionAnswer(CompletionOutcome.ACCEPTED, completion_id, "failed")
 
 

@@ -323,3 +323,20 @@ def test_a_read_only_waiting_step_that_fails_compensates_the_earlier_steps(endin
     assert run.next_actions(now) == (SendCompensation(0),)
     assert run.status is SagaStatus.COMPENSATING
     assert not run.saga.needs_intervention
+
+
+def test_a_persons_rejection_is_logged_under_their_name_with_their_reason():
+    run = waiting_run(_read_only_trip())
+    run.take_commit()
+    answer_completion(
+        run,
+        FLIGHT,
+        None,
+        "reject-by-approver:maria",
+        at(5),
+        error="rejected",
+        actor="approver:maria",
+        reason="over budget",
+    )
+    [failed] = [t for t in run.take_commit().transitions if t.event is TransitionEvent.STEP_FAILED]
+    assert (failed.actor, failed.reason) == ("approver:maria", "over budget")

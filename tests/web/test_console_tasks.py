@@ -78,6 +78,7 @@ def test_waiting_tasks_are_listed_and_completed_or_rejected_from_the_page(
     undone = wait_until(stub, rejected.saga_id, terminal)
     assert undone.status == pb.SAGA_STATUS_FAILED
     assert "rejected by approver:Maria Manager: over budget" in undone.failure_reason
+    assert deciders(stub, rejected.saga_id) == {("approver:Maria Manager", "over budget")}
     steps = {s.name: s.status for s in undone.steps}
     assert steps["book_flight"] == pb.STEP_STATUS_COMPENSATED
 
