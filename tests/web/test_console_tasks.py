@@ -15,6 +15,7 @@ from tests.support.payloads import travel
 from tests.support.starting import start_saga_blocking
 from tests.web.conftest import APPROVER_TOKEN, READER_TOKEN, XSS, terminal, wait_until
 from tests.web.test_console import sign_in
+from tests.web.test_console_api import bearer, call
 from tools.processes import ChildProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -115,3 +116,34 @@ def test_a_reader_cannot_decide_a_task(
     assert answer[0] == 403 and answer[1]["error"]["code"] == "PERMISSION_DENIED"
     after = secured_stub.GetSaga(pb.GetSagaRequest(saga_id=trip.saga_id), timeout=5)
     assert after.update_time == trip.update_time
+
+
+def test_task_decisions_are_refused_from_another_origin_without_a_reason_and_twice(
+    secured_console: ChildProcess, secured_stub: pb_grpc.SagaOrchestratorStub
+):
+    trip = waiting_trip(secured_stub, "api")
+    url = f"{secured_console.info['console_url']}api/tasks/{trip.saga_id}/{STEP}"
+    approver = bearer(APPROVER_TOKEN)
+    refusals = [
+        ("complete", {"reason": "ok"}, {**approver, "Origin": "http://evil.example"}, 403),
+        ("complete", {"reason": " "}, approver, 400),
+        ("complete", {"reason": "ok", "result_json": '{"nope": 1}'}, approver, 400),
+        ("reject", {"reason": "ok"}, bearer(READER_TOKEN), 403),
+    ]
+    for decision, body, headers, expected in refusals:
+        status, answer, _ = call(f"{url}/{decision}", body=body, headers=headers)
+        assert status == expected, (decision, body, answer)
+    unknown = call(
+        f"{secured_console.info['console_url']}api/tasks/{trip.saga_id}/no_such_step/reject",
+        body={"reason": "ok"},
+        headers=approver,
+    )
+    assert unknown[0] in (400, 404)
+    after = secured_stub.GetSaga(pb.GetSagaRequest(saga_id=trip.saga_id), timeout=5)
+    assert after.update_time == trip.update_time, "nothing was written"
+
+    assert call(f"{url}/reject", body={"reason": "no"}, headers=approver)[0] == 200
+    status, answer, _ = call(f"{url}/complete", body={"reason": "yes"}, headers=approver)
+    assert (status, answer["error"]["code"]) == (409, "FAILED_PRECONDITION")
+    listed = call(f"{secured_console.info['console_url']}api/tasks", headers=approver)[1]
+    assert trip.saga_id not in {task["saga_id"] for task in listed["tasks"]}
