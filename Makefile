@@ -7,7 +7,7 @@ INSTALLED := $(VENV)/.installed
 # uses googleapis-common-protos' google.rpc.status_pb2).
 PROTO_FILES := $(shell find protos/saga -name '*.proto' | sort)
 
-.PHONY: install protos demo demo-secure demo-events bench-events test lint format bench bench-big bench-batch chaos clean
+.PHONY: install protos demo demo-secure demo-events bench-events test lint format bench bench-big bench-batch bench-async chaos clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -61,6 +61,11 @@ bench-big: $(INSTALLED)
 # Sagas started per second: StartSagas batches against single StartSaga calls (about a minute).
 bench-batch: $(INSTALLED)
 	$(PY) -m bench.batch_start $(BENCH_ARGS)
+
+# Asynchronous steps: 10,000 waiting sagas idle, the claim's plan, heartbeats, a restart and
+# CompleteStep at c=64 (a few minutes; PostgreSQL).
+bench-async: $(INSTALLED)
+	$(PY) -m bench.async_steps $(BENCH_ARGS)
 
 lint: $(INSTALLED)
 	$(VENV)/bin/ruff check .

@@ -335,6 +335,7 @@ async def _serve(
         interceptors.append(ServerMetricsInterceptor(telemetry.metrics))
     if policy is not None:
         interceptors.append(AuthInterceptor(policy))
+    steps = step_services(store, registry, executor, config.limits)
     server, port, health_servicer = create_server(
         config.listen,
         servicer,
@@ -344,10 +345,7 @@ async def _serve(
         with_reflection=config.reflection,
         handshake_seconds=config.handshake_timeout_seconds,
         events=events,
-        services=[
-            webhooks.register,
-            step_services(store, registry, executor, config.limits).add_to,
-        ],
+        services=[webhooks.register, steps.add_to],
     )
     await server.start()
     console = None
@@ -370,6 +368,7 @@ async def _serve(
             header_timeout=config.handshake_timeout_seconds,
             ssl_context=console_ssl,
             events=events,
+            tasks=steps.tasks,
         )
     for name in ("", SERVICE_NAME, EVENTS_SERVICE_NAME, *STEP_SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)

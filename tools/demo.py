@@ -36,6 +36,7 @@ from saga.participants.hotel.v1 import hotel_pb2, hotel_pb2_grpc
 from saga.participants.payment.v1 import payment_pb2, payment_pb2_grpc
 from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
+from tools.demo_approvals import approval_scenario
 from tools.demo_locks import lock_scenario
 from tools.demo_security import DemoSecurity
 from tools.demo_webhooks import SERVE_FLAGS as WEBHOOK_FLAGS
@@ -378,6 +379,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 process.stop()
         webhooks.stop()
     problems += operator_scenario(workdir, database_url, security)
+    problems += approval_scenario(
+        workdir, database_url, security, lambda address, ids: settle(address, ids, security)
+    )
     if security.secure:
         print("\nLock scenario: shown by the plaintext demo (make demo)")
     else:

@@ -19,7 +19,7 @@ from orchestrator.security.auth import token_digest
 from orchestrator.security.tls import ClientTls
 from tools.certs import CertFiles, make_ca, new_token
 
-ROLES = ("client", "operator", "reader")
+ROLES = ("client", "operator", "reader", "approver")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,6 +105,18 @@ class DemoSecurity:
                 credentials, grpc.access_token_call_credentials(self.tokens[role])
             )
         return grpc.secure_channel(address, credentials)
+
+    def cli_args(self, role: str) -> list[str]:
+        """The `saga` command's flags to call as `role`: the demo's certificate, the
+        role's token file."""
+        if self.caller is None or self.auth_file is None:
+            return []
+        return [
+            "--tls-ca", str(self.ca),
+            "--tls-cert", str(self.caller.cert),
+            "--tls-key", str(self.caller.key),
+            "--token-file", str(self.auth_file.parent / f"{role}.token"),
+        ]  # fmt: skip
 
     def saga_client(self, address: str, role: str) -> SagaClient:
         return SagaClient(address, tls=self.client_tls(), token=self.tokens.get(role))

@@ -110,7 +110,11 @@ class SagaTasksService(pb_grpc.SagaTasksServicer):
     ) -> pb.RejectTaskResponse:
         actor, reason = await self._decider(request)
         await self._completions.decide_task(
-            request.saga_id, request.step, actor=actor, error=f"rejected by {actor}: {reason}"
+            request.saga_id,
+            request.step,
+            actor=actor,
+            error=f"rejected by {actor}: {reason}",
+            reason=reason,
         )
         return pb.RejectTaskResponse()
 

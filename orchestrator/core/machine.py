@@ -317,10 +317,21 @@ class SagaRun:
         )
         self._log(TransitionEvent.STEP_RETRY_SCHEDULED, now, index, error=error)
 
-    def action_rejected(self, index: int, error: str, now: datetime) -> None:
-        """A definitive failure: nothing happened at the participant; undo the earlier steps."""
+    def action_rejected(
+        self, index: int, error: str, now: datetime, actor: str = ENGINE_ACTOR, reason: str = ""
+    ) -> None:
+        """A definitive failure: nothing happened at the participant; undo the earlier steps.
+        `actor` and `reason` name who failed it when that was not the engine (a person
+        rejecting a task, a participant's FailStep)."""
         self._fire_step(
-            index, "fail", TransitionEvent.STEP_FAILED, now, error=error, next_attempt_time=None
+            index,
+            "fail",
+            TransitionEvent.STEP_FAILED,
+            now,
+            actor=actor,
+            reason=reason,
+            error=error,
+            next_attempt_time=None,
         )
         self._begin_compensating(index, error, now)
 
@@ -331,12 +342,21 @@ class SagaRun:
         self._log(TransitionEvent.STEP_FAILED, now, index, error=error)
         self._begin_compensating(index, error, now)
 
-    def action_stuck(self, index: int, error: str, now: datetime) -> None:
+    def action_stuck(
+        self, index: int, error: str, now: datetime, actor: str = ENGINE_ACTOR, reason: str = ""
+    ) -> None:
         """A step that must not be compensated (past the pivot, or the pivot itself with
         an unknown outcome) ran out of attempts: halt and flag the saga for an operator."""
         name = self.steps[index].name
         self._fire_step(
-            index, "fail", TransitionEvent.STEP_FAILED, now, error=error, next_attempt_time=None
+            index,
+            "fail",
+            TransitionEvent.STEP_FAILED,
+            now,
+            actor=actor,
+            reason=reason,
+            error=error,
+            next_attempt_time=None,
         )
         reason = f"step {name} cannot go forward and must not be undone: {error}"
         self._set_saga(now, failure_reason=reason, failed_step=name, needs_intervention=True)

@@ -137,7 +137,7 @@ def time_out(run: SagaRun, index: int, now: datetime) -> None:
     error = f"asynchronous step timed out ({why}); its outcome is unknown"
     run._update_step(index, now, error=error, wait_deadline=None)
     run._log(TransitionEvent.STEP_TIMED_OUT, now, index, error=error)
-    forward_only = run.definition.is_forward_only(index) or step.compensation is None
+    forward_only = run.definition.is_forward_only(index) or step.is_pivot
     if completion.on_timeout is OnTimeout.NEEDS_INTERVENTION or forward_only:
         run.action_stuck(index, error, now)
     else:
@@ -246,10 +246,10 @@ def answer_completion(
         )
         return CompletionAnswer(CompletionOutcome.ACCEPTED, completion_id, "completed")
     run._update_step(index, now, completion_id=f"failed:{completion_id}", wait_deadline=None)
-    if run.definition.is_forward_only(index) or step.compensation is None:
-        run.action_stuck(index, error, now)
+    if run.definition.is_forward_only(index) or step.is_pivot:
+        run.action_stuck(index, error, now, actor=by, reason=reason)
     else:
-        run.action_rejected(index, error, now)
+        run.action_rejected(index, error, now, actor=by, reason=reason)
     return CompletionAnswer(CompletionOutcome.ACCEPTED, completion_id, "failed")
 
 

@@ -256,14 +256,29 @@ WHERE saga_id = {p("saga_id")} AND version = {p("expected_version")}
 """,
             upsert_step=STEPS.insert(f"{values(STEPS)}\n{STEP_UPSERT}"),
             insert_transition=TRANSITIONS.insert(values(TRANSITIONS)),
+            # Two branches over two partial indexes (0012), so a claim never walks the
+            # parked sagas: those not parked oldest first, and the parked ones now due
+            # (`(SELECT now)` is evaluated once, so it bounds the index scan).
             claim_sagas=f"""
-UPDATE sagas SET {take_lease}
-WHERE saga_id IN (
-    SELECT saga_id FROM sagas
-    WHERE status IN {UNFINISHED_STATUSES} AND ({lease_free}) AND ({awake})
+WITH fresh AS (
+    SELECT saga_id, create_time FROM sagas
+    WHERE status IN {UNFINISHED_STATUSES} AND wake_time IS NULL AND ({lease_free})
     ORDER BY create_time, saga_id
     LIMIT {p("limit")}
     {dialect.skip_locked}
+), due AS (
+    SELECT saga_id, create_time FROM sagas
+    WHERE status IN {UNFINISHED_STATUSES} AND wake_time <= (SELECT {dialect.now})
+      AND ({lease_free})
+    ORDER BY wake_time
+    LIMIT {p("limit")}
+    {dialect.skip_locked}
+)
+UPDATE sagas SET {take_lease}
+WHERE saga_id IN (
+    SELECT saga_id FROM (SELECT * FROM fresh UNION ALL SELECT * FROM due) AS claimable
+    ORDER BY create_time, saga_id
+    LIMIT {p("limit")}
 )
 RETURNING {SAGA_COLUMNS}
 """,

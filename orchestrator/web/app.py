@@ -22,7 +22,6 @@ import logging
 import ssl
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import datetime
 from importlib import resources
 from typing import Any
 
@@ -32,6 +31,7 @@ from aiohttp_sse import sse_response
 
 from orchestrator.api.events_admin import SagaEventsService
 from orchestrator.api.servicer import SagaOrchestratorService
+from orchestrator.api.tasks import SagaTasksService
 from orchestrator.api.tenancy import bind_namespaces
 from orchestrator.web.auth import (
     LEGACY_TOKEN_COOKIE,
@@ -44,7 +44,14 @@ from orchestrator.web.auth import (
     laptop_mode,
     token_digest,
 )
-from orchestrator.web.calls import COUNT_CAP, CallRefused, ConsoleCalls, ListQuery, query_int
+from orchestrator.web.calls import (
+    COUNT_CAP,
+    CallRefused,
+    ConsoleCalls,
+    ListQuery,
+    list_query,
+    query_int,
+)
 from orchestrator.web.hardening import (
     ALLOWED_HOSTS,
     HEADER_TIMEOUT_SECONDS,
@@ -80,6 +87,8 @@ _CALLS = web.AppKey("calls", ConsoleCalls)
 _AUTHENTICATE: web.AppKey[Authenticator] = web.AppKey("authenticate")
 _SESSIONS = web.AppKey("sessions", SessionTable)
 _BODY_SECONDS: web.AppKey[float] = web.AppKey("body_seconds")
+_TASK_PATHS = ("/api/whoami", "/api/session", "/api/tasks")
+"""What an approver without a reading role may call: who they are, and the tasks."""
 _BY_SESSION = "by_session"
 """Set on a request whose caller is known by its session cookie."""
 
@@ -114,43 +123,17 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         if identity is None:
             return _error(grpc.StatusCode.UNAUTHENTICATED, "sign in with a console token")
         request["identity"] = identity
+        if not identity.may_read_sagas and not request.path.startswith(_TASK_PATHS):
+            return _error(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"{identity.name} may decide tasks but not read sagas: that needs a "
+                "client, reader or operator role",
+            )
         bind_namespaces(identity.namespaces)  # the servicer's reads stay in them
     try:
         return await handler(request)
     except CallRefused as refused:
         return _error(refused.code, refused.message, refused.reason)
-
-
-def _query(request: web.Request) -> ListQuery:
-    """The list's filters from the query string; a malformed one is INVALID_ARGUMENT."""
-    params = request.query
-    flag = params.get("needs_intervention", "")
-    if flag not in ("", "true", "false"):
-        raise CallRefused(grpc.StatusCode.INVALID_ARGUMENT, "needs_intervention: true or false")
-    return ListQuery(
-        status=params.get("status", "").upper(),
-        saga_type=params.get("saga_type", ""),
-        correlation_id=params.get("correlation_id", ""),
-        lock_key=params.get("lock_key", ""),
-        needs_intervention=None if not flag else flag == "true",
-        created_after=_time_param(params.get("created_after", ""), "created_after"),
-        created_before=_time_param(params.get("created_before", ""), "created_before"),
-    )
-
-
-def _time_param(text: str, name: str) -> datetime | None:
-    if not text:
-        return None
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        moment = None
-    if moment is None or moment.utcoffset() is None:
-        raise CallRefused(
-            grpc.StatusCode.INVALID_ARGUMENT,
-            f"{name} must be an ISO 8601 time with a zone, got {text!r}",
-        )
-    return moment
 
 
 def _int_param(request: web.Request, name: str, header: str = "") -> int:
@@ -183,6 +166,8 @@ async def _whoami(request: web.Request) -> web.StreamResponse:
             "roles": sorted(identity.roles),
             "authenticated": identity.authenticated,
             "may_act": identity.may_act,
+            "may_decide": identity.may_decide,
+            "may_read_sagas": identity.may_read_sagas,
         }
     )
 
@@ -235,13 +220,13 @@ async def _sign_out(request: web.Request) -> web.StreamResponse:
 async def _list(request: web.Request) -> web.StreamResponse:
     page_size = _int_param(request, "page_size")
     page = await request.app[_CALLS].list_sagas(
-        _query(request), page_size, request.query.get("page_token", "")
+        list_query(request.query), page_size, request.query.get("page_token", "")
     )
     return web.json_response(page)
 
 
 async def _counts(request: web.Request) -> web.StreamResponse:
-    counts = await request.app[_CALLS].count_by_status(_query(request))
+    counts = await request.app[_CALLS].count_by_status(list_query(request.query))
     return web.json_response({"counts": counts, "cap": COUNT_CAP})
 
 
@@ -356,6 +341,41 @@ async def _action(request: web.Request) -> web.StreamResponse:
     return web.json_response({"saga": saga})
 
 
+async def _tasks(request: web.Request) -> web.StreamResponse:
+    """The waiting human tasks (ListTasks), for anyone who may decide them."""
+    _may_decide(_identity(request))
+    return web.json_response(await request.app[_CALLS].list_tasks(_int_param(request, "page_size")))
+
+
+def _may_decide(identity: Identity) -> None:
+    if not identity.may_decide:
+        raise CallRefused(
+            grpc.StatusCode.PERMISSION_DENIED,
+            f"{identity.name} may not decide tasks: that needs the approver or operator role",
+        )
+
+
+async def _decide(request: web.Request) -> web.StreamResponse:
+    """Complete or reject a waiting step. As for operator actions, the recorded decider
+    is the authenticated name; only in laptop mode does the page's `requested_by` name
+    them. The reason is required (the servicer refuses an empty one)."""
+    identity = _identity(request)
+    _may_decide(identity)
+    body = await _json_body(request)
+    saga_id, step = request.match_info["saga_id"], request.match_info["step"]
+    decision = request.match_info["decision"]
+    reason = str(body.get("reason", ""))
+    by = identity.name if identity.authenticated else str(body.get("requested_by", ""))
+    calls = request.app[_CALLS]
+    if decision == "complete":
+        result = str(body.get("result_json", "") or "{}")
+        await calls.complete_task(saga_id, step, result, reason, by)
+    else:
+        await calls.reject_task(saga_id, step, reason, by)
+    logger.info("console task %s of step %s by %s", decision, step, by, extra={"saga_id": saga_id})
+    return web.json_response({"decision": decision})
+
+
 def create_console_app(
     servicer: SagaOrchestratorService,
     authenticate: Authenticator | None = None,
@@ -364,6 +384,7 @@ def create_console_app(
     sessions: SessionTable | None = None,
     body_seconds: float = HEADER_TIMEOUT_SECONDS,
     events: SagaEventsService | None = None,
+    tasks: SagaTasksService | None = None,
 ) -> web.Application:
     """The console as an aiohttp application (mountable, or served by `start_web_console`).
 
@@ -372,7 +393,7 @@ def create_console_app(
     loopback). `sessions` keeps the signed-in pages' sessions (a fresh table by default).
     """
     app = web.Application(middlewares=[host_check, _guard])
-    app[_CALLS] = ConsoleCalls(servicer, events)
+    app[_CALLS] = ConsoleCalls(servicer, events, tasks)
     app[_AUTHENTICATE] = authenticate or laptop_mode
     app[_SESSIONS] = SessionTable() if sessions is None else sessions
     app[_BODY_SECONDS] = body_seconds
@@ -393,6 +414,8 @@ def create_console_app(
     app.router.add_get("/api/sagas/{saga_id}/history", _history)
     app.router.add_get("/api/sagas/{saga_id}/events", _events)
     app.router.add_post("/api/sagas/{saga_id}/{action:abort|retry|resolve}", _action)
+    app.router.add_get("/api/tasks", _tasks)
+    app.router.add_post("/api/tasks/{saga_id}/{step}/{decision:complete|reject}", _decide)
     return app
 
 
@@ -426,6 +449,7 @@ async def start_web_console(
     header_timeout: float = HEADER_TIMEOUT_SECONDS,
     ssl_context: ssl.SSLContext | None = None,
     events: SagaEventsService | None = None,
+    tasks: SagaTasksService | None = None,
 ) -> WebConsole:
     """Serve the console on host:port (0 picks a free port) in the running loop.
 
@@ -443,6 +467,7 @@ async def start_web_console(
             sessions=sessions,
             body_seconds=header_timeout,
             events=events,
+            tasks=tasks,
         ),
         access_log=None,
         shutdown_timeout=SHUTDOWN_SECONDS,

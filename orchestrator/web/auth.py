@@ -28,6 +28,7 @@ from orchestrator.security.auth import AuthPolicy
 
 READER = "reader"
 OPERATOR = "operator"
+APPROVER = "approver"
 LEGACY_TOKEN_COOKIE = "saga_console_token"
 """The cookie earlier versions kept the raw token in: no longer read, deleted at sign-out."""
 
@@ -47,6 +48,17 @@ class Identity:
         """Operator actions (abort, retry, resolve) are for the operator role, or anyone
         when no authentication is configured."""
         return not self.authenticated or OPERATOR in self.roles
+
+    @property
+    def may_decide(self) -> bool:
+        """Human tasks (complete, reject) are for approvers and operators, or anyone
+        when no authentication is configured."""
+        return not self.authenticated or bool(self.roles & {OPERATOR, APPROVER})
+
+    @property
+    def may_read_sagas(self) -> bool:
+        """An approver alone sees the waiting tasks, not the sagas (as over gRPC)."""
+        return bool(self.roles & READ_ROLES)
 
 
 Authenticator = Callable[[web.Request], Awaitable[Identity | None]]
@@ -100,8 +112,10 @@ def bearer_tokens(identities: Mapping[str, Identity]) -> TokenAuthenticator:
     return TokenAuthenticator(lambda digest: _find_digest(digest, table))
 
 
-CONSOLE_ROLES = frozenset({"client", READER, OPERATOR})
+READ_ROLES = frozenset({"client", READER, OPERATOR})
 """Roles that may read sagas over the API, and so in the console."""
+CONSOLE_ROLES = READ_ROLES | {APPROVER}
+"""Roles the console lets in: the readers, and approvers for their Tasks page."""
 
 
 def policy_authenticator(policy: AuthPolicy) -> TokenAuthenticator:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NoReturn, TypeVar, cast
@@ -33,11 +33,13 @@ from orchestrator.api.events_admin import SagaEventsService
 from orchestrator.api.paging import MAX_PAGE_SIZE, MAX_SEQ
 from orchestrator.api.servicer import SagaOrchestratorService
 from orchestrator.api.status import rpc_status_of
+from orchestrator.api.tasks import SagaTasksService
 from orchestrator.core.errors import InvalidArgument
 from orchestrator.core.payload import check_text
 from orchestrator.core.records import SagaStatus
 from saga.v1 import events_admin_pb2 as events_pb
 from saga.v1 import orchestrator_pb2 as pb
+from saga.v1 import tasks_pb2
 
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
 _Request = TypeVar("_Request", bound=Message)
@@ -159,6 +161,37 @@ class ListQuery:
         return request
 
 
+def list_query(params: Mapping[str, str]) -> ListQuery:
+    """The list's filters from the query string; a malformed one is INVALID_ARGUMENT."""
+    flag = params.get("needs_intervention", "")
+    if flag not in ("", "true", "false"):
+        raise CallRefused(grpc.StatusCode.INVALID_ARGUMENT, "needs_intervention: true or false")
+    return ListQuery(
+        status=params.get("status", "").upper(),
+        saga_type=params.get("saga_type", ""),
+        correlation_id=params.get("correlation_id", ""),
+        lock_key=params.get("lock_key", ""),
+        needs_intervention=None if not flag else flag == "true",
+        created_after=_time_param(params.get("created_after", ""), "created_after"),
+        created_before=_time_param(params.get("created_before", ""), "created_before"),
+    )
+
+
+def _time_param(text: str, name: str) -> datetime | None:
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        moment = None
+    if moment is None or moment.utcoffset() is None:
+        raise CallRefused(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"{name} must be an ISO 8601 time with a zone, got {text!r}",
+        )
+    return moment
+
+
 def _timestamp(name: str, moment: datetime) -> timestamp_pb2.Timestamp:
     """The time as a Timestamp; one that falls outside years 1 to 9999 once in UTC
     (0001-01-01T00:00:00+14:00) is INVALID_ARGUMENT, as the servicer says of its range."""
@@ -180,10 +213,14 @@ class ConsoleCalls:
     """Every call the console makes, each one a servicer handler."""
 
     def __init__(
-        self, servicer: SagaOrchestratorService, events: SagaEventsService | None = None
+        self,
+        servicer: SagaOrchestratorService,
+        events: SagaEventsService | None = None,
+        tasks: SagaTasksService | None = None,
     ) -> None:
         self._servicer = servicer
         self._events = events
+        self._tasks = tasks
         self._context: Any = _InProcessContext()
 
     async def event_sinks(self) -> dict[str, Any]:
@@ -282,3 +319,37 @@ class ConsoleCalls:
         )
         reply = await self._servicer.ResolveStep(request, self._context)
         return message_json(reply.saga)
+
+    def _tasks_service(self) -> SagaTasksService:
+        if self._tasks is None:
+            raise CallRefused(grpc.StatusCode.UNIMPLEMENTED, "this console has no human tasks")
+        return self._tasks
+
+    async def list_tasks(self, page_size: int) -> dict[str, Any]:
+        """ListTasks: the waiting steps people decide, the longest waiting first."""
+        request = _request(tasks_pb2.ListTasksRequest, page_size=page_size)
+        reply = await self._tasks_service().ListTasks(request, self._context)
+        return message_json(reply)
+
+    async def complete_task(
+        self, saga_id: str, step: str, result_json: str, reason: str, requested_by: str
+    ) -> None:
+        request = _request(
+            tasks_pb2.CompleteTaskRequest,
+            saga_id=saga_id,
+            step=step,
+            result_json=result_json,
+            reason=reason,
+            requested_by=requested_by,
+        )
+        await self._tasks_service().CompleteTask(request, self._context)
+
+    async def reject_task(self, saga_id: str, step: str, reason: str, requested_by: str) -> None:
+        request = _request(
+            tasks_pb2.RejectTaskRequest,
+            saga_id=saga_id,
+            step=step,
+            reason=reason,
+            requested_by=requested_by,
+        )
+        await self._tasks_service().RejectTask(request, self._context)

@@ -1,4 +1,5 @@
-"""NotificationService: order confirmations, sent once per key and never undone.
+"""NotificationService: order confirmations and approval requests, sent once per key and
+never undone.
 
 Sending cannot be taken back, so there is no compensation; a saga runs this
 as its last step.
@@ -17,6 +18,11 @@ from saga.participants.notification.v1 import notification_pb2 as pb
 def validate_confirmation(request: pb.SendOrderConfirmationRequest) -> None:
     require_text(request.customer_id, "customer_id")
     require_text(request.order_id, "order_id")
+
+
+def validate_approval(request: pb.RequestApprovalRequest) -> None:
+    require_text(request.customer_id, "customer_id")
+    require_text(request.subject, "subject")
 
 
 class Notification(ExampleParticipant):
@@ -57,6 +63,28 @@ class Notification(ExampleParticipant):
             ),
         )
         return pb.SendOrderConfirmationResponse(notification_id=notification_id)
+
+    @action(validate=validate_approval)
+    def RequestApproval(
+        self, tx: Tx, request: pb.RequestApprovalRequest
+    ) -> pb.RequestApprovalResponse:
+        """The manager is told (recorded as a notification); the step waits for their
+        decision, which comes through SagaTasks, not through this reply."""
+        notification_id = f"ntf-{uuid.uuid4().hex[:16]}"
+        tx.execute(
+            "INSERT INTO notifications (notification_id, customer_id, order_id, shipment_id,"
+            " saga_id, idempotency_key, create_time) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            (
+                notification_id,
+                request.customer_id,
+                request.subject,
+                "",
+                request.context.saga_id,
+                request.context.idempotency_key,
+                now(),
+            ),
+        )
+        return pb.RequestApprovalResponse(notification_id=notification_id)
 
     @query
     def ListNotifications(

@@ -53,3 +53,20 @@ async def test_a_parked_saga_is_claimed_only_once_its_wake_time_has_come(store: 
     claimed = await store.claim_sagas(BOB, limit=10)
     assert [saga.saga_id for saga in claimed] == ["due"]
     assert await store.claim_saga(BOB, "later") is None
+
+
+async def test_a_claim_passes_parked_sagas_by_and_takes_due_and_fresh_ones_oldest_first(
+    store: Store,
+):
+    """All created at one time, so oldest first is by saga id: the parked ones come first."""
+    for number in range(3):
+        await park(store, f"a-later-{number}", wake_in=3600)
+    await park(store, "b-due", wake_in=-1)
+    for saga_id in ("c-fresh", "d-fresh"):
+        await create_leased(store, saga_id, ALICE)
+        await store.release_leases(ALICE.owner, [saga_id])
+    await park(store, "e-due", wake_in=-1)
+    claimed = await store.claim_sagas(BOB, limit=3)
+    assert sorted(saga.saga_id for saga in claimed) == ["b-due", "c-fresh", "d-fresh"]
+    rest = await store.claim_sagas(BOB, limit=3)
+    assert [saga.saga_id for saga in rest] == ["e-due"]

@@ -302,3 +302,41 @@ def test_a_read_only_step_still_waiting_when_the_saga_stops_has_nothing_to_undo(
     run.abort(at(5), "alice", "customer called")
     assert run.next_actions(at(6)) == (SendCompensation(0),)
     assert run.step_status(FLIGHT) is StepStatus.NOTHING_TO_UNDO
+
+
+def _read_only_trip():  # an approval: it changes nothing, so nothing is undone for it
+    import dataclasses
+
+    checked = dataclasses.replace(ASYNC_TRIP.all_steps[1], compensation=None, read_only=True)
+    return dataclasses.replace(ASYNC_TRIP, steps=(ASYNC_TRIP.all_steps[0], checked))
+
+
+@pytest.mark.parametrize("ending", ["rejected", "timed out"])
+def test_a_read_only_waiting_step_that_fails_compensates_the_earlier_steps(ending):
+    run = waiting_run(_read_only_trip())
+    run.take_commit()
+    if ending == "rejected":
+        answer_completion(run, FLIGHT, DIGEST, "c-1", at(5), error="rejected by maria")
+        now = at(6)
+    else:
+        now = at(34)
+    assert run.next_actions(now) == (SendCompensation(0),)
+    assert run.status is SagaStatus.COMPENSATING
+    assert not run.saga.needs_intervention
+
+
+def test_a_persons_rejection_is_logged_under_their_name_with_their_reason():
+    run = waiting_run(_read_only_trip())
+    run.take_commit()
+    answer_completion(
+        run,
+        FLIGHT,
+        None,
+        "reject-by-approver:maria",
+        at(5),
+        error="rejected",
+        actor="approver:maria",
+        reason="over budget",
+    )
+    [failed] = [t for t in run.take_commit().transitions if t.event is TransitionEvent.STEP_FAILED]
+    assert (failed.actor, failed.reason) == ("approver:maria", "over budget")

@@ -40,13 +40,15 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 DEFINITIONS = (
-    "orchestrator.examples,orchestrator.examples.operator_demo,orchestrator.examples.create_order"
+    "orchestrator.examples,orchestrator.examples.operator_demo,orchestrator.examples.create_order,"
+    "orchestrator.examples.expensive_trip"
 )
 XSS = '<script>window.__xss = 1</script>"><img src=x onerror="window.__xss = 2">'
 """A payload and a participant error carry this; the page must show it as text."""
 PAYMENT_LATENCY_MS = 2500
 OPERATOR_TOKEN = "operator-token-7f3a"
 READER_TOKEN = "reader-token-91bc"
+APPROVER_TOKEN = "approver-token-3e81"
 CLIENT_TOKEN = "client-token-5d20"
 """The application's token: the secured orchestrator's gRPC API wants one too."""
 SCREENSHOTS_ENV = "SAGA_CONSOLE_SCREENSHOTS"
@@ -118,7 +120,8 @@ def console(
 def secured_console(
     tmp_path_factory: pytest.TempPathFactory, addresses: dict[str, str]
 ) -> Iterator[ChildProcess]:
-    """An orchestrator whose console knows an operator (Olga) and a reader (Rudi)."""
+    """An orchestrator whose console knows an operator (Olga), a reader (Rudi) and an
+    approver (April)."""
     workdir = tmp_path_factory.mktemp("secured-console")
     auth_file = workdir / "callers.toml"
     auth_file.write_text(
@@ -128,6 +131,7 @@ def secured_console(
             for name, roles, token in (
                 ("olga", '["operator", "reader"]', OPERATOR_TOKEN),
                 ("rudi", '["reader"]', READER_TOKEN),
+                ("april", '["approver"]', APPROVER_TOKEN),
                 ("shop", '["client"]', CLIENT_TOKEN),
             )
         )

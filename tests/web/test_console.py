@@ -383,6 +383,7 @@ def test_definitions_page_draws_every_registered_type(console: ChildProcess, ope
     titles = page.locator("article.definition h2").all_inner_texts()
     assert sorted(titles) == [
         "create_order v1",
+        "expensive_trip v1",
         "order_fulfillment v1",
         "order_fulfillment v2",
         "travel_booking v1",

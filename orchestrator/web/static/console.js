@@ -781,6 +781,42 @@
       h("div", { class: "scroll" }, table));
   }
 
+  // --- human tasks ---------------------------------------------------------------------------
+
+  function taskButtons(task, after) {
+    if (!me || !me.may_decide) return null;
+    const label = `step ${task.step} of saga ${task.saga_id}`;
+    return h("div", { class: "actions", role: "group", "aria-label": "Decide the task" },
+      h("button", { type: "button", class: "primary", "data-action": "complete", "aria-label": `Complete ${label}`, onclick: () => openTask("complete", task, after) }, "Complete"),
+      h("button", { type: "button", class: "danger", "data-action": "reject", "aria-label": `Reject ${label}`, onclick: () => openTask("reject", task, after) }, "Reject"));
+  }
+
+  async function tasksView() {
+    const answer = await api("/api/tasks");
+    const sagaLink = (task) => me && me.may_read_sagas
+      ? h("a", { href: `#/saga/${encodeURIComponent(task.saga_id)}`, class: "saga-link", "aria-label": `Saga ${task.saga_id}`, title: task.saga_id }, shortId(task.saga_id))
+      : h("span", { title: task.saga_id }, shortId(task.saga_id));
+    const rows = answer.tasks.map((task) => h("tr", { "data-saga-id": task.saga_id, "data-step": task.step },
+      h("td", { class: "id" }, sagaLink(task), " ", copyButton(task.saga_id)),
+      h("td", {}, task.saga_type),
+      h("td", { class: "task-step" }, task.step),
+      h("td", { class: "correlation" }, task.correlation_id),
+      h("td", {}, formatTime(task.waiting_since)),
+      h("td", {}, formatTime(task.wait_deadline)),
+      h("td", {}, h("code", {}, task.result_type)),
+      h("td", {}, taskButtons(task, () => route()))));
+    const table = h("table", { class: "tasks" },
+      h("caption", { class: "offscreen" }, "Steps waiting for a person's decision"),
+      h("thead", {}, h("tr", {}, ["Saga", "Type", "Step", "Correlation id", "Waiting since", "Deadline", "Result type", "Decide"].map((t) => h("th", { scope: "col" }, t)))),
+      h("tbody", {}, rows.length ? rows : h("tr", {}, h("td", { colspan: "8", class: "muted" }, "No step is waiting for a decision."))));
+    return h("section", { "aria-labelledby": "tasks-title" },
+      h("h1", { id: "tasks-title" }, "Tasks"),
+      h("p", { class: "muted" }, me && me.may_decide
+        ? "Complete approves a waiting step (with its result, if it has one); reject fails it and the saga compensates. Both need a reason, recorded in the saga's log with your name."
+        : "You may see these tasks; deciding them needs the approver or operator role."),
+      h("div", { class: "scroll" }, table));
+  }
+
   // --- definitions ---------------------------------------------------------------------------
 
   async function definitionsView() {
@@ -842,11 +878,22 @@
   const actionForm = document.getElementById("action-form");
   let pendingAction = null;
 
+  function openTask(kind, task, after) {
+    openAction(kind, { saga_id: task.saga_id, saga_type: task.saga_type }, null, after);
+    pendingAction.task = task;
+    document.getElementById("action-target").textContent = `step ${task.step} of ${task.saga_type} saga ${task.saga_id}`;
+  }
+
   function openAction(kind, saga, stuck, after) {
     pendingAction = { kind, saga, after };
-    const titles = { abort: "Abort saga", retry: "Retry the stuck step", resolve: "Resolve the stuck step by hand" };
+    const titles = {
+      abort: "Abort saga", retry: "Retry the stuck step", resolve: "Resolve the stuck step by hand",
+      complete: "Complete the task", reject: "Reject the task: the saga compensates",
+    };
     document.getElementById("action-title").textContent = titles[kind];
     document.getElementById("action-target").textContent = `${saga.saga_type} v${saga.definition_version}, saga ${saga.saga_id}`;
+    document.getElementById("action-result-field").hidden = kind !== "complete";
+    document.getElementById("action-result").value = "";
     const stepField = document.getElementById("action-step-field");
     const stepSelect = clear(document.getElementById("action-step"));
     stepField.hidden = kind !== "resolve";
@@ -867,7 +914,7 @@
   actionForm.addEventListener("submit", async (event) => {
     event.preventDefault();
     if (!pendingAction) return;
-    const { kind, saga, after } = pendingAction;
+    const { kind, saga, after, task } = pendingAction;
     const operator = document.getElementById("action-operator").value.trim();
     const body = { reason: document.getElementById("action-reason").value };
     if (!(me && me.authenticated)) {
@@ -875,8 +922,12 @@
       localStorage.setItem("saga-console-operator", operator);
     }
     if (kind === "resolve") body.step = document.getElementById("action-step").value;
+    if (kind === "complete") body.result_json = document.getElementById("action-result").value.trim();
+    const path = task
+      ? `/api/tasks/${encodeURIComponent(task.saga_id)}/${encodeURIComponent(task.step)}/${kind}`
+      : `/api/sagas/${encodeURIComponent(saga.saga_id)}/${kind}`;
     try {
-      await api(`/api/sagas/${encodeURIComponent(saga.saga_id)}/${kind}`, body);
+      await api(path, body);
     } catch (error) {
       document.getElementById("action-error").textContent = error.message;
       return;
@@ -914,6 +965,7 @@
       if (section === "signin") content = signInView();
       else if (section === "saga") content = await sagaView(decodeURIComponent(path.split("/")[2] || ""));
       else if (section === "intervention") content = await interventionView();
+      else if (section === "tasks" || (me && me.may_read_sagas === false && section !== "sinks")) content = await tasksView();
       else if (section === "definitions") content = await definitionsView();
       else if (section === "sinks") content = await sinksView();
       else content = await listView(params);

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1esaga/examples/v1/outputs.proto\x12\x10saga.examples.v1\"h\n\x13TravelBookingOutput\x12\x12\n\nbooking_id\x18\x01 \x01(\t\x12\x16\n\x0ereservation_id\x18\x02 \x01(\t\x12\x11\n\trental_id\x18\x03 \x01(\t\x12\x12\n\npayment_id\x18\x04 \x01(\t\"r\n\x16OrderFulfillmentOutput\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\x12\x12\n\npayment_id\x18\x02 \x01(\t\x12\x13\n\x0bshipment_id\x18\x03 \x01(\t\x12\x17\n\x0fnotification_id\x18\x04 \x01(\t\"@\n\x11\x43reateOrderOutput\x12\x11\n\tticket_id\x18\x01 \x01(\t\x12\x18\n\x10\x61uthorization_id\x18\x02 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1esaga/examples/v1/outputs.proto\x12\x10saga.examples.v1\"h\n\x13TravelBookingOutput\x12\x12\n\nbooking_id\x18\x01 \x01(\t\x12\x16\n\x0ereservation_id\x18\x02 \x01(\t\x12\x11\n\trental_id\x18\x03 \x01(\t\x12\x12\n\npayment_id\x18\x04 \x01(\t\"\x1f\n\x0f\x42ookingApproval\x12\x0c\n\x04note\x18\x01 \x01(\t\"r\n\x16OrderFulfillmentOutput\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\x12\x12\n\npayment_id\x18\x02 \x01(\t\x12\x13\n\x0bshipment_id\x18\x03 \x01(\t\x12\x17\n\x0fnotification_id\x18\x04 \x01(\t\"@\n\x11\x43reateOrderOutput\x12\x11\n\tticket_id\x18\x01 \x01(\t\x12\x18\n\x10\x61uthorization_id\x18\x02 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,8 +33,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_TRAVELBOOKINGOUTPUT']._serialized_start=52
   _globals['_TRAVELBOOKINGOUTPUT']._serialized_end=156
-  _globals['_ORDERFULFILLMENTOUTPUT']._serialized_start=158
-  _globals['_ORDERFULFILLMENTOUTPUT']._serialized_end=272
-  _globals['_CREATEORDEROUTPUT']._serialized_start=274
-  _globals['_CREATEORDEROUTPUT']._serialized_end=338
+  _globals['_BOOKINGAPPROVAL']._serialized_start=158
+  _globals['_BOOKINGAPPROVAL']._serialized_end=189
+  _globals['_ORDERFULFILLMENTOUTPUT']._serialized_start=191
+  _globals['_ORDERFULFILLMENTOUTPUT']._serialized_end=305
+  _globals['_CREATEORDEROUTPUT']._serialized_start=307
+  _globals['_CREATEORDEROUTPUT']._serialized_end=371
 # @@protoc_insertion_point(module_scope)

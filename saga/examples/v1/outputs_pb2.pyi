@@ -16,6 +16,12 @@ class TravelBookingOutput(_message.Message):
     payment_id: str
     def __init__(self, booking_id: _Optional[str] = ..., reservation_id: _Optional[str] = ..., rental_id: _Optional[str] = ..., payment_id: _Optional[str] = ...) -> None: ...
 
+class BookingApproval(_message.Message):
+    __slots__ = ("note",)
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    note: str
+    def __init__(self, note: _Optional[str] = ...) -> None: ...
+
 class OrderFulfillmentOutput(_message.Message):
     __slots__ = ("reservation_id", "payment_id", "shipment_id", "notification_id")
     RESERVATION_ID_FIELD_NUMBER: _ClassVar[int]

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from saga.participants.common.v1 import command_pb2 as saga_dot_participants_dot_common_dot_v1_dot_command__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n4saga/participants/notification/v1/notification.proto\x12!saga.participants.notification.v1\x1a)saga/participants/common/v1/command.proto\"\x98\x01\n\x1cSendOrderConfirmationRequest\x12<\n\x07\x63ontext\x18\x01 \x01(\x0b\x32+.saga.participants.common.v1.CommandContext\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x10\n\x08order_id\x18\x03 \x01(\t\x12\x13\n\x0bshipment_id\x18\x04 \x01(\t\"8\n\x1dSendOrderConfirmationResponse\x12\x17\n\x0fnotification_id\x18\x01 \x01(\t\"\x1a\n\x18ListNotificationsRequest\"c\n\x19ListNotificationsResponse\x12\x46\n\rnotifications\x18\x01 \x03(\x0b\x32/.saga.participants.notification.v1.Notification\"x\n\x0cNotification\x12\x17\n\x0fnotification_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x10\n\x08order_id\x18\x03 \x01(\t\x12\x0f\n\x07saga_id\x18\x04 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x05 \x01(\t2\xc3\x02\n\x13NotificationService\x12\x9a\x01\n\x15SendOrderConfirmation\x12?.saga.participants.notification.v1.SendOrderConfirmationRequest\x1a@.saga.participants.notification.v1.SendOrderConfirmationResponse\x12\x8e\x01\n\x11ListNotifications\x12;.saga.participants.notification.v1.ListNotificationsRequest\x1a<.saga.participants.notification.v1.ListNotificationsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n4saga/participants/notification/v1/notification.proto\x12!saga.participants.notification.v1\x1a)saga/participants/common/v1/command.proto\"\x98\x01\n\x1cSendOrderConfirmationRequest\x12<\n\x07\x63ontext\x18\x01 \x01(\x0b\x32+.saga.participants.common.v1.CommandContext\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x10\n\x08order_id\x18\x03 \x01(\t\x12\x13\n\x0bshipment_id\x18\x04 \x01(\t\"8\n\x1dSendOrderConfirmationResponse\x12\x17\n\x0fnotification_id\x18\x01 \x01(\t\"|\n\x16RequestApprovalRequest\x12<\n\x07\x63ontext\x18\x01 \x01(\x0b\x32+.saga.participants.common.v1.CommandContext\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x0f\n\x07subject\x18\x03 \x01(\t\"2\n\x17RequestApprovalResponse\x12\x17\n\x0fnotification_id\x18\x01 \x01(\t\"\x1a\n\x18ListNotificationsRequest\"c\n\x19ListNotificationsResponse\x12\x46\n\rnotifications\x18\x01 \x03(\x0b\x32/.saga.participants.notification.v1.Notification\"x\n\x0cNotification\x12\x17\n\x0fnotification_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x10\n\x08order_id\x18\x03 \x01(\t\x12\x0f\n\x07saga_id\x18\x04 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x05 \x01(\t2\xce\x03\n\x13NotificationService\x12\x9a\x01\n\x15SendOrderConfirmation\x12?.saga.participants.notification.v1.SendOrderConfirmationRequest\x1a@.saga.participants.notification.v1.SendOrderConfirmationResponse\x12\x88\x01\n\x0fRequestApproval\x12\x39.saga.participants.notification.v1.RequestApprovalRequest\x1a:.saga.participants.notification.v1.RequestApprovalResponse\x12\x8e\x01\n\x11ListNotifications\x12;.saga.participants.notification.v1.ListNotificationsRequest\x1a<.saga.participants.notification.v1.ListNotificationsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,12 +36,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SENDORDERCONFIRMATIONREQUEST']._serialized_end=287
   _globals['_SENDORDERCONFIRMATIONRESPONSE']._serialized_start=289
   _globals['_SENDORDERCONFIRMATIONRESPONSE']._serialized_end=345
-  _globals['_LISTNOTIFICATIONSREQUEST']._serialized_start=347
-  _globals['_LISTNOTIFICATIONSREQUEST']._serialized_end=373
-  _globals['_LISTNOTIFICATIONSRESPONSE']._serialized_start=375
-  _globals['_LISTNOTIFICATIONSRESPONSE']._serialized_end=474
-  _globals['_NOTIFICATION']._serialized_start=476
-  _globals['_NOTIFICATION']._serialized_end=596
-  _globals['_NOTIFICATIONSERVICE']._serialized_start=599
-  _globals['_NOTIFICATIONSERVICE']._serialized_end=922
+  _globals['_REQUESTAPPROVALREQUEST']._serialized_start=347
+  _globals['_REQUESTAPPROVALREQUEST']._serialized_end=471
+  _globals['_REQUESTAPPROVALRESPONSE']._serialized_start=473
+  _globals['_REQUESTAPPROVALRESPONSE']._serialized_end=523
+  _globals['_LISTNOTIFICATIONSREQUEST']._serialized_start=525
+  _globals['_LISTNOTIFICATIONSREQUEST']._serialized_end=551
+  _globals['_LISTNOTIFICATIONSRESPONSE']._serialized_start=553
+  _globals['_LISTNOTIFICATIONSRESPONSE']._serialized_end=652
+  _globals['_NOTIFICATION']._serialized_start=654
+  _globals['_NOTIFICATION']._serialized_end=774
+  _globals['_NOTIFICATIONSERVICE']._serialized_start=777
+  _globals['_NOTIFICATIONSERVICE']._serialized_end=1239
 # @@protoc_insertion_point(module_scope)

@@ -25,6 +25,22 @@ class SendOrderConfirmationResponse(_message.Message):
     notification_id: str
     def __init__(self, notification_id: _Optional[str] = ...) -> None: ...
 
+class RequestApprovalRequest(_message.Message):
+    __slots__ = ("context", "customer_id", "subject")
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    context: _command_pb2.CommandContext
+    customer_id: str
+    subject: str
+    def __init__(self, context: _Optional[_Union[_command_pb2.CommandContext, _Mapping]] = ..., customer_id: _Optional[str] = ..., subject: _Optional[str] = ...) -> None: ...
+
+class RequestApprovalResponse(_message.Message):
+    __slots__ = ("notification_id",)
+    NOTIFICATION_ID_FIELD_NUMBER: _ClassVar[int]
+    notification_id: str
+    def __init__(self, notification_id: _Optional[str] = ...) -> None: ...
+
 class ListNotificationsRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

@@ -41,6 +41,11 @@ class NotificationServiceStub:
                 request_serializer=saga_dot_participants_dot_notification_dot_v1_dot_notification__pb2.SendOrderConfirmationRequest.SerializeToString,
                 response_deserializer=saga_dot_participants_dot_notification_dot_v1_dot_notification__pb2.SendOrderConfirmationResponse.FromString,
                 _registered_method=True)
+        self.RequestApproval = channel.unary_unary(
+                '/saga.participants.notification.v1.NotificationService/RequestApproval',
+                request_serializer=saga_dot_participants_dot_notification_dot_v1_dot_notification__pb2.RequestApprovalRequest.SerializeToString,
+                response_deserializer=saga_dot_participants_dot_notification_dot_v1_dot_notification__pb2.RequestApprovalResponse.FromString,
+                _registered_method=True)
         self.ListNotifications = channel.unary_unary(
                 '/saga.participants.notification.v1.NotificationService/ListNotifications',
                 request_serializer=saga_dot_participants_dot_notification_dot_v1_dot_notification__pb2.ListNotificationsRequest.SerializeToString,
@@ -60,6 +65,14 @@ class NotificationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RequestApproval(self, request, context):
+        """RequestApproval asks a manager to approve a saga's step (a human task): the
+        manager answers through SagaTasks, not through this reply.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListNotifications(self, request, context):
         """ListNotifications reports every notification sent.
         """
@@ -74,6 +87,11 @@ def add_NotificationServiceServicer_to_server(servicer, server):
                     servicer.SendOrderConfirmation,
                     request_deserializer=saga_dot_participants_dot_notification_dot_v1_dot_notification__pb2.SendOrderConfirmationRequest.FromString,
                     response_serializer=saga_dot_participants_dot_notification_dot_v1_dot_notification__pb2.SendOrderConfirmationResponse.SerializeToString,
+            ),
+            'RequestApproval': grpc.unary_unary_rpc_method_handler(
+                    servicer.RequestApproval,
+                    request_deserializer=saga_dot_participants_dot_notification_dot_v1_dot_notification__pb2.RequestApprovalRequest.FromString,
+                    response_serializer=saga_dot_participants_dot_notification_dot_v1_dot_notification__pb2.RequestApprovalResponse.SerializeToString,
             ),
             'ListNotifications': grpc.unary_unary_rpc_method_handler(
                     servicer.ListNotifications,
@@ -110,6 +128,33 @@ class NotificationService:
             '/saga.participants.notification.v1.NotificationService/SendOrderConfirmation',
             saga_dot_participants_dot_notification_dot_v1_dot_notification__pb2.SendOrderConfirmationRequest.SerializeToString,
             saga_dot_participants_dot_notification_dot_v1_dot_notification__pb2.SendOrderConfirmationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RequestApproval(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/saga.participants.notification.v1.NotificationService/RequestApproval',
+            saga_dot_participants_dot_notification_dot_v1_dot_notification__pb2.RequestApprovalRequest.SerializeToString,
+            saga_dot_participants_dot_notification_dot_v1_dot_notification__pb2.RequestApprovalResponse.FromString,
             options,
             channel_credentials,
             insecure,
