@@ -247,6 +247,16 @@ class SagaFilter:
     key as a client names it, unqualified)."""
     namespaces: tuple[str, ...] | None = None
     """Sagas in one of these namespaces; None for every namespace."""
+    failed_step: str | None = None
+    """Sagas whose failed (stuck) step has this name."""
+    failed_steps: tuple[tuple[str, str], ...] | None = None
+    """Sagas whose (saga type, failed step) is one of these (a participant's steps)."""
+    failure_reason_contains: str | None = None
+    """Sagas whose failure reason contains this text (case-sensitive)."""
+    updated_after: datetime | None = None
+    """Inclusive."""
+    updated_before: datetime | None = None
+    """Exclusive."""
 
 
 @dataclass(frozen=True, slots=True)
