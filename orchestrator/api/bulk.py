@@ -44,7 +44,7 @@ from orchestrator.api.tenancy import read_scope
 from orchestrator.core.errors import ErrorCode, InvalidArgument, SagaError
 from orchestrator.core.limits import check_enum, check_timestamp
 from orchestrator.core.machine import SagaRun
-from orchestrator.core.records import SagaFilter, SagaRecord, SagaStatus
+from orchestrator.core.records import SagaFilter, SagaStatus, StepStatus
 from orchestrator.core.registry import Registry
 from orchestrator.engine.executor import Executor
 from orchestrator.security.auth import current_caller
@@ -170,15 +170,31 @@ def bulk_filter(request: pb.BulkSagaFilter, registry: Registry) -> SagaFilter:
     )
 
 
-def still_matches(saga: SagaRecord, where: SagaFilter) -> bool:
+def failed_steps(run: SagaRun) -> set[str]:
+    """The names of the run's failed steps, as the store's filter finds them: each whose
+    compensation failed, and the failed step the saga stopped at."""
+    return {
+        step.name
+        for index, step in enumerate(run.steps)
+        if run.step_status(index) is StepStatus.COMPENSATION_FAILED
+        or (run.step_status(index) is StepStatus.FAILED and step.name == run.saga.failed_step)
+    }
+
+
+def still_matches(run: SagaRun, where: SagaFilter) -> bool:
     """Whether the saga, as loaded for its change, is still in the state `where` names."""
+    saga = run.saga
+    failed = failed_steps(run) if where.failed_step or where.failed_steps is not None else set()
     return (
         (where.status is None or saga.status is where.status)
         and (
             where.needs_intervention is None or saga.needs_intervention == where.needs_intervention
         )
-        and (where.failed_step is None or saga.failed_step == where.failed_step)
-        and (where.failed_steps is None or (saga.saga_type, saga.failed_step) in where.failed_steps)
+        and (where.failed_step is None or where.failed_step in failed)
+        and (
+            where.failed_steps is None
+            or any((saga.saga_type, name) in where.failed_steps for name in failed)
+        )
         and (
             where.failure_reason_contains is None
             or where.failure_reason_contains in saga.failure_reason
@@ -259,7 +275,7 @@ class BulkActions:
         self, saga_id: str, where: SagaFilter, change: Change, actor: str, reason: str
     ) -> pb.BulkSagaResult:
         def checked(run: SagaRun, now: datetime) -> None:
-            if not still_matches(run.saga, where):
+            if not still_matches(run, where):
                 raise NoLongerMatches(
                     f"saga {saga_id} no longer matches the filter (it is now {run.status}"
                     f"{', needs intervention' if run.saga.needs_intervention else ''}); left alone"

@@ -248,9 +248,11 @@ class SagaFilter:
     namespaces: tuple[str, ...] | None = None
     """Sagas in one of these namespaces; None for every namespace."""
     failed_step: str | None = None
-    """Sagas whose failed (stuck) step has this name."""
+    """Sagas with a failed step of this name: one whose compensation failed, or the
+    step whose failure the saga stopped at (`SagaRecord.failed_step`)."""
     failed_steps: tuple[tuple[str, str], ...] | None = None
-    """Sagas whose (saga type, failed step) is one of these (a participant's steps)."""
+    """Sagas with a failed step (as above) whose (saga type, step name) is one of these
+    (the steps that address one participant)."""
     failure_reason_contains: str | None = None
     """Sagas whose failure reason contains this text (case-sensitive)."""
     updated_after: datetime | None = None

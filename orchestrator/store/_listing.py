@@ -33,6 +33,30 @@ def lock_key_condition(dialect: Dialect, where: SagaFilter, params: dict[str, ob
     )
 
 
+def failed_step_condition(dialect: Dialect, where: SagaFilter, params: dict[str, object]) -> str:
+    """Sagas with a failed step named as `where` asks: a step whose compensation failed,
+    or the failed step the saga stopped at. Each saga's steps are read by primary key."""
+    p = dialect.param
+    names: list[str] = []
+    if where.failed_step is not None:
+        names.append(f"st.name = {p('failed_step')}")
+        params["failed_step"] = where.failed_step
+    if where.failed_steps is not None:
+        pairs = []
+        for n, (saga_type, step) in enumerate(where.failed_steps):
+            pairs.append(
+                f"(sagas.saga_type = {p(f'fs_type_{n}')} AND st.name = {p(f'fs_step_{n}')})"
+            )
+            params[f"fs_type_{n}"], params[f"fs_step_{n}"] = saga_type, step
+        names.append(f"({' OR '.join(pairs)})" if pairs else "FALSE")
+    return (
+        "EXISTS (SELECT 1 FROM saga_steps st WHERE st.saga_id = sagas.saga_id"
+        " AND (st.status = 'COMPENSATION_FAILED'"
+        " OR (st.status = 'FAILED' AND st.name = sagas.failed_step))"
+        f" AND {' AND '.join(names)})"
+    )
+
+
 def saga_conditions(dialect: Dialect, where: SagaFilter) -> tuple[list[str], dict[str, object]]:
     """The conditions `where` sets, and their parameters: shared by the listing and the
     bulk operators' match. Only fixed SQL fragments are joined; every value is bound."""
@@ -64,15 +88,8 @@ def saga_conditions(dialect: Dialect, where: SagaFilter) -> tuple[list[str], dic
         if moment is not None:
             conditions.append(f"{column} {bound} {p(name)}")
             params[name] = time_to_db(aware(moment))
-    if where.failed_step is not None:
-        conditions.append(f"failed_step = {p('failed_step')}")
-        params["failed_step"] = where.failed_step
-    if where.failed_steps is not None:
-        pairs = []
-        for n, (saga_type, step) in enumerate(where.failed_steps):
-            pairs.append(f"(saga_type = {p(f'fs_type_{n}')} AND failed_step = {p(f'fs_step_{n}')})")
-            params[f"fs_type_{n}"], params[f"fs_step_{n}"] = saga_type, step
-        conditions.append(f"({' OR '.join(pairs)})" if pairs else "FALSE")
+    if where.failed_step is not None or where.failed_steps is not None:
+        conditions.append(failed_step_condition(dialect, where, params))
     if where.failure_reason_contains is not None:
         conditions.append(dialect.contains("failure_reason", p("failure_reason_contains")))
         params["failure_reason_contains"] = where.failure_reason_contains
