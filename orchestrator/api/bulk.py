@@ -119,7 +119,9 @@ Response = TypeVar("Response", bound=BulkResponse)
 
 
 def _time(request: pb.BulkSagaFilter, name: str) -> datetime | None:
-    return check_timestamp(name, getattr(request, name)) if request.HasField(name) else None
+    if not request.HasField(name):
+        return None
+    return check_timestamp(f"filter.{name}", getattr(request, name))
 
 
 def bulk_filter(request: pb.BulkSagaFilter, registry: Registry) -> SagaFilter:
