@@ -1,6 +1,8 @@
 """The SagaOrchestrator gRPC servicer: validate, call into the executor or the store,
 map errors. Records become messages in `conversion`, page tokens are made and read in
-`paging`, ids and operator fields are checked in `request_checks`.
+`paging`, ids and operator fields are checked in `request_checks`; the bulk operator
+actions (RetrySagas, ResolveSagas, AbortSagas) run in `bulk`, through the same changes
+as the single calls.
 
 Requests are checked completely before anything is stored: every string the stores
 could not hold (`check_message_text`, first in every handler), every enum, timestamp,
