@@ -74,7 +74,7 @@ from bench.workload import SAGA_TYPE, TERMINAL_OK
 from orchestrator.api.paging import decode_page_token
 from orchestrator.core.records import PagePosition, SagaFilter, SagaStatus
 from orchestrator.store import PostgresStore
-from orchestrator.store._statements import saga_listing
+from orchestrator.store._listing import saga_listing
 from orchestrator.store.postgres import DIALECT
 from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc

@@ -1,6 +1,8 @@
 """The SagaOrchestrator gRPC servicer: validate, call into the executor or the store,
 map errors. Records become messages in `conversion`, page tokens are made and read in
-`paging`, ids and operator fields are checked in `request_checks`.
+`paging`, ids and operator fields are checked in `request_checks`; the bulk operator
+actions (RetrySagas, ResolveSagas, AbortSagas) run in `bulk`, through the same changes
+as the single calls.
 
 Requests are checked completely before anything is stored: every string the stores
 could not hold (`check_message_text`, first in every handler), every enum, timestamp,
@@ -27,6 +29,7 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf import json_format
 
+from orchestrator.api.bulk import BulkActions, abort_change, resolve_change, retry_change
 from orchestrator.api.catalogue import definition_to_proto
 from orchestrator.api.conversion import saga_to_proto, start_response, transition_to_proto
 from orchestrator.api.handlers import abort_with, mapped_errors
@@ -40,7 +43,12 @@ from orchestrator.api.paging import (
     decode_page_token,
     filter_of,
 )
-from orchestrator.api.request_checks import check_id, check_operator_request, check_saga_id
+from orchestrator.api.request_checks import (
+    check_id,
+    check_operator_request,
+    check_saga_id,
+    operator_actor,
+)
 from orchestrator.api.status import log_refusal, status_proto_of
 from orchestrator.api.tenancy import read_scope, start_namespace, visible
 from orchestrator.core.definition import SagaDefinition
@@ -79,6 +87,7 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
         self._store = store
         self._limits = limits or Limits()
         self._watch_streams = 0
+        self._bulk = BulkActions(registry, executor, store)
         self.completion_allow: tuple[str, ...] = ()  # --completion-webhook-allow
 
     @mapped_errors
@@ -344,9 +353,7 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
         self, request: pb.AbortSagaRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.AbortSagaResponse:
         check_message_text(request)
-        saga = await self._operator_change(
-            request, lambda run, now, actor, reason: run.abort(now, actor, reason)
-        )
+        saga = await self._operator_change(request, abort_change)
         return pb.AbortSagaResponse(saga=saga)
 
     @mapped_errors
@@ -354,9 +361,7 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
         self, request: pb.RetrySagaRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.RetrySagaResponse:
         check_message_text(request)
-        saga = await self._operator_change(
-            request, lambda run, now, actor, reason: run.retry(now, actor, reason)
-        )
+        saga = await self._operator_change(request, retry_change)
         return pb.RetrySagaResponse(saga=saga)
 
     @mapped_errors
@@ -365,10 +370,7 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
     ) -> pb.ResolveStepResponse:
         check_message_text(request)
         check_id("step", request.step)
-        saga = await self._operator_change(
-            request,
-            lambda run, now, actor, reason: run.resolve(request.step, now, actor, reason),
-        )
+        saga = await self._operator_change(request, resolve_change(request.step))
         return pb.ResolveStepResponse(saga=saga)
 
     @mapped_errors
@@ -388,29 +390,43 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
         ),
         change: Callable[[SagaRun, datetime, str, str], None],
     ) -> pb.Saga:
-        """An operator's call: checked, recorded with its actor, committed.
-
-        With auth on, the actor is `operator:<authenticated name>` and a `requested_by`
-        is only a note in the reason; without auth (laptop mode) it is the actor.
-        """
-        caller = current_caller()
+        """An operator's call: checked, recorded with its actor (`operator_actor`),
+        committed."""
         check_operator_request(
             request.saga_id,
             request.reason,
             request.requested_by,
-            authenticated=caller is not None,
+            authenticated=current_caller() is not None,
         )
         await self._visible_saga(request.saga_id, request.namespace)
-        if caller is None:
-            actor, reason = f"operator:{request.requested_by}", request.reason
-        else:
-            actor, reason = f"operator:{caller.name}", request.reason
-            if request.requested_by and request.requested_by != caller.name:
-                reason = f"{reason} (requested_by: {request.requested_by})"
+        actor, reason = operator_actor(request.requested_by, request.reason)
         saga = await self._executor.change_saga(
             request.saga_id, lambda run, now: change(run, now, actor, reason)
         )
         return await self._full_saga(saga)
+
+    @mapped_errors
+    async def RetrySagas(
+        self, request: pb.RetrySagasRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.RetrySagasResponse:
+        check_message_text(request)
+        return await self._bulk.run(request, pb.RetrySagasResponse(), "retry", retry_change)
+
+    @mapped_errors
+    async def ResolveSagas(
+        self, request: pb.ResolveSagasRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ResolveSagasResponse:
+        check_message_text(request)
+        check_id("step", request.step)
+        change = resolve_change(request.step)
+        return await self._bulk.run(request, pb.ResolveSagasResponse(), "resolve", change)
+
+    @mapped_errors
+    async def AbortSagas(
+        self, request: pb.AbortSagasRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.AbortSagasResponse:
+        check_message_text(request)
+        return await self._bulk.run(request, pb.AbortSagasResponse(), "abort", abort_change)
 
     @mapped_errors
     async def ListSagaTypes(

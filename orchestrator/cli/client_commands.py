@@ -19,6 +19,7 @@ from rich.live import Live
 from rich.text import Text
 
 from orchestrator.cli import rendering as view
+from orchestrator.cli.bulk import bulk_command
 from orchestrator.cli.events import events_command
 from orchestrator.cli.options import (
     EXIT_ERROR,
@@ -301,7 +302,12 @@ async def _start_many(args: argparse.Namespace, client: SagaClient) -> int:
 
 
 async def _operator_call(args: argparse.Namespace, client: SagaClient) -> int:
-    """abort, retry, resolve, break-lock: one call each, recorded with who asked and why."""
+    """abort, retry, resolve, break-lock: one call each, recorded with who asked and why
+    (abort, retry and resolve take `--all [filters]` instead of a saga: `cli.bulk`)."""
+    if getattr(args, "all", False):
+        return await bulk_command(args, client)
+    if not args.saga_id:
+        raise CliError(f"{args.command} needs a saga id, or --all with filters", EXIT_USAGE)
     by = operator_name(args.by)
     if args.command == "abort":
         saga = await client.abort(args.saga_id, reason=args.reason, requested_by=by)

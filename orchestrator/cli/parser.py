@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from orchestrator.cli.bulk import add_bulk_options
 from orchestrator.cli.diagrams import FORMATS
 from orchestrator.cli.events import events_parser
 from orchestrator.cli.options import (
@@ -416,7 +417,11 @@ def build_parser(first: str | None = None) -> argparse.ArgumentParser:
         ("break-lock", "take a saga's lock keys away so the sagas queued behind it go on"),
     ):
         command = commands.add_parser(name, parents=client, help=help_text)
-        command.add_argument("saga_id", type=saga_id_argument)
+        if name == "break-lock":
+            command.add_argument("saga_id", type=saga_id_argument)
+        else:
+            command.add_argument("saga_id", type=saga_id_argument, nargs="?")
+            add_bulk_options(command)
         if name == "resolve":
             command.add_argument("--step", required=True, help="the stuck step's name")
         operator_options(command)

@@ -3,8 +3,8 @@
 The public face is this package's `__all__` (pinned by tests/unit/test_client_surface.py);
 the modules behind it are the client's own: `async_client` (SagaClient), `sync_client`
 (its blocking twin), `handle` (SagaHandle and reading outputs), `listing` (filters and
-pages), `batches` (starting many), `watching` (GetSaga and the WatchSaga stream),
-`connection` (the channel, deadlines, reconnecting), `errors`.
+pages), `bulk` (bulk operator actions), `batches` (starting many), `watching` (GetSaga
+and the WatchSaga stream), `connection` (the channel, deadlines, reconnecting), `errors`.
 
 May import `orchestrator.core` (limits, timestamps), `orchestrator.security` (TLS) and
 the generated stubs; never the engine, the store, the API side or the CLI.
@@ -12,6 +12,7 @@ the generated stubs; never the engine, the store, the API side or the CLI.
 
 from orchestrator.client.async_client import SagaClient
 from orchestrator.client.batches import START_BATCH_SIZE, SagaToStart, start_batches
+from orchestrator.client.bulk import BulkFilters, BulkPage
 from orchestrator.client.connection import CLIENT_TIMEOUT_SECONDS, WATCH_RECONNECT_SECONDS
 from orchestrator.client.errors import (
     ClientError,
@@ -33,6 +34,8 @@ __all__ = [
     "START_BATCH_SIZE",
     "TERMINAL_SAGA_STATUSES",
     "WATCH_RECONNECT_SECONDS",
+    "BulkFilters",
+    "BulkPage",
     "ClientError",
     "Conflict",
     "DeadlineExceeded",

@@ -30,6 +30,14 @@ import grpc
 from google.protobuf.message import Message
 
 from orchestrator.client.batches import START_BATCH_SIZE, SagaToStart, start_batches
+from orchestrator.client.bulk import (
+    BULK_METHODS,
+    BulkAction,
+    BulkFilters,
+    BulkPage,
+    bulk_filter,
+    bulk_page,
+)
 from orchestrator.client.connection import (
     RECONNECT_CODES,
     WATCH_RECONNECT_SECONDS,
@@ -371,6 +379,36 @@ class SagaClient(SagaWatching):
         )
         response: pb.ResolveStepResponse = await self._call("ResolveStep", request)
         return response.saga
+
+    async def act_on_sagas(
+        self,
+        action: BulkAction,
+        *,
+        reason: str,
+        requested_by: str,
+        step: str = "",
+        dry_run: bool = False,
+        page_size: int = 0,
+        page_token: str = "",
+        **filters: Unpack[BulkFilters],
+    ) -> BulkPage:
+        """Retry, resolve (at `step`) or abort one page of the sagas matching the filters
+        (RetrySagas, ResolveSagas, AbortSagas); pass `next_page_token` back, with the
+        same filters, for the next page. A dry run counts them and changes nothing."""
+        method, request_type = BULK_METHODS[action]
+        request = request_type(
+            filter=bulk_filter(filters),
+            reason=reason,
+            requested_by=requested_by,
+            dry_run=dry_run,
+            page_size=page_size,
+            page_token=page_token,
+        )
+        if isinstance(request, pb.ResolveSagasRequest):
+            request.step = step
+        elif step:
+            raise InvalidRequest(f"step is for resolve only, not for {action}")
+        return bulk_page(await self._call(method, request))
 
     # --- the event sinks (operators) --------------------------------------------------------
 

@@ -89,7 +89,8 @@ RequestT = TypeVar("RequestT", bound=Message)
 
 def in_namespace(request: RequestT, namespace: str | None) -> RequestT:
     """`request` with `namespace` in every namespace field left empty (a StartSagas
-    batch's items, an ExecuteSaga's start); the request itself, changed in place."""
+    batch's items, an ExecuteSaga's start, a bulk action's filter); the request itself,
+    changed in place."""
     if not namespace:
         return request
     message: Any = request
@@ -98,6 +99,8 @@ def in_namespace(request: RequestT, namespace: str | None) -> RequestT:
         message.namespace = namespace
     if "start" in fields:
         in_namespace(message.start, namespace)
+    if "filter" in fields:  # a bulk action's BulkSagaFilter
+        in_namespace(message.filter, namespace)
     if "requests" in fields:
         for item in message.requests:
             in_namespace(item, namespace)

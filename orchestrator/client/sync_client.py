@@ -29,6 +29,7 @@ from google.protobuf.message import Message
 
 from orchestrator.client.async_client import SHORT_ID_SCAN, SagaClient
 from orchestrator.client.batches import START_BATCH_SIZE, SagaToStart
+from orchestrator.client.bulk import BulkAction, BulkFilters, BulkPage
 from orchestrator.client.connection import CLIENT_TIMEOUT_SECONDS, WATCH_RECONNECT_SECONDS
 from orchestrator.client.errors import ClientError
 from orchestrator.client.handle import OutputT, SagaHandle
@@ -323,6 +324,32 @@ class SyncSagaClient:
         """See SagaClient.resolve."""
         return self.run(
             self._client.resolve(saga_id, step, reason=reason, requested_by=requested_by)
+        )
+
+    def act_on_sagas(
+        self,
+        action: BulkAction,
+        *,
+        reason: str,
+        requested_by: str,
+        step: str = "",
+        dry_run: bool = False,
+        page_size: int = 0,
+        page_token: str = "",
+        **filters: Unpack[BulkFilters],
+    ) -> BulkPage:
+        """See SagaClient.act_on_sagas."""
+        return self.run(
+            self._client.act_on_sagas(
+                action,
+                reason=reason,
+                requested_by=requested_by,
+                step=step,
+                dry_run=dry_run,
+                page_size=page_size,
+                page_token=page_token,
+                **filters,
+            )
         )
 
     # --- the event sinks (operators) ----------------------------------------------------

@@ -247,6 +247,18 @@ class SagaFilter:
     key as a client names it, unqualified)."""
     namespaces: tuple[str, ...] | None = None
     """Sagas in one of these namespaces; None for every namespace."""
+    failed_step: str | None = None
+    """Sagas with a failed step of this name: one whose compensation failed, or the
+    step whose failure the saga stopped at (`SagaRecord.failed_step`)."""
+    failed_steps: tuple[tuple[str, str], ...] | None = None
+    """Sagas with a failed step (as above) whose (saga type, step name) is one of these
+    (the steps that address one participant)."""
+    failure_reason_contains: str | None = None
+    """Sagas whose failure reason contains this text (case-sensitive)."""
+    updated_after: datetime | None = None
+    """Inclusive."""
+    updated_before: datetime | None = None
+    """Exclusive."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,6 +60,9 @@ ORCHESTRATOR_RULES: Mapping[str, frozenset[Role]] = {
     "RetrySaga": OPERATOR_ONLY,
     "ResolveStep": OPERATOR_ONLY,
     "BreakLock": OPERATOR_ONLY,
+    "RetrySagas": OPERATOR_ONLY,
+    "ResolveSagas": OPERATOR_ONLY,
+    "AbortSagas": OPERATOR_ONLY,
 }
 """Who may call each SagaOrchestrator RPC (by method name); a new RPC needs a line here."""
 

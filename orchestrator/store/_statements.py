@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from orchestrator.core.records import Lease, PagePosition, SagaFilter
+from orchestrator.core.records import Lease
 from orchestrator.store._rows import aware
 
 
@@ -172,6 +172,8 @@ class Dialect:
         f"SELECT generate_series(0, %({name})s - 1) AS value"
     )
     """A query of one column `value`: the integers 0 .. parameter `name` - 1."""
+    contains: Callable[[str, str], str] = lambda column, param: f"strpos({column}, {param}) > 0"
+    """A condition true when `column` contains the bound text `param` (case-sensitive)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -450,80 +452,3 @@ def one_row(
     given = given or {}
     columns = [given.get(column) or dialect.param(column) for column in table.types]
     return f"VALUES ({', '.join([*columns, *more])})"
-
-
-def lock_key_condition(dialect: Dialect, where: SagaFilter, params: dict[str, object]) -> str:
-    """Sagas holding or queueing for `where.lock_key` in their own namespace. The lock
-    tables keep keys qualified (`<namespace>/<key>`): within known namespaces the
-    condition looks the qualified keys up by primary key; across every namespace it reads
-    the lock tables (a row per key of a running saga, never the finished ones) and
-    qualifies the key by each row's saga's namespace."""
-    p = dialect.param
-    if where.namespaces is None:
-        params["lock_key"] = where.lock_key
-        holders = " UNION ".join(
-            f"SELECT t.saga_id FROM {table} t JOIN sagas s ON s.saga_id = t.saga_id"
-            f" WHERE t.lock_key = s.namespace || '/' || {p('lock_key')}"
-            for table in ("saga_locks", "saga_lock_queue")
-        )
-        return f"saga_id IN ({holders})"
-    keys = {f"lock_key_{n}": f"{ns}/{where.lock_key}" for n, ns in enumerate(where.namespaces)}
-    params.update(keys)
-    listed = ", ".join(p(name) for name in keys) or "NULL"
-    return (
-        f"saga_id IN (SELECT saga_id FROM saga_locks WHERE lock_key IN ({listed})"
-        f" UNION SELECT saga_id FROM saga_lock_queue WHERE lock_key IN ({listed}))"
-    )
-
-
-def saga_listing(
-    dialect: Dialect, where: SagaFilter, after: PagePosition | None
-) -> tuple[str, dict[str, object]]:
-    """A saga listing, newest first, and its parameters but for `limit`.
-
-    Only fixed SQL fragments are joined; every value is a bound parameter. The
-    parameters are spelled in the order they are bound, `limit` last.
-    """
-    p, time_to_db = dialect.param, dialect.time_to_db
-    conditions: list[str] = []
-    params: dict[str, object] = {}
-    if where.status is not None:
-        conditions.append(f"status = {p('status')}")
-        params["status"] = where.status.value
-    if where.saga_type is not None:
-        conditions.append(f"saga_type = {p('saga_type')}")
-        params["saga_type"] = where.saga_type
-    if where.correlation_id is not None:
-        conditions.append(f"correlation_id = {p('correlation_id')}")
-        params["correlation_id"] = where.correlation_id
-    if where.needs_intervention is not None:
-        # Spelled out, not bound: a prepared statement's generic plan could not use
-        # the partial index `WHERE needs_intervention` for a parameter.
-        conditions.append(
-            "needs_intervention" if where.needs_intervention else "NOT needs_intervention"
-        )
-    if where.created_after is not None:
-        conditions.append(f"create_time >= {p('created_after')}")
-        params["created_after"] = time_to_db(aware(where.created_after))
-    if where.created_before is not None:
-        conditions.append(f"create_time < {p('created_before')}")
-        params["created_before"] = time_to_db(aware(where.created_before))
-    if where.namespaces is not None:
-        names = {f"namespace_{n}": namespace for n, namespace in enumerate(where.namespaces)}
-        if not names:
-            conditions.append("FALSE")
-        else:
-            conditions.append(f"namespace IN ({', '.join(p(name) for name in names)})")
-            params.update(names)
-    if where.lock_key is not None:
-        conditions.append(lock_key_condition(dialect, where, params))
-    if after is not None:
-        conditions.append(f"(create_time, saga_id) < ({p('after_time')}, {p('after_id')})")
-        params["after_time"] = time_to_db(aware(after.create_time))
-        params["after_id"] = after.saga_id
-    clause = " AND ".join(conditions) if conditions else "TRUE"
-    query = (
-        f"SELECT {SAGA_COLUMNS} FROM sagas WHERE {clause}"
-        f" ORDER BY create_time DESC, saga_id DESC LIMIT {p('limit')}"
-    )
-    return query, params

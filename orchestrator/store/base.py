@@ -237,6 +237,18 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
+    async def match_sagas(
+        self, where: SagaFilter, limit: int, after_id: str | None = None
+    ) -> list[str]:
+        """The ids of up to `limit` sagas matching `where`, in saga id order, after
+        `after_id`: the pages of a bulk operator action, keyed by the primary key, so
+        the action changing the sagas' status and times never moves the page under it."""
+
+    @abc.abstractmethod
+    async def count_sagas(self, where: SagaFilter) -> int:
+        """How many sagas match `where` now (a bulk action's dry run)."""
+
+    @abc.abstractmethod
     async def delete_finished(self, before: datetime, limit: int) -> int:
         """Delete up to `limit` finished sagas (COMPLETED or FAILED) last updated before
         `before`, oldest first, with their steps and transitions, in one short

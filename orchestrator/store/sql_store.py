@@ -41,8 +41,9 @@ from orchestrator.core.records import (
     StoredSaga,
     TransitionRecord,
 )
+from orchestrator.store._listing import saga_count, saga_listing, saga_matching
 from orchestrator.store._rows import Row, RowEncoding, aware
-from orchestrator.store._statements import Statements, saga_listing
+from orchestrator.store._statements import Statements
 from orchestrator.store.base import Store
 from orchestrator.store.event_admin import EventAdmin
 from orchestrator.store.locks import LockStatements, Transaction, create_locked, take_locks
@@ -130,6 +131,18 @@ class SqlStore(WebhookRows, EventAdmin, Store):
         query, params = saga_listing(self._statements.dialect, where, after)
         rows = await self._rows(query, {**params, "limit": limit})
         return [self._encoding.saga_from_row(row) for row in rows]
+
+    async def match_sagas(
+        self, where: SagaFilter, limit: int, after_id: str | None = None
+    ) -> list[str]:
+        query, params = saga_matching(self._statements.dialect, where, after_id)
+        rows = await self._rows(query, {**params, "limit": limit})
+        return [str(row["saga_id"]) for row in rows]
+
+    async def count_sagas(self, where: SagaFilter) -> int:
+        query, params = saga_count(self._statements.dialect, where)
+        rows = await self._rows(query, params)
+        return int(rows[0]["matched"])
 
     async def claim_sagas(self, lease: Lease, limit: int) -> list[SagaRecord]:
         params = {**self._statements.dialect.lease_params(lease), "limit": limit}

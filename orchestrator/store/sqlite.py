@@ -103,6 +103,7 @@ DIALECT = Dialect(
         "WITH RECURSIVE series(value) AS (SELECT 0 UNION ALL SELECT value + 1 FROM series"
         f" WHERE value + 1 < :{name}) SELECT value FROM series"
     ),
+    contains=lambda column, param: f"instr({column}, {param}) > 0",
 )
 """How SQLite spells the shared SQL: leases by this process's clock, ids as a JSON array."""
 _STATEMENTS = Statements.render(DIALECT)

@@ -526,3 +526,125 @@ class RetryPolicy(_message.Message):
     jitter: float
     retry_codes: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, max_attempts: _Optional[int] = ..., initial_backoff_seconds: _Optional[float] = ..., max_backoff_seconds: _Optional[float] = ..., multiplier: _Optional[float] = ..., jitter: _Optional[float] = ..., retry_codes: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class BulkSagaFilter(_message.Message):
+    __slots__ = ("saga_type", "namespace", "status", "needs_intervention", "failed_step", "participant", "failure_reason_contains", "create_time_after", "create_time_before", "update_time_after", "update_time_before")
+    SAGA_TYPE_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    NEEDS_INTERVENTION_FIELD_NUMBER: _ClassVar[int]
+    FAILED_STEP_FIELD_NUMBER: _ClassVar[int]
+    PARTICIPANT_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_REASON_CONTAINS_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_AFTER_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_TIME_AFTER_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_TIME_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    saga_type: str
+    namespace: str
+    status: SagaStatus
+    needs_intervention: bool
+    failed_step: str
+    participant: str
+    failure_reason_contains: str
+    create_time_after: _timestamp_pb2.Timestamp
+    create_time_before: _timestamp_pb2.Timestamp
+    update_time_after: _timestamp_pb2.Timestamp
+    update_time_before: _timestamp_pb2.Timestamp
+    def __init__(self, saga_type: _Optional[str] = ..., namespace: _Optional[str] = ..., status: _Optional[_Union[SagaStatus, str]] = ..., needs_intervention: _Optional[bool] = ..., failed_step: _Optional[str] = ..., participant: _Optional[str] = ..., failure_reason_contains: _Optional[str] = ..., create_time_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., create_time_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class BulkSagaResult(_message.Message):
+    __slots__ = ("saga_id", "status", "error")
+    SAGA_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    saga_id: str
+    status: SagaStatus
+    error: _status_pb2.Status
+    def __init__(self, saga_id: _Optional[str] = ..., status: _Optional[_Union[SagaStatus, str]] = ..., error: _Optional[_Union[_status_pb2.Status, _Mapping]] = ...) -> None: ...
+
+class RetrySagasRequest(_message.Message):
+    __slots__ = ("filter", "reason", "requested_by", "dry_run", "page_size", "page_token")
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    REQUESTED_BY_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    filter: BulkSagaFilter
+    reason: str
+    requested_by: str
+    dry_run: bool
+    page_size: int
+    page_token: str
+    def __init__(self, filter: _Optional[_Union[BulkSagaFilter, _Mapping]] = ..., reason: _Optional[str] = ..., requested_by: _Optional[str] = ..., dry_run: _Optional[bool] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class RetrySagasResponse(_message.Message):
+    __slots__ = ("matched_count", "saga_ids", "results", "next_page_token")
+    MATCHED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    SAGA_IDS_FIELD_NUMBER: _ClassVar[int]
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    matched_count: int
+    saga_ids: _containers.RepeatedScalarFieldContainer[str]
+    results: _containers.RepeatedCompositeFieldContainer[BulkSagaResult]
+    next_page_token: str
+    def __init__(self, matched_count: _Optional[int] = ..., saga_ids: _Optional[_Iterable[str]] = ..., results: _Optional[_Iterable[_Union[BulkSagaResult, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class ResolveSagasRequest(_message.Message):
+    __slots__ = ("filter", "reason", "requested_by", "dry_run", "page_size", "page_token", "step")
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    REQUESTED_BY_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    filter: BulkSagaFilter
+    reason: str
+    requested_by: str
+    dry_run: bool
+    page_size: int
+    page_token: str
+    step: str
+    def __init__(self, filter: _Optional[_Union[BulkSagaFilter, _Mapping]] = ..., reason: _Optional[str] = ..., requested_by: _Optional[str] = ..., dry_run: _Optional[bool] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., step: _Optional[str] = ...) -> None: ...
+
+class ResolveSagasResponse(_message.Message):
+    __slots__ = ("matched_count", "saga_ids", "results", "next_page_token")
+    MATCHED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    SAGA_IDS_FIELD_NUMBER: _ClassVar[int]
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    matched_count: int
+    saga_ids: _containers.RepeatedScalarFieldContainer[str]
+    results: _containers.RepeatedCompositeFieldContainer[BulkSagaResult]
+    next_page_token: str
+    def __init__(self, matched_count: _Optional[int] = ..., saga_ids: _Optional[_Iterable[str]] = ..., results: _Optional[_Iterable[_Union[BulkSagaResult, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class AbortSagasRequest(_message.Message):
+    __slots__ = ("filter", "reason", "requested_by", "dry_run", "page_size", "page_token")
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    REQUESTED_BY_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    filter: BulkSagaFilter
+    reason: str
+    requested_by: str
+    dry_run: bool
+    page_size: int
+    page_token: str
+    def __init__(self, filter: _Optional[_Union[BulkSagaFilter, _Mapping]] = ..., reason: _Optional[str] = ..., requested_by: _Optional[str] = ..., dry_run: _Optional[bool] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class AbortSagasResponse(_message.Message):
+    __slots__ = ("matched_count", "saga_ids", "results", "next_page_token")
+    MATCHED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    SAGA_IDS_FIELD_NUMBER: _ClassVar[int]
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    matched_count: int
+    saga_ids: _containers.RepeatedScalarFieldContainer[str]
+    results: _containers.RepeatedCompositeFieldContainer[BulkSagaResult]
+    next_page_token: str
+    def __init__(self, matched_count: _Optional[int] = ..., saga_ids: _Optional[_Iterable[str]] = ..., results: _Optional[_Iterable[_Union[BulkSagaResult, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...

@@ -96,6 +96,21 @@ class SagaOrchestratorStub:
                 request_serializer=saga_dot_v1_dot_orchestrator__pb2.ListSagaTypesRequest.SerializeToString,
                 response_deserializer=saga_dot_v1_dot_orchestrator__pb2.ListSagaTypesResponse.FromString,
                 _registered_method=True)
+        self.RetrySagas = channel.unary_unary(
+                '/saga.v1.SagaOrchestrator/RetrySagas',
+                request_serializer=saga_dot_v1_dot_orchestrator__pb2.RetrySagasRequest.SerializeToString,
+                response_deserializer=saga_dot_v1_dot_orchestrator__pb2.RetrySagasResponse.FromString,
+                _registered_method=True)
+        self.ResolveSagas = channel.unary_unary(
+                '/saga.v1.SagaOrchestrator/ResolveSagas',
+                request_serializer=saga_dot_v1_dot_orchestrator__pb2.ResolveSagasRequest.SerializeToString,
+                response_deserializer=saga_dot_v1_dot_orchestrator__pb2.ResolveSagasResponse.FromString,
+                _registered_method=True)
+        self.AbortSagas = channel.unary_unary(
+                '/saga.v1.SagaOrchestrator/AbortSagas',
+                request_serializer=saga_dot_v1_dot_orchestrator__pb2.AbortSagasRequest.SerializeToString,
+                response_deserializer=saga_dot_v1_dot_orchestrator__pb2.AbortSagasResponse.FromString,
+                _registered_method=True)
 
 
 class SagaOrchestratorServicer:
@@ -210,6 +225,32 @@ class SagaOrchestratorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RetrySagas(self, request, context):
+        """RetrySagas retries, as RetrySaga does, every saga matching a filter, one page of
+        them per call (operator only). Each saga is changed on its own, with its own row in
+        its log naming the operator and the reason; each gets its own outcome. A dry run
+        counts the matching sagas and names a page of them without changing anything.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResolveSagas(self, request, context):
+        """ResolveSagas resolves, as ResolveStep does, the named stuck step of every saga
+        matching a filter, one page per call; otherwise as RetrySagas.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AbortSagas(self, request, context):
+        """AbortSagas aborts, as AbortSaga does, every saga matching a filter, one page per
+        call; otherwise as RetrySagas.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SagaOrchestratorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -272,6 +313,21 @@ def add_SagaOrchestratorServicer_to_server(servicer, server):
                     servicer.ListSagaTypes,
                     request_deserializer=saga_dot_v1_dot_orchestrator__pb2.ListSagaTypesRequest.FromString,
                     response_serializer=saga_dot_v1_dot_orchestrator__pb2.ListSagaTypesResponse.SerializeToString,
+            ),
+            'RetrySagas': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetrySagas,
+                    request_deserializer=saga_dot_v1_dot_orchestrator__pb2.RetrySagasRequest.FromString,
+                    response_serializer=saga_dot_v1_dot_orchestrator__pb2.RetrySagasResponse.SerializeToString,
+            ),
+            'ResolveSagas': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResolveSagas,
+                    request_deserializer=saga_dot_v1_dot_orchestrator__pb2.ResolveSagasRequest.FromString,
+                    response_serializer=saga_dot_v1_dot_orchestrator__pb2.ResolveSagasResponse.SerializeToString,
+            ),
+            'AbortSagas': grpc.unary_unary_rpc_method_handler(
+                    servicer.AbortSagas,
+                    request_deserializer=saga_dot_v1_dot_orchestrator__pb2.AbortSagasRequest.FromString,
+                    response_serializer=saga_dot_v1_dot_orchestrator__pb2.AbortSagasResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -600,6 +656,87 @@ class SagaOrchestrator:
             '/saga.v1.SagaOrchestrator/ListSagaTypes',
             saga_dot_v1_dot_orchestrator__pb2.ListSagaTypesRequest.SerializeToString,
             saga_dot_v1_dot_orchestrator__pb2.ListSagaTypesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetrySagas(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/saga.v1.SagaOrchestrator/RetrySagas',
+            saga_dot_v1_dot_orchestrator__pb2.RetrySagasRequest.SerializeToString,
+            saga_dot_v1_dot_orchestrator__pb2.RetrySagasResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResolveSagas(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/saga.v1.SagaOrchestrator/ResolveSagas',
+            saga_dot_v1_dot_orchestrator__pb2.ResolveSagasRequest.SerializeToString,
+            saga_dot_v1_dot_orchestrator__pb2.ResolveSagasResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AbortSagas(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/saga.v1.SagaOrchestrator/AbortSagas',
+            saga_dot_v1_dot_orchestrator__pb2.AbortSagasRequest.SerializeToString,
+            saga_dot_v1_dot_orchestrator__pb2.AbortSagasResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -157,6 +157,8 @@ def _valid_requests(saga_id: str) -> dict[str, Message]:
         idempotency_key="k-nul",
     )
     operator = {"saga_id": saga_id, "reason": "checking", "requested_by": "ops"}
+    operator_note = {"reason": "checking", "requested_by": "ops"}
+    bulk = pb.BulkSagaFilter(saga_type="travel_booking")
     return {
         "StartSaga": start,
         "ExecuteSaga": pb.ExecuteSagaRequest(start=start),
@@ -168,6 +170,11 @@ def _valid_requests(saga_id: str) -> dict[str, Message]:
         "RetrySaga": pb.RetrySagaRequest(**operator),
         "ResolveStep": pb.ResolveStepRequest(step="charge_payment", **operator),
         "BreakLock": pb.BreakLockRequest(**operator),
+        # A real bulk run over every saga of the type: a string left unchecked would reach
+        # the store's match and each saga's log row.
+        "RetrySagas": pb.RetrySagasRequest(filter=bulk, **operator_note),
+        "ResolveSagas": pb.ResolveSagasRequest(filter=bulk, step="charge_payment", **operator_note),
+        "AbortSagas": pb.AbortSagasRequest(filter=bulk, **operator_note),
     }
 
 

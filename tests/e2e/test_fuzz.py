@@ -222,14 +222,28 @@ def messages(descriptor: Descriptor) -> st.SearchStrategy[Any]:
 
 def one_wild_field(descriptor: Descriptor) -> st.SearchStrategy[Any]:
     """A request valid but for one generated field (its saga id, if it has one, names a
-    stored saga or is a well-formed UUID), so each check is reached, not only the first
+    stored saga or is a well-formed UUID; a bulk action's names who and why), so each
+    check is reached, not only the first
     one on the way, and values reach the store."""
 
     def with_field(field: FieldDescriptor) -> st.SearchStrategy[Any]:
         saga_ids = st.uuids().map(str) | st.deferred(lambda: st.sampled_from(STORED_SAGA_IDS))
-        base = st.fixed_dictionaries(
-            {"saga_id": saga_ids} if "saga_id" in descriptor.fields_by_name else {}
-        )
+        valid: dict[str, st.SearchStrategy[Any]] = {}
+        if "saga_id" in descriptor.fields_by_name:
+            valid["saga_id"] = saga_ids
+        if "filter" in descriptor.fields_by_name:
+            # A bulk action's: who and why given, so the filter's own checks are reached
+            # (a filter with one wild field among them).
+            bulk_filter = descriptor.fields_by_name["filter"].message_type
+            valid |= {
+                "reason": st.just("fuzz"),
+                "requested_by": st.just("fuzz"),
+                "dry_run": st.booleans(),
+                "filter": one_wild_field(bulk_filter),
+            }
+            if "step" in descriptor.fields_by_name:
+                valid["step"] = st.just("book_hotel")
+        base = st.fixed_dictionaries(valid)
         return st.tuples(base, value_of(field)).map(
             lambda drawn: _build(descriptor, {**drawn[0], field.name: drawn[1]})
         )

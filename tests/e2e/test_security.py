@@ -76,6 +76,9 @@ ORCHESTRATOR_EXPECTED: dict[str, tuple[set[str], grpc.StatusCode]] = {
     "RetrySaga": ({"operator"}, grpc.StatusCode.INVALID_ARGUMENT),
     "ResolveStep": ({"operator"}, grpc.StatusCode.INVALID_ARGUMENT),
     "BreakLock": ({"operator"}, grpc.StatusCode.INVALID_ARGUMENT),
+    "RetrySagas": ({"operator"}, grpc.StatusCode.INVALID_ARGUMENT),
+    "ResolveSagas": ({"operator"}, grpc.StatusCode.INVALID_ARGUMENT),
+    "AbortSagas": ({"operator"}, grpc.StatusCode.INVALID_ARGUMENT),
 }
 CALLBACKS = cb.DESCRIPTOR.services_by_name["SagaCallbacks"]
 COMPLETERS = {"participant", "operator"}

@@ -39,6 +39,7 @@ OK = grpc.StatusCode.OK
 NOT_FOUND = grpc.StatusCode.NOT_FOUND
 DENIED = grpc.StatusCode.PERMISSION_DENIED
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
+PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION
 ALL = None
 LATENCY_MS = 1500
 """Each participant action takes this long: a saga holds its lock keys for seconds."""
@@ -312,6 +313,42 @@ async def test_starts_and_listings_stay_within_the_callers_namespaces(
             }
             assert set(listed) == in_scope, (name, named)
             assert all(started[saga_id] == ns for saga_id, ns in listed.items())
+
+    # A bulk action (operators only) takes only sagas within the caller's namespaces:
+    # a dry run counts and names them; a real retry answers for them alone (none needs
+    # intervention, so each is refused as the single RetrySaga would refuse it).
+    for name, caller in CALLERS.items():
+        for named in NAMED:
+            for dry_run in (True, False):
+                request = pb.RetrySagasRequest(
+                    filter=pb.BulkSagaFilter(namespace=named, saga_type="locked_trip"),
+                    reason="tenancy test",
+                    requested_by="tester",
+                    dry_run=dry_run,
+                    page_size=1000,
+                )
+                code, reply, message = await call(stub, name, "RetrySagas", request)
+                if "operator" not in caller.roles:
+                    assert code == DENIED, (name, named)
+                    continue
+                if named and not named.islower():
+                    assert code == INVALID and "namespace" in message
+                    continue
+                if named and not caller.may_use(named):
+                    assert code == DENIED, (name, named)
+                    continue
+                assert code == OK, message
+                in_scope = {
+                    saga_id
+                    for saga_id, namespace in started.items()
+                    if caller.may_use(namespace) and (not named or named == namespace)
+                }
+                assert set(reply.saga_ids) == in_scope, (name, named)
+                if dry_run:
+                    assert reply.matched_count == len(in_scope) and not reply.results
+                else:
+                    assert {r.saga_id for r in reply.results} == in_scope
+                    assert {r.error.code for r in reply.results} <= {PRECONDITION.value[0]}
 
 
 async def test_idempotency_keys_and_lock_keys_are_per_namespace(

@@ -19,6 +19,8 @@ CLIENT_EXPORTS = [
     "START_BATCH_SIZE",
     "TERMINAL_SAGA_STATUSES",
     "WATCH_RECONNECT_SECONDS",
+    "BulkFilters",
+    "BulkPage",
     "ClientError",
     "Conflict",
     "DeadlineExceeded",
