@@ -320,6 +320,18 @@ class ConsoleCalls:
         reply = await self._servicer.ResolveStep(request, self._context)
         return message_json(reply.saga)
 
+    async def bulk(
+        self, action: str, fields: dict[str, Any]
+    ) -> pb.RetrySagasResponse | pb.AbortSagasResponse:
+        """One page of RetrySagas or AbortSagas (a dry run only counts and samples)."""
+        if action == "retry":
+            return await self._servicer.RetrySagas(
+                _request(pb.RetrySagasRequest, **fields), self._context
+            )
+        return await self._servicer.AbortSagas(
+            _request(pb.AbortSagasRequest, **fields), self._context
+        )
+
     def _tasks_service(self) -> SagaTasksService:
         if self._tasks is None:
             raise CallRefused(grpc.StatusCode.UNIMPLEMENTED, "this console has no human tasks")

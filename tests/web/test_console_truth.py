@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
 from tests.e2e.conftest import FAIL_CAR_CLASS
 from tests.support.payloads import order, travel
@@ -61,7 +62,9 @@ def test_a_stuck_saga_says_needs_intervention_and_a_clean_compensation_does_not(
 def test_each_step_shows_its_reply_collapsed_and_the_request_note(
     console: ChildProcess, stub: pb_grpc.SagaOrchestratorStub, open_page: Any, documentation_shot
 ):
-    saga = wait_until(stub, start(stub, "travel_booking", travel("customer-reply"), "reply"), terminal)
+    saga = wait_until(
+        stub, start(stub, "travel_booking", travel("customer-reply"), "reply"), terminal
+    )
     flight = next(step for step in saga.steps if step.name == "book_flight")
     assert flight.HasField("reply")
     page = open_page(f"{console.info['console_url']}#/saga/{saga.saga_id}")
@@ -133,3 +136,44 @@ def test_search_by_id_prefix_narrows_the_list_and_a_full_id_opens_the_saga(
     page.get_by_label("Saga id").fill(saga_id)
     page.get_by_role("button", name="Apply filters").click()
     page.locator("#full-id", has_text=saga_id).wait_for()
+
+
+def test_operator_retries_every_matching_saga_after_a_dry_run_count(
+    console: ChildProcess, stub: pb_grpc.SagaOrchestratorStub, open_page: Any, documentation_shot
+):
+    stuck = [
+        wait_until(
+            stub,
+            start(stub, "order_fulfillment", order(address="1 Nowhere Road"), "bulk"),
+            lambda saga: saga.needs_intervention,
+        )
+        for _ in range(2)
+    ]
+    base = console.info["console_url"]
+    page = open_page(f"{base}#/sagas?correlation_id={stuck[0].correlation_id}")
+    page.get_by_role("button", name="Retry matching…").click()
+    page.locator("#bulk-panel .error", has_text="correlation_id").wait_for()
+
+    page = open_page(f"{base}#/sagas?saga_type=order_fulfillment&needs_intervention=true")
+    page.get_by_role("button", name="Retry matching…").click()
+    count_text = page.locator("#bulk-count").inner_text()
+    count = int(count_text.split()[0])
+    assert count >= 2
+    confirm = page.get_by_role("button", name=f"Retry {count} sagas")
+    page.locator("#bulk-panel").get_by_label("Your name (recorded as the operator)").fill("Bulk Betty")
+    documentation_shot(page, "bulk", "#bulk-panel")
+    confirm.click()
+    reason = page.get_by_label("Reason (goes into each saga's log)")
+    assert reason.evaluate("input => input.validity.valueMissing")  # the form is not sent
+    assert page.locator("#bulk-progress").inner_text() == ""
+    reason.fill("refund service fixed")
+    confirm.click()
+    page.locator("#bulk-progress", has_text=f"{count} done").wait_for()
+    for saga in stuck:
+        rows = stub.GetSagaHistory(
+            pb.GetSagaHistoryRequest(saga_id=saga.saga_id), timeout=5
+        ).transitions
+        retried = [row for row in rows if row.event == pb.TRANSITION_EVENT_SAGA_RETRIED]
+        assert [(row.actor, row.reason) for row in retried] == [
+            ("operator:Bulk Betty", "refund service fixed")
+        ]

@@ -459,9 +459,82 @@
       form, counts,
       h("div", { class: "toolbar" },
         h("label", { for: "auto-refresh", class: "inline" }, auto, " Auto-refresh"), updated),
+      bulkControls(Object.fromEntries(filterQuery(params, true).entries()), () => refresh()),
       problem, prefixNote,
       h("div", { class: "scroll" }, table),
       h("nav", { class: "pager", "aria-label": "Pages" }, first, newer, older));
+  }
+
+  // --- bulk actions --------------------------------------------------------------------------
+
+  // "Select matching": a dry run counts the sagas the filter matches and shows a sample;
+  // the operator confirms that count with a reason, then the page sends RetrySagas or
+  // AbortSagas a page at a time until the server gives no further page.
+  function bulkControls(filter, after) {
+    if (!me || !me.may_act) return null;
+    const panel = h("div", { id: "bulk-panel", class: "bulk", role: "region", "aria-label": "Bulk action" });
+    const start = (kind) => async () => {
+      clear(panel);
+      let dry;
+      try {
+        dry = await api(`/api/bulk/${kind}`, { filter, dry_run: true, reason: "dry run", requested_by: "console" });
+      } catch (error) {
+        append(panel, h("p", { class: "error", role: "alert" }, error.message));
+        return;
+      }
+      const count = Number(dry.matched_count || 0);
+      if (!count) {
+        append(panel, h("p", { id: "bulk-count" }, "No saga matches this filter."));
+        return;
+      }
+      const reason = h("input", { id: "bulk-reason", required: true, autocomplete: "off" });
+      const operator = h("input", { id: "bulk-operator", autocomplete: "name", value: localStorage.getItem("saga-console-operator") || "" });
+      const problem = h("p", { class: "error", role: "alert", id: "bulk-error" });
+      const progress = h("p", { id: "bulk-progress", role: "status" });
+      const verb = kind === "retry" ? "Retry" : "Abort";
+      const confirm = h("button", { type: "submit", class: kind === "abort" ? "danger" : "primary", id: "bulk-confirm" }, `${verb} ${count} sagas`);
+      const form = h("form", {},
+        h("p", { id: "bulk-count" }, `${count} sagas match this filter. `, kind === "retry" ? "Retry gives each stuck step a fresh budget of attempts." : "Abort compensates each running saga."),
+        h("p", { class: "muted" }, "Sample: ", h("span", { id: "bulk-sample" }, (dry.saga_ids || []).slice(0, 5).join(", "))),
+        me.authenticated ? null : h("div", { class: "field" }, h("label", { for: "bulk-operator" }, "Your name (recorded as the operator)"), operator),
+        h("div", { class: "field" }, h("label", { for: "bulk-reason" }, "Reason (goes into each saga's log)"), reason),
+        problem, progress,
+        h("div", { class: "buttons" }, confirm, h("button", { type: "button", onclick: () => clear(panel) }, "Cancel")));
+      form.addEventListener("submit", async (event) => {
+        event.preventDefault();
+        if (!reason.value.trim()) { problem.textContent = "A reason is required."; return; }
+        if (!me.authenticated) localStorage.setItem("saga-console-operator", operator.value.trim());
+        confirm.disabled = true;
+        let token = "";
+        let done = 0;
+        let refused = 0;
+        // Bounded: never more pages than the count could fill, plus one.
+        for (let pages = 0; pages <= Math.ceil(count / 50) + 1; pages += 1) {
+          let answer;
+          try {
+            answer = await api(`/api/bulk/${kind}`, { filter, reason: reason.value, requested_by: operator.value.trim(), page_token: token });
+          } catch (error) {
+            problem.textContent = error.message;
+            break;
+          }
+          for (const result of answer.results || []) {
+            if (result.error) refused += 1; else done += 1;
+          }
+          progress.textContent = `${verb}: ${done} done${refused ? `, ${refused} refused (no longer matching or changed meanwhile)` : ""}.`;
+          token = answer.next_page_token || "";
+          if (!token) break;
+        }
+        toast(`${kind} of ${done} sagas recorded`);
+        if (after) after();
+      });
+      append(panel, form);
+      reason.focus();
+    };
+    return h("div", { class: "bulk-bar" },
+      h("div", { class: "actions", role: "group", "aria-label": "Act on every saga matching the filter" },
+        h("button", { type: "button", id: "bulk-retry", onclick: start("retry") }, "Retry matching…"),
+        h("button", { type: "button", id: "bulk-abort", class: "danger", onclick: start("abort") }, "Abort matching…")),
+      panel);
   }
 
   // --- saga detail -----------------------------------------------------------------------
@@ -862,6 +935,7 @@
       h("p", { class: "muted" }, me && me.may_act
         ? "Retry gives the stuck step a fresh budget of attempts; resolve declares it done by hand. Both need a reason, recorded in the saga's log."
         : "You may read these sagas; operator actions need the operator role."),
+      bulkControls({ needs_intervention: "true" }, () => route()),
       h("div", { class: "scroll" }, table));
   }
 
