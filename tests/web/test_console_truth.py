@@ -160,7 +160,8 @@ def test_operator_retries_every_matching_saga_after_a_dry_run_count(
     count = int(count_text.split()[0])
     assert count >= 2
     confirm = page.get_by_role("button", name=f"Retry {count} sagas")
-    page.locator("#bulk-panel").get_by_label("Your name (recorded as the operator)").fill("Bulk Betty")
+    panel = page.locator("#bulk-panel")
+    panel.get_by_label("Your name (recorded as the operator)").fill("Bulk Betty")
     documentation_shot(page, "bulk", "#bulk-panel")
     confirm.click()
     reason = page.get_by_label("Reason (goes into each saga's log)")
