@@ -60,13 +60,18 @@ async def bulk_action(
             grpc.StatusCode.PERMISSION_DENIED,
             f"{identity.name} may read but not act: operator actions need the operator role",
         )
+    dry_run = body.get("dry_run") is True
+    requested_by = identity.name if identity.authenticated else str(body.get("requested_by", ""))
+    reason = str(body.get("reason", ""))
+    if dry_run:
+        # A dry run changes nothing and records nothing: the servicer still wants a
+        # note, so the count needs none typed before the operator has seen it.
+        reason, requested_by = reason or "dry run", requested_by or "console"
     fields: dict[str, Any] = {
         "filter": bulk_filter_of(body.get("filter", {})),
-        "reason": str(body.get("reason", "")),
-        "requested_by": (
-            identity.name if identity.authenticated else str(body.get("requested_by", ""))
-        ),
-        "dry_run": body.get("dry_run") is True,
+        "reason": reason,
+        "requested_by": requested_by,
+        "dry_run": dry_run,
         "page_size": BULK_PAGE_SIZE,
         "page_token": str(body.get("page_token", "")),
     }

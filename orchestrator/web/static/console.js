@@ -477,7 +477,7 @@
       clear(panel);
       let dry;
       try {
-        dry = await api(`/api/bulk/${kind}`, { filter, dry_run: true, reason: "dry run", requested_by: "console" });
+        dry = await api(`/api/bulk/${kind}`, { filter, dry_run: true });
       } catch (error) {
         append(panel, h("p", { class: "error", role: "alert" }, error.message));
         return;
