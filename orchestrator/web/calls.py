@@ -133,6 +133,8 @@ class ListQuery:
     created_before: datetime | None = None
     lock_key: str = ""
     """Sagas holding or queueing for this semantic lock key."""
+    id_prefix: str = ""
+    """Sagas whose id starts with this."""
 
     def request(self, *, page_size: int = 0, page_token: str = "") -> pb.ListSagasRequest:
         """The ListSagas request of these filters; an unknown status is INVALID_ARGUMENT."""
@@ -141,6 +143,7 @@ class ListQuery:
             saga_type=self.saga_type,
             correlation_id=self.correlation_id,
             lock_key=self.lock_key,
+            saga_id_prefix=self.id_prefix,
             page_size=page_size,
             page_token=page_token,
         )
@@ -171,6 +174,7 @@ def list_query(params: Mapping[str, str]) -> ListQuery:
         saga_type=params.get("saga_type", ""),
         correlation_id=params.get("correlation_id", ""),
         lock_key=params.get("lock_key", ""),
+        id_prefix=params.get("id_prefix", ""),
         needs_intervention=None if not flag else flag == "true",
         created_after=_time_param(params.get("created_after", ""), "created_after"),
         created_before=_time_param(params.get("created_before", ""), "created_before"),
@@ -250,6 +254,7 @@ class ConsoleCalls:
                 query.created_after,
                 query.created_before,
                 query.lock_key,
+                query.id_prefix,
             ).request(page_size=COUNT_CAP)
             reply = await self._servicer.ListSagas(request, self._context)
             counts[status] = len(reply.sagas)

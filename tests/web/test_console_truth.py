@@ -123,6 +123,9 @@ def test_intervention_page_shows_correlation_id_and_failed_step_as_text(
 def test_search_by_id_prefix_narrows_the_list_and_a_full_id_opens_the_saga(
     console: ChildProcess, stub: pb_grpc.SagaOrchestratorStub, open_page: Any
 ):
+    older = start(stub, "travel_booking", travel("customer-prefix"), "prefix")
+    for n in range(10):
+        start(stub, "travel_booking", travel(f"customer-newer-{n}"), "newer")
     saga_id = start(stub, "travel_booking", travel("customer-prefix"), "prefix")
     page = open_page(console.info["console_url"])
     page.locator(f"#saga-rows tr[data-saga-id='{saga_id}']").wait_for()
@@ -133,6 +136,11 @@ def test_search_by_id_prefix_narrows_the_list_and_a_full_id_opens_the_saga(
         "rows => rows.map((r) => r.dataset.sagaId)"
     )
     assert saga_id in ids and all(other.startswith(saga_id[:6]) for other in ids)
+    # The server filters, not the page: a prefix finds a saga beyond the first page.
+    page.get_by_label("Per page").select_option("10")
+    page.get_by_label("Saga id").fill(older[:-2])
+    page.get_by_role("button", name="Apply filters").click()
+    page.locator(f"#saga-rows tr[data-saga-id='{older}']").wait_for()
     page.get_by_label("Saga id").fill(saga_id)
     page.get_by_role("button", name="Apply filters").click()
     page.locator("#full-id", has_text=saga_id).wait_for()

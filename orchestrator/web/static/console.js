@@ -257,12 +257,12 @@
   // --- saga list ---------------------------------------------------------------------------
 
   const FULL_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-  const FILTERS = ["status", "saga_type", "correlation_id", "lock_key", "needs_intervention", "created_after", "created_before", "page_size"];
+  const FILTERS = ["id_prefix", "status", "saga_type", "correlation_id", "lock_key", "needs_intervention", "created_after", "created_before", "page_size"];
   let pageStack = [];
 
   function listHash(params) {
     const query = new URLSearchParams();
-    for (const name of [...FILTERS, "id_prefix", "page_token"]) {
+    for (const name of [...FILTERS, "page_token"]) {
       if (params.get(name)) query.set(name, params.get(name));
     }
     const text = query.toString();
@@ -318,7 +318,6 @@
         return;
       }
       const next = new URLSearchParams();
-      if (wanted) next.set("id_prefix", wanted);
       for (const name of FILTERS) {
         let value = String(data.get(name) || "").trim();
         if (value && name.startsWith("created_")) value = new Date(value).toISOString();
@@ -401,12 +400,9 @@
       const focusedId = focusedRow ? focusedRow.dataset.sagaId : null;
       const focusedKind = focusedRow ? (active.matches("button.copy") ? "button.copy" : "a.saga-link") : null;
       const body = clear(table.querySelector("tbody"));
-      // The API filters by everything but the id: a prefix narrows the page shown.
-      const prefix = (params.get("id_prefix") || "").toLowerCase();
-      const shownSagas = (page.sagas || []).filter((saga) => saga.saga_id.toLowerCase().startsWith(prefix));
-      prefixNote.textContent = prefix
-        ? `Saga ids starting with "${prefix}" on this page (${shownSagas.length} of ${(page.sagas || []).length}); a full id opens its saga.`
-        : "";
+      const shownSagas = page.sagas || [];
+      const prefix = params.get("id_prefix") || "";
+      prefixNote.textContent = prefix ? `Sagas whose id starts with "${prefix}"; a full id opens its saga.` : "";
       for (const saga of shownSagas) {
         const status = sagaStatus(saga);
         body.append(h("tr", { "data-saga-id": saga.saga_id, class: saga.needs_intervention ? "stuck" : null },
