@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 from datetime import datetime
 
 from orchestrator.api.conversion import saga_to_proto
@@ -32,6 +33,23 @@ MAX_SEQ = 2**63 - 1
 """The largest seq a history token may name (a signed 64-bit column)."""
 
 
+_ID_PREFIX = re.compile(r"[0-9a-f-]{1,36}")
+
+
+def saga_id_prefix(text: str) -> str | None:
+    """A ListSagas id prefix, lowercased; anything but hex digits and hyphens (which a
+    saga id never holds, and which could be a LIKE wildcard) is INVALID_ARGUMENT."""
+    if not text:
+        return None
+    prefix = text.lower()
+    if not _ID_PREFIX.fullmatch(prefix):
+        raise InvalidArgument(
+            f"saga_id_prefix {text[:40]!r}: give the start of a saga id, "
+            "hex digits and hyphens, at most 36 characters"
+        )
+    return prefix
+
+
 def filter_of(request: pb.ListSagasRequest) -> SagaFilter:
     """The store's filter for a ListSagas request, every field checked."""
     check_id("saga_type", request.saga_type, required=False)
@@ -50,6 +68,7 @@ def filter_of(request: pb.ListSagasRequest) -> SagaFilter:
             request.needs_intervention if request.HasField("needs_intervention") else None
         ),
         lock_key=request.lock_key or None,
+        saga_id_prefix=saga_id_prefix(request.saga_id_prefix),
         created_after=(
             check_timestamp("create_time_after", request.create_time_after)
             if request.HasField("create_time_after")

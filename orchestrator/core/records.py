@@ -259,6 +259,8 @@ class SagaFilter:
     """Inclusive."""
     updated_before: datetime | None = None
     """Exclusive."""
+    saga_id_prefix: str | None = None
+    """Sagas whose id starts with this (lowercase hex digits and hyphens only)."""
 
 
 @dataclass(frozen=True, slots=True)

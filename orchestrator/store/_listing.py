@@ -102,6 +102,10 @@ def saga_conditions(dialect: Dialect, where: SagaFilter) -> tuple[list[str], dic
             params.update(names)
     if where.lock_key is not None:
         conditions.append(lock_key_condition(dialect, where, params))
+    if where.saga_id_prefix is not None:
+        # The prefix is checked to be hex digits and hyphens: no LIKE wildcard in it.
+        conditions.append(f"saga_id LIKE {p('saga_id_prefix')}")
+        params["saga_id_prefix"] = f"{where.saga_id_prefix}%"
     return conditions, params
 
 

@@ -44,6 +44,7 @@ from orchestrator.web.auth import (
     laptop_mode,
     token_digest,
 )
+from orchestrator.web.bulk import add_bulk_routes
 from orchestrator.web.calls import (
     COUNT_CAP,
     CallRefused,
@@ -414,6 +415,7 @@ def create_console_app(
     app.router.add_get("/api/sagas/{saga_id}/history", _history)
     app.router.add_get("/api/sagas/{saga_id}/events", _events)
     app.router.add_post("/api/sagas/{saga_id}/{action:abort|retry|resolve}", _action)
+    add_bulk_routes(app, _CALLS, _json_body)
     app.router.add_get("/api/tasks", _tasks)
     app.router.add_post("/api/tasks/{saga_id}/{step}/{decision:complete|reject}", _decide)
     return app

@@ -133,6 +133,8 @@ class ListQuery:
     created_before: datetime | None = None
     lock_key: str = ""
     """Sagas holding or queueing for this semantic lock key."""
+    id_prefix: str = ""
+    """Sagas whose id starts with this."""
 
     def request(self, *, page_size: int = 0, page_token: str = "") -> pb.ListSagasRequest:
         """The ListSagas request of these filters; an unknown status is INVALID_ARGUMENT."""
@@ -141,6 +143,7 @@ class ListQuery:
             saga_type=self.saga_type,
             correlation_id=self.correlation_id,
             lock_key=self.lock_key,
+            saga_id_prefix=self.id_prefix,
             page_size=page_size,
             page_token=page_token,
         )
@@ -171,6 +174,7 @@ def list_query(params: Mapping[str, str]) -> ListQuery:
         saga_type=params.get("saga_type", ""),
         correlation_id=params.get("correlation_id", ""),
         lock_key=params.get("lock_key", ""),
+        id_prefix=params.get("id_prefix", ""),
         needs_intervention=None if not flag else flag == "true",
         created_after=_time_param(params.get("created_after", ""), "created_after"),
         created_before=_time_param(params.get("created_before", ""), "created_before"),
@@ -250,6 +254,7 @@ class ConsoleCalls:
                 query.created_after,
                 query.created_before,
                 query.lock_key,
+                query.id_prefix,
             ).request(page_size=COUNT_CAP)
             reply = await self._servicer.ListSagas(request, self._context)
             counts[status] = len(reply.sagas)
@@ -319,6 +324,18 @@ class ConsoleCalls:
         )
         reply = await self._servicer.ResolveStep(request, self._context)
         return message_json(reply.saga)
+
+    async def bulk(
+        self, action: str, fields: dict[str, Any]
+    ) -> pb.RetrySagasResponse | pb.AbortSagasResponse:
+        """One page of RetrySagas or AbortSagas (a dry run only counts and samples)."""
+        if action == "retry":
+            return await self._servicer.RetrySagas(
+                _request(pb.RetrySagasRequest, **fields), self._context
+            )
+        return await self._servicer.AbortSagas(
+            _request(pb.AbortSagasRequest, **fields), self._context
+        )
 
     def _tasks_service(self) -> SagaTasksService:
         if self._tasks is None:

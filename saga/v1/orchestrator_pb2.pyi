@@ -326,7 +326,7 @@ class WatchSagaResponse(_message.Message):
     def __init__(self, transition: _Optional[_Union[Transition, _Mapping]] = ..., saga: _Optional[_Union[Saga, _Mapping]] = ...) -> None: ...
 
 class ListSagasRequest(_message.Message):
-    __slots__ = ("page_size", "page_token", "status", "saga_type", "correlation_id", "needs_intervention", "create_time_after", "create_time_before", "view", "lock_key", "namespace")
+    __slots__ = ("page_size", "page_token", "status", "saga_type", "correlation_id", "needs_intervention", "create_time_after", "create_time_before", "view", "lock_key", "namespace", "saga_id_prefix")
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -338,6 +338,7 @@ class ListSagasRequest(_message.Message):
     VIEW_FIELD_NUMBER: _ClassVar[int]
     LOCK_KEY_FIELD_NUMBER: _ClassVar[int]
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    SAGA_ID_PREFIX_FIELD_NUMBER: _ClassVar[int]
     page_size: int
     page_token: str
     status: SagaStatus
@@ -349,7 +350,8 @@ class ListSagasRequest(_message.Message):
     view: SagaView
     lock_key: str
     namespace: str
-    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., status: _Optional[_Union[SagaStatus, str]] = ..., saga_type: _Optional[str] = ..., correlation_id: _Optional[str] = ..., needs_intervention: _Optional[bool] = ..., create_time_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., create_time_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., view: _Optional[_Union[SagaView, str]] = ..., lock_key: _Optional[str] = ..., namespace: _Optional[str] = ...) -> None: ...
+    saga_id_prefix: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., status: _Optional[_Union[SagaStatus, str]] = ..., saga_type: _Optional[str] = ..., correlation_id: _Optional[str] = ..., needs_intervention: _Optional[bool] = ..., create_time_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., create_time_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., view: _Optional[_Union[SagaView, str]] = ..., lock_key: _Optional[str] = ..., namespace: _Optional[str] = ..., saga_id_prefix: _Optional[str] = ...) -> None: ...
 
 class ListSagasResponse(_message.Message):
     __slots__ = ("sagas", "next_page_token")

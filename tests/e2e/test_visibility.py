@@ -56,6 +56,8 @@ async def test_every_list_filter(stub):
     assert await list_all(stub, 10, status=pb.SAGA_STATUS_FAILED) == [bad]
     assert await list_all(stub, 10, status=pb.SAGA_STATUS_COMPLETED) == [ok]
     assert await list_all(stub, 10, correlation_id="filter-ok") == [ok]
+    assert await list_all(stub, 10, saga_id_prefix=ok[:-1]) == [ok]
+    assert await list_all(stub, 10, saga_id_prefix=ok.upper()) == [ok]
     assert await list_all(stub, 10, saga_type="travel_booking") == [bad, ok]
     assert await list_all(stub, 10, saga_type="order_fulfillment") == []
     assert await list_all(stub, 10, needs_intervention=False) == [bad, ok]
@@ -68,7 +70,13 @@ async def test_every_list_filter(stub):
 
 @pytest.mark.parametrize(
     "request_fields",
-    [{"page_token": "not-a-token"}, {"page_size": -1}, {"saga_type": "bad\ttype"}],
+    [
+        {"page_token": "not-a-token"},
+        {"page_size": -1},
+        {"saga_type": "bad\ttype"},
+        {"saga_id_prefix": "01a%"},
+        {"saga_id_prefix": "0" * 37},
+    ],
 )
 async def test_bad_list_requests_are_invalid_arguments(stub, request_fields):
     with pytest.raises(grpc.aio.AioRpcError) as raised:

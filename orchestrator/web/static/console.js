@@ -55,11 +55,25 @@
     return String(n).padStart(2, "0");
   }
 
-  function formatTime(text) {
+  // Times carry their zone: UTC unless the reader chose local time (remembered).
+  const ZONE_KEY = "saga-console-zone";
+  const localZone = () => localStorage.getItem(ZONE_KEY) === "local";
+
+  function zoneName(d) {
+    if (!localZone()) return "UTC";
+    const minutes = -d.getTimezoneOffset();
+    const sign = minutes < 0 ? "-" : "+";
+    return `UTC${sign}${two(Math.floor(Math.abs(minutes) / 60))}:${two(Math.abs(minutes) % 60)}`;
+  }
+
+  function formatTime(text, withMillis) {
     const d = timeOf(text);
     if (!d) return "";
-    return `${d.getFullYear()}-${two(d.getMonth() + 1)}-${two(d.getDate())} ` +
-      `${two(d.getHours())}:${two(d.getMinutes())}:${two(d.getSeconds())}`;
+    const utc = !localZone();
+    const part = (local, universal) => (utc ? d[universal]() : d[local]());
+    const millis = withMillis ? `.${String(part("getMilliseconds", "getUTCMilliseconds")).padStart(3, "0")}` : "";
+    return `${part("getFullYear", "getUTCFullYear")}-${two(part("getMonth", "getUTCMonth") + 1)}-${two(part("getDate", "getUTCDate"))} ` +
+      `${two(part("getHours", "getUTCHours"))}:${two(part("getMinutes", "getUTCMinutes"))}:${two(part("getSeconds", "getUTCSeconds"))}${millis} ${zoneName(d)}`;
   }
 
   function formatSeconds(seconds) {
@@ -78,6 +92,41 @@
 
   function statusBadge(status) {
     return h("span", { class: `badge status-${status}` }, status);
+  }
+
+  // What a saga's state means for a person: a FAILED saga that compensated cleanly is a
+  // business outcome (nothing to do), one that needs intervention waits for a person.
+  function outcomeBadges(saga) {
+    const status = sagaStatus(saga);
+    if (saga.needs_intervention) return [statusBadge(status), h("span", { class: "badge stuck" }, "needs intervention")];
+    if (status === "FAILED") return [h("span", { class: "badge status-FAILED compensated" }, "FAILED"), h("span", { class: "badge compensated" }, "compensated")];
+    return [statusBadge(status)];
+  }
+
+  function settledLabel(saga) {
+    if (saga.needs_intervention) return ["needs intervention", "live attention"];
+    if (sagaStatus(saga) === "FAILED") return ["finished: compensated, nothing to do", "live off"];
+    return ["finished", "live off"];
+  }
+
+  function durationOf(saga) {
+    const start = timeOf(saga.create_time);
+    if (!start) return "";
+    const running = ["RUNNING", "COMPENSATING"].includes(sagaStatus(saga));
+    const end = running ? new Date() : timeOf(saga.update_time) || start;
+    const text = formatSeconds(Math.max(end - start, 0) / 1000);
+    return running ? `${text} so far` : text;
+  }
+
+  // A JSON value as text, cut at CAP characters with a note saying so.
+  const JSON_CAP = 4096;
+  function jsonBlock(value, id) {
+    const text = JSON.stringify(value === undefined ? null : value, null, 2);
+    const cut = text.length > JSON_CAP;
+    return [
+      h("pre", { class: "json", id }, cut ? text.slice(0, JSON_CAP) : text),
+      cut ? h("p", { class: "muted cut-note" }, `Cut: showing the first ${JSON_CAP} of ${text.length} characters.`) : null,
+    ];
   }
 
   // --- talking to the server -----------------------------------------------------------
@@ -207,7 +256,8 @@
 
   // --- saga list ---------------------------------------------------------------------------
 
-  const FILTERS = ["status", "saga_type", "correlation_id", "lock_key", "needs_intervention", "created_after", "created_before", "page_size"];
+  const FULL_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+  const FILTERS = ["id_prefix", "status", "saga_type", "correlation_id", "lock_key", "needs_intervention", "created_after", "created_before", "page_size"];
   let pageStack = [];
 
   function listHash(params) {
@@ -249,6 +299,7 @@
     const form = h("form", { class: "filters", role: "search", "aria-label": "Filter sagas" },
       field("filter-status", "Status", select("status", [["", "Any"], ...SAGA_STATUSES.map((v) => [v, v])], params.get("status"))),
       field("filter-type", "Type", select("saga_type", [["", "Any"], ...types.map((t) => [t, t])], params.get("saga_type"))),
+      field("filter-id", "Saga id", h("input", { name: "id_prefix", value: params.get("id_prefix") || "", autocomplete: "off", placeholder: "full id or its start" })),
       field("filter-correlation", "Correlation id", h("input", { name: "correlation_id", value: params.get("correlation_id") || "", autocomplete: "off" })),
       field("filter-lock", "Lock key", h("input", { name: "lock_key", value: params.get("lock_key") || "", autocomplete: "off", placeholder: "customer:42" })),
       field("filter-intervention", "Needs intervention", select("needs_intervention", [["", "Any"], ["true", "Yes"], ["false", "No"]], params.get("needs_intervention"))),
@@ -261,6 +312,11 @@
     form.addEventListener("submit", (event) => {
       event.preventDefault();
       const data = new FormData(form);
+      const wanted = String(data.get("id_prefix") || "").trim();
+      if (FULL_ID.test(wanted)) {
+        location.hash = `#/saga/${encodeURIComponent(wanted)}`;
+        return;
+      }
       const next = new URLSearchParams();
       for (const name of FILTERS) {
         let value = String(data.get(name) || "").trim();
@@ -281,6 +337,7 @@
       h("thead", {}, h("tr", {},
         h("th", { scope: "col" }, "Saga"), h("th", { scope: "col" }, "Type"),
         h("th", { scope: "col" }, "Correlation id"), h("th", { scope: "col" }, "Status"),
+        h("th", { scope: "col" }, "Failed step"), h("th", { scope: "col" }, "Duration"),
         h("th", { scope: "col", class: "wide" }, "Created"), h("th", { scope: "col", class: "wide" }, "Updated"),
         h("th", { scope: "col", class: "wide" }, "Failure"))),
       h("tbody", { id: "saga-rows" }));
@@ -290,6 +347,7 @@
     const older = h("button", { type: "button", id: "page-older" }, "Older");
     const first = h("button", { type: "button", id: "page-first" }, "Newest page");
     const problem = h("div", { id: "list-problem" });
+    const prefixNote = h("p", { class: "muted", id: "prefix-note", role: "status" });
     const pageToken = params.get("page_token") || "";
     let nextToken = "";
 
@@ -342,7 +400,10 @@
       const focusedId = focusedRow ? focusedRow.dataset.sagaId : null;
       const focusedKind = focusedRow ? (active.matches("button.copy") ? "button.copy" : "a.saga-link") : null;
       const body = clear(table.querySelector("tbody"));
-      for (const saga of page.sagas || []) {
+      const shownSagas = page.sagas || [];
+      const prefix = params.get("id_prefix") || "";
+      prefixNote.textContent = prefix ? `Sagas whose id starts with "${prefix}"; a full id opens its saga.` : "";
+      for (const saga of shownSagas) {
         const status = sagaStatus(saga);
         body.append(h("tr", { "data-saga-id": saga.saga_id, class: saga.needs_intervention ? "stuck" : null },
           h("td", { class: "id" },
@@ -350,13 +411,15 @@
             " ", copyButton(saga.saga_id)),
           h("td", {}, `${saga.saga_type} v${saga.definition_version}`),
           h("td", { class: "correlation" }, saga.correlation_id),
-          h("td", {}, statusBadge(status), saga.needs_intervention ? h("span", { class: "badge stuck" }, "needs intervention") : null),
+          h("td", { class: "outcome" }, outcomeBadges(saga)),
+          h("td", { class: "failed-step" }, saga.failed_step || ""),
+          h("td", { class: "duration" }, durationOf(saga)),
           h("td", { class: "wide" }, formatTime(saga.create_time)),
           h("td", { class: "wide" }, formatTime(saga.update_time)),
           h("td", { class: "wide failure" }, saga.failure_reason || "")));
       }
-      if (!(page.sagas || []).length) {
-        body.append(h("tr", {}, h("td", { colspan: "7", class: "muted" }, "No sagas match these filters.")));
+      if (!shownSagas.length) {
+        body.append(h("tr", {}, h("td", { colspan: "9", class: "muted" }, "No sagas match these filters.")));
       }
       if (focusedId) {
         const row = [...body.querySelectorAll("tr[data-saga-id]")].find((r) => r.dataset.sagaId === focusedId);
@@ -392,9 +455,82 @@
       form, counts,
       h("div", { class: "toolbar" },
         h("label", { for: "auto-refresh", class: "inline" }, auto, " Auto-refresh"), updated),
-      problem,
+      bulkControls(Object.fromEntries(filterQuery(params, true).entries()), () => refresh()),
+      problem, prefixNote,
       h("div", { class: "scroll" }, table),
       h("nav", { class: "pager", "aria-label": "Pages" }, first, newer, older));
+  }
+
+  // --- bulk actions --------------------------------------------------------------------------
+
+  // "Select matching": a dry run counts the sagas the filter matches and shows a sample;
+  // the operator confirms that count with a reason, then the page sends RetrySagas or
+  // AbortSagas a page at a time until the server gives no further page.
+  function bulkControls(filter, after) {
+    if (!me || !me.may_act) return null;
+    const panel = h("div", { id: "bulk-panel", class: "bulk", role: "region", "aria-label": "Bulk action" });
+    const start = (kind) => async () => {
+      clear(panel);
+      let dry;
+      try {
+        dry = await api(`/api/bulk/${kind}`, { filter, dry_run: true });
+      } catch (error) {
+        append(panel, h("p", { class: "error", role: "alert" }, error.message));
+        return;
+      }
+      const count = Number(dry.matched_count || 0);
+      if (!count) {
+        append(panel, h("p", { id: "bulk-count" }, "No saga matches this filter."));
+        return;
+      }
+      const reason = h("input", { id: "bulk-reason", required: true, autocomplete: "off" });
+      const operator = h("input", { id: "bulk-operator", autocomplete: "name", value: localStorage.getItem("saga-console-operator") || "" });
+      const problem = h("p", { class: "error", role: "alert", id: "bulk-error" });
+      const progress = h("p", { id: "bulk-progress", role: "status" });
+      const verb = kind === "retry" ? "Retry" : "Abort";
+      const confirm = h("button", { type: "submit", class: kind === "abort" ? "danger" : "primary", id: "bulk-confirm" }, `${verb} ${count} sagas`);
+      const form = h("form", {},
+        h("p", { id: "bulk-count" }, `${count} sagas match this filter. `, kind === "retry" ? "Retry gives each stuck step a fresh budget of attempts." : "Abort compensates each running saga."),
+        h("p", { class: "muted" }, "Sample: ", h("span", { id: "bulk-sample" }, (dry.saga_ids || []).slice(0, 5).join(", "))),
+        me.authenticated ? null : h("div", { class: "field" }, h("label", { for: "bulk-operator" }, "Your name (recorded as the operator)"), operator),
+        h("div", { class: "field" }, h("label", { for: "bulk-reason" }, "Reason (goes into each saga's log)"), reason),
+        problem, progress,
+        h("div", { class: "buttons" }, confirm, h("button", { type: "button", onclick: () => clear(panel) }, "Cancel")));
+      form.addEventListener("submit", async (event) => {
+        event.preventDefault();
+        if (!reason.value.trim()) { problem.textContent = "A reason is required."; return; }
+        if (!me.authenticated) localStorage.setItem("saga-console-operator", operator.value.trim());
+        confirm.disabled = true;
+        let token = "";
+        let done = 0;
+        let refused = 0;
+        // Bounded: never more pages than the count could fill, plus one.
+        for (let pages = 0; pages <= Math.ceil(count / 50) + 1; pages += 1) {
+          let answer;
+          try {
+            answer = await api(`/api/bulk/${kind}`, { filter, reason: reason.value, requested_by: operator.value.trim(), page_token: token });
+          } catch (error) {
+            problem.textContent = error.message;
+            break;
+          }
+          for (const result of answer.results || []) {
+            if (result.error) refused += 1; else done += 1;
+          }
+          progress.textContent = `${verb}: ${done} done${refused ? `, ${refused} refused (no longer matching or changed meanwhile)` : ""}.`;
+          token = answer.next_page_token || "";
+          if (!token) break;
+        }
+        toast(`${kind} of ${done} sagas recorded`);
+        if (after) after();
+      });
+      append(panel, form);
+      reason.focus();
+    };
+    return h("div", { class: "bulk-bar" },
+      h("div", { class: "actions", role: "group", "aria-label": "Act on every saga matching the filter" },
+        h("button", { type: "button", id: "bulk-retry", onclick: start("retry") }, "Retry matching…"),
+        h("button", { type: "button", id: "bulk-abort", class: "danger", onclick: start("abort") }, "Abort matching…")),
+      panel);
   }
 
   // --- saga detail -----------------------------------------------------------------------
@@ -427,7 +563,7 @@
     const status = sagaStatus(saga);
     const rows = [
       ["Type", `${saga.saga_type} v${saga.definition_version}`],
-      ["Status", [statusBadge(status), saga.needs_intervention ? h("span", { class: "badge stuck" }, "needs intervention") : null]],
+      ["Status", outcomeBadges(saga)],
       ["Correlation id", saga.correlation_id],
       ["Idempotency key", saga.idempotency_key || "none"],
       ["Created", formatTime(saga.create_time)],
@@ -660,9 +796,20 @@
         h("td", {}, formatTime(step.next_attempt_time)), h("td", { class: "failure" }, step.error || "")))));
   }
 
+  // Each step's reply, collapsed. The request a step sent is not stored: the engine
+  // builds it from the saga's input and earlier replies, so the page says so.
+  function exchanges(saga) {
+    const open = new Set([...document.querySelectorAll("#exchanges details[open]")].map((d) => d.dataset.step));
+    return h("section", { id: "exchanges" }, h("h2", {}, "Requests and replies"),
+      h("p", { class: "muted", id: "request-note" }, "The request a step sent is not stored: it was built from the saga's input (above) and the replies of earlier steps. Each step's reply is shown as stored."),
+      (saga.steps || []).map((step) => h("details", { "data-step": step.name, open: open.has(step.name) },
+        h("summary", {}, `${step.name}: `, step.reply ? "reply" : "no reply stored"),
+        step.reply ? jsonBlock(step.reply) : h("p", { class: "muted" }, "This step has no stored reply (it has not completed, or its action answers nothing)."))));
+  }
+
   function logRow(row) {
     return h("tr", { "data-seq": row.seq },
-      h("td", {}, String(row.seq)), h("td", {}, formatTime(row.time)),
+      h("td", {}, String(row.seq)), h("td", { class: "time" }, formatTime(row.time, true)),
       h("td", {}, eventName(row)), h("td", {}, row.step || ""), h("td", {}, row.attempt ? String(row.attempt) : ""),
       h("td", { class: "actor" }, row.actor || ""), h("td", { class: "reason" }, row.reason || ""),
       h("td", { class: "failure" }, row.error || ""));
@@ -690,10 +837,11 @@
         actionButtons(saga, refresh));
       append(clear(body),
         outcome(saga),
-        h("section", { id: "input" }, h("h2", {}, "Input"), h("pre", { class: "json" }, JSON.stringify(saga.payload || {}, null, 2))),
+        h("section", { id: "input" }, h("h2", {}, "Input"), jsonBlock(saga.payload || {}, "input-json")),
         timeline(saga, transitions, data.definition),
         data.definition ? h("section", { id: "diagram" }, h("h2", {}, "Definition"), h("div", { class: "scroll" }, diagram(data.definition, saga))) : null,
-        h("section", { id: "steps" }, h("h2", {}, "Steps"), h("div", { class: "scroll" }, stepsTable(saga))));
+        h("section", { id: "steps" }, h("h2", {}, "Steps"), h("div", { class: "scroll" }, stepsTable(saga))),
+        exchanges(saga));
     }
 
     async function refresh() {
@@ -723,11 +871,11 @@
         logBody.append(logRow(row));
         refreshSoon();
       });
-      stream.addEventListener("end", () => {
+      stream.addEventListener("end", async () => {
         stream.close();
-        live.textContent = "finished";
         live.className = "live off";
-        refreshSoon();
+        try { await refresh(); } catch (error) { toast(error.message); }
+        settle();
       });
       stream.addEventListener("failure", (event) => {
         stream.close();
@@ -736,17 +884,20 @@
       onLeave(() => stream.close());
     }
 
+    function settle() {
+      [live.textContent, live.className] = settledLabel(data.saga);
+    }
+
     render();
     const terminal = ["COMPLETED", "FAILED"].includes(sagaStatus(data.saga));
     const reopened = data.saga.needs_intervention;
     if (!terminal || reopened) {
       follow();
     } else {
-      live.textContent = "finished";
-      live.className = "live off";
+      settle();
     }
     // An operator's retry or resolve reopens a finished saga: follow it again.
-    reopenFollow = () => { if (live.classList.contains("off")) follow(); };
+    reopenFollow = () => { if (!live.classList.contains("on")) follow(); };
     onLeave(() => { reopenFollow = null; });
     return h("article", {}, header, body, log);
   }
@@ -762,6 +913,8 @@
       return h("tr", { "data-saga-id": saga.saga_id },
         h("td", { class: "id" }, h("a", { href: `#/saga/${encodeURIComponent(saga.saga_id)}`, class: "saga-link", "aria-label": `Saga ${saga.saga_id}`, title: saga.saga_id }, shortId(saga.saga_id)), " ", copyButton(saga.saga_id)),
         h("td", {}, `${saga.saga_type} v${saga.definition_version}`),
+        h("td", { class: "correlation" }, saga.correlation_id),
+        h("td", { class: "failed-step" }, saga.failed_step || ""),
         h("td", { class: "stuck-step" }, stuck ? stuck.name : "?"),
         h("td", {}, stuck ? h("span", { class: `badge step-${stepStatus(stuck)}` }, stepStatus(stuck)) : ""),
         h("td", { class: "failure" }, stuck ? stuck.error : ""),
@@ -771,13 +924,14 @@
     });
     const table = h("table", { class: "intervention" },
       h("caption", { class: "offscreen" }, "Sagas that need an operator"),
-      h("thead", {}, h("tr", {}, ["Saga", "Type", "Stuck step", "Step status", "Last error", "Why", "Since", "Actions"].map((t) => h("th", { scope: "col", class: t === "Why" ? "wide" : null }, t)))),
-      h("tbody", {}, rows.length ? rows : h("tr", {}, h("td", { colspan: "8", class: "muted" }, "Nothing needs an operator."))));
+      h("thead", {}, h("tr", {}, ["Saga", "Type", "Correlation id", "Failed step", "Stuck step", "Step status", "Last error", "Why", "Since", "Actions"].map((t) => h("th", { scope: "col", class: t === "Why" ? "wide" : null }, t)))),
+      h("tbody", {}, rows.length ? rows : h("tr", {}, h("td", { colspan: "10", class: "muted" }, "Nothing needs an operator."))));
     return h("section", { "aria-labelledby": "intervention-title" },
       h("h1", { id: "intervention-title" }, "Needs intervention"),
       h("p", { class: "muted" }, me && me.may_act
         ? "Retry gives the stuck step a fresh budget of attempts; resolve declares it done by hand. Both need a reason, recorded in the saga's log."
         : "You may read these sagas; operator actions need the operator role."),
+      bulkControls({ needs_intervention: "true" }, () => route()),
       h("div", { class: "scroll" }, table));
   }
 
@@ -977,6 +1131,18 @@
     clear(view).append(content);
     document.title = `${(view.querySelector("h1") || { textContent: "Saga console" }).textContent} · Saga console`;
   }
+
+  const zoneToggle = document.getElementById("zone-toggle");
+  function showZone() {
+    zoneToggle.textContent = localZone() ? "Times: local" : "Times: UTC";
+    zoneToggle.setAttribute("aria-pressed", localZone() ? "true" : "false");
+  }
+  zoneToggle.addEventListener("click", () => {
+    localStorage.setItem(ZONE_KEY, localZone() ? "utc" : "local");
+    showZone();
+    route();
+  });
+  showZone();
 
   window.addEventListener("hashchange", route);
   route();
