@@ -59,17 +59,27 @@ def _step_status(value: int) -> str:
     return pb.StepStatus.Name(value).removeprefix("STEP_STATUS_").lower()
 
 
+CARD_LIMIT_TRIP = 4
+"""The booking certain to be refused by the card limit and by nothing else: it is over
+the limit, and its flight, hotel and car (an SUV in Paris) are asked for by no other
+booking, so neither capacity nor an injected failure can stop it before the charge."""
+FAILING_DRIVERS = ("Traveller 2", "Traveller 7", "Traveller 10")
+"""The car rental refuses these drivers (INJECTED_FAILURE), a quarter of the bookings."""
+
+
 def travel_payload(number: int) -> dict[str, Any]:
-    """Bookings that compete for few seats and rooms; every fifth is over the card limit."""
+    """Bookings that compete for few seats, rooms and compact cars; every fifth is over the
+    card limit, and CARD_LIMIT_TRIP's flight, hotel and car are its own."""
     price = 250_000 if number % 5 == 4 else 90_000 + number * 1_000
+    alone = number == CARD_LIMIT_TRIP
     return {
         "customer_id": f"customer-{number}",
         "traveller_name": f"Traveller {number}",
-        "flight_number": "LH400",
-        "hotel_id": "berlin-central",
+        "flight_number": "AF100" if alone else "LH400",
+        "hotel_id": "paris-opera" if alone else "berlin-central",
         "nights": 2 + number % 3,
-        "car_location": "BER",
-        "car_class": "compact",
+        "car_location": "CDG" if alone else "BER",
+        "car_class": "suv" if alone else "compact",
         "car_days": 3,
         "amount": {"currency_code": "EUR", "amount_minor": price},
     }
@@ -84,7 +94,7 @@ def start_processes(
         participants_process(
             workdir,
             ["car_rental"],
-            ["--capacity", str(CARS), "--fail-rate", "0.25", "--seed", "7"],
+            ["--capacity", str(CARS), "--fail-ids", ",".join(FAILING_DRIVERS)],
         ),
         participants_process(workdir, ["payment"], ["--max-charge-minor", str(MAX_CHARGE_MINOR)]),
         participants_process(workdir, ["inventory", "shipping", "notification"]),
@@ -145,6 +155,38 @@ def print_sagas(sagas: list[pb.Saga]) -> None:
         )
         if saga.failure_reason:
             print(f"{'':<36}why: {saga.failure_reason}")
+
+
+def card_limit_refusal(sagas: list[pb.Saga]) -> list[str]:
+    """Say how CARD_LIMIT_TRIP ended: flight, hotel and car booked, the charge declined by
+    the card limit, the three bookings undone. Anything else is a failed check."""
+    saga = next(s for s in sagas if s.correlation_id == f"trip-{CARD_LIMIT_TRIP}")
+    steps = {step.name: step for step in saga.steps}
+    charge = steps.get("charge_payment")
+    print(
+        f"\nCard-limit refusal: trip-{CARD_LIMIT_TRIP} (an SUV in Paris, no competition) "
+        f"charges {travel_payload(CARD_LIMIT_TRIP)['amount']['amount_minor'] / 100:.2f} EUR "
+        f"against a card limit of {MAX_CHARGE_MINOR / 100:.2f} EUR"
+    )
+    booked = ("book_flight", "book_hotel", "rent_car")
+    undone = all(
+        name in steps and steps[name].status == pb.STEP_STATUS_COMPENSATED for name in booked
+    )
+    declined = (
+        charge is not None
+        and charge.status == pb.STEP_STATUS_FAILED
+        and "above the limit" in charge.error
+    )
+    if charge is not None:
+        print(f"  charge_payment {_step_status(charge.status)}: {charge.error}")
+    print(
+        f"  {', '.join(booked)}: "
+        + ", ".join(_step_status(steps[n].status) for n in booked if n in steps)
+    )
+    if saga.status == pb.SAGA_STATUS_FAILED and declined and undone:
+        print("  the car was rented, the card refused it, and flight, hotel and car were undone")
+        return []
+    return [f"trip-{CARD_LIMIT_TRIP} should pass the car rental and be refused by the card limit"]
 
 
 def check_participants(
@@ -355,7 +397,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"demo: web console at {orchestrator.info['console_url']}")
         sagas = run_sagas(orchestrator.address, security)
         print_sagas(sagas)
-        problems = check_participants(addresses, sagas, security)
+        problems = card_limit_refusal(sagas)
+        problems += check_participants(addresses, sagas, security)
         problems += webhooks.show(len(sagas))
         if security.secure:
             problems += refusals(orchestrator.address, sagas[0].saga_id, security)

@@ -78,12 +78,6 @@ OPERATOR_RETRY_SEND = "sent again on an operator's retry"
 RESTART_RESEND = "resent after a restart"
 
 
-def _resent_why(attempts: int) -> str:
-    """Why a STARTED command with no attempt scheduled is sent again: an operator's retry
-    resets its attempts to 0; otherwise the process that sent it before died."""
-    return OPERATOR_RETRY_SEND if attempts == 0 else RESTART_RESEND
-
-
 class SagaRun:
     """One saga in memory: its machine models and the transitions not yet persisted.
 
@@ -173,7 +167,10 @@ class SagaRun:
                         # The scheduled attempt was counted when it was scheduled.
                         actions.append(SendAction(index, not_before=due))
                         continue
-                    self.action_retrying(index, _resent_why(self.steps[index].attempts), now)
+                    if self.steps[index].attempts == 0:
+                        self._restart_after_retry(index, TransitionEvent.STEP_STARTED, now)
+                    else:
+                        self.action_retrying(index, RESTART_RESEND, now)
                 else:
                     raise IllegalTransition(
                         f"saga {self.saga.saga_id} is RUNNING with step "
@@ -274,8 +271,10 @@ class SagaRun:
                 due = self.steps[index].next_attempt_time
                 if due is not None:
                     return (SendCompensation(index, not_before=due),)
-                why = _resent_why(self.steps[index].compensation_attempts)
-                self.compensation_retrying(index, why, now)
+                if self.steps[index].compensation_attempts == 0:
+                    self._restart_after_retry(index, TransitionEvent.COMPENSATION_STARTED, now)
+                else:
+                    self.compensation_retrying(index, RESTART_RESEND, now)
                 return (SendCompensation(index),)
             if step_status in (StepStatus.COMPLETED, StepStatus.STARTED, StepStatus.WAITING):
                 step = self.definition.all_steps[index]
@@ -547,6 +546,8 @@ class SagaRun:
                 TransitionEvent.SAGA_RETRIED,
                 now,
                 compensation_attempts=0,
+                error="",
+                next_attempt_time=None,
                 actor=actor,
                 reason=reason,
             )
@@ -563,6 +564,8 @@ class SagaRun:
                 TransitionEvent.SAGA_RETRIED,
                 now,
                 attempts=0,
+                error="",
+                next_attempt_time=None,
                 actor=actor,
                 reason=reason,
                 # An asynchronous step's new wait: the earlier wait's tokens die here.
@@ -680,6 +683,15 @@ class SagaRun:
         fire(SAGA_MOVES, self._saga_model, "compensate", self.saga.saga_id)
         self._set_saga(now, status=self.status)
         self._log(event, now, None, error="", actor=actor, reason=reason)
+
+    def _restart_after_retry(self, index: int, event: TransitionEvent, now: datetime) -> None:
+        """The first attempt after an operator's retry (which reset the attempts to 0): logged
+        as a start, like the step's first, so the log reads retried, started, then the
+        outcome. A command found STARTED with attempts counted was sent before by a process
+        that died: that resend is a retry (`RESTART_RESEND`)."""
+        counter = "attempts" if event is TransitionEvent.STEP_STARTED else "compensation_attempts"
+        self._update_step(index, now, error="", next_attempt_time=None, **{counter: 1})
+        self._log(event, now, index, error="", reason=OPERATOR_RETRY_SEND)
 
     def _start_compensation(self, index: int, now: datetime) -> None:
         self._fire_step(

@@ -91,18 +91,36 @@ async def test_a_compensation_refused_by_a_stopped_participant_escalates_then_re
             # Back on the same port: the operator's retry reaches it (the channel's
             # reconnect backoff is capped at 2 s, well inside the fresh attempts).
             restarted.start()
-            await stub.RetrySaga(
+            retried = await stub.RetrySaga(
                 pb.RetrySagaRequest(
                     saga_id=started.saga_id, reason="flight is back", requested_by="on-call"
                 ),
                 timeout=5,
             )
             saga = await wait_terminal(stub, started.saga_id, ESCALATION_WAIT_SECONDS)
+            history = await stub.GetSagaHistory(
+                pb.GetSagaHistoryRequest(saga_id=started.saga_id), timeout=5
+            )
     finally:
         orchestrator.stop()
         dying.kill()
         restarted.stop()
 
+    # The retry shows no stale error, and the log reads retried, started, completed.
+    in_flight = next(step for step in retried.saga.steps if step.name == "book_flight")
+    assert (in_flight.status, in_flight.error) == (pb.STEP_STATUS_COMPENSATING, ""), in_flight
+    retry_seq = next(
+        t.seq for t in history.transitions if t.event == pb.TRANSITION_EVENT_SAGA_RETRIED
+    )
+    after = [
+        (pb.TransitionEvent.Name(t.event).removeprefix("TRANSITION_EVENT_"), t.attempt)
+        for t in history.transitions
+        if t.seq > retry_seq and t.step == "book_flight"
+    ]
+    # (retries in between while the restarted participant's channel reconnects)
+    assert after[0] == ("COMPENSATION_STARTED", 1), after
+    assert after[-1][0] == "COMPENSATION_COMPLETED", after
+    assert {event for event, _ in after[1:-1]} <= {"COMPENSATION_RETRY_SCHEDULED"}, after
     flight = next(step for step in saga.steps if step.name == "book_flight")
     assert saga.status == pb.SAGA_STATUS_FAILED, saga
     assert not saga.needs_intervention, saga

@@ -116,7 +116,7 @@ def test_times_are_utc_and_marked_so():
     assert view.format_time(None) == "-"
     assert view.format_age(T0, T0 + timedelta(seconds=75)) == "1m15s ago"
     assert view.format_due(T0 + timedelta(seconds=2), T0) == "in 2.0s"
-    assert view.format_due(T0, T0 + timedelta(seconds=1)) == "due"
+    assert view.format_due(T0, T0 + timedelta(seconds=1)) == "in flight"
 
 
 def test_json_uses_proto_field_names_and_a_single_line_when_asked():

@@ -56,8 +56,17 @@ def new_run(definition=TRAVEL_BOOKING, status=SagaStatus.RUNNING, step_statuses=
         update_time=T0,
     )
     statuses = step_statuses or [StepStatus.PENDING] * len(definition.all_steps)
+    # A command found STARTED or COMPENSATING was sent once (an operator's retry alone
+    # leaves its attempts at 0).
     steps = [
-        StepRecord(saga_id="s-1", index=i, name=step.name, status=statuses[i])
+        StepRecord(
+            saga_id="s-1",
+            index=i,
+            name=step.name,
+            status=statuses[i],
+            attempts=int(statuses[i] is StepStatus.STARTED),
+            compensation_attempts=int(statuses[i] is StepStatus.COMPENSATING),
+        )
         for i, step in enumerate(definition.all_steps)
     ]
     return SagaRun(definition, saga, steps, last_seq=last_seq)
@@ -228,7 +237,7 @@ def test_a_resent_command_is_counted_and_logged_before_it_goes_out():
     run = new_run(step_statuses=statuses, last_seq=5)
     assert run.next_actions(T0) == (SendAction(1),)
     commit = run.take_commit()
-    assert commit.steps[0].attempts == 1
+    assert commit.steps[0].attempts == 2
     assert [(t.seq, t.event) for t in commit.transitions] == [
         (6, TransitionEvent.STEP_RETRY_SCHEDULED)
     ]
@@ -444,20 +453,33 @@ def test_retry_and_resolve_need_a_saga_that_needs_intervention():
 
 
 @pytest.mark.parametrize("stuck", ["forward", "compensation"])
-def test_a_command_sent_again_on_an_operators_retry_says_so_not_restart(stuck):
+def test_an_operators_retry_clears_the_old_error_and_logs_a_fresh_start(stuck):
     if stuck == "forward":
         statuses = [StepStatus.COMPLETED, StepStatus.COMPLETED, StepStatus.STARTED]
         run = new_run(PIVOT_PROBE, step_statuses=statuses)
         run.action_stuck(2, "FAILED_PRECONDITION: no", T0)
+        index, started = 2, TransitionEvent.STEP_STARTED
     else:
         run = new_run()
         drive(run, {("action", 2): "reject", ("compensate", 1): "give_up"})
+        index, started = 1, TransitionEvent.COMPENSATION_STARTED
     run.take_commit()
     run.retry(T0, "operator:bo", "fixed")
+    # What `saga retry` prints and `saga get` shows until the attempt's answer.
+    assert (run.steps[index].error, run.steps[index].next_attempt_time) == ("", None)
+    run.take_commit()
     run.next_actions(T0)
-    resent = [t for t in run.take_commit().transitions if t.error]
-    assert [t.error for t in resent] == ["sent again on an operator's retry"]
-    assert resent[0].event in (
-        TransitionEvent.STEP_RETRY_SCHEDULED,
-        TransitionEvent.COMPENSATION_RETRY_SCHEDULED,
-    )
+    sent = run.take_commit().transitions
+    assert [(t.event, t.error, t.reason, t.attempt) for t in sent] == [
+        (started, "", "sent again on an operator's retry", 1)
+    ]
+    assert run.steps[index].error == ""
+
+
+def test_a_command_found_started_after_a_crash_is_resent_as_a_retry():
+    run = new_run(step_statuses=[StepStatus.STARTED] * 3 + [StepStatus.PENDING])
+    run.next_actions(T0)
+    resent = run.take_commit().transitions
+    assert {(t.event, t.error) for t in resent} == {
+        (TransitionEvent.STEP_RETRY_SCHEDULED, "resent after a restart")
+    }

@@ -113,11 +113,13 @@ def format_age(then: datetime | None, now: datetime) -> str:
 
 
 def format_due(then: datetime | None, now: datetime) -> str:
-    """When the next attempt runs: `in 1.5s`, or `due` once its time has passed."""
+    """When the next attempt runs: `in 1.5s` while it waits. Once its time has passed the
+    attempt has been sent (the time is cleared by its answer, not by its sending): `in
+    flight`."""
     if then is None:
         return EMPTY
     left = (then - now).total_seconds()
-    return f"in {format_duration(left)}" if left > 0 else "due"
+    return f"in {format_duration(left)}" if left > 0 else "in flight"
 
 
 def short_id(saga_id: str) -> str:
