@@ -18,7 +18,11 @@ Unset, `hit` is one comparison with None.
 Points in the orchestrator:
 - `step_started`: a step's start is committed, its command not yet sent.
 - `reply_received`: a participant replied, its result not yet committed.
+- `token_issued`: an asynchronous step's completion token is committed (its digest),
+  the command carrying it not yet sent: the token is never handed out.
 - `step_accepted`: an asynchronous step's participant accepted it, WAITING not yet committed.
+- `completion_committed`: a CompleteStep or FailStep is committed, its caller not yet
+  answered (the caller sees the call fail and retries with the same completion id).
 - `compensation_started`: a compensation's start is committed, not yet sent
   (`compensation_started:2` dies between the first and second compensation).
 - `saga_finished`: the saga's terminal status is committed.
@@ -60,7 +64,9 @@ POINTS = frozenset(
     {
         "step_started",
         "reply_received",
+        "token_issued",
         "step_accepted",
+        "completion_committed",
         "compensation_started",
         "saga_finished",
         "plan_sent",

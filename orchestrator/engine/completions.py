@@ -17,6 +17,7 @@ import logging
 import time
 from dataclasses import dataclass
 
+from orchestrator import failpoints
 from orchestrator.core.clock import utc_now
 from orchestrator.core.errors import SagaNotFound, StaleSagaVersion
 from orchestrator.core.machine import SagaRun
@@ -103,8 +104,10 @@ class StepCompletions:
                 error=error,
                 actor=actor,
             )
-            if run.has_pending() and not await self._commit(run):
-                continue
+            if run.has_pending():
+                if not await self._commit(run):
+                    continue
+                failpoints.hit("completion_committed")
             return Completed(run.saga.saga_id, run.steps[index].name, _checked(answer))
         raise StaleSagaVersion("the saga kept changing; the completion was not applied, retry")
 

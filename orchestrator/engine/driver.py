@@ -280,6 +280,7 @@ class SagaDriver:
         token = make_token(run.saga.saga_id, index, secrets.token_urlsafe(32))
         waiting.token_issued(run, index, token_digest(token), utc_now())
         await self._commit()
+        failpoints.hit("token_issued")
         return token
 
     async def _park(self, action: AwaitCompletion) -> None:

@@ -48,10 +48,12 @@ class Airline(flight_pb2_grpc.FlightServiceServicer):
     def __init__(self) -> None:
         self.tokens: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
         self.cancelled: list[str] = []
+        self.keys: list[str] = []
         self.complete_first: cb_grpc.SagaCallbacksStub | None = None
 
     async def BookFlight(self, request, context):
         token = request.context.completion_token
+        self.keys.append(request.context.idempotency_key)
         if self.complete_first is not None:
             await self.complete_first.CompleteStep(complete(token, "early"), timeout=5)
         await self.tokens.put((request.context.saga_id, token))

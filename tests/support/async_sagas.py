@@ -95,5 +95,17 @@ HASTY_TRIP = dataclasses.replace(
         ),
     ),
 )
+TIMED_TRIP = dataclasses.replace(
+    ASYNC_TRIP,
+    name="timed_trip",
+    description="As hasty_trip, with 3 s: time enough to kill its replica while it waits.",
+    steps=(
+        HOTEL_STEP,
+        dataclasses.replace(
+            CONFIRM_FLIGHT,
+            completion=AsyncCompletion(result_type=flight_pb2.BookFlightResponse, timeout=3.0),
+        ),
+    ),
+)
 
-DEFINITIONS = (ASYNC_TRIP, HEARTBEAT_TRIP, SUPERVISED_TRIP, HASTY_TRIP)
+DEFINITIONS = (ASYNC_TRIP, HEARTBEAT_TRIP, SUPERVISED_TRIP, HASTY_TRIP, TIMED_TRIP)
