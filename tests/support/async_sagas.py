@@ -98,12 +98,12 @@ HASTY_TRIP = dataclasses.replace(
 TIMED_TRIP = dataclasses.replace(
     ASYNC_TRIP,
     name="timed_trip",
-    description="As hasty_trip, with 3 s: time enough to kill its replica while it waits.",
+    description="As hasty_trip, with 8 s: time enough to kill its replica while it waits.",
     steps=(
         HOTEL_STEP,
         dataclasses.replace(
             CONFIRM_FLIGHT,
-            completion=AsyncCompletion(result_type=flight_pb2.BookFlightResponse, timeout=3.0),
+            completion=AsyncCompletion(result_type=flight_pb2.BookFlightResponse, timeout=8.0),
         ),
     ),
 )
