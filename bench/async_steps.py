@@ -57,8 +57,9 @@ from tools.processes import ChildProcess, orchestrator_process
 
 FLIGHT = "saga.participants.flight.v1.FlightService"
 CONCURRENCY = 64
-HEARTBEAT_TIMEOUT_SECONDS = 60.0
-"""Each token's heartbeat is written at most once per fifth of this (12 s)."""
+HEARTBEAT_TIMEOUT_SECONDS = 600.0
+"""Each token's heartbeat is written at most once per fifth of this (120 s). Long enough
+that the sagas not heartbeated outlive a run of 10,000 (parking, idling, restarting)."""
 SETTLE_TIMEOUT_SECONDS = 600.0
 DEFAULT_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
