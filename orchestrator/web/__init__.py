@@ -10,7 +10,7 @@ the core, the API, security and telemetry; never the engine, the store, the clie
 the CLI. The wiring (orchestrator.server) builds it beside the servicer.
 """
 
-from orchestrator.web.app import WebConsole, create_console_app, start_web_console
+from orchestrator.web.app import create_console_app
 from orchestrator.web.auth import (
     LAPTOP_IDENTITY,
     OPERATOR,
@@ -21,6 +21,7 @@ from orchestrator.web.auth import (
     bearer_tokens,
     token_digest,
 )
+from orchestrator.web.serving import WebConsole, start_web_console
 from orchestrator.web.sessions import SessionTable
 
 __all__ = [
