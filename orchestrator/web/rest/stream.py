@@ -63,8 +63,8 @@ async def serve_watch(
             try:
                 async for reply in stream_replies(watch, message, context):
                     data = json.dumps(message_json(reply))
-                    assert isinstance(reply, pb.WatchSagaResponse)
-                await events.send(data, id=str(reply.transition.seq), event="transition")
+                    seq: int = reply.transition.seq  # type: ignore[attr-defined]
+                await events.send(data, id=str(seq), event="transition")
                 await events.send("{}", event="end")
             except Refusal as refusal:
                 await events.send(json.dumps(refusal.body()), event="error")
