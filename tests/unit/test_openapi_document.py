@@ -8,7 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.web.rest.openapi import openapi_document, openapi_text
+from orchestrator.web.rest.openapi import (
+    document_path,
+    openapi_document,
+    openapi_text,
+    parameter_name,
+)
 from orchestrator.web.rest.rules import routes
 
 pytestmark = pytest.mark.unit
@@ -23,12 +28,12 @@ def test_the_committed_document_is_current():
 def test_every_route_is_an_operation_with_a_status_for_errors():
     paths = openapi_document()["paths"]
     for route in routes():
-        operation = paths[route.template][route.http_method.lower()]
+        operation = paths[document_path(route)][route.http_method.lower()]
         assert operation["responses"]["default"]["content"]["application/json"]["schema"] == {
             "$ref": "#/components/schemas/google.rpc.Status"
         }
         declared = {p["name"] for p in operation.get("parameters", []) if p["in"] == "path"}
-        assert declared == {path for _, path in route.variables}
+        assert declared == {parameter_name(path) for _, path in route.variables}
 
 
 def test_the_document_is_json_that_names_openapi_3_1():

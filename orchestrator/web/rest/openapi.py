@@ -118,6 +118,20 @@ class _Schemas:
         return self.single(field)
 
 
+def parameter_name(field_path: str) -> str:
+    """A path variable's name in the document: its last field (`{endpoint.endpoint_id}` is
+    `{endpoint_id}`; OpenAPI tools read a dot in a name as a path into an object)."""
+    return field_path.rsplit(".", 1)[-1]
+
+
+def document_path(route: Route) -> str:
+    """The route's path as the document writes it (see `parameter_name`)."""
+    path = route.template
+    for _, field_path in route.variables:
+        path = path.replace(f"{{{field_path}}}", f"{{{parameter_name(field_path)}}}")
+    return path
+
+
 def _query_parameters(route: Route, schemas: _Schemas) -> list[dict[str, Any]]:
     """Each top-level field the path does not carry, for a call without a body."""
     bound = {path for _, path in route.variables}
@@ -144,7 +158,12 @@ def _query_parameters(route: Route, schemas: _Schemas) -> list[dict[str, Any]]:
 def _operation(route: Route, schemas: _Schemas) -> dict[str, Any]:
     method = route.method
     parameters: list[dict[str, Any]] = [
-        {"name": path, "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
+        {
+            "name": parameter_name(path),
+            "in": "path",
+            "required": True,
+            "schema": {"type": "string", "minLength": 1},
+        }
         for _, path in route.variables
     ]
     operation: dict[str, Any] = {
@@ -204,7 +223,9 @@ def openapi_document() -> dict[str, Any]:
     schemas.message(status_pb2.Status.DESCRIPTOR)
     paths: dict[str, dict[str, Any]] = {}
     for route in routes():
-        paths.setdefault(route.template, {})[route.http_method.lower()] = _operation(route, schemas)
+        paths.setdefault(document_path(route), {})[route.http_method.lower()] = _operation(
+            route, schemas
+        )
     return {
         "openapi": "3.1.0",
         "info": {
