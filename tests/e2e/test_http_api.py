@@ -1,0 +1,140 @@
+"""The HTTP/JSON API against real processes: docs/http.md's walkthrough run as written,
+the gRPC auth file's tokens and roles over HTTP, and WatchSaga's event stream resumed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from orchestrator.web import token_digest
+from tests.e2e.conftest import participants  # noqa: F401
+from tools.processes import ChildProcess, orchestrator_process
+
+pytestmark = [pytest.mark.e2e]
+
+ROOT = Path(__file__).resolve().parents[2]
+GUIDE = ROOT / "docs" / "http.md"
+DEFINITIONS = "orchestrator.examples,orchestrator.examples.expensive_trip"
+CLIENT_TOKEN = "http-client-token-1"
+READER_TOKEN = "http-reader-token-2"
+
+
+def _serve(workdir: Path, addresses: dict[str, str], *extra: str) -> ChildProcess:
+    return orchestrator_process(
+        workdir,
+        f"sqlite:///{workdir / 'saga.sqlite3'}",
+        addresses,
+        env={"SAGA_DEFINITIONS": DEFINITIONS},
+        extra_args=["--http-listen", "127.0.0.1:0", *extra],
+    ).start()
+
+
+@pytest.fixture
+def server(tmp_path: Path, participants: ChildProcess) -> Iterator[ChildProcess]:  # noqa: F811
+    process = _serve(tmp_path, participants.info["services"])
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture
+def secured(tmp_path: Path, participants: ChildProcess) -> Iterator[ChildProcess]:  # noqa: F811
+    auth_file = tmp_path / "callers.toml"
+    auth_file.write_text(
+        f'[[caller]]\nname = "shop"\nroles = ["client"]\n'
+        f'token_sha256 = "{token_digest(CLIENT_TOKEN)}"\n\n'
+        f'[[caller]]\nname = "rudi"\nroles = ["reader"]\n'
+        f'token_sha256 = "{token_digest(READER_TOKEN)}"\n'
+    )
+    process = _serve(tmp_path, participants.info["services"], "--auth-file", str(auth_file))
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+def _blocks(kind: str, text: str) -> list[str]:
+    return re.findall(rf"```{kind}\n(.*?)```", text, flags=re.S)
+
+
+def test_the_walkthrough_runs_as_written(server: ChildProcess, tmp_path: Path):
+    walkthrough = GUIDE.read_text().split("## Walkthrough", 1)[1]
+    commands = _blocks("sh", walkthrough)[1:]  # the first starts the server, as here
+    script = "set -euo pipefail\n" + "\n".join(commands)
+    result = subprocess.run(
+        ["bash", "-c", script],
+        cwd=tmp_path,
+        env={"SAGA": server.info["console_url"].rstrip("/"), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=150,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    output = result.stdout
+    assert re.search(r"^\s+1 event: end$", output, flags=re.M), output
+    for expected in _blocks("text", walkthrough):
+        for line in expected.splitlines():
+            pattern = ".*".join(re.escape(part) for part in line.split("..."))
+            assert re.search(f"^{pattern}$", output, flags=re.M), f"{line!r} not in:\n{output}"
+
+
+def test_tokens_and_roles_are_the_grpc_ones_and_cookies_count_for_nothing(secured: ChildProcess):
+    base = secured.info["console_url"].rstrip("/")
+    anonymous = requests.get(f"{base}/v1/sagas", timeout=10)
+    assert anonymous.status_code == 401
+    assert anonymous.headers["WWW-Authenticate"].startswith("Bearer")
+    assert anonymous.json()["code"] == 16
+    cookie_only = requests.get(
+        f"{base}/v1/sagas", cookies={"saga_console_session": "x"}, timeout=10
+    )
+    assert cookie_only.status_code == 401
+    reader = {"Authorization": f"Bearer {READER_TOKEN}"}
+    assert requests.get(f"{base}/v1/sagas", headers=reader, timeout=10).status_code == 200
+    refused = requests.post(f"{base}/v1/sagas", headers=reader, json={}, timeout=10)
+    assert refused.status_code == 403
+    assert "rudi may not call /saga.v1.SagaOrchestrator/StartSaga" in refused.json()["message"]
+    client = {"Authorization": f"Bearer {CLIENT_TOKEN}"}
+    started = requests.post(
+        f"{base}/v1/sagas",
+        headers=client,
+        json={"sagaType": "no_such_type", "correlationId": "c-1", "payload": {}},
+        timeout=10,
+    )
+    assert started.status_code in (400, 404)
+    assert started.json()["details"][0]["@type"].endswith("google.rpc.ErrorInfo")
+
+
+def test_the_watch_resumes_after_last_event_id_and_ends_with_the_saga(server: ChildProcess):
+    base = server.info["console_url"].rstrip("/")
+    payload = {
+        "customer_id": "c-9", "traveller_name": "Ada", "flight_number": "LH400",
+        "hotel_id": "berlin-central", "nights": 1, "car_location": "BER",
+        "car_class": "compact", "car_days": 1,
+        "amount": {"currency_code": "EUR", "amount_minor": 1000},
+    }  # fmt: skip
+    started = requests.post(
+        f"{base}/v1/sagas",
+        json={"sagaType": "travel_booking", "correlationId": "w-1", "payload": payload},
+        timeout=10,
+    ).json()
+    url = f"{base}/v1/sagas/{started['sagaId']}:watch"
+    whole = requests.get(url, timeout=60).text
+    ids = [int(seq) for seq in re.findall(r"^id: (\d+)\r?$", whole, flags=re.M)]
+    assert ids == list(range(1, len(ids) + 1)) and whole.rstrip().endswith("data: {}")
+    resumed = requests.get(url, headers={"Last-Event-ID": "2"}, timeout=60).text
+    assert [int(s) for s in re.findall(r"^id: (\d+)\r?$", resumed, flags=re.M)] == ids[2:]
+    first = json.loads(re.findall(r"^data: (.*?)\r?$", resumed, flags=re.M)[0])
+    assert first["transition"]["seq"] == 3
+    missing = requests.get(
+        f"{base}/v1/sagas/00000000-0000-4000-8000-000000000000:watch", timeout=10
+    )
+    assert missing.status_code == 404 and missing.json()["code"] == 5
