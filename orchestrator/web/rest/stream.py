@@ -59,12 +59,12 @@ async def serve_watch(
     watch = await gateway.admitted(route, context)
     events: web.StreamResponse | None = None
     try:
-        async with sse_response(request, ping_interval=PING_SECONDS) as events:
+        async with sse_response(request, sep="\n", ping_interval=PING_SECONDS) as events:
             try:
                 async for reply in stream_replies(watch, message, context):
                     data = json.dumps(message_json(reply))
                     seq: int = reply.transition.seq  # type: ignore[attr-defined]
-                await events.send(data, id=str(seq), event="transition")
+                    await events.send(data, id=str(seq), event="transition")
                 await events.send("{}", event="end")
             except Refusal as refusal:
                 await events.send(json.dumps(refusal.body()), event="error")
