@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -138,3 +139,60 @@ def test_the_watch_resumes_after_last_event_id_and_ends_with_the_saga(server: Ch
         f"{base}/v1/sagas/00000000-0000-4000-8000-000000000000:watch", timeout=10
     )
     assert missing.status_code == 404 and missing.json()["code"] == 5
+
+
+def _gauge(metrics_address: str, name: str) -> float:
+    text = requests.get(f"http://{metrics_address}/metrics", timeout=10).text
+    match = re.search(rf"^{name} ([0-9.e+]+)$", text, flags=re.M)
+    assert match, f"no {name} in the metrics"
+    return float(match.group(1))
+
+
+def _leave_after_first_event(url: str) -> None:
+    """Open the event stream, read its first event, and hang up without a goodbye."""
+    with requests.get(url, stream=True, timeout=30) as response:
+        assert response.status_code == 200
+        for line in response.iter_lines():
+            if line.startswith(b"data:"):
+                break
+    # the with-block closes the connection mid-stream
+
+
+def test_a_client_leaving_a_stream_mid_way_is_no_error(
+    tmp_path: Path,
+    participants: ChildProcess,  # noqa: F811
+):
+    workdir = tmp_path / "leaving"
+    workdir.mkdir()
+    server = _serve(workdir, participants.info["services"], "--metrics-listen", "127.0.0.1:0")
+    try:
+        base = server.info["console_url"].rstrip("/")
+        payload = {
+            "customer_id": "c-7", "traveller_name": "Ada", "flight_number": "LH400",
+            "hotel_id": "berlin-central", "nights": 1, "car_location": "BER",
+            "car_class": "compact", "car_days": 1,
+            "amount": {"currency_code": "EUR", "amount_minor": 1000},
+        }  # fmt: skip
+        saga_id = requests.post(
+            f"{base}/v1/sagas",
+            json={"sagaType": "expensive_trip", "correlationId": "leave-1", "payload": payload},
+            timeout=10,
+        ).json()["sagaId"]
+        _leave_after_first_event(f"{base}/v1/sagas/{saga_id}:watch")
+        _leave_after_first_event(f"{base}/api/sagas/{saga_id}/events")
+        aborted = requests.post(
+            f"{base}/v1/sagas/{saga_id}:abort",
+            json={"reason": "the client left", "requestedBy": "test"},
+            timeout=10,
+        )
+        assert aborted.status_code == 200, aborted.text
+        # Both streams' handlers have ended once no watch is open on the replica.
+        deadline = time.monotonic() + 30
+        while _gauge(server.info["metrics_address"], "saga_watch_streams") > 0:
+            assert time.monotonic() < deadline, "the streams stayed open after their clients left"
+            time.sleep(0.05)
+        requests.get(f"{base}/v1/sagas/{saga_id}:watch", timeout=60)  # until it has ended
+    finally:
+        server.stop()
+    log = (workdir / "orchestrator.log").read_text()
+    assert "Traceback" not in log and "Error handling request" not in log, log[-3000:]
