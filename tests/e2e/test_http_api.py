@@ -196,3 +196,38 @@ def test_a_client_leaving_a_stream_mid_way_is_no_error(
         server.stop()
     log = (workdir / "orchestrator.log").read_text()
     assert "Traceback" not in log and "Error handling request" not in log, log[-3000:]
+
+
+def test_a_full_replica_answers_429_with_retry_after_and_retry_info(
+    tmp_path: Path,
+    participants: ChildProcess,  # noqa: F811
+):
+    server = _serve(tmp_path, participants.info["services"], "--max-watch-streams", "1")
+    try:
+        base = server.info["console_url"].rstrip("/")
+        payload = {
+            "customer_id": "c-8", "traveller_name": "Ada", "flight_number": "LH400",
+            "hotel_id": "berlin-central", "nights": 1, "car_location": "BER",
+            "car_class": "compact", "car_days": 1,
+            "amount": {"currency_code": "EUR", "amount_minor": 1000},
+        }  # fmt: skip
+        start = {"sagaType": "expensive_trip", "correlationId": "full-1", "payload": payload}
+        saga_id = requests.post(f"{base}/v1/sagas", json=start, timeout=10).json()["sagaId"]
+        watch = f"{base}/v1/sagas/{saga_id}:watch"
+        with requests.get(watch, stream=True, timeout=30) as holding:
+            assert holding.status_code == 200
+            lines = holding.iter_lines()  # kept: a dropped iterator closes the connection
+            next(lines)  # the stream is open: it holds the replica's one watch
+            for refused in (
+                requests.get(watch, timeout=10),
+                requests.post(f"{base}/v1/sagas:execute", json={"start": start}, timeout=10),
+            ):
+                assert refused.status_code == 429, refused.text
+                assert int(refused.headers["Retry-After"]) >= 1
+                status = refused.json()
+                assert status["code"] == 8
+                kinds = {detail["@type"].rsplit(".", 1)[-1]: detail for detail in status["details"]}
+                assert kinds["ErrorInfo"]["reason"] == "WATCH_STREAMS_EXHAUSTED"
+                assert "RetryInfo" in kinds
+    finally:
+        server.stop()

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, NoReturn
 
@@ -252,7 +252,7 @@ def add_rest_routes(
 
 async def stream_replies(
     behavior: Behavior, message: Message, context: InProcessContext
-) -> AsyncIterator[Message]:
+) -> AsyncGenerator[Message]:
     """A server-streaming handler's replies, closed when the consumer stops."""
     stream = behavior(message, context)
     try:
