@@ -16,6 +16,7 @@ import requests
 
 from orchestrator.web import token_digest
 from tests.e2e.conftest import participants  # noqa: F401
+from tools.certs import make_ca
 from tools.processes import ChildProcess, orchestrator_process
 
 pytestmark = [pytest.mark.e2e]
@@ -229,5 +230,50 @@ def test_a_full_replica_answers_429_with_retry_after_and_retry_info(
                 kinds = {detail["@type"].rsplit(".", 1)[-1]: detail for detail in status["details"]}
                 assert kinds["ErrorInfo"]["reason"] == "WATCH_STREAMS_EXHAUSTED"
                 assert "RetryInfo" in kinds
+    finally:
+        server.stop()
+
+
+def test_a_client_certificate_signed_by_the_client_ca_authenticates_over_https(
+    tmp_path: Path,
+    participants: ChildProcess,  # noqa: F811
+):
+    ca = make_ca(tmp_path / "pki")
+    foreign = make_ca(tmp_path / "foreign", "foreign-ca")
+    server_cert = ca.issue("server", tmp_path / "pki")
+    desk = ca.issue("ops-desk", tmp_path / "pki")
+    impostor = foreign.issue("ops-desk", tmp_path / "foreign")
+    auth_file = tmp_path / "callers.toml"
+    auth_file.write_text(
+        '[[caller]]\nname = "ops-desk"\nroles = ["reader"]\ncertificate = "ops-desk"\n'
+    )
+    server = _serve(
+        tmp_path,
+        participants.info["services"],
+        "--tls-cert", str(server_cert.cert),
+        "--tls-key", str(server_cert.key),
+        "--tls-client-ca", str(ca.cert_file),
+        "--http-tls-cert", str(server_cert.cert),
+        "--http-tls-key", str(server_cert.key),
+        "--auth-file", str(auth_file),
+    )  # fmt: skip
+    try:
+        base = server.info["console_url"].rstrip("/")
+        assert base.startswith("https://")
+        sagas = f"{base}/v1/sagas"
+        verify = str(ca.cert_file)
+        desk_pair = (str(desk.cert), str(desk.key))
+        with_desk = requests.get(sagas, cert=desk_pair, verify=verify, timeout=10)
+        assert with_desk.status_code == 200, with_desk.text
+        refused = requests.post(
+            sagas, json={}, cert=(str(desk.cert), str(desk.key)), verify=verify, timeout=10
+        )
+        assert refused.status_code == 403
+        assert "ops-desk may not call" in refused.json()["message"]
+        assert requests.get(sagas, verify=verify, timeout=10).status_code == 401
+        with pytest.raises(requests.exceptions.ConnectionError):  # the handshake is refused
+            requests.get(
+                sagas, cert=(str(impostor.cert), str(impostor.key)), verify=verify, timeout=10
+            )
     finally:
         server.stop()
