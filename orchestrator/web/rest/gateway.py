@@ -247,7 +247,8 @@ def add_rest_routes(
             return refusal_response(Refusal(status, 405), headers={"Allow": allow})
         return web.json_response(message_json(reply))
 
-    app.router.add_route("*", PREFIX + "{tail:.*}", serve)
+    # Every path under /v1, a newline (%0A) in it too: the table answers 404 itself.
+    app.router.add_route("*", PREFIX + r"{tail:[\s\S]*}", serve)
 
 
 async def stream_replies(
