@@ -388,6 +388,7 @@ async def _serve(
                     webhooks_wiring.WEBHOOKS_SERVICE: webhooks.service,
                 },
                 policy,
+                max_body_bytes=2 * config.limits.grpc_message_bytes,
             ),
         )
     for name in ("", SERVICE_NAME, EVENTS_SERVICE_NAME, *STEP_SERVICE_NAMES):

@@ -67,6 +67,8 @@ logger = logging.getLogger(__name__)
 STATIC = resources.files("orchestrator.web") / "static"
 SHUTDOWN_SECONDS = 2.0
 SSE_PING_SECONDS = 15.0
+CONSOLE_BODY_BYTES = 1024**2
+"""The console's own requests are small; aiohttp's default bound (the API's is its own)."""
 ACTIONS = ("abort", "retry", "resolve")
 
 _HTTP_STATUS = {
@@ -397,7 +399,8 @@ def create_console_app(
     loopback). `sessions` keeps the signed-in pages' sessions (a fresh table by default).
     With `api`, the HTTP/JSON API is served under /v1 too (`orchestrator.web.rest`).
     """
-    app = web.Application(middlewares=[host_check, _guard])
+    max_body = CONSOLE_BODY_BYTES if api is None else api.max_body_bytes
+    app = web.Application(middlewares=[host_check, _guard], client_max_size=max_body)
     app[_CALLS] = ConsoleCalls(servicer, events, tasks)
     app[_AUTHENTICATE] = authenticate or laptop_mode
     app[_SESSIONS] = SessionTable() if sessions is None else sessions

@@ -277,3 +277,14 @@ def test_a_client_certificate_signed_by_the_client_ca_authenticates_over_https(
             )
     finally:
         server.stop()
+
+
+def test_a_body_past_the_bound_is_413_with_a_status_and_the_server_serves_on(
+    server: ChildProcess,
+):
+    base = server.info["console_url"].rstrip("/")
+    huge = {"sagaType": "travel_booking", "correlationId": "x" * (9 * 1024 * 1024)}
+    refused = requests.post(f"{base}/v1/sagas", json=huge, timeout=30)
+    assert refused.status_code == 413
+    assert refused.json()["code"] == 8 and "bytes" in refused.json()["message"]
+    assert requests.get(f"{base}/v1/sagaTypes", timeout=10).status_code == 200

@@ -27,6 +27,7 @@ from aiohttp import web
 from google.protobuf.message import Message
 from google.rpc import status_pb2
 
+from orchestrator.core.limits import Limits
 from orchestrator.security.auth import AuthInterceptor, AuthPolicy
 from orchestrator.web.rest.rules import PREFIX, Route, routes, split_path
 from orchestrator.web.rest.transcoding import Refusal, build_request, invalid, message_json
@@ -34,6 +35,7 @@ from orchestrator.web.rest.transcoding import Refusal, build_request, invalid, m
 logger = logging.getLogger(__name__)
 
 JSON = "application/json"
+DEFAULT_MAX_BODY_BYTES = 2 * Limits().grpc_message_bytes
 _FORWARDED_METADATA = ("traceparent", "tracestate")
 """Request headers handed to the handlers as gRPC metadata (trace context)."""
 
@@ -76,6 +78,9 @@ class RestServices:
     by_name: dict[str, object] = field(default_factory=dict)
     policy: AuthPolicy | None = None
     """The gRPC auth policy; None when the server runs without auth (the API is open)."""
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    """A bigger request body is refused (413, RESOURCE_EXHAUSTED) before it is read: twice
+    the gRPC message limit, as JSON spells a message out at length."""
 
 
 def _peer_identities(request: web.Request) -> dict[str, list[bytes]]:
@@ -208,6 +213,12 @@ async def _json_body(request: web.Request, route: Route, body_seconds: float) ->
         return json.loads(text) if text.strip() else None
     except TimeoutError:
         raise invalid("the body came too slowly") from None
+    except web.HTTPRequestEntityTooLarge:
+        status = status_pb2.Status(
+            code=grpc.StatusCode.RESOURCE_EXHAUSTED.value[0],
+            message=f"the body is over this server's {request.client_max_size} bytes",
+        )
+        raise Refusal(status, 413) from None
     except (ValueError, UnicodeError) as error:
         raise invalid(f"the body is not JSON: {error}") from None
 
