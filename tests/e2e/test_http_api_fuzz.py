@@ -87,6 +87,7 @@ def test_every_operation_answers_within_its_document_and_refusals_write_nothing(
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 30
     for operation in operations:
+
         @settings(
             max_examples=EXAMPLES_PER_OPERATION,
             deadline=None,
