@@ -177,13 +177,14 @@ class Gateway:
 
 
 class MethodNotAllowed(Exception):
+    """The path is the API's, the method is not: answered 405 with the methods in Allow."""
+
     def __init__(self, allowed: list[str]) -> None:
         super().__init__("method not allowed")
         self.allowed = allowed
 
 
 _GATEWAY = web.AppKey("rest_gateway", Gateway)
-BodyReader = Callable[[web.Request], Awaitable[Any]]
 
 
 def refusal_response(refusal: Refusal, headers: Mapping[str, str] | None = None) -> web.Response:
