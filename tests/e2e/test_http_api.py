@@ -26,6 +26,7 @@ GUIDE = ROOT / "docs" / "http.md"
 DEFINITIONS = "orchestrator.examples,orchestrator.examples.expensive_trip"
 CLIENT_TOKEN = "http-client-token-1"
 READER_TOKEN = "http-reader-token-2"
+OPERATOR_TOKEN = "http-operator-token-3"
 
 
 def _serve(workdir: Path, addresses: dict[str, str], *extra: str) -> ChildProcess:
@@ -54,7 +55,9 @@ def secured(tmp_path: Path, participants: ChildProcess) -> Iterator[ChildProcess
         f'[[caller]]\nname = "shop"\nroles = ["client"]\n'
         f'token_sha256 = "{token_digest(CLIENT_TOKEN)}"\n\n'
         f'[[caller]]\nname = "rudi"\nroles = ["reader"]\n'
-        f'token_sha256 = "{token_digest(READER_TOKEN)}"\n'
+        f'token_sha256 = "{token_digest(READER_TOKEN)}"\n\n'
+        f'[[caller]]\nname = "olga"\nroles = ["operator"]\n'
+        f'token_sha256 = "{token_digest(OPERATOR_TOKEN)}"\n'
     )
     process = _serve(tmp_path, participants.info["services"], "--auth-file", str(auth_file))
     try:
@@ -112,6 +115,36 @@ def test_tokens_and_roles_are_the_grpc_ones_and_cookies_count_for_nothing(secure
     )
     assert started.status_code in (400, 404)
     assert started.json()["details"][0]["@type"].endswith("google.rpc.ErrorInfo")
+
+
+def test_an_operator_action_is_recorded_under_the_token_s_caller(secured: ChildProcess):
+    base = secured.info["console_url"].rstrip("/")
+    payload = {
+        "customer_id": "c-5", "traveller_name": "Ada", "flight_number": "LH400",
+        "hotel_id": "berlin-central", "nights": 1, "car_location": "BER",
+        "car_class": "compact", "car_days": 1,
+        "amount": {"currency_code": "EUR", "amount_minor": 1000},
+    }  # fmt: skip
+    saga_id = requests.post(
+        f"{base}/v1/sagas",
+        headers={"Authorization": f"Bearer {CLIENT_TOKEN}"},
+        json={"sagaType": "expensive_trip", "correlationId": "audit-1", "payload": payload},
+        timeout=10,
+    ).json()["sagaId"]
+    operator = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+    aborted = requests.post(
+        f"{base}/v1/sagas/{saga_id}:abort",
+        headers=operator,
+        json={"reason": "duplicate booking", "requestedBy": "someone-else"},
+        timeout=10,
+    )
+    assert aborted.status_code == 200, aborted.text
+    history = requests.get(
+        f"{base}/v1/sagas/{saga_id}/history", headers=operator, timeout=10
+    ).json()["transitions"]
+    (row,) = [r for r in history if r["event"] == "TRANSITION_EVENT_SAGA_ABORTED"]
+    assert row["actor"] == "operator:olga"
+    assert row["reason"] == "duplicate booking (requested_by: someone-else)"
 
 
 def test_the_watch_resumes_after_last_event_id_and_ends_with_the_saga(server: ChildProcess):
