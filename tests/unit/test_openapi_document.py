@@ -1,5 +1,5 @@
-"""docs/openapi.json is what the generator makes of the protos now (`make openapi`), and
-it describes every route the server serves."""
+"""docs/openapi.json and the copy the server serves are what the generator makes of the
+protos now (`make openapi`), and the document describes every route the server serves."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.web.rest.openapi import (
+    DOCUMENT_COPIES,
     document_path,
     openapi_document,
     openapi_text,
@@ -21,8 +22,17 @@ pytestmark = pytest.mark.unit
 DOCUMENT = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
 
 
-def test_the_committed_document_is_current():
-    assert DOCUMENT.read_text() == openapi_text(), "docs/openapi.json is stale: run make openapi"
+@pytest.mark.parametrize("copy", DOCUMENT_COPIES, ids=lambda path: path.parent.name)
+def test_each_committed_copy_is_current(copy: Path):
+    assert copy.read_text() == openapi_text(), f"{copy} is stale: run make openapi"
+
+
+def test_operations_and_fields_carry_the_protos_comments():
+    document = openapi_document()
+    start = document["paths"]["/v1/sagas"]["post"]
+    assert start["description"].startswith("StartSaga validates the payload")
+    saga = document["components"]["schemas"]["saga.v1.Saga"]
+    assert saga["properties"]["sagaId"]["description"] == "The saga's id."
 
 
 def test_every_route_is_an_operation_with_a_status_for_errors():

@@ -12,11 +12,12 @@ Same layer as the console: may import the core, the API, security and telemetry.
 from __future__ import annotations
 
 import functools
+from importlib import resources
 
 from aiohttp import web
 
 from orchestrator.web.rest.gateway import RestServices, add_rest_routes
-from orchestrator.web.rest.openapi import OPENAPI_PATH, openapi_text
+from orchestrator.web.rest.openapi import OPENAPI_PATH
 from orchestrator.web.rest.stream import serve_watch
 
 __all__ = ["OPENAPI_PATH", "RestServices", "add_api"]
@@ -24,7 +25,8 @@ __all__ = ["OPENAPI_PATH", "RestServices", "add_api"]
 
 @functools.cache
 def _document() -> bytes:
-    return openapi_text().encode()
+    """The shipped copy of docs/openapi.json (`make openapi` writes both)."""
+    return (resources.files("orchestrator.web.rest") / "openapi.json").read_bytes()
 
 
 async def _openapi(request: web.Request) -> web.StreamResponse:

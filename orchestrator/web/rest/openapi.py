@@ -3,22 +3,28 @@
 Nothing here is written per RPC: every operation comes from an RPC's `google.api.http`
 rule (`rules.routes()`), every schema from a message's descriptor in the protobuf JSON
 mapping (lowerCamelCase names, 64-bit integers as strings, enums by name, Timestamps as
-RFC 3339). `python -m orchestrator.web.rest.openapi` prints it (`make openapi` writes
-docs/openapi.json, which a test keeps current); the server serves the same document at
-/v1/openapi.json.
+RFC 3339), every description from the protos' comments (`comments`).
+
+`make openapi` (`python -m orchestrator.web.rest.openapi`) writes it to docs/openapi.json
+and to the copy the server ships and serves at /v1/openapi.json (`DOCUMENT_COPIES`); a
+test fails while either is stale. Generating needs protos/ and grpc_tools (development).
 """
 
 from __future__ import annotations
 
 import json
-import sys
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 
-from orchestrator.web.rest.rules import Route, routes
+from orchestrator.web.rest.rules import PUBLIC_SERVICES, Route, routes
 
 OPENAPI_PATH = "/v1/openapi.json"
+ROOT = Path(__file__).resolve().parents[3]
+DOCUMENT_COPIES = (ROOT / "docs" / "openapi.json", Path(__file__).with_name("openapi.json"))
+"""Where `make openapi` writes the document: the docs, and the copy the server serves."""
 STATUS = "google.rpc.Status"
 _INT32 = {"type": "integer", "format": "int32", "minimum": -(2**31), "maximum": 2**31 - 1}
 _UINT32 = {"type": "integer", "format": "int64", "minimum": 0, "maximum": 2**32 - 1}
@@ -68,8 +74,14 @@ _QUERY_TYPES = (
 class _Schemas:
     """The components' schemas, one per message and enum reached from an operation."""
 
-    def __init__(self) -> None:
+    def __init__(self, comments: Mapping[str, str]) -> None:
         self.components: dict[str, dict[str, Any]] = {}
+        self.comments = comments
+
+    def described(self, schema: dict[str, Any], full_name: str) -> dict[str, Any]:
+        """`schema` with the element's comment as its description, when it has one."""
+        text = self.comments.get(full_name)
+        return {**schema, "description": text} if text else schema
 
     def ref(self, name: str) -> dict[str, Any]:
         return {"$ref": f"#/components/schemas/{name}"}
@@ -88,18 +100,17 @@ class _Schemas:
 
     def _object(self, descriptor: Descriptor, skip: frozenset[str]) -> dict[str, Any]:
         properties = {
-            field.json_name: self.field(field)
+            field.json_name: self.described(self.field(field), field.full_name)
             for field in descriptor.fields
             if field.name not in skip
         }
-        return {"type": "object", "properties": properties, "additionalProperties": False}
+        schema = {"type": "object", "properties": properties, "additionalProperties": False}
+        return self.described(schema, descriptor.full_name)
 
     def enum(self, descriptor: EnumDescriptor) -> dict[str, Any]:
         if descriptor.full_name not in self.components:
-            self.components[descriptor.full_name] = {
-                "type": "string",
-                "enum": [value.name for value in descriptor.values],
-            }
+            schema = {"type": "string", "enum": [value.name for value in descriptor.values]}
+            self.components[descriptor.full_name] = self.described(schema, descriptor.full_name)
         return self.ref(descriptor.full_name)
 
     def single(self, field: FieldDescriptor) -> Any:
@@ -149,6 +160,8 @@ def _query_parameters(route: Route, schemas: _Schemas) -> list[dict[str, Any]]:
             "required": False,
             "schema": schemas.field(field),
         }
+        if field.full_name in schemas.comments:
+            parameter["description"] = schemas.comments[field.full_name]
         if field.is_repeated:
             parameter["explode"] = True
         parameters.append(parameter)
@@ -171,6 +184,8 @@ def _operation(route: Route, schemas: _Schemas) -> dict[str, Any]:
         "summary": f"{method.containing_service.name}.{method.name}",
         "tags": [method.containing_service.name],
     }
+    if method.full_name in schemas.comments:
+        operation["description"] = schemas.comments[method.full_name]
     if route.body:
         top = frozenset(path for _, path in route.variables if "." not in path)
         if route.body == "*":
@@ -215,11 +230,14 @@ def _operation(route: Route, schemas: _Schemas) -> dict[str, Any]:
     return operation
 
 
-def openapi_document() -> dict[str, Any]:
-    """The whole document (deterministic: same protos, same bytes)."""
+def openapi_document(comments: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The whole document (deterministic: same protos and comments, same bytes); without
+    `comments`, the protos' own (see `comments.proto_comments`)."""
     from google.rpc import status_pb2
 
-    schemas = _Schemas()
+    if comments is None:
+        comments = _proto_comments()
+    schemas = _Schemas(comments)
     schemas.message(status_pb2.Status.DESCRIPTOR)
     paths: dict[str, dict[str, Any]] = {}
     for route in routes():
@@ -235,6 +253,10 @@ def openapi_document() -> dict[str, Any]:
             "the protos' google.api.http rules. Bodies use the protobuf JSON mapping; a "
             "refusal is a google.rpc.Status under the HTTP status of its code.",
         },
+        "tags": [
+            {"name": service.name, "description": comments.get(service.full_name, "")}
+            for service in PUBLIC_SERVICES
+        ],
         "security": [{}, {"bearer": []}, {"mutualTLS": []}],
         "paths": paths,
         "components": {
@@ -247,9 +269,21 @@ def openapi_document() -> dict[str, Any]:
     }
 
 
-def openapi_text() -> str:
-    return json.dumps(openapi_document(), indent=2, sort_keys=False) + "\n"
+def _proto_comments() -> dict[str, str]:
+    from google.rpc import status_pb2
+
+    from orchestrator.web.rest.comments import proto_comments
+
+    sources = {service.file.name for service in PUBLIC_SERVICES}
+    return proto_comments(ROOT / "protos", sorted({*sources, status_pb2.DESCRIPTOR.name}))
+
+
+def openapi_text(comments: Mapping[str, str] | None = None) -> str:
+    return json.dumps(openapi_document(comments), indent=2, ensure_ascii=False) + "\n"
 
 
 if __name__ == "__main__":
-    sys.stdout.write(openapi_text())
+    text = openapi_text()
+    for copy in DOCUMENT_COPIES:
+        copy.write_text(text)
+        print(f"wrote {copy.relative_to(ROOT)}")
