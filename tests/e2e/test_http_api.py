@@ -312,7 +312,7 @@ def test_a_client_certificate_signed_by_the_client_ca_authenticates_over_https(
         server.stop()
 
 
-def test_a_body_past_the_bound_is_413_with_a_status_and_the_server_serves_on(
+def test_a_body_past_the_bound_or_nested_too_deep_is_refused_and_the_server_serves_on(
     server: ChildProcess,
 ):
     base = server.info["console_url"].rstrip("/")
@@ -320,4 +320,11 @@ def test_a_body_past_the_bound_is_413_with_a_status_and_the_server_serves_on(
     refused = requests.post(f"{base}/v1/sagas", json=huge, timeout=30)
     assert refused.status_code == 413
     assert refused.json()["code"] == 8 and "bytes" in refused.json()["message"]
+    nested = requests.post(
+        f"{base}/v1/sagas",
+        data="[" * 100_000,
+        headers={"Content-Type": "application/json"},
+        timeout=30,
+    )
+    assert nested.status_code == 400 and nested.json()["code"] == 3
     assert requests.get(f"{base}/v1/sagaTypes", timeout=10).status_code == 200

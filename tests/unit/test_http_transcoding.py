@@ -14,6 +14,14 @@ from saga.v1 import webhooks_pb2
 pytestmark = pytest.mark.unit
 
 
+def deep(levels: int) -> dict:
+    """A JSON object nested `levels` deep."""
+    value: dict = {}
+    for _ in range(levels):
+        value = {"a": value}
+    return value
+
+
 def route(name: str) -> Route:
     return next(r for r in routes() if r.method.name == name)
 
@@ -108,6 +116,9 @@ def test_a_body_field_rule_takes_the_body_as_that_field():
         ("StartSaga", [], {"unknownField": 1}, "StartSagaRequest"),
         ("StartSaga", [("saga_type", "x")], {}, "takes its fields in the body"),
         ("AbortSaga", [], {"reason": "\ud800"}, "AbortSagaRequest"),
+        ("ExecuteSaga", [], {"start": {"input": {"@type": None}}}, "ExecuteSagaRequest"),
+        ("StartSaga", [], {"input": {"@type": "type.googleapis.com/no.Such"}}, "StartSaga"),
+        ("StartSaga", [], {"payload": deep(5000)}, "StartSagaRequest"),
     ],
 )
 def test_a_malformed_request_is_invalid_argument_naming_what_is_wrong(name, query, body, words):

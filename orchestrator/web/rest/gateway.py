@@ -30,7 +30,13 @@ from google.rpc import status_pb2
 from orchestrator.core.limits import Limits
 from orchestrator.security.auth import AuthInterceptor, AuthPolicy
 from orchestrator.web.rest.rules import PREFIX, Route, routes, split_path
-from orchestrator.web.rest.transcoding import Refusal, build_request, invalid, message_json
+from orchestrator.web.rest.transcoding import (
+    Refusal,
+    build_request,
+    invalid,
+    message_json,
+    short,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -220,8 +226,8 @@ async def _json_body(request: web.Request, route: Route, body_seconds: float) ->
             message=f"the body is over this server's {request.client_max_size} bytes",
         )
         raise Refusal(status, 413) from None
-    except (ValueError, UnicodeError) as error:
-        raise invalid(f"the body is not JSON: {error}") from None
+    except (ValueError, UnicodeError, RecursionError) as error:
+        raise invalid(f"the body is not JSON: {short(str(error))}") from None
 
 
 def add_rest_routes(

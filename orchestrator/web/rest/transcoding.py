@@ -171,8 +171,12 @@ def build_request(
     request = message_factory.GetMessageClass(descriptor)()
     try:
         json_format.ParseDict(fields, request)
-    except (json_format.ParseError, ValueError, TypeError, UnicodeError) as error:
-        raise invalid(f"{descriptor.name}: {_short(str(error))}") from None
+    except Exception as error:
+        # Only the client's JSON goes in, and json_format fails on some of it with more
+        # than ParseError (an Any whose "@type" is null: AttributeError; deep nesting:
+        # RecursionError): each is the request's fault, never the server's.
+        reason = str(error) if isinstance(error, json_format.ParseError) else repr(error)
+        raise invalid(f"{descriptor.name} does not take this JSON: {short(reason)}") from None
     return request
 
 
@@ -188,9 +192,10 @@ def _leaf(message: Descriptor, path: str) -> FieldDescriptor:
             break
         descriptor = field.message_type
     if field is None:
-        raise invalid(f"unknown query parameter {_short(path)!r}")
+        raise invalid(f"unknown query parameter {short(path)!r}")
     return field
 
 
-def _short(text: str, limit: int = 300) -> str:
+def short(text: str, limit: int = 300) -> str:
+    """`text`, cut at `limit` characters (a message quotes the client's input)."""
     return text if len(text) <= limit else text[:limit] + "..."
