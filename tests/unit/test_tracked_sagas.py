@@ -14,6 +14,7 @@ from orchestrator.core import observing
 from orchestrator.core.actions import SendCompensation
 from orchestrator.core.incoming import IngestVerdict
 from orchestrator.core.machine import AwaitCompletion, SagaRun
+from orchestrator.core.moves import IllegalTransition
 from orchestrator.core.records import SagaStatus, StepStatus, TransitionEvent
 from tests.unit.tracked_travel import RESCUED_TRAVEL, T0, TRAVEL, T, Tracker, event
 
@@ -464,3 +465,42 @@ def test_a_missed_undo_window_under_compensate_sends_the_steps_own_compensation(
         E.COMPENSATION_STARTED,
     ]
     assert "rescued by the orchestrator" in tracker.run().saga.failure_reason
+
+
+def test_abort_of_a_flagged_saga_rescues_it_from_the_stuck_step():
+    tracker = started()
+    tracker.ingest(event("flight_booked"), at(1))
+    tracker.act(lambda run: run.next_actions(at(40)))  # the hotel's window passed: flagged
+    _, commit = tracker.act(lambda run: run.abort(at(50), "ops", "hotel service is down"))
+    assert [t.event for t in commit.transitions] == [E.SAGA_ABORTED]
+    run = tracker.run()
+    assert run.status is SagaStatus.COMPENSATING and not run.saga.needs_intervention
+    actions, _ = tracker.act(lambda run: run.next_actions(at(50)))
+    assert actions == (SendCompensation(HOTEL),)  # its outcome is unknown: undone too
+    tracker.act(lambda run: run.compensation_succeeded(HOTEL, at(51)))
+    actions, _ = tracker.act(lambda run: run.next_actions(at(51)))
+    assert actions == (SendCompensation(FLIGHT, event=f"{T}cancel_flight"),)
+
+
+def test_abort_of_a_saga_unwinding_through_events_sends_what_it_can_itself():
+    tracker = refused_at_the_car()
+    tracker.act(lambda run: run.abort(at(10), "ops", "hotel never answers"))
+    actions, commit = tracker.act(lambda run: run.next_actions(at(10)))
+    assert actions == (SendCompensation(HOTEL),)
+    assert [t.event for t in commit.transitions] == [E.COMPENSATION_STARTED]
+    assert "rescued by the orchestrator" in tracker.run().saga.failure_reason
+
+
+def test_a_finished_tracked_saga_cannot_be_aborted():
+    tracker = started()
+    tracker.ingest(event("flight_booking_failed"))
+    with pytest.raises(IllegalTransition, match="can be aborted while it runs"):
+        tracker.run().abort(at(1), "ops", "late")
+
+
+def test_abort_of_a_flagged_unwinding_saga_sends_the_stuck_steps_compensation():
+    tracker = refused_at_the_car()
+    tracker.act(lambda run: run.next_actions(at(40)))  # the hotel's undo window passed
+    tracker.act(lambda run: run.abort(at(41), "ops", "cancel it ourselves"))
+    actions, _ = tracker.act(lambda run: run.next_actions(at(41)))
+    assert actions == (SendCompensation(HOTEL),)

@@ -11,8 +11,9 @@ from google.protobuf import struct_pb2
 
 from orchestrator import Call, Correlation, OnStuck, Step, TrackedStep, tracked_saga
 from orchestrator.core.definition import Parallel, SagaDefinition, StepContext
-from orchestrator.core.errors import DefinitionError
+from orchestrator.core.errors import DefinitionError, TrackedTypeNotStartable
 from orchestrator.core.incoming import IncomingEvent
+from orchestrator.core.opening import SagaStart
 from orchestrator.core.registry import Registry
 from orchestrator.core.tracking import (
     EventRole,
@@ -212,3 +213,9 @@ def test_tracked_types_route_event_types_to_the_newest_version_declaring_them():
     assert f"{T}booking_started" in index.event_types
     assert f"{T}cancel_flight" not in index.event_types
     assert not TrackedTypes([orchestrated])
+
+
+def test_start_saga_refuses_a_tracked_type_naming_its_start_events():
+    with pytest.raises(TrackedTypeNotStartable, match=f"start events \\({T}booking_started\\)"):
+        SagaStart(TRAVEL, "B1", {}, None)
+    assert TrackedTypeNotStartable.code.name == "FAILED_PRECONDITION"
