@@ -184,7 +184,7 @@ def _decide(run: SagaRun, declared: DeclaredEvent, key: str = "") -> _Decision:
     if run.status.is_terminal and not run.saga.needs_intervention:
         return _Decision(IngestVerdict.ANOMALY, "after the saga ended")
     if run.saga.needs_intervention:
-        return _decide_flagged(run, declared, recorded)
+        return _decide_flagged(run, declared, recorded, key)
     if run.status is SagaStatus.RUNNING:
         if declared.role is EventRole.UNDOES:
             return _Decision(IngestVerdict.HELD, f"early: held until {declared.step} is undone")
@@ -200,7 +200,8 @@ def _decide(run: SagaRun, declared: DeclaredEvent, key: str = "") -> _Decision:
     if declared.role is EventRole.UNDOES:
         if status is StepStatus.COMPENSATING:
             return _APPLY
-        if status is StepStatus.COMPLETED:
+        if status in (StepStatus.COMPLETED, StepStatus.WAITING, StepStatus.STARTED):
+            # Its turn to be undone has not come (a rescue reaches a waiting step too).
             return _Decision(IngestVerdict.HELD, f"early: held until {declared.step} is undone")
         if status is StepStatus.COMPENSATED:
             return _Decision(IngestVerdict.ANOMALY, f"{declared.step} was undone already")
@@ -210,7 +211,7 @@ def _decide(run: SagaRun, declared: DeclaredEvent, key: str = "") -> _Decision:
 
 
 def _decide_flagged(
-    run: SagaRun, declared: DeclaredEvent, recorded: tuple[str, str] | None
+    run: SagaRun, declared: DeclaredEvent, recorded: tuple[str, str] | None, key: str
 ) -> _Decision:
     """A saga waiting for an operator: the stuck step's own event, late, still counts
     (the flow went on after all); later events wait for their turn."""
@@ -229,7 +230,7 @@ def _decide_flagged(
         if index > stuck:
             return _Decision(IngestVerdict.HELD, f"early: held until {declared.step} is expected")
     if recorded is not None:
-        return _Decision(IngestVerdict.ANOMALY, _conflict(run, index, recorded, ""))
+        return _Decision(IngestVerdict.ANOMALY, _conflict(run, index, recorded, key))
     return _Decision(
         IngestVerdict.ANOMALY,
         f"unexpected while step {run.steps[stuck].name} waits for an operator",

@@ -504,3 +504,25 @@ def test_abort_of_a_flagged_unwinding_saga_sends_the_stuck_steps_compensation():
     tracker.act(lambda run: run.abort(at(41), "ops", "cancel it ourselves"))
     actions, _ = tracker.act(lambda run: run.next_actions(at(41)))
     assert actions == (SendCompensation(HOTEL),)
+
+
+def test_an_undo_event_before_a_rescue_reaches_its_waiting_step_is_held_until_then():
+    tracker = started()
+    tracker.ingest(event("flight_booked"), at(1))
+    tracker.act(lambda run: run.abort(at(2), "ops", "stop"))  # book_hotel still WAITING
+    assert tracker.ingest(event("hotel_cancelled"), at(3)) is IngestVerdict.HELD
+    actions, _ = tracker.act(lambda run: run.next_actions(at(4)))
+    assert actions == (SendCompensation(HOTEL),)
+    applied = observing.feed_held(tracker.run(), tracker.held["B1"], at(5))
+    assert [o.verdict for _, o in applied] == [IngestVerdict.RECORDED]
+    assert tracker.run().step_status(HOTEL) is StepStatus.COMPENSATED
+
+
+def test_a_flagged_saga_names_a_repeat_of_a_recorded_event_as_such():
+    tracker = started()
+    tracker.ingest(event("flight_booked"), at(1))
+    tracker.act(lambda run: run.next_actions(at(40)))
+    tracker.ingest(event("flight_booked", id="resent"), at(41))
+    assert tracker.log["B1"][-1].reason.endswith(
+        "repeats the recorded " + f"{T}flight_booked (a different event id)"
+    )
