@@ -13,6 +13,19 @@ and commits everything in one transaction. An event that comes before its turn i
 HELD: the store keeps it and hands it back (`feed_held`, which asks `held_ready`),
 so for any order in which a flow's events arrive the log is the same up to
 EVENT_ANOMALY rows. Nothing here does I/O.
+
+What else the engine does for tracked sagas, with the machine as it is:
+- a waiting tracked saga is parked (`wake_time` = its earliest window end, RUNNING or
+  COMPENSATING while it unwinds through events); claimed then, `next_actions` times
+  the window out (flag or rescue) like an asynchronous step's;
+- a rescue's `SendCompensation` with `event` set is published, not called: check
+  `action.event` before building a request (a step with only a compensation event has
+  no RPC to build), publish `compensation_command_event(run, index, now, source)`
+  through the CommandEventPublisher, then `compensation_event_published(run, index,
+  now)` on the broker's confirm, or `run.compensation_failed(...)` when it failed
+  (retried by the compensation retry policy, as a failed RPC is);
+- `EventOutcome.needs_driving`: an event left a rescue compensation to send; drive the
+  saga (its wake time is cleared, so the claim loop also finds it).
 """
 
 from __future__ import annotations
