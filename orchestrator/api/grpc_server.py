@@ -129,8 +129,8 @@ def auth_policy(auth_file: Path | None, *, reflection: bool = True) -> AuthPolic
 
 __all__ = [
     "EVENTS_SERVICE_NAME",
-    "INGEST_SERVICE_NAME",
     "HANDSHAKE_TIMEOUT_SECONDS",
+    "INGEST_SERVICE_NAME",
     "SERVICE_NAME",
     "auth_policy",
     "create_server",

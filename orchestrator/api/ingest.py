@@ -30,8 +30,8 @@ from google.protobuf import json_format, struct_pb2, timestamp_pb2
 from orchestrator.api.handlers import mapped_errors
 from orchestrator.api.tenancy import allowed_namespaces
 from orchestrator.core.errors import ErrorCode, InvalidArgument, NamespaceDenied, SagaError
-from orchestrator.core.namespaces import DEFAULT_NAMESPACE
 from orchestrator.core.incoming import EventIngestor, IncomingEvent, IngestVerdict, JsonValue
+from orchestrator.core.namespaces import DEFAULT_NAMESPACE
 from orchestrator.core.payload import check_message_text
 from orchestrator.events.ingest.batches import IngestMetrics
 from orchestrator.events.ingest.cloudevents import MalformedEvent, build_event, is_json
@@ -144,7 +144,9 @@ def _data(event: pb.CloudEvent) -> tuple[JsonValue, bool]:
     try:
         return json.loads(raw), True
     except (ValueError, UnicodeDecodeError):
-        raise MalformedEvent(f"{kind} is not JSON though its content type says JSON", attribute=kind) from None
+        raise MalformedEvent(
+            f"{kind} is not JSON though its content type says JSON", attribute=kind
+        ) from None
 
 
 def _text_attribute(event: pb.CloudEvent, name: str) -> str | None:

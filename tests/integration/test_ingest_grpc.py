@@ -13,11 +13,10 @@ from pathlib import Path
 
 import grpc
 import pytest
-from google.protobuf import any_pb2, struct_pb2, timestamp_pb2
+from google.protobuf import any_pb2, struct_pb2
 
 from orchestrator.api.grpc_server import auth_policy
-from orchestrator.api.ingest import SERVICE_NAME
-from orchestrator.api.ingest import SagaEventIngestService
+from orchestrator.api.ingest import SERVICE_NAME, SagaEventIngestService
 from orchestrator.api.request_decoding import UndecodableRequestInterceptor
 from orchestrator.security.auth import AuthInterceptor, token_digest
 from saga.v1 import ingest_pb2 as pb
@@ -74,14 +73,25 @@ class AnomalyRows:
         matching = [r for r in ordered if where.saga_type in (None, r.saga_type)]
         if after is not None:
             matching = [
-                r for r in matching if (r.time, r.source, r.event_id) < (after.time, after.source, after.event_id)
+                r
+                for r in matching
+                if (r.time, r.source, r.event_id) < (after.time, after.source, after.event_id)
             ]
         return matching[:limit]
 
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 ROWS = [
-    Anomaly("/flight", f"a-{n}", "com.example.travel.flight_booked", f"b-{n}", "travel", "no instance started within 60 s", {"id": f"a-{n}"}, T0 + timedelta(seconds=n))
+    Anomaly(
+        "/flight",
+        f"a-{n}",
+        "com.example.travel.flight_booked",
+        f"b-{n}",
+        "travel",
+        "no instance started within 60 s",
+        {"id": f"a-{n}"},
+        T0 + timedelta(seconds=n),
+    )
     for n in range(5)
 ] + [Anomaly("/x", "other", "x", "", "other_type", "why", {}, T0)]
 
@@ -142,7 +152,9 @@ async def test_a_batch_is_ingested_in_order_with_a_verdict_each(served):
         event("e-3", proto_data=packed),
         event("e-1"),  # a repeat: the ingestor's dedup answers it
     ]
-    reply = await call(address, "participant-token", "IngestEvents", pb.IngestEventsRequest(events=batch))
+    reply = await call(
+        address, "participant-token", "IngestEvents", pb.IngestEventsRequest(events=batch)
+    )
     assert list(reply.verdicts) == [pb.INGEST_VERDICT_RECORDED] * 3 + [pb.INGEST_VERDICT_DUPLICATE]
     [received] = ingestor.batches
     assert [e.id for e in received] == ["e-1", "e-2", "e-3", "e-1"]
@@ -166,7 +178,9 @@ async def test_a_batch_is_ingested_in_order_with_a_verdict_each(served):
         (dict(id="nul\x00"), "events[1].id", "U+0000"),
     ],
 )
-async def test_a_bad_event_refuses_the_batch_naming_its_index_and_field(served, bad, field, problem):
+async def test_a_bad_event_refuses_the_batch_naming_its_index_and_field(
+    served, bad, field, problem
+):
     address, ingestor = served
     request = pb.IngestEventsRequest(events=[event("ok"), event("bad", **bad)])
     with pytest.raises(grpc.aio.AioRpcError) as refused:
@@ -178,12 +192,14 @@ async def test_a_bad_event_refuses_the_batch_naming_its_index_and_field(served, 
 
 
 async def test_a_bad_attribute_is_named_by_its_key(served):
-    address, ingestor = served
+    address, _ = served
     bad = event("bad")
     bad.attributes["time"].ce_string = "yesterday"
     bad.attributes["Bad-Name"].ce_string = "x"
     with pytest.raises(grpc.aio.AioRpcError) as refused:
-        await call(address, "participant-token", "IngestEvents", pb.IngestEventsRequest(events=[bad]))
+        await call(
+            address, "participant-token", "IngestEvents", pb.IngestEventsRequest(events=[bad])
+        )
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert refused.value.details().startswith('events[0].attributes["'), refused.value.details()
 
@@ -262,7 +278,11 @@ async def test_anomalies_come_newest_first_a_page_at_a_time(served):
         if not token:
             break
     assert seen == ["a-4", "a-3", "a-2", "a-1", "a-0"]
-    first = (await call(address, "reader-token", "ListEventAnomalies", pb.ListEventAnomaliesRequest(page_size=1))).anomalies[0]
+    first = (
+        await call(
+            address, "reader-token", "ListEventAnomalies", pb.ListEventAnomaliesRequest(page_size=1)
+        )
+    ).anomalies[0]
     assert first.reason == "no instance started within 60 s"
     assert json.loads(first.event_json) == {"id": "a-4"}
     assert first.create_time.ToDatetime(tzinfo=UTC) == T0 + timedelta(seconds=4)
@@ -284,12 +304,16 @@ async def test_bad_listing_requests_are_invalid_argument(served, request_):
 
 async def test_a_page_token_for_another_filter_is_refused(served):
     address, _ = served
-    page = await call(address, "operator-token", "ListEventAnomalies", pb.ListEventAnomaliesRequest(page_size=1))
+    page = await call(
+        address, "operator-token", "ListEventAnomalies", pb.ListEventAnomaliesRequest(page_size=1)
+    )
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await call(
             address,
             "operator-token",
             "ListEventAnomalies",
-            pb.ListEventAnomaliesRequest(page_size=1, page_token=page.next_page_token, saga_type="travel"),
+            pb.ListEventAnomaliesRequest(
+                page_size=1, page_token=page.next_page_token, saga_type="travel"
+            ),
         )
     assert "different request" in refused.value.details()

@@ -5,6 +5,7 @@ and redelivered, replicas sharing the durable consumer; and the compensation pub
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import secrets
 from collections.abc import AsyncIterator
@@ -57,10 +58,8 @@ async def settings() -> AsyncIterator[NatsIngestSettings]:
         yield settings
     finally:
         js = nc.jetstream()
-        try:
+        with contextlib.suppress(nats.js.errors.NotFoundError):
             await js.delete_stream(settings.stream)
-        except nats.js.errors.NotFoundError:
-            pass
         await nc.close()
 
 
@@ -89,12 +88,23 @@ async def pending(js, settings) -> tuple[int, int]:
     return info.num_pending, info.num_ack_pending
 
 
+async def all_acked(js, settings) -> None:
+    """Until the consumer has nothing pending and nothing unacked (bounded)."""
+    for _ in range(200):
+        if await pending(js, settings) == (0, 0):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"still pending after 10 s: {await pending(js, settings)}")
+
+
 async def test_structured_and_binary_events_are_ingested_and_acked(settings, js):
     ingestor = RecordingIngestor()
     consumer = await consuming(settings, ingestor)
     try:
         await js.publish(
-            subject(settings), structured("n-1"), headers={"Content-Type": "application/cloudevents+json"}
+            subject(settings),
+            structured("n-1"),
+            headers={"Content-Type": "application/cloudevents+json"},
         )
         binary_headers = {
             "ce-specversion": "1.0",
@@ -104,15 +114,15 @@ async def test_structured_and_binary_events_are_ingested_and_acked(settings, js)
             "ce-bookingid": "b-9",
             "Content-Type": "application/json",
         }
-        await js.publish(subject(settings, "failed"), b'{"reason": "no cars"}', headers=binary_headers)
+        await js.publish(
+            subject(settings, "failed"), b'{"reason": "no cars"}', headers=binary_headers
+        )
         await ingestor.wait_for(lambda i: i.recorded_ids == {"n-1", "n-2"})
         by_id = {event.id: event for event in ingestor.events}
         assert by_id["n-2"].data == {"reason": "no cars"}
         assert by_id["n-2"].extensions["bookingid"] == "b-9"
         assert by_id["n-1"].received_via == "nats"
-        async with asyncio.timeout(10):
-            while await pending(js, settings) != (0, 0):
-                await asyncio.sleep(0.05)
+        await all_acked(js, settings)
     finally:
         await consumer.stop()
 
@@ -123,12 +133,12 @@ async def test_malformed_messages_are_terminated_and_counted(settings, js, caplo
     try:
         await js.publish(subject(settings), b"{}", headers={"Nats-Msg-Id": "bad-1"})
         await js.publish(
-            subject(settings), structured("n-ok"), headers={"Content-Type": "application/cloudevents+json"}
+            subject(settings),
+            structured("n-ok"),
+            headers={"Content-Type": "application/cloudevents+json"},
         )
         await ingestor.wait_for(lambda i: "n-ok" in i.recorded_ids)
-        async with asyncio.timeout(10):
-            while await pending(js, settings) != (0, 0):
-                await asyncio.sleep(0.05)
+        await all_acked(js, settings)
     finally:
         await consumer.stop()
     assert metrics.malformed.labels("nats")._value.get() == 1
@@ -143,7 +153,9 @@ async def test_an_ingestor_failure_naks_and_the_events_come_again(settings, js):
     try:
         for n in range(5):
             await js.publish(
-                subject(settings), structured(f"n-{n}"), headers={"Content-Type": "application/cloudevents+json"}
+                subject(settings),
+                structured(f"n-{n}"),
+                headers={"Content-Type": "application/cloudevents+json"},
             )
         await ingestor.wait_for(lambda i: i.recorded_ids == {f"n-{n}" for n in range(5)})
     finally:
@@ -158,7 +170,9 @@ async def test_two_replicas_share_the_durable_consumer(settings, js):
     try:
         for n in range(100):
             await js.publish(
-                subject(settings), structured(f"n-{n}"), headers={"Content-Type": "application/cloudevents+json"}
+                subject(settings),
+                structured(f"n-{n}"),
+                headers={"Content-Type": "application/cloudevents+json"},
             )
         expected = {f"n-{n}" for n in range(100)}
         await first.wait_for(lambda _: first.recorded_ids | second.recorded_ids == expected)

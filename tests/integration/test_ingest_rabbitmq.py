@@ -39,9 +39,7 @@ def structured(event_id: str, event_type: str = BOOKED, **data: object) -> aio_p
         "type": event_type,
         "data": {"booking_id": "b-1", **data},
     }
-    return aio_pika.Message(
-        json.dumps(body).encode(), content_type="application/cloudevents+json"
-    )
+    return aio_pika.Message(json.dumps(body).encode(), content_type="application/cloudevents+json")
 
 
 def binary(event_id: str, event_type: str = BOOKED) -> aio_pika.Message:
@@ -52,7 +50,9 @@ def binary(event_id: str, event_type: str = BOOKED) -> aio_pika.Message:
         "cloudEvents:type": event_type,
         "cloudEvents:bookingid": "b-2",
     }
-    return aio_pika.Message(b'{"booking_id": "b-2"}', content_type="application/json", headers=headers)
+    return aio_pika.Message(
+        b'{"booking_id": "b-2"}', content_type="application/json", headers=headers
+    )
 
 
 @pytest.fixture
@@ -82,7 +82,9 @@ async def producer(names) -> AsyncIterator[aio_pika.abc.AbstractExchange]:
     connection = await aio_pika.connect(RABBITMQ_URL)
     async with connection:
         channel = await connection.channel(publisher_confirms=True)
-        yield await channel.declare_exchange(names.exchange, aio_pika.ExchangeType.TOPIC, durable=True)
+        yield await channel.declare_exchange(
+            names.exchange, aio_pika.ExchangeType.TOPIC, durable=True
+        )
 
 
 async def consuming(settings, ingestor, metrics=None) -> RabbitMQIngest:
@@ -107,7 +109,9 @@ async def test_structured_and_binary_events_reach_the_ingestor_and_are_acked(nam
     try:
         await producer.publish(structured("e-1", bookingid="x"), routing_key=BOOKED)
         await producer.publish(binary("e-2", STARTED), routing_key=STARTED)
-        await producer.publish(structured("e-3", "com.example.other"), routing_key="com.example.other")
+        await producer.publish(
+            structured("e-3", "com.example.other"), routing_key="com.example.other"
+        )
         await ingestor.wait_for(lambda i: i.recorded_ids == {"e-1", "e-2"})
     finally:
         await consumer.stop()
@@ -122,14 +126,14 @@ async def test_structured_and_binary_events_reach_the_ingestor_and_are_acked(nam
     assert await queue_depth(names) == (0, 0)
 
 
-async def test_a_malformed_message_is_rejected_for_good_logged_and_counted(
-    names, producer, caplog
-):
+async def test_a_malformed_message_is_rejected_for_good_logged_and_counted(names, producer, caplog):
     ingestor = RecordingIngestor()
     metrics = IngestMetrics()
     consumer = await consuming(names, ingestor, metrics)
     try:
-        bad = aio_pika.Message(b"not json", content_type="application/cloudevents+json", message_id="m-bad")
+        bad = aio_pika.Message(
+            b"not json", content_type="application/cloudevents+json", message_id="m-bad"
+        )
         await producer.publish(bad, routing_key=BOOKED)
         await producer.publish(structured("e-after"), routing_key=BOOKED)
         await ingestor.wait_for(lambda i: "e-after" in i.recorded_ids)

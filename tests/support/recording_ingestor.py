@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from orchestrator.core.incoming import IncomingEvent, IngestVerdict
 from orchestrator.core.errors import StoreUnavailable
+from orchestrator.core.incoming import IncomingEvent, IngestVerdict
 
 
 class RecordingIngestor:

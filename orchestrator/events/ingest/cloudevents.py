@@ -88,8 +88,7 @@ def _text(name: str, value: object, limit: int = MAX_ATTRIBUTE_LENGTH) -> str:
         text = base64.b64encode(value).decode()
     else:
         raise MalformedEvent(
-            f"attribute {name!r} must be a string, number or boolean, "
-            f"not {type(value).__name__}",
+            f"attribute {name!r} must be a string, number or boolean, not {type(value).__name__}",
             attribute=name,
         )
     if len(text) > limit:
@@ -103,6 +102,12 @@ def _text(name: str, value: object, limit: int = MAX_ATTRIBUTE_LENGTH) -> str:
 def _time(value: object) -> datetime:
     if isinstance(value, datetime):
         moment = value
+    elif isinstance(value, int) and not isinstance(value, bool):
+        # An AMQP timestamp, as the AMQP binding writes `time`: milliseconds since 1970.
+        try:
+            moment = datetime.fromtimestamp(value / 1000, UTC)
+        except (OverflowError, OSError, ValueError):
+            raise MalformedEvent("attribute 'time' is out of range", attribute="time") from None
     else:
         text = _text("time", value)
         try:
@@ -296,11 +301,14 @@ def parse_message(
             f"structured format {kind[:80]!r} is not read; send {STRUCTURED} or binary mode"
         )
     attributes = binary_attributes(headers, percent_encoded=percent_encoded)
+    if not attributes:
+        raise UnsupportedFormat(
+            f"not a CloudEvent: content type {kind or 'none'!r} is not {STRUCTURED} and no "
+            "ce-* header says binary mode"
+        )
     if "specversion" not in attributes:
         raise MalformedEvent(
-            f"not a CloudEvent: the content type is not {STRUCTURED} and no ce-specversion "
-            "header says binary mode",
-            attribute="specversion",
+            "binary mode: the ce-specversion header is missing", attribute="specversion"
         )
     return [parse_binary(attributes, content_type, body, via=via)]
 

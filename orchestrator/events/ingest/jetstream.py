@@ -84,7 +84,9 @@ async def _connect(settings: NatsIngestSettings) -> tuple[NatsClient, JetStreamC
             error_cb=log_error,
         )
     except (OSError, TimeoutError, nats.errors.Error) as error:
-        raise BrokerUnavailable(f"cannot connect to NATS at {settings.servers}: {error!r}") from error
+        raise BrokerUnavailable(
+            f"cannot connect to NATS at {settings.servers}: {error!r}"
+        ) from error
     js = nc.jetstream(timeout=settings.publish_timeout)
     try:
         await js.stream_info(settings.stream)
@@ -236,7 +238,9 @@ class NatsCommandPublisher:
                 f"no JetStream stream captures {self.subject(event)} (event {event.id})"
             ) from error
         except (nats.errors.Error, OSError, TimeoutError) as error:
-            raise BrokerUnavailable(f"NATS publish of event {event.id} failed: {error!r}") from error
+            raise BrokerUnavailable(
+                f"NATS publish of event {event.id} failed: {error!r}"
+            ) from error
 
     async def close(self) -> None:
         nc, self._nc, self._js = self._nc, None, None

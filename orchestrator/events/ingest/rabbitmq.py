@@ -251,7 +251,9 @@ class RabbitMQCommandPublisher:
                 f"queue is bound to that routing key: {error!r}"
             ) from error
         except (OSError, aiormq.exceptions.AMQPError, RuntimeError) as error:
-            raise BrokerUnavailable(f"RabbitMQ publish of event {event.id} failed: {error!r}") from error
+            raise BrokerUnavailable(
+                f"RabbitMQ publish of event {event.id} failed: {error!r}"
+            ) from error
 
     async def close(self) -> None:
         connection, self._connection, self._exchange = self._connection, None, None
