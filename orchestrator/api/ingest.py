@@ -236,7 +236,7 @@ def decode_anomaly_token(token: str, query: AnomalyQuery) -> AnomalyPosition | N
     return position
 
 
-class SagaEventIngestService(pb_grpc.SagaEventIngestServicer):  # type: ignore[misc]
+class SagaEventIngestService(pb_grpc.SagaEventIngestServicer):
     """IngestEvents and ListEventAnomalies over one ingestor and one store."""
 
     def __init__(

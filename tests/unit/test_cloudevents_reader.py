@@ -274,18 +274,13 @@ def test_what_the_sdk_writes_over_http_reads_back(encode):
 
 
 def test_what_the_sdk_writes_for_amqp_and_kafka_reads_back():
-    for message, headers, body in (
-        (
-            m := amqp.to_binary(SDK_EVENT, JSONFormat()),
-            m.application_properties,
-            m.application_data,
-        ),
-        (k := kafka.to_binary(SDK_EVENT, JSONFormat()), k.headers, k.value),
+    amqp_message = amqp.to_binary(SDK_EVENT, JSONFormat())
+    kafka_message = kafka.to_binary(SDK_EVENT, JSONFormat())
+    for headers, body in (
+        (amqp_message.application_properties, amqp_message.application_data),
+        (kafka_message.headers, kafka_message.value),
     ):
-        content_type = headers.get("content-type") or "application/json"
-        if isinstance(content_type, bytes):
-            content_type = content_type.decode()
-        [event] = parse_message(headers.items(), content_type, body, via="rabbitmq")
+        [event] = parse_message(headers.items(), "application/json", body, via="rabbitmq")
         assert (event.id, event.subject, event.time) == ("sdk-1", "a b%c", T0)
         assert event.data == {"booking_id": "b-1"}
 

@@ -79,7 +79,9 @@ async def _connect(settings: NatsIngestSettings) -> tuple[NatsClient, JetStreamC
         nc = await nats.connect(
             settings.servers.split(","),
             connect_timeout=max(1, int(settings.connect_timeout)),
-            max_reconnect_attempts=-1,
+            # Bounded for the first connect (nats-py retries a refused one that many
+            # times), unbounded once connected: see below.
+            max_reconnect_attempts=1,
             reconnect_time_wait=1,
             error_cb=log_error,
         )
@@ -87,6 +89,9 @@ async def _connect(settings: NatsIngestSettings) -> tuple[NatsClient, JetStreamC
         raise BrokerUnavailable(
             f"cannot connect to NATS at {settings.servers}: {error!r}"
         ) from error
+    # A server restart later must not end consuming: reconnect for as long as it takes
+    # (nats-py reads this option at each reconnection).
+    nc.options["max_reconnect_attempts"] = -1
     js = nc.jetstream(timeout=settings.publish_timeout)
     try:
         await js.stream_info(settings.stream)
