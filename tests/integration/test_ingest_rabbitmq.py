@@ -6,6 +6,7 @@ compensation publisher's confirmed, routed events."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import secrets
 from collections.abc import AsyncIterator
@@ -172,7 +173,7 @@ async def test_unacknowledged_messages_go_back_to_the_queue_when_the_consumer_st
             await release.wait()
             return await super().ingest(events)
 
-    consumer = await consuming(names, Stuck())
+    consumer = await consuming(dataclasses.replace(names, stop_grace=0.1), Stuck())
     try:
         await producer.publish(structured("e-stuck"), routing_key=BOOKED)
         async with asyncio.timeout(10):
@@ -185,6 +186,33 @@ async def test_unacknowledged_messages_go_back_to_the_queue_when_the_consumer_st
         await second.wait_for(lambda i: i.recorded_ids == {"e-stuck"})
     finally:
         await consumer.stop()
+
+
+async def test_stopping_lets_the_batch_in_hand_be_acknowledged(names, producer):
+    """A stop while the ingestor commits waits for it and acks: nothing comes again."""
+    entered, release = asyncio.Event(), asyncio.Event()
+
+    class Slow(RecordingIngestor):
+        async def ingest(self, events):
+            entered.set()
+            await release.wait()
+            return await super().ingest(events)
+
+    ingestor = Slow()
+    consumer = await consuming(names, ingestor)
+    await producer.publish(structured("e-slow"), routing_key=BOOKED)
+    async with asyncio.timeout(10):
+        await entered.wait()
+    stopping = asyncio.create_task(consumer.stop())
+    for _ in range(200):  # stop has cancelled the consumer: it now waits for the batch
+        if (await queue_depth(names))[1] == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert not stopping.done()
+    release.set()
+    await stopping
+    assert ingestor.recorded_ids == {"e-slow"}
+    assert await queue_depth(names) == (0, 0)
 
 
 async def test_two_replicas_share_the_queue_each_message_to_one_of_them(names, producer):

@@ -10,6 +10,8 @@ event the store already holds is answered DUPLICATE: nothing is applied twice.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -120,4 +122,16 @@ async def _quietly(action: Settle[M], item: Received[M]) -> None:
         logger.info("could not settle message %s (it will be redelivered): %r", item.label, error)
 
 
-__all__ = ["IngestMetrics", "Received", "Settlement", "ingest_received"]
+async def finish_worker(task: asyncio.Task[None] | None, idle: asyncio.Event, grace: float) -> None:
+    """Stop a consumer's worker, letting a batch in hand be settled first (up to `grace`
+    seconds): cut between commit and ack, its messages would come again as duplicates."""
+    if task is None:
+        return
+    if not idle.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(idle.wait()), grace)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+__all__ = ["IngestMetrics", "Received", "Settlement", "finish_worker", "ingest_received"]

@@ -33,7 +33,13 @@ from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
 from orchestrator.core.errors import ConfigurationError
 from orchestrator.core.incoming import CommandEvent, EventIngestor
 from orchestrator.events.brokers import BrokerUnavailable, PublishNacked
-from orchestrator.events.ingest.batches import IngestMetrics, Received, Settlement, ingest_received
+from orchestrator.events.ingest.batches import (
+    IngestMetrics,
+    Received,
+    Settlement,
+    finish_worker,
+    ingest_received,
+)
 from orchestrator.events.ingest.cloudevents import (
     STRUCTURED,
     MalformedEvent,
@@ -60,6 +66,8 @@ class NatsIngestSettings:
     ack_wait: float = 30.0
     retry_delay: float = 1.0
     """How long a nak'd message waits before JetStream redelivers it."""
+    stop_grace: float = 5.0
+    """How long `stop` lets a batch in hand be settled (acked or nak'd)."""
     connect_timeout: float = 5.0
     publish_prefix: str = "choreography"
     publish_timeout: float = 10.0
@@ -126,6 +134,7 @@ class NatsIngest:
         self.metrics = metrics or IngestMetrics()
         self._nc: NatsClient | None = None
         self._task: asyncio.Task[None] | None = None
+        self._idle = asyncio.Event()
 
         async def nak(msg: NatsMsg) -> None:
             await msg.nak(delay=settings.retry_delay)
@@ -167,6 +176,7 @@ class NatsIngest:
     async def _work(self, subscription: JetStreamContext.PullSubscription) -> None:
         s = self.settings
         while True:
+            self._idle.set()
             try:
                 messages = await subscription.fetch(s.batch, timeout=s.fetch_wait)
             except nats.errors.TimeoutError:
@@ -175,6 +185,7 @@ class NatsIngest:
                 logger.warning("NATS fetch failed (trying again): %r", error)
                 await asyncio.sleep(s.retry_delay)
                 continue
+            self._idle.clear()
             await ingest_received(
                 [self._received(msg) for msg in messages],
                 self.ingestor,
@@ -197,9 +208,7 @@ class NatsIngest:
     async def stop(self) -> None:
         """Stop fetching and close; messages not yet acked are redelivered after ack_wait."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await finish_worker(task, self._idle, self.settings.stop_grace)
         nc, self._nc = self._nc, None
         if nc is not None and not nc.is_closed:
             with contextlib.suppress(Exception):

@@ -45,6 +45,7 @@ from orchestrator.events.ingest.batches import (
     IngestMetrics,
     Received,
     Settlement,
+    finish_worker,
     ingest_received,
 )
 from orchestrator.events.ingest.cloudevents import (
@@ -71,6 +72,8 @@ class RabbitMQIngestSettings:
     retry_delay: float = 1.0
     """After the ingestor failed, wait this long before the next batch (the broker
     redelivers at once; the store is likely still away)."""
+    stop_grace: float = 5.0
+    """How long `stop` lets a batch in hand be settled (acked or nacked)."""
     connect_timeout: float = 5.0
     reconnect_interval: float = 2.0
     confirm_timeout: float = 10.0
@@ -126,6 +129,7 @@ class RabbitMQIngest:
         self._consumer_tag: str | None = None
         self._inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
+        self._idle = asyncio.Event()
         self._settle: Settlement[AbstractIncomingMessage] = Settlement(
             ack=lambda m: m.ack(),
             refuse=lambda m: m.reject(requeue=False),
@@ -162,7 +166,9 @@ class RabbitMQIngest:
 
     async def _work(self) -> None:
         while True:
+            self._idle.set()
             batch = [await self._inbox.get()]
+            self._idle.clear()
             while len(batch) < self.settings.prefetch and not self._inbox.empty():
                 batch.append(self._inbox.get_nowait())
             ok = await ingest_received(
@@ -193,9 +199,7 @@ class RabbitMQIngest:
             with contextlib.suppress(Exception):
                 await queue.cancel(tag)
         worker, self._worker = self._worker, None
-        if worker is not None:
-            worker.cancel()
-            await asyncio.gather(worker, return_exceptions=True)
+        await finish_worker(worker, self._idle, self.settings.stop_grace)
         connection, self._connection = self._connection, None
         if connection is not None:
             with contextlib.suppress(Exception):
