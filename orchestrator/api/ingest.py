@@ -111,7 +111,7 @@ class AnomalyReader(Protocol):
     """The store's one method ListEventAnomalies needs."""
 
     async def list_event_anomalies(
-        self, where: Any, after: Any, limit: int
+        self, where: Any, limit: int, after: Any = None
     ) -> Sequence[AnomalyRecord]:
         """Up to `limit` anomalies matching `where`, newest first (time, then source and
         id, descending), strictly after `after` (None: from the newest)."""
@@ -304,7 +304,7 @@ class SagaEventIngestService(pb_grpc.SagaEventIngestServicer):
         size = min(request.page_size or DEFAULT_ANOMALY_PAGE, MAX_ANOMALY_PAGE)
         query = _query_of(request)
         after = decode_anomaly_token(request.page_token, query)
-        rows = list(await self.anomalies.list_event_anomalies(query, after, size + 1))
+        rows = list(await self.anomalies.list_event_anomalies(query, size + 1, after=after))
         page, more = rows[:size], len(rows) > size
         return pb.ListEventAnomaliesResponse(
             anomalies=[_anomaly_to_proto(row) for row in page],

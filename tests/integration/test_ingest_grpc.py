@@ -67,7 +67,7 @@ class AnomalyRows:
         self.rows = rows
         self.queries: list = []
 
-    async def list_event_anomalies(self, where, after, limit):
+    async def list_event_anomalies(self, where, limit, after=None):
         self.queries.append((where, after, limit))
         ordered = sorted(self.rows, key=lambda r: (r.time, r.source, r.event_id), reverse=True)
         matching = [r for r in ordered if where.saga_type in (None, r.saga_type)]
