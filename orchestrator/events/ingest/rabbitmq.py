@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import aio_pika
@@ -266,14 +265,8 @@ class RabbitMQCommandPublisher:
                 await connection.close()
 
 
-def event_types_of(types: Sequence[str]) -> tuple[str, ...]:
-    """The distinct event types to bind, in a stable order."""
-    return tuple(sorted(set(types)))
-
-
 __all__ = [
     "RabbitMQCommandPublisher",
     "RabbitMQIngest",
     "RabbitMQIngestSettings",
-    "event_types_of",
 ]
