@@ -62,6 +62,7 @@ from orchestrator.web.hardening import (
     quiet_malformed_request_logs,
     security_headers,
 )
+from orchestrator.web.ingest import EventIngestRoute, add_ingest_route
 from orchestrator.web.sessions import SESSION_COOKIE, SessionTable
 
 logger = logging.getLogger(__name__)
@@ -386,6 +387,7 @@ def create_console_app(
     body_seconds: float = HEADER_TIMEOUT_SECONDS,
     events: SagaEventsService | None = None,
     tasks: SagaTasksService | None = None,
+    ingest: EventIngestRoute | None = None,
 ) -> web.Application:
     """The console as an aiohttp application (mountable, or served by `start_web_console`).
 
@@ -418,6 +420,7 @@ def create_console_app(
     add_bulk_routes(app, _CALLS, _json_body)
     app.router.add_get("/api/tasks", _tasks)
     app.router.add_post("/api/tasks/{saga_id}/{step}/{decision:complete|reject}", _decide)
+    add_ingest_route(app, ingest)  # POST /v1/events (the CloudEvents HTTP binding), if given
     return app
 
 
@@ -452,6 +455,7 @@ async def start_web_console(
     ssl_context: ssl.SSLContext | None = None,
     events: SagaEventsService | None = None,
     tasks: SagaTasksService | None = None,
+    ingest: EventIngestRoute | None = None,
 ) -> WebConsole:
     """Serve the console on host:port (0 picks a free port) in the running loop.
 
@@ -470,6 +474,7 @@ async def start_web_console(
             body_seconds=header_timeout,
             events=events,
             tasks=tasks,
+            ingest=ingest,
         ),
         access_log=None,
         shutdown_timeout=SHUTDOWN_SECONDS,
