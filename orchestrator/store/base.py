@@ -42,12 +42,13 @@ from orchestrator.core.records import (
     TransitionRecord,
 )
 from orchestrator.store.group_commit import GroupCommit, write_isolated
+from orchestrator.store.tracked_base import TrackedEventStore
 
 Made = TypeVar("Made", bound=NewSaga | SagaCommit | None)
 """What a lock path's callback writes: a new saga, a commit, or nothing."""
 
 
-class Store(abc.ABC):
+class Store(TrackedEventStore, abc.ABC):
     """Durable home of sagas, their steps and their transition log."""
 
     @abc.abstractmethod

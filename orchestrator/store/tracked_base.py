@@ -1,0 +1,65 @@
+"""The part of the store interface tracked sagas' incoming events use (0013).
+
+Kept beside `base.Store` (which inherits it) so each interface module stays short; the
+SQL back ends implement it once, in `tracked_events.TrackedEventRows`.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from datetime import datetime
+
+from orchestrator.core.ingested import (
+    AnomalyFilter,
+    AnomalyPosition,
+    EventAnomaly,
+    EventKey,
+    HeldEvent,
+    IngestedRows,
+)
+
+
+class TrackedEventStore(abc.ABC):
+    """Incoming events: which were ingested, which are held, which became anomalies.
+
+    The rows of events that moved a saga travel on its `SagaCommit` or `NewSaga`
+    (`ingested`), in the transaction of the saga's write; these methods serve the rest.
+    """
+
+    @abc.abstractmethod
+    async def ingested_verdicts(self, keys: Sequence[EventKey]) -> dict[EventKey, str]:
+        """The verdict recorded for each of `keys` already ingested (others absent), in
+        one query whatever the number of keys."""
+
+    @abc.abstractmethod
+    async def held_events(
+        self, saga_type: str, namespace: str, correlations: Sequence[str]
+    ) -> list[HeldEvent]:
+        """The events held for the instances of `saga_type` in `namespace` with these
+        correlation values, oldest first, in one query."""
+
+    @abc.abstractmethod
+    async def record_ingested(self, rows: IngestedRows) -> None:
+        """Write rows that go with no saga's write (events held before their instance
+        started), in one transaction of their own. A key already ingested refuses the
+        whole write (`StaleSagaVersion`), leaving nothing of it written."""
+
+    @abc.abstractmethod
+    async def expire_held_events(self, now: datetime, limit: int) -> list[EventAnomaly]:
+        """Move up to `limit` held events whose expire time is at or before `now` to the
+        anomalies, in one transaction; return the anomalies written. Concurrent sweeps
+        (replicas) never move one row twice."""
+
+    @abc.abstractmethod
+    async def list_event_anomalies(
+        self, where: AnomalyFilter, limit: int, after: AnomalyPosition | None = None
+    ) -> list[EventAnomaly]:
+        """Up to `limit` anomalies matching `where`, newest first (time, then source and
+        id, descending), strictly after `after`: keyset pages that neither repeat nor
+        skip."""
+
+    @abc.abstractmethod
+    async def delete_loose_ingested(self, before: datetime, limit: int) -> int:
+        """Delete up to `limit` ingested keys of no saga recorded before `before` (those of
+        a saga go with it when retention deletes it); return how many."""
