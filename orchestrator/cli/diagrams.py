@@ -132,7 +132,8 @@ def describe_text(definition: SagaDefinition) -> str:
             detail = f"{indent}    " if stage.group else f"{indent}  "
             lines.append(f"{prefix}{step.name}")
             lines.append(f"{detail}participant:        {step.participant}")
-            lines.append(f"{detail}action:             {_rpc(step.action)}")
+            action = _rpc(step.action) if step.action else "none (observed)"
+            lines.append(f"{detail}action:             {action}")
             if step.read_only:
                 compensation = "none (read-only: nothing to undo, a rollback passes over it)"
             elif step.compensation is None and definition.is_forward_only(index):
@@ -183,7 +184,10 @@ def describe_text(definition: SagaDefinition) -> str:
 
 def _step_label(step: Step) -> tuple[str, ...]:
     """A diagram node's lines: the step, who does what, whether it can be undone or fail."""
-    lines = [step.name, f"{step.participant}: {_short_rpc(step.action)}"]
+    lines = [
+        step.name,
+        f"{step.participant}: {_short_rpc(step.action) if step.action else 'observed'}",
+    ]
     if step.read_only:
         lines.append("read-only")
     elif step.compensation is None:

@@ -43,6 +43,7 @@ class TransitionEvent(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TRANSITION_EVENT_STEP_WAITING: _ClassVar[TransitionEvent]
     TRANSITION_EVENT_STEP_TIMED_OUT: _ClassVar[TransitionEvent]
     TRANSITION_EVENT_STEP_COMPLETED_LATE: _ClassVar[TransitionEvent]
+    TRANSITION_EVENT_EVENT_ANOMALY: _ClassVar[TransitionEvent]
 
 class SagaStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -98,6 +99,7 @@ TRANSITION_EVENT_STEP_NOTHING_TO_UNDO: TransitionEvent
 TRANSITION_EVENT_STEP_WAITING: TransitionEvent
 TRANSITION_EVENT_STEP_TIMED_OUT: TransitionEvent
 TRANSITION_EVENT_STEP_COMPLETED_LATE: TransitionEvent
+TRANSITION_EVENT_EVENT_ANOMALY: TransitionEvent
 SAGA_STATUS_UNSPECIFIED: SagaStatus
 SAGA_STATUS_RUNNING: SagaStatus
 SAGA_STATUS_COMPENSATING: SagaStatus
