@@ -18,6 +18,7 @@ from orchestrator.core.ingested import (
     HeldEvent,
     IngestedRows,
 )
+from orchestrator.core.records import StoredSaga
 
 
 class TrackedEventStore(abc.ABC):
@@ -31,6 +32,12 @@ class TrackedEventStore(abc.ABC):
     async def ingested_verdicts(self, keys: Sequence[EventKey]) -> dict[EventKey, str]:
         """The verdict recorded for each of `keys` already ingested (others absent), in
         one query whatever the number of keys."""
+
+    @abc.abstractmethod
+    async def sagas_by_keys(self, keys: Sequence[str]) -> dict[str, StoredSaga]:
+        """The sagas holding these (stored, namespace-qualified) idempotency keys, each
+        with its steps and newest log seq, by key: a tracked type's instances by their
+        correlation values, a few statements whatever their number."""
 
     @abc.abstractmethod
     async def held_events(

@@ -29,6 +29,7 @@ from orchestrator.core.ingested import (
     IngestedEvent,
     IngestedRows,
 )
+from orchestrator.core.records import StoredSaga
 from orchestrator.store._rows import Row, RowEncoding, aware
 from orchestrator.store._statements import Dialect, Statements, Table, one_row
 from orchestrator.store.locks import Transaction
@@ -96,6 +97,7 @@ class TrackedStatements:
     insert_anomaly: str
     verdicts: str
     held_of_instances: str
+    saga_ids_by_keys: str
     expired_held: str
     move_expired: str
     delete_moved: str
@@ -120,6 +122,10 @@ class TrackedStatements:
             ),
             verdicts=(
                 f"SELECT source, event_id, verdict FROM ingested_events WHERE {keys.condition}"
+            ),
+            saga_ids_by_keys=(
+                "SELECT idempotency_key, saga_id FROM sagas"
+                f" WHERE idempotency_key {dialect.in_list('keys')}"
             ),
             held_of_instances=f"""
 SELECT {HELD.columns} FROM held_events
@@ -241,12 +247,21 @@ class TrackedEventRows:
     _tracked: ClassVar[TrackedStatements]
     _rows: Callable[..., Awaitable[list[Row]]]
     _transaction: Callable[[], contextlib.AbstractAsyncContextManager[Transaction]]
+    load_sagas: Callable[[Sequence[str]], Awaitable[list[StoredSaga]]]
 
     async def ingested_verdicts(self, keys: Sequence[EventKey]) -> dict[EventKey, str]:
         if not keys:
             return {}
         rows = await self._rows(self._tracked.verdicts, self._tracked.keys.params(keys))
         return {(str(row["source"]), str(row["event_id"])): str(row["verdict"]) for row in rows}
+
+    async def sagas_by_keys(self, keys: Sequence[str]) -> dict[str, StoredSaga]:
+        if not keys:
+            return {}
+        params = {"keys": self._tracked.dialect.id_list(list(dict.fromkeys(keys)))}
+        rows = await self._rows(self._tracked.saga_ids_by_keys, params)
+        ids = {str(row["saga_id"]): str(row["idempotency_key"]) for row in rows}
+        return {ids[stored.saga.saga_id]: stored for stored in await self.load_sagas(list(ids))}
 
     async def held_events(
         self, saga_type: str, namespace: str, correlations: Sequence[str]

@@ -155,6 +155,15 @@ async def test_a_new_saga_skipped_for_its_taken_key_writes_none_of_its_rows(stor
     assert await store.held_events("trip", "default", ["b-1"]) == []
 
 
+async def start_instance(store: Store, writer: str, round_no: int, correlation: str) -> bool:
+    """One writer's start of the instance; whether its saga was the one created."""
+    saga_id = f"{writer}-{round_no}"
+    rows = IngestedRows(ingested=(ingested(f"start-{round_no}-{writer}", saga_id),))
+    [outcome] = await store.create_sagas([tracked_saga(saga_id, correlation, rows)])
+    assert not isinstance(outcome, Exception)
+    return outcome.created
+
+
 async def test_two_writers_starting_one_instance_make_one_saga(store_url: str):
     """Two stores (two replicas' pools) race the same start, round after round."""
     one, two = open_store(store_url), open_store(store_url)
@@ -163,16 +172,10 @@ async def test_two_writers_starting_one_instance_make_one_saga(store_url: str):
     try:
         for round_no in range(20):
             correlation = f"b-{round_no}"
-
-            async def start(store: Store, writer: str) -> bool:
-                saga_id = f"{writer}-{round_no}"
-                rows = IngestedRows(ingested=(ingested(f"start-{round_no}-{writer}", saga_id),))
-                result = await store.create_sagas([tracked_saga(saga_id, correlation, rows)])
-                outcome = result[0]
-                assert not isinstance(outcome, Exception)
-                return outcome.created
-
-            created = await asyncio.gather(start(one, "a"), start(two, "b"))
+            created = await asyncio.gather(
+                start_instance(one, "a", round_no, correlation),
+                start_instance(two, "b", round_no, correlation),
+            )
             assert sorted(created) == [False, True]
             sagas = await one.list_sagas(SagaFilter(correlation_id=correlation), limit=10)
             assert len(sagas) == 1
