@@ -22,6 +22,7 @@ from orchestrator.core.ingested import (
     IngestedRows,
 )
 from orchestrator.core.records import NewSaga, SagaCommit, SagaFilter
+from orchestrator.engine.retention import sweep
 from orchestrator.store import Store, open_store
 from tests.integration.test_store import (
     T0,
@@ -274,3 +275,18 @@ async def test_retention_takes_a_sagas_keys_with_it_and_loose_keys_by_time(store
     assert await store.delete_finished(T0 + timedelta(days=1), limit=10) == 1
     assert await store.delete_loose_ingested(T0 + timedelta(days=1), limit=10) == 1
     assert await store.ingested_verdicts([("svc/flight", "e-1"), ("svc/flight", "e-loose")]) == {}
+
+
+async def test_the_retention_sweep_deletes_the_keys_of_no_saga_older_than_the_cut(
+    store: Store,
+):
+    old, recent = utc_now() - timedelta(days=40), utc_now() - timedelta(days=1)
+    keys = [
+        IngestedEvent("svc/flight", f"{age}-{n}", "HELD", when)
+        for age, when in (("old", old), ("recent", recent))
+        for n in range(3)
+    ]
+    await store.record_ingested(IngestedRows(ingested=tuple(keys)))
+    await sweep(store, timedelta(days=30), batch=2)
+    left = await store.ingested_verdicts([key.key for key in keys])
+    assert sorted(event_id for _, event_id in left) == ["recent-0", "recent-1", "recent-2"]
