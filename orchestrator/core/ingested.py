@@ -79,6 +79,24 @@ class EventAnomaly:
 
 
 @dataclass(frozen=True, slots=True)
+class InstanceGuard:
+    """Serialises a tracked instance's start with the events held for it before it
+    started, which another replica may be writing at the same moment.
+
+    Both writes take a lock on the instance's key (`key`, its stored idempotency key) in
+    their transaction. The start (on a `NewSaga`) is refused (StaleSagaVersion) when
+    events are held for the instance that it did not read (`known_held`): it is settled
+    again with them. Events held before the start (rows of no saga) are refused when the
+    instance exists by then: they are applied to it instead."""
+
+    saga_type: str
+    namespace: str
+    correlation: str
+    key: str
+    known_held: tuple[EventKey, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class IngestedRows:
     """The tracker's rows that go with one write, in its transaction.
 
@@ -93,6 +111,8 @@ class IngestedRows:
     applied: tuple[tuple[EventKey, str], ...] = ()
     """(key, saga_id) of each held event applied."""
     anomalies: tuple[EventAnomaly, ...] = ()
+    guards: tuple[InstanceGuard, ...] = ()
+    """The instances whose start and held events this write serialises with."""
 
     def __bool__(self) -> bool:
         return bool(self.ingested or self.held or self.applied or self.anomalies)

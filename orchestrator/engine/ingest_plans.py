@@ -9,7 +9,14 @@ from datetime import datetime
 
 from orchestrator.core.definition import SagaDefinition
 from orchestrator.core.incoming import IncomingEvent, IngestVerdict
-from orchestrator.core.ingested import EventAnomaly, HeldEvent, IngestedEvent, IngestedRows
+from orchestrator.core.ingested import (
+    EventAnomaly,
+    EventKey,
+    HeldEvent,
+    IngestedEvent,
+    IngestedRows,
+    InstanceGuard,
+)
 from orchestrator.core.records import NewSaga, SagaCommit
 from orchestrator.core.tracking import EventRole
 from orchestrator.engine.event_payloads import event_payload
@@ -34,6 +41,12 @@ class Instance:
     key: str
     events: list[Routed] = field(default_factory=list)
 
+    def guard(self, known_held: tuple[EventKey, ...] = ()) -> InstanceGuard:
+        """What serialises this instance's start with events held for it meanwhile."""
+        return InstanceGuard(
+            self.definition.name, self.namespace, self.correlation, self.key, known_held
+        )
+
 
 @dataclass(slots=True)
 class Plan:
@@ -53,10 +66,17 @@ class Loose:
     ingested: list[IngestedEvent] = field(default_factory=list)
     held: list[HeldEvent] = field(default_factory=list)
     anomalies: list[EventAnomaly] = field(default_factory=list)
+    guards: list[InstanceGuard] = field(default_factory=list)
     verdicts: dict[int, IngestVerdict] = field(default_factory=dict)
 
     def rows(self) -> IngestedRows:
-        return IngestedRows(tuple(self.ingested), tuple(self.held), (), tuple(self.anomalies))
+        return IngestedRows(
+            tuple(self.ingested),
+            tuple(self.held),
+            (),
+            tuple(self.anomalies),
+            tuple(self.guards),
+        )
 
     def anomaly(
         self,
@@ -85,7 +105,9 @@ class Loose:
         self.verdicts[position] = verdict
 
     def hold_until_start(self, instance: Instance, now: datetime, expire: datetime) -> None:
-        """No instance yet and no start event for it: every event waits for the start."""
+        """No instance yet and no start event for it: every event waits for the start
+        (refused at commit if the instance started meanwhile: `InstanceGuard`)."""
+        self.guards.append(instance.guard())
         for routed in instance.events:
             verdict = IngestVerdict.HELD
             self.ingested.append(

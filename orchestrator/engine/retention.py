@@ -51,9 +51,10 @@ async def sweep(
         if count < batch:
             break
         await asyncio.sleep(BATCH_PAUSE_SECONDS)
-    while await store.delete_loose_ingested(before, batch) == batch:
+    while True:
+        if await store.delete_loose_ingested(before, batch) < batch:
+            return total
         await asyncio.sleep(BATCH_PAUSE_SECONDS)
-    return total
 
 
 async def keep_retention(

@@ -252,6 +252,7 @@ class TrackedEvents:
             run = SagaRun(definition, stored.saga, list(stored.steps), stored.last_seq)
         saga_id = run.saga.saga_id
         from_store = {h.key: h for h in held.get((name, instance.correlation), ())}
+        known_held = tuple(from_store)
         applied: list[tuple[EventKey, str]] = []
 
         def feed() -> None:
@@ -289,6 +290,7 @@ class TrackedEvents:
             ingested=tuple(ingested),
             held=tuple(row for _, row in holding.values()),
             applied=tuple(applied),
+            guards=() if stored is not None else (instance.guard(known_held),),
         )
         if stored is None:
             opening = take_opening(run)

@@ -33,6 +33,8 @@ from orchestrator.store.tracked_events import (
     KeySpelling,
     TrackedStatements,
     duplicate_event,
+    guard_params,
+    held_meanwhile,
     ingested_row_writes,
 )
 
@@ -226,6 +228,13 @@ class SqliteStore(SqlStore):
                     connection.executemany(statements.insert_transition, transition_params)
                     if event_params:  # no sinks, no statement
                         connection.executemany(statements.insert_outbox_event, event_params)
+                    for guard in new.ingested.guards:
+                        held = connection.execute(
+                            _TRACKED.held_keys_of_instance, guard_params(guard)
+                        ).fetchall()
+                        refused = held_meanwhile(guard, held)
+                        if refused is not None:
+                            raise refused
                     _write_ingested(connection, rows)
                     results.append(CreateSagaResult(new.saga, created=True))
                 for (

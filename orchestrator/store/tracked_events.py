@@ -28,6 +28,7 @@ from orchestrator.core.ingested import (
     HeldEvent,
     IngestedEvent,
     IngestedRows,
+    InstanceGuard,
 )
 from orchestrator.core.records import StoredSaga
 from orchestrator.store._rows import Row, RowEncoding, aware
@@ -98,6 +99,9 @@ class TrackedStatements:
     verdicts: str
     held_of_instances: str
     saga_ids_by_keys: str
+    held_keys_of_instance: str
+    instances_started: str
+    lock_instances: str
     expired_held: str
     move_expired: str
     delete_moved: str
@@ -106,7 +110,12 @@ class TrackedStatements:
     dialect: Dialect
 
     @classmethod
-    def render(cls, dialect: Dialect, keys: KeySpelling) -> TrackedStatements:
+    def render(
+        cls, dialect: Dialect, keys: KeySpelling, lock_instances: str = ""
+    ) -> TrackedStatements:
+        """`lock_instances`: a statement taking a transaction-level lock on each of the
+        instance keys bound as `keys` (in one order); empty where one writer runs at a
+        time (SQLite)."""
         p = dialect.param
         key = f"source = {p('source')} AND event_id = {p('event_id')}"
         return cls(
@@ -123,6 +132,15 @@ class TrackedStatements:
             verdicts=(
                 f"SELECT source, event_id, verdict FROM ingested_events WHERE {keys.condition}"
             ),
+            held_keys_of_instance=(
+                "SELECT source, event_id FROM held_events"
+                f" WHERE saga_type = {p('saga_type')} AND namespace = {p('namespace')}"
+                f" AND correlation = {p('correlation')}"
+            ),
+            instances_started=(
+                f"SELECT idempotency_key FROM sagas WHERE idempotency_key {dialect.in_list('keys')}"
+            ),
+            lock_instances=lock_instances,
             saga_ids_by_keys=(
                 "SELECT idempotency_key, saga_id FROM sagas"
                 f" WHERE idempotency_key {dialect.in_list('keys')}"
@@ -233,6 +251,36 @@ def ingested_row_writes(
     return [(query, params) for query, params in writes if params]
 
 
+def guard_params(guard: InstanceGuard) -> dict[str, object]:
+    return {
+        "saga_type": guard.saga_type,
+        "namespace": guard.namespace,
+        "correlation": guard.correlation,
+    }
+
+
+def held_meanwhile(guard: InstanceGuard, held: Sequence[Row]) -> StaleSagaVersion | None:
+    """The refusal of an instance's start that did not read every event held for it
+    (`held`: the keys held now), or None."""
+    known = set(guard.known_held)
+    strays = [(str(row["source"]), str(row["event_id"])) for row in held]
+    if all(key in known for key in strays):
+        return None
+    return StaleSagaVersion(
+        f"events were held for {guard.saga_type} {guard.correlation!r} while it started; "
+        "starting it again with them"
+    )
+
+
+def started_meanwhile(started: Sequence[Row]) -> StaleSagaVersion | None:
+    """The refusal of events held before their start when the instance exists by now."""
+    if not started:
+        return None
+    return StaleSagaVersion(
+        f"{len(started)} instance(s) started while their events were held; applying them"
+    )
+
+
 def duplicate_event(detail: str) -> StaleSagaVersion:
     """What a write that met an event key already ingested raises: another writer applied
     the event first; the caller reloads and finds it a duplicate."""
@@ -279,8 +327,19 @@ class TrackedEventRows:
     async def record_ingested(self, rows: IngestedRows) -> None:
         if not rows:
             return
-        writes = ingested_row_writes(self._tracked, self._encoding, [rows])
+        tracked = self._tracked
+        writes = ingested_row_writes(tracked, self._encoding, [rows])
         async with self._transaction() as tx:
+            if rows.guards:
+                keys = sorted({guard.key for guard in rows.guards})
+                if tracked.lock_instances:
+                    await tx.rows(tracked.lock_instances, {"keys": keys})
+                started = await tx.rows(
+                    tracked.instances_started, {"keys": tracked.dialect.id_list(keys)}
+                )
+                refused = started_meanwhile(started)
+                if refused is not None:
+                    raise refused
             for query, params in writes:
                 for one in params:
                     try:

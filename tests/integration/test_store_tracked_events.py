@@ -20,6 +20,7 @@ from orchestrator.core.ingested import (
     HeldEvent,
     IngestedEvent,
     IngestedRows,
+    InstanceGuard,
 )
 from orchestrator.core.records import NewSaga, SagaCommit, SagaFilter
 from orchestrator.engine.retention import sweep
@@ -290,3 +291,52 @@ async def test_the_retention_sweep_deletes_the_keys_of_no_saga_older_than_the_cu
     await sweep(store, timedelta(days=30), batch=2)
     left = await store.ingested_verdicts([key.key for key in keys])
     assert sorted(event_id for _, event_id in left) == ["recent-0", "recent-1", "recent-2"]
+
+
+def guard(correlation: str, *known: str) -> InstanceGuard:
+    return InstanceGuard(
+        "trip",
+        "default",
+        correlation,
+        f"default/tracked:trip:{correlation}",
+        tuple(("svc/flight", event_id) for event_id in known),
+    )
+
+
+async def test_a_start_that_missed_an_event_held_meanwhile_is_refused_whole(store: Store):
+    await store.record_ingested(
+        IngestedRows(
+            ingested=(ingested("e-held", None, "HELD"),),
+            held=(held("e-held", "b-1"),),
+            guards=(guard("b-1"),),
+        )
+    )
+    blind = IngestedRows(ingested=(ingested("e-start", "s1"),), guards=(guard("b-1"),))
+    with pytest.raises(StaleSagaVersion, match="held"):
+        await store.write([tracked_saga("s1", "b-1", blind)], ())
+    assert await store.get_saga("s1") is None
+    assert await store.ingested_verdicts([("svc/flight", "e-start")]) == {}
+
+    seeing = IngestedRows(
+        ingested=(ingested("e-start", "s1"),),
+        applied=((("svc/flight", "e-held"), "s1"),),
+        guards=(guard("b-1", "e-held"),),
+    )
+    [created] = await store.write([tracked_saga("s1", "b-1", seeing)], ())
+    assert created.created
+    assert await store.held_events("trip", "default", ["b-1"]) == []
+
+
+async def test_events_held_for_an_instance_that_started_meanwhile_are_refused(store: Store):
+    await store.write(
+        [tracked_saga("s1", "b-1", IngestedRows(ingested=(ingested("e-start", "s1"),)))], ()
+    )
+    late = IngestedRows(
+        ingested=(ingested("e-1", None, "HELD"),),
+        held=(held("e-1", "b-1"),),
+        guards=(guard("b-1"),),
+    )
+    with pytest.raises(StaleSagaVersion, match="started"):
+        await store.record_ingested(late)
+    assert await store.held_events("trip", "default", ["b-1"]) == []
+    assert await store.ingested_verdicts([("svc/flight", "e-1")]) == {}

@@ -31,7 +31,7 @@ from orchestrator.engine.commands import ParticipantClient
 from orchestrator.engine.executor import Executor
 from orchestrator.engine.leases import unique_replica_id
 from orchestrator.engine.tracking import TrackedEvents
-from orchestrator.store import Store
+from orchestrator.store import Store, open_store
 from tests.support.tracked_sagas import full_run, tracked_travel, travel_event
 from tools.processes import ChildProcess, participants_process
 
@@ -353,3 +353,42 @@ async def test_a_rescue_calls_the_hotels_cancel_on_the_real_service(
         await tracker.ingest(travel_event("flight_cancelled", "B10"))
         saga = await tracker.until("B10", lambda s: s.status.is_terminal)
         assert saga.status is SagaStatus.FAILED
+
+
+@pytest.mark.postgres
+async def test_two_replicas_applying_one_flows_events_at_once_record_it_once(postgres_url: str):
+    """Both replicas get every event of 20 bookings (competing consumers and
+    redeliveries), in different batches and orders, at once: fencing serialises each
+    instance, so each log is the ordered run's and each event is recorded once."""
+    stores = [open_store(postgres_url), open_store(postgres_url)]
+    for opened in stores:
+        await opened.open()
+    trackers = [await open_tracker(opened, [tracked_travel()]) for opened in stores]
+    one, two = trackers
+    bookings = [f"P{n}" for n in range(20)]
+    try:
+
+        async def deliver(tracker: Tracker, batches: list[list[IncomingEvent]]) -> None:
+            for batch in batches:
+                await tracker.ingest(*batch)
+
+        deliveries = []
+        for booking in bookings:
+            start, flight, hotel, car = full_run(booking)
+            deliveries.append(deliver(one, [[start, flight], [hotel, car]]))
+            deliveries.append(deliver(two, [[car, hotel], [flight], [start, car]]))
+        await asyncio.gather(*deliveries)
+        for booking in bookings:
+            saga = await one.saga_of(booking)
+            assert saga.status is SagaStatus.COMPLETED, booking
+            log = await stores[0].get_transitions(saga.saga_id)
+            assert moves(log) == COMPLETED_RUN, booking
+            recorded = [t for t in log if t.event is TransitionEvent.STEP_COMPLETED]
+            assert len(recorded) == 3
+            keys = [event.key for event in full_run(booking)]
+            assert len(await stores[1].ingested_verdicts(keys)) == 4
+    finally:
+        for tracker in trackers:
+            await close_tracker(tracker)
+        for opened in stores:
+            await opened.close()

@@ -90,6 +90,14 @@ TRACKED = TrackedStatements.render(
             "event_ids": [event_id for _, event_id in keys],
         },
     ),
+    # Apart from the lock keys' own (a prefix of their own), in the schema's name space.
+    lock_instances="""
+SELECT pg_advisory_xact_lock(lock_id) FROM (
+    SELECT DISTINCT hashtextextended(current_setting('search_path') || '/tracked/' || key, 0)
+           AS lock_id
+    FROM unnest(%(keys)s::text[]) AS key ORDER BY lock_id
+) AS ids
+""",
 )
 """The incoming events' statements (`tracked_events.py`), event keys as parallel arrays."""
 

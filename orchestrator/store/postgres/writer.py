@@ -42,7 +42,7 @@ from psycopg.rows import dict_row
 
 from orchestrator import failpoints
 from orchestrator.core.events import EventSink, OutboxEvent, outbox_events
-from orchestrator.core.ingested import IngestedRows
+from orchestrator.core.ingested import IngestedRows, InstanceGuard
 from orchestrator.core.records import CreateSagaResult, NewSaga, SagaCommit
 from orchestrator.store._rows import write_refused
 from orchestrator.store._statements import OUTBOX, TRANSITIONS
@@ -73,7 +73,13 @@ from orchestrator.store.postgres.sql import (
     lease_params,
     rows_json,
 )
-from orchestrator.store.tracked_events import INGESTED, duplicate_event, ingested_row_writes
+from orchestrator.store.tracked_events import (
+    INGESTED,
+    duplicate_event,
+    guard_params,
+    held_meanwhile,
+    ingested_row_writes,
+)
 
 _Cursor = psycopg.AsyncCursor[dict[str, Any]]
 
@@ -182,10 +188,12 @@ class PlanWriter:
         saga_params = [ENCODING.commit_params(commit) for commit in commits]
         self._commits += saga_params
         cursor = self._connection.cursor(row_factory=dict_row)
+        guarded = await self._guard_instances(plan.new_sagas)
         results = await self._insert_sagas(cursor, plan.new_sagas)
         created = [
             new for new, result in zip(plan.new_sagas, results, strict=True) if result.created
         ]
+        await self._check_guards(guarded, {new.saga.saga_id for new in created})
         announced_by_updates = plan.announce and not plan.new_sagas and not plan.reads_back
         unlogged = await self._update_sagas(cursor, commits, saga_params, announced_by_updates)
         released = [commit for commit in commits if commit.released_locks]
@@ -230,6 +238,38 @@ class PlanWriter:
                 raise _StaleBatch
         failpoints.hit("plan_sent")
         return results
+
+    async def _guard_instances(
+        self, new_sagas: Sequence[NewSaga]
+    ) -> list[tuple[str, InstanceGuard, psycopg.AsyncCursor[dict[str, Any]]]]:
+        """Queue the lock of the tracked instances the new sagas start, and the reads of
+        the events held for them (`InstanceGuard`); their answers come with the inserts'
+        (a tracked instance has an idempotency key, so its plan reads back)."""
+        guards = [(new.saga.saga_id, g) for new in new_sagas for g in new.ingested.guards]
+        if not guards:
+            return []
+        if not all(new.saga.idempotency_key for new in new_sagas):
+            raise ValueError("a guarded start needs its idempotency key (the plan reads back)")
+        keys = sorted({guard.key for _, guard in guards})
+        await self._connection.cursor().execute(TRACKED.lock_instances, {"keys": keys})
+        reads = []
+        for saga_id, guard in guards:
+            held = self._connection.cursor(row_factory=dict_row)
+            await held.execute(TRACKED.held_keys_of_instance, guard_params(guard))
+            reads.append((saga_id, guard, held))
+        return reads
+
+    @staticmethod
+    async def _check_guards(
+        guarded: Sequence[tuple[str, InstanceGuard, psycopg.AsyncCursor[dict[str, Any]]]],
+        created: set[str],
+    ) -> None:
+        """Refuse the write when an instance it starts has events held it did not read."""
+        for saga_id, guard, held in guarded:
+            rows = await held.fetchall()
+            refused = held_meanwhile(guard, rows) if saga_id in created else None
+            if refused is not None:
+                raise refused
 
     async def _insert_sagas(
         self, cursor: _Cursor, new_sagas: Sequence[NewSaga]
