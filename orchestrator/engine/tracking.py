@@ -256,6 +256,8 @@ class TrackedEvents:
         applied: list[tuple[EventKey, str]] = []
 
         def feed() -> None:
+            if not from_store and not holding:
+                return  # nothing held: nothing to ask the core about
             waiting = [event_from_payload(h.payload) for h in from_store.values()]
             waiting += [events_by_key[key] for key in holding]
             for event, outcome in feed_held(run, waiting, now):

@@ -46,13 +46,19 @@ R, H, A, D = (
 
 
 class RecordingPublisher:
-    """A CommandEventPublisher that keeps what it was asked to publish."""
+    """A CommandEventPublisher that keeps what it was asked to publish; the first
+    `refusals` attempts are refused, as a broker that did not confirm them."""
 
-    def __init__(self) -> None:
+    def __init__(self, refusals: int = 0) -> None:
         self.published: list[CommandEvent] = []
+        self.refused: list[CommandEvent] = []
         self.arrived = asyncio.Event()
+        self._refusals = refusals
 
     async def publish(self, event: CommandEvent) -> None:
+        if len(self.refused) < self._refusals:
+            self.refused.append(event)
+            raise ConnectionError("the broker did not confirm the message")
         self.published.append(event)
         self.arrived.set()
 
@@ -106,15 +112,17 @@ async def open_tracker(
     *,
     addresses: dict[str, str] | None = None,
     wait_for_start: float = 60.0,
+    lease_seconds: float = 3.0,
+    publisher: RecordingPublisher | None = None,
 ) -> Tracker:
     registry = Registry(definitions)
     participants = ParticipantClient(addresses or {})
-    publisher = RecordingPublisher()
+    publisher = publisher or RecordingPublisher()
     executor = Executor(
         store,
         registry,
         participants,
-        lease=Lease(unique_replica_id(), 3.0),
+        lease=Lease(unique_replica_id(), lease_seconds),
         command_events=publisher,
     )
     executor.resume_unfinished()
@@ -130,7 +138,9 @@ async def close_tracker(tracker: Tracker) -> None:
 
 
 @contextlib.asynccontextmanager
-async def tracking(store: Store, *definitions: SagaDefinition, **options) -> AsyncIterator[Tracker]:
+async def tracking(
+    store: Store, *definitions: SagaDefinition, **options: object
+) -> AsyncIterator[Tracker]:
     tracker = await open_tracker(store, definitions or (tracked_travel(),), **options)
     try:
         yield tracker
@@ -392,3 +402,26 @@ async def test_two_replicas_applying_one_flows_events_at_once_record_it_once(pos
             await close_tracker(tracker)
         for opened in stores:
             await opened.close()
+
+
+async def test_a_refused_publish_is_retried_with_the_same_event_id(store: Store):
+    rescued = tracked_travel(within=0.5, on_stuck=OnStuck.COMPENSATE)
+    publisher = RecordingPublisher(refusals=1)
+    async with tracking(store, rescued, publisher=publisher) as tracker:
+        await tracker.ingest(full_run("B11")[0])
+        async with asyncio.timeout(30):
+            await publisher.arrived.wait()
+        [refused], [sent] = publisher.refused, publisher.published
+        assert refused.id == sent.id
+        log = await tracker.log("B11")
+        failed = [t for t in log if t.event is TransitionEvent.COMPENSATION_RETRY_SCHEDULED]
+        assert len(failed) == 1 and "did not confirm" in failed[0].error
+
+
+async def test_a_parked_saga_is_claimed_at_its_wake_time_not_at_the_next_poll(store: Store):
+    """The lease keeper polls every 100 s here: only the wake-up timer can flag the saga
+    within the wait's bound."""
+    async with tracking(store, tracked_travel(within=0.5), lease_seconds=300.0) as tracker:
+        await tracker.ingest(full_run("B12")[0])
+        saga = await tracker.until("B12", lambda s: s.needs_intervention, timeout=30.0)
+        assert saga.failed_step == "book_flight"
