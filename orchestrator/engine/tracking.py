@@ -151,34 +151,46 @@ class TrackedEvents:
     ) -> list[int]:
         """One pass over the events not yet settled; returns those to try again."""
         now = self._clock()
-        known = await self._store.ingested_verdicts([events[p].key for p in positions])
         instances: dict[tuple[str, str], Instance] = {}
-        loose = Loose()
+        uncorrelated: list[int] = []
         for position in positions:
-            event = events[position]
-            if event.key in known:
+            if not self._route(position, events[position], instances):
+                uncorrelated.append(position)
+        held_of: dict[str, list[str]] = {}
+        for instance in instances.values():
+            held_of.setdefault(instance.definition.name, []).append(instance.correlation)
+        found = await self._store.look_up_events(
+            [events[p].key for p in positions],
+            [instance.key for instance in instances.values()],
+            held_of,
+            self._namespace,
+        )
+        for position in positions:
+            if events[position].key in found.verdicts:
                 verdicts[position] = IngestVerdict.DUPLICATE
-                continue
-            self._route(position, event, now, instances, loose)
-        stored = await self._store.sagas_by_keys([i.key for i in instances.values()])
-        held = await self._held_of(instances.values())
+        held: dict[tuple[str, str], list[HeldEvent]] = {}
+        for event in found.held:
+            held.setdefault((event.saga_type, event.correlation), []).append(event)
+        loose = Loose()
+        for position in uncorrelated:
+            if verdicts[position] is None:
+                self._uncorrelated(position, events[position], now, loose)
         plans: list[Plan] = []
         written: set[EventKey] = set()  # an event routed to two types: one ingested row
         for instance in instances.values():
-            plan = self._plan(instance, stored.get(instance.key), held, now, loose, written)
+            instance.events = [r for r in instance.events if r.event.key not in found.verdicts]
+            if not instance.events:
+                continue
+            stored = found.sagas.get(instance.key)
+            plan = self._plan(instance, stored, held, now, loose, written)
             if plan is not None:
                 plans.append(plan)
         return await self._write(plans, loose, verdicts)
 
     def _route(
-        self,
-        position: int,
-        event: IncomingEvent,
-        now: datetime,
-        instances: dict[tuple[str, str], Instance],
-        loose: Loose,
-    ) -> None:
-        """File the event under each instance it concerns; no correlation: an anomaly."""
+        self, position: int, event: IncomingEvent, instances: dict[tuple[str, str], Instance]
+    ) -> bool:
+        """File the event under each instance it concerns; False when it names none."""
         routed = False
         for role in self._types.roles(event.type):
             correlation = correlation_of(role.definition, event)
@@ -192,23 +204,16 @@ class TrackedEvents:
                 instance = Instance(role.definition, correlation, self._namespace, key)
                 instances[(name, correlation)] = instance
             instance.events.append(Routed(position, event, role.role))
-        if not routed:
-            definition = self._types.roles(event.type)[0].definition
-            assert definition.tracking is not None
-            reason = f"no correlation value ({definition.tracking.correlation.describe()})"
-            loose.anomaly(position, event, definition.name, "", reason, now)
+        return routed
 
-    async def _held_of(self, instances: Any) -> dict[tuple[str, str], list[HeldEvent]]:
-        """The events held for these instances, by (saga type, correlation): one query per
-        saga type."""
-        by_type: dict[str, list[str]] = {}
-        for instance in instances:
-            by_type.setdefault(instance.definition.name, []).append(instance.correlation)
-        found: dict[tuple[str, str], list[HeldEvent]] = {}
-        for saga_type, correlations in by_type.items():
-            for held in await self._store.held_events(saga_type, self._namespace, correlations):
-                found.setdefault((saga_type, held.correlation), []).append(held)
-        return found
+    def _uncorrelated(
+        self, position: int, event: IncomingEvent, now: datetime, loose: Loose
+    ) -> None:
+        """An event with no correlation value for any type declaring it: an anomaly row."""
+        definition = self._types.roles(event.type)[0].definition
+        assert definition.tracking is not None
+        reason = f"no correlation value ({definition.tracking.correlation.describe()})"
+        loose.anomaly(position, event, definition.name, "", reason, now)
 
     def _plan(
         self,

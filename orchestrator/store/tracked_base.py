@@ -7,7 +7,8 @@ SQL back ends implement it once, in `tracked_events.TrackedEventRows`.
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from orchestrator.core.ingested import (
@@ -19,6 +20,16 @@ from orchestrator.core.ingested import (
     IngestedRows,
 )
 from orchestrator.core.records import StoredSaga
+
+
+@dataclass(frozen=True, slots=True)
+class EventLookup:
+    """What a batch of incoming events needs to know, read at once: the verdicts of the
+    keys already ingested, the instances by key, the events held for them."""
+
+    verdicts: dict[EventKey, str]
+    sagas: dict[str, StoredSaga]
+    held: list[HeldEvent]
 
 
 class TrackedEventStore(abc.ABC):
@@ -38,6 +49,18 @@ class TrackedEventStore(abc.ABC):
         """The sagas holding these (stored, namespace-qualified) idempotency keys, each
         with its steps and newest log seq, by key: a tracked type's instances by their
         correlation values, a few statements whatever their number."""
+
+    @abc.abstractmethod
+    async def look_up_events(
+        self,
+        event_keys: Sequence[EventKey],
+        instance_keys: Sequence[str],
+        held_of: Mapping[str, Sequence[str]],
+        namespace: str,
+    ) -> EventLookup:
+        """`ingested_verdicts(event_keys)`, `sagas_by_keys(instance_keys)` and the events
+        held for the instances (`held_of`: correlation values by saga type, in
+        `namespace`), read together: one round trip on PostgreSQL."""
 
     @abc.abstractmethod
     async def held_events(

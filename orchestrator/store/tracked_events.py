@@ -14,7 +14,7 @@ both took an event for new find out at commit, and the second writes nothing of 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import ClassVar
@@ -30,10 +30,18 @@ from orchestrator.core.ingested import (
     IngestedRows,
     InstanceGuard,
 )
-from orchestrator.core.records import StoredSaga
+from orchestrator.core.records import StepRecord, StoredSaga
 from orchestrator.store._rows import Row, RowEncoding, aware
-from orchestrator.store._statements import Dialect, Statements, Table, one_row
+from orchestrator.store._statements import (
+    SAGA_COLUMNS,
+    STEP_COLUMNS,
+    Dialect,
+    Statements,
+    Table,
+    one_row,
+)
 from orchestrator.store.locks import Transaction
+from orchestrator.store.tracked_base import EventLookup
 
 INGESTED = Table(
     "ingested_events",
@@ -98,8 +106,10 @@ class TrackedStatements:
     insert_anomaly: str
     verdicts: str
     held_of_instances: str
-    saga_ids_by_keys: str
     held_keys_of_instance: str
+    sagas_of_keys: str
+    steps_of_keys: str
+    last_seqs_of_keys: str
     instances_started: str
     lock_instances: str
     expired_held: str
@@ -118,6 +128,7 @@ class TrackedStatements:
         time (SQLite)."""
         p = dialect.param
         key = f"source = {p('source')} AND event_id = {p('event_id')}"
+        of_keys = dialect.in_list("keys")
         return cls(
             insert_ingested=INGESTED.insert(one_row(dialect, INGESTED)),
             insert_held=HELD.insert(one_row(dialect, HELD)),
@@ -132,6 +143,16 @@ class TrackedStatements:
             verdicts=(
                 f"SELECT source, event_id, verdict FROM ingested_events WHERE {keys.condition}"
             ),
+            sagas_of_keys=f"SELECT {SAGA_COLUMNS} FROM sagas WHERE idempotency_key {of_keys}",
+            steps_of_keys=(
+                f"SELECT {STEP_COLUMNS} FROM saga_steps WHERE saga_id IN"
+                f" (SELECT saga_id FROM sagas WHERE idempotency_key {of_keys})"
+                " ORDER BY saga_id, step_index"
+            ),
+            last_seqs_of_keys=(
+                "SELECT saga_id, max(seq) AS last_seq FROM saga_transitions WHERE saga_id IN"
+                f" (SELECT saga_id FROM sagas WHERE idempotency_key {of_keys}) GROUP BY saga_id"
+            ),
             held_keys_of_instance=(
                 "SELECT source, event_id FROM held_events"
                 f" WHERE saga_type = {p('saga_type')} AND namespace = {p('namespace')}"
@@ -141,10 +162,6 @@ class TrackedStatements:
                 f"SELECT idempotency_key FROM sagas WHERE idempotency_key {dialect.in_list('keys')}"
             ),
             lock_instances=lock_instances,
-            saga_ids_by_keys=(
-                "SELECT idempotency_key, saga_id FROM sagas"
-                f" WHERE idempotency_key {dialect.in_list('keys')}"
-            ),
             held_of_instances=f"""
 SELECT {HELD.columns} FROM held_events
 WHERE saga_type = {p("saga_type")} AND namespace = {p("namespace")}
@@ -295,7 +312,7 @@ class TrackedEventRows:
     _tracked: ClassVar[TrackedStatements]
     _rows: Callable[..., Awaitable[list[Row]]]
     _transaction: Callable[[], contextlib.AbstractAsyncContextManager[Transaction]]
-    load_sagas: Callable[[Sequence[str]], Awaitable[list[StoredSaga]]]
+    _reads: Callable[[Sequence[tuple[str, Mapping[str, object]]]], Awaitable[list[list[Row]]]]
 
     async def ingested_verdicts(self, keys: Sequence[EventKey]) -> dict[EventKey, str]:
         if not keys:
@@ -304,12 +321,53 @@ class TrackedEventRows:
         return {(str(row["source"]), str(row["event_id"])): str(row["verdict"]) for row in rows}
 
     async def sagas_by_keys(self, keys: Sequence[str]) -> dict[str, StoredSaga]:
-        if not keys:
-            return {}
-        params = {"keys": self._tracked.dialect.id_list(list(dict.fromkeys(keys)))}
-        rows = await self._rows(self._tracked.saga_ids_by_keys, params)
-        ids = {str(row["saga_id"]): str(row["idempotency_key"]) for row in rows}
-        return {ids[stored.saga.saga_id]: stored for stored in await self.load_sagas(list(ids))}
+        return (await self.look_up_events((), keys, {}, "")).sagas
+
+    async def look_up_events(
+        self,
+        event_keys: Sequence[EventKey],
+        instance_keys: Sequence[str],
+        held_of: Mapping[str, Sequence[str]],
+        namespace: str,
+    ) -> EventLookup:
+        tracked, encoding = self._tracked, self._encoding
+        reads: list[tuple[str, Mapping[str, object]]] = []
+        if event_keys:
+            reads.append((tracked.verdicts, tracked.keys.params(event_keys)))
+        if instance_keys:
+            keys = {"keys": tracked.dialect.id_list(list(dict.fromkeys(instance_keys)))}
+            reads += [
+                (tracked.sagas_of_keys, keys),
+                (tracked.steps_of_keys, keys),
+                (tracked.last_seqs_of_keys, keys),
+            ]
+        for saga_type, correlations in held_of.items():
+            params = {
+                "saga_type": saga_type,
+                "namespace": namespace,
+                "correlations": tracked.dialect.id_list(list(dict.fromkeys(correlations))),
+            }
+            reads.append((tracked.held_of_instances, params))
+        answers = iter(await self._reads(reads) if reads else [])
+        verdicts = {
+            (str(row["source"]), str(row["event_id"])): str(row["verdict"])
+            for row in (next(answers) if event_keys else ())
+        }
+        sagas: dict[str, StoredSaga] = {}
+        if instance_keys:
+            saga_rows, step_rows, seq_rows = next(answers), next(answers), next(answers)
+            steps: dict[str, list[StepRecord]] = {}
+            for row in step_rows:
+                steps.setdefault(str(row["saga_id"]), []).append(encoding.step_from_row(row))
+            seqs = {str(row["saga_id"]): int(row["last_seq"]) for row in seq_rows}
+            for row in saga_rows:
+                saga = encoding.saga_from_row(row)
+                stored = StoredSaga(
+                    saga, tuple(steps.get(saga.saga_id, ())), seqs.get(saga.saga_id, 0)
+                )
+                sagas[str(saga.idempotency_key)] = stored
+        held = [self._held_from_row(row) for rows in answers for row in rows]
+        return EventLookup(verdicts, sagas, held)
 
     async def held_events(
         self, saga_type: str, namespace: str, correlations: Sequence[str]
