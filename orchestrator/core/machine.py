@@ -505,7 +505,10 @@ class SagaRun:
         )
 
     def abort(self, now: datetime, actor: str, reason: str) -> None:
-        """An operator stops a RUNNING saga: it compensates what it completed."""
+        """An operator stops a RUNNING saga: it compensates what it completed. A tracked
+        saga is rescued (orchestrator/core/tracked_moves.py)."""
+        if self.definition.tracking is not None:
+            return tracked_moves.abort(self, now, actor, reason)
         if self.status is not SagaStatus.RUNNING:
             raise IllegalTransition(
                 f"saga {self.saga.saga_id} is {self.status}; only a RUNNING saga can be aborted"

@@ -13,6 +13,19 @@ and commits everything in one transaction. An event that comes before its turn i
 HELD: the store keeps it and hands it back (`feed_held`, which asks `held_ready`),
 so for any order in which a flow's events arrive the log is the same up to
 EVENT_ANOMALY rows. Nothing here does I/O.
+
+What else the engine does for tracked sagas, with the machine as it is:
+- a waiting tracked saga is parked (`wake_time` = its earliest window end, RUNNING or
+  COMPENSATING while it unwinds through events); claimed then, `next_actions` times
+  the window out (flag or rescue) like an asynchronous step's;
+- a rescue's `SendCompensation` with `event` set is published, not called: check
+  `action.event` before building a request (a step with only a compensation event has
+  no RPC to build), publish `compensation_command_event(run, index, now, source)`
+  through the CommandEventPublisher, then `compensation_event_published(run, index,
+  now)` on the broker's confirm, or `run.compensation_failed(...)` when it failed
+  (retried by the compensation retry policy, as a failed RPC is);
+- `EventOutcome.needs_driving`: an event left a rescue compensation to send; drive the
+  saga (its wake time is cleared, so the claim loop also finds it).
 """
 
 from __future__ import annotations
@@ -184,7 +197,7 @@ def _decide(run: SagaRun, declared: DeclaredEvent, key: str = "") -> _Decision:
     if run.status.is_terminal and not run.saga.needs_intervention:
         return _Decision(IngestVerdict.ANOMALY, "after the saga ended")
     if run.saga.needs_intervention:
-        return _decide_flagged(run, declared, recorded)
+        return _decide_flagged(run, declared, recorded, key)
     if run.status is SagaStatus.RUNNING:
         if declared.role is EventRole.UNDOES:
             return _Decision(IngestVerdict.HELD, f"early: held until {declared.step} is undone")
@@ -200,7 +213,8 @@ def _decide(run: SagaRun, declared: DeclaredEvent, key: str = "") -> _Decision:
     if declared.role is EventRole.UNDOES:
         if status is StepStatus.COMPENSATING:
             return _APPLY
-        if status is StepStatus.COMPLETED:
+        if status in (StepStatus.COMPLETED, StepStatus.WAITING, StepStatus.STARTED):
+            # Its turn to be undone has not come (a rescue reaches a waiting step too).
             return _Decision(IngestVerdict.HELD, f"early: held until {declared.step} is undone")
         if status is StepStatus.COMPENSATED:
             return _Decision(IngestVerdict.ANOMALY, f"{declared.step} was undone already")
@@ -210,7 +224,7 @@ def _decide(run: SagaRun, declared: DeclaredEvent, key: str = "") -> _Decision:
 
 
 def _decide_flagged(
-    run: SagaRun, declared: DeclaredEvent, recorded: tuple[str, str] | None
+    run: SagaRun, declared: DeclaredEvent, recorded: tuple[str, str] | None, key: str
 ) -> _Decision:
     """A saga waiting for an operator: the stuck step's own event, late, still counts
     (the flow went on after all); later events wait for their turn."""
@@ -229,7 +243,7 @@ def _decide_flagged(
         if index > stuck:
             return _Decision(IngestVerdict.HELD, f"early: held until {declared.step} is expected")
     if recorded is not None:
-        return _Decision(IngestVerdict.ANOMALY, _conflict(run, index, recorded, ""))
+        return _Decision(IngestVerdict.ANOMALY, _conflict(run, index, recorded, key))
     return _Decision(
         IngestVerdict.ANOMALY,
         f"unexpected while step {run.steps[stuck].name} waits for an operator",

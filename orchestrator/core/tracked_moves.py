@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 
 from orchestrator.core import waiting
 from orchestrator.core.actions import Action, SendCompensation
-from orchestrator.core.moves import IllegalTransition
+from orchestrator.core.moves import SAGA_MOVES, STEP_MOVES, IllegalTransition, fire
 from orchestrator.core.records import SagaStatus, StepStatus, TransitionEvent
 from orchestrator.core.tracking import Observed, OnStuck
 
@@ -159,7 +159,10 @@ def _next_undo(run: SagaRun, now: datetime, send: bool) -> tuple[Action, ...]:
             if record.compensation_attempts > 0:
                 return _resend(run, index, now) if send else ()
             # An operator's retry, or a switch to rescue: undo it afresh.
-            return _undo(run, index, now, send) or ()
+            actions = _undo(run, index, now, send)
+            if actions is not None:
+                return actions
+            continue
         if status in (StepStatus.COMPLETED, StepStatus.WAITING, StepStatus.STARTED):
             actions = _undo(run, index, now, send)
             if actions is not None:
@@ -181,10 +184,8 @@ def _resend(run: SagaRun, index: int, now: datetime) -> tuple[Action, ...]:
 def _undo(run: SagaRun, index: int, now: datetime, send: bool) -> tuple[Action, ...] | None:
     """Undo step `index`: send its own compensation (a rescue), wait for its undo
     events, or None to pass over it (nothing undoes it)."""
-    definition_step = run.definition.all_steps[index]
     step = observed(run, index)
-    own = definition_step.compensation is not None or bool(step.compensation_event)
-    if own and is_rescue(run):
+    if _own_compensation(run, index) and is_rescue(run):
         if not send:
             return ()
         if run.step_status(index) is StepStatus.COMPENSATING:
@@ -253,3 +254,60 @@ def _undo_timed_out(run: SagaRun, index: int, now: datetime) -> None:
     reason = f"{run.saga.failure_reason}; the undo of step {name} timed out ({error})"
     run._set_saga(now, failure_reason=reason, needs_intervention=True)
     run._fire_saga("fail", TransitionEvent.SAGA_FAILED, now, error=reason)
+
+
+def abort(run: SagaRun, now: datetime, actor: str, reason: str) -> None:
+    """An operator stops a tracked saga: a rescue from where it stands. RUNNING: the saga
+    compensates itself (the waiting step too: its outcome is unknown). Flagged (it waits
+    for an operator after a missed window): the same, from the stuck step. Unwinding
+    through events: the orchestrator sends what it can itself instead of waiting."""
+    why = f"{ABORT_PREFIX}{actor}: {reason}"
+    if run.status is SagaStatus.RUNNING:
+        run._begin_compensating_by_request(
+            TransitionEvent.SAGA_ABORTED, now, reason=reason, actor=actor, failure=why
+        )
+        return
+    if run.status is SagaStatus.COMPENSATING and not is_rescue(run):
+        for index in range(len(run.steps)):
+            record = run.steps[index]
+            waits = run.step_status(index) is StepStatus.COMPENSATING and record.wait_deadline
+            if waits and _own_compensation(run, index):
+                run._update_step(index, now, wait_deadline=None, wait_until=None)
+        run._set_saga(now, failure_reason=f"{run.saga.failure_reason}; {RESCUE_NOTE}: {why}")
+        run._log(TransitionEvent.SAGA_ABORTED, now, None, error="", actor=actor, reason=reason)
+        return
+    if run.status is SagaStatus.FAILED and run.saga.needs_intervention:
+        _abort_flagged(run, now, actor, reason, why)
+        return
+    raise IllegalTransition(
+        f"saga {run.saga.saga_id} is {run.status}; a tracked saga can be aborted while it "
+        "runs, unwinds, or waits for an operator"
+    )
+
+
+def _abort_flagged(run: SagaRun, now: datetime, actor: str, reason: str, why: str) -> None:
+    index = run.stuck_step()
+    what = f"saga {run.saga.saga_id} {run.steps[index].name}"
+    if run.step_status(index) is StepStatus.COMPENSATION_FAILED:
+        fire(STEP_MOVES, run._step_models[index], "retry_compensation", what)
+        run._update_step(
+            index, now, status=run.step_status(index), compensation_attempts=0, error=""
+        )
+        failure = f"{run.saga.failure_reason}; {RESCUE_NOTE}: {why}"
+    else:
+        step = observed(run, index)
+        if _own_compensation(run, index) or step.compensated_on:
+            # Its outcome is unknown: undone with the others (STARTED, as if never answered).
+            fire(STEP_MOVES, run._step_models[index], "retry_forward", what)
+            run._update_step(index, now, status=run.step_status(index), error="")
+        failure = why
+    run._set_saga(now, needs_intervention=False, failure_reason=failure)
+    fire(SAGA_MOVES, run._saga_model, "resume_compensation", f"saga {run.saga.saga_id}")
+    run._set_saga(now, status=run.status)
+    run._log(TransitionEvent.SAGA_ABORTED, now, None, error="", actor=actor, reason=reason)
+
+
+def _own_compensation(run: SagaRun, index: int) -> bool:
+    """The orchestrator can undo the step itself: a compensation call or event."""
+    step = run.definition.all_steps[index]
+    return step.compensation is not None or bool(observed(run, index).compensation_event)
