@@ -425,3 +425,18 @@ async def test_a_parked_saga_is_claimed_at_its_wake_time_not_at_the_next_poll(st
         await tracker.ingest(full_run("B12")[0])
         saga = await tracker.until("B12", lambda s: s.needs_intervention, timeout=30.0)
         assert saga.failed_step == "book_flight"
+
+
+async def test_a_flagged_steps_late_event_still_counts_and_the_flow_goes_on(store: Store):
+    async with tracking(store, tracked_travel(within=0.5)) as tracker:
+        start, flight, *_ = full_run("B13")
+        await tracker.ingest(start)
+        await tracker.until("B13", lambda s: s.needs_intervention)
+        assert await tracker.ingest(flight) == [R]
+        saga = await tracker.saga_of("B13")
+        assert saga.status is SagaStatus.RUNNING and not saga.needs_intervention
+        steps = {s.name: s.status for s in await store.get_steps(saga.saga_id)}
+        assert steps["book_flight"] is StepStatus.COMPLETED
+        assert steps["book_hotel"] is StepStatus.WAITING
+        completed = [t for t in await tracker.log("B13") if t.step == "book_flight"][-1]
+        assert "after its window" in completed.reason
