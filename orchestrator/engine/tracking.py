@@ -1,21 +1,22 @@
 """Tracked sagas' incoming events: `TrackedEvents`, the process's one `EventIngestor`.
 
 Every way in (a RabbitMQ queue, a NATS consumer, IngestEvents, the HTTP binding) hands
-its batches to `ingest`, and acknowledges them once it returns. A batch costs a few
-queries whatever its size:
+its batches to `ingest`, and acknowledges them once it returns. A batch costs one read
+and one write whatever its size:
 
-1. the event types no tracked type declares are IGNORED, repeats within the batch and
-   keys already ingested (one query) are DUPLICATE;
-2. each event is routed to the tracked types declaring its type and correlated
-   (`tracking.correlation_of`; an event with no correlation value is an anomaly row);
-3. the instances are loaded by their keys (one query for the sagas, one for their steps
-   and seqs), and the events held for them (one query per saga type);
-4. per instance, the pure core (`orchestrator.core.observing`) starts it or applies
-   the events in order, feeding back the held events whose turn has come;
-5. everything is committed through group commit, each instance's rows in its saga's
+1. the event types no tracked type declares are IGNORED, repeats within the batch are
+   DUPLICATE; each other event is routed to the tracked types declaring its type and
+   correlated (`tracking.correlation_of`);
+2. one read (`Store.look_up_events`, one round trip on PostgreSQL) finds the keys
+   already ingested (DUPLICATE), the instances by their keys with their steps, and the
+   events held for them;
+3. per instance, the pure core (`orchestrator.core.observing`) starts it or applies
+   the events in order, feeding back the held events whose turn has come; an event
+   with no correlation value is an anomaly row;
+4. everything is committed through group commit, each instance's rows in its saga's
    write (`SagaCommit.ingested`): concurrent batches and the drivers' commits share
    transactions. Events of no instance yet (held until their start) are one more
-   write of their own.
+   write of their own, serialised with the instance's start (`InstanceGuard`).
 
 An instance another replica moved meanwhile (StaleSagaVersion), or started first
 (its insert skipped), is settled again from a fresh load, up to INGEST_ATTEMPTS
