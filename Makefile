@@ -7,7 +7,7 @@ INSTALLED := $(VENV)/.installed
 # uses googleapis-common-protos' google.rpc.status_pb2).
 PROTO_FILES := $(shell find protos/saga -name '*.proto' | sort)
 
-.PHONY: install protos demo demo-secure demo-events bench-events test lint format bench bench-big bench-batch bench-async chaos clean
+.PHONY: install protos demo demo-secure demo-events bench-events test lint format bench bench-big bench-batch bench-async bench-tracking chaos clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -66,6 +66,11 @@ bench-batch: $(INSTALLED)
 # CompleteStep at c=64 (a few minutes; PostgreSQL).
 bench-async: $(INSTALLED)
 	$(PY) -m bench.async_steps $(BENCH_ARGS)
+
+# Tracked sagas: events ingested per second through TrackedEvents, the lateness of flagging a
+# stuck instance, an idle replica with 100,000 open tracked sagas (a few minutes; PostgreSQL).
+bench-tracking: $(INSTALLED)
+	$(PY) -m bench.tracking $(BENCH_ARGS)
 
 lint: $(INSTALLED)
 	$(VENV)/bin/ruff check .

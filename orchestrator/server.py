@@ -38,6 +38,7 @@ from orchestrator.api.step_services import step_services
 from orchestrator.core.definition import SagaDefinition
 from orchestrator.core.errors import ConfigurationError, SagaError
 from orchestrator.core.events import EventSink
+from orchestrator.core.incoming import CommandEventPublisher
 from orchestrator.core.limits import Limits
 from orchestrator.core.records import Lease
 from orchestrator.core.registry import Registry, check_unfinished_versions
@@ -45,6 +46,7 @@ from orchestrator.engine.commands import ParticipantClient
 from orchestrator.engine.executor import Executor
 from orchestrator.engine.leases import DEFAULT_LEASE_SECONDS, unique_replica_id
 from orchestrator.engine.retention import keep_retention
+from orchestrator.engine.tracking import DEFAULT_WAIT_FOR_START_SECONDS, TrackedEvents
 from orchestrator.events.brokers import Publisher
 from orchestrator.events.config import EventsConfig
 from orchestrator.events.relay import Relay, RelayMetrics, RelaySettings
@@ -117,6 +119,9 @@ class ServeConfig:
     # Broker sinks of events (docs/events.md); none by default.
     events: EventsConfig = field(default_factory=EventsConfig)
     webhooks: webhooks_wiring.WebhooksConfig = field(default_factory=webhooks_wiring.WebhooksConfig)
+    # How long an event of a tracked saga waits for its instance to start before it is
+    # recorded as an anomaly (docs/tracking.md).
+    tracked_wait_for_start: float = DEFAULT_WAIT_FOR_START_SECONDS
 
 
 def _write_ready_file(
@@ -201,6 +206,10 @@ async def serve(config: ServeConfig, definitions: Iterable[SagaDefinition]) -> N
         raise ConfigurationError(f"retention must be positive, got {config.retention}")
     if config.lease_seconds <= 0:
         raise ConfigurationError(f"lease seconds must be positive, got {config.lease_seconds:g}")
+    if config.tracked_wait_for_start <= 0:
+        raise ConfigurationError(
+            f"--tracked-wait-for-start must be positive, got {config.tracked_wait_for_start:g}"
+        )
     _check_telemetry_config(config)
     _check_console_config(config)
     # The level stays whatever the caller (the CLI) set; only the format is ours.
@@ -263,6 +272,18 @@ def _start_retention(
     )
 
 
+def _called_participants(registry: Registry) -> frozenset[str]:
+    """The participants some step calls (an action or a compensation): only those need an
+    address. A tracked saga's observed step is never called, unless a rescue has a
+    compensation call to make on it."""
+    return frozenset(
+        step.participant
+        for definition in registry.definitions
+        for step in definition.all_steps
+        if step.action is not None or step.compensation is not None
+    )
+
+
 INTERVENTION_GAUGE_SECONDS = 5.0
 """How often each replica counts the sagas needing an operator, for the gauge."""
 
@@ -291,7 +312,7 @@ async def _serve(
     participants = ParticipantClient(
         config.participants, tls=config.participants_tls, token=config.participants_token
     )
-    participants.check_addresses(registry.participants)
+    participants.check_addresses(_called_participants(registry))
     webhooks = webhooks_wiring.Webhooks(config.webhooks, config.replica_id)
     broker_sinks = [*config.events.sinks(), *webhooks.sinks()]
     store = open_store(
@@ -317,6 +338,9 @@ async def _serve(
         "saga definitions: %s",
         ", ".join(f"{d.name} v{d.version}" for d in registry.definitions),
     )
+    # The orchestrator's own events (a tracked saga's rescue compensations), published by
+    # the ways in's broker (events/ingest) when one is configured; None sends none.
+    command_events: CommandEventPublisher | None = None
     executor = Executor(
         store,
         registry,
@@ -324,6 +348,12 @@ async def _serve(
         lease=Lease(config.replica_id, config.lease_seconds),
         max_active_sagas=config.limits.max_sagas_in_flight,
         telemetry=telemetry,
+        command_events=command_events,
+    )
+    # The one EventIngestor of this process (None without tracked saga types): every way
+    # in (RabbitMQ, NATS, IngestEvents, the HTTP binding) hands its batches to it.
+    tracked_events = TrackedEvents.for_registry(
+        store, registry, executor, wait_for_start=config.tracked_wait_for_start
     )
     servicer = SagaOrchestratorService(registry, executor, store, config.limits)
     webhooks.start(store, telemetry.metrics, servicer)
@@ -382,6 +412,8 @@ async def _serve(
     if policy is not None:
         loop.add_signal_handler(signal.SIGHUP, policy.reload)
     executor.resume_unfinished()
+    if tracked_events is not None:
+        tracked_events.start()
     relay = _start_relay(config, store, telemetry, broker_sinks)
     retention = _start_retention(config, store, telemetry)
     gauge = None
@@ -410,6 +442,8 @@ async def _serve(
     if retention is not None:
         retention.cancel()
         await asyncio.gather(retention, return_exceptions=True)
+    if tracked_events is not None:
+        await tracked_events.stop()
     await executor.stop()
     if relay is not None:
         await relay.stop()

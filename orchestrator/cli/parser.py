@@ -32,6 +32,7 @@ from orchestrator.cli.options import (
     server_security_options,
     watch_options,
 )
+from orchestrator.cli.serve import tracked_serve_options
 from orchestrator.cli.task_commands import add_task_commands
 from orchestrator.cli.webhooks import add_webhooks_parser, webhook_serve_options
 from orchestrator.telemetry.logs import LOG_FORMATS
@@ -224,6 +225,7 @@ def _limit_options(serve_cmd: argparse.ArgumentParser) -> None:
         )
     events_options(serve_cmd)
     webhook_serve_options(serve_cmd)
+    tracked_serve_options(serve_cmd)
     serve_cmd.add_argument(
         "--retention",
         type=duration_argument,
