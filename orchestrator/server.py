@@ -28,10 +28,12 @@ from orchestrator.api.events_admin import SagaEventsService
 from orchestrator.api.grpc_server import (
     EVENTS_SERVICE_NAME,
     HANDSHAKE_TIMEOUT_SECONDS,
+    INGEST_SERVICE_NAME,
     SERVICE_NAME,
     auth_policy,
     create_server,
 )
+from orchestrator.api.ingest import SagaEventIngestService
 from orchestrator.api.servicer import SagaOrchestratorService
 from orchestrator.api.step_services import SERVICE_NAMES as STEP_SERVICE_NAMES
 from orchestrator.api.step_services import step_services
@@ -49,6 +51,8 @@ from orchestrator.engine.retention import keep_retention
 from orchestrator.engine.tracking import DEFAULT_WAIT_FOR_START_SECONDS, TrackedEvents
 from orchestrator.events.brokers import Publisher
 from orchestrator.events.config import EventsConfig
+from orchestrator.events.ingest.batches import IngestMetrics
+from orchestrator.events.ingest.config import IngestConfig, TrackedEventsIn
 from orchestrator.events.relay import Relay, RelayMetrics, RelaySettings
 from orchestrator.security.auth import AuthInterceptor
 from orchestrator.security.tls import ClientTls, ServerTls, is_loopback
@@ -122,6 +126,9 @@ class ServeConfig:
     # How long an event of a tracked saga waits for its instance to start before it is
     # recorded as an anomaly (docs/tracking.md).
     tracked_wait_for_start: float = DEFAULT_WAIT_FOR_START_SECONDS
+    # Where tracked sagas' events come in from (RabbitMQ, NATS), and where rescues'
+    # compensation events go out.
+    ingest: IngestConfig = field(default_factory=IngestConfig)
 
 
 def _write_ready_file(
@@ -340,7 +347,16 @@ async def _serve(
     )
     # The orchestrator's own events (a tracked saga's rescue compensations), published by
     # the ways in's broker (events/ingest) when one is configured; None sends none.
-    command_events: CommandEventPublisher | None = None
+    ingest_metrics = IngestMetrics(
+        None if telemetry.metrics is None else telemetry.metrics.registry
+    )
+    ways_in = TrackedEventsIn(config.ingest, ingest_metrics)
+    try:
+        command_events: CommandEventPublisher | None = await ways_in.connect_publisher()
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await store.close()
+        raise
     executor = Executor(
         store,
         registry,
@@ -354,6 +370,11 @@ async def _serve(
     # in (RabbitMQ, NATS, IngestEvents, the HTTP binding) hands its batches to it.
     tracked_events = TrackedEvents.for_registry(
         store, registry, executor, wait_for_start=config.tracked_wait_for_start
+    )
+    ingest = (
+        None
+        if tracked_events is None
+        else SagaEventIngestService(tracked_events, store, ingest_metrics)
     )
     servicer = SagaOrchestratorService(registry, executor, store, config.limits)
     webhooks.start(store, telemetry.metrics, servicer)
@@ -375,7 +396,7 @@ async def _serve(
         with_reflection=config.reflection,
         handshake_seconds=config.handshake_timeout_seconds,
         events=events,
-        services=[webhooks.register, steps.add_to],
+        services=[webhooks.register, steps.add_to, *([ingest.register] if ingest else [])],
     )
     await server.start()
     console = None
@@ -383,6 +404,7 @@ async def _serve(
         # Imported only when asked for: the console's HTTP stack costs start-up time.
         from orchestrator.web import start_web_console
         from orchestrator.web.auth import policy_authenticator
+        from orchestrator.web.ingest import EventIngestRoute
         from orchestrator.web.sessions import SessionTable
 
         console_host, console_port = parse_listen(config.http_listen)
@@ -399,8 +421,12 @@ async def _serve(
             ssl_context=console_ssl,
             events=events,
             tasks=steps.tasks,
+            ingest=None
+            if ingest is None
+            else EventIngestRoute(ingest, policy, body_seconds=config.handshake_timeout_seconds),
         )
-    for name in ("", SERVICE_NAME, EVENTS_SERVICE_NAME, *STEP_SERVICE_NAMES):
+    ingest_names = () if ingest is None else (INGEST_SERVICE_NAME,)
+    for name in ("", SERVICE_NAME, EVENTS_SERVICE_NAME, *STEP_SERVICE_NAMES, *ingest_names):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     host = config.listen.rsplit(":", 1)[0]
     address = f"{host}:{port}"
@@ -414,6 +440,7 @@ async def _serve(
     executor.resume_unfinished()
     if tracked_events is not None:
         tracked_events.start()
+        await ways_in.start(tracked_events, sorted(tracked_events.event_types))
     relay = _start_relay(config, store, telemetry, broker_sinks)
     retention = _start_retention(config, store, telemetry)
     gauge = None
@@ -442,6 +469,7 @@ async def _serve(
     if retention is not None:
         retention.cancel()
         await asyncio.gather(retention, return_exceptions=True)
+    await ways_in.stop()
     if tracked_events is not None:
         await tracked_events.stop()
     await executor.stop()

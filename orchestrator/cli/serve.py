@@ -75,6 +75,7 @@ def serve_command(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from orchestrator.core.limits import Limits
+    from orchestrator.events.ingest.config import IngestConfig
     from orchestrator.security.tls import client_tls, server_tls
     from orchestrator.server import ServeConfig, serve
     from orchestrator.store import PoolConfig
@@ -123,6 +124,7 @@ def serve_command(args: argparse.Namespace) -> int:
             events=_events_config(args),
             webhooks=webhooks_config(args),
             tracked_wait_for_start=float(args.tracked_wait_for_start),
+            ingest=IngestConfig.from_args(args),
             **({"replica_id": args.replica_id} if args.replica_id else {}),
         )
         asyncio.run(serve(config, load_definition_modules(args.definitions)))

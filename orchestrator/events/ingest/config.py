@@ -23,22 +23,21 @@ import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from orchestrator.core.errors import ConfigurationError
 from orchestrator.core.incoming import CommandEventPublisher, EventIngestor
 from orchestrator.events.brokers import PublishError
-from orchestrator.events.ingest.batches import IngestMetrics
-from orchestrator.events.ingest.jetstream import (
-    NatsCommandPublisher,
-    NatsIngest,
-    NatsIngestSettings,
-)
-from orchestrator.events.ingest.rabbitmq import (
-    RabbitMQCommandPublisher,
-    RabbitMQIngest,
-    RabbitMQIngestSettings,
-)
+
+# The broker clients are imported when a broker is configured: every `saga` command
+# builds the parser that reads these flags, and most never consume.
+if TYPE_CHECKING:
+    from orchestrator.events.ingest.batches import IngestMetrics
+    from orchestrator.events.ingest.jetstream import NatsCommandPublisher, NatsIngestSettings
+    from orchestrator.events.ingest.rabbitmq import (
+        RabbitMQCommandPublisher,
+        RabbitMQIngestSettings,
+    )
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +74,8 @@ class IngestConfig:
         )
 
     def rabbitmq(self, event_types: Sequence[str] = ()) -> RabbitMQIngestSettings:
+        from orchestrator.events.ingest.rabbitmq import RabbitMQIngestSettings
+
         assert self.rabbitmq_url is not None
         return RabbitMQIngestSettings(
             url=self.rabbitmq_url,
@@ -85,6 +86,8 @@ class IngestConfig:
         )
 
     def nats(self) -> NatsIngestSettings:
+        from orchestrator.events.ingest.jetstream import NatsIngestSettings
+
         assert self.nats_url is not None
         prefix = self.nats_subjects[0].removesuffix(".>") if self.nats_subjects else ""
         return NatsIngestSettings(
@@ -175,6 +178,8 @@ class TrackedEventsIn:
     """The broker consumers and the compensation publisher of one process."""
 
     def __init__(self, config: IngestConfig, metrics: IngestMetrics | None = None) -> None:
+        from orchestrator.events.ingest.batches import IngestMetrics
+
         self.config = config
         self.metrics = metrics or IngestMetrics()
         self.publisher: RabbitMQCommandPublisher | NatsCommandPublisher | None = None
@@ -183,6 +188,9 @@ class TrackedEventsIn:
     async def connect_publisher(self) -> CommandEventPublisher | None:
         """The publisher of rescues' compensation events: RabbitMQ's when configured,
         else NATS's, else None. ConfigurationError when its broker cannot be reached."""
+        from orchestrator.events.ingest.jetstream import NatsCommandPublisher
+        from orchestrator.events.ingest.rabbitmq import RabbitMQCommandPublisher
+
         c = self.config
         if c.rabbitmq_url:
             publisher: RabbitMQCommandPublisher | NatsCommandPublisher = RabbitMQCommandPublisher(
@@ -203,6 +211,9 @@ class TrackedEventsIn:
         """Start every configured consumer; the RabbitMQ queue is bound to `event_types`
         (every type the tracked saga types declare). ConfigurationError when a broker
         cannot be reached (nothing is left running)."""
+        from orchestrator.events.ingest.jetstream import NatsIngest
+        from orchestrator.events.ingest.rabbitmq import RabbitMQIngest
+
         c = self.config
         try:
             if c.rabbitmq_url:
