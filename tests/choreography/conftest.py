@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -22,51 +21,13 @@ import pytest
 from participants.choreography import events as ev
 from participants.choreography.services import SERVICES
 from participants.choreography.state import read_bookings, read_inventory
+from tools.choreography_demo import service_process
 from tools.processes import ChildProcess
 
 RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672/"
 WAIT_SECONDS = 30.0
-REPO_ROOT = Path(__file__).resolve().parents[2]
 FRONT_END = "/travel/front-end"
 ORCHESTRATOR = "/saga-orchestrator"
-
-
-def service_process(
-    workdir: Path, name: str, exchange: str, env: Mapping[str, str] | None = None
-) -> ChildProcess:
-    """An unstarted service process on its own SQLite file and queue."""
-    return ChildProcess(
-        name,
-        [
-            sys.executable,
-            "-m",
-            "participants.choreography",
-            "--service",
-            name,
-            "--amqp",
-            RABBITMQ_URL,
-            "--exchange",
-            exchange,
-            "--queue",
-            f"{exchange}.{name}",
-            "--db",
-            str(workdir / f"{name}.sqlite3"),
-            "--capacity",
-            "5",
-        ],
-        workdir,
-        env=env,
-        cwd=REPO_ROOT,
-    )
-
-
-def trip(booking_id: str, car_class: str = "compact") -> dict[str, Any]:
-    return {
-        "booking_id": booking_id,
-        "flight": "LH400",
-        "hotel": "berlin-central",
-        "car_class": car_class,
-    }
 
 
 @dataclass
@@ -82,7 +43,9 @@ class Choreography:
 
     def start(self, name: str, env: Mapping[str, str] | None = None) -> ChildProcess:
         """Start a service (again, on the same file and queue, if it ran before)."""
-        process = service_process(self.workdir, name, self.exchange, env)
+        process = service_process(
+            self.workdir, name, RABBITMQ_URL, self.exchange, capacity=5, env=env
+        )
         self.processes[f"{name}-{len(self.processes)}"] = process
         return process.start()
 

@@ -16,9 +16,9 @@ from tests.choreography.conftest import (
     ORCHESTRATOR,
     Choreography,
     count,
-    trip,
     types_of,
 )
+from tools.choreography_demo import trip
 
 pytestmark = [pytest.mark.e2e]
 
