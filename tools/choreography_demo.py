@@ -167,10 +167,15 @@ class Scenes:
         print(f"\n{booking_id}: published booking_started {dict(data)}")
 
     async def saga_of(self, booking_id: str) -> pb.Saga | None:
-        async for saga in self.client.list_sagas(saga_type=SAGA_TYPE, correlation_id=booking_id):
-            self.saga_ids[booking_id] = saga.saga_id
-            return saga
-        return None
+        """The booking's saga with its steps (GetSaga), once the tracker started one."""
+        if booking_id not in self.saga_ids:
+            listed = self.client.list_sagas(saga_type=SAGA_TYPE, correlation_id=booking_id)
+            async for saga in listed:
+                self.saga_ids[booking_id] = saga.saga_id
+                break
+            else:
+                return None
+        return await self.client.handle(self.saga_ids[booking_id]).get()
 
     async def settle(self, booking_id: str, done: Callable[[pb.Saga], bool], what: str) -> pb.Saga:
         async def check() -> pb.Saga | None:
@@ -182,12 +187,26 @@ class Scenes:
         print(f"  saga {saga.saga_id}: {describe(saga)}")
         return saga
 
-    async def print_events(self) -> None:
-        """The travel events that passed on the exchange since the last call."""
+    async def print_events(self) -> list[ev.CloudEvent]:
+        """Print the travel events that passed on the exchange since the last call."""
         assert self.observer is not None
+        printed = []
         while (message := await self.observer.get(no_ack=True, fail=False)) is not None:
             event = ev.parse_message(message.body, message.content_type, message.headers)
             print(f"  event {event.short_type:<22} {event.subject:<8} from {event.source}")
+            printed.append(event)
+        return printed
+
+    async def wait_event(self, short_type: str, booking_id: str) -> None:
+        """Until a service published `short_type` about the booking (printing all events)."""
+
+        async def check() -> bool:
+            return any(
+                e.short_type == short_type and e.subject == booking_id
+                for e in await self.print_events()
+            )
+
+        await wait_until(f"{booking_id}: {short_type}", check)
 
     async def play(self) -> None:
         self.observer = await self.channel.declare_queue(self.run.observer_queue)
@@ -214,7 +233,8 @@ class Scenes:
                 *("--reason", "hotel service down; undo the trip", "--by", OPERATOR),
             ]
         )
-        await self.settle("trip-3", is_status(pb.SAGA_STATUS_FAILED), "rescued")
+        await self.settle("trip-3", rescued, "rescued")
+        await self.wait_event("flight_cancelled", "trip-3")  # the flight obeyed cancel_flight
 
         print("\nThe sagas' histories")
         for booking_id in ("trip-1", "trip-2", "trip-3"):
@@ -224,6 +244,12 @@ class Scenes:
 
 def is_status(status: int) -> Callable[[pb.Saga], bool]:
     return lambda saga: saga.status == status
+
+
+def rescued(saga: pb.Saga) -> bool:
+    """FAILED with its flight undone (a flagged saga may be FAILED already, halted)."""
+    flight = next(s for s in saga.steps if s.name == "book_flight")
+    return saga.status == pb.SAGA_STATUS_FAILED and flight.status == pb.STEP_STATUS_COMPENSATED
 
 
 def describe(saga: pb.Saga) -> str:
