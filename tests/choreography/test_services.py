@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import aio_pika
 import pytest
 
 from participants.choreography import events as ev
@@ -158,3 +159,18 @@ async def test_a_service_killed_between_commit_and_ack_republishes_the_same_outc
     assert choreography.held("flight")["LH400"] == 1
     assert choreography.held("car_rental")["compact"] == 1
     assert count_handled(choreography.workdir / "flight.sqlite3") == 1
+
+
+async def test_a_message_that_is_not_a_cloudevent_is_dropped_and_the_service_goes_on(
+    running: Choreography,
+):
+    exchange = await running.channel.get_exchange(running.exchange)
+    await exchange.publish(
+        aio_pika.Message(b"<booking/>", content_type="application/xml"),
+        routing_key=ev.BOOKING_STARTED,
+    )
+    await running.start_booking(trip("trip-after-junk"))
+    await running.wait_for(lambda seen: count(seen, "car_rented", "trip-after-junk") == 1)
+    flight = next(p for name, p in running.processes.items() if name.startswith("flight"))
+    # Rejected once, not requeued (a requeued one would come back before the next booking).
+    assert flight.log_file.read_text().count("rejected message") == 1
