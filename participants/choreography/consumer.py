@@ -164,7 +164,15 @@ class ServiceConsumer:
                 return
         if self.failpoint is not None and not handled.redelivered:
             self.failpoint.reach("after_publish")
-        await message.ack()
+        try:
+            await message.ack()
+        except (
+            aio_pika.exceptions.AMQPError,
+            aio_pika.exceptions.ChannelInvalidStateError,
+        ) as error:
+            # The channel went away (a broker restart): the broker redelivers the message
+            # once the connection is back, and the redelivery republishes the same outcome.
+            logger.warning("ack of %s lost (%r): it will be redelivered", event.id, error)
 
     async def _publish(self, exchange: AbstractExchange, event: ev.CloudEvent) -> None:
         """Publish and wait for the broker's confirm (the channel is in confirm mode)."""
