@@ -82,8 +82,12 @@ def service_process(
 
 
 def trip(booking_id: str, car_class: str = "compact") -> dict[str, Any]:
-    return {"booking_id": booking_id, "flight": "LH400", "hotel": "berlin-central"} | {
-        "car_class": car_class
+    """A booking_started event's data: one seat, one room, one car."""
+    return {
+        "booking_id": booking_id,
+        "flight": "LH400",
+        "hotel": "berlin-central",
+        "car_class": car_class,
     }
 
 
