@@ -72,6 +72,9 @@ class TransitionEvent(enum.StrEnum):
     STEP_TIMED_OUT = "STEP_TIMED_OUT"
     STEP_COMPLETED_LATE = "STEP_COMPLETED_LATE"
     """A completion arrived after its step stopped waiting: refused, kept for the record."""
+    EVENT_ANOMALY = "EVENT_ANOMALY"
+    """An event of a tracked saga that did not fit (after the end, a second start, a
+    conflict, out of phase, or early and held): recorded, never an error."""
 
 
 ENGINE_ACTOR = "engine"
