@@ -19,13 +19,7 @@ from __future__ import annotations
 
 import os
 
-from orchestrator import (  # type: ignore[attr-defined,unused-ignore]
-    Correlation,
-    OnStuck,
-    TrackedStep,
-    tracked_saga,
-)
-from orchestrator.core.definition import SagaDefinition
+from orchestrator import Correlation, OnStuck, SagaDefinition, TrackedStep, tracked_saga
 
 TRAVEL = "com.example.travel."
 WITHIN_ENV = "TRAVEL_CHOREOGRAPHY_WITHIN"
@@ -34,7 +28,7 @@ DEFAULT_WITHIN_SECONDS = 30.0
 
 def travel_choreography(within: float = DEFAULT_WITHIN_SECONDS) -> SagaDefinition:
     """The tracked type, each step's event due `within` seconds after the previous one."""
-    definition: SagaDefinition = tracked_saga(
+    return tracked_saga(
         "travel_choreography",
         version=1,
         started_by=(f"{TRAVEL}booking_started",),
@@ -71,7 +65,6 @@ def travel_choreography(within: float = DEFAULT_WITHIN_SECONDS) -> SagaDefinitio
             ),
         ),
     )
-    return definition
 
 
 TRAVEL_CHOREOGRAPHY = travel_choreography(
