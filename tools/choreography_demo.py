@@ -12,8 +12,11 @@ queue of its own. Three bookings:
    unwind themselves (hotel_cancelled, flight_cancelled): the saga FAILED;
 3. trip-3 stalls: the hotel service is stopped, so no hotel_booked comes; the saga is
    flagged (needs_intervention) after the window; an operator aborts it (`saga abort`),
-   and the orchestrator publishes the rescue's cancel events: the flight service obeys
-   cancel_flight (the hotel's cancel_hotel waits in the stopped hotel's queue): FAILED.
+   and the rescue publishes cancel_hotel (the hotel's outcome is unknown), which waits in
+   the stopped hotel's queue: no hotel_cancelled comes and that undo is flagged in turn.
+   The operator, having checked the hotel's own records hold nothing for trip-3, resolves
+   the step (`saga resolve --step book_hotel`); the rescue goes on with cancel_flight,
+   which the flight service obeys: FAILED, nothing booked.
 
 It prints the events as they passed, the sagas' histories (`saga history`), checks that
 the services' SQLite files agree with the sagas' outcomes (trip-1 booked everywhere, the
@@ -126,7 +129,7 @@ class Run:
             capture_output=True,
             text=True,
             timeout=CLI_TIMEOUT_SECONDS,
-            env={**os.environ, "COLUMNS": "160"},
+            env={**os.environ, "COLUMNS": "250"},
         )
         for line in (done.stdout + done.stderr).splitlines():
             print(f"    {line}")
@@ -159,6 +162,7 @@ class Scenes:
         self.client = client
         self.observer: aio_pika.abc.AbstractQueue | None = None
         self.saga_ids: dict[str, str] = {}
+        self.seen: list[ev.CloudEvent] = []
 
     async def book(self, data: Mapping[str, Any]) -> None:
         booking_id = str(data["booking_id"])
@@ -191,24 +195,20 @@ class Scenes:
         print(f"  saga {saga.saga_id}: {describe(saga)}")
         return saga
 
-    async def print_events(self) -> list[ev.CloudEvent]:
+    async def print_events(self) -> None:
         """Print the travel events that passed on the exchange since the last call."""
         assert self.observer is not None
-        printed = []
         while (message := await self.observer.get(no_ack=True, fail=False)) is not None:
             event = ev.parse_message(message.body, message.content_type, message.headers)
             print(f"  event {event.short_type:<22} {event.subject:<8} from {event.source}")
-            printed.append(event)
-        return printed
+            self.seen.append(event)
 
     async def wait_event(self, short_type: str, booking_id: str) -> None:
-        """Until a service published `short_type` about the booking (printing all events)."""
+        """Until `short_type` about the booking passed (now or before; printing events)."""
 
         async def check() -> bool:
-            return any(
-                e.short_type == short_type and e.subject == booking_id
-                for e in await self.print_events()
-            )
+            await self.print_events()
+            return any(e.short_type == short_type and e.subject == booking_id for e in self.seen)
 
         await wait_until(f"{booking_id}: {short_type}", check)
 
@@ -224,30 +224,59 @@ class Scenes:
         await self.settle("trip-2", is_status(pb.SAGA_STATUS_FAILED), "failed")
 
         print("\n3. The hotel service is stopped: the booking stalls, is flagged, is rescued")
-        hotel = self.run.services["hotel"]
-        print(f"  stopping the hotel service (pid {hotel.pid})")
-        hotel.stop()
-        started = time.monotonic()
-        await self.book(trip("trip-3"))
-        await self.settle("trip-3", lambda saga: saga.needs_intervention, "flagged")
-        print(f"  flagged {time.monotonic() - started:.1f}s after the booking started")
-        self.run.saga(
-            [
-                *("abort", self.saga_ids["trip-3"]),
-                *("--reason", "hotel service down; undo the trip", "--by", OPERATOR),
-            ]
-        )
-        await self.settle("trip-3", rescued, "rescued")
-        await self.wait_event("flight_cancelled", "trip-3")  # the flight obeyed cancel_flight
+        await self.stall_and_rescue("trip-3")
 
         print("\nThe sagas' histories")
         for booking_id in ("trip-1", "trip-2", "trip-3"):
             print(f"\n{booking_id}:")
             self.run.saga(["history", self.saga_ids[booking_id]])
 
+    async def stall_and_rescue(self, booking_id: str) -> None:
+        """Stop the hotel, book, wait for the flag, abort; the rescue publishes
+        cancel_hotel first (the hotel's outcome is unknown) and waits for the hotel to
+        confirm it. The stopped hotel cannot: that undo is flagged in turn, and the
+        operator, having checked the hotel's own records hold nothing for the booking,
+        resolves the step by hand; the rescue goes on with cancel_flight."""
+        hotel = self.run.services["hotel"]
+        print(f"  stopping the hotel service (pid {hotel.pid})")
+        hotel.stop()
+        started = time.monotonic()
+        await self.book(trip(booking_id))
+        await self.settle(booking_id, lambda saga: saga.needs_intervention, "flagged")
+        print(f"  flagged {time.monotonic() - started:.1f}s after the booking started")
+        saga_id = self.saga_ids[booking_id]
+        self.run.saga(
+            ["abort", saga_id, "--reason", "hotel service down; undo the trip", "--by", OPERATOR]
+        )
+        saga = await self.settle(
+            booking_id, lambda saga: rescued(saga) or undo_stuck(saga, "book_hotel"), "rescued"
+        )
+        if not rescued(saga):
+            held = read_bookings(self.run.workdir / "hotel.sqlite3").get(booking_id)
+            if held is not None:
+                raise DemoFailed(f"the stopped hotel holds {booking_id}: {held}")
+            print(
+                f"  cancel_hotel waits in the stopped hotel's queue, so no hotel_cancelled "
+                f"came; the hotel's own records hold nothing for {booking_id}:"
+            )
+            self.run.saga(
+                [
+                    *("resolve", saga_id, "--step", "book_hotel", "--by", OPERATOR),
+                    *("--reason", f"the hotel never booked {booking_id}; nothing to undo"),
+                ]
+            )
+            await self.settle(booking_id, rescued, "rescued")
+        await self.wait_event("flight_cancelled", booking_id)  # the flight obeyed cancel_flight
+
 
 def is_status(status: int) -> Callable[[pb.Saga], bool]:
     return lambda saga: saga.status == status
+
+
+def undo_stuck(saga: pb.Saga, step: str) -> bool:
+    """The rescue gave up waiting for `step`'s undo event: the saga needs an operator."""
+    found = next(s for s in saga.steps if s.name == step)
+    return saga.needs_intervention and found.status == pb.STEP_STATUS_COMPENSATION_FAILED
 
 
 def rescued(saga: pb.Saga) -> bool:
