@@ -7,7 +7,7 @@ INSTALLED := $(VENV)/.installed
 # uses googleapis-common-protos' google.rpc.status_pb2).
 PROTO_FILES := $(shell find protos/saga -name '*.proto' | sort)
 
-.PHONY: install protos demo demo-secure demo-events bench-events test lint format bench bench-big bench-batch bench-async bench-tracking chaos clean
+.PHONY: install protos demo demo-secure demo-events demo-choreography bench-events test lint format bench bench-big bench-batch bench-async bench-tracking chaos clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ demo-secure: $(INSTALLED)
 # Saga events consumed from the local RabbitMQ (127.0.0.1:5672) as they happen.
 demo-events: $(INSTALLED)
 	$(PY) -m tools.demo_events
+
+# A choreographed saga on the local RabbitMQ, tracked by the orchestrator: one booking
+# completes, one is refused and unwinds through events, one stalls, is flagged and rescued.
+demo-choreography: $(INSTALLED)
+	$(PY) -m tools.choreography_demo $(DEMO_ARGS)
 
 # Two workers, one test file each at a time (module fixtures stay per worker).
 test: $(INSTALLED)
