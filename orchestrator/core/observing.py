@@ -54,11 +54,11 @@ from orchestrator.core.records import (
     TransitionEvent,
 )
 from orchestrator.core.tracking import (
-    TRACKED_KEY_PREFIX,
     DeclaredEvent,
     EventRole,
     correlation_of,
     event_roles,
+    instance_key,
 )
 from orchestrator.core.waiting import AwaitCompletion
 
@@ -117,8 +117,8 @@ def start_instance(
     """A new instance of tracked type `definition`, started by `event` (one of its
     `started_by` types): RUNNING (SAGA_STARTED, actor event:<source>), its first step
     WAITING with its window from `now`. Its correlation id is the event's correlation
-    value, its idempotency key "tracked:<value>" in `namespace` (one instance per
-    value), its input the event's data. Commit with `take_opening` (the saga's insert).
+    value, its idempotency key `instance_key` in `namespace` (one instance per
+    type and value), its input the event's data. Commit with `take_opening` (the saga's insert).
     ValueError when the event has no correlation value."""
     correlation = correlation_of(definition, event)
     if correlation is None or definition.tracking is None:
@@ -136,7 +136,7 @@ def start_instance(
         status=SagaStatus.RUNNING,
         create_time=now,
         update_time=now,
-        idempotency_key=qualified(namespace, TRACKED_KEY_PREFIX + correlation),
+        idempotency_key=qualified(namespace, instance_key(definition.name, correlation)),
         request_fingerprint=request_fingerprint(definition.name, correlation, payload),
         namespace=namespace,
     )

@@ -46,8 +46,14 @@ TRACKED_INPUT = struct_pb2.Struct
 """The input message of every tracked saga type: the start event's data."""
 
 TRACKED_KEY_PREFIX = "tracked:"
-"""A tracked instance's idempotency key is this and its correlation value, so one
-(saga type, correlation, namespace) has one instance however many replicas ingest it."""
+"""A tracked instance's idempotency key is this, its saga type and its correlation value
+(`instance_key`), so one (saga type, correlation, namespace) has one instance however
+many replicas ingest it, and two types correlating on the same value do not collide."""
+
+
+def instance_key(saga_type: str, correlation: str) -> str:
+    """The idempotency key (before its namespace) of a tracked type's instance."""
+    return f"{TRACKED_KEY_PREFIX}{saga_type}:{correlation}"
 
 
 class OnStuck(enum.Enum):
@@ -317,5 +323,6 @@ __all__ = [
     "Tracking",
     "correlation_of",
     "event_roles",
+    "instance_key",
     "tracked_saga",
 ]

@@ -60,7 +60,7 @@ from orchestrator.core.observing import (
 )
 from orchestrator.core.records import CreateSagaResult, NewSaga, SagaCommit, StoredSaga
 from orchestrator.core.registry import Registry
-from orchestrator.core.tracking import TRACKED_KEY_PREFIX, EventRole, TrackedTypes, correlation_of
+from orchestrator.core.tracking import EventRole, TrackedTypes, correlation_of, instance_key
 from orchestrator.engine.event_payloads import event_from_payload
 from orchestrator.engine.executor import Executor
 from orchestrator.engine.held_events import expire_held, keep_expiring
@@ -201,7 +201,7 @@ class TrackedEvents:
             name = role.definition.name
             instance = instances.get((name, correlation))
             if instance is None:
-                key = qualified(self._namespace, TRACKED_KEY_PREFIX + correlation)
+                key = qualified(self._namespace, instance_key(name, correlation))
                 instance = Instance(role.definition, correlation, self._namespace, key)
                 instances[(name, correlation)] = instance
             instance.events.append(Routed(position, event, role.role))

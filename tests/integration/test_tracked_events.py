@@ -440,3 +440,17 @@ async def test_a_flagged_steps_late_event_still_counts_and_the_flow_goes_on(stor
         assert steps["book_hotel"] is StepStatus.WAITING
         completed = [t for t in await tracker.log("B13") if t.step == "book_flight"][-1]
         assert "after its window" in completed.reason
+
+
+async def test_two_tracked_types_following_one_flow_each_get_their_own_instance(store: Store):
+    """Both types correlate on the same booking id: each has its own instance (the
+    instance key names the type), and both complete."""
+    audit = tracked_travel(name="travel_audit")
+    async with tracking(store, tracked_travel(), audit) as tracker:
+        await tracker.ingest(*full_run("B1"))
+        sagas = await store.list_sagas(SagaFilter(correlation_id="B1"), limit=5)
+        assert sorted(s.saga_type for s in sagas) == ["travel_audit", "travel_choreography"]
+        assert {s.status for s in sagas} == {SagaStatus.COMPLETED}
+        for saga in sagas:
+            log = await store.get_transitions(saga.saga_id)
+            assert moves(log) == COMPLETED_RUN

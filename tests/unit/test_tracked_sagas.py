@@ -50,7 +50,7 @@ def test_a_start_event_opens_an_instance_whose_first_step_waits_for_its_window()
     run = tracker.run()
     assert run.status is SagaStatus.RUNNING
     assert run.saga.correlation_id == "B1"
-    assert run.saga.idempotency_key == "default/tracked:B1"
+    assert run.saga.idempotency_key == "default/tracked:travel_choreography:B1"
     assert run.saga.payload == {"booking_id": "B1", "travellers": 2}
     assert statuses(run) == [StepStatus.WAITING, StepStatus.PENDING, StepStatus.PENDING]
     assert run.steps[FLIGHT].wait_deadline == at(30)
@@ -65,7 +65,7 @@ def test_a_start_event_opens_an_instance_whose_first_step_waits_for_its_window()
 def test_start_instance_opens_with_one_insert_under_the_correlation_key():
     run = observing.start_instance(TRAVEL, event("booking_started"), T0, "s-1", "tenant-a")
     opening = observing.take_opening(run)
-    assert opening.saga.idempotency_key == "tenant-a/tracked:B1"
+    assert opening.saga.idempotency_key == "tenant-a/tracked:travel_choreography:B1"
     assert [t.seq for t in opening.transitions] == [1, 2]
     assert [s.status for s in opening.steps] == [
         StepStatus.WAITING,
@@ -526,3 +526,12 @@ def test_a_flagged_saga_names_a_repeat_of_a_recorded_event_as_such():
     assert tracker.log["B1"][-1].reason.endswith(
         "repeats the recorded " + f"{T}flight_booked (a different event id)"
     )
+
+
+def test_startsaga_may_not_take_an_idempotency_key_reserved_for_tracked_instances():
+    from orchestrator.core.errors import InvalidArgument
+    from orchestrator.core.opening import SagaStart
+    from orchestrator.examples.travel_booking import TRAVEL_BOOKING
+
+    with pytest.raises(InvalidArgument, match="reserved for tracked sagas"):
+        SagaStart(TRAVEL_BOOKING, "c-1", {}, "tracked:travel_choreography:B1")
