@@ -28,16 +28,19 @@ from orchestrator.api.events_admin import SagaEventsService
 from orchestrator.api.grpc_server import (
     EVENTS_SERVICE_NAME,
     HANDSHAKE_TIMEOUT_SECONDS,
+    INGEST_SERVICE_NAME,
     SERVICE_NAME,
     auth_policy,
     create_server,
 )
+from orchestrator.api.ingest import SagaEventIngestService
 from orchestrator.api.servicer import SagaOrchestratorService
 from orchestrator.api.step_services import SERVICE_NAMES as STEP_SERVICE_NAMES
 from orchestrator.api.step_services import step_services
 from orchestrator.core.definition import SagaDefinition
 from orchestrator.core.errors import ConfigurationError, SagaError
 from orchestrator.core.events import EventSink
+from orchestrator.core.incoming import CommandEventPublisher
 from orchestrator.core.limits import Limits
 from orchestrator.core.records import Lease
 from orchestrator.core.registry import Registry, check_unfinished_versions
@@ -45,8 +48,11 @@ from orchestrator.engine.commands import ParticipantClient
 from orchestrator.engine.executor import Executor
 from orchestrator.engine.leases import DEFAULT_LEASE_SECONDS, unique_replica_id
 from orchestrator.engine.retention import keep_retention
+from orchestrator.engine.tracking import DEFAULT_WAIT_FOR_START_SECONDS, TrackedEvents
 from orchestrator.events.brokers import Publisher
 from orchestrator.events.config import EventsConfig
+from orchestrator.events.ingest.batches import IngestMetrics
+from orchestrator.events.ingest.config import IngestConfig, TrackedEventsIn
 from orchestrator.events.relay import Relay, RelayMetrics, RelaySettings
 from orchestrator.security.auth import AuthInterceptor
 from orchestrator.security.tls import ClientTls, ServerTls, is_loopback
@@ -117,6 +123,12 @@ class ServeConfig:
     # Broker sinks of events (docs/events.md); none by default.
     events: EventsConfig = field(default_factory=EventsConfig)
     webhooks: webhooks_wiring.WebhooksConfig = field(default_factory=webhooks_wiring.WebhooksConfig)
+    # How long an event of a tracked saga waits for its instance to start before it is
+    # recorded as an anomaly (docs/tracking.md).
+    tracked_wait_for_start: float = DEFAULT_WAIT_FOR_START_SECONDS
+    # Where tracked sagas' events come in from (RabbitMQ, NATS), and where rescues'
+    # compensation events go out.
+    ingest: IngestConfig = field(default_factory=IngestConfig)
 
 
 def _write_ready_file(
@@ -207,6 +219,10 @@ async def serve(config: ServeConfig, definitions: Iterable[SagaDefinition]) -> N
         raise ConfigurationError(f"retention must be positive, got {config.retention}")
     if config.lease_seconds <= 0:
         raise ConfigurationError(f"lease seconds must be positive, got {config.lease_seconds:g}")
+    if config.tracked_wait_for_start <= 0:
+        raise ConfigurationError(
+            f"--tracked-wait-for-start must be positive, got {config.tracked_wait_for_start:g}"
+        )
     _check_telemetry_config(config)
     _check_console_config(config)
     # The level stays whatever the caller (the CLI) set; only the format is ours.
@@ -269,6 +285,18 @@ def _start_retention(
     )
 
 
+def _called_participants(registry: Registry) -> frozenset[str]:
+    """The participants some step calls (an action or a compensation): only those need an
+    address. A tracked saga's observed step is never called, unless a rescue has a
+    compensation call to make on it."""
+    return frozenset(
+        step.participant
+        for definition in registry.definitions
+        for step in definition.all_steps
+        if step.action is not None or step.compensation is not None
+    )
+
+
 INTERVENTION_GAUGE_SECONDS = 5.0
 """How often each replica counts the sagas needing an operator, for the gauge."""
 
@@ -300,7 +328,7 @@ async def _serve(
     participants = ParticipantClient(
         config.participants, tls=config.participants_tls, token=config.participants_token
     )
-    participants.check_addresses(registry.participants)
+    participants.check_addresses(_called_participants(registry))
     webhooks = webhooks_wiring.Webhooks(config.webhooks, config.replica_id)
     broker_sinks = [*config.events.sinks(), *webhooks.sinks()]
     store = open_store(
@@ -326,6 +354,18 @@ async def _serve(
         "saga definitions: %s",
         ", ".join(f"{d.name} v{d.version}" for d in registry.definitions),
     )
+    # The orchestrator's own events (a tracked saga's rescue compensations), published by
+    # the ways in's broker (events/ingest) when one is configured; None sends none.
+    ingest_metrics = IngestMetrics(
+        None if telemetry.metrics is None else telemetry.metrics.registry
+    )
+    ways_in = TrackedEventsIn(config.ingest, ingest_metrics)
+    try:
+        command_events: CommandEventPublisher | None = await ways_in.connect_publisher()
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await store.close()
+        raise
     executor = Executor(
         store,
         registry,
@@ -333,6 +373,17 @@ async def _serve(
         lease=Lease(config.replica_id, config.lease_seconds),
         max_active_sagas=config.limits.max_sagas_in_flight,
         telemetry=telemetry,
+        command_events=command_events,
+    )
+    # The one EventIngestor of this process (None without tracked saga types): every way
+    # in (RabbitMQ, NATS, IngestEvents, the HTTP binding) hands its batches to it.
+    tracked_events = TrackedEvents.for_registry(
+        store, registry, executor, wait_for_start=config.tracked_wait_for_start
+    )
+    ingest = (
+        None
+        if tracked_events is None
+        else SagaEventIngestService(tracked_events, store, ingest_metrics)
     )
     servicer = SagaOrchestratorService(registry, executor, store, config.limits)
     webhooks.start(store, telemetry.metrics, servicer)
@@ -354,7 +405,7 @@ async def _serve(
         with_reflection=config.reflection,
         handshake_seconds=config.handshake_timeout_seconds,
         events=events,
-        services=[webhooks.register, steps.add_to],
+        services=[webhooks.register, steps.add_to, *([ingest.register] if ingest else [])],
     )
     await server.start()
     console = None
@@ -363,6 +414,7 @@ async def _serve(
         from orchestrator.api.tasks import SERVICE_NAME as TASKS_SERVICE_NAME
         from orchestrator.web import start_web_console
         from orchestrator.web.auth import policy_authenticator
+        from orchestrator.web.ingest import EventIngestRoute
         from orchestrator.web.rest import RestServices
         from orchestrator.web.sessions import SessionTable
 
@@ -390,8 +442,12 @@ async def _serve(
                 policy,
                 max_body_bytes=2 * config.limits.grpc_message_bytes,
             ),
+            ingest=None
+            if ingest is None
+            else EventIngestRoute(ingest, policy, body_seconds=config.handshake_timeout_seconds),
         )
-    for name in ("", SERVICE_NAME, EVENTS_SERVICE_NAME, *STEP_SERVICE_NAMES):
+    ingest_names = () if ingest is None else (INGEST_SERVICE_NAME,)
+    for name in ("", SERVICE_NAME, EVENTS_SERVICE_NAME, *STEP_SERVICE_NAMES, *ingest_names):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     host = config.listen.rsplit(":", 1)[0]
     address = f"{host}:{port}"
@@ -403,6 +459,9 @@ async def _serve(
     if policy is not None:
         loop.add_signal_handler(signal.SIGHUP, policy.reload)
     executor.resume_unfinished()
+    if tracked_events is not None:
+        tracked_events.start()
+        await ways_in.start(tracked_events, sorted(tracked_events.event_types))
     relay = _start_relay(config, store, telemetry, broker_sinks)
     retention = _start_retention(config, store, telemetry)
     gauge = None
@@ -431,6 +490,9 @@ async def _serve(
     if retention is not None:
         retention.cancel()
         await asyncio.gather(retention, return_exceptions=True)
+    await ways_in.stop()
+    if tracked_events is not None:
+        await tracked_events.stop()
     await executor.stop()
     if relay is not None:
         await relay.stop()

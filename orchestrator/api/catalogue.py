@@ -17,8 +17,10 @@ from orchestrator.core.definition import (
     AsyncCompletion,
     RetryPolicy,
     SagaDefinition,
+    Step,
 )
 from orchestrator.core.escalation import ESCALATION_ASSUMES, step_escalation
+from orchestrator.core.tracking import Observed, OnStuck, Tracking
 from saga.v1 import orchestrator_pb2 as pb
 
 
@@ -52,26 +54,112 @@ def definition_to_proto(definition: SagaDefinition, *, latest: bool = True) -> p
     pivot = definition.pivot_stage
     if pivot is not None:
         message.pivot_stage = pivot + 1
+    if definition.tracking is not None:
+        message.tracking.CopyFrom(tracking_to_proto(definition.tracking))
     for index, step in enumerate(definition.all_steps):
         entry = message.steps.add(
             name=step.name,
             group=definition.group_of(index),
             stage=definition.stage_of(index) + 1,
             participant=step.participant,
-            action=f"{step.action.service}.{step.action.method}",
+            action=f"{step.action.service}.{step.action.method}" if step.action else "",
             forward_only=definition.is_forward_only(index),
             retriable=step.retriable,
             timeout_seconds=step.timeout,
             retry=_policy(definition.action_retry(step)),
             compensation_retry=_policy(definition.compensation_retry_of(step)),
             read_only=step.read_only,
-            escalation_seconds=round(step_escalation(definition, step).total_seconds, 3),
+            escalation_seconds=_escalation_seconds(definition, step),
         )
         if step.compensation is not None:
             entry.compensation = f"{step.compensation.service}.{step.compensation.method}"
         if step.completion is not None:
             entry.completion.CopyFrom(completion_to_proto(step.completion))
+        if step.observed is not None:
+            entry.observed.CopyFrom(observed_to_proto(step.observed))
     return message
+
+
+def _escalation_seconds(definition: SagaDefinition, step: Step) -> float:
+    """An observed step is given up on (flagged or rescued) when its window ends."""
+    if step.observed is not None:
+        return step.observed.within
+    return round(step_escalation(definition, step).total_seconds, 3)
+
+
+def tracking_to_proto(tracking: Tracking) -> pb.TrackingDefinition:
+    return pb.TrackingDefinition(
+        started_by=list(tracking.started_by),
+        correlation=tracking.correlation.describe(),
+        on_stuck=tracking.on_stuck.value,
+    )
+
+
+def observed_to_proto(observed: Observed) -> pb.ObservedStepDefinition:
+    return pb.ObservedStepDefinition(
+        completes_on=list(observed.completes_on),
+        fails_on=list(observed.fails_on),
+        compensated_on=list(observed.compensated_on),
+        within_seconds=observed.within,
+        compensation_event=observed.compensation_event,
+    )
+
+
+def on_stuck_text(on_stuck: str) -> str:
+    """What a missed window leads to, for people."""
+    if on_stuck == OnStuck.COMPENSATE.value:
+        return (
+            "compensate: the orchestrator rescues the saga, undoing the completed steps "
+            "(and the stuck one) itself, in reverse order"
+        )
+    return "needs_intervention: the saga is flagged for an operator (the flow is not ours)"
+
+
+def observed_lines(step: pb.StepDefinition, on_stuck: str) -> list[tuple[str, str]]:
+    """An observed step's events, window and undo, as (label, text) pairs."""
+    observed = step.observed
+    lines = [("completes on", ", ".join(observed.completes_on))]
+    if observed.fails_on:
+        lines.append(("fails on", ", ".join(observed.fails_on)))
+    lines.append(("within", f"{observed.within_seconds:g}s of the previous step's event"))
+    lines.append(("undone on", ", ".join(observed.compensated_on) or "none (not observed)"))
+    if step.HasField("compensation"):
+        rescue = f"in a rescue, call {step.compensation}"
+    elif observed.compensation_event:
+        rescue = f"in a rescue, publish {observed.compensation_event}"
+    elif observed.compensated_on:
+        rescue = "none: a rescue waits for its undo event"
+    else:
+        rescue = "none"
+    lines.append(("compensation", rescue))
+    then = "rescue" if on_stuck == OnStuck.COMPENSATE.value else "flag for an operator"
+    lines.append(("on stuck", f"no event within the window: {then}"))
+    return lines
+
+
+def tracked_text(message: pb.SagaDefinition) -> str:
+    """A tracked type for people: start events, correlation, each step's events,
+    window and compensation, and what a stuck instance leads to."""
+    title = f"{message.saga_type} v{message.version} (tracked)"
+    lines = [f"{title}: {message.description}" if message.description else title]
+    tracking = message.tracking
+    lines.append(f"started by:  {', '.join(tracking.started_by)}")
+    lines.append(f"correlation: {tracking.correlation}")
+    lines.append(f"on stuck:    {on_stuck_text(tracking.on_stuck)}")
+    lines.append("")
+    for step in message.steps:
+        lines.append(f"{step.stage}. {step.name} (observed)")
+        lines.append(f"   participant:  {step.participant}")
+        lines.extend(
+            f"   {label + ':':<13} {text}"
+            for label, text in observed_lines(step, tracking.on_stuck)
+        )
+    lines.append("")
+    lines.append(
+        "a failing event unwinds the saga: each completed step, last first, waits for its "
+        "undo event"
+    )
+    return "\n".join(lines) + "\n"
 
 
 def completion_to_proto(completion: AsyncCompletion) -> pb.AsyncCompletionDefinition:
@@ -99,8 +187,8 @@ def completion_text(completion: pb.AsyncCompletionDefinition) -> str:
     )
 
 
-_OPTIONAL_FIELDS = {"deadline_seconds", "pivot_stage"}
-_OPTIONAL_STEP_FIELDS = {"compensation", "completion"}
+_OPTIONAL_FIELDS = {"deadline_seconds", "pivot_stage", "tracking"}
+_OPTIONAL_STEP_FIELDS = {"compensation", "completion", "observed"}
 
 
 def definition_document(message: pb.SagaDefinition) -> dict[str, Any]:
@@ -129,6 +217,8 @@ def escalation_text(step: pb.StepDefinition) -> str:
 def describe_text(message: pb.SagaDefinition) -> str:
     """A catalogue entry for people: stages, steps, RPCs, pivot (what a server can say
     without the definition modules; `saga describe` without --address says more)."""
+    if message.HasField("tracking"):
+        return tracked_text(message)
     title = f"{message.saga_type} v{message.version}"
     lines = [f"{title}: {message.description}" if message.description else title]
     lines.append(f"input: {message.input}")

@@ -15,6 +15,8 @@ from grpc_reflection.v1alpha import reflection
 
 from orchestrator.api import webhooks_wiring
 from orchestrator.api.events_admin import SagaEventsService
+from orchestrator.api.ingest import INGEST_AUTH
+from orchestrator.api.ingest import SERVICE_NAME as INGEST_SERVICE_NAME
 from orchestrator.api.request_decoding import UndecodableRequestInterceptor
 from orchestrator.api.servicer import SagaOrchestratorService
 from orchestrator.api.step_services import SERVICE_NAMES as STEP_SERVICE_NAMES
@@ -85,6 +87,7 @@ def create_server(
             *map(UndecodableRequestInterceptor, (SERVICE_NAME, EVENTS_SERVICE_NAME)),
             *map(UndecodableRequestInterceptor, STEP_SERVICE_NAMES),
             UndecodableRequestInterceptor(webhooks_wiring.WEBHOOKS_SERVICE),
+            UndecodableRequestInterceptor(INGEST_SERVICE_NAME),
         ],
         options=server_options(limits or Limits(), handshake_seconds),
     )
@@ -117,6 +120,7 @@ def auth_policy(auth_file: Path | None, *, reflection: bool = True) -> AuthPolic
         **events_rules(events_admin_pb2.DESCRIPTOR.services_by_name["SagaEvents"]),
         **step_service_rules(),
         **webhooks_wiring.WEBHOOKS_AUTH,
+        **INGEST_AUTH,
     }
     policy = AuthPolicy(auth_file, rules, reflection=reflection)
     logger.info("auth is on: callers from %s (SIGHUP re-reads it)", auth_file)
@@ -126,6 +130,7 @@ def auth_policy(auth_file: Path | None, *, reflection: bool = True) -> AuthPolic
 __all__ = [
     "EVENTS_SERVICE_NAME",
     "HANDSHAKE_TIMEOUT_SECONDS",
+    "INGEST_SERVICE_NAME",
     "SERVICE_NAME",
     "auth_policy",
     "create_server",

@@ -46,7 +46,7 @@ def _stages(definition: SagaDefinition) -> Iterator[_Stage]:
     for position, (stage, ids) in enumerate(zip(definition.steps, definition.stages, strict=True)):
         steps = _members(stage)
         undoable = tuple(
-            step.compensation is not None and not definition.is_forward_only(index)
+            _undo_label(step) is not None and not definition.is_forward_only(index)
             for step, index in zip(steps, ids, strict=True)
         )
         group = stage.name if isinstance(stage, Parallel) else ""
@@ -64,6 +64,26 @@ def _rpc(call: Call) -> str:
 def _short_rpc(call: Call) -> str:
     """`FlightService.BookFlight`: the service without its package, for diagrams."""
     return f"{call.service.rsplit('.', 1)[-1]}.{call.method}"
+
+
+def _short_event(event_type: str) -> str:
+    """`flight_booked`: an event type without its reverse-DNS prefix, for diagrams."""
+    return event_type.rsplit(".", 1)[-1]
+
+
+def _undo_label(step: Step) -> str | None:
+    """What undoes the step in a diagram: its compensation RPC, or for an observed step
+    the undo events it waits for (else the event a rescue publishes); None if nothing."""
+    observed = step.observed
+    parts: list[str] = []
+    if observed is not None and observed.compensated_on:
+        parts.append("on " + " | ".join(_short_event(t) for t in observed.compensated_on))
+    rescue = "rescue: " if observed is not None else ""
+    if step.compensation is not None:
+        parts.append(rescue + _short_rpc(step.compensation))
+    elif observed is not None and observed.compensation_event:
+        parts.append(rescue + "publish " + _short_event(observed.compensation_event))
+    return " / ".join(parts) or None
 
 
 def _seconds(value: float) -> str:
@@ -107,7 +127,10 @@ def _compensation_order(definition: SagaDefinition) -> list[str]:
 
 
 def describe_text(definition: SagaDefinition) -> str:
-    """Stages in order; each step's participant, RPCs, timeout and retry policies."""
+    """Stages in order; each step's participant, RPCs, timeout and retry policies (for a
+    tracked type: its events, windows and compensations, as the catalogue says them)."""
+    if definition.tracking is not None:
+        return catalogue.tracked_text(catalogue.definition_to_proto(definition))
     title = f"{definition.name} v{definition.version}"
     lines = [f"{title}: {definition.description}" if definition.description else title]
     lines.append(f"input: {definition.input_type.DESCRIPTOR.full_name}")
@@ -132,7 +155,8 @@ def describe_text(definition: SagaDefinition) -> str:
             detail = f"{indent}    " if stage.group else f"{indent}  "
             lines.append(f"{prefix}{step.name}")
             lines.append(f"{detail}participant:        {step.participant}")
-            lines.append(f"{detail}action:             {_rpc(step.action)}")
+            action = _rpc(step.action) if step.action else "none (observed)"
+            lines.append(f"{detail}action:             {action}")
             if step.read_only:
                 compensation = "none (read-only: nothing to undo, a rollback passes over it)"
             elif step.compensation is None and definition.is_forward_only(index):
@@ -183,6 +207,14 @@ def describe_text(definition: SagaDefinition) -> str:
 
 def _step_label(step: Step) -> tuple[str, ...]:
     """A diagram node's lines: the step, who does what, whether it can be undone or fail."""
+    observed = step.observed
+    if observed is not None:
+        lines = [step.name, f"{step.participant}: on {_short_event(observed.completes_on[0])}"]
+        if observed.fails_on:
+            lines.append("fails on " + " | ".join(_short_event(t) for t in observed.fails_on))
+        lines.append(f"within {_seconds(observed.within)}")
+        return tuple(lines)
+    assert step.action is not None  # an orchestrated step (checked at load)
     lines = [step.name, f"{step.participant}: {_short_rpc(step.action)}"]
     if step.read_only:
         lines.append("read-only")
@@ -193,12 +225,12 @@ def _step_label(step: Step) -> tuple[str, ...]:
     return tuple(lines)
 
 
-def _undo_nodes(stage: _Stage) -> Iterator[tuple[Step, Call, int]]:
-    """The members whose compensation a failure can run, with it and their node ids
-    (an undoable step always has a compensation: `_Stage.undoable`)."""
+def _undo_nodes(stage: _Stage) -> Iterator[tuple[Step, str, int]]:
+    """The members a failure can undo, with what undoes them and their node ids."""
     for step, node, undoable in zip(stage.steps, stage.ids, stage.undoable, strict=True):
-        if undoable and step.compensation is not None:
-            yield step, step.compensation, node
+        label = _undo_label(step)
+        if undoable and label is not None:
+            yield step, label, node
 
 
 def _mermaid_label(*parts: str) -> str:
@@ -231,8 +263,8 @@ def describe_mermaid(definition: SagaDefinition) -> str:
     if undo_stages:
         lines.append('    failed(["failed"])')
         for stage in stages:
-            for step, compensation, node in _undo_nodes(stage):
-                label = _mermaid_label(f"undo {step.name}", _short_rpc(compensation))
+            for step, undo, node in _undo_nodes(stage):
+                label = _mermaid_label(f"undo {step.name}", undo)
                 lines.append(f"    c{node}[{label}]")
                 lines.append(f"    s{node} -. undo .-> c{node}")
         for later, earlier in zip(undo_stages, [*undo_stages[1:], ["failed"]], strict=True):
@@ -287,8 +319,8 @@ def describe_dot(definition: SagaDefinition) -> str:
     if undo_stages:
         lines.append('    failed [label="failed", shape=oval];')
         for stage in stages:
-            for step, compensation, node in _undo_nodes(stage):
-                label = f"undo {step.name}\n{_short_rpc(compensation)}"
+            for step, undo, node in _undo_nodes(stage):
+                label = f"undo {step.name}\n{undo}"
                 lines.append(f"    c{node} [label={_dot_quote(label)}, style=dashed];")
                 lines.append(f'    s{node} -> c{node} [style=dashed, label="undo"];')
         for later, earlier in zip(undo_stages, [*undo_stages[1:], ["failed"]], strict=True):

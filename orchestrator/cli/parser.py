@@ -32,8 +32,10 @@ from orchestrator.cli.options import (
     server_security_options,
     watch_options,
 )
+from orchestrator.cli.serve import tracked_serve_options
 from orchestrator.cli.task_commands import add_task_commands
 from orchestrator.cli.webhooks import add_webhooks_parser, webhook_serve_options
+from orchestrator.events.ingest.config import add_ingest_flags
 from orchestrator.telemetry.logs import LOG_FORMATS
 
 DESCRIPTION = """The `saga` command: serve the orchestrator, run the example participants, start,
@@ -224,6 +226,8 @@ def _limit_options(serve_cmd: argparse.ArgumentParser) -> None:
         )
     events_options(serve_cmd)
     webhook_serve_options(serve_cmd)
+    tracked_serve_options(serve_cmd)
+    add_ingest_flags(serve_cmd)
     serve_cmd.add_argument(
         "--retention",
         type=duration_argument,

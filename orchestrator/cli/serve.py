@@ -55,10 +55,27 @@ def _events_config(args: argparse.Namespace) -> EventsConfig:
     )
 
 
+def tracked_serve_options(serve_cmd: argparse.ArgumentParser) -> None:
+    """`saga serve`'s options of tracked (choreographed) sagas."""
+    from orchestrator.cli.options import positive_float
+    from orchestrator.engine.tracking import DEFAULT_WAIT_FOR_START_SECONDS
+
+    serve_cmd.add_argument(
+        "--tracked-wait-for-start",
+        type=positive_float,
+        default=env_or("SAGA_TRACKED_WAIT_FOR_START", str(DEFAULT_WAIT_FOR_START_SECONDS)),
+        metavar="SECONDS",
+        help="how long an event of a tracked saga waits for its instance's start event "
+        "before it is recorded as an anomaly (env SAGA_TRACKED_WAIT_FOR_START; default "
+        f"{DEFAULT_WAIT_FOR_START_SECONDS:g})",
+    )
+
+
 def serve_command(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from orchestrator.core.limits import Limits
+    from orchestrator.events.ingest.config import IngestConfig
     from orchestrator.security.tls import client_tls, server_tls
     from orchestrator.server import ServeConfig, serve
     from orchestrator.store import PoolConfig
@@ -106,6 +123,8 @@ def serve_command(args: argparse.Namespace) -> int:
             handshake_timeout_seconds=args.handshake_timeout,
             events=_events_config(args),
             webhooks=webhooks_config(args),
+            tracked_wait_for_start=float(args.tracked_wait_for_start),
+            ingest=IngestConfig.from_args(args),
             **({"replica_id": args.replica_id} if args.replica_id else {}),
         )
         asyncio.run(serve(config, load_definition_modules(args.definitions)))

@@ -28,10 +28,16 @@ class SendAction:
 
 @dataclass(frozen=True, slots=True)
 class SendCompensation:
-    """Send (or send again) the compensation of step `index`, not before `not_before`."""
+    """Send (or send again) the compensation of step `index`, not before `not_before`.
+
+    `event` set (a rescue of a tracked saga whose step declares a `compensation_event`):
+    the compensation is that CloudEvent type, published through the engine's
+    CommandEventPublisher (`observing.compensation_command_event` builds it), not an RPC.
+    """
 
     index: int
     not_before: datetime | None = None
+    event: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,8 +20,12 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from google.protobuf.message import Message
+
+if TYPE_CHECKING:
+    from orchestrator.core.tracking import Observed, Tracking
 
 CONTEXT_FIELD = "context"
 """The request field of type saga.participants.common.v1.CommandContext that the engine fills."""
@@ -126,6 +130,10 @@ DEFAULT_COMPENSATION_RETRY = RetryPolicy(max_attempts=10, initial_backoff=0.1, m
 class Step:
     """One step: an action on a participant and, unless irreversible, its compensation.
 
+    An *observed* step (`observed` set, made by `TrackedStep`, in a tracked saga type)
+    has no action: nothing is sent to start it, the events its services publish
+    complete, fail or undo it (orchestrator/core/tracking.py).
+
     `timeout` is the gRPC deadline of each attempt, in seconds. A step without a
     compensation (and not `read_only`) is a pivot: it cannot be undone, so every
     step after it must be `retriable`. Once the pivot has completed the saga only
@@ -144,7 +152,8 @@ class Step:
 
     name: str
     participant: str
-    action: Call
+    action: Call | None = None
+    """None only for an observed step."""
     compensation: Call | None = None
     timeout: float = 5.0
     retry: RetryPolicy | None = None
@@ -153,11 +162,15 @@ class Step:
     read_only: bool = False
     completion: AsyncCompletion | None = None
     """Set for an asynchronous step: accepted by its action, completed later."""
+    observed: Observed | None = None
+    """Set for an observed step of a tracked saga type: the events that move it."""
 
     @property
     def is_pivot(self) -> bool:
-        """True for a step that changes something and cannot be undone."""
-        return self.compensation is None and not self.read_only
+        """True for a step that changes something and cannot be undone. An observed step
+        is never a pivot: the orchestrator does not command the flow, so no later step
+        is held to the pivot's rule (what a refusal unwinds is what can be undone)."""
+        return self.compensation is None and not self.read_only and self.observed is None
 
 
 PIVOT_OUTCOMES: tuple[str, ...] = (
@@ -240,6 +253,9 @@ class SagaDefinition:
     output_type: type[Message] | None = None
     """The message a COMPLETED saga returns (packed in an Any), built by `output`."""
     output: OutputBuilder | None = None
+    tracking: Tracking | None = None
+    """Set for a tracked (choreographed) saga type, made by `tracked_saga`: what starts an
+    instance, how events are correlated to it, and what a stuck instance leads to."""
     all_steps: tuple[Step, ...] = field(init=False, repr=False, compare=False)
     stages: tuple[tuple[int, ...], ...] = field(init=False, repr=False, compare=False)
 

@@ -12,11 +12,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Mapping
 
+from google.protobuf import struct_pb2
 from google.protobuf.message import Message
 
 from orchestrator.core.definition import Parallel, SagaDefinition, Step, StepContext
 from orchestrator.core.errors import DefinitionError
 from orchestrator.core.resolved import ResolvedCall, ResolvedStep
+from orchestrator.core.tracking import OnStuck
 
 logger = logging.getLogger(__name__)
 
@@ -76,8 +78,120 @@ def validate_definition(definition: SagaDefinition) -> None:
         for step in members:
             claim(step.name, "step")
             _validate_step(where, step)
+    _check_kinds(where, definition)
+    if definition.tracking is not None:
+        check_tracking(where, definition)
+        return
     _check_pivot(where, definition)
     _check_locks(where, definition)
+
+
+def _check_kinds(where: str, definition: SagaDefinition) -> None:
+    """Observed steps belong to tracked types, and only there; commanded steps have an
+    action. A type is one or the other: its instances are moved by commands the
+    orchestrator sends or by events its services publish, never both."""
+    steps = definition.all_steps
+    observed = [s.name for s in steps if s.observed is not None]
+    commanded = [s.name for s in steps if s.observed is None]
+    if definition.tracking is None:
+        if observed:
+            raise DefinitionError(
+                f"{where}: step(s) {', '.join(observed)} are observed (TrackedStep) but the "
+                "type is not tracked; build it with tracked_saga(...)"
+            )
+        for step in steps:
+            if step.action is None:
+                raise DefinitionError(
+                    f"{where}, step {step.name!r}: an orchestrated step needs an action "
+                    "(only a TrackedStep of a tracked saga type has none)"
+                )
+        return
+    for step in steps:
+        if step.observed is not None and (
+            step.action is not None or step.completion is not None or step.read_only
+        ):
+            raise DefinitionError(
+                f"{where}, step {step.name!r}: an observed step has no action, completion "
+                "or read_only: its events say what happened"
+            )
+    if commanded:
+        raise DefinitionError(
+            f"{where}: tracked and orchestrated steps do not mix in one definition: "
+            f"{', '.join(commanded)} are orchestrated (use TrackedStep for every step of "
+            "a tracked_saga, or make an orchestrated SagaDefinition)"
+        )
+
+
+def check_tracking(where: str, definition: SagaDefinition) -> None:
+    """A tracked type's own rules: exactly one correlation source; every event type
+    once across its start, complete, fail and undo events; windows positive; at most
+    one way for the orchestrator to undo a step; a Struct input; no Parallel groups,
+    deadline, locks or output (a tracked flow is the services', in a line); and under
+    on_stuck COMPENSATE every step before the last undoable."""
+    tracking = definition.tracking
+    assert tracking is not None
+    correlation = tracking.correlation
+    if bool(correlation.extension) == bool(correlation.data_path):
+        raise DefinitionError(
+            f"{where}: the correlation names exactly one of extension= (a CloudEvents "
+            "extension attribute) or data_path= (a dotted path into the event's data)"
+        )
+    if not tracking.started_by:
+        raise DefinitionError(f"{where}: started_by names no event type")
+    if definition.input_type is not struct_pb2.Struct:
+        raise DefinitionError(f"{where}: a tracked type's input is google.protobuf.Struct")
+    extras = [
+        name
+        for name, present in (
+            ("Parallel groups", any(isinstance(s, Parallel) for s in definition.steps)),
+            ("a deadline", definition.deadline is not None),
+            ("locks", definition.locks is not None),
+            ("an output", definition.output is not None),
+        )
+        if present
+    ]
+    if extras:
+        raise DefinitionError(f"{where}: a tracked type has no {', '.join(extras)}")
+    seen: dict[str, str] = {}
+
+    def claim(event_type: str, role: str) -> None:
+        if not event_type:
+            raise DefinitionError(f"{where}: an empty event type ({role})")
+        if event_type in seen:
+            raise DefinitionError(
+                f"{where}: event type {event_type!r} is declared twice ({seen[event_type]} "
+                f"and {role}); each event type has one meaning in a tracked type"
+            )
+        seen[event_type] = role
+
+    for event_type in tracking.started_by:
+        claim(event_type, "started_by")
+    last = len(definition.all_steps) - 1
+    for index, step in enumerate(definition.all_steps):
+        observed = step.observed
+        assert observed is not None
+        here = f"{where}, step {step.name!r}"
+        if not observed.completes_on:
+            raise DefinitionError(f"{here}: completes_on names no event type")
+        for role, types in (
+            ("completes_on", observed.completes_on),
+            ("fails_on", observed.fails_on),
+            ("compensated_on", observed.compensated_on),
+        ):
+            for event_type in types:
+                claim(event_type, f"{step.name} {role}")
+        if not observed.within > 0:
+            raise DefinitionError(f"{here}: within must be positive, got {observed.within!r}")
+        if step.compensation is not None and observed.compensation_event:
+            raise DefinitionError(
+                f"{here}: compensation and compensation_event both say how to undo it; keep one"
+            )
+        undoable = bool(step.compensation or observed.compensation_event or observed.compensated_on)
+        if tracking.on_stuck is OnStuck.COMPENSATE and index < last and not undoable:
+            raise DefinitionError(
+                f"{here}: on_stuck=OnStuck.COMPENSATE undoes the completed steps, but this "
+                "one declares no compensation, compensation_event or compensated_on"
+            )
 
 
 def _check_locks(where: str, definition: SagaDefinition) -> None:
@@ -219,7 +333,8 @@ def dry_run_builders(definition: SagaDefinition, resolved: Mapping[str, Resolved
         steps = [definition.all_steps[index] for index in stage]
         for step in steps:
             calls = resolved[step.name]
-            _dry_run(definition, step, calls.action, available, result=None, compensating=False)
+            if calls.action is not None:
+                _dry_run(definition, step, calls.action, available, result=None, compensating=False)
             if calls.compensation is not None:
                 _dry_run(
                     definition,

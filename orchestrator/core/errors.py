@@ -94,6 +94,13 @@ class InvalidPayload(InvalidArgument):
     reason = "INVALID_PAYLOAD"
 
 
+class TrackedTypeNotStartable(SagaError):
+    """StartSaga named a tracked saga type: its instances start from its start events."""
+
+    code = ErrorCode.FAILED_PRECONDITION
+    reason = "TRACKED_TYPE_NOT_STARTABLE"
+
+
 class SagaNotFound(SagaError):
     """No saga has the requested id."""
 

@@ -93,6 +93,7 @@ EVENT_TYPES: Mapping[TransitionEvent, str] = {
         TransitionEvent.STEP_WAITING: "step.waiting",
         TransitionEvent.STEP_TIMED_OUT: "step.timed_out",
         TransitionEvent.STEP_COMPLETED_LATE: "step.completed_late",
+        TransitionEvent.EVENT_ANOMALY: "tracking.event_anomaly",
     }.items()
 }
 """The CloudEvents `type` of each transition. A saga that halts (a step that must not

@@ -19,7 +19,7 @@ import dataclasses
 from datetime import datetime, timedelta
 from typing import Any
 
-from orchestrator.core import waiting
+from orchestrator.core import tracked_moves, waiting
 from orchestrator.core.actions import (
     AcquireLocks,
     Action,
@@ -127,8 +127,11 @@ class SagaRun:
         a time: a step being compensated is sent again, else the first COMPLETED or
         STARTED step with a compensation is started; read-only steps passed on the
         way become NOTHING_TO_UNDO, with no command. An empty tuple means the saga
-        is terminal; finishing it was queued here.
+        is terminal; finishing it was queued here. A tracked saga (observed steps)
+        decides in orchestrator/core/tracked_moves.py.
         """
+        if self.definition.tracking is not None:
+            return tracked_moves.next_actions(self, now)
         status = self.status
         if status is SagaStatus.RUNNING and self.deadline_passed(now):
             self._begin_compensating_by_request(
@@ -502,7 +505,10 @@ class SagaRun:
         )
 
     def abort(self, now: datetime, actor: str, reason: str) -> None:
-        """An operator stops a RUNNING saga: it compensates what it completed."""
+        """An operator stops a RUNNING saga: it compensates what it completed. A tracked
+        saga is rescued (orchestrator/core/tracked_moves.py)."""
+        if self.definition.tracking is not None:
+            return tracked_moves.abort(self, now, actor, reason)
         if self.status is not SagaStatus.RUNNING:
             raise IllegalTransition(
                 f"saga {self.saga.saga_id} is {self.status}; only a RUNNING saga can be aborted"

@@ -77,6 +77,8 @@ _STEP_TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "resolve_forward", "source": StepStatus.FAILED, "dest": StepStatus.COMPLETED},
     # Asynchronous steps: the action's reply accepts the work, a completion ends the wait.
     {"trigger": "accept", "source": StepStatus.STARTED, "dest": StepStatus.WAITING},
+    # An observed step of a tracked saga: nothing is sent, its turn is a wait for events.
+    {"trigger": "observe", "source": StepStatus.PENDING, "dest": StepStatus.WAITING},
     {"trigger": "succeed", "source": StepStatus.WAITING, "dest": StepStatus.COMPLETED},
     {"trigger": "fail", "source": StepStatus.WAITING, "dest": StepStatus.FAILED},
     # WAITING past its deadline, or when the saga stops: the outcome is unknown, undo it.

@@ -20,7 +20,7 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from orchestrator.core.definition import SagaDefinition
-from orchestrator.core.errors import InvalidPayload
+from orchestrator.core.errors import InvalidArgument, InvalidPayload, TrackedTypeNotStartable
 from orchestrator.core.ids import new_saga_id
 from orchestrator.core.machine import Action, SagaRun
 from orchestrator.core.namespaces import DEFAULT_NAMESPACE, qualified, qualified_or_none
@@ -33,6 +33,7 @@ from orchestrator.core.records import (
     TransitionEvent,
     TransitionRecord,
 )
+from orchestrator.core.tracking import TRACKED_KEY_PREFIX
 
 
 def request_fingerprint(saga_type: str, correlation_id: str, payload: Mapping[str, Any]) -> str:
@@ -116,6 +117,20 @@ class SagaStart:
     """The input message `payload` was made from (spares the driver decoding it again)."""
     namespace: str = DEFAULT_NAMESPACE
     completion_webhook_url: str | None = None
+
+    def __post_init__(self) -> None:
+        tracking = self.definition.tracking
+        if tracking is not None:
+            raise TrackedTypeNotStartable(
+                f"saga type {self.definition.name!r} is tracked: its instances start when "
+                f"one of its start events ({', '.join(tracking.started_by)}) is ingested, "
+                "not by StartSaga"
+            )
+        if self.idempotency_key is not None and self.idempotency_key.startswith(TRACKED_KEY_PREFIX):
+            raise InvalidArgument(
+                f"idempotency_key: keys starting with {TRACKED_KEY_PREFIX!r} are reserved for "
+                "tracked sagas' instances; choose another key"
+            )
 
 
 def saga_lock_keys(

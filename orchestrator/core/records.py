@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from orchestrator.core.ingested import NO_ROWS, IngestedRows
+
 
 class SagaStatus(enum.StrEnum):
     """States of a whole saga; COMPLETED and FAILED are terminal."""
@@ -72,6 +74,9 @@ class TransitionEvent(enum.StrEnum):
     STEP_TIMED_OUT = "STEP_TIMED_OUT"
     STEP_COMPLETED_LATE = "STEP_COMPLETED_LATE"
     """A completion arrived after its step stopped waiting: refused, kept for the record."""
+    EVENT_ANOMALY = "EVENT_ANOMALY"
+    """An event of a tracked saga that did not fit (after the end, a second start, a
+    conflict, out of phase, or early and held): recorded, never an error."""
 
 
 ENGINE_ACTOR = "engine"
@@ -181,6 +186,8 @@ class SagaCommit:
     transitions: tuple[TransitionRecord, ...] = field(default=())
     released_locks: tuple[str, ...] = ()
     """Lock keys the saga gives up in this commit, with its places in their queues."""
+    ingested: IngestedRows = NO_ROWS
+    """Incoming events this commit applied or holds (`orchestrator.core.ingested`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,6 +287,8 @@ class NewSaga:
     steps: tuple[StepRecord, ...]
     transitions: tuple[TransitionRecord, ...]
     lease: Lease | None = None
+    ingested: IngestedRows = NO_ROWS
+    """Incoming events the new saga applied or holds (its start event among them)."""
 
 
 @dataclass(frozen=True, slots=True)

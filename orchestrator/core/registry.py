@@ -13,10 +13,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 
-from google.protobuf import any_pb2, json_format
+from google.protobuf import any_pb2, json_format, struct_pb2
 from google.protobuf.message import Message
 
-from orchestrator.core.definition import SagaDefinition, StepContext
+from orchestrator.core.definition import SagaDefinition, Step, StepContext
 from orchestrator.core.definition_checks import dry_run_builders, validate_definition
 from orchestrator.core.errors import DefinitionError, UnknownSagaType
 from orchestrator.core.records import SagaRecord, StepRecord
@@ -43,13 +43,17 @@ class Registry:
         validate_definition(definition)
         resolved = {
             step.name: ResolvedStep(
-                action=resolve_call(definition, step.name, step.action),
+                action=(
+                    resolve_call(definition, step.name, step.action)
+                    if step.action is not None
+                    else None
+                ),
                 compensation=(
                     resolve_call(definition, step.name, step.compensation)
                     if step.compensation is not None
                     else None
                 ),
-                completion_type=step.completion.result_type if step.completion else None,
+                completion_type=_result_type(step),
             )
             for step in definition.all_steps
         }
@@ -175,6 +179,16 @@ class Registry:
         packed = any_pb2.Any()
         packed.Pack(definition.output(context))
         return packed.SerializeToString()
+
+
+def _result_type(step: Step) -> type[Message] | None:
+    """The stored result of an asynchronous step is its completion's message; of an
+    observed step, its completing event's data (a Struct)."""
+    if step.completion is not None:
+        return step.completion.result_type
+    if step.observed is not None:
+        return struct_pb2.Struct
+    return None
 
 
 def check_unfinished_versions(

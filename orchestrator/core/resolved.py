@@ -73,9 +73,10 @@ def resolve_call(definition: SagaDefinition, step_name: str, call: Call) -> Reso
 
 @dataclass(frozen=True, slots=True)
 class ResolvedStep:
-    """A step's calls resolved; `compensation` is None for an irreversible step."""
+    """A step's calls resolved; `compensation` is None for an irreversible step, `action`
+    None for an observed step (its result is the completing event's data, a Struct)."""
 
-    action: ResolvedCall
+    action: ResolvedCall | None
     compensation: ResolvedCall | None
     completion_type: type[Message] | None = None
     """An asynchronous step's result message, which its completion carries."""
@@ -84,13 +85,19 @@ class ResolvedStep:
     def result_type(self) -> type[Message]:
         """The message stored as the step's result: the completion's for an
         asynchronous step, else the action's reply."""
-        return self.completion_type or self.action.response_type
+        if self.completion_type is not None:
+            return self.completion_type
+        if self.action is None:
+            raise DefinitionError("an observed step declares its result type")
+        return self.action.response_type
 
     def call(self, *, compensating: bool) -> ResolvedCall:
-        """The action's call, or the compensation's (which an irreversible step lacks)."""
+        """The action's call, or the compensation's (which an irreversible step lacks; an
+        observed step has no action)."""
         call = self.compensation if compensating else self.action
         if call is None:
-            raise DefinitionError("an irreversible step has no compensation to call")
+            what = "compensation" if compensating else "action (it is observed)"
+            raise DefinitionError(f"the step has no {what} to call")
         return call
 
     def build_request(self, step: str, context: StepContext, *, compensating: bool) -> Message:

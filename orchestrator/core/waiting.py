@@ -146,8 +146,11 @@ def time_out(run: SagaRun, index: int, now: datetime) -> None:
 
 def parked_until(run: SagaRun) -> datetime | None:
     """When a parked saga (RUNNING, its current stage all COMPLETED or WAITING, one at
-    least WAITING) must be looked at again: its earliest wait deadline, or its own
-    deadline if sooner; None for a saga that is not parked."""
+    least WAITING; or a tracked saga unwinding through its services' events) must be
+    looked at again: its earliest wait deadline, or its own deadline if sooner; None
+    for a saga that is not parked."""
+    if run.status is SagaStatus.COMPENSATING and run.definition.tracking is not None:
+        return _unwinding_until(run)
     if run.status is not SagaStatus.RUNNING:
         return None
     for stage in run.definition.stages:
@@ -167,6 +170,20 @@ def parked_until(run: SagaRun) -> datetime | None:
             wake = saga_deadline if wake is None else min(wake, saga_deadline)
         return wake
     return None
+
+
+def _unwinding_until(run: SagaRun) -> datetime | None:
+    """An unwinding tracked saga is parked while every step being undone waits for its
+    service's undo event: until the earliest of their deadlines. None when a step is
+    undone by a command (the driver drives it) or none waits yet."""
+    deadlines = [
+        run.steps[i].wait_deadline
+        for i in range(len(run.steps))
+        if run.step_status(i) is StepStatus.COMPENSATING
+    ]
+    if not deadlines or any(d is None for d in deadlines):
+        return None
+    return min(d for d in deadlines if d is not None)
 
 
 def refresh_wake_time(run: SagaRun) -> None:

@@ -25,10 +25,11 @@ import grpc
 from google.protobuf.message import Message
 
 from orchestrator import failpoints
-from orchestrator.core import waiting
+from orchestrator.core import observing, waiting
 from orchestrator.core.clock import utc_now
 from orchestrator.core.definition import CONTEXT_FIELD
 from orchestrator.core.errors import StaleSagaVersion
+from orchestrator.core.incoming import CommandEventPublisher
 from orchestrator.core.machine import (
     AcquireLocks,
     Action,
@@ -75,9 +76,11 @@ class SagaDriver:
         wakeups: KeyWakeups,
         lock_recheck_seconds: float,
         saga_input: Message | None = None,
-        parked: Callable[[str], Awaitable[None]] | None = None,
+        parked: Callable[[str, datetime | None], Awaitable[None]] | None = None,
+        command_events: CommandEventPublisher | None = None,
     ) -> None:
         self.run = run
+        self._command_events = command_events
         self._parked = parked
         """Called when the saga only waits for asynchronous completions (see `_park`)."""
         self._store = store
@@ -225,6 +228,9 @@ class SagaDriver:
         run = self.run
         compensating = not isinstance(action, SendAction)
         failpoints.hit("compensation_started" if compensating else "step_started")
+        if isinstance(action, SendCompensation) and action.event:
+            await self._publish_compensation(action)
+            return
         try:
             request = self._registry.build_request(
                 run.definition,
@@ -272,6 +278,34 @@ class SagaDriver:
                 run.action_succeeded(action.index, reply.SerializeToString(), utc_now())
             return
 
+    async def _publish_compensation(self, action: SendCompensation) -> None:
+        """A tracked saga's rescue undoes a step by publishing its compensation event
+        (COMPENSATION_STARTED is committed): once the broker confirmed it, the core says
+        what follows (the step waits for its undo event, or counts as undone); a failed
+        publish is a failed compensation attempt, retried by the compensation policy
+        with the same event id, which the service takes once."""
+        run = self.run
+        step = run.definition.all_steps[action.index]
+        due = action.not_before
+        while True:
+            if due is not None:
+                await self._wait_until(due)
+            error = f"no broker publishes compensation events (wanted {action.event})"
+            if self._command_events is not None:
+                event = observing.compensation_command_event(run, action.index, utc_now())
+                try:
+                    await asyncio.wait_for(self._command_events.publish(event), step.timeout)
+                except Exception as failed:  # any refusal: the policy retries it
+                    error = f"publishing {action.event} failed: {failed!r}"
+                else:
+                    observing.compensation_event_published(run, action.index, utc_now())
+                    return
+            after = run.compensation_failed(action.index, error, utc_now(), self._rng.random())
+            if after.verdict is not Verdict.RETRY:
+                return
+            await self._commit()
+            due = after.retry_at
+
     async def _issue_token(self, index: int) -> str:
         """A fresh completion token for this command of an asynchronous step; its digest
         is committed before the command leaves, so a completion racing the reply is
@@ -294,7 +328,7 @@ class SagaDriver:
             extra={"saga_id": saga_id},
         )
         if self._parked is not None:
-            await self._parked(saga_id)
+            await self._parked(saga_id, action.wake_time)
 
     async def _send(self, index: int, request: Message, *, compensating: bool) -> Message:
         """One attempt, with its span and metrics; raises grpc.aio.AioRpcError on failure."""

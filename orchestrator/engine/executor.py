@@ -28,6 +28,7 @@ from orchestrator.core.errors import (
     StaleSagaVersion,
     StoreUnavailable,
 )
+from orchestrator.core.incoming import CommandEventPublisher
 from orchestrator.core.limits import DEFAULT_MAX_SAGAS_IN_FLIGHT
 from orchestrator.core.machine import Action, SagaRun
 from orchestrator.core.namespaces import DEFAULT_NAMESPACE
@@ -78,8 +79,11 @@ class Executor:
         max_active_sagas: int = DEFAULT_MAX_ACTIVE_SAGAS,
         rng: random.Random | None = None,
         telemetry: EngineTelemetry | None = None,
+        command_events: CommandEventPublisher | None = None,
     ) -> None:
         self._store = store
+        self._command_events = command_events
+        """Publishes tracked sagas' rescue compensation events (None: none configured)."""
         self._registry = registry
         self._participants = participants
         self.lease = lease or Lease(unique_replica_id(), DEFAULT_LEASE_SECONDS)
@@ -197,10 +201,17 @@ class Executor:
             f"saga {saga_id} kept changing; the request was not applied, try again"
         )
 
-    async def _park(self, saga_id: str) -> None:
+    async def _park(self, saga_id: str, wake_time: datetime | None = None) -> None:
         """A parked saga needs no driver: its lease goes back, so the claim at its wake
-        time (any replica) or a completion's `wake` (at once) takes it up again."""
+        time (any replica; this one sets a timer for it) or a completion's `wake` (at
+        once) takes it up again."""
         await self._store.release_leases(self.lease.owner, [saga_id])
+        self.parked_until(wake_time)
+
+    def parked_until(self, wake_time: datetime | None) -> None:
+        """A saga was committed parked until `wake_time`: claim it here when that comes."""
+        if wake_time is not None and self._lease_keeper is not None:
+            self._leases.wake_at(wake_time)
 
     def wake(self, saga_id: str) -> None:
         """A request changed a saga that may be parked (a completion): drive it here, once
@@ -308,6 +319,7 @@ class Executor:
                     lock_recheck_seconds=self.lease.seconds,
                     saga_input=saga_input,
                     parked=self._park,
+                    command_events=self._command_events,
                 )
                 with self._telemetry.driving(run, trace_parent):
                     await driver.drive(first_actions)

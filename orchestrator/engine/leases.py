@@ -15,17 +15,27 @@ every lease expired more than LOST_GRACE_LEASES lease periods ago. A replica who
 leases all expired that long ago has been fenced off already (any claim fences it), so
 ending its sessions takes nothing from a live one; a replica holding no lease is never
 touched. Its sagas are claimed in the same round. See docs/limits.md for the bound.
+
+A saga parked here (a tracked saga's step waiting for its event) is claimed at its wake
+time, not at the next idle poll a third of a lease later: `wake_at` sets a timer the
+keeper's loop sleeps on, so a missed window is acted on within WAKE_COALESCE_SECONDS.
+Wake times are kept in buckets of that length, so a flood of parks costs a claim per
+bucket at most, and a timer whose saga moved on meanwhile costs one empty claim.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
+import math
 import os
 import secrets
 import socket
 from collections.abc import Callable, Mapping
+from datetime import datetime
 
+from orchestrator.core.clock import utc_now
 from orchestrator.core.machine import SagaRun
 from orchestrator.core.records import Lease, StoredSaga
 from orchestrator.engine.admission import SagaSlots
@@ -43,6 +53,10 @@ NEW_SAGAS_SHARE = 10
 """While orphans are resumed, 1/NEW_SAGAS_SHARE of the budget is kept for new sagas."""
 LOST_GRACE_LEASES = 1.0
 """A replica is lost once all its leases expired this many lease periods ago."""
+WAKE_COALESCE_SECONDS = 0.05
+"""Wake times closer than this share one claim (see the module)."""
+WAKE_MARGIN_SECONDS = 0.01
+"""A wake-up comes this much after the wake time, so the store finds the saga due."""
 
 
 def unique_replica_id() -> str:
@@ -77,6 +91,10 @@ class LeaseKeeper:
         self._run_of = run_of
         self._drive = drive
         self._telemetry = telemetry or EngineTelemetry()
+        self._wake_buckets: list[int] = []
+        """A heap of the buckets (of WAKE_COALESCE_SECONDS, loop time) to claim at."""
+        self._wake_set: set[int] = set()
+        self._woken = asyncio.Event()
 
     async def adopt(self, saga_id: str) -> None:
         """Drive one saga here if nobody else holds its lease and there is room; without
@@ -135,6 +153,46 @@ class LeaseKeeper:
                 continue  # its task reports why when it loads it alone
         return runs
 
+    def wake_at(self, when: datetime) -> None:
+        """A saga was parked until `when`: claim the due sagas then (see the module)."""
+        loop = asyncio.get_running_loop()
+        delay = (when - utc_now()).total_seconds() + WAKE_MARGIN_SECONDS
+        bucket = math.ceil((loop.time() + max(0.0, delay)) / WAKE_COALESCE_SECONDS)
+        if bucket in self._wake_set:
+            return
+        self._wake_set.add(bucket)
+        heapq.heappush(self._wake_buckets, bucket)
+        if self._wake_buckets[0] == bucket:
+            self._woken.set()  # earlier than what the keeper sleeps until
+
+    def _next_wake(self, now: float) -> float | None:
+        """Seconds until the earliest wake-up (0 when due; those due are taken)."""
+        due = False
+        while self._wake_buckets and self._wake_buckets[0] * WAKE_COALESCE_SECONDS <= now:
+            self._wake_set.discard(heapq.heappop(self._wake_buckets))
+            due = True
+        if due:
+            return 0.0
+        if not self._wake_buckets:
+            return None
+        return self._wake_buckets[0] * WAKE_COALESCE_SECONDS - now
+
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep `seconds`, or until a wake time comes (or an earlier one is set)."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + seconds
+        while True:
+            now = loop.time()
+            until_wake = self._next_wake(now)
+            if until_wake == 0.0 or now >= end:
+                return
+            self._woken.clear()
+            bound = end - now if until_wake is None else min(end - now, until_wake)
+            try:
+                await asyncio.wait_for(self._woken.wait(), bound)
+            except TimeoutError:
+                continue
+
     async def keep(self) -> None:
         """Forever: claim orphans, and every third of the lease renew the leases of the
         sagas driven here (stopping those lost to another replica) and end the sessions
@@ -159,7 +217,7 @@ class LeaseKeeper:
                 raise
             except Exception as error:
                 logger.warning("lease upkeep failed, retrying in %.1fs: %s", pause, error)
-            await asyncio.sleep(min(pause, max(0.0, next_renewal - loop.time())))
+            await self._sleep(min(pause, max(0.0, next_renewal - loop.time())))
 
     async def _renew(self) -> None:
         driven = list(self._driven)

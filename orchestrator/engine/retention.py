@@ -6,6 +6,10 @@ rows another replica's sweep holds are skipped), and the sweep pauses between
 batches, so deleting a large backlog never holds long locks or starves StartSaga.
 A saga that needs intervention is never deleted, however old: an operator still
 has to act on it. Off unless `--retention` is given.
+
+The keys of the incoming events a tracked saga applied go with it (ON DELETE CASCADE);
+the keys of events that never reached a saga (held, then expired into anomalies) are
+deleted by the same sweep once older than the retention.
 """
 
 from __future__ import annotations
@@ -45,6 +49,10 @@ async def sweep(
             deleted(count)
         total += count
         if count < batch:
+            break
+        await asyncio.sleep(BATCH_PAUSE_SECONDS)
+    while True:
+        if await store.delete_loose_ingested(before, batch) < batch:
             return total
         await asyncio.sleep(BATCH_PAUSE_SECONDS)
 

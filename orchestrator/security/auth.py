@@ -26,6 +26,7 @@ from participants.kit.auth import (
 __all__ = [
     "CALLBACK_RULES",
     "EVENTS_RULES",
+    "INGEST_RULES",
     "ORCHESTRATOR_RULES",
     "TASK_RULES",
     "WEBHOOK_RULES",
@@ -36,6 +37,7 @@ __all__ = [
     "Role",
     "current_caller",
     "events_rules",
+    "ingest_rules",
     "load_auth_file",
     "orchestrator_rules",
     "parse_auth_file",
@@ -135,3 +137,17 @@ def events_rules(service: ServiceDescriptor) -> dict[str, frozenset[Role]]:
         for name, roles in EVENTS_RULES.items()
         if name in service.methods_by_name
     }
+
+
+INGEST_RULES: Mapping[str, frozenset[Role]] = {
+    "IngestEvents": frozenset({Role.PARTICIPANT, Role.OPERATOR}),
+    "ListEventAnomalies": frozenset({Role.OPERATOR, Role.READER}),
+}
+"""Who may call each SagaEventIngest RPC: choreographed services (the participant role)
+and operators send events; operators and readers list the anomalies. The console's
+HTTP binding at POST /v1/events lets in the same senders."""
+
+
+def ingest_rules(service: ServiceDescriptor) -> dict[str, frozenset[Role]]:
+    """The SagaEventIngest service's rules by full method path."""
+    return _rules_by_path(service, INGEST_RULES)

@@ -42,12 +42,13 @@ from orchestrator.core.records import (
     TransitionRecord,
 )
 from orchestrator.store.group_commit import GroupCommit, write_isolated
+from orchestrator.store.tracked_base import TrackedEventStore
 
 Made = TypeVar("Made", bound=NewSaga | SagaCommit | None)
 """What a lock path's callback writes: a new saga, a commit, or nothing."""
 
 
-class Store(abc.ABC):
+class Store(TrackedEventStore, abc.ABC):
     """Durable home of sagas, their steps and their transition log."""
 
     @abc.abstractmethod
@@ -90,7 +91,11 @@ class Store(abc.ABC):
         so no other replica takes it up. Goes through group commit: it may share a
         transaction with other sagas' writes, and returns once that is committed.
         """
-        new = NewSaga(saga, tuple(steps), tuple(transitions), lease)
+        return await self.open_saga(NewSaga(saga, tuple(steps), tuple(transitions), lease))
+
+    async def open_saga(self, new: NewSaga) -> CreateSagaResult:
+        """`create_saga` of a whole `NewSaga` (a tracked instance carries the rows of the
+        events that started it, `NewSaga.ingested`), through group commit."""
         result = await self._group_commit().create(new)
         self._written(self._sinks_of([new]))
         return result

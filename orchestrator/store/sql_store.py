@@ -47,10 +47,11 @@ from orchestrator.store._statements import Statements
 from orchestrator.store.base import Store
 from orchestrator.store.event_admin import EventAdmin
 from orchestrator.store.locks import LockStatements, Transaction, create_locked, take_locks
+from orchestrator.store.tracked_events import TrackedEventRows, TrackedStatements
 from orchestrator.store.webhooks import WebhookRows
 
 
-class SqlStore(WebhookRows, EventAdmin, Store):
+class SqlStore(TrackedEventRows, WebhookRows, EventAdmin, Store):
     """A `Store` whose back end runs the shared `Statements` through `_rows`; the webhook
     tables' methods come from `WebhookRows`, the event sinks' administration from
     `EventAdmin`."""
@@ -58,6 +59,7 @@ class SqlStore(WebhookRows, EventAdmin, Store):
     _statements: ClassVar[Statements]
     _encoding: ClassVar[RowEncoding]
     _locks: ClassVar[LockStatements]
+    _tracked: ClassVar[TrackedStatements]
     _event_sinks: tuple[EventSink, ...] = ()
 
     @property

@@ -29,6 +29,14 @@ from orchestrator.store._statements import Dialect, Statements
 from orchestrator.store.locks import LockStatements
 from orchestrator.store.migrations import APPLIED_VERSION, load_migrations, next_migration
 from orchestrator.store.sql_store import SqlStore, checked_sinks
+from orchestrator.store.tracked_events import (
+    KeySpelling,
+    TrackedStatements,
+    duplicate_event,
+    guard_params,
+    held_meanwhile,
+    ingested_row_writes,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +124,18 @@ _LOCKS = LockStatements.render(
 )
 
 
+_TRACKED = TrackedStatements.render(
+    DIALECT,
+    KeySpelling(
+        condition=(
+            "(source, event_id) IN (SELECT json_extract(value, '$[0]'),"
+            " json_extract(value, '$[1]') FROM json_each(:keys))"
+        ),
+        params=lambda keys: {"keys": json.dumps([list(key) for key in keys])},
+    ),
+)
+
+
 class SqliteStore(SqlStore):
     """A `Store` in one SQLite file (or in memory, for tests).
 
@@ -127,6 +147,7 @@ class SqliteStore(SqlStore):
     _statements = _STATEMENTS
     _encoding = _ENCODING
     _locks = _LOCKS
+    _tracked = _TRACKED
 
     def __init__(self, path: str, *, event_sinks: Sequence[EventSink] = ()) -> None:
         self._path = path
@@ -176,6 +197,7 @@ class SqliteStore(SqlStore):
                 [encoding.step_params(step) for step in new.steps],
                 [encoding.transition_params(t) for t in new.transitions],
                 events(new.saga, new),
+                ingested_row_writes(_TRACKED, encoding, [new.ingested]),
             )
             for new in new_sagas
         ]
@@ -186,6 +208,7 @@ class SqliteStore(SqlStore):
                 [encoding.transition_params(t) for t in commit.transitions],
                 bool(commit.released_locks),
                 events(commit.saga, commit),
+                ingested_row_writes(_TRACKED, encoding, [commit.ingested]),
             )
             for commit in commits
         ]
@@ -193,7 +216,7 @@ class SqliteStore(SqlStore):
         def apply(connection: sqlite3.Connection) -> list[CreateSagaResult]:
             results: list[CreateSagaResult] = []
             with _write_transaction(connection):
-                for new, saga_params, step_params, transition_params, event_params in inserts:
+                for new, saga_params, step_params, transition_params, event_params, rows in inserts:
                     if not connection.execute(statements.insert_saga, saga_params).fetchall():
                         row = connection.execute(
                             statements.select_saga_by_key,
@@ -205,8 +228,23 @@ class SqliteStore(SqlStore):
                     connection.executemany(statements.insert_transition, transition_params)
                     if event_params:  # no sinks, no statement
                         connection.executemany(statements.insert_outbox_event, event_params)
+                    for guard in new.ingested.guards:
+                        held = connection.execute(
+                            _TRACKED.held_keys_of_instance, guard_params(guard)
+                        ).fetchall()
+                        refused = held_meanwhile(guard, held)
+                        if refused is not None:
+                            raise refused
+                    _write_ingested(connection, rows)
                     results.append(CreateSagaResult(new.saga, created=True))
-                for saga_params, step_params, transition_params, releases, event_params in updates:
+                for (
+                    saga_params,
+                    step_params,
+                    transition_params,
+                    releases,
+                    event_params,
+                    rows,
+                ) in updates:
                     if connection.execute(statements.update_saga, saga_params).rowcount == 0:
                         row = connection.execute(statements.select_version, saga_params).fetchone()
                         stored = {} if row is None else {saga_params["saga_id"]: row[0]}
@@ -222,6 +260,7 @@ class SqliteStore(SqlStore):
                     if releases:
                         for statement in _LOCKS.release:
                             connection.execute(statement, {"saga_id": saga_params["saga_id"]})
+                    _write_ingested(connection, rows)
             return results
 
         return await self._run(apply)
@@ -322,6 +361,18 @@ def _enable_wal(connection: sqlite3.Connection) -> None:
             if not busy or time.monotonic() >= deadline:
                 raise
         time.sleep(_WAL_RETRY_SECONDS)
+
+
+def _write_ingested(
+    connection: sqlite3.Connection, writes: Sequence[tuple[str, Sequence[Mapping[str, object]]]]
+) -> None:
+    """A write's tracked-event rows (`ingested_row_writes`); a key already ingested
+    refuses the whole write (rolled back by the caller's transaction)."""
+    for query, params in writes:
+        try:
+            connection.executemany(query, params)
+        except sqlite3.IntegrityError as error:
+            raise duplicate_event(str(error)) from error
 
 
 def _rollback(connection: sqlite3.Connection) -> None:

@@ -6,8 +6,9 @@ the user is (see `auth`); a signed-in page holds a server-side session (`session
 The page, its script and its style ship in `static/`.
 
 Sits above the API: calls the servicer in process, as a gRPC client would. May import
-the core, the API, security and telemetry; never the engine, the store, the client or
-the CLI. The wiring (orchestrator.server) builds it beside the servicer.
+the core, the API, security and telemetry (and the pure CloudEvents reader of
+`orchestrator.events.ingest`, for POST /v1/events); never the engine, the store, the
+client or the CLI. The wiring (orchestrator.server) builds it beside the servicer.
 """
 
 from orchestrator.web.app import create_console_app

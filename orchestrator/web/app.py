@@ -58,6 +58,7 @@ from orchestrator.web.hardening import (
     host_name,
     security_headers,
 )
+from orchestrator.web.ingest import EventIngestRoute, add_ingest_route
 from orchestrator.web.rest import RestServices, add_api
 from orchestrator.web.rest.stream import CLIENT_GONE
 from orchestrator.web.sessions import SESSION_COOKIE, SessionTable
@@ -390,6 +391,7 @@ def create_console_app(
     body_seconds: float = HEADER_TIMEOUT_SECONDS,
     events: SagaEventsService | None = None,
     tasks: SagaTasksService | None = None,
+    ingest: EventIngestRoute | None = None,
     api: RestServices | None = None,
 ) -> web.Application:
     """The console as an aiohttp application (mountable, or served by `start_web_console`).
@@ -425,6 +427,7 @@ def create_console_app(
     add_bulk_routes(app, _CALLS, _json_body)
     app.router.add_get("/api/tasks", _tasks)
     app.router.add_post("/api/tasks/{saga_id}/{step}/{decision:complete|reject}", _decide)
-    if api is not None:
+    add_ingest_route(app, ingest)  # POST /v1/events (the CloudEvents HTTP binding), if given
+    if api is not None:  # last: its catch-all under /v1 answers what no route above does
         add_api(app, api, body_seconds=body_seconds)
     return app

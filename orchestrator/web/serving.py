@@ -19,6 +19,7 @@ from orchestrator.api.tasks import SagaTasksService
 from orchestrator.web.app import create_console_app
 from orchestrator.web.auth import Authenticator
 from orchestrator.web.hardening import HEADER_TIMEOUT_SECONDS, quiet_malformed_request_logs
+from orchestrator.web.ingest import EventIngestRoute
 from orchestrator.web.rest import RestServices
 from orchestrator.web.sessions import SessionTable
 
@@ -58,6 +59,7 @@ async def start_web_console(
     ssl_context: ssl.SSLContext | None = None,
     events: SagaEventsService | None = None,
     tasks: SagaTasksService | None = None,
+    ingest: EventIngestRoute | None = None,
     api: RestServices | None = None,
 ) -> WebConsole:
     """Serve the console on host:port (0 picks a free port) in the running loop.
@@ -77,6 +79,7 @@ async def start_web_console(
             body_seconds=header_timeout,
             events=events,
             tasks=tasks,
+            ingest=ingest,
             api=api,
         ),
         access_log=None,

@@ -44,6 +44,7 @@ class TransitionEvent(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TRANSITION_EVENT_STEP_WAITING: _ClassVar[TransitionEvent]
     TRANSITION_EVENT_STEP_TIMED_OUT: _ClassVar[TransitionEvent]
     TRANSITION_EVENT_STEP_COMPLETED_LATE: _ClassVar[TransitionEvent]
+    TRANSITION_EVENT_EVENT_ANOMALY: _ClassVar[TransitionEvent]
 
 class SagaStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -99,6 +100,7 @@ TRANSITION_EVENT_STEP_NOTHING_TO_UNDO: TransitionEvent
 TRANSITION_EVENT_STEP_WAITING: TransitionEvent
 TRANSITION_EVENT_STEP_TIMED_OUT: TransitionEvent
 TRANSITION_EVENT_STEP_COMPLETED_LATE: TransitionEvent
+TRANSITION_EVENT_EVENT_ANOMALY: TransitionEvent
 SAGA_STATUS_UNSPECIFIED: SagaStatus
 SAGA_STATUS_RUNNING: SagaStatus
 SAGA_STATUS_COMPENSATING: SagaStatus
@@ -449,7 +451,7 @@ class ListSagaTypesResponse(_message.Message):
     def __init__(self, definitions: _Optional[_Iterable[_Union[SagaDefinition, _Mapping]]] = ...) -> None: ...
 
 class SagaDefinition(_message.Message):
-    __slots__ = ("saga_type", "version", "description", "input", "output", "deadline_seconds", "pivot_stage", "steps", "latest")
+    __slots__ = ("saga_type", "version", "description", "input", "output", "deadline_seconds", "pivot_stage", "steps", "latest", "tracking")
     SAGA_TYPE_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
@@ -459,6 +461,7 @@ class SagaDefinition(_message.Message):
     PIVOT_STAGE_FIELD_NUMBER: _ClassVar[int]
     STEPS_FIELD_NUMBER: _ClassVar[int]
     LATEST_FIELD_NUMBER: _ClassVar[int]
+    TRACKING_FIELD_NUMBER: _ClassVar[int]
     saga_type: str
     version: int
     description: str
@@ -468,10 +471,35 @@ class SagaDefinition(_message.Message):
     pivot_stage: int
     steps: _containers.RepeatedCompositeFieldContainer[StepDefinition]
     latest: bool
-    def __init__(self, saga_type: _Optional[str] = ..., version: _Optional[int] = ..., description: _Optional[str] = ..., input: _Optional[str] = ..., output: _Optional[str] = ..., deadline_seconds: _Optional[float] = ..., pivot_stage: _Optional[int] = ..., steps: _Optional[_Iterable[_Union[StepDefinition, _Mapping]]] = ..., latest: _Optional[bool] = ...) -> None: ...
+    tracking: TrackingDefinition
+    def __init__(self, saga_type: _Optional[str] = ..., version: _Optional[int] = ..., description: _Optional[str] = ..., input: _Optional[str] = ..., output: _Optional[str] = ..., deadline_seconds: _Optional[float] = ..., pivot_stage: _Optional[int] = ..., steps: _Optional[_Iterable[_Union[StepDefinition, _Mapping]]] = ..., latest: _Optional[bool] = ..., tracking: _Optional[_Union[TrackingDefinition, _Mapping]] = ...) -> None: ...
+
+class TrackingDefinition(_message.Message):
+    __slots__ = ("started_by", "correlation", "on_stuck")
+    STARTED_BY_FIELD_NUMBER: _ClassVar[int]
+    CORRELATION_FIELD_NUMBER: _ClassVar[int]
+    ON_STUCK_FIELD_NUMBER: _ClassVar[int]
+    started_by: _containers.RepeatedScalarFieldContainer[str]
+    correlation: str
+    on_stuck: str
+    def __init__(self, started_by: _Optional[_Iterable[str]] = ..., correlation: _Optional[str] = ..., on_stuck: _Optional[str] = ...) -> None: ...
+
+class ObservedStepDefinition(_message.Message):
+    __slots__ = ("completes_on", "fails_on", "compensated_on", "within_seconds", "compensation_event")
+    COMPLETES_ON_FIELD_NUMBER: _ClassVar[int]
+    FAILS_ON_FIELD_NUMBER: _ClassVar[int]
+    COMPENSATED_ON_FIELD_NUMBER: _ClassVar[int]
+    WITHIN_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    COMPENSATION_EVENT_FIELD_NUMBER: _ClassVar[int]
+    completes_on: _containers.RepeatedScalarFieldContainer[str]
+    fails_on: _containers.RepeatedScalarFieldContainer[str]
+    compensated_on: _containers.RepeatedScalarFieldContainer[str]
+    within_seconds: float
+    compensation_event: str
+    def __init__(self, completes_on: _Optional[_Iterable[str]] = ..., fails_on: _Optional[_Iterable[str]] = ..., compensated_on: _Optional[_Iterable[str]] = ..., within_seconds: _Optional[float] = ..., compensation_event: _Optional[str] = ...) -> None: ...
 
 class StepDefinition(_message.Message):
-    __slots__ = ("name", "group", "stage", "participant", "action", "compensation", "forward_only", "retriable", "timeout_seconds", "retry", "compensation_retry", "read_only", "completion", "escalation_seconds")
+    __slots__ = ("name", "group", "stage", "participant", "action", "compensation", "forward_only", "retriable", "timeout_seconds", "retry", "compensation_retry", "read_only", "completion", "escalation_seconds", "observed")
     NAME_FIELD_NUMBER: _ClassVar[int]
     GROUP_FIELD_NUMBER: _ClassVar[int]
     STAGE_FIELD_NUMBER: _ClassVar[int]
@@ -486,6 +514,7 @@ class StepDefinition(_message.Message):
     READ_ONLY_FIELD_NUMBER: _ClassVar[int]
     COMPLETION_FIELD_NUMBER: _ClassVar[int]
     ESCALATION_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    OBSERVED_FIELD_NUMBER: _ClassVar[int]
     name: str
     group: str
     stage: int
@@ -500,7 +529,8 @@ class StepDefinition(_message.Message):
     read_only: bool
     completion: AsyncCompletionDefinition
     escalation_seconds: float
-    def __init__(self, name: _Optional[str] = ..., group: _Optional[str] = ..., stage: _Optional[int] = ..., participant: _Optional[str] = ..., action: _Optional[str] = ..., compensation: _Optional[str] = ..., forward_only: _Optional[bool] = ..., retriable: _Optional[bool] = ..., timeout_seconds: _Optional[float] = ..., retry: _Optional[_Union[RetryPolicy, _Mapping]] = ..., compensation_retry: _Optional[_Union[RetryPolicy, _Mapping]] = ..., read_only: _Optional[bool] = ..., completion: _Optional[_Union[AsyncCompletionDefinition, _Mapping]] = ..., escalation_seconds: _Optional[float] = ...) -> None: ...
+    observed: ObservedStepDefinition
+    def __init__(self, name: _Optional[str] = ..., group: _Optional[str] = ..., stage: _Optional[int] = ..., participant: _Optional[str] = ..., action: _Optional[str] = ..., compensation: _Optional[str] = ..., forward_only: _Optional[bool] = ..., retriable: _Optional[bool] = ..., timeout_seconds: _Optional[float] = ..., retry: _Optional[_Union[RetryPolicy, _Mapping]] = ..., compensation_retry: _Optional[_Union[RetryPolicy, _Mapping]] = ..., read_only: _Optional[bool] = ..., completion: _Optional[_Union[AsyncCompletionDefinition, _Mapping]] = ..., escalation_seconds: _Optional[float] = ..., observed: _Optional[_Union[ObservedStepDefinition, _Mapping]] = ...) -> None: ...
 
 class AsyncCompletionDefinition(_message.Message):
     __slots__ = ("result_type", "timeout_seconds", "heartbeat_timeout_seconds", "on_timeout")

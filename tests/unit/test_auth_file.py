@@ -9,6 +9,7 @@ import pytest
 from orchestrator.security.auth import (
     CALLBACK_RULES,
     EVENTS_RULES,
+    INGEST_RULES,
     ORCHESTRATOR_RULES,
     WEBHOOK_RULES,
     Role,
@@ -20,7 +21,7 @@ from orchestrator.security.auth import (
 from participants.kit.tls import SecurityConfigError
 from participants.registry import SERVICES
 from saga.participants.common.v1 import callbacks_pb2
-from saga.v1 import events_admin_pb2, orchestrator_pb2, webhooks_pb2
+from saga.v1 import events_admin_pb2, ingest_pb2, orchestrator_pb2, webhooks_pb2
 
 pytestmark = pytest.mark.unit
 
@@ -141,3 +142,25 @@ def test_participant_commands_are_the_orchestrators_and_everything_else_is_a_rea
     assert rules[payment + "RefundPayment"] == {Role.ORCHESTRATOR}
     assert rules[payment + "GetPaymentLedger"] == {Role.READER, Role.OPERATOR}
     assert len(rules) == sum(len(spec.descriptor.methods) for spec in SERVICES.values())
+
+
+def test_every_ingest_rpc_has_a_rule_senders_ingest_readers_list_anomalies():
+    service = ingest_pb2.DESCRIPTOR.services_by_name["SagaEventIngest"]
+
+    assert set(service.methods_by_name) == set(INGEST_RULES), "each RPC needs a line"
+    assert INGEST_RULES["IngestEvents"] == {Role.PARTICIPANT, Role.OPERATOR}
+    assert INGEST_RULES["ListEventAnomalies"] == {Role.OPERATOR, Role.READER}
+
+
+def test_the_server_policy_holds_the_ingest_rules(tmp_path):
+    from orchestrator.api.grpc_server import auth_policy
+
+    path = tmp_path / "auth.toml"
+    path.write_text(GOOD)
+    policy = auth_policy(path)
+    assert policy is not None
+    assert policy.rules["/saga.v1.SagaEventIngest/IngestEvents"] == INGEST_RULES["IngestEvents"]
+    assert (
+        policy.rules["/saga.v1.SagaEventIngest/ListEventAnomalies"]
+        == INGEST_RULES["ListEventAnomalies"]
+    )

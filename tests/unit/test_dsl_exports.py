@@ -18,14 +18,18 @@ pytestmark = pytest.mark.unit
 DSL_EXPORTS = [
     "AsyncCompletion",
     "Call",
+    "Correlation",
     "LockPolicy",
     "Locks",
+    "OnStuck",
     "OnTimeout",
     "Parallel",
     "RetryPolicy",
     "SagaDefinition",
     "Step",
     "StepContext",
+    "TrackedStep",
+    "tracked_saga",
 ]
 
 

@@ -39,6 +39,7 @@ from orchestrator.store._statements import (
     one_row,
 )
 from orchestrator.store.locks import RELEASE_CHANNEL, LockStatements
+from orchestrator.store.tracked_events import INGESTED, KeySpelling, TrackedStatements
 
 
 def lease_params(lease: Lease | None) -> dict[str, object]:
@@ -77,6 +78,28 @@ DIALECT = Dialect(
 )
 """How PostgreSQL spells the shared SQL: the server's clock decides leases, shared by replicas."""
 STATEMENTS = Statements.render(DIALECT)
+TRACKED = TrackedStatements.render(
+    DIALECT,
+    KeySpelling(
+        condition=(
+            "(source, event_id) IN"
+            " (SELECT * FROM unnest(%(sources)s::text[], %(event_ids)s::text[]))"
+        ),
+        params=lambda keys: {
+            "sources": [source for source, _ in keys],
+            "event_ids": [event_id for _, event_id in keys],
+        },
+    ),
+    # Apart from the lock keys' own (a prefix of their own), in the schema's name space.
+    lock_instances="""
+SELECT pg_advisory_xact_lock(lock_id) FROM (
+    SELECT DISTINCT hashtextextended(current_setting('search_path') || '/tracked/' || key, 0)
+           AS lock_id
+    FROM unnest(%(keys)s::text[]) AS key ORDER BY lock_id
+) AS ids
+""",
+)
+"""The incoming events' statements (`tracked_events.py`), event keys as parallel arrays."""
 
 COMMITS_CHANNEL = "saga_commits"
 """The NOTIFY channel, suffixed with the schema: replicas of one schema hear each other."""
@@ -222,6 +245,8 @@ UPSERT_STEPS = STEPS.insert(f"{_from_json(STEPS, list(STEPS.types))}\n{STEP_UPSE
 """Step rows as `Statements.upsert_step` writes them one by one. One statement may not
 update a row twice, so a step may appear only once (`last_step_rows`)."""
 INSERT_TRANSITIONS = TRANSITIONS.insert(_from_json(TRANSITIONS, list(TRANSITIONS.types)))
+INSERT_INGESTED = INGESTED.insert(_from_json(INGESTED, list(INGESTED.types)))
+"""Ingested event keys as `TrackedStatements.insert_ingested` writes them one by one."""
 INSERT_OUTBOX_EVENTS = OUTBOX.insert(
     "SELECT "
     + ", ".join(

@@ -40,6 +40,7 @@ from orchestrator.store.postgres.sql import (
     IDLE_LOCK_TRANSACTION,
     LOCKS,
     STATEMENTS,
+    TRACKED,
 )
 from orchestrator.store.postgres.writer import WritePlan, write_plan
 from orchestrator.store.sql_store import SqlStore, checked_sinks
@@ -87,6 +88,7 @@ class PostgresStore(SqlStore):
     _statements = STATEMENTS
     _encoding = ENCODING
     _locks = LOCKS
+    _tracked = TRACKED
 
     def __init__(
         self,

@@ -5,8 +5,9 @@ rows), commits (each a version-checked saga update with its steps, log rows and
 released keys), held keys and queue places, and whether the sagas written are
 announced on the commit channel, and the event sinks whose outbox rows it adds. The
 writer turns it into statements, each written once (`sql.py`), in one order: sagas
-inserted, sagas updated, keys released, steps, log rows, outbox rows, keys held, queue
-places, the announcement. A row every commit gains is one change here.
+inserted, sagas updated, keys released, steps, log rows, outbox rows, ingested events
+(with the events held and applied), keys held, queue places, the announcement. A row
+every commit gains is one change here.
 
 Outbox rows (`orchestrator.core.events`): one per logged transition a sink selects, in
 the transaction of the transition, so an event exists if and only if its transition
@@ -41,6 +42,7 @@ from psycopg.rows import dict_row
 
 from orchestrator import failpoints
 from orchestrator.core.events import EventSink, OutboxEvent, outbox_events
+from orchestrator.core.ingested import IngestedRows, InstanceGuard
 from orchestrator.core.records import CreateSagaResult, NewSaga, SagaCommit
 from orchestrator.store._rows import write_refused
 from orchestrator.store._statements import OUTBOX, TRANSITIONS
@@ -52,6 +54,7 @@ from orchestrator.store.postgres.connection import (
 from orchestrator.store.postgres.sql import (
     ENCODING,
     ENQUEUE_KEYS,
+    INSERT_INGESTED,
     INSERT_OUTBOX_EVENTS,
     INSERT_SAGAS,
     INSERT_TRANSITIONS,
@@ -62,12 +65,20 @@ from orchestrator.store.postgres.sql import (
     SELECT_VERSIONS,
     STATEMENTS,
     TAKE_KEYS,
+    TRACKED,
     UPDATE_LOGGING_FIRST,
     UPDATE_LOGGING_FIRST_AND_NOTIFYING,
     UPSERT_STEPS,
     last_step_rows,
     lease_params,
     rows_json,
+)
+from orchestrator.store.tracked_events import (
+    INGESTED,
+    duplicate_event,
+    guard_params,
+    held_meanwhile,
+    ingested_row_writes,
 )
 
 _Cursor = psycopg.AsyncCursor[dict[str, Any]]
@@ -142,6 +153,11 @@ class PlanWriter:
         so the stored versions read are the other writers'. A log row keyed NULL (its
         saga update matched nothing), a row of a saga not stored, a seq already logged:
         each is a stale commit's, or two writers'."""
+        if isinstance(error, psycopg.errors.UniqueViolation) and error.diag.table_name in (
+            INGESTED.name,
+            "held_events",
+        ):
+            return duplicate_event(error.diag.message_detail or str(error))
         if isinstance(error, psycopg.errors.NotNullViolation | psycopg.errors.UniqueViolation):
             if error.diag.table_name != "saga_transitions":
                 return None
@@ -172,10 +188,12 @@ class PlanWriter:
         saga_params = [ENCODING.commit_params(commit) for commit in commits]
         self._commits += saga_params
         cursor = self._connection.cursor(row_factory=dict_row)
+        guarded = await self._guard_instances(plan.new_sagas)
         results = await self._insert_sagas(cursor, plan.new_sagas)
         created = [
             new for new, result in zip(plan.new_sagas, results, strict=True) if result.created
         ]
+        await self._check_guards(guarded, {new.saga.saga_id for new in created})
         announced_by_updates = plan.announce and not plan.new_sagas and not plan.reads_back
         unlogged = await self._update_sagas(cursor, commits, saga_params, announced_by_updates)
         released = [commit for commit in commits if commit.released_locks]
@@ -205,6 +223,9 @@ class PlanWriter:
                 )
             ]
             await self._outbox(cursor, events)
+        await self._ingested(
+            cursor, [new.ingested for new in created] + [c.ingested for c in commits]
+        )
         skipped = {new.saga.saga_id for new in plan.new_sagas} - {n.saga.saga_id for n in created}
         await self._lock_rows(cursor, plan, skipped)
         changed = [new.saga.saga_id for new in created] + [c.saga.saga_id for c in commits]
@@ -217,6 +238,38 @@ class PlanWriter:
                 raise _StaleBatch
         failpoints.hit("plan_sent")
         return results
+
+    async def _guard_instances(
+        self, new_sagas: Sequence[NewSaga]
+    ) -> list[tuple[str, InstanceGuard, psycopg.AsyncCursor[dict[str, Any]]]]:
+        """Queue the lock of the tracked instances the new sagas start, and the reads of
+        the events held for them (`InstanceGuard`); their answers come with the inserts'
+        (a tracked instance has an idempotency key, so its plan reads back)."""
+        guards = [(new.saga.saga_id, g) for new in new_sagas for g in new.ingested.guards]
+        if not guards:
+            return []
+        if not all(new.saga.idempotency_key for new in new_sagas):
+            raise ValueError("a guarded start needs its idempotency key (the plan reads back)")
+        keys = sorted({guard.key for _, guard in guards})
+        await self._connection.cursor().execute(TRACKED.lock_instances, {"keys": keys})
+        reads = []
+        for saga_id, guard in guards:
+            held = self._connection.cursor(row_factory=dict_row)
+            await held.execute(TRACKED.held_keys_of_instance, guard_params(guard))
+            reads.append((saga_id, guard, held))
+        return reads
+
+    @staticmethod
+    async def _check_guards(
+        guarded: Sequence[tuple[str, InstanceGuard, psycopg.AsyncCursor[dict[str, Any]]]],
+        created: set[str],
+    ) -> None:
+        """Refuse the write when an instance it starts has events held it did not read."""
+        for saga_id, guard, held in guarded:
+            rows = await held.fetchall()
+            refused = held_meanwhile(guard, rows) if saga_id in created else None
+            if refused is not None:
+                raise refused
 
     async def _insert_sagas(
         self, cursor: _Cursor, new_sagas: Sequence[NewSaga]
@@ -324,6 +377,20 @@ class PlanWriter:
         elif events:
             rows = rows_json([ENCODING.event_params(e) for e in events], list(OUTBOX.types))
             await cursor.execute(INSERT_OUTBOX_EVENTS, {"rows": rows})
+
+    @staticmethod
+    async def _ingested(cursor: _Cursor, rows: Sequence[IngestedRows]) -> None:
+        """Queue the tracked events' rows (`ingested_row_writes`): the ingested keys as one
+        statement, the rest (rare: events held, applied, anomalies) row by row."""
+        if not any(rows):
+            return
+        for query, params in ingested_row_writes(TRACKED, ENCODING, rows):
+            if query == TRACKED.insert_ingested and len(params) > 1:
+                await cursor.execute(
+                    INSERT_INGESTED, {"rows": rows_json(params, list(INGESTED.types))}
+                )
+            else:
+                await cursor.executemany(query, params)
 
     @staticmethod
     async def _lock_rows(cursor: _Cursor, plan: WritePlan, skipped: set[str]) -> None:
