@@ -7,7 +7,7 @@ INSTALLED := $(VENV)/.installed
 # uses googleapis-common-protos' google.rpc.status_pb2).
 PROTO_FILES := $(shell find protos/saga -name '*.proto' | sort)
 
-.PHONY: install protos demo demo-secure demo-events demo-choreography bench-events test lint format bench bench-big bench-batch bench-async bench-tracking chaos clean
+.PHONY: install protos openapi demo demo-secure demo-events demo-choreography bench-events test lint format bench bench-big bench-batch bench-async bench-http bench-tracking chaos clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,11 @@ protos: $(INSTALLED)
 	find saga -name '*_pb2*.py*' -delete
 	$(PY) -m grpc_tools.protoc -Iprotos --python_out=. --pyi_out=. --grpc_python_out=. $(PROTO_FILES)
 	cd protos && find saga -name '*.proto' -exec install -D -m 644 {} ../{} \;
+
+# The HTTP/JSON API's OpenAPI document, generated from the protos' HTTP rules and comments
+# (docs/http.md), into docs/ and the copy the server serves; a test fails while either is stale.
+openapi: $(INSTALLED)
+	$(PY) -m orchestrator.web.rest.openapi
 
 # The travel-booking demo on the embedded SQLite store (or SAGA_DATABASE_URL if set).
 demo: $(INSTALLED)
@@ -71,6 +76,10 @@ bench-batch: $(INSTALLED)
 # CompleteStep at c=64 (a few minutes; PostgreSQL).
 bench-async: $(INSTALLED)
 	$(PY) -m bench.async_steps $(BENCH_ARGS)
+
+# StartSaga over HTTP/JSON against gRPC, side by side: p50 at c=1, throughput at c=64.
+bench-http: $(INSTALLED)
+	$(PY) -m bench.http_api $(BENCH_ARGS)
 
 # Tracked sagas: events ingested per second through TrackedEvents, the lateness of flagging a
 # stuck instance, an idle replica with 100,000 open tracked sagas (a few minutes; PostgreSQL).

@@ -174,12 +174,18 @@ def _check_console_config(config: ServeConfig) -> None:
     )
 
 
-def _console_ssl(tls: ServerTls | None) -> ssl.SSLContext | None:
+def _console_ssl(tls: ServerTls | None, client_ca: Path | None = None) -> ssl.SSLContext | None:
+    """The console's HTTPS; with the gRPC listener's client CA, a client certificate is
+    asked for and verified when offered (the HTTP API's mutual TLS), not required (a
+    browser signs in with a token)."""
     if tls is None:
         return None
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     try:
         context.load_cert_chain(tls.cert, tls.key)
+        if client_ca is not None:
+            context.load_verify_locations(client_ca)
+            context.verify_mode = ssl.CERT_OPTIONAL
     except (OSError, ssl.SSLError) as error:
         raise ConfigurationError(f"cannot load the console's TLS certificate: {error}") from None
     return context
@@ -315,7 +321,10 @@ async def _serve(
 ) -> None:
     registry = Registry(definitions)
     policy = auth_policy(config.auth_file, reflection=config.reflection)
-    console_ssl = _console_ssl(config.http_tls)  # a bad certificate stops us before serving
+    client_ca = None if config.tls is None else config.tls.client_ca
+    console_ssl = _console_ssl(
+        config.http_tls, client_ca
+    )  # a bad certificate stops us before serving
     participants = ParticipantClient(
         config.participants, tls=config.participants_tls, token=config.participants_token
     )
@@ -402,9 +411,11 @@ async def _serve(
     console = None
     if config.http_listen is not None:
         # Imported only when asked for: the console's HTTP stack costs start-up time.
+        from orchestrator.api.tasks import SERVICE_NAME as TASKS_SERVICE_NAME
         from orchestrator.web import start_web_console
         from orchestrator.web.auth import policy_authenticator
         from orchestrator.web.ingest import EventIngestRoute
+        from orchestrator.web.rest import RestServices
         from orchestrator.web.sessions import SessionTable
 
         console_host, console_port = parse_listen(config.http_listen)
@@ -421,6 +432,16 @@ async def _serve(
             ssl_context=console_ssl,
             events=events,
             tasks=steps.tasks,
+            api=RestServices(
+                {
+                    SERVICE_NAME: servicer,
+                    EVENTS_SERVICE_NAME: events,
+                    TASKS_SERVICE_NAME: steps.tasks,
+                    webhooks_wiring.WEBHOOKS_SERVICE: webhooks.service,
+                },
+                policy,
+                max_body_bytes=2 * config.limits.grpc_message_bytes,
+            ),
             ingest=None
             if ingest is None
             else EventIngestRoute(ingest, policy, body_seconds=config.handshake_timeout_seconds),

@@ -11,7 +11,7 @@ the core, the API, security and telemetry (and the pure CloudEvents reader of
 client or the CLI. The wiring (orchestrator.server) builds it beside the servicer.
 """
 
-from orchestrator.web.app import WebConsole, create_console_app, start_web_console
+from orchestrator.web.app import create_console_app
 from orchestrator.web.auth import (
     LAPTOP_IDENTITY,
     OPERATOR,
@@ -22,6 +22,7 @@ from orchestrator.web.auth import (
     bearer_tokens,
     token_digest,
 )
+from orchestrator.web.serving import WebConsole, start_web_console
 from orchestrator.web.sessions import SessionTable
 
 __all__ = [

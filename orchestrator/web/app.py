@@ -1,9 +1,8 @@
 """The console's HTTP side: a JSON API over the servicer, server-sent events, the page.
 
-aiohttp serves it from the orchestrator's own asyncio loop (`AppRunner` and
-`TCPSite` embed in a running loop and install no signal handlers, so the
-orchestrator's SIGTERM handling stays its own). Every read and action goes through
-`ConsoleCalls`, i.e. the gRPC servicer's handlers; live updates stream WatchSaga.
+aiohttp serves it from the orchestrator's own asyncio loop (`serving.py`), beside the
+HTTP/JSON API under /v1 (`rest/`). Every read and action goes through `ConsoleCalls`,
+i.e. the gRPC servicer's handlers; live updates stream WatchSaga.
 
 Every response carries a Content-Security-Policy that allows only this origin's
 own scripts, styles and connections: the page loads nothing from elsewhere, and
@@ -19,9 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import ssl
 from collections.abc import Collection
-from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
@@ -59,10 +56,11 @@ from orchestrator.web.hardening import (
     Handler,
     host_check,
     host_name,
-    quiet_malformed_request_logs,
     security_headers,
 )
 from orchestrator.web.ingest import EventIngestRoute, add_ingest_route
+from orchestrator.web.rest import RestServices, add_api
+from orchestrator.web.rest.stream import CLIENT_GONE
 from orchestrator.web.sessions import SESSION_COOKIE, SessionTable
 
 logger = logging.getLogger(__name__)
@@ -70,6 +68,8 @@ logger = logging.getLogger(__name__)
 STATIC = resources.files("orchestrator.web") / "static"
 SHUTDOWN_SECONDS = 2.0
 SSE_PING_SECONDS = 15.0
+CONSOLE_BODY_BYTES = 1024**2
+"""The console's own requests are small; aiohttp's default bound (the API's is its own)."""
 ACTIONS = ("abort", "retry", "resolve")
 
 _HTTP_STATUS = {
@@ -261,14 +261,18 @@ async def _events(request: web.Request) -> web.StreamResponse:
     saga_id = request.match_info["saga_id"]
     after_seq = _int_param(request, "after_seq", header="Last-Event-Id")
     await calls.get_saga(saga_id)  # an unknown saga is a 404 before the stream starts
-    async with sse_response(request, ping_interval=SSE_PING_SECONDS) as events:
-        try:
-            async for row in calls.watch(saga_id, after_seq):
-                await events.send(json.dumps(row), id=str(row["seq"]), event="transition")
-            await events.send("{}", event="end")
-        except CallRefused as refused:
-            await events.send(json.dumps({"message": refused.message}), event="failure")
-    return events
+    events: web.StreamResponse | None = None
+    try:  # a browser that leaves mid-stream is how streams end: no traceback
+        async with sse_response(request, ping_interval=SSE_PING_SECONDS) as events:
+            try:
+                async for row in calls.watch(saga_id, after_seq):
+                    await events.send(json.dumps(row), id=str(row["seq"]), event="transition")
+                await events.send("{}", event="end")
+            except CallRefused as refused:
+                await events.send(json.dumps({"message": refused.message}), event="failure")
+    except CLIENT_GONE:
+        pass
+    return events if events is not None else web.Response(status=499)
 
 
 async def _intervention(request: web.Request) -> web.StreamResponse:
@@ -388,14 +392,17 @@ def create_console_app(
     events: SagaEventsService | None = None,
     tasks: SagaTasksService | None = None,
     ingest: EventIngestRoute | None = None,
+    api: RestServices | None = None,
 ) -> web.Application:
     """The console as an aiohttp application (mountable, or served by `start_web_console`).
 
     Host names: in laptop mode (no `authenticate`) loopback and `allowed_hosts` only;
     with an authenticator any, unless `allowed_hosts` names some (then those and
     loopback). `sessions` keeps the signed-in pages' sessions (a fresh table by default).
+    With `api`, the HTTP/JSON API is served under /v1 too (`orchestrator.web.rest`).
     """
-    app = web.Application(middlewares=[host_check, _guard])
+    max_body = CONSOLE_BODY_BYTES if api is None else api.max_body_bytes
+    app = web.Application(middlewares=[host_check, _guard], client_max_size=max_body)
     app[_CALLS] = ConsoleCalls(servicer, events, tasks)
     app[_AUTHENTICATE] = authenticate or laptop_mode
     app[_SESSIONS] = SessionTable() if sessions is None else sessions
@@ -421,79 +428,6 @@ def create_console_app(
     app.router.add_get("/api/tasks", _tasks)
     app.router.add_post("/api/tasks/{saga_id}/{step}/{decision:complete|reject}", _decide)
     add_ingest_route(app, ingest)  # POST /v1/events (the CloudEvents HTTP binding), if given
+    if api is not None:  # last: its catch-all under /v1 answers what no route above does
+        add_api(app, api, body_seconds=body_seconds)
     return app
-
-
-@dataclass
-class WebConsole:
-    """A running console: where it listens, and how to stop it."""
-
-    runner: web.AppRunner
-    host: str
-    port: int
-    tls: bool = False
-
-    @property
-    def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{'https' if self.tls else 'http'}://{host}:{self.port}/"
-
-    async def stop(self) -> None:
-        """Close the listener and end open event streams (bounded by SHUTDOWN_SECONDS)."""
-        await self.runner.cleanup()
-
-
-async def start_web_console(
-    host: str,
-    port: int,
-    servicer: SagaOrchestratorService,
-    *,
-    authenticate: Authenticator | None = None,
-    allowed_hosts: Collection[str] = (),
-    sessions: SessionTable | None = None,
-    header_timeout: float = HEADER_TIMEOUT_SECONDS,
-    ssl_context: ssl.SSLContext | None = None,
-    events: SagaEventsService | None = None,
-    tasks: SagaTasksService | None = None,
-    ingest: EventIngestRoute | None = None,
-) -> WebConsole:
-    """Serve the console on host:port (0 picks a free port) in the running loop.
-
-    `authenticate` maps a request to an Identity or None; without it the console is
-    in laptop mode (no sign-in, actions allowed: bind it to loopback). A connection
-    that has not sent a whole request's headers `header_timeout` seconds after it
-    opened (or after its last answer) is closed. With `ssl_context` it serves HTTPS.
-    """
-    quiet_malformed_request_logs()
-    runner = web.AppRunner(
-        create_console_app(
-            servicer,
-            authenticate,
-            allowed_hosts=allowed_hosts,
-            sessions=sessions,
-            body_seconds=header_timeout,
-            events=events,
-            tasks=tasks,
-            ingest=ingest,
-        ),
-        access_log=None,
-        shutdown_timeout=SHUTDOWN_SECONDS,
-        # A browser that goes away cancels its handler, so an event stream stops
-        # watching its saga at once instead of when the saga finishes.
-        handler_cancellation=True,
-        # aiohttp arms this timer when a connection opens and after each answer, and
-        # closes the connection if no whole request has arrived when it fires: a
-        # header-read bound (a request being handled, an event stream, is never cut).
-        keepalive_timeout=header_timeout,
-    )
-    await runner.setup()
-    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
-    try:
-        await site.start()
-    except BaseException:
-        await runner.cleanup()
-        raise
-    bound = runner.addresses[0][1] if runner.addresses else port
-    console = WebConsole(runner, host, int(bound), tls=ssl_context is not None)
-    logger.info("web console on %s", console.url)
-    return console

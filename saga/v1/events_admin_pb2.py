@@ -22,41 +22,50 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1asaga/v1/events_admin.proto\x12\x07saga.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x17\n\x15ListEventSinksRequest\"m\n\x12\x45ventSinkPartition\x12\x11\n\tpartition\x18\x01 \x01(\x05\x12\r\n\x05owner\x18\x02 \x01(\t\x12\x35\n\x11lease_expire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xfd\x02\n\tEventSink\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nconfigured\x18\x02 \x01(\x08\x12$\n\x04kind\x18\x03 \x01(\x0e\x32\x16.saga.v1.EventSinkKind\x12\x0e\n\x06target\x18\x04 \x01(\t\x12\x11\n\tevent_set\x18\x05 \x01(\t\x12\x12\n\nsaga_types\x18\x06 \x03(\t\x12\x17\n\x0finclude_payload\x18\x07 \x01(\x08\x12\x12\n\npartitions\x18\x08 \x01(\x05\x12\x0f\n\x07pending\x18\t \x01(\x03\x12\x37\n\x13oldest_pending_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x12oldest_pending_age\x18\x0b \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0c\n\x04\x64\x65\x61\x64\x18\x0c \x01(\x03\x12\x35\n\x10partition_owners\x18\r \x03(\x0b\x32\x1b.saga.v1.EventSinkPartition\"g\n\x16ListEventSinksResponse\x12!\n\x05sinks\x18\x01 \x03(\x0b\x32\x12.saga.v1.EventSink\x12\x16\n\x0erelay_replicas\x18\x02 \x03(\t\x12\x12\n\nreplica_id\x18\x03 \x01(\t\"\x9a\x01\n\x13ReplayEventsRequest\x12\x0f\n\x07saga_id\x18\x01 \x01(\t\x12.\n\nsince_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04sink\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\x12\x11\n\tnamespace\x18\x06 \x01(\t\"T\n\x14ReplayEventsResponse\x12\x0e\n\x06queued\x18\x01 \x01(\x03\x12\x13\n\x0btransitions\x18\x02 \x01(\x03\x12\x17\n\x0fnext_page_token\x18\x03 \x01(\t\"\xea\x01\n\tDeadEvent\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0c\n\x04sink\x18\x02 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x03 \x01(\t\x12\x0f\n\x07saga_id\x18\x04 \x01(\t\x12\x0b\n\x03seq\x18\x05 \x01(\x03\x12\x12\n\nevent_type\x18\x06 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x07 \x01(\x05\x12\r\n\x05\x65rror\x18\x08 \x01(\t\x12/\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tdead_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"L\n\x15ListDeadEventsRequest\x12\x0c\n\x04sink\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"U\n\x16ListDeadEventsResponse\x12\"\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x12.saga.v1.DeadEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"B\n\x18RequeueDeadEventsRequest\x12\x0c\n\x04sink\x18\x01 \x01(\t\x12\x0b\n\x03ids\x18\x02 \x03(\x03\x12\x0b\n\x03\x61ll\x18\x03 \x01(\x08\"-\n\x19RequeueDeadEventsResponse\x12\x10\n\x08requeued\x18\x01 \x01(\x03*\x86\x01\n\rEventSinkKind\x12\x1f\n\x1b\x45VENT_SINK_KIND_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x45VENT_SINK_KIND_RABBITMQ\x10\x01\x12\x18\n\x14\x45VENT_SINK_KIND_NATS\x10\x02\x12\x1c\n\x18\x45VENT_SINK_KIND_WEBHOOKS\x10\x03\x32\xdb\x02\n\nSagaEvents\x12Q\n\x0eListEventSinks\x12\x1e.saga.v1.ListEventSinksRequest\x1a\x1f.saga.v1.ListEventSinksResponse\x12K\n\x0cReplayEvents\x12\x1c.saga.v1.ReplayEventsRequest\x1a\x1d.saga.v1.ReplayEventsResponse\x12Q\n\x0eListDeadEvents\x12\x1e.saga.v1.ListDeadEventsRequest\x1a\x1f.saga.v1.ListDeadEventsResponse\x12Z\n\x11RequeueDeadEvents\x12!.saga.v1.RequeueDeadEventsRequest\x1a\".saga.v1.RequeueDeadEventsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1asaga/v1/events_admin.proto\x12\x07saga.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x17\n\x15ListEventSinksRequest\"m\n\x12\x45ventSinkPartition\x12\x11\n\tpartition\x18\x01 \x01(\x05\x12\r\n\x05owner\x18\x02 \x01(\t\x12\x35\n\x11lease_expire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xfd\x02\n\tEventSink\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nconfigured\x18\x02 \x01(\x08\x12$\n\x04kind\x18\x03 \x01(\x0e\x32\x16.saga.v1.EventSinkKind\x12\x0e\n\x06target\x18\x04 \x01(\t\x12\x11\n\tevent_set\x18\x05 \x01(\t\x12\x12\n\nsaga_types\x18\x06 \x03(\t\x12\x17\n\x0finclude_payload\x18\x07 \x01(\x08\x12\x12\n\npartitions\x18\x08 \x01(\x05\x12\x0f\n\x07pending\x18\t \x01(\x03\x12\x37\n\x13oldest_pending_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x12oldest_pending_age\x18\x0b \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0c\n\x04\x64\x65\x61\x64\x18\x0c \x01(\x03\x12\x35\n\x10partition_owners\x18\r \x03(\x0b\x32\x1b.saga.v1.EventSinkPartition\"g\n\x16ListEventSinksResponse\x12!\n\x05sinks\x18\x01 \x03(\x0b\x32\x12.saga.v1.EventSink\x12\x16\n\x0erelay_replicas\x18\x02 \x03(\t\x12\x12\n\nreplica_id\x18\x03 \x01(\t\"\x9a\x01\n\x13ReplayEventsRequest\x12\x0f\n\x07saga_id\x18\x01 \x01(\t\x12.\n\nsince_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04sink\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\x12\x11\n\tnamespace\x18\x06 \x01(\t\"T\n\x14ReplayEventsResponse\x12\x0e\n\x06queued\x18\x01 \x01(\x03\x12\x13\n\x0btransitions\x18\x02 \x01(\x03\x12\x17\n\x0fnext_page_token\x18\x03 \x01(\t\"\xea\x01\n\tDeadEvent\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0c\n\x04sink\x18\x02 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x03 \x01(\t\x12\x0f\n\x07saga_id\x18\x04 \x01(\t\x12\x0b\n\x03seq\x18\x05 \x01(\x03\x12\x12\n\nevent_type\x18\x06 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x07 \x01(\x05\x12\r\n\x05\x65rror\x18\x08 \x01(\t\x12/\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tdead_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"L\n\x15ListDeadEventsRequest\x12\x0c\n\x04sink\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"U\n\x16ListDeadEventsResponse\x12\"\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x12.saga.v1.DeadEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"B\n\x18RequeueDeadEventsRequest\x12\x0c\n\x04sink\x18\x01 \x01(\t\x12\x0b\n\x03ids\x18\x02 \x03(\x03\x12\x0b\n\x03\x61ll\x18\x03 \x01(\x08\"-\n\x19RequeueDeadEventsResponse\x12\x10\n\x08requeued\x18\x01 \x01(\x03*\x86\x01\n\rEventSinkKind\x12\x1f\n\x1b\x45VENT_SINK_KIND_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x45VENT_SINK_KIND_RABBITMQ\x10\x01\x12\x18\n\x14\x45VENT_SINK_KIND_NATS\x10\x02\x12\x1c\n\x18\x45VENT_SINK_KIND_WEBHOOKS\x10\x03\x32\xcc\x03\n\nSagaEvents\x12i\n\x0eListEventSinks\x12\x1e.saga.v1.ListEventSinksRequest\x1a\x1f.saga.v1.ListEventSinksResponse\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/v1/eventSinks\x12i\n\x0cReplayEvents\x12\x1c.saga.v1.ReplayEventsRequest\x1a\x1d.saga.v1.ReplayEventsResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\"\x11/v1/events:replay:\x01*\x12i\n\x0eListDeadEvents\x12\x1e.saga.v1.ListDeadEventsRequest\x1a\x1f.saga.v1.ListDeadEventsResponse\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/v1/deadEvents\x12}\n\x11RequeueDeadEvents\x12!.saga.v1.RequeueDeadEventsRequest\x1a\".saga.v1.RequeueDeadEventsResponse\"!\x82\xd3\xe4\x93\x02\x1b\"\x16/v1/deadEvents:requeue:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'saga.v1.events_admin_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_EVENTSINKKIND']._serialized_start=1490
-  _globals['_EVENTSINKKIND']._serialized_end=1624
-  _globals['_LISTEVENTSINKSREQUEST']._serialized_start=104
-  _globals['_LISTEVENTSINKSREQUEST']._serialized_end=127
-  _globals['_EVENTSINKPARTITION']._serialized_start=129
-  _globals['_EVENTSINKPARTITION']._serialized_end=238
-  _globals['_EVENTSINK']._serialized_start=241
-  _globals['_EVENTSINK']._serialized_end=622
-  _globals['_LISTEVENTSINKSRESPONSE']._serialized_start=624
-  _globals['_LISTEVENTSINKSRESPONSE']._serialized_end=727
-  _globals['_REPLAYEVENTSREQUEST']._serialized_start=730
-  _globals['_REPLAYEVENTSREQUEST']._serialized_end=884
-  _globals['_REPLAYEVENTSRESPONSE']._serialized_start=886
-  _globals['_REPLAYEVENTSRESPONSE']._serialized_end=970
-  _globals['_DEADEVENT']._serialized_start=973
-  _globals['_DEADEVENT']._serialized_end=1207
-  _globals['_LISTDEADEVENTSREQUEST']._serialized_start=1209
-  _globals['_LISTDEADEVENTSREQUEST']._serialized_end=1285
-  _globals['_LISTDEADEVENTSRESPONSE']._serialized_start=1287
-  _globals['_LISTDEADEVENTSRESPONSE']._serialized_end=1372
-  _globals['_REQUEUEDEADEVENTSREQUEST']._serialized_start=1374
-  _globals['_REQUEUEDEADEVENTSREQUEST']._serialized_end=1440
-  _globals['_REQUEUEDEADEVENTSRESPONSE']._serialized_start=1442
-  _globals['_REQUEUEDEADEVENTSRESPONSE']._serialized_end=1487
-  _globals['_SAGAEVENTS']._serialized_start=1627
-  _globals['_SAGAEVENTS']._serialized_end=1974
+  _globals['_SAGAEVENTS'].methods_by_name['ListEventSinks']._loaded_options = None
+  _globals['_SAGAEVENTS'].methods_by_name['ListEventSinks']._serialized_options = b'\202\323\344\223\002\020\022\016/v1/eventSinks'
+  _globals['_SAGAEVENTS'].methods_by_name['ReplayEvents']._loaded_options = None
+  _globals['_SAGAEVENTS'].methods_by_name['ReplayEvents']._serialized_options = b'\202\323\344\223\002\026\"\021/v1/events:replay:\001*'
+  _globals['_SAGAEVENTS'].methods_by_name['ListDeadEvents']._loaded_options = None
+  _globals['_SAGAEVENTS'].methods_by_name['ListDeadEvents']._serialized_options = b'\202\323\344\223\002\020\022\016/v1/deadEvents'
+  _globals['_SAGAEVENTS'].methods_by_name['RequeueDeadEvents']._loaded_options = None
+  _globals['_SAGAEVENTS'].methods_by_name['RequeueDeadEvents']._serialized_options = b'\202\323\344\223\002\033\"\026/v1/deadEvents:requeue:\001*'
+  _globals['_EVENTSINKKIND']._serialized_start=1520
+  _globals['_EVENTSINKKIND']._serialized_end=1654
+  _globals['_LISTEVENTSINKSREQUEST']._serialized_start=134
+  _globals['_LISTEVENTSINKSREQUEST']._serialized_end=157
+  _globals['_EVENTSINKPARTITION']._serialized_start=159
+  _globals['_EVENTSINKPARTITION']._serialized_end=268
+  _globals['_EVENTSINK']._serialized_start=271
+  _globals['_EVENTSINK']._serialized_end=652
+  _globals['_LISTEVENTSINKSRESPONSE']._serialized_start=654
+  _globals['_LISTEVENTSINKSRESPONSE']._serialized_end=757
+  _globals['_REPLAYEVENTSREQUEST']._serialized_start=760
+  _globals['_REPLAYEVENTSREQUEST']._serialized_end=914
+  _globals['_REPLAYEVENTSRESPONSE']._serialized_start=916
+  _globals['_REPLAYEVENTSRESPONSE']._serialized_end=1000
+  _globals['_DEADEVENT']._serialized_start=1003
+  _globals['_DEADEVENT']._serialized_end=1237
+  _globals['_LISTDEADEVENTSREQUEST']._serialized_start=1239
+  _globals['_LISTDEADEVENTSREQUEST']._serialized_end=1315
+  _globals['_LISTDEADEVENTSRESPONSE']._serialized_start=1317
+  _globals['_LISTDEADEVENTSRESPONSE']._serialized_end=1402
+  _globals['_REQUEUEDEADEVENTSREQUEST']._serialized_start=1404
+  _globals['_REQUEUEDEADEVENTSREQUEST']._serialized_end=1470
+  _globals['_REQUEUEDEADEVENTSRESPONSE']._serialized_start=1472
+  _globals['_REQUEUEDEADEVENTSRESPONSE']._serialized_end=1517
+  _globals['_SAGAEVENTS']._serialized_start=1657
+  _globals['_SAGAEVENTS']._serialized_end=2117
 # @@protoc_insertion_point(module_scope)

@@ -22,30 +22,37 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13saga/v1/tasks.proto\x12\x07saga.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xde\x01\n\x04Task\x12\x0f\n\x07saga_id\x18\x01 \x01(\t\x12\x11\n\tsaga_type\x18\x02 \x01(\t\x12\x0c\n\x04step\x18\x03 \x01(\t\x12\x11\n\tnamespace\x18\x04 \x01(\t\x12\x16\n\x0e\x63orrelation_id\x18\x05 \x01(\t\x12\x31\n\rwaiting_since\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rwait_deadline\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bresult_type\x18\x08 \x01(\t\"8\n\x10ListTasksRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x11\n\tnamespace\x18\x02 \x01(\t\"1\n\x11ListTasksResponse\x12\x1c\n\x05tasks\x18\x01 \x03(\x0b\x32\r.saga.v1.Task\"\x82\x01\n\x13\x43ompleteTaskRequest\x12\x0f\n\x07saga_id\x18\x01 \x01(\t\x12\x0c\n\x04step\x18\x02 \x01(\t\x12\x13\n\x0bresult_json\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x14\n\x0crequested_by\x18\x05 \x01(\t\x12\x11\n\tnamespace\x18\x06 \x01(\t\"\x16\n\x14\x43ompleteTaskResponse\"k\n\x11RejectTaskRequest\x12\x0f\n\x07saga_id\x18\x01 \x01(\t\x12\x0c\n\x04step\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x14\n\x0crequested_by\x18\x04 \x01(\t\x12\x11\n\tnamespace\x18\x05 \x01(\t\"\x14\n\x12RejectTaskResponse2\xe3\x01\n\tSagaTasks\x12\x42\n\tListTasks\x12\x19.saga.v1.ListTasksRequest\x1a\x1a.saga.v1.ListTasksResponse\x12K\n\x0c\x43ompleteTask\x12\x1c.saga.v1.CompleteTaskRequest\x1a\x1d.saga.v1.CompleteTaskResponse\x12\x45\n\nRejectTask\x12\x1a.saga.v1.RejectTaskRequest\x1a\x1b.saga.v1.RejectTaskResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13saga/v1/tasks.proto\x12\x07saga.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xde\x01\n\x04Task\x12\x0f\n\x07saga_id\x18\x01 \x01(\t\x12\x11\n\tsaga_type\x18\x02 \x01(\t\x12\x0c\n\x04step\x18\x03 \x01(\t\x12\x11\n\tnamespace\x18\x04 \x01(\t\x12\x16\n\x0e\x63orrelation_id\x18\x05 \x01(\t\x12\x31\n\rwaiting_since\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rwait_deadline\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bresult_type\x18\x08 \x01(\t\"8\n\x10ListTasksRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x11\n\tnamespace\x18\x02 \x01(\t\"1\n\x11ListTasksResponse\x12\x1c\n\x05tasks\x18\x01 \x03(\x0b\x32\r.saga.v1.Task\"\x82\x01\n\x13\x43ompleteTaskRequest\x12\x0f\n\x07saga_id\x18\x01 \x01(\t\x12\x0c\n\x04step\x18\x02 \x01(\t\x12\x13\n\x0bresult_json\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x14\n\x0crequested_by\x18\x05 \x01(\t\x12\x11\n\tnamespace\x18\x06 \x01(\t\"\x16\n\x14\x43ompleteTaskResponse\"k\n\x11RejectTaskRequest\x12\x0f\n\x07saga_id\x18\x01 \x01(\t\x12\x0c\n\x04step\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x14\n\x0crequested_by\x18\x04 \x01(\t\x12\x11\n\tnamespace\x18\x05 \x01(\t\"\x14\n\x12RejectTaskResponse2\xe1\x02\n\tSagaTasks\x12U\n\tListTasks\x12\x19.saga.v1.ListTasksRequest\x1a\x1a.saga.v1.ListTasksResponse\"\x11\x82\xd3\xe4\x93\x02\x0b\x12\t/v1/tasks\x12\x81\x01\n\x0c\x43ompleteTask\x12\x1c.saga.v1.CompleteTaskRequest\x1a\x1d.saga.v1.CompleteTaskResponse\"4\x82\xd3\xe4\x93\x02.\")/v1/sagas/{saga_id}/tasks/{step}:complete:\x01*\x12y\n\nRejectTask\x12\x1a.saga.v1.RejectTaskRequest\x1a\x1b.saga.v1.RejectTaskResponse\"2\x82\xd3\xe4\x93\x02,\"\'/v1/sagas/{saga_id}/tasks/{step}:reject:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'saga.v1.tasks_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TASK']._serialized_start=66
-  _globals['_TASK']._serialized_end=288
-  _globals['_LISTTASKSREQUEST']._serialized_start=290
-  _globals['_LISTTASKSREQUEST']._serialized_end=346
-  _globals['_LISTTASKSRESPONSE']._serialized_start=348
-  _globals['_LISTTASKSRESPONSE']._serialized_end=397
-  _globals['_COMPLETETASKREQUEST']._serialized_start=400
-  _globals['_COMPLETETASKREQUEST']._serialized_end=530
-  _globals['_COMPLETETASKRESPONSE']._serialized_start=532
-  _globals['_COMPLETETASKRESPONSE']._serialized_end=554
-  _globals['_REJECTTASKREQUEST']._serialized_start=556
-  _globals['_REJECTTASKREQUEST']._serialized_end=663
-  _globals['_REJECTTASKRESPONSE']._serialized_start=665
-  _globals['_REJECTTASKRESPONSE']._serialized_end=685
-  _globals['_SAGATASKS']._serialized_start=688
-  _globals['_SAGATASKS']._serialized_end=915
+  _globals['_SAGATASKS'].methods_by_name['ListTasks']._loaded_options = None
+  _globals['_SAGATASKS'].methods_by_name['ListTasks']._serialized_options = b'\202\323\344\223\002\013\022\t/v1/tasks'
+  _globals['_SAGATASKS'].methods_by_name['CompleteTask']._loaded_options = None
+  _globals['_SAGATASKS'].methods_by_name['CompleteTask']._serialized_options = b'\202\323\344\223\002.\")/v1/sagas/{saga_id}/tasks/{step}:complete:\001*'
+  _globals['_SAGATASKS'].methods_by_name['RejectTask']._loaded_options = None
+  _globals['_SAGATASKS'].methods_by_name['RejectTask']._serialized_options = b'\202\323\344\223\002,\"\'/v1/sagas/{saga_id}/tasks/{step}:reject:\001*'
+  _globals['_TASK']._serialized_start=96
+  _globals['_TASK']._serialized_end=318
+  _globals['_LISTTASKSREQUEST']._serialized_start=320
+  _globals['_LISTTASKSREQUEST']._serialized_end=376
+  _globals['_LISTTASKSRESPONSE']._serialized_start=378
+  _globals['_LISTTASKSRESPONSE']._serialized_end=427
+  _globals['_COMPLETETASKREQUEST']._serialized_start=430
+  _globals['_COMPLETETASKREQUEST']._serialized_end=560
+  _globals['_COMPLETETASKRESPONSE']._serialized_start=562
+  _globals['_COMPLETETASKRESPONSE']._serialized_end=584
+  _globals['_REJECTTASKREQUEST']._serialized_start=586
+  _globals['_REJECTTASKREQUEST']._serialized_end=693
+  _globals['_REJECTTASKRESPONSE']._serialized_start=695
+  _globals['_REJECTTASKRESPONSE']._serialized_end=715
+  _globals['_SAGATASKS']._serialized_start=718
+  _globals['_SAGATASKS']._serialized_end=1071
 # @@protoc_insertion_point(module_scope)

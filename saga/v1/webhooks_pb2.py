@@ -22,51 +22,68 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16saga/v1/webhooks.proto\x12\x07saga.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xeb\x02\n\x0fWebhookEndpoint\x12\x13\n\x0b\x65ndpoint_id\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x13\n\x0b\x65vent_types\x18\x04 \x03(\t\x12\x12\n\nsaga_types\x18\x05 \x03(\t\x12\x12\n\nnamespaces\x18\x06 \x03(\t\x12\x0f\n\x07\x65nabled\x18\x07 \x01(\x08\x12\x17\n\x0f\x64isabled_reason\x18\x08 \x01(\t\x12\x17\n\x0fmax_concurrency\x18\t \x01(\x05\x12?\n\x1bprevious_secret_expire_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x63reate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"J\n\x1c\x43reateWebhookEndpointRequest\x12*\n\x08\x65ndpoint\x18\x01 \x01(\x0b\x32\x18.saga.v1.WebhookEndpoint\"[\n\x1d\x43reateWebhookEndpointResponse\x12*\n\x08\x65ndpoint\x18\x01 \x01(\x0b\x32\x18.saga.v1.WebhookEndpoint\x12\x0e\n\x06secret\x18\x02 \x01(\t\"0\n\x19GetWebhookEndpointRequest\x12\x13\n\x0b\x65ndpoint_id\x18\x01 \x01(\t\"D\n\x1bListWebhookEndpointsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"d\n\x1cListWebhookEndpointsResponse\x12+\n\tendpoints\x18\x01 \x03(\x0b\x32\x18.saga.v1.WebhookEndpoint\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"{\n\x1cUpdateWebhookEndpointRequest\x12*\n\x08\x65ndpoint\x18\x01 \x01(\x0b\x32\x18.saga.v1.WebhookEndpoint\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"J\n\x1aRotateWebhookSecretRequest\x12\x13\n\x0b\x65ndpoint_id\x18\x01 \x01(\t\x12\x17\n\x0foverlap_seconds\x18\x02 \x01(\x03\"Y\n\x1bRotateWebhookSecretResponse\x12*\n\x08\x65ndpoint\x18\x01 \x01(\x0b\x32\x18.saga.v1.WebhookEndpoint\x12\x0e\n\x06secret\x18\x02 \x01(\t\"3\n\x1c\x44\x65leteWebhookEndpointRequest\x12\x13\n\x0b\x65ndpoint_id\x18\x01 \x01(\t\"\x1f\n\x1d\x44\x65leteWebhookEndpointResponse\"\x88\x03\n\x0fWebhookDelivery\x12\x13\n\x0b\x64\x65livery_id\x18\x01 \x01(\x03\x12\x13\n\x0b\x65ndpoint_id\x18\x02 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x03 \x01(\t\x12\x12\n\nevent_type\x18\x04 \x01(\t\x12\x0f\n\x07saga_id\x18\x05 \x01(\t\x12.\n\x06status\x18\x06 \x01(\x0e\x32\x1e.saga.v1.WebhookDeliveryStatus\x12\x10\n\x08\x61ttempts\x18\x07 \x01(\x05\x12\x18\n\x10last_http_status\x18\x08 \x01(\x05\x12\x12\n\nlast_error\x18\t \x01(\t\x12\x35\n\x11next_attempt_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x63reate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0b\n\x03url\x18\r \x01(\t\"\x9b\x01\n\x1cListWebhookDeliveriesRequest\x12\x13\n\x0b\x65ndpoint_id\x18\x01 \x01(\t\x12.\n\x06status\x18\x02 \x01(\x0e\x32\x1e.saga.v1.WebhookDeliveryStatus\x12\x0f\n\x07saga_id\x18\x03 \x01(\t\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"f\n\x1dListWebhookDeliveriesResponse\x12,\n\ndeliveries\x18\x01 \x03(\x0b\x32\x18.saga.v1.WebhookDelivery\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"J\n\x1dRetryWebhookDeliveriesRequest\x12\x14\n\x0c\x64\x65livery_ids\x18\x01 \x03(\x03\x12\x13\n\x0b\x65ndpoint_id\x18\x02 \x01(\t\"1\n\x1eRetryWebhookDeliveriesResponse\x12\x0f\n\x07retried\x18\x01 \x01(\x05*\xd2\x01\n\x15WebhookDeliveryStatus\x12\'\n#WEBHOOK_DELIVERY_STATUS_UNSPECIFIED\x10\x00\x12#\n\x1fWEBHOOK_DELIVERY_STATUS_PENDING\x10\x01\x12%\n!WEBHOOK_DELIVERY_STATUS_DELIVERED\x10\x02\x12\"\n\x1eWEBHOOK_DELIVERY_STATUS_FAILED\x10\x03\x12 \n\x1cWEBHOOK_DELIVERY_STATUS_DEAD\x10\x04\x32\xa6\x06\n\x0cSagaWebhooks\x12\x66\n\x15\x43reateWebhookEndpoint\x12%.saga.v1.CreateWebhookEndpointRequest\x1a&.saga.v1.CreateWebhookEndpointResponse\x12R\n\x12GetWebhookEndpoint\x12\".saga.v1.GetWebhookEndpointRequest\x1a\x18.saga.v1.WebhookEndpoint\x12\x63\n\x14ListWebhookEndpoints\x12$.saga.v1.ListWebhookEndpointsRequest\x1a%.saga.v1.ListWebhookEndpointsResponse\x12X\n\x15UpdateWebhookEndpoint\x12%.saga.v1.UpdateWebhookEndpointRequest\x1a\x18.saga.v1.WebhookEndpoint\x12`\n\x13RotateWebhookSecret\x12#.saga.v1.RotateWebhookSecretRequest\x1a$.saga.v1.RotateWebhookSecretResponse\x12\x66\n\x15\x44\x65leteWebhookEndpoint\x12%.saga.v1.DeleteWebhookEndpointRequest\x1a&.saga.v1.DeleteWebhookEndpointResponse\x12\x66\n\x15ListWebhookDeliveries\x12%.saga.v1.ListWebhookDeliveriesRequest\x1a&.saga.v1.ListWebhookDeliveriesResponse\x12i\n\x16RetryWebhookDeliveries\x12&.saga.v1.RetryWebhookDeliveriesRequest\x1a\'.saga.v1.RetryWebhookDeliveriesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16saga/v1/webhooks.proto\x12\x07saga.v1\x1a\x1cgoogle/api/annotations.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xeb\x02\n\x0fWebhookEndpoint\x12\x13\n\x0b\x65ndpoint_id\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x13\n\x0b\x65vent_types\x18\x04 \x03(\t\x12\x12\n\nsaga_types\x18\x05 \x03(\t\x12\x12\n\nnamespaces\x18\x06 \x03(\t\x12\x0f\n\x07\x65nabled\x18\x07 \x01(\x08\x12\x17\n\x0f\x64isabled_reason\x18\x08 \x01(\t\x12\x17\n\x0fmax_concurrency\x18\t \x01(\x05\x12?\n\x1bprevious_secret_expire_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x63reate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"J\n\x1c\x43reateWebhookEndpointRequest\x12*\n\x08\x65ndpoint\x18\x01 \x01(\x0b\x32\x18.saga.v1.WebhookEndpoint\"[\n\x1d\x43reateWebhookEndpointResponse\x12*\n\x08\x65ndpoint\x18\x01 \x01(\x0b\x32\x18.saga.v1.WebhookEndpoint\x12\x0e\n\x06secret\x18\x02 \x01(\t\"0\n\x19GetWebhookEndpointRequest\x12\x13\n\x0b\x65ndpoint_id\x18\x01 \x01(\t\"D\n\x1bListWebhookEndpointsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"d\n\x1cListWebhookEndpointsResponse\x12+\n\tendpoints\x18\x01 \x03(\x0b\x32\x18.saga.v1.WebhookEndpoint\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"{\n\x1cUpdateWebhookEndpointRequest\x12*\n\x08\x65ndpoint\x18\x01 \x01(\x0b\x32\x18.saga.v1.WebhookEndpoint\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"J\n\x1aRotateWebhookSecretRequest\x12\x13\n\x0b\x65ndpoint_id\x18\x01 \x01(\t\x12\x17\n\x0foverlap_seconds\x18\x02 \x01(\x03\"Y\n\x1bRotateWebhookSecretResponse\x12*\n\x08\x65ndpoint\x18\x01 \x01(\x0b\x32\x18.saga.v1.WebhookEndpoint\x12\x0e\n\x06secret\x18\x02 \x01(\t\"3\n\x1c\x44\x65leteWebhookEndpointRequest\x12\x13\n\x0b\x65ndpoint_id\x18\x01 \x01(\t\"\x1f\n\x1d\x44\x65leteWebhookEndpointResponse\"\x88\x03\n\x0fWebhookDelivery\x12\x13\n\x0b\x64\x65livery_id\x18\x01 \x01(\x03\x12\x13\n\x0b\x65ndpoint_id\x18\x02 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x03 \x01(\t\x12\x12\n\nevent_type\x18\x04 \x01(\t\x12\x0f\n\x07saga_id\x18\x05 \x01(\t\x12.\n\x06status\x18\x06 \x01(\x0e\x32\x1e.saga.v1.WebhookDeliveryStatus\x12\x10\n\x08\x61ttempts\x18\x07 \x01(\x05\x12\x18\n\x10last_http_status\x18\x08 \x01(\x05\x12\x12\n\nlast_error\x18\t \x01(\t\x12\x35\n\x11next_attempt_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x63reate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0b\n\x03url\x18\r \x01(\t\"\x9b\x01\n\x1cListWebhookDeliveriesRequest\x12\x13\n\x0b\x65ndpoint_id\x18\x01 \x01(\t\x12.\n\x06status\x18\x02 \x01(\x0e\x32\x1e.saga.v1.WebhookDeliveryStatus\x12\x0f\n\x07saga_id\x18\x03 \x01(\t\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"f\n\x1dListWebhookDeliveriesResponse\x12,\n\ndeliveries\x18\x01 \x03(\x0b\x32\x18.saga.v1.WebhookDelivery\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"J\n\x1dRetryWebhookDeliveriesRequest\x12\x14\n\x0c\x64\x65livery_ids\x18\x01 \x03(\x03\x12\x13\n\x0b\x65ndpoint_id\x18\x02 \x01(\t\"1\n\x1eRetryWebhookDeliveriesResponse\x12\x0f\n\x07retried\x18\x01 \x01(\x05*\xd2\x01\n\x15WebhookDeliveryStatus\x12\'\n#WEBHOOK_DELIVERY_STATUS_UNSPECIFIED\x10\x00\x12#\n\x1fWEBHOOK_DELIVERY_STATUS_PENDING\x10\x01\x12%\n!WEBHOOK_DELIVERY_STATUS_DELIVERED\x10\x02\x12\"\n\x1eWEBHOOK_DELIVERY_STATUS_FAILED\x10\x03\x12 \n\x1cWEBHOOK_DELIVERY_STATUS_DEAD\x10\x04\x32\x86\t\n\x0cSagaWebhooks\x12\x8e\x01\n\x15\x43reateWebhookEndpoint\x12%.saga.v1.CreateWebhookEndpointRequest\x1a&.saga.v1.CreateWebhookEndpointResponse\"&\x82\xd3\xe4\x93\x02 \"\x14/v1/webhookEndpoints:\x08\x65ndpoint\x12~\n\x12GetWebhookEndpoint\x12\".saga.v1.GetWebhookEndpointRequest\x1a\x18.saga.v1.WebhookEndpoint\"*\x82\xd3\xe4\x93\x02$\x12\"/v1/webhookEndpoints/{endpoint_id}\x12\x81\x01\n\x14ListWebhookEndpoints\x12$.saga.v1.ListWebhookEndpointsRequest\x1a%.saga.v1.ListWebhookEndpointsResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/v1/webhookEndpoints\x12\x90\x01\n\x15UpdateWebhookEndpoint\x12%.saga.v1.UpdateWebhookEndpointRequest\x1a\x18.saga.v1.WebhookEndpoint\"6\x82\xd3\xe4\x93\x02\x30\x32+/v1/webhookEndpoints/{endpoint.endpoint_id}:\x01*\x12\x9c\x01\n\x13RotateWebhookSecret\x12#.saga.v1.RotateWebhookSecretRequest\x1a$.saga.v1.RotateWebhookSecretResponse\":\x82\xd3\xe4\x93\x02\x34\"//v1/webhookEndpoints/{endpoint_id}:rotateSecret:\x01*\x12\x92\x01\n\x15\x44\x65leteWebhookEndpoint\x12%.saga.v1.DeleteWebhookEndpointRequest\x1a&.saga.v1.DeleteWebhookEndpointResponse\"*\x82\xd3\xe4\x93\x02$*\"/v1/webhookEndpoints/{endpoint_id}\x12\x85\x01\n\x15ListWebhookDeliveries\x12%.saga.v1.ListWebhookDeliveriesRequest\x1a&.saga.v1.ListWebhookDeliveriesResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/v1/webhookDeliveries\x12\x91\x01\n\x16RetryWebhookDeliveries\x12&.saga.v1.RetryWebhookDeliveriesRequest\x1a\'.saga.v1.RetryWebhookDeliveriesResponse\"&\x82\xd3\xe4\x93\x02 \"\x1b/v1/webhookDeliveries:retry:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'saga.v1.webhooks_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_WEBHOOKDELIVERYSTATUS']._serialized_start=2022
-  _globals['_WEBHOOKDELIVERYSTATUS']._serialized_end=2232
-  _globals['_WEBHOOKENDPOINT']._serialized_start=103
-  _globals['_WEBHOOKENDPOINT']._serialized_end=466
-  _globals['_CREATEWEBHOOKENDPOINTREQUEST']._serialized_start=468
-  _globals['_CREATEWEBHOOKENDPOINTREQUEST']._serialized_end=542
-  _globals['_CREATEWEBHOOKENDPOINTRESPONSE']._serialized_start=544
-  _globals['_CREATEWEBHOOKENDPOINTRESPONSE']._serialized_end=635
-  _globals['_GETWEBHOOKENDPOINTREQUEST']._serialized_start=637
-  _globals['_GETWEBHOOKENDPOINTREQUEST']._serialized_end=685
-  _globals['_LISTWEBHOOKENDPOINTSREQUEST']._serialized_start=687
-  _globals['_LISTWEBHOOKENDPOINTSREQUEST']._serialized_end=755
-  _globals['_LISTWEBHOOKENDPOINTSRESPONSE']._serialized_start=757
-  _globals['_LISTWEBHOOKENDPOINTSRESPONSE']._serialized_end=857
-  _globals['_UPDATEWEBHOOKENDPOINTREQUEST']._serialized_start=859
-  _globals['_UPDATEWEBHOOKENDPOINTREQUEST']._serialized_end=982
-  _globals['_ROTATEWEBHOOKSECRETREQUEST']._serialized_start=984
-  _globals['_ROTATEWEBHOOKSECRETREQUEST']._serialized_end=1058
-  _globals['_ROTATEWEBHOOKSECRETRESPONSE']._serialized_start=1060
-  _globals['_ROTATEWEBHOOKSECRETRESPONSE']._serialized_end=1149
-  _globals['_DELETEWEBHOOKENDPOINTREQUEST']._serialized_start=1151
-  _globals['_DELETEWEBHOOKENDPOINTREQUEST']._serialized_end=1202
-  _globals['_DELETEWEBHOOKENDPOINTRESPONSE']._serialized_start=1204
-  _globals['_DELETEWEBHOOKENDPOINTRESPONSE']._serialized_end=1235
-  _globals['_WEBHOOKDELIVERY']._serialized_start=1238
-  _globals['_WEBHOOKDELIVERY']._serialized_end=1630
-  _globals['_LISTWEBHOOKDELIVERIESREQUEST']._serialized_start=1633
-  _globals['_LISTWEBHOOKDELIVERIESREQUEST']._serialized_end=1788
-  _globals['_LISTWEBHOOKDELIVERIESRESPONSE']._serialized_start=1790
-  _globals['_LISTWEBHOOKDELIVERIESRESPONSE']._serialized_end=1892
-  _globals['_RETRYWEBHOOKDELIVERIESREQUEST']._serialized_start=1894
-  _globals['_RETRYWEBHOOKDELIVERIESREQUEST']._serialized_end=1968
-  _globals['_RETRYWEBHOOKDELIVERIESRESPONSE']._serialized_start=1970
-  _globals['_RETRYWEBHOOKDELIVERIESRESPONSE']._serialized_end=2019
-  _globals['_SAGAWEBHOOKS']._serialized_start=2235
-  _globals['_SAGAWEBHOOKS']._serialized_end=3041
+  _globals['_SAGAWEBHOOKS'].methods_by_name['CreateWebhookEndpoint']._loaded_options = None
+  _globals['_SAGAWEBHOOKS'].methods_by_name['CreateWebhookEndpoint']._serialized_options = b'\202\323\344\223\002 \"\024/v1/webhookEndpoints:\010endpoint'
+  _globals['_SAGAWEBHOOKS'].methods_by_name['GetWebhookEndpoint']._loaded_options = None
+  _globals['_SAGAWEBHOOKS'].methods_by_name['GetWebhookEndpoint']._serialized_options = b'\202\323\344\223\002$\022\"/v1/webhookEndpoints/{endpoint_id}'
+  _globals['_SAGAWEBHOOKS'].methods_by_name['ListWebhookEndpoints']._loaded_options = None
+  _globals['_SAGAWEBHOOKS'].methods_by_name['ListWebhookEndpoints']._serialized_options = b'\202\323\344\223\002\026\022\024/v1/webhookEndpoints'
+  _globals['_SAGAWEBHOOKS'].methods_by_name['UpdateWebhookEndpoint']._loaded_options = None
+  _globals['_SAGAWEBHOOKS'].methods_by_name['UpdateWebhookEndpoint']._serialized_options = b'\202\323\344\223\00202+/v1/webhookEndpoints/{endpoint.endpoint_id}:\001*'
+  _globals['_SAGAWEBHOOKS'].methods_by_name['RotateWebhookSecret']._loaded_options = None
+  _globals['_SAGAWEBHOOKS'].methods_by_name['RotateWebhookSecret']._serialized_options = b'\202\323\344\223\0024\"//v1/webhookEndpoints/{endpoint_id}:rotateSecret:\001*'
+  _globals['_SAGAWEBHOOKS'].methods_by_name['DeleteWebhookEndpoint']._loaded_options = None
+  _globals['_SAGAWEBHOOKS'].methods_by_name['DeleteWebhookEndpoint']._serialized_options = b'\202\323\344\223\002$*\"/v1/webhookEndpoints/{endpoint_id}'
+  _globals['_SAGAWEBHOOKS'].methods_by_name['ListWebhookDeliveries']._loaded_options = None
+  _globals['_SAGAWEBHOOKS'].methods_by_name['ListWebhookDeliveries']._serialized_options = b'\202\323\344\223\002\027\022\025/v1/webhookDeliveries'
+  _globals['_SAGAWEBHOOKS'].methods_by_name['RetryWebhookDeliveries']._loaded_options = None
+  _globals['_SAGAWEBHOOKS'].methods_by_name['RetryWebhookDeliveries']._serialized_options = b'\202\323\344\223\002 \"\033/v1/webhookDeliveries:retry:\001*'
+  _globals['_WEBHOOKDELIVERYSTATUS']._serialized_start=2052
+  _globals['_WEBHOOKDELIVERYSTATUS']._serialized_end=2262
+  _globals['_WEBHOOKENDPOINT']._serialized_start=133
+  _globals['_WEBHOOKENDPOINT']._serialized_end=496
+  _globals['_CREATEWEBHOOKENDPOINTREQUEST']._serialized_start=498
+  _globals['_CREATEWEBHOOKENDPOINTREQUEST']._serialized_end=572
+  _globals['_CREATEWEBHOOKENDPOINTRESPONSE']._serialized_start=574
+  _globals['_CREATEWEBHOOKENDPOINTRESPONSE']._serialized_end=665
+  _globals['_GETWEBHOOKENDPOINTREQUEST']._serialized_start=667
+  _globals['_GETWEBHOOKENDPOINTREQUEST']._serialized_end=715
+  _globals['_LISTWEBHOOKENDPOINTSREQUEST']._serialized_start=717
+  _globals['_LISTWEBHOOKENDPOINTSREQUEST']._serialized_end=785
+  _globals['_LISTWEBHOOKENDPOINTSRESPONSE']._serialized_start=787
+  _globals['_LISTWEBHOOKENDPOINTSRESPONSE']._serialized_end=887
+  _globals['_UPDATEWEBHOOKENDPOINTREQUEST']._serialized_start=889
+  _globals['_UPDATEWEBHOOKENDPOINTREQUEST']._serialized_end=1012
+  _globals['_ROTATEWEBHOOKSECRETREQUEST']._serialized_start=1014
+  _globals['_ROTATEWEBHOOKSECRETREQUEST']._serialized_end=1088
+  _globals['_ROTATEWEBHOOKSECRETRESPONSE']._serialized_start=1090
+  _globals['_ROTATEWEBHOOKSECRETRESPONSE']._serialized_end=1179
+  _globals['_DELETEWEBHOOKENDPOINTREQUEST']._serialized_start=1181
+  _globals['_DELETEWEBHOOKENDPOINTREQUEST']._serialized_end=1232
+  _globals['_DELETEWEBHOOKENDPOINTRESPONSE']._serialized_start=1234
+  _globals['_DELETEWEBHOOKENDPOINTRESPONSE']._serialized_end=1265
+  _globals['_WEBHOOKDELIVERY']._serialized_start=1268
+  _globals['_WEBHOOKDELIVERY']._serialized_end=1660
+  _globals['_LISTWEBHOOKDELIVERIESREQUEST']._serialized_start=1663
+  _globals['_LISTWEBHOOKDELIVERIESREQUEST']._serialized_end=1818
+  _globals['_LISTWEBHOOKDELIVERIESRESPONSE']._serialized_start=1820
+  _globals['_LISTWEBHOOKDELIVERIESRESPONSE']._serialized_end=1922
+  _globals['_RETRYWEBHOOKDELIVERIESREQUEST']._serialized_start=1924
+  _globals['_RETRYWEBHOOKDELIVERIESREQUEST']._serialized_end=1998
+  _globals['_RETRYWEBHOOKDELIVERIESRESPONSE']._serialized_start=2000
+  _globals['_RETRYWEBHOOKDELIVERIESRESPONSE']._serialized_end=2049
+  _globals['_SAGAWEBHOOKS']._serialized_start=2265
+  _globals['_SAGAWEBHOOKS']._serialized_end=3423
 # @@protoc_insertion_point(module_scope)
