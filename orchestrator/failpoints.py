@@ -42,6 +42,12 @@ Points in the event relay (`orchestrator/events`):
   the process (`relay_item_confirmed:n`) falls mid-batch when batches hold more than n
   items: part of the batch confirmed, part in flight or unsent, nothing deleted.
 
+Points in the tracker's broker consumers (`orchestrator/events/ingest`):
+- `ingest_received`: a batch of messages is taken from the broker and parsed, nothing of
+  it applied (dying here, the broker redelivers every message: nothing was recorded).
+- `ingest_committed`: the batch's events are committed, no message acknowledged yet
+  (dying here, the broker redelivers them and the store answers DUPLICATE).
+
 The module lives outside the engine so that every layer that crashes on purpose (engine,
 store, relay) may import it.
 """
@@ -73,6 +79,8 @@ POINTS = frozenset(
         "relay_read",
         "relay_confirmed",
         "relay_item_confirmed",
+        "ingest_received",
+        "ingest_committed",
     }
 )
 WRITE_SCOPES = frozenset(
