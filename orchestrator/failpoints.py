@@ -25,6 +25,9 @@ Points in the orchestrator:
   answered (the caller sees the call fail and retries with the same completion id).
 - `compensation_started`: a compensation's start is committed, not yet sent
   (`compensation_started:2` dies between the first and second compensation).
+- `compensation_replied`: a compensation's participant replied (or, for a tracked saga's
+  compensation event, the broker confirmed it), its outcome not yet committed: the next
+  driver sends it again with the same idempotency key (the same event id).
 - `saga_finished`: the saga's terminal status is committed.
 - `plan_sent` (PostgreSQL): every statement of a write's plan is sent in its pipeline,
   the transaction not yet committed and no answer read: the session holds the plan's row
@@ -74,6 +77,7 @@ POINTS = frozenset(
         "step_accepted",
         "completion_committed",
         "compensation_started",
+        "compensation_replied",
         "saga_finished",
         "plan_sent",
         "relay_read",

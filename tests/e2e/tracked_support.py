@@ -247,18 +247,28 @@ class Recorded:
             logs.setdefault(saga_id, []).append((event, step, actor))
         return logs
 
+    async def errors(self, saga_id: str) -> list[tuple[str, str, str]]:
+        """A saga's transitions that carry an error: (event, step, error)."""
+        rows = await self._rows(
+            "SELECT event, step, error FROM saga_transitions WHERE saga_id = %s AND error <> ''"
+            " ORDER BY seq",
+            saga_id,
+        )
+        return [(str(e), str(step), str(error)) for e, step, error in rows]
+
     async def ingested(self) -> dict[tuple[str, str], str]:
         """(source, event id) -> verdict of every event recorded as ingested."""
         rows = await self._rows("SELECT source, event_id, verdict FROM ingested_events")
         return {(source, event_id): verdict for source, event_id, verdict in rows}
 
-    async def commands(self, participant_state: Path, method: str) -> list[tuple[str, str]]:
-        """A kit participant's recorded commands of `method`: (idempotency key, saga id)."""
-        with contextlib.closing(sqlite3.connect(participant_state)) as db:
-            rows = db.execute(
-                "SELECT idempotency_key, saga_id FROM kit_commands WHERE method = ?", (method,)
-            ).fetchall()
-        return [(str(key), str(saga)) for key, saga in rows]
+def participant_commands(state_file: Path, method: str, saga_id: str) -> list[str]:
+    """The idempotency keys of the `method` commands a kit participant recorded for
+    `saga_id` (a resend with the same key is answered from its record, adding none)."""
+    with contextlib.closing(sqlite3.connect(state_file)) as db:
+        rows = db.execute(
+            "SELECT idempotency_key, method FROM kit_commands WHERE saga_id = ?", (saga_id,)
+        ).fetchall()
+    return [str(key) for key, recorded in rows if str(recorded).endswith(method)]
 
 
 def moves(log: Sequence[tuple[str, str, str]]) -> list[tuple[str, str]]:
