@@ -19,7 +19,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import aio_pika
 import psycopg
@@ -218,6 +218,16 @@ class TrackedSaga:
     needs_intervention: bool
 
 
+class Row(NamedTuple):
+    """One transition of a saga's log."""
+
+    event: str
+    step: str
+    actor: str
+    error: str
+    reason: str
+
+
 class Recorded:
     """What the trackers committed, read from the test's schema."""
 
@@ -237,24 +247,16 @@ class Recorded:
         )
         return [TrackedSaga(*row) for row in rows]
 
-    async def logs(self) -> dict[str, list[tuple[str, str, str]]]:
-        """Per saga id, its transitions in order: (event, step, actor)."""
+    async def logs(self) -> dict[str, list[Row]]:
+        """Per saga id, its transitions in order."""
         rows = await self._rows(
-            "SELECT saga_id, event, step, actor FROM saga_transitions ORDER BY saga_id, seq"
+            "SELECT saga_id, event, step, actor, error, reason FROM saga_transitions"
+            " ORDER BY saga_id, seq"
         )
-        logs: dict[str, list[tuple[str, str, str]]] = {}
-        for saga_id, event, step, actor in rows:
-            logs.setdefault(saga_id, []).append((event, step, actor))
+        logs: dict[str, list[Row]] = {}
+        for saga_id, *row in rows:
+            logs.setdefault(saga_id, []).append(Row(*row))
         return logs
-
-    async def errors(self, saga_id: str) -> list[tuple[str, str, str]]:
-        """A saga's transitions that carry an error: (event, step, error)."""
-        rows = await self._rows(
-            "SELECT event, step, error FROM saga_transitions WHERE saga_id = %s AND error <> ''"
-            " ORDER BY seq",
-            saga_id,
-        )
-        return [(str(e), str(step), str(error)) for e, step, error in rows]
 
     async def ingested(self) -> dict[tuple[str, str], str]:
         """(source, event id) -> verdict of every event recorded as ingested."""
@@ -271,9 +273,9 @@ def participant_commands(state_file: Path, method: str, saga_id: str) -> list[st
     return [str(key) for key, recorded in rows if str(recorded).endswith(method)]
 
 
-def moves(log: Sequence[tuple[str, str, str]]) -> list[tuple[str, str]]:
+def moves(log: Sequence[Row]) -> list[tuple[str, str]]:
     """A log's (event, step) rows, anomalies left out."""
-    return [(event, step) for event, step, _ in log if event != "EVENT_ANOMALY"]
+    return [(row.event, row.step) for row in log if row.event != "EVENT_ANOMALY"]
 
 
 async def wait_for(
