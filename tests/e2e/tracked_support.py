@@ -166,9 +166,10 @@ class Choreography:
             self.queues.append(queue)
         return queue
 
-    async def publish(self, events: Sequence[IncomingEvent]) -> None:
-        """Publish the services' events, persistent, each confirmed by the broker."""
-        connection = await connect(self.url)
+    async def publish(self, events: Sequence[IncomingEvent], attempts: int = 60) -> None:
+        """Publish the services' events, persistent, each confirmed by the broker
+        (connecting is tried `attempts` times, 0.5 s apart)."""
+        connection = await connect(self.url, attempts)
         async with connection:
             channel = await connection.channel(publisher_confirms=True)
             exchange = await channel.get_exchange(self.exchange)
