@@ -60,9 +60,7 @@ async def services_publishing(choreography: Choreography, published: list[str]) 
 
 
 @pytest.mark.timeout(240)
-async def test_tracking_survives_a_broker_restart_under_load(
-    tmp_path, postgres_url, broker_node
-):
+async def test_tracking_survives_a_broker_restart_under_load(tmp_path, postgres_url, broker_node):
     choreography = Choreography(url=broker_node.url)
     recorded = Recorded(postgres_url)
     tracker = choreography.tracker(tmp_path, postgres_url, "tracker")

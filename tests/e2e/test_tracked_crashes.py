@@ -79,4 +79,3 @@ async def _all_completed(recorded: Recorded):
     if len(sagas) == BOOKINGS and all(s.status == "COMPLETED" for s in sagas):
         return sagas
     return None
-

@@ -264,6 +264,7 @@ class Recorded:
         rows = await self._rows("SELECT source, event_id, verdict FROM ingested_events")
         return {(source, event_id): verdict for source, event_id, verdict in rows}
 
+
 def participant_commands(state_file: Path, method: str, saga_id: str) -> list[str]:
     """The idempotency keys of the `method` commands a kit participant recorded for
     `saga_id` (a resend with the same key is answered from its record, adding none)."""
