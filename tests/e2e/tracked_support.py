@@ -166,27 +166,33 @@ class Choreography:
             self.queues.append(queue)
         return queue
 
-    async def publish(self, events: Sequence[IncomingEvent], attempts: int = 60) -> None:
+    async def publish(
+        self, events: Sequence[IncomingEvent], attempts: int = 60, *, in_order: bool = True
+    ) -> None:
         """Publish the services' events, persistent, each confirmed by the broker
-        (connecting is tried `attempts` times, 0.5 s apart)."""
+        (connecting is tried `attempts` times, 0.5 s apart). `in_order`: one after another,
+        so the broker keeps their order; otherwise all at once, faster, in no set order."""
         connection = await connect(self.url, attempts)
         async with connection:
             channel = await connection.channel(publisher_confirms=True)
             exchange = await channel.get_exchange(self.exchange)
-            await asyncio.gather(
-                *(
-                    exchange.publish(
-                        aio_pika.Message(
-                            cloudevent_json(event),
-                            content_type="application/cloudevents+json",
-                            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                            message_id=event.id,
-                        ),
-                        routing_key=event.type,
-                    )
-                    for event in events
+            sends = (
+                exchange.publish(
+                    aio_pika.Message(
+                        cloudevent_json(event),
+                        content_type="application/cloudevents+json",
+                        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                        message_id=event.id,
+                    ),
+                    routing_key=event.type,
                 )
+                for event in events
             )
+            if in_order:
+                for send in sends:
+                    await send
+            else:
+                await asyncio.gather(*sends)
 
     async def received(self, queue: str) -> list[dict[str, Any]]:
         """Every message now in `queue`, taken off it (the CloudEvents, as JSON)."""
