@@ -22,12 +22,10 @@ from tests.e2e.tracked_support import (
     COMPLETED_RUN,
     Choreography,
     Recorded,
-    full_run,
     moves,
-    travel_event,
     wait_for,
 )
-from tests.support.tracked_sagas import T
+from tests.support.tracked_sagas import T, full_run, travel_event
 from tools import rabbitmq_node
 from tools.processes import ChildProcess
 

@@ -16,11 +16,11 @@ from tests.e2e.tracked_support import (
     COMPLETED_RUN,
     Choreography,
     Recorded,
-    full_run,
     moves,
     wait_exit,
     wait_for,
 )
+from tests.support.tracked_sagas import full_run
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.slow]
 

@@ -16,7 +16,8 @@ from saga.v1 import orchestrator_pb2_grpc as pb_grpc
 from saga.v1 import webhooks_pb2 as wpb
 from saga.v1 import webhooks_pb2_grpc as wpb_grpc
 from tests.e2e.test_webhooks import WEBHOOK_FLAGS, assert_verifies
-from tests.e2e.tracked_support import SAGA_TYPE, Choreography, Recorded, travel_event, wait_for
+from tests.e2e.tracked_support import SAGA_TYPE, Choreography, Recorded, wait_for
+from tests.support.tracked_sagas import travel_event
 from tools.webhook_receiver import WebhookReceiver
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.slow]

@@ -19,9 +19,9 @@ from tests.e2e.tracked_support import (
     Recorded,
     TrackedSaga,
     moves,
-    travel_event,
     wait_for,
 )
+from tests.support.tracked_sagas import travel_event
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.slow]
 

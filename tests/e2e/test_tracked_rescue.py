@@ -28,11 +28,10 @@ from tests.e2e.tracked_support import (
     Recorded,
     moves,
     participant_commands,
-    travel_event,
     wait_exit,
     wait_for,
 )
-from tests.support.tracked_sagas import T
+from tests.support.tracked_sagas import T, travel_event
 from tools.processes import ChildProcess, participants_process
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.slow]

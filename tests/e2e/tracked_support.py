@@ -25,27 +25,14 @@ import aio_pika
 import psycopg
 
 from orchestrator.core.incoming import IncomingEvent
-from tests.e2e.tracked_definitions import CAR_WITHIN_ENV, ON_STUCK_ENV, WITHIN_ENV
-from tests.support.tracked_sagas import T, full_run, travel_event
+from orchestrator.core.tracking import TrackedTypes
+from tests.e2e.tracked_definitions import CAR_WITHIN_ENV, DEFINITIONS, ON_STUCK_ENV, WITHIN_ENV
 from tools.processes import ChildProcess, orchestrator_process
 
 RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672/"
 DEFINITIONS_MODULE = "tests.e2e.tracked_definitions"
 SAGA_TYPE = "travel_choreography"
-TRACKED_TYPES = tuple(
-    T + kind
-    for kind in (
-        "booking_started",
-        "flight_booked",
-        "flight_booking_failed",
-        "flight_cancelled",
-        "hotel_booked",
-        "hotel_booking_failed",
-        "hotel_cancelled",
-        "car_rented",
-        "car_rental_failed",
-    )
-)
+TRACKED_TYPES = tuple(sorted(TrackedTypes(DEFINITIONS).event_types))
 """Every event type the tracked travel type declares (the tracker's queue bindings)."""
 
 COMPLETED_RUN = [
@@ -64,8 +51,6 @@ UNCALLED = "127.0.0.1:0"
 """The hotel participant's address where no rescue runs: the channel is never used."""
 WAIT_SECONDS = 60.0
 T_ = TypeVar("T_")
-
-__all__ = ["full_run", "travel_event"]
 
 
 def cloudevent_json(event: IncomingEvent) -> bytes:
