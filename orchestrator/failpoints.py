@@ -25,6 +25,9 @@ Points in the orchestrator:
   answered (the caller sees the call fail and retries with the same completion id).
 - `compensation_started`: a compensation's start is committed, not yet sent
   (`compensation_started:2` dies between the first and second compensation).
+- `compensation_replied`: a compensation's participant replied (or, for a tracked saga's
+  compensation event, the broker confirmed it), its outcome not yet committed: the next
+  driver sends it again with the same idempotency key (the same event id).
 - `saga_finished`: the saga's terminal status is committed.
 - `plan_sent` (PostgreSQL): every statement of a write's plan is sent in its pipeline,
   the transaction not yet committed and no answer read: the session holds the plan's row
@@ -41,6 +44,12 @@ Points in the event relay (`orchestrator/events`):
 - `relay_item_confirmed` (RabbitMQ): the broker confirmed one item; the n-th confirm of
   the process (`relay_item_confirmed:n`) falls mid-batch when batches hold more than n
   items: part of the batch confirmed, part in flight or unsent, nothing deleted.
+
+Points in the tracker's broker consumers (`orchestrator/events/ingest`):
+- `ingest_received`: a batch of messages is taken from the broker and parsed, nothing of
+  it applied (dying here, the broker redelivers every message: nothing was recorded).
+- `ingest_committed`: the batch's events are committed, no message acknowledged yet
+  (dying here, the broker redelivers them and the store answers DUPLICATE).
 
 The module lives outside the engine so that every layer that crashes on purpose (engine,
 store, relay) may import it.
@@ -68,11 +77,14 @@ POINTS = frozenset(
         "step_accepted",
         "completion_committed",
         "compensation_started",
+        "compensation_replied",
         "saga_finished",
         "plan_sent",
         "relay_read",
         "relay_confirmed",
         "relay_item_confirmed",
+        "ingest_received",
+        "ingest_committed",
     }
 )
 WRITE_SCOPES = frozenset(

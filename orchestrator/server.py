@@ -40,7 +40,7 @@ from orchestrator.api.step_services import step_services
 from orchestrator.core.definition import SagaDefinition
 from orchestrator.core.errors import ConfigurationError, SagaError
 from orchestrator.core.events import EventSink
-from orchestrator.core.incoming import CommandEventPublisher, EventIngestor
+from orchestrator.core.incoming import CommandEventPublisher, EventIngestor, NoTrackedTypes
 from orchestrator.core.limits import Limits
 from orchestrator.core.records import Lease
 from orchestrator.core.registry import Registry, check_unfinished_versions
@@ -385,7 +385,9 @@ async def _serve(
     ingestor: EventIngestor | None = tracked_events
     if tracked_events is not None and telemetry.metrics is not None:
         ingestor = CountedIngestor(tracked_events, registry.definitions, telemetry.metrics)
-    ingest = None if ingestor is None else SagaEventIngestService(ingestor, store, ingest_metrics)
+    # Served whatever the registry holds (a server without tracked types ignores every
+    # event), so every client finds the same services.
+    ingest = SagaEventIngestService(ingestor or NoTrackedTypes(), store, ingest_metrics)
     servicer = SagaOrchestratorService(registry, executor, store, config.limits)
     webhooks.start(store, telemetry.metrics, servicer)
     events = SagaEventsService(store, webhooks.described(config.events), config.replica_id)
@@ -406,12 +408,13 @@ async def _serve(
         with_reflection=config.reflection,
         handshake_seconds=config.handshake_timeout_seconds,
         events=events,
-        services=[webhooks.register, steps.add_to, *([ingest.register] if ingest else [])],
+        services=[webhooks.register, steps.add_to, ingest.register],
     )
     await server.start()
     console = None
     if config.http_listen is not None:
         # Imported only when asked for: the console's HTTP stack costs start-up time.
+        from orchestrator.api.callbacks import SERVICE_NAME as CALLBACKS_SERVICE_NAME
         from orchestrator.api.tasks import SERVICE_NAME as TASKS_SERVICE_NAME
         from orchestrator.web import start_web_console
         from orchestrator.web.auth import policy_authenticator
@@ -439,16 +442,15 @@ async def _serve(
                     EVENTS_SERVICE_NAME: events,
                     TASKS_SERVICE_NAME: steps.tasks,
                     webhooks_wiring.WEBHOOKS_SERVICE: webhooks.service,
+                    CALLBACKS_SERVICE_NAME: steps.callbacks,
+                    INGEST_SERVICE_NAME: ingest,
                 },
                 policy,
                 max_body_bytes=2 * config.limits.grpc_message_bytes,
             ),
-            ingest=None
-            if ingest is None
-            else EventIngestRoute(ingest, policy, body_seconds=config.handshake_timeout_seconds),
+            ingest=EventIngestRoute(ingest, policy, body_seconds=config.handshake_timeout_seconds),
         )
-    ingest_names = () if ingest is None else (INGEST_SERVICE_NAME,)
-    for name in ("", SERVICE_NAME, EVENTS_SERVICE_NAME, *STEP_SERVICE_NAMES, *ingest_names):
+    for name in ("", SERVICE_NAME, EVENTS_SERVICE_NAME, *STEP_SERVICE_NAMES, INGEST_SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     host = config.listen.rsplit(":", 1)[0]
     address = f"{host}:{port}"

@@ -75,6 +75,14 @@ class EventIngestor(Protocol):
         ...
 
 
+class NoTrackedTypes:
+    """The ingestor of a server with no tracked saga type: every event is IGNORED, so
+    the ways in answer alike whatever the server registers."""
+
+    async def ingest(self, events: Sequence[IncomingEvent]) -> list[IngestVerdict]:
+        return [IngestVerdict.IGNORED] * len(events)
+
+
 @dataclass(frozen=True, slots=True)
 class CommandEvent:
     """An event the orchestrator itself publishes to a choreographed service: a
@@ -104,4 +112,5 @@ __all__ = [
     "IncomingEvent",
     "IngestVerdict",
     "JsonValue",
+    "NoTrackedTypes",
 ]

@@ -269,6 +269,7 @@ class SagaDriver:
                 due = after.retry_at
                 continue
             if compensating:
+                failpoints.hit("compensation_replied")
                 run.compensation_succeeded(action.index, utc_now())
             elif asynchronous:
                 failpoints.hit("step_accepted")
@@ -298,6 +299,7 @@ class SagaDriver:
                 except Exception as failed:  # any refusal: the policy retries it
                     error = f"publishing {action.event} failed: {failed!r}"
                 else:
+                    failpoints.hit("compensation_replied")
                     observing.compensation_event_published(run, action.index, utc_now())
                     return
             after = run.compensation_failed(action.index, error, utc_now(), self._rng.random())

@@ -22,11 +22,12 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import any_pb2 as google_dot_protobuf_dot_any__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14saga/v1/ingest.proto\x12\x07saga.v1\x1a\x19google/protobuf/any.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9c\x04\n\nCloudEvent\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x14\n\x0cspec_version\x18\x03 \x01(\t\x12\x0c\n\x04type\x18\x04 \x01(\t\x12\x37\n\nattributes\x18\x05 \x03(\x0b\x32#.saga.v1.CloudEvent.AttributesEntry\x12\x15\n\x0b\x62inary_data\x18\x06 \x01(\x0cH\x00\x12\x13\n\ttext_data\x18\x07 \x01(\tH\x00\x12*\n\nproto_data\x18\x08 \x01(\x0b\x32\x14.google.protobuf.AnyH\x00\x1a\xd3\x01\n\x18\x43loudEventAttributeValue\x12\x14\n\nce_boolean\x18\x01 \x01(\x08H\x00\x12\x14\n\nce_integer\x18\x02 \x01(\x05H\x00\x12\x13\n\tce_string\x18\x03 \x01(\tH\x00\x12\x12\n\x08\x63\x65_bytes\x18\x04 \x01(\x0cH\x00\x12\x10\n\x06\x63\x65_uri\x18\x05 \x01(\tH\x00\x12\x14\n\nce_uri_ref\x18\x06 \x01(\tH\x00\x12\x32\n\x0c\x63\x65_timestamp\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x00\x42\x06\n\x04\x61ttr\x1a_\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12;\n\x05value\x18\x02 \x01(\x0b\x32,.saga.v1.CloudEvent.CloudEventAttributeValue:\x02\x38\x01\x42\x06\n\x04\x64\x61ta\":\n\x13IngestEventsRequest\x12#\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x13.saga.v1.CloudEvent\"@\n\x14IngestEventsResponse\x12(\n\x08verdicts\x18\x01 \x03(\x0e\x32\x16.saga.v1.IngestVerdict\"\x8e\x01\n\x19ListEventAnomaliesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x11\n\tsaga_type\x18\x03 \x01(\t\x12\x13\n\x0b\x63orrelation\x18\x04 \x01(\t\x12\x0e\n\x06source\x18\x05 \x01(\t\x12\x12\n\nevent_type\x18\x06 \x01(\t\"\xc1\x01\n\x0c\x45ventAnomaly\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x12\n\nevent_type\x18\x03 \x01(\t\x12\x13\n\x0b\x63orrelation\x18\x04 \x01(\t\x12\x11\n\tsaga_type\x18\x05 \x01(\t\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x12\n\nevent_json\x18\x07 \x01(\t\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"_\n\x1aListEventAnomaliesResponse\x12(\n\tanomalies\x18\x01 \x03(\x0b\x32\x15.saga.v1.EventAnomaly\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*\xbb\x01\n\rIngestVerdict\x12\x1e\n\x1aINGEST_VERDICT_UNSPECIFIED\x10\x00\x12\x1b\n\x17INGEST_VERDICT_RECORDED\x10\x01\x12\x1c\n\x18INGEST_VERDICT_DUPLICATE\x10\x02\x12\x17\n\x13INGEST_VERDICT_HELD\x10\x03\x12\x1a\n\x16INGEST_VERDICT_ANOMALY\x10\x04\x12\x1a\n\x16INGEST_VERDICT_IGNORED\x10\x05\x32\xbd\x01\n\x0fSagaEventIngest\x12K\n\x0cIngestEvents\x12\x1c.saga.v1.IngestEventsRequest\x1a\x1d.saga.v1.IngestEventsResponse\x12]\n\x12ListEventAnomalies\x12\".saga.v1.ListEventAnomaliesRequest\x1a#.saga.v1.ListEventAnomaliesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14saga/v1/ingest.proto\x12\x07saga.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/protobuf/any.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9c\x04\n\nCloudEvent\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x14\n\x0cspec_version\x18\x03 \x01(\t\x12\x0c\n\x04type\x18\x04 \x01(\t\x12\x37\n\nattributes\x18\x05 \x03(\x0b\x32#.saga.v1.CloudEvent.AttributesEntry\x12\x15\n\x0b\x62inary_data\x18\x06 \x01(\x0cH\x00\x12\x13\n\ttext_data\x18\x07 \x01(\tH\x00\x12*\n\nproto_data\x18\x08 \x01(\x0b\x32\x14.google.protobuf.AnyH\x00\x1a\xd3\x01\n\x18\x43loudEventAttributeValue\x12\x14\n\nce_boolean\x18\x01 \x01(\x08H\x00\x12\x14\n\nce_integer\x18\x02 \x01(\x05H\x00\x12\x13\n\tce_string\x18\x03 \x01(\tH\x00\x12\x12\n\x08\x63\x65_bytes\x18\x04 \x01(\x0cH\x00\x12\x10\n\x06\x63\x65_uri\x18\x05 \x01(\tH\x00\x12\x14\n\nce_uri_ref\x18\x06 \x01(\tH\x00\x12\x32\n\x0c\x63\x65_timestamp\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x00\x42\x06\n\x04\x61ttr\x1a_\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12;\n\x05value\x18\x02 \x01(\x0b\x32,.saga.v1.CloudEvent.CloudEventAttributeValue:\x02\x38\x01\x42\x06\n\x04\x64\x61ta\":\n\x13IngestEventsRequest\x12#\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x13.saga.v1.CloudEvent\"@\n\x14IngestEventsResponse\x12(\n\x08verdicts\x18\x01 \x03(\x0e\x32\x16.saga.v1.IngestVerdict\"\x8e\x01\n\x19ListEventAnomaliesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x11\n\tsaga_type\x18\x03 \x01(\t\x12\x13\n\x0b\x63orrelation\x18\x04 \x01(\t\x12\x0e\n\x06source\x18\x05 \x01(\t\x12\x12\n\nevent_type\x18\x06 \x01(\t\"\xc1\x01\n\x0c\x45ventAnomaly\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x12\n\nevent_type\x18\x03 \x01(\t\x12\x13\n\x0b\x63orrelation\x18\x04 \x01(\t\x12\x11\n\tsaga_type\x18\x05 \x01(\t\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x12\n\nevent_json\x18\x07 \x01(\t\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"_\n\x1aListEventAnomaliesResponse\x12(\n\tanomalies\x18\x01 \x03(\x0b\x32\x15.saga.v1.EventAnomaly\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*\xbb\x01\n\rIngestVerdict\x12\x1e\n\x1aINGEST_VERDICT_UNSPECIFIED\x10\x00\x12\x1b\n\x17INGEST_VERDICT_RECORDED\x10\x01\x12\x1c\n\x18INGEST_VERDICT_DUPLICATE\x10\x02\x12\x17\n\x13INGEST_VERDICT_HELD\x10\x03\x12\x1a\n\x16INGEST_VERDICT_ANOMALY\x10\x04\x12\x1a\n\x16INGEST_VERDICT_IGNORED\x10\x05\x32\xf7\x01\n\x0fSagaEventIngest\x12i\n\x0cIngestEvents\x12\x1c.saga.v1.IngestEventsRequest\x1a\x1d.saga.v1.IngestEventsResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\"\x11/v1/events:ingest:\x01*\x12y\n\x12ListEventAnomalies\x12\".saga.v1.ListEventAnomaliesRequest\x1a#.saga.v1.ListEventAnomaliesResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/eventAnomaliesb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,24 +36,28 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_CLOUDEVENT_ATTRIBUTESENTRY']._loaded_options = None
   _globals['_CLOUDEVENT_ATTRIBUTESENTRY']._serialized_options = b'8\001'
-  _globals['_INGESTVERDICT']._serialized_start=1201
-  _globals['_INGESTVERDICT']._serialized_end=1388
-  _globals['_CLOUDEVENT']._serialized_start=94
-  _globals['_CLOUDEVENT']._serialized_end=634
-  _globals['_CLOUDEVENT_CLOUDEVENTATTRIBUTEVALUE']._serialized_start=318
-  _globals['_CLOUDEVENT_CLOUDEVENTATTRIBUTEVALUE']._serialized_end=529
-  _globals['_CLOUDEVENT_ATTRIBUTESENTRY']._serialized_start=531
-  _globals['_CLOUDEVENT_ATTRIBUTESENTRY']._serialized_end=626
-  _globals['_INGESTEVENTSREQUEST']._serialized_start=636
-  _globals['_INGESTEVENTSREQUEST']._serialized_end=694
-  _globals['_INGESTEVENTSRESPONSE']._serialized_start=696
-  _globals['_INGESTEVENTSRESPONSE']._serialized_end=760
-  _globals['_LISTEVENTANOMALIESREQUEST']._serialized_start=763
-  _globals['_LISTEVENTANOMALIESREQUEST']._serialized_end=905
-  _globals['_EVENTANOMALY']._serialized_start=908
-  _globals['_EVENTANOMALY']._serialized_end=1101
-  _globals['_LISTEVENTANOMALIESRESPONSE']._serialized_start=1103
-  _globals['_LISTEVENTANOMALIESRESPONSE']._serialized_end=1198
-  _globals['_SAGAEVENTINGEST']._serialized_start=1391
-  _globals['_SAGAEVENTINGEST']._serialized_end=1580
+  _globals['_SAGAEVENTINGEST'].methods_by_name['IngestEvents']._loaded_options = None
+  _globals['_SAGAEVENTINGEST'].methods_by_name['IngestEvents']._serialized_options = b'\202\323\344\223\002\026\"\021/v1/events:ingest:\001*'
+  _globals['_SAGAEVENTINGEST'].methods_by_name['ListEventAnomalies']._loaded_options = None
+  _globals['_SAGAEVENTINGEST'].methods_by_name['ListEventAnomalies']._serialized_options = b'\202\323\344\223\002\024\022\022/v1/eventAnomalies'
+  _globals['_INGESTVERDICT']._serialized_start=1231
+  _globals['_INGESTVERDICT']._serialized_end=1418
+  _globals['_CLOUDEVENT']._serialized_start=124
+  _globals['_CLOUDEVENT']._serialized_end=664
+  _globals['_CLOUDEVENT_CLOUDEVENTATTRIBUTEVALUE']._serialized_start=348
+  _globals['_CLOUDEVENT_CLOUDEVENTATTRIBUTEVALUE']._serialized_end=559
+  _globals['_CLOUDEVENT_ATTRIBUTESENTRY']._serialized_start=561
+  _globals['_CLOUDEVENT_ATTRIBUTESENTRY']._serialized_end=656
+  _globals['_INGESTEVENTSREQUEST']._serialized_start=666
+  _globals['_INGESTEVENTSREQUEST']._serialized_end=724
+  _globals['_INGESTEVENTSRESPONSE']._serialized_start=726
+  _globals['_INGESTEVENTSRESPONSE']._serialized_end=790
+  _globals['_LISTEVENTANOMALIESREQUEST']._serialized_start=793
+  _globals['_LISTEVENTANOMALIESREQUEST']._serialized_end=935
+  _globals['_EVENTANOMALY']._serialized_start=938
+  _globals['_EVENTANOMALY']._serialized_end=1131
+  _globals['_LISTEVENTANOMALIESRESPONSE']._serialized_start=1133
+  _globals['_LISTEVENTANOMALIESRESPONSE']._serialized_end=1228
+  _globals['_SAGAEVENTINGEST']._serialized_start=1421
+  _globals['_SAGAEVENTINGEST']._serialized_end=1668
 # @@protoc_insertion_point(module_scope)

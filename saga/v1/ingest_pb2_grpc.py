@@ -61,6 +61,8 @@ class SagaEventIngestServicer:
         """Apply a batch of events; answers once what they did is committed, one verdict per
         event in order. A malformed event refuses the whole batch (INVALID_ARGUMENT naming
         it by index and field) and nothing of it is applied.
+        Over HTTP/JSON this is the batch in the Protobuf format's JSON mapping; the
+        CloudEvents HTTP binding itself is served at POST /v1/events.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

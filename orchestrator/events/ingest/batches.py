@@ -19,6 +19,7 @@ from typing import Generic, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter
 
+from orchestrator import failpoints
 from orchestrator.core.incoming import EventIngestor, IncomingEvent, IngestVerdict
 from orchestrator.events.ingest.cloudevents import MalformedEvent
 
@@ -97,6 +98,7 @@ async def ingest_received(
     events = [event for item in readable for event in item.events]
     if not events:
         return True
+    failpoints.hit("ingest_received")
     try:
         verdicts = await ingestor.ingest(events)
     except Exception as error:
@@ -108,6 +110,7 @@ async def ingest_received(
             await _quietly(settle.retry, item)
         return False
     metrics.count(via, verdicts)
+    failpoints.hit("ingest_committed")
     for item in readable:
         await _quietly(settle.ack, item)
     return True

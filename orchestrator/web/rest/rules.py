@@ -18,7 +18,8 @@ from urllib.parse import unquote
 from google.api import annotations_pb2
 from google.protobuf.descriptor import FieldDescriptor, MethodDescriptor, ServiceDescriptor
 
-from saga.v1 import events_admin_pb2, orchestrator_pb2, tasks_pb2, webhooks_pb2
+from saga.participants.common.v1 import callbacks_pb2
+from saga.v1 import events_admin_pb2, ingest_pb2, orchestrator_pb2, tasks_pb2, webhooks_pb2
 
 PREFIX = "/v1/"
 _VARIABLE = re.compile(r"\{([a-z_][a-z0-9_.]*)(?:=\*)?\}")
@@ -29,6 +30,8 @@ PUBLIC_SERVICES: tuple[ServiceDescriptor, ...] = (
     tasks_pb2.DESCRIPTOR.services_by_name["SagaTasks"],
     webhooks_pb2.DESCRIPTOR.services_by_name["SagaWebhooks"],
     events_admin_pb2.DESCRIPTOR.services_by_name["SagaEvents"],
+    callbacks_pb2.DESCRIPTOR.services_by_name["SagaCallbacks"],
+    ingest_pb2.DESCRIPTOR.services_by_name["SagaEventIngest"],
 )
 """The services served over HTTP, in the order the OpenAPI document lists them."""
 

@@ -22,29 +22,36 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import any_pb2 as google_dot_protobuf_dot_any__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+saga/participants/common/v1/callbacks.proto\x12\x1bsaga.participants.common.v1\x1a\x19google/protobuf/any.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"a\n\x13\x43ompleteStepRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x15\n\rcompletion_id\x18\x02 \x01(\t\x12$\n\x06result\x18\x03 \x01(\x0b\x32\x14.google.protobuf.Any\"5\n\x14\x43ompleteStepResponse\x12\x0f\n\x07saga_id\x18\x01 \x01(\t\x12\x0c\n\x04step\x18\x02 \x01(\t\"G\n\x0f\x46\x61ilStepRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x15\n\rcompletion_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"1\n\x10\x46\x61ilStepResponse\x12\x0f\n\x07saga_id\x18\x01 \x01(\t\x12\x0c\n\x04step\x18\x02 \x01(\t\"%\n\x14HeartbeatStepRequest\x12\r\n\x05token\x18\x01 \x01(\t\"d\n\x15HeartbeatStepResponse\x12\x18\n\x10\x63\x61ncel_requested\x18\x01 \x01(\x08\x12\x31\n\rwait_deadline\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\xe5\x02\n\rSagaCallbacks\x12s\n\x0c\x43ompleteStep\x12\x30.saga.participants.common.v1.CompleteStepRequest\x1a\x31.saga.participants.common.v1.CompleteStepResponse\x12g\n\x08\x46\x61ilStep\x12,.saga.participants.common.v1.FailStepRequest\x1a-.saga.participants.common.v1.FailStepResponse\x12v\n\rHeartbeatStep\x12\x31.saga.participants.common.v1.HeartbeatStepRequest\x1a\x32.saga.participants.common.v1.HeartbeatStepResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+saga/participants/common/v1/callbacks.proto\x12\x1bsaga.participants.common.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/protobuf/any.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"a\n\x13\x43ompleteStepRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x15\n\rcompletion_id\x18\x02 \x01(\t\x12$\n\x06result\x18\x03 \x01(\x0b\x32\x14.google.protobuf.Any\"5\n\x14\x43ompleteStepResponse\x12\x0f\n\x07saga_id\x18\x01 \x01(\t\x12\x0c\n\x04step\x18\x02 \x01(\t\"G\n\x0f\x46\x61ilStepRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x15\n\rcompletion_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"1\n\x10\x46\x61ilStepResponse\x12\x0f\n\x07saga_id\x18\x01 \x01(\t\x12\x0c\n\x04step\x18\x02 \x01(\t\"%\n\x14HeartbeatStepRequest\x12\r\n\x05token\x18\x01 \x01(\t\"d\n\x15HeartbeatStepResponse\x12\x18\n\x10\x63\x61ncel_requested\x18\x01 \x01(\x08\x12\x31\n\rwait_deadline\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\xc2\x03\n\rSagaCallbacks\x12\x92\x01\n\x0c\x43ompleteStep\x12\x30.saga.participants.common.v1.CompleteStepRequest\x1a\x31.saga.participants.common.v1.CompleteStepResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\"\x12/v1/steps:complete:\x01*\x12\x82\x01\n\x08\x46\x61ilStep\x12,.saga.participants.common.v1.FailStepRequest\x1a-.saga.participants.common.v1.FailStepResponse\"\x19\x82\xd3\xe4\x93\x02\x13\"\x0e/v1/steps:fail:\x01*\x12\x96\x01\n\rHeartbeatStep\x12\x31.saga.participants.common.v1.HeartbeatStepRequest\x1a\x32.saga.participants.common.v1.HeartbeatStepResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\"\x13/v1/steps:heartbeat:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'saga.participants.common.v1.callbacks_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_COMPLETESTEPREQUEST']._serialized_start=136
-  _globals['_COMPLETESTEPREQUEST']._serialized_end=233
-  _globals['_COMPLETESTEPRESPONSE']._serialized_start=235
-  _globals['_COMPLETESTEPRESPONSE']._serialized_end=288
-  _globals['_FAILSTEPREQUEST']._serialized_start=290
-  _globals['_FAILSTEPREQUEST']._serialized_end=361
-  _globals['_FAILSTEPRESPONSE']._serialized_start=363
-  _globals['_FAILSTEPRESPONSE']._serialized_end=412
-  _globals['_HEARTBEATSTEPREQUEST']._serialized_start=414
-  _globals['_HEARTBEATSTEPREQUEST']._serialized_end=451
-  _globals['_HEARTBEATSTEPRESPONSE']._serialized_start=453
-  _globals['_HEARTBEATSTEPRESPONSE']._serialized_end=553
-  _globals['_SAGACALLBACKS']._serialized_start=556
-  _globals['_SAGACALLBACKS']._serialized_end=913
+  _globals['_SAGACALLBACKS'].methods_by_name['CompleteStep']._loaded_options = None
+  _globals['_SAGACALLBACKS'].methods_by_name['CompleteStep']._serialized_options = b'\202\323\344\223\002\027\"\022/v1/steps:complete:\001*'
+  _globals['_SAGACALLBACKS'].methods_by_name['FailStep']._loaded_options = None
+  _globals['_SAGACALLBACKS'].methods_by_name['FailStep']._serialized_options = b'\202\323\344\223\002\023\"\016/v1/steps:fail:\001*'
+  _globals['_SAGACALLBACKS'].methods_by_name['HeartbeatStep']._loaded_options = None
+  _globals['_SAGACALLBACKS'].methods_by_name['HeartbeatStep']._serialized_options = b'\202\323\344\223\002\030\"\023/v1/steps:heartbeat:\001*'
+  _globals['_COMPLETESTEPREQUEST']._serialized_start=166
+  _globals['_COMPLETESTEPREQUEST']._serialized_end=263
+  _globals['_COMPLETESTEPRESPONSE']._serialized_start=265
+  _globals['_COMPLETESTEPRESPONSE']._serialized_end=318
+  _globals['_FAILSTEPREQUEST']._serialized_start=320
+  _globals['_FAILSTEPREQUEST']._serialized_end=391
+  _globals['_FAILSTEPRESPONSE']._serialized_start=393
+  _globals['_FAILSTEPRESPONSE']._serialized_end=442
+  _globals['_HEARTBEATSTEPREQUEST']._serialized_start=444
+  _globals['_HEARTBEATSTEPREQUEST']._serialized_end=481
+  _globals['_HEARTBEATSTEPRESPONSE']._serialized_start=483
+  _globals['_HEARTBEATSTEPRESPONSE']._serialized_end=583
+  _globals['_SAGACALLBACKS']._serialized_start=586
+  _globals['_SAGACALLBACKS']._serialized_end=1036
 # @@protoc_insertion_point(module_scope)
