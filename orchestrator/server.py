@@ -40,7 +40,7 @@ from orchestrator.api.step_services import step_services
 from orchestrator.core.definition import SagaDefinition
 from orchestrator.core.errors import ConfigurationError, SagaError
 from orchestrator.core.events import EventSink
-from orchestrator.core.incoming import CommandEventPublisher, NoTrackedTypes
+from orchestrator.core.incoming import CommandEventPublisher, EventIngestor, NoTrackedTypes
 from orchestrator.core.limits import Limits
 from orchestrator.core.records import Lease
 from orchestrator.core.registry import Registry, check_unfinished_versions
@@ -67,6 +67,7 @@ from orchestrator.telemetry.metrics import (
     start_metrics_server,
 )
 from orchestrator.telemetry.tracing import TRACE_EXPORTERS, configure_tracing
+from orchestrator.telemetry.tracking import CountedIngestor
 
 logger = logging.getLogger(__name__)
 
@@ -380,9 +381,13 @@ async def _serve(
     tracked_events = TrackedEvents.for_registry(
         store, registry, executor, wait_for_start=config.tracked_wait_for_start
     )
+    # Every way in hands its batches to `ingestor`: the tracker, counted by saga type.
+    ingestor: EventIngestor | None = tracked_events
+    if tracked_events is not None and telemetry.metrics is not None:
+        ingestor = CountedIngestor(tracked_events, registry.definitions, telemetry.metrics)
     # Served whatever the registry holds (a server without tracked types ignores every
     # event), so every client finds the same services.
-    ingest = SagaEventIngestService(tracked_events or NoTrackedTypes(), store, ingest_metrics)
+    ingest = SagaEventIngestService(ingestor or NoTrackedTypes(), store, ingest_metrics)
     servicer = SagaOrchestratorService(registry, executor, store, config.limits)
     webhooks.start(store, telemetry.metrics, servicer)
     events = SagaEventsService(store, webhooks.described(config.events), config.replica_id)
@@ -459,7 +464,7 @@ async def _serve(
     executor.resume_unfinished()
     if tracked_events is not None:
         tracked_events.start()
-        await ways_in.start(tracked_events, sorted(tracked_events.event_types))
+        await ways_in.start(ingestor or tracked_events, sorted(tracked_events.event_types))
     relay = _start_relay(config, store, telemetry, broker_sinks)
     retention = _start_retention(config, store, telemetry)
     gauge = None

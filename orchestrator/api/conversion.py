@@ -11,7 +11,11 @@ from typing import Any
 
 from google.protobuf import any_pb2, struct_pb2
 
+from orchestrator.core.definition import SagaDefinition
+from orchestrator.core.errors import SagaError
+from orchestrator.core.machine import SagaRun
 from orchestrator.core.namespaces import unqualified
+from orchestrator.core.observing import Expectation, expectations
 from orchestrator.core.records import (
     CreateSagaResult,
     SagaRecord,
@@ -22,6 +26,7 @@ from orchestrator.core.records import (
     TransitionRecord,
 )
 from orchestrator.core.timestamps import optional_timestamp
+from orchestrator.core.tracking import TRACKED_KEY_PREFIX
 from saga.v1 import orchestrator_pb2 as pb
 
 SAGA_STATUS_PROTO: dict[SagaStatus, Any] = {
@@ -46,6 +51,26 @@ def packed_reply(type_name: str, value: bytes | None) -> any_pb2.Any | None:
     )
 
 
+def is_tracked(saga: SagaRecord) -> bool:
+    """True for a tracked saga's instance (its idempotency key is the tracker's, a
+    prefix StartSaga refuses), so a list without definitions can tell it apart."""
+    return unqualified(saga.idempotency_key or "", saga.namespace).startswith(TRACKED_KEY_PREFIX)
+
+
+def expected_next(
+    definition: SagaDefinition, saga: SagaRecord, steps: list[StepRecord]
+) -> dict[str, Expectation]:
+    """A tracked saga's waiting steps by name, each with the events it expects next and
+    by when (core's `expectations`); empty for an orchestrated saga."""
+    if definition.tracking is None or len(steps) != len(definition.all_steps):
+        return {}
+    try:
+        run = SagaRun(definition, saga, steps, 0)
+    except SagaError:
+        return {}
+    return {expectation.step: expectation for expectation in expectations(run)}
+
+
 def saga_to_proto(
     saga: SagaRecord,
     steps: list[StepRecord],
@@ -54,9 +79,13 @@ def saga_to_proto(
     *,
     with_payload: bool = True,
     with_output: bool = True,
+    definition: SagaDefinition | None = None,
 ) -> pb.Saga:
     """The API's view of a stored saga; `groups` names each step's Parallel group and
-    `reply_types` the full name of its action's reply (without it, replies are left out)."""
+    `reply_types` the full name of its action's reply (without it, replies are left out);
+    `definition` adds each step's participant and, for a tracked saga, what its waiting
+    steps expect next."""
+    expected = expected_next(definition, saga, steps) if definition is not None else {}
     payload = struct_pb2.Struct()
     if with_payload:
         payload.update(saga.payload)
@@ -77,6 +106,7 @@ def saga_to_proto(
         payload=payload if with_payload else None,
         idempotency_key=unqualified(saga.idempotency_key or "", saga.namespace),
         namespace=saga.namespace,
+        tracked=is_tracked(saga),
         deadline_time=optional_timestamp(saga.deadline_time),
         lock_wait_time=optional_timestamp(saga.lock_wait_since),
         output=output,
@@ -96,6 +126,13 @@ def saga_to_proto(
                     packed_reply(reply_types(step.index), step.result)
                     if reply_types is not None
                     else None
+                ),
+                expected_event_types=(
+                    expected[step.name].event_types if step.name in expected else ()
+                ),
+                expecting_undo=step.name in expected and expected[step.name].undo,
+                participant=(
+                    definition.all_steps[step.index].participant if definition is not None else ""
                 ),
             )
             for step in steps

@@ -118,12 +118,19 @@ class AnomalyReader(Protocol):
         ...
 
 
-def _attribute(value: pb.CloudEvent.CloudEventAttributeValue) -> object:
+def _attribute(value: pb.CloudEvent.CloudEventAttributeValue, name: str = "") -> object:
     kind = value.WhichOneof("attr")
     if kind is None:
         return None
     if kind == "ce_timestamp":
-        return value.ce_timestamp.ToDatetime(tzinfo=UTC)
+        try:
+            return value.ce_timestamp.ToDatetime(tzinfo=UTC)
+        except (ValueError, OverflowError):  # nanos outside 0..999,999,999, or the year
+            raise MalformedEvent(
+                "a timestamp outside 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z, or with "
+                "nanos outside 0 to 999999999",
+                attribute=name,
+            ) from None
     return getattr(value, kind)
 
 
@@ -152,7 +159,7 @@ def _data(event: pb.CloudEvent) -> tuple[JsonValue, bool]:
 def _text_attribute(event: pb.CloudEvent, name: str) -> str | None:
     if name not in event.attributes:
         return None
-    value = _attribute(event.attributes[name])
+    value = _attribute(event.attributes[name], name)
     return None if value is None else str(value)
 
 
@@ -161,7 +168,7 @@ def event_from_proto(event: pb.CloudEvent, index: int) -> IncomingEvent:
     `events[index].<field>`."""
     try:
         attributes: dict[str, object] = {
-            name: _attribute(value) for name, value in event.attributes.items()
+            name: _attribute(value, name) for name, value in event.attributes.items()
         }
         for name in _REQUIRED_FIELDS:
             attributes.pop(name, None)  # the message's own fields, never the map's

@@ -469,7 +469,13 @@ class SagaOrchestratorService(pb_grpc.SagaOrchestratorServicer):
         except SagaError:
             full = saga_to_proto(saga, steps)
         else:
-            full = saga_to_proto(saga, steps, definition.group_of, self._reply_types(definition))
+            full = saga_to_proto(
+                saga,
+                steps,
+                definition.group_of,
+                self._reply_types(definition),
+                definition=definition,
+            )
         if saga.lock_keys:
             full.locks.extend(
                 pb.SagaLock(

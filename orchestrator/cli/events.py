@@ -1,5 +1,7 @@
 """`saga events sinks|replay|dead|requeue`: operating the event sinks from a shell
-(docs/events.md, "Operating the sinks"), through the SagaEvents service."""
+(docs/events.md, "Operating the sinks"), through the SagaEvents service; and `saga
+events anomalies`: tracked sagas' events no saga could record (docs/choreography.md),
+through SagaEventIngest."""
 
 from __future__ import annotations
 
@@ -15,12 +17,14 @@ from orchestrator.cli.options import EXIT_OK, json_option, point_in_time, positi
 from orchestrator.cli.output import note, show, write_line
 from orchestrator.client import SagaClient
 from saga.v1 import events_admin_pb2 as pb
+from saga.v1 import ingest_pb2 as ingest_pb
 
 
 def events_parser(commands: Any, client: list[argparse.ArgumentParser]) -> None:
-    """`saga events` and its four subcommands."""
+    """`saga events` and its five subcommands."""
     events = commands.add_parser(
-        "events", help="operate the event sinks: backlog, replay, dead letters"
+        "events",
+        help="operate the event sinks (backlog, replay, dead letters); tracked events' anomalies",
     )
     actions = events.add_subparsers(dest="events_command", required=True, metavar="ACTION")
     sinks = actions.add_parser(
@@ -61,6 +65,22 @@ def events_parser(commands: Any, client: list[argparse.ArgumentParser]) -> None:
     which.add_argument("ids", nargs="*", type=positive_int, default=[], help="dead event ids")
     which.add_argument("--all", action="store_true", help="every dead letter of the sink")
     json_option(requeue, "how many were requeued")
+    anomalies = actions.add_parser(
+        "anomalies",
+        parents=client,
+        help="tracked sagas' events no saga could record (no instance started in time)",
+        description="List the events of tracked saga types that waited for their instance "
+        "to start and gave up (saga serve --tracked-wait-for-start), newest first. "
+        "Anomalies of a saga that exists are rows of its history instead (EVENT_ANOMALY).",
+    )
+    anomalies.add_argument("--saga-type", default="", help="only this tracked saga type's")
+    anomalies.add_argument("--correlation", default="", help="only this correlation value's")
+    anomalies.add_argument("--source", default="", help="only events from this source")
+    anomalies.add_argument("--type", dest="event_type", default="", help="only this event type")
+    anomalies.add_argument("--limit", type=positive_int, default=100, help="per page (default 100)")
+    anomalies.add_argument("--page-token", default="", help="continue where a listing stopped")
+    anomalies.add_argument("--all", action="store_true", help="follow every page to the end")
+    json_option(anomalies, "the anomalies (and next_page_token)")
 
 
 def _age(sink: pb.EventSink) -> str:
@@ -125,6 +145,8 @@ async def events_command(args: argparse.Namespace, client: SagaClient) -> int:
         return await _replay(args, client)
     if action == "dead":
         return await _dead(args, client)
+    if action == "anomalies":
+        return await _anomalies(args, client)
     requeued = await client.requeue_dead_events(args.sink, args.ids, all=args.all)
     if args.json:
         write_line(view.to_json(pb.RequeueDeadEventsResponse(requeued=requeued)))
@@ -168,6 +190,51 @@ async def _dead(args: argparse.Namespace, client: SagaClient) -> int:
         note("no dead events")
     else:
         show(dead_table(events))
+    if token:
+        note(f"more follow: add --page-token {token}, or use --all")
+    return EXIT_OK
+
+
+def anomalies_table(anomalies: list[ingest_pb.EventAnomaly]) -> Table:
+    table = Table("TIME", "SAGA TYPE", "CORRELATION", "EVENT TYPE", "SOURCE", "EVENT ID", "WHY")
+    for anomaly in anomalies:
+        table.add_row(
+            anomaly.create_time.ToDatetime().isoformat(timespec="seconds"),
+            anomaly.saga_type,
+            anomaly.correlation,
+            anomaly.event_type,
+            anomaly.source,
+            anomaly.event_id,
+            anomaly.reason,
+        )
+    return table
+
+
+async def _anomalies(args: argparse.Namespace, client: SagaClient) -> int:
+    request = ingest_pb.ListEventAnomaliesRequest(
+        page_size=args.limit,
+        page_token=args.page_token,
+        saga_type=args.saga_type,
+        correlation=args.correlation,
+        source=args.source,
+        event_type=args.event_type,
+    )
+    found: list[ingest_pb.EventAnomaly] = []
+    while True:
+        page = await client.event_anomalies(request)
+        found.extend(page.anomalies)
+        request.page_token = page.next_page_token
+        if not request.page_token or not args.all:
+            break
+    token = request.page_token
+    if args.json:
+        answer = ingest_pb.ListEventAnomaliesResponse(anomalies=found, next_page_token=token)
+        write_line(view.to_json(answer))
+        return EXIT_OK
+    if not found:
+        note("no event anomalies")
+    else:
+        show(anomalies_table(found))
     if token:
         note(f"more follow: add --page-token {token}, or use --all")
     return EXIT_OK

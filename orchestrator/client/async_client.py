@@ -59,6 +59,8 @@ from orchestrator.client.listing import LIST_PAGE_SIZE, SagaFilters, SagaPage, l
 from orchestrator.client.watching import SagaWatching
 from saga.v1 import events_admin_pb2 as events_pb
 from saga.v1 import events_admin_pb2_grpc as events_pb_grpc
+from saga.v1 import ingest_pb2 as ingest_pb
+from saga.v1 import ingest_pb2_grpc as ingest_pb_grpc
 from saga.v1 import orchestrator_pb2 as pb
 
 SHORT_ID_SCAN = 10_000
@@ -412,11 +414,14 @@ class SagaClient(SagaWatching):
 
     # --- the event sinks (operators) --------------------------------------------------------
 
-    async def _events_call(self, method: str, request: Message) -> Any:
-        """One unary SagaEvents call on this client's channel (see `_call`)."""
+    async def _events_call(
+        self, method: str, request: Message, service: Any = events_pb_grpc.SagaEventsStub
+    ) -> Any:
+        """One unary call of SagaEvents (or `service`, another stub class) on this
+        client's channel (see `_call`)."""
         if self._channel is None:
-            raise InvalidRequest("a client over a caller's stub cannot reach SagaEvents")
-        stub = events_pb_grpc.SagaEventsStub(self._channel)
+            raise InvalidRequest("a client over a caller's stub cannot reach that service")
+        stub = service(self._channel)
         try:
             scoped = in_namespace(request, self.namespace)
             return await getattr(stub, method)(scoped, timeout=self.timeout)
@@ -456,3 +461,13 @@ class SagaClient(SagaWatching):
         request = events_pb.RequeueDeadEventsRequest(sink=sink, ids=list(ids), all=all)
         response = await self._events_call("RequeueDeadEvents", request)
         return int(response.requeued)
+
+    async def event_anomalies(
+        self, request: ingest_pb.ListEventAnomaliesRequest
+    ) -> ingest_pb.ListEventAnomaliesResponse:
+        """One page of tracked sagas' event anomalies no saga's log could record (events
+        for an instance that never started), newest first; follow next_page_token."""
+        response: ingest_pb.ListEventAnomaliesResponse = await self._events_call(
+            "ListEventAnomalies", request, ingest_pb_grpc.SagaEventIngestStub
+        )
+        return response

@@ -37,6 +37,7 @@ from orchestrator.client.listing import LIST_PAGE_SIZE, SagaFilters, SagaPage
 from orchestrator.client.watching import WAIT_ALL_STREAMS
 from orchestrator.security.tls import ClientTls
 from saga.v1 import events_admin_pb2 as events_pb
+from saga.v1 import ingest_pb2 as ingest_pb
 from saga.v1 import orchestrator_pb2 as pb
 
 Result = TypeVar("Result")
@@ -373,6 +374,12 @@ class SyncSagaClient:
     def requeue_dead_events(self, sink: str, ids: Sequence[int] = (), *, all: bool = False) -> int:
         """See SagaClient.requeue_dead_events."""
         return self.run(self._client.requeue_dead_events(sink, ids, all=all))
+
+    def event_anomalies(
+        self, request: ingest_pb.ListEventAnomaliesRequest
+    ) -> ingest_pb.ListEventAnomaliesResponse:
+        """See SagaClient.event_anomalies."""
+        return self.run(self._client.event_anomalies(request))
 
     # --- watching -----------------------------------------------------------------------
 

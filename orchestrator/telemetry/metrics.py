@@ -112,6 +112,21 @@ class SagaMetrics:
             ("saga_type",),
             registry=registry,
         )
+        self.tracked_events = Counter(
+            "saga_tracked_events",
+            "Incoming events of tracked (choreographed) saga types by saga type and what "
+            "became of them: RECORDED, DUPLICATE, HELD (early: kept until its turn or "
+            "until --tracked-wait-for-start), ANOMALY (logged as EVENT_ANOMALY), IGNORED.",
+            ("saga_type", "verdict"),
+            registry=registry,
+        )
+        self.tracked_types = Gauge(
+            "saga_tracked_type",
+            "1 for each tracked (choreographed) saga type this replica serves: multiply "
+            "saga_needing_intervention by it to count flagged choreographies.",
+            ("saga_type",),
+            registry=registry,
+        )
         self.watch_streams = Gauge(
             "saga_watch_streams",
             "WatchSaga streams and waiting ExecuteSaga calls on this replica now "

@@ -81,6 +81,7 @@ _HTTP_STATUS = {
     grpc.StatusCode.ABORTED: 409,
     grpc.StatusCode.ALREADY_EXISTS: 409,
     grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.UNIMPLEMENTED: 501,
     grpc.StatusCode.UNAVAILABLE: 503,
 }
 
@@ -300,6 +301,19 @@ async def _event_sinks(request: web.Request) -> web.StreamResponse:
     return web.json_response(await request.app[_CALLS].event_sinks())
 
 
+async def _event_anomalies(request: web.Request) -> web.StreamResponse:
+    """Tracked sagas' events no saga could record, for readers and operators (as
+    ListEventAnomalies is over gRPC)."""
+    if not _identity(request).roles & {READER, OPERATOR}:
+        raise CallRefused(
+            grpc.StatusCode.PERMISSION_DENIED, "event anomalies are for readers and operators"
+        )
+    answer = await request.app[_CALLS].event_anomalies(
+        request.query, _int_param(request, "page_size"), request.query.get("page_token", "")
+    )
+    return web.json_response(answer)
+
+
 async def _json_body(request: web.Request) -> dict[str, Any]:
     """A POST's JSON object, from this origin only: a cross-site page cannot send JSON
     without a preflight, and a cross-origin Origin header is refused outright."""
@@ -403,7 +417,7 @@ def create_console_app(
     """
     max_body = CONSOLE_BODY_BYTES if api is None else api.max_body_bytes
     app = web.Application(middlewares=[host_check, _guard], client_max_size=max_body)
-    app[_CALLS] = ConsoleCalls(servicer, events, tasks)
+    app[_CALLS] = ConsoleCalls(servicer, events, tasks, ingest.service if ingest else None)
     app[_AUTHENTICATE] = authenticate or laptop_mode
     app[_SESSIONS] = SessionTable() if sessions is None else sessions
     app[_BODY_SECONDS] = body_seconds
@@ -420,6 +434,7 @@ def create_console_app(
     app.router.add_get("/api/intervention", _intervention)
     app.router.add_get("/api/definitions", _definitions)
     app.router.add_get("/api/event-sinks", _event_sinks)
+    app.router.add_get("/api/event-anomalies", _event_anomalies)
     app.router.add_get("/api/sagas/{saga_id}", _saga)
     app.router.add_get("/api/sagas/{saga_id}/history", _history)
     app.router.add_get("/api/sagas/{saga_id}/events", _events)

@@ -30,6 +30,7 @@ from google.rpc import error_details_pb2, status_pb2
 
 from orchestrator.api.catalogue import definition_document
 from orchestrator.api.events_admin import SagaEventsService
+from orchestrator.api.ingest import SagaEventIngestService
 from orchestrator.api.paging import MAX_PAGE_SIZE, MAX_SEQ
 from orchestrator.api.servicer import SagaOrchestratorService
 from orchestrator.api.status import rpc_status_of
@@ -38,8 +39,8 @@ from orchestrator.core.errors import InvalidArgument
 from orchestrator.core.payload import check_text
 from orchestrator.core.records import SagaStatus
 from saga.v1 import events_admin_pb2 as events_pb
+from saga.v1 import ingest_pb2, tasks_pb2
 from saga.v1 import orchestrator_pb2 as pb
-from saga.v1 import tasks_pb2
 
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
 _Request = TypeVar("_Request", bound=Message)
@@ -210,6 +211,9 @@ def _timestamp(name: str, moment: datetime) -> timestamp_pb2.Timestamp:
     return stamp
 
 
+ANOMALY_FILTERS = ("saga_type", "correlation", "source", "event_type")
+"""The query parameters of the console's event anomalies (ListEventAnomalies' filters)."""
+
 SAGA_STATUSES = tuple(status.value for status in SagaStatus)
 
 
@@ -221,10 +225,12 @@ class ConsoleCalls:
         servicer: SagaOrchestratorService,
         events: SagaEventsService | None = None,
         tasks: SagaTasksService | None = None,
+        ingest: SagaEventIngestService | None = None,
     ) -> None:
         self._servicer = servicer
         self._events = events
         self._tasks = tasks
+        self._ingest = ingest
         self._context: Any = _InProcessContext()
 
     async def event_sinks(self) -> dict[str, Any]:
@@ -232,6 +238,24 @@ class ConsoleCalls:
         if self._events is None:
             raise CallRefused(grpc.StatusCode.UNIMPLEMENTED, "this console has no event sinks")
         reply = await self._events.ListEventSinks(events_pb.ListEventSinksRequest(), self._context)
+        return message_json(reply)
+
+    async def event_anomalies(
+        self, params: Mapping[str, str], page_size: int, page_token: str
+    ) -> dict[str, Any]:
+        """ListEventAnomalies: tracked sagas' events no saga could record, newest first,
+        filtered by `params` (saga_type, correlation, source, event_type)."""
+        if self._ingest is None:
+            raise CallRefused(
+                grpc.StatusCode.UNIMPLEMENTED, "this orchestrator tracks no saga types"
+            )
+        request = _request(
+            ingest_pb2.ListEventAnomaliesRequest,
+            page_size=page_size,
+            page_token=page_token,
+            **{name: params.get(name, "") for name in ANOMALY_FILTERS},
+        )
+        reply = await self._ingest.ListEventAnomalies(request, self._context)
         return message_json(reply)
 
     async def list_sagas(self, query: ListQuery, page_size: int, page_token: str) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """Choreographed travel services: flight, hotel and car rental reacting to each other's
 events on RabbitMQ, with nobody in charge.
 
-The choreographed twin of the travel example (docs/choreography-demo.md): a booking
+The choreographed twin of the travel example (docs/choreography.md, "The demo"): a booking
 starts with `com.example.travel.booking_started`; the flight service books a seat and
 publishes `flight_booked` (or `flight_booking_failed`); the hotel books a room on
 `flight_booked`; the car rental rents a car on `hotel_booked`. A refusal travels back as

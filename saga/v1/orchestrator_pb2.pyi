@@ -191,7 +191,7 @@ class GetSagaRequest(_message.Message):
     def __init__(self, saga_id: _Optional[str] = ..., namespace: _Optional[str] = ...) -> None: ...
 
 class Saga(_message.Message):
-    __slots__ = ("saga_id", "saga_type", "definition_version", "correlation_id", "status", "failure_reason", "failed_step", "needs_intervention", "create_time", "update_time", "steps", "payload", "idempotency_key", "deadline_time", "output", "locks", "lock_wait_time", "namespace")
+    __slots__ = ("saga_id", "saga_type", "definition_version", "correlation_id", "status", "failure_reason", "failed_step", "needs_intervention", "create_time", "update_time", "steps", "payload", "idempotency_key", "deadline_time", "output", "locks", "lock_wait_time", "namespace", "tracked")
     SAGA_ID_FIELD_NUMBER: _ClassVar[int]
     SAGA_TYPE_FIELD_NUMBER: _ClassVar[int]
     DEFINITION_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -210,6 +210,7 @@ class Saga(_message.Message):
     LOCKS_FIELD_NUMBER: _ClassVar[int]
     LOCK_WAIT_TIME_FIELD_NUMBER: _ClassVar[int]
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    TRACKED_FIELD_NUMBER: _ClassVar[int]
     saga_id: str
     saga_type: str
     definition_version: int
@@ -228,7 +229,8 @@ class Saga(_message.Message):
     locks: _containers.RepeatedCompositeFieldContainer[SagaLock]
     lock_wait_time: _timestamp_pb2.Timestamp
     namespace: str
-    def __init__(self, saga_id: _Optional[str] = ..., saga_type: _Optional[str] = ..., definition_version: _Optional[int] = ..., correlation_id: _Optional[str] = ..., status: _Optional[_Union[SagaStatus, str]] = ..., failure_reason: _Optional[str] = ..., failed_step: _Optional[str] = ..., needs_intervention: _Optional[bool] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[Step, _Mapping]]] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., deadline_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., output: _Optional[_Union[_any_pb2.Any, _Mapping]] = ..., locks: _Optional[_Iterable[_Union[SagaLock, _Mapping]]] = ..., lock_wait_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., namespace: _Optional[str] = ...) -> None: ...
+    tracked: bool
+    def __init__(self, saga_id: _Optional[str] = ..., saga_type: _Optional[str] = ..., definition_version: _Optional[int] = ..., correlation_id: _Optional[str] = ..., status: _Optional[_Union[SagaStatus, str]] = ..., failure_reason: _Optional[str] = ..., failed_step: _Optional[str] = ..., needs_intervention: _Optional[bool] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[Step, _Mapping]]] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., deadline_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., output: _Optional[_Union[_any_pb2.Any, _Mapping]] = ..., locks: _Optional[_Iterable[_Union[SagaLock, _Mapping]]] = ..., lock_wait_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., namespace: _Optional[str] = ..., tracked: _Optional[bool] = ...) -> None: ...
 
 class SagaLock(_message.Message):
     __slots__ = ("key", "held", "queue_position")
@@ -241,7 +243,7 @@ class SagaLock(_message.Message):
     def __init__(self, key: _Optional[str] = ..., held: _Optional[bool] = ..., queue_position: _Optional[int] = ...) -> None: ...
 
 class Step(_message.Message):
-    __slots__ = ("name", "status", "attempts", "error", "compensation_attempts", "start_time", "update_time", "next_attempt_time", "group", "reply", "wait_deadline")
+    __slots__ = ("name", "status", "attempts", "error", "compensation_attempts", "start_time", "update_time", "next_attempt_time", "group", "reply", "wait_deadline", "expected_event_types", "expecting_undo", "participant")
     NAME_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
@@ -253,6 +255,9 @@ class Step(_message.Message):
     GROUP_FIELD_NUMBER: _ClassVar[int]
     REPLY_FIELD_NUMBER: _ClassVar[int]
     WAIT_DEADLINE_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_EVENT_TYPES_FIELD_NUMBER: _ClassVar[int]
+    EXPECTING_UNDO_FIELD_NUMBER: _ClassVar[int]
+    PARTICIPANT_FIELD_NUMBER: _ClassVar[int]
     name: str
     status: StepStatus
     attempts: int
@@ -264,7 +269,10 @@ class Step(_message.Message):
     group: str
     reply: _any_pb2.Any
     wait_deadline: _timestamp_pb2.Timestamp
-    def __init__(self, name: _Optional[str] = ..., status: _Optional[_Union[StepStatus, str]] = ..., attempts: _Optional[int] = ..., error: _Optional[str] = ..., compensation_attempts: _Optional[int] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., next_attempt_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., group: _Optional[str] = ..., reply: _Optional[_Union[_any_pb2.Any, _Mapping]] = ..., wait_deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    expected_event_types: _containers.RepeatedScalarFieldContainer[str]
+    expecting_undo: bool
+    participant: str
+    def __init__(self, name: _Optional[str] = ..., status: _Optional[_Union[StepStatus, str]] = ..., attempts: _Optional[int] = ..., error: _Optional[str] = ..., compensation_attempts: _Optional[int] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., next_attempt_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., group: _Optional[str] = ..., reply: _Optional[_Union[_any_pb2.Any, _Mapping]] = ..., wait_deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expected_event_types: _Optional[_Iterable[str]] = ..., expecting_undo: _Optional[bool] = ..., participant: _Optional[str] = ...) -> None: ...
 
 class Transition(_message.Message):
     __slots__ = ("seq", "event", "time", "step", "saga_status", "step_status", "attempt", "error", "actor", "reason")

@@ -97,6 +97,8 @@ def test_the_dashboard_shows_what_an_operator_watches():
         "saga_step_retries_total",
         "saga_store_pool_pool_available",
         "saga_events_oldest_pending_seconds",
+        "saga_tracked_events_total",  # choreographies: events by verdict
+        "saga_tracked_type",  # flagged choreographies
     } <= named
 
 

@@ -36,7 +36,7 @@ from hypothesis import strategies as st
 from orchestrator.core.tokens import make_token
 from saga.examples.v1.inputs_pb2 import TravelBookingInput
 from saga.participants.common.v1 import callbacks_pb2 as cb
-from saga.v1 import events_admin_pb2, webhooks_pb2
+from saga.v1 import events_admin_pb2, ingest_pb2, webhooks_pb2
 from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
 from saga.v1 import tasks_pb2 as tasks_pb
@@ -57,6 +57,7 @@ OUR_FILES = {
     cb.DESCRIPTOR.name,
     tasks_pb.DESCRIPTOR.name,
     webhooks_pb2.DESCRIPTOR.name,
+    ingest_pb2.DESCRIPTOR.name,
 }
 SERVER_FAULTS = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
 INT32 = (-(2**31), 2**31 - 1)
@@ -157,6 +158,11 @@ def value_of(field: FieldDescriptor) -> st.SearchStrategy[Any]:
     repeated field (StartSagas' requests: each a generated or a nearly valid request)."""
     if not field.is_repeated:
         return single_value_of(field)
+    if field.type == FieldDescriptor.TYPE_MESSAGE and field.message_type.GetOptions().map_entry:
+        # A map (a CloudEvent's attributes): generated names, each a generated value.
+        entry = field.message_type.fields_by_name["value"]
+        keys = st.sampled_from(["time", "datacontenttype", "bookingid", "subject"]) | texts
+        return st.dictionaries(keys, single_value_of(entry), max_size=3)
     if field.type == FieldDescriptor.TYPE_MESSAGE:
         item = messages(field.message_type) | one_wild_field(field.message_type)
         return st.lists(item, max_size=4)
@@ -190,6 +196,8 @@ def single_value_of(field: FieldDescriptor) -> st.SearchStrategy[Any]:
         return texts
     if field.type == FieldDescriptor.TYPE_BOOL:
         return st.booleans()
+    if field.type == FieldDescriptor.TYPE_BYTES:
+        return st.binary(max_size=64) | json_values.map(lambda v: json.dumps(v).encode())
     if field.type in (FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_SINT64):
         return st.integers(*INT64)
     if field.type in (FieldDescriptor.TYPE_INT32, FieldDescriptor.TYPE_SINT32):
@@ -203,7 +211,11 @@ def _build(descriptor: Descriptor, values: dict[str, Any]) -> Any:
         if value is None:
             continue
         field = getattr(message, name)
-        if isinstance(value, list):
+        if isinstance(value, dict):  # a map of messages
+            for key, item in value.items():
+                if item is not None:
+                    field[key].CopyFrom(item)
+        elif isinstance(value, list):
             field.extend(item for item in value if item is not None)
         elif hasattr(field, "CopyFrom"):
             field.CopyFrom(value)
@@ -496,3 +508,96 @@ def test_generated_callbacks_never_get_internal_and_complete_nothing(orchestrato
         )
     assert health.status == health_pb2.HealthCheckResponse.SERVING
     assert "Traceback" not in orchestrator.log_file.read_text()
+
+
+INGEST = ingest_pb2.DESCRIPTOR.services_by_name["SagaEventIngest"]
+TRAVEL_EVENTS = [
+    f"com.example.travel.{kind}"
+    for kind in ("booking_started", "flight_booked", "hotel_booked", "car_rental_failed")
+]
+TRACKED_TABLES = ("sagas", "ingested_events", "held_events", "event_anomalies")
+"""What an ingested event may write: a refused batch writes to none of them."""
+
+
+def nearly_valid_event(wild: FieldDescriptor) -> st.SearchStrategy[Any]:
+    """A travel choreography event (a real type, JSON data with a booking id), valid but
+    for one generated field, so the checks past the first are reached and events apply."""
+    base = st.fixed_dictionaries(
+        {
+            "id": st.uuids().map(str),
+            "source": st.sampled_from(["/flight", "/hotel", "/shop"]),
+            "spec_version": st.just("1.0"),
+            "type": st.sampled_from(TRAVEL_EVENTS),
+            "text_data": st.sampled_from(["B-1", "B-2", ""]).map(
+                lambda booking: json.dumps({"booking_id": booking})
+            ),
+        }
+    )
+    event = ingest_pb2.CloudEvent.DESCRIPTOR
+    return st.tuples(base, value_of(wild)).map(
+        lambda drawn: _build(event, {**drawn[0], wild.name: drawn[1]})
+    )
+
+
+ingest_events = st.lists(
+    st.sampled_from(list(ingest_pb2.CloudEvent.DESCRIPTOR.fields)).flatmap(nearly_valid_event),
+    min_size=1,
+    max_size=4,
+).map(lambda events: ingest_pb2.IngestEventsRequest(events=events))
+ingest_calls = st.sampled_from(list(INGEST.methods)).flatmap(
+    lambda method: st.tuples(
+        st.just(method),
+        messages(method.input_type)
+        | one_wild_field(method.input_type)
+        | (ingest_events if method.name == "IngestEvents" else st.nothing()),
+    )
+)
+
+
+@pytest.fixture
+def tracking_orchestrator(
+    tmp_path, database_url: str, participants: ChildProcess
+) -> Iterator[ChildProcess]:
+    """An orchestrator that tracks the travel choreography, so it serves SagaEventIngest."""
+    flags = ["--definitions", "orchestrator.examples.travel_choreography"]
+    process = orchestrator_process(
+        tmp_path, database_url, participants.info["services"], extra_args=flags
+    )
+    try:
+        yield process.start()
+    finally:
+        process.stop()
+
+
+def test_generated_event_ingest_requests_never_get_internal_write_nothing_when_refused(
+    tracking_orchestrator, database_url
+):
+    """IngestEvents and ListEventAnomalies with generated and nearly valid CloudEvents:
+    never INTERNAL or UNKNOWN; a refused batch writes nothing (no saga, no ingested,
+    held or anomalous event); one holding U+0000 or a surrogate is INVALID_ARGUMENT."""
+    with grpc.insecure_channel(tracking_orchestrator.address) as channel:
+
+        @settings(
+            max_examples=max(EXAMPLES // 2, 50),
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+            database=None,
+        )
+        @given(ingest_calls)
+        def one_request(drawn: tuple[Any, Any]) -> None:
+            method, request = drawn
+            before = [count_rows(database_url, table) for table in TRACKED_TABLES]
+            code, _ = call(channel, method, request)
+            assert code not in SERVER_FAULTS, (method.name, request)
+            if unstorable_in(request):
+                assert code == grpc.StatusCode.INVALID_ARGUMENT, (method.name, request, code)
+            if code != grpc.StatusCode.OK:
+                after = [count_rows(database_url, table) for table in TRACKED_TABLES]
+                assert after == before, (method.name, request, code)
+
+        one_request()
+        health = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service=INGEST.full_name), timeout=5
+        )
+    assert health.status == health_pb2.HealthCheckResponse.SERVING
+    assert "Traceback" not in tracking_orchestrator.log_file.read_text()

@@ -30,6 +30,7 @@ from orchestrator.security.auth import token_digest
 from orchestrator.security.tls import ClientTls
 from participants.registry import SERVICES
 from saga.participants.common.v1 import callbacks_pb2 as cb
+from saga.v1 import ingest_pb2 as ingest_pb
 from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import tasks_pb2 as tasks_pb
 from saga.v1 import webhooks_pb2
@@ -94,6 +95,12 @@ TASKS_EXPECTED: dict[str, tuple[set[str], grpc.StatusCode]] = {
     "CompleteTask": (DECIDERS, grpc.StatusCode.INVALID_ARGUMENT),
     "RejectTask": (DECIDERS, grpc.StatusCode.INVALID_ARGUMENT),
 }
+INGEST = ingest_pb.DESCRIPTOR.services_by_name["SagaEventIngest"]
+INGEST_EXPECTED: dict[str, tuple[set[str], grpc.StatusCode]] = {
+    "IngestEvents": ({"participant", "operator"}, grpc.StatusCode.OK),  # an empty batch
+    "ListEventAnomalies": ({"operator", "reader"}, grpc.StatusCode.OK),
+}
+"""Served when a tracked saga type is registered (`tracking_orchestrator`)."""
 STEP_SERVICES = {
     **{rpc: (CALLBACKS, row) for rpc, row in CALLBACKS_EXPECTED.items()},
     **{rpc: (TASKS, row) for rpc, row in TASKS_EXPECTED.items()},
@@ -300,6 +307,7 @@ def test_every_orchestrator_rpc_has_a_row_in_the_expected_table():
     assert set(ORCHESTRATOR.methods_by_name) == set(ORCHESTRATOR_EXPECTED)
     assert set(CALLBACKS.methods_by_name) == set(CALLBACKS_EXPECTED)
     assert set(TASKS.methods_by_name) == set(TASKS_EXPECTED)
+    assert set(INGEST.methods_by_name) == set(INGEST_EXPECTED)
 
 
 @pytest.mark.parametrize("rpc", sorted(STEP_SERVICES))
@@ -311,6 +319,39 @@ def test_step_service_rpc_answers_each_caller_with_its_expected_code(
 
     got = {
         cell: call(pki, orchestrator.address, method, **credentials_of(pki, cell))[0]
+        for cell in CELLS
+    }
+
+    assert got == {cell: expected_code(cell, allowed, answer) for cell in CELLS}
+
+
+@pytest.fixture(scope="module")
+def tracking_orchestrator(pki: Pki, secure_participants: ChildProcess) -> Iterator[ChildProcess]:
+    """A secured orchestrator tracking the travel choreography: it serves SagaEventIngest."""
+    workdir = pki.base / "tracking-orchestrator"
+    process = secure_orchestrator(
+        pki,
+        workdir,
+        f"sqlite:///{workdir / 'saga.sqlite3'}",
+        secure_participants,
+        "--definitions",
+        "orchestrator.examples.travel_choreography",
+    )
+    try:
+        yield process.start()
+    finally:
+        process.stop()
+
+
+@pytest.mark.parametrize("rpc", sorted(INGEST_EXPECTED))
+def test_event_ingest_rpc_answers_each_caller_with_its_expected_code(
+    pki: Pki, tracking_orchestrator: ChildProcess, rpc: str
+):
+    allowed, answer = INGEST_EXPECTED[rpc]
+    method = INGEST.methods_by_name[rpc]
+
+    got = {
+        cell: call(pki, tracking_orchestrator.address, method, **credentials_of(pki, cell))[0]
         for cell in CELLS
     }
 

@@ -23,6 +23,7 @@ from orchestrator.cli.rendering.formats import (
     event_name,
     format_age,
     format_due,
+    format_duration,
     format_time,
     quoted,
     saga_status_name,
@@ -57,7 +58,7 @@ def sagas_table(
     rows = [
         [
             cell(short_id(saga.saga_id) if short_ids else saga.saga_id),
-            cell(saga.saga_type),
+            cell(saga.saga_type + (" (tracked)" if saga.tracked else "")),
             cell(saga.correlation_id),
             saga_status_text(saga),
             cell(saga.failed_step, "red"),
@@ -97,9 +98,33 @@ def saga_header(saga: pb.Saga, *, now: datetime) -> Table:
         rows.append(("Idempotency key", cell(saga.idempotency_key)))
     if saga.locks:
         rows.append(("Locks", lock_text(saga, now)))
+    if saga.tracked:
+        rows.append(("Tracked", cell("yes: its steps are events its services publish")))
+    rows.extend(("Expecting", cell(expectation_text(step, now))) for step in expecting(saga))
     for name, value in rows:
         grid.add_row(Text(name + ":"), value)
     return grid
+
+
+def expecting(saga: pb.Saga) -> list[pb.Step]:
+    """A tracked saga's steps that wait for an event now."""
+    return [step for step in saga.steps if step.expected_event_types]
+
+
+def expectation_text(step: pb.Step, now: datetime) -> str:
+    """What a tracked saga's waiting step expects next and by when: `com.x.flight_booked
+    or com.x.flight_booking_failed from flight (book_flight) by 12:00:30 (in 12s)`,
+    `(overdue)` once its window has passed (the engine flags or rescues it then)."""
+    what = " or ".join(step.expected_event_types)
+    source = f" from {step.participant}" if step.participant else ""
+    undo = ", undoing it" if step.expecting_undo else ""
+    text = f"{what}{source} ({step.name}{undo})"
+    deadline = time_of(step, "wait_deadline")
+    if deadline is None:
+        return text
+    left = (deadline - now).total_seconds()
+    when = f"in {format_duration(left)}" if left > 0 else "overdue"
+    return f"{text} by {format_time(deadline)} ({when})"
 
 
 def lock_text(saga: pb.Saga, now: datetime) -> Text:

@@ -70,6 +70,10 @@ class StepProgress:
     compensation_started: datetime | None = None
     compensation_finished: datetime | None = None
     error: str = ""
+    participant: str = ""
+    expecting: str = ""
+    """A tracked step's wait as its STEP_WAITING row said it ("expecting <types> within
+    30s"); empty once another row moved the step."""
 
 
 @dataclass
@@ -94,7 +98,10 @@ class WatchState:
 
     @classmethod
     def of(cls, saga: pb.Saga, *, show_after_seq: int = 0) -> WatchState:
-        steps = {step.name: StepProgress(step.name, step.group) for step in saga.steps}
+        steps = {
+            step.name: StepProgress(step.name, step.group, participant=step.participant)
+            for step in saga.steps
+        }
         return cls(
             saga.saga_id,
             saga.saga_type,
@@ -125,6 +132,10 @@ class WatchState:
         step = self.steps.setdefault(row.step, StepProgress(row.step))
         if row.step_status != pb.STEP_STATUS_UNSPECIFIED:
             step.status = row.step_status
+        if row.event == pb.TRANSITION_EVENT_STEP_WAITING and row.reason.startswith("expecting "):
+            step.expecting = row.reason
+        elif row.event != pb.TRANSITION_EVENT_EVENT_ANOMALY:
+            step.expecting = ""
         if row.event in _ACTION_EVENTS:
             step.attempts = max(step.attempts, row.attempt)
             if step.started is None:
@@ -182,6 +193,16 @@ def _detail(row: pb.Transition) -> str:
     return one_line(" ".join(filter(None, (asked, row.error))))
 
 
+def _expectations(state: WatchState) -> list[RenderableType]:
+    """A tracked saga's waiting steps: what each expects, from whom, within what."""
+    lines: list[RenderableType] = []
+    for step in state.steps.values():
+        if step.expecting and not state.terminal:
+            source = f" ({step.participant})" if step.participant else ""
+            lines.append(Text(f"{step.name}{source}: {step.expecting}", style="blue"))
+    return lines
+
+
 def watch_view(state: WatchState, *, now: datetime, width: int | None = None) -> Group:
     """The live picture: saga status and elapsed time, each step's status and timing
     (when it started after the saga, how long its action and its compensation took),
@@ -226,6 +247,7 @@ def watch_view(state: WatchState, *, now: datetime, width: int | None = None) ->
         title,
         Text(""),
         table_of(WATCH_STEP_COLUMNS, steps, width),
+        *_expectations(state),
         Text(""),
         table_of(WATCH_EVENT_COLUMNS, events, width),
     ]

@@ -103,6 +103,30 @@
     return [statusBadge(status)];
   }
 
+  // A tracked (choreographed) saga: its steps are events its services publish.
+  function trackedBadge(saga) {
+    return saga.tracked ? [" ", h("span", { class: "badge tracked", title: "Tracked: its services drive it through events; the orchestrator watches" }, "tracked")] : null;
+  }
+
+  // What a tracked saga's waiting step expects next, from whom, and by when.
+  function expectation(step) {
+    const types = (step.expected_event_types || []).join(" or ");
+    const from = step.participant ? ` from ${step.participant}` : "";
+    const undo = step.expecting_undo ? " (undoing it)" : "";
+    const parts = [`${step.name}: expecting ${types}${from}${undo}`];
+    if (step.wait_deadline) {
+      const left = (timeOf(step.wait_deadline).getTime() - Date.now()) / 1000;
+      parts.push(` by ${formatTime(step.wait_deadline)} `,
+        left > 0 ? h("span", { class: "due" }, `(in ${formatSeconds(left)})`) : h("span", { class: "overdue" }, "(overdue)"));
+    }
+    return h("li", { class: "expecting", "data-step": step.name }, parts);
+  }
+
+  function expectations(saga) {
+    const waiting = (saga.steps || []).filter((step) => (step.expected_event_types || []).length);
+    return waiting.length ? h("ul", { class: "expectations" }, waiting.map(expectation)) : null;
+  }
+
   function settledLabel(saga) {
     if (saga.needs_intervention) return ["needs intervention", "live attention"];
     if (sagaStatus(saga) === "FAILED") return ["finished: compensated, nothing to do", "live off"];
@@ -409,7 +433,7 @@
           h("td", { class: "id" },
             h("a", { href: `#/saga/${encodeURIComponent(saga.saga_id)}`, class: "saga-link", title: saga.saga_id, "aria-label": `Saga ${saga.saga_id}` }, shortId(saga.saga_id)),
             " ", copyButton(saga.saga_id)),
-          h("td", {}, `${saga.saga_type} v${saga.definition_version}`),
+          h("td", {}, `${saga.saga_type} v${saga.definition_version}`, trackedBadge(saga)),
           h("td", { class: "correlation" }, saga.correlation_id),
           h("td", { class: "outcome" }, outcomeBadges(saga)),
           h("td", { class: "failed-step" }, saga.failed_step || ""),
@@ -571,6 +595,9 @@
     ];
     if (saga.namespace && saga.namespace !== "default") rows.splice(1, 0, ["Namespace", saga.namespace]);
     if (saga.deadline_time) rows.push(["Deadline", formatTime(saga.deadline_time)]);
+    if (saga.tracked) rows.push(["Tracked", "yes: its steps are events its services publish; the orchestrator watches"]);
+    const expected = expectations(saga);
+    if (expected) rows.push(["Expecting", expected]);
     if ((saga.locks || []).length) {
       rows.push(["Locks", h("ul", { class: "locks" }, saga.locks.map((lock) =>
         h("li", {},
@@ -633,7 +660,8 @@
           break;
         case "STEP_RESOLVED": close(step, time, "resolved"); marks.push({ step, time, text: `resolved by ${row.actor}` }); break;
         case "STEP_NOTHING_TO_UNDO": marks.push({ step, time, text: "read-only: nothing to undo" }); break;
-        case "STEP_WAITING": marks.push({ step, time, text: "accepted: waiting for its completion" }); break;
+        case "STEP_WAITING": marks.push({ step, time, text: (row.reason || "").startsWith("expecting ") ? row.reason : "accepted: waiting for its completion" }); break;
+        case "EVENT_ANOMALY": marks.push({ step, time, text: `event anomaly: ${row.reason}` }); break;
         case "STEP_TIMED_OUT": close(step, time, "failed", row.error); break;
         case "STEP_COMPLETED_LATE": marks.push({ step, time, text: `late completion by ${row.actor}, refused` }); break;
         default:
@@ -807,11 +835,20 @@
         step.reply ? jsonBlock(step.reply) : h("p", { class: "muted" }, "This step has no stored reply (it has not completed, or its action answers nothing)."))));
   }
 
+  // An EVENT_ANOMALY row's reason reads "<event type> <event id>: <why>".
+  function anomalyText(reason) {
+    const at = (reason || "").indexOf(": ");
+    if (at < 0) return reason || "";
+    const [type, id] = reason.slice(0, at).split(" ");
+    return [h("span", { class: "anomaly-event" }, `event ${type}`, id ? ` (id ${id})` : ""), h("br"), h("span", { class: "anomaly-why" }, reason.slice(at + 2))];
+  }
+
   function logRow(row) {
-    return h("tr", { "data-seq": row.seq },
+    const anomaly = eventName(row) === "EVENT_ANOMALY";
+    return h("tr", { "data-seq": row.seq, class: anomaly ? "anomaly" : null },
       h("td", {}, String(row.seq)), h("td", { class: "time" }, formatTime(row.time, true)),
-      h("td", {}, eventName(row)), h("td", {}, row.step || ""), h("td", {}, row.attempt ? String(row.attempt) : ""),
-      h("td", { class: "actor" }, row.actor || ""), h("td", { class: "reason" }, row.reason || ""),
+      h("td", {}, anomaly ? "EVENT_ANOMALY (event not applied)" : eventName(row)), h("td", {}, row.step || ""), h("td", {}, row.attempt ? String(row.attempt) : ""),
+      h("td", { class: "actor" }, row.actor || ""), h("td", { class: "reason" }, anomaly ? anomalyText(row.reason) : row.reason || ""),
       h("td", { class: "failure" }, row.error || ""));
   }
 
@@ -912,7 +949,7 @@
       const stuck = stuckStep(saga);
       return h("tr", { "data-saga-id": saga.saga_id },
         h("td", { class: "id" }, h("a", { href: `#/saga/${encodeURIComponent(saga.saga_id)}`, class: "saga-link", "aria-label": `Saga ${saga.saga_id}`, title: saga.saga_id }, shortId(saga.saga_id)), " ", copyButton(saga.saga_id)),
-        h("td", {}, `${saga.saga_type} v${saga.definition_version}`),
+        h("td", {}, `${saga.saga_type} v${saga.definition_version}`, trackedBadge(saga)),
         h("td", { class: "correlation" }, saga.correlation_id),
         h("td", { class: "failed-step" }, saga.failed_step || ""),
         h("td", { class: "stuck-step" }, stuck ? stuck.name : "?"),
@@ -932,6 +969,36 @@
         ? "Retry gives the stuck step a fresh budget of attempts; resolve declares it done by hand. Both need a reason, recorded in the saga's log."
         : "You may read these sagas; operator actions need the operator role."),
       bulkControls({ needs_intervention: "true" }, () => route()),
+      h("div", { class: "scroll" }, table),
+      await anomaliesPanel());
+  }
+
+  // Tracked sagas' events no saga could record (their instance never started in time):
+  // ListEventAnomalies, newest first. Absent when the orchestrator tracks no saga type.
+  async function anomaliesPanel() {
+    let answer;
+    try {
+      answer = await api("/api/event-anomalies?page_size=50");
+    } catch (error) {
+      if (error.status === 501 || error.status === 403) return null;
+      throw error;
+    }
+    const rows = (answer.anomalies || []).map((anomaly) => h("tr", { "data-event-id": anomaly.event_id },
+      h("td", {}, formatTime(anomaly.create_time)),
+      h("td", {}, anomaly.saga_type),
+      h("td", { class: "correlation" }, anomaly.correlation),
+      h("td", { class: "event-type" }, anomaly.event_type),
+      h("td", { class: "wide" }, anomaly.source),
+      h("td", { class: "wide" }, anomaly.event_id),
+      h("td", { class: "reason" }, anomaly.reason)));
+    const table = h("table", { class: "anomalies" },
+      h("caption", { class: "offscreen" }, "Event anomalies"),
+      h("thead", {}, h("tr", {}, ["Recorded", "Saga type", "Correlation", "Event type", "Source", "Event id", "Why"].map((t) => h("th", { scope: "col", class: ["Source", "Event id"].includes(t) ? "wide" : null }, t)))),
+      h("tbody", {}, rows.length ? rows : h("tr", {}, h("td", { colspan: "7", class: "muted" }, "No event anomalies."))));
+    return h("section", { id: "event-anomalies", "aria-labelledby": "anomalies-title" },
+      h("h2", { id: "anomalies-title" }, "Event anomalies"),
+      h("p", { class: "muted" }, "Events of tracked sagas whose instance never started within the wait (saga serve --tracked-wait-for-start). Anomalies of a saga that exists are EVENT_ANOMALY rows of its log."),
+      answer.next_page_token ? h("p", { class: "muted" }, "Newest 50 shown; list the rest with `saga events anomalies --all`.") : null,
       h("div", { class: "scroll" }, table));
   }
 
