@@ -33,6 +33,7 @@ import argparse
 import asyncio
 import contextlib
 import cProfile
+import dataclasses
 import gc
 import json
 import logging
@@ -58,6 +59,8 @@ from tools.processes import ChildProcess
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 EVENT_TIMEOUT_SECONDS = 600.0
+READY_TIMEOUT_SECONDS = 300.0
+CALLGRIND_LEASE_SECONDS = 3600.0
 
 PACKAGES = (
     ("/orchestrator/engine/", "orchestrator.engine"),
@@ -270,8 +273,12 @@ async def measure(
         participants=dict.fromkeys(PARTICIPANTS, participants),
         ready_file=str(ready),
     )
+    if args.callgrind:
+        # Under callgrind the engine runs some fifty times slower: a default lease would
+        # lapse mid-run and the resumes it causes would be counted as the sagas' work.
+        config = dataclasses.replace(config, lease_seconds=CALLGRIND_LEASE_SECONDS)
     serving = asyncio.create_task(serve(config, DEFINITIONS))
-    for _ in range(600):
+    for _ in range(int(READY_TIMEOUT_SECONDS / 0.05)):  # long: under valgrind it is slow
         if ready.exists() or serving.done():
             break
         await asyncio.sleep(0.05)
@@ -323,6 +330,19 @@ def _instructions(outfile: Path) -> int | None:
     return best
 
 
+def _without(argv: list[str], *options: str) -> list[str]:
+    """`argv` less the given options and their values."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in options:
+            skip = True
+        elif not arg.startswith(tuple(f"{option}=" for option in options)):
+            kept.append(arg)
+    return kept
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.counts", description=__doc__)
     parser.add_argument(
@@ -339,6 +359,11 @@ def main() -> None:
         help="rerun this under valgrind's callgrind and count instructions per saga (slow)",
     )
     parser.add_argument("--json", type=Path, help="also write the report here")
+    parser.add_argument(
+        "--keep-callgrind",
+        type=Path,
+        help="with --callgrind: keep its output files as PATH* (for callgrind_annotate)",
+    )
     parser.add_argument("--pstats", type=Path, help="write the cProfile pass's raw stats here")
     parser.add_argument("--under-callgrind", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -347,32 +372,43 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="bench-counts-cg-") as scratch:
             out = Path(scratch) / "callgrind.out"
             report_file = Path(scratch) / "report.json"
-            argv = [a for a in sys.argv[1:] if a != "--json" and a != str(args.json)]
-            subprocess.run(
-                [
-                    "valgrind",
-                    "--tool=callgrind",
-                    "--collect-atstart=yes",
-                    "--instr-atstart=no",
-                    f"--callgrind-out-file={out}",
-                    sys.executable,
-                    "-m",
-                    "bench.counts",
-                    *argv,
-                    "--no-profile",
-                    "--under-callgrind",
-                    str(report_file),
-                ],
-                cwd=REPO,
-                check=True,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
+            argv = _without(sys.argv[1:], "--json", "--keep-callgrind")
+            log_path = Path(scratch) / "valgrind.log"
+            with open(log_path, "w") as log:
+                done = subprocess.run(
+                    [
+                        "valgrind",
+                        "--tool=callgrind",
+                        "--collect-atstart=yes",
+                        "--instr-atstart=no",
+                        f"--callgrind-out-file={out}",
+                        sys.executable,
+                        "-m",
+                        "bench.counts",
+                        *argv,
+                        "--no-profile",
+                        "--under-callgrind",
+                        str(report_file),
+                    ],
+                    cwd=REPO,
+                    stdout=subprocess.DEVNULL,
+                    stderr=log,
+                )
+            if done.returncode != 0:
+                tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-30:])
+                raise SystemExit(f"the run under callgrind failed ({done.returncode}):\n{tail}")
             report = json.loads(report_file.read_text())
             instructions = _instructions(out)
             report["instructions_per_saga"] = (
                 None if instructions is None else instructions / args.sagas
             )
+            if args.keep_callgrind is not None:
+                for path in out.parent.glob(out.name + "*"):
+                    shutil.copy(
+                        path,
+                        args.keep_callgrind.parent
+                        / (args.keep_callgrind.name + path.name[len(out.name) :]),
+                    )
     else:
         args.callgrind = args.under_callgrind is not None
         with tempfile.TemporaryDirectory(prefix="bench-counts-") as scratch:
@@ -385,7 +421,7 @@ def main() -> None:
                 cwd=REPO,
             )
             try:
-                participants.start()
+                participants.start(READY_TIMEOUT_SECONDS)
                 with _database(args.postgres_url) as url:
                     report = asyncio.run(measure(args, workdir, url, participants.address))
             finally:
