@@ -43,6 +43,7 @@ from tools.processes import ChildProcess
 
 REPO = Path(__file__).resolve().parents[1]
 MESSAGE_BYTES = 200
+LOOP_TIMEOUT_SECONDS = 300.0
 _METHOD = "/bench.floor.Echo/Call"
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 _TABLE = "CREATE TABLE floor_writes (id bigint PRIMARY KEY, body bytea NOT NULL)"
@@ -77,7 +78,8 @@ async def _closed_loop(calls: int, concurrency: int, one: Callable[[int], Awaita
         for number in numbers:
             await one(number)
 
-    await asyncio.gather(*(worker() for _ in range(min(calls, concurrency))))
+    async with asyncio.timeout(LOOP_TIMEOUT_SECONDS):  # a stuck write fails the row
+        await asyncio.gather(*(worker() for _ in range(min(calls, concurrency))))
 
 
 async def _timed(
