@@ -47,6 +47,7 @@ def _existing(url: str, databases: set[str]) -> set[str]:
     return {row[0] for row in rows}
 
 
+@pytest.mark.timeout(300)  # four systems twice, then the floor rows: over 2 min when loaded
 def test_small_bench_run_writes_every_figure_for_ours_and_both_ceilings(tmp_path: Path) -> None:
     url = require_postgres_url()
     done = subprocess.run(
