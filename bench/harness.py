@@ -48,7 +48,7 @@ from typing import Any
 
 import psycopg
 
-from bench import report
+from bench import floor, report
 from bench.latency import committed_latencies_ms
 from bench.pg import (
     INFO_SETTINGS,
@@ -228,6 +228,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "(py-spy is installed into .bench/tools-venv on first use; it costs some CPU)",
     )
     parser.add_argument(
+        "--floor-calls",
+        type=int,
+        default=5000,
+        help="calls per floor row (a bare gRPC call pair, a bare group-commit write; 0: none)",
+    )
+    parser.add_argument(
         "--min-rate",
         type=float,
         default=10.0,
@@ -236,6 +242,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.quick:
         args.seconds, args.repeats, args.idle_seconds = 2.0, 1, 1.0
+        args.floor_calls = min(args.floor_calls, 1000)
     if args.repeats < 1 or args.idle_seconds <= 0:
         parser.error("--repeats must be at least 1 and --idle-seconds above 0")
     args.systems = [name for name in args.systems.split(",") if name]
@@ -606,6 +613,7 @@ def main(argv: list[str] | None = None) -> int:
             print(_progress(run, time.monotonic() - started), flush=True)
     finally:
         harness.close()
+    floor_rows = _floor(args, workdir)
     results = {
         "time": stamp,
         "source": _source_version(),
@@ -634,6 +642,7 @@ def main(argv: list[str] | None = None) -> int:
         "runs": runs,
         "cells": report.cells(runs),
         "ratios": report.ratios(report.cells(runs)),
+        "floor": floor_rows,
         "wall_seconds": time.monotonic() - began,
     }
     path = report.write(results, args.out_dir, stamp)
@@ -641,6 +650,17 @@ def main(argv: list[str] | None = None) -> int:
     print(report.render(results))
     print(f"\nbench: {len(runs)} runs in {results['wall_seconds']:.0f}s; results in {path}")
     return 0 if all(run["status"] in ("ok", "unavailable") for run in runs) else 1
+
+
+def _floor(args: argparse.Namespace, workdir: Path) -> list[dict[str, Any]]:
+    """The floor rows (bench/floor.py) at c=1 and the highest concurrency measured."""
+    if args.floor_calls <= 0:
+        return []
+    levels = sorted({1, max(args.concurrency, default=1)})
+    started = time.monotonic()
+    rows = floor.measure(args.postgres_url, args.floor_calls, levels, workdir)
+    print(f"bench: floor rows at c={levels} ({time.monotonic() - started:.0f}s)", flush=True)
+    return rows
 
 
 def _source_version() -> dict[str, Any]:

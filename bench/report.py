@@ -215,6 +215,9 @@ def render(results: dict[str, Any]) -> str:
             for kind in ("thr", "p50")
         ]
         text.append(_table(ratio_header, ratio_rows, left=2))
+    if results.get("floor"):
+        text.append("")
+        text.append(render_floor(results["floor"]))
     text.append("")
     busy_cpu = results.get("busy_cpu", 0.15)
     text.append(
@@ -269,6 +272,40 @@ def render(results: dict[str, Any]) -> str:
             + _entries(profile["top_inclusive_in_focus"])
         )
     return "\n".join(text)
+
+
+def render_floor(rows: Sequence[dict[str, Any]]) -> str:
+    """The floor rows (bench/floor.py): a bare gRPC call pair and a bare group-commit write.
+
+    Per saga the engine pays one server call and three client calls, and its writes."""
+    header = [
+        "floor",
+        "c",
+        "calls",
+        "calls/s",
+        "cpu ms/call: caller",
+        "server",
+        "pg",
+        "commits/call",
+    ]
+    table = [
+        [
+            row["floor"],
+            str(row["concurrency"]),
+            str(row["calls"]),
+            _fmt(row["calls_per_s"]),
+            _fmt(row["cpu_ms_per_call_client"], 3),
+            _fmt(row.get("cpu_ms_per_call_server"), 3),
+            _fmt(row.get("cpu_ms_per_call_postgres"), 3),
+            _fmt(row.get("commits_per_call"), 3),
+        ]
+        for row in rows
+    ]
+    return (
+        "the floor (bare grpc.aio unary call pair, 200-byte messages, client and server in "
+        "separate processes; bare group-commit INSERT of 200 bytes):\n"
+        + _table(header, table, left=2)
+    )
 
 
 def _entries(entries: Sequence[dict[str, Any]], count: int = 10) -> str:

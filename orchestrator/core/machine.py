@@ -15,9 +15,8 @@ raises `IllegalTransition`.
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from orchestrator.core import tracked_moves, waiting
 from orchestrator.core.actions import (
@@ -41,6 +40,7 @@ from orchestrator.core.moves import (
     IllegalTransition,
     Model,
     fire,
+    replaced,
 )
 from orchestrator.core.records import (
     ENGINE_ACTOR,
@@ -113,10 +113,10 @@ class SagaRun:
 
     @property
     def status(self) -> SagaStatus:
-        return SagaStatus(self._saga_model.state)
+        return cast(SagaStatus, self._saga_model.state)
 
     def step_status(self, index: int) -> StepStatus:
-        return StepStatus(self._step_models[index].state)
+        return cast(StepStatus, self._step_models[index].state)
 
     def next_actions(self, now: datetime) -> tuple[Action, ...]:
         """Decide, from the current states alone, what the executor sends next.
@@ -654,7 +654,7 @@ class SagaRun:
                 error="",
                 reason=key_names(released, self.saga.namespace),
             )
-            self.saga = dataclasses.replace(self.saga, locks_held=False, lock_wait_since=None)
+            self.saga = replaced(self.saga, locks_held=False, lock_wait_since=None)
         commit = SagaCommit(
             saga=self.saga,
             expected_version=self._persisted_version,
@@ -729,13 +729,13 @@ class SagaRun:
         self._log(event, now, index, error=changes.get("error", ""), actor=actor, reason=reason)
 
     def _update_step(self, index: int, now: datetime, **changes: Any) -> None:
-        self.steps[index] = dataclasses.replace(self.steps[index], update_time=now, **changes)
+        self.steps[index] = replaced(self.steps[index], update_time=now, **changes)
         self._changed_steps.add(index)
         self._set_saga(now)
 
     def _set_saga(self, now: datetime, **changes: Any) -> None:
         version = self._persisted_version + 1
-        self.saga = dataclasses.replace(self.saga, update_time=now, version=version, **changes)
+        self.saga = replaced(self.saga, update_time=now, version=version, **changes)
 
     def _log(
         self,

@@ -47,6 +47,7 @@ def _existing(url: str, databases: set[str]) -> set[str]:
     return {row[0] for row in rows}
 
 
+@pytest.mark.timeout(300)  # four systems twice, then the floor rows: over 2 min when loaded
 def test_small_bench_run_writes_every_figure_for_ours_and_both_ceilings(tmp_path: Path) -> None:
     url = require_postgres_url()
     done = subprocess.run(
@@ -73,6 +74,8 @@ def test_small_bench_run_writes_every_figure_for_ours_and_both_ceilings(tmp_path
             "0",
             "--repeats",
             "2",
+            "--floor-calls",
+            "100",
             "--out-dir",
             str(tmp_path),
         ],
@@ -143,6 +146,21 @@ def test_small_bench_run_writes_every_figure_for_ours_and_both_ceilings(tmp_path
         assert row["throughput_ours_over_loop"] > 0
         assert row["throughput_ours_over_dbos"] is None
     assert "group-commit ceiling" in done.stdout and "per-write loop" in done.stdout
+    # The floor: a bare gRPC call pair and a bare group-commit write, at c=1 and the top c.
+    floor = {(row["floor"], row["concurrency"]): row for row in results["floor"]}
+    assert set(floor) == {
+        (name, concurrency)
+        for name in ("grpc call pair", "group-commit write")
+        for concurrency in (1, 4)
+    }
+    for (name, _), row in floor.items():
+        assert row["calls"] == 100 and row["calls_per_s"] > 0
+        assert row["cpu_ms_per_call_client"] > 0
+        other = "cpu_ms_per_call_server" if name == "grpc call pair" else "cpu_ms_per_call_postgres"
+        assert row[other] >= 0
+    assert 0 < floor[("group-commit write", 1)]["commits_per_call"] == 1.0
+    assert 0 < floor[("group-commit write", 4)]["commits_per_call"] <= 1.0
+    assert "the floor (bare grpc.aio" in done.stdout
     databases = {run["database"] for run in runs}
     assert len(databases) == len(runs)
     assert all(name.startswith("saga_bench_") for name in databases)
