@@ -11,7 +11,7 @@ answered DUPLICATE).
 
 ListEventAnomalies reads the store's `list_event_anomalies` through `AnomalyReader`, a
 protocol of the one method it needs. The filter and position passed are plain records
-(`AnomalyQuery`, `AnomalyPosition`) with the field names the store's own records have.
+(`AnomalyFilter`, `AnomalyPosition`) with the field names the store's own records have.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import base64
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeAlias
 
@@ -31,6 +30,7 @@ from orchestrator.api.handlers import mapped_errors
 from orchestrator.api.tenancy import allowed_namespaces
 from orchestrator.core.errors import ErrorCode, InvalidArgument, NamespaceDenied, SagaError
 from orchestrator.core.incoming import EventIngestor, IncomingEvent, IngestVerdict, JsonValue
+from orchestrator.core.ingested import AnomalyFilter, AnomalyPosition
 from orchestrator.core.namespaces import DEFAULT_NAMESPACE
 from orchestrator.core.payload import check_message_text
 from orchestrator.events.ingest.batches import IngestMetrics
@@ -63,27 +63,6 @@ class AnomaliesUnavailable(SagaError):
 
     code = ErrorCode.FAILED_PRECONDITION
     reason = "ANOMALIES_UNAVAILABLE"
-
-
-@dataclass(frozen=True, slots=True)
-class AnomalyQuery:
-    """Which anomalies to list (None: any), as the store's anomaly filter names them."""
-
-    saga_type: str | None = None
-    correlation: str | None = None
-    source: str | None = None
-    event_type: str | None = None
-    after_time: datetime | None = None
-    before_time: datetime | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class AnomalyPosition:
-    """Where a page ended, newest first: (time, source, event_id) of its last row."""
-
-    time: datetime
-    source: str
-    event_id: str
 
 
 class AnomalyRecord(Protocol):
@@ -205,8 +184,8 @@ def _anomaly_to_proto(row: AnomalyRecord) -> pb.EventAnomaly:
     )
 
 
-def _query_of(request: pb.ListEventAnomaliesRequest) -> AnomalyQuery:
-    return AnomalyQuery(
+def _query_of(request: pb.ListEventAnomaliesRequest) -> AnomalyFilter:
+    return AnomalyFilter(
         saga_type=request.saga_type or None,
         correlation=request.correlation or None,
         source=request.source or None,
@@ -214,16 +193,16 @@ def _query_of(request: pb.ListEventAnomaliesRequest) -> AnomalyQuery:
     )
 
 
-def _digest(query: AnomalyQuery) -> str:
+def _digest(query: AnomalyFilter) -> str:
     return hashlib.sha256(repr(query).encode()).hexdigest()[:16]
 
 
-def encode_anomaly_token(last: AnomalyRecord, query: AnomalyQuery) -> str:
+def encode_anomaly_token(last: AnomalyRecord, query: AnomalyFilter) -> str:
     document = {"p": [last.time.isoformat(), last.source, last.event_id], "f": _digest(query)}
     return base64.urlsafe_b64encode(json.dumps(document).encode()).decode()
 
 
-def decode_anomaly_token(token: str, query: AnomalyQuery) -> AnomalyPosition | None:
+def decode_anomaly_token(token: str, query: AnomalyFilter) -> AnomalyPosition | None:
     """The position a token of ours holds (None for the first page); INVALID_ARGUMENT for
     anything else, or one issued for another filter."""
     if not token:
@@ -328,8 +307,8 @@ __all__ = [
     "INGEST_AUTH",
     "MAX_INGEST_BATCH",
     "SERVICE_NAME",
+    "AnomalyFilter",
     "AnomalyPosition",
-    "AnomalyQuery",
     "AnomalyReader",
     "SagaEventIngestService",
     "event_from_proto",
