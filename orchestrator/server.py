@@ -286,18 +286,6 @@ def _start_retention(
     )
 
 
-def _called_participants(registry: Registry) -> frozenset[str]:
-    """The participants some step calls (an action or a compensation): only those need an
-    address. A tracked saga's observed step is never called, unless a rescue has a
-    compensation call to make on it."""
-    return frozenset(
-        step.participant
-        for definition in registry.definitions
-        for step in definition.all_steps
-        if step.action is not None or step.compensation is not None
-    )
-
-
 INTERVENTION_GAUGE_SECONDS = 5.0
 """How often each replica counts the sagas needing an operator, for the gauge."""
 
@@ -329,7 +317,7 @@ async def _serve(
     participants = ParticipantClient(
         config.participants, tls=config.participants_tls, token=config.participants_token
     )
-    participants.check_addresses(_called_participants(registry))
+    participants.check_addresses(registry.called_participants)
     webhooks = webhooks_wiring.Webhooks(config.webhooks, config.replica_id)
     broker_sinks = [*config.events.sinks(), *webhooks.sinks()]
     store = open_store(

@@ -73,6 +73,18 @@ class Registry:
         return frozenset(p for d in self._by_key.values() for p in d.participants)
 
     @property
+    def called_participants(self) -> frozenset[str]:
+        """The participants some step calls (an action or a compensation): only those
+        need an address. A tracked saga's observed step is never called, unless a rescue
+        has a compensation call to make on it."""
+        return frozenset(
+            step.participant
+            for definition in self._by_key.values()
+            for step in definition.all_steps
+            if step.action is not None or step.compensation is not None
+        )
+
+    @property
     def definitions(self) -> list[SagaDefinition]:
         """Every registered definition, by type name, then version."""
         return [self._by_key[key] for key in sorted(self._by_key)]

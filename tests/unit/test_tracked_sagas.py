@@ -535,3 +535,13 @@ def test_startsaga_may_not_take_an_idempotency_key_reserved_for_tracked_instance
 
     with pytest.raises(InvalidArgument, match="reserved for tracked sagas"):
         SagaStart(TRAVEL_BOOKING, "c-1", {}, "tracked:travel_choreography:B1")
+
+
+def test_only_participants_some_step_calls_need_an_address():
+    """Observed steps are never called; a rescue's Call compensation is."""
+    from orchestrator.core.registry import Registry
+    from orchestrator.examples.travel_booking import TRAVEL_BOOKING
+    from tests.support.tracked_sagas import tracked_travel
+
+    assert Registry([tracked_travel()]).called_participants == {"hotel"}
+    assert Registry([TRAVEL_BOOKING]).called_participants == TRAVEL_BOOKING.participants
