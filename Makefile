@@ -49,7 +49,7 @@ demo-choreography: $(INSTALLED)
 
 # Two workers, one test file each at a time (module fixtures stay per worker).
 test: $(INSTALLED)
-	$(PY) -m pytest -n 2 --dist worksteal
+	$(PY) -m pytest -n 2 --dist loadfile
 
 # Crash-recovery chaos run at full size (a small one runs in `make test`).
 chaos: $(INSTALLED)
