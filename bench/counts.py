@@ -12,6 +12,13 @@ ExecuteSaga call per saga, closed loop) run in processes of their own, as in
   collections** of the garbage collector (one per 700 net new container objects), and
   with `--callgrind` the **instructions** (valgrind's callgrind, collection switched on
   for the measured load only);
+- the **PostgreSQL traffic** (psycopg's cursors and pipelines, wrapped in this process
+  only): **pg statements** (an `executemany` counts one per row of parameters;
+  BEGIN and COMMIT apart), **pg syncs** (a pipeline's Sync, explicit or at its end),
+  **pg round trips** (syncs plus statements sent outside a pipeline), **pg
+  transactions** (COMMITs, implicit transactions closed by a Sync, and autocommit
+  statements outside a pipeline), and the statements by kind (`pg: ...`, their SQL's
+  first words; not under `--callgrind`, whose instructions are the engine's alone);
 - a cProfile pass (a second load, same size): the **Python calls**, the handles run
   (`Handle._run`), **protobuf conversions** (`json_format`, message (de)serialization),
   **record copies** (`dataclasses.replace`), **log calls** (every `Logger` method entered
@@ -49,6 +56,9 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+import psycopg
+from psycopg._pipeline_base import BasePipeline
 
 from bench.pg import Admin, database_url
 from bench.sagas import DEFINITIONS
@@ -125,6 +135,74 @@ class LoopCounters:
         taken = Counter(self.counts)
         taken["gen-0 collections"] = gc.get_stats()[0]["collections"]
         return taken
+
+
+def _kind(query: object) -> str:
+    """A statement's label: its SQL's first words, spaces folded."""
+    return "pg: " + " ".join(str(query).split())[:70]
+
+
+class PostgresCounters:
+    """Statements, syncs, round trips and transactions sent through psycopg's async
+    cursors, counted by wrapping psycopg's classes in this process (the engine's code
+    does not change). See the module for what each count means."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        counts = self.counts
+        explicit: dict[int, bool] = {}
+        pending: dict[int, bool] = {}
+        execute = psycopg.AsyncCursor.execute
+        executemany = psycopg.AsyncCursor.executemany
+        enqueue_sync = BasePipeline._enqueue_sync
+
+        def sent(cursor: Any, query: object, rows: int, own_pipeline: bool) -> None:
+            connection = id(cursor.connection)
+            in_pipeline = cursor.connection._pipeline is not None or own_pipeline
+            text = str(query).strip().upper()
+            if text in ("BEGIN", "COMMIT", "ROLLBACK"):
+                explicit[connection] = text == "BEGIN"
+                counts[f"pg {text}"] += 1
+                if text == "COMMIT":
+                    counts["pg transactions"] += 1
+                if not in_pipeline:
+                    counts["pg round trips"] += 1
+                return
+            counts["pg statements"] += rows
+            counts[_kind(query)] += rows
+            if not explicit.get(connection):  # in an explicit transaction, COMMIT counts
+                if in_pipeline:
+                    pending[connection] = True  # the transaction its next Sync commits
+                else:
+                    counts["pg transactions"] += 1  # autocommit
+            if not in_pipeline:
+                counts["pg round trips"] += 1
+
+        async def counted_execute(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+            sent(self, query, 1, False)
+            return await execute(self, query, *args, **kwargs)
+
+        async def counted_executemany(
+            self: Any, query: Any, params_seq: Any, *args: Any, **kwargs: Any
+        ) -> Any:
+            params_seq = list(params_seq)
+            sent(self, query, len(params_seq), True)  # psycopg pipelines it, at worst alone
+            return await executemany(self, query, params_seq, *args, **kwargs)
+
+        def counted_sync(self: Any) -> Any:
+            connection = id(self._conn)
+            counts["pg syncs"] += 1
+            counts["pg round trips"] += 1
+            if pending.pop(connection, False):
+                counts["pg transactions"] += 1
+            return enqueue_sync(self)
+
+        psycopg.AsyncCursor.execute = counted_execute  # type: ignore[method-assign]
+        psycopg.AsyncCursor.executemany = counted_executemany  # type: ignore[method-assign]
+        BasePipeline._enqueue_sync = counted_sync  # type: ignore[method-assign]
+
+    def snapshot(self) -> Counter[str]:
+        return Counter(self.counts)
 
 
 def _callgrind(command: str) -> None:
@@ -286,12 +364,15 @@ async def measure(
         serving.result()
     address = json.loads(ready.read_text())["address"]
     counters = LoopCounters(asyncio.get_running_loop())
+    # Not under callgrind: its instructions are the engine's alone, without these wrappers.
+    postgres = None if args.callgrind else PostgresCounters()
     report: dict[str, Any] = {}
     try:
         marks: dict[str, Any] = {}
 
         def begin() -> None:
             marks["counts"], marks["cpu"] = counters.snapshot(), time.process_time()
+            marks["postgres"] = Counter() if postgres is None else postgres.snapshot()
             if args.callgrind:
                 _callgrind("--instr=on")
 
@@ -301,11 +382,17 @@ async def measure(
                 _callgrind("--dump")
             marks["cpu"] = time.process_time() - marks["cpu"]
             marks["counts"] = counters.snapshot() - marks["counts"]
+            marks["postgres"] = (
+                Counter() if postgres is None else postgres.snapshot() - marks["postgres"]
+            )
 
         await _load(args, workdir, address, url, "plain", begin, end)
         report["cpu_ms_per_saga"] = marks["cpu"] * 1000.0 / args.sagas
         report["counts_per_saga"] = {
             key: value / args.sagas for key, value in sorted(marks["counts"].items())
+        }
+        report["postgres_per_saga"] = {
+            key: value / args.sagas for key, value in sorted(marks["postgres"].items())
         }
         if not args.no_profile:
             profiler = cProfile.Profile()
