@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import operator
 import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -331,6 +332,25 @@ def _json(value: object) -> Any:
 def rows_json(rows: Sequence[Mapping[str, object]], columns: Sequence[str]) -> str:
     """`rows` (parameters keyed by column) as the JSON array `_from_json` reads."""
     return json.dumps([{name: row[name] for name in columns} for row in rows], default=_json)
+
+
+_COMMIT_ROW_KEYS = (*UPDATE_ROW, *(f"log_{name}" for name in LOG_ROW))
+_update_values = operator.itemgetter(*UPDATE_ROW)
+_log_values = operator.itemgetter(*LOG_ROW)
+
+
+def commit_rows_json(
+    commits: Sequence[tuple[Mapping[str, object], Mapping[str, object]]],
+) -> str:
+    """`UPDATES_LOGGING_FIRST`'s rows: of each (commit parameters, first log row's
+    parameters), the update's and the log row's columns."""
+    return json.dumps(
+        [
+            dict(zip(_COMMIT_ROW_KEYS, _update_values(update) + _log_values(logged), strict=True))
+            for update, logged in commits
+        ],
+        default=_json,
+    )
 
 
 def last_step_rows(step_params: Sequence[Mapping[str, object]]) -> str:

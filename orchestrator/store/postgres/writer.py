@@ -58,7 +58,6 @@ from orchestrator.store.postgres.sql import (
     INSERT_OUTBOX_EVENTS,
     INSERT_SAGAS,
     INSERT_TRANSITIONS,
-    LOG_ROW,
     NEW_SAGA_ROW,
     NOTIFY_COMMITS,
     RELEASE_AND_NOTIFY,
@@ -69,10 +68,10 @@ from orchestrator.store.postgres.sql import (
     TRACKED,
     UPDATE_LOGGING_FIRST,
     UPDATE_LOGGING_FIRST_AND_NOTIFYING,
-    UPDATE_ROW,
     UPDATES_LOGGING_FIRST,
     UPDATES_LOGGING_FIRST_AND_NOTIFYING,
     UPSERT_STEPS,
+    commit_rows_json,
     last_step_rows,
     lease_params,
     rows_json,
@@ -349,17 +348,12 @@ class PlanWriter:
         for logs, run in itertools.groupby(ordered, key=lambda pair: bool(pair[1].transitions)):
             pairs = list(run)
             if logs and len(pairs) > 1 and len({c.saga.saga_id for _, c in pairs}) == len(pairs):
-                rows = [
-                    {
-                        **{name: p[name] for name in UPDATE_ROW},
-                        **{f"log_{name}": v for name, v in _first_log_row(c).items()},
-                    }
-                    for p, c in pairs
-                ]
-                columns = [*UPDATE_ROW, *(f"log_{name}" for name in LOG_ROW)]
+                rows = commit_rows_json(
+                    [(p, ENCODING.transition_params(c.transitions[0])) for p, c in pairs]
+                )
                 await cursor.execute(
                     UPDATES_LOGGING_FIRST_AND_NOTIFYING if announce else UPDATES_LOGGING_FIRST,
-                    {"rows": rows_json(rows, columns)},
+                    {"rows": rows},
                 )
             elif logs:
                 await cursor.executemany(
@@ -429,12 +423,6 @@ class PlanWriter:
             keys, saga_ids, tickets = zip(*queued, strict=True)
             places = {"keys": list(keys), "saga_ids": list(saga_ids), "tickets": list(tickets)}
             await cursor.execute(ENQUEUE_KEYS, {**places, "now": at})
-
-
-def _first_log_row(commit: SagaCommit) -> dict[str, object]:
-    """The commit's first log row's parameters but its saga_id (the updated row's)."""
-    row = ENCODING.transition_params(commit.transitions[0])
-    return {name: row[name] for name in LOG_ROW}
 
 
 def _one_statement_carries(new_sagas: Sequence[NewSaga]) -> bool:
