@@ -7,6 +7,8 @@ ExecuteSaga call per saga, closed loop) run in processes of their own, as in
 `make bench`. So everything this process spends is the engine's. Per measured saga:
 
 - **cpu ms**: this process's CPU (all threads: gRPC's poller too), an unprofiled pass;
+  beside it, **postgres cpu ms**: the CPU of the PostgreSQL backends of the throwaway
+  database over the same pass (its sessions: the engine's pool and listener);
 - **tasks**, **futures** (`loop.create_future`, which asyncio, gRPC and psycopg use),
   **loop iterations** (`_run_once`: one per wake-up of the event loop), **gen-0
   collections** of the garbage collector (one per 700 net new container objects), and
@@ -61,6 +63,7 @@ import psycopg
 from psycopg._pipeline_base import BasePipeline
 
 from bench.pg import Admin, database_url
+from bench.procs import cpu_seconds
 from bench.sagas import DEFINITIONS
 from bench.workload import PARTICIPANTS
 from orchestrator.server import ServeConfig, serve
@@ -203,6 +206,30 @@ class PostgresCounters:
 
     def snapshot(self) -> Counter[str]:
         return Counter(self.counts)
+
+
+class BackendCpu:
+    """CPU seconds of the PostgreSQL backends of one database, by pid (/proc; the server
+    runs on this machine), found through the maintenance database's pg_stat_activity."""
+
+    def __init__(self, server_url: str, database_url: str) -> None:
+        self._connection = psycopg.connect(server_url, autocommit=True)
+        self._database = psycopg.conninfo.conninfo_to_dict(database_url)["dbname"]
+
+    def snapshot(self) -> dict[int, float]:
+        rows = self._connection.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s", (self._database,)
+        ).fetchall()
+        taken = {int(pid): cpu_seconds(int(pid)) for (pid,) in rows}
+        return {pid: seconds for pid, seconds in taken.items() if seconds is not None}
+
+    def close(self) -> None:
+        self._connection.close()
+
+
+def spent(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds the backends alive at `after` spent since `before` (new ones: all)."""
+    return sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
 
 
 def _callgrind(command: str) -> None:
@@ -366,11 +393,13 @@ async def measure(
     counters = LoopCounters(asyncio.get_running_loop())
     # Not under callgrind: its instructions are the engine's alone, without these wrappers.
     postgres = None if args.callgrind else PostgresCounters()
+    backends = BackendCpu(args.postgres_url, url)
     report: dict[str, Any] = {}
     try:
         marks: dict[str, Any] = {}
 
         def begin() -> None:
+            marks["backends"] = backends.snapshot()
             marks["counts"], marks["cpu"] = counters.snapshot(), time.process_time()
             marks["postgres"] = Counter() if postgres is None else postgres.snapshot()
             if args.callgrind:
@@ -381,6 +410,7 @@ async def measure(
                 _callgrind("--instr=off")
                 _callgrind("--dump")
             marks["cpu"] = time.process_time() - marks["cpu"]
+            marks["backends"] = spent(marks["backends"], backends.snapshot())
             marks["counts"] = counters.snapshot() - marks["counts"]
             marks["postgres"] = (
                 Counter() if postgres is None else postgres.snapshot() - marks["postgres"]
@@ -388,6 +418,7 @@ async def measure(
 
         await _load(args, workdir, address, url, "plain", begin, end)
         report["cpu_ms_per_saga"] = marks["cpu"] * 1000.0 / args.sagas
+        report["postgres_cpu_ms_per_saga"] = marks["backends"] * 1000.0 / args.sagas
         report["counts_per_saga"] = {
             key: value / args.sagas for key, value in sorted(marks["counts"].items())
         }
@@ -401,6 +432,7 @@ async def measure(
             if args.pstats is not None:
                 profiler.dump_stats(str(args.pstats))
     finally:
+        backends.close()
         os.kill(os.getpid(), signal.SIGTERM)  # serve() stops on it, as under a supervisor
         await serving
     return report
