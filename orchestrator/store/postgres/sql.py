@@ -8,17 +8,12 @@ Three forms PostgreSQL adds to the shared statements, all used by the plans of
 - set-based lock rows (`unnest` of parallel arrays): a saga's keys, or a batch's, are
   one statement, however many keys;
 - a commit's saga update and its first log row in one statement, keyed by the updated
-  row, so a stale commit fails its transaction at the server (`UPDATE_LOGGING_FIRST`);
-  the commits of many sagas the same way, their rows as one JSON array
-  (`UPDATES_LOGGING_FIRST`).
+  row, so a stale commit fails its transaction at the server (`UPDATE_LOGGING_FIRST`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import operator
-import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -127,61 +122,6 @@ logged AS ({_LOG_FIRST}
 SELECT {_NOTIFY_COMMIT} FROM logged"""
 """The same, and the saga's commit notification (`NOTIFY_COMMITS`), sent at COMMIT: a
 write of commits alone, each logging, needs no statement of its own for them."""
-
-_ROW_PREFIX = "new_"
-_SHARED_UPDATE = Statements.render(
-    dataclasses.replace(DIALECT, param=lambda name: f"r.{_ROW_PREFIX}{name}")
-).update_saga.strip()
-"""`Statements.update_saga`, its parameters read from the row `r` (prefixed, so that
-`saga_id` and `version` unqualified stay the saga's own)."""
-UPDATE_ROW = list(dict.fromkeys(re.findall(rf"\br\.{_ROW_PREFIX}(\w+)", _SHARED_UPDATE)))
-"""The commit parameters the update reads (`ENCODING.commit_params`), in its order."""
-LOG_ROW = [column for column in TRANSITIONS.types if column != "saga_id"]
-"""The first log row's parameters beside them (`log_` + the column; the saga_id is the
-updated row's)."""
-_ROW_TYPES = {**SAGAS.types, "expected_version": "integer"}
-
-
-def _commit_rows() -> str:
-    """The CTE `r`: the commits bound as the JSON array `rows`, one per saga, keyed by
-    `UPDATE_ROW` and `log_` + `LOG_ROW`; the update's columns renamed `new_`."""
-    typed = [(n, f"{_ROW_PREFIX}{n}", _ROW_TYPES[n]) for n in UPDATE_ROW]
-    typed += [(f"log_{n}", f"log_{n}", TRANSITIONS.types[n]) for n in LOG_ROW]
-    record = ", ".join(f"{key} {'text' if kind == 'bytea' else kind}" for key, _, kind in typed)
-    values = [
-        f"decode({key}, 'hex') AS {name}" if kind == "bytea" else f"{key} AS {name}"
-        for key, name, kind in typed
-    ]
-    return (
-        f"r AS (SELECT {', '.join(values)} FROM jsonb_to_recordset(%(rows)s::jsonb) AS j({record}))"
-    )
-
-
-_UPDATED_ROWS = _SHARED_UPDATE.replace("\nWHERE ", "\nFROM r\nWHERE ", 1)
-_UPDATES = f"""WITH {_commit_rows()},
--- Locked in saga_id order first, as one commit's statement after another would, and as
--- renewing leases does: the two never deadlock.
-locked AS MATERIALIZED (
-    SELECT saga_id FROM sagas WHERE saga_id IN (SELECT {_ROW_PREFIX}saga_id FROM r)
-    {DIALECT.lock_in_id_order}
-),
-updated AS ({_UPDATED_ROWS}
-    AND saga_id IN (SELECT saga_id FROM locked)
-    RETURNING saga_id)"""
-_LOG_FIRSTS = TRANSITIONS.insert(
-    f"SELECT updated.saga_id, {', '.join(f'r.log_{n}' for n in LOG_ROW)}"
-    f" FROM r LEFT JOIN updated ON updated.saga_id = r.{_ROW_PREFIX}saga_id"
-)
-UPDATES_LOGGING_FIRST = f"{_UPDATES}\n{_LOG_FIRSTS}"
-"""`UPDATE_LOGGING_FIRST` for the commits of many sagas (`rows_json` of `UPDATE_ROW` and
-the `log_` columns), at most one commit per saga (one statement updates a row once): a
-commit whose expected version is not stored logs a row keyed NULL, which fails the
-transaction as the single form does."""
-UPDATES_LOGGING_FIRST_AND_NOTIFYING = f"""{_UPDATES},
-logged AS ({_LOG_FIRSTS}
-    RETURNING saga_id)
-SELECT {_NOTIFY_COMMIT} FROM logged"""
-"""The same, and each saga's commit notification (`UPDATE_LOGGING_FIRST_AND_NOTIFYING`)."""
 
 LOCK_TRANSACTION_IDLE_MS = 2000
 """How long a lock transaction may sit idle (its process frozen) before the server ends it."""
@@ -332,25 +272,6 @@ def _json(value: object) -> Any:
 def rows_json(rows: Sequence[Mapping[str, object]], columns: Sequence[str]) -> str:
     """`rows` (parameters keyed by column) as the JSON array `_from_json` reads."""
     return json.dumps([{name: row[name] for name in columns} for row in rows], default=_json)
-
-
-_COMMIT_ROW_KEYS = (*UPDATE_ROW, *(f"log_{name}" for name in LOG_ROW))
-_update_values = operator.itemgetter(*UPDATE_ROW)
-_log_values = operator.itemgetter(*LOG_ROW)
-
-
-def commit_rows_json(
-    commits: Sequence[tuple[Mapping[str, object], Mapping[str, object]]],
-) -> str:
-    """`UPDATES_LOGGING_FIRST`'s rows: of each (commit parameters, first log row's
-    parameters), the update's and the log row's columns."""
-    return json.dumps(
-        [
-            dict(zip(_COMMIT_ROW_KEYS, _update_values(update) + _log_values(logged), strict=True))
-            for update, logged in commits
-        ],
-        default=_json,
-    )
 
 
 def last_step_rows(step_params: Sequence[Mapping[str, object]]) -> str:

@@ -68,10 +68,7 @@ from orchestrator.store.postgres.sql import (
     TRACKED,
     UPDATE_LOGGING_FIRST,
     UPDATE_LOGGING_FIRST_AND_NOTIFYING,
-    UPDATES_LOGGING_FIRST,
-    UPDATES_LOGGING_FIRST_AND_NOTIFYING,
     UPSERT_STEPS,
-    commit_rows_json,
     last_step_rows,
     lease_params,
     rows_json,
@@ -339,23 +336,13 @@ class PlanWriter:
 
         Statements run in order, so two commits of one saga chain versions. A commit that
         logs updates its saga in the statement logging its first row (and, `announce`,
-        notifying): a run of such commits of distinct sagas in one statement, their rows
-        as JSON (`UPDATES_LOGGING_FIRST`), else one statement each. Others have a cursor
-        per run of them, whose rows updated are summed; runs keep the saga_id order of
-        the updates."""
+        notifying); others have a cursor per run of them, whose rows updated are summed;
+        runs keep the saga_id order of the updates."""
         unlogged: list[tuple[psycopg.AsyncCursor[Any], int]] = []
         ordered = zip(saga_params, commits, strict=True)
         for logs, run in itertools.groupby(ordered, key=lambda pair: bool(pair[1].transitions)):
             pairs = list(run)
-            if logs and len(pairs) > 1 and len({c.saga.saga_id for _, c in pairs}) == len(pairs):
-                rows = commit_rows_json(
-                    [(p, ENCODING.transition_params(c.transitions[0])) for p, c in pairs]
-                )
-                await cursor.execute(
-                    UPDATES_LOGGING_FIRST_AND_NOTIFYING if announce else UPDATES_LOGGING_FIRST,
-                    {"rows": rows},
-                )
-            elif logs:
+            if logs:
                 await cursor.executemany(
                     UPDATE_LOGGING_FIRST_AND_NOTIFYING if announce else UPDATE_LOGGING_FIRST,
                     [{**p, **ENCODING.transition_params(c.transitions[0])} for p, c in pairs],
