@@ -7,11 +7,20 @@ ExecuteSaga call per saga, closed loop) run in processes of their own, as in
 `make bench`. So everything this process spends is the engine's. Per measured saga:
 
 - **cpu ms**: this process's CPU (all threads: gRPC's poller too), an unprofiled pass;
+  beside it, **postgres cpu ms**: the CPU of the PostgreSQL backends of the throwaway
+  database over the same pass (its sessions: the engine's pool and listener);
 - **tasks**, **futures** (`loop.create_future`, which asyncio, gRPC and psycopg use),
   **loop iterations** (`_run_once`: one per wake-up of the event loop), **gen-0
   collections** of the garbage collector (one per 700 net new container objects), and
   with `--callgrind` the **instructions** (valgrind's callgrind, collection switched on
   for the measured load only);
+- the **PostgreSQL traffic** (psycopg's cursors and pipelines, wrapped in this process
+  only): **pg statements** (an `executemany` counts one per row of parameters;
+  BEGIN and COMMIT apart), **pg syncs** (a pipeline's Sync, explicit or at its end),
+  **pg round trips** (syncs plus statements sent outside a pipeline), **pg
+  transactions** (COMMITs, implicit transactions closed by a Sync, and autocommit
+  statements outside a pipeline), and the statements by kind (`pg: ...`, their SQL's
+  first words; not under `--callgrind`, whose instructions are the engine's alone);
 - a cProfile pass (a second load, same size): the **Python calls**, the handles run
   (`Handle._run`), **protobuf conversions** (`json_format`, message (de)serialization),
   **record copies** (`dataclasses.replace`), **log calls** (every `Logger` method entered
@@ -50,7 +59,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
+from psycopg._pipeline_base import BasePipeline
+
 from bench.pg import Admin, database_url
+from bench.procs import cpu_seconds
 from bench.sagas import DEFINITIONS
 from bench.workload import PARTICIPANTS
 from orchestrator.server import ServeConfig, serve
@@ -125,6 +138,98 @@ class LoopCounters:
         taken = Counter(self.counts)
         taken["gen-0 collections"] = gc.get_stats()[0]["collections"]
         return taken
+
+
+def _kind(query: object) -> str:
+    """A statement's label: its SQL's first words, spaces folded."""
+    return "pg: " + " ".join(str(query).split())[:70]
+
+
+class PostgresCounters:
+    """Statements, syncs, round trips and transactions sent through psycopg's async
+    cursors, counted by wrapping psycopg's classes in this process (the engine's code
+    does not change). See the module for what each count means."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        counts = self.counts
+        explicit: dict[int, bool] = {}
+        pending: dict[int, bool] = {}
+        execute = psycopg.AsyncCursor.execute
+        executemany = psycopg.AsyncCursor.executemany
+        enqueue_sync = BasePipeline._enqueue_sync
+
+        def sent(cursor: Any, query: object, rows: int, own_pipeline: bool) -> None:
+            connection = id(cursor.connection)
+            in_pipeline = cursor.connection._pipeline is not None or own_pipeline
+            text = str(query).strip().upper()
+            if text in ("BEGIN", "COMMIT", "ROLLBACK"):
+                explicit[connection] = text == "BEGIN"
+                counts[f"pg {text}"] += 1
+                if text == "COMMIT":
+                    counts["pg transactions"] += 1
+                if not in_pipeline:
+                    counts["pg round trips"] += 1
+                return
+            counts["pg statements"] += rows
+            counts[_kind(query)] += rows
+            if not explicit.get(connection):  # in an explicit transaction, COMMIT counts
+                if in_pipeline:
+                    pending[connection] = True  # the transaction its next Sync commits
+                else:
+                    counts["pg transactions"] += 1  # autocommit
+            if not in_pipeline:
+                counts["pg round trips"] += 1
+
+        async def counted_execute(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+            sent(self, query, 1, False)
+            return await execute(self, query, *args, **kwargs)
+
+        async def counted_executemany(
+            self: Any, query: Any, params_seq: Any, *args: Any, **kwargs: Any
+        ) -> Any:
+            params_seq = list(params_seq)
+            sent(self, query, len(params_seq), True)  # psycopg pipelines it, at worst alone
+            return await executemany(self, query, params_seq, *args, **kwargs)
+
+        def counted_sync(self: Any) -> Any:
+            connection = id(self._conn)
+            counts["pg syncs"] += 1
+            counts["pg round trips"] += 1
+            if pending.pop(connection, False):
+                counts["pg transactions"] += 1
+            return enqueue_sync(self)
+
+        psycopg.AsyncCursor.execute = counted_execute  # type: ignore[method-assign]
+        psycopg.AsyncCursor.executemany = counted_executemany  # type: ignore[method-assign]
+        BasePipeline._enqueue_sync = counted_sync  # type: ignore[method-assign]
+
+    def snapshot(self) -> Counter[str]:
+        return Counter(self.counts)
+
+
+class BackendCpu:
+    """CPU seconds of the PostgreSQL backends of one database, by pid (/proc; the server
+    runs on this machine), found through the maintenance database's pg_stat_activity."""
+
+    def __init__(self, server_url: str, database_url: str) -> None:
+        self._connection = psycopg.connect(server_url, autocommit=True)
+        self._database = psycopg.conninfo.conninfo_to_dict(database_url)["dbname"]
+
+    def snapshot(self) -> dict[int, float]:
+        rows = self._connection.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s", (self._database,)
+        ).fetchall()
+        taken = {int(pid): cpu_seconds(int(pid)) for (pid,) in rows}
+        return {pid: seconds for pid, seconds in taken.items() if seconds is not None}
+
+    def close(self) -> None:
+        self._connection.close()
+
+
+def spent(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds the backends alive at `after` spent since `before` (new ones: all)."""
+    return sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
 
 
 def _callgrind(command: str) -> None:
@@ -286,12 +391,17 @@ async def measure(
         serving.result()
     address = json.loads(ready.read_text())["address"]
     counters = LoopCounters(asyncio.get_running_loop())
+    # Not under callgrind: its instructions are the engine's alone, without these wrappers.
+    postgres = None if args.callgrind else PostgresCounters()
+    backends = BackendCpu(args.postgres_url, url)
     report: dict[str, Any] = {}
     try:
         marks: dict[str, Any] = {}
 
         def begin() -> None:
+            marks["backends"] = backends.snapshot()
             marks["counts"], marks["cpu"] = counters.snapshot(), time.process_time()
+            marks["postgres"] = Counter() if postgres is None else postgres.snapshot()
             if args.callgrind:
                 _callgrind("--instr=on")
 
@@ -300,12 +410,20 @@ async def measure(
                 _callgrind("--instr=off")
                 _callgrind("--dump")
             marks["cpu"] = time.process_time() - marks["cpu"]
+            marks["backends"] = spent(marks["backends"], backends.snapshot())
             marks["counts"] = counters.snapshot() - marks["counts"]
+            marks["postgres"] = (
+                Counter() if postgres is None else postgres.snapshot() - marks["postgres"]
+            )
 
         await _load(args, workdir, address, url, "plain", begin, end)
         report["cpu_ms_per_saga"] = marks["cpu"] * 1000.0 / args.sagas
+        report["postgres_cpu_ms_per_saga"] = marks["backends"] * 1000.0 / args.sagas
         report["counts_per_saga"] = {
             key: value / args.sagas for key, value in sorted(marks["counts"].items())
+        }
+        report["postgres_per_saga"] = {
+            key: value / args.sagas for key, value in sorted(marks["postgres"].items())
         }
         if not args.no_profile:
             profiler = cProfile.Profile()
@@ -314,6 +432,7 @@ async def measure(
             if args.pstats is not None:
                 profiler.dump_stats(str(args.pstats))
     finally:
+        backends.close()
         os.kill(os.getpid(), signal.SIGTERM)  # serve() stops on it, as under a supervisor
         await serving
     return report

@@ -76,7 +76,7 @@ class RowEncoding:
             "version": saga.version,
             "deadline_time": self._optional_time_to_db(saga.deadline_time),
             # JSON text on both back ends: a short list read only with its saga.
-            "lock_keys": json.dumps(list(saga.lock_keys)),
+            "lock_keys": json.dumps(list(saga.lock_keys)) if saga.lock_keys else "[]",
             "locks_held": saga.locks_held,
             "lock_wait_since": self._optional_time_to_db(saga.lock_wait_since),
             "output": saga.output,
