@@ -47,9 +47,10 @@ demo-events: $(INSTALLED)
 demo-choreography: $(INSTALLED)
 	$(PY) -m tools.choreography_demo $(DEMO_ARGS)
 
-# Two workers, one test file each at a time (module fixtures stay per worker).
+# Two workers, one test file each at a time (module fixtures stay per worker), the longest
+# files first (tests/conftest.py): xdist would otherwise order files by their count of tests.
 test: $(INSTALLED)
-	$(PY) -m pytest -n 2 --dist loadfile
+	$(PY) -m pytest -n 2 --dist loadfile --no-loadscope-reorder
 
 # Crash-recovery chaos run at full size (a small one runs in `make test`).
 chaos: $(INSTALLED)

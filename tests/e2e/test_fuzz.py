@@ -40,7 +40,7 @@ from saga.v1 import events_admin_pb2, ingest_pb2, webhooks_pb2
 from saga.v1 import orchestrator_pb2 as pb
 from saga.v1 import orchestrator_pb2_grpc as pb_grpc
 from saga.v1 import tasks_pb2 as tasks_pb
-from tests.e2e.test_bad_input import count_rows
+from tests.e2e.test_bad_input import row_counter
 from tests.support.payloads import struct, travel
 from tools.processes import ChildProcess, orchestrator_process
 
@@ -382,7 +382,7 @@ def test_generated_requests_never_get_internal_store_nothing_when_refused(
         def one_request(drawn: tuple[Any, Any]) -> None:
             method, request = drawn
             # Sagas only: a saga a valid request started may still add log rows meanwhile.
-            before = count_rows(database_url, "sagas")
+            before = count_rows("sagas")
             code, response = call(channel, method, request)
             assert code not in SERVER_FAULTS, (method.name, request)
             unstorable = unstorable_in(request)
@@ -395,9 +395,10 @@ def test_generated_requests_never_get_internal_store_nothing_when_refused(
             elif unstorable:
                 assert code == grpc.StatusCode.INVALID_ARGUMENT, (method.name, request, code)
             if code not in (grpc.StatusCode.OK, grpc.StatusCode.CANCELLED):
-                assert count_rows(database_url, "sagas") == before
+                assert count_rows("sagas") == before
 
-        one_request()
+        with row_counter(database_url) as count_rows:
+            one_request()
         health = [
             health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service=service.full_name), timeout=5
@@ -450,15 +451,16 @@ def test_generated_webhook_requests_never_get_internal_store_nothing_when_refuse
         @given(webhook_calls)
         def one_request(drawn: tuple[Any, Any]) -> None:
             method, request = drawn
-            before = count_rows(database_url, "webhook_endpoints")
+            before = count_rows("webhook_endpoints")
             code, _ = call(channel, method, request)
             assert code not in SERVER_FAULTS, (method.name, request)
             if unstorable_in(request):
                 assert code == grpc.StatusCode.INVALID_ARGUMENT, (method.name, request, code)
             if code != grpc.StatusCode.OK:
-                assert count_rows(database_url, "webhook_endpoints") == before
+                assert count_rows("webhook_endpoints") == before
 
-        one_request()
+        with row_counter(database_url) as count_rows:
+            one_request()
         health = health_pb2_grpc.HealthStub(channel).Check(
             health_pb2.HealthCheckRequest(service=SERVICE.full_name), timeout=5
         )
@@ -586,16 +588,17 @@ def test_generated_event_ingest_requests_never_get_internal_write_nothing_when_r
         @given(ingest_calls)
         def one_request(drawn: tuple[Any, Any]) -> None:
             method, request = drawn
-            before = [count_rows(database_url, table) for table in TRACKED_TABLES]
+            before = [count_rows(table) for table in TRACKED_TABLES]
             code, _ = call(channel, method, request)
             assert code not in SERVER_FAULTS, (method.name, request)
             if unstorable_in(request):
                 assert code == grpc.StatusCode.INVALID_ARGUMENT, (method.name, request, code)
             if code != grpc.StatusCode.OK:
-                after = [count_rows(database_url, table) for table in TRACKED_TABLES]
+                after = [count_rows(table) for table in TRACKED_TABLES]
                 assert after == before, (method.name, request, code)
 
-        one_request()
+        with row_counter(database_url) as count_rows:
+            one_request()
         health = health_pb2_grpc.HealthStub(channel).Check(
             health_pb2.HealthCheckRequest(service=INGEST.full_name), timeout=5
         )
