@@ -31,7 +31,7 @@ ExecuteSaga call per saga, closed loop) run in processes of their own, as in
   milliseconds, are the figure.
 
     python -m bench.counts [--sagas 1000] [--concurrency 64] [--variant success]
-        [--callgrind] [--json FILE]
+        [--callgrind] [--metrics] [--json FILE]
 
 Quote cpu ms with `uptime`; the counts do not depend on it.
 """
@@ -377,6 +377,8 @@ async def measure(
         listen="127.0.0.1:0",
         participants=dict.fromkeys(PARTICIPANTS, participants),
         ready_file=str(ready),
+        # Served, but never scraped during the load: what recording them costs per saga.
+        metrics_listen="127.0.0.1:0" if args.metrics else None,
     )
     if args.callgrind:
         # Under callgrind the engine runs some fifty times slower: a default lease would
@@ -473,6 +475,9 @@ def main() -> None:
     parser.add_argument("--variant", choices=("success", "compensation"), default="success")
     parser.add_argument("--no-profile", action="store_true", help="skip the cProfile pass")
     parser.add_argument(
+        "--metrics", action="store_true", help="serve Prometheus metrics, as production does"
+    )
+    parser.add_argument(
         "--callgrind",
         action="store_true",
         help="rerun this under valgrind's callgrind and count instructions per saga (slow)",
@@ -552,6 +557,7 @@ def main() -> None:
         "sagas": args.sagas,
         "concurrency": args.concurrency,
         "variant": args.variant,
+        "metrics": args.metrics,
         "load_average": os.getloadavg(),
         **report,
     }
