@@ -10,14 +10,11 @@ it was (no saga, step, log row, outbox row or webhook endpoint half-written).
 
 from __future__ import annotations
 
-import contextlib
 import os
-import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
@@ -30,6 +27,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from tests.e2e.conftest import participants  # noqa: F401
+from tests.e2e.test_bad_input import row_counter
 from tools.processes import ChildProcess, orchestrator_process
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -64,26 +62,6 @@ def server(
         process.stop()
 
 
-@contextlib.contextmanager
-def row_counter(database_url: str) -> Iterator[Callable[[], dict[str, int]]]:
-    """How many rows each table holds, read beside the server on one connection (a new
-    connection per example would cost more than the example)."""
-    count_all = "SELECT " + ", ".join(f"(SELECT count(*) FROM {t})" for t in TABLES)
-    if database_url.startswith("sqlite:///"):
-        lite = sqlite3.connect(database_url.removeprefix("sqlite:///"), isolation_level=None)
-        with contextlib.closing(lite):
-            yield lambda: dict(zip(TABLES, lite.execute(count_all).fetchone(), strict=True))
-        return
-    with psycopg.connect(database_url, autocommit=True) as connection:
-
-        def counts() -> dict[str, int]:
-            row = connection.execute(count_all).fetchone()
-            assert row is not None
-            return dict(zip(TABLES, row, strict=True))
-
-        yield counts
-
-
 def test_every_operation_answers_within_its_document_and_refusals_write_nothing(
     server: ChildProcess, database_url: str
 ):
@@ -93,9 +71,11 @@ def test_every_operation_answers_within_its_document_and_refusals_write_nothing(
     checks = (status_code_conformance, content_type_conformance, response_schema_conformance)
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 30
-    with row_counter(database_url) as row_counts:
+    with row_counter(database_url) as count_rows:
         for operation in operations:
-            exercise_operation(operation, base_url, row_counts, checks)
+            exercise_operation(
+                operation, base_url, lambda: {t: count_rows(t) for t in TABLES}, checks
+            )
 
 
 def exercise_operation(
