@@ -7,22 +7,20 @@ figures are there, a fresh replica completes every saga through CompleteStep.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import require_postgres_url
+from tests.support.harness import run_harness
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def test_small_async_steps_run_parks_heartbeats_and_completes_every_saga(tmp_path: Path) -> None:
     url = require_postgres_url()
-    done = subprocess.run(
+    done = run_harness(
         [
             sys.executable, "-m", "bench.async_steps",
             "--postgres-url", url,
@@ -33,9 +31,6 @@ def test_small_async_steps_run_parks_heartbeats_and_completes_every_saga(tmp_pat
             "--heartbeat-seconds", "1",
             "--out-dir", str(tmp_path),
         ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
         timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]

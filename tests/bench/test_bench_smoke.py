@@ -7,7 +7,6 @@ throwaway database is dropped, and the JSON carries every figure with a sane val
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -15,10 +14,10 @@ import psycopg
 import pytest
 
 from tests.conftest import require_postgres_url
+from tests.support.harness import run_harness
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
-REPO = Path(__file__).resolve().parents[2]
 RUN_KEYS = {
     "system",
     "workload",
@@ -50,7 +49,7 @@ def _existing(url: str, databases: set[str]) -> set[str]:
 @pytest.mark.timeout(300)  # four systems, then the floor rows: over a minute when loaded
 def test_small_bench_run_writes_every_figure_for_ours_and_both_ceilings(tmp_path: Path) -> None:
     url = require_postgres_url()
-    done = subprocess.run(
+    done = run_harness(
         [
             sys.executable,
             "bench/run.py",
@@ -79,9 +78,6 @@ def test_small_bench_run_writes_every_figure_for_ours_and_both_ceilings(tmp_path
             "--out-dir",
             str(tmp_path),
         ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
         timeout=240,
     )
     assert done.returncode == 0, done.stdout + done.stderr

@@ -9,7 +9,6 @@ picks them even on a small table because each one serves the ORDER BY ... LIMIT.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -17,10 +16,10 @@ import psycopg
 import pytest
 
 from tests.conftest import require_postgres_url
+from tests.support.harness import run_harness
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
-REPO = Path(__file__).resolve().parents[2]
 FILTERS = {
     "no filter",
     "status=FAILED",
@@ -32,7 +31,7 @@ FILTERS = {
 
 def test_tiny_big_store_run_reports_every_figure_and_index_plans(tmp_path: Path) -> None:
     url = require_postgres_url()
-    done = subprocess.run(
+    done = run_harness(
         [
             sys.executable,
             "-m",
@@ -60,9 +59,6 @@ def test_tiny_big_store_run_reports_every_figure_and_index_plans(tmp_path: Path)
             "--out-dir",
             str(tmp_path),
         ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
         timeout=120,
     )
     assert done.returncode == 0, done.stdout + done.stderr

@@ -7,15 +7,15 @@ the private broker's outage and the drain after it), not the speed.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.support.harness import run_harness
+
 pytestmark = [pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parents[2]
 FIGURES = (
     "c4_off_sagas_per_s",
     "c4_lifecycle_sagas_per_s",
@@ -31,7 +31,7 @@ FIGURES = (
 
 @pytest.mark.timeout(300)
 def test_a_tiny_events_bench_measures_every_figure(tmp_path: Path) -> None:
-    done = subprocess.run(
+    done = run_harness(
         [
             sys.executable,
             "-m",
@@ -47,11 +47,7 @@ def test_a_tiny_events_bench_measures_every_figure(tmp_path: Path) -> None:
             "--out-dir",
             str(tmp_path),
         ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
         timeout=280,
-        check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     [saved] = tmp_path.glob("events-*.json")

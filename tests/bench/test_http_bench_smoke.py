@@ -6,25 +6,20 @@ It proves the plumbing (processes start and stop, both clients work), not the sp
 from __future__ import annotations
 
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.slow]
+from tests.support.harness import run_harness
 
-REPO = Path(__file__).resolve().parents[2]
+pytestmark = [pytest.mark.slow]
 
 
 def test_a_small_run_prints_both_transports_and_the_ratios(tmp_path: Path):
-    result = subprocess.run(
+    result = run_harness(
         [sys.executable, "-m", "bench.http_api", "--calls-c1", "5", "--calls-c64", "64"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
         timeout=120,
-        check=False,
     )
     assert result.returncode == 0, result.stderr
     for transport in ("grpc", "http"):

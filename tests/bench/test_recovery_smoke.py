@@ -7,22 +7,20 @@ finished, new sagas are started meanwhile, and every figure is there and sane.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import require_postgres_url
+from tests.support.harness import run_harness
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def test_small_recovery_run_resumes_every_saga_and_times_new_starts(tmp_path: Path) -> None:
     url = require_postgres_url()
-    done = subprocess.run(
+    done = run_harness(
         [
             sys.executable,
             "-m",
@@ -39,9 +37,6 @@ def test_small_recovery_run_resumes_every_saga_and_times_new_starts(tmp_path: Pa
             "--out-dir",
             str(tmp_path),
         ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
         timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]

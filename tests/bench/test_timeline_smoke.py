@@ -6,17 +6,16 @@ It proves the tool runs against the real engine and PostgreSQL, not any speed.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import require_postgres_url
+from tests.support.harness import run_harness
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
-REPO = Path(__file__).resolve().parents[2]
 WRITES_PER_SAGA = 4
 """The insert with the first step started, then one write per step's outcome (the last
 with the terminal status): each carries the next step's start."""
@@ -27,7 +26,7 @@ def test_timeline_of_a_three_step_saga_shows_four_writes_and_three_commands(
 ) -> None:
     url = require_postgres_url()
     trace = tmp_path / "libpq.txt"
-    done = subprocess.run(
+    done = run_harness(
         [
             sys.executable,
             "-m",
@@ -42,11 +41,7 @@ def test_timeline_of_a_three_step_saga_shows_four_writes_and_three_commands(
             str(trace),
             "--json",
         ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
         timeout=120,
-        check=False,
     )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)

@@ -8,22 +8,20 @@ its cost over the open tracked sagas.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import require_postgres_url
+from tests.support.harness import run_harness
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def test_small_tracking_run_completes_flags_and_idles(tmp_path: Path) -> None:
     url = require_postgres_url()
-    done = subprocess.run(
+    done = run_harness(
         [
             sys.executable, "-m", "bench.tracking",
             "--postgres-url", url,
@@ -35,9 +33,6 @@ def test_small_tracking_run_completes_flags_and_idles(tmp_path: Path) -> None:
             "--idle-seconds", "1",
             "--out-dir", str(tmp_path),
         ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
         timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
