@@ -21,7 +21,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from orchestrator.telemetry.logs import bind_log_fields, unbind_log_fields
-from orchestrator.telemetry.metrics import SagaMetrics
+from orchestrator.telemetry.metrics import LabelledChildren, SagaMetrics
 from orchestrator.telemetry.tracing import context_from_metadata
 
 # The request field that carries a participant command's saga id, step and key.
@@ -114,6 +114,8 @@ class ServerMetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc
 
     def __init__(self, metrics: SagaMetrics) -> None:
         self._metrics = metrics
+        self._requests = LabelledChildren(metrics.grpc_requests)
+        self._durations = LabelledChildren(metrics.grpc_duration)
 
     async def intercept_service(
         self,
@@ -124,15 +126,16 @@ class ServerMetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc
         if handler is None:
             return None
         method = str(handler_call_details.method)
-        requests = self._metrics.grpc_requests
-        duration = self._metrics.grpc_duration
+        requests = self._requests
+        durations = self._durations
 
         def begin(request: Any, context: Any) -> Finish:
             started = time.perf_counter()
 
             def finish(code: grpc.StatusCode, error: BaseException | None) -> None:
-                requests.labels(method, code.name).inc()
-                duration.labels(method, code.name).observe(time.perf_counter() - started)
+                labels = (method, code.name)
+                requests[labels].inc()
+                durations[labels].observe(time.perf_counter() - started)
 
             return finish
 
