@@ -69,11 +69,11 @@ class EngineTelemetry:
 
     def drive_started(self) -> None:
         if self.metrics is not None:
-            self.metrics.sagas_in_flight.inc()
+            self.metrics.drives_in_flight += 1
 
     def drive_ended(self) -> None:
         if self.metrics is not None:
-            self.metrics.sagas_in_flight.dec()
+            self.metrics.drives_in_flight -= 1
 
     def saga_finished(self, run: SagaRun) -> None:
         """Count a terminal state this replica just committed, and its duration from

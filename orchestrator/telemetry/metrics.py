@@ -125,6 +125,10 @@ class SagaMetrics:
             "Sagas this replica is driving now.",
             registry=registry,
         )
+        # Counted in a plain int, read at each scrape: a drive's start and end pay an
+        # addition, not the gauge's checks and lock.
+        self.drives_in_flight = 0
+        self.sagas_in_flight.set_function(lambda: self.drives_in_flight)
         self.in_flight_limit = Gauge(
             "saga_in_flight_limit",
             "Sagas this replica drives at most (--max-sagas-in-flight); at the limit, "
