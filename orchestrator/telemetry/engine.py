@@ -20,12 +20,13 @@ import grpc
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
+from prometheus_client import Histogram
 
 from orchestrator.core.command_failures import classify_failure
 from orchestrator.core.machine import SagaRun
 from orchestrator.core.records import SagaStatus
 from orchestrator.telemetry.logs import log_context
-from orchestrator.telemetry.metrics import SagaMetrics
+from orchestrator.telemetry.metrics import LabelledChildren, SagaMetrics
 
 ACTION: Final = "action"
 COMPENSATION: Final = "compensation"
@@ -57,20 +58,22 @@ class EngineTelemetry:
     ) -> None:
         self.metrics = metrics
         self.tracer = tracer
+        self._children = None if metrics is None else _BoundChildren(metrics)
 
     # --- saga lifecycle ----------------------------------------------------------------
 
     def saga_started(self, saga_type: str) -> None:
-        if self.metrics is not None:
-            self.metrics.sagas_started.labels(saga_type).inc()
+        children = self._children
+        if children is not None:
+            children.sagas_started[saga_type].inc()
 
     def drive_started(self) -> None:
         if self.metrics is not None:
-            self.metrics.sagas_in_flight.inc()
+            self.metrics.drives_in_flight += 1
 
     def drive_ended(self) -> None:
         if self.metrics is not None:
-            self.metrics.sagas_in_flight.dec()
+            self.metrics.drives_in_flight -= 1
 
     def saga_finished(self, run: SagaRun) -> None:
         """Count a terminal state this replica just committed, and its duration from
@@ -79,21 +82,21 @@ class EngineTelemetry:
         if span.is_recording():
             span.set_attribute("saga.status", str(run.status))
             span.set_attribute("saga.outcome", saga_outcome(run))
-        metrics = self.metrics
-        if metrics is None:
+        children = self._children
+        if children is None:
             return
         saga_type = run.saga.saga_type
         outcome = saga_outcome(run)
         if outcome == COMPLETED:
-            metrics.sagas_completed.labels(saga_type).inc()
+            children.sagas_completed[saga_type].inc()
         else:
-            metrics.sagas_failed.labels(saga_type).inc()
+            children.sagas_failed[saga_type].inc()
             if outcome == COMPENSATED:
-                metrics.sagas_compensated.labels(saga_type).inc()
+                children.sagas_compensated[saga_type].inc()
             else:
-                metrics.sagas_needing_intervention.labels(saga_type).inc()
+                children.sagas_needing_intervention[saga_type].inc()
         elapsed = (run.saga.update_time - run.saga.create_time).total_seconds()
-        metrics.saga_duration.labels(saga_type, outcome).observe(max(0.0, elapsed))
+        children.saga_duration[saga_type, outcome].observe(max(0.0, elapsed))
 
     def leases_claimed(self, count: int) -> None:
         """Sagas claimed because their lease was missing or expired (a takeover)."""
@@ -106,15 +109,15 @@ class EngineTelemetry:
             self.metrics.leases_lost.inc()
 
     def lock_queued(self, run: SagaRun) -> None:
-        if self.metrics is not None:
-            self.metrics.lock_waits.labels(run.saga.saga_type).inc()
+        if self._children is not None:
+            self._children.lock_waits[run.saga.saga_type].inc()
 
     def locks_acquired(self, run: SagaRun) -> None:
         """After a wait, how long it took (from the stored time the saga queued)."""
         since = run.saga.lock_wait_since
-        if self.metrics is not None and since is not None:
+        if self._children is not None and since is not None:
             waited = (run.saga.update_time - since).total_seconds()
-            self.metrics.lock_wait_duration.labels(run.saga.saga_type).observe(max(0.0, waited))
+            self._children.lock_wait_duration[run.saga.saga_type].observe(max(0.0, waited))
 
     def lock_waiting(self, delta: int) -> None:
         if self.metrics is not None:
@@ -161,8 +164,8 @@ class EngineTelemetry:
         return CommandAttempt(self, run, step, kind, attempt, rpc_method, retry_codes)
 
     def retrying(self, run: SagaRun, step: str, kind: str) -> None:
-        if self.metrics is not None:
-            self.metrics.step_retries.labels(run.saga.saga_type, step, kind).inc()
+        if self._children is not None:
+            self._children.step_retries[run.saga.saga_type, step, kind].inc()
 
     # --- store -------------------------------------------------------------------------
 
@@ -170,19 +173,56 @@ class EngineTelemetry:
         """Time one commit as the saga waits for it (failed ones too)."""
         if self.metrics is None:
             return _UNTIMED
-        return self._timed_commit(self.metrics)
-
-    @staticmethod
-    @contextlib.contextmanager
-    def _timed_commit(metrics: SagaMetrics) -> Iterator[None]:
-        started = time.perf_counter()
-        try:
-            yield
-        finally:
-            metrics.store_commit_duration.observe(time.perf_counter() - started)
+        return _TimedCommit(self.metrics.store_commit_duration)
 
 
 _UNTIMED: Final = contextlib.nullcontext()
+
+
+class _BoundChildren:
+    """The labelled metrics the engine records per saga, their children bound once
+    (see `LabelledChildren`): keyed by saga type, or by the tuple of label values."""
+
+    __slots__ = (
+        "lock_wait_duration",
+        "lock_waits",
+        "saga_duration",
+        "sagas_compensated",
+        "sagas_completed",
+        "sagas_failed",
+        "sagas_needing_intervention",
+        "sagas_started",
+        "step_duration",
+        "step_retries",
+    )
+
+    def __init__(self, metrics: SagaMetrics) -> None:
+        self.sagas_started = LabelledChildren(metrics.sagas_started)
+        self.sagas_completed = LabelledChildren(metrics.sagas_completed)
+        self.sagas_failed = LabelledChildren(metrics.sagas_failed)
+        self.sagas_compensated = LabelledChildren(metrics.sagas_compensated)
+        self.sagas_needing_intervention = LabelledChildren(metrics.sagas_needing_intervention)
+        self.saga_duration = LabelledChildren(metrics.saga_duration)
+        self.step_duration = LabelledChildren(metrics.step_duration)
+        self.step_retries = LabelledChildren(metrics.step_retries)
+        self.lock_waits = LabelledChildren(metrics.lock_waits)
+        self.lock_wait_duration = LabelledChildren(metrics.lock_wait_duration)
+
+
+class _TimedCommit:
+    """Observes the time its body took, raised or not (a class, not a generator:
+    it wraps every commit)."""
+
+    __slots__ = ("_histogram", "_started")
+
+    def __init__(self, histogram: Histogram) -> None:
+        self._histogram = histogram
+
+    def __enter__(self) -> None:
+        self._started = time.perf_counter()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._histogram.observe(time.perf_counter() - self._started)
 
 
 class CommandAttempt:
@@ -268,11 +308,10 @@ class CommandAttempt:
             outcome = "cancelled"
         else:
             outcome = "error"
-        metrics = self._telemetry.metrics
-        if metrics is not None:
-            metrics.step_duration.labels(
-                self._run.saga.saga_type, self._step, self._kind, outcome
-            ).observe(elapsed)
+        children = self._telemetry._children
+        if children is not None:
+            labels = (self._run.saga.saga_type, self._step, self._kind, outcome)
+            children.step_duration[labels].observe(elapsed)
         span = self._span
         if span is not None:
             span.set_attribute("saga.step.outcome", outcome)

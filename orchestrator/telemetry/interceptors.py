@@ -13,6 +13,7 @@ import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextvars import Token
+from types import CodeType
 from typing import Any, Final
 
 import grpc
@@ -21,7 +22,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from orchestrator.telemetry.logs import bind_log_fields, unbind_log_fields
-from orchestrator.telemetry.metrics import SagaMetrics
+from orchestrator.telemetry.metrics import LabelledChildren, SagaMetrics
 from orchestrator.telemetry.tracing import context_from_metadata
 
 # The request field that carries a participant command's saga id, step and key.
@@ -64,14 +65,43 @@ def status_code(context: Any, error: BaseException | None) -> grpc.StatusCode:
     return grpc.StatusCode.UNKNOWN
 
 
+_ASYNC_GENERATOR: Final = "async generator"
+_COROUTINE: Final = "coroutine"
+_SYNCHRONOUS: Final = "synchronous"
+
+# Behaviours' kinds by their code. The API's own interceptors hand on a fresh closure
+# per call, whose code is the same each time; asking `inspect` costs more than the
+# rest of the wrapping.
+_KIND_BY_CODE: dict[CodeType, str] = {}
+
+
+def _behavior_kind(behavior: Any) -> str:
+    """An async generator, a coroutine or a synchronous function, as `inspect` tells."""
+    code = getattr(behavior, "__code__", None)
+    if isinstance(code, CodeType):
+        kind = _KIND_BY_CODE.get(code)
+        if kind is not None:
+            return kind
+    if inspect.isasyncgenfunction(behavior):
+        kind = _ASYNC_GENERATOR
+    elif inspect.iscoroutinefunction(behavior):
+        kind = _COROUTINE
+    else:
+        kind = _SYNCHRONOUS
+    if isinstance(code, CodeType):
+        _KIND_BY_CODE[code] = kind
+    return kind
+
+
 def _wrap_handler(handler: Any, begin: Begin) -> Any:
     """`handler` with its behaviour wrapped by `begin`/finish; unchanged if not async."""
     kind = (bool(handler.request_streaming), bool(handler.response_streaming))
     attribute, factory = _HANDLER_FACTORIES[kind]
     behavior = getattr(handler, attribute)
     request_streaming = kind[0]
+    behavior_kind = _behavior_kind(behavior)
 
-    if inspect.isasyncgenfunction(behavior):
+    if behavior_kind is _ASYNC_GENERATOR:
 
         async def stream(request: Any, context: Any) -> AsyncIterator[Any]:
             finish = begin(None if request_streaming else request, context)
@@ -86,7 +116,7 @@ def _wrap_handler(handler: Any, begin: Begin) -> Any:
                 finish(status_code(context, error), error)
 
         wrapped: Callable[..., Any] = stream
-    elif inspect.iscoroutinefunction(behavior):
+    elif behavior_kind is _COROUTINE:
 
         async def unary(request: Any, context: Any) -> Any:
             finish = begin(None if request_streaming else request, context)
@@ -114,6 +144,8 @@ class ServerMetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc
 
     def __init__(self, metrics: SagaMetrics) -> None:
         self._metrics = metrics
+        self._requests = LabelledChildren(metrics.grpc_requests)
+        self._durations = LabelledChildren(metrics.grpc_duration)
 
     async def intercept_service(
         self,
@@ -124,15 +156,16 @@ class ServerMetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc
         if handler is None:
             return None
         method = str(handler_call_details.method)
-        requests = self._metrics.grpc_requests
-        duration = self._metrics.grpc_duration
+        requests = self._requests
+        durations = self._durations
 
         def begin(request: Any, context: Any) -> Finish:
             started = time.perf_counter()
 
             def finish(code: grpc.StatusCode, error: BaseException | None) -> None:
-                requests.labels(method, code.name).inc()
-                duration.labels(method, code.name).observe(time.perf_counter() - started)
+                labels = (method, code.name)
+                requests[labels].inc()
+                durations[labels].observe(time.perf_counter() - started)
 
             return finish
 

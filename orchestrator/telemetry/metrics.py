@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final, Generic, TypeVar
 
 from prometheus_client import (
     GC_COLLECTOR,
@@ -32,6 +32,32 @@ STEP_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 
 SAGA_BUCKETS: Final = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 COMMIT_BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 RPC_BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
+
+
+M = TypeVar("M", Counter, Gauge, Histogram)
+
+
+class LabelledChildren(dict[Any, M], Generic[M]):
+    """A labelled metric's children, bound once per label values and kept.
+
+    prometheus_client's `labels()` checks its arguments, rebuilds the tuple of
+    values and takes a lock on every call; a hit here is one dict lookup. The key
+    is the label values: a tuple, or the value itself for a metric with one label.
+    Labels are bounded (module docstring), so the children are too; a child is
+    never removed from its metric, so a kept one stays the exported one.
+    """
+
+    __slots__ = ("_metric",)
+
+    def __init__(self, metric: M) -> None:
+        super().__init__()
+        self._metric: M = metric
+
+    def __missing__(self, key: Any) -> M:
+        values = key if isinstance(key, tuple) else (key,)
+        child: M = self._metric.labels(*values)
+        self[key] = child
+        return child
 
 
 class SagaMetrics:
@@ -99,6 +125,10 @@ class SagaMetrics:
             "Sagas this replica is driving now.",
             registry=registry,
         )
+        # Counted in a plain int, read at each scrape: a drive's start and end pay an
+        # addition, not the gauge's checks and lock.
+        self.drives_in_flight = 0
+        self.sagas_in_flight.set_function(lambda: self.drives_in_flight)
         self.in_flight_limit = Gauge(
             "saga_in_flight_limit",
             "Sagas this replica drives at most (--max-sagas-in-flight); at the limit, "
