@@ -31,6 +31,7 @@ from orchestrator.api.servicer import SagaOrchestratorService
 from orchestrator.api.tasks import SagaTasksService
 from orchestrator.api.tenancy import bind_namespaces
 from orchestrator.web.auth import (
+    CALLER,
     LEGACY_TOKEN_COOKIE,
     OPERATOR,
     READER,
@@ -92,7 +93,7 @@ _SESSIONS = web.AppKey("sessions", SessionTable)
 _BODY_SECONDS: web.AppKey[float] = web.AppKey("body_seconds")
 _TASK_PATHS = ("/api/whoami", "/api/session", "/api/tasks")
 """What an approver without a reading role may call: who they are, and the tasks."""
-_BY_SESSION = "by_session"
+_BY_SESSION = web.RequestKey("by_session", bool)
 """Set on a request whose caller is known by its session cookie."""
 
 
@@ -102,8 +103,7 @@ def _error(code: grpc.StatusCode, message: str, reason: str = "") -> web.Respons
 
 
 def _identity(request: web.Request) -> Identity:
-    identity: Identity = request["identity"]
-    return identity
+    return request[CALLER]
 
 
 async def _caller(request: web.Request) -> Identity | None:
@@ -125,7 +125,7 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         identity = await _caller(request)
         if identity is None:
             return _error(grpc.StatusCode.UNAUTHENTICATED, "sign in with a console token")
-        request["identity"] = identity
+        request[CALLER] = identity
         if not identity.may_read_sagas and not request.path.startswith(_TASK_PATHS):
             return _error(
                 grpc.StatusCode.PERMISSION_DENIED,

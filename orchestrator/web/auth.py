@@ -61,6 +61,9 @@ class Identity:
         return bool(self.roles & READ_ROLES)
 
 
+CALLER = web.RequestKey("caller", Identity)
+"""Set on an API request once its caller is known (the console's guard)."""
+
 Authenticator = Callable[[web.Request], Awaitable[Identity | None]]
 
 LAPTOP_IDENTITY = Identity("", frozenset({READER, OPERATOR}), authenticated=False)

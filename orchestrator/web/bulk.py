@@ -16,7 +16,7 @@ from typing import Any
 import grpc
 from aiohttp import web
 
-from orchestrator.web.auth import Identity
+from orchestrator.web.auth import CALLER, Identity
 from orchestrator.web.calls import CallRefused, ConsoleCalls, list_query, message_json
 from saga.v1 import orchestrator_pb2 as pb
 
@@ -92,7 +92,7 @@ def add_bulk_routes(
     """POST /api/bulk/{retry|abort}: a JSON body from this origin (`json_body` checks it)."""
 
     async def handler(request: web.Request) -> web.StreamResponse:
-        identity: Identity = request["identity"]
+        identity = request[CALLER]
         body = await json_body(request)
         answer = await bulk_action(request.app[calls], identity, request.match_info["action"], body)
         return web.json_response(answer)
