@@ -28,6 +28,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES_FILE = ROOT / "deploy" / "prometheus" / "saga-orchestrator.rules.yml"
+RULE_TESTS_FILE = ROOT / "deploy" / "prometheus" / "saga-orchestrator.rules.test.yml"
 DASHBOARD_FILE = ROOT / "deploy" / "grafana" / "saga-orchestrator.json"
 
 GRAFANA_VARIABLES = {"$__rate_interval": "5m", "$instance": ".*", "${instance}": ".*"}

@@ -17,6 +17,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import psycopg
@@ -30,6 +31,7 @@ from saga.v1 import orchestrator_pb2_grpc as pb_grpc
 from tests.conftest import require_postgres_url, url_with_search_path
 from tests.deploy.monitoring import (
     DASHBOARD_FILE,
+    RULE_TESTS_FILE,
     RULES_FILE,
     dashboard_expressions,
     metric_names,
@@ -62,6 +64,33 @@ def test_the_rules_file_passes_promtool_check():
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert f"SUCCESS: {len(rule_expressions())} rules found" in checked.stdout
+
+
+def test_the_rules_pass_their_promtool_unit_tests():
+    promtool = required_tool("promtool")
+    tested = subprocess.run(
+        [promtool, "test", "rules", str(RULE_TESTS_FILE)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+
+
+def alert_test_cases() -> list[dict[str, Any]]:
+    """Every `alert_rule_test` case of the rules' unit tests."""
+    document = yaml.safe_load(RULE_TESTS_FILE.read_text())
+    assert document["rule_files"] == [RULES_FILE.name]
+    return [case for test in document["tests"] for case in test.get("alert_rule_test", [])]
+
+
+def test_every_alert_has_a_unit_test_that_fires_it_and_one_that_does_not():
+    cases = alert_test_cases()
+    fired = {case["alertname"] for case in cases if case.get("exp_alerts")}
+    quiet = {case["alertname"] for case in cases if not case.get("exp_alerts")}
+    alerts = set(rule_expressions())
+    assert fired == alerts, f"never fired: {sorted(alerts - fired)}"
+    assert quiet == alerts, f"never checked quiet: {sorted(alerts - quiet)}"
 
 
 def test_every_dashboard_query_is_valid_promql(tmp_path: Path):
